@@ -1,0 +1,44 @@
+# zeroserve: `make demo` runs the main job end to end; `make test` sets up and runs the tests.
+# Both create or reuse .venv (Python 3.11) and install the pinned stack in one pip resolve.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.zeroserve-installed
+export ZEROSERVE_DATA_DIR ?= $(if $(wildcard ../shared/data/course),$(abspath ../shared/data/course),data)
+
+.PHONY: venv demo test bench clean lock
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[test]"
+	@$(PY) -c "import numpy, sys; sys.exit(numpy.__version__.startswith('1.') is False)" || \
+		(echo "numpy 2 found in .venv: the Triton Python backend needs numpy < 2" && exit 1)
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Resolve the stack afresh and record the versions in constraints.txt.
+lock:
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --editable ".[test]"
+	$(PY) -m pip freeze --exclude-editable > constraints.txt
+	@touch $(STAMP)
+
+demo: venv
+	$(PY) -m zeroserve.demo
+
+test: venv
+	$(PY) -m pytest
+
+bench: venv
+	$(PY) -m zeroserve.bench
+
+clean:
+	rm -rf artifacts reports .pytest_cache build *.egg-info
+	find model_repository -mindepth 1 ! -name README.md -exec rm -rf {} +
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+	-$(VENV)/bin/zeroserve stop --all >/dev/null 2>&1 || true

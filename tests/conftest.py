@@ -1,0 +1,49 @@
+"""Shared fixtures: the course data folder, and one session's trained models.
+
+Course data: ZEROSERVE_DATA_DIR if set, else ../shared/data/course beside the
+repository. A test that needs a missing course file fails under CI=true and is
+skipped, with the reason, elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from zeroserve import registry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def course_data_dir() -> Path:
+    env = os.environ.get("ZEROSERVE_DATA_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "data" / "course"
+
+
+def require_course_files(*specs) -> None:
+    """Fail (CI) or skip (elsewhere) when a course file the models need is missing."""
+    missing = [f for s in specs for f in s.data.files if not (course_data_dir() / f).is_file()]
+    if missing:
+        reason = (f"course file(s) {', '.join(sorted(set(missing)))} missing from {course_data_dir()} "
+                  "(set ZEROSERVE_DATA_DIR or put ../shared/data/course beside the repository)")
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return course_data_dir()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, data_dir) -> tuple[Path, dict]:
+    """All ten models trained once with the registry defaults: (artifacts folder, records by name)."""
+    from zeroserve.train import train_model
+
+    require_course_files(*registry.REGISTRY.values())
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    recs = {name: train_model(spec, data_dir, artifacts) for name, spec in registry.REGISTRY.items()}
+    return artifacts, recs

@@ -1,0 +1,76 @@
+"""`zeroserve train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from zeroserve import registry
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.cli import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, console, handle_errors, print_json, skip_line
+from zeroserve.data import default_data_dir
+from zeroserve.errors import MissingDataError
+from zeroserve.train.trainer import train_model
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+
+
+@handle_errors
+def train_cmd(
+    models: ModelsArg,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the registry's per model).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size (default: the registry's).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the registry's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling; seeded runs repeat.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a GPU falls back to cpu).")] = "auto",
+    data_dir: DataDirOpt = None,
+    artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
+    as_json: JsonOpt = False,
+):
+    """Train course models on real data; writes artifacts/<model>/checkpoint.pt, train.json, loss.png.
+
+    Asked for one model whose data file is missing, fails (exit 2); under 'all' such a model is skipped.
+    """
+    data_dir = data_dir or default_data_dir()
+    specs, explicit = registry.select(models)
+    done, skipped = [], []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
+        for spec in specs:
+            try:
+                rec = train_model(spec, data_dir, artifacts, epochs=epochs, batch_size=batch_size, lr=lr,
+                                  seed=seed, device=device, progress=progress)
+            except MissingDataError as exc:
+                if explicit:
+                    raise
+                skipped.append({"model": spec.name, "reason": str(exc)})
+                skip_line(spec.name, str(exc))
+                continue
+            done.append(rec)
+            if not as_json:
+                m = rec["metric"]
+                mark = "[green]PASS[/]" if rec["status"] == "PASS" else "[yellow]below bar[/]"
+                progress.console.print(f"{spec.name}: {m['name']} {m['value']:.4f} {mark} in {rec['seconds']:.1f} s "
+                                       f"on {rec['data']['source']}", highlight=False)
+                if rec["data"]["note"]:
+                    progress.console.print(f"  note: {rec['data']['note']}", highlight=False)
+    if as_json:
+        print_json({"trained": done, "skipped": skipped})
+        return
+    table = Table(title=f"trained into {artifacts}/")
+    for col in ("model", "metric", "value", "bar", "status", "seconds"):
+        table.add_column(col)
+    for rec in done:
+        m = rec["metric"]
+        bar = f"{'≤' if m['name'] == 'max_abs_error' else '≥'} {m['bar']}"
+        table.add_row(rec["model"], m["name"], f"{m['value']:.4f}", bar, rec["status"], f"{rec['seconds']:.1f}")
+    for s in skipped:
+        table.add_row(s["model"], "", "", "", "skipped", "")
+    console.print(table)

@@ -1,0 +1,160 @@
+"""Train one registry model and leave checkpoint.pt, train.json and loss.png."""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from zeroserve import records
+from zeroserve.artifacts import eager_outputs, model_dir, task_metric
+from zeroserve.spec import ModelSpec
+
+
+def pick_device(device: str) -> torch.device:
+    """`auto` picks CUDA when there is a GPU; `cuda` without one degrades to CPU with a warning."""
+    if device not in ("auto", "cpu", "cuda"):
+        from zeroserve.errors import InputError
+
+        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        warnings.warn("--device cuda asked for, but no GPU is visible: training on the CPU", stacklevel=2)
+        return torch.device("cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def loss_fn(spec: ModelSpec):
+    """The course's loss for the model's output kind."""
+    kind = spec.output_kind
+    if spec.task == "regression":
+        return nn.MSELoss()
+    if spec.task == "binary":
+        return nn.BCELoss()
+    base = nn.NLLLoss() if kind == "log_probs" else nn.CrossEntropyLoss()
+    if spec.task == "sequence":
+        return lambda out, y: base(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+    return base
+
+
+def _loss_png(losses: list[float], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(losses) + 1), losses, marker="." if len(losses) < 50 else None)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log" if min(losses) > 0 else "linear")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int | None = None,
+                batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "auto",
+                progress=None) -> dict:
+    """Train `spec` on its data and write its artifacts atomically.
+
+    Args:
+        progress: optional rich Progress; one epoch task and one batch task are added to it.
+
+    Returns:
+        The train.json record.
+    """
+    from zeroserve.errors import InputError
+
+    epochs = spec.train.epochs if epochs is None else epochs
+    batch_size = spec.train.batch_size if batch_size is None else batch_size
+    lr = spec.train.lr if lr is None else lr
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise InputError("--epochs and --batch-size must be at least 1 and --lr above 0")
+    dev = pick_device(device)
+    records.ensure_writable_dir(Path(artifacts))
+    split = spec.data.load(Path(data_dir))  # raises MissingDataError before anything is written
+    out_dir = records.ensure_writable_dir(model_dir(artifacts, spec))
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model = spec.build().to(dev)
+    params = model.parameters()
+    optimizer = (torch.optim.SGD(params, lr=lr) if spec.train.optimizer == "sgd"
+                 else torch.optim.Adam(params, lr=lr))
+    criterion = loss_fn(spec)
+    tensors = [torch.from_numpy(a) for a in (*split.train_inputs, split.train_target)]
+    loader = DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+
+    epoch_task = batch_task = None
+    if progress is not None:
+        epoch_task = progress.add_task(f"{spec.name} epochs", total=epochs, loss=float("nan"))
+        batch_task = progress.add_task(f"{spec.name} batches", total=len(loader), loss=float("nan"))
+    losses: list[float] = []
+    started = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        total, count = 0.0, 0
+        if progress is not None:
+            progress.reset(batch_task, total=len(loader))
+        for *xs, y in loader:
+            xs, y = [x.to(dev) for x in xs], y.to(dev)
+            optimizer.zero_grad()
+            loss = criterion(model(*xs), y)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(y)
+            count += len(y)
+            if progress is not None:
+                progress.update(batch_task, advance=1, loss=total / count)
+        losses.append(total / count)
+        if progress is not None:
+            progress.update(epoch_task, advance=1, loss=losses[-1])
+    seconds = time.perf_counter() - started
+    if progress is not None:
+        progress.remove_task(batch_task)
+        progress.remove_task(epoch_task)
+
+    model.eval().cpu()
+    outputs = eager_outputs(model, split.test_inputs)
+    metric = task_metric(spec, outputs, split.test_target)
+    if not np.isfinite(losses[-1]):
+        raise InputError(f"{spec.name}: training diverged (loss {losses[-1]}); try a smaller --lr")
+
+    record = {
+        "schema": records.SCHEMA,
+        "model": spec.name,
+        "status": "PASS" if spec.passes_bar(metric) else "BELOW_BAR",
+        "data": {"source": split.source, "split_rule": split.rule, "sizes": split.sizes, "note": split.note,
+                 "data_dir": str(data_dir)},
+        "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                            "optimizer": spec.train.optimizer, "loss": type(criterion).__name__
+                            if isinstance(criterion, nn.Module) else "CrossEntropyLoss per step",
+                            "device": str(dev)},
+        "loss_per_epoch": losses,
+        "metric": {"name": spec.metric, "value": metric, "bar": spec.bar, "split": "held-out"},
+        "seconds": round(seconds, 3),
+        "versions": records.versions(),
+    }
+    if spec.task == "sequence":
+        record["metric"]["decoded"] = [r["text"] for r in spec.describe(outputs)]
+    if spec.task == "regression":
+        record["metric"]["predictions"] = outputs.reshape(-1).tolist()
+
+    with records.atomic_path(out_dir / "checkpoint.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
+    records.write_bytes(out_dir / "loss.png", _loss_png(losses, f"{spec.name}: {spec.metric} {metric:.4f}"))
+    records.write_json(out_dir / "train.json", record)
+    return record

@@ -1,0 +1,48 @@
+"""Typed errors: the CLI turns each into one clear line and its exit code.
+
+Exit codes are the same for every command (ARCHITECTURE.md):
+0 success; 1 a check or gate failed, or requests failed; 2 usage or input error;
+3 the server could not be reached or started; 4 a perf level did not stabilise.
+"""
+
+
+class ZeroserveError(Exception):
+    """Base error; `exit_code` is what the CLI exits with."""
+
+    exit_code = 2
+
+
+class InputError(ZeroserveError):
+    """A user's input is wrong or missing: a name, a file, a shape, a folder."""
+
+    exit_code = 2
+
+
+class MissingDataError(InputError):
+    """A course data file is not where it is expected."""
+
+    def __init__(self, filename: str, data_dir):
+        self.filename = filename
+        self.data_dir = data_dir
+        super().__init__(
+            f"missing data file {filename}: expected at {data_dir}/{filename} "
+            f"(put the course's {filename} there, or point --data-dir / ZEROSERVE_DATA_DIR at its folder)"
+        )
+
+
+class CheckFailed(ZeroserveError):
+    """A gate or a check found a mismatch, or requests failed."""
+
+    exit_code = 1
+
+
+class ServerError(ZeroserveError):
+    """The server could not be reached or started."""
+
+    exit_code = 3
+
+
+class UnstableError(ZeroserveError):
+    """A perf level did not stabilise."""
+
+    exit_code = 4
