@@ -98,10 +98,17 @@ def models_cmd(as_json: JsonOpt = False):
 
 
 def _register_stages() -> None:
-    from zeroserve.train import cli as train_cli
+    """Each stage's `cli` module adds its commands; stages are imported in flow order."""
+    import importlib
 
-    for stage in (train_cli,):
-        stage.register(app)
+    for stage in ("train", "export", "serve", "client"):
+        try:
+            module = importlib.import_module(f"zeroserve.{stage}.cli")
+        except ModuleNotFoundError as exc:
+            if exc.name in (f"zeroserve.{stage}", f"zeroserve.{stage}.cli"):
+                continue  # a stage not built yet
+            raise
+        module.register(app)
 
 
 _register_stages()
