@@ -101,11 +101,12 @@ def _register_stages() -> None:
     """Each stage's `cli` module adds its commands; stages are imported in flow order."""
     import importlib
 
-    for stage in ("train", "export", "serve", "client"):
+    for stage in ("train.cli", "export.cli", "serve.deploy_cli", "serve.cli", "client.cli"):
+        name = f"zeroserve.{stage}"
         try:
-            module = importlib.import_module(f"zeroserve.{stage}.cli")
+            module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name in (f"zeroserve.{stage}", f"zeroserve.{stage}.cli"):
+            if exc.name in (name, name.rsplit(".", 1)[0]):
                 continue  # a stage not built yet
             raise
         module.register(app)
