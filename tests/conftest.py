@@ -47,3 +47,13 @@ def trained(tmp_path_factory, data_dir) -> tuple[Path, dict]:
     artifacts = tmp_path_factory.mktemp("artifacts")
     recs = {name: train_model(spec, data_dir, artifacts) for name, spec in registry.REGISTRY.items()}
     return artifacts, recs
+
+
+@pytest.fixture(scope="session")
+def exported(trained, data_dir) -> tuple[Path, dict]:
+    """The trained models exported once to both formats through the gate: (artifacts, export records)."""
+    from zeroserve.export import export_model
+
+    artifacts, _ = trained
+    recs = {name: export_model(spec, artifacts, data_dir=data_dir) for name, spec in registry.REGISTRY.items()}
+    return artifacts, recs

@@ -1,0 +1,87 @@
+"""`zeroserve export`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from zeroserve import registry
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.cli import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, console, err_console, handle_errors,
+                           print_json, skip_line)
+from zeroserve.data import default_data_dir
+from zeroserve.errors import CheckFailed, InputError
+from zeroserve.export import exporter, gate
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export_cmd)
+
+
+@handle_errors
+def export_cmd(
+    models: ModelsArg,
+    fmt: Annotated[str, typer.Option("--format", help="onnx, torchscript, or both comma-separated.")] = "onnx,torchscript",
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = exporter.DEFAULT_OPSET,
+    exporter_name: Annotated[str, typer.Option("--exporter", help="ONNX exporter: legacy (TorchScript-based) or dynamo.")]
+    = exporter.DEFAULT_EXPORTER,
+    atol: Annotated[float, typer.Option(help="Gate: absolute tolerance.")] = gate.ATOL,
+    rtol: Annotated[float, typer.Option(help="Gate: relative tolerance.")] = gate.RTOL,
+    data_dir: DataDirOpt = None,
+    artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
+    as_json: JsonOpt = False,
+):
+    """Export trained models to TorchScript (model.pt) and ONNX (model.onnx) behind a parity gate.
+
+    Every format is compared with eager PyTorch on batch sizes 1, 2, 7 and max_batch_size (and the
+    RNNs' sequence lengths, mixed in one batch), on random and real held-out inputs: each element must
+    satisfy |exported - eager| <= atol + rtol*|eager|, and top-1 must agree 100%. A failure prints the
+    worst case, exits 1, keeps the previous artifacts and writes export-failed.json.
+    """
+    formats = exporter.parse_formats(fmt)
+    exporter.check_opset(opset, exporter_name)
+    data_dir = data_dir or default_data_dir()
+    specs, explicit = registry.select(models)
+    done, skipped, failed = [], [], []
+    for spec in specs:
+        with console.status(f"exporting {spec.name} ({', '.join(formats)}) and running the gate", spinner="dots"):
+            try:
+                rec = exporter.export_model(spec, artifacts, formats=formats, opset=opset, exporter=exporter_name,
+                                            atol=atol, rtol=rtol, data_dir=data_dir)
+            except CheckFailed as exc:
+                if explicit and len(specs) == 1:
+                    raise
+                err_console.print(f"[bold red]FAIL[/] {exc}", highlight=False, soft_wrap=True)
+                failed.append({"model": spec.name, "reason": str(exc)})
+                continue
+            except InputError as exc:
+                if explicit:
+                    raise
+                skipped.append({"model": spec.name, "reason": str(exc)})
+                skip_line(spec.name, str(exc))
+                continue
+        done.append(rec)
+    if as_json:
+        print_json({"exported": done, "skipped": skipped, "failed": failed})
+    else:
+        _table(done, artifacts)
+    if failed:
+        raise typer.Exit(CheckFailed.exit_code)
+
+
+def _table(done: list[dict], artifacts) -> None:
+    table = Table(title=f"export gate (artifacts in {artifacts}/)")
+    for col in ("model", "format", "gate", "max abs err", "max rel err", "top-1", "grid points", "eager b1 ms",
+                "this b1 ms"):
+        table.add_column(col)
+    for rec in done:
+        lat = rec.get("latency_ms", {}).get("batch_1", {})
+        for fmt, e in rec["formats"].items():
+            w = e["worst"]
+            top1 = "" if w.get("top1_agreement") is None else f"{w['top1_agreement']:.0%}"
+            this = lat.get("onnxruntime" if fmt == "onnx" else fmt)
+            table.add_row(rec["model"], fmt, e["status"], f"{w['max_abs']:.2e}", f"{w['max_rel']:.2e}", top1,
+                          str(len(e["grid"])), f"{lat.get('eager', 0):.3f}", f"{this:.3f}" if this else "")
+    console.print(table)
