@@ -1,0 +1,200 @@
+"""A deployed Triton model as a small dataclass, and its `config.pbtxt` through Triton's own schema.
+
+`render` builds a `tritonclient.grpc.model_config_pb2.ModelConfig` from a `DeployedModel` and
+prints it with protobuf's text format; `parse` reads one back. The two round-trip:
+`parse(render(m)) == m` for every model this module can describe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+from tritonclient.grpc import model_config_pb2 as pb
+
+from zeroserve.errors import InputError
+from zeroserve.spec import TensorSpec
+
+InstanceKind = Literal["KIND_GPU", "KIND_CPU"]
+Precision = Literal["FP16", "FP32"]
+
+# numpy dtype name <-> Triton data type; only the types a course model can carry.
+TRITON_DTYPES = {
+    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32", "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
+}
+NUMPY_DTYPES = {v: k for k, v in TRITON_DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class TensorConfig:
+    """One input or output as the config declares it (batch axis excluded).
+
+    Args:
+        dims: wire dims, -1 where dynamic (`TensorSpec.triton_dims`).
+        reshape: the graph's per-sample shape when it differs from the wire's
+            (`()` for a per-sample scalar sent as `[batch, 1]`); None when equal.
+    """
+
+    name: str
+    dtype: str
+    dims: tuple[int, ...]
+    reshape: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: TensorSpec) -> "TensorConfig":
+        return cls(spec.name, spec.dtype, tuple(spec.triton_dims), () if spec.reshaped else None)
+
+    @property
+    def graph_dims(self) -> tuple[int, ...]:
+        """Per-sample dims the model itself sees, after Triton's reshape."""
+        return self.dims if self.reshape is None else self.reshape
+
+
+@dataclass(frozen=True)
+class WarmupInput:
+    """One warmup input: a raw little-endian file under `warmup/`, or zeros when `file` is None."""
+
+    dtype: str
+    dims: tuple[int, ...]
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """A `model_warmup` entry: one request of `batch_size` built from `inputs` (by input name)."""
+
+    name: str
+    inputs: dict[str, WarmupInput]
+    batch_size: int = 1
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class DeployedModel:
+    """Everything `config.pbtxt` says about one deployed model.
+
+    Args:
+        name: Triton model name, `<model>_<format>`.
+        backend: `onnxruntime`, `pytorch` (or `python` for the embedded engine's runtime copy).
+        max_batch_size: the largest batch Triton forms or accepts.
+        max_queue_delay_us: dynamic batching's wait for more requests; None disables batching.
+        instance_kind / instance_count: the `instance_group`.
+        warmup: one warmup request run at load time, or None.
+        tensorrt: ONNX Runtime's TensorRT execution accelerator precision, or None.
+        parameters: free-form string `parameters` (used by the embedded engine's runtime copy).
+    """
+
+    name: str
+    backend: str
+    max_batch_size: int
+    inputs: tuple[TensorConfig, ...]
+    outputs: tuple[TensorConfig, ...]
+    max_queue_delay_us: int | None = 100
+    instance_kind: InstanceKind = "KIND_GPU"
+    instance_count: int = 1
+    warmup: Warmup | None = None
+    tensorrt: Precision | None = None
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+# TensorRT engines need a workspace; 1 GiB is ample for the course models and common on small GPUs.
+TENSORRT_WORKSPACE_BYTES = str(1 << 30)
+
+
+def _tensor_pb(t: TensorConfig, message) -> None:
+    message.name = t.name
+    message.data_type = pb.DataType.Value(TRITON_DTYPES[t.dtype])
+    message.dims.extend(t.dims)
+    if t.reshape is not None:
+        message.reshape.shape.extend(t.reshape)
+        message.reshape.SetInParent()  # an empty shape ([]) must still be written: it means "scalar"
+
+
+def _tensor_from_pb(message) -> TensorConfig:
+    dtype = pb.DataType.Name(message.data_type)
+    if dtype not in NUMPY_DTYPES:
+        raise InputError(f"tensor {message.name}: unsupported data type {dtype}")
+    reshape = tuple(message.reshape.shape) if message.HasField("reshape") else None
+    return TensorConfig(message.name, NUMPY_DTYPES[dtype], tuple(message.dims), reshape)
+
+
+def to_proto(model: DeployedModel) -> pb.ModelConfig:
+    """The `ModelConfig` protobuf message for `model`."""
+    config = pb.ModelConfig(name=model.name, backend=model.backend, max_batch_size=model.max_batch_size)
+    for t in model.inputs:
+        _tensor_pb(t, config.input.add())
+    for t in model.outputs:
+        _tensor_pb(t, config.output.add())
+    if model.max_queue_delay_us is not None:
+        config.dynamic_batching.max_queue_delay_microseconds = model.max_queue_delay_us
+        config.dynamic_batching.SetInParent()
+    group = config.instance_group.add()
+    group.kind = pb.ModelInstanceGroup.Kind.Value(model.instance_kind)
+    group.count = model.instance_count
+    if model.warmup is not None:
+        w = config.model_warmup.add(name=model.warmup.name, batch_size=model.warmup.batch_size,
+                                    count=model.warmup.count)
+        for name, inp in model.warmup.inputs.items():
+            entry = w.inputs[name]
+            entry.data_type = pb.DataType.Value(TRITON_DTYPES[inp.dtype])
+            entry.dims.extend(inp.dims)
+            if inp.file is None:
+                entry.zero_data = True
+            else:
+                entry.input_data_file = inp.file
+    if model.tensorrt is not None:
+        acc = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        acc.parameters["precision_mode"] = model.tensorrt
+        acc.parameters["max_workspace_size_bytes"] = TENSORRT_WORKSPACE_BYTES
+    for key, value in model.parameters.items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def render(model: DeployedModel) -> str:
+    """`config.pbtxt` text for `model`, printed from Triton's `ModelConfig` schema."""
+    return text_format.MessageToString(to_proto(model))
+
+
+def parse(text: str) -> DeployedModel:
+    """Read `config.pbtxt` text back into a `DeployedModel`, or raise InputError saying why not."""
+    config = pb.ModelConfig()
+    try:
+        text_format.Parse(text, config)
+    except (text_format.ParseError, DecodeError) as exc:
+        raise InputError(f"config.pbtxt does not parse as a Triton ModelConfig: {exc}") from None
+    if len(config.instance_group) > 1:
+        raise InputError(f"{config.name}: more than one instance_group is not supported here")
+    group = config.instance_group[0] if config.instance_group else None
+    warmup = None
+    if config.model_warmup:
+        if len(config.model_warmup) > 1:
+            raise InputError(f"{config.name}: more than one model_warmup entry is not supported here")
+        w = config.model_warmup[0]
+        inputs = {}
+        for name, inp in w.inputs.items():
+            file = inp.input_data_file if inp.WhichOneof("input_data_type") == "input_data_file" else None
+            inputs[name] = WarmupInput(NUMPY_DTYPES[pb.DataType.Name(inp.data_type)], tuple(inp.dims), file)
+        warmup = Warmup(w.name, inputs, w.batch_size, w.count)
+    tensorrt = None
+    for acc in config.optimization.execution_accelerators.gpu_execution_accelerator:
+        if acc.name == "tensorrt":
+            tensorrt = acc.parameters.get("precision_mode", "FP32")
+    return DeployedModel(
+        name=config.name,
+        backend=config.backend or config.platform,
+        max_batch_size=config.max_batch_size,
+        inputs=tuple(_tensor_from_pb(t) for t in config.input),
+        outputs=tuple(_tensor_from_pb(t) for t in config.output),
+        max_queue_delay_us=(config.dynamic_batching.max_queue_delay_microseconds
+                            if config.HasField("dynamic_batching") else None),
+        instance_kind=pb.ModelInstanceGroup.Kind.Name(group.kind) if group else "KIND_GPU",
+        instance_count=group.count if group else 1,
+        warmup=warmup,
+        tensorrt=tensorrt,
+        parameters={k: v.string_value for k, v in config.parameters.items()},
+    )

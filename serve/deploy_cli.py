@@ -1,0 +1,94 @@
+"""`zeroserve deploy`: write the canonical Triton model repository from gated exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from zeroserve import registry
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.cli import ArtifactsOpt, JsonOpt, ModelsArg, console, err_console, handle_errors, print_json, skip_line
+from zeroserve.errors import CheckFailed, InputError
+from zeroserve.serve.repository import (DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, DEFAULT_STORAGE_URI,
+                                        KSERVE_MANIFEST, TARGET, deploy_model, parse_formats)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy")(deploy_cmd)
+
+
+@handle_errors
+def deploy_cmd(
+    models: ModelsArg,
+    artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
+    repository: Annotated[Path, typer.Option("--repository", help="Triton model repository to write.")]
+    = DEFAULT_REPOSITORY,
+    fmt: Annotated[str, typer.Option("--format", help="onnx, torchscript or both (comma separated).")]
+    = "onnx,torchscript",
+    max_batch_size: Annotated[int | None, typer.Option(
+        help="Lower the max batch size (never above what the export gate checked).")] = None,
+    max_queue_delay_us: Annotated[int, typer.Option(
+        help="Dynamic batching: how long Triton waits to fill a batch, in microseconds.")]
+    = DEFAULT_MAX_QUEUE_DELAY_US,
+    device: Annotated[str, typer.Option(help="Instance kind: gpu (KIND_GPU, the default) or cpu (KIND_CPU).")]
+    = "gpu",
+    instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
+    tensorrt: Annotated[str | None, typer.Option(
+        help="ONNX only: run through ONNX Runtime's TensorRT accelerator at fp16 or fp32.")] = None,
+    target: Annotated[str, typer.Option(
+        help="triton, or kserve to also write a KServe InferenceService manifest.")] = "triton",
+    storage_uri: Annotated[str, typer.Option(
+        help="kserve: where the repository will be uploaded (gs://, s3://, pvc://...).")] = DEFAULT_STORAGE_URI,
+    as_json: JsonOpt = False,
+):
+    """Deploy gated exports into the canonical Triton repository (<model>_onnx/, <model>_torchscript/).
+
+    Asked for one model whose export is missing or not PASS, fails (exit 2); under 'all' such a
+    model is skipped with the reason. A config that does not lint against its artifact fails (exit 1).
+    """
+    formats = parse_formats(fmt)
+    specs, explicit = registry.select(models)
+    deployed, skipped, failed = [], [], []
+    for spec in specs:
+        try:
+            deployed += deploy_model(spec, artifacts, repository, formats=formats, max_batch_size=max_batch_size,
+                                     max_queue_delay_us=max_queue_delay_us, device=device, instances=instances,
+                                     tensorrt=tensorrt, target=target, storage_uri=storage_uri)
+        except InputError as exc:
+            if explicit:
+                raise
+            skipped.append({"model": spec.name, "reason": str(exc)})
+            skip_line(spec.name, str(exc))
+        except CheckFailed as exc:
+            if explicit:
+                raise
+            failed.append({"model": spec.name, "reason": str(exc)})
+            err_console.print(f"[bold red]failed[/] {spec.name}: {exc}", highlight=False, soft_wrap=True)
+    target_info = {"image": TARGET.image, "triton": TARGET.triton, "onnxruntime": TARGET.onnxruntime,
+                   "libtorch": TARGET.libtorch}
+    if as_json:
+        print_json({"repository": str(repository), "target": target_info, "deployed": deployed,
+                    "skipped": skipped, "failed": failed})
+    else:
+        table = Table(title=f"deployed into {repository}/ for {TARGET.image}")
+        for col in ("triton model", "backend", "max batch", "queue µs", "instances", "warmup", "artifact sha256"):
+            table.add_column(col)
+        for e in deployed:
+            group = e["instance_group"]
+            backend = e["backend"] + (f" + TensorRT {e['tensorrt']}" if e["tensorrt"] else "")
+            table.add_row(e["name"], backend, str(e["max_batch_size"]), str(e["max_queue_delay_us"]),
+                          f"{group['count']} × {group['kind']}", e["warmup"], e["artifact_sha256"][:12])
+        for s in skipped + failed:
+            table.add_row(s["model"], "", "", "", "", "skipped" if s in skipped else "FAILED", "")
+        console.print(table)
+        if target == "kserve" and deployed:
+            console.print(f"KServe manifest: {repository / KSERVE_MANIFEST} (storageUri {storage_uri})",
+                          highlight=False)
+    if failed:
+        raise typer.Exit(CheckFailed.exit_code)
+    if not deployed and not explicit:
+        raise InputError(f"nothing deployed: no model under {artifacts}/ has a PASS export; "
+                         "run `zeroserve export all` first")

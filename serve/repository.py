@@ -1,0 +1,493 @@
+"""The canonical Triton model repository: `zeroserve deploy` writes it, a GPU host's Triton serves it as is.
+
+Each `<model>_<format>/` folder (config.pbtxt, `1/model.*`, `warmup/`) is built in a staging
+folder beside the repository, linted against its artifact, and only then renamed into place,
+so a failed deploy never leaves a half-written model and deploying one model leaves the others
+untouched. `manifest.json` records what was deployed from which export record, for which
+Triton release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from zeroserve import records
+from zeroserve.artifacts import model_dir
+from zeroserve.errors import CheckFailed, InputError
+from zeroserve.serve.config import (DeployedModel, TensorConfig, Warmup, WarmupInput, parse, render)
+from zeroserve.spec import ModelSpec
+
+DEFAULT_REPOSITORY = Path("model_repository")
+FORMATS = ("onnx", "torchscript")
+FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+BACKENDS = {"onnx": "onnxruntime", "torchscript": "pytorch"}
+VERSION = "1"  # one model version per folder; a redeploy replaces it
+WARMUP_DIR = "warmup"
+MANIFEST = "manifest.json"
+KSERVE_MANIFEST = "inferenceservice.yaml"
+DEFAULT_STORAGE_URI = "pvc://zeroserve-models/model_repository"
+
+# Provisional: FACTS measured 100 µs raising c=1 p50 by ~0.2 ms while letting c=16 batch; the
+# serve/bench work measures c=1 and c=16 at 0 and 100 µs and may change this one constant.
+DEFAULT_MAX_QUEUE_DELAY_US = 100
+
+Device = Literal["gpu", "cpu"]
+Target = Literal["triton", "kserve"]
+
+
+@dataclass(frozen=True)
+class TargetRelease:
+    """The Triton release the canonical repository is written for, and what it can load.
+
+    Args:
+        image: the NGC container tag a GPU host runs.
+        onnxruntime / libtorch: the runtimes that release's onnxruntime and pytorch backends use.
+        max_onnx_ir_version / max_onnx_opset: the newest ONNX IR version and default-domain
+            opset we accept for that ONNX Runtime (a conservative floor, see `sources`).
+    """
+
+    image: str
+    triton: str
+    onnxruntime: str
+    libtorch: str
+    max_onnx_ir_version: int
+    max_onnx_opset: int
+    sources: tuple[str, ...]
+
+    @property
+    def tag(self) -> str:
+        return self.image.rsplit(":", 1)[1]
+
+
+TARGET = TargetRelease(
+    image="nvcr.io/nvidia/tritonserver:26.05-py3",
+    triton="2.69.0",
+    onnxruntime="1.24.4",
+    libtorch="the NGC PyTorch 26.05 container's (nvcr.io/nvidia/pytorch:26.05-py3)",
+    # ORT 1.18 implemented ONNX 1.16 (IR 10, opset 21); every later ORT loads at least that.
+    # The exact ceiling of ORT 1.24.4 was not found in the docs searched, so we accept this floor.
+    max_onnx_ir_version=10,
+    max_onnx_opset=21,
+    sources=(
+        "Triton compatibility matrix as quoted in triton-inference-server/server#8848 (2026-06-18): "
+        "Triton 26.05 ships ONNX Runtime 1.24.4",
+        "release 26.05 = Triton 2.69.0 (Triton release notes rel-26-05; GitHub release list)",
+        "pytorch_backend README: Triton YY.MM builds its libtorch from nvcr.io/nvidia/pytorch:YY.MM-py3",
+        "ONNX Runtime versioning matrix: ORT 1.18 = ONNX 1.16, opset 21, IR 10",
+    ),
+)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def parse_formats(formats: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`onnx,torchscript` -> a tuple in canonical order, or InputError naming the unknown format."""
+    items = formats.split(",") if isinstance(formats, str) else [p for f in formats for p in f.split(",")]
+    items = [f.strip() for f in items if f.strip()]
+    bad = [f for f in items if f not in FORMATS]
+    if bad or not items:
+        raise InputError(f"unknown format {', '.join(bad) or '(none)'}; use onnx, torchscript or both")
+    return tuple(f for f in FORMATS if f in items)
+
+
+def read_export_record(spec: ModelSpec, artifacts: Path) -> tuple[dict, Path]:
+    """The model's export.json (through the export stage's reader) and its path."""
+    path = model_dir(artifacts, spec) / "export.json"
+    try:
+        from zeroserve.export import read_export
+    except ImportError:  # the export stage not installed: read the contract's JSON directly
+        if not path.is_file():
+            raise InputError(f"{spec.name}: no export record at {path}; run `zeroserve export {spec.name}` first")
+        return records.read_json(path, "export record"), path
+    return read_export(spec, artifacts), path
+
+
+def _checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> tuple[dict, Path]:
+    """The record's entry for `fmt` and its artifact path, or InputError saying why it cannot deploy."""
+    entry = record.get("formats", {}).get(fmt)
+    if entry is None:
+        raise InputError(f"{spec.name}: the export record has no {fmt} artifact; "
+                         f"run `zeroserve export {spec.name} --format {fmt}`")
+    if entry.get("status") != "PASS":
+        worst = entry.get("worst") or {}
+        reason = entry.get("error") or worst.get("error") or f"worst point {worst.get('point', '?')}"
+        raise InputError(f"{spec.name} {fmt}: export status is {entry.get('status', 'missing')}, not PASS "
+                         f"({reason}); only gated artifacts are deployed")
+    path = model_dir(artifacts, spec) / entry.get("file", FILES[fmt])
+    if not path.is_file():
+        raise InputError(f"{spec.name} {fmt}: artifact {path} is missing; run `zeroserve export {spec.name}` again")
+    if sha256(path) != entry.get("sha256"):
+        raise InputError(f"{spec.name} {fmt}: {path} does not match the sha256 in its export record "
+                         f"(changed since export); run `zeroserve export {spec.name}` again")
+    return entry, path
+
+
+def check_onnx_target(name: str, path: Path, entry: dict, target: TargetRelease = TARGET) -> dict:
+    """Check an ONNX file's IR version and opset against its record and the target's ONNX Runtime.
+
+    Returns:
+        {"ir_version", "opset"} read from the file.
+    """
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # a truncated or foreign file: say so in one line
+        raise InputError(f"{name}: {path} is not a loadable ONNX model ({type(exc).__name__})") from None
+    ir = int(proto.ir_version)
+    opset = max((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    recorded = (entry.get("ir_version"), entry.get("opset"))
+    if recorded != (ir, opset):
+        raise InputError(f"{name}: {path} has IR version {ir} and opset {opset}, but its export record says "
+                         f"IR {recorded[0]} and opset {recorded[1]}; run export again")
+    if ir > target.max_onnx_ir_version or opset > target.max_onnx_opset:
+        raise InputError(f"{name}: ONNX IR version {ir} / opset {opset} is newer than the target "
+                         f"{target.image} (ONNX Runtime {target.onnxruntime}) accepts here "
+                         f"(IR <= {target.max_onnx_ir_version}, opset <= {target.max_onnx_opset}); "
+                         f"export with a lower opset or pin ir_version")
+    return {"ir_version": ir, "opset": opset}
+
+
+def _warmup(spec: ModelSpec, sample: dict[str, np.ndarray] | None, folder: Path) -> Warmup:
+    """Warmup from row 0 of the real held-out sample (raw little-endian files), else zeros.
+
+    Without a sample, zeros are used except for a `lengths` input, where a zero length is not a
+    valid request: it gets the (dynamic) time length 1 so the warmup request is one the model accepts.
+    """
+    inputs: dict[str, WarmupInput] = {}
+    (folder / WARMUP_DIR).mkdir()
+    for t in spec.inputs:
+        tc = TensorConfig.from_spec(t)
+        if sample is not None:
+            row = np.asarray(sample[t.name][0], dtype=np.dtype(t.dtype).newbyteorder("<"))
+            dims = tuple(int(d) for d in (row.shape or (1,)))  # a per-sample scalar travels as [1]
+            (folder / WARMUP_DIR / t.name).write_bytes(np.ascontiguousarray(row).tobytes())
+            inputs[t.name] = WarmupInput(t.dtype, dims, t.name)
+        else:
+            dims = tuple(1 if d == -1 else d for d in tc.dims)
+            if t.domain == "lengths":
+                (folder / WARMUP_DIR / t.name).write_bytes(np.ones(dims, np.dtype(t.dtype).newbyteorder("<")).tobytes())
+                inputs[t.name] = WarmupInput(t.dtype, dims, t.name)
+            else:
+                inputs[t.name] = WarmupInput(t.dtype, dims, None)
+    return Warmup("sample" if sample is not None else "zeros", inputs)
+
+
+def _load_sample(spec: ModelSpec, artifacts: Path, record: dict) -> dict[str, np.ndarray] | None:
+    """`sample.npz` keyed by input name, checked against the spec; None when there is none."""
+    path = model_dir(artifacts, spec) / record.get("sample", "sample.npz")
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            sample = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{spec.name}: {path} is not a readable .npz ({exc}); run export again") from None
+    for t in spec.inputs:
+        a = sample.get(t.name)
+        if a is None or a.ndim != 1 + len(t.dims) or len(a) == 0:
+            raise InputError(f"{spec.name}: {path} lacks a usable {t.name} (expected [batch, *{list(t.dims)}])")
+    return sample
+
+
+def _warmup_arrays(model: DeployedModel, folder: Path) -> list[np.ndarray]:
+    """The warmup request as graph-shaped arrays (batch 1), in the config's input order."""
+    arrays = []
+    for t in model.inputs:
+        w = model.warmup.inputs[t.name]
+        dtype = np.dtype(w.dtype).newbyteorder("<")
+        if w.file is None:
+            a = np.zeros((1, *w.dims), dtype=dtype)
+        else:
+            a = np.frombuffer((folder / WARMUP_DIR / w.file).read_bytes(), dtype=dtype).reshape(1, *w.dims)
+        if t.reshape is not None:
+            a = a.reshape(1, *t.reshape)
+        arrays.append(a.astype(w.dtype))
+    return arrays
+
+
+def _onnx_dtype(elem_type: int) -> str:
+    import onnx
+
+    return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+
+
+def _lint_onnx(model: DeployedModel, path: Path) -> None:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    init = {i.name for i in graph.initializer}
+    for kind, declared, actual in (("input", model.inputs, [v for v in graph.input if v.name not in init]),
+                                   ("output", model.outputs, list(graph.output))):
+        if [t.name for t in declared] != [v.name for v in actual]:
+            raise CheckFailed(f"{model.name}: config {kind}s {[t.name for t in declared]} do not match the ONNX "
+                              f"graph's {[v.name for v in actual]}")
+        for t, v in zip(declared, actual):
+            tt = v.type.tensor_type
+            dtype = _onnx_dtype(tt.elem_type)
+            if dtype != t.dtype:
+                raise CheckFailed(f"{model.name}: {kind} {t.name} is {t.dtype} in the config, {dtype} in the graph")
+            graph_dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+            config_dims = [-1, *t.graph_dims]  # the batch axis, then what the model sees after reshape
+            if len(graph_dims) != len(config_dims):
+                raise CheckFailed(f"{model.name}: {kind} {t.name} has rank {len(config_dims)} in the config "
+                                  f"(batch + {list(t.graph_dims)}) but {len(graph_dims)} in the graph")
+            for c, g in zip(config_dims, graph_dims):
+                if c != -1 and g != -1 and c != g:
+                    raise CheckFailed(f"{model.name}: {kind} {t.name} dims {config_dims} do not fit the graph's "
+                                      f"{graph_dims}")
+
+
+def _lint_torchscript(model: DeployedModel, path: Path, folder: Path) -> None:
+    import torch
+
+    try:
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:
+        raise CheckFailed(f"{model.name}: torch.jit.load failed: {str(exc).strip().splitlines()[0][:200]}") from None
+    if model.warmup is None:
+        raise CheckFailed(f"{model.name}: no warmup sample to run the TorchScript forward on")
+    arrays = _warmup_arrays(model, folder)
+    try:
+        with torch.no_grad():
+            out = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckFailed(f"{model.name}: TorchScript forward on the warmup sample, inputs in config order "
+                          f"{[t.name for t in model.inputs]}, failed: {first}") from None
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    if len(outs) != len(model.outputs):
+        raise CheckFailed(f"{model.name}: TorchScript returned {len(outs)} outputs, the config declares "
+                          f"{len(model.outputs)}")
+    for t, o in zip(model.outputs, outs):
+        shape = list(o.shape)
+        dtype = str(o.numpy().dtype)
+        want = [1, *t.graph_dims]
+        if dtype != t.dtype or len(shape) != len(want) or any(w not in (-1, s) for w, s in zip(want, shape)):
+            raise CheckFailed(f"{model.name}: output {t.name} is {dtype}{shape} on the warmup sample, the config "
+                              f"declares {t.dtype}{want}")
+
+
+def lint_model(folder: Path) -> DeployedModel:
+    """Parse a written model folder's config and check it against its artifact.
+
+    ONNX: input/output names, dtypes and ranks (batch axis included, after reshape) against the
+    graph. TorchScript: a forward on the warmup sample with the config's input order, checking
+    output count, dtypes and shapes.
+
+    Raises:
+        CheckFailed: the config and the artifact disagree.
+    """
+    folder = Path(folder)
+    try:
+        model = parse((folder / "config.pbtxt").read_text())
+    except FileNotFoundError:
+        raise CheckFailed(f"{folder.name}: no config.pbtxt") from None
+    except InputError as exc:
+        raise CheckFailed(f"{folder.name}: {exc}") from None
+    fmt = next((f for f, b in BACKENDS.items() if b == model.backend), None)
+    if fmt is None:
+        raise CheckFailed(f"{model.name}: backend {model.backend!r} is not one deploy writes")
+    path = folder / VERSION / FILES[fmt]
+    if not path.is_file():
+        raise CheckFailed(f"{model.name}: no artifact at {path}")
+    if model.warmup is not None:
+        for t in model.inputs:
+            if t.name not in model.warmup.inputs:
+                raise CheckFailed(f"{model.name}: warmup lacks input {t.name}")
+    if fmt == "onnx":
+        _lint_onnx(model, path)
+    else:
+        _lint_torchscript(model, path, folder)
+    return model
+
+
+def _place(staged: Path, final: Path) -> None:
+    """Rename `staged` to `final`, moving any previous folder aside first and deleting it after."""
+    aside = None
+    if final.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".zs-old-{final.name}-", dir=staged.parent))
+        os.replace(final, aside / final.name)
+    try:
+        os.replace(staged, final)
+    except OSError:
+        if aside is not None:  # put the previous model back before reporting the failure
+            os.replace(aside / final.name, final)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _staging_parent(repository: Path) -> Path:
+    """Beside the repository (same filesystem, so renames are atomic, and never seen by Triton as a model)."""
+    parent = repository.resolve().parent
+    return parent if os.access(parent, os.W_OK) else repository
+
+
+def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_REPOSITORY, *,
+                 formats: str | tuple[str, ...] = FORMATS, max_batch_size: int | None = None,
+                 max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US, device: Device = "gpu",
+                 instances: int = 1, tensorrt: str | None = None, target: Target = "triton",
+                 storage_uri: str = DEFAULT_STORAGE_URI, release: TargetRelease = TARGET) -> list[dict]:
+    """Deploy one model's gated artifacts into the canonical repository.
+
+    Every requested format is checked (export PASS, sha256, IR/opset for the target release)
+    before anything is written; each `<model>_<fmt>/` is then staged, linted and renamed into
+    place, and the manifest updated.
+
+    Raises:
+        InputError: missing or non-PASS export, changed artifact, bad option, target mismatch.
+        CheckFailed: the written config does not lint against its artifact (nothing is placed).
+
+    Returns:
+        The manifest entries written, one per format.
+    """
+    formats = parse_formats(formats)
+    device = device.lower()
+    if device not in ("gpu", "cpu"):
+        raise InputError(f"unknown device {device!r}; use gpu or cpu")
+    if instances < 1:
+        raise InputError("--instances must be at least 1")
+    if max_queue_delay_us < 0:
+        raise InputError("--max-queue-delay-us must not be negative")
+    precision = None
+    if tensorrt is not None:
+        precision = tensorrt.upper()
+        if precision not in ("FP16", "FP32"):
+            raise InputError(f"unknown --tensorrt precision {tensorrt!r}; use fp16 or fp32")
+        if device != "gpu":
+            raise InputError("--tensorrt needs --device gpu: TensorRT runs on the GPU only")
+        if "onnx" not in formats:
+            raise InputError("--tensorrt applies to the onnx format; add onnx to --format")
+    if target not in ("triton", "kserve"):
+        raise InputError(f"unknown target {target!r}; use triton or kserve")
+
+    record, record_path = read_export_record(spec, artifacts)
+    gated = record.get("max_batch_size", spec.max_batch_size)
+    if max_batch_size is None:
+        max_batch_size = gated
+    elif not 1 <= max_batch_size <= gated:
+        raise InputError(f"{spec.name}: --max-batch-size {max_batch_size} must be between 1 and {gated}, "
+                         f"the largest batch the export gate checked")
+
+    checked = {}
+    for fmt in formats:
+        entry, path = _checked_entry(spec, record, fmt, artifacts)
+        onnx_info = check_onnx_target(spec.triton_name(fmt), path, entry, release) if fmt == "onnx" else {}
+        checked[fmt] = (entry, path, onnx_info)
+    sample = _load_sample(spec, artifacts, record)
+
+    repository = records.ensure_writable_dir(Path(repository))
+    staging = _staging_parent(repository)
+    record_sha = sha256(record_path)
+    written = []
+    for fmt, (entry, path, onnx_info) in checked.items():
+        name = spec.triton_name(fmt)
+        tmp = Path(tempfile.mkdtemp(prefix=f".zs-deploy-{name}-", dir=staging))
+        try:
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a Triton running as another user
+            (tmp / VERSION).mkdir()
+            shutil.copyfile(path, tmp / VERSION / FILES[fmt])
+            if sha256(tmp / VERSION / FILES[fmt]) != entry["sha256"]:
+                raise InputError(f"{name}: the copy of {path} does not match its sha256; check the disk")
+            model = DeployedModel(
+                name=name, backend=BACKENDS[fmt], max_batch_size=max_batch_size,
+                inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
+                outputs=tuple(TensorConfig.from_spec(t) for t in spec.outputs),
+                max_queue_delay_us=max_queue_delay_us,
+                instance_kind="KIND_GPU" if device == "gpu" else "KIND_CPU", instance_count=instances,
+                warmup=_warmup(spec, sample, tmp), tensorrt=precision if fmt == "onnx" else None)
+            text = render(model)
+            (tmp / "config.pbtxt").write_text(text)
+            lint_model(tmp)
+            entry_out = {
+                "name": name, "model": spec.name, "format": fmt, "version": int(VERSION),
+                "backend": BACKENDS[fmt], "artifact": f"{VERSION}/{FILES[fmt]}", "artifact_sha256": entry["sha256"],
+                "export_record": {"path": str(record_path.resolve()), "sha256": record_sha},
+                "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                "max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us,
+                "instance_group": {"kind": model.instance_kind, "count": instances}, "tensorrt": model.tensorrt,
+                "warmup": "sample.npz row 0" if sample is not None else "zeros (no sample.npz)",
+                **onnx_info, "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            _place(tmp, repository / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        write_manifest(repository, [entry_out], release)  # per folder, so the manifest never lags a placed model
+        written.append(entry_out)
+    if target == "kserve":
+        write_kserve_manifest(repository, storage_uri=storage_uri, device=device, release=release)
+    return written
+
+
+def read_manifest(repository: Path) -> dict:
+    """The repository's manifest, or an empty one when none was written yet."""
+    path = Path(repository) / MANIFEST
+    if not path.is_file():
+        return {"schema": records.SCHEMA, "models": {}}
+    return records.read_json(path, "repository manifest")
+
+
+def write_manifest(repository: Path, entries: list[dict], release: TargetRelease = TARGET) -> dict:
+    """Merge `entries` into `manifest.json` (atomic), dropping models whose folders are gone."""
+    repository = Path(repository)
+    manifest = read_manifest(repository)
+    models = {k: v for k, v in manifest.get("models", {}).items() if (repository / k / "config.pbtxt").is_file()}
+    models.update({e["name"]: e for e in entries})
+    manifest = {
+        "schema": records.SCHEMA,
+        "target": {**asdict(release), "sources": list(release.sources)},
+        "models": dict(sorted(models.items())),
+        "versions": records.versions("onnx", "tritonclient", "protobuf"),
+    }
+    records.write_json(repository / MANIFEST, manifest)
+    return manifest
+
+
+def kserve_manifest(name: str = "zeroserve", *, storage_uri: str = DEFAULT_STORAGE_URI, device: Device = "gpu",
+                    release: TargetRelease = TARGET) -> dict:
+    """A KServe `InferenceService` serving the whole repository with the Triton runtime."""
+    model = {
+        "modelFormat": {"name": "triton"},
+        "runtime": "kserve-tritonserver",
+        "runtimeVersion": release.tag,
+        "storageUri": storage_uri,
+    }
+    if device == "gpu":
+        model["resources"] = {"limits": {"nvidia.com/gpu": "1"}}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "annotations": {"zeroserve/triton-image": release.image}},
+        "spec": {"predictor": {"model": model}},
+    }
+
+
+def write_kserve_manifest(repository: Path, *, storage_uri: str = DEFAULT_STORAGE_URI, device: Device = "gpu",
+                          name: str = "zeroserve", release: TargetRelease = TARGET) -> Path:
+    """Write `inferenceservice.yaml` into the repository folder (atomic) and return its path."""
+    import yaml
+
+    if "://" not in storage_uri:
+        raise InputError(f"--storage-uri {storage_uri!r} needs a scheme KServe can fetch (gs://, s3://, pvc://, ...)")
+    path = Path(repository) / KSERVE_MANIFEST
+    text = ("# KServe InferenceService for this Triton repository; upload the folder to storageUri first.\n"
+            + yaml.safe_dump(kserve_manifest(name, storage_uri=storage_uri, device=device, release=release),
+                             sort_keys=False))
+    records.write_bytes(path, text.encode())
+    return path
