@@ -1,0 +1,141 @@
+"""`zeroserve client check`: the model as served, compared with eager PyTorch from its checkpoint.
+
+The held-out set is rebuilt from the registry's data source and must match what training recorded
+in train.json (split rule and sizes); every served output is compared element-wise with eager.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from zeroserve import records
+from zeroserve.artifacts import eager_outputs, load_trained, model_dir, task_metric
+from zeroserve.client.connection import Client, Endpoint, ServerError, batches
+from zeroserve.errors import InputError
+from zeroserve.spec import ModelSpec, Split
+
+DEFAULT_ATOL = 1e-5
+DEFAULT_RTOL = 1e-4
+REL_EPS = 1e-8  # keeps the relative error finite where eager is (near) zero
+
+
+def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float | None) -> tuple[float, float]:
+    """The options if given, else export's recorded tolerances, else the defaults (export's too)."""
+    path = model_dir(artifacts, spec) / "export.json"
+    rec = records.read_json(path, "export record") if path.is_file() else {}
+    return (atol if atol is not None else float(rec.get("atol", DEFAULT_ATOL)),
+            rtol if rtol is not None else float(rec.get("rtol", DEFAULT_RTOL)))
+
+
+def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
+    """The held-out set, refused when it differs from the one train.json recorded."""
+    path = model_dir(artifacts, spec) / "train.json"
+    if not path.is_file():
+        raise InputError(f"{spec.name}: no train.json at {path}; run `zeroserve train {spec.name}` first")
+    recorded = records.read_json(path, "train record").get("data", {})
+    split = spec.data.load(Path(data_dir))
+    differs = []
+    if recorded.get("split_rule") not in (None, split.rule):
+        differs.append(f"rule {split.rule!r} vs recorded {recorded['split_rule']!r}")
+    if recorded.get("source") not in (None, split.source):
+        differs.append(f"source {split.source!r} vs recorded {recorded['source']!r}")
+    if recorded.get("sizes") not in (None, split.sizes):
+        differs.append(f"sizes {split.sizes} vs recorded {recorded['sizes']}")
+    if differs:
+        raise InputError(f"{spec.name}: the held-out set rebuilt from {data_dir} is not the one training held out "
+                         f"({'; '.join(differs)}); point --data-dir at the data it was trained on")
+    return split
+
+
+def top1(spec: ModelSpec, outputs: np.ndarray) -> np.ndarray | None:
+    """Predicted classes (per step for sequences), or None for regression."""
+    if spec.task == "regression":
+        return None
+    if spec.task == "binary":
+        return outputs.reshape(len(outputs), -1)[:, 0] >= 0.5
+    return outputs.argmax(-1)
+
+
+def compare(spec: ModelSpec, served: np.ndarray, eager: np.ndarray, target: np.ndarray,
+            atol: float, rtol: float) -> dict:
+    """Errors, top-1 agreement and task metrics of served vs eager outputs on the same inputs."""
+    served = served.reshape(eager.shape).astype(np.float64)
+    eager = eager.astype(np.float64)
+    diff = np.abs(served - eager)
+    within = diff <= atol + rtol * np.abs(eager)
+    s1, e1 = top1(spec, served), top1(spec, eager)
+    return {
+        "samples": int(len(eager)),
+        "max_abs_error": float(diff.max()),
+        "max_rel_error": float((diff / (np.abs(eager) + REL_EPS)).max()),
+        "outside_tolerance": int((~within).sum()),
+        "top1_agreement": None if s1 is None else float(np.mean(s1 == e1)),
+        "metric": spec.metric,
+        "metric_served": task_metric(spec, served, target),
+        "metric_eager": task_metric(spec, eager, target),
+    }
+
+
+def serve_outputs(client: Client, spec: ModelSpec, triton_name: str, inputs: list[np.ndarray]) -> tuple[np.ndarray | None, int, str]:
+    """All held-out inputs through the server in batches: (outputs or None, failed requests, first error)."""
+    limit = min(spec.max_batch_size, client.max_batch_size(triton_name) or spec.max_batch_size)
+    chunks, failed, first_error = [], 0, ""
+    for s in batches(len(inputs[0]), limit):
+        try:
+            chunks.append(client.infer(spec, triton_name, [a[s] for a in inputs])[0])
+        except ServerError as exc:  # RequestFailed included: counted, the rest go on
+            if type(exc) is ServerError:
+                raise  # the server went away: no point sending the rest
+            failed += 1
+            first_error = first_error or str(exc)
+    return (np.concatenate(chunks) if not failed else None), failed, first_error
+
+
+def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: Path, *,
+                protocols: tuple[str, ...] = ("grpc", "http"), formats: tuple[str, ...] = ("onnx", "torchscript"),
+                atol: float | None = None, rtol: float | None = None, timeout: float = 10.0,
+                skip_unserved: bool = False) -> dict:
+    """Check every (protocol, format) of one model against eager PyTorch.
+
+    Args:
+        skip_unserved: under `all`, a format the server does not serve is a skip, not a failure.
+
+    Returns:
+        {"model", "atol", "rtol", "samples", "rows": [...], "skipped": [...], "status": PASS|FAIL}.
+    """
+    atol, rtol = tolerances(spec, artifacts, atol, rtol)
+    model = load_trained(spec, artifacts)
+    split = held_out(spec, artifacts, data_dir)
+    eager = eager_outputs(model, split.test_inputs)
+    rows, skipped = [], []
+    for protocol in protocols:
+        with Client(endpoint, protocol, timeout) as client:
+            client.live()
+            served_names = set(client.served_models())
+            for fmt in formats:
+                triton_name = spec.triton_name(fmt)
+                row = {"model": spec.name, "triton_model": triton_name, "protocol": protocol, "format": fmt}
+                if triton_name not in served_names:
+                    reason = f"{triton_name} is not served by the server at {client.url}"
+                    if skip_unserved:
+                        skipped.append({**row, "reason": reason})
+                        continue
+                    rows.append({**row, "status": "FAIL", "failed_requests": 0, "error": reason})
+                    continue
+                start = time.perf_counter()
+                served, failed, error = serve_outputs(client, spec, triton_name, split.test_inputs)
+                row["seconds"] = round(time.perf_counter() - start, 3)
+                row["failed_requests"] = failed
+                if served is None:
+                    rows.append({**row, "status": "FAIL", "error": error})
+                    continue
+                row.update(compare(spec, served, eager, split.test_target, atol, rtol))
+                ok = row["outside_tolerance"] == 0 and row["top1_agreement"] in (None, 1.0)
+                row["status"] = "PASS" if ok else "FAIL"
+                rows.append(row)
+    status = "PASS" if rows and all(r["status"] == "PASS" for r in rows) else ("SKIPPED" if not rows else "FAIL")
+    return {"model": spec.name, "atol": atol, "rtol": rtol, "samples": int(len(split.test_target)),
+            "split_rule": split.rule, "rows": rows, "skipped": skipped, "status": status}

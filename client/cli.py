@@ -1,0 +1,297 @@
+"""`zeroserve client infer|check|perf`: parse, call one library function, print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from zeroserve import registry
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.cli import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, console, err_console, handle_errors,
+                           print_json, skip_line)
+from zeroserve.client.connection import DEFAULT_TIMEOUT_S, FORMATS, PROTOCOLS, Client, resolve_endpoint
+from zeroserve.data import default_data_dir
+from zeroserve.errors import CheckFailed, InputError
+
+client_app = typer.Typer(name="client", help="Call, check and load-test the served models.", no_args_is_help=True)
+
+HostOpt = Annotated[Optional[str], typer.Option("--host", help="Server host (default: the running server's, "
+                                                "else 127.0.0.1).")]
+HttpPortOpt = Annotated[Optional[int], typer.Option("--http-port", help="HTTP port (default: the running "
+                                                    "server's state file, else 8000).")]
+GrpcPortOpt = Annotated[Optional[int], typer.Option("--grpc-port", help="gRPC port (default: the running "
+                                                    "server's state file, else 8001).")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before a call to the server gives up.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Served format: onnx or torchscript.")]
+ProtocolOpt = Annotated[str, typer.Option("--protocol", help="grpc or http.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(client_app)
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise InputError(f"{option} {value!r}: use one of {', '.join(allowed)}")
+    return value
+
+
+# ---------------------------------------------------------------- infer
+
+
+@client_app.command("infer")
+@handle_errors
+def infer_cmd(
+    model: Annotated[str, typer.Argument(help="Registry model name.", show_default=False)],
+    input_file: Annotated[Optional[Path], typer.Option("--input", help="Input tensors, batch axis included: .npy "
+                          "(single-input models), .npz or .json keyed by input name.")] = None,
+    sample: Annotated[Optional[int], typer.Option("--sample", help="Send the first N real held-out samples.")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="name_gru: a name (several: comma-separated); "
+                    "hello_rnn: characters of h, i, e, l, o.")] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help="Image models: a picture, converted to 28x28 "
+                     "grayscale in [0, 1].")] = None,
+    invert: Annotated[bool, typer.Option("--invert", help="With --image: invert a dark-on-light drawing "
+                      "(MNIST digits are light on dark).")] = False,
+    protocol: ProtocolOpt = "grpc",
+    fmt: FormatOpt = "onnx",
+    host: HostOpt = None,
+    http_port: HttpPortOpt = None,
+    grpc_port: GrpcPortOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Send one request to a served model and print its outputs and what they mean."""
+    from zeroserve.client.infer import image_inputs, load_input_file, run_infer, sample_inputs, text_inputs
+
+    spec = registry.get(model)
+    _choice(protocol, PROTOCOLS, "--protocol")
+    _choice(fmt, FORMATS, "--format")
+    given = [n for n, v in (("--input", input_file), ("--sample", sample), ("--text", text), ("--image", image))
+             if v is not None]
+    if len(given) != 1:
+        raise InputError("give exactly one of --input, --sample, --text, --image"
+                         + (f" (got {', '.join(given)})" if given else ""))
+    target = None
+    if input_file is not None:
+        arrays = load_input_file(spec, input_file)
+    elif sample is not None:
+        arrays, target = sample_inputs(spec, data_dir or default_data_dir(), sample)
+    elif text is not None:
+        arrays = text_inputs(spec, text)
+    else:
+        arrays = image_inputs(spec, image, invert)
+    with Client(resolve_endpoint(host, http_port, grpc_port), protocol, timeout) as client:
+        result = run_infer(spec, client, fmt, arrays)
+    if target is not None:
+        result["target"] = target
+    if as_json:
+        print_json({**result, "outputs": {k: v.tolist() for k, v in result["outputs"].items()},
+                    **({"target": np.asarray(target).tolist()} if target is not None else {})})
+        return
+    t = Table(title=f"{result['triton_model']} over {protocol} at {result['url']}")
+    t.add_column("row", justify="right")
+    for name in result["outputs"]:
+        t.add_column(name)
+    t.add_column("meaning")
+    if target is not None:
+        t.add_column("target")
+    for i, meaning in enumerate(result["meaning"]):
+        cells = [str(i)]
+        for out in result["outputs"].values():
+            flat = np.asarray(out[i]).reshape(-1)
+            cells.append(np.array2string(flat[:10], precision=4, separator=", ")
+                         + (f" … ({flat.size} values)" if flat.size > 10 else ""))
+        cells.append(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in meaning.items()))
+        if target is not None:
+            cells.append(_target_text(spec, target[i]))
+        t.add_row(*cells)
+    console.print(t)
+
+
+def _target_text(spec, target) -> str:
+    t = np.asarray(target).reshape(-1)
+    if spec.task == "multiclass" and spec.labels:
+        return spec.labels[int(t[0])]
+    if spec.task == "binary":
+        return spec.labels[int(t[0] >= 0.5)]
+    if spec.task == "sequence":
+        return "".join(spec.labels[int(i)] for i in t)
+    return f"{float(t[0]):.4g}"
+
+
+# ---------------------------------------------------------------- check
+
+
+@client_app.command("check")
+@handle_errors
+def check_cmd(
+    models: ModelsArg,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", help="Only this protocol (default both).")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="Only this format (default both).")] = None,
+    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance (default: export's, 1e-5).")] = None,
+    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance (default: export's, 1e-4).")] = None,
+    host: HostOpt = None,
+    http_port: HttpPortOpt = None,
+    grpc_port: GrpcPortOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+    artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+):
+    """Compare every served output on the held-out set with eager PyTorch from the checkpoint.
+
+    Passes when every element is within atol + rtol*|eager| and top-1 agrees 100%; exits 1 otherwise.
+    """
+    from zeroserve.client.check import check_model
+
+    protocols = (_choice(protocol, PROTOCOLS, "--protocol"),) if protocol else PROTOCOLS
+    formats = (_choice(fmt, FORMATS, "--format"),) if fmt else FORMATS
+    specs, explicit = registry.select(models)
+    endpoint = resolve_endpoint(host, http_port, grpc_port)
+    data_dir = data_dir or default_data_dir()
+    results, skipped = [], []
+    for spec in specs:
+        try:
+            res = check_model(spec, endpoint, artifacts, data_dir, protocols=protocols, formats=formats,
+                              atol=atol, rtol=rtol, timeout=timeout, skip_unserved=not explicit)
+        except InputError as exc:
+            if explicit:
+                raise
+            skipped.append({"model": spec.name, "reason": str(exc)})
+            if not as_json:
+                skip_line(spec.name, str(exc))
+            continue
+        results.append(res)
+        for s in res["skipped"]:
+            skipped.append({"model": s["triton_model"] + f" ({s['protocol']})", "reason": s["reason"]})
+    rows = [r for res in results for r in res["rows"]]
+    failed = [r for r in rows if r["status"] != "PASS"]
+    if as_json:
+        print_json({"status": "FAIL" if failed or not rows else "PASS", "models": results, "skipped": skipped})
+    else:
+        _check_table(rows, skipped)
+    if not rows:
+        raise CheckFailed("nothing was checked: no served model with a checkpoint and data"
+                          + (f" ({len(skipped)} skipped)" if skipped else ""))
+    if failed:
+        names = ", ".join(sorted({f"{r['triton_model']}/{r['protocol']}" for r in failed}))
+        raise CheckFailed(f"{len(failed)} of {len(rows)} served model checks failed: {names}")
+
+
+def _check_table(rows: list[dict], skipped: list[dict]) -> None:
+    t = Table(title="served vs eager PyTorch on the held-out set")
+    for c in ("model", "protocol", "samples", "max abs", "max rel", "outside tol", "top-1 agree", "metric served",
+              "metric eager", "failed req", "status"):
+        t.add_column(c, justify="left" if c in ("model", "protocol", "status") else "right")
+    for r in rows:
+        if "max_abs_error" not in r:
+            t.add_row(r["triton_model"], r["protocol"], "", "", "", "", "", "", "", str(r.get("failed_requests", 0)),
+                      f"[red]FAIL[/] {r.get('error', '')}")
+            continue
+        agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2%}"
+        status = "[green]PASS[/]" if r["status"] == "PASS" else "[red]FAIL[/]"
+        t.add_row(r["triton_model"], r["protocol"], str(r["samples"]), f"{r['max_abs_error']:.2e}",
+                  f"{r['max_rel_error']:.2e}", str(r["outside_tolerance"]), agree,
+                  f"{r['metric']} {r['metric_served']:.4f}", f"{r['metric_eager']:.4f}", str(r["failed_requests"]),
+                  status)
+    for s in skipped:
+        t.add_row(s["model"], "", "", "", "", "", "", "", "", "", "[yellow]skipped[/]")
+    console.print(t)
+
+
+# ---------------------------------------------------------------- perf
+
+
+@client_app.command("perf")
+@handle_errors
+def perf_cmd(
+    model: Annotated[str, typer.Argument(help="Registry model name.", show_default=False)],
+    concurrency: Annotated[Optional[str], typer.Option("--concurrency", help="Closed-loop levels, e.g. 1,2,4,8,16,32 "
+                           "(default 1).")] = None,
+    request_rate: Annotated[Optional[str], typer.Option("--request-rate", help="Open-loop levels in requests/s, "
+                            "e.g. 100,500.")] = None,
+    distribution: Annotated[str, typer.Option("--distribution", help="Open-loop arrivals: constant or "
+                            "poisson.")] = "constant",
+    latency_budget_ms: Annotated[Optional[float], typer.Option("--latency-budget-ms", help="Search the highest "
+                                 "concurrency whose p99 stays within this budget.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
+    protocol: ProtocolOpt = "grpc",
+    fmt: FormatOpt = "onnx",
+    input_mode: Annotated[str, typer.Option("--input", help="random, zero or sample (real held-out data).")] = "random",
+    input_data: Annotated[Optional[Path], typer.Option("--input-data", help="User tensors (.npy/.npz/.json), "
+                          "repeated to the batch size.")] = None,
+    shared_memory: Annotated[str, typer.Option("--shared-memory", help="none or system (Triton's system "
+                             "shared-memory extension).")] = "none",
+    window: Annotated[float, typer.Option("--window", help="Measurement window in seconds.")] = 5.0,
+    warmup: Annotated[Optional[float], typer.Option("--warmup", help="Warm-up seconds per level "
+                      "(default: one window).")] = None,
+    stability: Annotated[float, typer.Option("--stability", help="Last 3 windows agree within this fraction "
+                         "on throughput and p99.")] = 0.10,
+    max_trials: Annotated[int, typer.Option("--max-trials", help="At most this many windows per level.")] = 10,
+    allow_unstable: Annotated[bool, typer.Option("--allow-unstable", help="Report a level that never "
+                              "stabilised instead of exiting 4.")] = False,
+    url: Annotated[Optional[list[str]], typer.Option("--url", help="HOST:PORT of the chosen protocol; repeat to "
+                   "spread load over several servers (loopback only). Overrides the endpoint options.")] = None,
+    host: HostOpt = None,
+    http_port: HttpPortOpt = None,
+    grpc_port: GrpcPortOpt = None,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
+    data_dir: DataDirOpt = None,
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write one CSV row per level here.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write perf.json, .csv, .png and .html "
+                      "here.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Load-test one served model the way perf_analyzer does (warm-up, stable windows, percentiles)."""
+    from zeroserve import records
+    from zeroserve.client import report as rep
+    from zeroserve.client.perf import level_iter, run_perf
+
+    spec = registry.get(model)
+    _choice(protocol, PROTOCOLS, "--protocol")
+    _choice(fmt, FORMATS, "--format")
+    endpoint = resolve_endpoint(host, http_port, grpc_port) if not url else None
+
+    def progress(level: dict) -> None:
+        if not as_json:
+            err_console.print(f"  {rep.level_label(level)}: {level['throughput']:.1f} infer/s, "
+                              f"p99 {level['p99_ms']:.2f} ms, {level['trials']} windows"
+                              f"{'' if level['stable'] else ' (not stable)'}", highlight=False)
+
+    rec = run_perf(spec, endpoint or _no_endpoint(), fmt=fmt, protocol=protocol, urls=url,
+                   concurrency=list(level_iter(concurrency, int)) if concurrency else None,
+                   request_rate=list(level_iter(request_rate, float)) if request_rate else None,
+                   distribution=distribution, latency_budget_ms=latency_budget_ms, batch_size=batch_size,
+                   input_mode=input_mode, input_data=input_data, data_dir=data_dir, shared_memory=shared_memory,
+                   window_s=window, warmup_s=warmup, stability=stability, max_trials=max_trials,
+                   allow_unstable=allow_unstable, timeout=timeout, on_level=progress)
+    if csv_out:
+        records.write_bytes(csv_out, rep.to_csv(rec).encode())
+    paths = rep.write_report(rec, report) if report else {}
+    if as_json:
+        print_json(rec)
+    else:
+        console.print(rep.table(rec))
+        if rec["mode"] == "latency_budget":
+            best = rec["best"]
+            console.print(f"highest concurrency with p99 ≤ {rec['latency_budget_ms']:g} ms: "
+                          f"{best if best else 'none (over budget at concurrency 1)'}", highlight=False)
+        for note in rec["notes"]:
+            console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
+        if paths:
+            console.print(f"report: {paths['html']} ({paths['png'].name}, {paths['csv'].name}, {paths['json'].name})",
+                          highlight=False)
+    failed = sum(lv["failed"] for lv in rec["levels"])
+    if failed:
+        raise CheckFailed(f"{failed} requests failed during the run")
+
+
+def _no_endpoint():
+    from zeroserve.client.connection import Endpoint
+
+    return Endpoint(source="--url")

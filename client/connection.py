@@ -1,0 +1,386 @@
+"""The one connection layer over tritonclient: endpoints, requests from registry specs, statistics.
+
+Every call has a timeout; an unreachable server is a ServerError (exit 3), a request the
+server rejects is a RequestFailed carrying Triton's own message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from zeroserve.errors import InputError, ServerError
+from zeroserve.spec import ModelSpec, TensorSpec
+
+Protocol = Literal["grpc", "http"]
+PROTOCOLS: tuple[str, ...] = ("grpc", "http")
+FORMATS: tuple[str, ...] = ("onnx", "torchscript")
+DEFAULT_HOST = "127.0.0.1"  # not "localhost": tritonclient.grpc hung on it here (FACTS.md)
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_GRPC_PORT = 8001
+DEFAULT_TIMEOUT_S = 10.0
+STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+class RequestFailed(ServerError):
+    """The server answered but refused or failed one request (exit 1 where requests are counted)."""
+
+    exit_code = 1
+
+
+class ModelNotServed(InputError):
+    """The server is up but does not serve (or has not loaded) the asked-for model."""
+
+
+# ---------------------------------------------------------------- endpoints
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where one server listens; `source` says how it was found (options, state file, defaults)."""
+
+    host: str = DEFAULT_HOST
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    source: str = "defaults"
+
+    def url(self, protocol: str) -> str:
+        """`host:port` (no scheme, as tritonclient wants it) for a protocol."""
+        return f"{self.host}:{self.http_port if protocol == 'http' else self.grpc_port}"
+
+
+def resolve_endpoint(host: str | None = None, http_port: int | None = None,
+                     grpc_port: int | None = None) -> Endpoint:
+    """Ports given on the command line win; otherwise the running server's state file; else the defaults.
+
+    Several running servers and none chosen is an InputError listing them (from serve.state).
+    """
+    if http_port is not None or grpc_port is not None:
+        return Endpoint(host or DEFAULT_HOST, http_port or DEFAULT_HTTP_PORT, grpc_port or DEFAULT_GRPC_PORT,
+                        "options")
+    try:
+        from zeroserve.serve.state import resolve_server
+    except ImportError:  # the serve stage not installed: a Triton started by other means
+        return Endpoint(host or DEFAULT_HOST, source="defaults")
+    try:
+        state = resolve_server(host=host)
+    except ServerError:
+        # No zeroserve server running: a Triton started by other means may still be on the defaults.
+        return Endpoint(host or DEFAULT_HOST, source="defaults (no zeroserve server state file)")
+    return Endpoint(state.get("host") or DEFAULT_HOST, int(state["http_port"]), int(state["grpc_port"]),
+                    f"state file of server pid {state.get('pid')}")
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    """`HOST:PORT` (no scheme) -> (host, port), or InputError."""
+    if "://" in url:
+        raise InputError(f"--url {url!r}: give HOST:PORT without a scheme")
+    host, sep, port = url.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"--url {url!r}: expected HOST:PORT, for example 127.0.0.1:8001")
+    return host.strip("[]"), int(port)
+
+
+def require_loopback(host: str) -> None:
+    """Load is generated only against this machine: refuse any host that is not a loopback address."""
+    try:
+        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except socket.gaierror:
+        raise InputError(f"host {host!r} does not resolve") from None
+    bad = sorted(a for a in addrs if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
+    if bad:
+        raise InputError(f"host {host!r} ({', '.join(bad)}) is not a loopback address: zeroserve generates load "
+                         "only against servers on this machine (use 127.0.0.1)")
+
+
+# ---------------------------------------------------------------- tensors
+
+
+def to_wire(spec: ModelSpec, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Graph-shaped arrays -> wire-shaped: a per-sample scalar `[batch]` travels as `[batch, 1]`."""
+    return [np.ascontiguousarray(a.reshape(-1, 1) if t.reshaped else a) for t, a in zip(spec.inputs, arrays)]
+
+
+def from_wire(spec: ModelSpec, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Wire-shaped arrays -> graph-shaped (the inverse of `to_wire`)."""
+    return [a.reshape(-1) if t.reshaped else a for t, a in zip(spec.inputs, arrays)]
+
+
+def _check_tensor(spec: ModelSpec, t: TensorSpec, a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a)
+    want = np.dtype(t.dtype)
+    if a.dtype != want:
+        # Widening a JSON list to the spec's dtype is fine; truncating floats to ints is not.
+        lossless = (want.kind == "f" and a.dtype.kind in "fiub") or (want.kind in "iu" and a.dtype.kind in "iub")
+        if not lossless:
+            raise InputError(f"{spec.name}: input {t.name} must be {t.dtype}, got {a.dtype}")
+        if want.kind in "iu" and a.size and (a.min() < np.iinfo(want).min or a.max() > np.iinfo(want).max):
+            raise InputError(f"{spec.name}: input {t.name} has values outside {t.dtype}")
+        a = a.astype(want)
+    if t.reshaped and a.ndim == 2 and a.shape[1:] == (1,):
+        a = a.reshape(-1)  # accept the wire shape [batch, 1] too
+    shape_txt = "[" + ", ".join(map(str, ("batch", *t.dims))) + "]"
+    if a.ndim != 1 + len(t.dims):
+        raise InputError(f"{spec.name}: input {t.name} must have shape {shape_txt} (batch axis included), "
+                         f"got {list(a.shape)}")
+    for axis, d in enumerate(t.dims, start=1):
+        if isinstance(d, int) and a.shape[axis] != d:
+            raise InputError(f"{spec.name}: input {t.name} must have shape {shape_txt}, got {list(a.shape)}")
+        if isinstance(d, str) and a.shape[axis] < 1:
+            raise InputError(f"{spec.name}: input {t.name} has an empty {d} axis")
+    return np.ascontiguousarray(a)
+
+
+def validate_inputs(spec: ModelSpec, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Check count, dtype and shape against the spec before anything is sent; graph-shaped arrays out."""
+    if len(arrays) != len(spec.inputs):
+        raise InputError(f"{spec.name} takes {len(spec.inputs)} input(s) "
+                         f"({', '.join(t.name for t in spec.inputs)}), got {len(arrays)}")
+    out = [_check_tensor(spec, t, a) for t, a in zip(spec.inputs, arrays)]
+    batches = {len(a) for a in out}
+    if len(batches) != 1:
+        raise InputError(f"{spec.name}: inputs disagree on the batch size: {[len(a) for a in out]}")
+    if 0 in batches:
+        raise InputError(f"{spec.name}: the input batch is empty")
+    return out
+
+
+def batches(n: int, size: int) -> list[slice]:
+    """Slices of at most `size` rows covering `n` rows."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, max(1, size))]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _first_line(exc: BaseException) -> str:
+    text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+    return (str(text or "").strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """True when an exception means the server is not there (refused, unavailable, timed out)."""
+    if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError, OSError)):
+        return True
+    status = str(exc.status() if callable(getattr(exc, "status", None)) else "")
+    text = str(exc).lower()
+    return ("unavailable" in status.lower() or "deadline" in status.lower() or "unavailable" in text
+            or "deadline exceeded" in text or "connection refused" in text or "failed to connect" in text
+            or "timed out" in text or "connect call failed" in text)
+
+
+def translate(exc: BaseException, url: str, protocol: str, model: str | None = None) -> Exception:
+    """A tritonclient/network exception -> ServerError (unreachable) or RequestFailed (refused)."""
+    if _unreachable(exc):
+        return ServerError(f"no Triton server answered over {protocol} at {url} ({_first_line(exc)}); "
+                           "start one with `zeroserve serve` or give --host/--http-port/--grpc-port")
+    where = f" for {model}" if model else ""
+    return RequestFailed(f"the server at {url} refused the {protocol} request{where}: {_first_line(exc)}")
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _int(v: Any) -> int:
+    return int(v or 0)  # gRPC's JSON renders int64 as strings
+
+
+def parse_statistics(stats: dict, model: str) -> dict[str, int]:
+    """One model's cumulative counters from a statistics-extension answer (HTTP or gRPC JSON)."""
+    out = {"success_count": 0, "fail_count": 0, "inference_count": 0, "execution_count": 0,
+           **{f"{p}_ns": 0 for p in STAT_PHASES}}
+    for entry in stats.get("model_stats", []):
+        if entry.get("name") != model:
+            continue
+        inf = entry.get("inference_stats", {})
+        out["success_count"] += _int(inf.get("success", {}).get("count"))
+        out["fail_count"] += _int(inf.get("fail", {}).get("count"))
+        out["inference_count"] += _int(entry.get("inference_count"))
+        out["execution_count"] += _int(entry.get("execution_count"))
+        for p in STAT_PHASES:
+            out[f"{p}_ns"] += _int(inf.get(p, {}).get("ns"))
+    return out
+
+
+def server_split(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """Average server-side time per request (µs) in each phase between two statistics samples."""
+    n = after["success_count"] - before["success_count"]
+    split = {f"{p}_us": ((after[f"{p}_ns"] - before[f"{p}_ns"]) / n / 1e3 if n > 0 else 0.0) for p in STAT_PHASES}
+    split["requests"] = n
+    split["inferences"] = after["inference_count"] - before["inference_count"]
+    split["executions"] = after["execution_count"] - before["execution_count"]
+    split["failed"] = after["fail_count"] - before["fail_count"]
+    return split
+
+
+def add_statistics(samples: list[dict[str, int]]) -> dict[str, int]:
+    """Sum counters over several servers."""
+    keys = samples[0].keys() if samples else []
+    return {k: sum(s[k] for s in samples) for k in keys}
+
+
+# ---------------------------------------------------------------- sync client
+
+
+def _module(protocol: str, aio: bool = False):
+    if protocol not in PROTOCOLS:
+        raise InputError(f"unknown protocol {protocol!r}; use grpc or http")
+    if protocol == "grpc":
+        import tritonclient.grpc.aio as grpc_aio
+        import tritonclient.grpc as grpc
+
+        return grpc_aio if aio else grpc
+    import tritonclient.http.aio as http_aio
+    import tritonclient.http as http
+
+    return http_aio if aio else http
+
+
+def build_request(module, spec: ModelSpec, arrays: list[np.ndarray]) -> tuple[list, list]:
+    """InferInput/InferRequestedOutput objects for graph-shaped arrays (sent in wire shapes)."""
+    inputs = []
+    for t, a in zip(spec.inputs, to_wire(spec, arrays)):
+        inp = module.InferInput(t.name, list(a.shape), _triton_dtype(a.dtype))
+        inp.set_data_from_numpy(a)
+        inputs.append(inp)
+    outputs = [module.InferRequestedOutput(t.name) for t in spec.outputs]
+    return inputs, outputs
+
+
+def _triton_dtype(dtype: np.dtype) -> str:
+    from tritonclient.utils import np_to_triton_dtype
+
+    return np_to_triton_dtype(np.dtype(dtype))
+
+
+class Client:
+    """One synchronous connection to one server over one protocol, every call within `timeout` seconds."""
+
+    def __init__(self, endpoint: Endpoint, protocol: str = "grpc", timeout: float = DEFAULT_TIMEOUT_S):
+        self.protocol = protocol
+        self.url = endpoint.url(protocol)
+        self.timeout = timeout
+        self._mod = _module(protocol)
+        try:
+            if protocol == "grpc":
+                self._client = self._mod.InferenceServerClient(self.url)
+            else:
+                self._client = self._mod.InferenceServerClient(self.url, connection_timeout=timeout,
+                                                               network_timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - tritonclient raises plain exceptions for a bad url
+            raise translate(exc, self.url, protocol) from None
+
+    def _call(self, name: str, *args, model: str | None = None, **kwargs):
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout
+        try:
+            return getattr(self._client, name)(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - mapped to typed errors
+            raise translate(exc, self.url, self.protocol, model) from None
+
+    def live(self) -> None:
+        """Raise ServerError unless the server answers and is live."""
+        if not self._call("is_server_live"):
+            raise ServerError(f"the Triton server at {self.url} answers but is not live")
+
+    def require_model(self, triton_name: str) -> None:
+        """Raise ModelNotServed unless the model is loaded and ready (after checking the server is live)."""
+        self.live()
+        if not self._call("is_model_ready", triton_name, model=triton_name):
+            served = self.served_models()
+            raise ModelNotServed(f"the server at {self.url} does not serve {triton_name} "
+                                 f"(ready: {', '.join(served) or 'none'}); deploy it and restart `zeroserve serve`")
+
+    def served_models(self) -> list[str]:
+        """Names of the models the server reports READY."""
+        index = self._call("get_model_repository_index", **({"as_json": True} if self.protocol == "grpc" else {}))
+        entries = index.get("models", []) if isinstance(index, dict) else index
+        return sorted(e["name"] for e in entries if e.get("state", "READY") == "READY")
+
+    def max_batch_size(self, triton_name: str) -> int:
+        """The served config's max_batch_size."""
+        kw = {"as_json": True} if self.protocol == "grpc" else {}
+        config = self._call("get_model_config", triton_name, model=triton_name, **kw)
+        config = config.get("config", config)
+        return _int(config.get("max_batch_size"))
+
+    def infer(self, spec: ModelSpec, triton_name: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """One request with graph-shaped inputs; the outputs in the spec's order."""
+        inputs, outputs = build_request(self._mod, spec, arrays)
+        result = self._call("infer", triton_name, inputs, outputs=outputs, model=triton_name)
+        return [result.as_numpy(t.name) for t in spec.outputs]
+
+    def statistics(self, triton_name: str) -> dict[str, int]:
+        """The model's cumulative statistics-extension counters."""
+        kw = {"as_json": True} if self.protocol == "grpc" else {}
+        return parse_statistics(self._call("get_inference_statistics", triton_name, model=triton_name, **kw),
+                                triton_name)
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection is not an error
+            pass
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- asyncio client (load generation)
+
+
+class AsyncClient:
+    """An asyncio connection (tritonclient.grpc.aio or http.aio) for the load generator.
+
+    Requests are prepared once (`prepare`) and re-sent; every call is bounded by `timeout`.
+    """
+
+    def __init__(self, url: str, protocol: str = "grpc", timeout: float = DEFAULT_TIMEOUT_S):
+        self.protocol = protocol
+        self.url = url
+        self.timeout = timeout
+        self._mod = _module(protocol, aio=True)
+        self._client = None
+
+    async def __aenter__(self) -> "AsyncClient":
+        if self.protocol == "grpc":
+            self._client = self._mod.InferenceServerClient(self.url)
+        else:
+            self._client = self._mod.InferenceServerClient(self.url, conn_timeout=self.timeout)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        try:
+            await asyncio.wait_for(self._client.close(), self.timeout)
+        except Exception:  # noqa: BLE001 - closing a dead connection is not an error
+            pass
+
+    def prepare(self, spec: ModelSpec, arrays: list[np.ndarray]) -> tuple[list, list]:
+        """Request objects for graph-shaped inputs, reusable across sends."""
+        return build_request(self._mod, spec, arrays)
+
+    @property
+    def module(self):
+        return self._mod
+
+    async def infer(self, triton_name: str, inputs: list, outputs: list) -> None:
+        """Send one request and wait for its answer; raises the tritonclient/network exception."""
+        kw = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+        await asyncio.wait_for(self._client.infer(triton_name, inputs, outputs=outputs, **kw), self.timeout)
+
+    async def statistics(self, triton_name: str) -> dict[str, int]:
+        """The model's cumulative counters; ServerError when unreachable."""
+        kw = {"as_json": True} if self.protocol == "grpc" else {}
+        try:
+            stats = await asyncio.wait_for(self._client.get_inference_statistics(triton_name, **kw), self.timeout)
+        except Exception as exc:  # noqa: BLE001 - mapped to typed errors
+            raise translate(exc, self.url, self.protocol, triton_name) from None
+        return parse_statistics(stats, triton_name)

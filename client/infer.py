@@ -1,0 +1,123 @@
+"""`zeroserve client infer`: turn a user's input into the model's tensors, send it, say what came back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from zeroserve import registry
+from zeroserve.client.connection import Client, batches, validate_inputs
+from zeroserve.errors import InputError
+from zeroserve.spec import ModelSpec
+
+IMAGE_SIDE = 28
+
+
+def load_input_file(spec: ModelSpec, path: Path) -> list[np.ndarray]:
+    """The model's input tensors from .npy (single-input models), .npz or .json (keyed by input name).
+
+    A .json file may also be a bare list for a single-input model. Batch axis included.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input file not found: {path}")
+    names = [t.name for t in spec.inputs]
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            if len(names) != 1:
+                raise InputError(f"{spec.name} takes {len(names)} inputs ({', '.join(names)}): "
+                                 "give them in a .npz or .json file keyed by name")
+            return [np.load(path, allow_pickle=False)]
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                data = {k: z[k] for k in z.files}
+        elif suffix == ".json":
+            data = json.loads(path.read_text())
+        else:
+            raise InputError(f"input file {path}: use .npy, .npz or .json")
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read input file {path}: {exc}") from None
+    if isinstance(data, list) and len(names) == 1:
+        data = {names[0]: data}
+    if not isinstance(data, dict):
+        raise InputError(f"input file {path}: expected an object keyed by input name ({', '.join(names)})")
+    missing = [n for n in names if n not in data]
+    unknown = sorted(set(data) - set(names))
+    if missing or unknown:
+        raise InputError(f"input file {path}: {spec.name} takes {', '.join(names)}"
+                         + (f"; missing {', '.join(missing)}" if missing else "")
+                         + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+    try:
+        return [np.asarray(data[n]) for n in names]
+    except ValueError as exc:  # ragged JSON lists
+        raise InputError(f"input file {path}: {exc}") from None
+
+
+def image_inputs(spec: ModelSpec, path: Path, invert: bool = False) -> list[np.ndarray]:
+    """A picture -> float32 [1, 1, 28, 28] grayscale in [0, 1], as the course's ToTensor() gives MNIST.
+
+    Args:
+        invert: for dark-on-light drawings; MNIST digits are light on a dark background.
+    """
+    if [t.dims for t in spec.inputs] != [(1, IMAGE_SIDE, IMAGE_SIDE)]:
+        raise InputError(f"--image is for the image models; {spec.name} does not take a 28x28 image")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            gray = img.convert("L")
+            if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
+                gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BILINEAR)
+            pixels = np.asarray(gray, dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise InputError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"cannot read image {path}: {exc}") from None
+    if invert:
+        pixels = 1.0 - pixels
+    return [pixels.reshape(1, 1, IMAGE_SIDE, IMAGE_SIDE)]
+
+
+def text_inputs(spec: ModelSpec, text: str) -> list[np.ndarray]:
+    """Human text -> tensors: names (comma-separated) for name_gru, characters of h,i,e,l,o for hello_rnn."""
+    domains = [t.domain for t in spec.inputs]
+    if domains == ["tokens", "lengths"]:
+        names = [n for n in text.split(",") if n.strip()]
+        if not names:
+            raise InputError("--text: give at least one name")
+        return registry.encode_names(names)
+    if domains == ["onehot"]:
+        return registry.encode_hello(text)
+    raise InputError(f"--text is for name_gru and hello_rnn; {spec.name} does not read text")
+
+
+def sample_inputs(spec: ModelSpec, data_dir: Path, n: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """The first `n` real held-out samples and their targets."""
+    if n < 1:
+        raise InputError("--sample must be at least 1")
+    split = spec.data.load(Path(data_dir))
+    return [a[:n] for a in split.test_inputs], split.test_target[:n]
+
+
+def run_infer(spec: ModelSpec, client: Client, fmt: str, arrays: list[np.ndarray]) -> dict:
+    """Validate, send in batches of at most max_batch_size, and describe the answer.
+
+    Returns:
+        {"model", "triton_model", "protocol", "url", "inputs": {name: shape}, "outputs": {name: array},
+        "meaning": spec.describe rows}.
+    """
+    arrays = validate_inputs(spec, arrays)
+    triton_name = spec.triton_name(fmt)
+    client.require_model(triton_name)
+    limit = min(spec.max_batch_size, client.max_batch_size(triton_name) or spec.max_batch_size)
+    chunks = [client.infer(spec, triton_name, [a[s] for a in arrays]) for s in batches(len(arrays[0]), limit)]
+    outputs = [np.concatenate([c[i] for c in chunks]) for i in range(len(spec.outputs))]
+    return {
+        "model": spec.name, "triton_model": triton_name, "protocol": client.protocol, "url": client.url,
+        "inputs": {t.name: list(a.shape) for t, a in zip(spec.inputs, arrays)},
+        "outputs": {t.name: o for t, o in zip(spec.outputs, outputs)},
+        "meaning": spec.describe(outputs[0]),
+    }

@@ -1,0 +1,159 @@
+"""Load generation on asyncio: closed loop (fixed concurrency) and open loop (intended send times).
+
+Latencies go into per-window HdrHistograms. In open loop a request's latency counts from its
+*intended* send time, so a server (or generator) that falls behind is not hidden (coordinated
+omission). Every loop is bounded: a stop event, a deadline, and a timeout on each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterator
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour: a latency can never overflow the histogram
+SIGNIFICANT_DIGITS = 3
+LATE_SEND_MS = 1.0  # a send later than this after its intended time counts as late
+MAX_OUTSTANDING = 4096  # open loop: beyond this many requests in flight the generator waits (and says so)
+FAILURE_BACKOFF_S = 0.005  # a refused connection fails at once: don't spin the CPU on it
+
+Send = Callable[[int], Awaitable[None]]  # send(slot) -> None, raises on failure; slot: worker or request index
+
+
+def new_histogram() -> HdrHistogram:
+    """A latency histogram in microseconds."""
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+@dataclass
+class WindowCounts:
+    """What one measurement window saw, from the generator's side."""
+
+    histogram: HdrHistogram = field(default_factory=new_histogram)
+    ok: int = 0
+    failed: int = 0
+    errors: Counter = field(default_factory=Counter)
+    sent: int = 0
+    late: int = 0
+    lag: HdrHistogram = field(default_factory=new_histogram)
+
+
+class Recorder:
+    """Collects completions into the current window; `swap` closes it and opens the next."""
+
+    def __init__(self) -> None:
+        self.current = WindowCounts()
+
+    def record(self, latency_s: float, ok: bool, error: str = "") -> None:
+        if ok:
+            self.current.ok += 1
+            self.current.histogram.record_value(max(LOWEST_US, min(HIGHEST_US, round(latency_s * 1e6))))
+        else:
+            self.current.failed += 1
+            self.current.errors[error] += 1
+
+    def sent(self, lag_s: float) -> None:
+        self.current.sent += 1
+        self.current.lag.record_value(max(LOWEST_US, min(HIGHEST_US, round(max(lag_s, 0.0) * 1e6))))
+        if lag_s * 1e3 > LATE_SEND_MS:
+            self.current.late += 1
+
+    def swap(self) -> WindowCounts:
+        done, self.current = self.current, WindowCounts()
+        return done
+
+
+def _error_name(exc: BaseException) -> str:
+    text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+    line = (str(text or "").strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {line[:160]}" if line else type(exc).__name__
+
+
+async def _timed(send: Send, index: int, start: float, recorder: Recorder, clock: Callable[[], float]) -> bool:
+    """One request; its latency from `start` (actual or intended send time). True when it succeeded."""
+    try:
+        await send(index)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the run
+        recorder.record(clock() - start, False, _error_name(exc))
+        return False
+    recorder.record(clock() - start, True)
+    return True
+
+
+async def closed_loop(send: Send, concurrency: int, recorder: Recorder, stop: asyncio.Event,
+                      clock: Callable[[], float] = time.perf_counter) -> None:
+    """`concurrency` workers, each sending its next request as soon as the last one answered.
+
+    `send` gets the worker's number, so a worker can own per-request resources (shared memory).
+    """
+
+    async def worker(number: int) -> None:
+        while not stop.is_set():
+            start = clock()
+            recorder.sent(0.0)
+            if not await _timed(send, number, start, recorder, clock):
+                await asyncio.sleep(FAILURE_BACKOFF_S)
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+
+
+def intended_send_times(rate: float, distribution: str, start: float = 0.0,
+                        rng: np.random.Generator | None = None) -> Iterator[float]:
+    """The open loop's schedule: constant gaps of 1/rate, or Poisson arrivals (exponential gaps, mean 1/rate)."""
+    if rate <= 0 or not math.isfinite(rate):
+        raise ValueError(f"request rate must be positive, got {rate}")
+    if distribution not in ("constant", "poisson"):
+        raise ValueError(f"unknown distribution {distribution!r}; use constant or poisson")
+    rng = rng or np.random.default_rng(0)
+    i, t = 0, start
+    while True:
+        if distribution == "constant":
+            yield start + i / rate
+            i += 1
+        else:
+            t += float(rng.exponential(1.0 / rate))
+            yield t
+
+
+async def open_loop(send: Send, schedule: Iterator[float], recorder: Recorder, stop: asyncio.Event,
+                    clock: Callable[[], float] = time.perf_counter,
+                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                    max_outstanding: int = MAX_OUTSTANDING, drain_timeout: float = 10.0) -> int:
+    """Send at the scheduled times whatever the answers do; returns how many requests were sent.
+
+    Latency counts from the intended time. When `max_outstanding` requests are in flight the
+    dispatcher waits for one to finish: those sends are late and the lateness shows in the latency.
+    """
+    pending: set[asyncio.Task] = set()
+    index = 0
+    try:
+        for intended in schedule:
+            if stop.is_set():
+                break
+            delay = intended - clock()
+            if delay > 0:
+                await sleep(delay)
+                if stop.is_set():
+                    break
+            while len(pending) >= max_outstanding and not stop.is_set():
+                await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED, timeout=0.1)
+            recorder.sent(clock() - intended)
+            task = asyncio.ensure_future(_timed(send, index, intended, recorder, clock))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            index += 1
+    finally:
+        if pending:
+            _, late = await asyncio.wait(set(pending), timeout=drain_timeout)
+            for task in late:
+                task.cancel()
+    return index

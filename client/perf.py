@@ -1,0 +1,508 @@
+"""`zeroserve client perf`: perf_analyzer's method on the asyncio load generator.
+
+Per level: warm-up, then measurement windows until the last 3 agree within `stability` on
+throughput and p99 (at most `max_trials` windows). Figures come from the stable windows:
+HdrHistogram percentiles, counts, generator CPU, and the server-side split from Triton's
+statistics extension (two samples differenced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from zeroserve import records
+from zeroserve.client import load
+from zeroserve.client.connection import (AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback,
+                                         server_split, validate_inputs)
+from zeroserve.errors import InputError, ServerError, UnstableError
+from zeroserve.spec import ModelSpec
+
+STABLE_WINDOWS = 3
+PERCENTILES = (50, 90, 95, 99)
+SATURATED = 0.9  # share of one core the event-loop thread may use before the generator is the bottleneck
+SHARED_CORES_NOTE = ("this machine has {cores} cores shared by the server and the load generator: "
+                     "figures include that contention")
+MAX_SEARCH_CONCURRENCY = 256
+
+
+# ---------------------------------------------------------------- figures
+
+
+def percentiles(hist: HdrHistogram) -> dict[str, float]:
+    """p50/p90/p95/p99, max and mean in milliseconds from a microsecond histogram (zeros when empty)."""
+    if hist.get_total_count() == 0:
+        return {**{f"p{p}_ms": 0.0 for p in PERCENTILES}, "max_ms": 0.0, "mean_ms": 0.0}
+    out = {f"p{p}_ms": hist.get_value_at_percentile(p) / 1e3 for p in PERCENTILES}
+    out["max_ms"] = hist.get_max_value() / 1e3
+    out["mean_ms"] = hist.get_mean_value() / 1e3
+    return out
+
+
+@dataclass
+class Window:
+    """One measurement window's figures (generator side, plus the server counters at its end)."""
+
+    seconds: float
+    counts: load.WindowCounts
+    batch_size: int
+    cpu_seconds: float = 0.0
+    loop_cpu_seconds: float = 0.0
+    stats: dict[str, int] | None = None
+
+    @property
+    def throughput(self) -> float:
+        """Inferences per second (answered requests x batch size)."""
+        return self.counts.ok * self.batch_size / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def p99_ms(self) -> float:
+        return percentiles(self.counts.histogram)["p99_ms"]
+
+    def as_json(self) -> dict:
+        return {"seconds": round(self.seconds, 4), "requests": self.counts.ok + self.counts.failed,
+                "ok": self.counts.ok, "failed": self.counts.failed, "throughput": self.throughput,
+                "p99_ms": self.p99_ms, "generator_cpu": self.cpu_seconds / self.seconds if self.seconds else 0.0}
+
+
+def is_stable(figures: list[tuple[float, float]], threshold: float, count: int = STABLE_WINDOWS) -> bool:
+    """perf_analyzer's rule: the last `count` (throughput, p99) pairs each within `threshold` of their mean."""
+    if len(figures) < count:
+        return False
+    last = figures[-count:]
+    for k in range(2):
+        values = [f[k] for f in last]
+        mean = sum(values) / count
+        if mean <= 0 or any(abs(v - mean) > threshold * mean for v in values):
+            return False
+    return True
+
+
+def summarise(windows: list[Window], before: dict[str, int] | None, after: dict[str, int] | None) -> dict:
+    """A level's figures over the given windows: throughput, percentiles, counts, server split, CPU."""
+    hist, lag = load.new_histogram(), load.new_histogram()
+    for w in windows:
+        hist.add(w.counts.histogram)
+        lag.add(w.counts.lag)
+    seconds = sum(w.seconds for w in windows)
+    ok = sum(w.counts.ok for w in windows)
+    failed = sum(w.counts.failed for w in windows)
+    sent = sum(w.counts.sent for w in windows)
+    errors: dict[str, int] = {}
+    for w in windows:
+        for k, v in w.counts.errors.items():
+            errors[k] = errors.get(k, 0) + v
+    batch = windows[0].batch_size if windows else 1
+    fig = {
+        "windows_used": len(windows), "seconds": seconds,
+        "throughput": ok * batch / seconds if seconds else 0.0,
+        "requests_per_s": ok / seconds if seconds else 0.0,
+        **percentiles(hist),
+        "requests": ok + failed, "ok": ok, "failed": failed, "sent": sent,
+        "late_sends": sum(w.counts.late for w in windows),
+        "send_lag_p99_ms": lag.get_value_at_percentile(99) / 1e3 if lag.get_total_count() else 0.0,
+        "generator_cpu": sum(w.cpu_seconds for w in windows) / seconds if seconds else 0.0,
+        "loop_cpu": sum(w.loop_cpu_seconds for w in windows) / seconds if seconds else 0.0,
+        "errors": errors,
+        "server": server_split(before, after) if before and after else None,
+    }
+    fig["generator_saturated"] = fig["loop_cpu"] >= SATURATED
+    return fig
+
+
+def latency_budget_search(measure: Callable[[int], dict], budget_ms: float,
+                          max_concurrency: int = MAX_SEARCH_CONCURRENCY) -> tuple[dict | None, list[dict]]:
+    """The highest concurrency whose p99 stays within the budget: doubling, then bisection.
+
+    Assumes p99 grows with concurrency (as perf_analyzer's search does). Returns (best level or None
+    when even concurrency 1 is over budget, every level measured in concurrency order).
+    """
+    measured: dict[int, dict] = {}
+
+    def within(c: int) -> bool:
+        if c not in measured:
+            measured[c] = measure(c)
+        return measured[c]["p99_ms"] <= budget_ms
+
+    levels = lambda: [measured[c] for c in sorted(measured)]  # noqa: E731
+    if not within(1):
+        return None, levels()
+    good, bad = 1, None
+    while good < max_concurrency:
+        nxt = min(good * 2, max_concurrency)
+        if within(nxt):
+            good = nxt
+        else:
+            bad = nxt
+            break
+    if bad is not None:
+        while bad - good > 1:
+            mid = (good + bad) // 2
+            if within(mid):
+                good = mid
+            else:
+                bad = mid
+    return measured[good], levels()
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def perf_inputs(spec: ModelSpec, batch_size: int, mode: str, *, input_data: Path | None = None,
+                data_dir: Path | None = None, seed: int = 0) -> list[np.ndarray]:
+    """The batch every request sends: random valid, zeros, real held-out samples, or a user's file."""
+    if input_data is not None:
+        from zeroserve.client.infer import load_input_file
+
+        arrays = validate_inputs(spec, load_input_file(spec, input_data))
+        reps = -(-batch_size // len(arrays[0]))
+        return [np.concatenate([a] * reps)[:batch_size] for a in arrays]
+    if mode == "random":
+        return spec.random_inputs(batch_size, np.random.default_rng(seed))
+    if mode == "zero":
+        arrays = spec.random_inputs(batch_size, np.random.default_rng(seed))
+        # lengths must stay valid (>= 1): zero everything else
+        return [a if t.domain == "lengths" else np.zeros_like(a) for t, a in zip(spec.inputs, arrays)]
+    if mode == "sample":
+        from zeroserve.data import default_data_dir
+
+        split = spec.data.load(Path(data_dir or default_data_dir()))
+        n = len(split.test_target)
+        idx = np.arange(batch_size) % n
+        return [a[idx] for a in split.test_inputs]
+    raise InputError(f"unknown --input {mode!r}; use random, zero or sample (or --input-data FILE)")
+
+
+# ---------------------------------------------------------------- shared memory
+
+
+@dataclass
+class SharedMemory:
+    """Triton system shared memory for inputs (one region, read by every request) and outputs (one per slot)."""
+
+    regions: list = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    clients: list[Client] = field(default_factory=list)
+    input_region: tuple[str, list[tuple[int, int]]] | None = None
+    output_regions: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, clients: list[Client], wire_inputs: list[np.ndarray], output_nbytes: list[int],
+               slots: int, tag: str) -> "SharedMemory":
+        import tritonclient.utils.shared_memory as shm
+
+        self = cls(clients=clients)
+        try:
+            offsets, pos = [], 0
+            for a in wire_inputs:
+                offsets.append((pos, a.nbytes))
+                pos += a.nbytes
+            name = f"zs_{tag}_in"
+            handle = shm.create_shared_memory_region(name, f"/{name}", pos)
+            self._track(handle, name, pos)
+            for a, (off, _) in zip(wire_inputs, offsets):
+                shm.set_shared_memory_region(handle, [a], offset=off)
+            self.input_region = (name, offsets)
+            total = sum(output_nbytes)
+            for i in range(slots):
+                name = f"zs_{tag}_out{i}"
+                handle = shm.create_shared_memory_region(name, f"/{name}", total)
+                self._track(handle, name, total)
+                offs, pos = [], 0
+                for n in output_nbytes:
+                    offs.append((pos, n))
+                    pos += n
+                self.output_regions.append((name, offs))
+        except Exception:
+            self.close()
+            raise
+        return self
+
+    def _track(self, handle, name: str, size: int) -> None:
+        self.regions.append(handle)
+        self.names.append(name)
+        for c in self.clients:
+            c._call("register_system_shared_memory", name, f"/{name}", size)
+
+    def close(self) -> None:
+        """Unregister from every server (best effort: it may be gone) and free the regions."""
+        import tritonclient.utils.shared_memory as shm
+
+        for c in self.clients:
+            for name in self.names:
+                with contextlib.suppress(Exception):
+                    c._call("unregister_system_shared_memory", name)
+        for handle in self.regions:
+            with contextlib.suppress(Exception):
+                shm.destroy_shared_memory_region(handle)
+        self.regions, self.names = [], []
+
+
+# ---------------------------------------------------------------- one level
+
+
+@dataclass
+class Setup:
+    """Everything a level needs, fixed for the whole run."""
+
+    spec: ModelSpec
+    triton_name: str
+    protocol: str
+    urls: list[str]
+    arrays: list[np.ndarray]
+    batch_size: int
+    window_s: float
+    warmup_s: float
+    stability: float
+    max_trials: int
+    timeout: float
+    shm: SharedMemory | None = None
+    distribution: str = "constant"
+    seed: int = 0
+
+
+def _prepared(setup: Setup, clients: list[AsyncClient], slots: int) -> list[tuple[AsyncClient, list, list]]:
+    """(client, inputs, outputs) per slot; slots go round-robin over the servers."""
+    out = []
+    for i in range(slots):
+        client = clients[i % len(clients)]
+        inputs, outputs = client.prepare(setup.spec, setup.arrays)
+        if setup.shm is not None:
+            name, offs = setup.shm.input_region
+            for inp, (off, size) in zip(inputs, offs):
+                inp.set_shared_memory(name, size, offset=off)
+            oname, ooffs = setup.shm.output_regions[i % len(setup.shm.output_regions)]
+            for o, (off, size) in zip(outputs, ooffs):
+                o.set_shared_memory(oname, size, offset=off)
+        out.append((client, inputs, outputs))
+    return out
+
+
+async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> dict:
+    """Run one level to stability (or max_trials); the level's figures plus its windows."""
+    clients = [AsyncClient(u, setup.protocol, setup.timeout) for u in setup.urls]
+    async with contextlib.AsyncExitStack() as stack:
+        for c in clients:
+            await stack.enter_async_context(c)
+        slots = concurrency or (len(setup.shm.output_regions) if setup.shm else len(clients))
+        prepared = _prepared(setup, clients, slots)
+        free: asyncio.Queue | None = None
+        if rate is not None and setup.shm is not None:
+            free = asyncio.Queue()
+            for i in range(slots):
+                free.put_nowait(i)
+
+        async def send(index: int) -> None:
+            if free is not None:  # an output region per request in flight
+                slot = await free.get()
+                try:
+                    client, inputs, outputs = prepared[slot]
+                    await client.infer(setup.triton_name, inputs, outputs)
+                finally:
+                    free.put_nowait(slot)
+                return
+            client, inputs, outputs = prepared[index % len(prepared)]
+            await client.infer(setup.triton_name, inputs, outputs)
+
+        async def stats() -> dict[str, int]:
+            return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name) for c in clients))))
+
+        recorder = load.Recorder()
+        stop = asyncio.Event()
+        if concurrency is not None:
+            # closed loop: worker i always uses slot i, so a slot's output region is never shared
+            task = asyncio.ensure_future(load.closed_loop(send, concurrency, recorder, stop))
+        else:
+            schedule = load.intended_send_times(rate, setup.distribution, time.perf_counter() + 0.01,
+                                                np.random.default_rng(setup.seed))
+            task = asyncio.ensure_future(load.open_loop(send, schedule, recorder, stop,
+                                                        drain_timeout=setup.timeout))
+        windows: list[Window] = []
+        samples: list[dict[str, int]] = []
+        try:
+            await asyncio.sleep(setup.warmup_s)
+            recorder.swap()
+            samples.append(await stats())
+            t0, cpu0, loop0 = time.perf_counter(), time.process_time(), time.thread_time()
+            for _ in range(setup.max_trials):
+                await asyncio.sleep(setup.window_s)
+                counts = recorder.swap()
+                t1, cpu1, loop1 = time.perf_counter(), time.process_time(), time.thread_time()
+                w = Window(t1 - t0, counts, setup.batch_size, cpu1 - cpu0, loop1 - loop0)
+                t0, cpu0, loop0 = t1, cpu1, loop1
+                windows.append(w)
+                try:
+                    samples.append(await stats())
+                except ServerError as exc:
+                    done = sum(x.counts.ok for x in windows)
+                    failed = sum(x.counts.failed for x in windows)
+                    raise ServerError(f"the server stopped answering during the run ({exc}); "
+                                      f"{done} requests answered and {failed} failed before it went") from None
+                if is_stable([(x.throughput, x.p99_ms) for x in windows], setup.stability):
+                    break
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, setup.timeout + 1.0)
+        used = windows[-STABLE_WINDOWS:]
+        fig = summarise(used, samples[-len(used) - 1], samples[-1])
+        fig.update({
+            "concurrency": concurrency, "request_rate": rate,
+            "stable": is_stable([(x.throughput, x.p99_ms) for x in windows], setup.stability),
+            "trials": len(windows), "windows": [w.as_json() for w in windows],
+        })
+        if rate is not None:
+            fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
+            fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
+        return fig
+
+
+def unstable_message(level: dict, stability: float) -> str:
+    """One line with the last windows' figures of a level that did not stabilise."""
+    what = f"concurrency {level['concurrency']}" if level["concurrency"] else f"request rate {level['request_rate']}/s"
+    last = level["windows"][-STABLE_WINDOWS:]
+    tp = ", ".join(f"{w['throughput']:.0f}" for w in last)
+    p99 = ", ".join(f"{w['p99_ms']:.2f}" for w in last)
+    return (f"{what} did not stabilise within {stability:.0%} in {level['trials']} windows: last throughput "
+            f"{tp} infer/s, p99 {p99} ms (raise --max-trials or --window, or pass --allow-unstable)")
+
+
+# ---------------------------------------------------------------- the run
+
+
+def resolve_urls(endpoint: Endpoint, protocol: str, urls: list[str] | None) -> list[str]:
+    """The servers to load (`--url` wins over the endpoint options), every one on loopback."""
+    pairs = [parse_url(u) for u in urls] if urls else [(endpoint.host, int(endpoint.url(protocol).rsplit(":", 1)[1]))]
+    for host, _ in pairs:
+        require_loopback(host)
+    return [f"{'127.0.0.1' if h == 'localhost' else h}:{p}" for h, p in pairs]
+
+
+def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol: str = "grpc",
+             urls: list[str] | None = None, concurrency: list[int] | None = None,
+             request_rate: list[float] | None = None, distribution: str = "constant",
+             latency_budget_ms: float | None = None, batch_size: int = 1, input_mode: str = "random",
+             input_data: Path | None = None, data_dir: Path | None = None, shared_memory: str = "none",
+             window_s: float = 5.0, warmup_s: float | None = None, stability: float = 0.10, max_trials: int = 10,
+             allow_unstable: bool = False, timeout: float = 10.0, seed: int = 0,
+             on_level: Callable[[dict], None] | None = None) -> dict:
+    """Measure one served model at each load level; the perf record (see report.py for its renderings).
+
+    Raises UnstableError (exit 4) at the first level that does not stabilise unless allow_unstable,
+    ServerError (exit 3) when a server is unreachable or goes away mid-run.
+    """
+    import os
+
+    modes = sum(x is not None and x != [] for x in (concurrency, request_rate, latency_budget_ms))
+    if modes > 1:
+        raise InputError("choose one of --concurrency, --request-rate and --latency-budget-ms")
+    if distribution not in ("constant", "poisson"):
+        raise InputError(f"unknown --distribution {distribution!r}; use constant or poisson")
+    if shared_memory not in ("none", "system"):
+        raise InputError(f"unknown --shared-memory {shared_memory!r}; use none or system")
+    if window_s <= 0 or max_trials < STABLE_WINDOWS or not 0 < stability < 1:
+        raise InputError(f"need --window > 0, --max-trials >= {STABLE_WINDOWS} and 0 < --stability < 1")
+    if any(c < 1 for c in concurrency or []) or any(r <= 0 for r in request_rate or []):
+        raise InputError("concurrency levels must be >= 1 and request rates > 0")
+    if latency_budget_ms is not None and latency_budget_ms <= 0:
+        raise InputError("--latency-budget-ms must be positive")
+    if not request_rate and latency_budget_ms is None and not concurrency:
+        concurrency = [1]
+    triton_name = spec.triton_name(fmt)
+    urls = resolve_urls(endpoint, protocol, urls)
+    sync = []
+    for u in urls:
+        host, port = parse_url(u)
+        sync.append(Client(Endpoint(host, port, port, "url"), protocol, timeout))
+    try:
+        served_max = spec.max_batch_size
+        for c in sync:
+            c.require_model(triton_name)
+            served_max = min(served_max, c.max_batch_size(triton_name) or served_max)
+        if not 1 <= batch_size <= served_max:
+            raise InputError(f"--batch-size must be between 1 and {triton_name}'s max_batch_size {served_max}")
+        arrays = perf_inputs(spec, batch_size, input_mode, input_data=input_data, data_dir=data_dir, seed=seed)
+        outputs = [c.infer(spec, triton_name, arrays) for c in sync]  # one real answer per server before load
+        shm = None
+        if shared_memory == "system":
+            from zeroserve.client.connection import to_wire
+
+            slots = max(concurrency or [0]) or min(256, load.MAX_OUTSTANDING)
+            shm = SharedMemory.create(sync, to_wire(spec, arrays), [o.nbytes for o in outputs[0]], slots,
+                                      f"{os.getpid()}_{triton_name}")
+        setup = Setup(spec, triton_name, protocol, urls, arrays, batch_size, window_s,
+                      window_s if warmup_s is None else warmup_s, stability, max_trials, timeout, shm,
+                      distribution, seed)
+        try:
+            levels, best = _measure_levels(setup, concurrency, request_rate, latency_budget_ms,
+                                           allow_unstable, on_level)
+        finally:
+            if shm is not None:
+                shm.close()
+    finally:
+        for c in sync:
+            c.close()
+    cores = os.cpu_count() or 1
+    notes = [SHARED_CORES_NOTE.format(cores=cores)] if cores <= 4 else []
+    if any(lv["generator_saturated"] for lv in levels):
+        notes.append("the load generator's event loop was saturated at some levels (loop CPU >= "
+                     f"{SATURATED:.0%} of a core): those figures measure the generator as much as the server")
+    for lv in levels:
+        if lv.get("rate_kept") is False:
+            notes.append(f"the generator could not keep {lv['request_rate']:g} requests/s (sent "
+                         f"{lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); its "
+                         "latencies still count from the intended send times")
+        if not lv["stable"]:
+            notes.append(unstable_message(lv, stability) + " [reported: --allow-unstable]")
+        if lv["failed"]:
+            notes.append(f"{lv['failed']} failed requests at "
+                         f"{'concurrency ' + str(lv['concurrency']) if lv['concurrency'] else 'rate ' + str(lv['request_rate'])}")
+    mode = "latency_budget" if latency_budget_ms is not None else "request_rate" if request_rate else "concurrency"
+    return {
+        "schema": records.SCHEMA, "kind": "perf", "model": spec.name, "triton_model": triton_name,
+        "protocol": protocol, "format": fmt, "urls": urls, "batch_size": batch_size,
+        "input": "file " + str(input_data) if input_data else input_mode, "shared_memory": shared_memory,
+        "mode": mode, "distribution": distribution if request_rate else None,
+        "latency_budget_ms": latency_budget_ms, "best": best,
+        "window_s": window_s, "stability": stability, "max_trials": max_trials,
+        "levels": levels, "notes": notes, "cpu_count": cores,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": records.versions("tritonclient", "hdrhistogram"),
+    }
+
+
+def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unstable, on_level):
+    """Run the levels of the chosen mode; stop at the first unstable one unless allowed."""
+
+    def measure(c: int | None, r: float | None) -> dict:
+        level = asyncio.run(_level(setup, c, r))
+        if on_level:
+            on_level(level)
+        if not level["stable"] and not allow_unstable:
+            raise UnstableError(unstable_message(level, setup.stability))
+        return level
+
+    if budget is not None:
+        best, levels = latency_budget_search(lambda c: measure(c, None), budget)
+        return levels, (best["concurrency"] if best else None)
+    if request_rate:
+        return [measure(None, r) for r in request_rate], None
+    return [measure(c, None) for c in concurrency], None
+
+
+def level_iter(values: str, kind: type) -> Iterator:
+    """Parse `1,2,4` into values of `kind`."""
+    for part in values.split(","):
+        if part.strip():
+            try:
+                yield kind(part)
+            except ValueError:
+                raise InputError(f"not a number: {part!r}") from None

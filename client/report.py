@@ -1,0 +1,135 @@
+"""Renderings of a perf record: rich table, CSV, JSON, a PNG plot and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from zeroserve import records
+
+CSV_COLUMNS = ("concurrency", "request_rate", "throughput", "requests_per_s", "p50_ms", "p90_ms", "p95_ms",
+               "p99_ms", "max_ms", "mean_ms", "requests", "ok", "failed", "stable", "trials",
+               "server_queue_us", "server_compute_input_us", "server_compute_infer_us", "server_compute_output_us",
+               "generator_cpu", "loop_cpu", "achieved_rate", "send_lag_p99_ms")
+
+
+def level_label(level: dict) -> str:
+    return f"c={level['concurrency']}" if level.get("concurrency") else f"{level['request_rate']:g}/s"
+
+
+def flat_row(level: dict) -> dict:
+    """One level as a flat dict of CSV_COLUMNS."""
+    server = level.get("server") or {}
+    row = {k: level.get(k) for k in CSV_COLUMNS}
+    for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
+        row[f"server_{phase}_us"] = server.get(f"{phase}_us")
+    return row
+
+
+def title(rec: dict) -> str:
+    return (f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}, input {rec['input']}, "
+            f"shared memory {rec['shared_memory']}, {len(rec['urls'])} server(s)")
+
+
+def table(rec: dict) -> Table:
+    """The human table: one row per level."""
+    t = Table(title=title(rec))
+    cols = ("level", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "mean ms", "requests", "failed",
+            "server queue/in/infer/out µs", "gen CPU", "stable")
+    for c in cols:
+        t.add_column(c, justify="left" if c == "level" else "right")
+    for lv in rec["levels"]:
+        s = lv.get("server") or {}
+        split = "/".join(f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer",
+                                                                  "compute_output")) if s else "-"
+        mark = "" if lv.get("rate_kept", True) else " (rate not kept)"
+        t.add_row(level_label(lv) + mark, f"{lv['throughput']:.1f}", *(f"{lv[k]:.2f}" for k in
+                  ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
+                  str(lv["requests"]), str(lv["failed"]), split, f"{lv['generator_cpu']:.0%}",
+                  "yes" if lv["stable"] else f"no ({lv['trials']})")
+    return t
+
+
+def to_csv(rec: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for lv in rec["levels"]:
+        w.writerow(flat_row(lv))
+    return buf.getvalue()
+
+
+def plot_png(rec: dict) -> bytes:
+    """Latency percentiles (y) against throughput (x), one point per level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = sorted(rec["levels"], key=lambda lv: lv["throughput"])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    x = [lv["throughput"] for lv in levels]
+    for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms"):
+        ax.plot(x, [lv[key] for lv in levels], marker="o", label=key.split("_")[0])
+    for lv in levels:
+        ax.annotate(level_label(lv), (lv["throughput"], lv["p99_ms"]), textcoords="offset points", xytext=(3, 4),
+                    fontsize=7)
+    ax.set_xlabel("throughput (inferences/s)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def to_html(rec: dict, png: bytes) -> str:
+    """A self-contained page: the table, the plot embedded as base64, the notes and the settings."""
+    head = ["level", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "mean ms", "requests", "failed",
+            "queue µs", "compute input µs", "infer µs", "compute output µs", "generator CPU", "stable"]
+    rows = []
+    for lv in rec["levels"]:
+        s = lv.get("server") or {}
+        cells = [level_label(lv), f"{lv['throughput']:.1f}",
+                 *(f"{lv[k]:.3f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
+                 str(lv["requests"]), str(lv["failed"]),
+                 *(f"{s.get(f'{p}_us', 0):.1f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")),
+                 f"{lv['generator_cpu']:.0%}", "yes" if lv["stable"] else "no"]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in rec["notes"])
+    settings = {k: rec[k] for k in ("model", "triton_model", "protocol", "format", "urls", "batch_size", "input",
+                                    "shared_memory", "mode", "distribution", "latency_budget_ms", "best", "window_s",
+                                    "stability", "max_trials", "started")}
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>zeroserve perf: {html.escape(rec['triton_model'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}</style></head>
+<body><h1>zeroserve perf: {html.escape(title(rec))}</h1>
+<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr>{''.join(rows)}</table>
+<p><img alt="latency percentiles against throughput" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>
+<h2>Notes</h2><ul>{notes}</ul>
+<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>
+</body></html>
+"""
+
+
+def write_report(rec: dict, folder: Path) -> dict[str, Path]:
+    """perf.json, perf.csv, perf.png and perf.html in `folder`; their paths."""
+    folder = records.ensure_writable_dir(Path(folder))
+    png = plot_png(rec)
+    paths = {"json": folder / "perf.json", "csv": folder / "perf.csv", "png": folder / "perf.png",
+             "html": folder / "perf.html"}
+    records.write_json(paths["json"], rec)
+    records.write_bytes(paths["csv"], to_csv(rec).encode())
+    records.write_bytes(paths["png"], png)
+    records.write_bytes(paths["html"], to_html(rec, png).encode())
+    return paths
