@@ -336,8 +336,11 @@ def _wait_gone(pids: list[int], timeout: float, process: subprocess.Popen | None
 
 
 def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None,
-                timeout: float = STOP_TIMEOUT_S) -> dict[str, Any]:
+                timeout: float = STOP_TIMEOUT_S, remove_runtime: bool = True) -> dict[str, Any]:
     """Stop one server cleanly: SIGINT, then SIGKILL of what remains; stubs, shm and state file cleaned.
+
+    Args:
+        remove_runtime: also delete its runtime folder and log (kept when a start failed, for the log).
 
     Returns:
         What was done: {"pid", "graceful", "killed": [pids], "shm_removed": [names]}.
@@ -383,6 +386,8 @@ def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None,
         except FileNotFoundError:
             pass
     st.remove_state(pid)
+    if remove_runtime and state.get("runtime_dir"):
+        shutil.rmtree(state["runtime_dir"], ignore_errors=True)
     return {"pid": pid, "graceful": graceful, "killed": killed, "shm_removed": removed}
 
 
@@ -468,9 +473,9 @@ class Server:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> dict[str, Any]:
-        """Stop the server and everything it started; remove its state file."""
-        return stop_server(self.state, self.process, timeout)
+    def stop(self, timeout: float = STOP_TIMEOUT_S, remove_runtime: bool = True) -> dict[str, Any]:
+        """Stop the server and everything it started; remove its state file (and runtime folder)."""
+        return stop_server(self.state, self.process, timeout, remove_runtime)
 
     def wait_live(self, timeout: float) -> None:
         """Wait until the HTTP endpoint answers `live`, or ServerError with the server's own last lines."""
@@ -600,7 +605,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         server.wait_live(timeout)
         server.load_models(max(deadline - time.monotonic(), 1.0), on_model)
     except BaseException:
-        server.stop()
+        server.stop(remove_runtime=False)  # the error message points at the log
         raise
     return server
 

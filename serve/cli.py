@@ -1,0 +1,218 @@
+"""`zeroserve serve`, `status` and `stop`."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.cli import ArtifactsOpt, JsonOpt, console, err_console, handle_errors, print_json
+from zeroserve.errors import InputError, ServerError
+from zeroserve.serve import engine
+from zeroserve.serve import state as st
+from zeroserve.serve.status import collect_status, find_server
+
+DEFAULT_REPOSITORY = Path("model_repository")
+
+RepositoryOpt = Annotated[Path, typer.Option("--repository", help="The canonical Triton model repository.")]
+HostOpt = Annotated[str, typer.Option("--host", help="Address the server binds to (and clients reach).")]
+HttpPortOpt = Annotated[int, typer.Option("--http-port", help="KServe v2 HTTP port.")]
+GrpcPortOpt = Annotated[int, typer.Option("--grpc-port", help="KServe v2 gRPC port.")]
+MetricsPortOpt = Annotated[int, typer.Option("--metrics-port", help="Prometheus metrics port.")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_cmd)
+    app.command("status")(status_cmd)
+    app.command("stop")(stop_cmd)
+
+
+def _target_image() -> str:
+    """The NGC image of the Triton release the canonical repository targets (deploy's constant)."""
+    from zeroserve.serve.repository import TARGET
+
+    return TARGET.image
+
+
+class _Terminated(Exception):
+    """SIGTERM in the foreground: stop the server the same way as Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+@handle_errors
+def serve_cmd(
+    repository: RepositoryOpt = DEFAULT_REPOSITORY,
+    models: Annotated[list[str] | None, typer.Option(
+        "--models", help="Registry names (both formats) or Triton names (one format); default: all deployed.")] = None,
+    host: HostOpt = engine.DEFAULT_HOST,
+    http_port: HttpPortOpt = 8000,
+    grpc_port: GrpcPortOpt = 8001,
+    metrics_port: MetricsPortOpt = 8002,
+    ort_threads: Annotated[int, typer.Option(help="ONNX Runtime (and TorchScript) intra-op threads per instance.")] = 1,
+    detach: Annotated[bool, typer.Option("--detach", help="Return once every model is READY; "
+                                                          "the server runs on until `zeroserve stop`.")] = False,
+    engine_name: Annotated[str, typer.Option("--engine", help="embedded (tritonserver from the nvidia-pytriton "
+                                                              "wheel) or docker (NGC image on a GPU host).")] = "embedded",
+    print_only: Annotated[bool, typer.Option("--print", help="With --engine docker: print the docker command.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every model to be READY.")] = engine.READY_TIMEOUT_S,
+):
+    """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
+
+    The embedded engine serves a runtime copy of the repository (under the cache folder) through
+    Triton's Python backend; the canonical repository is never modified. Exit 3 when the server
+    cannot start (port in use, binary missing, a model failing to load), 2 for a bad repository.
+    """
+    if engine_name == "docker":
+        cmd = engine.docker_command(repository, _target_image(),
+                                    {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
+        if print_only:
+            console.print(shlex.join(cmd), highlight=False, soft_wrap=True)
+            return
+        if shutil.which("docker") is None:
+            raise ServerError("docker is not installed here; use --print and run the command on a GPU host")
+        import os
+
+        os.execvp(cmd[0], cmd)
+    if engine_name != "embedded":
+        raise InputError(f"unknown engine {engine_name!r}; use embedded or docker")
+    if print_only:
+        raise InputError("--print goes with --engine docker")
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        server = _start_with_progress(repository, models, host, http_port, grpc_port, metrics_port,
+                                      ort_threads, detach, timeout)
+        _print_endpoints(server)
+        if detach:
+            console.print(f"detached: pid {server.pid}, log {server.log}; stop it with `zeroserve stop`",
+                          highlight=False)
+            return
+        console.print("serving; Ctrl-C stops the server", highlight=False)
+        try:
+            while server.alive():
+                time.sleep(0.5)
+        except (KeyboardInterrupt, _Terminated):
+            err_console.print("stopping...")
+            report = server.stop()
+            console.print(f"stopped pid {report['pid']}"
+                          f"{'' if report['graceful'] else ' (forced)'}; stubs and shared memory cleaned",
+                          highlight=False)
+            return
+        server.stop(remove_runtime=False)
+        raise ServerError(f"tritonserver exited on its own with code {server.process.returncode}: "
+                          f"{engine._log_tail(server.log)} (log: {server.log})")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start_with_progress(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, detach,
+                         timeout) -> engine.Server:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[state]}"),
+               TimeElapsedColumn())
+    lock = threading.Lock()
+    tasks: dict[str, int] = {}
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        def on_model(name: str, state: str, seconds: float) -> None:
+            with lock:
+                if name not in tasks:
+                    tasks[name] = progress.add_task(name, state="loading", total=1)
+                done = state in ("READY", "FAILED")
+                colour = {"READY": "green", "FAILED": "red"}.get(state, "yellow")
+                progress.update(tasks[name], state=f"[{colour}]{state}[/]"
+                                + (f" in {seconds:.1f} s" if done else ""), completed=1 if done else 0)
+                if done:
+                    progress.stop_task(tasks[name])
+
+        return engine.start_server(repository, models, host=host, http_port=http_port, grpc_port=grpc_port,
+                                   metrics_port=metrics_port, ort_threads=ort_threads, detach=detach,
+                                   timeout=timeout, on_model=on_model)
+
+
+def _print_endpoints(server: engine.Server) -> None:
+    s = server.state
+    table = Table(title=f"tritonserver pid {server.pid}: {len(s['models'])} models READY")
+    table.add_column("endpoint")
+    table.add_column("address")
+    table.add_row("HTTP (KServe v2)", f"http://{s['host']}:{s['http_port']}")
+    table.add_row("gRPC (KServe v2)", f"{s['host']}:{s['grpc_port']}")
+    table.add_row("metrics", f"http://{s['host']}:{s['metrics_port']}/metrics")
+    table.add_row("runtime repository", f"{s['runtime_dir']}/repository")
+    table.add_row("log", s["log"])
+    console.print(table)
+
+
+@handle_errors
+def status_cmd(
+    artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
+    repository: RepositoryOpt = DEFAULT_REPOSITORY,
+    host: Annotated[str | None, typer.Option("--host", help="Server host (default: the running server's).")] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help="Server HTTP port "
+                                                                      "(default: the running server's).")] = None,
+    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by its gRPC port.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Where each model stands per format: trained (metric), exported (gate), deployed (version, sha), served."""
+    server = find_server(host, http_port, grpc_port)
+    report = collect_status(artifacts, repository, server)
+    if as_json:
+        print_json(report)
+        return
+    srv = report["server"]
+    title = "no running server" if srv is None else f"server {srv['host']}:{srv['http_port']}" + (
+        f" (pid {srv['pid']})" if srv.get("pid") else "")
+    table = Table(title=f"zeroserve status: {artifacts}/, {repository}/, {title}")
+    for col in ("model", "format", "trained", "exported", "deployed", "served"):
+        table.add_column(col)
+    mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim"}
+    paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
+    for row in report["models"]:
+        t, e, d, s = row["trained"], row["exported"], row["deployed"], row["served"]
+        trained = t["state"] if t["state"] == "no" else f"{t['state']} {t['metric']} {t['value']:.4f}"
+        deployed = d["state"] if d["state"] == "no" else f"v{d['version']} {str(d['sha256'])[:12]}"
+        table.add_row(row["model"], row["format"], paint(trained, t["state"]), paint(e["state"], e["state"]),
+                      paint(deployed, d["state"]), paint(s["state"], s["state"]))
+    console.print(table)
+    if srv and srv.get("error"):
+        err_console.print(f"[yellow]warning:[/] {srv['error']}", highlight=False)
+
+
+@handle_errors
+def stop_cmd(
+    all_servers: Annotated[bool, typer.Option("--all", help="Stop every running zeroserve server.")] = False,
+    host: Annotated[str | None, typer.Option("--host", help="Choose a server by host.")] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help="Choose a server by HTTP port.")] = None,
+    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by gRPC port.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Stop a running server (the only one, or the one chosen; --all for every one) and clean up after it.
+
+    Ends tritonserver and every Python-backend stub it started, removes its shared-memory
+    segments and state file, and prunes runtime folders and logs of stopped servers.
+    """
+    targets = st.list_servers() if all_servers else [st.resolve_server(host, http_port, grpc_port)]
+    reports = [engine.stop_server(s) for s in targets]
+    pruned = engine.prune_runs()
+    if as_json:
+        print_json({"stopped": reports, "pruned": [str(p) for p in pruned]})
+        return
+    if not reports:
+        console.print("no running zeroserve server", highlight=False)
+    for r in reports:
+        extra = [f"killed {len(r['killed'])} leftover process(es)"] if r["killed"] else []
+        extra += [f"removed {len(r['shm_removed'])} shared-memory segment(s)"] if r["shm_removed"] else []
+        console.print(f"stopped pid {r['pid']}{'' if r['graceful'] else ' (forced)'}"
+                      + (f"; {', '.join(extra)}" if extra else ""), highlight=False)
+    if pruned:
+        console.print(f"pruned {len(pruned)} runtime folder(s) under {st.cache_dir() / 'runs'}", highlight=False)

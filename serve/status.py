@@ -1,0 +1,95 @@
+"""Where each model stands, per format: trained, exported, deployed, served, from each stage's own record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from zeroserve import registry
+from zeroserve.artifacts import model_dir
+from zeroserve.errors import ServerError
+from zeroserve.serve import state as st
+from zeroserve.serve.engine import model_ready_states
+
+FORMATS = ("onnx", "torchscript")
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _trained(folder: Path) -> dict[str, Any]:
+    rec = _read(folder / "train.json")
+    if rec is None:
+        return {"state": "no"}
+    metric = rec.get("metric", {})
+    return {"state": rec.get("status", "?"), "metric": metric.get("name"), "value": metric.get("value")}
+
+
+def _exported(folder: Path, fmt: str) -> dict[str, Any]:
+    rec = _read(folder / "export.json")
+    entry = (rec or {}).get("formats", {}).get(fmt)
+    if entry is not None:
+        return {"state": entry.get("status", "?"), "sha256": entry.get("sha256")}
+    failed = (_read(folder / "export-failed.json") or {}).get("formats", {}).get(fmt)
+    if failed is not None:
+        return {"state": failed.get("status", "FAIL")}
+    return {"state": "no"}
+
+
+def _deployed(repository: Path, manifest: dict, name: str) -> dict[str, Any]:
+    entry = manifest.get(name)
+    if entry is None or not (repository / name / "config.pbtxt").is_file():
+        return {"state": "no"}
+    return {"state": "yes", "version": entry.get("version"), "sha256": entry.get("artifact_sha256")}
+
+
+def find_server(host: str | None, http_port: int | None, grpc_port: int | None) -> dict[str, Any] | None:
+    """The server to ask: the one named by ports, the one running, or None when none runs and none was named."""
+    try:
+        return st.resolve_server(host=host, http_port=http_port, grpc_port=grpc_port)
+    except ServerError:
+        if http_port is not None:  # a server zeroserve did not start (docker, another host): ask it directly
+            return {"host": host or "127.0.0.1", "http_port": http_port, "pid": None}
+        return None
+
+
+def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | None) -> dict[str, Any]:
+    """One row per registry model and format, and the server asked (or None).
+
+    Returns:
+        {"server": {...} | None, "models": [{"model", "format", "triton_name", "trained",
+        "exported", "deployed", "served"}]}; each stage entry has a "state".
+    """
+    artifacts, repository = Path(artifacts), Path(repository)
+    manifest = (_read(repository / "manifest.json") or {}).get("models", {})
+    served: dict[str, str] | None = None
+    server_note = None
+    if server is not None:
+        try:
+            served = model_ready_states(server["host"], int(server["http_port"]))
+        except ServerError as exc:
+            server_note = str(exc)
+    rows = []
+    for spec in registry.REGISTRY.values():
+        folder = model_dir(artifacts, spec)
+        trained = _trained(folder)
+        for fmt in FORMATS:
+            name = spec.triton_name(fmt)
+            if served is None:
+                serving = {"state": "no server" if server is None or server_note else "?"}
+            else:
+                serving = {"state": served.get(name, "not loaded")}
+            rows.append({"model": spec.name, "format": fmt, "triton_name": name, "trained": trained,
+                         "exported": _exported(folder, fmt), "deployed": _deployed(repository, manifest, name),
+                         "served": serving})
+    info = None
+    if server is not None:
+        info = {k: server.get(k) for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+        if server_note:
+            info["error"] = server_note
+    return {"server": info, "models": rows}
