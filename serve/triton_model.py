@@ -21,6 +21,12 @@ def _param(config: dict, key: str, default: str = "") -> str:
     return config.get("parameters", {}).get(key, {}).get("string_value", default)
 
 
+def _invalid_argument(message: str):
+    """A client's mistake: INVALID_ARGUMENT (HTTP 400) where this Python backend knows the code."""
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
 class TritonPythonModel:
     """One model instance: a loaded artifact and the config's tensor names and dtypes."""
 
@@ -107,7 +113,7 @@ class TritonPythonModel:
             try:
                 arrays = self._request_arrays(request)
             except ValueError as exc:
-                responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+                responses[i] = pb_utils.InferenceResponse(error=_invalid_argument(str(exc)))
                 continue
             # Requests only stack along the batch axis when their other dims agree (and the model batches).
             key = tuple(a.shape[1:] for a in arrays) if self.max_batch_size > 0 else (i,)
@@ -128,9 +134,13 @@ class TritonPythonModel:
             if tensor is None:
                 raise ValueError(f"{self.name}: request is missing input '{name}'")
             a = tensor.as_numpy()
+            # A zero-length axis must not reach the runtime: ONNX Runtime's GRU crashes the stub on one.
             if self.max_batch_size > 0 and (a.ndim == 0 or a.shape[0] == 0):
                 raise ValueError(f"{self.name}: input '{name}' has an empty batch (shape {list(a.shape)}); "
                                  "send at least one row")
+            if a.size == 0:
+                raise ValueError(f"{self.name}: input '{name}' is empty (shape {list(a.shape)}); "
+                                 "every axis needs at least one element")
             arrays.append(a if a.dtype == dtype else a.astype(dtype))
         return arrays
 
