@@ -62,21 +62,22 @@ class TritonInstall:
     version: str
 
 
-def find_tritonserver() -> TritonInstall:
-    """The tritonserver install inside the `pytriton` package, or ServerError saying what is missing."""
-    try:
-        import pytriton
-    except ImportError:
-        raise ServerError("the nvidia-pytriton package is not installed, so there is no tritonserver binary; "
-                          "install zeroserve's dependencies (make venv)") from None
-    root = Path(pytriton.__file__).resolve().parent
+def find_tritonserver(root: Path | None = None) -> TritonInstall:
+    """The tritonserver install inside the `pytriton` package (or `root`), or ServerError saying what is missing."""
+    if root is None:
+        try:
+            import pytriton
+        except ImportError:
+            raise ServerError("the nvidia-pytriton package is not installed, so there is no tritonserver binary; "
+                              "install zeroserve's dependencies (make venv)") from None
+        root = Path(pytriton.__file__).resolve().parent
     py = f"{sys.version_info[0]}.{sys.version_info[1]}"
     install = TritonInstall(
         binary=root / "tritonserver" / "bin" / "tritonserver",
         python_backend=root / "tritonserver" / "backends" / "python",
         stub=root / "tritonserver" / "python_backend_stubs" / py / STUB_NAME,
         libs=root.parent / "nvidia_pytriton.libs",
-        version=metadata.version("nvidia-pytriton"),
+        version=_pytriton_version(),
     )
     for what, path in (("tritonserver binary", install.binary), ("Python backend", install.python_backend),
                        (f"Python {py} backend stub", install.stub)):
@@ -84,6 +85,13 @@ def find_tritonserver() -> TritonInstall:
             raise ServerError(f"the {what} is missing from the nvidia-pytriton wheel (expected {path}); "
                               "reinstall nvidia-pytriton")
     return install
+
+
+def _pytriton_version() -> str:
+    try:
+        return metadata.version("nvidia-pytriton")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def backend_directory(install: TritonInstall) -> Path:

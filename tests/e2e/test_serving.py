@@ -1,0 +1,329 @@
+"""Through the real tritonserver: health, metadata, values against eager PyTorch, batching, bad requests, stop.
+
+Every call goes over HTTP and gRPC with tritonclient. Output *values* are compared with
+eager PyTorch from the checkpoint (FACTS: numpy 2 made this Python backend return empty
+outputs without an error, so a call that merely returns proves nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from zeroserve import registry
+from zeroserve.artifacts import eager_outputs, load_trained
+from zeroserve.errors import ServerError
+from zeroserve.serve import state as st
+from zeroserve.serve.engine import server_processes, shm_segments
+
+pytestmark = pytest.mark.slow
+
+PROTOCOLS = ("http", "grpc")
+ATOL, RTOL = 1e-5, 1e-4
+TRITON_DTYPES = {"float32": "FP32", "int64": "INT64"}
+ALL_NAMES = sorted(s.triton_name(f) for s in registry.REGISTRY.values() for f in ("onnx", "torchscript"))
+
+
+def client(endpoints, protocol: str):
+    if protocol == "http":
+        return httpclient.InferenceServerClient(endpoints.http_url, concurrency=1)
+    return grpcclient.InferenceServerClient(endpoints.grpc_url)
+
+
+def wire(spec, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Graph-shaped arrays as they travel: a per-sample scalar goes as [batch, 1]."""
+    return [a.reshape(-1, 1) if t.reshaped else a for t, a in zip(spec.inputs, arrays)]
+
+
+def infer(c, protocol: str, model: str, named: list[tuple[str, np.ndarray]], output: str) -> np.ndarray:
+    mod = httpclient if protocol == "http" else grpcclient
+    inputs = []
+    for name, a in named:
+        i = mod.InferInput(name, list(a.shape), TRITON_DTYPES.get(str(a.dtype), "FP64"))
+        i.set_data_from_numpy(a, **({"binary_data": True} if protocol == "http" else {}))
+        inputs.append(i)
+    outputs = [mod.InferRequestedOutput(output, **({"binary_data": True} if protocol == "http" else {}))]
+    return c.infer(model, inputs, outputs=outputs).as_numpy(output)
+
+
+def infer_spec(c, protocol: str, spec, fmt: str, arrays: list[np.ndarray]) -> np.ndarray:
+    named = [(t.name, a) for t, a in zip(spec.inputs, wire(spec, arrays))]
+    return infer(c, protocol, spec.triton_name(fmt), named, spec.outputs[0].name)
+
+
+def status_of(exc: InferenceServerException) -> str:
+    return str(exc.status())
+
+
+@pytest.fixture(scope="module")
+def eager_models(server):
+    return {name: load_trained(spec, server.artifacts) for name, spec in registry.REGISTRY.items()}
+
+
+# ---------------------------------------------------------------- health and metadata
+
+
+def test_all_twenty_models_are_served(server):
+    assert sorted(server.models) == ALL_NAMES
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_server_live_ready_and_every_model_ready(server, protocol):
+    c = client(server, protocol)
+    try:
+        assert c.is_server_live() and c.is_server_ready()
+        for name in server.models:
+            assert c.is_model_ready(name), name
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_metadata_and_config_match_the_registry(server, protocol):
+    c = client(server, protocol)
+    try:
+        for name in server.models:
+            spec = registry.get(name.rsplit("_", 1)[0])
+            if protocol == "http":
+                meta, cfg = c.get_model_metadata(name), c.get_model_config(name)
+            else:
+                meta = json.loads(_to_json(c.get_model_metadata(name, as_json=True)))
+                cfg = json.loads(_to_json(c.get_model_config(name, as_json=True)))["config"]
+            got_in = {t["name"]: (t["datatype"], [int(d) for d in t["shape"]]) for t in meta["inputs"]}
+            want_in = {t.name: (TRITON_DTYPES[t.dtype], [-1, *t.triton_dims]) for t in spec.inputs}
+            assert got_in == want_in, name
+            got_out = {t["name"]: (t["datatype"], [int(d) for d in t["shape"]]) for t in meta["outputs"]}
+            assert got_out == {t.name: (TRITON_DTYPES[t.dtype], [-1, *t.triton_dims]) for t in spec.outputs}, name
+            assert int(cfg["max_batch_size"]) == spec.max_batch_size, name
+            assert "dynamic_batching" in cfg, name
+            reshaped = {t["name"] for t in cfg["input"] if "reshape" in t}
+            assert reshaped == {t.name for t in spec.inputs if t.reshaped}, name
+    finally:
+        c.close()
+
+
+def _to_json(obj) -> str:
+    return obj if isinstance(obj, str) else json.dumps(obj)
+
+
+# ---------------------------------------------------------------- values
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_model_matches_eager_pytorch_at_batch_1_and_a_larger_batch(server, eager_models, protocol):
+    rng = np.random.default_rng(4)
+    c = client(server, protocol)
+    try:
+        for name in sorted(server.models):
+            spec = registry.get(name.rsplit("_", 1)[0])
+            fmt = name.rsplit("_", 1)[1]
+            for batch in (1, 13):
+                time = max(spec.seq_lengths) if spec.seq_lengths else None
+                arrays = spec.random_inputs(batch, rng, time=time)
+                got = infer_spec(c, protocol, spec, fmt, arrays)
+                want = eager_outputs(eager_models[spec.name], arrays)
+                assert got.shape == want.shape, f"{name} batch {batch}: shape {got.shape} != {want.shape}"
+                assert np.allclose(got, want, atol=ATOL, rtol=RTOL), (
+                    f"{name} batch {batch}: max abs diff {np.max(np.abs(got - want)):.3g}")
+    finally:
+        c.close()
+
+
+def test_concurrent_requests_are_merged_and_each_caller_gets_its_own_rows(start_server, deployed_repository,
+                                                                          exported):
+    endpoints = start_server(deployed_repository, ["cnn_mnist"], queue_delay_us=50_000)
+    spec = registry.get("cnn_mnist")
+    model = load_trained(spec, exported[0])
+    rng = np.random.default_rng(7)
+    for protocol in PROTOCOLS:
+        for fmt in ("onnx", "torchscript"):
+            name = spec.triton_name(fmt)
+            before = _stats(endpoints, name)
+            callers = 8
+            inputs = [spec.random_inputs(2, rng) for _ in range(callers)]
+            results: list = [None] * callers
+            barrier = threading.Barrier(callers)
+
+            def call(k: int) -> None:
+                c = client(endpoints, protocol)
+                try:
+                    barrier.wait(timeout=10)
+                    results[k] = infer_spec(c, protocol, spec, fmt, inputs[k])
+                except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+                    results[k] = exc
+                finally:
+                    c.close()
+
+            threads = [threading.Thread(target=call, args=(k,)) for k in range(callers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+            for k in range(callers):
+                assert not isinstance(results[k], Exception), results[k]
+                want = eager_outputs(model, inputs[k])
+                assert np.allclose(results[k], want, atol=ATOL, rtol=RTOL), f"{name} caller {k} got others' rows"
+            after = _stats(endpoints, name)
+            inferences = after["inference_count"] - before["inference_count"]
+            executions = after["execution_count"] - before["execution_count"]
+            assert inferences == 2 * callers
+            assert executions < inferences, f"{name} over {protocol}: {executions} executions for {inferences}"
+
+
+def _stats(endpoints, name: str) -> dict:
+    c = httpclient.InferenceServerClient(endpoints.http_url)
+    try:
+        s = c.get_inference_statistics(name)["model_stats"][0]
+    finally:
+        c.close()
+    return {"inference_count": int(s["inference_count"]), "execution_count": int(s["execution_count"])}
+
+
+# ---------------------------------------------------------------- bad requests
+
+
+def _image(batch: int, dtype=np.float32, side: int = 28) -> np.ndarray:
+    return np.random.default_rng(0).random((batch, 1, side, 28)).astype(dtype)
+
+
+BAD_REQUESTS = {
+    # case: (model, inputs, words the error must contain, HTTP status, gRPC status)
+    "wrong shape": ("cnn_mnist_onnx", [("image__0", _image(2, side=27))], ["shape", "image__0"],
+                    "400", "StatusCode.INVALID_ARGUMENT"),
+    "wrong dtype": ("cnn_mnist_onnx", [("image__0", _image(2, np.float64))], ["FP64", "FP32", "image__0"],
+                    "400", "StatusCode.INVALID_ARGUMENT"),
+    "batch above max_batch_size": ("cnn_mnist_torchscript", [("image__0", _image(65))], ["batch-size", "64"],
+                                   "400", "StatusCode.INVALID_ARGUMENT"),
+    "missing input": ("name_gru_onnx", [("tokens__0", np.ones((2, 5), np.int64))], ["missing", "lengths__1"],
+                      "400", "StatusCode.INVALID_ARGUMENT"),
+    "unknown model": ("no_such_model_onnx", [("image__0", _image(1))], ["unknown model", "no_such_model_onnx"],
+                      "404", "StatusCode.NOT_FOUND"),
+    # Triton itself refuses a [0, ...] batch before it reaches model.py ...
+    "empty batch": ("cnn_mnist_onnx", [("image__0", _image(0))], ["image__0", "got 0"],
+                    "400", "StatusCode.INVALID_ARGUMENT"),
+    # ... while a zero-length axis does reach model.py, which refuses it (an ORT GRU crashed on one).
+    "empty sequence": ("name_gru_onnx", [("tokens__0", np.ones((2, 0), np.int64)),
+                                         ("lengths__1", np.ones((2, 1), np.int64))], ["tokens__0", "empty"],
+                       "400", "StatusCode.INVALID_ARGUMENT"),
+    "empty batch in model.py": ("hello_rnn_torchscript", [("chars__0", np.zeros((1, 0, 5), np.float32))],
+                                ["chars__0", "empty"], "400", "StatusCode.INVALID_ARGUMENT"),
+}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("case", list(BAD_REQUESTS))
+def test_bad_requests_get_an_error_naming_the_problem_and_the_server_keeps_serving(server, eager_models,
+                                                                                  protocol, case):
+    model, named, words, http_status, grpc_status = BAD_REQUESTS[case]
+    c = client(server, protocol)
+    try:
+        with pytest.raises(InferenceServerException) as info:
+            infer(c, protocol, model, named, "any__0")
+        message = str(info.value)
+        for word in words:
+            assert word in message, f"{case}: {word!r} not in {message!r}"
+        assert status_of(info.value) == (http_status if protocol == "http" else grpc_status), message
+        assert c.is_server_live() and c.is_server_ready()
+        spec = registry.get("cnn_mnist")
+        arrays = spec.random_inputs(3, np.random.default_rng(1))
+        got = infer_spec(c, protocol, spec, "onnx", arrays)
+        assert np.allclose(got, eager_outputs(eager_models["cnn_mnist"], arrays), atol=ATOL, rtol=RTOL)
+        if model != "no_such_model_onnx":
+            assert c.is_model_ready(model)
+    finally:
+        c.close()
+
+
+# ---------------------------------------------------------------- ports, stop, status
+
+
+def test_a_second_server_on_a_taken_port_fails_clearly(server, deployed_repository, free_ports):
+    from zeroserve.serve.engine import start_server
+
+    http, _, metrics = free_ports()
+    with pytest.raises(ServerError, match=rf"http port {server.http_port} on 127.0.0.1 is in use"):
+        start_server(deployed_repository, ["linear_onnx"], http_port=server.http_port, grpc_port=http,
+                     metrics_port=metrics)
+    proc = _cli("serve", "--repository", str(deployed_repository), "--models", "linear",
+                "--grpc-port", str(server.grpc_port), "--http-port", str(http), "--metrics-port", str(metrics))
+    assert proc.returncode == 3, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and f"grpc port {server.grpc_port}" in proc.stderr and "in use" in proc.stderr
+    assert server.handle.alive()
+
+
+def test_stop_leaves_no_server_process_stub_or_shared_memory(start_server, deployed_repository):
+    endpoints = start_server(deployed_repository, ["linear", "name_gru_onnx"])
+    state = dict(endpoints.handle.state)
+    stubs = server_processes(endpoints.pid, state["shm_prefix"])
+    assert len(stubs) == 3, stubs  # one stub per model instance
+    assert shm_segments(state["shm_prefix"]), "the Python backend should hold shared memory while serving"
+    report = endpoints.handle.stop()
+    assert report["graceful"]
+    assert not st.pid_alive(endpoints.pid, binary=None)
+    assert not [p for p in stubs if st.pid_alive(p, binary=None)]
+    assert not server_processes(endpoints.pid, state["shm_prefix"])
+    assert not shm_segments(state["shm_prefix"])
+    assert not st.state_path(endpoints.pid).exists()
+    assert not Path(state["runtime_dir"]).exists()
+
+
+def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tmp_path, serve_cache, free_ports):
+    from zeroserve.serve.repository import deploy_model
+
+    artifacts = exported[0]
+    repository = tmp_path / "model_repository"
+    deploy_model(registry.get("cnn_mnist"), artifacts, repository, formats=("onnx",))
+    before = _status(artifacts, repository, "--http-port", "1")  # a port nothing answers on
+    row = _row(before, "cnn_mnist_onnx")
+    assert row["trained"]["state"] == "PASS" and row["trained"]["metric"] == "accuracy"
+    assert row["exported"]["state"] == "PASS"
+    assert row["deployed"]["state"] == "yes" and row["deployed"]["version"] == 1
+    assert row["deployed"]["sha256"] == json.loads((artifacts / "cnn_mnist" / "export.json").read_text()
+                                                   )["formats"]["onnx"]["sha256"]
+    assert row["served"]["state"] == "no server"
+    assert _row(before, "cnn_mnist_torchscript")["deployed"]["state"] == "no"
+
+    http, grpc, metrics = free_ports()
+    proc = _cli("serve", "--repository", str(repository), "--detach", "--http-port", str(http),
+                "--grpc-port", str(grpc), "--metrics-port", str(metrics), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        mine = [s for s in st.list_servers() if s["http_port"] == http]
+        assert len(mine) == 1 and mine[0]["models"] == ["cnn_mnist_onnx"]
+        after = _status(artifacts, repository, "--http-port", str(http))
+        assert _row(after, "cnn_mnist_onnx")["served"]["state"] == "READY"
+        assert _row(after, "cnn_mnist_torchscript")["served"]["state"] == "not loaded"
+    finally:
+        stop = _cli("stop", "--http-port", str(http), "--json")
+    assert stop.returncode == 0, stop.stderr
+    report = json.loads(stop.stdout)["stopped"][0]
+    assert not st.pid_alive(report["pid"], binary=None)
+    assert not [s for s in st.list_servers() if s["http_port"] == http]
+    assert not Path(mine[0]["runtime_dir"]).exists()
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def _status(artifacts: Path, repository: Path, *args: str) -> dict:
+    proc = _cli("status", "--artifacts", str(artifacts), "--repository", str(repository), "--json", *args)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _row(report: dict, name: str) -> dict:
+    return next(r for r in report["models"] if r["triton_name"] == name)
