@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -225,7 +226,7 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=FORMATS, opset: in
                     info = {"method": spec.torchscript}
                     runner = _torchscript_runner(path)
             except Exception as exc:  # the exporter's own failure is this model's gate failure, with the reason
-                msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                msg = _first_line(exc)
                 entries[fmt] = {"file": FILES[fmt], "status": "FAIL", "error": f"{type(exc).__name__}: {msg}",
                                 "worst": {"point": "export", "error": msg}, "grid": []}
                 continue
@@ -284,12 +285,18 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=FORMATS, opset: in
 def _failure_line(spec: ModelSpec, entries: dict, out_dir: Path) -> str:
     fmt, entry = next((f, e) for f, e in entries.items() if e["status"] != "PASS")
     w = entry["worst"]
-    if "error" in w and w.get("point") == "export":
-        detail = f"export failed: {w['error']}"
-    elif "error" in w:
+    kept = f"previous artifacts kept, numbers in {out_dir / 'export-failed.json'}"
+    if w.get("point") == "export":
+        return f"{spec.name} {fmt} export failed: {w['error']}; {kept}"
+    if "error" in w:
         detail = f"at {w['point']}: {w['error']}"
     else:
         detail = (f"at {w['point']} (shapes {w['shapes']}): max abs error {w['max_abs']:.3g}, "
                   f"max rel error {w['max_rel']:.3g}, top-1 agreement {w['top1_agreement']}")
-    return (f"{spec.name} {fmt} failed the parity gate {detail} (atol {entry.get('atol')}, rtol {entry.get('rtol')}); "
-            f"previous artifacts kept, numbers in {out_dir / 'export-failed.json'}")
+    return f"{spec.name} {fmt} failed the parity gate {detail} (atol {entry['atol']}, rtol {entry['rtol']}); {kept}"
+
+
+def _first_line(exc: Exception) -> str:
+    """The first line of an exception's message, without terminal colour codes, at most 300 chars."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

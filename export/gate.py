@@ -92,7 +92,7 @@ def run_gate(spec: ModelSpec, eager: Callable, exported: Callable, points, atol:
         except Exception as exc:  # an exported graph that cannot run a shape fails the gate with the reason
             entry = {"point": label, "shapes": [list(a.shape) for a in inputs], "max_abs": float("inf"),
                      "max_rel": float("inf"), "top1_agreement": 0.0, "passed": False,
-                     "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"}
+                     "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
         results.append(entry)
     worst = max(results, key=lambda r: (not r["passed"], r["max_abs"]))
     return {"status": "PASS" if all(r["passed"] for r in results) else "FAIL", "atol": atol, "rtol": rtol,
