@@ -11,11 +11,16 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cli import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, console, err_console, handle_errors,
-                           print_json, skip_line)
+from rich.console import Console
+
+from zeroserve.cli import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, err_console, handle_errors, print_json, skip_line
+from zeroserve.cli import console as _console
 from zeroserve.client.connection import DEFAULT_TIMEOUT_S, FORMATS, PROTOCOLS, Client, resolve_endpoint
 from zeroserve.data import default_data_dir
 from zeroserve.errors import CheckFailed, InputError
+
+# Piped output (CI logs, `make demo`) would otherwise be cut to 80 columns and truncate the tables.
+console = _console if _console.is_terminal else Console(width=180)
 
 client_app = typer.Typer(name="client", help="Call, check and load-test the served models.", no_args_is_help=True)
 
@@ -104,8 +109,8 @@ def infer_cmd(
         cells = [str(i)]
         for out in result["outputs"].values():
             flat = np.asarray(out[i]).reshape(-1)
-            cells.append(np.array2string(flat[:10], precision=4, separator=", ")
-                         + (f" … ({flat.size} values)" if flat.size > 10 else ""))
+            cells.append(np.array2string(flat[:4], precision=3, separator=", ")
+                         + (f" … ({flat.size} values)" if flat.size > 4 else ""))
         cells.append(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in meaning.items()))
         if target is not None:
             cells.append(_target_text(spec, target[i]))
@@ -162,9 +167,10 @@ def check_cmd(
         except InputError as exc:
             if explicit:
                 raise
-            skipped.append({"model": spec.name, "reason": str(exc)})
+            reason = str(exc).removeprefix(f"{spec.name}: ")
+            skipped.append({"model": spec.name, "reason": reason})
             if not as_json:
-                skip_line(spec.name, str(exc))
+                skip_line(spec.name, reason)
             continue
         results.append(res)
         for s in res["skipped"]:
@@ -185,22 +191,23 @@ def check_cmd(
 
 def _check_table(rows: list[dict], skipped: list[dict]) -> None:
     t = Table(title="served vs eager PyTorch on the held-out set")
-    for c in ("model", "protocol", "samples", "max abs", "max rel", "outside tol", "top-1 agree", "metric served",
-              "metric eager", "failed req", "status"):
-        t.add_column(c, justify="left" if c in ("model", "protocol", "status") else "right")
+    for c in ("served model", "proto", "n", "max abs", "max rel", "top-1", "metric served/eager", "status"):
+        t.add_column(c, justify="right" if c in ("n", "max abs", "max rel", "top-1") else "left")
     for r in rows:
         if "max_abs_error" not in r:
-            t.add_row(r["triton_model"], r["protocol"], "", "", "", "", "", "", "", str(r.get("failed_requests", 0)),
-                      f"[red]FAIL[/] {r.get('error', '')}")
+            t.add_row(r["triton_model"], r["protocol"], "", "", "", "", "",
+                      f"[red]FAIL[/] {r.get('failed_requests', 0)} failed requests: {r.get('error', '')}")
             continue
-        agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2%}"
-        status = "[green]PASS[/]" if r["status"] == "PASS" else "[red]FAIL[/]"
-        t.add_row(r["triton_model"], r["protocol"], str(r["samples"]), f"{r['max_abs_error']:.2e}",
-                  f"{r['max_rel_error']:.2e}", str(r["outside_tolerance"]), agree,
-                  f"{r['metric']} {r['metric_served']:.4f}", f"{r['metric_eager']:.4f}", str(r["failed_requests"]),
+        agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.1%}"
+        status = "[green]PASS[/]" if r["status"] == "PASS" else (
+            f"[red]FAIL[/] {r['outside_tolerance']} outside tol" + (f", {r['failed_requests']} failed requests"
+                                                                    if r["failed_requests"] else ""))
+        metric = "max err" if r["metric"] == "max_abs_error" else "acc"
+        t.add_row(r["triton_model"], r["protocol"], str(r["samples"]), f"{r['max_abs_error']:.1e}",
+                  f"{r['max_rel_error']:.1e}", agree, f"{metric} {r['metric_served']:.4f}/{r['metric_eager']:.4f}",
                   status)
     for s in skipped:
-        t.add_row(s["model"], "", "", "", "", "", "", "", "", "", "[yellow]skipped[/]")
+        t.add_row(s["model"], "", "", "", "", "", "", "[yellow]skipped[/]")
     console.print(t)
 
 

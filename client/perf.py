@@ -365,14 +365,15 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
         return fig
 
 
-def unstable_message(level: dict, stability: float) -> str:
+def unstable_message(level: dict, stability: float, advice: bool = True) -> str:
     """One line with the last windows' figures of a level that did not stabilise."""
     what = f"concurrency {level['concurrency']}" if level["concurrency"] else f"request rate {level['request_rate']}/s"
     last = level["windows"][-STABLE_WINDOWS:]
     tp = ", ".join(f"{w['throughput']:.0f}" for w in last)
     p99 = ", ".join(f"{w['p99_ms']:.2f}" for w in last)
     return (f"{what} did not stabilise within {stability:.0%} in {level['trials']} windows: last throughput "
-            f"{tp} infer/s, p99 {p99} ms (raise --max-trials or --window, or pass --allow-unstable)")
+            f"{tp} infer/s, p99 {p99} ms"
+            + (" (raise --max-trials or --window, or pass --allow-unstable)" if advice else ""))
 
 
 # ---------------------------------------------------------------- the run
@@ -461,7 +462,7 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
                          f"{lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); its "
                          "latencies still count from the intended send times")
         if not lv["stable"]:
-            notes.append(unstable_message(lv, stability) + " [reported: --allow-unstable]")
+            notes.append(unstable_message(lv, stability, advice=False) + "; reported as measured (--allow-unstable)")
         if lv["failed"]:
             notes.append(f"{lv['failed']} failed requests at "
                          f"{'concurrency ' + str(lv['concurrency']) if lv['concurrency'] else 'rate ' + str(lv['request_rate'])}")

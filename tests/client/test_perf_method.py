@@ -1,0 +1,122 @@
+"""perf's method on synthetic data: percentiles, the stability rule, the latency-budget search, summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zeroserve.client import load, perf
+from zeroserve.client.connection import server_split
+
+
+def _hist(values_us) -> "load.HdrHistogram":
+    h = load.new_histogram()
+    for v in values_us:
+        h.record_value(int(v))
+    return h
+
+
+def test_percentiles_of_a_uniform_distribution():
+    fig = perf.percentiles(_hist(range(1, 10_001)))  # 1 µs .. 10 ms
+    for p in (50, 90, 95, 99):
+        assert fig[f"p{p}_ms"] == pytest.approx(p / 10, rel=2e-3)  # HdrHistogram: 3 significant digits
+    assert fig["max_ms"] == pytest.approx(10.0, rel=2e-3)
+    assert fig["mean_ms"] == pytest.approx(5.0, rel=2e-3)
+
+
+def test_percentiles_of_an_exponential_distribution():
+    rng = np.random.default_rng(0)
+    values = rng.exponential(1000.0, 200_000) + 1  # mean 1 ms
+    fig = perf.percentiles(_hist(values))
+    for p in (50, 90, 95, 99):
+        assert fig[f"p{p}_ms"] == pytest.approx(np.percentile(values, p) / 1e3, rel=0.01)
+    assert fig["p50_ms"] <= fig["p90_ms"] <= fig["p95_ms"] <= fig["p99_ms"] <= fig["max_ms"]
+
+
+def test_percentiles_of_an_empty_histogram_are_zero():
+    assert set(perf.percentiles(load.new_histogram()).values()) == {0.0}
+
+
+@pytest.mark.parametrize("figures,stable", [
+    ([(1000, 5.0), (1010, 5.1), (990, 4.9)], True),
+    ([(500, 1.0), (1000, 5.0), (1010, 5.1), (990, 4.9)], True),   # only the last 3 count
+    ([(1000, 5.0), (1200, 5.0), (1000, 5.0)], False),             # throughput 13% off the mean
+    ([(1000, 5.0), (1000, 6.5), (1000, 5.0)], False),             # p99 off
+    ([(1000, 5.0), (1000, 5.0)], False),                          # fewer than 3 windows
+    ([(0, 0.0), (0, 0.0), (0, 0.0)], False),                      # nothing answered is not stable
+])
+def test_stability_rule(figures, stable):
+    assert perf.is_stable(figures, 0.10) is stable
+
+
+def test_stability_threshold_is_relative_to_the_mean():
+    figures = [(1000, 5.0), (1080, 5.0), (1000, 5.0)]  # mean 1026.7: 1080 is 5.2% off
+    assert perf.is_stable(figures, 0.10)
+    assert not perf.is_stable(figures, 0.05)
+
+
+def _synthetic_measure(p99_of):
+    calls = []
+
+    def measure(c):
+        calls.append(c)
+        return {"concurrency": c, "p99_ms": p99_of(c)}
+
+    return measure, calls
+
+
+@pytest.mark.parametrize("budget,best", [(10.0, 10), (10.5, 10), (3.0, 3), (1.0, 1), (1000.0, 256)])
+def test_latency_budget_search_finds_the_highest_concurrency_within_budget(budget, best):
+    measure, calls = _synthetic_measure(lambda c: 1.0 * c)  # p99 grows linearly: 1 ms per client
+    level, levels = perf.latency_budget_search(measure, budget)
+    assert level["concurrency"] == best
+    assert [lv["concurrency"] for lv in levels] == sorted(set(calls))
+    assert len(calls) == len(set(calls))  # no level measured twice
+    assert len(calls) <= 2 * 9 + 1  # doubling then bisection: logarithmic
+
+
+def test_latency_budget_search_over_budget_at_one():
+    measure, calls = _synthetic_measure(lambda c: 50.0)
+    level, levels = perf.latency_budget_search(measure, 10.0)
+    assert level is None and calls == [1]
+
+
+def test_latency_budget_search_knee():
+    measure, _ = _synthetic_measure(lambda c: 2.0 if c <= 21 else 40.0)  # a cliff after 21
+    level, _ = perf.latency_budget_search(measure, 5.0)
+    assert level["concurrency"] == 21
+
+
+def _window(ok, failed, latencies_us, seconds=1.0, batch=2):
+    counts = load.WindowCounts(histogram=_hist(latencies_us), ok=ok, failed=failed, sent=ok + failed)
+    return perf.Window(seconds, counts, batch, cpu_seconds=0.5 * seconds, loop_cpu_seconds=0.95 * seconds)
+
+
+def _stats(success, queue_ns, infer_ns):
+    return {"success_count": success, "fail_count": 0, "inference_count": 2 * success, "execution_count": success,
+            "queue_ns": queue_ns, "compute_input_ns": 0, "compute_infer_ns": infer_ns, "compute_output_ns": 0}
+
+
+def test_summary_counts_add_up_and_server_split_is_a_difference():
+    windows = [_window(100, 2, [1000] * 100), _window(120, 0, [2000] * 120), _window(110, 1, [3000] * 110)]
+    fig = perf.summarise(windows, _stats(50, 10**6, 10**7), _stats(380, 34 * 10**6, 330 * 10**6 + 10**7))
+    assert fig["ok"] == 330 and fig["failed"] == 3 and fig["requests"] == 333 == sum(
+        w.counts.ok + w.counts.failed for w in windows)
+    assert fig["throughput"] == pytest.approx(330 * 2 / 3.0)
+    assert fig["p50_ms"] <= fig["p90_ms"] <= fig["p99_ms"] <= fig["max_ms"]
+    assert fig["server"]["requests"] == 330
+    assert fig["server"]["queue_us"] == pytest.approx(100.0)
+    assert fig["server"]["compute_infer_us"] == pytest.approx(1000.0)
+    assert fig["generator_saturated"]  # the loop thread used 95% of a core
+
+
+def test_server_split_without_requests_is_zero():
+    s = _stats(10, 5, 5)
+    assert server_split(s, s)["queue_us"] == 0.0
+
+
+def test_unstable_message_names_the_last_windows():
+    level = {"concurrency": 8, "request_rate": None, "trials": 10,
+             "windows": [{"throughput": t, "p99_ms": p} for t, p in ((1, 1), (900, 2.5), (1200, 3.5), (700, 9.0))]}
+    msg = perf.unstable_message(level, 0.1)
+    assert "concurrency 8" in msg and "900, 1200, 700" in msg and "2.50, 3.50, 9.00" in msg
