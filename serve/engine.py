@@ -437,12 +437,18 @@ def prune_runs() -> list[Path]:
 # ---------------------------------------------------------------- the server
 
 
-def _log_lines_for(log: Path, model: str, limit: int = 8) -> list[str]:
+def _log_lines_for(log: Path, model: str, limit: int = 3) -> list[str]:
+    """The server's own error lines about `model`, each cut before its Python traceback."""
     try:
         lines = log.read_text(errors="replace").splitlines()
     except OSError:
         return []
-    picked = [ln.strip() for ln in lines if model in ln or "Traceback" in ln or "Error" in ln]
+    picked: list[str] = []
+    for line in lines:
+        if model in line and (line.startswith("E") or "Failed" in line or "failed" in line):
+            text = line.split("\\n")[0].strip()[:300]  # Triton escapes the traceback's newlines as \n
+            if text not in picked:
+                picked.append(text)
     return picked[-limit:]
 
 
