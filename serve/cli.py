@@ -201,13 +201,19 @@ def stop_cmd(
     Ends tritonserver and every Python-backend stub it started, removes its shared-memory
     segments and state file, and prunes runtime folders and logs of stopped servers.
     """
-    targets = st.list_servers() if all_servers else [st.resolve_server(host, http_port, grpc_port)]
+    stale = engine.reap_stale()
+    if all_servers or (stale and not st.list_servers()):
+        targets = st.list_servers()
+    else:
+        targets = [st.resolve_server(host, http_port, grpc_port)]
     reports = [engine.stop_server(s) for s in targets]
     pruned = engine.prune_runs()
     if as_json:
-        print_json({"stopped": reports, "pruned": [str(p) for p in pruned]})
+        print_json({"stopped": reports, "stale": stale, "pruned": [str(p) for p in pruned]})
         return
-    if not reports:
+    for r in stale:
+        console.print(f"cleaned after pid {r['pid']}, which had died without a stop", highlight=False)
+    if not reports and not stale:
         console.print("no running zeroserve server", highlight=False)
     for r in reports:
         extra = [f"killed {len(r['killed'])} leftover process(es)"] if r["killed"] else []

@@ -419,6 +419,11 @@ def _unload_all(state: dict[str, Any], timeout: float) -> None:
         client.close()
 
 
+def reap_stale() -> list[dict[str, Any]]:
+    """Clean after servers that died without a stop (leftover stubs, shared memory, state files)."""
+    return [stop_server(state, timeout=0.0) for state in st.stale_states()]
+
+
 def prune_runs() -> list[Path]:
     """Remove runtime folders and logs of servers no longer running; returns what was removed."""
     runs = st.cache_dir() / "runs"

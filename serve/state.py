@@ -65,6 +65,20 @@ def remove_state(pid: int) -> None:
     state_path(pid).unlink(missing_ok=True)
 
 
+def stale_states() -> list[dict[str, Any]]:
+    """States whose server is gone (crashed or killed): what `stop` still has to clean after."""
+    folder = servers_dir()
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            state = json.loads(path.read_text())
+            if not pid_alive(int(state["pid"])):
+                out.append(state)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
 def list_servers() -> list[dict[str, Any]]:
     """The running servers' states, oldest first; state files of dead pids are pruned."""
     folder = servers_dir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -276,6 +277,21 @@ def test_stop_leaves_no_server_process_stub_or_shared_memory(start_server, deplo
     assert not shm_segments(state["shm_prefix"])
     assert not st.state_path(endpoints.pid).exists()
     assert not Path(state["runtime_dir"]).exists()
+
+
+def test_stop_cleans_after_a_server_that_died_without_a_stop(start_server, deployed_repository):
+    from zeroserve.serve.engine import reap_stale
+
+    endpoints = start_server(deployed_repository, ["linear"])
+    state = dict(endpoints.handle.state)
+    stubs = server_processes(endpoints.pid, state["shm_prefix"])
+    os.kill(endpoints.pid, signal.SIGKILL)
+    endpoints.handle.process.wait(timeout=10)
+    reaped = [r for r in reap_stale() if r["pid"] == endpoints.pid]
+    assert len(reaped) == 1
+    assert not [p for p in stubs if st.pid_alive(p, binary=None)]
+    assert not shm_segments(state["shm_prefix"])
+    assert not st.state_path(endpoints.pid).exists()
 
 
 def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tmp_path, serve_cache, free_ports):
