@@ -33,7 +33,8 @@ from zeroserve.errors import ZeroserveError
 LEVELS = (1, 16)
 QUEUE_DELAYS_US = (0, 100)
 SECONDS_PER_LEVEL = 3.0
-WARMUP_S = 0.5
+WARMUP_S = 0.25
+ROUNDS = 4  # targets alternate in short windows: A B A B ... rather than A then B
 C1_BAR_MS = 0.15
 C16_BAR = 0.80
 
@@ -73,20 +74,26 @@ def _deploy(names: list[str], artifacts: Path, scratch: Path, repository: Path, 
 
 
 def run_level(make_call: Callable[[], Callable[[], None]], concurrency: int, seconds: float) -> dict:
-    """Closed loop: `concurrency` threads, each with its own caller, for `seconds` after a warmup.
+    """Closed loop: `concurrency` threads, each making its own caller, for `seconds` after a warmup.
 
     Returns:
         {"p50_ms", "p99_ms", "throughput", "requests"} over the timed window.
     """
-    calls = [make_call() for _ in range(concurrency)]
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     start_barrier = threading.Barrier(concurrency + 1)
     window: dict[str, float] = {}
     errors: list[BaseException] = []
 
     def worker(k: int) -> None:
-        call, out = calls[k], latencies[k]
+        out = latencies[k]
+        try:
+            call = make_call()  # in this thread: tritonclient.http's gevent client is bound to its thread
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+            call = None
         start_barrier.wait()
+        if call is None:
+            return
         try:
             while time.perf_counter() < window["warm"]:
                 call()
@@ -109,9 +116,27 @@ def run_level(make_call: Callable[[], Callable[[], None]], concurrency: int, sec
         t.join(timeout=seconds + 30)
     if errors:
         raise errors[0]
-    lat = np.concatenate([np.asarray(x) for x in latencies]) * 1e3
-    return {"p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-            "throughput": len(lat) / seconds, "requests": int(len(lat))}
+    return summarise([np.concatenate([np.asarray(x) for x in latencies])], seconds)
+
+
+def summarise(latencies_s: list[np.ndarray], seconds: float) -> dict:
+    """p50/p99 (ms) and throughput over one or several timed windows of `seconds` in total."""
+    lat = np.concatenate(latencies_s)
+    if not len(lat):
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "throughput": 0.0, "requests": 0,
+                "latencies_s": lat}
+    return {"p50_ms": float(np.percentile(lat * 1e3, 50)), "p99_ms": float(np.percentile(lat * 1e3, 99)),
+            "throughput": len(lat) / seconds, "requests": int(len(lat)), "latencies_s": lat}
+
+
+def interleaved(makers: dict[str, Callable[[], Callable[[], None]]], concurrency: int, seconds: float,
+                rounds: int = ROUNDS) -> dict[str, dict]:
+    """Each target in turn, `rounds` times, so the machine's drift falls on all of them alike."""
+    windows: dict[str, list[np.ndarray]] = {k: [] for k in makers}
+    for _ in range(rounds):
+        for key, make in makers.items():
+            windows[key].append(run_level(make, concurrency, seconds / rounds)["latencies_s"])
+    return {key: summarise(w, seconds) for key, w in windows.items()}
 
 
 def _triton_caller(protocol: str, url: str, model: str, image: np.ndarray, output: str,
@@ -193,6 +218,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL
             for c in LEVELS:
                 results["levels"].append({"path": "ONNX Runtime in-process", "protocol": "-", "delay_us": None,
                                           "concurrency": c, **run_level(ort_make, c, seconds)})
+                results["levels"][-1].pop("latencies_s")
             for delay in QUEUE_DELAYS_US:
                 results["levels"] += _serve_levels(engine, repository, image, expected, delay, seconds, console)
             _print_levels(console, results["levels"])
@@ -213,12 +239,15 @@ def _serve_levels(engine, repository: Path, image, expected, delay: int, seconds
     rows = []
     try:
         for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
-            for model, path, check in (("cnn_mnist_onnx", "model.py + ONNX Runtime", expected),
-                                       ("cnn_mnist_onnx_noop", "no-op model.py (floor)", None)):
-                make = _triton_caller(protocol, url, model, image, "log_probs__0", check)
-                for c in LEVELS:
+            makers = {("cnn_mnist_onnx", "model.py + ONNX Runtime"):
+                      _triton_caller(protocol, url, "cnn_mnist_onnx", image, "log_probs__0", expected),
+                      ("cnn_mnist_onnx_noop", "no-op model.py (floor)"):
+                      _triton_caller(protocol, url, "cnn_mnist_onnx_noop", image, "log_probs__0", None)}
+            for c in LEVELS:
+                for (model, path), figures in interleaved(makers, c, seconds).items():
+                    figures.pop("latencies_s")
                     rows.append({"path": path, "protocol": protocol, "delay_us": delay, "concurrency": c,
-                                 **run_level(make, c, seconds)})
+                                 **figures})
     finally:
         server.stop()
     return rows
