@@ -158,6 +158,9 @@ def check_cmd(
     formats = (_choice(fmt, FORMATS, "--format"),) if fmt else FORMATS
     specs, explicit = registry.select(models)
     endpoint = resolve_endpoint(host, http_port, grpc_port)
+    for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
+        with Client(endpoint, p, timeout) as client:
+            client.live()
     data_dir = data_dir or default_data_dir()
     results, skipped = [], []
     for spec in specs:

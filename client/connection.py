@@ -124,13 +124,13 @@ def _check_tensor(spec: ModelSpec, t: TensorSpec, a: np.ndarray) -> np.ndarray:
         a = a.astype(want)
     if t.reshaped and a.ndim == 2 and a.shape[1:] == (1,):
         a = a.reshape(-1)  # accept the wire shape [batch, 1] too
-    shape_txt = "[" + ", ".join(map(str, ("batch", *t.dims))) + "]"
+    shape_txt = "(" + ", ".join(map(str, ("batch", *t.dims))) + ")"  # not [..]: rich reads that as markup
     if a.ndim != 1 + len(t.dims):
         raise InputError(f"{spec.name}: input {t.name} must have shape {shape_txt} (batch axis included), "
-                         f"got {list(a.shape)}")
+                         f"got {tuple(a.shape)}")
     for axis, d in enumerate(t.dims, start=1):
         if isinstance(d, int) and a.shape[axis] != d:
-            raise InputError(f"{spec.name}: input {t.name} must have shape {shape_txt}, got {list(a.shape)}")
+            raise InputError(f"{spec.name}: input {t.name} must have shape {shape_txt}, got {tuple(a.shape)}")
         if isinstance(d, str) and a.shape[axis] < 1:
             raise InputError(f"{spec.name}: input {t.name} has an empty {d} axis")
     return np.ascontiguousarray(a)

@@ -312,8 +312,10 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
             client, inputs, outputs = prepared[index % len(prepared)]
             await client.infer(setup.triton_name, inputs, outputs)
 
+        per_server = list({c.url: c for c in clients}.values())  # a server listed twice is counted once
+
         async def stats() -> dict[str, int]:
-            return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name) for c in clients))))
+            return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name) for c in per_server))))
 
         recorder = load.Recorder()
         stop = asyncio.Event()
@@ -437,7 +439,8 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
             from zeroserve.client.connection import to_wire
 
             slots = max(concurrency or [0]) or min(256, load.MAX_OUTSTANDING)
-            shm = SharedMemory.create(sync, to_wire(spec, arrays), [o.nbytes for o in outputs[0]], slots,
+            unique = list({c.url: c for c in sync}.values())  # one registration per server, even if listed twice
+            shm = SharedMemory.create(unique, to_wire(spec, arrays), [o.nbytes for o in outputs[0]], slots,
                                       f"{os.getpid()}_{triton_name}")
         setup = Setup(spec, triton_name, protocol, urls, arrays, batch_size, window_s,
                       window_s if warmup_s is None else warmup_s, stability, max_trials, timeout, shm,

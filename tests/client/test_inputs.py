@@ -106,9 +106,9 @@ def test_input_file_errors(tmp_path):
 def test_validate_inputs_checks_shapes_and_dtypes():
     ok = connection.validate_inputs(LINEAR, [np.array([[1], [2]])])  # ints widen to float32
     assert ok[0].dtype == np.float32
-    with pytest.raises(InputError, match=r"shape \[batch, 1, 28, 28\]"):
+    with pytest.raises(InputError, match=r"shape \(batch, 1, 28, 28\)"):
         connection.validate_inputs(CNN, [np.zeros((1, 28, 28), np.float32)])
-    with pytest.raises(InputError, match=r"shape \[batch, 1, 28, 28\]"):
+    with pytest.raises(InputError, match=r"shape \(batch, 1, 28, 28\)"):
         connection.validate_inputs(CNN, [np.zeros((1, 1, 27, 28), np.float32)])
     with pytest.raises(InputError, match="must be int64"):
         connection.validate_inputs(GRU, [np.zeros((1, 3), np.float32), np.array([3])])

@@ -1,0 +1,232 @@
+"""`zeroserve client` through the real embedded Triton server: check, infer, perf, a server going away.
+
+Timing is never asserted (2 noisy cores); the logic is: values match eager, a wrong artifact is
+caught, figures are well formed, a missing server is a clear exit 3 within the timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from zeroserve import registry
+from zeroserve.artifacts import eager_outputs, load_trained
+from zeroserve.client.check import check_model
+from zeroserve.client.connection import Endpoint
+from zeroserve.client.perf import run_perf
+from zeroserve.errors import ServerError
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str):
+    from zeroserve.cli import app
+
+    return CliRunner().invoke(app, ["client", *args])
+
+
+def ports(endpoints) -> list[str]:
+    return ["--host", endpoints.host, "--http-port", str(endpoints.http_port),
+            "--grpc-port", str(endpoints.grpc_port)]
+
+
+def endpoint(endpoints) -> Endpoint:
+    return Endpoint(endpoints.host, endpoints.http_port, endpoints.grpc_port, "test")
+
+
+def served_specs(endpoints) -> list:
+    names = {m.rsplit("_", 1)[0] for m in endpoints.models}
+    return [s for s in registry.REGISTRY.values() if s.name in names]
+
+
+def need(endpoints, *names: str) -> None:
+    missing = [n for n in names if f"{n}_onnx" not in endpoints.models]
+    if missing:
+        pytest.fail(f"the session server does not serve {', '.join(missing)}")
+
+
+# ---------------------------------------------------------------- check
+
+
+def test_check_passes_on_every_served_model(server, data_dir):
+    result = cli("check", "all", *ports(server), "--artifacts", str(server.artifacts), "--data-dir", str(data_dir),
+                 "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = [r for m in report["models"] for r in m["rows"]]
+    checked = {r["triton_model"] for r in rows}
+    assert checked == set(server.models)
+    assert {(r["protocol"]) for r in rows} == {"grpc", "http"}
+    for r in rows:
+        assert r["status"] == "PASS" and r["failed_requests"] == 0 and r["outside_tolerance"] == 0, r
+        assert r["samples"] > 0 and r["metric_served"] == pytest.approx(r["metric_eager"])
+
+
+@pytest.fixture
+def other_seed_server(start_server, tmp_path, data_dir):
+    """hello_rnn trained with seed 1, exported and served: not the checkpoint the session trained (seed 0)."""
+    from zeroserve.export import export_model
+    from zeroserve.serve.repository import deploy_model
+    from zeroserve.train import train_model
+
+    spec = registry.get("hello_rnn")
+    artifacts, repository = tmp_path / "artifacts-seed1", tmp_path / "repository-seed1"
+    train_model(spec, data_dir, artifacts, seed=1)
+    export_model(spec, artifacts, data_dir=data_dir, latency=False)
+    deploy_model(spec, artifacts, repository)
+    return start_server(repository)
+
+
+def test_check_fails_on_a_server_serving_another_seeds_weights(other_seed_server, server, data_dir):
+    res = check_model(registry.get("hello_rnn"), endpoint(other_seed_server), server.artifacts, data_dir)
+    assert res["status"] == "FAIL"
+    assert len(res["rows"]) == 4 and all(r["status"] == "FAIL" for r in res["rows"])
+    assert all(r["outside_tolerance"] > 0 and r["max_abs_error"] > 1e-3 for r in res["rows"])
+    result = cli("check", "hello_rnn", *ports(other_seed_server), "--artifacts", str(server.artifacts),
+                 "--data-dir", str(data_dir))
+    assert result.exit_code == 1
+    assert "4 of 4 served model checks failed" in result.output
+
+
+# ---------------------------------------------------------------- infer
+
+
+def test_infer_text_decodes_names_and_hello(server):
+    need(server, "name_gru", "hello_rnn")
+    result = cli("infer", "name_gru", "--text", "Nakamura,Dostoevsky", *ports(server), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    logits = np.array(out["outputs"]["logits__0"])
+    model = load_trained(registry.get("name_gru"), server.artifacts)
+    eager = eager_outputs(model, registry.encode_names(["Nakamura", "Dostoevsky"]))
+    assert np.allclose(logits, eager, atol=1e-4, rtol=1e-4)
+    assert [m["label"] for m in out["meaning"]] == [registry.COUNTRIES[k] for k in eager.argmax(1)]
+    result = cli("infer", "hello_rnn", "--text", "hihell", *ports(server), "--protocol", "http", "--json")
+    assert result.exit_code == 0, result.output
+    hello = load_trained(registry.get("hello_rnn"), server.artifacts)
+    expected = "".join(registry.HELLO_CHARS[i] for i in eager_outputs(hello, registry.encode_hello("hihell"))[0]
+                       .argmax(-1))
+    assert json.loads(result.stdout)["meaning"] == [{"text": expected}]
+
+
+def test_infer_image_png_is_classified_like_eager(server, data_dir, tmp_path):
+    from PIL import Image
+
+    need(server, "cnn_mnist")
+    spec = registry.get("cnn_mnist")
+    digit = spec.data.load(data_dir).test_inputs[0][0, 0]
+    path = tmp_path / "digit.png"
+    Image.fromarray(np.round(digit * 255).astype(np.uint8)).save(path)
+    result = cli("infer", "cnn_mnist", "--image", str(path), *ports(server), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["inputs"] == {"image__0": [1, 1, 28, 28]}
+    pixels = np.asarray(Image.open(path), dtype=np.float32)[None, None] / 255.0
+    eager = eager_outputs(load_trained(spec, server.artifacts), [pixels])
+    assert out["meaning"][0]["class"] == int(eager.argmax())
+    assert np.allclose(out["outputs"]["log_probs__0"], eager, atol=1e-4)
+
+
+def test_infer_refuses_a_wrong_shape_before_sending(server, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 28, 28), np.float32))
+    result = cli("infer", "cnn_mnist", "--input", str(tmp_path / "x.npy"), *ports(server))
+    assert result.exit_code == 2
+    assert "must have shape (batch, 1, 28, 28)" in result.output
+
+
+# ---------------------------------------------------------------- perf
+
+
+def _well_formed(level: dict, concurrency: int | None = None) -> None:
+    assert level["p50_ms"] <= level["p90_ms"] <= level["p95_ms"] <= level["p99_ms"] <= level["max_ms"]
+    assert 0 < level["mean_ms"] <= level["max_ms"]
+    assert level["requests"] == level["ok"] + level["failed"] > 0
+    used = level["windows"][-level["windows_used"]:]
+    assert sum(w["requests"] for w in used) == level["requests"]
+    assert level["failed"] == 0 and level["throughput"] > 0
+    split = level["server"]
+    assert split["requests"] > 0 and split["compute_infer_us"] > 0
+    assert all(split[f"{p}_us"] >= 0 for p in ("queue", "compute_input", "compute_output"))
+    # the server saw about what the client counted (only requests in flight at a boundary differ)
+    assert abs(split["requests"] - level["ok"]) <= max(level["ok"] * 0.5, 4 * (concurrency or 1))
+    assert 0 <= level["generator_cpu"]
+
+
+def test_perf_short_closed_loop_run_is_well_formed(server, tmp_path):
+    need(server, "cnn_mnist")
+    result = cli("perf", "cnn_mnist", "--concurrency", "1,4", "--window", "0.5", "--warmup", "0.2",
+                 "--max-trials", "3", "--allow-unstable", *ports(server), "--json", "--report", str(tmp_path / "rep"),
+                 "--csv", str(tmp_path / "levels.csv"))
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.stdout)
+    assert [lv["concurrency"] for lv in rec["levels"]] == [1, 4]
+    for lv in rec["levels"]:
+        _well_formed(lv, lv["concurrency"])
+        assert lv["trials"] <= 3
+    assert any("cores shared" in n for n in rec["notes"])
+    for name in ("perf.html", "perf.png", "perf.json", "perf.csv"):
+        assert (tmp_path / "rep" / name).stat().st_size > 0
+    assert len((tmp_path / "levels.csv").read_text().splitlines()) == 3
+
+
+def test_perf_open_loop_shared_memory_and_two_urls(server):
+    need(server, "name_gru")
+    spec = registry.get("name_gru")
+    rec = run_perf(spec, endpoint(server), request_rate=[150.0], distribution="poisson", batch_size=4,
+                   input_mode="random", shared_memory="system", window_s=0.5, warmup_s=0.2, max_trials=3,
+                   allow_unstable=True, urls=[server.grpc_url, server.grpc_url])
+    (lv,) = rec["levels"]
+    _well_formed(lv)
+    assert lv["request_rate"] == 150.0 and lv["achieved_rate"] > 0 and "rate_kept" in lv
+    assert rec["shared_memory"] == "system" and len(rec["urls"]) == 2
+    assert lv["throughput"] == pytest.approx(lv["requests_per_s"] * 4)
+
+
+def test_perf_over_http_with_sample_input(server, data_dir):
+    need(server, "wide_deep")
+    rec = run_perf(registry.get("wide_deep"), endpoint(server), protocol="http", concurrency=[2],
+                   input_mode="sample", data_dir=data_dir, batch_size=8, window_s=0.4, warmup_s=0.2,
+                   max_trials=3, allow_unstable=True, fmt="torchscript")
+    _well_formed(rec["levels"][0], 2)
+
+
+# ---------------------------------------------------------------- server down
+
+
+def test_server_down_is_exit_3_without_hanging(free_ports):
+    http, grpc, _ = free_ports()  # nothing listens there
+    args = ["--host", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc), "--timeout", "3"]
+    for command in (["infer", "hello_rnn", "--text", "hi"], ["check", "linear"], ["perf", "linear"]):
+        start = time.monotonic()
+        result = cli(*command, *args)
+        assert result.exit_code == 3, (command, result.output)
+        assert "no Triton server answered" in result.output and "Traceback" not in result.output
+        assert time.monotonic() - start < 15
+
+
+def test_server_stopping_mid_run_is_a_clear_error_with_counts(start_server, deployed_repository):
+    endpoints = start_server(deployed_repository, ["linear"])
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            run_perf(registry.get("linear"), endpoint(endpoints), concurrency=[2], window_s=1.0, warmup_s=0.2,
+                     max_trials=30, stability=0.01, allow_unstable=True, timeout=3.0)
+        except ServerError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    time.sleep(2.0)
+    endpoints.handle.stop()
+    thread.join(30)
+    assert not thread.is_alive(), "perf hung after the server stopped"
+    err = outcome.get("error")
+    assert err is not None and err.exit_code == 3
+    assert "stopped answering during the run" in str(err) and "requests answered" in str(err)
