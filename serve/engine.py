@@ -310,7 +310,12 @@ def _pgid(pid: int) -> int | None:
 
 
 def server_processes(pid: int, shm_prefix: str | None) -> list[int]:
-    """The server's stubs and any other process of its group: stubs carry its shm prefix in their argv."""
+    """The server's stubs (they carry its unique shm prefix in their argv) and, while the server
+    itself runs, any other member of its process group.
+
+    A dead server's pid may have been reused, so its group id then proves nothing.
+    """
+    group = st.pid_alive(pid)
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == pid:
@@ -319,8 +324,8 @@ def server_processes(pid: int, shm_prefix: str | None) -> list[int]:
         cmd = _proc_cmdline(p)
         if not cmd or not st.pid_alive(p, binary=None):
             continue
-        is_stub = Path(cmd[0]).name == STUB_NAME and shm_prefix and any(shm_prefix in a for a in cmd)
-        if is_stub or _pgid(p) == pid:
+        is_stub = bool(shm_prefix) and Path(cmd[0]).name == STUB_NAME and any(shm_prefix in a for a in cmd)
+        if is_stub or (group and _pgid(p) == pid):
             out.append(p)
     return out
 
@@ -357,13 +362,13 @@ def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None,
     prefix = state.get("shm_prefix", "")
     others = server_processes(pid, prefix)
     graceful = True
-    if st.pid_alive(pid, binary=None):
+    if st.pid_alive(pid):  # only a live tritonserver under that pid is signalled, never a reused pid
         _unload_all(state, timeout)
         try:
             os.kill(pid, signal.SIGINT)  # Triton drains connections and in-flight requests, then exits
         except ProcessLookupError:
             pass
-        if _wait_gone([pid], timeout, process):
+        if _wait_gone([pid], timeout, process) and st.pid_alive(pid):
             graceful = False
             try:
                 os.killpg(pid, signal.SIGKILL)
