@@ -230,3 +230,13 @@ def test_server_stopping_mid_run_is_a_clear_error_with_counts(start_server, depl
     err = outcome.get("error")
     assert err is not None and err.exit_code == 3
     assert "stopped answering during the run" in str(err) and "requests answered" in str(err)
+
+
+def test_perf_level_that_never_stabilises_exits_4_with_its_last_windows(server):
+    need(server, "linear")
+    # three windows never agree to within a millionth: the level cannot stabilise in 3 trials
+    result = cli("perf", "linear", "--concurrency", "1", "--window", "0.2", "--warmup", "0.1", "--max-trials", "3",
+                 "--stability", "0.000001", *ports(server))
+    assert result.exit_code == 4, result.output
+    assert "concurrency 1 did not stabilise" in result.output and "last throughput" in result.output
+    assert "Traceback" not in result.output
