@@ -376,6 +376,8 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
             raise InputError("--tensorrt applies to the onnx format; add onnx to --format")
     if target not in ("triton", "kserve"):
         raise InputError(f"unknown target {target!r}; use triton or kserve")
+    if target == "kserve":
+        _check_storage_uri(storage_uri)
 
     record, record_path = read_export_record(spec, artifacts)
     gated = record.get("max_batch_size", spec.max_batch_size)
@@ -459,6 +461,11 @@ def write_manifest(repository: Path, entries: list[dict], release: TargetRelease
     return manifest
 
 
+def _check_storage_uri(storage_uri: str) -> None:
+    if "://" not in storage_uri:
+        raise InputError(f"--storage-uri {storage_uri!r} needs a scheme KServe can fetch (gs://, s3://, pvc://, ...)")
+
+
 def kserve_manifest(name: str = "zeroserve", *, storage_uri: str = DEFAULT_STORAGE_URI, device: Device = "gpu",
                     release: TargetRelease = TARGET) -> dict:
     """A KServe `InferenceService` serving the whole repository with the Triton runtime."""
@@ -483,8 +490,7 @@ def write_kserve_manifest(repository: Path, *, storage_uri: str = DEFAULT_STORAG
     """Write `inferenceservice.yaml` into the repository folder (atomic) and return its path."""
     import yaml
 
-    if "://" not in storage_uri:
-        raise InputError(f"--storage-uri {storage_uri!r} needs a scheme KServe can fetch (gs://, s3://, pvc://, ...)")
+    _check_storage_uri(storage_uri)
     path = Path(repository) / KSERVE_MANIFEST
     text = ("# KServe InferenceService for this Triton repository; upload the folder to storageUri first.\n"
             + yaml.safe_dump(kserve_manifest(name, storage_uri=storage_uri, device=device, release=release),
