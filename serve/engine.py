@@ -608,6 +608,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         "--strict-readiness=true",
         "--exit-timeout-secs=5",  # open keep-alive client connections hold a stop this long
     ]
+    (run_dir / "command.txt").write_text(" ".join(args) + "\n")  # how this server was started, for a reader
     preexec = None if detach else _die_with_parent
     with open(log, "wb") as log_fh:
         try:
