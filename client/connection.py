@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -160,7 +161,9 @@ def batches(n: int, size: int) -> list[slice]:
 
 def _first_line(exc: BaseException) -> str:
     text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
-    return (str(text or "").strip().splitlines() or [type(exc).__name__])[0]
+    line = (str(text or "").strip().splitlines() or [type(exc).__name__])[0]
+    # Triton prefixes "[request id: <id_unknown>]": noise to a user, and rich would read it as markup
+    return re.sub(r"^\[request id: [^\]]*\]\s*", "", line)
 
 
 def _unreachable(exc: BaseException) -> bool:

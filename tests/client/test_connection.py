@@ -89,3 +89,15 @@ def test_perf_against_no_server_fails_fast():
     port = _closed_port()
     with pytest.raises(ServerError):
         run_perf(registry.get("linear"), Endpoint("127.0.0.1", port, port), window_s=0.2, timeout=2.0)
+
+
+def test_refused_request_reads_as_one_clean_line():
+    from tritonclient.utils import InferenceServerException
+
+    exc = InferenceServerException("[request id: <id_unknown>] inference request batch-size must be <= 64 for 'm'\nmore",
+                                   status="StatusCode.INVALID_ARGUMENT")
+    err = connection.translate(exc, "127.0.0.1:1", "grpc", "m")
+    assert isinstance(err, connection.RequestFailed) and err.exit_code == 1
+    assert str(err) == "the server at 127.0.0.1:1 refused the grpc request for m: inference request batch-size must be <= 64 for 'm'"
+    down = connection.translate(ConnectionRefusedError(111, "Connection refused"), "127.0.0.1:1", "http")
+    assert type(down) is ServerError and "no Triton server answered over http" in str(down)
