@@ -13,7 +13,7 @@ import numpy as np
 
 from zeroserve import records
 from zeroserve.artifacts import eager_outputs, load_trained, model_dir, task_metric
-from zeroserve.client.connection import Client, Endpoint, ServerError, batches
+from zeroserve.client.connection import Client, Endpoint, RequestFailed, batches
 from zeroserve.errors import InputError
 from zeroserve.spec import ModelSpec, Split
 
@@ -86,9 +86,7 @@ def serve_outputs(client: Client, spec: ModelSpec, triton_name: str, inputs: lis
     for s in batches(len(inputs[0]), limit):
         try:
             chunks.append(client.infer(spec, triton_name, [a[s] for a in inputs])[0])
-        except ServerError as exc:  # RequestFailed included: counted, the rest go on
-            if type(exc) is ServerError:
-                raise  # the server went away: no point sending the rest
+        except RequestFailed as exc:  # counted, the rest go on; an unreachable server (ServerError) ends the check
             failed += 1
             first_error = first_error or str(exc)
     return (np.concatenate(chunks) if not failed else None), failed, first_error
