@@ -461,8 +461,8 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
                      f"{SATURATED:.0%} of a core): those figures measure the generator as much as the server")
     for lv in levels:
         if lv.get("rate_kept") is False:
-            notes.append(f"the generator could not keep {lv['request_rate']:g} requests/s (sent "
-                         f"{lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); its "
+            notes.append(f"the generator could not keep to the schedule at {lv['request_rate']:g} requests/s "
+                         f"(sent {lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); "
                          "latencies still count from the intended send times")
         if not lv["stable"]:
             notes.append(unstable_message(lv, stability, advice=False) + "; reported as measured (--allow-unstable)")
