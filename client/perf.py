@@ -23,7 +23,7 @@ from zeroserve import records
 from zeroserve.client import load
 from zeroserve.client.connection import (AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback,
                                          server_split, validate_inputs)
-from zeroserve.errors import InputError, ServerError, UnstableError
+from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.spec import ModelSpec
 
 STABLE_WINDOWS = 3
@@ -221,6 +221,10 @@ class SharedMemory:
                     offs.append((pos, n))
                     pos += n
                 self.output_regions.append((name, offs))
+        except shm.SharedMemoryException as exc:
+            self.close()
+            raise InputError(f"--shared-memory system: cannot create a region ({exc}); "
+                             "check /dev/shm or use --shared-memory none") from None
         except Exception:
             self.close()
             raise
@@ -490,6 +494,10 @@ def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unsta
         level = asyncio.run(_level(setup, c, r))
         if on_level:
             on_level(level)
+        if level["failed"] and not level["ok"]:
+            top = max(level["errors"].items(), key=lambda kv: kv[1])[0] if level["errors"] else "unknown error"
+            what = f"concurrency {c}" if c else f"request rate {r:g}/s"
+            raise CheckFailed(f"every request failed at {what} ({level['failed']} requests; {top})")
         if not level["stable"] and not allow_unstable:
             raise UnstableError(unstable_message(level, setup.stability))
         return level

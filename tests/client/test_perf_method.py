@@ -120,3 +120,42 @@ def test_unstable_message_names_the_last_windows():
              "windows": [{"throughput": t, "p99_ms": p} for t, p in ((1, 1), (900, 2.5), (1200, 3.5), (700, 9.0))]}
     msg = perf.unstable_message(level, 0.1)
     assert "concurrency 8" in msg and "900, 1200, 700" in msg and "2.50, 3.50, 9.00" in msg
+
+
+def _fake_levels(monkeypatch, make):
+    async def fake_level(setup, c, r):
+        return make(c, r)
+
+    monkeypatch.setattr(perf, "_level", fake_level)
+    return perf.Setup(None, "m", "grpc", ["127.0.0.1:1"], [], 1, 0.1, 0.0, 0.1, 3, 1.0)
+
+
+def _synthetic_level(c, r, *, stable=True, ok=10, failed=0):
+    return {"concurrency": c, "request_rate": r, "stable": stable, "ok": ok, "failed": failed, "trials": 3,
+            "errors": {"ConnectionResetError: reset": failed} if failed else {}, "p99_ms": float(c or 1),
+            "windows": [{"throughput": 1.0 * i, "p99_ms": 1.0} for i in range(3)]}
+
+
+def test_an_unstable_level_stops_the_run_with_exit_4_unless_allowed(monkeypatch):
+    from zeroserve.errors import UnstableError
+
+    setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, stable=c < 4))
+    with pytest.raises(UnstableError, match="concurrency 4 did not stabilise") as info:
+        perf._measure_levels(setup, [1, 2, 4, 8], None, None, False, None)
+    assert info.value.exit_code == 4
+    levels, _ = perf._measure_levels(setup, [1, 2, 4, 8], None, None, True, None)
+    assert [lv["concurrency"] for lv in levels] == [1, 2, 4, 8]
+
+
+def test_a_level_where_every_request_failed_is_a_check_failure(monkeypatch):
+    from zeroserve.errors import CheckFailed
+
+    setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, stable=False, ok=0, failed=7))
+    with pytest.raises(CheckFailed, match="every request failed at request rate 50/s .7 requests; ConnectionResetError"):
+        perf._measure_levels(setup, None, [50.0], None, True, None)
+
+
+def test_budget_mode_runs_the_search(monkeypatch):
+    setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r))
+    levels, best = perf._measure_levels(setup, None, None, 5.0, False, None)
+    assert best == 5 and [lv["concurrency"] for lv in levels] == [1, 2, 4, 5, 6, 8]
