@@ -278,7 +278,7 @@ def test_a_second_server_on_a_taken_port_fails_clearly(server, deployed_reposito
 
 
 def test_stop_leaves_no_server_process_stub_or_shared_memory(start_server, deployed_repository):
-    endpoints = start_server(deployed_repository, ["linear", "name_gru_onnx"])
+    endpoints = start_server(deployed_repository, ["linear", "cnn_mnist_onnx"])
     state = dict(endpoints.handle.state)
     stubs = server_processes(endpoints.pid, state["shm_prefix"])
     assert len(stubs) == 3, stubs  # one stub per model instance
