@@ -293,6 +293,50 @@ def test_stop_leaves_no_server_process_stub_or_shared_memory(start_server, deplo
     assert not Path(state["runtime_dir"]).exists()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_foreground_serve_stops_everything_on_ctrl_c_or_sigterm(deployed_repository, serve_cache, free_ports, sig):
+    import time
+
+    http, grpc, metrics = free_ports()
+    cli = subprocess.Popen([sys.executable, "-m", "zeroserve", "serve", "--repository", str(deployed_repository),
+                            "--models", "linear", "--http-port", str(http), "--grpc-port", str(grpc),
+                            "--metrics-port", str(metrics)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        deadline = time.monotonic() + 180
+        state = None
+        while time.monotonic() < deadline and cli.poll() is None:
+            mine = [s for s in st.list_servers() if s["http_port"] == http]
+            if mine and _ready(http, mine[0]["models"]):
+                state = mine[0]
+                break
+            time.sleep(0.2)
+        assert state is not None, "the foreground server never became ready"
+        stubs = server_processes(state["pid"], state["shm_prefix"])
+        assert len(stubs) == 2
+        cli.send_signal(sig)
+        out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 0, err
+    assert f"stopped pid {state['pid']}" in out
+    assert not st.pid_alive(state["pid"], binary=None)
+    assert not [p for p in stubs if st.pid_alive(p, binary=None)]
+    assert not shm_segments(state["shm_prefix"])
+    assert not st.state_path(state["pid"]).exists()
+
+
+def _ready(http_port: int, models: list[str]) -> bool:
+    c = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
+    try:
+        return all(c.is_model_ready(m) for m in models)
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+    finally:
+        c.close()
+
+
 def test_stop_cleans_after_a_server_that_died_without_a_stop(start_server, deployed_repository):
     from zeroserve.serve.engine import reap_stale
 
