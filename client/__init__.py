@@ -1,10 +1,21 @@
 """The client stage: call, check and load-test the served models over tritonclient.
 
-`connection` is the one layer over tritonclient; `infer`, `check` and `perf` sit on it.
+`connection` is the one layer over tritonclient; `infer`, `check` and `perf` sit on it. Names are
+imported lazily so that load-generator worker processes start without importing torch.
 """
 
-from zeroserve.client.check import check_model
-from zeroserve.client.connection import AsyncClient, Client, Endpoint, resolve_endpoint
-from zeroserve.client.perf import run_perf
+from __future__ import annotations
 
-__all__ = ["AsyncClient", "Client", "Endpoint", "check_model", "resolve_endpoint", "run_perf"]
+import importlib
+
+_EXPORTS = {
+    "AsyncClient": "connection", "Client": "connection", "Endpoint": "connection", "resolve_endpoint": "connection",
+    "check_model": "check", "run_perf": "perf",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"zeroserve.client.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'zeroserve.client' has no attribute {name!r}")

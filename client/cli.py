@@ -245,6 +245,8 @@ def perf_cmd(
     max_trials: Annotated[int, typer.Option("--max-trials", help="At most this many windows per level.")] = 10,
     allow_unstable: Annotated[bool, typer.Option("--allow-unstable", help="Report a level that never "
                               "stabilised instead of exiting 4.")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="Load-generator processes (each an asyncio loop); "
+                       "more than 1 when one event loop saturates.")] = 1,
     url: Annotated[Optional[list[str]], typer.Option("--url", help="HOST:PORT of the chosen protocol; repeat to "
                    "spread load over several servers (loopback only). Overrides the endpoint options.")] = None,
     host: HostOpt = None,
@@ -279,7 +281,7 @@ def perf_cmd(
                    distribution=distribution, latency_budget_ms=latency_budget_ms, batch_size=batch_size,
                    input_mode=input_mode, input_data=input_data, data_dir=data_dir, shared_memory=shared_memory,
                    window_s=window, warmup_s=warmup, stability=stability, max_trials=max_trials,
-                   allow_unstable=allow_unstable, timeout=timeout, on_level=progress)
+                   allow_unstable=allow_unstable, timeout=timeout, workers=workers, on_level=progress)
     if csv_out:
         records.write_bytes(csv_out, rep.to_csv(rec).encode())
     paths = rep.write_report(rec, report) if report else {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -23,6 +23,7 @@ from zeroserve import records
 from zeroserve.client import load
 from zeroserve.client.connection import (AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback,
                                          server_split, validate_inputs)
+from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.spec import ModelSpec
 
@@ -32,6 +33,7 @@ SATURATED = 0.9  # share of one core the event-loop thread may use before the ge
 SHARED_CORES_NOTE = ("this machine has {cores} cores shared by the server and the load generator: "
                      "figures include that contention")
 MAX_SEARCH_CONCURRENCY = 256
+MAX_WORKERS = 16
 
 
 # ---------------------------------------------------------------- figures
@@ -271,80 +273,47 @@ class Setup:
     shm: SharedMemory | None = None
     distribution: str = "constant"
     seed: int = 0
+    pool: WorkerPool | None = None  # worker processes generating the load; None: this process's event loop
 
-
-def _prepared(setup: Setup, clients: list[AsyncClient], slots: int) -> list[tuple[AsyncClient, list, list]]:
-    """(client, inputs, outputs) per slot; slots go round-robin over the servers."""
-    out = []
-    for i in range(slots):
-        client = clients[i % len(clients)]
-        inputs, outputs = client.prepare(setup.spec, setup.arrays)
-        if setup.shm is not None:
-            name, offs = setup.shm.input_region
-            for inp, (off, size) in zip(inputs, offs):
-                inp.set_shared_memory(name, size, offset=off)
-            oname, ooffs = setup.shm.output_regions[i % len(setup.shm.output_regions)]
-            for o, (off, size) in zip(outputs, ooffs):
-                o.set_shared_memory(oname, size, offset=off)
-        out.append((client, inputs, outputs))
-    return out
+    def generator(self, concurrency: int | None, rate: float | None):
+        """The level's generator: local, or its plans spread over the worker pool."""
+        regions = self.shm.output_regions if self.shm else []
+        base = LoadPlan(Tensors(self.spec.inputs, self.spec.outputs), self.triton_name, self.protocol, self.urls,
+                        self.arrays, self.timeout, distribution=self.distribution, seed=self.seed,
+                        # workers need a moment to receive the level and connect before the first send
+                        start_at=time.perf_counter() + (0.5 if self.pool else 0.01),
+                        input_region=self.shm.input_region if self.shm else None)
+        if self.pool is None:
+            return LocalGenerator(replace(base, concurrency=concurrency, rate=rate, output_regions=regions))
+        plans = split_level(base, len(self.pool.procs), concurrency, rate, regions)
+        return ProcessGenerator(self.pool, plans, self.timeout)
 
 
 async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> dict:
     """Run one level to stability (or max_trials); the level's figures plus its windows."""
-    clients = [AsyncClient(u, setup.protocol, setup.timeout) for u in setup.urls]
+    windows: list[Window] = []
+    samples: list[dict[str, int]] = []
     async with contextlib.AsyncExitStack() as stack:
-        for c in clients:
-            await stack.enter_async_context(c)
-        slots = concurrency or (len(setup.shm.output_regions) if setup.shm else len(clients))
-        prepared = _prepared(setup, clients, slots)
-        free: asyncio.Queue | None = None
-        if rate is not None and setup.shm is not None:
-            free = asyncio.Queue()
-            for i in range(slots):
-                free.put_nowait(i)
-
-        async def send(index: int) -> None:
-            if free is not None:  # an output region per request in flight
-                slot = await free.get()
-                try:
-                    client, inputs, outputs = prepared[slot]
-                    await client.infer(setup.triton_name, inputs, outputs)
-                finally:
-                    free.put_nowait(slot)
-                return
-            client, inputs, outputs = prepared[index % len(prepared)]
-            await client.infer(setup.triton_name, inputs, outputs)
-
-        per_server = list({c.url: c for c in clients}.values())  # a server listed twice is counted once
+        # a server listed twice is sampled once
+        stat_clients = [await stack.enter_async_context(AsyncClient(u, setup.protocol, setup.timeout))
+                        for u in dict.fromkeys(setup.urls)]
 
         async def stats() -> dict[str, int]:
-            return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name) for c in per_server))))
+            return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name)
+                                                              for c in stat_clients))))
 
-        recorder = load.Recorder()
-        stop = asyncio.Event()
-        if concurrency is not None:
-            # closed loop: worker i always uses slot i, so a slot's output region is never shared
-            task = asyncio.ensure_future(load.closed_loop(send, concurrency, recorder, stop))
-        else:
-            schedule = load.intended_send_times(rate, setup.distribution, time.perf_counter() + 0.01,
-                                                np.random.default_rng(setup.seed))
-            task = asyncio.ensure_future(load.open_loop(send, schedule, recorder, stop,
-                                                        drain_timeout=setup.timeout))
-        windows: list[Window] = []
-        samples: list[dict[str, int]] = []
-        try:
+        async with setup.generator(concurrency, rate) as gen:
             await asyncio.sleep(setup.warmup_s)
-            recorder.swap()
+            await gen.swap()  # the warm-up is not measured
             samples.append(await stats())
-            t0, cpu0, loop0 = time.perf_counter(), time.process_time(), time.thread_time()
+            t0 = time.perf_counter()
             for _ in range(setup.max_trials):
                 await asyncio.sleep(setup.window_s)
-                counts = recorder.swap()
-                t1, cpu1, loop1 = time.perf_counter(), time.process_time(), time.thread_time()
-                w = Window(t1 - t0, counts, setup.batch_size, cpu1 - cpu0, loop1 - loop0)
-                t0, cpu0, loop0 = t1, cpu1, loop1
-                windows.append(w)
+                sample = await gen.swap()
+                t1 = time.perf_counter()
+                windows.append(Window(t1 - t0, sample.counts, setup.batch_size, sample.cpu_seconds,
+                                      sample.loop_cpu_seconds))
+                t0 = t1
                 try:
                     samples.append(await stats())
                 except ServerError as exc:
@@ -354,21 +323,17 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
                                       f"{done} requests answered and {failed} failed before it went") from None
                 if is_stable([(x.throughput, x.p99_ms) for x in windows], setup.stability):
                     break
-        finally:
-            stop.set()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(task, setup.timeout + 1.0)
-        used = windows[-STABLE_WINDOWS:]
-        fig = summarise(used, samples[-len(used) - 1], samples[-1])
-        fig.update({
-            "concurrency": concurrency, "request_rate": rate,
-            "stable": is_stable([(x.throughput, x.p99_ms) for x in windows], setup.stability),
-            "trials": len(windows), "windows": [w.as_json() for w in windows],
-        })
-        if rate is not None:
-            fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
-            fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
-        return fig
+    used = windows[-STABLE_WINDOWS:]
+    fig = summarise(used, samples[-len(used) - 1], samples[-1])
+    fig.update({
+        "concurrency": concurrency, "request_rate": rate,
+        "stable": is_stable([(x.throughput, x.p99_ms) for x in windows], setup.stability),
+        "trials": len(windows), "windows": [w.as_json() for w in windows],
+    })
+    if rate is not None:
+        fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
+        fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
+    return fig
 
 
 def unstable_message(level: dict, stability: float, advice: bool = True) -> str:
@@ -399,7 +364,7 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
              latency_budget_ms: float | None = None, batch_size: int = 1, input_mode: str = "random",
              input_data: Path | None = None, data_dir: Path | None = None, shared_memory: str = "none",
              window_s: float = 5.0, warmup_s: float | None = None, stability: float = 0.10, max_trials: int = 10,
-             allow_unstable: bool = False, timeout: float = 10.0, seed: int = 0,
+             allow_unstable: bool = False, timeout: float = 10.0, seed: int = 0, workers: int = 1,
              on_level: Callable[[dict], None] | None = None) -> dict:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
 
@@ -421,6 +386,8 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
         raise InputError("concurrency levels must be >= 1 and request rates > 0")
     if latency_budget_ms is not None and latency_budget_ms <= 0:
         raise InputError("--latency-budget-ms must be positive")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise InputError(f"--workers must be between 1 and {MAX_WORKERS}")
     if not request_rate and latency_budget_ms is None and not concurrency:
         concurrency = [1]
     triton_name = spec.triton_name(fmt)
@@ -450,9 +417,12 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
                       window_s if warmup_s is None else warmup_s, stability, max_trials, timeout, shm,
                       distribution, seed)
         try:
+            setup.pool = WorkerPool(workers) if workers > 1 else None
             levels, best = _measure_levels(setup, concurrency, request_rate, latency_budget_ms,
                                            allow_unstable, on_level)
         finally:
+            if setup.pool is not None:
+                setup.pool.close()
             if shm is not None:
                 shm.close()
     finally:
@@ -460,6 +430,9 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
             c.close()
     cores = os.cpu_count() or 1
     notes = [SHARED_CORES_NOTE.format(cores=cores)] if cores <= 4 else []
+    if workers > 1:
+        notes.append(f"load generated by {workers} worker processes, each with its own event loop; "
+                     "generator CPU is their sum, loop CPU the busiest one's")
     if any(lv["generator_saturated"] for lv in levels):
         notes.append("the load generator's event loop was saturated at some levels (loop CPU >= "
                      f"{SATURATED:.0%} of a core): those figures measure the generator as much as the server")
@@ -480,7 +453,7 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
         "input": "file " + str(input_data) if input_data else input_mode, "shared_memory": shared_memory,
         "mode": mode, "distribution": distribution if request_rate else None,
         "latency_budget_ms": latency_budget_ms, "best": best,
-        "window_s": window_s, "stability": stability, "max_trials": max_trials,
+        "window_s": window_s, "stability": stability, "max_trials": max_trials, "workers": workers,
         "levels": levels, "notes": notes, "cpu_count": cores,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": records.versions("tritonclient", "hdrhistogram"),

@@ -187,6 +187,17 @@ def test_perf_open_loop_shared_memory_and_two_urls(server):
     assert lv["throughput"] == pytest.approx(lv["requests_per_s"] * 4)
 
 
+def test_perf_from_two_worker_processes(server):
+    import multiprocessing
+
+    need(server, "cnn_mnist")
+    rec = run_perf(registry.get("cnn_mnist"), endpoint(server), concurrency=[3], workers=2, window_s=0.4,
+                   warmup_s=0.2, max_trials=3, allow_unstable=True)
+    _well_formed(rec["levels"][0], 3)
+    assert rec["workers"] == 2 and any("2 worker processes" in n for n in rec["notes"])
+    assert not [p for p in multiprocessing.active_children() if p.name == "zeroserve-load"]
+
+
 def test_perf_over_http_with_sample_input(server, data_dir):
     need(server, "wide_deep")
     rec = run_perf(registry.get("wide_deep"), endpoint(server), protocol="http", concurrency=[2],
