@@ -324,6 +324,13 @@ class Client:
         return parse_statistics(self._call("get_inference_statistics", triton_name, model=triton_name, **kw),
                                 triton_name)
 
+    def register_system_shared_memory(self, name: str, key: str, byte_size: int) -> None:
+        """Register a system shared-memory region (Triton's shared-memory extension)."""
+        self._call("register_system_shared_memory", name, key, byte_size)
+
+    def unregister_system_shared_memory(self, name: str) -> None:
+        self._call("unregister_system_shared_memory", name)
+
     def close(self) -> None:
         try:
             self._client.close()
