@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,7 @@ class TargetRelease:
         onnxruntime / libtorch: the runtimes that release's onnxruntime and pytorch backends use.
         max_onnx_ir_version / max_onnx_opset: the newest ONNX IR version and default-domain
             opset we accept for that ONNX Runtime (a conservative floor, see `sources`).
+        max_torchscript_file_version: the newest TorchScript archive format that libtorch reads.
     """
 
     image: str
@@ -61,6 +63,7 @@ class TargetRelease:
     libtorch: str
     max_onnx_ir_version: int
     max_onnx_opset: int
+    max_torchscript_file_version: int
     sources: tuple[str, ...]
 
     @property
@@ -77,12 +80,14 @@ TARGET = TargetRelease(
     # The exact ceiling of ORT 1.24.4 was not found in the docs searched, so we accept this floor.
     max_onnx_ir_version=10,
     max_onnx_opset=21,
+    max_torchscript_file_version=10,  # libtorch's kMaxSupportedFileFormatVersion, 0xA since 2022
     sources=(
         "Triton compatibility matrix as quoted in triton-inference-server/server#8848 (2026-06-18): "
         "Triton 26.05 ships ONNX Runtime 1.24.4",
         "release 26.05 = Triton 2.69.0 (Triton release notes rel-26-05; GitHub release list)",
         "pytorch_backend README: Triton YY.MM builds its libtorch from nvcr.io/nvidia/pytorch:YY.MM-py3",
         "ONNX Runtime versioning matrix: ORT 1.18 = ONNX 1.16, opset 21, IR 10",
+        "pytorch caffe2/serialize/versions.h: kMaxSupportedFileFormatVersion = 0xA",
     ),
 )
 
@@ -163,6 +168,26 @@ def check_onnx_target(name: str, path: Path, entry: dict, target: TargetRelease 
     return {"ir_version": ir, "opset": opset}
 
 
+def check_torchscript_target(name: str, path: Path, target: TargetRelease = TARGET) -> dict:
+    """Check a TorchScript archive's file-format version against what the target's libtorch reads.
+
+    Returns:
+        {"file_format_version"} read from the archive.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            member = next((n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/version")), None)
+            version = int(archive.read(member).decode().strip()) if member else None
+    except (zipfile.BadZipFile, ValueError, OSError):
+        version = None
+    if version is None:
+        raise InputError(f"{name}: {path} is not a TorchScript archive (no readable version record)")
+    if version > target.max_torchscript_file_version:
+        raise InputError(f"{name}: TorchScript file format {version} is newer than the target {target.image}'s "
+                         f"libtorch reads (<= {target.max_torchscript_file_version})")
+    return {"file_format_version": version}
+
+
 def _warmup(spec: ModelSpec, sample: dict[str, np.ndarray] | None, folder: Path) -> Warmup:
     """Warmup from row 0 of the real held-out sample (raw little-endian files), else zeros.
 
@@ -181,7 +206,8 @@ def _warmup(spec: ModelSpec, sample: dict[str, np.ndarray] | None, folder: Path)
         else:
             dims = tuple(1 if d == -1 else d for d in tc.dims)
             if t.domain == "lengths":
-                (folder / WARMUP_DIR / t.name).write_bytes(np.ones(dims, np.dtype(t.dtype).newbyteorder("<")).tobytes())
+                ones = np.ones(dims, np.dtype(t.dtype).newbyteorder("<"))
+                (folder / WARMUP_DIR / t.name).write_bytes(ones.tobytes())
                 inputs[t.name] = WarmupInput(t.dtype, dims, t.name)
             else:
                 inputs[t.name] = WarmupInput(t.dtype, dims, None)
@@ -214,7 +240,11 @@ def _warmup_arrays(model: DeployedModel, folder: Path) -> list[np.ndarray]:
         if w.file is None:
             a = np.zeros((1, *w.dims), dtype=dtype)
         else:
-            a = np.frombuffer((folder / WARMUP_DIR / w.file).read_bytes(), dtype=dtype).reshape(1, *w.dims)
+            raw = (folder / WARMUP_DIR / w.file).read_bytes()
+            if len(raw) != int(np.prod(w.dims)) * dtype.itemsize:
+                raise CheckFailed(f"{model.name}: warmup file {w.file} holds {len(raw)} bytes, not one "
+                                  f"{w.dtype}{list(w.dims)} sample")
+            a = np.frombuffer(raw, dtype=dtype).reshape(1, *w.dims)
         if t.reshape is not None:
             a = a.reshape(1, *t.reshape)
         arrays.append(a.astype(w.dtype))
@@ -390,15 +420,18 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     checked = {}
     for fmt in formats:
         entry, path = _checked_entry(spec, record, fmt, artifacts)
-        onnx_info = check_onnx_target(spec.triton_name(fmt), path, entry, release) if fmt == "onnx" else {}
-        checked[fmt] = (entry, path, onnx_info)
+        if fmt == "onnx":
+            info = check_onnx_target(spec.triton_name(fmt), path, entry, release)
+        else:
+            info = check_torchscript_target(spec.triton_name(fmt), path, release)
+        checked[fmt] = (entry, path, info)
     sample = _load_sample(spec, artifacts, record)
 
     repository = records.ensure_writable_dir(Path(repository))
     staging = _staging_parent(repository)
     record_sha = sha256(record_path)
     written = []
-    for fmt, (entry, path, onnx_info) in checked.items():
+    for fmt, (entry, path, info) in checked.items():
         name = spec.triton_name(fmt)
         tmp = Path(tempfile.mkdtemp(prefix=f".zs-deploy-{name}-", dir=staging))
         try:
@@ -425,7 +458,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
                 "max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us,
                 "instance_group": {"kind": model.instance_kind, "count": instances}, "tensorrt": model.tensorrt,
                 "warmup": "sample.npz row 0" if sample is not None else "zeros (no sample.npz)",
-                **onnx_info, "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **info, "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             _place(tmp, repository / name)
         finally:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,8 @@ from zeroserve import registry
 from zeroserve.cli import app
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve import config as C
-from zeroserve.serve.repository import (MANIFEST, TARGET, WARMUP_DIR, deploy_model, lint_model, read_manifest,
-                                        sha256, write_kserve_manifest)
+from zeroserve.serve.repository import (MANIFEST, TARGET, WARMUP_DIR, check_torchscript_target, deploy_model,
+                                        lint_model, read_manifest, sha256, write_kserve_manifest)
 
 runner = CliRunner()
 ALL = list(registry.REGISTRY)
@@ -153,6 +154,11 @@ def test_deploy_all_writes_twenty_linted_models_and_the_manifest(deployed_all, e
             assert entry["artifact_sha256"] == recs[name]["formats"][fmt]["sha256"] == sha256(folder / "1" / file)
             assert entry["export_record"]["sha256"] == record_sha
             assert entry["config_sha256"] == hashlib.sha256((folder / "config.pbtxt").read_bytes()).hexdigest()
+            if fmt == "onnx":
+                assert (entry["ir_version"], entry["opset"]) == (recs[name]["formats"]["onnx"]["ir_version"],
+                                                                 recs[name]["formats"]["onnx"]["opset"])
+            else:
+                assert entry["file_format_version"] <= TARGET.max_torchscript_file_version
             lint_model(folder)  # linting again from disk gives the same verdict
 
 
@@ -216,6 +222,25 @@ def test_an_onnx_ir_version_or_opset_beyond_the_target_release_is_refused(one):
     assert not repository.exists() or not any(repository.iterdir())
 
 
+def test_a_torchscript_archive_newer_than_the_target_libtorch_is_refused(one):
+    artifacts, repository = one
+    path = artifacts / "cnn_mnist" / "model.pt"
+    assert check_torchscript_target("cnn_mnist_torchscript", path) == {"file_format_version": 3}
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(path.with_suffix(".new"), "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, f"{TARGET.max_torchscript_file_version + 1}\n".encode()
+                         if item.filename.endswith("/version") and item.filename.count("/") == 1 else data)
+    path.with_suffix(".new").replace(path)
+    _rewrite_record(artifacts, "cnn_mnist", torchscript={})
+    with pytest.raises(InputError, match=f"file format {TARGET.max_torchscript_file_version + 1} is newer"):
+        deploy_model(registry.get("cnn_mnist"), artifacts, repository, formats="torchscript")
+    path.write_bytes(b"not a zip")
+    _rewrite_record(artifacts, "cnn_mnist", torchscript={})
+    with pytest.raises(InputError, match="not a TorchScript archive"):
+        deploy_model(registry.get("cnn_mnist"), artifacts, repository, formats="torchscript")
+
+
 def test_options_lower_the_batch_set_instances_and_tensorrt(one):
     artifacts, repository = one
     spec = registry.get("cnn_mnist")
@@ -228,7 +253,8 @@ def test_options_lower_the_batch_set_instances_and_tensorrt(one):
     onnx_cfg = _pbtxt(repository / "cnn_mnist_onnx" / "config.pbtxt")
     ts_cfg = _pbtxt(repository / "cnn_mnist_torchscript" / "config.pbtxt")
     (acc,) = onnx_cfg.optimization.execution_accelerators.gpu_execution_accelerator
-    assert acc.parameters["precision_mode"] == "FP16" and onnx_cfg.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
+    assert acc.parameters["precision_mode"] == "FP16"
+    assert onnx_cfg.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
     assert not ts_cfg.HasField("optimization")
     for kwargs, message in (({"max_batch_size": 65}, "between 1 and 64"), ({"tensorrt": "int8"}, "fp16 or fp32"),
                             ({"tensorrt": "fp16", "device": "cpu"}, "needs --device gpu"),
