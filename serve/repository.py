@@ -88,6 +88,7 @@ TARGET = TargetRelease(
         "pytorch_backend README: Triton YY.MM builds its libtorch from nvcr.io/nvidia/pytorch:YY.MM-py3",
         "ONNX Runtime versioning matrix: ORT 1.18 = ONNX 1.16, opset 21, IR 10",
         "pytorch caffe2/serialize/versions.h: kMaxSupportedFileFormatVersion = 0xA",
+        "PyTorch container release notes: 25.12 is based on 2.10.0a0 (26.05's exact version not found)",
     ),
 )
 
@@ -369,6 +370,17 @@ def _staging_parent(repository: Path) -> Path:
     return parent if os.access(parent, os.W_OK) else repository
 
 
+STALE_AFTER_S = 600  # a staging folder this old belongs to a deploy that was killed, not one in progress
+
+
+def _prune_stale(staging: Path, name: str) -> None:
+    """Remove staging and set-aside folders of `name` left by a deploy that was killed mid-way."""
+    for prefix in (f".zs-deploy-{name}-", f".zs-old-{name}-"):
+        for folder in staging.glob(prefix + "*"):
+            if folder.is_dir() and time.time() - folder.stat().st_mtime > STALE_AFTER_S:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
 def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_REPOSITORY, *,
                  formats: str | tuple[str, ...] = FORMATS, max_batch_size: int | None = None,
                  max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US, device: Device = "gpu",
@@ -433,6 +445,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     written = []
     for fmt, (entry, path, info) in checked.items():
         name = spec.triton_name(fmt)
+        _prune_stale(staging, name)
         tmp = Path(tempfile.mkdtemp(prefix=f".zs-deploy-{name}-", dir=staging))
         try:
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a Triton running as another user

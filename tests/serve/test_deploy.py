@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -297,7 +299,11 @@ def test_a_failing_lint_keeps_the_previous_model_and_leaves_no_staging_folder(on
 
 def test_deploying_one_model_leaves_the_others_untouched(one):
     artifacts, repository = one
+    stale = repository.parent / ".zs-deploy-linear_onnx-killed"  # left by a deploy killed mid-way
+    (stale / "1").mkdir(parents=True)
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     deploy_model(registry.get("linear"), artifacts, repository)
+    assert not stale.exists()
     deploy_model(registry.get("cnn_mnist"), artifacts, repository)
     linear = {p: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes())
               for p in repository.glob("linear_*/**/*") if p.is_file()}
