@@ -302,24 +302,46 @@ def _lint_torchscript(model: DeployedModel, path: Path, folder: Path) -> None:
         raise CheckFailed(f"{model.name}: TorchScript forward on the warmup sample, inputs in config order "
                           f"{[t.name for t in model.inputs]}, failed: {first}") from None
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    _check_outputs(model, [o.numpy() for o in outs], "TorchScript")
+
+
+def _check_outputs(model: DeployedModel, outs: list[np.ndarray], runtime: str) -> None:
+    """The warmup request's outputs against the config: count, dtypes, and shapes at batch 1."""
     if len(outs) != len(model.outputs):
-        raise CheckFailed(f"{model.name}: TorchScript returned {len(outs)} outputs, the config declares "
+        raise CheckFailed(f"{model.name}: {runtime} returned {len(outs)} outputs, the config declares "
                           f"{len(model.outputs)}")
     for t, o in zip(model.outputs, outs):
-        shape = list(o.shape)
-        dtype = str(o.numpy().dtype)
-        want = [1, *t.graph_dims]
+        shape, dtype, want = list(o.shape), str(o.dtype), [1, *t.graph_dims]
         if dtype != t.dtype or len(shape) != len(want) or any(w not in (-1, s) for w, s in zip(want, shape)):
             raise CheckFailed(f"{model.name}: output {t.name} is {dtype}{shape} on the warmup sample, the config "
                               f"declares {t.dtype}{want}")
+
+
+def _run_onnx(model: DeployedModel, path: Path, folder: Path) -> None:
+    """Run the warmup request through ONNX Runtime (CPU) with the config's input names."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feed = {t.name: a for t, a in zip(model.inputs, _warmup_arrays(model, folder))}
+        outs = session.run([t.name for t in model.outputs], feed)
+    except CheckFailed:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckFailed(f"{model.name}: ONNX Runtime on the warmup sample failed: {first}") from None
+    _check_outputs(model, outs, "ONNX Runtime")
 
 
 def lint_model(folder: Path) -> DeployedModel:
     """Parse a written model folder's config and check it against its artifact.
 
     ONNX: input/output names, dtypes and ranks (batch axis included, after reshape) against the
-    graph. TorchScript: a forward on the warmup sample with the config's input order, checking
-    output count, dtypes and shapes.
+    graph, then the warmup request through ONNX Runtime. TorchScript: a forward on the warmup
+    sample with the config's input order. Both check output count, dtypes and shapes.
 
     Raises:
         CheckFailed: the config and the artifact disagree.
@@ -343,6 +365,8 @@ def lint_model(folder: Path) -> DeployedModel:
                 raise CheckFailed(f"{model.name}: warmup lacks input {t.name}")
     if fmt == "onnx":
         _lint_onnx(model, path)
+        if model.warmup is not None:
+            _run_onnx(model, path, folder)
     else:
         _lint_torchscript(model, path, folder)
     return model

@@ -292,6 +292,16 @@ def test_a_failing_lint_keeps_the_previous_model_and_leaves_no_staging_folder(on
     _rewrite_record(artifacts, "cnn_mnist", onnx={})
     with pytest.raises(CheckFailed, match="do not match the ONNX graph"):
         deploy_model(spec, artifacts, repository, formats="onnx", max_batch_size=8)
+    # right names and dtypes, wrong output width: the graph's dims do not fit the config's
+    wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3)).eval()
+    onnx_path = artifacts / "cnn_mnist" / "model.onnx"
+    axes = {"image__0": {0: "batch"}, "log_probs__0": {0: "batch"}}
+    torch.onnx.export(wrong, (torch.zeros(2, 1, 28, 28),), str(onnx_path), dynamo=False, dynamic_axes=axes,
+                      opset_version=proto.opset_import[0].version, input_names=["image__0"],
+                      output_names=["log_probs__0"])
+    _rewrite_record(artifacts, "cnn_mnist", onnx={"ir_version": onnx.load(str(onnx_path)).ir_version})
+    with pytest.raises(CheckFailed, match=r"output log_probs__0 dims \[-1, 10\] do not fit the graph's \[-1, 3\]"):
+        deploy_model(spec, artifacts, repository, formats="onnx", max_batch_size=8)
     after = {p.relative_to(repository): p.read_bytes() for p in repository.rglob("*") if p.is_file()}
     assert after == before
     assert _leftovers(repository) == []
