@@ -56,11 +56,12 @@ class TensorConfig:
 
 @dataclass(frozen=True)
 class WarmupInput:
-    """One warmup input: a raw little-endian file under `warmup/`, or zeros when `file` is None."""
+    """One warmup input: a raw little-endian file under `warmup/`, else zeros (or random data if `random`)."""
 
     dtype: str
     dims: tuple[int, ...]
     file: str | None = None
+    random: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,10 +143,12 @@ def to_proto(model: DeployedModel) -> pb.ModelConfig:
             entry = w.inputs[name]
             entry.data_type = pb.DataType.Value(TRITON_DTYPES[inp.dtype])
             entry.dims.extend(inp.dims)
-            if inp.file is None:
-                entry.zero_data = True
-            else:
+            if inp.file is not None:
                 entry.input_data_file = inp.file
+            elif inp.random:
+                entry.random_data = True
+            else:
+                entry.zero_data = True
     if model.tensorrt is not None:
         acc = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
         acc.parameters["precision_mode"] = model.tensorrt
@@ -177,8 +180,13 @@ def parse(text: str) -> DeployedModel:
         w = config.model_warmup[0]
         inputs = {}
         for name, inp in w.inputs.items():
-            file = inp.input_data_file if inp.WhichOneof("input_data_type") == "input_data_file" else None
-            inputs[name] = WarmupInput(NUMPY_DTYPES[pb.DataType.Name(inp.data_type)], tuple(inp.dims), file)
+            kind = inp.WhichOneof("input_data_type")
+            dtype = pb.DataType.Name(inp.data_type)
+            if dtype not in NUMPY_DTYPES:
+                raise InputError(f"{config.name}: warmup input {name}: unsupported data type {dtype}")
+            inputs[name] = WarmupInput(NUMPY_DTYPES[dtype], tuple(inp.dims),
+                                       inp.input_data_file if kind == "input_data_file" else None,
+                                       random=kind == "random_data")
         warmup = Warmup(w.name, inputs, w.batch_size, w.count)
     tensorrt = None
     for acc in config.optimization.execution_accelerators.gpu_execution_accelerator:

@@ -238,7 +238,7 @@ def _warmup_arrays(model: DeployedModel, folder: Path) -> list[np.ndarray]:
     for t in model.inputs:
         w = model.warmup.inputs[t.name]
         dtype = np.dtype(w.dtype).newbyteorder("<")
-        if w.file is None:
+        if w.file is None:  # zero_data (random_data is linted with zeros too: any valid value will do)
             a = np.zeros((1, *w.dims), dtype=dtype)
         else:
             raw = (folder / WARMUP_DIR / w.file).read_bytes()

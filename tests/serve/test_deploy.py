@@ -118,6 +118,9 @@ def test_cpu_instances_zero_delay_and_zero_warmup_round_trip():
     assert proto.backend == "pytorch" and proto.parameters["ZS_FORMAT"].string_value == "onnx"
     assert C.parse(text) == model
     assert C.parse(C.render(dataclasses.replace(model, max_queue_delay_us=None))).max_queue_delay_us is None
+    rand = dataclasses.replace(model, warmup=C.Warmup("random", {"x__0": C.WarmupInput("float32", (1,), random=True)}))
+    assert text_format.Parse(C.render(rand), pb.ModelConfig()).model_warmup[0].inputs["x__0"].random_data
+    assert C.parse(C.render(rand)) == rand
 
 
 def test_a_config_that_is_not_a_model_config_is_an_input_error():
