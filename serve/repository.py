@@ -68,6 +68,7 @@ class TargetRelease:
 
     @property
     def tag(self) -> str:
+        """The image tag (`26.05-py3`), which KServe calls the runtime version."""
         return self.image.rsplit(":", 1)[1]
 
 
@@ -84,7 +85,7 @@ TARGET = TargetRelease(
     sources=(
         "Triton compatibility matrix as quoted in triton-inference-server/server#8848 (2026-06-18): "
         "Triton 26.05 ships ONNX Runtime 1.24.4",
-        "release 26.05 = Triton 2.69.0 (Triton release notes rel-26-05; GitHub release list)",
+        "Triton release notes rel-26-05 (docs.nvidia.com); 26.05 = Triton 2.69.0 per aiwiki.ai/wiki/nvidia_triton",
         "pytorch_backend README: Triton YY.MM builds its libtorch from nvcr.io/nvidia/pytorch:YY.MM-py3",
         "ONNX Runtime versioning matrix: ORT 1.18 = ONNX 1.16, opset 21, IR 10",
         "pytorch caffe2/serialize/versions.h: kMaxSupportedFileFormatVersion = 0xA",
@@ -94,6 +95,7 @@ TARGET = TargetRelease(
 
 
 def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -112,15 +114,10 @@ def parse_formats(formats: str | list[str] | tuple[str, ...]) -> tuple[str, ...]
 
 
 def read_export_record(spec: ModelSpec, artifacts: Path) -> tuple[dict, Path]:
-    """The model's export.json (through the export stage's reader) and its path."""
-    path = model_dir(artifacts, spec) / "export.json"
-    try:
-        from zeroserve.export import read_export
-    except ImportError:  # the export stage not installed: read the contract's JSON directly
-        if not path.is_file():
-            raise InputError(f"{spec.name}: no export record at {path}; run `zeroserve export {spec.name}` first")
-        return records.read_json(path, "export record"), path
-    return read_export(spec, artifacts), path
+    """The model's export.json (through the export stage's own reader) and its path."""
+    from zeroserve.export import read_export
+
+    return read_export(spec, artifacts), model_dir(artifacts, spec) / "export.json"
 
 
 def _checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> tuple[dict, Path]:
