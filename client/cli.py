@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -165,8 +166,10 @@ def check_cmd(
     results, skipped = [], []
     for spec in specs:
         try:
-            res = check_model(spec, endpoint, artifacts, data_dir, protocols=protocols, formats=formats,
-                              atol=atol, rtol=rtol, timeout=timeout, skip_unserved=not explicit)
+            spinner = contextlib.nullcontext() if as_json else err_console.status(f"checking {spec.name}")
+            with spinner:
+                res = check_model(spec, endpoint, artifacts, data_dir, protocols=protocols, formats=formats,
+                                  atol=atol, rtol=rtol, timeout=timeout, skip_unserved=not explicit)
         except InputError as exc:
             if explicit:
                 raise
