@@ -8,12 +8,11 @@ from typing import Annotated, Optional
 
 import numpy as np
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from rich.console import Console
-
 from zeroserve.cli import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, err_console, handle_errors, print_json, skip_line
 from zeroserve.cli import console as _console
 from zeroserve.client.connection import DEFAULT_TIMEOUT_S, FORMATS, PROTOCOLS, Client, resolve_endpoint
@@ -93,8 +92,6 @@ def infer_cmd(
         arrays = image_inputs(spec, image, invert)
     with Client(resolve_endpoint(host, http_port, grpc_port), protocol, timeout) as client:
         result = run_infer(spec, client, fmt, arrays)
-    if target is not None:
-        result["target"] = target
     if as_json:
         print_json({**result, "outputs": {k: v.tolist() for k, v in result["outputs"].items()},
                     **({"target": np.asarray(target).tolist()} if target is not None else {})})
