@@ -25,6 +25,26 @@ def test_no_state_file_falls_back_to_defaults(monkeypatch, tmp_path):
     assert (ep.host, ep.http_port, ep.grpc_port) == ("127.0.0.1", 8000, 8001)
 
 
+def test_running_server_state_file_gives_the_ports(monkeypatch):
+    from zeroserve.serve import state
+
+    monkeypatch.setattr(state, "resolve_server", lambda host=None, http_port=None, grpc_port=None: {
+        "pid": 42, "host": "127.0.0.1", "http_port": 18000, "grpc_port": 18001})
+    ep = connection.resolve_endpoint()
+    assert (ep.http_port, ep.grpc_port) == (18000, 18001) and "pid 42" in ep.source
+
+
+def test_several_running_servers_must_be_chosen_between(monkeypatch):
+    from zeroserve.serve import state
+
+    def several(**_):
+        raise InputError("2 servers are running, choose one with --http-port/--grpc-port: ...")
+
+    monkeypatch.setattr(state, "resolve_server", several)
+    with pytest.raises(InputError, match="2 servers are running"):
+        connection.resolve_endpoint()
+
+
 def test_parse_url():
     assert connection.parse_url("127.0.0.1:8001") == ("127.0.0.1", 8001)
     assert connection.parse_url("[::1]:8001") == ("::1", 8001)
