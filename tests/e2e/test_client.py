@@ -187,6 +187,22 @@ def test_perf_open_loop_shared_memory_and_two_urls(server):
     assert lv["throughput"] == pytest.approx(lv["requests_per_s"] * 4)
 
 
+def test_perf_spreads_load_over_two_servers(server, start_server, deployed_repository):
+    from zeroserve.client.connection import Client
+
+    need(server, "linear")
+    second = start_server(deployed_repository, ["linear"])
+    before = [Client(endpoint(s), "grpc").statistics("linear_onnx")["success_count"] for s in (server, second)]
+    rec = run_perf(registry.get("linear"), endpoint(server), concurrency=[4], window_s=0.3, warmup_s=0.1,
+                   max_trials=3, allow_unstable=True, urls=[server.grpc_url, second.grpc_url])
+    after = [Client(endpoint(s), "grpc").statistics("linear_onnx")["success_count"] for s in (server, second)]
+    lv = rec["levels"][0]
+    _well_formed(lv, 4)
+    served = [a - b for a, b in zip(after, before)]
+    assert all(n > 0 for n in served)  # both servers answered
+    assert lv["server"]["requests"] <= sum(served)  # the split sums both servers' counters
+
+
 def test_perf_from_two_worker_processes(server):
     import multiprocessing
 
