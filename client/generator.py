@@ -263,8 +263,12 @@ class ProcessGenerator:
     async def __aenter__(self) -> "ProcessGenerator":
         for conn, plan in zip(self.conns, self.plans):
             conn.send(("level", plan))
-        for conn in self.conns:
-            await asyncio.to_thread(self._expect, conn, "started", START_TIMEOUT_S)
+        try:
+            for conn in self.conns:
+                await asyncio.to_thread(self._expect, conn, "started", START_TIMEOUT_S)
+        except GeneratorError:
+            await self.__aexit__()  # the workers that did start stop their load
+            raise
         self._cpu = time.process_time()
         return self
 

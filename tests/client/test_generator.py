@@ -64,3 +64,18 @@ def test_pool_workers_exit_when_closed():
     pool.close()
     assert not any(p.is_alive() for p in pool.procs)
     assert not [p for p in multiprocessing.active_children() if p.name == "zeroserve-load"]
+
+
+def test_a_worker_that_fails_is_one_clear_error_and_the_pool_still_exits():
+    import asyncio
+
+    pool = G.WorkerPool(1)
+    try:
+        from dataclasses import replace
+
+        plan = G.split_level(replace(_base(), protocol="carrier-pigeon"), 1, 1, None, [])
+        with pytest.raises(G.GeneratorError, match="worker process failed: InputError: unknown protocol"):
+            asyncio.run(G.ProcessGenerator(pool, plan, timeout=2.0).__aenter__())
+    finally:
+        pool.close()
+    assert not any(p.is_alive() for p in pool.procs)
