@@ -4,7 +4,9 @@ One load generator (closed loop, one tritonclient per worker thread, fixed time 
 drives, side by side on the same server: cnn_mnist_onnx (model.py running ONNX Runtime) and
 its no-op twin (same tensors, same model.py path, answers zeros) over HTTP (binary tensors)
 and gRPC, at concurrency 1 and 16; the same ONNX Runtime session in-process is the third
-column. This runs at max_queue_delay 0 and 100 µs (deploy's default is chosen from these).
+column. Two servers, at max_queue_delay 0 and 100 µs (deploy's default is chosen from these),
+are up together and every target of a level runs in turn in short rounds, so the machine's
+drift falls on all of them alike.
 Then the resident memory of a server with all twenty models loaded.
 
 Bars (issue 4), as ratios to the no-op floor because absolute times drift here: at c=1 the
@@ -219,8 +221,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL
                 results["levels"].append({"path": "ONNX Runtime in-process", "protocol": "-", "delay_us": None,
                                           "concurrency": c, **run_level(ort_make, c, seconds)})
                 results["levels"][-1].pop("latencies_s")
-            for delay in QUEUE_DELAYS_US:
-                results["levels"] += _serve_levels(engine, repository, image, expected, delay, seconds, console)
+            results["levels"] += _serve_levels(engine, repository, image, expected, seconds, console)
             _print_levels(console, results["levels"])
             results["memory"] = _memory(engine, Path(artifacts), scratch, repository, console)
     finally:
@@ -231,26 +232,34 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL
     return results
 
 
-def _serve_levels(engine, repository: Path, image, expected, delay: int, seconds: float, console) -> list[dict]:
-    ports = [engine.free_port() for _ in range(3)]
-    console.print(f"serve bench: cnn_mnist_onnx and its no-op twin at max_queue_delay {delay} µs ...")
-    server = engine.start_server(repository, ["cnn_mnist_onnx"], http_port=ports[0], grpc_port=ports[1],
-                                 metrics_port=ports[2], queue_delay_us=delay, noop_of=["cnn_mnist_onnx"])
+def _serve_levels(engine, repository: Path, image, expected, seconds: float, console) -> list[dict]:
+    """One server per queue delay, all up at once, so every target of a level is interleaved with the others."""
+    servers = {}
     rows = []
     try:
-        for protocol, url in (("http", server.http_url), ("grpc", server.grpc_url)):
-            makers = {("cnn_mnist_onnx", "model.py + ONNX Runtime"):
-                      _triton_caller(protocol, url, "cnn_mnist_onnx", image, "log_probs__0", expected),
-                      ("cnn_mnist_onnx_noop", "no-op model.py (floor)"):
-                      _triton_caller(protocol, url, "cnn_mnist_onnx_noop", image, "log_probs__0", None)}
+        for delay in QUEUE_DELAYS_US:
+            ports = [engine.free_port() for _ in range(3)]
+            console.print(f"serve bench: starting cnn_mnist_onnx and its no-op twin at max_queue_delay {delay} µs")
+            servers[delay] = engine.start_server(repository, ["cnn_mnist_onnx"], http_port=ports[0],
+                                                 grpc_port=ports[1], metrics_port=ports[2], queue_delay_us=delay,
+                                                 noop_of=["cnn_mnist_onnx"])
+        for protocol in ("http", "grpc"):
+            makers = {}
+            for delay, server in servers.items():
+                url = server.http_url if protocol == "http" else server.grpc_url
+                makers[(delay, "model.py + ONNX Runtime")] = _triton_caller(
+                    protocol, url, "cnn_mnist_onnx", image, "log_probs__0", expected)
+                makers[(delay, "no-op model.py (floor)")] = _triton_caller(
+                    protocol, url, "cnn_mnist_onnx_noop", image, "log_probs__0", None)
             for c in LEVELS:
-                for (model, path), figures in interleaved(makers, c, seconds).items():
+                for (delay, path), figures in interleaved(makers, c, seconds).items():
                     figures.pop("latencies_s")
                     rows.append({"path": path, "protocol": protocol, "delay_us": delay, "concurrency": c,
                                  **figures})
     finally:
-        server.stop()
-    return rows
+        for server in servers.values():
+            server.stop()
+    return sorted(rows, key=lambda r: (r["delay_us"], r["protocol"] != "http", r["concurrency"]))
 
 
 def _memory(engine, artifacts: Path, scratch: Path, repository: Path, console) -> dict | None:
