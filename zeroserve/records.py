@@ -14,6 +14,8 @@ from typing import Any, Iterator
 from zeroserve.errors import InputError
 
 SCHEMA = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def versions(*extra: str) -> dict[str, str]:
@@ -47,6 +49,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; records and reports are for everyone to read
     try:
         yield tmp_path
         os.replace(tmp_path, path)
