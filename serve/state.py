@@ -80,7 +80,8 @@ def stale_states() -> list[dict[str, Any]]:
 
 
 def list_servers() -> list[dict[str, Any]]:
-    """The running servers' states, oldest first; state files of dead pids are pruned."""
+    """The running servers' states, oldest first; state files of dead pids are pruned (and their
+    leftover stubs and shared memory cleaned)."""
     folder = servers_dir()
     if not folder.is_dir():
         return []
@@ -95,8 +96,19 @@ def list_servers() -> list[dict[str, Any]]:
         if pid_alive(pid):
             out.append(state)
         else:
+            _clean_after(state)
             path.unlink(missing_ok=True)
     return sorted(out, key=lambda s: str(s.get("started", "")))
+
+
+def _clean_after(state: dict[str, Any]) -> None:
+    """A server that died without a stop leaves its stubs and shared memory: clean them with its state file."""
+    from zeroserve.serve.engine import stop_server  # engine imports this module
+
+    try:
+        stop_server(state, timeout=0.0)
+    except (OSError, KeyError, ValueError):
+        pass  # pruning the state file below is what list_servers promises
 
 
 def describe(state: dict[str, Any]) -> str:

@@ -337,7 +337,8 @@ def _ready(http_port: int, models: list[str]) -> bool:
         c.close()
 
 
-def test_stop_cleans_after_a_server_that_died_without_a_stop(start_server, deployed_repository):
+@pytest.mark.parametrize("cleaner", ["stop", "listing"])
+def test_a_server_that_died_without_a_stop_is_cleaned_after(start_server, deployed_repository, cleaner):
     from zeroserve.serve.engine import reap_stale
 
     endpoints = start_server(deployed_repository, ["linear"])
@@ -345,8 +346,10 @@ def test_stop_cleans_after_a_server_that_died_without_a_stop(start_server, deplo
     stubs = server_processes(endpoints.pid, state["shm_prefix"])
     os.kill(endpoints.pid, signal.SIGKILL)
     endpoints.handle.process.wait(timeout=10)
-    reaped = [r for r in reap_stale() if r["pid"] == endpoints.pid]
-    assert len(reaped) == 1
+    if cleaner == "stop":  # what `zeroserve stop` does first
+        assert [r["pid"] for r in reap_stale() if r["pid"] == endpoints.pid] == [endpoints.pid]
+    else:  # any command that lists servers (status, the client) prunes the stale state and cleans after it
+        assert endpoints.pid not in [s["pid"] for s in st.list_servers()]
     assert not [p for p in stubs if st.pid_alive(p, binary=None)]
     assert not shm_segments(state["shm_prefix"])
     assert not st.state_path(endpoints.pid).exists()
