@@ -13,8 +13,8 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cli import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, err_console, handle_errors, print_json, skip_line
-from zeroserve.cli import console as _console
+from zeroserve.cliutil import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, err_console, handle_errors, print_json, skip_line
+from zeroserve.cliutil import console as _console
 from zeroserve.client.connection import DEFAULT_TIMEOUT_S, FORMATS, PROTOCOLS, Client, resolve_endpoint
 from zeroserve.data import default_data_dir
 from zeroserve.errors import CheckFailed, InputError

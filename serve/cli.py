@@ -15,7 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cli import ArtifactsOpt, JsonOpt, console, err_console, handle_errors, print_json
+from zeroserve.cliutil import ArtifactsOpt, JsonOpt, console, err_console, handle_errors, print_json
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import engine
 from zeroserve.serve import state as st

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cli import ArtifactsOpt, JsonOpt, ModelsArg, console, err_console, handle_errors, print_json, skip_line
+from zeroserve.cliutil import ArtifactsOpt, JsonOpt, ModelsArg, console, err_console, handle_errors, print_json, skip_line
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.repository import (DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, DEFAULT_STORAGE_URI,
                                         KSERVE_MANIFEST, TARGET, deploy_model, parse_formats)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cli import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, console, handle_errors, print_json, skip_line
+from zeroserve.cliutil import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, console, handle_errors, print_json, skip_line
 from zeroserve.data import default_data_dir
 from zeroserve.errors import MissingDataError
 from zeroserve.train.trainer import train_model

@@ -2,69 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
 import warnings
-from pathlib import Path
-from typing import Annotated, Any, Callable
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from zeroserve import __version__, registry
-from zeroserve.errors import ZeroserveError
+from zeroserve.cliutil import APP_SETTINGS, JsonOpt, console, handle_errors, print_json, show_warning
 
-console = Console()
-err_console = Console(stderr=True)
-
-app = typer.Typer(
-    name="zeroserve",
-    help="The PyTorch Zero to All course models, from training to a verified, load-tested Triton deployment.\n\n"
-         "Stages: train -> export -> deploy -> serve -> client. Exit codes: 0 success; 1 a check or gate failed "
-         "or requests failed; 2 usage or input error; 3 server unreachable or failed to start; 4 perf unstable.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-# Options shared by several commands, declared once.
-ModelsArg = Annotated[list[str], typer.Argument(help="Registry model names (comma or space separated), or 'all'.",
-                                                show_default=False)]
-ArtifactsOpt = Annotated[Path, typer.Option("--artifacts", help="Folder of per-model artifacts and records.")]
-DataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="ZEROSERVE_DATA_DIR",
-                                          help="Folder with the course data files and MNIST IDX files.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
-
-
-def handle_errors(fn: Callable) -> Callable:
-    """Turn a ZeroserveError into one clear line on stderr and its exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ZeroserveError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def skip_line(name: str, reason: str) -> None:
-    err_console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False, soft_wrap=True)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+app = typer.Typer(**APP_SETTINGS)
 
 
 def version_callback(value: bool):
@@ -116,7 +63,7 @@ _register_stages()
 
 
 def main() -> None:
-    warnings.showwarning = _show_warning
+    warnings.showwarning = show_warning
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     app()
