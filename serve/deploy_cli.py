@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import ArtifactsOpt, JsonOpt, ModelsArg, console, err_console, handle_errors, print_json, skip_line
+from zeroserve.cliutil import (ArtifactsOpt, JsonOpt, ModelsArg, console, err_console, handle_errors, print_json,
+                               skip_line)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.repository import (DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, DEFAULT_STORAGE_URI,
                                         KSERVE_MANIFEST, TARGET, deploy_model, parse_formats)
@@ -66,7 +68,7 @@ def deploy_cmd(
             if explicit:
                 raise
             failed.append({"model": spec.name, "reason": str(exc)})
-            err_console.print(f"[bold red]failed[/] {spec.name}: {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]failed[/] {spec.name}: {escape(str(exc))}", highlight=False, soft_wrap=True)
     target_info = {"image": TARGET.image, "triton": TARGET.triton, "onnxruntime": TARGET.onnxruntime,
                    "libtorch": TARGET.libtorch}
     if as_json:
@@ -85,7 +87,7 @@ def deploy_cmd(
             table.add_row(s["model"], "", "", "", "", "skipped" if s in skipped else "FAILED", "")
         console.print(table)
         if target == "kserve" and deployed:
-            console.print(f"KServe manifest: {repository / KSERVE_MANIFEST} (storageUri {storage_uri})",
+            console.print(escape(f"KServe manifest: {repository / KSERVE_MANIFEST} (storageUri {storage_uri})"),
                           highlight=False)
     if failed:
         raise typer.Exit(CheckFailed.exit_code)

@@ -389,6 +389,17 @@ def test_cli_all_skips_models_without_a_pass_export_and_deploys_the_rest(one):
         "cnn_mnist_onnx", "cnn_mnist_torchscript", "linear_onnx", "linear_torchscript"]
 
 
+def test_cli_all_reports_a_lint_failure_and_deploys_the_rest(one):
+    artifacts, repository = one
+    _wrong_torchscript(artifacts / "cnn_mnist" / "model.pt")
+    _rewrite_record(artifacts, "cnn_mnist", torchscript={})
+    result = runner.invoke(app, ["deploy", "all", "--artifacts", str(artifacts), "--repository", str(repository),
+                                 "--format", "torchscript"])
+    assert result.exit_code == 1, result.output
+    assert "failed cnn_mnist" in result.output and "float32[1, 3]" in result.output  # brackets are not markup
+    assert (repository / "linear_torchscript").is_dir() and not (repository / "cnn_mnist_torchscript").exists()
+
+
 def test_cli_errors_are_one_clear_line(one, tmp_path):
     artifacts, repository = one
     base = ["--artifacts", str(artifacts), "--repository", str(repository)]
