@@ -443,6 +443,10 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
         _check_storage_uri(storage_uri)
 
     record, record_path = read_export_record(spec, artifacts)
+    specs_now = {"inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs]}
+    if any(k in record and record[k] != v for k, v in specs_now.items()):
+        raise InputError(f"{spec.name}: the export record's tensors differ from the registry's (changed since "
+                         f"export); run `zeroserve export {spec.name}` again")
     gated = record.get("max_batch_size", spec.max_batch_size)
     if max_batch_size is None:
         max_batch_size = gated

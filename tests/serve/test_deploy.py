@@ -202,6 +202,10 @@ def test_a_format_whose_export_did_not_pass_is_refused_with_the_reason(one):
 
 def test_an_artifact_changed_since_export_is_refused(one):
     artifacts, repository = one
+    record = json.loads((artifacts / "linear" / "export.json").read_text())
+    (artifacts / "linear" / "export.json").write_text(json.dumps({**record, "inputs": [{"name": "old__0"}]}))
+    with pytest.raises(InputError, match="tensors differ from the registry"):
+        deploy_model(registry.get("linear"), artifacts, repository)
     with open(artifacts / "cnn_mnist" / "model.onnx", "ab") as fh:
         fh.write(b"\0")
     with pytest.raises(InputError, match="does not match the sha256"):
