@@ -128,8 +128,8 @@ def _start_with_progress(repository, models, host, http_port, grpc_port, metrics
             with lock:
                 if name not in tasks:
                     tasks[name] = progress.add_task(name, state="loading", total=1)
-                done = state in ("READY", "FAILED")
-                colour = {"READY": "green", "FAILED": "red"}.get(state, "yellow")
+                done = state in ("READY", "FAILED", "skipped")
+                colour = {"READY": "green", "FAILED": "red", "skipped": "dim"}.get(state, "yellow")
                 progress.update(tasks[name], state=f"[{colour}]{state}[/]"
                                 + (f" in {seconds:.1f} s" if done else ""), completed=1 if done else 0)
                 if done:

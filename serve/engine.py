@@ -525,7 +525,7 @@ class Server:
     def load_models(self, timeout: float, on_model: Callable[[str, str, float], None] | None = None) -> None:
         """Load every runtime model (a few at a time) until READY, or ServerError with the failing model's log lines.
 
-        `on_model(name, "loading" | "READY" | "FAILED", seconds)` reports progress.
+        `on_model(name, "loading" | "READY" | "FAILED" | "skipped", seconds)` reports progress.
         """
         import tritonclient.http as httpclient
 
@@ -535,13 +535,14 @@ class Server:
         lock = threading.Lock()
 
         def load(model: RuntimeModel) -> None:
+            if failures:
+                on_model(model.name, "skipped", 0.0)  # one failure ends the start; don't load the rest
+                return
             t0 = time.monotonic()
             on_model(model.name, "loading", 0.0)
             client = httpclient.InferenceServerClient(self.http_url, connection_timeout=timeout,
                                                       network_timeout=timeout)
             try:
-                if failures:
-                    return  # one failure ends the start; don't spend time on the rest
                 client.load_model(model.name)
                 on_model(model.name, "READY", time.monotonic() - t0)
             except Exception as exc:  # noqa: BLE001 - tritonclient raises its own exception types
