@@ -34,6 +34,12 @@ def require_course_files(*specs) -> None:
 
 
 @pytest.fixture(scope="session")
+def require_course():
+    """`require_course_files`, for tests that need one model's course files."""
+    return require_course_files
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     return course_data_dir()
 

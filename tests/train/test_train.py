@@ -40,11 +40,9 @@ def test_linear_predicts_8_at_4_and_hello_says_ihello(trained):
     assert (probs.reshape(-1) >= 0.5).tolist() == [False, False, True, True]
 
 
-def test_seeded_runs_repeat(tmp_path, data_dir):
+def test_seeded_runs_repeat(tmp_path, data_dir, require_course):
     spec = registry.get("wide_deep")
-    from conftest import require_course_files
-
-    require_course_files(spec)
+    require_course(spec)
     a = train_model(spec, data_dir, tmp_path / "a", epochs=3, seed=7)
     b = train_model(spec, data_dir, tmp_path / "b", epochs=3, seed=7)
     assert a["loss_per_epoch"] == b["loss_per_epoch"]
