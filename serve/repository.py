@@ -24,12 +24,11 @@ import numpy as np
 from zeroserve import records
 from zeroserve.artifacts import model_dir
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.export.exporter import FILES, FORMATS, parse_formats, sha256  # noqa: F401 (re-exported)
 from zeroserve.serve.config import (DeployedModel, TensorConfig, Warmup, WarmupInput, parse, render)
 from zeroserve.spec import ModelSpec
 
 DEFAULT_REPOSITORY = Path("model_repository")
-FORMATS = ("onnx", "torchscript")
-FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 BACKENDS = {"onnx": "onnxruntime", "torchscript": "pytorch"}
 VERSION = "1"  # one model version per folder; a redeploy replaces it
 WARMUP_DIR = "warmup"
@@ -92,25 +91,6 @@ TARGET = TargetRelease(
         "PyTorch container release notes: 25.12 is based on 2.10.0a0 (26.05's exact version not found)",
     ),
 )
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def parse_formats(formats: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """`onnx,torchscript` -> a tuple in canonical order, or InputError naming the unknown format."""
-    items = formats.split(",") if isinstance(formats, str) else [p for f in formats for p in f.split(",")]
-    items = [f.strip() for f in items if f.strip()]
-    bad = [f for f in items if f not in FORMATS]
-    if bad or not items:
-        raise InputError(f"unknown format {', '.join(bad) or '(none)'}; use onnx, torchscript or both")
-    return tuple(f for f in FORMATS if f in items)
 
 
 def read_export_record(spec: ModelSpec, artifacts: Path) -> tuple[dict, Path]:
