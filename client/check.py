@@ -1,7 +1,8 @@
 """`zeroserve client check`: the model as served, compared with eager PyTorch from its checkpoint.
 
 The held-out set is rebuilt from the registry's data source and must match what training recorded
-in train.json (split rule and sizes); every served output is compared element-wise with eager.
+in train.json (split rule and sizes); every served output is compared with eager by the parity rule
+(`zeroserve.parity`), the same rule export's gate applies.
 """
 
 from __future__ import annotations
@@ -11,23 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroserve import records
-from zeroserve.artifacts import eager_outputs, load_trained, model_dir, task_metric
+from zeroserve import formats as F
+from zeroserve import parity, records
+from zeroserve.artifacts import eager_outputs, load_trained, model_dir
 from zeroserve.client.connection import Client, Endpoint, RequestFailed, batches
 from zeroserve.errors import InputError
+from zeroserve.parity import Tolerance
 from zeroserve.spec import ModelSpec, Split
 
-DEFAULT_ATOL = 1e-5
-DEFAULT_RTOL = 1e-4
-REL_EPS = 1e-8  # keeps the relative error finite where eager is (near) zero
-
-
-def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float | None) -> tuple[float, float]:
-    """The options if given, else export's recorded tolerances, else the defaults (export's too)."""
+def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float | None) -> Tolerance:
+    """The options if given, else the tolerances export's gate recorded, else the spec's own."""
     path = model_dir(artifacts, spec) / "export.json"
     rec = records.read_json(path, "export record") if path.is_file() else {}
-    return (atol if atol is not None else float(rec.get("atol", DEFAULT_ATOL)),
-            rtol if rtol is not None else float(rec.get("rtol", DEFAULT_RTOL)))
+    recorded = spec.tolerance.with_overrides(rec.get("atol"), rec.get("rtol"))
+    return recorded.with_overrides(atol, rtol)
 
 
 def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
@@ -50,50 +48,37 @@ def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
     return split
 
 
-def top1(spec: ModelSpec, outputs: np.ndarray) -> np.ndarray | None:
-    """Predicted classes (per step for sequences), or None for regression."""
-    if spec.task == "regression":
-        return None
-    if spec.task == "binary":
-        return outputs.reshape(len(outputs), -1)[:, 0] >= 0.5
-    return outputs.argmax(-1)
-
-
-def compare(spec: ModelSpec, served: np.ndarray, eager: np.ndarray, target: np.ndarray,
-            atol: float, rtol: float) -> dict:
-    """Errors, top-1 agreement and task metrics of served vs eager outputs on the same inputs."""
-    served = served.reshape(eager.shape).astype(np.float64)
-    eager = eager.astype(np.float64)
-    diff = np.abs(served - eager)
-    within = diff <= atol + rtol * np.abs(eager)
-    s1, e1 = top1(spec, served), top1(spec, eager)
-    return {
-        "samples": int(len(eager)),
-        "max_abs_error": float(diff.max()),
-        "max_rel_error": float((diff / (np.abs(eager) + REL_EPS)).max()),
-        "outside_tolerance": int((~within).sum()),
-        "top1_agreement": None if s1 is None else float(np.mean(s1 == e1)),
+def compare(spec: ModelSpec, served: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray,
+            tol: Tolerance) -> dict:
+    """Every output of served vs eager by the parity rule, and the primary output's task metric both ways."""
+    result = parity.compare(spec, served, eager, tol)
+    result.update({
+        "samples": int(len(eager[0])),
         "metric": spec.metric,
-        "metric_served": task_metric(spec, served, target),
-        "metric_eager": task_metric(spec, eager, target),
-    }
+        "metric_served": None if "error" in result else spec.score(served, target),
+        "metric_eager": spec.score(eager, target),
+    })
+    return result
 
 
-def serve_outputs(client: Client, spec: ModelSpec, triton_name: str, inputs: list[np.ndarray]) -> tuple[np.ndarray | None, int, str]:
-    """All held-out inputs through the server in batches: (outputs or None, failed requests, first error)."""
+def serve_outputs(client: Client, spec: ModelSpec, triton_name: str,
+                  inputs: list[np.ndarray]) -> tuple[list[np.ndarray] | None, int, str]:
+    """All held-out inputs through the server in batches: (every output or None, failed requests, first error)."""
     limit = min(spec.max_batch_size, client.max_batch_size(triton_name) or spec.max_batch_size)
     chunks, failed, first_error = [], 0, ""
     for s in batches(len(inputs[0]), limit):
         try:
-            chunks.append(client.infer(spec, triton_name, [a[s] for a in inputs])[0])
+            chunks.append(client.infer(spec, triton_name, [a[s] for a in inputs]))
         except RequestFailed as exc:  # counted, the rest go on; an unreachable server (ServerError) ends the check
             failed += 1
             first_error = first_error or str(exc)
-    return (np.concatenate(chunks) if not failed else None), failed, first_error
+    if failed:
+        return None, failed, first_error
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(spec.outputs))], 0, ""
 
 
 def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: Path, *,
-                protocols: tuple[str, ...] = ("grpc", "http"), formats: tuple[str, ...] = ("onnx", "torchscript"),
+                protocols: tuple[str, ...] = ("grpc", "http"), formats: tuple[str, ...] | None = None,
                 atol: float | None = None, rtol: float | None = None, timeout: float = 10.0,
                 skip_unserved: bool = False) -> dict:
     """Check every (protocol, format) of one model against eager PyTorch.
@@ -104,7 +89,8 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
     Returns:
         {"model", "atol", "rtol", "samples", "rows": [...], "skipped": [...], "status": PASS|FAIL}.
     """
-    atol, rtol = tolerances(spec, artifacts, atol, rtol)
+    tol = tolerances(spec, artifacts, atol, rtol)
+    formats = formats or F.primary()
     model = load_trained(spec, artifacts)
     split = held_out(spec, artifacts, data_dir)
     eager = eager_outputs(model, split.test_inputs)
@@ -130,10 +116,9 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
                 if served is None:
                     rows.append({**row, "status": "FAIL", "error": error})
                     continue
-                row.update(compare(spec, served, eager, split.test_target, atol, rtol))
-                ok = row["outside_tolerance"] == 0 and row["top1_agreement"] in (None, 1.0)
-                row["status"] = "PASS" if ok else "FAIL"
+                row.update(compare(spec, served, eager, split.test_target, tol))
+                row["status"] = "PASS" if row["passed"] else "FAIL"
                 rows.append(row)
     status = "PASS" if rows and all(r["status"] == "PASS" for r in rows) else ("SKIPPED" if not rows else "FAIL")
-    return {"model": spec.name, "atol": atol, "rtol": rtol, "samples": int(len(split.test_target)),
+    return {"model": spec.name, "atol": tol.atol, "rtol": tol.rtol, "samples": int(len(split.test_target)),
             "split_rule": split.rule, "rows": rows, "skipped": skipped, "status": status}

@@ -15,7 +15,8 @@ from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.cliutil import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, err_console, handle_errors, print_json, skip_line
 from zeroserve.cliutil import console as _console
-from zeroserve.client.connection import DEFAULT_TIMEOUT_S, FORMATS, PROTOCOLS, Client, resolve_endpoint
+from zeroserve import formats as F
+from zeroserve.client.connection import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, resolve_endpoint
 from zeroserve.data import default_data_dir
 from zeroserve.errors import CheckFailed, InputError
 
@@ -31,7 +32,7 @@ HttpPortOpt = Annotated[Optional[int], typer.Option("--http-port", help="HTTP po
 GrpcPortOpt = Annotated[Optional[int], typer.Option("--grpc-port", help="gRPC port (default: the running "
                                                     "server's state file, else 8001).")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before a call to the server gives up.")]
-FormatOpt = Annotated[str, typer.Option("--format", help="Served format: onnx or torchscript.")]
+FormatOpt = Annotated[str, typer.Option("--format", help=f"Served format: {', '.join(F.keys())}.")]
 ProtocolOpt = Annotated[str, typer.Option("--protocol", help="grpc or http.")]
 
 
@@ -62,7 +63,7 @@ def infer_cmd(
     invert: Annotated[bool, typer.Option("--invert", help="With --image: invert a dark-on-light drawing "
                       "(MNIST digits are light on dark).")] = False,
     protocol: ProtocolOpt = "grpc",
-    fmt: FormatOpt = "onnx",
+    fmt: FormatOpt = F.DEFAULT_FORMAT,
     host: HostOpt = None,
     http_port: HttpPortOpt = None,
     grpc_port: GrpcPortOpt = None,
@@ -75,7 +76,7 @@ def infer_cmd(
 
     spec = registry.get(model)
     _choice(protocol, PROTOCOLS, "--protocol")
-    _choice(fmt, FORMATS, "--format")
+    F.get(fmt)
     given = [n for n, v in (("--input", input_file), ("--sample", sample), ("--text", text), ("--image", image))
              if v is not None]
     if len(given) != 1:
@@ -111,20 +112,9 @@ def infer_cmd(
                          + (f" … ({flat.size} values)" if flat.size > 4 else ""))
         cells.append(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in meaning.items()))
         if target is not None:
-            cells.append(_target_text(spec, target[i]))
+            cells.append(spec.describe_target(target[i]))
         t.add_row(*cells)
     console.print(t)
-
-
-def _target_text(spec, target) -> str:
-    t = np.asarray(target).reshape(-1)
-    if spec.task == "multiclass" and spec.labels:
-        return spec.labels[int(t[0])]
-    if spec.task == "binary":
-        return spec.labels[int(t[0] >= 0.5)]
-    if spec.task == "sequence":
-        return "".join(spec.labels[int(i)] for i in t)
-    return f"{float(t[0]):.4g}"
 
 
 # ---------------------------------------------------------------- check
@@ -153,7 +143,7 @@ def check_cmd(
     from zeroserve.client.check import check_model
 
     protocols = (_choice(protocol, PROTOCOLS, "--protocol"),) if protocol else PROTOCOLS
-    formats = (_choice(fmt, FORMATS, "--format"),) if fmt else FORMATS
+    formats = (F.get(fmt).key,) if fmt else F.primary()
     specs, explicit = registry.select(models)
     endpoint = resolve_endpoint(host, http_port, grpc_port)
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
@@ -197,18 +187,21 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
     for c in ("served model", "proto", "n", "max abs", "max rel", "top-1", "metric served/eager", "status"):
         t.add_column(c, justify="right" if c in ("n", "max abs", "max rel", "top-1") else "left")
     for r in rows:
-        if "max_abs_error" not in r:
+        if "max_abs" not in r:
             t.add_row(r["triton_model"], r["protocol"], "", "", "", "", "",
                       f"[red]FAIL[/] {r.get('failed_requests', 0)} failed requests: {r.get('error', '')}")
             continue
         agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.1%}"
         status = "[green]PASS[/]" if r["status"] == "PASS" else (
-            f"[red]FAIL[/] {r['outside_tolerance']} outside tol" + (f", {r['failed_requests']} failed requests"
-                                                                    if r["failed_requests"] else ""))
+            f"[red]FAIL[/] {r['outside_tolerance']} outside tol, {r['disagreements']} top-1 flips"
+            + (f" ({r['error']})" if r.get("error") else "")
+            + (f", {r['failed_requests']} failed requests" if r["failed_requests"] else ""))
+        if r.get("near_ties"):
+            status += f" ({r['near_ties']} near ties)"
         metric = "max err" if r["metric"] == "max_abs_error" else "acc"
-        t.add_row(r["triton_model"], r["protocol"], str(r["samples"]), f"{r['max_abs_error']:.1e}",
-                  f"{r['max_rel_error']:.1e}", agree, f"{metric} {r['metric_served']:.4f}/{r['metric_eager']:.4f}",
-                  status)
+        served = "-" if r["metric_served"] is None else f"{r['metric_served']:.4f}"
+        t.add_row(r["triton_model"], r["protocol"], str(r["samples"]), f"{r['max_abs']:.1e}",
+                  f"{r['max_rel']:.1e}", agree, f"{metric} {served}/{r['metric_eager']:.4f}", status)
     for s in skipped:
         t.add_row(s["model"], "", "", "", "", "", "", "[yellow]skipped[/]")
     console.print(t)
@@ -231,7 +224,7 @@ def perf_cmd(
                                  "concurrency whose p99 stays within this budget.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
     protocol: ProtocolOpt = "grpc",
-    fmt: FormatOpt = "onnx",
+    fmt: FormatOpt = F.DEFAULT_FORMAT,
     input_mode: Annotated[str, typer.Option("--input", help="random, zero or sample (real held-out data).")] = "random",
     input_data: Annotated[Optional[Path], typer.Option("--input-data", help="User tensors (.npy/.npz/.json), "
                           "repeated to the batch size.")] = None,
@@ -266,7 +259,7 @@ def perf_cmd(
 
     spec = registry.get(model)
     _choice(protocol, PROTOCOLS, "--protocol")
-    _choice(fmt, FORMATS, "--format")
+    F.get(fmt)
     endpoint = resolve_endpoint(host, http_port, grpc_port) if not url else None
 
     def progress(level: dict) -> None:

@@ -20,7 +20,6 @@ from zeroserve.spec import ModelSpec, TensorSpec
 
 Protocol = Literal["grpc", "http"]
 PROTOCOLS: tuple[str, ...] = ("grpc", "http")
-FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 DEFAULT_HOST = "127.0.0.1"  # not "localhost": tritonclient.grpc hung on it here (FACTS.md)
 DEFAULT_HTTP_PORT = 8000
 DEFAULT_GRPC_PORT = 8001

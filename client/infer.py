@@ -7,12 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroserve import registry
 from zeroserve.client.connection import Client, batches, validate_inputs
 from zeroserve.errors import InputError
 from zeroserve.spec import ModelSpec
-
-IMAGE_SIDE = 28
 
 
 def load_input_file(spec: ModelSpec, path: Path) -> list[np.ndarray]:
@@ -57,41 +54,22 @@ def load_input_file(spec: ModelSpec, path: Path) -> list[np.ndarray]:
 
 
 def image_inputs(spec: ModelSpec, path: Path, invert: bool = False) -> list[np.ndarray]:
-    """A picture -> float32 [1, 1, 28, 28] grayscale in [0, 1], as the course's ToTensor() gives MNIST.
+    """A picture -> the model's image input, through its domain (grayscale, resized, in [0, 1]).
 
     Args:
         invert: for dark-on-light drawings; MNIST digits are light on a dark background.
     """
-    if [t.dims for t in spec.inputs] != [(1, IMAGE_SIDE, IMAGE_SIDE)]:
-        raise InputError(f"--image is for the image models; {spec.name} does not take a 28x28 image")
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            gray = img.convert("L")
-            if gray.size != (IMAGE_SIDE, IMAGE_SIDE):
-                gray = gray.resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BILINEAR)
-            pixels = np.asarray(gray, dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise InputError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"cannot read image {path}: {exc}") from None
-    if invert:
-        pixels = 1.0 - pixels
-    return [pixels.reshape(1, 1, IMAGE_SIDE, IMAGE_SIDE)]
+    if not any(t.domain.reads == "image" for t in spec.inputs):
+        raise InputError(f"--image is for the image models; {spec.name} does not take an image")
+    return spec.encode((Path(path), invert), "image")
 
 
 def text_inputs(spec: ModelSpec, text: str) -> list[np.ndarray]:
-    """Human text -> tensors: names (comma-separated) for name_gru, characters of h,i,e,l,o for hello_rnn."""
-    domains = [t.domain for t in spec.inputs]
-    if domains == ["tokens", "lengths"]:
-        names = [n for n in text.split(",") if n.strip()]
-        if not names:
-            raise InputError("--text: give at least one name")
-        return registry.encode_names(names)
-    if domains == ["onehot"]:
-        return registry.encode_hello(text)
-    raise InputError(f"--text is for name_gru and hello_rnn; {spec.name} does not read text")
+    """Human text -> tensors through the inputs' domains (names, comma-separated, for name_gru;
+    characters of h, i, e, l, o for hello_rnn)."""
+    if not any(t.domain.reads == "text" for t in spec.inputs):
+        raise InputError(f"--text is for the models that read text; {spec.name} does not read text")
+    return spec.encode(text, "text")
 
 
 def sample_inputs(spec: ModelSpec, data_dir: Path, n: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -119,5 +97,5 @@ def run_infer(spec: ModelSpec, client: Client, fmt: str, arrays: list[np.ndarray
         "model": spec.name, "triton_model": triton_name, "protocol": client.protocol, "url": client.url,
         "inputs": {t.name: list(a.shape) for t, a in zip(spec.inputs, arrays)},
         "outputs": {t.name: o for t, o in zip(spec.outputs, outputs)},
-        "meaning": spec.describe(outputs[0]),
+        "meaning": spec.describe(outputs[spec.primary_index]),
     }

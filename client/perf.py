@@ -171,9 +171,8 @@ def perf_inputs(spec: ModelSpec, batch_size: int, mode: str, *, input_data: Path
     if mode == "random":
         return spec.random_inputs(batch_size, np.random.default_rng(seed))
     if mode == "zero":
-        arrays = spec.random_inputs(batch_size, np.random.default_rng(seed))
-        # lengths must stay valid (>= 1): zero everything else
-        return [a if t.domain == "lengths" else np.zeros_like(a) for t, a in zip(spec.inputs, arrays)]
+        # each input's safe value: zeros, except where zero is not valid (a lengths input gets 1)
+        return spec.safe_inputs(batch_size, time=max(spec.seq_lengths or (1,)))
     if mode == "sample":
         from zeroserve.data import default_data_dir
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained
 from zeroserve.data import default_data_dir
@@ -34,6 +35,9 @@ def _ready(spec, artifacts: Path, scratch: Path, data_dir: Path) -> Path:
     return scratch
 
 
+PATHS = ("eager", "torchscript", "onnx")  # eager, then format keys of zeroserve.formats
+
+
 def main(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0) -> list[dict]:
     console = Console(width=150)
     data_dir = default_data_dir()
@@ -48,33 +52,33 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0) -> list[dic
             rec = exporter.read_export(spec, folder)
             model = load_trained(spec, folder)
             d = folder / spec.name
-            runners = {"eager": exporter._eager_runner(model),
-                       "torchscript": exporter._torchscript_runner(d / rec["formats"]["torchscript"]["file"]),
-                       "onnxruntime": exporter._onnx_runner(d / rec["formats"]["onnx"]["file"], spec,
-                                                            threads=exporter.LATENCY_THREADS)}
+            runners = {"eager": exporter._eager_runner(model)}
+            runners.update({key: exporter.RUNNERS[F.get(key).runtime](d / rec["formats"][key]["file"], spec,
+                                                                     threads=exporter.LATENCY_THREADS)
+                            for key in PATHS[1:]})
             lat = exporter.measure_latency(spec, runners, BATCHES, budget_s=budget_s)
             rows.append({"model": spec.name, **{f"batch_{b}": lat[f"batch_{b}"] for b in BATCHES}})
 
     table = Table(title="export benchmark: in-process median latency, CPU, 1 thread per path (ms; ×eager)")
     table.add_column("model")
     for b in BATCHES:
-        for path in ("eager", "torchscript", "onnxruntime"):
+        for path in PATHS:
             table.add_column(f"b{b} {path}", justify="right")
     verdicts = []
     for row in rows:
         cells = [row["model"]]
         for b in BATCHES:
             lat = row[f"batch_{b}"]
-            for path in ("eager", "torchscript", "onnxruntime"):
+            for path in PATHS:
                 ms = lat[path]
                 cells.append(f"{ms:.4f}" if path == "eager" else f"{ms:.4f} ({lat['eager'] / ms:.1f}×)")
         table.add_row(*cells)
         b64 = row["batch_64"]
-        ok64 = b64["onnxruntime"] <= 1.10 * b64["eager"]
+        ok64 = b64["onnx"] <= 1.10 * b64["eager"]
         verdicts.append(f"{row['model']}: ONNX Runtime at batch 64 is {b64['eager'] / b64['onnxruntime']:.2f}× eager "
                         f"({'within the 10% bar' if ok64 else 'MISSES the within-10% bar'})")
         if row["model"] == "cnn_mnist":
-            r1 = row["batch_1"]["eager"] / row["batch_1"]["onnxruntime"]
+            r1 = row["batch_1"]["eager"] / row["batch_1"]["onnx"]
             verdicts.append(f"cnn_mnist: ONNX Runtime at batch 1 is {r1:.1f}× faster than eager "
                             f"({'meets' if r1 >= 3 else 'MISSES'} the 3× bar)")
         if row["model"] == "linear":

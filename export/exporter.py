@@ -22,14 +22,13 @@ from typing import Callable
 import numpy as np
 import torch
 
+from zeroserve import formats as F
 from zeroserve import records
-from zeroserve.artifacts import eager_outputs, load_trained, model_dir
+from zeroserve.artifacts import eager_outputs, load_trained, model_dir, output_arrays
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
 from zeroserve.export import gate
 from zeroserve.spec import ModelSpec
 
-FORMATS = ("onnx", "torchscript")
-FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 DEFAULT_OPSET = 18
 DEFAULT_EXPORTER = "legacy"  # passes the gate for all ten models, and in a tenth of dynamo's time
 OPSETS = {"legacy": (9, torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET),
@@ -44,16 +43,6 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def parse_formats(formats: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """`onnx,torchscript` -> a tuple, or InputError naming the unknown format."""
-    items = formats.split(",") if isinstance(formats, str) else [p for f in formats for p in f.split(",")]
-    items = [f.strip() for f in items if f.strip()]
-    bad = [f for f in items if f not in FORMATS]
-    if bad or not items:
-        raise InputError(f"unknown format {', '.join(bad) or '(none)'}; use onnx, torchscript or both")
-    return tuple(f for f in FORMATS if f in items)
 
 
 def check_opset(opset: int, exporter: str) -> None:
@@ -122,23 +111,51 @@ def _onnx_runner(path: Path, spec: ModelSpec, threads: int | None = None) -> Cal
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     names = [t.name for t in spec.inputs]
-    return lambda inputs: session.run(None, dict(zip(names, inputs)))[0]
+    return lambda inputs: session.run(None, dict(zip(names, inputs)))
 
 
-def _torchscript_runner(path: Path) -> Callable:
+def _torchscript_runner(path: Path, spec: ModelSpec, threads: int | None = None) -> Callable:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream; Triton's pytorch backend still loads it
         module = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run(inputs):
         with torch.no_grad():
-            return module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]).numpy()
+            return output_arrays(module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]))
 
     return run
 
 
 def _eager_runner(model: torch.nn.Module) -> Callable:
     return lambda inputs: eager_outputs(model, inputs, batch_size=len(inputs[0]))
+
+
+def _onnx_info(path: Path) -> dict:
+    """Check an ONNX file fully and read what deploy checks against the target release."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    opset = max((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    return {"opset": opset, "ir_version": int(proto.ir_version)}
+
+
+def _build_onnx(spec: ModelSpec, module: torch.nn.Module, path: Path, *, opset: int, exporter: str, **_) -> dict:
+    _export_onnx(spec, module, path, opset, exporter)
+    return {"exporter": exporter, "dynamic_axes": {t.name: t.dynamic_axes for t in (*spec.inputs, *spec.outputs)}}
+
+
+def _build_torchscript(spec: ModelSpec, module: torch.nn.Module, path: Path, **_) -> dict:
+    _export_torchscript(spec, module, path)
+    return {"method": spec.torchscript}
+
+
+# How each format of the table (zeroserve.formats) is made, by format key. A builder writes the
+# artifact to `path` and returns what the record keeps about it; `work` is the folder holding the
+# other artifacts of this export (a variant reads its base's file there).
+BUILDERS: dict[str, Callable[..., dict]] = {"onnx": _build_onnx, "torchscript": _build_torchscript}
+# How an artifact is run in-process for the gate and the latency figures, by runtime.
+RUNNERS: dict[str, Callable[..., Callable]] = {"onnx": _onnx_runner, "torchscript": _torchscript_runner}
 
 
 def median_ms(fn: Callable, inputs: list[np.ndarray], budget_s: float = 0.4, max_runs: int = 200) -> float:
@@ -180,10 +197,14 @@ def _real_samples(spec: ModelSpec, data_dir: Path | None) -> list[np.ndarray] | 
     return split.test_inputs
 
 
-def export_model(spec: ModelSpec, artifacts: Path, *, formats=FORMATS, opset: int = DEFAULT_OPSET,
-                 exporter: str = DEFAULT_EXPORTER, atol: float = gate.ATOL, rtol: float = gate.RTOL,
+def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, opset: int = DEFAULT_OPSET,
+                 exporter: str = DEFAULT_EXPORTER, atol: float | None = None, rtol: float | None = None,
                  data_dir: Path | None = None, latency: bool = True) -> dict:
     """Export `spec`'s trained checkpoint, gate every format, and record it.
+
+    Args:
+        formats: format keys of `zeroserve.formats` (default: the primary formats).
+        atol / rtol: the gate's tolerances; None takes the spec's (its own or the parity defaults).
 
     Raises:
         InputError: no or unusable checkpoint, bad format/opset, unwritable folder.
@@ -192,10 +213,12 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=FORMATS, opset: in
     Returns:
         The export.json record.
     """
-    formats = parse_formats(formats)
+    formats = F.parse(formats)
+    missing = [f for f in formats if f not in BUILDERS]
+    if missing:
+        raise InputError(f"no exporter is defined for format {', '.join(missing)}")
     check_opset(opset, exporter)
-    if atol < 0 or rtol < 0:
-        raise InputError("--atol and --rtol must not be negative")
+    tol = spec.tolerance.with_overrides(atol, rtol)
     out_dir = model_dir(artifacts, spec)
     model = load_trained(spec, artifacts)
     records.ensure_writable_dir(out_dir)
@@ -207,39 +230,31 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=FORMATS, opset: in
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
         entries: dict[str, dict] = {}
-        runners: dict[str, Callable] = {"eager": eager}
-        for fmt in formats:
-            path = tmp / FILES[fmt]
+        runners: dict[str, Callable] = {}
+        for key in formats:
+            fmt = F.get(key)
+            path = tmp / fmt.file
             started = time.perf_counter()
             try:
-                if fmt == "onnx":
-                    _export_onnx(spec, module, path, opset, exporter)
-                    import onnx
-
-                    proto = onnx.load(str(path))
-                    onnx.checker.check_model(proto, full_check=True)
-                    info = {"opset": opset, "ir_version": int(proto.ir_version), "exporter": exporter,
-                            "dynamic_axes": {t.name: t.dynamic_axes for t in (*spec.inputs, *spec.outputs)}}
-                    runner = _onnx_runner(path, spec)
-                else:
-                    _export_torchscript(spec, module, path)
-                    info = {"method": spec.torchscript}
-                    runner = _torchscript_runner(path)
+                info = BUILDERS[key](spec, module, path, opset=opset, exporter=exporter, work=tmp)
+                if fmt.runtime == "onnx":  # every ONNX artifact records what deploy checks for the target
+                    info = {**_onnx_info(path), **info}
+                runner = RUNNERS[fmt.runtime](path, spec)
             except Exception as exc:  # the exporter's own failure is this model's gate failure, with the reason
                 msg = _first_line(exc)
-                entries[fmt] = {"file": FILES[fmt], "status": "FAIL", "error": f"{type(exc).__name__}: {msg}",
+                entries[key] = {"file": fmt.file, "status": "FAIL", "error": f"{type(exc).__name__}: {msg}",
                                 "worst": {"point": "export", "error": msg}, "grid": []}
                 continue
             seconds = time.perf_counter() - started
-            result = gate.run_gate(spec, eager, runner, points, atol, rtol)
-            runners[fmt] = runner
-            entries[fmt] = {"file": FILES[fmt], "sha256": sha256(path), "bytes": path.stat().st_size, **info,
+            result = gate.run_gate(spec, eager, runner, points, tol)
+            runners[key] = runner
+            entries[key] = {"file": fmt.file, "sha256": sha256(path), "bytes": path.stat().st_size, **info,
                             "export_seconds": round(seconds, 3), **result}
 
         record = {
             "schema": records.SCHEMA, "model": spec.name,
             "status": "PASS" if all(e["status"] == "PASS" for e in entries.values()) else "FAIL",
-            "max_batch_size": spec.max_batch_size, "atol": atol, "rtol": rtol,
+            "max_batch_size": spec.max_batch_size, "atol": tol.atol, "rtol": tol.rtol,
             "inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs],
             "checkpoint_sha256": sha256(out_dir / "checkpoint.pt"),
             "real_samples": real is not None,
@@ -251,25 +266,23 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=FORMATS, opset: in
             raise CheckFailed(_failure_line(spec, entries, out_dir))
 
         if latency:
-            ts_runners = {"eager": eager}
-            if "torchscript" in entries:
-                ts_runners["torchscript"] = _torchscript_runner(tmp / FILES["torchscript"])
-            if "onnx" in entries:
-                ts_runners["onnxruntime"] = _onnx_runner(tmp / FILES["onnx"], spec, threads=LATENCY_THREADS)
-            record["latency_ms"] = measure_latency(spec, ts_runners, (1, spec.max_batch_size))
+            timed = {"eager": eager}
+            timed.update({key: RUNNERS[F.get(key).runtime](tmp / F.get(key).file, spec, threads=LATENCY_THREADS)
+                          for key in entries})
+            record["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
 
         # keep the formats not re-exported this time, if their files are still the recorded ones
         previous = out_dir / "export.json"
         if previous.is_file():
             with contextlib.suppress(InputError):
                 old = records.read_json(previous)
-                for fmt, entry in old.get("formats", {}).items():
+                for key, entry in old.get("formats", {}).items():
                     f = out_dir / entry.get("file", "")
-                    if fmt not in entries and entry.get("status") == "PASS" and f.is_file() \
+                    if key not in entries and key in F.FORMATS and entry.get("status") == "PASS" and f.is_file() \
                             and sha256(f) == entry.get("sha256"):
-                        record["formats"][fmt] = entry
-        for fmt in formats:
-            os.replace(tmp / FILES[fmt], out_dir / FILES[fmt])
+                        record["formats"][key] = entry
+        for key in formats:
+            os.replace(tmp / F.get(key).file, out_dir / F.get(key).file)
         if real is not None:
             with records.atomic_path(out_dir / "sample.npz") as sample_tmp:
                 with open(sample_tmp, "wb") as fh:

@@ -19,9 +19,8 @@ from zeroserve.cliutil import ArtifactsOpt, JsonOpt, console, err_console, handl
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import engine
 from zeroserve.serve import state as st
+from zeroserve.serve.repository import DEFAULT_REPOSITORY
 from zeroserve.serve.status import collect_status, find_server
-
-DEFAULT_REPOSITORY = Path("model_repository")
 
 RepositoryOpt = Annotated[Path, typer.Option("--repository", help="The canonical Triton model repository.")]
 HostOpt = Annotated[str, typer.Option("--host", help="Address the server binds to (and clients reach).")]

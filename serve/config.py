@@ -20,13 +20,33 @@ from zeroserve.spec import TensorSpec
 InstanceKind = Literal["KIND_GPU", "KIND_CPU"]
 Precision = Literal["FP16", "FP32"]
 
-# numpy dtype name <-> Triton data type; only the types a course model can carry.
-TRITON_DTYPES = {
-    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int16": "TYPE_INT16",
-    "int32": "TYPE_INT32", "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32",
-    "float64": "TYPE_FP64",
-}
-NUMPY_DTYPES = {v: k for k, v in TRITON_DTYPES.items()}
+DEFAULT_MAX_QUEUE_DELAY_US = 0  # dynamic batching's wait: measured by serve/bench.py (see deploy)
+
+
+def triton_type(dtype: str) -> str:
+    """numpy dtype name -> the config's `TYPE_*` name, through tritonclient's own table (BYTES is TYPE_STRING)."""
+    import numpy as np
+    from tritonclient.utils import np_to_triton_dtype
+
+    try:
+        name = np_to_triton_dtype(np.dtype(dtype))
+    except TypeError:
+        name = None
+    if name is None:
+        raise InputError(f"dtype {dtype!r} has no Triton data type")
+    return "TYPE_STRING" if name == "BYTES" else f"TYPE_{name}"
+
+
+def numpy_dtype(type_name: str) -> str:
+    """The config's `TYPE_*` name -> numpy dtype name, through tritonclient's own table."""
+    import numpy as np
+    from tritonclient.utils import triton_to_np_dtype
+
+    wire = "BYTES" if type_name == "TYPE_STRING" else type_name.removeprefix("TYPE_")
+    np_type = triton_to_np_dtype(wire)
+    if np_type is None:
+        raise InputError(f"unsupported data type {type_name}")
+    return np.dtype(np_type).name
 
 
 @dataclass(frozen=True)
@@ -94,7 +114,7 @@ class DeployedModel:
     max_batch_size: int
     inputs: tuple[TensorConfig, ...]
     outputs: tuple[TensorConfig, ...]
-    max_queue_delay_us: int | None = 100
+    max_queue_delay_us: int | None = DEFAULT_MAX_QUEUE_DELAY_US
     instance_kind: InstanceKind = "KIND_GPU"
     instance_count: int = 1
     warmup: Warmup | None = None
@@ -108,7 +128,7 @@ TENSORRT_WORKSPACE_BYTES = str(1 << 30)
 
 def _tensor_pb(t: TensorConfig, message) -> None:
     message.name = t.name
-    message.data_type = pb.DataType.Value(TRITON_DTYPES[t.dtype])
+    message.data_type = pb.DataType.Value(triton_type(t.dtype))
     message.dims.extend(t.dims)
     if t.reshape is not None:
         message.reshape.shape.extend(t.reshape)
@@ -116,11 +136,12 @@ def _tensor_pb(t: TensorConfig, message) -> None:
 
 
 def _tensor_from_pb(message) -> TensorConfig:
-    dtype = pb.DataType.Name(message.data_type)
-    if dtype not in NUMPY_DTYPES:
-        raise InputError(f"tensor {message.name}: unsupported data type {dtype}")
+    try:
+        dtype = numpy_dtype(pb.DataType.Name(message.data_type))
+    except InputError as exc:
+        raise InputError(f"tensor {message.name}: {exc}") from None
     reshape = tuple(message.reshape.shape) if message.HasField("reshape") else None
-    return TensorConfig(message.name, NUMPY_DTYPES[dtype], tuple(message.dims), reshape)
+    return TensorConfig(message.name, dtype, tuple(message.dims), reshape)
 
 
 def to_proto(model: DeployedModel) -> pb.ModelConfig:
@@ -141,7 +162,7 @@ def to_proto(model: DeployedModel) -> pb.ModelConfig:
                                     count=model.warmup.count)
         for name, inp in model.warmup.inputs.items():
             entry = w.inputs[name]
-            entry.data_type = pb.DataType.Value(TRITON_DTYPES[inp.dtype])
+            entry.data_type = pb.DataType.Value(triton_type(inp.dtype))
             entry.dims.extend(inp.dims)
             if inp.file is not None:
                 entry.input_data_file = inp.file
@@ -181,10 +202,11 @@ def parse(text: str) -> DeployedModel:
         inputs = {}
         for name, inp in w.inputs.items():
             kind = inp.WhichOneof("input_data_type")
-            dtype = pb.DataType.Name(inp.data_type)
-            if dtype not in NUMPY_DTYPES:
-                raise InputError(f"{config.name}: warmup input {name}: unsupported data type {dtype}")
-            inputs[name] = WarmupInput(NUMPY_DTYPES[dtype], tuple(inp.dims),
+            try:
+                dtype = numpy_dtype(pb.DataType.Name(inp.data_type))
+            except InputError as exc:
+                raise InputError(f"{config.name}: warmup input {name}: {exc}") from None
+            inputs[name] = WarmupInput(dtype, tuple(inp.dims),
                                        inp.input_data_file if kind == "input_data_file" else None,
                                        random=kind == "random_data")
         warmup = Warmup(w.name, inputs, w.batch_size, w.count)

@@ -11,11 +11,12 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import (ArtifactsOpt, JsonOpt, ModelsArg, console, err_console, handle_errors, print_json,
-                               skip_line)
+from zeroserve import formats as F
+from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelsArg, console, err_console, handle_errors,
+                               print_json, skip_line)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.repository import (DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, DEFAULT_STORAGE_URI,
-                                        KSERVE_MANIFEST, TARGET, deploy_model, parse_formats)
+                                        KSERVE_MANIFEST, TARGET, deploy_model)
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +29,7 @@ def deploy_cmd(
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
     repository: Annotated[Path, typer.Option("--repository", help="Triton model repository to write.")]
     = DEFAULT_REPOSITORY,
-    fmt: Annotated[str, typer.Option("--format", help="onnx, torchscript or both (comma separated).")]
-    = "onnx,torchscript",
+    fmt: FormatsOpt = None,
     max_batch_size: Annotated[int | None, typer.Option(
         help="Lower the max batch size (never above what the export gate checked).")] = None,
     max_queue_delay_us: Annotated[int, typer.Option(
@@ -46,12 +46,12 @@ def deploy_cmd(
         help="kserve: where the repository will be uploaded (gs://, s3://, pvc://...).")] = DEFAULT_STORAGE_URI,
     as_json: JsonOpt = False,
 ):
-    """Deploy gated exports into the canonical Triton repository (<model>_onnx/, <model>_torchscript/).
+    """Deploy gated exports into the canonical Triton repository (one <model>_<format>/ per format).
 
     Asked for one model whose export is missing or not PASS, fails (exit 2); under 'all' such a
     model is skipped with the reason. A config that does not lint against its artifact fails (exit 1).
     """
-    formats = parse_formats(fmt)
+    formats = F.parse(fmt)
     specs, explicit = registry.select(models)
     deployed, skipped, failed = [], [], []
     for spec in specs:

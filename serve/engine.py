@@ -31,15 +31,13 @@ from typing import Any, Callable, Iterable
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import state as st
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
-FORMATS = {"onnxruntime": "onnx", "onnxruntime_onnx": "onnx", "pytorch": "torchscript",
-           "pytorch_libtorch": "torchscript"}
-ARTIFACT_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
 STUB_NAME = "triton_python_backend_stub"
 MODEL_PY = Path(__file__).with_name("triton_model.py")
 READY_TIMEOUT_S = 300.0
@@ -193,7 +191,7 @@ def canonical_models(repository: Path, models: Iterable[str] | None = None) -> l
             if name in present:
                 found = [name]
             elif name in registry.REGISTRY:
-                found = [n for n in present if n in {registry.get(name).triton_name(f) for f in ARTIFACT_FILES}]
+                found = [n for n in present if n in {F.get(f).triton_name(name) for f in F.keys()}]
                 if not found:
                     raise InputError(f"{name} is not deployed in {repository}; run `zeroserve deploy {name}`")
             else:
@@ -264,11 +262,12 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
         src = Path(repository) / source_name
         canonical = _read_config(src / "config.pbtxt")
         backend = canonical.backend or canonical.platform
-        fmt = FORMATS.get(backend)
-        if fmt is None:
-            raise InputError(f"{src}: backend {backend!r} is not one zeroserve serves (onnxruntime or pytorch)")
+        served_by = F.for_backend(backend)
+        if served_by is None:
+            raise InputError(f"{src}: backend {backend!r} is not one zeroserve serves ({', '.join(F.BACKENDS)})")
+        fmt = served_by.runtime
         version = _latest_version(src)
-        artifact = canonical.default_model_filename or ARTIFACT_FILES[fmt]
+        artifact = canonical.default_model_filename or served_by.default_file
         if not (version / artifact).is_file():
             raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again")
         serve_fmt = "noop" if name != source_name else fmt

@@ -21,24 +21,25 @@ from typing import Literal
 
 import numpy as np
 
+from zeroserve import formats as F
 from zeroserve import records
 from zeroserve.artifacts import model_dir
 from zeroserve.errors import CheckFailed, InputError
-from zeroserve.export.exporter import FILES, FORMATS, parse_formats, sha256  # noqa: F401 (re-exported)
-from zeroserve.serve.config import (DeployedModel, TensorConfig, Warmup, WarmupInput, parse, render)
+from zeroserve.export.exporter import sha256
+from zeroserve.serve.config import (DEFAULT_MAX_QUEUE_DELAY_US, DeployedModel, TensorConfig, Warmup,  # noqa: F401
+                                    WarmupInput, parse, render)
 from zeroserve.spec import ModelSpec
 
 DEFAULT_REPOSITORY = Path("model_repository")
-BACKENDS = {"onnx": "onnxruntime", "torchscript": "pytorch"}
 VERSION = "1"  # one model version per folder; a redeploy replaces it
 WARMUP_DIR = "warmup"
 MANIFEST = "manifest.json"
 KSERVE_MANIFEST = "inferenceservice.yaml"
 DEFAULT_STORAGE_URI = "pvc://zeroserve-models/model_repository"
 
-# Measured by serve/bench.py (cnn_mnist, HTTP and gRPC): 100 µs added 0.1-0.2 ms to c=1 p50 and
-# no more than noise to c=16 throughput, since Triton batches what is already queued under load.
-DEFAULT_MAX_QUEUE_DELAY_US = 0
+# DEFAULT_MAX_QUEUE_DELAY_US (serve/config.py) was measured by serve/bench.py (cnn_mnist, HTTP and
+# gRPC): 100 µs added 0.1-0.2 ms to c=1 p50 and no more than noise to c=16 throughput, since Triton
+# batches what is already queued under load.
 
 Device = Literal["gpu", "cpu"]
 Target = Literal["triton", "kserve"]
@@ -111,7 +112,7 @@ def _checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> 
         reason = entry.get("error") or worst.get("error") or f"worst point {worst.get('point', '?')}"
         raise InputError(f"{spec.name} {fmt}: export status is {entry.get('status', 'missing')}, not PASS "
                          f"({reason}); only gated artifacts are deployed")
-    path = model_dir(artifacts, spec) / entry.get("file", FILES[fmt])
+    path = model_dir(artifacts, spec) / entry.get("file", F.get(fmt).file)
     if not path.is_file():
         raise InputError(f"{spec.name} {fmt}: artifact {path} is missing; run `zeroserve export {spec.name}` again")
     if sha256(path) != entry.get("sha256"):
@@ -146,7 +147,7 @@ def check_onnx_target(name: str, path: Path, entry: dict, target: TargetRelease 
     return {"ir_version": ir, "opset": opset}
 
 
-def check_torchscript_target(name: str, path: Path, target: TargetRelease = TARGET) -> dict:
+def check_torchscript_target(name: str, path: Path, entry: dict | None = None, target: TargetRelease = TARGET) -> dict:
     """Check a TorchScript archive's file-format version against what the target's libtorch reads.
 
     Returns:
@@ -167,10 +168,10 @@ def check_torchscript_target(name: str, path: Path, target: TargetRelease = TARG
 
 
 def _warmup(spec: ModelSpec, sample: dict[str, np.ndarray] | None, folder: Path) -> Warmup:
-    """Warmup from row 0 of the real held-out sample (raw little-endian files), else zeros.
+    """Warmup from row 0 of the real held-out sample (raw little-endian files), else each input's safe value.
 
-    Without a sample, zeros are used except for a `lengths` input, where a zero length is not a
-    valid request: it gets the (dynamic) time length 1 so the warmup request is one the model accepts.
+    A safe value that is all zeros is written as `zero_data`; any other (a lengths input, where a
+    zero length is not a valid request) as a file, at the dynamic axes' length 1.
     """
     inputs: dict[str, WarmupInput] = {}
     (folder / WARMUP_DIR).mkdir()
@@ -179,17 +180,15 @@ def _warmup(spec: ModelSpec, sample: dict[str, np.ndarray] | None, folder: Path)
         if sample is not None:
             row = np.asarray(sample[t.name][0], dtype=np.dtype(t.dtype).newbyteorder("<"))
             dims = tuple(int(d) for d in (row.shape or (1,)))  # a per-sample scalar travels as [1]
-            (folder / WARMUP_DIR / t.name).write_bytes(np.ascontiguousarray(row).tobytes())
-            inputs[t.name] = WarmupInput(t.dtype, dims, t.name)
         else:
             dims = tuple(1 if d == -1 else d for d in tc.dims)
-            if t.domain == "lengths":
-                ones = np.ones(dims, np.dtype(t.dtype).newbyteorder("<"))
-                (folder / WARMUP_DIR / t.name).write_bytes(ones.tobytes())
-                inputs[t.name] = WarmupInput(t.dtype, dims, t.name)
-            else:
+            row = t.domain.safe((1, *dims), t.dtype)[0].astype(np.dtype(t.dtype).newbyteorder("<"))
+            if not row.any():
                 inputs[t.name] = WarmupInput(t.dtype, dims, None)
-    return Warmup("sample" if sample is not None else "zeros", inputs)
+                continue
+        (folder / WARMUP_DIR / t.name).write_bytes(np.ascontiguousarray(row).tobytes())
+        inputs[t.name] = WarmupInput(t.dtype, dims, t.name)
+    return Warmup("sample" if sample is not None else "safe values", inputs)
 
 
 def _load_sample(spec: ModelSpec, artifacts: Path, record: dict) -> dict[str, np.ndarray] | None:
@@ -261,6 +260,12 @@ def _lint_onnx(model: DeployedModel, path: Path) -> None:
                                       f"{graph_dims}")
 
 
+def _lint_onnx_and_warmup(model: DeployedModel, path: Path, folder: Path) -> None:
+    _lint_onnx(model, path)
+    if model.warmup is not None:
+        _run_onnx(model, path, folder)
+
+
 def _lint_torchscript(model: DeployedModel, path: Path, folder: Path) -> None:
     import torch
 
@@ -330,23 +335,24 @@ def lint_model(folder: Path) -> DeployedModel:
         raise CheckFailed(f"{folder.name}: no config.pbtxt") from None
     except InputError as exc:
         raise CheckFailed(f"{folder.name}: {exc}") from None
-    fmt = next((f for f, b in BACKENDS.items() if b == model.backend), None)
-    if fmt is None:
+    backend = F.for_backend(model.backend)
+    if backend is None:
         raise CheckFailed(f"{model.name}: backend {model.backend!r} is not one deploy writes")
-    path = folder / VERSION / FILES[fmt]
+    path = folder / VERSION / backend.default_file
     if not path.is_file():
         raise CheckFailed(f"{model.name}: no artifact at {path}")
     if model.warmup is not None:
         for t in model.inputs:
             if t.name not in model.warmup.inputs:
                 raise CheckFailed(f"{model.name}: warmup lacks input {t.name}")
-    if fmt == "onnx":
-        _lint_onnx(model, path)
-        if model.warmup is not None:
-            _run_onnx(model, path, folder)
-    else:
-        _lint_torchscript(model, path, folder)
+    LINTS[backend.runtime](model, path, folder)
     return model
+
+
+# By runtime (zeroserve.formats): how a placed artifact is checked against the target release, and
+# how a written config is linted against its artifact.
+TARGET_CHECKS = {"onnx": check_onnx_target, "torchscript": check_torchscript_target}
+LINTS = {"onnx": _lint_onnx_and_warmup, "torchscript": _lint_torchscript}
 
 
 def _place(staged: Path, final: Path) -> None:
@@ -383,7 +389,7 @@ def _prune_stale(staging: Path, name: str) -> None:
 
 
 def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_REPOSITORY, *,
-                 formats: str | tuple[str, ...] = FORMATS, max_batch_size: int | None = None,
+                 formats: str | tuple[str, ...] | None = None, max_batch_size: int | None = None,
                  max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US, device: Device = "gpu",
                  instances: int = 1, tensorrt: str | None = None, target: Target = "triton",
                  storage_uri: str = DEFAULT_STORAGE_URI, release: TargetRelease = TARGET) -> list[dict]:
@@ -400,7 +406,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     Returns:
         The manifest entries written, one per format.
     """
-    formats = parse_formats(formats)
+    formats = F.parse(formats)
     device = device.lower()
     if device not in ("gpu", "cpu"):
         raise InputError(f"unknown device {device!r}; use gpu or cpu")
@@ -415,8 +421,8 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
             raise InputError(f"unknown --tensorrt precision {tensorrt!r}; use fp16 or fp32")
         if device != "gpu":
             raise InputError("--tensorrt needs --device gpu: TensorRT runs on the GPU only")
-        if "onnx" not in formats:
-            raise InputError("--tensorrt applies to the onnx format; add onnx to --format")
+        if not any(F.get(f).backend is F.ONNXRUNTIME for f in formats):
+            raise InputError("--tensorrt applies to the ONNX formats; add one to --format")
     if target not in ("triton", "kserve"):
         raise InputError(f"unknown target {target!r}; use triton or kserve")
     if target == "kserve":
@@ -437,10 +443,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     checked = {}
     for fmt in formats:
         entry, path = _checked_entry(spec, record, fmt, artifacts)
-        if fmt == "onnx":
-            info = check_onnx_target(spec.triton_name(fmt), path, entry, release)
-        else:
-            info = check_torchscript_target(spec.triton_name(fmt), path, release)
+        info = TARGET_CHECKS[F.get(fmt).runtime](F.get(fmt).triton_name(spec.name), path, entry, release)
         checked[fmt] = (entry, path, info)
     sample = _load_sample(spec, artifacts, record)
 
@@ -449,33 +452,35 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     record_sha = sha256(record_path)
     written = []
     for fmt, (entry, path, info) in checked.items():
-        name = spec.triton_name(fmt)
+        backend = F.get(fmt).backend
+        name = F.get(fmt).triton_name(spec.name)
         _prune_stale(staging, name)
         tmp = Path(tempfile.mkdtemp(prefix=f".zs-deploy-{name}-", dir=staging))
         try:
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a Triton running as another user
             (tmp / VERSION).mkdir()
-            shutil.copyfile(path, tmp / VERSION / FILES[fmt])
-            if sha256(tmp / VERSION / FILES[fmt]) != entry["sha256"]:
+            shutil.copyfile(path, tmp / VERSION / backend.default_file)
+            if sha256(tmp / VERSION / backend.default_file) != entry["sha256"]:
                 raise InputError(f"{name}: the copy of {path} does not match its sha256; check the disk")
             model = DeployedModel(
-                name=name, backend=BACKENDS[fmt], max_batch_size=max_batch_size,
+                name=name, backend=backend.name, max_batch_size=max_batch_size,
                 inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
                 outputs=tuple(TensorConfig.from_spec(t) for t in spec.outputs),
                 max_queue_delay_us=max_queue_delay_us,
                 instance_kind="KIND_GPU" if device == "gpu" else "KIND_CPU", instance_count=instances,
-                warmup=_warmup(spec, sample, tmp), tensorrt=precision if fmt == "onnx" else None)
+                warmup=_warmup(spec, sample, tmp), tensorrt=precision if backend is F.ONNXRUNTIME else None)
             text = render(model)
             (tmp / "config.pbtxt").write_text(text)
             lint_model(tmp)
             entry_out = {
                 "name": name, "model": spec.name, "format": fmt, "version": int(VERSION),
-                "backend": BACKENDS[fmt], "artifact": f"{VERSION}/{FILES[fmt]}", "artifact_sha256": entry["sha256"],
+                "backend": backend.name, "artifact": f"{VERSION}/{backend.default_file}",
+                "artifact_sha256": entry["sha256"],
                 "export_record": {"path": str(record_path.resolve()), "sha256": record_sha},
                 "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
                 "max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us,
                 "instance_group": {"kind": model.instance_kind, "count": instances}, "tensorrt": model.tensorrt,
-                "warmup": "sample.npz row 0" if sample is not None else "zeros (no sample.npz)",
+                "warmup": "sample.npz row 0" if sample is not None else "safe values (no sample.npz)",
                 **info, "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             _place(tmp, repository / name)

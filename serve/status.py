@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import model_dir
 from zeroserve.errors import ServerError
 from zeroserve.serve import state as st
 from zeroserve.serve.engine import model_ready_states
-
-FORMATS = ("onnx", "torchscript")
 
 
 def _read(path: Path) -> dict | None:
@@ -59,7 +58,7 @@ def find_server(host: str | None, http_port: int | None, grpc_port: int | None) 
 
 
 def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | None) -> dict[str, Any]:
-    """One row per registry model and format, and the server asked (or None).
+    """One row per registry model and format (variants once made), and the server asked (or None).
 
     Returns:
         {"server": {...} | None, "models": [{"model", "format", "triton_name", "trained",
@@ -78,15 +77,19 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
     for spec in registry.REGISTRY.values():
         folder = model_dir(artifacts, spec)
         trained = _trained(folder)
-        for fmt in FORMATS:
-            name = spec.triton_name(fmt)
+        for fmt in F.FORMATS.values():
+            name = fmt.triton_name(spec.name)
             if served is None:
                 serving = {"state": "no server" if server is None or server_note else "?"}
             else:
                 serving = {"state": served.get(name, "not loaded")}
-            rows.append({"model": spec.name, "format": fmt, "triton_name": name, "trained": trained,
-                         "exported": _exported(folder, fmt), "deployed": _deployed(repository, manifest, name),
-                         "served": serving})
+            row = {"model": spec.name, "format": fmt.key, "triton_name": name, "trained": trained,
+                   "exported": _exported(folder, fmt.key), "deployed": _deployed(repository, manifest, name),
+                   "served": serving}
+            present = any(row[k]["state"] not in ("no", "not loaded", "no server", "?")
+                          for k in ("exported", "deployed", "served"))
+            if fmt.base is None or present:  # a variant gets a row once some stage has made it
+                rows.append(row)
     info = None
     if server is not None:
         info = {k: server.get(k) for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}

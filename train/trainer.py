@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from zeroserve import records
-from zeroserve.artifacts import eager_outputs, model_dir, task_metric
+from zeroserve.artifacts import eager_outputs, model_dir
 from zeroserve.spec import ModelSpec
+
+SHOWN_ROWS = 8  # held-out predictions described in train.json
 
 
 def pick_device(device: str) -> torch.device:
@@ -31,17 +32,9 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def loss_fn(spec: ModelSpec):
-    """The course's loss for the model's output kind."""
-    kind = spec.output_kind
-    if spec.task == "regression":
-        return nn.MSELoss()
-    if spec.task == "binary":
-        return nn.BCELoss()
-    base = nn.NLLLoss() if kind == "log_probs" else nn.CrossEntropyLoss()
-    if spec.task == "sequence":
-        return lambda out, y: base(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-    return base
+def _primary(spec: ModelSpec, result):
+    """The primary output of a forward pass (a module may return one tensor or a tuple)."""
+    return result[spec.primary_index] if isinstance(result, (tuple, list)) else result
 
 
 def _loss_png(losses: list[float], title: str) -> bytes:
@@ -93,7 +86,7 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
     params = model.parameters()
     optimizer = (torch.optim.SGD(params, lr=lr) if spec.train.optimizer == "sgd"
                  else torch.optim.Adam(params, lr=lr))
-    criterion = loss_fn(spec)
+    criterion = spec.loss()
     tensors = [torch.from_numpy(a) for a in (*split.train_inputs, split.train_target)]
     loader = DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
@@ -112,7 +105,7 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
         for *xs, y in loader:
             xs, y = [x.to(dev) for x in xs], y.to(dev)
             optimizer.zero_grad()
-            loss = criterion(model(*xs), y)
+            loss = criterion(_primary(spec, model(*xs)), y)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(y)
@@ -129,7 +122,7 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
 
     model.eval().cpu()
     outputs = eager_outputs(model, split.test_inputs)
-    metric = task_metric(spec, outputs, split.test_target)
+    metric = spec.score(outputs, split.test_target)
     if not np.isfinite(losses[-1]):
         raise InputError(f"{spec.name}: training diverged (loss {losses[-1]}); try a smaller --lr")
 
@@ -140,18 +133,14 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
         "data": {"source": split.source, "split_rule": split.rule, "sizes": split.sizes, "note": split.note,
                  "data_dir": str(data_dir)},
         "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                            "optimizer": spec.train.optimizer, "loss": type(criterion).__name__
-                            if isinstance(criterion, nn.Module) else "CrossEntropyLoss per step",
+                            "optimizer": spec.train.optimizer, "loss": getattr(criterion, "label", type(criterion).__name__),
                             "device": str(dev)},
         "loss_per_epoch": losses,
         "metric": {"name": spec.metric, "value": metric, "bar": spec.bar, "split": "held-out"},
         "seconds": round(seconds, 3),
         "versions": records.versions(),
     }
-    if spec.task == "sequence":
-        record["metric"]["decoded"] = [r["text"] for r in spec.describe(outputs)]
-    if spec.task == "regression":
-        record["metric"]["predictions"] = outputs.reshape(-1).tolist()
+    record["metric"]["described"] = spec.describe(outputs[spec.primary_index][:SHOWN_ROWS])
 
     with records.atomic_path(out_dir / "checkpoint.pt") as tmp:
         torch.save(model.state_dict(), tmp)

@@ -1,4 +1,4 @@
-"""Where each model's artifacts live, loading a trained checkpoint, and the task metrics."""
+"""Where each model's artifacts live, loading a trained checkpoint, and running it eagerly."""
 
 from __future__ import annotations
 
@@ -41,23 +41,18 @@ def load_trained(spec: ModelSpec, artifacts: Path) -> torch.nn.Module:
     return model.eval()
 
 
+def output_arrays(result) -> list[np.ndarray]:
+    """A module's return value (one tensor, or a tuple/list of them) as a list of numpy arrays."""
+    items = result if isinstance(result, (tuple, list)) else (result,)
+    return [t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t) for t in items]
+
+
 @torch.no_grad()
-def eager_outputs(model: torch.nn.Module, inputs: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
-    """Run eager PyTorch over arrays in batches; the first output as one numpy array."""
+def eager_outputs(model: torch.nn.Module, inputs: list[np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
+    """Run eager PyTorch over arrays in batches; every output, each as one numpy array."""
     n = len(inputs[0])
-    chunks = []
+    chunks: list[list[np.ndarray]] = []
     for start in range(0, n, batch_size):
         tensors = [torch.from_numpy(np.ascontiguousarray(a[start:start + batch_size])) for a in inputs]
-        chunks.append(model(*tensors).numpy())
-    return np.concatenate(chunks)
-
-
-def task_metric(spec: ModelSpec, outputs: np.ndarray, target: np.ndarray) -> float:
-    """The held-out metric: max abs error (regression) or accuracy (per sequence for `sequence`)."""
-    if spec.task == "regression":
-        return float(np.max(np.abs(outputs.reshape(target.shape) - target)))
-    if spec.task == "binary":
-        return float(np.mean((outputs.reshape(target.shape) >= 0.5) == (target >= 0.5)))
-    if spec.task == "multiclass":
-        return float(np.mean(outputs.argmax(-1) == target))
-    return float(np.mean(np.all(outputs.argmax(-1) == target, axis=-1)))
+        chunks.append(output_arrays(model(*tensors)))
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]

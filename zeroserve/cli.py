@@ -36,10 +36,10 @@ def models_cmd(as_json: JsonOpt = False):
     table = Table(title="zeroserve model registry")
     for col in ("model", "lesson", "task", "inputs", "outputs", "max batch", "data"):
         table.add_column(col)
-    fmt = lambda specs: "\n".join(f"{t.name} {t.dtype}[{', '.join(map(str, ('batch', *t.dims)))}]"  # noqa: E731
-                                  for t in specs)
+    fmt = lambda specs: "\n".join(f"{t.name} {t.dtype}({', '.join(map(str, ('batch', *t.dims)))})"  # noqa: E731
+                                  + (f" {t.kind.name}" if t.kind else "") for t in specs)
     for m in registry.REGISTRY.values():
-        table.add_row(m.name, m.lesson, m.task, fmt(m.inputs), fmt(m.outputs), str(m.max_batch_size),
+        table.add_row(m.name, m.lesson, m.task.name, fmt(m.inputs), fmt(m.outputs), str(m.max_batch_size),
                       m.data.description)
     console.print(table)
 

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from zeroserve import formats as F
 from zeroserve.errors import ZeroserveError
 
 console = Console()
@@ -37,6 +38,9 @@ ArtifactsOpt = Annotated[Path, typer.Option("--artifacts", help="Folder of per-m
 DataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="ZEROSERVE_DATA_DIR",
                                           help="Folder with the course data files and MNIST IDX files.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+FormatsOpt = Annotated[str | None, typer.Option(
+    "--format", help=f"Formats, comma separated: {', '.join(F.keys())} (default: {','.join(F.primary())}).",
+    show_default=False)]
 
 
 def handle_errors(fn: Callable) -> Callable:

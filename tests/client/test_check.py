@@ -2,42 +2,64 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from zeroserve import records, registry
 from zeroserve.client import check
 from zeroserve.errors import InputError
+from zeroserve.parity import Tolerance
 
 CNN, LINEAR, LOGISTIC = (registry.get(n) for n in ("cnn_mnist", "linear", "logistic"))
+
+
+TOL = Tolerance(1e-5, 1e-4)
 
 
 def test_identical_outputs_pass():
     rng = np.random.default_rng(0)
     eager = np.log(rng.dirichlet(np.ones(10), 50)).astype(np.float32)
-    row = check.compare(CNN, eager.copy(), eager, eager.argmax(1), 1e-5, 1e-4)
-    assert row["max_abs_error"] == 0 and row["outside_tolerance"] == 0 and row["top1_agreement"] == 1.0
-    assert row["metric_served"] == row["metric_eager"] == 1.0
+    row = check.compare(CNN, [eager.copy()], [eager], eager.argmax(1), TOL)
+    assert row["max_abs"] == 0 and row["outside_tolerance"] == 0 and row["top1_agreement"] == 1.0
+    assert row["passed"] and row["metric_served"] == row["metric_eager"] == 1.0
 
 
 def test_rule_is_atol_plus_rtol_times_eager():
     eager = np.array([[100.0], [0.0]], np.float32)
     within = np.array([[100.0 + 1e-5 + 1e-4 * 100 - 1e-6], [9e-6]], np.float32)
-    assert check.compare(LINEAR, within, eager, eager, 1e-5, 1e-4)["outside_tolerance"] == 0
+    assert check.compare(LINEAR, [within], [eager], eager, TOL)["outside_tolerance"] == 0
     outside = np.array([[100.02], [0.0]], np.float32)
-    assert check.compare(LINEAR, outside, eager, eager, 1e-5, 1e-4)["outside_tolerance"] == 1
+    assert check.compare(LINEAR, [outside], [eager], eager, TOL)["outside_tolerance"] == 1
 
 
 def test_relative_error_stays_finite_at_zero():
-    row = check.compare(LINEAR, np.array([[1e-3]]), np.array([[0.0]]), np.array([[0.0]]), 1e-5, 1e-4)
-    assert np.isfinite(row["max_rel_error"])
+    row = check.compare(LINEAR, [np.array([[1e-3]])], [np.array([[0.0]])], np.array([[0.0]]), TOL)
+    assert np.isfinite(row["max_rel"])
 
 
 def test_top1_disagreement_and_binary_flip_are_reported():
     eager = np.array([[0.49], [0.9]], np.float32)
     served = np.array([[0.51], [0.9]], np.float32)
-    row = check.compare(LOGISTIC, served, eager, np.array([[0.0], [1.0]]), 1e-5, 1e-4)
+    row = check.compare(LOGISTIC, [served], [eager], np.array([[0.0], [1.0]]), TOL)
     assert row["top1_agreement"] == 0.5 and row["metric_served"] == 0.5 and row["metric_eager"] == 1.0
+    assert row["disagreements"] == 1 and not row["passed"]
+
+
+def test_a_served_array_of_another_shape_fails_instead_of_being_reshaped():
+    eager = np.zeros((4, 10), np.float32)
+    row = check.compare(CNN, [eager.reshape(4, 10, 1)], [eager], np.zeros(4, np.int64), TOL)
+    assert not row["passed"] and "shape [4, 10, 1]" in row["error"] and row["metric_served"] is None
+
+
+def test_tolerances_come_from_the_options_then_export_then_the_spec(tmp_path):
+    spec = dataclasses.replace(LINEAR, tolerance=Tolerance(1e-3, 0.0))
+    assert check.tolerances(spec, tmp_path, None, None) == Tolerance(1e-3, 0.0)
+    (tmp_path / "linear").mkdir()
+    records.write_json(tmp_path / "linear" / "export.json", {"atol": 2e-3, "rtol": 1e-2})
+    assert check.tolerances(spec, tmp_path, None, None) == Tolerance(2e-3, 1e-2)
+    assert check.tolerances(spec, tmp_path, 5e-3, None) == Tolerance(5e-3, 1e-2)
 
 
 def test_held_out_set_must_match_train_record(tmp_path):
@@ -56,10 +78,3 @@ def test_held_out_set_must_match_train_record(tmp_path):
 def test_held_out_needs_a_train_record(tmp_path):
     with pytest.raises(InputError, match="no train.json"):
         check.held_out(LINEAR, tmp_path, tmp_path)
-
-
-def test_tolerances_come_from_export_record(tmp_path):
-    assert check.tolerances(LINEAR, tmp_path, None, None) == (1e-5, 1e-4)
-    records.write_json(tmp_path / "linear" / "export.json", {"atol": 2e-5, "rtol": 3e-4})
-    assert check.tolerances(LINEAR, tmp_path, None, None) == (2e-5, 3e-4)
-    assert check.tolerances(LINEAR, tmp_path, 1e-3, None) == (1e-3, 3e-4)

@@ -63,7 +63,7 @@ def test_text_for_hello_rnn_is_one_hot():
     (x,) = infer.text_inputs(HELLO, "hihell")
     assert x.shape == (1, 6, 5) and x.dtype == np.float32
     assert x.sum(-1).tolist() == [[1.0] * 6]
-    assert [registry.HELLO_CHARS[i] for i in x[0].argmax(-1)] == list("hihell")
+    assert [HELLO.labels[i] for i in x[0].argmax(-1)] == list("hihell")
     with pytest.raises(InputError, match="h, i, e, l, o|hielo"):
         infer.text_inputs(HELLO, "xyz")
     with pytest.raises(InputError, match="does not read text"):
@@ -124,7 +124,7 @@ def test_validate_inputs_checks_shapes_and_dtypes():
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_requests_carry_wire_shapes(protocol):
     module = connection._module(protocol)
-    tokens, lengths = registry.encode_names(["Ann", "Bo"])
+    tokens, lengths = GRU.encode("Ann,Bo", "text")
     inputs, outputs = connection.build_request(module, GRU, [tokens, lengths])
     assert [(i.name(), i.shape(), i.datatype()) for i in inputs] == [
         ("tokens__0", [2, 3], "INT64"), ("lengths__1", [2, 1], "INT64")]  # scalar per sample -> [batch, 1]
@@ -134,7 +134,7 @@ def test_requests_carry_wire_shapes(protocol):
 
 
 def test_to_wire_and_back():
-    tokens, lengths = registry.encode_names(["Ann", "Bo"])
+    tokens, lengths = GRU.encode("Ann,Bo", "text")
     wire = connection.to_wire(GRU, [tokens, lengths])
     assert wire[1].shape == (2, 1)
     back = connection.from_wire(GRU, wire)

@@ -103,13 +103,14 @@ def test_infer_text_decodes_names_and_hello(server):
     out = json.loads(result.stdout)
     logits = np.array(out["outputs"]["logits__0"])
     model = load_trained(registry.get("name_gru"), server.artifacts)
-    eager = eager_outputs(model, registry.encode_names(["Nakamura", "Dostoevsky"]))
+    eager = eager_outputs(model, registry.get("name_gru").encode("Nakamura,Dostoevsky", "text"))[0]
     assert np.allclose(logits, eager, atol=1e-4, rtol=1e-4)
-    assert [m["label"] for m in out["meaning"]] == [registry.COUNTRIES[k] for k in eager.argmax(1)]
+    assert [m["label"] for m in out["meaning"]] == [registry.get("name_gru").labels[k] for k in eager.argmax(1)]
     result = cli("infer", "hello_rnn", "--text", "hihell", *ports(server), "--protocol", "http", "--json")
     assert result.exit_code == 0, result.output
     hello = load_trained(registry.get("hello_rnn"), server.artifacts)
-    expected = "".join(registry.HELLO_CHARS[i] for i in eager_outputs(hello, registry.encode_hello("hihell"))[0]
+    hello_spec = registry.get("hello_rnn")
+    expected = "".join(hello_spec.labels[i] for i in eager_outputs(hello, hello_spec.encode("hihell", "text"))[0][0]
                        .argmax(-1))
     assert json.loads(result.stdout)["meaning"] == [{"text": expected}]
 
@@ -127,7 +128,7 @@ def test_infer_image_png_is_classified_like_eager(server, data_dir, tmp_path):
     out = json.loads(result.stdout)
     assert out["inputs"] == {"image__0": [1, 1, 28, 28]}
     pixels = np.asarray(Image.open(path), dtype=np.float32)[None, None] / 255.0
-    eager = eager_outputs(load_trained(spec, server.artifacts), [pixels])
+    eager = eager_outputs(load_trained(spec, server.artifacts), [pixels])[0]
     assert out["meaning"][0]["class"] == int(eager.argmax())
     assert np.allclose(out["outputs"]["log_probs__0"], eager, atol=1e-4)
 

@@ -146,7 +146,7 @@ def test_every_model_matches_eager_pytorch_at_batch_1_and_a_larger_batch(server,
                 time = max(spec.seq_lengths) if spec.seq_lengths else None
                 arrays = spec.random_inputs(batch, rng, time=time)
                 got = infer_spec(c, protocol, spec, fmt, arrays)
-                want = eager_outputs(eager_models[spec.name], arrays)
+                want = eager_outputs(eager_models[spec.name], arrays)[0]
                 assert got.shape == want.shape, f"{name} batch {batch}: shape {got.shape} != {want.shape}"
                 assert np.allclose(got, want, atol=ATOL, rtol=RTOL), (
                     f"{name} batch {batch}: max abs diff {np.max(np.abs(got - want)):.3g}")
@@ -186,7 +186,7 @@ def test_concurrent_requests_are_merged_and_each_caller_gets_its_own_rows(start_
                 t.join(timeout=30)
             for k in range(callers):
                 assert not isinstance(results[k], Exception), results[k]
-                want = eager_outputs(model, inputs[k])
+                want = eager_outputs(model, inputs[k])[0]
                 assert np.allclose(results[k], want, atol=ATOL, rtol=RTOL), f"{name} caller {k} got others' rows"
             after = _stats(endpoints, name)
             inferences = after["inference_count"] - before["inference_count"]
@@ -252,7 +252,7 @@ def test_bad_requests_get_an_error_naming_the_problem_and_the_server_keeps_servi
         spec = registry.get("cnn_mnist")
         arrays = spec.random_inputs(3, np.random.default_rng(1))
         got = infer_spec(c, protocol, spec, "onnx", arrays)
-        assert np.allclose(got, eager_outputs(eager_models["cnn_mnist"], arrays), atol=ATOL, rtol=RTOL)
+        assert np.allclose(got, eager_outputs(eager_models["cnn_mnist"], arrays)[0], atol=ATOL, rtol=RTOL)
         if model != "no_such_model_onnx":
             assert c.is_model_ready(model)
     finally:

@@ -98,7 +98,7 @@ def test_config_fields_follow_the_registry_specs():
     cnn = text_format.Parse(C.render(_model("cnn_mnist", tensorrt="FP32")), pb.ModelConfig())
     assert list(cnn.input[0].dims) == [1, 28, 28] and cnn.input[0].data_type == pb.TYPE_FP32
     assert cnn.backend == "onnxruntime" and cnn.max_batch_size == 64
-    assert cnn.dynamic_batching.max_queue_delay_microseconds == 100
+    assert cnn.HasField("dynamic_batching") and cnn.dynamic_batching.max_queue_delay_microseconds == C.DEFAULT_MAX_QUEUE_DELAY_US
     assert cnn.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU and cnn.instance_group[0].count == 1
     (acc,) = cnn.optimization.execution_accelerators.gpu_execution_accelerator
     assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP32"
@@ -343,7 +343,7 @@ def test_without_sample_npz_the_warmup_falls_back_to_zeros_and_still_lints(expor
     for name in ("cnn_mnist", "name_gru"):
         (artifacts / name / "sample.npz").unlink()
         entries = deploy_model(registry.get(name), artifacts, repository)
-        assert {e["warmup"] for e in entries} == {"zeros (no sample.npz)"}
+        assert {e["warmup"] for e in entries} == {"safe values (no sample.npz)"}
     cnn = _pbtxt(repository / "cnn_mnist_onnx" / "config.pbtxt").model_warmup[0]
     assert cnn.inputs["image__0"].zero_data and list(cnn.inputs["image__0"].dims) == [1, 28, 28]
     gru = _pbtxt(repository / "name_gru_torchscript" / "config.pbtxt").model_warmup[0]

@@ -67,16 +67,21 @@ def test_models_json_lists_tensor_specs():
     assert result.exit_code == 0
     models = {m["name"]: m for m in json.loads(result.output)}
     assert models["name_gru"]["inputs"][1] == {"name": "lengths__1", "dtype": "int64", "shape": ["batch"],
-                                              "wire_shape": ["batch", 1]}
-    assert models["cnn_mnist"]["outputs"][0]["name"] == "log_probs__0"
+                                              "wire_shape": ["batch", 1], "domain": "lengths of tokens__0"}
+    assert models["cnn_mnist"]["outputs"][0] == {"name": "log_probs__0", "dtype": "float32", "shape": ["batch", 10],
+                                                 "wire_shape": ["batch", 10], "kind": "log_probs"}
+    assert models["cnn_mnist"]["task"] == "multiclass" and models["cnn_mnist"]["primary_output"] == "log_probs__0"
     assert runner.invoke(app, ["models"]).exit_code == 0
 
 
 def test_encoders_reject_what_the_models_cannot_read():
-    tokens, lengths = registry.encode_names(["Adsit", "Li"])
+    gru, hello = registry.get("name_gru"), registry.get("hello_rnn")
+    tokens, lengths = gru.encode("Adsit,Li", "text")
     assert tokens.shape == (2, 5) and lengths.tolist() == [5, 2] and tokens[1, 2:].sum() == 0
-    assert registry.encode_names(["Müller"])[0][0].tolist() == [ord(c) for c in "Muller"]
+    assert gru.encode("Müller", "text")[0][0].tolist() == [ord(c) for c in "Muller"]
     with pytest.raises(InputError):
-        registry.encode_hello("hxllo")
+        hello.encode("hxllo", "text")
     with pytest.raises(InputError):
-        registry.encode_names([""])
+        gru.encode("  ,", "text")
+    with pytest.raises(InputError, match="does not read text"):
+        registry.get("cnn_mnist").encode("3", "text")

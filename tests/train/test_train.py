@@ -34,9 +34,9 @@ def test_linear_predicts_8_at_4_and_hello_says_ihello(trained):
     artifacts, recs = trained
     model = load_trained(registry.get("linear"), artifacts)
     assert abs(model(torch.tensor([[4.0]])).item() - 8.0) <= 0.1
-    assert recs["hello_rnn"]["metric"]["decoded"] == ["ihello"]
+    assert recs["hello_rnn"]["metric"]["described"] == [{"text": "ihello"}]
     logistic = load_trained(registry.get("logistic"), artifacts)
-    probs = eager_outputs(logistic, [np.array([[1.0], [2.0], [3.0], [4.0]], dtype=np.float32)])
+    (probs,) = eager_outputs(logistic, [np.array([[1.0], [2.0], [3.0], [4.0]], dtype=np.float32)])
     assert (probs.reshape(-1) >= 0.5).tolist() == [False, False, True, True]
 
 

@@ -1,0 +1,120 @@
+"""The format table: what each export format is, in one place.
+
+A format is what `zeroserve export` writes (its artifact file under `artifacts/<model>/`), which
+Triton backend serves it (and so the file name in the repository's version folder), the Triton
+model name it gets (`<model>_<key>`), and what the embedded engine's `model.py` runs it with.
+Every stage reads this table: export (which formats exist, their files), deploy (backend, file
+in the repository), serve (backend -> runtime), status and the client (Triton names).
+
+A new format is one `Format` entry here; a variant of an existing one names it as `base`
+(for example `onnx_int8` with `base="onnx"`): it is served by the base's backend and runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zeroserve.errors import InputError
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A Triton backend a canonical repository model uses.
+
+    Args:
+        name: the config's `backend` (`onnxruntime`, `pytorch`).
+        platforms: older `platform` spellings Triton also accepts for it.
+        default_file: the file Triton loads from the version folder when the config names none.
+        runtime: what the embedded engine's `model.py` runs the file with (`onnx`, `torchscript`).
+    """
+
+    name: str
+    platforms: tuple[str, ...]
+    default_file: str
+    runtime: str
+
+
+ONNXRUNTIME = Backend("onnxruntime", ("onnxruntime_onnx",), "model.onnx", "onnx")
+PYTORCH = Backend("pytorch", ("pytorch_libtorch",), "model.pt", "torchscript")
+BACKENDS: dict[str, Backend] = {b.name: b for b in (ONNXRUNTIME, PYTORCH)}
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export format.
+
+    Args:
+        key: the name on the command line, in `export.json`'s `formats` and in the Triton name.
+        file: the artifact's file name under `artifacts/<model>/`.
+        backend: the Triton backend that serves it.
+        base: for a variant, the format it is made from (its gated artifact is the variant's input).
+        summary: one line for `--help` and `zeroserve models`.
+    """
+
+    key: str
+    file: str
+    backend: Backend
+    base: str | None = None
+    summary: str = ""
+
+    @property
+    def runtime(self) -> str:
+        return self.backend.runtime
+
+    def triton_name(self, model: str) -> str:
+        return f"{model}_{self.key}"
+
+
+FORMATS: dict[str, Format] = {f.key: f for f in (
+    Format("onnx", "model.onnx", ONNXRUNTIME, summary="ONNX (torch.onnx), served by ONNX Runtime"),
+    Format("torchscript", "model.pt", PYTORCH, summary="TorchScript (traced or scripted), served by libtorch"),
+)}
+
+DEFAULT_FORMAT = "onnx"  # the one format of `client infer` and `client perf` when none is given
+
+
+def get(key: str) -> Format:
+    """The table entry for `key`, or InputError listing the known formats."""
+    try:
+        return FORMATS[key]
+    except KeyError:
+        raise InputError(f"unknown format {key!r}; use {', '.join(FORMATS)}") from None
+
+
+def keys() -> tuple[str, ...]:
+    """Every format key, in table order."""
+    return tuple(FORMATS)
+
+
+def primary() -> tuple[str, ...]:
+    """The formats exported from the checkpoint itself (no `base`): what export and deploy do by default."""
+    return tuple(k for k, f in FORMATS.items() if f.base is None)
+
+
+def parse(formats: str | list[str] | tuple[str, ...] | None, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """`onnx,torchscript` (or a list of such) -> format keys in table order, or InputError naming the unknown ones."""
+    if formats is None or formats == "" or formats == []:
+        return default if default is not None else primary()
+    items = formats.split(",") if isinstance(formats, str) else [p for f in formats for p in f.split(",")]
+    items = [f.strip() for f in items if f.strip()]
+    bad = [f for f in items if f not in FORMATS]
+    if bad or not items:
+        raise InputError(f"unknown format {', '.join(bad) or '(none)'}; use {', '.join(FORMATS)} (comma separated)")
+    return tuple(f for f in FORMATS if f in items)
+
+
+def for_backend(backend: str) -> Backend | None:
+    """The backend a config's `backend` or `platform` string names, or None when zeroserve does not serve it."""
+    for b in BACKENDS.values():
+        if backend == b.name or backend in b.platforms:
+            return b
+    return None
+
+
+def split_triton_name(triton_name: str) -> tuple[str, Format] | None:
+    """`cnn_mnist_onnx_int8` -> ("cnn_mnist", the onnx_int8 format); the longest matching suffix wins."""
+    for key in sorted(FORMATS, key=len, reverse=True):
+        suffix = f"_{key}"
+        if triton_name.endswith(suffix) and len(triton_name) > len(suffix):
+            return triton_name[: -len(suffix)], FORMATS[key]
+    return None

@@ -1,0 +1,134 @@
+"""The one parity rule: an exported or served model's outputs against eager PyTorch's.
+
+Used by export's gate (exported artifact in-process) and by `client check` (the model as served).
+For every output of the spec, compared by shape (a served array is never reshaped to fit):
+
+- element-wise, as numpy.allclose has it: |got - eager| <= atol + rtol * |eager|;
+- where the output's task makes decisions (top-1), every decision must agree, except where
+  eager's margin between its top two (or to a binary threshold) is within the tolerance at that
+  point: such a near tie may flip without failing, and the number of near ties is recorded.
+
+Tolerances come from the model spec (`ModelSpec.tolerance`), overridable per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from zeroserve.errors import InputError
+
+if TYPE_CHECKING:
+    from zeroserve.spec import ModelSpec
+
+ATOL = 1e-5
+RTOL = 1e-4
+REL_EPS = 1e-8  # keeps the reported relative error finite where eager is exactly zero
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """The parity rule's allowance: |got - eager| <= atol + rtol * |eager|."""
+
+    atol: float = ATOL
+    rtol: float = RTOL
+
+    def __post_init__(self) -> None:
+        if not (self.atol >= 0 and self.rtol >= 0):  # also refuses NaN
+            raise InputError(f"tolerances must not be negative (atol {self.atol}, rtol {self.rtol})")
+
+    def with_overrides(self, atol: float | None = None, rtol: float | None = None) -> "Tolerance":
+        """This tolerance with the given values replacing its own."""
+        return replace(self, **{k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None})
+
+
+@dataclass
+class OutputParity:
+    """How one output compares with eager on one batch."""
+
+    name: str
+    passed: bool
+    max_abs: float = float("inf")
+    max_rel: float = float("inf")
+    outside_tolerance: int = 0
+    top1_agreement: float | None = None
+    disagreements: int = 0  # decisions that differ outside a near tie: each one fails
+    near_ties: int = 0  # eager decisions whose margin is within the tolerance
+    near_tie_flips: int = 0  # decisions that differ at a near tie: allowed
+    worst_index: list[int] | None = None
+    error: str = ""
+
+    def as_json(self) -> dict:
+        out = {"passed": self.passed, "max_abs": self.max_abs, "max_rel": self.max_rel,
+               "outside_tolerance": self.outside_tolerance, "top1_agreement": self.top1_agreement,
+               "disagreements": self.disagreements, "near_ties": self.near_ties,
+               "near_tie_flips": self.near_tie_flips, "worst_index": self.worst_index or []}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def compare_output(spec: "ModelSpec", index: int, got: np.ndarray, want: np.ndarray, tol: Tolerance) -> OutputParity:
+    """Compare output `index` of `spec` (got vs eager) under the rule."""
+    t, task = spec.outputs[index], spec.tasks[index]
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return OutputParity(t.name, False, error=f"shape {list(got.shape)} where eager gives {list(want.shape)}")
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    diff = np.abs(g - w)
+    diff = np.where(np.isnan(diff) & ~(np.isnan(g) & np.isnan(w)), np.inf, diff)  # NaN only on one side fails
+    diff = np.where(np.isnan(diff), 0.0, diff)
+    within = diff <= tol.atol + tol.rtol * np.abs(np.nan_to_num(w))
+    result = OutputParity(t.name, True, max_abs=float(diff.max(initial=0.0)),
+                          max_rel=float((diff / (np.abs(np.nan_to_num(w)) + REL_EPS)).max(initial=0.0)),
+                          outside_tolerance=int((~within).sum()),
+                          worst_index=[int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)]
+                          if diff.size else [])
+    d_got, d_want = task.decisions(t.kind, got), task.decisions(t.kind, want)
+    if d_want is not None and d_want.size:
+        differ = d_got != d_want
+        near = task.near_ties(t.kind, want, tol.atol, tol.rtol)
+        result.top1_agreement = float(np.mean(~differ))
+        result.near_ties = int(near.sum())
+        result.near_tie_flips = int((differ & near).sum())
+        result.disagreements = int((differ & ~near).sum())
+    result.passed = result.outside_tolerance == 0 and result.disagreements == 0
+    return result
+
+
+def compare(spec: "ModelSpec", got: list[np.ndarray], want: list[np.ndarray], tol: Tolerance) -> dict:
+    """Compare every output of `spec`; the summary a gate point or a check row records.
+
+    Returns:
+        {"passed", "max_abs", "max_rel", "outside_tolerance", "top1_agreement" (the primary
+        output's), "near_ties", "near_tie_flips", "disagreements", "worst_output", "worst_index",
+        "outputs": {name: per-output numbers}} and "error" when the outputs do not line up.
+    """
+    got, want = list(got), list(want)
+    if len(got) != len(spec.outputs) or len(want) != len(spec.outputs):
+        error = (f"{len(got)} output(s) where the spec declares {len(spec.outputs)} "
+                 f"({', '.join(t.name for t in spec.outputs)})")
+        return {"passed": False, "max_abs": float("inf"), "max_rel": float("inf"), "outside_tolerance": 0,
+                "top1_agreement": 0.0, "near_ties": 0, "near_tie_flips": 0, "disagreements": 0,
+                "worst_output": None, "worst_index": [], "outputs": {}, "error": error}
+    per = [compare_output(spec, i, g, w, tol) for i, (g, w) in enumerate(zip(got, want))]
+    worst = max(per, key=lambda r: (not r.passed, r.max_abs))
+    out = {
+        "passed": all(r.passed for r in per),
+        "max_abs": max(r.max_abs for r in per),
+        "max_rel": max(r.max_rel for r in per),
+        "outside_tolerance": sum(r.outside_tolerance for r in per),
+        "top1_agreement": per[spec.primary_index].top1_agreement,
+        "near_ties": sum(r.near_ties for r in per),
+        "near_tie_flips": sum(r.near_tie_flips for r in per),
+        "disagreements": sum(r.disagreements for r in per),
+        "worst_output": worst.name,
+        "worst_index": worst.worst_index or [],
+        "outputs": {r.name: r.as_json() for r in per},
+    }
+    errors = [f"{r.name}: {r.error}" for r in per if r.error]
+    if errors:
+        out["error"] = "; ".join(errors)
+    return out
