@@ -221,7 +221,13 @@ def perf_cmd(
     distribution: Annotated[str, typer.Option("--distribution", help="Open-loop arrivals: constant or "
                             "poisson.")] = "constant",
     latency_budget_ms: Annotated[Optional[float], typer.Option("--latency-budget-ms", help="Search the highest "
-                                 "concurrency whose p99 stays within this budget.")] = None,
+                                 "concurrency whose latency (--percentile's, else the average) stays within "
+                                 "this budget.")] = None,
+    percentile: Annotated[Optional[float], typer.Option("--percentile", help="Use this latency percentile "
+                          "(e.g. 95) for the stability rule and the budget search; default: the average "
+                          "latency, as perf_analyzer.")] = None,
+    streaming: Annotated[bool, typer.Option("--streaming", help="gRPC only: send over ModelStreamInfer streams "
+                         "(one per request in flight), as perf_analyzer's --streaming.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
     protocol: ProtocolOpt = "grpc",
     fmt: FormatOpt = F.DEFAULT_FORMAT,
@@ -234,10 +240,12 @@ def perf_cmd(
     warmup: Annotated[Optional[float], typer.Option("--warmup", help="Warm-up seconds per level "
                       "(default: one window).")] = None,
     stability: Annotated[float, typer.Option("--stability", help="Last 3 windows agree within this fraction "
-                         "on throughput and p99.")] = 0.10,
+                         "on throughput and latency (--percentile's, else the average).")] = 0.10,
     max_trials: Annotated[int, typer.Option("--max-trials", help="At most this many windows per level.")] = 10,
-    allow_unstable: Annotated[bool, typer.Option("--allow-unstable", help="Report a level that never "
-                              "stabilised instead of exiting 4.")] = False,
+    allow_unstable: Annotated[bool, typer.Option("--allow-unstable", help="Go on past a level that never "
+                              "stabilised, and exit 0 instead of 4.")] = False,
+    allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 instead of 1 when some "
+                              "requests failed (they are still counted).")] = False,
     workers: Annotated[int, typer.Option("--workers", help="Load-generator processes (each an asyncio loop); "
                        "more than 1 when one event loop saturates.")] = 1,
     url: Annotated[Optional[list[str]], typer.Option("--url", help="HOST:PORT of the chosen protocol; repeat to "
@@ -252,10 +260,16 @@ def perf_cmd(
                       "here.")] = None,
     as_json: JsonOpt = False,
 ):
-    """Load-test one served model the way perf_analyzer does (warm-up, stable windows, percentiles)."""
+    """Load-test one served model the way perf_analyzer does (warm-up, stable windows, percentiles).
+
+    Requests are encoded once per level and re-sent as wire bytes; every answer is checked for status
+    and size, a sample fully decoded. Outputs asked for are written in every case. Exit code, first
+    match wins: 3 the server is unreachable at the end; 1 a request failed (unless --allow-failures);
+    4 a level did not stabilise (unless --allow-unstable); else 0.
+    """
     from zeroserve import records
     from zeroserve.client import report as rep
-    from zeroserve.client.perf import level_iter, run_perf
+    from zeroserve.client.perf import level_iter, raise_for_outcome, run_perf
 
     spec = registry.get(model)
     _choice(protocol, PROTOCOLS, "--protocol")
@@ -264,9 +278,11 @@ def perf_cmd(
 
     def progress(level: dict) -> None:
         if not as_json:
+            failed = level["totals"]["failed"] + level["warmup"]["failed"]
             err_console.print(f"  {rep.level_label(level)}: {level['throughput']:.1f} infer/s, "
-                              f"p99 {level['p99_ms']:.2f} ms, {level['trials']} windows"
-                              f"{'' if level['stable'] else ' (not stable)'}", highlight=False)
+                              f"p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, {level['trials']} windows"
+                              f"{'' if level['stable'] else ' (not stable)'}"
+                              f"{f', {failed} failed' if failed else ''}", highlight=False)
 
     rec = run_perf(spec, endpoint or _no_endpoint(), fmt=fmt, protocol=protocol, urls=url,
                    concurrency=list(level_iter(concurrency, int)) if concurrency else None,
@@ -274,7 +290,8 @@ def perf_cmd(
                    distribution=distribution, latency_budget_ms=latency_budget_ms, batch_size=batch_size,
                    input_mode=input_mode, input_data=input_data, data_dir=data_dir, shared_memory=shared_memory,
                    window_s=window, warmup_s=warmup, stability=stability, max_trials=max_trials,
-                   allow_unstable=allow_unstable, timeout=timeout, workers=workers, on_level=progress)
+                   allow_unstable=allow_unstable, allow_failures=allow_failures, percentile=percentile,
+                   streaming=streaming, timeout=timeout, workers=workers, on_level=progress)
     if csv_out:
         records.write_bytes(csv_out, rep.to_csv(rec).encode())
     paths = rep.write_report(rec, report) if report else {}
@@ -291,9 +308,7 @@ def perf_cmd(
         if paths:
             console.print(f"report: {paths['html']} ({paths['png'].name}, {paths['csv'].name}, {paths['json'].name})",
                           highlight=False)
-    failed = sum(lv["failed"] for lv in rec["levels"])
-    if failed:
-        raise CheckFailed(f"{failed} requests failed during the run")
+    raise_for_outcome(rec)
 
 
 def _no_endpoint():

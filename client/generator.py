@@ -1,5 +1,7 @@
 """Where the load runs: this process's event loop, or several worker processes driven window by window.
 
+Requests are encoded once per level into wire bytes (`wire`) and re-sent by a sender (`wire_transport`).
+
 A generator is used as `async with gen:` (load starts), `await gen.swap()` at each window boundary
 (returns that window's counts and the generator's CPU seconds), and leaving the block stops the load.
 Worker processes are spawned (no fork: gRPC's threads do not survive it) and import no torch.
@@ -16,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from zeroserve.client import load
-from zeroserve.client.connection import AsyncClient
+from zeroserve.client import load, wire
+from zeroserve.client.wire import OutputSpec, Template
+from zeroserve.client.wire_transport import BLOCKING_GRPC_MAX_CONCURRENCY, SENDERS, BlockingGrpcLoop, Sender
 from zeroserve.errors import ZeroserveError
 from zeroserve.spec import TensorSpec
 
@@ -46,6 +49,8 @@ class LoadPlan:
         concurrency: closed loop with this many workers, or None for open loop at `rate`.
         start_at: open loop's first intended send time (time.perf_counter, the same clock in every process).
         output_regions: shared-memory output regions this generator owns, one per request in flight.
+        expected: the outputs a valid answer carries (names, datatypes, shapes), from a reference answer.
+        streaming: gRPC over `ModelStreamInfer` streams instead of unary calls.
     """
 
     tensors: Tensors
@@ -61,6 +66,8 @@ class LoadPlan:
     start_at: float = 0.0
     input_region: tuple[str, list[tuple[int, int]]] | None = None
     output_regions: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
+    expected: tuple[OutputSpec, ...] = ()
+    streaming: bool = False
 
 
 @dataclass
@@ -72,63 +79,82 @@ class Sample:
     loop_cpu_seconds: float
 
 
+def build_templates(plan: LoadPlan) -> list[list[Template]]:
+    """Per server, the plan's requests encoded once into wire bytes: one per output region with shared
+    memory (each request in flight owns one), else one."""
+    from zeroserve.client.connection import _module, build_request
+
+    module = _module(plan.protocol)
+    rows = []
+    for url in plan.urls:
+        row = []
+        for region in plan.output_regions or [None]:
+            inputs, outputs = build_request(module, plan.tensors, plan.arrays)
+            if plan.input_region is not None and region is not None:
+                name, offsets = plan.input_region
+                for inp, (off, size) in zip(inputs, offsets):
+                    inp.set_shared_memory(name, size, offset=off)
+                oname, ooffsets = region
+                for o, (off, size) in zip(outputs, ooffsets):
+                    o.set_shared_memory(oname, size, offset=off)
+            payload = (wire.encode_http(plan.triton_name, url, inputs, outputs) if plan.protocol == "http"
+                       else wire.encode_grpc(plan.triton_name, inputs, outputs))
+            row.append(Template(payload, plan.expected, in_shm=region is not None))
+        rows.append(row)
+    return rows
+
+
 class LocalGenerator:
-    """The load of one plan in this process's event loop (tritonclient's asyncio clients)."""
+    """The load of one plan in this process's event loop, sending pre-encoded wire bytes."""
 
     def __init__(self, plan: LoadPlan):
         self.plan = plan
         self.recorder = load.Recorder()
         self.stop = asyncio.Event()
-        self._stack = contextlib.AsyncExitStack()
+        self.sender: Sender | None = None
+        self.blocking: BlockingGrpcLoop | None = None
         self._task: asyncio.Future | None = None
         self._cpu = (0.0, 0.0)
 
-    def _prepared(self, clients: list[AsyncClient]) -> list[tuple[AsyncClient, list, list]]:
-        """(client, inputs, outputs) per slot, slots round-robin over the servers."""
-        p = self.plan
-        slots = p.concurrency or (len(p.output_regions) if p.output_regions else len(clients))
-        out = []
-        for i in range(slots):
-            client = clients[i % len(clients)]
-            inputs, outputs = client.prepare(p.tensors, p.arrays)
-            if p.input_region is not None:
-                name, offsets = p.input_region
-                for inp, (off, size) in zip(inputs, offsets):
-                    inp.set_shared_memory(name, size, offset=off)
-                oname, ooffsets = p.output_regions[i % len(p.output_regions)]
-                for o, (off, size) in zip(outputs, ooffsets):
-                    o.set_shared_memory(oname, size, offset=off)
-            out.append((client, inputs, outputs))
-        return out
-
     async def __aenter__(self) -> "LocalGenerator":
         p = self.plan
-        clients = [AsyncClient(u, p.protocol, p.timeout) for u in p.urls]
-        for c in clients:
-            await self._stack.enter_async_context(c)
-        prepared = self._prepared(clients)
-        free: asyncio.Queue | None = None
-        if p.concurrency is None and p.input_region is not None:
-            free = asyncio.Queue()  # open loop: an output region per request in flight
-            for i in range(len(prepared)):
-                free.put_nowait(i)
-
-        async def send(slot: int) -> None:
-            if free is None:
-                client, inputs, outputs = prepared[slot % len(prepared)]
-                await client.infer(p.triton_name, inputs, outputs)
-                return
-            own = await free.get()
-            try:
-                client, inputs, outputs = prepared[own]
-                await client.infer(p.triton_name, inputs, outputs)
-            finally:
-                free.put_nowait(own)
+        templates = build_templates(p)
+        if (p.protocol == "grpc" and not p.streaming and p.concurrency is not None
+                and p.concurrency <= BLOCKING_GRPC_MAX_CONCURRENCY):
+            self.blocking = BlockingGrpcLoop(p.urls, templates, p.concurrency, p.timeout, self.recorder)
+            self.blocking.start()
+            self._cpu = (time.process_time(), time.process_time())
+            return self
+        self.sender = SENDERS["grpc_stream" if p.streaming and p.protocol == "grpc" else p.protocol](
+            p.urls, p.timeout, self.recorder)
+        await self.sender.start()
+        sender, n = self.sender, len(p.urls)
 
         if p.concurrency is not None:
-            # closed loop: worker i always uses slot i, so a slot's output region is never shared
+            # closed loop: worker i always uses slot i (its connection, its output region)
+            async def send(worker: int) -> None:
+                row = templates[worker % n]
+                await sender.send(worker % n, row[worker % len(row)], worker)
+
             self._task = asyncio.ensure_future(load.closed_loop(send, p.concurrency, self.recorder, self.stop))
         else:
+            free: asyncio.Queue | None = None
+            if p.input_region is not None:
+                free = asyncio.Queue()  # open loop: an output region per request in flight
+                for i in range(len(templates[0])):
+                    free.put_nowait(i)
+
+            async def send(index: int) -> None:
+                row = templates[index % n]
+                if free is None:
+                    await sender.send(index % n, row[0], None)
+                    return
+                own = await free.get()
+                try:
+                    await sender.send(index % n, row[own], None)
+                finally:
+                    free.put_nowait(own)
+
             schedule = load.intended_send_times(p.rate, p.distribution, p.start_at, np.random.default_rng(p.seed))
             self._task = asyncio.ensure_future(load.open_loop(send, schedule, self.recorder, self.stop,
                                                               drain_timeout=p.timeout))
@@ -137,18 +163,23 @@ class LocalGenerator:
 
     async def swap(self) -> Sample:
         """Close the current window and open the next."""
-        counts = self.recorder.swap()
-        now = (time.process_time(), time.thread_time())
+        if self.blocking is not None:  # no event loop does the work: count the whole process's CPU
+            counts, now = self.blocking.swap(), (time.process_time(), time.process_time())
+        else:
+            counts, now = self.recorder.swap(), (time.process_time(), time.thread_time())
         sample = Sample(counts, now[0] - self._cpu[0], now[1] - self._cpu[1])
         self._cpu = now
         return sample
 
     async def __aexit__(self, *exc) -> None:
         self.stop.set()
+        if self.blocking is not None:
+            await asyncio.to_thread(self.blocking.close)
         if self._task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._task, self.plan.timeout + 1.0)
-        await self._stack.aclose()
+        if self.sender is not None:
+            await self.sender.close()
 
 
 # ---------------------------------------------------------------- worker processes
@@ -168,8 +199,8 @@ def encode(sample: Sample) -> dict:
     """A window as plain data (HdrHistogram's own compressed encoding) to cross a pipe."""
     c = sample.counts
     return {"histogram": c.histogram.encode(), "lag": c.lag.encode(), "ok": c.ok, "failed": c.failed,
-            "errors": dict(c.errors), "sent": c.sent, "late": c.late, "cpu": sample.cpu_seconds,
-            "loop_cpu": sample.loop_cpu_seconds}
+            "errors": dict(c.errors), "messages": dict(c.messages), "sent": c.sent, "late": c.late,
+            "send_s": c.send_s, "check_s": c.check_s, "cpu": sample.cpu_seconds, "loop_cpu": sample.loop_cpu_seconds}
 
 
 def merge(encoded: list[dict], extra_cpu: float = 0.0) -> Sample:
@@ -183,6 +214,10 @@ def merge(encoded: list[dict], extra_cpu: float = 0.0) -> Sample:
         counts.sent += e["sent"]
         counts.late += e["late"]
         counts.errors.update(e["errors"])
+        for kind, message in e["messages"].items():
+            counts.messages.setdefault(kind, message)
+        counts.send_s += e["send_s"]
+        counts.check_s += e["check_s"]
     return Sample(counts, sum(e["cpu"] for e in encoded) + extra_cpu,
                   max((e["loop_cpu"] for e in encoded), default=0.0))
 

@@ -39,10 +39,13 @@ class WindowCounts:
     histogram: HdrHistogram = field(default_factory=new_histogram)
     ok: int = 0
     failed: int = 0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)  # failures by kind
+    messages: dict[str, str] = field(default_factory=dict)  # the first message seen of each kind
     sent: int = 0
     late: int = 0
     lag: HdrHistogram = field(default_factory=new_histogram)
+    send_s: float = 0.0  # the generator's own time putting requests on the wire
+    check_s: float = 0.0  # ... and checking (sometimes decoding) answers
 
 
 class Recorder:
@@ -51,13 +54,16 @@ class Recorder:
     def __init__(self) -> None:
         self.current = WindowCounts()
 
-    def record(self, latency_s: float, ok: bool, error: str = "") -> None:
+    def record(self, latency_s: float, ok: bool, kind: str = "", message: str = "") -> None:
+        """One answered request, or a failed one counted under `kind` (its first message kept)."""
+        c = self.current
         if ok:
-            self.current.ok += 1
-            self.current.histogram.record_value(max(LOWEST_US, min(HIGHEST_US, round(latency_s * 1e6))))
+            c.ok += 1
+            c.histogram.record_value(max(LOWEST_US, min(HIGHEST_US, round(latency_s * 1e6))))
         else:
-            self.current.failed += 1
-            self.current.errors[error] += 1
+            c.failed += 1
+            c.errors[kind] += 1
+            c.messages.setdefault(kind, message)
 
     def sent(self, lag_s: float) -> None:
         self.current.sent += 1
@@ -70,10 +76,12 @@ class Recorder:
         return done
 
 
-def _error_name(exc: BaseException) -> str:
+def failure_kind(exc: BaseException) -> tuple[str, str]:
+    """(kind, one-line message) of a failed request: the wire's own kind, else the exception's type."""
     text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
-    line = (str(text or "").strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {line[:160]}" if line else type(exc).__name__
+    line = (str(text or "").strip().splitlines() or [""])[0][:300]
+    kind = getattr(exc, "kind", None) or type(exc).__name__
+    return kind, line or type(exc).__name__
 
 
 async def _timed(send: Send, index: int, start: float, recorder: Recorder, clock: Callable[[], float]) -> bool:
@@ -83,7 +91,7 @@ async def _timed(send: Send, index: int, start: float, recorder: Recorder, clock
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is counted, none stops the run
-        recorder.record(clock() - start, False, _error_name(exc))
+        recorder.record(clock() - start, False, *failure_kind(exc))
         return False
     recorder.record(clock() - start, True)
     return True

@@ -1,9 +1,11 @@
-"""`zeroserve client perf`: perf_analyzer's method on the asyncio load generator.
+"""`zeroserve client perf`: perf_analyzer's method on a wire-level load generator.
 
 Per level: warm-up, then measurement windows until the last 3 agree within `stability` on
-throughput and p99 (at most `max_trials` windows). Figures come from the stable windows:
-HdrHistogram percentiles, counts, generator CPU, and the server-side split from Triton's
-statistics extension (two samples differenced).
+throughput and latency (`--percentile N`'s, else the average, as perf_analyzer), at most
+`max_trials` windows. Figures come from the stable windows: HdrHistogram percentiles, counts, the
+generator's own cost per request, and the server-side split from Triton's statistics extension
+(two samples differenced). Every request is counted: a level's `totals` cover all its windows and
+its `warmup` the warm-up; one rule (`outcome`) turns the record into the exit code.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from zeroserve.client import load
 from zeroserve.client.connection import (AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback,
                                          server_split, to_wire, validate_inputs)
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
+from zeroserve.client.wire import OutputSpec, expected_outputs
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.spec import ModelSpec
 
@@ -40,14 +43,20 @@ MAX_WORKERS = 16
 # ---------------------------------------------------------------- figures
 
 
-def percentiles(hist: HdrHistogram) -> dict[str, float]:
-    """p50/p90/p95/p99, max and mean in milliseconds from a microsecond histogram (zeros when empty)."""
+def percentiles(hist: HdrHistogram, extra: float | None = None) -> dict[str, float]:
+    """p50/p90/p95/p99 (and p`extra`), max and mean in milliseconds from a microsecond histogram (zeros when empty)."""
+    points = PERCENTILES + ((extra,) if extra is not None and extra not in PERCENTILES else ())
     if hist.get_total_count() == 0:
-        return {**{f"p{p}_ms": 0.0 for p in PERCENTILES}, "max_ms": 0.0, "mean_ms": 0.0}
-    out = {f"p{p}_ms": hist.get_value_at_percentile(p) / 1e3 for p in PERCENTILES}
+        return {**{latency_key(p): 0.0 for p in points}, "max_ms": 0.0, "mean_ms": 0.0}
+    out = {latency_key(p): hist.get_value_at_percentile(p) / 1e3 for p in points}
     out["max_ms"] = hist.get_max_value() / 1e3
     out["mean_ms"] = hist.get_mean_value() / 1e3
     return out
+
+
+def latency_key(percentile: float | None) -> str:
+    """The record key of the latency the stability rule and the budget search use: `p95_ms`, or `mean_ms`."""
+    return "mean_ms" if percentile is None else f"p{percentile:g}_ms"
 
 
 @dataclass
@@ -66,18 +75,25 @@ class Window:
         """Inferences per second (answered requests x batch size)."""
         return self.counts.ok * self.batch_size / self.seconds if self.seconds > 0 else 0.0
 
-    @property
-    def p99_ms(self) -> float:
-        return percentiles(self.counts.histogram)["p99_ms"]
+    def latency(self, key: str) -> float:
+        """One latency figure of this window (`p99_ms`, `mean_ms`, ...)."""
+        if key == "mean_ms":
+            h = self.counts.histogram
+            return h.get_mean_value() / 1e3 if h.get_total_count() else 0.0
+        return self.counts.histogram.get_value_at_percentile(float(key[1:-3])) / 1e3
 
-    def as_json(self) -> dict:
-        return {"seconds": round(self.seconds, 4), "requests": self.counts.ok + self.counts.failed,
-                "ok": self.counts.ok, "failed": self.counts.failed, "throughput": self.throughput,
-                "p99_ms": self.p99_ms, "generator_cpu": self.cpu_seconds / self.seconds if self.seconds else 0.0}
+    def as_json(self, key: str = "mean_ms") -> dict:
+        """The window's figures, so that drift across a level can be seen."""
+        c = self.counts
+        out = {"seconds": round(self.seconds, 4), "requests": c.ok + c.failed, "ok": c.ok, "failed": c.failed,
+               "failures": dict(c.errors), "throughput": self.throughput,
+               **{k: self.latency(k) for k in dict.fromkeys(("p50_ms", "p99_ms", "mean_ms", key))},
+               "generator_cpu": self.cpu_seconds / self.seconds if self.seconds else 0.0}
+        return out
 
 
 def is_stable(figures: list[tuple[float, float]], threshold: float, count: int = STABLE_WINDOWS) -> bool:
-    """perf_analyzer's rule: the last `count` (throughput, p99) pairs each within `threshold` of their mean."""
+    """perf_analyzer's rule: the last `count` (throughput, latency) pairs each within `threshold` of their mean."""
     if len(figures) < count:
         return False
     last = figures[-count:]
@@ -89,8 +105,9 @@ def is_stable(figures: list[tuple[float, float]], threshold: float, count: int =
     return True
 
 
-def summarise(windows: list[Window], before: dict[str, int] | None, after: dict[str, int] | None) -> dict:
-    """A level's figures over the given windows: throughput, percentiles, counts, server split, CPU."""
+def summarise(windows: list[Window], before: dict[str, int] | None, after: dict[str, int] | None,
+              percentile: float | None = None) -> dict:
+    """A level's figures over the given windows: throughput, percentiles, counts, server split, client cost."""
     hist, lag = load.new_histogram(), load.new_histogram()
     for w in windows:
         hist.add(w.counts.histogram)
@@ -99,61 +116,104 @@ def summarise(windows: list[Window], before: dict[str, int] | None, after: dict[
     ok = sum(w.counts.ok for w in windows)
     failed = sum(w.counts.failed for w in windows)
     sent = sum(w.counts.sent for w in windows)
-    errors: dict[str, int] = {}
-    for w in windows:
-        for k, v in w.counts.errors.items():
-            errors[k] = errors.get(k, 0) + v
+    failures, messages = count_failures(w.counts for w in windows)
     batch = windows[0].batch_size if windows else 1
+    cpu = sum(w.cpu_seconds for w in windows)
+    per = 1e6 / (ok + failed) if ok + failed else 0.0
     fig = {
         "windows_used": len(windows), "seconds": seconds,
         "throughput": ok * batch / seconds if seconds else 0.0,
         "requests_per_s": ok / seconds if seconds else 0.0,
-        **percentiles(hist),
+        **percentiles(hist, percentile),
         "requests": ok + failed, "ok": ok, "failed": failed, "sent": sent,
         "late_sends": sum(w.counts.late for w in windows),
         "send_lag_p99_ms": lag.get_value_at_percentile(99) / 1e3 if lag.get_total_count() else 0.0,
-        "generator_cpu": sum(w.cpu_seconds for w in windows) / seconds if seconds else 0.0,
+        "generator_cpu": cpu / seconds if seconds else 0.0,
         "loop_cpu": sum(w.loop_cpu_seconds for w in windows) / seconds if seconds else 0.0,
-        "errors": errors,
+        # the client side of each request, beside the server's split (perf_analyzer's Client Send/Recv)
+        "client": {"cpu_us": cpu * per, "send_us": sum(w.counts.send_s for w in windows) * per,
+                   "check_us": sum(w.counts.check_s for w in windows) * per},
+        "failures": failures, "failure_messages": messages,
         "server": server_split(before, after) if before and after else None,
     }
     fig["generator_saturated"] = fig["loop_cpu"] >= SATURATED
     return fig
 
 
-def latency_budget_search(measure: Callable[[int], dict], budget_ms: float,
-                          max_concurrency: int = MAX_SEARCH_CONCURRENCY) -> tuple[dict | None, list[dict]]:
-    """The highest concurrency whose p99 stays within the budget: doubling, then bisection.
+def count_failures(windows) -> tuple[dict[str, int], dict[str, str]]:
+    """Failures by kind over several windows' counts, and the first message of each kind."""
+    failures: dict[str, int] = {}
+    messages: dict[str, str] = {}
+    for c in windows:
+        for k, v in c.errors.items():
+            failures[k] = failures.get(k, 0) + v
+        for k, m in c.messages.items():
+            messages.setdefault(k, m)
+    return failures, messages
 
-    Assumes p99 grows with concurrency (as perf_analyzer's search does). Returns (best level or None
-    when even concurrency 1 is over budget, every level measured in concurrency order).
+
+def totals(windows: list[Window]) -> dict:
+    """Every request of the given windows: counts, failures by kind, throughput and latency over them all."""
+    hist = load.new_histogram()
+    for w in windows:
+        hist.add(w.counts.histogram)
+    seconds = sum(w.seconds for w in windows)
+    ok = sum(w.counts.ok for w in windows)
+    failed = sum(w.counts.failed for w in windows)
+    failures, messages = count_failures(w.counts for w in windows)
+    batch = windows[0].batch_size if windows else 1
+    fig = percentiles(hist)
+    return {"windows": len(windows), "seconds": seconds, "requests": ok + failed, "ok": ok, "failed": failed,
+            "failures": failures, "failure_messages": messages,
+            "throughput": ok * batch / seconds if seconds else 0.0,
+            "p50_ms": fig["p50_ms"], "p99_ms": fig["p99_ms"], "mean_ms": fig["mean_ms"], "max_ms": fig["max_ms"]}
+
+
+def latency_budget_search(measure: Callable[[int], dict], budget_ms: float, key: str = "mean_ms",
+                          max_concurrency: int = MAX_SEARCH_CONCURRENCY) -> tuple[dict | None, list[dict]]:
+    """The highest concurrency whose latency `key` stays within the budget: doubling, then bisection.
+
+    Assumes latency grows with concurrency (as perf_analyzer's search does). Returns (best level or
+    None when even concurrency 1 is over budget, every level measured in concurrency order). A
+    measured level that comes back as None (the run had to stop) ends the search.
     """
     measured: dict[int, dict] = {}
 
     def within(c: int) -> bool:
         if c not in measured:
-            measured[c] = measure(c)
-        return measured[c]["p99_ms"] <= budget_ms
+            level = measure(c)
+            if level is None:
+                raise _SearchStopped
+            measured[c] = level
+        return measured[c][key] <= budget_ms
 
     levels = lambda: [measured[c] for c in sorted(measured)]  # noqa: E731
-    if not within(1):
-        return None, levels()
-    good, bad = 1, None
-    while good < max_concurrency:
-        nxt = min(good * 2, max_concurrency)
-        if within(nxt):
-            good = nxt
-        else:
-            bad = nxt
-            break
-    if bad is not None:
-        while bad - good > 1:
-            mid = (good + bad) // 2
-            if within(mid):
-                good = mid
+    good = None
+    try:
+        if not within(1):
+            return None, levels()
+        good, bad = 1, None
+        while good < max_concurrency:
+            nxt = min(good * 2, max_concurrency)
+            if within(nxt):
+                good = nxt
             else:
-                bad = mid
-    return measured[good], levels()
+                bad = nxt
+                break
+        if bad is not None:
+            while bad - good > 1:
+                mid = (good + bad) // 2
+                if within(mid):
+                    good = mid
+                else:
+                    bad = mid
+    except _SearchStopped:
+        pass
+    return (measured[good] if good else None), levels()
+
+
+class _SearchStopped(Exception):
+    """A level of the budget search stopped the run (server gone, every request failed, unstable)."""
 
 
 # ---------------------------------------------------------------- inputs
@@ -274,6 +334,13 @@ class Setup:
     distribution: str = "constant"
     seed: int = 0
     pool: WorkerPool | None = None  # worker processes generating the load; None: this process's event loop
+    expected: tuple[OutputSpec, ...] = ()
+    streaming: bool = False
+    percentile: float | None = None
+
+    @property
+    def latency_key(self) -> str:
+        return latency_key(self.percentile)
 
     def generator(self, concurrency: int | None, rate: float | None):
         """The level's generator: local, or its plans spread over the worker pool."""
@@ -282,7 +349,8 @@ class Setup:
                         self.arrays, self.timeout, distribution=self.distribution, seed=self.seed,
                         # workers need a moment to receive the level and connect before the first send
                         start_at=time.perf_counter() + (0.5 if self.pool else 0.01),
-                        input_region=self.shm.input_region if self.shm else None)
+                        input_region=self.shm.input_region if self.shm else None,
+                        expected=self.expected, streaming=self.streaming)
         if self.pool is None:
             return LocalGenerator(replace(base, concurrency=concurrency, rate=rate, output_regions=regions))
         plans = split_level(base, len(self.pool.procs), concurrency, rate, regions)
@@ -290,9 +358,15 @@ class Setup:
 
 
 async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> dict:
-    """Run one level to stability (or max_trials); the level's figures plus its windows."""
+    """Run one level to stability (or max_trials, or until the server stops answering); its figures.
+
+    The level's own figures come from the last stable windows; `totals` covers every measured
+    window, `warmup` the warm-up; `server_lost` says why a level ended early.
+    """
     windows: list[Window] = []
     samples: list[dict[str, int]] = []
+    key = setup.latency_key
+    lost = None
     async with contextlib.AsyncExitStack() as stack:
         # a server listed twice is sampled once
         stat_clients = [await stack.enter_async_context(AsyncClient(u, setup.protocol, setup.timeout))
@@ -303,11 +377,17 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
                                                               for c in stat_clients))))
 
         async with setup.generator(concurrency, rate) as gen:
-            await asyncio.sleep(setup.warmup_s)
-            await gen.swap()  # the warm-up is not measured
-            samples.append(await stats())
             t0 = time.perf_counter()
-            for _ in range(setup.max_trials):
+            await asyncio.sleep(setup.warmup_s)
+            warm = await gen.swap()  # the warm-up is not measured, but its requests are counted
+            t1 = time.perf_counter()
+            warmup = Window(t1 - t0, warm.counts, setup.batch_size, warm.cpu_seconds, warm.loop_cpu_seconds)
+            try:
+                samples.append(await stats())
+            except ServerError as exc:
+                lost = str(exc)
+            t0 = time.perf_counter()
+            for _ in range(setup.max_trials if lost is None else 0):
                 await asyncio.sleep(setup.window_s)
                 sample = await gen.swap()
                 t1 = time.perf_counter()
@@ -317,19 +397,24 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
                 try:
                     samples.append(await stats())
                 except ServerError as exc:
-                    done = sum(x.counts.ok for x in windows)
-                    failed = sum(x.counts.failed for x in windows)
-                    raise ServerError(f"the server stopped answering during the run ({exc}); "
-                                      f"{done} requests answered and {failed} failed before it went") from None
-                if is_stable([(x.throughput, x.p99_ms) for x in windows], setup.stability):
+                    lost = str(exc)
                     break
-    used = windows[-STABLE_WINDOWS:]
-    fig = summarise(used, samples[-len(used) - 1], samples[-1])
+                if is_stable([(x.throughput, x.latency(key)) for x in windows], setup.stability):
+                    break
+    # figures from windows that have a statistics sample at each end
+    sampled = windows[:max(0, len(samples) - 1)]
+    used = sampled[-STABLE_WINDOWS:]
+    first = len(sampled) - len(used)
+    fig = summarise(used, samples[first] if used else None, samples[len(sampled)] if used else None,
+                    setup.percentile)
     fig.update({
-        "concurrency": concurrency, "request_rate": rate,
-        "stable": is_stable([(x.throughput, x.p99_ms) for x in windows], setup.stability),
-        "trials": len(windows), "windows": [w.as_json() for w in windows],
+        "concurrency": concurrency, "request_rate": rate, "latency_metric": key,
+        "stable": lost is None and is_stable([(x.throughput, x.latency(key)) for x in windows], setup.stability),
+        "trials": len(windows), "windows": [w.as_json(key) for w in windows],
+        "totals": totals(windows), "warmup": totals([warmup]),
     })
+    if lost is not None:
+        fig["server_lost"] = lost
     if rate is not None:
         fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
         fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
@@ -338,13 +423,25 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
 
 def unstable_message(level: dict, stability: float, advice: bool = True) -> str:
     """One line with the last windows' figures of a level that did not stabilise."""
-    what = f"concurrency {level['concurrency']}" if level["concurrency"] else f"request rate {level['request_rate']}/s"
+    what = level_name(level)
+    key = level.get("latency_metric", "mean_ms")
     last = level["windows"][-STABLE_WINDOWS:]
     tp = ", ".join(f"{w['throughput']:.0f}" for w in last)
-    p99 = ", ".join(f"{w['p99_ms']:.2f}" for w in last)
+    lat = ", ".join(f"{w[key]:.2f}" for w in last)
+    name = "average latency" if key == "mean_ms" else key.removesuffix("_ms")
     return (f"{what} did not stabilise within {stability:.0%} in {level['trials']} windows: last throughput "
-            f"{tp} infer/s, p99 {p99} ms"
+            f"{tp} infer/s, {name} {lat} ms"
             + (" (raise --max-trials or --window, or pass --allow-unstable)" if advice else ""))
+
+
+def level_name(level: dict) -> str:
+    return (f"concurrency {level['concurrency']}" if level["concurrency"]
+            else f"request rate {level['request_rate']:g}/s")
+
+
+def level_failed(level: dict) -> int:
+    """Every failed request of a level: its measured windows and its warm-up."""
+    return level["totals"]["failed"] + level["warmup"]["failed"]
 
 
 # ---------------------------------------------------------------- the run
@@ -364,12 +461,15 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
              latency_budget_ms: float | None = None, batch_size: int = 1, input_mode: str = "random",
              input_data: Path | None = None, data_dir: Path | None = None, shared_memory: str = "none",
              window_s: float = 5.0, warmup_s: float | None = None, stability: float = 0.10, max_trials: int = 10,
-             allow_unstable: bool = False, timeout: float = 10.0, seed: int = 0, workers: int = 1,
+             allow_unstable: bool = False, allow_failures: bool = False, percentile: float | None = None,
+             streaming: bool = False, timeout: float = 10.0, seed: int = 0, workers: int = 1,
              on_level: Callable[[dict], None] | None = None) -> dict:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
 
-    Raises UnstableError (exit 4) at the first level that does not stabilise unless allow_unstable,
-    ServerError (exit 3) when a server is unreachable or goes away mid-run.
+    Once load has started the record is always returned: its `outcome` says which exit code the run
+    earns (`raise_for_outcome`). Before load, a bad option is an InputError and an unreachable server a
+    ServerError (exit 3). The run stops early at a level that did not stabilise (unless
+    allow_unstable), where every request failed, or when the server stops answering.
     """
     modes = sum(x is not None and x != [] for x in (concurrency, request_rate, latency_budget_ms))
     if modes > 1:
@@ -386,6 +486,10 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
         raise InputError("--latency-budget-ms must be positive")
     if not 1 <= workers <= MAX_WORKERS:
         raise InputError(f"--workers must be between 1 and {MAX_WORKERS}")
+    if percentile is not None and not 0 < percentile < 100:
+        raise InputError(f"--percentile must be between 0 and 100 (exclusive), got {percentile:g}")
+    if streaming and protocol != "grpc":
+        raise InputError("--streaming is gRPC's ModelStreamInfer: use it with --protocol grpc")
     if not request_rate and latency_budget_ms is None and not concurrency:
         concurrency = [1]
     triton_name = spec.triton_name(fmt)
@@ -411,7 +515,8 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
                                       f"{os.getpid()}_{triton_name}")
         setup = Setup(spec, triton_name, protocol, urls, arrays, batch_size, window_s,
                       window_s if warmup_s is None else warmup_s, stability, max_trials, timeout, shm,
-                      distribution, seed)
+                      distribution, seed, expected=expected_outputs([t.name for t in spec.outputs], outputs[0]),
+                      streaming=streaming, percentile=percentile)
         try:
             setup.pool = WorkerPool(workers) if workers > 1 else None
             levels, best = _measure_levels(setup, concurrency, request_rate, latency_budget_ms,
@@ -421,6 +526,7 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
                 setup.pool.close()
             if shm is not None:
                 shm.close()
+        unreachable = _unreachable(sync, triton_name)
     finally:
         for c in sync:
             c.close()
@@ -429,15 +535,58 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
     mode = "latency_budget" if latency_budget_ms is not None else "request_rate" if request_rate else "concurrency"
     return {
         "schema": records.SCHEMA, "kind": "perf", "model": spec.name, "triton_model": triton_name,
-        "protocol": protocol, "format": fmt, "urls": urls, "batch_size": batch_size,
+        "protocol": protocol, "streaming": streaming, "format": fmt, "urls": urls, "batch_size": batch_size,
         "input": "file " + str(input_data) if input_data else input_mode, "shared_memory": shared_memory,
         "mode": mode, "distribution": distribution if request_rate else None,
-        "latency_budget_ms": latency_budget_ms, "best": best,
+        "latency_budget_ms": latency_budget_ms, "best": best, "latency_metric": latency_key(percentile),
         "window_s": window_s, "stability": stability, "max_trials": max_trials, "workers": workers,
         "levels": levels, "notes": notes, "cpu_count": cores,
+        "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": records.versions("tritonclient", "hdrhistogram"),
+        "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
     }
+
+
+def _unreachable(clients: list[Client], triton_name: str) -> str | None:
+    """Why a server no longer answers at the end of a run, or None when every one does."""
+    for c in clients:
+        try:
+            c.live()
+        except ServerError as exc:
+            return str(exc)
+    return None
+
+
+def outcome(levels: list[dict], unreachable: str | None, stability: float, allow_failures: bool,
+            allow_unstable: bool) -> dict:
+    """The exit code a run earns, first match wins: 3 a server unreachable at the end; 1 any failed request
+    (unless allowed); 4 a level that did not stabilise (unless allowed); else 0. With the reason."""
+    failed = sum(level_failed(lv) for lv in levels)
+    unstable = [lv for lv in levels if not lv["stable"] and "server_lost" not in lv]
+    if unreachable:
+        counted = sum(lv["totals"]["ok"] + lv["warmup"]["ok"] for lv in levels)
+        return {"exit_code": 3, "reason": f"the server stopped answering during the run ({unreachable}); "
+                                          f"{counted} requests answered and {failed} failed before it went"}
+    if failed and not allow_failures:
+        kinds: dict[str, int] = {}
+        for lv in levels:
+            for part in (lv["totals"], lv["warmup"]):
+                for k, v in part["failures"].items():
+                    kinds[k] = kinds.get(k, 0) + v
+        top = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        return {"exit_code": 1, "reason": f"{failed} requests failed during the run ({top}); "
+                                          "pass --allow-failures to accept them"}
+    if unstable and not allow_unstable:
+        return {"exit_code": 4, "reason": unstable_message(unstable[0], stability)}
+    return {"exit_code": 0, "reason": ""}
+
+
+def raise_for_outcome(rec: dict) -> None:
+    """Raise the typed error (ServerError 3, CheckFailed 1, UnstableError 4) the record's outcome names."""
+    code, reason = rec["outcome"]["exit_code"], rec["outcome"]["reason"]
+    error = {3: ServerError, 1: CheckFailed, 4: UnstableError}.get(code)
+    if error is not None:
+        raise error(reason)
 
 
 def run_notes(levels: list[dict], stability: float, workers: int, cores: int) -> list[str]:
@@ -446,44 +595,54 @@ def run_notes(levels: list[dict], stability: float, workers: int, cores: int) ->
     if workers > 1:
         notes.append(f"load generated by {workers} worker processes, each with its own event loop; "
                      "generator CPU is their sum, loop CPU the busiest one's")
-    if any(lv["generator_saturated"] for lv in levels):
-        notes.append("the load generator's event loop was saturated at some levels (loop CPU >= "
-                     f"{SATURATED:.0%} of a core): those figures measure the generator as much as the server"
-                     + ("" if workers > 1 else "; try --workers 2"))
     for lv in levels:
-        where = f"concurrency {lv['concurrency']}" if lv["concurrency"] else f"rate {lv['request_rate']:g}/s"
+        where = level_name(lv)
+        if lv["generator_saturated"]:
+            notes.append(f"warning: the load generator's CPU limited {where} (its busiest thread used "
+                         f"{lv['loop_cpu']:.0%} of a core, {lv['client']['cpu_us']:.0f} µs per request): the "
+                         "figures measure the generator as much as the server"
+                         + ("" if workers > 1 else "; try --workers 2"))
         if lv.get("rate_kept") is False:
             notes.append(f"the generator could not keep to the schedule at {lv['request_rate']:g} requests/s "
                          f"(sent {lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); "
                          "latencies still count from the intended send times")
-        if not lv["stable"]:
-            notes.append(unstable_message(lv, stability, advice=False) + "; reported as measured (--allow-unstable)")
-        if lv["failed"]:
-            notes.append(f"{lv['failed']} failed requests at {where}")
+        if "server_lost" in lv:
+            notes.append(f"the server stopped answering at {where}: {lv['server_lost']}")
+        elif not lv["stable"]:
+            notes.append(unstable_message(lv, stability, advice=False))
+        if level_failed(lv):
+            kinds = {**lv["warmup"]["failures"]}
+            for k, v in lv["totals"]["failures"].items():
+                kinds[k] = kinds.get(k, 0) + v
+            first = {**lv["totals"]["failure_messages"], **lv["warmup"]["failure_messages"]}
+            notes.append(f"{level_failed(lv)} failed requests at {where}: "
+                         + "; ".join(f"{v} {k} ({first.get(k, '')})" for k, v in kinds.items()))
     return notes
 
 
 def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unstable, on_level):
-    """Run the levels of the chosen mode; stop at the first unstable one unless allowed."""
+    """Run the levels of the chosen mode; stop after a level that lost the server, where every request
+    failed, or (unless allowed) that did not stabilise."""
+    stopped = False
 
-    def measure(c: int | None, r: float | None) -> dict:
+    def measure(c: int | None, r: float | None) -> dict | None:
+        nonlocal stopped
+        if stopped:
+            return None
         level = asyncio.run(_level(setup, c, r))
         if on_level:
             on_level(level)
-        if level["failed"] and not level["ok"]:
-            top = max(level["errors"].items(), key=lambda kv: kv[1])[0] if level["errors"] else "unknown error"
-            what = f"concurrency {c}" if c else f"request rate {r:g}/s"
-            raise CheckFailed(f"every request failed at {what} ({level['failed']} requests; {top})")
-        if not level["stable"] and not allow_unstable:
-            raise UnstableError(unstable_message(level, setup.stability))
+        every_failed = level_failed(level) and not (level["totals"]["ok"] + level["warmup"]["ok"])
+        if "server_lost" in level or every_failed or (not level["stable"] and not allow_unstable):
+            stopped = True
         return level
 
     if budget is not None:
-        best, levels = latency_budget_search(lambda c: measure(c, None), budget)
+        best, levels = latency_budget_search(lambda c: measure(c, None), budget, setup.latency_key)
         return levels, (best["concurrency"] if best else None)
-    if request_rate:
-        return [measure(None, r) for r in request_rate], None
-    return [measure(c, None) for c in concurrency], None
+    measured = [measure(c, None) for c in concurrency] if not request_rate else [measure(None, r)
+                                                                                 for r in request_rate]
+    return [lv for lv in measured if lv is not None], None
 
 
 def level_iter(values: str, kind: type) -> Iterator:

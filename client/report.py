@@ -16,7 +16,8 @@ from zeroserve import records
 CSV_COLUMNS = ("concurrency", "request_rate", "throughput", "requests_per_s", "p50_ms", "p90_ms", "p95_ms",
                "p99_ms", "max_ms", "mean_ms", "requests", "ok", "failed", "stable", "trials",
                "server_queue_us", "server_compute_input_us", "server_compute_infer_us", "server_compute_output_us",
-               "generator_cpu", "loop_cpu", "achieved_rate", "send_lag_p99_ms")
+               "client_cpu_us", "client_send_us", "client_check_us", "generator_cpu", "loop_cpu", "achieved_rate",
+               "send_lag_p99_ms", "total_requests", "total_failed", "warmup_requests", "warmup_failed", "failures")
 
 
 def level_label(level: dict) -> str:
@@ -29,7 +30,32 @@ def flat_row(level: dict) -> dict:
     row = {k: level.get(k) for k in CSV_COLUMNS}
     for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
         row[f"server_{phase}_us"] = server.get(f"{phase}_us")
+    client = level.get("client") or {}
+    for part in ("cpu", "send", "check"):
+        row[f"client_{part}_us"] = client.get(f"{part}_us")
+    for block in ("total", "warmup"):
+        fig = level.get("totals" if block == "total" else "warmup") or {}
+        row[f"{block}_requests"], row[f"{block}_failed"] = fig.get("requests"), fig.get("failed")
+    kinds = failures(level)
+    row["failures"] = ";".join(f"{k}={v}" for k, v in kinds.items())
     return row
+
+
+def failures(level: dict) -> dict[str, int]:
+    """Failed requests by kind over the whole level (warm-up and every window)."""
+    kinds: dict[str, int] = {}
+    for block in (level.get("warmup") or {}, level.get("totals") or {}):
+        for k, v in block.get("failures", {}).items():
+            kinds[k] = kinds.get(k, 0) + v
+    return kinds
+
+
+def all_requests(level: dict) -> tuple[int, int]:
+    """(requests, failed) over the whole level, warm-up included; the stable windows' when no totals."""
+    blocks = [level[k] for k in ("totals", "warmup") if k in level]
+    if not blocks:
+        return level["requests"], level["failed"]
+    return sum(b["requests"] for b in blocks), sum(b["failed"] for b in blocks)
 
 
 def title(rec: dict) -> str:
@@ -41,17 +67,20 @@ def table(rec: dict) -> Table:
     """The human table: one row per level."""
     t = Table(title=title(rec))
     cols = ("level", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "mean ms", "requests", "failed",
-            "server queue/in/infer/out µs", "gen CPU", "stable")
+            "server queue/in/infer/out µs", "client cpu/send/check µs", "gen CPU", "stable")
     for c in cols:
         t.add_column(c, justify="left" if c == "level" else "right")
     for lv in rec["levels"]:
         s = lv.get("server") or {}
         split = "/".join(f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer",
                                                                   "compute_output")) if s else "-"
+        c = lv.get("client") or {}
+        client = "/".join(f"{c.get(f'{p}_us', 0):.0f}" for p in ("cpu", "send", "check")) if c else "-"
         mark = "" if lv.get("rate_kept", True) else " (rate not kept)"
+        requests, failed = all_requests(lv)
         t.add_row(level_label(lv) + mark, f"{lv['throughput']:.1f}", *(f"{lv[k]:.2f}" for k in
                   ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
-                  str(lv["requests"]), str(lv["failed"]), split, f"{lv['generator_cpu']:.0%}",
+                  str(requests), str(failed), split, client, f"{lv['generator_cpu']:.0%}",
                   "yes" if lv["stable"] else f"no ({lv['trials']})")
     return t
 
@@ -95,20 +124,24 @@ def plot_png(rec: dict) -> bytes:
 def to_html(rec: dict, png: bytes) -> str:
     """A self-contained page: the table, the plot embedded as base64, the notes and the settings."""
     head = ["level", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "mean ms", "requests", "failed",
-            "queue µs", "compute input µs", "infer µs", "compute output µs", "generator CPU", "stable"]
+            "queue µs", "compute input µs", "infer µs", "compute output µs", "client CPU µs", "generator CPU",
+            "stable"]
     rows = []
     for lv in rec["levels"]:
         s = lv.get("server") or {}
+        requests, failed = all_requests(lv)
         cells = [level_label(lv), f"{lv['throughput']:.1f}",
                  *(f"{lv[k]:.3f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
-                 str(lv["requests"]), str(lv["failed"]),
+                 str(requests), str(failed),
                  *(f"{s.get(f'{p}_us', 0):.1f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")),
-                 f"{lv['generator_cpu']:.0%}", "yes" if lv["stable"] else "no"]
+                 f"{(lv.get('client') or {}).get('cpu_us', 0):.0f}", f"{lv['generator_cpu']:.0%}",
+                 "yes" if lv["stable"] else "no"]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in rec["notes"])
     settings = {k: rec[k] for k in ("model", "triton_model", "protocol", "format", "urls", "batch_size", "input",
                                     "shared_memory", "mode", "distribution", "latency_budget_ms", "best", "window_s",
-                                    "stability", "max_trials", "started")}
+                                    "stability", "max_trials", "started", "streaming", "latency_metric", "outcome")
+                if k in rec}
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>zeroserve perf: {html.escape(rec['triton_model'])}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}

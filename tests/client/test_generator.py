@@ -49,10 +49,11 @@ def test_windows_merge_across_workers():
             r.sent(0.0)
             r.record(v / 1e6, True)
         for _ in range(failed):
-            r.record(0.1, False, "E")
+            r.record(0.1, False, "E", "what E was")
         samples.append(G.encode(G.Sample(r.swap(), 0.2, 0.1 * len(latencies))))
     merged = G.merge(samples, extra_cpu=0.05)
     assert merged.counts.ok == 3 and merged.counts.failed == 1 and merged.counts.errors["E"] == 1
+    assert merged.counts.messages == {"E": "what E was"}
     assert merged.counts.histogram.get_total_count() == 3
     assert merged.counts.histogram.get_max_value() == pytest.approx(3000, rel=1e-3)
     assert merged.cpu_seconds == pytest.approx(0.45) and merged.loop_cpu_seconds == pytest.approx(0.2)

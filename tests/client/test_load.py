@@ -139,7 +139,15 @@ def test_closed_loop_keeps_concurrency_and_counts_failures():
     counts = recorder.swap()
     assert in_flight["max"] == 4
     assert counts.ok + counts.failed == counts.sent
-    assert counts.failed > 0 and "ConnectionRefusedError: refused" in counts.errors
+    assert counts.failed > 0 and counts.errors["ConnectionRefusedError"] == counts.failed
+    assert counts.messages == {"ConnectionRefusedError": "refused"}
+
+
+def test_a_wire_failure_is_counted_under_its_kind():
+    from zeroserve.client.wire import WireFailure
+
+    assert load.failure_kind(WireFailure("http_500", "boom\nmore")) == ("http_500", "boom")
+    assert load.failure_kind(TimeoutError()) == ("TimeoutError", "TimeoutError")
 
 
 def test_recorder_swap_separates_windows():
@@ -147,8 +155,9 @@ def test_recorder_swap_separates_windows():
     r.record(0.001, True)
     first = r.swap()
     r.record(0.002, True)
-    r.record(0.5, False, "x")
+    r.record(0.5, False, "x", "first")
+    r.record(0.5, False, "x", "second")
     second = r.swap()
     assert (first.ok, first.failed) == (1, 0)
-    assert (second.ok, second.failed, second.errors["x"]) == (1, 1, 1)
+    assert (second.ok, second.failed, second.errors["x"], second.messages["x"]) == (1, 2, 2, "first")
     assert second.histogram.get_total_count() == 1

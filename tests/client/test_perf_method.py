@@ -55,12 +55,12 @@ def test_stability_threshold_is_relative_to_the_mean():
     assert not perf.is_stable(figures, 0.05)
 
 
-def _synthetic_measure(p99_of):
+def _synthetic_measure(latency_of, key="mean_ms"):
     calls = []
 
     def measure(c):
         calls.append(c)
-        return {"concurrency": c, "p99_ms": p99_of(c)}
+        return {"concurrency": c, key: latency_of(c), "p99_ms": 1e9}  # only `key` may decide
 
     return measure, calls
 
@@ -85,6 +85,36 @@ def test_latency_budget_search_knee():
     measure, _ = _synthetic_measure(lambda c: 2.0 if c <= 21 else 40.0)  # a cliff after 21
     level, _ = perf.latency_budget_search(measure, 5.0)
     assert level["concurrency"] == 21
+
+
+def test_latency_budget_search_uses_the_chosen_percentile():
+    measure, _ = _synthetic_measure(lambda c: 1.0 * c, key="p95_ms")
+    level, _ = perf.latency_budget_search(measure, 6.0, key=perf.latency_key(95))
+    assert level["concurrency"] == 6
+
+
+def test_latency_budget_search_ends_when_the_run_stops():
+    def measure(c):
+        return {"concurrency": c, "mean_ms": 1.0} if c < 4 else None
+
+    level, levels = perf.latency_budget_search(measure, 100.0)
+    assert level["concurrency"] == 2 and [lv["concurrency"] for lv in levels] == [1, 2]
+
+
+def test_the_latency_key_is_the_average_unless_a_percentile_is_chosen():
+    assert perf.latency_key(None) == "mean_ms" and perf.latency_key(95) == "p95_ms"
+    assert perf.latency_key(99.9) == "p99.9_ms"
+    fig = perf.percentiles(_hist(range(1, 10_001)), extra=99.9)
+    assert fig["p99.9_ms"] == pytest.approx(9.99, rel=2e-3)
+
+
+def test_a_window_reports_the_chosen_latency_and_its_failures_by_kind():
+    counts = load.WindowCounts(histogram=_hist([1000] * 9 + [9000]), ok=10, failed=2)
+    counts.errors.update({"http_500": 2})
+    w = perf.Window(1.0, counts, 1)
+    assert w.latency("mean_ms") == pytest.approx(1.8, rel=2e-3) and w.latency("p50_ms") == pytest.approx(1.0, rel=2e-3)
+    row = w.as_json("p95_ms")
+    assert row["failures"] == {"http_500": 2} and row["requests"] == 12 and row["p95_ms"] == pytest.approx(9.0, rel=2e-3)
 
 
 def _window(ok, failed, latencies_us, seconds=1.0, batch=2):
@@ -116,10 +146,10 @@ def test_server_split_without_requests_is_zero():
 
 
 def test_unstable_message_names_the_last_windows():
-    level = {"concurrency": 8, "request_rate": None, "trials": 10,
+    level = {"concurrency": 8, "request_rate": None, "trials": 10, "latency_metric": "p99_ms",
              "windows": [{"throughput": t, "p99_ms": p} for t, p in ((1, 1), (900, 2.5), (1200, 3.5), (700, 9.0))]}
     msg = perf.unstable_message(level, 0.1)
-    assert "concurrency 8" in msg and "900, 1200, 700" in msg and "2.50, 3.50, 9.00" in msg
+    assert "concurrency 8" in msg and "900, 1200, 700" in msg and "p99 2.50, 3.50, 9.00" in msg
 
 
 def _fake_levels(monkeypatch, make):
@@ -130,32 +160,84 @@ def _fake_levels(monkeypatch, make):
     return perf.Setup(None, "m", "grpc", ["127.0.0.1:1"], [], 1, 0.1, 0.0, 0.1, 3, 1.0)
 
 
-def _synthetic_level(c, r, *, stable=True, ok=10, failed=0):
-    return {"concurrency": c, "request_rate": r, "stable": stable, "ok": ok, "failed": failed, "trials": 3,
-            "errors": {"ConnectionResetError: reset": failed} if failed else {}, "p99_ms": float(c or 1),
-            "windows": [{"throughput": 1.0 * i, "p99_ms": 1.0} for i in range(3)]}
+def _block(ok=10, failed=0, kind="connection"):
+    return {"requests": ok + failed, "ok": ok, "failed": failed, "failures": {kind: failed} if failed else {},
+            "failure_messages": {kind: "reset"} if failed else {}}
 
 
-def test_an_unstable_level_stops_the_run_with_exit_4_unless_allowed(monkeypatch):
-    from zeroserve.errors import UnstableError
+def _synthetic_level(c, r, *, stable=True, ok=10, failed=0, warmup_failed=0, lost=False):
+    level = {"concurrency": c, "request_rate": r, "stable": stable and not lost, "ok": ok, "failed": 0, "trials": 3,
+             "latency_metric": "mean_ms", "mean_ms": float(c or 1), "generator_saturated": False,
+             "totals": _block(ok, failed), "warmup": _block(5, warmup_failed, "http_500"),
+             "windows": [{"throughput": 1.0 * i, "mean_ms": 1.0} for i in range(3)]}
+    if lost:
+        level["server_lost"] = "no Triton server answered"
+    return level
 
+
+def test_an_unstable_level_stops_the_run_unless_allowed(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, stable=c < 4))
-    with pytest.raises(UnstableError, match="concurrency 4 did not stabilise") as info:
-        perf._measure_levels(setup, [1, 2, 4, 8], None, None, False, None)
-    assert info.value.exit_code == 4
+    levels, _ = perf._measure_levels(setup, [1, 2, 4, 8], None, None, False, None)
+    assert [lv["concurrency"] for lv in levels] == [1, 2, 4]
+    out = perf.outcome(levels, None, 0.1, False, False)
+    assert out["exit_code"] == 4 and "concurrency 4 did not stabilise" in out["reason"]
     levels, _ = perf._measure_levels(setup, [1, 2, 4, 8], None, None, True, None)
     assert [lv["concurrency"] for lv in levels] == [1, 2, 4, 8]
+    assert perf.outcome(levels, None, 0.1, False, True)["exit_code"] == 0
 
 
-def test_a_level_where_every_request_failed_is_a_check_failure(monkeypatch):
-    from zeroserve.errors import CheckFailed
+def test_a_level_where_every_request_failed_stops_the_run(monkeypatch):
+    setup = _fake_levels(monkeypatch, lambda c, r: {**_synthetic_level(c, r, stable=False, ok=0, failed=7),
+                                                    "warmup": _block(0)})
+    levels, _ = perf._measure_levels(setup, None, [50.0, 100.0], None, True, None)
+    assert len(levels) == 1
+    out = perf.outcome(levels, None, 0.1, False, True)
+    assert out["exit_code"] == 1 and "7 requests failed" in out["reason"] and "7 connection" in out["reason"]
 
-    setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, stable=False, ok=0, failed=7))
-    with pytest.raises(CheckFailed, match="every request failed at request rate 50/s .7 requests; ConnectionResetError"):
-        perf._measure_levels(setup, None, [50.0], None, True, None)
+
+@pytest.mark.parametrize("kw,unreachable,allow,code", [
+    ({}, None, {}, 0),
+    ({"failed": 3}, None, {}, 1),                                   # failures in a window that is not a stable one
+    ({"warmup_failed": 2}, None, {}, 1),                            # the warm-up's failures count too
+    ({"failed": 3}, None, {"allow_failures": True}, 0),
+    ({"stable": False}, None, {}, 4),
+    ({"stable": False, "failed": 1}, None, {}, 1),                  # failures come before instability
+    ({"stable": False}, None, {"allow_unstable": True}, 0),
+    ({"failed": 1, "lost": True}, "no Triton server answered", {"allow_failures": True}, 3),  # unreachable first
+])
+def test_one_exit_code_rule_first_match_wins(kw, unreachable, allow, code):
+    levels = [_synthetic_level(1, None), _synthetic_level(2, None, **kw)]
+    out = perf.outcome(levels, unreachable, 0.1, allow.get("allow_failures", False),
+                       allow.get("allow_unstable", False))
+    assert out["exit_code"] == code
+    rec = {"outcome": out}
+    if code:
+        with pytest.raises(Exception) as info:
+            perf.raise_for_outcome(rec)
+        assert info.value.exit_code == code and str(info.value) == out["reason"]
+    else:
+        perf.raise_for_outcome(rec)
+
+
+def test_a_lost_server_stops_the_run_and_its_level_is_not_called_unstable(monkeypatch):
+    setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, lost=c == 2))
+    levels, _ = perf._measure_levels(setup, [1, 2, 4], None, None, False, None)
+    assert [lv["concurrency"] for lv in levels] == [1, 2]
+    notes = perf.run_notes(levels, 0.1, 1, 2)
+    assert any("stopped answering at concurrency 2" in n for n in notes)
+    assert not any("did not stabilise" in n for n in notes)
 
 
 def test_budget_mode_runs_the_search(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r))
     levels, best = perf._measure_levels(setup, None, None, 5.0, False, None)
     assert best == 5 and [lv["concurrency"] for lv in levels] == [1, 2, 4, 5, 6, 8]
+
+
+def test_totals_count_every_window_and_the_stable_ones_stay_apart():
+    windows = [_window(0, 50, [], seconds=1.0), _window(100, 0, [1000] * 100), _window(100, 0, [1000] * 100),
+               _window(100, 0, [1000] * 100)]
+    windows[0].counts.errors.update({"connection": 50})
+    t = perf.totals(windows)
+    assert (t["requests"], t["ok"], t["failed"], t["failures"]) == (350, 300, 50, {"connection": 50})
+    assert perf.summarise(windows[1:], None, None)["failed"] == 0  # the stable windows alone look clean
