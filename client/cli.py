@@ -269,7 +269,7 @@ def perf_cmd(
     """
     from zeroserve import records
     from zeroserve.client import report as rep
-    from zeroserve.client.perf import level_iter, raise_for_outcome, run_perf
+    from zeroserve.client.perf import level_count, level_iter, raise_for_outcome, run_perf
 
     spec = registry.get(model)
     _choice(protocol, PROTOCOLS, "--protocol")
@@ -278,7 +278,7 @@ def perf_cmd(
 
     def progress(level: dict) -> None:
         if not as_json:
-            failed = level["totals"]["failed"] + level["warmup"]["failed"]
+            failed = level_count(level)
             err_console.print(f"  {rep.level_label(level)}: {level['throughput']:.1f} infer/s, "
                               f"p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, {level['trials']} windows"
                               f"{'' if level['stable'] else ' (not stable)'}"

@@ -171,13 +171,21 @@ class LocalGenerator:
         self._cpu = now
         return sample
 
-    async def __aexit__(self, *exc) -> None:
+    async def finish(self) -> Sample:
+        """Stop sending, let the requests in flight finish (each bounded by the timeout); their counts."""
+        await self._stop_load()
+        return await self.swap()
+
+    async def _stop_load(self) -> None:
         self.stop.set()
-        if self.blocking is not None:
+        if self.blocking is not None and not self.blocking.stop.is_set():
             await asyncio.to_thread(self.blocking.close)
         if self._task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(self._task, self.plan.timeout + 1.0)
+
+    async def __aexit__(self, *exc) -> None:
+        await self._stop_load()
         if self.sender is not None:
             await self.sender.close()
 
@@ -228,9 +236,9 @@ async def _child_level(conn, plan: LoadPlan) -> None:
         conn.send(("started",))
         while True:
             msg = await loop.run_in_executor(None, _recv, conn)
-            if msg is None or msg[0] != "swap":
+            if msg is None or msg[0] not in ("swap", "finish"):
                 break
-            conn.send(("window", encode(await gen.swap())))
+            conn.send(("window", encode(await (gen.swap() if msg[0] == "swap" else gen.finish()))))
     conn.send(("ended",))
 
 
@@ -307,15 +315,19 @@ class ProcessGenerator:
         self._cpu = time.process_time()
         return self
 
-    async def swap(self) -> Sample:
+    async def swap(self, message: str = "swap") -> Sample:
         for conn in self.conns:
-            conn.send(("swap",))
+            conn.send((message,))
         windows = [(await asyncio.to_thread(self._expect, conn, "window", self.timeout + 5.0))[1]
                    for conn in self.conns]
         now = time.process_time()
         sample = merge(windows, extra_cpu=now - self._cpu)  # the parent's own share (statistics calls)
         self._cpu = now
         return sample
+
+    async def finish(self) -> Sample:
+        """Every worker stops sending and lets its requests in flight finish; their counts."""
+        return await self.swap("finish")
 
     async def __aexit__(self, *exc) -> None:
         for conn in self.conns:

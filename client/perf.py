@@ -361,7 +361,8 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
     """Run one level to stability (or max_trials, or until the server stops answering); its figures.
 
     The level's own figures come from the last stable windows; `totals` covers every measured
-    window, `warmup` the warm-up; `server_lost` says why a level ended early.
+    window, `warmup` the warm-up, `drain` the requests in flight when the load stopped;
+    `server_lost` says why a level ended early.
     """
     windows: list[Window] = []
     samples: list[dict[str, int]] = []
@@ -401,6 +402,10 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
                     break
                 if is_stable([(x.throughput, x.latency(key)) for x in windows], setup.stability):
                     break
+            t0 = time.perf_counter()
+            last = await gen.finish()  # the requests still in flight are counted too
+            drain = Window(time.perf_counter() - t0, last.counts, setup.batch_size, last.cpu_seconds,
+                           last.loop_cpu_seconds)
     # figures from windows that have a statistics sample at each end
     sampled = windows[:max(0, len(samples) - 1)]
     used = sampled[-STABLE_WINDOWS:]
@@ -411,7 +416,7 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
         "concurrency": concurrency, "request_rate": rate, "latency_metric": key,
         "stable": lost is None and is_stable([(x.throughput, x.latency(key)) for x in windows], setup.stability),
         "trials": len(windows), "windows": [w.as_json(key) for w in windows],
-        "totals": totals(windows), "warmup": totals([warmup]),
+        "totals": totals(windows), "warmup": totals([warmup]), "drain": totals([drain]),
     })
     if lost is not None:
         fig["server_lost"] = lost
@@ -439,9 +444,24 @@ def level_name(level: dict) -> str:
             else f"request rate {level['request_rate']:g}/s")
 
 
-def level_failed(level: dict) -> int:
-    """Every failed request of a level: its measured windows and its warm-up."""
-    return level["totals"]["failed"] + level["warmup"]["failed"]
+COUNTED = ("warmup", "totals", "drain")  # a level's blocks that together hold every request it sent
+
+
+def level_count(level: dict, what: str = "failed") -> int:
+    """Every request of a level (`requests`), or its answered (`ok`) or `failed` ones: all blocks summed."""
+    return sum(level[b][what] for b in COUNTED if b in level)
+
+
+def level_failures(level: dict) -> tuple[dict[str, int], dict[str, str]]:
+    """Failures by kind over all of a level's blocks, and the first message of each kind."""
+    kinds: dict[str, int] = {}
+    messages: dict[str, str] = {}
+    for b in COUNTED:
+        for k, v in level.get(b, {}).get("failures", {}).items():
+            kinds[k] = kinds.get(k, 0) + v
+        for k, m in level.get(b, {}).get("failure_messages", {}).items():
+            messages.setdefault(k, m)
+    return kinds, messages
 
 
 # ---------------------------------------------------------------- the run
@@ -561,18 +581,17 @@ def outcome(levels: list[dict], unreachable: str | None, stability: float, allow
             allow_unstable: bool) -> dict:
     """The exit code a run earns, first match wins: 3 a server unreachable at the end; 1 any failed request
     (unless allowed); 4 a level that did not stabilise (unless allowed); else 0. With the reason."""
-    failed = sum(level_failed(lv) for lv in levels)
+    failed = sum(level_count(lv) for lv in levels)
     unstable = [lv for lv in levels if not lv["stable"] and "server_lost" not in lv]
     if unreachable:
-        counted = sum(lv["totals"]["ok"] + lv["warmup"]["ok"] for lv in levels)
+        counted = sum(level_count(lv, "ok") for lv in levels)
         return {"exit_code": 3, "reason": f"the server stopped answering during the run ({unreachable}); "
                                           f"{counted} requests answered and {failed} failed before it went"}
     if failed and not allow_failures:
         kinds: dict[str, int] = {}
         for lv in levels:
-            for part in (lv["totals"], lv["warmup"]):
-                for k, v in part["failures"].items():
-                    kinds[k] = kinds.get(k, 0) + v
+            for k, v in level_failures(lv)[0].items():
+                kinds[k] = kinds.get(k, 0) + v
         top = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
         return {"exit_code": 1, "reason": f"{failed} requests failed during the run ({top}); "
                                           "pass --allow-failures to accept them"}
@@ -610,12 +629,9 @@ def run_notes(levels: list[dict], stability: float, workers: int, cores: int) ->
             notes.append(f"the server stopped answering at {where}: {lv['server_lost']}")
         elif not lv["stable"]:
             notes.append(unstable_message(lv, stability, advice=False))
-        if level_failed(lv):
-            kinds = {**lv["warmup"]["failures"]}
-            for k, v in lv["totals"]["failures"].items():
-                kinds[k] = kinds.get(k, 0) + v
-            first = {**lv["totals"]["failure_messages"], **lv["warmup"]["failure_messages"]}
-            notes.append(f"{level_failed(lv)} failed requests at {where}: "
+        if level_count(lv):
+            kinds, first = level_failures(lv)
+            notes.append(f"{level_count(lv)} failed requests at {where}: "
                          + "; ".join(f"{v} {k} ({first.get(k, '')})" for k, v in kinds.items()))
     return notes
 
@@ -632,7 +648,7 @@ def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unsta
         level = asyncio.run(_level(setup, c, r))
         if on_level:
             on_level(level)
-        every_failed = level_failed(level) and not (level["totals"]["ok"] + level["warmup"]["ok"])
+        every_failed = level_count(level) and not level_count(level, "ok")
         if "server_lost" in level or every_failed or (not level["stable"] and not allow_unstable):
             stopped = True
         return level

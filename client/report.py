@@ -12,12 +12,13 @@ from pathlib import Path
 from rich.table import Table
 
 from zeroserve import records
+from zeroserve.client.perf import level_count, level_failures
 
 CSV_COLUMNS = ("concurrency", "request_rate", "throughput", "requests_per_s", "p50_ms", "p90_ms", "p95_ms",
                "p99_ms", "max_ms", "mean_ms", "requests", "ok", "failed", "stable", "trials",
                "server_queue_us", "server_compute_input_us", "server_compute_infer_us", "server_compute_output_us",
                "client_cpu_us", "client_send_us", "client_check_us", "generator_cpu", "loop_cpu", "achieved_rate",
-               "send_lag_p99_ms", "total_requests", "total_failed", "warmup_requests", "warmup_failed", "failures")
+               "send_lag_p99_ms", "all_requests", "all_failed", "failures")
 
 
 def level_label(level: dict) -> str:
@@ -33,29 +34,16 @@ def flat_row(level: dict) -> dict:
     client = level.get("client") or {}
     for part in ("cpu", "send", "check"):
         row[f"client_{part}_us"] = client.get(f"{part}_us")
-    for block in ("total", "warmup"):
-        fig = level.get("totals" if block == "total" else "warmup") or {}
-        row[f"{block}_requests"], row[f"{block}_failed"] = fig.get("requests"), fig.get("failed")
-    kinds = failures(level)
-    row["failures"] = ";".join(f"{k}={v}" for k, v in kinds.items())
+    row["all_requests"], row["all_failed"] = all_requests(level)
+    row["failures"] = ";".join(f"{k}={v}" for k, v in level_failures(level)[0].items())
     return row
 
 
-def failures(level: dict) -> dict[str, int]:
-    """Failed requests by kind over the whole level (warm-up and every window)."""
-    kinds: dict[str, int] = {}
-    for block in (level.get("warmup") or {}, level.get("totals") or {}):
-        for k, v in block.get("failures", {}).items():
-            kinds[k] = kinds.get(k, 0) + v
-    return kinds
-
-
 def all_requests(level: dict) -> tuple[int, int]:
-    """(requests, failed) over the whole level, warm-up included; the stable windows' when no totals."""
-    blocks = [level[k] for k in ("totals", "warmup") if k in level]
-    if not blocks:
+    """(requests, failed) over the whole level (warm-up, windows, drain); the stable windows' in an old record."""
+    if "totals" not in level:
         return level["requests"], level["failed"]
-    return sum(b["requests"] for b in blocks), sum(b["failed"] for b in blocks)
+    return level_count(level, "requests"), level_count(level, "failed")
 
 
 def title(rec: dict) -> str:
