@@ -1,7 +1,9 @@
 """Client benchmark for `make bench`: every model served, side by side with in-process paths and PyTriton.
 
-Each model's ONNX deployment at concurrency 1 and 16 over gRPC and HTTP (perf's method, short
-windows), beside the same ONNX file in ONNX Runtime in-process and eager PyTorch from the
+First the generator's own cost per request, part by part, and (when ZEROSERVE_PERF_ANALYZER names
+perf_analyzer, see bench_reference) perf_analyzer against `client perf` on cnn_mnist, interleaved;
+`python -m zeroserve.client.bench --reference` runs only that. Then each model's ONNX deployment at
+concurrency 1 and 16 over gRPC and HTTP (perf's method, short windows), beside the same ONNX file in ONNX Runtime in-process and eager PyTorch from the
 checkpoint; then cnn_mnist's ONNX model bound through PyTriton (`Triton` + `bind`) and loaded the
 same way. The generator's own CPU use is reported per level. Figures are printed, never asserted.
 """
@@ -173,18 +175,24 @@ def _print(console: Console, rows: list[dict]) -> None:
     console.print(t)
 
 
-def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None) -> dict:
+def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, reference_only: bool = False) -> dict:
     """Run the client benchmark, print the table and write reports/bench-client.json; returns the figures.
 
     Args:
         models: registry names (default all); a model not exported in `artifacts` gets a 1-epoch scratch run.
+        reference_only: only the perf_analyzer reference and the generator's part costs (bench_reference).
     """
+    from zeroserve.client import bench_reference
+
     from zeroserve.serve import engine
     from zeroserve.serve.bench import _deploy
 
     console = Console(width=160)
     started = time.monotonic()
     rows: list[dict] = []
+    reference: dict = {}
+    if reference_only:
+        models = [bench_reference.MODEL]
     notes = [f"this machine has {os.cpu_count()} cores shared by the servers and the load generator"]
     cache = tempfile.mkdtemp(prefix="zs-client-bench-cache-")
     before_cache = os.environ.get("ZEROSERVE_CACHE")
@@ -201,14 +209,16 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None) -
                                          metrics_port=engine.free_port())
             try:
                 endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
-                for name in deployed:
+                if bench_reference.MODEL in deployed:
+                    reference = bench_reference.main(endpoint, console)
+                for name in ([] if reference_only else deployed):
                     if time.monotonic() - started > BUDGET_S:
                         notes.append(f"time budget reached: {name} and later models not measured")
                         break
                     rows += _measure_model(registry.get(name), endpoint, artifacts, scratch, repository, console)
             finally:
                 server.stop()
-            if PYTRITON_MODEL in deployed and time.monotonic() - started < BUDGET_S:
+            if PYTRITON_MODEL in deployed and not reference_only and time.monotonic() - started < BUDGET_S:
                 rows += _measure_pytriton(registry.get(PYTRITON_MODEL), repository, console, notes)
     finally:
         if before_cache is None:
@@ -223,7 +233,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None) -
                      f"{max(r['generator_cpu'] or 0 for r in rows):.0%} of a core")
     for note in notes:
         console.print(f"note: {note}", highlight=False)
-    result = {"rows": rows, "notes": notes, "seconds": round(time.monotonic() - started, 1),
+    result = {"rows": rows, "reference": reference, "notes": notes, "seconds": round(time.monotonic() - started, 1),
               "versions": records.versions("tritonclient", "onnxruntime-gpu", "nvidia-pytriton")}
     with contextlib.suppress(OSError, ZeroserveError):
         records.write_json(Path("reports") / "bench-client.json", result)
@@ -268,4 +278,4 @@ def _measure_pytriton(spec, repository: Path, console: Console, notes: list[str]
 
 
 if __name__ == "__main__":
-    main()
+    main(reference_only="--reference" in sys.argv[1:])

@@ -51,6 +51,7 @@ class HttpConnection(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.sent_at = 0.0
         self.closed = False
+        self.last_head: tuple[bytes, tuple] = (b"", ())
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -59,6 +60,16 @@ class HttpConnection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        if not self.buf and self.head is None and self.waiter is not None:
+            # fast path: the whole answer in one read, its head the same bytes as the last one's
+            end = data.find(b"\r\n\r\n")
+            if end > 0 and data[:end] == self.last_head[0]:
+                status, length, header_length, close = self.last_head[1]
+                if len(data) == end + 4 + length and not close:
+                    waiter, self.waiter = self.waiter, None
+                    if not waiter.done():
+                        waiter.set_result((status, header_length, data[end + 4:]))
+                    return
         self.buf += data
         try:
             if self.head is None:
@@ -67,7 +78,9 @@ class HttpConnection(asyncio.Protocol):
                     if len(self.buf) > wire.MAX_HEAD_BYTES:
                         raise WireFailure(KIND_PROTOCOL, "the answer's head is too long")
                     return
-                self.head = _parse_head(bytes(self.buf[:end]))
+                head = bytes(self.buf[:end])
+                self.head = _parse_head(head)
+                self.last_head = (head, self.head)
                 self.head_end = end + 4
             status, length, header_length, close = self.head
             if len(self.buf) < self.head_end + length:
