@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ ROUNDS = 2
 WINDOW_S = 2.0
 STABILITY = 0.10
 MAX_TRIALS = 10
+PASS_LINE = re.compile(r"Pass \[\d+\] throughput: ([\d.]+) infer/sec\. p50 latency: (\d+) usec")
 PA_TIMEOUT_S = 300  # the wrapper may download perf_analyzer on its first run
 # the issue's bars: client perf / perf_analyzer
 BARS = {("http", 1, "p50_ms"): ("<=", 1.10), ("grpc", 1, "p50_ms"): ("<=", 1.40),
@@ -56,24 +58,28 @@ def find_perf_analyzer() -> tuple[list[str] | None, str]:
 
 def run_perf_analyzer(command: list[str], model: str, url: str, protocol: str, concurrency: int,
                       workdir: Path) -> dict:
-    """One perf_analyzer level: {"throughput", "p50_ms", "p99_ms", "mean_ms"?} or {"error"}."""
+    """One perf_analyzer level: {"throughput", "p50_ms", "stable", ...} or {"error"}."""
     out = workdir / f"pa-{protocol}-{concurrency}-{time.monotonic_ns()}.csv"
     args = [*command, "-m", model, "-u", url, "-i", protocol, "--concurrency-range", str(concurrency),
             "-p", str(int(WINDOW_S * 1000)), "-s", str(int(STABILITY * 100)), "--max-trials", str(MAX_TRIALS),
-            "--percentile=50", "-f", str(out)]
+            "--percentile=50", "-f", str(out), "-v"]
     try:
         proc = subprocess.run(args, capture_output=True, text=True, timeout=PA_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
-    if not out.is_file():
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        return {"error": tail[0][:200]}
+    if not out.is_file():  # perf_analyzer writes no level that did not stabilise: its last 3 passes, as ours
+        passes = [(float(m[1]), float(m[2]) / 1e3) for m in PASS_LINE.finditer(proc.stdout)][-3:]
+        if len(passes) < 3:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+            return {"error": tail[0][:200]}
+        return {"throughput": statistics.fmean(p[0] for p in passes),
+                "p50_ms": statistics.fmean(p[1] for p in passes), "stable": False}
     rows = list(csv.DictReader(out.open()))
     if not rows:
         return {"error": "perf_analyzer wrote no level"}
     row = rows[0]
     return {"throughput": float(row["Inferences/Second"]), "p50_ms": float(row["p50 latency"]) / 1e3,
-            "p99_ms": float(row["p99 latency"]) / 1e3, "stable": proc.returncode == 0,
+            "p99_ms": float(row["p99 latency"]) / 1e3, "stable": True,
             "client_send_us": float(row.get("Client Send") or 0), "client_recv_us": float(row.get("Client Recv") or 0)}
 
 
@@ -90,6 +96,13 @@ def run_client_perf(spec, endpoint: Endpoint, protocol: str, concurrency: int) -
             "client_check_us": lv["client"]["check_us"], "failed": rec["outcome"]["exit_code"] == 1}
 
 
+def _line(fig: dict) -> str:
+    if "error" in fig:
+        return fig["error"]
+    return (f"{fig['throughput']:.0f}/s p50 {fig['p50_ms']:.3f} ms"
+            + ("" if fig.get("stable", True) else " (not stable: last 3 windows)"))
+
+
 def compare(endpoint: Endpoint, command: list[str], console: Console, workdir: Path) -> dict:
     """Interleaved rounds; the median of each figure per tool, the ratios and the bars."""
     spec = registry.get(MODEL)
@@ -103,9 +116,8 @@ def compare(endpoint: Endpoint, command: list[str], console: Console, workdir: P
                 ours = run_client_perf(spec, endpoint, protocol, c)
                 runs.setdefault(("perf_analyzer", protocol, c), []).append(pa)
                 runs.setdefault(("client perf", protocol, c), []).append(ours)
-                console.print(f"round {rnd + 1} {protocol} c={c}: perf_analyzer "
-                              + (pa["error"] if "error" in pa else f"{pa['throughput']:.0f}/s p50 {pa['p50_ms']:.3f} ms")
-                              + f"; client perf {ours['throughput']:.0f}/s p50 {ours['p50_ms']:.3f} ms", highlight=False)
+                console.print(f"round {rnd + 1} {protocol} c={c}: perf_analyzer " + _line(pa)
+                              + "; client perf " + _line(ours), highlight=False)
     rows = []
     for (protocol, c, key), (op, bar) in BARS.items():
         pa = [r[key] for r in runs[("perf_analyzer", protocol, c)] if "error" not in r]

@@ -24,8 +24,8 @@ from hdrh.histogram import HdrHistogram
 
 from zeroserve import records
 from zeroserve.client import load
-from zeroserve.client.connection import (AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback,
-                                         server_split, to_wire, validate_inputs)
+from zeroserve.client.connection import (AsyncClient, Client, Endpoint, ModelNotServed, add_statistics, parse_url,
+                                         require_loopback, server_split, to_wire, validate_inputs)
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.wire import OutputSpec, expected_outputs
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
@@ -568,11 +568,12 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
 
 
 def _unreachable(clients: list[Client], triton_name: str) -> str | None:
-    """Why a server no longer answers at the end of a run, or None when every one does."""
+    """Why a server no longer answers for the model at the end of a run (gone, or shutting down and its
+    model unloaded), or None when every one does."""
     for c in clients:
         try:
-            c.live()
-        except ServerError as exc:
+            c.require_model(triton_name)
+        except (ServerError, ModelNotServed) as exc:
             return str(exc)
     return None
 

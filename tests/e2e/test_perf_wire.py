@@ -136,4 +136,19 @@ def test_a_server_dying_mid_level_is_counted_exit_3_and_the_report_written(start
     assert "server_lost" in lv and rec["outcome"]["exit_code"] == 3
     assert level_count(lv, "ok") > 0
     kinds, _ = level_failures(lv)
-    assert set(kinds) <= {"connection", "timeout"}  # what a vanished server looks like from the client
+    # a stopping Triton first unloads its models (http_404 / grpc_NOT_FOUND...), then refuses connections
+    assert kinds and level_count(lv) == sum(kinds.values())
+
+
+def test_http_open_loop_with_shared_memory_from_two_workers(server):
+    from test_client import _well_formed, need
+
+    from zeroserve.client.perf import run_perf
+
+    need(server, "cnn_mnist")
+    rec = run_perf(registry.get("cnn_mnist"), _endpoint(server), protocol="http", request_rate=[200.0],
+                   shared_memory="system", workers=2, window_s=0.4, warmup_s=0.6, max_trials=3, allow_unstable=True)
+    (lv,) = rec["levels"]
+    _well_formed(lv)
+    assert rec["outcome"]["exit_code"] == 0 and level_count(lv) == 0
+    assert lv["achieved_rate"] > 0 and rec["shared_memory"] == "system" and rec["workers"] == 2
