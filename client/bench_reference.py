@@ -235,9 +235,9 @@ def main(endpoint: Endpoint, console: Console) -> dict:
     command, how = find_perf_analyzer()
     if command is None:
         console.print(f"perf_analyzer reference skipped: {how}", highlight=False)
-        result["reference"] = {"skipped": how}
+        result["comparison"] = {"skipped": how}
         return result
     console.print(f"perf_analyzer reference: {how}", highlight=False)
     with tempfile.TemporaryDirectory(prefix="zs-pa-") as tmp:
-        result["reference"] = {"perf_analyzer": how, **compare(endpoint, command, console, Path(tmp))}
+        result["comparison"] = {"perf_analyzer": how, **compare(endpoint, command, console, Path(tmp))}
     return result
