@@ -123,7 +123,7 @@ class LocalGenerator:
                 and p.concurrency <= BLOCKING_GRPC_MAX_CONCURRENCY):
             self.blocking = BlockingGrpcLoop(p.urls, templates, p.concurrency, p.timeout, self.recorder)
             self.blocking.start()
-            self._cpu = (time.process_time(), time.process_time())
+            self._cpu = (time.process_time(), self._loop_time())
             return self
         self.sender = SENDERS["grpc_stream" if p.streaming and p.protocol == "grpc" else p.protocol](
             p.urls, p.timeout, self.recorder)
@@ -158,15 +158,18 @@ class LocalGenerator:
             schedule = load.intended_send_times(p.rate, p.distribution, p.start_at, np.random.default_rng(p.seed))
             self._task = asyncio.ensure_future(load.open_loop(send, schedule, self.recorder, self.stop,
                                                               drain_timeout=p.timeout))
-        self._cpu = (time.process_time(), time.thread_time())
+        self._cpu = (time.process_time(), self._loop_time())
         return self
+
+    def _loop_time(self) -> float:
+        """CPU seconds of the generator's busiest part: the event-loop thread, or with gRPC the whole process
+        (grpcio does much of each call's work in its own threads, which a loop-thread clock misses)."""
+        return time.process_time() if self.plan.protocol == "grpc" else time.thread_time()
 
     async def swap(self) -> Sample:
         """Close the current window and open the next."""
-        if self.blocking is not None:  # no event loop does the work: count the whole process's CPU
-            counts, now = self.blocking.swap(), (time.process_time(), time.process_time())
-        else:
-            counts, now = self.recorder.swap(), (time.process_time(), time.thread_time())
+        counts = self.blocking.swap() if self.blocking is not None else self.recorder.swap()
+        now = (time.process_time(), self._loop_time())
         sample = Sample(counts, now[0] - self._cpu[0], now[1] - self._cpu[1])
         self._cpu = now
         return sample

@@ -618,8 +618,8 @@ def run_notes(levels: list[dict], stability: float, workers: int, cores: int) ->
     for lv in levels:
         where = level_name(lv)
         if lv["generator_saturated"]:
-            notes.append(f"warning: the load generator's CPU limited {where} (its busiest thread used "
-                         f"{lv['loop_cpu']:.0%} of a core, {lv['client']['cpu_us']:.0f} µs per request): the "
+            notes.append(f"warning: the load generator's CPU limited {where} (its event loop, or with gRPC its "
+                         f"process, used {lv['loop_cpu']:.0%} of a core, {lv['client']['cpu_us']:.0f} µs per request): the "
                          "figures measure the generator as much as the server"
                          + ("" if workers > 1 else "; try --workers 2"))
         if lv.get("rate_kept") is False:
