@@ -14,6 +14,7 @@ from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.cliutil import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, console, handle_errors, print_json, skip_line
 from zeroserve.data import default_data_dir
 from zeroserve.errors import MissingDataError
+from zeroserve.fetch import dataset_names_for_model, fetch_command
 from zeroserve.train.trainer import train_model
 
 
@@ -50,7 +51,7 @@ def train_cmd(
             except MissingDataError as exc:
                 if explicit:
                     raise
-                skipped.append({"model": spec.name, "reason": str(exc)})
+                skipped.append({"model": spec.name, "reason": str(exc), "fix": exc.fix})
                 skip_line(spec.name, str(exc))
                 continue
             done.append(rec)
@@ -60,9 +61,10 @@ def train_cmd(
                 progress.console.print(f"{spec.name}: {m['name']} {m['value']:.4f} {mark} in {rec['seconds']:.1f} s "
                                        f"on {rec['data']['source']}", highlight=False)
                 if rec["data"]["note"]:
-                    progress.console.print(f"  note: {rec['data']['note']}", highlight=False)
+                    progress.console.print(f"  note: {rec['data']['note']}", highlight=False, soft_wrap=True)
+    fix = _fetch_hint(specs, done, skipped, data_dir)
     if as_json:
-        print_json({"trained": done, "skipped": skipped})
+        print_json({"trained": done, "skipped": skipped, "fix": fix})
         return
     table = Table(title=f"trained into {artifacts}/")
     for col in ("model", "metric", "value", "bar", "status", "seconds"):
@@ -74,3 +76,12 @@ def train_cmd(
     for s in skipped:
         table.add_row(s["model"], "", "", "", "skipped", "")
     console.print(table)
+    if fix:
+        console.print(f"to train on the real data sets: {fix}", highlight=False, soft_wrap=True)
+
+
+def _fetch_hint(specs, done: list[dict], skipped: list[dict], data_dir: Path) -> str:
+    """One `zeroserve data fetch` command for every model that fell back or was skipped ('' when none did)."""
+    lacking = {r["model"] for r in done if r["data"]["note"]} | {s["model"] for s in skipped}
+    names = list(dict.fromkeys(n for spec in specs if spec.name in lacking for n in dataset_names_for_model(spec)))
+    return fetch_command(names, data_dir) if names else ""
