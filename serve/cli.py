@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -172,7 +173,7 @@ def status_cmd(
     title = "no running server" if srv is None else f"server {srv['host']}:{srv['http_port']}" + (
         f" (pid {srv['pid']})" if srv.get("pid") else "")
     table = Table(title=f"zeroserve status: {artifacts}/, {repository}/, {title}")
-    for col in ("model", "format", "trained", "exported", "deployed", "served"):
+    for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
         table.add_column(col)
     mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim"}
     paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
@@ -180,7 +181,11 @@ def status_cmd(
         t, e, d, s = row["trained"], row["exported"], row["deployed"], row["served"]
         trained = t["state"] if t["state"] == "no" else f"{t['state']} {t['metric']} {t['value']:.4f}"
         deployed = d["state"] if d["state"] == "no" else f"v{d['version']} {str(d['sha256'])[:12]}"
-        table.add_row(row["model"], row["format"], paint(trained, t["state"]), paint(e["state"], e["state"]),
+        data, first = row["data"], row["format"] == FORMATS[0]  # the data column once per model
+        source = escape(data["source"]) if data["from"] == "train.json" else f"[dim]{escape(data['source'])}[/]"
+        source = "" if not first else f"[yellow]{source} (fell back)[/]" if data["note"] else source
+        table.add_row(row["model"], row["format"], source,
+                      paint(trained, t["state"]), paint(e["state"], e["state"]),
                       paint(deployed, d["state"]), paint(s["state"], s["state"]))
     console.print(table)
     if srv and srv.get("error"):

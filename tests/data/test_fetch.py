@@ -222,3 +222,26 @@ def test_fashion_mlp_trains_on_fetched_fashion_mnist(mirror, tmp_path, monkeypat
     assert "FashionMNIST IDX files" in rec["data"]["source"] and rec["data"]["note"] == ""
     assert rec["data"]["sizes"] == {"train": 600, "test": 200}
     assert rec["metric"]["value"] >= 0.9
+
+
+def test_train_names_the_fetch_command_that_fixes_a_fallback_or_a_skip(tmp_path):
+    empty = tmp_path / "no data"
+    args = ["--data-dir", str(empty), "--artifacts", str(tmp_path / "artifacts"), "--epochs", "1"]
+    res = CliRunner().invoke(app, ["train", "wide_deep", *args])
+    assert res.exit_code == 2 and F.fetch_command("diabetes", empty) in res.output
+    res = CliRunner().invoke(app, ["train", "fashion_mlp", "--json", *args])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert F.fetch_command("fashion-mnist", empty) in out["trained"][0]["data"]["note"]
+    assert out["fix"] == F.fetch_command(["fashion-mnist"], empty)
+
+
+def test_status_shows_each_models_data_source(tmp_path):
+    from zeroserve.serve.status import collect_status
+    from zeroserve.train import train_model
+
+    train_model(registry.get("linear"), tmp_path / "data", tmp_path / "artifacts", epochs=1)
+    rows = {r["model"]: r["data"] for r in collect_status(tmp_path / "artifacts", tmp_path / "repo", None)["models"]}
+    assert rows["linear"]["from"] == "train.json" and rows["linear"]["source"].startswith("inline")
+    assert rows["fashion_mlp"] == {"source": registry.get("fashion_mlp").data.description, "note": "",
+                                   "from": "registry"}
