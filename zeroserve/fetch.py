@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from zeroserve import records
 from zeroserve.errors import CheckFailed, InputError, ServerError
 
 COURSE_REPOSITORY = "https://github.com/hunkim/PyTorchZeroToAll"
@@ -324,16 +325,14 @@ def fetch_dataset(dataset: Dataset, data_dir: Path, *, source: str | None = None
         {"dataset", "state": "present" | "fetched", "files": [paths written], "data_dir"}.
         Raises DownloadError (exit 3) or ChecksumError (exit 1); either way nothing is left behind.
     """
-    from zeroserve import records
-
     data_dir = Path(data_dir)
     digests = {**dataset.checksums, **(checksums or {})}
     states = {} if force or not data_dir.is_dir() else {
         f.path: _file_state(data_dir, f, digests[f.path]) for f in dataset.files}
     differs = [f.path for f in dataset.files if states.get(f.path) == "differs"]
     if differs:
-        raise ChecksumError(f"{', '.join(str(data_dir / p) for p in differs)} differ(s) from the recorded checksum; "
-                            "move them away, or rerun with --force to download and replace them")
+        raise ChecksumError(f"{', '.join(str(data_dir / p) for p in differs)}: present, but not the recorded file "
+                            "(checksum differs); move it away, or rerun with --force to download and replace it")
     todo = [f for f in dataset.files if states.get(f.path) != "good"]
     result = {"dataset": dataset.name, "state": "present" if not todo else "fetched", "files": [],
               "data_dir": str(data_dir)}

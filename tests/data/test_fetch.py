@@ -245,3 +245,15 @@ def test_status_shows_each_models_data_source(tmp_path):
     assert rows["linear"]["from"] == "train.json" and rows["linear"]["source"].startswith("inline")
     assert rows["fashion_mlp"] == {"source": registry.get("fashion_mlp").data.description, "note": "",
                                    "from": "registry"}
+
+
+def test_a_verified_gz_is_unpacked_again_without_a_download(mirror, tmp_path):
+    target = tmp_path / "data"
+    F.fetch(["mnist"], target, source=mirror.url, checksums=mirror.checksums)
+    unpacked = target / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    expected = unpacked.read_bytes()
+    unpacked.unlink()
+    before = len(mirror.requests)
+    [row] = F.fetch(["mnist"], target, source=mirror.url, checksums=mirror.checksums)
+    assert row["state"] == "fetched" and row["files"] == [str(unpacked)]
+    assert unpacked.read_bytes() == expected and len(mirror.requests) == before
