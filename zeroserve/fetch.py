@@ -16,7 +16,6 @@ for MNIST-style files a flat torchvision-style mirror (`URL/<file>.gz`) is tried
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import hashlib
 import http.client
@@ -112,9 +111,8 @@ TORCHVISION_DATASETS = {
 ALIASES = {"fashion": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
 
 
-@functools.lru_cache(maxsize=1)
 def datasets() -> dict[str, Dataset]:
-    """Every downloadable data set, by name."""
+    """Every downloadable data set, by name; read afresh from torchvision's tables (they are the record)."""
     import torchvision.datasets as tvd
 
     table = {name: Dataset(name, title, tuple(RemoteFile(f) for f in files), (COURSE_BASE_URL,),

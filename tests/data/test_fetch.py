@@ -257,3 +257,17 @@ def test_a_verified_gz_is_unpacked_again_without_a_download(mirror, tmp_path):
     [row] = F.fetch(["mnist"], target, source=mirror.url, checksums=mirror.checksums)
     assert row["state"] == "fetched" and row["files"] == [str(unpacked)]
     assert unpacked.read_bytes() == expected and len(mirror.requests) == before
+
+
+def test_idx_sets_follow_torchvisions_own_mirrors_and_md5_table(mirror, tmp_path, monkeypatch):
+    """No --source and no injected sums: the mirrors and md5s come from torchvision's class attributes."""
+    from torchvision.datasets import FashionMNIST
+
+    raw = mirror.root / "FashionMNIST" / "raw"
+    monkeypatch.delenv(F.MIRROR_ENV, raising=False)
+    monkeypatch.setattr(FashionMNIST, "mirrors", [mirror.url + "FashionMNIST/raw/"])
+    monkeypatch.setattr(FashionMNIST, "resources", [
+        (f"{n}.gz", hashlib.md5((raw / f"{n}.gz").read_bytes()).hexdigest()) for n in IDX])
+    [row] = F.fetch(["fashion-mnist"], tmp_path / "data")
+    assert row["state"] == "fetched" and len(row["files"]) == 8
+    assert len(FashionMNIST(root=str(tmp_path / "data"), train=False, download=False)) == 200
