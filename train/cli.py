@@ -37,6 +37,8 @@ def train_cmd(
     """Train course models on real data; writes artifacts/<model>/checkpoint.pt, train.json, loss.png.
 
     Asked for one model whose data file is missing, fails (exit 2); under 'all' such a model is skipped.
+    A model that falls back (no MNIST/Fashion-MNIST IDX files) or is skipped is told the
+    `zeroserve data fetch ...` command that fetches its data.
     """
     data_dir = data_dir or default_data_dir()
     specs, explicit = registry.select(models)
