@@ -45,7 +45,7 @@ def _read_checksums(path: Path | None) -> dict[str, str] | None:
 @data_app.command("fetch")
 @handle_errors
 def fetch_cmd(
-    names: Annotated[list[str] | None, typer.Argument(help=_names_help(), metavar="[NAME|all]...", show_default=False)] = None,
+    names: Annotated[list[str] | None, typer.Argument(help=_names_help(), metavar="NAME|all", show_default=False)] = None,
     data_dir: DataDirOpt = None,
     source: Annotated[str | None, typer.Option(
         "--source", envvar=F.MIRROR_ENV, show_default=False,
