@@ -174,7 +174,7 @@ def status_cmd(
         f" (pid {srv['pid']})" if srv.get("pid") else "")
     table = Table(title=f"zeroserve status: {artifacts}/, {repository}/, {title}")
     for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
-        table.add_column(col)
+        table.add_column(col, **({"max_width": 20, "no_wrap": True, "overflow": "ellipsis"} if col == "data" else {}))
     mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim"}
     paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
     for row in report["models"]:
@@ -183,7 +183,7 @@ def status_cmd(
         deployed = d["state"] if d["state"] == "no" else f"v{d['version']} {str(d['sha256'])[:12]}"
         data, first = row["data"], row["format"] == FORMATS[0]  # the data column once per model
         source = escape(data["source"]) if data["from"] == "train.json" else f"[dim]{escape(data['source'])}[/]"
-        source = "" if not first else f"[yellow]{source} (fell back)[/]" if data["note"] else source
+        source = "" if not first else f"[yellow]fell back: {source}[/]" if data["note"] else source
         table.add_row(row["model"], row["format"], source,
                       paint(trained, t["state"]), paint(e["state"], e["state"]),
                       paint(deployed, d["state"]), paint(s["state"], s["state"]))

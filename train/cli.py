@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -40,7 +41,7 @@ def train_cmd(
     A model that falls back (no MNIST/Fashion-MNIST IDX files) or is skipped is told the
     `zeroserve data fetch ...` command that fetches its data.
     """
-    data_dir = data_dir or default_data_dir()
+    data_dir = Path(data_dir or default_data_dir())
     specs, explicit = registry.select(models)
     done, skipped = [], []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -80,6 +81,10 @@ def train_cmd(
     console.print(table)
     if fix:
         console.print(f"to train on the real data sets: {fix}", highlight=False, soft_wrap=True)
+        if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
+            console.print(f"  ({data_dir} is read-only: fetch every data set into a writable folder instead, "
+                          f"`{fetch_command('all', 'data')}`, and train with --data-dir data)",
+                          highlight=False, soft_wrap=True)
 
 
 def _fetch_hint(specs, done: list[dict], skipped: list[dict], data_dir: Path) -> str:
