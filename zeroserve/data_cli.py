@@ -57,7 +57,7 @@ def fetch_cmd(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for a server before giving up.")]
     = F.DEFAULT_TIMEOUT,
     checksums: Annotated[Path | None, typer.Option(
-        "--checksums", show_default=False,
+        "--checksums", envvar=F.CHECKSUMS_ENV, show_default=False,
         help="JSON table {path in the data folder: sha256 or md5} replacing recorded checksums, for a mirror "
              "of other versions of the files.")] = None,
     as_json: JsonOpt = False,

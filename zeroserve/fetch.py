@@ -37,6 +37,7 @@ from zeroserve.errors import CheckFailed, InputError, ServerError
 COURSE_REPOSITORY = "https://github.com/hunkim/PyTorchZeroToAll"
 COURSE_BASE_URL = "https://raw.githubusercontent.com/hunkim/PyTorchZeroToAll/master/data/"
 MIRROR_ENV = "ZEROSERVE_DATA_MIRROR"
+CHECKSUMS_ENV = "ZEROSERVE_DATA_CHECKSUMS"  # a JSON file that replaces recorded sums (tests, mirrors of other versions)
 TEMP_PREFIX = ".zeroserve-fetch-"
 DEFAULT_TIMEOUT = 30.0
 

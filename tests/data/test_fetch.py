@@ -271,3 +271,42 @@ def test_idx_sets_follow_torchvisions_own_mirrors_and_md5_table(mirror, tmp_path
     [row] = F.fetch(["fashion-mnist"], tmp_path / "data")
     assert row["state"] == "fetched" and len(row["files"]) == 8
     assert len(FashionMNIST(root=str(tmp_path / "data"), train=False, download=False)) == 200
+
+
+@pytest.mark.parametrize("online", [True, False])
+def test_demo_fetches_into_data_and_never_into_the_folder_it_reads(mirror, tmp_path, monkeypatch, online):
+    """make demo's first step, through the real CLI in a subprocess; the mirror stands in for the internet."""
+    from rich.console import Console
+
+    from zeroserve import demo
+
+    read_dir = tmp_path / "course"
+    read_dir.mkdir()
+    for name in ("diabetes.csv.gz", "names_train.csv.gz", "names_test.csv.gz"):
+        shutil.copy(mirror.root / name, read_dir / name)
+    read_dir.chmod(0o555)
+    sums = tmp_path / "sums.json"
+    sums.write_text(json.dumps(mirror.checksums))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    work = tmp_path / "project"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("ZEROSERVE_DATA_DIR", str(read_dir))
+    monkeypatch.setenv(F.MIRROR_ENV, mirror.url if online else dead)
+    monkeypatch.setenv(F.CHECKSUMS_ENV, str(sums))
+    results: list = []
+    console = Console(record=True, width=200)
+    env = demo._fetch_data(console, results)
+    assert sorted(p.name for p in read_dir.iterdir()) == ["diabetes.csv.gz", "names_test.csv.gz", "names_train.csv.gz"]
+    if online:
+        assert results[0][:2] == ("data fetch", 0)
+        assert env["ZEROSERVE_DATA_DIR"] == str(work / "data")
+        assert all(F.is_present(d, work / "data") for d in F.datasets().values() if d.name in ("diabetes", "names"))
+        assert (work / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    else:
+        assert results[0][:2] == ("data fetch", 3)
+        assert env["ZEROSERVE_DATA_DIR"] == str(read_dir) and not (work / "data").exists()
+        said = console.export_text()
+        assert "without mnist" in said and "fashion_mlp" in said
