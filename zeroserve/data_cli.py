@@ -73,8 +73,11 @@ def fetch_cmd(
     data_dir = Path(data_dir or default_data_dir())
     wanted = F.resolve(names or ["all"])
     if not wanted:
-        msg = f"{', '.join(names or [])}: trains on inline or generated data; nothing to fetch"
-        print_json({"fetched": []}) if as_json else console.print(msg, highlight=False)
+        if as_json:
+            print_json({"data_dir": str(data_dir), "datasets": [], "exit_code": 0})
+        else:
+            console.print(f"{', '.join(names or [])}: trains on inline or generated data; nothing to fetch",
+                          highlight=False)
         return
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
