@@ -177,11 +177,13 @@ def status_cmd(
         table.add_column(col, **({"max_width": 20, "no_wrap": True, "overflow": "ellipsis"} if col == "data" else {}))
     mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim"}
     paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
+    shown: set[str] = set()
     for row in report["models"]:
         t, e, d, s = row["trained"], row["exported"], row["deployed"], row["served"]
         trained = t["state"] if t["state"] == "no" else f"{t['state']} {t['metric']} {t['value']:.4f}"
         deployed = d["state"] if d["state"] == "no" else f"v{d['version']} {str(d['sha256'])[:12]}"
-        data, first = row["data"], row["format"] == FORMATS[0]  # the data column once per model
+        data, first = row["data"], row["model"] not in shown  # the data column once per model
+        shown.add(row["model"])
         source = escape(data["source"]) if data["from"] == "train.json" else f"[dim]{escape(data['source'])}[/]"
         source = "" if not first else f"[yellow]fell back: {source}[/]" if data["note"] else source
         table.add_row(row["model"], row["format"], source,
