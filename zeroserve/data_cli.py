@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _names_help() -> str:
-    uses = "; ".join(f"{name} ({', '.join(models) or 'no model yet'})" for name, models in F.models_by_dataset().items())
+    uses = "; ".join(f"{name} ({', '.join(models) or 'no model yet'})"
+                     for name, models in F.models_by_dataset().items())
     return (f"What to fetch: a data set name, or a model name (fetches the data sets that model trains on), "
             f"or 'all' (default). Data sets (and the models that train on them): {uses}.")
 
@@ -45,7 +46,8 @@ def _read_checksums(path: Path | None) -> dict[str, str] | None:
 @data_app.command("fetch")
 @handle_errors
 def fetch_cmd(
-    names: Annotated[list[str] | None, typer.Argument(help=_names_help(), metavar="NAME|all", show_default=False)] = None,
+    names: Annotated[list[str] | None, typer.Argument(help=_names_help(), metavar="NAME|all",
+                                                      show_default=False)] = None,
     data_dir: DataDirOpt = None,
     source: Annotated[str | None, typer.Option(
         "--source", envvar=F.MIRROR_ENV, show_default=False,
@@ -53,7 +55,7 @@ def fetch_cmd(
              "laid out like a data folder (URL/diabetes.csv.gz, URL/MNIST/raw/<file>.gz; MNIST files also as "
              "URL/<file>.gz). A fetched data/ served over HTTP is a mirror.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Download again and replace files already present "
-                                                          "(also ones that differ from the recorded checksum).")] = False,
+                                                       "(also ones that differ from the recorded checksum).")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for a server before giving up.")]
     = F.DEFAULT_TIMEOUT,
     checksums: Annotated[Path | None, typer.Option(
