@@ -310,3 +310,12 @@ def test_demo_fetches_into_data_and_never_into_the_folder_it_reads(mirror, tmp_p
         assert env["ZEROSERVE_DATA_DIR"] == str(read_dir) and not (work / "data").exists()
         said = console.export_text()
         assert "without mnist" in said and "fashion_mlp" in said
+
+
+def test_a_killed_fetchs_temporary_folder_is_cleaned_up(mirror, tmp_path):
+    target = tmp_path / "data"
+    stale = target / f"{F.TEMP_PREFIX}999999999-abc"  # no such pid: its fetch was killed
+    stale.mkdir(parents=True)
+    (stale / "diabetes.csv.gz").write_bytes(b"half")
+    [row] = F.fetch(["diabetes"], target, source=mirror.url)
+    assert row["state"] == "fetched" and leftovers(target) == ["diabetes.csv.gz"]
