@@ -6,7 +6,8 @@ from torchvision's own mirror list and are checked against torchvision's recorde
 (`MNIST.mirrors` / `MNIST.resources`), and are laid out as torchvision reads them
 (`<data>/FashionMNIST/raw/...`, the .gz beside the decompressed file). A data set's files are
 downloaded into a temporary folder beside the target, verified, and only then renamed into
-place: a failure leaves nothing behind.
+place: a failure leaves nothing behind. (torchvision's `MNIST.download()` itself is not called: it
+writes in place, draws tqdm bars, and folds "offline" and "checksum mismatch" into one RuntimeError.)
 
 A mirror (`--source URL` or ZEROSERVE_DATA_MIRROR) has the layout of a data folder, so a
 fetched `data/` served over HTTP is one (`URL/diabetes.csv.gz`, `URL/MNIST/raw/<file>.gz`);
@@ -34,7 +35,6 @@ from typing import Any, Iterator, Mapping
 from zeroserve import records
 from zeroserve.errors import CheckFailed, InputError, ServerError
 
-COURSE_REPOSITORY = "https://github.com/hunkim/PyTorchZeroToAll"
 COURSE_BASE_URL = "https://raw.githubusercontent.com/hunkim/PyTorchZeroToAll/master/data/"
 MIRROR_ENV = "ZEROSERVE_DATA_MIRROR"
 CHECKSUMS_ENV = "ZEROSERVE_DATA_CHECKSUMS"  # a JSON file that replaces recorded sums (tests, mirrors of other versions)
