@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -172,15 +173,21 @@ def status_cmd(
     title = "no running server" if srv is None else f"server {srv['host']}:{srv['http_port']}" + (
         f" (pid {srv['pid']})" if srv.get("pid") else "")
     table = Table(title=f"zeroserve status: {artifacts}/, {repository}/, {title}")
-    for col in ("model", "format", "trained", "exported", "deployed", "served"):
-        table.add_column(col)
+    for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
+        table.add_column(col, **({"max_width": 20, "no_wrap": True, "overflow": "ellipsis"} if col == "data" else {}))
     mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim"}
     paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
+    shown: set[str] = set()
     for row in report["models"]:
         t, e, d, s = row["trained"], row["exported"], row["deployed"], row["served"]
         trained = t["state"] if t["state"] == "no" else f"{t['state']} {t['metric']} {t['value']:.4f}"
         deployed = d["state"] if d["state"] == "no" else f"v{d['version']} {str(d['sha256'])[:12]}"
-        table.add_row(row["model"], row["format"], paint(trained, t["state"]), paint(e["state"], e["state"]),
+        data, first = row["data"], row["model"] not in shown  # the data column once per model
+        shown.add(row["model"])
+        source = escape(data["source"]) if data["from"] == "train.json" else f"[dim]{escape(data['source'])}[/]"
+        source = "" if not first else f"[yellow]fell back: {source}[/]" if data["note"] else source
+        table.add_row(row["model"], row["format"], source,
+                      paint(trained, t["state"]), paint(e["state"], e["state"]),
                       paint(deployed, d["state"]), paint(s["state"], s["state"]))
     console.print(table)
     if srv and srv.get("error"):

@@ -29,6 +29,14 @@ def _trained(folder: Path) -> dict[str, Any]:
     return {"state": rec.get("status", "?"), "metric": metric.get("name"), "value": metric.get("value")}
 
 
+def _data(folder: Path, spec) -> dict[str, Any]:
+    """What the model trained on (train.json), else what its registry entry would read."""
+    data = (_read(folder / "train.json") or {}).get("data")
+    if data is None:
+        return {"source": spec.data.description, "note": "", "from": "registry"}
+    return {"source": data.get("source"), "note": data.get("note", ""), "from": "train.json"}
+
+
 def _exported(folder: Path, fmt: str) -> dict[str, Any]:
     rec = _read(folder / "export.json")
     entry = (rec or {}).get("formats", {}).get(fmt)
@@ -61,8 +69,9 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
     """One row per registry model and format (variants once made), and the server asked (or None).
 
     Returns:
-        {"server": {...} | None, "models": [{"model", "format", "triton_name", "trained",
-        "exported", "deployed", "served"}]}; each stage entry has a "state".
+        {"server": {...} | None, "models": [{"model", "format", "triton_name", "data", "trained",
+        "exported", "deployed", "served"}]}; each stage entry has a "state"; "data" has "source", "note"
+        (why it fell back, with the fetch command) and "from" (train.json, or the registry when untrained).
     """
     artifacts, repository = Path(artifacts), Path(repository)
     manifest = (_read(repository / "manifest.json") or {}).get("models", {})
@@ -76,14 +85,14 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
     rows = []
     for spec in registry.REGISTRY.values():
         folder = model_dir(artifacts, spec)
-        trained = _trained(folder)
+        trained, data = _trained(folder), _data(folder, spec)
         for fmt in F.FORMATS.values():
             name = fmt.triton_name(spec.name)
             if served is None:
                 serving = {"state": "no server" if server is None or server_note else "?"}
             else:
                 serving = {"state": served.get(name, "not loaded")}
-            row = {"model": spec.name, "format": fmt.key, "triton_name": name, "trained": trained,
+            row = {"model": spec.name, "format": fmt.key, "triton_name": name, "data": data, "trained": trained,
                    "exported": _exported(folder, fmt.key), "deployed": _deployed(repository, manifest, name),
                    "served": serving}
             present = any(row[k]["state"] not in ("no", "not loaded", "no server", "?")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.cliutil import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, console, handle_errors, print_json, skip_line
 from zeroserve.data import default_data_dir
 from zeroserve.errors import MissingDataError
+from zeroserve.fetch import dataset_names_for_model, fetch_command
 from zeroserve.train.trainer import train_model
 
 
@@ -36,8 +38,10 @@ def train_cmd(
     """Train course models on real data; writes artifacts/<model>/checkpoint.pt, train.json, loss.png.
 
     Asked for one model whose data file is missing, fails (exit 2); under 'all' such a model is skipped.
+    A model that falls back (no MNIST/Fashion-MNIST IDX files) or is skipped is told the
+    `zeroserve data fetch ...` command that fetches its data.
     """
-    data_dir = data_dir or default_data_dir()
+    data_dir = Path(data_dir or default_data_dir())
     specs, explicit = registry.select(models)
     done, skipped = [], []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -50,7 +54,7 @@ def train_cmd(
             except MissingDataError as exc:
                 if explicit:
                     raise
-                skipped.append({"model": spec.name, "reason": str(exc)})
+                skipped.append({"model": spec.name, "reason": str(exc), "fix": exc.fix})
                 skip_line(spec.name, str(exc))
                 continue
             done.append(rec)
@@ -60,9 +64,10 @@ def train_cmd(
                 progress.console.print(f"{spec.name}: {m['name']} {m['value']:.4f} {mark} in {rec['seconds']:.1f} s "
                                        f"on {rec['data']['source']}", highlight=False)
                 if rec["data"]["note"]:
-                    progress.console.print(f"  note: {rec['data']['note']}", highlight=False)
+                    progress.console.print(f"  note: {rec['data']['note']}", highlight=False, soft_wrap=True)
+    fix = _fetch_hint(specs, done, skipped, data_dir)
     if as_json:
-        print_json({"trained": done, "skipped": skipped})
+        print_json({"trained": done, "skipped": skipped, "fix": fix})
         return
     table = Table(title=f"trained into {artifacts}/")
     for col in ("model", "metric", "value", "bar", "status", "seconds"):
@@ -74,3 +79,16 @@ def train_cmd(
     for s in skipped:
         table.add_row(s["model"], "", "", "", "skipped", "")
     console.print(table)
+    if fix:
+        console.print(f"to train on the real data sets: {fix}", highlight=False, soft_wrap=True)
+        if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
+            console.print(f"  ({data_dir} is read-only: fetch every data set into a writable folder instead, "
+                          f"`{fetch_command('all', 'data')}`, and train with --data-dir data)",
+                          highlight=False, soft_wrap=True)
+
+
+def _fetch_hint(specs, done: list[dict], skipped: list[dict], data_dir: Path) -> str:
+    """One `zeroserve data fetch` command for every model that fell back or was skipped ('' when none did)."""
+    lacking = {r["model"] for r in done if r["data"]["note"]} | {s["model"] for s in skipped}
+    names = list(dict.fromkeys(n for spec in specs if spec.name in lacking for n in dataset_names_for_model(spec)))
+    return fetch_command(names, data_dir) if names else ""

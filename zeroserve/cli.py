@@ -48,7 +48,7 @@ def _register_stages() -> None:
     """Each stage's `cli` module adds its commands; stages are imported in flow order."""
     import importlib
 
-    for stage in ("train.cli", "export.cli", "serve.deploy_cli", "serve.cli", "client.cli"):
+    for stage in ("data_cli", "train.cli", "export.cli", "serve.deploy_cli", "serve.cli", "client.cli"):
         name = f"zeroserve.{stage}"
         try:
             module = importlib.import_module(name)

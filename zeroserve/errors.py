@@ -21,12 +21,14 @@ class InputError(ZeroserveError):
 class MissingDataError(InputError):
     """A course data file is not where it is expected."""
 
-    def __init__(self, filename: str, data_dir):
+    def __init__(self, filename: str, data_dir, fix: str = ""):
         self.filename = filename
         self.data_dir = data_dir
+        self.fix = fix  # the command that fetches it, when one can
+        how = f"fetch it with `{fix}`, or put" if fix else "put"
         super().__init__(
             f"missing data file {filename}: expected at {data_dir}/{filename} "
-            f"(put the course's {filename} there, or point --data-dir / ZEROSERVE_DATA_DIR at its folder)"
+            f"({how} the course's {filename} there, or point --data-dir / ZEROSERVE_DATA_DIR at its folder)"
         )
 
 
