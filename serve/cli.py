@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
 def _target_image() -> str:
     """The NGC image of the Triton release the canonical repository targets (deploy's constant)."""
-    from zeroserve.serve.repository import TARGET
+    from zeroserve.serve.target import TARGET
 
     return TARGET.image
 

@@ -15,8 +15,9 @@ from zeroserve import formats as F
 from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelsArg, choices, console, err_console,
                                handle_errors, print_json, skip_line)
 from zeroserve.errors import CheckFailed, InputError
-from zeroserve.serve.repository import (DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, DEFAULT_STORAGE_URI,
-                                        KSERVE_MANIFEST, TARGET, deploy_model)
+from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, KSERVE_MANIFEST
+from zeroserve.serve.repository import DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, deploy_model
+from zeroserve.serve.target import TARGET
 
 
 Device = choices("Device", ("gpu", "cpu"))

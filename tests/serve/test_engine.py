@@ -314,7 +314,7 @@ def test_stop_and_status_with_nothing_running_exit_0_and_say_so(private_cache, t
 
 
 def test_docker_command_serves_the_canonical_repository_on_the_target_image(canonical):
-    from zeroserve.serve.repository import TARGET
+    from zeroserve.serve.target import TARGET
 
     cmd = docker_command(canonical, TARGET.image)
     assert cmd[:4] == ["docker", "run", "--gpus", "all"]
