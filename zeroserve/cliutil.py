@@ -37,6 +37,7 @@ def choices(name: str, values: tuple[str, ...] | list[str]) -> type[enum.StrEnum
     """A string enum of `values` for a Typer choice option: `--help` lists them and Typer refuses others."""
     return enum.StrEnum(name, {v: v for v in values})
 
+
 APP_SETTINGS = dict(
     name="zeroserve",
     help="The PyTorch Zero to All course models, from training to a verified, load-tested Triton deployment.\n\n"
