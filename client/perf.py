@@ -24,6 +24,7 @@ from zeroserve import records
 from zeroserve.client import load
 from zeroserve.client.connection import (AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback,
                                          server_split, to_wire, validate_inputs)
+from zeroserve.client.errors import RequestFailed
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.spec import ModelSpec
@@ -316,11 +317,15 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
                 t0 = t1
                 try:
                     samples.append(await stats())
-                except ServerError as exc:
+                except (ServerError, RequestFailed) as exc:
                     done = sum(x.counts.ok for x in windows)
                     failed = sum(x.counts.failed for x in windows)
-                    raise ServerError(f"the server stopped answering during the run ({exc}); "
-                                      f"{done} requests answered and {failed} failed before it went") from None
+                    counts = f"{done} requests answered and {failed} failed before it went"
+                    if isinstance(exc, ServerError):  # unreachable or timed out: exit 3
+                        raise ServerError(f"the server stopped answering during the run ({exc}); {counts}") from None
+                    # It answers but no longer serves the model (a stop unloads models first): requests failed.
+                    raise RequestFailed(f"the server stopped serving {setup.triton_name} during the run "
+                                        f"({exc}); {counts}") from None
                 if is_stable([(x.throughput, x.p99_ms) for x in windows], setup.stability):
                     break
     used = windows[-STABLE_WINDOWS:]
