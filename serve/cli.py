@@ -96,6 +96,8 @@ def serve_cmd(
         raise InputError("--print goes with --engine docker")
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C stops the server even when this process started with SIGINT ignored (a shell's `&`).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server = _start_with_progress(repository, models, host, http_port, grpc_port, metrics_port,
                                       ort_threads, detach, timeout)
@@ -121,6 +123,7 @@ def serve_cmd(
                           f"{server.log})")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _start_with_progress(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, detach,
