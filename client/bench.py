@@ -116,7 +116,7 @@ def _pytriton(spec, onnx_path: Path):
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
-    from zeroserve.serve.engine import free_port
+    from zeroserve.serve.ports import free_port
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -128,7 +128,7 @@ def _pytriton(spec, onnx_path: Path):
         outs = session.run(None, {t.name: inputs[t.name] for t in spec.inputs})
         return {t.name: o for t, o in zip(spec.outputs, outs)}
 
-    # The proxy's stub links libpython3.11: this interpreter's library must be found first (FACTS.md).
+    # The proxy's stub links libpython3.11: this interpreter's library must be found first, or it fails in multiprocessing.
     env_before = {k: os.environ.get(k) for k in ("LD_LIBRARY_PATH", "PATH")}
     os.environ["LD_LIBRARY_PATH"] = ":".join(p for p in (sysconfig.get_config_var("LIBDIR"),
                                                            env_before["LD_LIBRARY_PATH"]) if p)
@@ -183,8 +183,8 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
         reference_only: only the perf_analyzer reference and the generator's part costs (bench_reference).
     """
     from zeroserve.client import bench_reference
-
-    from zeroserve.serve import engine
+    from zeroserve.serve.ports import free_port
+    from zeroserve.serve.server import start_server
     from zeroserve.serve.bench import _deploy
 
     console = Console(width=160)
@@ -204,9 +204,9 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
             if not deployed:
                 console.print("[yellow]client benchmark skipped: no model could be deployed[/]")
                 return {"rows": rows}
-            server = engine.start_server(repository, [registry.get(n).triton_name("onnx") for n in deployed],
-                                         http_port=engine.free_port(), grpc_port=engine.free_port(),
-                                         metrics_port=engine.free_port())
+            server = start_server(repository, [registry.get(n).triton_name("onnx") for n in deployed],
+                                         http_port=free_port(), grpc_port=free_port(),
+                                         metrics_port=free_port())
             try:
                 endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
                 if bench_reference.MODEL in deployed:

@@ -8,20 +8,19 @@ from typing import Annotated, Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, err_console, handle_errors, print_json, skip_line
-from zeroserve.cliutil import console as _console
 from zeroserve import formats as F
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, choices, console, err_console,
+                               handle_errors, print_json, skip_line)
 from zeroserve.client.connection import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, resolve_endpoint
 from zeroserve.data import default_data_dir
 from zeroserve.errors import CheckFailed, InputError
 
-# Piped output (CI logs, `make demo`) would otherwise be cut to 80 columns and truncate the tables.
-console = _console if _console.is_terminal else Console(width=180)
+Protocol = choices("Protocol", PROTOCOLS)
+Format = choices("Format", F.keys())
 
 client_app = typer.Typer(name="client", help="Call, check and load-test the served models.", no_args_is_help=True)
 
@@ -31,19 +30,14 @@ HttpPortOpt = Annotated[Optional[int], typer.Option("--http-port", help="HTTP po
                                                     "server's state file, else 8000).")]
 GrpcPortOpt = Annotated[Optional[int], typer.Option("--grpc-port", help="gRPC port (default: the running "
                                                     "server's state file, else 8001).")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before a call to the server gives up.")]
-FormatOpt = Annotated[str, typer.Option("--format", help=f"Served format: {', '.join(F.keys())}.")]
-ProtocolOpt = Annotated[str, typer.Option("--protocol", help="grpc or http.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before a call to the server gives up "
+                                            "(exit 3, saying it timed out).")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Served format.")]
+ProtocolOpt = Annotated[Protocol, typer.Option("--protocol", help="Wire protocol (KServe v2).")]
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(client_app)
-
-
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
-    if value not in allowed:
-        raise InputError(f"{option} {value!r}: use one of {', '.join(allowed)}")
-    return value
 
 
 # ---------------------------------------------------------------- infer
@@ -75,8 +69,6 @@ def infer_cmd(
     from zeroserve.client.infer import image_inputs, load_input_file, run_infer, sample_inputs, text_inputs
 
     spec = registry.get(model)
-    _choice(protocol, PROTOCOLS, "--protocol")
-    F.get(fmt)
     given = [n for n, v in (("--input", input_file), ("--sample", sample), ("--text", text), ("--image", image))
              if v is not None]
     if len(given) != 1:
@@ -124,8 +116,9 @@ def infer_cmd(
 @handle_errors
 def check_cmd(
     models: ModelsArg,
-    protocol: Annotated[Optional[str], typer.Option("--protocol", help="Only this protocol (default both).")] = None,
-    fmt: Annotated[Optional[str], typer.Option("--format", help="Only this format (default both).")] = None,
+    protocol: Annotated[Optional[Protocol], typer.Option("--protocol", help="Only this protocol (default both).")]
+    = None,
+    fmt: Annotated[Optional[Format], typer.Option("--format", help="Only this format (default: every primary format).")] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance (default: export's, 1e-5).")] = None,
     rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance (default: export's, 1e-4).")] = None,
     host: HostOpt = None,
@@ -142,8 +135,8 @@ def check_cmd(
     """
     from zeroserve.client.check import check_model
 
-    protocols = (_choice(protocol, PROTOCOLS, "--protocol"),) if protocol else PROTOCOLS
-    formats = (F.get(fmt).key,) if fmt else F.primary()
+    protocols = (str(protocol),) if protocol else PROTOCOLS
+    formats = (str(fmt),) if fmt else F.primary()
     specs, explicit = registry.select(models)
     endpoint = resolve_endpoint(host, http_port, grpc_port)
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
@@ -272,8 +265,6 @@ def perf_cmd(
     from zeroserve.client.perf import level_count, level_iter, raise_for_outcome, run_perf
 
     spec = registry.get(model)
-    _choice(protocol, PROTOCOLS, "--protocol")
-    F.get(fmt)
     endpoint = resolve_endpoint(host, http_port, grpc_port) if not url else None
 
     def progress(level: dict) -> None:

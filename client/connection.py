@@ -1,40 +1,31 @@
 """The one connection layer over tritonclient: endpoints, requests from registry specs, statistics.
 
-Every call has a timeout; an unreachable server is a ServerError (exit 3), a request the
-server rejects is a RequestFailed carrying Triton's own message.
+Every call has a timeout; a failed call becomes the typed error of its outcome (client/errors.py):
+unreachable or timed out (exit 3), rejected (exit 2) or failed (exit 1), with Triton's own message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import socket
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from zeroserve.client.errors import ModelNotServed, RequestFailed, RequestRejected, translate  # noqa: F401 (re-exported)
 from zeroserve.errors import InputError, ServerError
+from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
+from zeroserve.serve.state import resolve_server
 from zeroserve.spec import ModelSpec, TensorSpec
 
 Protocol = Literal["grpc", "http"]
 PROTOCOLS: tuple[str, ...] = ("grpc", "http")
-DEFAULT_HOST = "127.0.0.1"  # not "localhost": tritonclient.grpc hung on it here (FACTS.md)
-DEFAULT_HTTP_PORT = 8000
-DEFAULT_GRPC_PORT = 8001
+DEFAULT_HTTP_PORT = DEFAULT_PORTS["http"]
+DEFAULT_GRPC_PORT = DEFAULT_PORTS["grpc"]
 DEFAULT_TIMEOUT_S = 10.0
 STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
-
-
-class RequestFailed(ServerError):
-    """The server answered but refused or failed one request (exit 1 where requests are counted)."""
-
-    exit_code = 1
-
-
-class ModelNotServed(InputError):
-    """The server is up but does not serve (or has not loaded) the asked-for model."""
 
 
 # ---------------------------------------------------------------- endpoints
@@ -63,10 +54,6 @@ def resolve_endpoint(host: str | None = None, http_port: int | None = None,
     if http_port is not None or grpc_port is not None:
         return Endpoint(host or DEFAULT_HOST, http_port or DEFAULT_HTTP_PORT, grpc_port or DEFAULT_GRPC_PORT,
                         "options")
-    try:
-        from zeroserve.serve.state import resolve_server
-    except ImportError:  # the serve stage not installed: a Triton started by other means
-        return Endpoint(host or DEFAULT_HOST, source="defaults")
     try:
         state = resolve_server(host=host)
     except ServerError:
@@ -153,36 +140,6 @@ def validate_inputs(spec: ModelSpec, arrays: list[np.ndarray]) -> list[np.ndarra
 def batches(n: int, size: int) -> list[slice]:
     """Slices of at most `size` rows covering `n` rows."""
     return [slice(start, min(start + size, n)) for start in range(0, n, max(1, size))]
-
-
-# ---------------------------------------------------------------- errors
-
-
-def _first_line(exc: BaseException) -> str:
-    text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
-    line = (str(text or "").strip().splitlines() or [type(exc).__name__])[0]
-    # Triton prefixes "[request id: <id_unknown>]": noise to a user, and rich would read it as markup
-    return re.sub(r"^\[request id: [^\]]*\]\s*", "", line)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """True when an exception means the server is not there (refused, unavailable, timed out)."""
-    if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError, OSError)):
-        return True
-    status = str(exc.status() if callable(getattr(exc, "status", None)) else "")
-    text = str(exc).lower()
-    return ("unavailable" in status.lower() or "deadline" in status.lower() or "unavailable" in text
-            or "deadline exceeded" in text or "connection refused" in text or "failed to connect" in text
-            or "timed out" in text or "connect call failed" in text)
-
-
-def translate(exc: BaseException, url: str, protocol: str, model: str | None = None) -> Exception:
-    """A tritonclient/network exception -> ServerError (unreachable) or RequestFailed (refused)."""
-    if _unreachable(exc):
-        return ServerError(f"no Triton server answered over {protocol} at {url} ({_first_line(exc)}); "
-                           "start one with `zeroserve serve` or give --host/--http-port/--grpc-port")
-    where = f" for {model}" if model else ""
-    return RequestFailed(f"the server at {url} refused the {protocol} request{where}: {_first_line(exc)}")
 
 
 # ---------------------------------------------------------------- statistics
@@ -275,7 +232,7 @@ class Client:
                 self._client = self._mod.InferenceServerClient(self.url, connection_timeout=timeout,
                                                                network_timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - tritonclient raises plain exceptions for a bad url
-            raise translate(exc, self.url, protocol) from None
+            raise translate(exc, self.url, protocol, timeout=timeout) from None
 
     def _call(self, name: str, *args, model: str | None = None, **kwargs):
         if self.protocol == "grpc":
@@ -283,7 +240,7 @@ class Client:
         try:
             return getattr(self._client, name)(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - mapped to typed errors
-            raise translate(exc, self.url, self.protocol, model) from None
+            raise translate(exc, self.url, self.protocol, model, self.timeout) from None
 
     def live(self) -> None:
         """Raise ServerError unless the server answers and is live."""
@@ -391,5 +348,5 @@ class AsyncClient:
         try:
             stats = await asyncio.wait_for(self._client.get_inference_statistics(triton_name, **kw), self.timeout)
         except Exception as exc:  # noqa: BLE001 - mapped to typed errors
-            raise translate(exc, self.url, self.protocol, triton_name) from None
+            raise translate(exc, self.url, self.protocol, triton_name, self.timeout) from None
         return parse_statistics(stats, triton_name)

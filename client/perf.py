@@ -26,6 +26,7 @@ from zeroserve import records
 from zeroserve.client import load
 from zeroserve.client.connection import (AsyncClient, Client, Endpoint, ModelNotServed, add_statistics, parse_url,
                                          require_loopback, server_split, to_wire, validate_inputs)
+from zeroserve.client.errors import RequestFailed
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.wire import OutputSpec, expected_outputs
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
@@ -385,7 +386,7 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
             warmup = Window(t1 - t0, warm.counts, setup.batch_size, warm.cpu_seconds, warm.loop_cpu_seconds)
             try:
                 samples.append(await stats())
-            except ServerError as exc:
+            except (ServerError, RequestFailed) as exc:
                 lost = str(exc)
             t0 = time.perf_counter()
             for _ in range(setup.max_trials if lost is None else 0):
@@ -397,7 +398,7 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
                 t0 = t1
                 try:
                     samples.append(await stats())
-                except ServerError as exc:
+                except (ServerError, RequestFailed) as exc:  # gone, or answering without the model
                     lost = str(exc)
                     break
                 if is_stable([(x.throughput, x.latency(key)) for x in windows], setup.stability):

@@ -11,11 +11,14 @@ from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
 from zeroserve import parity
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, FormatsOpt, JsonOpt, ModelsArg, console, err_console,
-                               handle_errors, print_json, skip_line)
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, FormatsOpt, JsonOpt, ModelsArg, choices, console,
+                               err_console, handle_errors, print_json, skip_line)
 from zeroserve.data import default_data_dir
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import exporter
+
+
+Exporter = choices("Exporter", ("legacy", "dynamo"))
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +30,8 @@ def export_cmd(
     models: ModelsArg,
     fmt: FormatsOpt = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = exporter.DEFAULT_OPSET,
-    exporter_name: Annotated[str, typer.Option("--exporter", help="ONNX exporter: legacy (TorchScript-based) or dynamo.")]
+    exporter_name: Annotated[Exporter, typer.Option("--exporter", help="ONNX exporter: legacy (TorchScript-based) "
+                                                                       "or dynamo.")]
     = exporter.DEFAULT_EXPORTER,
     atol: Annotated[float | None, typer.Option(
         help=f"Gate: absolute tolerance (default: the model's own, else {parity.ATOL}).", show_default=False)] = None,

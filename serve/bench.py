@@ -31,6 +31,9 @@ from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.data import default_data_dir
 from zeroserve.errors import ZeroserveError
+from zeroserve.serve.ports import free_port
+from zeroserve.serve.processes import stubs as stubs_of
+from zeroserve.serve.server import start_server
 
 LEVELS = (1, 16)
 QUEUE_DELAYS_US = (0, 100)
@@ -158,7 +161,7 @@ def _triton_caller(protocol: str, url: str, model: str, image: np.ndarray, outpu
             inp.set_data_from_numpy(image)
             outs = [grpcclient.InferRequestedOutput(output)]
         got = client.infer(model, [inp], outputs=outs).as_numpy(output)
-        # FACTS: numpy 2 made this backend answer empty tensors silently; check values, not only a reply.
+        # With numpy 2 this Python backend answered empty tensors without an error: check values, not only a reply.
         if check is not None and not np.allclose(got, check, atol=1e-5, rtol=1e-4):
             raise RuntimeError(f"{model} over {protocol} answered wrong values")
         return lambda: client.infer(model, [inp], outputs=outs)
@@ -201,8 +204,6 @@ def _pss_rss_mb(pids: list[int]) -> tuple[float, float]:
 
 def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL) -> dict:
     """Run the serving benchmark, print rich tables, return the figures."""
-    from zeroserve.serve import engine
-
     console = Console(width=150)
     results: dict = {"levels": [], "memory": None}
     cache = tempfile.mkdtemp(prefix="zs-bench-cache-")
@@ -221,9 +222,9 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL
                 results["levels"].append({"path": "ONNX Runtime in-process", "protocol": "-", "delay_us": None,
                                           "concurrency": c, **run_level(ort_make, c, seconds)})
                 results["levels"][-1].pop("latencies_s")
-            results["levels"] += _serve_levels(engine, repository, image, expected, seconds, console)
+            results["levels"] += _serve_levels(repository, image, expected, seconds, console)
             _print_levels(console, results["levels"])
-            results["memory"] = _memory(engine, Path(artifacts), scratch, repository, console)
+            results["memory"] = _memory(Path(artifacts), scratch, repository, console)
     finally:
         if before_cache is None:
             os.environ.pop("ZEROSERVE_CACHE", None)
@@ -232,15 +233,15 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL
     return results
 
 
-def _serve_levels(engine, repository: Path, image, expected, seconds: float, console) -> list[dict]:
+def _serve_levels(repository: Path, image, expected, seconds: float, console) -> list[dict]:
     """One server per queue delay, all up at once, so every target of a level is interleaved with the others."""
     servers = {}
     rows = []
     try:
         for delay in QUEUE_DELAYS_US:
-            ports = [engine.free_port() for _ in range(3)]
+            ports = [free_port() for _ in range(3)]
             console.print(f"serve bench: starting cnn_mnist_onnx and its no-op twin at max_queue_delay {delay} µs")
-            servers[delay] = engine.start_server(repository, ["cnn_mnist_onnx"], http_port=ports[0],
+            servers[delay] = start_server(repository, ["cnn_mnist_onnx"], http_port=ports[0],
                                                  grpc_port=ports[1], metrics_port=ports[2], queue_delay_us=delay,
                                                  noop_of=["cnn_mnist_onnx"])
         for protocol in ("http", "grpc"):
@@ -262,15 +263,15 @@ def _serve_levels(engine, repository: Path, image, expected, seconds: float, con
     return sorted(rows, key=lambda r: (r["delay_us"], r["protocol"] != "http", r["concurrency"]))
 
 
-def _memory(engine, artifacts: Path, scratch: Path, repository: Path, console) -> dict | None:
+def _memory(artifacts: Path, scratch: Path, repository: Path, console) -> dict | None:
     names = _deploy(list(registry.REGISTRY), artifacts, scratch, repository, console)
-    ports = [engine.free_port() for _ in range(3)]
+    ports = [free_port() for _ in range(3)]
     t0 = time.perf_counter()
-    server = engine.start_server(repository, names, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2])
+    server = start_server(repository, names, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2])
     try:
         load_s = time.perf_counter() - t0
         time.sleep(1.0)
-        stubs = engine.server_processes(server.pid, server.state["shm_prefix"])
+        stubs = [p.pid for p in stubs_of(server.state["shm_prefix"])]
         pss, rss = _pss_rss_mb([server.pid, *stubs])
         server_pss, server_rss = _pss_rss_mb([server.pid])
         onnx_stubs = [p for p in stubs if b"_onnx/" in Path(f"/proc/{p}/cmdline").read_bytes()]

@@ -16,12 +16,16 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import ArtifactsOpt, JsonOpt, console, err_console, handle_errors, print_json
+from zeroserve.cliutil import ArtifactsOpt, JsonOpt, choices, console, err_console, handle_errors, print_json
 from zeroserve.errors import InputError, ServerError
-from zeroserve.serve import engine
+from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
+from zeroserve.serve.docker import docker_command
+from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
 from zeroserve.serve.repository import DEFAULT_REPOSITORY
 from zeroserve.serve.status import collect_status, find_server
+
+Engine = choices("Engine", ("embedded", "docker"))
 
 RepositoryOpt = Annotated[Path, typer.Option("--repository", help="The canonical Triton model repository.")]
 HostOpt = Annotated[str, typer.Option("--host", help="Address the server binds to (and clients reach).")]
@@ -38,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
 def _target_image() -> str:
     """The NGC image of the Triton release the canonical repository targets (deploy's constant)."""
-    from zeroserve.serve.repository import TARGET
+    from zeroserve.serve.target import TARGET
 
     return TARGET.image
 
@@ -56,17 +60,21 @@ def serve_cmd(
     repository: RepositoryOpt = DEFAULT_REPOSITORY,
     models: Annotated[list[str] | None, typer.Option(
         "--models", help="Registry names (both formats) or Triton names (one format); default: all deployed.")] = None,
-    host: HostOpt = engine.DEFAULT_HOST,
-    http_port: HttpPortOpt = 8000,
-    grpc_port: GrpcPortOpt = 8001,
-    metrics_port: MetricsPortOpt = 8002,
-    ort_threads: Annotated[int, typer.Option(help="ONNX Runtime (and TorchScript) intra-op threads per instance.")] = 1,
+    host: HostOpt = DEFAULT_HOST,
+    http_port: HttpPortOpt = DEFAULT_PORTS["http"],
+    grpc_port: GrpcPortOpt = DEFAULT_PORTS["grpc"],
+    metrics_port: MetricsPortOpt = DEFAULT_PORTS["metrics"],
+    ort_threads: Annotated[int | None, typer.Option(
+        help="ONNX Runtime (and TorchScript) intra-op threads per instance "
+             "(default: the config's intra_op_thread_count / INTRA_OP_THREAD_COUNT, else 1).")] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Return once every model is READY; "
                                                           "the server runs on until `zeroserve stop`.")] = False,
-    engine_name: Annotated[str, typer.Option("--engine", help="embedded (tritonserver from the nvidia-pytriton "
-                                                              "wheel) or docker (NGC image on a GPU host).")] = "embedded",
+    engine_name: Annotated[Engine, typer.Option("--engine", help="embedded (tritonserver from the nvidia-pytriton "
+                                                                 "wheel) or docker (NGC image on a GPU host).")]
+    = "embedded",
     print_only: Annotated[bool, typer.Option("--print", help="With --engine docker: print the docker command.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for every model to be READY.")] = engine.READY_TIMEOUT_S,
+    timeout: Annotated[float, typer.Option(help="One deadline in seconds for the server to come up and every model "
+                                                "to be READY.")] = srv.READY_TIMEOUT_S,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
 
@@ -75,7 +83,7 @@ def serve_cmd(
     cannot start (port in use, binary missing, a model failing to load), 2 for a bad repository.
     """
     if engine_name == "docker":
-        cmd = engine.docker_command(repository, _target_image(),
+        cmd = docker_command(repository, _target_image(),
                                     {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
         if print_only:
             console.print(shlex.join(cmd), highlight=False, soft_wrap=True)
@@ -85,12 +93,12 @@ def serve_cmd(
         import os
 
         os.execvp(cmd[0], cmd)
-    if engine_name != "embedded":
-        raise InputError(f"unknown engine {engine_name!r}; use embedded or docker")
     if print_only:
         raise InputError("--print goes with --engine docker")
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C stops the server even when this process started with SIGINT ignored (a shell's `&`).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server = _start_with_progress(repository, models, host, http_port, grpc_port, metrics_port,
                                       ort_threads, detach, timeout)
@@ -110,15 +118,17 @@ def serve_cmd(
                           f"{'' if report['graceful'] else ' (forced)'}; stubs and shared memory cleaned",
                           highlight=False)
             return
-        server.stop(remove_runtime=False)
-        raise ServerError(f"tritonserver exited on its own with code {server.process.returncode}: "
-                          f"{engine._log_tail(server.log)} (log: {server.log})")
+        reason = f"tritonserver exited on its own with code {server.process.returncode}"
+        server.stop(keep_run=True, reason=reason)
+        raise ServerError(f"{reason}: {srv.log_tail(server.log)} (log, kept until `zeroserve stop --all`: "
+                          f"{server.log})")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _start_with_progress(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, detach,
-                         timeout) -> engine.Server:
+                         timeout) -> srv.Server:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[state]}"),
                TimeElapsedColumn())
     lock = threading.Lock()
@@ -128,19 +138,19 @@ def _start_with_progress(repository, models, host, http_port, grpc_port, metrics
             with lock:
                 if name not in tasks:
                     tasks[name] = progress.add_task(name, state="loading", total=1)
-                done = state in ("READY", "FAILED", "skipped")
-                colour = {"READY": "green", "FAILED": "red", "skipped": "dim"}.get(state, "yellow")
+                done = state in ("READY", "FAILED", "timed out", "skipped")
+                colour = {"READY": "green", "FAILED": "red", "timed out": "red", "skipped": "dim"}.get(state, "yellow")
                 progress.update(tasks[name], state=f"[{colour}]{state}[/]"
                                 + (f" in {seconds:.1f} s" if done else ""), completed=1 if done else 0)
                 if done:
                     progress.stop_task(tasks[name])
 
-        return engine.start_server(repository, models, host=host, http_port=http_port, grpc_port=grpc_port,
+        return srv.start_server(repository, models, host=host, http_port=http_port, grpc_port=grpc_port,
                                    metrics_port=metrics_port, ort_threads=ort_threads, detach=detach,
                                    timeout=timeout, on_model=on_model)
 
 
-def _print_endpoints(server: engine.Server) -> None:
+def _print_endpoints(server: srv.Server) -> None:
     s = server.state
     table = Table(title=f"tritonserver pid {server.pid}: {len(s['models'])} models READY")
     table.add_column("endpoint")
@@ -169,9 +179,9 @@ def status_cmd(
     if as_json:
         print_json(report)
         return
-    srv = report["server"]
-    title = "no running server" if srv is None else f"server {srv['host']}:{srv['http_port']}" + (
-        f" (pid {srv['pid']})" if srv.get("pid") else "")
+    server = report["server"]
+    title = "no running server" if server is None else f"server {server['host']}:{server['http_port']}" + (
+        f" (pid {server['pid']})" if server.get("pid") else "")
     table = Table(title=f"zeroserve status: {artifacts}/, {repository}/, {title}")
     for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
         table.add_column(col, **({"max_width": 20, "no_wrap": True, "overflow": "ellipsis"} if col == "data" else {}))
@@ -190,8 +200,11 @@ def status_cmd(
                       paint(trained, t["state"]), paint(e["state"], e["state"]),
                       paint(deployed, d["state"]), paint(s["state"], s["state"]))
     console.print(table)
-    if srv and srv.get("error"):
-        err_console.print(f"[yellow]warning:[/] {srv['error']}", highlight=False)
+    if server and server.get("error"):
+        err_console.print(f"[yellow]warning:[/] {server['error']}", highlight=False)
+    for d in report["dead"]:
+        console.print(f"dead server run {d['run_id']} (pid {d['pid']}, http port {d['http_port']}): "
+                      f"{d.get('reason') or 'not yet reaped'}; log: {d['log']}", highlight=False, soft_wrap=True)
 
 
 @handle_errors
@@ -205,26 +218,33 @@ def stop_cmd(
     """Stop a running server (the only one, or the one chosen; --all for every one) and clean up after it.
 
     Ends tritonserver and every Python-backend stub it started, removes its shared-memory
-    segments and state file, and prunes runtime folders and logs of stopped servers.
+    segments, state file, runtime folder and log. A server that died without a stop is marked
+    dead (stubs and shared memory cleaned) and keeps its log until it is chosen by its ports
+    or --all is given. Nothing to stop is not an error (exit 0).
     """
-    stale = engine.reap_stale()
-    if all_servers or (stale and not st.list_servers()):
-        targets = st.list_servers()
-    else:
-        targets = [st.resolve_server(host, http_port, grpc_port)]
-    reports = [engine.stop_server(s) for s in targets]
-    pruned = engine.prune_runs()
+    report = srv.stop_servers(all_servers, host, http_port, grpc_port)
     if as_json:
-        print_json({"stopped": reports, "stale": stale, "pruned": [str(p) for p in pruned]})
+        print_json({**report, "pruned": [str(p) for p in report["pruned"]]})
         return
-    for r in stale:
-        console.print(f"cleaned after pid {r['pid']}, which had died without a stop", highlight=False)
-    if not reports and not stale:
-        console.print("no running zeroserve server", highlight=False)
-    for r in reports:
+    for r in report["reaped"]:
+        console.print(f"pid {r['pid']} had died without a stop: marked dead, "
+                      f"{len(r['killed'])} leftover process(es) killed, {len(r['shm_removed'])} shared-memory "
+                      "segment(s) removed", highlight=False)
+    for r in report["stopped"]:
         extra = [f"killed {len(r['killed'])} leftover process(es)"] if r["killed"] else []
         extra += [f"removed {len(r['shm_removed'])} shared-memory segment(s)"] if r["shm_removed"] else []
         console.print(f"stopped pid {r['pid']}{'' if r['graceful'] else ' (forced)'}"
                       + (f"; {', '.join(extra)}" if extra else ""), highlight=False)
-    if pruned:
-        console.print(f"pruned {len(pruned)} runtime folder(s) under {st.cache_dir() / 'runs'}", highlight=False)
+    for s in report["removed"]:
+        console.print(f"removed dead server run {s['run_id']} (pid {s['pid']}): its runtime folder and log",
+                      highlight=False)
+    if not report["stopped"] and not report["removed"]:
+        console.print("no running zeroserve server" + (" matching the options" if host or http_port or grpc_port
+                                                       else "") + "; nothing to stop", highlight=False)
+    if report["kept"]:
+        logs = ", ".join(s["log"] for s in report["kept"])
+        console.print(f"{len(report['kept'])} dead server run(s) keep their logs ({logs}); choose one by its ports "
+                      "or use `zeroserve stop --all` to remove them", highlight=False, soft_wrap=True)
+    if report["pruned"]:
+        console.print(f"pruned {len(report['pruned'])} orphaned runtime folder(s) under {st.runs_dir()}",
+                      highlight=False)

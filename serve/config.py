@@ -57,12 +57,15 @@ class TensorConfig:
         dims: wire dims, -1 where dynamic (`TensorSpec.triton_dims`).
         reshape: the graph's per-sample shape when it differs from the wire's
             (`()` for a per-sample scalar sent as `[batch, 1]`); None when equal.
+        allow_ragged_batch: requests whose dims differ may share one execution (the
+            embedded engine's `model.py` groups them; the native backends cannot).
     """
 
     name: str
     dtype: str
     dims: tuple[int, ...]
     reshape: tuple[int, ...] | None = None
+    allow_ragged_batch: bool = False
 
     @classmethod
     def from_spec(cls, spec: TensorSpec) -> "TensorConfig":
@@ -133,6 +136,8 @@ def _tensor_pb(t: TensorConfig, message) -> None:
     if t.reshape is not None:
         message.reshape.shape.extend(t.reshape)
         message.reshape.SetInParent()  # an empty shape ([]) must still be written: it means "scalar"
+    if t.allow_ragged_batch:
+        message.allow_ragged_batch = True
 
 
 def _tensor_from_pb(message) -> TensorConfig:
@@ -141,7 +146,8 @@ def _tensor_from_pb(message) -> TensorConfig:
     except InputError as exc:
         raise InputError(f"tensor {message.name}: {exc}") from None
     reshape = tuple(message.reshape.shape) if message.HasField("reshape") else None
-    return TensorConfig(message.name, dtype, tuple(message.dims), reshape)
+    return TensorConfig(message.name, dtype, tuple(message.dims), reshape,
+                        getattr(message, "allow_ragged_batch", False))
 
 
 def to_proto(model: DeployedModel) -> pb.ModelConfig:

@@ -12,11 +12,17 @@ from rich.table import Table
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
-from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelsArg, console, err_console, handle_errors,
-                               print_json, skip_line)
+from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelsArg, choices, console, err_console,
+                               handle_errors, print_json, skip_line)
 from zeroserve.errors import CheckFailed, InputError
-from zeroserve.serve.repository import (DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, DEFAULT_STORAGE_URI,
-                                        KSERVE_MANIFEST, TARGET, deploy_model)
+from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, KSERVE_MANIFEST
+from zeroserve.serve.repository import DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, deploy_model
+from zeroserve.serve.target import TARGET
+
+
+Device = choices("Device", ("gpu", "cpu"))
+Precision = choices("Precision", ("fp16", "fp32"))
+Target = choices("Target", ("triton", "kserve"))
 
 
 def register(app: typer.Typer) -> None:
@@ -35,12 +41,12 @@ def deploy_cmd(
     max_queue_delay_us: Annotated[int, typer.Option(
         help="Dynamic batching: how long Triton waits to fill a batch, in microseconds.")]
     = DEFAULT_MAX_QUEUE_DELAY_US,
-    device: Annotated[str, typer.Option(help="Instance kind: gpu (KIND_GPU, the default) or cpu (KIND_CPU).")]
+    device: Annotated[Device, typer.Option(help="Instance kind: gpu (KIND_GPU, the default) or cpu (KIND_CPU).")]
     = "gpu",
     instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
-    tensorrt: Annotated[str | None, typer.Option(
+    tensorrt: Annotated[Precision | None, typer.Option(
         help="ONNX only: run through ONNX Runtime's TensorRT accelerator at fp16 or fp32.")] = None,
-    target: Annotated[str, typer.Option(
+    target: Annotated[Target, typer.Option(
         help="triton, or kserve to also write a KServe InferenceService manifest.")] = "triton",
     storage_uri: Annotated[str, typer.Option(
         help="kserve: where the repository will be uploaded (gs://, s3://, pvc://...).")] = DEFAULT_STORAGE_URI,

@@ -1,22 +1,30 @@
-"""Running-server state files: one JSON per server under the cache folder (docs/contracts.md).
+"""Server state files: one JSON per server run under the cache folder (docs/contracts.md).
 
-`<cache>/servers/<pid>.json` = {"pid", "host", "http_port", "grpc_port", "metrics_port",
-"runtime_dir", "log", "models", "started"} (plus "shm_prefix", which `stop` uses to clean
-the Python backend's shared memory). Written by `serve`, removed when the server stops;
-`status`, `stop` and the client read it when no ports are given.
+`<cache>/servers/<run_id>.json` holds where a server listens, its process (pid and create
+time, so a recycled pid is never mistaken for it), its runtime folder and log, and its
+`status`: "starting", "running" or "dead". The run id names the run, not the process: it
+outlives a restart of the tritonserver process.
+
+Reading never changes anything: `list_servers`, `read_states` and `resolve_server` only read.
+Only `serve` and `stop` write (serve/server.py): a dead server is marked dead (its stubs
+killed, its shared memory unlinked) and keeps its runtime folder and log until `stop`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from zeroserve import records
 from zeroserve.errors import InputError, ServerError
 
-SERVER_BINARY = "tritonserver"
+STARTING, RUNNING, DEAD = "starting", "running", "dead"
 
 
 def cache_dir() -> Path:
@@ -29,92 +37,98 @@ def servers_dir() -> Path:
     return cache_dir() / "servers"
 
 
-def state_path(pid: int) -> Path:
-    return servers_dir() / f"{pid}.json"
+def runs_dir() -> Path:
+    """Where each run keeps its runtime repository and log (`runs/<run_id>/`)."""
+    return cache_dir() / "runs"
 
 
-def pid_alive(pid: int, binary: str | None = SERVER_BINARY) -> bool:
-    """True when `pid` runs (not a zombie) and, if `binary` is given, is that program.
+def new_run_id() -> str:
+    """A run id: sortable by start time, unique across servers started in the same second."""
+    return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
-    Checking the program name guards against a recycled pid after a crash.
-    """
+
+def state_path(run_id: str) -> Path:
+    return servers_dir() / f"{run_id}.json"
+
+
+def process_of(pid: int | None, create_time: float | None) -> psutil.Process | None:
+    """The process `pid` if it still is the one created at `create_time` and has not exited (zombie)."""
+    if not pid:
+        return None
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return False
-    # The state letter follows the parenthesised command name, which may itself hold spaces.
-    if stat[stat.rfind(")") + 2:][:1] in ("Z", "X"):
-        return False
-    if binary is None:
-        return True
+        proc = psutil.Process(int(pid))
+        if create_time is not None and abs(proc.create_time() - float(create_time)) > 0.01:
+            return None  # the pid was recycled by another process
+        if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def create_time(pid: int) -> float | None:
+    """The kernel's start time of `pid` (what `process_of` compares), or None when it is gone."""
     try:
-        exe = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def is_running(state: dict[str, Any]) -> bool:
+    """True when the state's process is alive and still the one that was started."""
+    if state.get("status") == DEAD:
         return False
-    return Path(exe).name == binary
+    return process_of(state.get("pid"), state.get("create_time")) is not None
 
 
-def write_state(state: dict[str, Any]) -> Path:
-    """Write one server's state file atomically; returns its path."""
-    path = state_path(int(state["pid"]))
-    records.write_json(path, state)
-    return path
-
-
-def remove_state(pid: int) -> None:
-    state_path(pid).unlink(missing_ok=True)
-
-
-def stale_states() -> list[dict[str, Any]]:
-    """States whose server is gone (crashed or killed): what `stop` still has to clean after."""
+def read_states() -> list[dict[str, Any]]:
+    """Every readable state file (running, starting or dead), oldest first. Torn files are skipped, not removed."""
     folder = servers_dir()
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             state = json.loads(path.read_text())
-            if not pid_alive(int(state["pid"])):
+            if isinstance(state, dict) and state.get("run_id") == path.stem and "pid" in state:
                 out.append(state)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError):
             continue
-    return out
-
-
-def list_servers() -> list[dict[str, Any]]:
-    """The running servers' states, oldest first; state files of dead pids are pruned (and their
-    leftover stubs and shared memory cleaned)."""
-    folder = servers_dir()
-    if not folder.is_dir():
-        return []
-    out = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            state = json.loads(path.read_text())
-            pid = int(state["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)  # a torn or foreign file cannot name a live server
-            continue
-        if pid_alive(pid):
-            out.append(state)
-        else:
-            _clean_after(state)
-            path.unlink(missing_ok=True)
     return sorted(out, key=lambda s: str(s.get("started", "")))
 
 
-def _clean_after(state: dict[str, Any]) -> None:
-    """A server that died without a stop leaves its stubs and shared memory: clean them with its state file."""
-    from zeroserve.serve.engine import stop_server  # engine imports this module
+def list_servers() -> list[dict[str, Any]]:
+    """The servers whose process runs, oldest first (read only)."""
+    return [s for s in read_states() if is_running(s)]
 
-    try:
-        stop_server(state, timeout=0.0)
-    except (OSError, KeyError, ValueError):
-        pass  # pruning the state file below is what list_servers promises
+
+def dead_servers() -> list[dict[str, Any]]:
+    """The servers whose process is gone, marked dead or not yet (read only)."""
+    return [s for s in read_states() if not is_running(s)]
+
+
+def write_state(state: dict[str, Any]) -> Path:
+    """Write one server's state file atomically; returns its path."""
+    path = state_path(state["run_id"])
+    records.write_json(path, state)
+    return path
+
+
+def remove_state(state: dict[str, Any]) -> None:
+    state_path(state["run_id"]).unlink(missing_ok=True)
 
 
 def describe(state: dict[str, Any]) -> str:
     """One line naming a server: pid, endpoints and model count."""
     return (f"pid {state['pid']} at {state['host']} (http {state['http_port']}, grpc {state['grpc_port']}, "
             f"metrics {state['metrics_port']}), {len(state.get('models', []))} models, started {state.get('started')}")
+
+
+def matching(states: list[dict[str, Any]], host: str | None = None, http_port: int | None = None,
+             grpc_port: int | None = None) -> list[dict[str, Any]]:
+    """The states whose endpoint matches every part given."""
+    return [s for s in states
+            if (host is None or s["host"] == host)
+            and (http_port is None or int(s["http_port"]) == int(http_port))
+            and (grpc_port is None or int(s["grpc_port"]) == int(grpc_port))]
 
 
 def resolve_server(host: str | None = None, http_port: int | None = None,
@@ -125,11 +139,7 @@ def resolve_server(host: str | None = None, http_port: int | None = None,
         ServerError: no running server (matching them).
         InputError: several match and none was chosen; the message lists them.
     """
-    servers = list_servers()
-    match = [s for s in servers
-             if (host is None or s["host"] == host)
-             and (http_port is None or int(s["http_port"]) == int(http_port))
-             and (grpc_port is None or int(s["grpc_port"]) == int(grpc_port))]
+    match = matching(list_servers(), host, http_port, grpc_port)
     if not match:
         chosen = ", ".join(f"{k} {v}" for k, v in (("host", host), ("http port", http_port),
                                                     ("grpc port", grpc_port)) if v is not None)

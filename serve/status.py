@@ -1,4 +1,7 @@
-"""Where each model stands, per format: trained, exported, deployed, served, from each stage's own record."""
+"""Where each model stands, per format: trained, exported, deployed, served, from each stage's own record.
+
+Only reads: the records, the state files and the server's repository index.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from zeroserve import registry
 from zeroserve.artifacts import model_dir
 from zeroserve.errors import ServerError
 from zeroserve.serve import state as st
-from zeroserve.serve.engine import model_ready_states
 
 
 def _read(path: Path) -> dict | None:
@@ -55,6 +57,21 @@ def _deployed(repository: Path, manifest: dict, name: str) -> dict[str, Any]:
     return {"state": "yes", "version": entry.get("version"), "sha256": entry.get("artifact_sha256")}
 
 
+def model_ready_states(host: str, http_port: int, timeout: float = 3.0) -> dict[str, str]:
+    """Triton name -> state ("READY", "UNAVAILABLE", ...) from a running server's repository index."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(f"{host}:{http_port}", connection_timeout=timeout,
+                                              network_timeout=timeout)
+    try:
+        index = client.get_model_repository_index()
+    except Exception as exc:  # noqa: BLE001
+        raise ServerError(f"server at {host}:{http_port} did not answer: {exc}") from None
+    finally:
+        client.close()
+    return {m["name"]: m.get("state", "UNKNOWN") for m in index}
+
+
 def find_server(host: str | None, http_port: int | None, grpc_port: int | None) -> dict[str, Any] | None:
     """The server to ask: the one named by ports, the one running, or None when none runs and none was named."""
     try:
@@ -70,8 +87,11 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
 
     Returns:
         {"server": {...} | None, "models": [{"model", "format", "triton_name", "data", "trained",
-        "exported", "deployed", "served"}]}; each stage entry has a "state"; "data" has "source", "note"
-        (why it fell back, with the fetch command) and "from" (train.json, or the registry when untrained).
+        "exported", "deployed", "served"}], "dead": [{"run_id", "pid", "http_port", "log",
+        "reason", "ended"}]}; each stage entry has a "state"; "data" has "source", "note"
+        (why it fell back, with the fetch command) and "from" (train.json, or the registry when
+        untrained). "dead" lists the runs whose server is gone, with the log each keeps until
+        `zeroserve stop`.
     """
     artifacts, repository = Path(artifacts), Path(repository)
     manifest = (_read(repository / "manifest.json") or {}).get("models", {})
@@ -104,4 +124,6 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
         info = {k: server.get(k) for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
         if server_note:
             info["error"] = server_note
-    return {"server": info, "models": rows}
+    dead = [{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "reason", "ended")}
+            for s in st.dead_servers()]
+    return {"server": info, "models": rows, "dead": dead}

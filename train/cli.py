@@ -12,11 +12,15 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, console, handle_errors, print_json, skip_line
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, choices, console, handle_errors, print_json,
+                               skip_line)
 from zeroserve.data import default_data_dir
 from zeroserve.errors import MissingDataError
 from zeroserve.fetch import dataset_names_for_model, fetch_command
 from zeroserve.train.trainer import train_model
+
+
+Device = choices("Device", ("auto", "cpu", "cuda"))
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +34,7 @@ def train_cmd(
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size (default: the registry's).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: the registry's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for initialisation and shuffling; seeded runs repeat.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a GPU falls back to cpu).")] = "auto",
+    device: Annotated[Device, typer.Option(help="cuda without a GPU falls back to cpu.")] = "auto",
     data_dir: DataDirOpt = None,
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
     as_json: JsonOpt = False,

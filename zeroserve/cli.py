@@ -49,14 +49,7 @@ def _register_stages() -> None:
     import importlib
 
     for stage in ("data_cli", "train.cli", "export.cli", "serve.deploy_cli", "serve.cli", "client.cli"):
-        name = f"zeroserve.{stage}"
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name in (name, name.rsplit(".", 1)[0]):
-                continue  # a stage not built yet
-            raise
-        module.register(app)
+        importlib.import_module(f"zeroserve.{stage}").register(app)
 
 
 _register_stages()

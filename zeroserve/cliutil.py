@@ -5,8 +5,10 @@ Stage CLI modules import from here (never from zeroserve.cli, which imports them
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -18,8 +20,23 @@ from rich.markup import escape
 from zeroserve import formats as F
 from zeroserve.errors import ZeroserveError
 
-console = Console()
-err_console = Console(stderr=True)
+PIPED_WIDTH = 200  # piped output (CI logs, `make demo`) would otherwise be cut to 80 columns ("cnn_m…")
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=PIPED_WIDTH if piped else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
+
+
+def choices(name: str, values: tuple[str, ...] | list[str]) -> type[enum.StrEnum]:
+    """A string enum of `values` for a Typer choice option: `--help` lists them and Typer refuses others."""
+    return enum.StrEnum(name, {v: v for v in values})
+
 
 APP_SETTINGS = dict(
     name="zeroserve",

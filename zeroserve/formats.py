@@ -26,16 +26,18 @@ class Backend:
         platforms: older `platform` spellings Triton also accepts for it.
         default_file: the file Triton loads from the version folder when the config names none.
         runtime: what the embedded engine's `model.py` runs the file with (`onnx`, `torchscript`).
+        threads_parameter: the config `parameters` key that sets the backend's intra-op threads.
     """
 
     name: str
     platforms: tuple[str, ...]
     default_file: str
     runtime: str
+    threads_parameter: str
 
 
-ONNXRUNTIME = Backend("onnxruntime", ("onnxruntime_onnx",), "model.onnx", "onnx")
-PYTORCH = Backend("pytorch", ("pytorch_libtorch",), "model.pt", "torchscript")
+ONNXRUNTIME = Backend("onnxruntime", ("onnxruntime_onnx",), "model.onnx", "onnx", "intra_op_thread_count")
+PYTORCH = Backend("pytorch", ("pytorch_libtorch",), "model.pt", "torchscript", "INTRA_OP_THREAD_COUNT")
 BACKENDS: dict[str, Backend] = {b.name: b for b in (ONNXRUNTIME, PYTORCH)}
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from zeroserve import registry
 from zeroserve.client import connection
 from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.errors import RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
 from zeroserve.errors import InputError, ServerError
 
 
@@ -25,23 +29,29 @@ def test_no_state_file_falls_back_to_defaults(monkeypatch, tmp_path):
     assert (ep.host, ep.http_port, ep.grpc_port) == ("127.0.0.1", 8000, 8001)
 
 
-def test_running_server_state_file_gives_the_ports(monkeypatch):
+def _running_state(cache: Path, http_port: int, grpc_port: int) -> None:
+    """A real state file of a live process (this one), as `serve` writes it."""
     from zeroserve.serve import state
 
-    monkeypatch.setattr(state, "resolve_server", lambda host=None, http_port=None, grpc_port=None: {
-        "pid": 42, "host": "127.0.0.1", "http_port": 18000, "grpc_port": 18001})
+    state.write_state({"run_id": state.new_run_id(), "pid": os.getpid(), "create_time": state.create_time(os.getpid()),
+                       "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port,
+                       "metrics_port": http_port + 2, "runtime_dir": str(cache / "runs" / "x"), "log": "server.log",
+                       "models": [], "started": "2026-01-01T00:00:00", "status": "running"})
+
+
+def test_running_server_state_file_gives_the_ports(monkeypatch, tmp_path):
+    monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path))
+    _running_state(tmp_path, 18000, 18001)
     ep = connection.resolve_endpoint()
-    assert (ep.http_port, ep.grpc_port) == (18000, 18001) and "pid 42" in ep.source
+    assert (ep.http_port, ep.grpc_port) == (18000, 18001) and f"pid {os.getpid()}" in ep.source
+    assert connection.resolve_endpoint(http_port=9000).http_port == 9000
 
 
-def test_several_running_servers_must_be_chosen_between(monkeypatch):
-    from zeroserve.serve import state
-
-    def several(**_):
-        raise InputError("2 servers are running, choose one with --http-port/--grpc-port: ...")
-
-    monkeypatch.setattr(state, "resolve_server", several)
-    with pytest.raises(InputError, match="2 servers are running"):
+def test_several_running_servers_must_be_chosen_between(monkeypatch, tmp_path):
+    monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path))
+    _running_state(tmp_path, 18000, 18001)
+    _running_state(tmp_path, 28000, 28001)
+    with pytest.raises(InputError, match="2 servers are running, choose one with --http-port/--grpc-port"):
         connection.resolve_endpoint()
 
 
@@ -93,14 +103,33 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_server_down_is_a_clear_server_error_within_the_timeout(protocol):
+def test_server_down_is_unreachable_within_the_timeout(protocol):
     port = _closed_port()
     start = time.monotonic()
-    with pytest.raises(ServerError, match=f"no Triton server answered over {protocol} at 127.0.0.1:{port}") as info:
+    with pytest.raises(ServerUnreachable, match=f"no Triton server answered over {protocol} at 127.0.0.1:{port}") as info:
         with Client(Endpoint("127.0.0.1", port, port), protocol, timeout=3.0) as client:
             client.require_model("linear_onnx")
     assert info.value.exit_code == 3
     assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_server_that_accepts_but_never_answers_is_a_timeout_naming_the_option(protocol):
+    with socket.socket() as listener:  # a real endpoint that takes the connection and says nothing
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        held: list[socket.socket] = []
+        acceptor = threading.Thread(target=lambda: held.append(listener.accept()[0]), daemon=True)
+        acceptor.start()
+        start = time.monotonic()
+        with pytest.raises(ServerTimeout, match=r"did not answer .* within --timeout 1 s") as info:
+            with Client(Endpoint("127.0.0.1", port, port), protocol, timeout=1.0) as client:
+                client.live()
+        assert info.value.exit_code == 3 and not isinstance(info.value, ServerUnreachable)
+        assert time.monotonic() - start < 8
+        for conn in held:
+            conn.close()
 
 
 def test_perf_against_no_server_fails_fast():
@@ -117,7 +146,19 @@ def test_refused_request_reads_as_one_clean_line():
     exc = InferenceServerException("[request id: <id_unknown>] inference request batch-size must be <= 64 for 'm'\nmore",
                                    status="StatusCode.INVALID_ARGUMENT")
     err = connection.translate(exc, "127.0.0.1:1", "grpc", "m")
-    assert isinstance(err, connection.RequestFailed) and err.exit_code == 1
-    assert str(err) == "the server at 127.0.0.1:1 refused the grpc request for m: inference request batch-size must be <= 64 for 'm'"
-    down = connection.translate(ConnectionRefusedError(111, "Connection refused"), "127.0.0.1:1", "http")
-    assert type(down) is ServerError and "no Triton server answered over http" in str(down)
+    assert isinstance(err, RequestRejected) and err.exit_code == 2 and not isinstance(err, ServerError)
+    assert str(err) == ("the server at 127.0.0.1:1 refused the grpc request for m (INVALID_ARGUMENT): "
+                        "inference request batch-size must be <= 64 for 'm'")
+
+
+@pytest.mark.parametrize("status, outcome, exit_code", [
+    ("StatusCode.INVALID_ARGUMENT", RequestRejected, 2), ("StatusCode.NOT_FOUND", RequestRejected, 2),
+    ("400", RequestRejected, 2), ("404", RequestRejected, 2),
+    ("StatusCode.INTERNAL", RequestFailed, 1), ("500", RequestFailed, 1),
+    ("StatusCode.UNAVAILABLE", ServerUnreachable, 3), ("StatusCode.DEADLINE_EXCEEDED", ServerTimeout, 3),
+])
+def test_outcome_follows_the_status_code(status, outcome, exit_code):
+    from tritonclient.utils import InferenceServerException
+
+    err = connection.translate(InferenceServerException("x", status=status), "127.0.0.1:1", "grpc", "m", 2.0)
+    assert type(err) is outcome and err.exit_code == exit_code

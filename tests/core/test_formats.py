@@ -38,7 +38,7 @@ def copy_format(monkeypatch):
 
 
 def test_a_new_format_entry_is_exported_deployed_served_and_shown(copy_format, tmp_path):
-    from zeroserve.serve import engine
+    from zeroserve.serve.runtime import build_runtime_repository
     from zeroserve.serve.repository import deploy_model
     from zeroserve.serve.status import collect_status
     from zeroserve.train import train_model
@@ -55,7 +55,7 @@ def test_a_new_format_entry_is_exported_deployed_served_and_shown(copy_format, t
     assert deployed["name"] == "linear_onnx_copy" and deployed["backend"] == "onnxruntime"
     assert (repository / "linear_onnx_copy" / "1" / "model.onnx").is_file()
 
-    (runtime,) = engine.build_runtime_repository(repository, ["linear_onnx_copy"], tmp_path / "runtime", gpu=False)
+    (runtime,) = build_runtime_repository(repository, ["linear_onnx_copy"], tmp_path / "runtime", gpu=False)
     assert runtime.fmt == "onnx" and (tmp_path / "runtime" / "linear_onnx_copy" / "1" / "model.onnx").is_file()
 
     rows = {(r["model"], r["format"]): r for r in collect_status(artifacts, repository, None)["models"]}

@@ -67,7 +67,7 @@ def pick_free_ports(n: int = 3, host: str = "127.0.0.1") -> list[int]:
 def launch(repository: Path, models: list[str] | None = None, artifacts: Path | None = None,
            **options) -> Endpoints:
     """Start the embedded engine on free ports and describe it."""
-    from zeroserve.serve.engine import start_server
+    from zeroserve.serve.server import start_server
 
     http, grpc, metrics = pick_free_ports()
     server = start_server(repository, models, http_port=http, grpc_port=grpc, metrics_port=metrics, **options)

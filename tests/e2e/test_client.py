@@ -16,8 +16,10 @@ from typer.testing import CliRunner
 from zeroserve import registry
 from zeroserve.artifacts import eager_outputs, load_trained
 from zeroserve.client.check import check_model
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.errors import RequestRejected
 from zeroserve.client.perf import run_perf
+from zeroserve.errors import ServerError
 
 pytestmark = pytest.mark.slow
 
@@ -233,6 +235,20 @@ def test_server_down_is_exit_3_without_hanging(free_ports):
         assert result.exit_code == 3, (command, result.output)
         assert "no Triton server answered" in result.output and "Traceback" not in result.output
         assert time.monotonic() - start < 15
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_request_the_server_refuses_is_rejected_not_unreachable(server, protocol):
+    need(server, "cnn_mnist")
+    spec = registry.get("cnn_mnist")
+    with Client(endpoint(server), protocol, timeout=10.0) as client:
+        with pytest.raises(RequestRejected, match="no_such_model_onnx") as info:
+            client.statistics("no_such_model_onnx")
+        assert info.value.exit_code == 2 and not isinstance(info.value, ServerError)
+        wrong = [np.zeros((1, 1, 27, 28), np.float32)]  # past the client's own validation, to the server
+        with pytest.raises(RequestRejected, match="image__0"):
+            client.infer(spec, "cnn_mnist_onnx", wrong)
+        client.live()  # and the server is still there
 
 
 def test_perf_level_that_never_stabilises_exits_4_with_its_last_windows(server):

@@ -1,12 +1,13 @@
 """Through the real tritonserver: health, metadata, values against eager PyTorch, batching, bad requests, stop.
 
 Every call goes over HTTP and gRPC with tritonclient. Output *values* are compared with
-eager PyTorch from the checkpoint (FACTS: numpy 2 made this Python backend return empty
+eager PyTorch from the checkpoint (with numpy 2 this Python backend returned empty
 outputs without an error, so a call that merely returns proves nothing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,9 +24,10 @@ from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
 from zeroserve.artifacts import eager_outputs, load_trained
-from zeroserve.errors import ServerError
+from zeroserve.client.connection import resolve_endpoint
+from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import state as st
-from zeroserve.serve.engine import server_processes, shm_segments
+from zeroserve.serve.processes import shm_segments, stubs
 
 pytestmark = pytest.mark.slow
 
@@ -154,6 +156,29 @@ def test_every_model_matches_eager_pytorch_at_batch_1_and_a_larger_batch(server,
         c.close()
 
 
+def _at_once(endpoints, protocol: str, spec, fmt: str, requests: list[list[np.ndarray]]) -> list:
+    """Send every request from its own thread at the same moment; each result or exception, in order."""
+    results: list = [None] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def call(k: int) -> None:
+        c = client(endpoints, protocol)
+        try:
+            barrier.wait(timeout=10)
+            results[k] = infer_spec(c, protocol, spec, fmt, requests[k])
+        except Exception as exc:  # noqa: BLE001 - returned to the caller's assertions
+            results[k] = exc
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return results
+
+
 def test_concurrent_requests_are_merged_and_each_caller_gets_its_own_rows(start_server, deployed_repository,
                                                                           exported):
     endpoints = start_server(deployed_repository, ["cnn_mnist"], queue_delay_us=50_000)
@@ -165,25 +190,8 @@ def test_concurrent_requests_are_merged_and_each_caller_gets_its_own_rows(start_
             name = spec.triton_name(fmt)
             before = _stats(endpoints, name)
             callers = 8
-            inputs = [spec.random_inputs(2, rng) for _ in range(callers)]
-            results: list = [None] * callers
-            barrier = threading.Barrier(callers)
-
-            def call(k: int) -> None:
-                c = client(endpoints, protocol)
-                try:
-                    barrier.wait(timeout=10)
-                    results[k] = infer_spec(c, protocol, spec, fmt, inputs[k])
-                except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-                    results[k] = exc
-                finally:
-                    c.close()
-
-            threads = [threading.Thread(target=call, args=(k,)) for k in range(callers)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=30)
+            inputs = [spec.random_inputs(1, rng) for _ in range(callers)]  # one row each: merging is Triton's
+            results = _at_once(endpoints, protocol, spec, fmt, inputs)
             for k in range(callers):
                 assert not isinstance(results[k], Exception), results[k]
                 want = eager_outputs(model, inputs[k])[0]
@@ -191,8 +199,35 @@ def test_concurrent_requests_are_merged_and_each_caller_gets_its_own_rows(start_
             after = _stats(endpoints, name)
             inferences = after["inference_count"] - before["inference_count"]
             executions = after["execution_count"] - before["execution_count"]
-            assert inferences == 2 * callers
-            assert executions < inferences, f"{name} over {protocol}: {executions} executions for {inferences}"
+            assert inferences == callers
+            assert executions < callers, f"{name} over {protocol}: {executions} executions for {callers} requests"
+
+
+def test_sequences_of_different_lengths_share_one_execute_and_a_bad_one_fails_alone(start_server,
+                                                                                     deployed_repository, exported):
+    endpoints = start_server(deployed_repository, ["hello_rnn", "name_gru"], queue_delay_us=300_000)
+    rng = np.random.default_rng(11)
+    for model_name in ("hello_rnn", "name_gru"):
+        spec = registry.get(model_name)
+        model = load_trained(spec, exported[0])
+        # One row each, lengths 1..5, and one empty sequence that model.py must refuse on its own.
+        good = [spec.random_inputs(1, rng, time=length) for length in range(1, 6)]
+        empty = [np.zeros((1, 0, *a.shape[2:]), a.dtype) if a.ndim > 1 else a for a in good[0]]
+        for fmt in ("onnx", "torchscript"):
+            name = spec.triton_name(fmt)
+            before = _stats(endpoints, name)
+            results = _at_once(endpoints, "grpc", spec, fmt, [*good, empty])
+            for k, arrays in enumerate(good):
+                assert not isinstance(results[k], Exception), f"{name} length {k + 1}: {results[k]}"
+                want = eager_outputs(model, arrays)[0]
+                assert results[k].shape == want.shape and np.allclose(results[k], want, atol=ATOL, rtol=RTOL), (
+                    f"{name}: the length-{k + 1} request got another request's answer")
+            bad = results[-1]
+            assert isinstance(bad, InferenceServerException), bad
+            assert status_of(bad) == "StatusCode.INVALID_ARGUMENT" and "empty" in str(bad), str(bad)
+            after = _stats(endpoints, name)
+            executions = after["execution_count"] - before["execution_count"]
+            assert executions < len(good), f"{name}: {executions} executions for {len(good)} requests"
 
 
 def _stats(endpoints, name: str) -> dict:
@@ -263,7 +298,7 @@ def test_bad_requests_get_an_error_naming_the_problem_and_the_server_keeps_servi
 
 
 def test_a_second_server_on_a_taken_port_fails_clearly(server, deployed_repository, free_ports):
-    from zeroserve.serve.engine import start_server
+    from zeroserve.serve.server import start_server
 
     http, _, metrics = free_ports()
     with pytest.raises(ServerError, match=rf"http port {server.http_port} on 127.0.0.1 is in use"):
@@ -277,19 +312,22 @@ def test_a_second_server_on_a_taken_port_fails_clearly(server, deployed_reposito
     assert server.handle.alive()
 
 
+def _gone(procs) -> bool:
+    return not [p for p in procs if p.is_running() and p.status() != "zombie"]
+
+
 def test_stop_leaves_no_server_process_stub_or_shared_memory(start_server, deployed_repository):
     endpoints = start_server(deployed_repository, ["linear", "cnn_mnist_onnx"])
     state = dict(endpoints.handle.state)
-    stubs = server_processes(endpoints.pid, state["shm_prefix"])
-    assert len(stubs) == 3, stubs  # one stub per model instance
+    server = st.process_of(state["pid"], state["create_time"])
+    found = stubs(state["shm_prefix"])
+    assert len(found) == 3, found  # one stub per model instance
     assert shm_segments(state["shm_prefix"]), "the Python backend should hold shared memory while serving"
     report = endpoints.handle.stop()
     assert report["graceful"]
-    assert not st.pid_alive(endpoints.pid, binary=None)
-    assert not [p for p in stubs if st.pid_alive(p, binary=None)]
-    assert not server_processes(endpoints.pid, state["shm_prefix"])
+    assert _gone([server, *found]) and not stubs(state["shm_prefix"])
     assert not shm_segments(state["shm_prefix"])
-    assert not st.state_path(endpoints.pid).exists()
+    assert not st.state_path(state["run_id"]).exists()
     assert not Path(state["runtime_dir"]).exists()
 
 
@@ -312,8 +350,9 @@ def test_foreground_serve_stops_everything_on_ctrl_c_or_sigterm(deployed_reposit
                 break
             time.sleep(0.2)
         assert state is not None, "the foreground server never became ready"
-        stubs = server_processes(state["pid"], state["shm_prefix"])
-        assert len(stubs) == 2
+        server = st.process_of(state["pid"], state["create_time"])
+        found = stubs(state["shm_prefix"])
+        assert len(found) == 2
         cli.send_signal(sig)
         out, err = cli.communicate(timeout=60)
     finally:
@@ -321,10 +360,9 @@ def test_foreground_serve_stops_everything_on_ctrl_c_or_sigterm(deployed_reposit
             cli.kill()
     assert cli.returncode == 0, err
     assert f"stopped pid {state['pid']}" in out
-    assert not st.pid_alive(state["pid"], binary=None)
-    assert not [p for p in stubs if st.pid_alive(p, binary=None)]
+    assert _gone([server, *found])
     assert not shm_segments(state["shm_prefix"])
-    assert not st.state_path(state["pid"]).exists()
+    assert not st.state_path(state["run_id"]).exists()
 
 
 def _ready(http_port: int, models: list[str]) -> bool:
@@ -337,22 +375,35 @@ def _ready(http_port: int, models: list[str]) -> bool:
         c.close()
 
 
-@pytest.mark.parametrize("cleaner", ["stop", "listing"])
-def test_a_server_that_died_without_a_stop_is_cleaned_after(start_server, deployed_repository, cleaner):
-    from zeroserve.serve.engine import reap_stale
-
+def test_a_server_that_died_is_left_alone_by_reads_marked_dead_by_stop_and_keeps_its_log(
+        start_server, deployed_repository, exported):
     endpoints = start_server(deployed_repository, ["linear"])
     state = dict(endpoints.handle.state)
-    stubs = server_processes(endpoints.pid, state["shm_prefix"])
+    found = stubs(state["shm_prefix"])
     os.kill(endpoints.pid, signal.SIGKILL)
     endpoints.handle.process.wait(timeout=10)
-    if cleaner == "stop":  # what `zeroserve stop` does first
-        assert [r["pid"] for r in reap_stale() if r["pid"] == endpoints.pid] == [endpoints.pid]
-    else:  # any command that lists servers (status, the client) prunes the stale state and cleans after it
-        assert endpoints.pid not in [s["pid"] for s in st.list_servers()]
-    assert not [p for p in stubs if st.pid_alive(p, binary=None)]
-    assert not shm_segments(state["shm_prefix"])
-    assert not st.state_path(endpoints.pid).exists()
+    # Reads only read: listing, status and a client command leave the state file, the run and its log.
+    assert endpoints.pid not in [s["pid"] for s in st.list_servers()]
+    status = _cli("status", "--artifacts", str(exported[0]), "--repository", str(deployed_repository))
+    assert status.returncode == 0, status.stderr
+    assert f"log: {state['log']}" in status.stdout.replace("\n", "")
+    with contextlib.suppress(InputError):  # what every client command does first
+        resolve_endpoint()
+    assert json.loads(st.state_path(state["run_id"]).read_text()) == state
+    assert Path(state["log"]).is_file()
+    # `stop` marks it dead: stubs ended, shared memory unlinked; the log stays until that server is chosen.
+    # (Ports of no server: the session's own server must not be the one stopped.)
+    stop = _cli("stop", "--http-port", "1", "--json")
+    assert stop.returncode == 0, stop.stderr
+    report = json.loads(stop.stdout)
+    assert state["run_id"] in [r["run_id"] for r in report["reaped"]] and report["stopped"] == []
+    assert state["run_id"] in [s["run_id"] for s in report["kept"]]
+    assert _gone(found) and not shm_segments(state["shm_prefix"])
+    kept = json.loads(st.state_path(state["run_id"]).read_text())
+    assert kept["status"] == "dead" and "died without a stop" in kept["reason"] and Path(state["log"]).is_file()
+    stop = _cli("stop", "--http-port", str(endpoints.http_port), "--json")
+    assert stop.returncode == 0 and [s["run_id"] for s in json.loads(stop.stdout)["removed"]] == [state["run_id"]]
+    assert not Path(state["runtime_dir"]).exists() and not st.state_path(state["run_id"]).exists()
 
 
 def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tmp_path, serve_cache, free_ports):
@@ -385,8 +436,8 @@ def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tm
         stop = _cli("stop", "--http-port", str(http), "--json")
     assert stop.returncode == 0, stop.stderr
     report = json.loads(stop.stdout)["stopped"][0]
-    assert not st.pid_alive(report["pid"], binary=None)
-    assert not [s for s in st.list_servers() if s["http_port"] == http]
+    assert report["run_id"] == mine[0]["run_id"] and report["graceful"]
+    assert not [s for s in st.read_states() if s["http_port"] == http]
     assert not Path(mine[0]["runtime_dir"]).exists()
 
 

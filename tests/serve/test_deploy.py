@@ -28,8 +28,9 @@ from zeroserve import registry
 from zeroserve.cli import app
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve import config as C
-from zeroserve.serve.repository import (MANIFEST, TARGET, WARMUP_DIR, check_torchscript_target, deploy_model,
-                                        lint_model, read_manifest, sha256, write_kserve_manifest)
+from zeroserve.serve.kserve import write_kserve_manifest
+from zeroserve.serve.repository import MANIFEST, WARMUP_DIR, deploy_model, lint_model, read_manifest, sha256
+from zeroserve.serve.target import TARGET, check_torchscript_target
 
 runner = CliRunner()
 ALL = list(registry.REGISTRY)

@@ -1,16 +1,19 @@
-"""The embedded engine's own parts: the runtime copy, model selection, ports, the binary, state files.
+"""The embedded engine's rooms: the runtime copy, model selection, ports, the wheel, state files, start and stop.
 
 A small canonical repository is built here from untrained registry models (export and
 config rendering take a second, no training), with the deploy stage's own config renderer.
-The paths through a whole running server are in tests/e2e/test_serving.py.
+The paths through a whole running server with trained models are in tests/e2e/test_serving.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +24,12 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from zeroserve import registry
 from zeroserve.errors import InputError, ServerError
-from zeroserve.serve import engine
+from zeroserve.serve import processes as ps
+from zeroserve.serve import runtime, server, wheel
 from zeroserve.serve import state as st
-from zeroserve.serve.config import DeployedModel, TensorConfig, render
+from zeroserve.serve.config import DeployedModel, TensorConfig, Warmup, WarmupInput, parse, render
+from zeroserve.serve.docker import docker_command
+from zeroserve.serve.ports import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +39,13 @@ def private_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-def _canonical(repository: Path, name: str, fmt: str, corrupt: bool = False) -> None:
-    """One canonical model folder as deploy writes it (untrained weights; KIND_GPU; TensorRT for ONNX)."""
+def _canonical(repository: Path, name: str, fmt: str, corrupt: bool = False, warmups: int = 0,
+               parameters: dict | None = None) -> None:
+    """One canonical model folder as deploy writes it (untrained weights; KIND_GPU; TensorRT for ONNX).
+
+    Args:
+        warmups: a zeros warmup request run this many times at load (a slow load on purpose).
+    """
     spec = registry.get(name)
     torch.manual_seed(0)
     module = spec.build().eval()
@@ -57,7 +68,10 @@ def _canonical(repository: Path, name: str, fmt: str, corrupt: bool = False) -> 
                           inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
                           outputs=tuple(TensorConfig.from_spec(t) for t in spec.outputs),
                           max_queue_delay_us=100, instance_kind="KIND_GPU", instance_count=2,
-                          tensorrt="FP16" if fmt == "onnx" else None)
+                          tensorrt="FP16" if fmt == "onnx" else None, parameters=parameters or {})
+    if warmups:
+        inputs = {t.name: WarmupInput(t.dtype, tuple(1 if d == -1 else d for d in t.dims)) for t in model.inputs}
+        model = dataclasses.replace(model, warmup=Warmup("slow", inputs, count=warmups))
     (folder / "config.pbtxt").write_text(render(model))
 
 
@@ -77,15 +91,18 @@ def _tree_digest(folder: Path) -> dict[str, str]:
 
 def test_runtime_copy_keeps_the_contract_and_switches_to_the_python_backend(canonical, tmp_path):
     before = _tree_digest(canonical)
-    built = engine.build_runtime_repository(canonical, ["name_gru_onnx", "name_gru_torchscript"],
-                                            tmp_path / "runtime", ort_threads=2, gpu=False)
+    built = runtime.build_runtime_repository(canonical, ["name_gru_onnx", "name_gru_torchscript"],
+                                             tmp_path / "runtime", ort_threads=2, gpu=False)
     assert [m.name for m in built] == ["name_gru_onnx", "name_gru_torchscript"]
     for fmt, artifact in (("onnx", "model.onnx"), ("torchscript", "model.pt")):
         name = f"name_gru_{fmt}"
         src = text_format.Parse((canonical / name / "config.pbtxt").read_text(), mc.ModelConfig())
         cfg = text_format.Parse((tmp_path / "runtime" / name / "config.pbtxt").read_text(), mc.ModelConfig())
         assert cfg.name == name and cfg.backend == "python" and not cfg.platform
-        assert list(cfg.input) == list(src.input) and list(cfg.output) == list(src.output)
+        assert list(cfg.output) == list(src.output)
+        # Same tensors; the variable-length tokens may be merged across lengths (model.py groups them).
+        assert [(i.name, i.data_type, list(i.dims), i.allow_ragged_batch) for i in cfg.input] == [
+            (i.name, i.data_type, list(i.dims), -1 in i.dims) for i in src.input]
         assert cfg.input[1].HasField("reshape") and list(cfg.input[1].reshape.shape) == []
         assert cfg.max_batch_size == src.max_batch_size == 64
         assert cfg.dynamic_batching == src.dynamic_batching
@@ -94,44 +111,63 @@ def test_runtime_copy_keeps_the_contract_and_switches_to_the_python_backend(cano
         assert {k: v.string_value for k, v in cfg.parameters.items()} == {
             "ZS_FORMAT": fmt, "ZS_ARTIFACT": artifact, "ZS_THREADS": "2"}
         version = tmp_path / "runtime" / name / "1"
-        assert (version / "model.py").read_text() == engine.MODEL_PY.read_text()
+        assert (version / "model.py").read_text() == runtime.MODEL_PY.read_text()
         assert (version / artifact).read_bytes() == (canonical / name / "1" / artifact).read_bytes()
     assert _tree_digest(canonical) == before
 
 
 def test_a_gpu_instance_is_kept_when_a_gpu_is_there_and_downgraded_with_a_warning_otherwise(canonical, tmp_path):
-    engine.build_runtime_repository(canonical, ["linear_onnx"], tmp_path / "gpu", gpu=True)
+    runtime.build_runtime_repository(canonical, ["linear_onnx"], tmp_path / "gpu", gpu=True)
     cfg = text_format.Parse((tmp_path / "gpu" / "linear_onnx" / "config.pbtxt").read_text(), mc.ModelConfig())
     assert cfg.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
     with pytest.warns(UserWarning, match="no GPU here"):
-        engine.build_runtime_repository(canonical, ["linear_onnx"], tmp_path / "cpu", gpu=False)
+        runtime.build_runtime_repository(canonical, ["linear_onnx"], tmp_path / "cpu", gpu=False)
 
 
 def test_queue_delay_override_and_noop_twin(canonical, tmp_path):
-    built = engine.build_runtime_repository(canonical, ["linear_onnx"], tmp_path / "rt", gpu=False,
-                                            queue_delay_us=50_000, noop_of=["linear_onnx"])
+    built = runtime.build_runtime_repository(canonical, ["linear_onnx"], tmp_path / "rt", gpu=False,
+                                             queue_delay_us=50_000, noop_of=["linear_onnx"])
     assert [(m.name, m.fmt) for m in built] == [("linear_onnx", "onnx"), ("linear_onnx_noop", "noop")]
     cfg = text_format.Parse((tmp_path / "rt" / "linear_onnx_noop" / "config.pbtxt").read_text(), mc.ModelConfig())
     assert cfg.name == "linear_onnx_noop" and cfg.dynamic_batching.max_queue_delay_microseconds == 50_000
 
 
+def test_the_runtime_config_is_the_deployed_config_transformed_and_rendered_by_the_same_render(tmp_path):
+    repository = tmp_path / "canonical"
+    _canonical(repository, "linear", "onnx", parameters={"intra_op_thread_count": "3"})
+    _canonical(repository, "linear", "torchscript", parameters={"INTRA_OP_THREAD_COUNT": "0"})
+    runtime.build_runtime_repository(repository, ["linear_onnx", "linear_torchscript"], tmp_path / "rt", gpu=False)
+    source = parse((repository / "linear_onnx" / "config.pbtxt").read_text())
+    text = (tmp_path / "rt" / "linear_onnx" / "config.pbtxt").read_text()
+    served = parse(text)
+    assert text == render(served)
+    # Everything the canonical config says, except what only the native backends understand.
+    assert served == dataclasses.replace(source, backend="python", instance_kind="KIND_CPU", tensorrt=None,
+                                         parameters=served.parameters)
+    assert served.parameters == {"ZS_FORMAT": "onnx", "ZS_ARTIFACT": "model.onnx", "ZS_THREADS": "3"}
+    # 0 is the native backend's "its own default": the runtime copy then uses 1.
+    assert parse((tmp_path / "rt" / "linear_torchscript" / "config.pbtxt").read_text()).parameters["ZS_THREADS"] == "1"
+    runtime.build_runtime_repository(repository, ["linear_onnx"], tmp_path / "rt2", ort_threads=2, gpu=False)
+    assert parse((tmp_path / "rt2" / "linear_onnx" / "config.pbtxt").read_text()).parameters["ZS_THREADS"] == "2"
+
+
 def test_model_selection_by_registry_or_triton_name(canonical):
-    assert engine.canonical_models(canonical) == ["linear_onnx", "linear_torchscript", "name_gru_onnx",
+    assert runtime.canonical_models(canonical) == ["linear_onnx", "linear_torchscript", "name_gru_onnx",
                                                   "name_gru_torchscript"]
-    assert engine.canonical_models(canonical, ["linear,name_gru_onnx"]) == ["linear_onnx", "linear_torchscript",
-                                                                           "name_gru_onnx"]
+    assert runtime.canonical_models(canonical, ["linear,name_gru_onnx"]) == ["linear_onnx", "linear_torchscript",
+                                                                            "name_gru_onnx"]
     with pytest.raises(InputError, match="cnn_mnist is not deployed"):
-        engine.canonical_models(canonical, ["cnn_mnist"])
+        runtime.canonical_models(canonical, ["cnn_mnist"])
     with pytest.raises(InputError, match="unknown model 'nope'"):
-        engine.canonical_models(canonical, ["nope"])
+        runtime.canonical_models(canonical, ["nope"])
 
 
 def test_missing_or_empty_repository_is_a_clear_input_error(tmp_path):
     with pytest.raises(InputError, match="does not exist; run `zeroserve deploy all` first"):
-        engine.start_server(tmp_path / "absent")
+        server.start_server(tmp_path / "absent")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="has no models"):
-        engine.start_server(tmp_path / "empty")
+        server.start_server(tmp_path / "empty")
 
 
 def test_a_port_in_use_is_refused_before_starting(canonical):
@@ -139,41 +175,74 @@ def test_a_port_in_use_is_refused_before_starting(canonical):
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        free = engine.free_port()
+        free = free_port()
         with pytest.raises(ServerError, match=rf"grpc port {port} on 127.0.0.1 is in use"):
-            engine.start_server(canonical, ["linear_onnx"], http_port=free, grpc_port=port,
-                                metrics_port=engine.free_port())
+            server.start_server(canonical, ["linear_onnx"], http_port=free, grpc_port=port,
+                                metrics_port=free_port())
     assert st.list_servers() == []
 
 
-def test_the_server_binary_is_found_and_a_missing_one_is_a_clear_error(tmp_path):
-    install = engine.find_tritonserver()
+def test_the_server_binary_is_found_and_a_missing_one_is_a_clear_error(monkeypatch, tmp_path, private_cache):
+    from pytriton.utils import distribution
+
+    install = wheel.find_tritonserver()
     assert install.binary.is_file() and os.access(install.binary, os.X_OK)
     assert install.stub.is_file()
-    backends = engine.backend_directory(install)
-    assert (backends / "python" / engine.STUB_NAME).is_file()
+    backends = wheel.backend_directory(install, private_cache)
+    assert (backends / "python" / wheel.STUB_NAME).is_file()
     assert (backends / "python" / "libtriton_python.so").is_file()
+    monkeypatch.setattr(distribution, "get_root_module_path", lambda: tmp_path)
     with pytest.raises(ServerError, match="tritonserver binary is missing"):
-        engine.find_tritonserver(root=tmp_path)
+        wheel.find_tritonserver()
 
 
-def test_a_model_that_fails_to_load_is_named_with_the_servers_own_log_lines(tmp_path, private_cache):
+def _three_ports() -> dict[str, int]:
+    """Three distinct free ports: every socket is held until all are chosen."""
+    socks = [socket.socket() for _ in range(3)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return dict(zip(("http_port", "grpc_port", "metrics_port"), (s.getsockname()[1] for s in socks)))
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_a_model_that_fails_to_load_is_named_and_its_run_is_kept_dead_with_the_log(tmp_path, private_cache):
     repository = tmp_path / "broken"
     _canonical(repository, "linear", "onnx", corrupt=True)
     _canonical(repository, "linear", "torchscript")
     with pytest.raises(ServerError) as info:
-        engine.start_server(repository, http_port=engine.free_port(), grpc_port=engine.free_port(),
-                            metrics_port=engine.free_port(), timeout=120)
+        server.start_server(repository, timeout=120, **_three_ports())
     message = str(info.value)
     assert message.startswith("model linear_onnx failed to load")
     assert "server log:" in message and "\n" not in message
     assert st.list_servers() == []
-    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit()
-                 and str(private_cache).encode() in _cmdline(p)]
-    assert leftovers == []
-    command = next((private_cache / "runs").glob("*/command.txt")).read_text()
-    prefix = command.split("shm-region-prefix-name=")[1].split()[0]
-    assert engine.shm_segments(prefix) == []
+    [dead] = st.dead_servers()
+    assert dead["status"] == st.DEAD and dead["reason"].startswith("failed to start: model linear_onnx")
+    assert Path(dead["log"]).is_file() and "linear_onnx" in Path(dead["log"]).read_text()
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and str(private_cache).encode() in _cmdline(p)]
+    assert ps.shm_segments(dead["shm_prefix"]) == []
+
+
+def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time(tmp_path, private_cache,
+                                                                                monkeypatch):
+    repository = tmp_path / "slow"
+    _canonical(repository, "linear", "onnx")
+    _canonical(repository, "name_gru", "onnx", warmups=10_000_000)  # its load runs warmups for hours
+    monkeypatch.setattr(server, "LOAD_WORKERS", 1)  # name_gru_onnx starts loading once linear_onnx is READY
+    events: dict[tuple[str, str], float] = {}
+    timeout = 20.0
+    started = time.monotonic()
+    with pytest.raises(ServerError) as info:
+        server.start_server(repository, timeout=timeout, **_three_ports(),
+                            on_model=lambda n, s, _: events.setdefault((n, s), time.monotonic() - started))
+    message = str(info.value)
+    assert "1 of 2 models were not READY within the start deadline (--timeout): name_gru_onnx" in message, message
+    assert events[("linear_onnx", "READY")] < events[("name_gru_onnx", "loading")]
+    # The last load got what was left of the one deadline, not a whole timeout of its own from when it began.
+    assert timeout - 0.5 < events[("name_gru_onnx", "timed out")] < timeout + 1.0, events
+    assert st.list_servers() == [] and st.dead_servers()[0]["reason"].startswith("failed to start")
 
 
 def _cmdline(proc: Path) -> bytes:
@@ -183,22 +252,71 @@ def _cmdline(proc: Path) -> bytes:
         return b""
 
 
-def test_state_files_of_dead_servers_are_pruned_and_resolution_says_what_to_do(private_cache):
-    dead = {"pid": 2 ** 22 + 7, "host": "127.0.0.1", "http_port": 1, "grpc_port": 2, "metrics_port": 3,
-            "runtime_dir": "/nowhere", "log": "/nowhere/log", "models": [], "started": "2026-01-01T00:00:00"}
-    st.write_state(dead)
+def _dead_state(**extra) -> dict:
+    return {"run_id": st.new_run_id(), "pid": 2 ** 22 + 7, "create_time": 1.0, "host": "127.0.0.1",
+            "http_port": 1, "grpc_port": 2, "metrics_port": 3, "runtime_dir": "/nowhere", "log": "/nowhere/log",
+            "models": [], "started": "2026-01-01T00:00:00", "status": st.RUNNING, "shm_prefix": "zsnone_", **extra}
+
+
+def test_reading_state_never_changes_it_and_resolution_says_what_to_do(private_cache):
+    dead = _dead_state()
+    path = st.write_state(dead)
     (st.servers_dir() / "torn.json").write_text("{")
-    assert st.list_servers() == []
-    assert not st.state_path(dead["pid"]).exists() and not (st.servers_dir() / "torn.json").exists()
+    before = path.read_text()
+    assert st.list_servers() == [] and [s["run_id"] for s in st.dead_servers()] == [dead["run_id"]]
     with pytest.raises(ServerError, match="no running zeroserve server"):
         st.resolve_server()
-    assert json.loads(json.dumps(dead)) == dead  # the contract's fields are plain JSON
+    assert path.read_text() == before and (st.servers_dir() / "torn.json").exists()
+
+
+def test_a_recycled_pid_is_not_the_server_and_is_never_signalled(private_cache, tmp_path):
+    # A live process under the recorded pid, but not the one created at the recorded time.
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / "server.log").write_text("the log\n")
+        state = _dead_state(pid=bystander.pid, create_time=st.create_time(bystander.pid) - 100,
+                            runtime_dir=str(run), log=str(run / "server.log"))
+        st.write_state(state)
+        assert not st.is_running(state) and st.list_servers() == []
+        report = server.stop_servers()  # reaps: marks it dead, signals nothing
+        assert bystander.poll() is None
+        assert [r["run_id"] for r in report["reaped"]] == [state["run_id"]] and report["stopped"] == []
+        assert [s["run_id"] for s in report["kept"]] == [state["run_id"]]
+        assert st.read_states()[0]["status"] == st.DEAD and (run / "server.log").is_file()
+        report = server.stop_servers(http_port=1)  # that server chosen: its run folder and log go
+        assert [s["run_id"] for s in report["removed"]] == [state["run_id"]]
+        assert not run.exists() and not st.state_path(state["run_id"]).exists()
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_stop_and_status_with_nothing_running_exit_0_and_say_so(private_cache, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "server.log").write_text("the log\n")
+    st.write_state(_dead_state(runtime_dir=str(run), log=str(run / "server.log"), status=st.DEAD,
+                               reason="the tritonserver process died without a stop"))
+    env = {**os.environ, "ZEROSERVE_CACHE": str(private_cache)}
+    status = subprocess.run([sys.executable, "-m", "zeroserve", "status", "--artifacts", str(tmp_path / "a"),
+                             "--repository", str(tmp_path / "r")], capture_output=True, text=True, env=env)
+    assert status.returncode == 0, status.stderr
+    assert f"log: {run / 'server.log'}" in status.stdout.replace("\n", "")
+    stop = subprocess.run([sys.executable, "-m", "zeroserve", "stop"], capture_output=True, text=True, env=env)
+    assert stop.returncode == 0, stop.stderr
+    assert "nothing to stop" in stop.stdout and (run / "server.log").is_file()
+    stop_all = subprocess.run([sys.executable, "-m", "zeroserve", "stop", "--all"], capture_output=True, text=True,
+                              env=env)
+    assert stop_all.returncode == 0 and not run.exists() and st.read_states() == []
 
 
 def test_docker_command_serves_the_canonical_repository_on_the_target_image(canonical):
-    from zeroserve.serve.repository import TARGET
+    from zeroserve.serve.target import TARGET
 
-    cmd = engine.docker_command(canonical, TARGET.image)
+    cmd = docker_command(canonical, TARGET.image)
     assert cmd[:4] == ["docker", "run", "--gpus", "all"]
     assert f"{canonical.resolve()}:/models" in cmd and TARGET.image in cmd
     assert cmd[-2:] == ["tritonserver", "--model-repository=/models"]

@@ -1,0 +1,102 @@
+"""What a failed call to a Triton server means, from its gRPC status code, HTTP status or exception type.
+
+Four outcomes, each its own error and exit code (docs/contracts.md):
+- unreachable (exit 3): nothing answered (refused, reset, closed, gRPC UNAVAILABLE);
+- timeout (exit 3): the server took longer than `--timeout` (gRPC DEADLINE_EXCEEDED, a socket
+  or asyncio timeout);
+- rejected (exit 2): the server refused the request as invalid (HTTP 400/404, gRPC
+  INVALID_ARGUMENT/NOT_FOUND/...): the input or the model name is wrong;
+- failed (exit 1): the server answered but could not serve the request (HTTP 500, gRPC
+  INTERNAL, ...), or the answer could not be read.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from zeroserve.errors import InputError, ServerError, ZeroserveError
+
+Outcome = Literal["unreachable", "timeout", "rejected", "failed"]
+
+GRPC_UNREACHABLE = {"StatusCode.UNAVAILABLE"}
+GRPC_TIMEOUT = {"StatusCode.DEADLINE_EXCEEDED"}
+GRPC_REJECTED = {"StatusCode.INVALID_ARGUMENT", "StatusCode.NOT_FOUND", "StatusCode.OUT_OF_RANGE",
+                 "StatusCode.FAILED_PRECONDITION", "StatusCode.ALREADY_EXISTS", "StatusCode.UNIMPLEMENTED"}
+HTTP_TIMEOUT = {"408", "504"}
+
+
+class ServerUnreachable(ServerError):
+    """Nothing answered at the endpoint (exit 3)."""
+
+
+class ServerTimeout(ServerError):
+    """The server did not answer within the client's timeout (exit 3)."""
+
+
+class RequestFailed(ZeroserveError):
+    """The server answered but failed one request (exit 1; counted where requests are counted)."""
+
+    exit_code = 1
+
+
+class RequestRejected(RequestFailed):
+    """The server refused one request as invalid: a wrong input or model name (exit 2)."""
+
+    exit_code = 2
+
+
+class ModelNotServed(InputError):
+    """The server is up but does not serve (or has not loaded) the asked-for model."""
+
+
+def _status(exc: BaseException) -> str:
+    """tritonclient's status: "StatusCode.X" over gRPC, the HTTP status code over HTTP, "" otherwise."""
+    status = getattr(exc, "status", None)
+    return str(status() if callable(status) else "") if status is not None else ""
+
+
+def _connection_closed(exc: BaseException) -> bool:
+    """The transport's own "the other end went away" types (geventhttpclient, aiohttp)."""
+    names = {c.__module__.split(".")[0] + "." + c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"geventhttpclient.HTTPConnectionClosed", "aiohttp.ClientConnectionError"})
+
+
+def classify(exc: BaseException) -> Outcome:
+    """Which of the four outcomes an exception from tritonclient (sync or asyncio) or the network means."""
+    status = _status(exc)
+    if isinstance(exc, TimeoutError) or status in GRPC_TIMEOUT or status in HTTP_TIMEOUT:
+        return "timeout"
+    if isinstance(exc, OSError) or _connection_closed(exc) or status in GRPC_UNREACHABLE:
+        return "unreachable"
+    if status in GRPC_REJECTED or (status.isdigit() and 400 <= int(status) < 500):
+        return "rejected"
+    return "failed"
+
+
+def first_line(exc: BaseException) -> str:
+    """The exception's message in one line, without Triton's "[request id: ...]" prefix."""
+    text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+    line = (str(text or "").strip().splitlines() or [type(exc).__name__])[0]
+    # Noise to a user, and rich would read the brackets as markup.
+    return re.sub(r"^\[request id: [^\]]*\]\s*", "", line)
+
+
+def translate(exc: BaseException, url: str, protocol: str, model: str | None = None,
+              timeout: float | None = None) -> ZeroserveError:
+    """A tritonclient or network exception -> the typed error of its outcome, in one line."""
+    outcome = classify(exc)
+    where = f" for {model}" if model else ""
+    if outcome == "unreachable":
+        return ServerUnreachable(f"no Triton server answered over {protocol} at {url} ({first_line(exc)}); "
+                                 "start one with `zeroserve serve` or give --host/--http-port/--grpc-port")
+    if outcome == "timeout":
+        limit = f"within --timeout {timeout:g} s" if timeout is not None else "in time"
+        return ServerTimeout(f"the Triton server at {url} did not answer the {protocol} request{where} {limit}; "
+                             "it is reachable but busy or stuck: give a longer --timeout, or see its log "
+                             "(`zeroserve status` says where)")
+    status = _status(exc)
+    said = f" ({status.removeprefix('StatusCode.')})" if status else ""
+    if outcome == "rejected":
+        return RequestRejected(f"the server at {url} refused the {protocol} request{where}{said}: {first_line(exc)}")
+    return RequestFailed(f"the server at {url} failed the {protocol} request{where}{said}: {first_line(exc)}")

@@ -1,0 +1,91 @@
+"""A server's processes and shared memory: find them, end them, clean after them.
+
+Processes are `psutil.Process` objects taken with their create time, so a pid that was
+recycled by another program since is never signalled (psutil checks before each signal).
+A server's Python-backend stubs are found by the run's unique shared-memory prefix in their
+argv, which they keep after their server is gone; while the server runs, its children too.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import psutil
+
+from zeroserve.serve.wheel import STUB_NAME
+
+SHM_DIR = Path("/dev/shm")
+
+
+def stubs(shm_prefix: str | None) -> list[psutil.Process]:
+    """The Python-backend stubs started under this shared-memory prefix, wherever their parent went."""
+    if not shm_prefix:
+        return []
+    out = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if cmd and Path(cmd[0]).name == STUB_NAME and any(shm_prefix in a for a in cmd):
+            out.append(proc)
+    return out
+
+
+def server_processes(server: psutil.Process | None, shm_prefix: str | None) -> list[psutil.Process]:
+    """The server's descendants while it runs (when given) and every stub of its prefix, server excluded."""
+    found = {p.pid: p for p in stubs(shm_prefix)}
+    if server is not None:
+        try:
+            found.update({p.pid: p for p in server.children(recursive=True)})
+        except psutil.Error:
+            pass
+    return [p for p in found.values() if _alive(p)]
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def send(proc: psutil.Process, sig: int) -> bool:
+    """Signal `proc` if it is still the same process; True when the signal was sent."""
+    try:
+        proc.send_signal(sig)  # psutil refuses a pid reused since `proc` was taken
+        return True
+    except psutil.Error:
+        return False
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to `timeout` s for `procs` to exit (reaping our own children); returns those still alive."""
+    if not procs:
+        return []
+    _, alive = psutil.wait_procs(procs, timeout=max(timeout, 0.0))
+    return [p for p in alive if _alive(p)]
+
+
+def kill(procs: list[psutil.Process], timeout: float = 5.0) -> list[int]:
+    """SIGKILL each process still alive and wait for them; returns the pids killed."""
+    killed = [p.pid for p in procs if _alive(p) and send(p, signal.SIGKILL)]
+    wait_gone([p for p in procs if p.pid in killed], timeout)
+    return killed
+
+
+def shm_segments(shm_prefix: str | None) -> list[Path]:
+    """The /dev/shm segments the Python backend created under this server's prefix."""
+    if not shm_prefix:
+        return []
+    return sorted(SHM_DIR.glob(f"{shm_prefix}*"))
+
+
+def unlink_shm(shm_prefix: str | None) -> list[str]:
+    """Remove this prefix's shared-memory segments; returns their names."""
+    removed = []
+    for seg in shm_segments(shm_prefix):
+        try:
+            seg.unlink()
+            removed.append(seg.name)
+        except FileNotFoundError:
+            pass
+    return removed

@@ -1,0 +1,181 @@
+"""The runtime repository: the embedded engine's Python-backend copy of the canonical repository.
+
+The nvidia-pytriton wheel's Triton carries only the Python backend, so each canonical model
+(backend `onnxruntime` or `pytorch`) is served as a Python-backend model in a runtime folder
+under the cache (never inside the canonical repository). Its config is a transform of the
+deployed config object (`serve/config.py`'s `DeployedModel`): same name, tensors, reshape,
+max_batch_size, dynamic batching, instance count and warmup, with `backend: "python"`, the
+parameters zeroserve's shared `model.py` (serve/triton_model.py) reads, and ragged batching on
+inputs with a variable axis (model.py groups requests by shape within one execute()). It is
+rendered by the same `render` as the canonical config.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable
+
+from zeroserve import formats as F
+from zeroserve import registry
+from zeroserve.errors import InputError
+from zeroserve.serve.config import DeployedModel, parse, render
+from zeroserve.serve.wheel import gpu_available
+
+MODEL_PY = Path(__file__).with_name("triton_model.py")
+NOOP_SUFFIX = "_noop"
+
+
+@dataclass
+class RuntimeModel:
+    """One model of the runtime repository: its Triton name, format and where it came from."""
+
+    name: str
+    fmt: str
+    source: Path
+    instances: int
+    kind: str
+
+
+def canonical_models(repository: Path, models: Iterable[str] | None = None) -> list[str]:
+    """Triton names to serve: all models of the repository, or those named (registry or Triton names)."""
+    repository = Path(repository)
+    if not repository.is_dir():
+        raise InputError(f"model repository {repository} does not exist; run `zeroserve deploy all` first")
+    present = sorted(p.parent.name for p in repository.glob("*/config.pbtxt"))
+    if not present:
+        raise InputError(f"model repository {repository} has no models; run `zeroserve deploy all` first")
+    if not models:
+        return present
+    out: list[str] = []
+    for item in models:
+        for name in filter(None, item.split(",")):
+            if name in present:
+                found = [name]
+            elif name in registry.REGISTRY:
+                found = [n for n in present if n in {F.get(f).triton_name(name) for f in F.keys()}]
+                if not found:
+                    raise InputError(f"{name} is not deployed in {repository}; run `zeroserve deploy {name}`")
+            else:
+                raise InputError(f"unknown model {name!r}: neither a registry name nor a model in {repository} "
+                                 f"(deployed: {', '.join(present)})")
+            out.extend(n for n in found if n not in out)
+    return out
+
+
+def read_deployed(folder: Path) -> DeployedModel:
+    """A canonical model folder's config as a `DeployedModel`, or InputError naming the folder."""
+    try:
+        return parse((folder / "config.pbtxt").read_text())
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot read config.pbtxt ({exc.strerror}); run `zeroserve deploy` again") from None
+    except InputError as exc:
+        raise InputError(f"{folder}: {exc}; run `zeroserve deploy` again") from None
+
+
+def served_by(model: DeployedModel, folder: Path) -> F.Backend:
+    """The backend a canonical config names, or InputError when zeroserve does not serve it."""
+    backend = F.for_backend(model.backend)
+    if backend is None:
+        raise InputError(f"{folder}: backend {model.backend!r} is not one zeroserve serves ({', '.join(F.BACKENDS)})")
+    return backend
+
+
+def configured_threads(model: DeployedModel, backend: F.Backend) -> int | None:
+    """The canonical config's own intra-op thread count, when it sets one (0 means the backend's default)."""
+    value = model.parameters.get(backend.threads_parameter, "")
+    try:
+        threads = int(value)
+    except ValueError:
+        return None
+    return threads if threads >= 1 else None
+
+
+def runtime_model(canonical: DeployedModel, backend: F.Backend, fmt: str, threads: int, gpu: bool, *,
+                  name: str | None = None, queue_delay_us: int | None = None) -> DeployedModel:
+    """The Python-backend twin of one canonical model.
+
+    Args:
+        backend: the canonical config's backend (its artifact file is what `model.py` loads).
+        fmt: what `model.py` runs: the backend's runtime, or noop (zeros, the serving path's floor).
+        threads: intra-op threads of the runtime inside `model.py`.
+        gpu: keep a KIND_GPU instance group; without a GPU every group runs as KIND_CPU.
+        name: another Triton name (the no-op twin); the canonical name by default.
+        queue_delay_us: overrides the dynamic-batching queue delay (tests, benchmark).
+    """
+    # model.py runs requests of different lengths in one execute(), grouped by shape: let Triton merge them.
+    inputs = tuple(replace(t, allow_ragged_batch=True) if canonical.max_batch_size > 0 and -1 in t.dims else t
+                   for t in canonical.inputs)
+    return replace(
+        canonical,
+        name=name or canonical.name,
+        backend="python",
+        inputs=inputs,
+        instance_kind=canonical.instance_kind if gpu else "KIND_CPU",
+        max_queue_delay_us=canonical.max_queue_delay_us if queue_delay_us is None else queue_delay_us,
+        tensorrt=None,  # execution accelerators belong to the native onnxruntime backend
+        parameters={"ZS_FORMAT": fmt, "ZS_ARTIFACT": backend.default_file, "ZS_THREADS": str(threads)},
+    )
+
+
+def _latest_version(model_dir: Path) -> Path:
+    versions = sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+    if not versions:
+        raise InputError(f"{model_dir} has no version folder (1/); run `zeroserve deploy` again")
+    return versions[-1]
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    # A hard link keeps this server's bytes even if deploy later renames a new model into place.
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def build_runtime_repository(repository: Path, names: list[str], target: Path, ort_threads: int | None = None,
+                             gpu: bool | None = None, queue_delay_us: int | None = None,
+                             noop_of: Iterable[str] = ()) -> list[RuntimeModel]:
+    """Write the runtime copy of `names` into `target`; the canonical repository is only read.
+
+    Args:
+        ort_threads: intra-op threads per instance for every model; when None, each canonical
+            config's own thread setting (its backend's `threads_parameter`), else 1.
+        noop_of: Triton names that also get a `<name>_noop` twin with the same tensors that
+            answers zeros: the serving path's own floor (benchmark).
+    """
+    gpu = gpu_available() if gpu is None else gpu
+    if ort_threads is not None and ort_threads < 1:
+        raise InputError(f"--ort-threads must be at least 1, got {ort_threads}")
+    target.mkdir(parents=True, exist_ok=True)
+    built: list[RuntimeModel] = []
+    downgraded: list[str] = []
+    for name, source_name in [*((n, n) for n in names), *((f"{n}{NOOP_SUFFIX}", n) for n in noop_of)]:
+        src = Path(repository) / source_name
+        canonical = read_deployed(src)
+        backend = served_by(canonical, src)
+        version = _latest_version(src)
+        artifact = backend.default_file
+        if not (version / artifact).is_file():
+            raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again")
+        threads = ort_threads or configured_threads(canonical, backend) or 1
+        serve_fmt = "noop" if name != source_name else backend.runtime
+        model = runtime_model(canonical, backend, serve_fmt, threads, gpu, name=name, queue_delay_us=queue_delay_us)
+        if canonical.instance_kind != model.instance_kind:
+            downgraded.append(name)
+        dst = target / name
+        shutil.rmtree(dst, ignore_errors=True)
+        (dst / version.name).mkdir(parents=True)
+        _link_or_copy(version / artifact, dst / version.name / artifact)
+        shutil.copy2(MODEL_PY, dst / version.name / "model.py")
+        if (src / "warmup").is_dir():
+            shutil.copytree(src / "warmup", dst / "warmup")
+        (dst / "config.pbtxt").write_text(render(model))
+        built.append(RuntimeModel(name, serve_fmt, src, model.instance_count, model.instance_kind))
+    if downgraded:
+        warnings.warn(f"no GPU here: {len(downgraded)} model(s) configured KIND_GPU run as KIND_CPU with the "
+                      "CPU execution provider in the embedded engine (the canonical repository is unchanged)")
+    return built

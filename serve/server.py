@@ -1,0 +1,393 @@
+"""The embedded server: start tritonserver on a runtime repository, stop it, and reap after servers that died.
+
+`start_server` builds the runtime copy (serve/runtime.py), starts the wheel's tritonserver
+(serve/wheel.py) in its own session with every model loaded through the API within one
+total deadline, and writes the run's state file (serve/state.py) as soon as the process
+exists, so `zeroserve stop` can always find it. Only this module changes state files:
+`serve` and `stop` mark a dead server dead (its stubs killed, its shared memory unlinked)
+and `stop` removes a run's folder and log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from zeroserve.errors import InputError, ServerError
+from zeroserve.serve import processes as ps
+from zeroserve.serve import state as st
+from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, check_ports
+from zeroserve.serve.runtime import RuntimeModel, build_runtime_repository, canonical_models
+from zeroserve.serve.wheel import backend_directory, find_tritonserver, server_env
+
+READY_TIMEOUT_S = 300.0
+STOP_TIMEOUT_S = 20.0
+FAILED_START_STOP_S = 5.0  # a model still loading holds tritonserver's own shutdown; don't wait on it long
+PRUNE_GRACE_S = 120.0  # a run folder without a state file younger than this may belong to a server still starting
+LOAD_WORKERS = 4
+
+OnModel = Callable[[str, str, float], None]
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------- the server's own log
+
+
+def log_lines_for(log: Path, model: str, limit: int = 3) -> list[str]:
+    """The server's own error lines about `model`, each cut before its Python traceback."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    picked: list[str] = []
+    for line in lines:
+        if model in line and (line.startswith("E") or "Failed" in line or "failed" in line):
+            text = line.split("\\n")[0].strip()[:300]  # Triton escapes the traceback's newlines as \n
+            if text not in picked:
+                picked.append(text)
+    return picked[-limit:]
+
+
+def log_tail(log: Path, limit: int = 6) -> str:
+    """The log's last non-empty lines joined on one line."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-limit:])
+
+
+# ---------------------------------------------------------------- stop and reap
+
+
+def _unload_all(state: dict[str, Any], timeout: float) -> None:
+    """Unload every model through the API so each stub runs finalize() and frees its shared memory itself."""
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(f"{state['host']}:{state['http_port']}", connection_timeout=2.0,
+                                              network_timeout=max(timeout, 0.1))
+    try:
+        for model in client.get_model_repository_index():
+            if model.get("state") == "READY":
+                client.unload_model(model["name"])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(m.get("state") in ("READY", "UNLOADING")
+                                                  for m in client.get_model_repository_index()):
+            time.sleep(0.05)
+    except Exception:  # noqa: BLE001 - a server that does not answer is stopped by signal alone
+        pass
+    finally:
+        client.close()
+
+
+def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None, timeout: float = STOP_TIMEOUT_S,
+                keep_run: bool = False, reason: str | None = None) -> dict[str, Any]:
+    """End one server and everything it started: unload, SIGINT, then SIGKILL of what remains; shm unlinked.
+
+    Args:
+        process: the Popen of a server this process started (so it is reaped, not left a zombie).
+        keep_run: mark the state dead and keep the run folder and log (a failed start, a crash)
+            instead of removing them with the state file.
+        reason: why the run ended, recorded in a kept state.
+
+    Returns:
+        {"pid", "run_id", "graceful", "killed": [pids], "shm_removed": [names]}.
+    """
+    prefix = state.get("shm_prefix", "")
+    server = st.process_of(state.get("pid"), state.get("create_time"))
+    others = ps.server_processes(server, prefix)
+    graceful = True
+    if server is not None:
+        _unload_all(state, timeout)
+        ps.send(server, signal.SIGINT)  # Triton drains connections and in-flight requests, then exits
+        if ps.wait_gone([server], timeout):
+            graceful = False
+            ps.kill([server, *ps.server_processes(server, prefix)])
+    if process is not None:
+        try:
+            process.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            pass
+    # Stubs whose server is gone exit on their own within a moment; what remains is killed.
+    ps.wait_gone(others, 2.0 if graceful and server is not None else 0.0)
+    killed = ps.kill([*others, *ps.server_processes(None, prefix)])
+    report = {"pid": state.get("pid"), "run_id": state.get("run_id"), "graceful": graceful, "killed": killed,
+              "shm_removed": ps.unlink_shm(prefix)}
+    if keep_run:
+        st.write_state({**state, "status": st.DEAD, "ended": state.get("ended") or _now(),
+                        "reason": state.get("reason") or reason, "reaped": {k: report[k] for k in ("killed", "shm_removed")}})
+    else:
+        remove_run(state)
+    return report
+
+
+def reap_dead() -> list[dict[str, Any]]:
+    """Mark dead every server whose process is gone and was not marked yet: stubs killed, shm unlinked.
+
+    Its run folder and log stay (`stop` of that server or `stop --all` removes them).
+    """
+    return [stop_server(s, timeout=0.0, keep_run=True, reason="the tritonserver process died without a stop")
+            for s in st.dead_servers() if s.get("status") != st.DEAD]
+
+
+def remove_run(state: dict[str, Any]) -> None:
+    """Delete a run's folder (runtime repository and log) and its state file."""
+    if state.get("runtime_dir"):
+        shutil.rmtree(state["runtime_dir"], ignore_errors=True)
+    st.remove_state(state)
+
+
+def prune_orphan_runs() -> list[Path]:
+    """Remove run folders that no state file names (left by a start killed before it wrote one)."""
+    runs = st.runs_dir()
+    if not runs.is_dir():
+        return []
+    known = {Path(s["runtime_dir"]).resolve() for s in st.read_states() if s.get("runtime_dir")}
+    removed = []
+    for run in runs.iterdir():
+        if run.resolve() in known or time.time() - run.stat().st_mtime < PRUNE_GRACE_S:
+            continue
+        shutil.rmtree(run, ignore_errors=True)
+        removed.append(run)
+    return removed
+
+
+def stop_servers(all_servers: bool = False, host: str | None = None, http_port: int | None = None,
+                 grpc_port: int | None = None) -> dict[str, Any]:
+    """What `zeroserve stop` does: reap dead servers, stop the chosen running one(s), remove chosen dead runs.
+
+    Without a choice: the one running server (InputError listing them when several run).
+    With ports: the running server they name, else the dead runs they name (removing their
+    folder and log). `all_servers`: every running server and every dead run. Nothing to stop
+    is not an error.
+
+    Returns:
+        {"stopped": [stop reports], "reaped": [...], "removed": [dead states removed],
+        "kept": [dead states left], "pruned": [orphan run folders]}.
+    """
+    reaped = reap_dead()
+    running, dead = st.list_servers(), st.dead_servers()
+    if all_servers:
+        targets, removed = running, dead
+    elif host is None and http_port is None and grpc_port is None:
+        if len(running) > 1:
+            raise InputError(f"{len(running)} servers are running, choose one with --http-port/--grpc-port or "
+                             f"stop them all with --all: {'; '.join(st.describe(s) for s in running)}")
+        targets, removed = running, []
+    else:
+        targets = st.matching(running, host, http_port, grpc_port)
+        if len(targets) > 1:
+            raise InputError(f"{len(targets)} servers match, choose one with --http-port/--grpc-port: "
+                             f"{'; '.join(st.describe(s) for s in targets)}")
+        removed = [] if targets else st.matching(dead, host, http_port, grpc_port)
+    stopped = [stop_server(s) for s in targets]
+    for s in removed:
+        remove_run(s)
+    kept = [s for s in dead if s not in removed]
+    return {"stopped": stopped, "reaped": reaped, "removed": removed, "kept": kept, "pruned": prune_orphan_runs()}
+
+
+# ---------------------------------------------------------------- the server
+
+
+@dataclass
+class Server:
+    """A tritonserver this process started; `state` is what its state file holds."""
+
+    state: dict[str, Any]
+    process: subprocess.Popen
+    models: list[RuntimeModel] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.state['host']}:{self.state['http_port']}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.state['host']}:{self.state['grpc_port']}"
+
+    @property
+    def log(self) -> Path:
+        return Path(self.state["log"])
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S, keep_run: bool = False, reason: str | None = None) -> dict[str, Any]:
+        """Stop the server and everything it started; remove its state file and run folder unless `keep_run`."""
+        return stop_server(self.state, self.process, timeout, keep_run, reason)
+
+    def wait_live(self, deadline: float) -> None:
+        """Wait until the HTTP endpoint answers `live` before `deadline` (monotonic), or ServerError."""
+        import tritonclient.http as httpclient
+
+        client = httpclient.InferenceServerClient(self.http_url, connection_timeout=2.0, network_timeout=2.0)
+        try:
+            while time.monotonic() < deadline:
+                if not self.alive():
+                    raise ServerError(f"tritonserver exited with code {self.process.returncode} while starting: "
+                                      f"{log_tail(self.log)} (log: {self.log})")
+                try:
+                    if client.is_server_live():
+                        return
+                except Exception:  # noqa: BLE001 - not listening yet
+                    pass
+                time.sleep(0.1)
+        finally:
+            client.close()
+        raise ServerError(f"tritonserver did not come up within the start deadline (--timeout) (log: {self.log})")
+
+    def load_models(self, deadline: float, on_model: OnModel | None = None) -> None:
+        """Load every runtime model (a few at a time), all before `deadline` (monotonic), or ServerError.
+
+        Each load gets what is left of the one deadline. `on_model(name, state, seconds)` reports
+        progress, state one of "loading", "READY", "FAILED", "timed out", "skipped".
+        """
+        import tritonclient.http as httpclient
+
+        on_model = on_model or (lambda *a: None)
+        failures: dict[str, str] = {}
+        late: list[str] = []
+        lock = threading.Lock()
+
+        def load(model: RuntimeModel) -> None:
+            left = deadline - time.monotonic()
+            if failures or left <= 0:
+                if left <= 0:
+                    with lock:
+                        late.append(model.name)
+                on_model(model.name, "skipped", 0.0)  # one failure ends the start; don't load the rest
+                return
+            t0 = time.monotonic()
+            on_model(model.name, "loading", 0.0)
+            client = httpclient.InferenceServerClient(self.http_url, connection_timeout=left, network_timeout=left)
+            try:
+                client.load_model(model.name)
+                on_model(model.name, "READY", time.monotonic() - t0)
+            except Exception as exc:  # noqa: BLE001 - tritonclient raises its own exception types
+                if isinstance(exc, TimeoutError) or time.monotonic() >= deadline:
+                    with lock:
+                        late.append(model.name)
+                    on_model(model.name, "timed out", time.monotonic() - t0)
+                    return
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                with lock:
+                    failures[model.name] = message
+                on_model(model.name, "FAILED", time.monotonic() - t0)
+            finally:
+                client.close()
+
+        with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
+            list(pool.map(load, self.models))
+        if failures:
+            name, message = next(iter(failures.items()))
+            lines = log_lines_for(self.log, name)
+            detail = f"; server log: {' | '.join(lines)}" if lines else ""
+            raise ServerError(f"model {name} failed to load: {message}{detail} (full log: {self.log})")
+        if late:
+            raise ServerError(f"{len(late)} of {len(self.models)} models were not READY within the start deadline "
+                              f"(--timeout): {', '.join(late)}; give a longer --timeout or serve fewer models "
+                              f"(log: {self.log})")
+
+
+def _parent_death_signal(detach: bool) -> list[str]:
+    """`setpriv --pdeathsig` in front of the command, so a foreground server ends with the process that started it.
+
+    The signal is set by setpriv, just before it execs tritonserver, rather than in a
+    `preexec_fn` that would run Python in the forked child while other threads hold locks.
+    It fires when the *thread* that started the server exits. Without setpriv there is no
+    parent-death signal; `zeroserve stop` still finds the server by its state file.
+    """
+    setpriv = None if detach else shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+def start_server(repository: Path, models: Iterable[str] | None = None, host: str = DEFAULT_HOST,
+                 http_port: int = DEFAULT_PORTS["http"], grpc_port: int = DEFAULT_PORTS["grpc"],
+                 metrics_port: int = DEFAULT_PORTS["metrics"], ort_threads: int | None = None, detach: bool = False,
+                 timeout: float = READY_TIMEOUT_S, queue_delay_us: int | None = None, noop_of: Iterable[str] = (),
+                 on_model: OnModel | None = None) -> Server:
+    """Build the runtime repository, start tritonserver and return once every model is READY.
+
+    A failure at any step stops what was started, marks the run dead (keeping its log) and
+    raises ServerError (exit 3) or InputError (exit 2) in one line.
+
+    Args:
+        models: registry or Triton names; all models of the repository when empty.
+        ort_threads: intra-op threads per instance; None: each config's own setting, else 1.
+        detach: leave the server running when this process exits (no parent-death signal).
+        timeout: one deadline, in seconds, for the server to come up and every model to load.
+        queue_delay_us: overrides every model's dynamic-batching queue delay (tests, benchmark).
+        noop_of: Triton names that also get a zeros-answering `<name>_noop` twin (benchmark floor).
+    """
+    deadline = time.monotonic() + timeout
+    names = canonical_models(repository, models)
+    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
+    install = find_tritonserver()
+    reap_dead()
+    backends = backend_directory(install, st.cache_dir())
+    run_id = st.new_run_id()
+    run_dir = st.runs_dir() / run_id
+    built = build_runtime_repository(repository, names, run_dir / "repository", ort_threads,
+                                     queue_delay_us=queue_delay_us, noop_of=noop_of)
+    shm_prefix = f"zs{secrets.token_hex(4)}_"
+    log = run_dir / "server.log"
+    args = [
+        str(install.binary),
+        f"--model-repository={run_dir / 'repository'}",
+        f"--backend-directory={backends}",
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+        f"--http-address={host}", f"--http-port={http_port}",
+        f"--grpc-address={host}", f"--grpc-port={grpc_port}",
+        f"--metrics-address={host}", f"--metrics-port={metrics_port}",
+        "--allow-gpu-metrics=false",
+        # Explicit control: the endpoints come up at once and each model's load is its own
+        # API call, so progress and a failing model's own error are reported per model.
+        "--model-control-mode=explicit",
+        "--disable-auto-complete-config",
+        "--strict-readiness=true",
+        "--exit-timeout-secs=5",  # open keep-alive client connections hold a stop this long
+    ]
+    (run_dir / "command.txt").write_text(" ".join(args) + "\n")  # how this server was started, for a reader
+    with open(log, "wb") as log_fh:
+        try:
+            process = subprocess.Popen([*_parent_death_signal(detach), *args], stdin=subprocess.DEVNULL,
+                                       stdout=log_fh, stderr=subprocess.STDOUT, env=server_env(install),
+                                       cwd=run_dir, start_new_session=True)
+        except OSError as exc:
+            raise ServerError(f"could not run {install.binary}: {exc.strerror or exc}") from None
+    state = {
+        "run_id": run_id, "pid": process.pid, "create_time": st.create_time(process.pid), "host": host,
+        "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
+        "runtime_dir": str(run_dir), "log": str(log), "models": [m.name for m in built], "started": _now(),
+        "status": st.STARTING, "shm_prefix": shm_prefix, "repository": str(Path(repository).resolve()),
+        "engine": "embedded",
+    }
+    st.write_state(state)
+    server = Server(state, process, built)
+    try:
+        server.wait_live(deadline)
+        server.load_models(deadline, on_model)
+    except BaseException as exc:
+        server.stop(FAILED_START_STOP_S, keep_run=True,
+                    reason=f"failed to start: {exc}" if str(exc) else "start interrupted")
+        raise
+    server.state = {**state, "status": st.RUNNING}
+    st.write_state(server.state)
+    return server
