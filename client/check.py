@@ -28,13 +28,27 @@ def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float
     return recorded.with_overrides(atol, rtol)
 
 
+SEEDED_ROWS = 256
+SEED = 0
+
+
 def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
-    """The held-out set, refused when it differs from the one train.json recorded."""
+    """The held-out set, refused when it differs from the one train.json recorded.
+
+    A model with its own checkpoint has no train.json to agree with; one without a data source is
+    checked on `SEEDED_ROWS` seeded inputs from its example-input function (or its inputs' domains).
+    """
     path = model_dir(artifacts, spec) / "train.json"
-    if not path.is_file():
+    if spec.data is None:
+        rng = np.random.default_rng(SEED)
+        inputs = spec.random_inputs(SEEDED_ROWS, rng)
+        made_by = "its example_inputs" if spec.example_inputs else "its inputs' domains"
+        return Split.held_out(inputs, None, source=f"{SEEDED_ROWS} seeded inputs from {made_by} (seed {SEED})",
+                              rule="no held-out data in the spec")
+    if not path.is_file() and spec.checkpoint is None:
         raise InputError(f"{spec.name}: no train.json at {path}; run `zeroserve train {spec.name}` first")
-    recorded = records.read_json(path, "train record").get("data", {})
-    split = spec.data.load(Path(data_dir))
+    recorded = records.read_json(path, "train record").get("data", {}) if path.is_file() else {}
+    split = spec.load_data(Path(data_dir))
     differs = []
     if recorded.get("split_rule") not in (None, split.rule):
         differs.append(f"rule {split.rule!r} vs recorded {recorded['split_rule']!r}")
@@ -120,5 +134,5 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
                 row["status"] = "PASS" if row["passed"] else "FAIL"
                 rows.append(row)
     status = "PASS" if rows and all(r["status"] == "PASS" for r in rows) else ("SKIPPED" if not rows else "FAIL")
-    return {"model": spec.name, "atol": tol.atol, "rtol": tol.rtol, "samples": int(len(split.test_target)),
-            "split_rule": split.rule, "rows": rows, "skipped": skipped, "status": status}
+    return {"model": spec.name, "atol": tol.atol, "rtol": tol.rtol, "samples": int(len(split.test_inputs[0])),
+            "data": split.source, "split_rule": split.rule, "rows": rows, "skipped": skipped, "status": status}

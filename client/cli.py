@@ -13,7 +13,7 @@ from rich.table import Table
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, choices, console, err_console,
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console, err_console,
                                handle_errors, print_json, skip_line)
 from zeroserve.client.connection import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, resolve_endpoint
 from zeroserve.data import default_data_dir
@@ -63,12 +63,13 @@ def infer_cmd(
     grpc_port: GrpcPortOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     data_dir: DataDirOpt = None,
+    model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
     """Send one request to a served model and print its outputs and what they mean."""
     from zeroserve.client.infer import image_inputs, load_input_file, run_infer, sample_inputs, text_inputs
 
-    spec = registry.get(model)
+    spec = registry.get(model, model_files)
     given = [n for n, v in (("--input", input_file), ("--sample", sample), ("--text", text), ("--image", image))
              if v is not None]
     if len(given) != 1:
@@ -127,6 +128,7 @@ def check_cmd(
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
     data_dir: DataDirOpt = None,
+    model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
     """Compare every served output on the held-out set with eager PyTorch from the checkpoint.
@@ -137,7 +139,7 @@ def check_cmd(
 
     protocols = (str(protocol),) if protocol else PROTOCOLS
     formats = (str(fmt),) if fmt else F.primary()
-    specs, explicit = registry.select(models)
+    specs, explicit = registry.select(models, model_files)
     endpoint = resolve_endpoint(host, http_port, grpc_port)
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
         with Client(endpoint, p, timeout) as client:
@@ -167,6 +169,8 @@ def check_cmd(
         print_json({"status": "FAIL" if failed or not rows else "PASS", "models": results, "skipped": skipped})
     else:
         _check_table(rows, skipped)
+        for res in results:
+            console.print(f"{res['model']}: compared on {res['data']}", highlight=False, soft_wrap=True)
     if not rows:
         raise CheckFailed("nothing was checked: no served model with a checkpoint and data"
                           + (f" ({len(skipped)} skipped)" if skipped else ""))
@@ -176,7 +180,7 @@ def check_cmd(
 
 
 def _check_table(rows: list[dict], skipped: list[dict]) -> None:
-    t = Table(title="served vs eager PyTorch on the held-out set")
+    t = Table(title="served vs eager PyTorch")
     for c in ("served model", "proto", "n", "max abs", "max rel", "top-1", "metric served/eager", "status"):
         t.add_column(c, justify="right" if c in ("n", "max abs", "max rel", "top-1") else "left")
     for r in rows:
@@ -192,9 +196,10 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
         if r.get("near_ties"):
             status += f" ({r['near_ties']} near ties)"
         metric = "max err" if r["metric"] == "max_abs_error" else "acc"
-        served = "-" if r["metric_served"] is None else f"{r['metric_served']:.4f}"
+        served, eager = ("-" if v is None else f"{v:.4f}" for v in (r["metric_served"], r["metric_eager"]))
         t.add_row(r["triton_model"], r["protocol"], str(r["samples"]), f"{r['max_abs']:.1e}",
-                  f"{r['max_rel']:.1e}", agree, f"{metric} {served}/{r['metric_eager']:.4f}", status)
+                  f"{r['max_rel']:.1e}", agree, f"{metric} {served}/{eager}" if eager != "-" else "- (no targets)",
+                  status)
     for s in skipped:
         t.add_row(s["model"], "", "", "", "", "", "", "[yellow]skipped[/]")
     console.print(t)
@@ -251,6 +256,7 @@ def perf_cmd(
     csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write one CSV row per level here.")] = None,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write perf.json, .csv, .png and .html "
                       "here.")] = None,
+    model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
     """Load-test one served model the way perf_analyzer does (warm-up, stable windows, percentiles).
@@ -264,7 +270,7 @@ def perf_cmd(
     from zeroserve.client import report as rep
     from zeroserve.client.perf import level_count, level_iter, raise_for_outcome, run_perf
 
-    spec = registry.get(model)
+    spec = registry.get(model, model_files)
     endpoint = resolve_endpoint(host, http_port, grpc_port) if not url else None
 
     def progress(level: dict) -> None:

@@ -72,12 +72,12 @@ def text_inputs(spec: ModelSpec, text: str) -> list[np.ndarray]:
     return spec.encode(text, "text")
 
 
-def sample_inputs(spec: ModelSpec, data_dir: Path, n: int) -> tuple[list[np.ndarray], np.ndarray]:
+def sample_inputs(spec: ModelSpec, data_dir: Path, n: int) -> tuple[list[np.ndarray], np.ndarray | None]:
     """The first `n` real held-out samples and their targets."""
     if n < 1:
         raise InputError("--sample must be at least 1")
-    split = spec.data.load(Path(data_dir))
-    return [a[:n] for a in split.test_inputs], split.test_target[:n]
+    split = spec.load_data(Path(data_dir))
+    return [a[:n] for a in split.test_inputs], None if split.test_target is None else split.test_target[:n]
 
 
 def run_infer(spec: ModelSpec, client: Client, fmt: str, arrays: list[np.ndarray]) -> dict:

@@ -237,8 +237,8 @@ def perf_inputs(spec: ModelSpec, batch_size: int, mode: str, *, input_data: Path
     if mode == "sample":
         from zeroserve.data import default_data_dir
 
-        split = spec.data.load(Path(data_dir or default_data_dir()))
-        n = len(split.test_target)
+        split = spec.load_data(Path(data_dir or default_data_dir()))
+        n = len(split.test_inputs[0])
         idx = np.arange(batch_size) % n
         return [a[idx] for a in split.test_inputs]
     raise InputError(f"unknown --input {mode!r}; use random, zero or sample (or --input-data FILE)")

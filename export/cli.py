@@ -11,7 +11,7 @@ from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
 from zeroserve import parity
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, FormatsOpt, JsonOpt, ModelsArg, choices, console,
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
                                err_console, handle_errors, print_json, skip_line)
 from zeroserve.data import default_data_dir
 from zeroserve.errors import CheckFailed, InputError
@@ -39,6 +39,7 @@ def export_cmd(
         help=f"Gate: relative tolerance (default: the model's own, else {parity.RTOL}).", show_default=False)] = None,
     data_dir: DataDirOpt = None,
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
+    model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
     """Export trained models to TorchScript (model.pt) and ONNX (model.onnx) behind a parity gate.
@@ -52,7 +53,7 @@ def export_cmd(
     formats = F.parse(fmt)
     exporter.check_opset(opset, exporter_name)
     data_dir = data_dir or default_data_dir()
-    specs, explicit = registry.select(models)
+    specs, explicit = registry.select(models, model_files)
     done, skipped, failed = [], [], []
     for spec in specs:
         with console.status(f"exporting {spec.name} ({', '.join(formats)}) and running the gate", spinner="dots"):

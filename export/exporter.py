@@ -24,7 +24,7 @@ import torch
 
 from zeroserve import formats as F
 from zeroserve import records
-from zeroserve.artifacts import eager_outputs, load_trained, model_dir, output_arrays
+from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, model_dir, output_arrays
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
 from zeroserve.export import gate
 from zeroserve.spec import ModelSpec
@@ -188,10 +188,10 @@ def measure_latency(spec: ModelSpec, runners: dict[str, Callable], batches: tupl
 
 
 def _real_samples(spec: ModelSpec, data_dir: Path | None) -> list[np.ndarray] | None:
-    if data_dir is None:
+    if data_dir is None or spec.data is None:
         return None
     try:
-        split = spec.data.load(Path(data_dir))
+        split = spec.load_data(Path(data_dir))
     except MissingDataError:
         return None
     return split.test_inputs
@@ -256,7 +256,7 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, opset: int =
             "status": "PASS" if all(e["status"] == "PASS" for e in entries.values()) else "FAIL",
             "max_batch_size": spec.max_batch_size, "atol": tol.atol, "rtol": tol.rtol,
             "inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs],
-            "checkpoint_sha256": sha256(out_dir / "checkpoint.pt"),
+            "checkpoint_sha256": sha256(checkpoint_path(spec, artifacts)),
             "real_samples": real is not None,
             "formats": entries,
             "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),

@@ -16,7 +16,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import ArtifactsOpt, JsonOpt, choices, console, err_console, handle_errors, print_json
+from zeroserve import registry
+from zeroserve.cliutil import ArtifactsOpt, JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors, print_json
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
@@ -59,7 +60,8 @@ def _on_sigterm(signum, frame):
 def serve_cmd(
     repository: RepositoryOpt = DEFAULT_REPOSITORY,
     models: Annotated[list[str] | None, typer.Option(
-        "--models", help="Registry names (both formats) or Triton names (one format); default: all deployed.")] = None,
+        "--models", help="Model names, the course's or your own (every deployed format), or Triton names (one "
+        "format); default: all deployed.")] = None,
     host: HostOpt = DEFAULT_HOST,
     http_port: HttpPortOpt = DEFAULT_PORTS["http"],
     grpc_port: GrpcPortOpt = DEFAULT_PORTS["grpc"],
@@ -75,6 +77,7 @@ def serve_cmd(
     print_only: Annotated[bool, typer.Option("--print", help="With --engine docker: print the docker command.")] = False,
     timeout: Annotated[float, typer.Option(help="One deadline in seconds for the server to come up and every model "
                                                 "to be READY.")] = srv.READY_TIMEOUT_S,
+    model_files: ModelFilesOpt = None,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
 
@@ -82,6 +85,7 @@ def serve_cmd(
     Triton's Python backend; the canonical repository is never modified. Exit 3 when the server
     cannot start (port in use, binary missing, a model failing to load), 2 for a bad repository.
     """
+    registry.models(model_files)  # a bad model file is refused here; served names come from the repository
     if engine_name == "docker":
         cmd = docker_command(repository, _target_image(),
                                     {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
@@ -171,11 +175,12 @@ def status_cmd(
     http_port: Annotated[int | None, typer.Option("--http-port", help="Server HTTP port "
                                                                       "(default: the running server's).")] = None,
     grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by its gRPC port.")] = None,
+    model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
     """Where each model stands per format: trained (metric), exported (gate), deployed (version, sha), served."""
     server = find_server(host, http_port, grpc_port)
-    report = collect_status(artifacts, repository, server)
+    report = collect_status(artifacts, repository, server, model_files)
     if as_json:
         print_json(report)
         return
@@ -190,7 +195,7 @@ def status_cmd(
     shown: set[str] = set()
     for row in report["models"]:
         t, e, d, s = row["trained"], row["exported"], row["deployed"], row["served"]
-        trained = t["state"] if t["state"] == "no" else f"{t['state']} {t['metric']} {t['value']:.4f}"
+        trained = t["state"] if "metric" not in t else f"{t['state']} {t['metric']} {t['value']:.4f}"
         deployed = d["state"] if d["state"] == "no" else f"v{d['version']} {str(d['sha256'])[:12]}"
         data, first = row["data"], row["model"] not in shown  # the data column once per model
         shown.add(row["model"])

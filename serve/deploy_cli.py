@@ -12,7 +12,7 @@ from rich.table import Table
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
-from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelsArg, choices, console, err_console,
+from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console, err_console,
                                handle_errors, print_json, skip_line)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, KSERVE_MANIFEST
@@ -50,6 +50,7 @@ def deploy_cmd(
         help="triton, or kserve to also write a KServe InferenceService manifest.")] = "triton",
     storage_uri: Annotated[str, typer.Option(
         help="kserve: where the repository will be uploaded (gs://, s3://, pvc://...).")] = DEFAULT_STORAGE_URI,
+    model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
     """Deploy gated exports into the canonical Triton repository (one <model>_<format>/ per format).
@@ -58,7 +59,7 @@ def deploy_cmd(
     model is skipped with the reason. A config that does not lint against its artifact fails (exit 1).
     """
     formats = F.parse(fmt)
-    specs, explicit = registry.select(models)
+    specs, explicit = registry.select(models, model_files)
     deployed, skipped, failed = [], [], []
     for spec in specs:
         try:

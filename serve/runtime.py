@@ -55,8 +55,8 @@ def canonical_models(repository: Path, models: Iterable[str] | None = None) -> l
         for name in filter(None, item.split(",")):
             if name in present:
                 found = [name]
-            elif name in registry.REGISTRY:
-                found = [n for n in present if n in {F.get(f).triton_name(name) for f in F.keys()}]
+            elif name in registry.REGISTRY or any((F.split_triton_name(n) or ("",))[0] == name for n in present):
+                found = [n for n in present if (F.split_triton_name(n) or ("",))[0] == name]
                 if not found:
                     raise InputError(f"{name} is not deployed in {repository}; run `zeroserve deploy {name}`")
             else:

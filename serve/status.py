@@ -35,7 +35,8 @@ def _data(folder: Path, spec) -> dict[str, Any]:
     """What the model trained on (train.json), else what its registry entry would read."""
     data = (_read(folder / "train.json") or {}).get("data")
     if data is None:
-        return {"source": spec.data.description, "note": "", "from": "registry"}
+        source = spec.data.description if spec.data else f"none (checkpoint {spec.checkpoint})"
+        return {"source": source, "note": "", "from": "registry"}
     return {"source": data.get("source"), "note": data.get("note", ""), "from": "train.json"}
 
 
@@ -82,8 +83,9 @@ def find_server(host: str | None, http_port: int | None, grpc_port: int | None) 
         return None
 
 
-def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | None) -> dict[str, Any]:
-    """One row per registry model and format (variants once made), and the server asked (or None).
+def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | None,
+                   model_files: list[Path] | None = None) -> dict[str, Any]:
+    """One row per model (the course's and the user's own) and format (variants once made), and the server asked.
 
     Returns:
         {"server": {...} | None, "models": [{"model", "format", "triton_name", "data", "trained",
@@ -103,9 +105,10 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
         except ServerError as exc:
             server_note = str(exc)
     rows = []
-    for spec in registry.REGISTRY.values():
+    for spec in registry.models(model_files).values():
         folder = model_dir(artifacts, spec)
-        trained, data = _trained(folder), _data(folder, spec)
+        own = {"state": "own checkpoint", "path": str(spec.checkpoint)}  # a user's weights, not trained here
+        trained, data = _trained(folder) if spec.checkpoint is None else own, _data(folder, spec)
         for fmt in F.FORMATS.values():
             name = fmt.triton_name(spec.name)
             if served is None:

@@ -12,10 +12,10 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelsArg, choices, console, handle_errors, print_json,
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console, handle_errors, print_json,
                                skip_line)
 from zeroserve.data import default_data_dir
-from zeroserve.errors import MissingDataError
+from zeroserve.errors import InputError
 from zeroserve.fetch import dataset_names_for_model, fetch_command
 from zeroserve.train.trainer import train_model
 
@@ -37,6 +37,7 @@ def train_cmd(
     device: Annotated[Device, typer.Option(help="cuda without a GPU falls back to cpu.")] = "auto",
     data_dir: DataDirOpt = None,
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
+    model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
     """Train course models on real data; writes artifacts/<model>/checkpoint.pt, train.json, loss.png.
@@ -46,7 +47,7 @@ def train_cmd(
     `zeroserve data fetch ...` command that fetches its data.
     """
     data_dir = Path(data_dir or default_data_dir())
-    specs, explicit = registry.select(models)
+    specs, explicit = registry.select(models, model_files)
     done, skipped = [], []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn())
@@ -55,10 +56,10 @@ def train_cmd(
             try:
                 rec = train_model(spec, data_dir, artifacts, epochs=epochs, batch_size=batch_size, lr=lr,
                                   seed=seed, device=device, progress=progress)
-            except MissingDataError as exc:
+            except InputError as exc:  # missing data, or a model of your own that is not trained here
                 if explicit:
                     raise
-                skipped.append({"model": spec.name, "reason": str(exc), "fix": exc.fix})
+                skipped.append({"model": spec.name, "reason": str(exc), "fix": getattr(exc, "fix", "")})
                 skip_line(spec.name, str(exc))
                 continue
             done.append(rec)

@@ -70,6 +70,12 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
     """
     from zeroserve.errors import InputError
 
+    if spec.checkpoint is not None:
+        raise InputError(f"{spec.name} takes its weights from its checkpoint {spec.checkpoint} ({spec.origin}); "
+                         "remove checkpoint= from its spec to train it with zeroserve")
+    if spec.data is None or spec.train is None:
+        raise InputError(f"{spec.name} cannot be trained here: its spec needs data= (a DataSource with training "
+                         "rows) and train= (TrainDefaults)")
     epochs = spec.train.epochs if epochs is None else epochs
     batch_size = spec.train.batch_size if batch_size is None else batch_size
     lr = spec.train.lr if lr is None else lr
@@ -77,7 +83,10 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
         raise InputError("--epochs and --batch-size must be at least 1 and --lr above 0")
     dev = pick_device(device)
     records.ensure_writable_dir(Path(artifacts))
-    split = spec.data.load(Path(data_dir))  # raises MissingDataError before anything is written
+    split = spec.load_data(Path(data_dir))  # raises MissingDataError before anything is written
+    if not split.trainable or split.test_target is None:
+        raise InputError(f"{spec.name}: its data source gives no training rows or no held-out targets; "
+                         "Split needs train_inputs, train_target and test_target to train")
     out_dir = records.ensure_writable_dir(model_dir(artifacts, spec))
 
     torch.manual_seed(seed)

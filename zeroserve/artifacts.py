@@ -19,17 +19,24 @@ def model_dir(artifacts: Path, spec: ModelSpec) -> Path:
     return Path(artifacts) / spec.name
 
 
+def checkpoint_path(spec: ModelSpec, artifacts: Path) -> Path:
+    """The model's weights: the spec's own checkpoint if it gives one, else what `zeroserve train` wrote."""
+    return spec.checkpoint if spec.checkpoint is not None else model_dir(artifacts, spec) / "checkpoint.pt"
+
+
 def load_trained(spec: ModelSpec, artifacts: Path) -> torch.nn.Module:
-    """The course module with its trained weights, in eval mode, or InputError saying what to do."""
-    path = model_dir(artifacts, spec) / "checkpoint.pt"
+    """The model's module with its trained weights, in eval mode, or InputError saying what to do."""
+    path = checkpoint_path(spec, artifacts)
+    todo = (f"point the spec's checkpoint= at a state dict of the module ({spec.origin})" if spec.checkpoint
+            else f"run `zeroserve train {spec.name}` again")
     if not path.is_file():
-        raise InputError(f"{spec.name}: no checkpoint at {path}; run `zeroserve train {spec.name}` first")
+        raise InputError(f"{spec.name}: no checkpoint at {path}; " + (todo if spec.checkpoint else
+                         f"run `zeroserve train {spec.name}` first"))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{spec.name}: checkpoint {path} is corrupt ({first}); "
-                         f"run `zeroserve train {spec.name}` again") from None
+        raise InputError(f"{spec.name}: checkpoint {path} is corrupt or not a state dict ({first}); {todo}") from None
     model = spec.build()
     try:
         model.load_state_dict(state)
@@ -37,7 +44,7 @@ def load_trained(spec: ModelSpec, artifacts: Path) -> torch.nn.Module:
         first = str(exc).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0] if first else type(exc).__name__
         raise InputError(f"{spec.name}: checkpoint {path} does not fit the {spec.name} architecture "
-                         f"({detail}); run `zeroserve train {spec.name}` again") from None
+                         f"({detail}); {todo}") from None
     return model.eval()
 
 

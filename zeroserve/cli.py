@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from zeroserve import __version__, registry
-from zeroserve.cliutil import APP_SETTINGS, JsonOpt, console, handle_errors, print_json, show_warning
+from zeroserve.cliutil import APP_SETTINGS, JsonOpt, ModelFilesOpt, console, handle_errors, print_json, show_warning
 
 app = typer.Typer(**APP_SETTINGS)
 
@@ -28,19 +28,28 @@ def root(version: Annotated[bool, typer.Option("--version", callback=version_cal
 
 @app.command("models")
 @handle_errors
-def models_cmd(as_json: JsonOpt = False):
-    """List the course models in the registry, with their tensor specs (--json)."""
+def models_cmd(model_files: ModelFilesOpt = None, as_json: JsonOpt = False):
+    """List the course models and your own (--model-file, entry points), with their tensor specs (--json).
+
+    Your own models are checked as every command checks them: the example input through forward,
+    the outputs against their specs, the checkpoint against the module.
+    """
+    specs, _ = registry.select(["all"], model_files)
     if as_json:
-        print_json([m.as_json() for m in registry.REGISTRY.values()])
+        print_json([m.as_json() for m in specs])
         return
-    table = Table(title="zeroserve model registry")
-    for col in ("model", "lesson", "task", "inputs", "outputs", "max batch", "data"):
+    yours = sum(m.origin != "course" for m in specs)
+    table = Table(title="zeroserve models" + (f": {len(specs) - yours} course, {yours} yours" if yours else ""))
+    for col in ("model", "lesson / origin", "task", "inputs", "outputs", "max batch", "data"):
         table.add_column(col)
     fmt = lambda specs: "\n".join(f"{t.name} {t.dtype}({', '.join(map(str, ('batch', *t.dims)))})"  # noqa: E731
                                   + (f" {t.kind.name}" if t.kind else "") for t in specs)
-    for m in registry.REGISTRY.values():
-        table.add_row(m.name, m.lesson, m.task.name, fmt(m.inputs), fmt(m.outputs), str(m.max_batch_size),
-                      m.data.description)
+    for m in specs:
+        course = m.origin == "course"
+        table.add_row(m.name if course else f"{m.name} [bold](yours)[/]", m.lesson if course else m.origin,
+                      "\n".join(dict.fromkeys(t.name for t in m.tasks)), fmt(m.inputs), fmt(m.outputs),
+                      str(m.max_batch_size), m.data.description if m.data else
+                      (f"checkpoint {m.checkpoint}" if m.checkpoint else "none"))
     console.print(table)
 
 

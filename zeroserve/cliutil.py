@@ -54,6 +54,10 @@ ModelsArg = Annotated[list[str], typer.Argument(help="Registry model names (comm
 ArtifactsOpt = Annotated[Path, typer.Option("--artifacts", help="Folder of per-model artifacts and records.")]
 DataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="ZEROSERVE_DATA_DIR",
                                           help="Folder with the course data files and MNIST IDX files.")]
+ModelFilesOpt = Annotated[list[Path] | None, typer.Option(
+    "--model-file", envvar="ZEROSERVE_MODEL_FILES", show_default=False,
+    help="A Python file defining zeroserve_models() -> list[ModelSpec]: your own models, named beside the "
+         "course's (repeatable; env ZEROSERVE_MODEL_FILES, a path list). See the README.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
 FormatsOpt = Annotated[str | None, typer.Option(
     "--format", help=f"Formats, comma separated: {', '.join(F.keys())} (default: {','.join(F.primary())}).",

@@ -129,6 +129,8 @@ def dataset_names_for_model(spec) -> list[str]:
     """Names of the data sets a registry model trains on: its course files, or the IDX set its source reads."""
     from zeroserve import registry
 
+    if spec.data is None:  # a model of your own with no data source
+        return []
     out = [name for name, (_, files) in COURSE_DATASETS.items() if set(files) & set(spec.data.files)]
     idx = {id(registry.MNIST): "mnist", id(registry.FASHION): "fashion-mnist"}.get(id(spec.data))
     return out + ([idx] if idx else [])

@@ -3,12 +3,17 @@
 Each entry pairs a course module (`zeroserve.course_modules`) with its data source
 (`zeroserve.course_data`), its tensor specs (`<name>__<index>` names, dtypes, dynamic axes, input
 domains, declared output kinds), one task per output, `max_batch_size`, training defaults and the
-bar a default run must reach. Nothing else in the code names a model.
+bar a default run must reach. Nothing else in the code names a model. A user's own models come from
+`zeroserve.user_models` and are resolved here beside the course's (`models`, `get`, `select`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from zeroserve import course_data as C
+from zeroserve import user_models
 from zeroserve import course_modules as M
 from zeroserve.domains import Image, Lengths
 from zeroserve.errors import InputError
@@ -82,23 +87,36 @@ REGISTRY: dict[str, ModelSpec] = {m.name: m for m in (
 )}
 
 
-def get(name: str) -> ModelSpec:
-    """The registry entry for `name`, or InputError listing the known names."""
+def models(model_files: Sequence[str | Path] | None = None) -> dict[str, ModelSpec]:
+    """The course models, then the user's own (entry points of `zeroserve.models`, then model files).
+
+    Args:
+        model_files: Python files defining `zeroserve_models()`; None reads `ZEROSERVE_MODEL_FILES`.
+    """
+    return {**REGISTRY, **user_models.load(model_files, reserved=REGISTRY)}
+
+
+def get(name: str, model_files: Sequence[str | Path] | None = None) -> ModelSpec:
+    """The model called `name` (a course model or a user's own, checked), or InputError listing the known names."""
+    known = models(model_files)
     try:
-        return REGISTRY[name]
+        spec = known[name]
     except KeyError:
-        raise InputError(f"unknown model {name!r}; known models: {', '.join(REGISTRY)}") from None
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(known)}"
+                         + ("" if len(known) > len(REGISTRY) else
+                            " (a model of your own: --model-file FILE)")) from None
+    return user_models.verify(spec)
 
 
-def select(names: list[str]) -> tuple[list[ModelSpec], bool]:
+def select(names: list[str], model_files: Sequence[str | Path] | None = None) -> tuple[list[ModelSpec], bool]:
     """Resolve `MODEL|all` arguments: (entries, explicit). Under `all` missing inputs are skips."""
     if not names or names == ["all"]:
-        return list(REGISTRY.values()), False
+        return [user_models.verify(s) for s in models(model_files).values()], False
     if "all" in names:
         raise InputError("'all' cannot be combined with model names")
     out: list[ModelSpec] = []
     for n in names:
         for part in n.split(","):
-            if part and get(part) not in out:
-                out.append(get(part))
+            if part and (spec := get(part, model_files)) not in out:
+                out.append(spec)
     return out, True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -84,16 +84,28 @@ class Split:
     """
 
     train_inputs: list[np.ndarray]
-    train_target: np.ndarray
+    train_target: np.ndarray | None
     test_inputs: list[np.ndarray]
-    test_target: np.ndarray
+    test_target: np.ndarray | None
     source: str
     rule: str
     note: str = ""
 
     @property
     def sizes(self) -> dict[str, int]:
-        return {"train": int(len(self.train_target)), "test": int(len(self.test_target))}
+        return {"train": int(len(self.train_target)) if self.train_target is not None else 0,
+                "test": int(len(self.test_inputs[0]))}
+
+
+    @property
+    def trainable(self) -> bool:
+        return len(self.train_inputs) > 0 and self.train_target is not None and len(self.train_target) > 0
+
+    @classmethod
+    def held_out(cls, inputs: Sequence[np.ndarray], target: np.ndarray | None = None, *, source: str,
+                 rule: str = "held out as given") -> "Split":
+        """A held-out set only (nothing to train on): what `client check` compares on."""
+        return cls([], None, list(inputs), target, source=source, rule=rule)
 
 
 @dataclass(frozen=True)
@@ -102,13 +114,17 @@ class DataSource:
 
     Args:
         description: human summary for `zeroserve models`.
+        load: `load(data_dir)` -> Split; raises MissingDataError (or InputError) when its data is missing.
         files: course files (by course name) that must be in the data folder.
-        load: `load(data_dir, seed)` -> Split; raises MissingDataError.
     """
 
     description: str
-    files: tuple[str, ...]
-    load: Callable[[Path], Split]
+    files: tuple[str, ...] = ()
+    load: Callable[[Path], Split] | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.load):
+            raise InputError(f"data source {self.description!r} needs load=, a function data_dir -> Split")
 
 
 @dataclass(frozen=True)
@@ -119,34 +135,46 @@ class TrainDefaults:
     optimizer: Literal["sgd", "adam"] = "adam"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """One model: everything every stage needs to know about it.
+    """One model: everything every stage needs to know about it (a course entry or a user's own).
 
     Args:
-        build: returns the course's `nn.Module`, freshly initialised.
+        name: the model's name; its Triton names are `<name>_<format>`.
+        build: returns the `nn.Module`, freshly initialised (a module instance is also accepted: it is copied).
+        inputs / outputs: tensor specs in `forward`'s argument and return order.
         tasks: one task per output (a single Task for a one-output model); see `zeroserve.tasks`.
         primary: the output that training's loss and metric, top-1 and `describe` read
             (default: the first output).
+        checkpoint: a state dict file holding the weights (a user model trained elsewhere); without it
+            the weights are `artifacts/<name>/checkpoint.pt`, written by `zeroserve train`.
+        example_inputs: `example_inputs(batch, rng, time) -> list (or dict by input name) of arrays` in
+            graph shapes; when given, export's gate grid, `client check` without held-out data and
+            perf's random inputs draw from it instead of the inputs' domains.
+        data: where the samples come from (`load(data_dir) -> Split`): held-out rows for export's gate,
+            `client check` and `--sample`, and the training rows `zeroserve train` needs.
+        train: training defaults; with `data`, `zeroserve train` can train the model.
+        bar: the held-out metric a default training run must reach (None: no bar).
         export_module: optional; wraps a trained module into an export-friendly
             one with the same weights and the same outputs (name_gru's packing).
         labels: class names of the primary output, or its per-step vocabulary.
-        bar: the held-out metric a default training run must reach.
-        seq_lengths: the sequence lengths the export gate checks (RNNs only).
+        seq_lengths: the lengths the export gate checks along dynamic axes (default (1, 2, 5) where
+            an input has one).
         torchscript: "trace" where the graph has no data-dependent control flow.
         tolerance: the parity rule's atol/rtol for this model (export's gate and `client check`).
+        origin: where the spec came from: "course", a model file's path or an entry point.
     """
 
     name: str
-    lesson: str
-    summary: str
     build: Callable[[], "object"]
-    data: DataSource
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     tasks: Task | tuple[Task, ...]
-    train: TrainDefaults
-    bar: float
+    lesson: str = ""
+    summary: str = ""
+    data: DataSource | None = None
+    train: TrainDefaults | None = None
+    bar: float | None = None
     primary: str | None = None
     labels: tuple[str, ...] = ()
     max_batch_size: int = 64
@@ -154,8 +182,36 @@ class ModelSpec:
     seq_lengths: tuple[int, ...] = ()
     torchscript: Literal["trace", "script"] = "trace"
     tolerance: Tolerance = field(default_factory=Tolerance)
+    checkpoint: Path | None = None
+    example_inputs: Callable[..., Sequence[np.ndarray] | Mapping[str, np.ndarray]] | None = None
+    origin: str = "course"
 
     def __post_init__(self) -> None:
+        import torch
+
+        if isinstance(self.build, torch.nn.Module):  # an instance: each build gets its own copy
+            import copy
+
+            instance = self.build
+            object.__setattr__(self, "build", lambda: copy.deepcopy(instance))
+        if not callable(self.build):
+            raise InputError(f"{self.name}: build= must be an nn.Module or a function returning one")
+        if not isinstance(self.name, str) or not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
+            raise InputError(f"model name {self.name!r}: use letters, digits, '_' and '-' only")
+        clash = formats.split_triton_name(self.name)
+        if clash is not None:
+            raise InputError(f"model name {self.name!r} ends in the format suffix _{clash[1].key}, which would make "
+                             f"its Triton names ambiguous; choose another name")
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        if not self.inputs or not self.outputs:
+            raise InputError(f"{self.name}: give at least one input and one output TensorSpec")
+        if self.checkpoint is not None:
+            object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if self.max_batch_size < 1:
+            raise InputError(f"{self.name}: max_batch_size must be at least 1, got {self.max_batch_size}")
+        if not self.seq_lengths and self.dynamic_axes:
+            object.__setattr__(self, "seq_lengths", (1, 2, 5))
         tasks = (self.tasks,) if isinstance(self.tasks, Task) else tuple(self.tasks)
         object.__setattr__(self, "tasks", tasks)
         if len(tasks) != len(self.outputs):
@@ -173,6 +229,17 @@ class ModelSpec:
             of = getattr(t.domain, "of", None)
             if of is not None and of not in [i.name for i in self.inputs]:
                 raise InputError(f"{self.name}: input {t.name} gives the lengths of {of!r}, which is not an input")
+
+    @property
+    def dynamic_axes(self) -> tuple[str, ...]:
+        """The named dynamic axes of the inputs (batch excluded), in order."""
+        return tuple(dict.fromkeys(d for t in self.inputs for d in t.dims if isinstance(d, str)))
+
+    def load_data(self, data_dir: Path) -> Split:
+        """The model's data (held-out and training rows), or InputError when it has no data source."""
+        if self.data is None:
+            raise InputError(f"{self.name} has no data source (its spec gives no data=)")
+        return self.data.load(Path(data_dir))
 
     # ---------------------------------------------------------------- the primary output
 
@@ -195,14 +262,16 @@ class ModelSpec:
         return self.task.metric
 
     def passes_bar(self, value: float) -> bool:
-        return self.task.passes(value, self.bar)
+        return self.bar is None or self.task.passes(value, self.bar)
 
     def loss(self):
         """The training loss of the primary output: its task's loss for its declared kind."""
         return self.task.loss(self.primary_output.kind)
 
-    def score(self, outputs: list[np.ndarray], target: np.ndarray) -> float:
-        """The held-out metric of the primary output (`outputs` in the spec's order)."""
+    def score(self, outputs: list[np.ndarray], target: np.ndarray | None) -> float | None:
+        """The held-out metric of the primary output (`outputs` in the spec's order); None without targets."""
+        if target is None:
+            return None
         return self.task.score(self.primary_output.kind, outputs[self.primary_index], target)
 
     def describe(self, primary: np.ndarray) -> list[dict]:
@@ -225,9 +294,12 @@ class ModelSpec:
         measures is zero padding beyond each row's length, as a real batch has it.
         """
         time = time or (max(self.seq_lengths) if self.seq_lengths else 1)
+        if self.example_inputs is not None:
+            return self.given_inputs(self.example_inputs(batch, rng, time), "example_inputs", batch)
+        axes = dict.fromkeys(self.dynamic_axes, time)
         arrays = {}
         for t in self.inputs:
-            shape = t.shape(batch, time=time)
+            shape = t.shape(batch, **axes)
             if isinstance(t.domain, Lengths):
                 arrays[t.name] = t.domain.random(shape, t.dtype, rng, time=time)
             else:
@@ -239,7 +311,31 @@ class ModelSpec:
 
     def safe_inputs(self, batch: int, time: int = 1) -> list[np.ndarray]:
         """The plainest valid inputs (zeros, one-hot firsts, lengths of 1): `--input zero`, warm-up."""
-        return [t.domain.safe(t.shape(batch, time=time), t.dtype) for t in self.inputs]
+        axes = dict.fromkeys(self.dynamic_axes, time)
+        return [t.domain.safe(t.shape(batch, **axes), t.dtype) for t in self.inputs]
+
+    def given_inputs(self, arrays, what: str, batch: int | None = None) -> list[np.ndarray]:
+        """Arrays a user function gave (a list in input order, or a dict by input name), checked against the specs.
+
+        Raises:
+            InputError: naming the input whose count, dtype or shape does not match its spec.
+        """
+        if isinstance(arrays, Mapping):
+            missing = [t.name for t in self.inputs if t.name not in arrays]
+            if missing:
+                raise InputError(f"{self.name}: {what} gave no {', '.join(missing)}")
+            arrays = [arrays[t.name] for t in self.inputs]
+        arrays = [np.asarray(a) for a in (arrays if isinstance(arrays, (list, tuple)) else [arrays])]
+        if len(arrays) != len(self.inputs):
+            raise InputError(f"{self.name}: {what} gave {len(arrays)} array(s) for {len(self.inputs)} input(s) "
+                             f"({', '.join(t.name for t in self.inputs)})")
+        for t, a in zip(self.inputs, arrays):
+            want = ["batch" if batch is None else batch, *t.dims]
+            ok = a.ndim == len(want) and all(isinstance(w, str) or w == n for w, n in zip(want, a.shape))
+            if str(a.dtype) != t.dtype or not ok:
+                raise InputError(f"{self.name}: {what} gave {t.name} as {a.dtype}{list(a.shape)}; "
+                                 f"its spec is {t.dtype}{want}")
+        return arrays
 
     def encode(self, value, reads: str) -> list[np.ndarray]:
         """A person's input (`reads`: "text" or "image") as the model's tensors, through the inputs' domains.
@@ -267,12 +363,14 @@ class ModelSpec:
             "task": self.task.name,
             "primary_output": self.primary,
             "tasks": {t.name: task.name for t, task in zip(self.outputs, self.tasks)},
-            "data": {"description": self.data.description, "files": list(self.data.files)},
+            "origin": self.origin,
+            "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
+            "data": None if self.data is None else {"description": self.data.description, "files": list(self.data.files)},
             "inputs": [t.as_json() for t in self.inputs],
             "outputs": [t.as_json() for t in self.outputs],
             "max_batch_size": self.max_batch_size,
             "labels": list(self.labels),
-            "train_defaults": {
+            "train_defaults": None if self.train is None else {
                 "epochs": self.train.epochs,
                 "lr": self.train.lr,
                 "batch_size": self.train.batch_size,
