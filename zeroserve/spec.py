@@ -14,7 +14,7 @@ import numpy as np
 
 from zeroserve import formats
 from zeroserve.domains import NORMAL, Domain, Lengths
-from zeroserve.errors import InputError
+from zeroserve.errors import InputError, ZeroserveError
 from zeroserve.parity import Tolerance
 from zeroserve.tasks import OutputKind, Task
 
@@ -239,7 +239,20 @@ class ModelSpec:
         """The model's data (held-out and training rows), or InputError when it has no data source."""
         if self.data is None:
             raise InputError(f"{self.name} has no data source (its spec gives no data=)")
-        return self.data.load(Path(data_dir))
+        if self.origin == "course":
+            return self.data.load(Path(data_dir))
+        try:  # a user's loader: its failure is one line, and its arrays must match the specs
+            split = self.data.load(Path(data_dir))
+        except ZeroserveError:
+            raise
+        except Exception as exc:
+            raise InputError(f"{self.name}: its data source failed: {type(exc).__name__}: {exc}") from None
+        if not isinstance(split, Split):
+            raise InputError(f"{self.name}: its data source returned {type(split).__name__}, not a Split")
+        split.test_inputs = self.given_inputs(split.test_inputs, "its data source (held-out rows)")
+        if split.trainable:
+            split.train_inputs = self.given_inputs(split.train_inputs, "its data source (training rows)")
+        return split
 
     # ---------------------------------------------------------------- the primary output
 
