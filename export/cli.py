@@ -11,8 +11,8 @@ from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
 from zeroserve import parity
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
-                               err_console, handle_errors, print_json, skip_line)
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices,
+                               console, err_console, handle_errors, print_json, skip_line)
 from zeroserve.data import default_data_dir
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import exporter

@@ -17,7 +17,8 @@ from rich.table import Table
 
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import registry
-from zeroserve.cliutil import ArtifactsOpt, JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors, print_json
+from zeroserve.cliutil import (ArtifactsOpt, JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors,
+                               print_json)
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
@@ -85,7 +86,7 @@ def serve_cmd(
     Triton's Python backend; the canonical repository is never modified. Exit 3 when the server
     cannot start (port in use, binary missing, a model failing to load), 2 for a bad repository.
     """
-    registry.models(model_files)  # a bad model file is refused here; served names come from the repository
+    registry.select(["all"], model_files)  # a bad model file is refused here; names resolve in the repository
     if engine_name == "docker":
         cmd = docker_command(repository, _target_image(),
                                     {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})

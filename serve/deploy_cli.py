@@ -12,8 +12,8 @@ from rich.table import Table
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
-from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console, err_console,
-                               handle_errors, print_json, skip_line)
+from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
+                               err_console, handle_errors, print_json, skip_line)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, KSERVE_MANIFEST
 from zeroserve.serve.repository import DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, deploy_model

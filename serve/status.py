@@ -105,7 +105,7 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
         except ServerError as exc:
             server_note = str(exc)
     rows = []
-    for spec in registry.models(model_files).values():
+    for spec in registry.select(["all"], model_files)[0]:
         folder = model_dir(artifacts, spec)
         own = {"state": "own checkpoint", "path": str(spec.checkpoint)}  # a user's weights, not trained here
         trained, data = _trained(folder) if spec.checkpoint is None else own, _data(folder, spec)

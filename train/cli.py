@@ -12,8 +12,8 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console, handle_errors, print_json,
-                               skip_line)
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
+                               handle_errors, print_json, skip_line)
 from zeroserve.data import default_data_dir
 from zeroserve.errors import InputError
 from zeroserve.fetch import dataset_names_for_model, fetch_command

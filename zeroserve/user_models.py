@@ -67,7 +67,7 @@ def load_file(path: str | Path) -> list[ModelSpec]:
     """The specs a model file's `zeroserve_models()` returns, their origin and checkpoint paths set."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"model file {path} does not exist" if not path.exists() else f"model file {path} is not a file")
+        raise InputError(f"model file {path} " + ("is not a file" if path.exists() else "does not exist"))
     resolved = path.resolve()
     key = (resolved, resolved.stat().st_mtime_ns)
     if key in _files:

@@ -83,7 +83,7 @@ BAD = {
     "import error": ("x = 1\nimport no_such_module_here\n", "failed to import (line 2): ModuleNotFoundError"),
     "course name": ("""
         def zeroserve_models():
-            return [dataclasses.replace(spec, name="cnn_mnist") for spec in __import__("ticket_router").zeroserve_models()]
+            return [dataclasses.replace(s, name="cnn_mnist") for s in __import__("ticket_router").zeroserve_models()]
         """, "model name 'cnn_mnist' is a course model's"),
     "format suffix": ("""
         def zeroserve_models():
@@ -178,7 +178,8 @@ def test_entry_point_registers_models(example, tmp_path):
     (site / "router_pkg-0.1.dist-info").mkdir(parents=True)
     shutil.copy(example, site / "ticket_router.py")
     shutil.copy(example.parent / "ticket_router.pt", site / "ticket_router.pt")
-    (site / "router_pkg-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: router-pkg\nVersion: 0.1\n")
+    (site / "router_pkg-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: router-pkg\nVersion: 0.1\n")
     (site / "router_pkg-0.1.dist-info" / "entry_points.txt").write_text(
         "[zeroserve.models]\nrouter = ticket_router:zeroserve_models\n")
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -244,3 +245,16 @@ def test_a_module_instance_is_copied_per_build():
                      outputs=(TensorSpec("y__0", "float32", (1,), kind=VALUE),))
     built = spec.build()
     assert built is not module and torch.equal(built.weight, module.weight)
+
+
+def test_every_command_that_takes_a_model_refuses_a_bad_model_file(example, monkeypatch):
+    monkeypatch.chdir(example.parent)
+    path = variant(example.parent, BAD["output count"][0], "bad_everywhere.py")
+    nowhere = str(example.parent / "nowhere")
+    for command in (["train", "ticket_router"], ["deploy", "ticket_router", "--repository", nowhere],
+                    ["serve", "--repository", nowhere], ["status", "--repository", nowhere],
+                    ["client", "infer", "ticket_router", "--input", nowhere],
+                    ["client", "perf", "ticket_router", "--http-port", "9", "--grpc-port", "9"]):
+        result = runner.invoke(app, [*command, "--model-file", str(path)])
+        assert result.exit_code == 2 and BAD["output count"][1] in result.output, (command, result.output)
+    assert not (example.parent / "nowhere").exists() and not (example.parent / "artifacts").exists()
