@@ -55,7 +55,7 @@ ArtifactsOpt = Annotated[Path, typer.Option("--artifacts", help="Folder of per-m
 DataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="ZEROSERVE_DATA_DIR",
                                           help="Folder with the course data files and MNIST IDX files.")]
 ModelFilesOpt = Annotated[list[Path] | None, typer.Option(
-    "--model-file", envvar="ZEROSERVE_MODEL_FILES", show_default=False,
+    "--model-file", envvar="ZEROSERVE_MODEL_FILES", show_default=False, metavar="PATH",
     help="A Python file defining zeroserve_models() -> list[ModelSpec]: your own models, named beside the "
          "course's (repeatable; env ZEROSERVE_MODEL_FILES, a path list). See the README.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
