@@ -29,7 +29,8 @@ from zeroserve import records, registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained, model_dir
 from zeroserve.client import load
 from zeroserve.client.connection import Endpoint
-from zeroserve.client.perf import percentiles, run_perf
+from zeroserve.client.perf import run_perf
+from zeroserve.client.windows import percentiles
 from zeroserve.errors import ZeroserveError
 
 LEVELS = (1, 16)

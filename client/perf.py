@@ -2,7 +2,8 @@
 
 Per level: warm-up, then measurement windows until the last 3 agree within `stability` on
 throughput and latency (`--percentile N`'s, else the average, as perf_analyzer), at most
-`max_trials` windows. Figures come from the stable windows: HdrHistogram percentiles, counts, the
+`max_trials` windows (the rule and the window figures: `client/windows.py`; what is sent:
+`client/perf_inputs.py`). Figures come from the stable windows: HdrHistogram percentiles, counts, the
 generator's own cost per request, and the server-side split from Triton's statistics extension
 (two samples differenced). Every request is counted: a level's `totals` cover all its windows and
 its `warmup` the warm-up; one rule (`outcome`) turns the record into the exit code.
@@ -14,303 +15,29 @@ import asyncio
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 
 from zeroserve import records
 from zeroserve.client import load
 from zeroserve.client.connection import (AsyncClient, Client, Endpoint, ModelNotServed, add_statistics, parse_url,
-                                         require_loopback, server_split, to_wire, validate_inputs)
+                                         require_loopback, to_wire)
 from zeroserve.client.errors import RequestFailed
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
+from zeroserve.client.perf_inputs import SharedMemory, perf_inputs
 from zeroserve.client.wire import OutputSpec, expected_outputs
+from zeroserve.client.windows import (STABLE_WINDOWS, Window, is_stable, latency_budget_search, latency_key,
+                                      summarise, totals)
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.spec import ModelSpec
 
-STABLE_WINDOWS = 3
-PERCENTILES = (50, 90, 95, 99)
-SATURATED = 0.9  # share of one core the event-loop thread may use before the generator is the bottleneck
 SHARED_CORES_NOTE = ("this machine has {cores} cores shared by the server and the load generator: "
                      "figures include that contention")
-MAX_SEARCH_CONCURRENCY = 256
 MAX_WORKERS = 16
-
-
-# ---------------------------------------------------------------- figures
-
-
-def percentiles(hist: HdrHistogram, extra: float | None = None) -> dict[str, float]:
-    """p50/p90/p95/p99 (and p`extra`), max and mean in milliseconds from a microsecond histogram (zeros when empty)."""
-    points = PERCENTILES + ((extra,) if extra is not None and extra not in PERCENTILES else ())
-    if hist.get_total_count() == 0:
-        return {**{latency_key(p): 0.0 for p in points}, "max_ms": 0.0, "mean_ms": 0.0}
-    out = {latency_key(p): hist.get_value_at_percentile(p) / 1e3 for p in points}
-    out["max_ms"] = hist.get_max_value() / 1e3
-    out["mean_ms"] = hist.get_mean_value() / 1e3
-    return out
-
-
-def latency_key(percentile: float | None) -> str:
-    """The record key of the latency the stability rule and the budget search use: `p95_ms`, or `mean_ms`."""
-    return "mean_ms" if percentile is None else f"p{percentile:g}_ms"
-
-
-@dataclass
-class Window:
-    """One measurement window's figures (generator side, plus the server counters at its end)."""
-
-    seconds: float
-    counts: load.WindowCounts
-    batch_size: int
-    cpu_seconds: float = 0.0
-    loop_cpu_seconds: float = 0.0
-    stats: dict[str, int] | None = None
-
-    @property
-    def throughput(self) -> float:
-        """Inferences per second (answered requests x batch size)."""
-        return self.counts.ok * self.batch_size / self.seconds if self.seconds > 0 else 0.0
-
-    def latency(self, key: str) -> float:
-        """One latency figure of this window (`p99_ms`, `mean_ms`, ...)."""
-        if key == "mean_ms":
-            h = self.counts.histogram
-            return h.get_mean_value() / 1e3 if h.get_total_count() else 0.0
-        return self.counts.histogram.get_value_at_percentile(float(key[1:-3])) / 1e3
-
-    def as_json(self, key: str = "mean_ms") -> dict:
-        """The window's figures, so that drift across a level can be seen."""
-        c = self.counts
-        out = {"seconds": round(self.seconds, 4), "requests": c.ok + c.failed, "ok": c.ok, "failed": c.failed,
-               "failures": dict(c.errors), "throughput": self.throughput,
-               **{k: self.latency(k) for k in dict.fromkeys(("p50_ms", "p99_ms", "mean_ms", key))},
-               "generator_cpu": self.cpu_seconds / self.seconds if self.seconds else 0.0}
-        return out
-
-
-def is_stable(figures: list[tuple[float, float]], threshold: float, count: int = STABLE_WINDOWS) -> bool:
-    """perf_analyzer's rule: the last `count` (throughput, latency) pairs each within `threshold` of their mean."""
-    if len(figures) < count:
-        return False
-    last = figures[-count:]
-    for k in range(2):
-        values = [f[k] for f in last]
-        mean = sum(values) / count
-        if mean <= 0 or any(abs(v - mean) > threshold * mean for v in values):
-            return False
-    return True
-
-
-def summarise(windows: list[Window], before: dict[str, int] | None, after: dict[str, int] | None,
-              percentile: float | None = None) -> dict:
-    """A level's figures over the given windows: throughput, percentiles, counts, server split, client cost."""
-    hist, lag = load.new_histogram(), load.new_histogram()
-    for w in windows:
-        hist.add(w.counts.histogram)
-        lag.add(w.counts.lag)
-    seconds = sum(w.seconds for w in windows)
-    ok = sum(w.counts.ok for w in windows)
-    failed = sum(w.counts.failed for w in windows)
-    sent = sum(w.counts.sent for w in windows)
-    failures, messages = count_failures(w.counts for w in windows)
-    batch = windows[0].batch_size if windows else 1
-    cpu = sum(w.cpu_seconds for w in windows)
-    per = 1e6 / (ok + failed) if ok + failed else 0.0
-    fig = {
-        "windows_used": len(windows), "seconds": seconds,
-        "throughput": ok * batch / seconds if seconds else 0.0,
-        "requests_per_s": ok / seconds if seconds else 0.0,
-        **percentiles(hist, percentile),
-        "requests": ok + failed, "ok": ok, "failed": failed, "sent": sent,
-        "late_sends": sum(w.counts.late for w in windows),
-        "send_lag_p99_ms": lag.get_value_at_percentile(99) / 1e3 if lag.get_total_count() else 0.0,
-        "generator_cpu": cpu / seconds if seconds else 0.0,
-        "loop_cpu": sum(w.loop_cpu_seconds for w in windows) / seconds if seconds else 0.0,
-        # the client side of each request, beside the server's split (perf_analyzer's Client Send/Recv)
-        "client": {"cpu_us": cpu * per, "send_us": sum(w.counts.send_s for w in windows) * per,
-                   "check_us": sum(w.counts.check_s for w in windows) * per},
-        "failures": failures, "failure_messages": messages,
-        "server": server_split(before, after) if before and after else None,
-    }
-    fig["generator_saturated"] = fig["loop_cpu"] >= SATURATED
-    return fig
-
-
-def count_failures(windows) -> tuple[dict[str, int], dict[str, str]]:
-    """Failures by kind over several windows' counts, and the first message of each kind."""
-    failures: dict[str, int] = {}
-    messages: dict[str, str] = {}
-    for c in windows:
-        for k, v in c.errors.items():
-            failures[k] = failures.get(k, 0) + v
-        for k, m in c.messages.items():
-            messages.setdefault(k, m)
-    return failures, messages
-
-
-def totals(windows: list[Window]) -> dict:
-    """Every request of the given windows: counts, failures by kind, throughput and latency over them all."""
-    hist = load.new_histogram()
-    for w in windows:
-        hist.add(w.counts.histogram)
-    seconds = sum(w.seconds for w in windows)
-    ok = sum(w.counts.ok for w in windows)
-    failed = sum(w.counts.failed for w in windows)
-    failures, messages = count_failures(w.counts for w in windows)
-    batch = windows[0].batch_size if windows else 1
-    fig = percentiles(hist)
-    return {"windows": len(windows), "seconds": seconds, "requests": ok + failed, "ok": ok, "failed": failed,
-            "failures": failures, "failure_messages": messages,
-            "throughput": ok * batch / seconds if seconds else 0.0,
-            "p50_ms": fig["p50_ms"], "p99_ms": fig["p99_ms"], "mean_ms": fig["mean_ms"], "max_ms": fig["max_ms"]}
-
-
-def latency_budget_search(measure: Callable[[int], dict], budget_ms: float, key: str = "mean_ms",
-                          max_concurrency: int = MAX_SEARCH_CONCURRENCY) -> tuple[dict | None, list[dict]]:
-    """The highest concurrency whose latency `key` stays within the budget: doubling, then bisection.
-
-    Assumes latency grows with concurrency (as perf_analyzer's search does). Returns (best level or
-    None when even concurrency 1 is over budget, every level measured in concurrency order). A
-    measured level that comes back as None (the run had to stop) ends the search.
-    """
-    measured: dict[int, dict] = {}
-
-    def within(c: int) -> bool:
-        if c not in measured:
-            level = measure(c)
-            if level is None:
-                raise _SearchStopped
-            measured[c] = level
-        return measured[c][key] <= budget_ms
-
-    levels = lambda: [measured[c] for c in sorted(measured)]  # noqa: E731
-    good = None
-    try:
-        if not within(1):
-            return None, levels()
-        good, bad = 1, None
-        while good < max_concurrency:
-            nxt = min(good * 2, max_concurrency)
-            if within(nxt):
-                good = nxt
-            else:
-                bad = nxt
-                break
-        if bad is not None:
-            while bad - good > 1:
-                mid = (good + bad) // 2
-                if within(mid):
-                    good = mid
-                else:
-                    bad = mid
-    except _SearchStopped:
-        pass
-    return (measured[good] if good else None), levels()
-
-
-class _SearchStopped(Exception):
-    """A level of the budget search stopped the run (server gone, every request failed, unstable)."""
-
-
-# ---------------------------------------------------------------- inputs
-
-
-def perf_inputs(spec: ModelSpec, batch_size: int, mode: str, *, input_data: Path | None = None,
-                data_dir: Path | None = None, seed: int = 0) -> list[np.ndarray]:
-    """The batch every request sends: random valid, zeros, real held-out samples, or a user's file."""
-    if input_data is not None:
-        from zeroserve.client.infer import load_input_file
-
-        arrays = validate_inputs(spec, load_input_file(spec, input_data))
-        reps = -(-batch_size // len(arrays[0]))
-        return [np.concatenate([a] * reps)[:batch_size] for a in arrays]
-    if mode == "random":
-        return spec.random_inputs(batch_size, np.random.default_rng(seed))
-    if mode == "zero":
-        # each input's safe value: zeros, except where zero is not valid (a lengths input gets 1)
-        return spec.safe_inputs(batch_size, time=max(spec.seq_lengths or (1,)))
-    if mode == "sample":
-        from zeroserve.data import default_data_dir
-
-        split = spec.load_data(Path(data_dir or default_data_dir()))
-        n = len(split.test_inputs[0])
-        idx = np.arange(batch_size) % n
-        return [a[idx] for a in split.test_inputs]
-    raise InputError(f"unknown --input {mode!r}; use random, zero or sample (or --input-data FILE)")
-
-
-# ---------------------------------------------------------------- shared memory
-
-
-@dataclass
-class SharedMemory:
-    """Triton system shared memory for inputs (one region, read by every request) and outputs (one per slot)."""
-
-    regions: list = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    clients: list[Client] = field(default_factory=list)
-    input_region: tuple[str, list[tuple[int, int]]] | None = None
-    output_regions: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
-
-    @classmethod
-    def create(cls, clients: list[Client], wire_inputs: list[np.ndarray], output_nbytes: list[int],
-               slots: int, tag: str) -> "SharedMemory":
-        import tritonclient.utils.shared_memory as shm
-
-        self = cls(clients=clients)
-        try:
-            offsets, pos = [], 0
-            for a in wire_inputs:
-                offsets.append((pos, a.nbytes))
-                pos += a.nbytes
-            name = f"zs_{tag}_in"
-            handle = shm.create_shared_memory_region(name, f"/{name}", pos)
-            self._track(handle, name, pos)
-            for a, (off, _) in zip(wire_inputs, offsets):
-                shm.set_shared_memory_region(handle, [a], offset=off)
-            self.input_region = (name, offsets)
-            total = sum(output_nbytes)
-            for i in range(slots):
-                name = f"zs_{tag}_out{i}"
-                handle = shm.create_shared_memory_region(name, f"/{name}", total)
-                self._track(handle, name, total)
-                offs, pos = [], 0
-                for n in output_nbytes:
-                    offs.append((pos, n))
-                    pos += n
-                self.output_regions.append((name, offs))
-        except shm.SharedMemoryException as exc:
-            self.close()
-            raise InputError(f"--shared-memory system: cannot create a region ({exc}); "
-                             "check /dev/shm or use --shared-memory none") from None
-        except Exception:
-            self.close()
-            raise
-        return self
-
-    def _track(self, handle, name: str, size: int) -> None:
-        self.regions.append(handle)
-        self.names.append(name)
-        for c in self.clients:
-            c.register_system_shared_memory(name, f"/{name}", size)
-
-    def close(self) -> None:
-        """Unregister from every server (best effort: it may be gone) and free the regions."""
-        import tritonclient.utils.shared_memory as shm
-
-        for c in self.clients:
-            for name in self.names:
-                with contextlib.suppress(Exception):
-                    c.unregister_system_shared_memory(name)
-        for handle in self.regions:
-            with contextlib.suppress(Exception):
-                shm.destroy_shared_memory_region(handle)
-        self.regions, self.names = [], []
 
 
 # ---------------------------------------------------------------- one level

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zeroserve.client import load, perf
+from zeroserve.client import windows as W
 from zeroserve.client.connection import server_split
 
 
@@ -16,7 +17,7 @@ def _hist(values_us) -> "load.HdrHistogram":
 
 
 def test_percentiles_of_an_empty_histogram_are_zero():
-    assert set(perf.percentiles(load.new_histogram()).values()) == {0.0}
+    assert set(W.percentiles(load.new_histogram()).values()) == {0.0}
 
 
 @pytest.mark.parametrize("figures,stable", [
@@ -28,13 +29,13 @@ def test_percentiles_of_an_empty_histogram_are_zero():
     ([(0, 0.0), (0, 0.0), (0, 0.0)], False),                      # nothing answered is not stable
 ])
 def test_stability_rule(figures, stable):
-    assert perf.is_stable(figures, 0.10) is stable
+    assert W.is_stable(figures, 0.10) is stable
 
 
 def test_stability_threshold_is_relative_to_the_mean():
     figures = [(1000, 5.0), (1080, 5.0), (1000, 5.0)]  # mean 1026.7: 1080 is 5.2% off
-    assert perf.is_stable(figures, 0.10)
-    assert not perf.is_stable(figures, 0.05)
+    assert W.is_stable(figures, 0.10)
+    assert not W.is_stable(figures, 0.05)
 
 
 def _synthetic_measure(latency_of, key="mean_ms"):
@@ -50,7 +51,7 @@ def _synthetic_measure(latency_of, key="mean_ms"):
 @pytest.mark.parametrize("budget,best", [(10.0, 10), (10.5, 10), (3.0, 3), (1.0, 1), (1000.0, 256)])
 def test_latency_budget_search_finds_the_highest_concurrency_within_budget(budget, best):
     measure, calls = _synthetic_measure(lambda c: 1.0 * c)  # p99 grows linearly: 1 ms per client
-    level, levels = perf.latency_budget_search(measure, budget)
+    level, levels = W.latency_budget_search(measure, budget)
     assert level["concurrency"] == best
     assert [lv["concurrency"] for lv in levels] == sorted(set(calls))
     assert len(calls) == len(set(calls))  # no level measured twice
@@ -59,19 +60,19 @@ def test_latency_budget_search_finds_the_highest_concurrency_within_budget(budge
 
 def test_latency_budget_search_over_budget_at_one():
     measure, calls = _synthetic_measure(lambda c: 50.0)
-    level, levels = perf.latency_budget_search(measure, 10.0)
+    level, levels = W.latency_budget_search(measure, 10.0)
     assert level is None and calls == [1]
 
 
 def test_latency_budget_search_knee():
     measure, _ = _synthetic_measure(lambda c: 2.0 if c <= 21 else 40.0)  # a cliff after 21
-    level, _ = perf.latency_budget_search(measure, 5.0)
+    level, _ = W.latency_budget_search(measure, 5.0)
     assert level["concurrency"] == 21
 
 
 def test_latency_budget_search_uses_the_chosen_percentile():
     measure, _ = _synthetic_measure(lambda c: 1.0 * c, key="p95_ms")
-    level, _ = perf.latency_budget_search(measure, 6.0, key=perf.latency_key(95))
+    level, _ = W.latency_budget_search(measure, 6.0, key=W.latency_key(95))
     assert level["concurrency"] == 6
 
 
@@ -79,21 +80,21 @@ def test_latency_budget_search_ends_when_the_run_stops():
     def measure(c):
         return {"concurrency": c, "mean_ms": 1.0} if c < 4 else None
 
-    level, levels = perf.latency_budget_search(measure, 100.0)
+    level, levels = W.latency_budget_search(measure, 100.0)
     assert level["concurrency"] == 2 and [lv["concurrency"] for lv in levels] == [1, 2]
 
 
 def test_the_latency_key_is_the_average_unless_a_percentile_is_chosen():
-    assert perf.latency_key(None) == "mean_ms" and perf.latency_key(95) == "p95_ms"
-    assert perf.latency_key(99.9) == "p99.9_ms"
-    fig = perf.percentiles(_hist(range(1, 10_001)), extra=99.9)
+    assert W.latency_key(None) == "mean_ms" and W.latency_key(95) == "p95_ms"
+    assert W.latency_key(99.9) == "p99.9_ms"
+    fig = W.percentiles(_hist(range(1, 10_001)), extra=99.9)
     assert fig["p99.9_ms"] == pytest.approx(9.99, rel=2e-3)
 
 
 def test_a_window_reports_the_chosen_latency_and_its_failures_by_kind():
     counts = load.WindowCounts(histogram=_hist([1000] * 9 + [9000]), ok=10, failed=2)
     counts.errors.update({"http_500": 2})
-    w = perf.Window(1.0, counts, 1)
+    w = W.Window(1.0, counts, 1)
     assert w.latency("mean_ms") == pytest.approx(1.8, rel=2e-3) and w.latency("p50_ms") == pytest.approx(1.0, rel=2e-3)
     row = w.as_json("p95_ms")
     assert row["failures"] == {"http_500": 2} and row["requests"] == 12 and row["p95_ms"] == pytest.approx(9.0, rel=2e-3)
@@ -101,7 +102,7 @@ def test_a_window_reports_the_chosen_latency_and_its_failures_by_kind():
 
 def _window(ok, failed, latencies_us, seconds=1.0, batch=2):
     counts = load.WindowCounts(histogram=_hist(latencies_us), ok=ok, failed=failed, sent=ok + failed)
-    return perf.Window(seconds, counts, batch, cpu_seconds=0.5 * seconds, loop_cpu_seconds=0.95 * seconds)
+    return W.Window(seconds, counts, batch, cpu_seconds=0.5 * seconds, loop_cpu_seconds=0.95 * seconds)
 
 
 def _stats(success, queue_ns, infer_ns):
@@ -111,7 +112,7 @@ def _stats(success, queue_ns, infer_ns):
 
 def test_summary_counts_add_up_and_server_split_is_a_difference():
     windows = [_window(100, 2, [1000] * 100), _window(120, 0, [2000] * 120), _window(110, 1, [3000] * 110)]
-    fig = perf.summarise(windows, _stats(50, 10**6, 10**7), _stats(380, 34 * 10**6, 330 * 10**6 + 10**7))
+    fig = W.summarise(windows, _stats(50, 10**6, 10**7), _stats(380, 34 * 10**6, 330 * 10**6 + 10**7))
     assert fig["ok"] == 330 and fig["failed"] == 3 and fig["requests"] == 333 == sum(
         w.counts.ok + w.counts.failed for w in windows)
     assert fig["throughput"] == pytest.approx(330 * 2 / 3.0)
@@ -220,6 +221,6 @@ def test_totals_count_every_window_and_the_stable_ones_stay_apart():
     windows = [_window(0, 50, [], seconds=1.0), _window(100, 0, [1000] * 100), _window(100, 0, [1000] * 100),
                _window(100, 0, [1000] * 100)]
     windows[0].counts.errors.update({"connection": 50})
-    t = perf.totals(windows)
+    t = W.totals(windows)
     assert (t["requests"], t["ok"], t["failed"], t["failures"]) == (350, 300, 50, {"connection": 50})
-    assert perf.summarise(windows[1:], None, None)["failed"] == 0  # the stable windows alone look clean
+    assert W.summarise(windows[1:], None, None)["failed"] == 0  # the stable windows alone look clean
