@@ -3,6 +3,10 @@
 Course data: ZEROSERVE_DATA_DIR if set, else ../shared/data/course beside the
 repository. A test that needs a missing course file fails under CI=true and is
 skipped, with the reason, elsewhere.
+
+ZEROSERVE_TEST_TRAINED (local development only, ignored under CI=true): a folder left by
+`zeroserve train all` with the registry defaults, copied into the session instead of
+training the ten models again (saves minutes when several checkouts test at once).
 """
 
 from __future__ import annotations
@@ -51,6 +55,16 @@ def trained(tmp_path_factory, data_dir) -> tuple[Path, dict]:
 
     require_course_files(*registry.REGISTRY.values())
     artifacts = tmp_path_factory.mktemp("artifacts")
+    reuse = os.environ.get("ZEROSERVE_TEST_TRAINED")
+    if reuse and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+        import json
+        import shutil
+
+        recs = {}
+        for name in registry.REGISTRY:
+            shutil.copytree(Path(reuse) / name, artifacts / name)
+            recs[name] = json.loads((artifacts / name / "train.json").read_text())
+        return artifacts, recs
     recs = {name: train_model(spec, data_dir, artifacts) for name, spec in registry.REGISTRY.items()}
     return artifacts, recs
 
