@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import shlex
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +31,9 @@ from zeroserve.serve.docker import docker_command
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
 from zeroserve.serve.repository import DEFAULT_REPOSITORY
 from zeroserve.serve.status import collect_status, find_server
+from zeroserve.serve.supervisor import RestartPolicy, Supervisor
+
+STOP_WAIT_S = 10.0
 
 Engine = choices("Engine", ("embedded", "docker"))
 
@@ -78,9 +86,21 @@ def serve_cmd(
     print_only: Annotated[bool, typer.Option("--print", help="With --engine docker: print the docker command.")] = False,
     timeout: Annotated[float, typer.Option(help="One deadline in seconds for the server to come up and every model "
                                                 "to be READY.")] = srv.READY_TIMEOUT_S,
+    max_restarts: Annotated[int | None, typer.Option(
+        "--max-restarts", help="Crashes of tritonserver tolerated within 10 minutes; the next one ends `serve` "
+        "(default 5, or ZEROSERVE_RESTART_CAP=count,window_s).")] = None,
+    restart_backoff: Annotated[float | None, typer.Option(
+        "--restart-backoff", help="Seconds before the first restart after a crash, doubled for each further crash "
+        "up to 30 (default 1, or ZEROSERVE_RESTART_BACKOFF=first_s,max_s).")] = None,
     model_files: ModelFilesOpt = None,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
+
+    The server is supervised: a tritonserver that dies is restarted on the same ports (with a
+    backoff, at most --max-restarts times in 10 minutes; each crash's log is kept), and a model
+    whose Python-backend stub died is reloaded alone while the others serve. The server has no
+    model-control API (load and unload requests are refused). A model that fails to load is
+    named and the others serve.
 
     The embedded engine serves a runtime copy of the repository (under the cache folder) through
     Triton's Python backend; the canonical repository is never modified. Exit 3 when the server
@@ -101,21 +121,28 @@ def serve_cmd(
     if print_only:
         raise InputError("--print goes with --engine docker")
 
+    policy = RestartPolicy.from_env(cap=max_restarts, first_s=restart_backoff)
+    if detach:
+        state = _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
+                                policy)
+        _print_endpoints(state)
+        console.print(f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
+                      f"log {state['log']}; stop it with `zeroserve stop`", highlight=False)
+        return
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # Ctrl-C stops the server even when this process started with SIGINT ignored (a shell's `&`).
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        server = _start_with_progress(repository, models, host, http_port, grpc_port, metrics_port,
-                                      ort_threads, detach, timeout)
-        _print_endpoints(server)
-        if detach:
-            console.print(f"detached: pid {server.pid}, log {server.log}; stop it with `zeroserve stop`",
-                          highlight=False)
-            return
-        console.print("serving; Ctrl-C stops the server", highlight=False)
+        me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid())}
+        with _progress() as on_model:
+            server = srv.start_server(repository, models, host=host, http_port=http_port, grpc_port=grpc_port,
+                                      metrics_port=metrics_port, ort_threads=ort_threads, timeout=timeout,
+                                      on_model=on_model, supervisor=me)
+        _print_endpoints(server.state)
+        console.print("serving (supervised: a crashed server is restarted, a dead model reloaded); "
+                      "Ctrl-C stops the server", highlight=False)
         try:
-            while server.alive():
-                time.sleep(0.5)
+            Supervisor(server, policy, say=lambda text: err_console.print(text, highlight=False)).run()
         except (KeyboardInterrupt, _Terminated):
             err_console.print("stopping...")
             report = server.stop()
@@ -123,24 +150,25 @@ def serve_cmd(
                           f"{'' if report['graceful'] else ' (forced)'}; stubs and shared memory cleaned",
                           highlight=False)
             return
-        reason = f"tritonserver exited on its own with code {server.process.returncode}"
-        server.stop(keep_run=True, reason=reason)
-        raise ServerError(f"{reason}: {srv.log_tail(server.log)} (log, kept until `zeroserve stop --all`: "
-                          f"{server.log})")
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
 
 
-def _start_with_progress(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, detach,
-                         timeout) -> srv.Server:
+@contextlib.contextmanager
+def _progress():
+    """A progress display of each model's load; yields the `on_model(name, state, seconds)` callback."""
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[state]}"),
                TimeElapsedColumn())
     lock = threading.Lock()
     tasks: dict[str, int] = {}
+    shown: dict[str, str] = {}
     with Progress(*columns, console=err_console, transient=False) as progress:
         def on_model(name: str, state: str, seconds: float) -> None:
             with lock:
+                if shown.get(name) == state:
+                    return
+                shown[name] = state
                 if name not in tasks:
                     tasks[name] = progress.add_task(name, state="loading", total=1)
                 done = state in ("READY", "FAILED", "timed out", "skipped")
@@ -150,14 +178,69 @@ def _start_with_progress(repository, models, host, http_port, grpc_port, metrics
                 if done:
                     progress.stop_task(tasks[name])
 
-        return srv.start_server(repository, models, host=host, http_port=http_port, grpc_port=grpc_port,
-                                   metrics_port=metrics_port, ort_threads=ort_threads, detach=detach,
-                                   timeout=timeout, on_model=on_model)
+        yield on_model
 
 
-def _print_endpoints(server: srv.Server) -> None:
-    s = server.state
-    table = Table(title=f"tritonserver pid {server.pid}: {len(s['models'])} models READY")
+def _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
+                    policy: RestartPolicy) -> dict:
+    """Start a detached supervisor that starts and supervises tritonserver; wait for READY with progress.
+
+    Returns the run's state once it is running. The supervisor runs in its own session under
+    umask 077 and writes into the state file; its own log is `supervisor.log` in the run folder.
+    """
+    from zeroserve.serve.ports import check_ports
+    from zeroserve.serve.runtime import canonical_models
+    from zeroserve.serve.wheel import find_tritonserver
+
+    canonical_models(repository, models)  # input errors here, before anything starts
+    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
+    find_tritonserver()
+    run_id = st.new_run_id()
+    run_dir = st.runs_dir() / run_id
+    run_dir.mkdir(parents=True)
+    os.chmod(run_dir, 0o700)
+    options = {"repository": str(Path(repository).resolve()), "models": models, "host": host,
+               "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
+               "ort_threads": ort_threads, "timeout": timeout, "run_id": run_id,
+               "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap,
+                          "window_s": policy.window_s}}
+    sup_log = run_dir / "supervisor.log"
+    with open(os.open(sup_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "zeroserve.serve.supervisor", json.dumps(options)],
+                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, cwd=run_dir,
+                                start_new_session=True, umask=0o077)
+    deadline = time.monotonic() + timeout + 30.0
+    path = st.state_path(run_id)
+    with _progress() as on_model:
+        while True:
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                state = None
+            for name, (mstate, seconds) in ((state or {}).get("progress") or {}).items():
+                on_model(name, mstate, seconds)
+            if state and state.get("status") == st.RUNNING:
+                return state
+            error = (state or {}).get("error")
+            if error or proc.poll() is not None:
+                proc.wait(timeout=STOP_WAIT_S)
+                if error:
+                    raise (InputError if error.get("exit_code") == 2 else ServerError)(error["message"])
+                raise ServerError(f"the supervisor exited with code {proc.returncode} before the server was ready: "
+                                  f"{srv.log_tail(sup_log)} (log: {sup_log})")
+            if time.monotonic() > deadline:
+                if state:
+                    srv.stop_server(state, keep_run=True, reason="the detached start did not finish in time")
+                else:
+                    proc.kill()
+                raise ServerError(f"the detached server was not ready within --timeout (log: {sup_log})")
+            time.sleep(0.2)
+
+
+def _print_endpoints(s: dict) -> None:
+    failed = s.get("failed") or {}
+    ready = len(s["models"]) - len(failed)
+    table = Table(title=f"tritonserver pid {s['pid']}: {ready} of {len(s['models'])} models READY")
     table.add_column("endpoint")
     table.add_column("address")
     table.add_row("HTTP (KServe v2)", f"http://{s['host']}:{s['http_port']}")
@@ -166,6 +249,9 @@ def _print_endpoints(server: srv.Server) -> None:
     table.add_row("runtime repository", f"{s['runtime_dir']}/repository")
     table.add_row("log", s["log"])
     console.print(table)
+    for name, reason in failed.items():
+        err_console.print(f"[red]model {name} failed to load[/] (the others serve): {escape(reason)}",
+                          highlight=False)
 
 
 @handle_errors
@@ -191,7 +277,8 @@ def status_cmd(
     table = Table(title=f"zeroserve status: {artifacts}/, {repository}/, {title}")
     for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
         table.add_column(col, **({"max_width": 20, "no_wrap": True, "overflow": "ellipsis"} if col == "data" else {}))
-    mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim"}
+    mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim", "recovering": "red",
+            "UNAVAILABLE": "red"}
     paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
     shown: set[str] = set()
     for row in report["models"]:
@@ -208,9 +295,36 @@ def status_cmd(
     console.print(table)
     if server and server.get("error"):
         err_console.print(f"[yellow]warning:[/] {server['error']}", highlight=False)
+    if server and server.get("model_control"):
+        _print_supervision(server)
     for d in report["dead"]:
         console.print(f"dead server run {d['run_id']} (pid {d['pid']}, http port {d['http_port']}): "
                       f"{d.get('reason') or 'not yet reaped'}; log: {d['log']}", highlight=False, soft_wrap=True)
+        for crash in d.get("crashes", [])[-1:]:
+            console.print(f"  last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
+                          highlight=False, soft_wrap=True)
+
+
+def _print_supervision(server: dict) -> None:
+    """The supervisor's record: restarts, the last crash and its kept log, recoveries, models recovering or failed."""
+    sup = f"supervisor pid {server['supervisor_pid']}" if server.get("supervised") else "[red]no supervisor running[/]"
+    console.print(f"{sup}; restarts: {server['restarts']}; model recoveries: {server['recovered']}; "
+                  f"model control API: off ({server['model_control']})"
+                  if server["model_control"] == "poll" else
+                  f"{sup}; restarts: {server['restarts']}; model control API: open ({server['model_control']})",
+                  highlight=False, soft_wrap=True)
+    crash = server.get("last_crash")
+    if crash:
+        console.print(f"last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
+                      highlight=False, soft_wrap=True)
+    rec = server.get("last_recovery")
+    if rec:
+        console.print(f"last recovery {rec['time']}: {rec['model']} reloaded in {rec['seconds']} s", highlight=False)
+    for name in server.get("recovering", []):
+        console.print(f"[red]{name} is recovering[/]: its stub died; requests fail until it is reloaded",
+                      highlight=False)
+    for name, reason in (server.get("failed") or {}).items():
+        console.print(f"[red]{name} failed to load[/]: {escape(reason)}", highlight=False, soft_wrap=True)
 
 
 @handle_errors

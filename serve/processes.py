@@ -8,12 +8,13 @@ argv, which they keep after their server is gone; while the server runs, its chi
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
 import psutil
 
-from zeroserve.serve.wheel import STUB_NAME
+from zeroserve.serve.wheel import SERVER_BINARY, STUB_NAME
 
 SHM_DIR = Path("/dev/shm")
 
@@ -27,6 +28,37 @@ def stubs(shm_prefix: str | None) -> list[psutil.Process]:
         cmd = proc.info.get("cmdline") or []
         if cmd and Path(cmd[0]).name == STUB_NAME and any(shm_prefix in a for a in cmd):
             out.append(proc)
+    return out
+
+
+def run_processes(shm_prefix: str | None) -> list[psutil.Process]:
+    """Every tritonserver and stub started with this run's shared-memory prefix in its argv.
+
+    Finds a server that a supervisor started a moment ago, before its pid reached the state file.
+    """
+    if not shm_prefix:
+        return []
+    out = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if cmd and Path(cmd[0]).name in (STUB_NAME, SERVER_BINARY) and any(shm_prefix in a for a in cmd):
+            out.append(proc)
+    return [p for p in out if _alive(p)]
+
+
+def stub_regions(shm_prefix: str | None) -> dict[int, tuple[str, str]]:
+    """Live stubs: pid -> (model folder, shared-memory region name), both read from the stub's argv.
+
+    A stub's argv is `stub <repository>/<model>/<version>/model.py <region> ...`.
+    """
+    out: dict[int, tuple[str, str]] = {}
+    for proc in stubs(shm_prefix):
+        try:
+            cmd = proc.cmdline()
+        except psutil.Error:
+            continue
+        if len(cmd) > 2 and _alive(proc):
+            out[proc.pid] = (Path(cmd[1]).parent.parent.name, cmd[2])
     return out
 
 
@@ -77,6 +109,23 @@ def shm_segments(shm_prefix: str | None) -> list[Path]:
     if not shm_prefix:
         return []
     return sorted(SHM_DIR.glob(f"{shm_prefix}*"))
+
+
+def private_shm(shm_prefix: str | None) -> list[str]:
+    """chmod 0600 this prefix's segments that others can read.
+
+    The Python backend creates its regions through Boost.Interprocess, which sets 0644
+    explicitly after creating them (the umask does not apply), so the server's owner closes them.
+    """
+    fixed = []
+    for seg in shm_segments(shm_prefix):
+        try:
+            if seg.stat().st_mode & 0o077:
+                os.chmod(seg, 0o600)
+                fixed.append(seg.name)
+        except OSError:
+            pass
+    return fixed
 
 
 def unlink_shm(shm_prefix: str | None) -> list[str]:

@@ -1,9 +1,16 @@
 """The embedded server: start tritonserver on a runtime repository, stop it, and reap after servers that died.
 
 `start_server` builds the runtime copy (serve/runtime.py), starts the wheel's tritonserver
-(serve/wheel.py) in its own session with every model loaded through the API within one
-total deadline, and writes the run's state file (serve/state.py) as soon as the process
-exists, so `zeroserve stop` can always find it. Only this module changes state files:
+(serve/wheel.py) in its own session under umask 077 and writes the run's state file
+(serve/state.py) as soon as the process exists, so `zeroserve stop` can always find it.
+
+Model control: a served server runs `--model-control-mode=poll` with no open control API
+(Triton refuses load and unload requests when polling is on): the run starts on an empty
+runtime repository, the models are renamed into it and the poller loads them, and the
+read-only repository index reports each one's progress. A model is reloaded alone by
+rewriting its runtime config (`reload_model`), which is how the supervisor
+(serve/supervisor.py) recovers a model whose stub died. `model_control="explicit"` (a
+private short-lived server such as a tuning run) loads each model through the API. Only this module changes state files:
 `serve` and `stop` mark a dead server dead (its stubs killed, its shared memory unlinked)
 and `stop` removes a run's folder and log.
 """
@@ -11,6 +18,7 @@ and `stop` removes a run's folder and log.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import shutil
 import signal
@@ -18,7 +26,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -26,6 +34,7 @@ from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, check_ports
+from zeroserve.serve.config import parse, render
 from zeroserve.serve.runtime import RuntimeModel, build_runtime_repository, canonical_models
 from zeroserve.serve.wheel import backend_directory, find_tritonserver, server_env
 
@@ -34,6 +43,9 @@ STOP_TIMEOUT_S = 20.0
 FAILED_START_STOP_S = 5.0  # a model still loading holds tritonserver's own shutdown; don't wait on it long
 PRUNE_GRACE_S = 120.0  # a run folder without a state file younger than this may belong to a server still starting
 LOAD_WORKERS = 4
+POLL_SECS = 1  # how often Triton's poller looks at the runtime repository: a reload starts within this
+MODEL_CONTROLS = ("poll", "explicit")
+GENERATION_PARAMETER = "ZS_GENERATION"  # bumped in a runtime config to make the poller reload that model
 
 OnModel = Callable[[str, str, float], None]
 
@@ -106,11 +118,14 @@ def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None, 
         {"pid", "run_id", "graceful", "killed": [pids], "shm_removed": [names]}.
     """
     prefix = state.get("shm_prefix", "")
+    supervisor_gone = stop_supervisor(state, timeout)
     server = st.process_of(state.get("pid"), state.get("create_time"))
-    others = ps.server_processes(server, prefix)
-    graceful = True
+    others = [p for p in ps.run_processes(prefix) if server is None or p.pid != server.pid]
+    others = list({p.pid: p for p in [*others, *ps.server_processes(server, prefix)]}.values())
+    graceful = supervisor_gone
     if server is not None:
-        _unload_all(state, timeout)
+        if state.get("model_control") == "explicit":
+            _unload_all(state, timeout)
         ps.send(server, signal.SIGINT)  # Triton drains connections and in-flight requests, then exits
         if ps.wait_gone([server], timeout):
             graceful = False
@@ -122,7 +137,7 @@ def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None, 
             pass
     # Stubs whose server is gone exit on their own within a moment; what remains is killed.
     ps.wait_gone(others, 2.0 if graceful and server is not None else 0.0)
-    killed = ps.kill([*others, *ps.server_processes(None, prefix)])
+    killed = ps.kill([*others, *ps.run_processes(prefix)])
     report = {"pid": state.get("pid"), "run_id": state.get("run_id"), "graceful": graceful, "killed": killed,
               "shm_removed": ps.unlink_shm(prefix)}
     if keep_run:
@@ -131,6 +146,25 @@ def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None, 
     else:
         remove_run(state)
     return report
+
+
+def stop_supervisor(state: dict[str, Any], timeout: float = STOP_TIMEOUT_S) -> bool:
+    """End the run's supervisor (when another process is one) so nothing restarts the server behind a stop.
+
+    SIGTERM first (it stops between two steps), SIGKILL when it does not end in time.
+    Returns False when it had to be killed.
+    """
+    import os
+
+    sup = state.get("supervisor") or {}
+    proc = st.process_of(sup.get("pid"), sup.get("create_time"))
+    if proc is None or proc.pid == os.getpid():
+        return True
+    ps.send(proc, signal.SIGTERM)
+    if ps.wait_gone([proc], timeout):
+        ps.kill([proc])
+        return False
+    return True
 
 
 def reap_dead() -> list[dict[str, Any]]:
@@ -209,6 +243,7 @@ class Server:
     state: dict[str, Any]
     process: subprocess.Popen
     models: list[RuntimeModel] = field(default_factory=list)
+    launch: Callable[[], subprocess.Popen] | None = field(default=None, repr=False)  # starts the same command again
 
     @property
     def pid(self) -> int:
@@ -252,6 +287,97 @@ class Server:
         finally:
             client.close()
         raise ServerError(f"tritonserver did not come up within the start deadline (--timeout) (log: {self.log})")
+
+    def index(self, timeout: float = 3.0) -> dict[str, dict[str, str]]:
+        """The repository index (read-only in every mode): Triton name -> {"state", "reason"}; {} when it does not answer."""
+        import tritonclient.http as httpclient
+
+        client = httpclient.InferenceServerClient(self.http_url, connection_timeout=timeout, network_timeout=timeout)
+        try:
+            return {m["name"]: {"state": m.get("state", ""), "reason": m.get("reason", "")}
+                    for m in client.get_model_repository_index()}
+        except Exception:  # noqa: BLE001 - not answering is reported as an empty index
+            return {}
+        finally:
+            client.close()
+
+    def wait_polled(self, deadline: float, on_model: OnModel | None = None) -> dict[str, str]:
+        """Wait until the poller has loaded or failed every model, reporting each as it settles.
+
+        Returns:
+            {name: reason} of the models that failed to load (the others are READY).
+        Raises:
+            ServerError: the server exited, or models still loading at `deadline` (named).
+        """
+        on_model = on_model or (lambda *a: None)
+        t0 = time.monotonic()
+        settled: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        for m in self.models:
+            on_model(m.name, "loading", 0.0)
+        while True:
+            if not self.alive():
+                raise ServerError(f"tritonserver exited with code {self.process.returncode} while loading models: "
+                                  f"{log_tail(self.log)} (log: {self.log})")
+            ps.private_shm(self.state.get("shm_prefix"))
+            index = self.index()
+            for m in self.models:
+                entry = index.get(m.name, {})
+                if m.name in settled or entry.get("state") not in ("READY", "UNAVAILABLE"):
+                    continue
+                if entry["state"] == "UNAVAILABLE" and not entry.get("reason"):
+                    continue  # listed by the poller, not tried yet
+                settled[m.name] = entry["state"]
+                if entry["state"] == "READY":
+                    on_model(m.name, "READY", time.monotonic() - t0)
+                else:
+                    lines = log_lines_for(self.log, m.name)
+                    failed[m.name] = (entry.get("reason") or "failed").splitlines()[0][:300] + (
+                        f"; server log: {' | '.join(lines)}" if lines else "")
+                    on_model(m.name, "FAILED", time.monotonic() - t0)
+            if len(settled) == len(self.models):
+                return failed
+            if time.monotonic() >= deadline:
+                late = [m.name for m in self.models if m.name not in settled]
+                for name in late:
+                    on_model(name, "timed out", time.monotonic() - t0)
+                raise ServerError(f"{len(late)} of {len(self.models)} models were not READY within the start "
+                                  f"deadline (--timeout): {', '.join(late)}; give a longer --timeout or serve fewer "
+                                  f"models (log: {self.log})")
+            time.sleep(0.2)
+
+    def restart(self, timeout: float = READY_TIMEOUT_S) -> dict[str, str]:
+        """Start the same tritonserver again (same ports, repository and prefix) and wait for its models.
+
+        The previous process must be gone. The state file gets the new pid before the wait.
+
+        Returns:
+            {name: reason} of the models that failed to load.
+        """
+        deadline = time.monotonic() + timeout
+        if self.launch is None:
+            raise ServerError("this server cannot be restarted (no launch command)")
+        self.process = self.launch()
+        self.state = {**self.state, "pid": self.process.pid, "create_time": st.create_time(self.process.pid)}
+        st.write_state(self.state)
+        self.wait_live(deadline)
+        return self.wait_polled(deadline)
+
+    def reload_model(self, name: str) -> int:
+        """Make the poller reload one model: its runtime config is rewritten with the next generation number.
+
+        A changed config is a full reload (new instances and stubs; the old ones end once the
+        new ones are READY), where a touched but identical config would keep the instances.
+        Returns the new generation.
+        """
+        path = Path(self.state["runtime_dir"]) / "repository" / name / "config.pbtxt"
+        model = parse(path.read_text())
+        generation = int(model.parameters.get(GENERATION_PARAMETER, "0")) + 1
+        text = render(replace(model, parameters={**model.parameters, GENERATION_PARAMETER: str(generation)}))
+        tmp = path.with_name(f".config.pbtxt.{secrets.token_hex(4)}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        return generation
 
     def load_models(self, deadline: float, on_model: OnModel | None = None) -> None:
         """Load every runtime model (a few at a time), all before `deadline` (monotonic), or ServerError.
@@ -318,15 +444,37 @@ def _parent_death_signal(detach: bool) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
+def _private_dir(path: Path) -> Path:
+    """Create `path` (and parents) readable by this user only."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _precompile(repository: Path) -> None:
+    """Write each model.py's bytecode now, so the stub does not write it into a folder the poller watches.
+
+    A `__pycache__` appearing inside a model's folder after its load is a modification to
+    Triton's poller, which would load every model a second time.
+    """
+    import py_compile
+
+    for source in repository.glob("*/*/model.py"):
+        py_compile.compile(str(source), doraise=True)
+
+
 def start_server(repository: Path, models: Iterable[str] | None = None, host: str = DEFAULT_HOST,
                  http_port: int = DEFAULT_PORTS["http"], grpc_port: int = DEFAULT_PORTS["grpc"],
                  metrics_port: int = DEFAULT_PORTS["metrics"], ort_threads: int | None = None, detach: bool = False,
                  timeout: float = READY_TIMEOUT_S, queue_delay_us: int | None = None, noop_of: Iterable[str] = (),
-                 on_model: OnModel | None = None) -> Server:
-    """Build the runtime repository, start tritonserver and return once every model is READY.
+                 on_model: OnModel | None = None, model_control: str = "poll", run_id: str | None = None,
+                 supervisor: dict[str, Any] | None = None) -> Server:
+    """Build the runtime repository, start tritonserver and return once every model has loaded or failed.
 
-    A failure at any step stops what was started, marks the run dead (keeping its log) and
-    raises ServerError (exit 3) or InputError (exit 2) in one line.
+    A failure of the server itself stops what was started, marks the run dead (keeping its log)
+    and raises ServerError (exit 3) or InputError (exit 2) in one line. With `poll`, a model
+    that fails to load is reported (`on_model(name, "FAILED", s)` and the state's `failed`)
+    while the others serve; when every model fails, the start fails.
 
     Args:
         models: registry or Triton names; all models of the repository when empty.
@@ -335,59 +483,100 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         timeout: one deadline, in seconds, for the server to come up and every model to load.
         queue_delay_us: overrides every model's dynamic-batching queue delay (tests, benchmark).
         noop_of: Triton names that also get a zeros-answering `<name>_noop` twin (benchmark floor).
+        model_control: "poll" (the served server: no load/unload API, models reloaded through the
+            runtime copy) or "explicit" (a private short-lived server that loads through the API;
+            any local process can then load and unload models on it while it runs).
+        run_id: the run's id when the caller chose it (the detached supervisor's parent).
+        supervisor: {"pid", "create_time"} of the process that supervises this server, recorded
+            so that `stop` ends it first.
     """
+    if model_control not in MODEL_CONTROLS:
+        raise InputError(f"model_control must be one of {', '.join(MODEL_CONTROLS)}, got {model_control!r}")
     deadline = time.monotonic() + timeout
     names = canonical_models(repository, models)
     check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
     install = find_tritonserver()
     reap_dead()
     backends = backend_directory(install, st.cache_dir())
-    run_id = st.new_run_id()
-    run_dir = st.runs_dir() / run_id
-    built = build_runtime_repository(repository, names, run_dir / "repository", ort_threads,
+    run_id = run_id or st.new_run_id()
+    run_dir = _private_dir(st.runs_dir() / run_id)
+    served = run_dir / "repository"
+    # poll: the models wait beside the served repository and are renamed into it once the server is up.
+    staging = run_dir / "staging" if model_control == "poll" else served
+    built = build_runtime_repository(repository, names, staging, ort_threads,
                                      queue_delay_us=queue_delay_us, noop_of=noop_of)
+    _precompile(staging)
+    served.mkdir(exist_ok=True)
     shm_prefix = f"zs{secrets.token_hex(4)}_"
     log = run_dir / "server.log"
+    control = ([f"--model-control-mode=poll", f"--repository-poll-secs={POLL_SECS}",
+                "--exit-on-error=false"]  # a model that cannot load is reported; the others serve
+               if model_control == "poll" else ["--model-control-mode=explicit"])
     args = [
         str(install.binary),
-        f"--model-repository={run_dir / 'repository'}",
+        f"--model-repository={served}",
         f"--backend-directory={backends}",
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
         f"--http-address={host}", f"--http-port={http_port}",
         f"--grpc-address={host}", f"--grpc-port={grpc_port}",
         f"--metrics-address={host}", f"--metrics-port={metrics_port}",
         "--allow-gpu-metrics=false",
-        # Explicit control: the endpoints come up at once and each model's load is its own
-        # API call, so progress and a failing model's own error are reported per model.
-        "--model-control-mode=explicit",
+        *control,
         "--disable-auto-complete-config",
         "--strict-readiness=true",
         "--exit-timeout-secs=5",  # open keep-alive client connections hold a stop this long
     ]
     (run_dir / "command.txt").write_text(" ".join(args) + "\n")  # how this server was started, for a reader
-    with open(log, "wb") as log_fh:
-        try:
-            process = subprocess.Popen([*_parent_death_signal(detach), *args], stdin=subprocess.DEVNULL,
-                                       stdout=log_fh, stderr=subprocess.STDOUT, env=server_env(install),
-                                       cwd=run_dir, start_new_session=True)
-        except OSError as exc:
-            raise ServerError(f"could not run {install.binary}: {exc.strerror or exc}") from None
+    env = server_env(install)
+
+    def launch() -> subprocess.Popen:
+        with open(log, "wb") as log_fh:
+            try:
+                # umask 077: the server's log, the stubs' shared-memory regions and anything they write are private.
+                return subprocess.Popen([*_parent_death_signal(detach), *args], stdin=subprocess.DEVNULL,
+                                        stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
+                                        start_new_session=True, umask=0o077)
+            except OSError as exc:
+                raise ServerError(f"could not run {install.binary}: {exc.strerror or exc}") from None
+
+    process = launch()
     state = {
         "run_id": run_id, "pid": process.pid, "create_time": st.create_time(process.pid), "host": host,
         "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
         "runtime_dir": str(run_dir), "log": str(log), "models": [m.name for m in built], "started": _now(),
         "status": st.STARTING, "shm_prefix": shm_prefix, "repository": str(Path(repository).resolve()),
-        "engine": "embedded",
+        "engine": "embedded", "model_control": model_control, "supervisor": supervisor,
+        "restarts": 0, "crashes": [], "recoveries": [], "recovering": {}, "failed": {},
     }
     st.write_state(state)
-    server = Server(state, process, built)
+    server = Server(state, process, built, launch)
+    report = on_model or (lambda *a: None)
+
+    def on_model(name: str, what: str, seconds: float) -> None:
+        """Report, and record in the state file (a detached start's CLI shows progress from it)."""
+        server.state = {**server.state, "progress": {**server.state.get("progress", {}),
+                                                     name: [what, round(seconds, 1)]}}
+        st.write_state(server.state)
+        report(name, what, seconds)
+
     try:
         server.wait_live(deadline)
-        server.load_models(deadline, on_model)
+        if model_control == "poll":
+            for m in built:
+                os.replace(staging / m.name, served / m.name)
+            shutil.rmtree(staging, ignore_errors=True)
+            failed = server.wait_polled(deadline, on_model)
+            if failed and len(failed) == len(built):
+                name, reason = next(iter(failed.items()))
+                raise ServerError(f"no model could be loaded; model {name} failed to load: {reason} "
+                                  f"(full log: {log})")
+        else:
+            server.load_models(deadline, on_model)
+            failed = {}
     except BaseException as exc:
         server.stop(FAILED_START_STOP_S, keep_run=True,
                     reason=f"failed to start: {exc}" if str(exc) else "start interrupted")
         raise
-    server.state = {**state, "status": st.RUNNING}
+    server.state = {**server.state, "status": st.RUNNING, "failed": failed}
     st.write_state(server.state)
     return server

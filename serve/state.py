@@ -75,10 +75,13 @@ def create_time(pid: int) -> float | None:
 
 
 def is_running(state: dict[str, Any]) -> bool:
-    """True when the state's process is alive and still the one that was started."""
+    """True when the state's server process is alive, or its supervisor is (restarting the server)."""
     if state.get("status") == DEAD:
         return False
-    return process_of(state.get("pid"), state.get("create_time")) is not None
+    if process_of(state.get("pid"), state.get("create_time")) is not None:
+        return True
+    sup = state.get("supervisor") or {}
+    return process_of(sup.get("pid"), sup.get("create_time")) is not None
 
 
 def read_states() -> list[dict[str, Any]]:

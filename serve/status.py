@@ -73,6 +73,31 @@ def model_ready_states(host: str, http_port: int, timeout: float = 3.0) -> dict[
     return {m["name"]: m.get("state", "UNKNOWN") for m in index}
 
 
+RECOVERING = "recovering"
+
+
+def supervision(state: dict[str, Any]) -> dict[str, Any]:
+    """What the supervisor recorded: restarts, the last crash (with its kept log), recoveries, models recovering."""
+    sup = state.get("supervisor") or {}
+    crashes = state.get("crashes") or []
+    return {
+        "supervisor_pid": sup.get("pid"),
+        "supervised": st.process_of(sup.get("pid"), sup.get("create_time")) is not None,
+        "model_control": state.get("model_control"),
+        "restarts": int(state.get("restarts", 0)),
+        "last_crash": crashes[-1] if crashes else None,
+        "recovered": int(state.get("recovered", 0)),
+        "last_recovery": (state.get("recoveries") or [None])[-1],
+        "recovering": sorted(state.get("recovering") or {}),
+        "failed": state.get("failed") or {},
+    }
+
+
+def model_serving_state(state: dict[str, Any] | None, triton_name: str) -> str | None:
+    """"recovering" when the run's supervisor is reloading this model, else None (ask the server)."""
+    return RECOVERING if triton_name in ((state or {}).get("recovering") or {}) else None
+
+
 def find_server(host: str | None, http_port: int | None, grpc_port: int | None) -> dict[str, Any] | None:
     """The server to ask: the one named by ports, the one running, or None when none runs and none was named."""
     try:
@@ -104,6 +129,8 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
             served = model_ready_states(server["host"], int(server["http_port"]))
         except ServerError as exc:
             server_note = str(exc)
+    recovering = (server or {}).get("recovering") or {}
+    failed = (server or {}).get("failed") or {}
     rows = []
     for spec in registry.select(["all"], model_files)[0]:
         folder = model_dir(artifacts, spec)
@@ -113,8 +140,12 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
             name = fmt.triton_name(spec.name)
             if served is None:
                 serving = {"state": "no server" if server is None or server_note else "?"}
+            elif name in recovering:  # its stubs died: Triton still says READY, but requests fail until reloaded
+                serving = {"state": RECOVERING, "since": recovering[name].get("since")}
             else:
                 serving = {"state": served.get(name, "not loaded")}
+                if name in failed:
+                    serving["reason"] = failed[name]
             row = {"model": spec.name, "format": fmt.key, "triton_name": name, "data": data, "trained": trained,
                    "exported": _exported(folder, fmt.key), "deployed": _deployed(repository, manifest, name),
                    "served": serving}
@@ -125,8 +156,9 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
     info = None
     if server is not None:
         info = {k: server.get(k) for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+        info.update(supervision(server))
         if server_note:
             info["error"] = server_note
-    dead = [{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "reason", "ended")}
-            for s in st.dead_servers()]
+    dead = [{**{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "reason", "ended")},
+             "crashes": s.get("crashes") or []} for s in st.dead_servers()]
     return {"server": info, "models": rows, "dead": dead}

@@ -1,0 +1,311 @@
+"""The supervisor: keeps a served tritonserver up and its state file true.
+
+One loop, run by the foreground `zeroserve serve` itself or, for `serve --detach`, by a
+detached process of its own (`python -m zeroserve.serve.supervisor`, own session, umask 077)
+that the CLI waits on. Every `CHECK_S` it looks at the process tree only (psutil, no probe
+inferences that would pollute the server's statistics):
+
+- tritonserver gone: the crash is recorded (time, exit code or signal, the last lines of its
+  log, the log itself kept as `crash-<n>.log` in the run folder) and the same command is
+  started again on the same ports after a backoff; more than `RestartPolicy.cap` crashes
+  within its window and it gives up: the run is marked dead with its logs kept.
+- a model with fewer live stubs than instances (a stub killed by a crash or the OOM killer,
+  which Triton 2.51 neither notices nor restarts): the model is marked recovering in the
+  state file, its runtime config is rewritten so Triton's poller reloads that model alone
+  (`Server.reload_model`), and the recovery is counted once its stubs are back and it is
+  READY; the dead stub's shared memory is unlinked. A reload that does not bring it back
+  within `RECOVERY_TIMEOUT_S` falls back to restarting the whole server.
+
+SIGTERM (what `zeroserve stop` sends first) and Ctrl-C stop the server and everything it
+started; nothing is restarted after that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from zeroserve.errors import ServerError, ZeroserveError
+from zeroserve.serve import processes as ps
+from zeroserve.serve import state as st
+from zeroserve.serve.server import READY_TIMEOUT_S, STOP_TIMEOUT_S, Server, log_tail, start_server
+
+CHECK_S = 0.5
+MISSING_CHECKS = 2  # a stub count must be short this many checks in a row (a reload swaps stubs)
+RECOVERY_TIMEOUT_S = 60.0
+CRASHES_KEPT = 10
+TAIL_LINES = 8
+ENV_BACKOFF = "ZEROSERVE_RESTART_BACKOFF"  # "first,max" seconds
+ENV_CAP = "ZEROSERVE_RESTART_CAP"  # "count,window" (count crashes within window seconds)
+
+Say = Callable[[str], None]
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When a crashed server is started again, and when the supervisor gives up.
+
+    Args:
+        first_s: the wait before the first restart; each crash within the window doubles it.
+        max_s: the longest wait.
+        cap: the most crashes tolerated within `window_s`; the next one ends the run.
+        window_s: crashes older than this are forgotten (a server that ran a while starts afresh).
+    """
+
+    first_s: float = 1.0
+    max_s: float = 30.0
+    cap: int = 5
+    window_s: float = 600.0
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "RestartPolicy":
+        """The defaults, then `ZEROSERVE_RESTART_BACKOFF` / `ZEROSERVE_RESTART_CAP`, then `overrides` (not None)."""
+        values: dict[str, Any] = {}
+        for env, keys in ((ENV_BACKOFF, ("first_s", "max_s")), (ENV_CAP, ("cap", "window_s"))):
+            raw = os.environ.get(env)
+            if raw:
+                try:
+                    parts = [float(x) for x in raw.split(",")]
+                except ValueError:
+                    raise ServerError(f"{env}={raw!r}: expected numbers separated by a comma") from None
+                values.update(zip(keys, parts))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "cap" in values:
+            values["cap"] = int(values["cap"])
+        return cls(**values)
+
+    def recent(self, crash_times: list[float], now: float) -> int:
+        """Crashes within the window before `now`."""
+        return sum(1 for t in crash_times if now - t <= self.window_s)
+
+    def gives_up(self, crash_times: list[float], now: float) -> bool:
+        """True when the crashes within the window exceed the cap."""
+        return self.recent(crash_times, now) > self.cap
+
+    def delay(self, crash_times: list[float], now: float) -> float:
+        """Seconds to wait before the next restart: first_s doubled for each earlier crash in the window."""
+        earlier = max(self.recent(crash_times, now) - 1, 0)
+        return min(self.first_s * (2 ** earlier), self.max_s)
+
+
+def describe_exit(code: int | None) -> str:
+    """`killed by SIGKILL` or `exit code 1` from a Popen return code."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Stopped(Exception):
+    """SIGTERM or Ctrl-C: stop the server, restart nothing."""
+
+
+class Supervisor:
+    """Watches one `Server`, restarting it and recovering its models; every event goes to the state file."""
+
+    def __init__(self, server: Server, policy: RestartPolicy | None = None, say: Say | None = None):
+        self.server = server
+        self.policy = policy or RestartPolicy.from_env()
+        self.say = say or (lambda text: None)
+        self.crash_times: list[float] = []
+        self.short: dict[str, int] = {}  # model -> consecutive checks with too few stubs
+        self.recovering: dict[str, float] = {}  # model -> monotonic start of its recovery
+        self.expected = {m.name: m.instances for m in server.models}
+        self.regions: dict[int, tuple[str, str]] = {}  # live stubs seen: pid -> (model, shm region)
+        self.shm_removed = 0
+
+    # ------------------------------------------------------------ state
+    def _write(self, **changes: Any) -> None:
+        self.server.state = {**self.server.state, **changes}
+        st.write_state(self.server.state)
+
+    # ------------------------------------------------------------ the loop
+    def run(self, stop_when: Callable[[], bool] = lambda: False) -> None:
+        """Supervise until Stopped (raised by a signal handler), `stop_when()`, or giving up (ServerError)."""
+        while not stop_when():
+            if not self.server.alive():
+                self._crashed()
+                continue
+            self._check_models()
+            time.sleep(CHECK_S)
+
+    def _crashed(self) -> None:
+        """Record the crash, then restart after the backoff, or give up past the cap."""
+        code = self.server.process.returncode
+        now = time.monotonic()
+        self.crash_times.append(now)
+        run_dir = Path(self.server.state["runtime_dir"])
+        number = int(self.server.state.get("crash_count", 0)) + 1
+        kept = run_dir / f"crash-{number}.log"
+        try:
+            os.replace(self.server.log, kept)
+        except OSError:
+            kept = self.server.log
+        tail = log_tail(kept, TAIL_LINES)
+        crash = {"time": _now(), "pid": self.server.state.get("pid"), "exit_code": code,
+                 "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
+                 "exit": describe_exit(code), "log": str(kept), "tail": tail}
+        # Stubs of the dead server and their shared memory go before anything starts again.
+        ps.kill(ps.run_processes(self.server.state.get("shm_prefix")))
+        ps.unlink_shm(self.server.state.get("shm_prefix"))
+        crashes = [*self.server.state.get("crashes", []), crash][-CRASHES_KEPT:]
+        self.recovering.clear()
+        self.short.clear()
+        self.regions.clear()
+        if self.policy.gives_up(self.crash_times, now):
+            reason = (f"tritonserver crashed {self.policy.recent(self.crash_times, now)} times within "
+                      f"{self.policy.window_s:.0f} s (cap {self.policy.cap}); gave up. Last: {crash['exit']}; "
+                      f"log kept: {kept}")
+            crashes[-1] = {**crash, "gave_up": True}
+            self._write(crashes=crashes, crash_count=number, recovering={})
+            self.server.stop(0.0, keep_run=True, reason=reason)
+            raise ServerError(reason)
+        wait = self.policy.delay(self.crash_times, now)
+        self._write(crashes=crashes, crash_count=number, status=st.STARTING, recovering={})
+        self.say(f"tritonserver {crash['exit']} (log kept: {kept}); restarting in {wait:.1f} s")
+        time.sleep(wait)
+        try:
+            failed = self.server.restart(READY_TIMEOUT_S)
+        except ServerError as exc:
+            self.say(f"restart failed: {exc}")
+            if self.server.alive():
+                self.server.process.kill()
+                self.server.process.wait()
+            return  # the next turn records it as one more crash
+        self._write(status=st.RUNNING, restarts=int(self.server.state.get("restarts", 0)) + 1,
+                    last_restart=_now(), failed=failed)
+        self.say(f"tritonserver restarted (pid {self.server.pid}); restarts so far: {self.server.state['restarts']}")
+
+    def _check_models(self) -> None:
+        """Compare each model's live stubs with its instances; recover the short ones."""
+        prefix = self.server.state.get("shm_prefix")
+        ps.private_shm(prefix)
+        live = ps.stub_regions(prefix)
+        counts: dict[str, int] = {}
+        for model, _ in live.values():
+            counts[model] = counts.get(model, 0) + 1
+        # A stub that is gone leaves its region behind (tritonserver keeps it mapped): its name goes.
+        for pid, (model, region) in list(self.regions.items()):
+            if pid not in live:
+                del self.regions[pid]
+                if (ps.SHM_DIR / region).exists():
+                    (ps.SHM_DIR / region).unlink(missing_ok=True)
+                    self.shm_removed += 1
+        self.regions.update(live)
+        failed = self.server.state.get("failed") or {}
+        for name, instances in self.expected.items():
+            if name in failed:
+                continue
+            have = counts.get(name, 0)
+            if name in self.recovering:
+                self._follow_recovery(name, have, instances)
+                continue
+            self.short[name] = self.short.get(name, 0) + 1 if have < instances else 0
+            if self.short[name] >= MISSING_CHECKS:
+                self._start_recovery(name, have, instances)
+
+    def _start_recovery(self, name: str, have: int, instances: int) -> None:
+        self.recovering[name] = time.monotonic()
+        self.short[name] = 0
+        self._write(recovering={**self.server.state.get("recovering", {}),
+                                name: {"since": _now(), "stubs": have, "instances": instances}})
+        self.say(f"{name}: {have} of {instances} stubs alive; reloading it")
+        try:
+            self.server.reload_model(name)
+        except (OSError, ZeroserveError) as exc:
+            self.say(f"{name}: could not rewrite its runtime config ({exc}); restarting the server")
+            self._restart_for(name)
+
+    def _follow_recovery(self, name: str, have: int, instances: int) -> None:
+        started = self.recovering[name]
+        if have >= instances and self.server.index(timeout=1.0).get(name, {}).get("state") == "READY":
+            seconds = round(time.monotonic() - started, 2)
+            del self.recovering[name]
+            recovering = {k: v for k, v in self.server.state.get("recovering", {}).items() if k != name}
+            recoveries = [*self.server.state.get("recoveries", []),
+                          {"model": name, "time": _now(), "seconds": seconds, "how": "reload"}][-CRASHES_KEPT:]
+            self._write(recovering=recovering, recoveries=recoveries, shm_removed=self.shm_removed,
+                        recovered=int(self.server.state.get("recovered", 0)) + 1)
+            self.say(f"{name}: recovered in {seconds:.1f} s (reload); recoveries so far: "
+                     f"{self.server.state['recovered']}")
+        elif time.monotonic() - started > RECOVERY_TIMEOUT_S:
+            self.say(f"{name}: not back after {RECOVERY_TIMEOUT_S:.0f} s of reload; restarting the server")
+            self._restart_for(name)
+
+    def _restart_for(self, name: str) -> None:
+        """The fallback: stop the whole server so that the next turn restarts it (counted as a crash)."""
+        if self.server.alive():
+            self.server.process.kill()
+        self.server.process.wait()
+
+
+# ---------------------------------------------------------------- the detached supervisor process
+
+
+def _on_sigterm(signum, frame):
+    raise Stopped()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m zeroserve.serve.supervisor OPTIONS_JSON`: start the server, then supervise it until stopped."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("options", help="start_server's keyword arguments and the restart policy, as JSON")
+    opts = json.loads(parser.parse_args(argv).options)
+    os.umask(0o077)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigterm)
+    policy = RestartPolicy.from_env(**opts.pop("policy", {}))
+    me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid())}
+    say = lambda text: print(f"{_now()} {text}", flush=True)  # noqa: E731 - the supervisor's own log
+
+    def on_model(name: str, state: str, seconds: float) -> None:
+        say(f"{name}: {state}" + (f" in {seconds:.1f} s" if state != "loading" else ""))
+
+    server = None
+    try:
+        server = start_server(Path(opts["repository"]), opts.get("models"), detach=True, supervisor=me,
+                              on_model=on_model, **{k: v for k, v in opts.items() if k not in ("repository", "models")})
+        Supervisor(server, policy, say).run()
+    except Stopped:
+        if server is not None:
+            say("stopping (SIGTERM)")
+            server.stop(STOP_TIMEOUT_S)
+        return 0
+    except ZeroserveError as exc:
+        say(f"error: {exc}")
+        _record_failure(opts.get("run_id"), exc)
+        return exc.exit_code
+    return 0
+
+
+def _record_failure(run_id: str | None, exc: ZeroserveError) -> None:
+    """Put the error's message and exit code into the run's state (the waiting CLI reads them)."""
+    if not run_id:
+        return
+    path = st.state_path(run_id)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        state = None
+    if state is not None:
+        st.write_state({**state, "error": {"message": str(exc), "exit_code": exc.exit_code}})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
