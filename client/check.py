@@ -113,9 +113,15 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
         with Client(endpoint, protocol, timeout) as client:
             client.live()
             served_names = set(client.served_models())
+            recovering = client.recovering()
             for fmt in formats:
                 triton_name = spec.triton_name(fmt)
                 row = {"model": spec.name, "triton_model": triton_name, "protocol": protocol, "format": fmt}
+                if triton_name in recovering:  # Triton still says READY; its requests fail until the reload
+                    rows.append({**row, "status": "FAIL", "state": "recovering", "failed_requests": 0,
+                                 "error": f"{triton_name} is recovering: its stub died and the supervisor is "
+                                          "reloading it; check again in a few seconds"})
+                    continue
                 if triton_name not in served_names:
                     reason = f"{triton_name} is not served by the server at {client.url}"
                     if skip_unserved:

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from zeroserve.client.errors import ModelNotServed, RequestFailed, RequestRejected, translate  # noqa: F401 (re-exported)
+from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFailed, RequestRejected, translate  # noqa: F401 (re-exported)
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
-from zeroserve.serve.state import resolve_server
+from zeroserve.serve.state import recovering_models, resolve_server
 from zeroserve.spec import ModelSpec, TensorSpec
 
 Protocol = Literal["grpc", "http"]
@@ -250,16 +250,25 @@ class Client:
     def require_model(self, triton_name: str) -> None:
         """Raise ModelNotServed unless the model is loaded and ready (after checking the server is live)."""
         self.live()
+        if triton_name in self.recovering():
+            raise ModelRecovering(f"{triton_name} on the server at {self.url} is recovering: its stub died and the "
+                                  "supervisor is reloading it (`zeroserve status` shows it); try again in a few seconds")
         if not self._call("is_model_ready", triton_name, model=triton_name):
             served = self.served_models()
             raise ModelNotServed(f"the server at {self.url} does not serve {triton_name} "
                                  f"(ready: {', '.join(served) or 'none'}); deploy it and restart `zeroserve serve`")
 
+    def recovering(self) -> dict[str, dict]:
+        """Models of this server that its zeroserve supervisor is reloading (from the state file, read only)."""
+        host, _, port = self.url.rpartition(":")
+        return recovering_models(host.strip("[]"), int(port))
+
     def served_models(self) -> list[str]:
-        """Names of the models the server reports READY."""
+        """Names of the models the server reports READY, less those its supervisor says are recovering."""
         index = self._call("get_model_repository_index", **({"as_json": True} if self.protocol == "grpc" else {}))
         entries = index.get("models", []) if isinstance(index, dict) else index
-        return sorted(e["name"] for e in entries if e.get("state", "READY") == "READY")
+        recovering = self.recovering()
+        return sorted(e["name"] for e in entries if e.get("state", "READY") == "READY" and e["name"] not in recovering)
 
     def max_batch_size(self, triton_name: str) -> int:
         """The served config's max_batch_size."""

@@ -50,6 +50,10 @@ class ModelNotServed(InputError):
     """The server is up but does not serve (or has not loaded) the asked-for model."""
 
 
+class ModelRecovering(ServerError):
+    """The model's stub died and the server's supervisor is reloading it: it cannot answer for a few seconds."""
+
+
 def _status(exc: BaseException) -> str:
     """tritonclient's status: "StatusCode.X" over gRPC, the HTTP status code over HTTP, "" otherwise."""
     status = getattr(exc, "status", None)

@@ -153,3 +153,16 @@ def resolve_server(host: str | None = None, http_port: int | None = None,
         listing = "; ".join(describe(s) for s in match)
         raise InputError(f"{len(match)} servers are running, choose one with --http-port/--grpc-port: {listing}")
     return match[0]
+
+
+def recovering_models(host: str, port: int) -> dict[str, dict[str, Any]]:
+    """Models that the supervisor of the running server listening on `host:port` (HTTP or gRPC) is reloading.
+
+    Triton 2.51 keeps calling a model READY after its stub died; the supervisor's state says
+    otherwise. Read only; {} when no zeroserve server listens there.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for state in list_servers():
+        if state.get("host") == host and int(port) in (int(state["http_port"]), int(state["grpc_port"])):
+            out.update(state.get("recovering") or {})
+    return out

@@ -208,18 +208,37 @@ def _three_ports() -> dict[str, int]:
             s.close()
 
 
-def test_a_model_that_fails_to_load_is_named_and_its_run_is_kept_dead_with_the_log(tmp_path, private_cache):
+def test_a_model_that_fails_to_load_is_named_and_the_others_serve(tmp_path, private_cache):
     repository = tmp_path / "broken"
     _canonical(repository, "linear", "onnx", corrupt=True)
     _canonical(repository, "linear", "torchscript")
+    events = []
+    started = server.start_server(repository, timeout=120, **_three_ports(),
+                                  on_model=lambda n, s, _: events.append((n, s)))
+    try:
+        failed = started.state["failed"]
+        assert list(failed) == ["linear_onnx"] and "\n" not in failed["linear_onnx"], failed
+        assert ("linear_onnx", "FAILED") in events and ("linear_torchscript", "READY") in events
+        index = started.index()
+        assert index["linear_torchscript"]["state"] == "READY" and index["linear_onnx"]["state"] == "UNAVAILABLE"
+        [running] = st.list_servers()
+        assert running["failed"] == failed and running["status"] == st.RUNNING
+    finally:
+        started.stop()
+
+
+def test_a_start_where_no_model_loads_fails_naming_one_and_keeps_the_run_dead_with_the_log(tmp_path,
+                                                                                           private_cache):
+    repository = tmp_path / "broken"
+    _canonical(repository, "linear", "onnx", corrupt=True)
     with pytest.raises(ServerError) as info:
         server.start_server(repository, timeout=120, **_three_ports())
     message = str(info.value)
-    assert message.startswith("model linear_onnx failed to load")
-    assert "server log:" in message and "\n" not in message
+    assert message.startswith("no model could be loaded; model linear_onnx failed to load"), message
+    assert "\n" not in message
     assert st.list_servers() == []
     [dead] = st.dead_servers()
-    assert dead["status"] == st.DEAD and dead["reason"].startswith("failed to start: model linear_onnx")
+    assert dead["status"] == st.DEAD and dead["reason"].startswith("failed to start: no model could be loaded")
     assert Path(dead["log"]).is_file() and "linear_onnx" in Path(dead["log"]).read_text()
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and str(private_cache).encode() in _cmdline(p)]
     assert ps.shm_segments(dead["shm_prefix"]) == []
@@ -235,7 +254,7 @@ def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time
     timeout = 20.0
     started = time.monotonic()
     with pytest.raises(ServerError) as info:
-        server.start_server(repository, timeout=timeout, **_three_ports(),
+        server.start_server(repository, timeout=timeout, **_three_ports(), model_control="explicit",
                             on_model=lambda n, s, _: events.setdefault((n, s), time.monotonic() - started))
     message = str(info.value)
     assert "1 of 2 models were not READY within the start deadline (--timeout): name_gru_onnx" in message, message

@@ -1,0 +1,81 @@
+"""The supervisor's restart policy (pure), and its cap through a real tritonserver."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from zeroserve.errors import ServerError
+from zeroserve.serve import processes as ps
+from zeroserve.serve import server, state as st
+from zeroserve.serve.supervisor import RestartPolicy, Supervisor, describe_exit
+
+from test_engine import _canonical, _three_ports  # tests/serve is on sys.path (pytest's prepend import mode)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ZEROSERVE_CACHE", str(cache))
+    return cache
+
+
+def test_backoff_doubles_within_the_window_up_to_its_maximum():
+    policy = RestartPolicy(first_s=1.0, max_s=5.0, cap=10, window_s=60.0)
+    crashes: list[float] = []
+    delays = []
+    for t in (0.0, 1.0, 2.0, 3.0, 4.0):
+        crashes.append(t)
+        delays.append(policy.delay(crashes, t))
+    assert delays == [1.0, 2.0, 4.0, 5.0, 5.0]
+    # A crash long after the others starts afresh: the old ones left the window.
+    crashes.append(1000.0)
+    assert policy.delay(crashes, 1000.0) == 1.0
+
+
+def test_the_cap_counts_crashes_within_the_window_only():
+    policy = RestartPolicy(first_s=0.1, cap=2, window_s=10.0)
+    assert not policy.gives_up([0.0], 0.0)
+    assert not policy.gives_up([0.0, 1.0], 1.0)
+    assert policy.gives_up([0.0, 1.0, 2.0], 2.0)  # a third crash within 10 s: cap 2 exceeded
+    assert not policy.gives_up([0.0, 1.0, 20.0], 20.0)  # the first two are older than the window
+
+
+def test_policy_from_the_environment_and_overrides(monkeypatch):
+    monkeypatch.setenv("ZEROSERVE_RESTART_BACKOFF", "0.5,4")
+    monkeypatch.setenv("ZEROSERVE_RESTART_CAP", "3,120")
+    assert RestartPolicy.from_env() == RestartPolicy(first_s=0.5, max_s=4.0, cap=3, window_s=120.0)
+    assert RestartPolicy.from_env(cap=1, first_s=None).cap == 1
+    monkeypatch.setenv("ZEROSERVE_RESTART_CAP", "three")
+    with pytest.raises(ServerError, match="ZEROSERVE_RESTART_CAP"):
+        RestartPolicy.from_env()
+
+
+def test_exit_descriptions():
+    assert describe_exit(-signal.SIGSEGV) == "killed by SIGSEGV"
+    assert describe_exit(1) == "exit code 1"
+
+
+def test_past_the_cap_the_supervisor_gives_up_marks_the_run_dead_and_keeps_the_crash_log(tmp_path, private_cache):
+    repository = tmp_path / "repo"
+    _canonical(repository, "linear", "onnx")
+    started = server.start_server(repository, timeout=120, **_three_ports())
+    prefix = started.state["shm_prefix"]
+    try:
+        os.kill(started.pid, signal.SIGKILL)
+        started.process.wait(timeout=10)
+        with pytest.raises(ServerError, match=r"crashed 1 times within 600 s \(cap 0\); gave up"):
+            Supervisor(started, RestartPolicy(first_s=0.1, cap=0)).run()
+    finally:
+        if started.alive():
+            started.stop()
+    [dead] = st.read_states()
+    assert dead["status"] == st.DEAD and "gave up" in dead["reason"]
+    [crash] = dead["crashes"]
+    assert crash["signal"] == "SIGKILL" and crash["gave_up"] and Path(crash["log"]).is_file()
+    assert "linear_onnx" in Path(crash["log"]).read_text()
+    assert not ps.run_processes(prefix) and not ps.shm_segments(prefix)
+    assert st.list_servers() == []
