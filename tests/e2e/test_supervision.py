@@ -1,0 +1,166 @@
+"""`serve --detach` supervised, through the real CLI and a real tritonserver: lockdown, model recovery,
+restart after a crash, and a stop in the middle of a restart.
+
+One detached server (cnn_mnist_onnx and linear_onnx) goes through the steps in order; the
+restart backoff is set long enough (ZEROSERVE_RESTART_BACKOFF) that a stop lands inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from zeroserve import registry
+from zeroserve.serve import processes as ps
+from zeroserve.serve import state as st
+
+pytestmark = pytest.mark.slow
+
+BACKOFF_S = 3.0
+
+
+def _cli(*args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "COLUMNS": "250", **env})
+
+
+def _answers(http_port: int, model: str) -> bool:
+    c = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}", connection_timeout=2.0, network_timeout=2.0)
+    try:
+        spec = registry.get(model.rsplit("_", 1)[0])
+        inputs = []
+        for t, a in zip(spec.inputs, spec.safe_inputs(1, None)):
+            a = a.reshape(-1, 1) if t.reshaped else a
+            i = httpclient.InferInput(t.name, list(a.shape), "FP32" if a.dtype == np.float32 else "INT64")
+            i.set_data_from_numpy(a)
+            inputs.append(i)
+        c.infer(model, inputs)
+        return True
+    except Exception:  # noqa: BLE001 - a failed or refused request
+        return False
+    finally:
+        c.close()
+
+
+def _wait(predicate, timeout: float, step: float = 0.1) -> float | None:
+    """Seconds until `predicate()` held, or None when it did not within `timeout`."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return time.monotonic() - t0
+        time.sleep(step)
+    return None
+
+
+def _state(run_id: str) -> dict:
+    return json.loads(st.state_path(run_id).read_text())
+
+
+@pytest.fixture
+def detached(exported, tmp_path, serve_cache, free_ports):
+    from zeroserve.serve.repository import deploy_model
+
+    artifacts = exported[0]
+    repository = tmp_path / "model_repository"
+    deploy_model(registry.get("cnn_mnist"), artifacts, repository, formats=("onnx",))
+    deploy_model(registry.get("linear"), artifacts, repository, formats=("onnx",))
+    http, grpc, metrics = free_ports()
+    proc = _cli("serve", "--repository", str(repository), "--detach", "--http-port", str(http),
+                "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+                ZEROSERVE_RESTART_BACKOFF=f"{BACKOFF_S},{BACKOFF_S * 4}")
+    assert proc.returncode == 0, proc.stderr
+    [state] = [s for s in st.list_servers() if s["http_port"] == http]
+    yield state, artifacts, repository
+    _cli("stop", "--http-port", str(http))
+
+
+def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after_a_crash(detached, tmp_path):
+    state, artifacts, repository = detached
+    http, run_id, prefix = state["http_port"], state["run_id"], state["shm_prefix"]
+    sup = st.process_of(state["supervisor"]["pid"], state["supervisor"]["create_time"])
+    assert sup is not None and sup.pid != os.getpid() and os.getsid(sup.pid) == sup.pid  # its own session
+    assert _answers(http, "cnn_mnist_onnx") and _answers(http, "linear_onnx")
+
+    # -- no model-control API: unload refused and the model stays served; a file: override does not run.
+    c = httpclient.InferenceServerClient(f"127.0.0.1:{http}")
+    with pytest.raises(InferenceServerException, match="not allowed"):
+        c.unload_model("linear_onnx")
+    marker = tmp_path / "ran"
+    payload = f"open({str(marker)!r}, 'w').write('x')\n".encode()
+    with pytest.raises(InferenceServerException, match="not allowed"):
+        c.load_model("linear_onnx", config=json.dumps({"backend": "python"}), files={"file:1/model.py": payload})
+    g = grpcclient.InferenceServerClient(f"127.0.0.1:{state['grpc_port']}")
+    with pytest.raises(InferenceServerException, match="not allowed"):
+        g.unload_model("cnn_mnist_onnx")
+    time.sleep(1.5)  # past a poll period
+    assert not marker.exists() and c.is_model_ready("linear_onnx") and _answers(http, "linear_onnx")
+    c.close()
+    g.close()
+    assert "restricted" not in Path(state["runtime_dir"], "command.txt").read_text()  # no key on a command line
+
+    # -- private: shared memory 0600, run folder 0700, logs 0600.
+    segments = ps.shm_segments(prefix)
+    assert segments and all(stat.S_IMODE(s.stat().st_mode) == 0o600 for s in segments), \
+        [(s.name, oct(s.stat().st_mode)) for s in segments]
+    run_dir = Path(state["runtime_dir"])
+    assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
+    for f in ("server.log", "supervisor.log", "command.txt"):
+        assert stat.S_IMODE((run_dir / f).stat().st_mode) == 0o600, f
+
+    # -- a killed stub: the model alone is reloaded; the other keeps answering; status counts it.
+    [stub] = [p for p in ps.stubs(prefix) if "/cnn_mnist_onnx/" in p.cmdline()[1]]
+    region = ps.stub_regions(prefix)[stub.pid][1]
+    stub.send_signal(signal.SIGKILL)
+    other_failed = 0
+    t0 = time.monotonic()
+    while not _answers(http, "cnn_mnist_onnx") and time.monotonic() - t0 < 30:
+        other_failed += not _answers(http, "linear_onnx")
+    assert time.monotonic() - t0 < 30, "cnn_mnist_onnx did not answer again within 30 s of its stub's SIGKILL"
+    assert other_failed == 0
+    assert _wait(lambda: _state(run_id).get("recovered") == 1, 15), _state(run_id)
+    after = _state(run_id)
+    assert after["recoveries"][-1]["model"] == "cnn_mnist_onnx" and after["restarts"] == 0
+    assert after["pid"] == state["pid"]  # the server itself was not restarted
+    assert not (ps.SHM_DIR / region).exists()  # the dead stub's region was unlinked
+    report = json.loads(_cli("status", "--artifacts", str(artifacts), "--repository", str(repository), "--json",
+                             "--http-port", str(http)).stdout)
+    assert report["server"]["recovered"] == 1 and report["server"]["last_recovery"]["model"] == "cnn_mnist_onnx"
+    assert report["server"]["model_control"] == "poll" and report["server"]["supervised"]
+
+    # -- tritonserver SIGKILLed: restarted on the same ports, the crash recorded with its log kept.
+    os.kill(state["pid"], signal.SIGKILL)
+    waited = _wait(lambda: _answers(http, "cnn_mnist_onnx"), 60, step=0.2)
+    assert waited is not None and waited < 30, waited
+    crashed = _state(run_id)
+    assert crashed["restarts"] == 1 and crashed["pid"] != state["pid"] and crashed["http_port"] == http
+    crash = crashed["crashes"][-1]
+    assert crash["signal"] == "SIGKILL" and Path(crash["log"]).is_file() and crash["tail"]
+    status = _cli("status", "--artifacts", str(artifacts), "--repository", str(repository), "--http-port", str(http))
+    assert status.returncode == 0, status.stderr
+    text = " ".join(status.stdout.split())
+    assert "restarts: 1" in text and f"log kept: {crash['log']}" in text, text
+
+    # -- stop in the middle of a restart (the supervisor waits its backoff): nothing is left behind.
+    server_now = psutil.Process(crashed["pid"])
+    os.kill(crashed["pid"], signal.SIGKILL)
+    assert _wait(lambda: _state(run_id)["status"] == st.STARTING, 10), "the supervisor did not see the crash"
+    stop = _cli("stop", "--http-port", str(http), "--json")
+    assert stop.returncode == 0, stop.stderr
+    assert json.loads(stop.stdout)["stopped"][0]["run_id"] == run_id
+    time.sleep(BACKOFF_S * 2 + 1)  # past the backoff: nothing was restarted behind the stop
+    assert not sup.is_running() and not server_now.is_running()
+    assert not ps.run_processes(prefix) and not ps.shm_segments(prefix)
+    assert not run_dir.exists() and not st.state_path(run_id).exists()
