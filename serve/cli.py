@@ -57,7 +57,7 @@ def _target_image() -> str:
     return TARGET.image
 
 
-class _Terminated(Exception):
+class _Terminated(KeyboardInterrupt):
     """SIGTERM in the foreground: stop the server the same way as Ctrl-C."""
 
 
@@ -115,7 +115,6 @@ def serve_cmd(
             return
         if shutil.which("docker") is None:
             raise ServerError("docker is not installed here; use --print and run the command on a GPU host")
-        import os
 
         os.execvp(cmd[0], cmd)
     if print_only:
@@ -132,6 +131,7 @@ def serve_cmd(
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # Ctrl-C stops the server even when this process started with SIGINT ignored (a shell's `&`).
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    server = None
     try:
         me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid())}
         with _progress() as on_model:
@@ -141,15 +141,17 @@ def serve_cmd(
         _print_endpoints(server.state)
         console.print("serving (supervised: a crashed server is restarted, a dead model reloaded); "
                       "Ctrl-C stops the server", highlight=False)
-        try:
-            Supervisor(server, policy, say=lambda text: err_console.print(text, highlight=False)).run()
-        except (KeyboardInterrupt, _Terminated):
-            err_console.print("stopping...")
-            report = server.stop()
-            console.print(f"stopped pid {report['pid']}"
-                          f"{'' if report['graceful'] else ' (forced)'}; stubs and shared memory cleaned",
-                          highlight=False)
+        Supervisor(server, policy, say=lambda text: err_console.print(text, highlight=False)).run()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (_Terminated)
+        if server is None:  # start_server already stopped what it had started
+            console.print("stopped during the start; nothing left running", highlight=False)
             return
+        err_console.print("stopping...")
+        report = server.stop()
+        console.print(f"stopped pid {report['pid']}"
+                      f"{'' if report['graceful'] else ' (forced)'}; stubs and shared memory cleaned",
+                      highlight=False)
+        return
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
@@ -209,7 +211,16 @@ def _start_detached(repository, models, host, http_port, grpc_port, metrics_port
         proc = subprocess.Popen([sys.executable, "-m", "zeroserve.serve.supervisor", json.dumps(options)],
                                 stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, cwd=run_dir,
                                 start_new_session=True, umask=0o077)
-    deadline = time.monotonic() + timeout + 30.0
+    try:
+        return _wait_detached(proc, run_id, sup_log, time.monotonic() + timeout + 30.0)
+    except KeyboardInterrupt:  # Ctrl-C while waiting: the supervisor stops what it started
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=srv.STOP_TIMEOUT_S + 5)
+        raise
+
+
+def _wait_detached(proc: subprocess.Popen, run_id: str, sup_log: Path, deadline: float) -> dict:
+    """Show the detached start's progress from its state file until it runs (or fails: one clear error)."""
     path = st.state_path(run_id)
     with _progress() as on_model:
         while True:

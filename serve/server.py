@@ -573,9 +573,11 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         else:
             server.load_models(deadline, on_model)
             failed = {}
+    except KeyboardInterrupt:  # Ctrl-C, or a stop (SIGTERM) during the start: like a stop, nothing is kept
+        server.stop(FAILED_START_STOP_S)
+        raise
     except BaseException as exc:
-        server.stop(FAILED_START_STOP_S, keep_run=True,
-                    reason=f"failed to start: {exc}" if str(exc) else "start interrupted")
+        server.stop(FAILED_START_STOP_S, keep_run=True, reason=f"failed to start: {exc}")
         raise
     server.state = {**server.state, "status": st.RUNNING, "failed": failed}
     st.write_state(server.state)

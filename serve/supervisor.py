@@ -112,7 +112,7 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-class Stopped(Exception):
+class Stopped(KeyboardInterrupt):
     """SIGTERM or Ctrl-C: stop the server, restart nothing."""
 
 

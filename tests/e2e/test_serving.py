@@ -344,7 +344,7 @@ def test_foreground_serve_stops_everything_on_ctrl_c_or_sigterm(deployed_reposit
         deadline = time.monotonic() + 180
         state = None
         while time.monotonic() < deadline and cli.poll() is None:
-            mine = [s for s in st.list_servers() if s["http_port"] == http]
+            mine = [s for s in st.list_servers() if s["http_port"] == http and s["status"] == st.RUNNING]
             if mine and _ready(http, mine[0]["models"]):
                 state = mine[0]
                 break
