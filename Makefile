@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zeroserve-installed
 export ZEROSERVE_DATA_DIR ?= $(if $(wildcard ../shared/data/course),$(abspath ../shared/data/course),data)
 
-.PHONY: venv demo test bench clean lock
+.PHONY: venv demo test bench soak clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: venv
 
 bench: venv
 	$(PY) -m zeroserve.bench
+
+## Sustained load on the running server (`zeroserve serve --detach` first): SOAK_SECONDS (600),
+## SOAK_CONCURRENCY (32), SOAK_MODEL (cnn_mnist). Not part of test or bench.
+soak: venv
+	$(PY) -m zeroserve.client.soak
 
 clean:
 	rm -rf artifacts reports .pytest_cache build *.egg-info
