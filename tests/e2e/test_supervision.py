@@ -24,6 +24,8 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
+from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.errors import ModelRecovering
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 
@@ -140,8 +142,17 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     [stub] = [p for p in ps.stubs(prefix) if "/cnn_mnist_onnx/" in p.cmdline()[1]]
     region = ps.stub_regions(prefix)[stub.pid][1]
     stub.send_signal(signal.SIGKILL)
-    other_failed = 0
     t0 = time.monotonic()
+    # While it recovers, the state and the client say so (Triton itself still calls it READY).
+    assert _wait(lambda: "cnn_mnist_onnx" in st.recovering_models("127.0.0.1", http), 10, step=0.02) is not None
+    with Client(Endpoint("127.0.0.1", http, state["grpc_port"]), "http", 5.0) as cl:
+        try:
+            cl.require_model("cnn_mnist_onnx")
+            refused = False
+        except ModelRecovering:
+            refused = True
+        assert refused or _state(run_id).get("recovered") == 1  # or the reload was already done
+    other_failed = 0
     while not _answers(http, "cnn_mnist_onnx") and time.monotonic() - t0 < 30:
         other_failed += not _answers(http, "linear_onnx")
     assert time.monotonic() - t0 < 30, "cnn_mnist_onnx did not answer again within 30 s of its stub's SIGKILL"
