@@ -2,8 +2,9 @@
 
 `<cache>/servers/<run_id>.json` holds where a server listens, its process (pid and create
 time, so a recycled pid is never mistaken for it), its runtime folder and log, and its
-`status`: "starting", "running" or "dead". The run id names the run, not the process: it
-outlives a restart of the tritonserver process.
+`status`: "starting" (also while its supervisor restarts a crashed server), "running" or
+"dead", and what the supervisor recorded (restarts, crashes, recoveries, models recovering).
+The run id names the run, not the process: it outlives a restart of the tritonserver process.
 
 Reading never changes anything: `list_servers`, `read_states` and `resolve_server` only read.
 Only `serve` and `stop` write (serve/server.py): a dead server is marked dead (its stubs
