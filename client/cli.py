@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from zeroserve import registry
@@ -33,6 +34,10 @@ GrpcPortOpt = Annotated[Optional[int], typer.Option("--grpc-port", help="gRPC po
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before a call to the server gives up "
                                             "(exit 3, saying it timed out).")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Served format.")]
+OptFormatOpt = Annotated[Optional[Format], typer.Option("--format", help="Served format of a registry name "
+                         f"(default {F.DEFAULT_FORMAT}).")]
+ShapeOpt = Annotated[Optional[list[str]], typer.Option("--shape", help="NAME:D1,D2 fixes an input's dynamic "
+                     "dims (batch axis excluded), as perf_analyzer's --shape; repeat for several inputs.")]
 ProtocolOpt = Annotated[Protocol, typer.Option("--protocol", help="Wire protocol (KServe v2).")]
 
 
@@ -46,9 +51,15 @@ def register(app: typer.Typer) -> None:
 @client_app.command("infer")
 @handle_errors
 def infer_cmd(
-    model: Annotated[str, typer.Argument(help="Registry model name.", show_default=False)],
-    input_file: Annotated[Optional[Path], typer.Option("--input", help="Input tensors, batch axis included: .npy "
-                          "(single-input models), .npz or .json keyed by input name.")] = None,
+    model: Annotated[str, typer.Argument(help="A registry name, or any model the server serves (its Triton "
+                     "name).", show_default=False)],
+    input_file: Annotated[Optional[Path], typer.Option("--input", "--input-data", help="Input tensors: .npy "
+                          "(single-input models), .npz or .json keyed by input name (batch axis included), or "
+                          "perf_analyzer's input-data JSON ({\"data\": [...]}, one row per entry).")] = None,
+    generate: Annotated[Optional[str], typer.Option("--generate", help="Send random or zero data of the "
+                        "served datatypes (with --shape for dynamic dims, --batch-size rows).")] = None,
+    shape: ShapeOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows of --generate data.")] = 1,
     sample: Annotated[Optional[int], typer.Option("--sample", help="Send the first N real held-out samples.")] = None,
     text: Annotated[Optional[str], typer.Option("--text", help="name_gru: a name (several: comma-separated); "
                     "hello_rnn: characters of h, i, e, l, o.")] = None,
@@ -57,7 +68,7 @@ def infer_cmd(
     invert: Annotated[bool, typer.Option("--invert", help="With --image: invert a dark-on-light drawing "
                       "(MNIST digits are light on dark).")] = False,
     protocol: ProtocolOpt = "grpc",
-    fmt: FormatOpt = F.DEFAULT_FORMAT,
+    fmt: OptFormatOpt = None,
     host: HostOpt = None,
     http_port: HttpPortOpt = None,
     grpc_port: GrpcPortOpt = None,
@@ -66,48 +77,95 @@ def infer_cmd(
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
-    """Send one request to a served model and print its outputs and what they mean."""
-    from zeroserve.client.infer import image_inputs, load_input_file, run_infer, sample_inputs, text_inputs
+    """Send one request to a served model and print its outputs (and, for a registry model, what they mean).
 
-    spec = registry.get(model, model_files)
-    given = [n for n, v in (("--input", input_file), ("--sample", sample), ("--text", text), ("--image", image))
-             if v is not None]
+    A registry name is served as `<name>_<format>`; any other name is looked up on the server and its
+    inputs come from the server's config (`--generate random|zero`, `--shape`, or a file).
+    """
+    from zeroserve.client.infer import image_inputs, run_infer, sample_inputs, text_inputs
+    from zeroserve.client.target import generated_inputs, parse_shapes, read_input_file, resolve, spec_time
+
+    shapes = parse_shapes(shape)
+    given = [n for n, v in (("--input", input_file), ("--generate", generate), ("--sample", sample),
+                            ("--text", text), ("--image", image)) if v is not None]
     if len(given) != 1:
-        raise InputError("give exactly one of --input, --sample, --text, --image"
+        raise InputError("give exactly one of --input, --generate, --sample, --text, --image"
                          + (f" (got {', '.join(given)})" if given else ""))
-    target = None
-    if input_file is not None:
-        arrays = load_input_file(spec, input_file)
-    elif sample is not None:
-        arrays, target = sample_inputs(spec, data_dir or default_data_dir(), sample)
-    elif text is not None:
-        arrays = text_inputs(spec, text)
-    else:
-        arrays = image_inputs(spec, image, invert)
+    if generate is not None and generate not in ("random", "zero"):
+        raise InputError(f"--generate {generate!r}: use random or zero")
     with Client(resolve_endpoint(host, http_port, grpc_port), protocol, timeout) as client:
-        result = run_infer(spec, client, fmt, arrays)
+        tgt = resolve(model, client, fmt, model_files)
+        spec = tgt.spec
+        if spec is None and (sample is not None or text is not None or image is not None):
+            raise InputError(f"{given[0]} needs a registry model; {model} is known only from the server: use "
+                             "--input FILE or --generate random|zero")
+        target = None
+        if input_file is not None:
+            arrays = read_input_file(tgt, input_file, shapes)
+        elif generate is not None:
+            if batch_size < 1:
+                raise InputError("--batch-size must be at least 1")
+            if spec is None:
+                arrays = generated_inputs(tgt, batch_size, generate, shapes)
+            elif generate == "random":
+                arrays = spec.random_inputs(batch_size, np.random.default_rng(0), time=spec_time(tgt, shapes))
+            else:
+                arrays = spec.safe_inputs(batch_size, time=spec_time(tgt, shapes) or 1)
+        elif sample is not None:
+            arrays, target = sample_inputs(spec, data_dir or default_data_dir(), sample)
+        elif text is not None:
+            arrays = text_inputs(spec, text)
+        else:
+            arrays = image_inputs(spec, image, invert)
+        result = run_infer(tgt, client, arrays)
     if as_json:
-        print_json({**result, "outputs": {k: v.tolist() for k, v in result["outputs"].items()},
+        print_json({**result, "outputs": {k: _jsonable(v) for k, v in result["outputs"].items()},
                     **({"target": np.asarray(target).tolist()} if target is not None else {})})
         return
     t = Table(title=f"{result['triton_model']} over {protocol} at {result['url']}")
     t.add_column("row", justify="right")
     for name in result["outputs"]:
         t.add_column(name)
-    t.add_column("meaning")
+    meanings = result["meaning"]
+    if meanings is not None:
+        t.add_column("meaning")
     if target is not None:
         t.add_column("target")
-    for i, meaning in enumerate(result["meaning"]):
+    rows = len(meanings) if meanings is not None else (len(next(iter(result["outputs"].values())))
+                                                       if result["batched"] else 1)
+    for i in range(rows):
         cells = [str(i)]
         for out in result["outputs"].values():
-            flat = np.asarray(out[i]).reshape(-1)
-            cells.append(np.array2string(flat[:4], precision=3, separator=", ")
-                         + (f" … ({flat.size} values)" if flat.size > 4 else ""))
-        cells.append(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in meaning.items()))
+            flat = np.asarray(out[i] if result["batched"] else out).reshape(-1)
+            cells.append(escape(np.array2string(flat[:4], precision=3, separator=", ")
+                                + (f" … ({flat.size} values)" if flat.size > 4 else "")))
+        if meanings is not None:
+            cells.append(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                   for k, v in meanings[i].items()))
         if target is not None:
             cells.append(spec.describe_target(target[i]))
         t.add_row(*cells)
     console.print(t)
+
+
+def _jsonable(a: np.ndarray):
+    """An output as JSON: numbers as they are, BYTES as text (or base64 when not UTF-8), bfloat16 as floats."""
+    a = np.asarray(a)
+    if a.dtype == object:
+        import base64
+
+        def text(v):
+            if isinstance(v, bytes):
+                try:
+                    return v.decode()
+                except UnicodeDecodeError:
+                    return {"b64": base64.b64encode(v).decode()}
+            return v
+
+        return np.vectorize(text, otypes=[object])(a).tolist() if a.size else a.tolist()
+    if a.dtype.kind not in "biuf":
+        a = a.astype(np.float32)
+    return a.tolist()
 
 
 # ---------------------------------------------------------------- check
@@ -211,7 +269,8 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
 @client_app.command("perf")
 @handle_errors
 def perf_cmd(
-    model: Annotated[str, typer.Argument(help="Registry model name.", show_default=False)],
+    model: Annotated[str, typer.Argument(help="A registry name, or any model the server serves (its Triton "
+                     "name).", show_default=False)],
     concurrency: Annotated[Optional[str], typer.Option("--concurrency", help="Closed-loop levels, e.g. 1,2,4,8,16,32 "
                            "(default 1).")] = None,
     request_rate: Annotated[Optional[str], typer.Option("--request-rate", help="Open-loop levels in requests/s, "
@@ -228,13 +287,22 @@ def perf_cmd(
                          "(one per request in flight), as perf_analyzer's --streaming.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
     protocol: ProtocolOpt = "grpc",
-    fmt: FormatOpt = F.DEFAULT_FORMAT,
-    input_mode: Annotated[str, typer.Option("--input", help="random, zero or sample (real held-out data).")] = "random",
-    input_data: Annotated[Optional[Path], typer.Option("--input-data", help="User tensors (.npy/.npz/.json), "
-                          "repeated to the batch size.")] = None,
+    fmt: OptFormatOpt = None,
+    input_mode: Annotated[str, typer.Option("--input", help="random, zero (any datatype) or sample (real "
+                          "held-out data, registry models).")] = "random",
+    input_data: Annotated[Optional[Path], typer.Option("--input-data", help="User tensors: .npy/.npz/.json "
+                          "keyed by input name, or perf_analyzer's input-data JSON; repeated to the batch "
+                          "size.")] = None,
+    shape: ShapeOpt = None,
+    measurement_mode: Annotated[str, typer.Option("--measurement-mode", help="time_windows (each window "
+                                "--window long) or count_windows (each window at least "
+                                "--measurement-request-count requests), as perf_analyzer.")] = "time_windows",
+    measurement_request_count: Annotated[int, typer.Option("--measurement-request-count", help="count_windows: "
+                                         "the fewest requests in a window.")] = 50,
     shared_memory: Annotated[str, typer.Option("--shared-memory", help="none or system (Triton's system "
                              "shared-memory extension).")] = "none",
-    window: Annotated[float, typer.Option("--window", help="Measurement window in seconds.")] = 5.0,
+    window: Annotated[Optional[float], typer.Option("--window", help="Measurement window in seconds (default 5; "
+                      "with count_windows its starting length, default 1, as perf_analyzer).")] = None,
     warmup: Annotated[Optional[float], typer.Option("--warmup", help="Warm-up seconds per level "
                       "(default: one window).")] = None,
     stability: Annotated[float, typer.Option("--stability", help="Last 3 windows agree within this fraction "
@@ -270,7 +338,11 @@ def perf_cmd(
     from zeroserve.client import report as rep
     from zeroserve.client.perf import level_count, level_iter, raise_for_outcome, run_perf
 
-    spec = registry.get(model, model_files)
+    from zeroserve.client.target import parse_shapes
+
+    shapes = parse_shapes(shape)
+    if window is None:
+        window = 1.0 if measurement_mode == "count_windows" else 5.0
     endpoint = resolve_endpoint(host, http_port, grpc_port) if not url else None
 
     def progress(level: dict) -> None:
@@ -281,14 +353,16 @@ def perf_cmd(
                               f"{'' if level['stable'] else ' (not stable)'}"
                               f"{f', {failed} failed' if failed else ''}", highlight=False)
 
-    rec = run_perf(spec, endpoint or _no_endpoint(), fmt=fmt, protocol=protocol, urls=url,
+    rec = run_perf(model, endpoint or _no_endpoint(), fmt=fmt, protocol=protocol, urls=url,
                    concurrency=list(level_iter(concurrency, int)) if concurrency else None,
                    request_rate=list(level_iter(request_rate, float)) if request_rate else None,
                    distribution=distribution, latency_budget_ms=latency_budget_ms, batch_size=batch_size,
                    input_mode=input_mode, input_data=input_data, data_dir=data_dir, shared_memory=shared_memory,
                    window_s=window, warmup_s=warmup, stability=stability, max_trials=max_trials,
                    allow_unstable=allow_unstable, allow_failures=allow_failures, percentile=percentile,
-                   streaming=streaming, timeout=timeout, workers=workers, on_level=progress)
+                   streaming=streaming, timeout=timeout, workers=workers, shapes=shapes,
+                   measurement_mode=measurement_mode, measurement_request_count=measurement_request_count,
+                   model_files=model_files, on_level=progress)
     if csv_out:
         records.write_bytes(csv_out, rep.to_csv(rec).encode())
     paths = rep.write_report(rec, report) if report else {}

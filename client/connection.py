@@ -204,7 +204,7 @@ def build_request(module, spec: ModelSpec, arrays: list[np.ndarray]) -> tuple[li
     """InferInput/InferRequestedOutput objects for graph-shaped arrays (sent in wire shapes)."""
     inputs = []
     for t, a in zip(spec.inputs, to_wire(spec, arrays)):
-        inp = module.InferInput(t.name, list(a.shape), _triton_dtype(a.dtype))
+        inp = module.InferInput(t.name, list(a.shape), getattr(t, "datatype", None) or _triton_dtype(a.dtype))
         inp.set_data_from_numpy(a)
         inputs.append(inp)
     outputs = [module.InferRequestedOutput(t.name) for t in spec.outputs]
@@ -263,6 +263,18 @@ class Client:
         host, _, port = self.url.rpartition(":")
         return recovering_models(host.strip("[]"), int(port))
 
+    def is_ready(self, triton_name: str) -> bool:
+        """True when the server has the model loaded and ready (False for a name it does not know)."""
+        try:
+            return bool(self._call("is_model_ready", triton_name, model=triton_name))
+        except (RequestFailed, InputError):
+            return False
+
+    def model_config(self, triton_name: str) -> dict:
+        """The served model's config as JSON (gRPC's wrapped in {"config": ...}, HTTP's bare)."""
+        kw = {"as_json": True} if self.protocol == "grpc" else {}
+        return self._call("get_model_config", triton_name, model=triton_name, **kw)
+
     def served_models(self) -> list[str]:
         """Names of the models the server reports READY, less those its supervisor says are recovering."""
         index = self._call("get_model_repository_index", **({"as_json": True} if self.protocol == "grpc" else {}))
@@ -272,8 +284,7 @@ class Client:
 
     def max_batch_size(self, triton_name: str) -> int:
         """The served config's max_batch_size."""
-        kw = {"as_json": True} if self.protocol == "grpc" else {}
-        config = self._call("get_model_config", triton_name, model=triton_name, **kw)
+        config = self.model_config(triton_name)
         config = config.get("config", config)
         return _int(config.get("max_batch_size"))
 

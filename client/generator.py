@@ -78,6 +78,11 @@ class Sample:
     cpu_seconds: float
     loop_cpu_seconds: float
 
+    def extend(self, later: "Sample") -> "Sample":
+        """This window and the one right after it as one window (count_windows lengthens a window so)."""
+        return Sample(self.counts.add(later.counts), self.cpu_seconds + later.cpu_seconds,
+                      self.loop_cpu_seconds + later.loop_cpu_seconds)
+
 
 def build_templates(plan: LoadPlan) -> list[list[Template]]:
     """Per server, the plan's requests encoded once into wire bytes: one per output region with shared

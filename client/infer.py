@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroserve.client.connection import Client, batches, validate_inputs
+from zeroserve.client.connection import Client, batches
+from zeroserve.client.target import Target, validate
 from zeroserve.errors import InputError
 from zeroserve.spec import ModelSpec
 
@@ -80,22 +81,27 @@ def sample_inputs(spec: ModelSpec, data_dir: Path, n: int) -> tuple[list[np.ndar
     return [a[:n] for a in split.test_inputs], None if split.test_target is None else split.test_target[:n]
 
 
-def run_infer(spec: ModelSpec, client: Client, fmt: str, arrays: list[np.ndarray]) -> dict:
+def run_infer(target: Target, client: Client, arrays: list[np.ndarray]) -> dict:
     """Validate, send in batches of at most max_batch_size, and describe the answer.
 
     Returns:
-        {"model", "triton_model", "protocol", "url", "inputs": {name: shape}, "outputs": {name: array},
-        "meaning": spec.describe rows}.
+        {"model", "triton_model", "resolved", "protocol", "url", "batched", "inputs": {name: shape},
+        "outputs": {name: array}, "meaning": the spec's rows for a registry model, else None (raw outputs)}.
     """
-    arrays = validate_inputs(spec, arrays)
-    triton_name = spec.triton_name(fmt)
+    arrays = validate(target, arrays)
+    triton_name = target.triton_name
     client.require_model(triton_name)
-    limit = min(spec.max_batch_size, client.max_batch_size(triton_name) or spec.max_batch_size)
-    chunks = [client.infer(spec, triton_name, [a[s] for a in arrays]) for s in batches(len(arrays[0]), limit)]
-    outputs = [np.concatenate([c[i] for c in chunks]) for i in range(len(spec.outputs))]
+    if target.batched:
+        limit = min(target.max_batch_size, client.max_batch_size(triton_name) or target.max_batch_size)
+        chunks = [client.infer(target, triton_name, [a[s] for a in arrays]) for s in batches(len(arrays[0]), limit)]
+        outputs = [np.concatenate([c[i] for c in chunks]) for i in range(len(target.outputs))]
+    else:
+        outputs = client.infer(target, triton_name, arrays)
+    spec = target.spec
     return {
-        "model": spec.name, "triton_model": triton_name, "protocol": client.protocol, "url": client.url,
-        "inputs": {t.name: list(a.shape) for t, a in zip(spec.inputs, arrays)},
-        "outputs": {t.name: o for t, o in zip(spec.outputs, outputs)},
-        "meaning": spec.describe(outputs[spec.primary_index]),
+        "model": target.name, "triton_model": triton_name, "resolved": target.resolved,
+        "protocol": client.protocol, "url": client.url, "batched": target.batched,
+        "inputs": {t.name: list(a.shape) for t, a in zip(target.inputs, arrays)},
+        "outputs": {t.name: o for t, o in zip(target.outputs, outputs)},
+        "meaning": spec.describe(outputs[spec.primary_index]) if spec is not None else None,
     }

@@ -62,6 +62,24 @@ class WindowCounts:
         return self
 
 
+    def add(self, other: "WindowCounts") -> "WindowCounts":
+        """Both windows' requests in this one (histograms added, counts summed); both flushed first."""
+        self.flush()
+        other.flush()
+        self.histogram.add(other.histogram)
+        self.lag.add(other.lag)
+        self.ok += other.ok
+        self.failed += other.failed
+        self.errors.update(other.errors)
+        for kind, message in other.messages.items():
+            self.messages.setdefault(kind, message)
+        self.sent += other.sent
+        self.late += other.late
+        self.send_s += other.send_s
+        self.check_s += other.check_s
+        return self
+
+
 class Recorder:
     """Collects completions into the current window; `swap` closes it and opens the next."""
 

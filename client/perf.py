@@ -32,9 +32,13 @@ from zeroserve.client.perf_inputs import SharedMemory, perf_inputs
 from zeroserve.client.wire import OutputSpec, expected_outputs
 from zeroserve.client.windows import (STABLE_WINDOWS, Window, is_stable, latency_budget_search, latency_key,
                                       summarise, totals)
+from zeroserve.client.target import Target, resolve
+from zeroserve import formats as F
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.spec import ModelSpec
 
+MEASUREMENT_MODES = ("time_windows", "count_windows")
+DEFAULT_REQUEST_COUNT = 50  # perf_analyzer's --measurement-request-count default
 SHARED_CORES_NOTE = ("this machine has {cores} cores shared by the server and the load generator: "
                      "figures include that contention")
 MAX_WORKERS = 16
@@ -47,7 +51,7 @@ MAX_WORKERS = 16
 class Setup:
     """Everything a level needs, fixed for the whole run."""
 
-    spec: ModelSpec
+    spec: Target  # what is sent: its input and output tensors
     triton_name: str
     protocol: str
     urls: list[str]
@@ -65,6 +69,7 @@ class Setup:
     expected: tuple[OutputSpec, ...] = ()
     streaming: bool = False
     percentile: float | None = None
+    request_count: int | None = None  # count_windows: each window holds at least this many requests
 
     @property
     def latency_key(self) -> str:
@@ -117,8 +122,7 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
                 lost = str(exc)
             t0 = time.perf_counter()
             for _ in range(setup.max_trials if lost is None else 0):
-                await asyncio.sleep(setup.window_s)
-                sample = await gen.swap()
+                sample = await _window(setup, gen)
                 t1 = time.perf_counter()
                 windows.append(Window(t1 - t0, sample.counts, setup.batch_size, sample.cpu_seconds,
                                       sample.loop_cpu_seconds))
@@ -152,6 +156,21 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
         fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
         fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
     return fig
+
+
+async def _window(setup: Setup, gen):
+    """One measurement window: `window_s` long (time_windows), or with count_windows extended in small
+    steps until it holds `request_count` requests, bounded by max(10 windows, --timeout)."""
+    await asyncio.sleep(setup.window_s)
+    sample = await gen.swap()
+    if setup.request_count is None:
+        return sample
+    deadline = time.perf_counter() + max(10 * setup.window_s, setup.timeout)
+    step = max(0.02, setup.window_s / 10)
+    while sample.counts.ok + sample.counts.failed < setup.request_count and time.perf_counter() < deadline:
+        await asyncio.sleep(step)
+        sample = sample.extend(await gen.swap())
+    return sample
 
 
 def unstable_message(level: dict, stability: float, advice: bool = True) -> str:
@@ -203,7 +222,7 @@ def resolve_urls(endpoint: Endpoint, protocol: str, urls: list[str] | None) -> l
     return [f"{'127.0.0.1' if h == 'localhost' else h}:{p}" for h, p in pairs]
 
 
-def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol: str = "grpc",
+def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | None = None, protocol: str = "grpc",
              urls: list[str] | None = None, concurrency: list[int] | None = None,
              request_rate: list[float] | None = None, distribution: str = "constant",
              latency_budget_ms: float | None = None, batch_size: int = 1, input_mode: str = "random",
@@ -211,8 +230,15 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
              window_s: float = 5.0, warmup_s: float | None = None, stability: float = 0.10, max_trials: int = 10,
              allow_unstable: bool = False, allow_failures: bool = False, percentile: float | None = None,
              streaming: bool = False, timeout: float = 10.0, seed: int = 0, workers: int = 1,
+             shapes: dict[str, tuple[int, ...]] | None = None, measurement_mode: str = "time_windows",
+             measurement_request_count: int = DEFAULT_REQUEST_COUNT, model_files=None,
              on_level: Callable[[dict], None] | None = None) -> dict:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
+
+    `spec` is a registry entry, a resolved Target, or a name resolved against the first server
+    (client/target.py: registry name, registry name plus format suffix, else the server's own model).
+    `measurement_mode` is perf_analyzer's: time_windows (each window `window_s` long) or count_windows
+    (each window at least `measurement_request_count` requests, starting at `window_s` and extended).
 
     Once load has started the record is always returned: its `outcome` says which exit code the run
     earns (`raise_for_outcome`). Before load, a bad option is an InputError and an unreachable server a
@@ -238,33 +264,48 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
         raise InputError(f"--percentile must be between 0 and 100 (exclusive), got {percentile:g}")
     if streaming and protocol != "grpc":
         raise InputError("--streaming is gRPC's ModelStreamInfer: use it with --protocol grpc")
+    if measurement_mode not in MEASUREMENT_MODES:
+        raise InputError(f"unknown --measurement-mode {measurement_mode!r}; use {' or '.join(MEASUREMENT_MODES)}")
+    if measurement_request_count < 1:
+        raise InputError("--measurement-request-count must be at least 1")
     if not request_rate and latency_budget_ms is None and not concurrency:
         concurrency = [1]
-    triton_name = spec.triton_name(fmt)
     urls = resolve_urls(endpoint, protocol, urls)
     sync = []
     for u in urls:
         host, port = parse_url(u)
         sync.append(Client(Endpoint(host, port, port, "url"), protocol, timeout))
     try:
-        served_max = spec.max_batch_size
+        if isinstance(spec, str):
+            target = resolve(spec, sync[0], fmt, model_files)
+        elif isinstance(spec, Target):
+            target = spec
+        else:
+            target = Target.of_spec(spec, fmt or F.DEFAULT_FORMAT)
+        triton_name = target.triton_name
+        served_max = target.max_batch_size
         for c in sync:
             c.require_model(triton_name)
             served_max = min(served_max, c.max_batch_size(triton_name) or served_max)
-        if not 1 <= batch_size <= served_max:
+        if not target.batched and batch_size != 1:
+            raise InputError(f"{triton_name} does not batch (max_batch_size 0): its requests hold one sample, "
+                             "use --batch-size 1")
+        if target.batched and not 1 <= batch_size <= served_max:
             raise InputError(f"--batch-size must be between 1 and {triton_name}'s max_batch_size {served_max}")
-        arrays = perf_inputs(spec, batch_size, input_mode, input_data=input_data, data_dir=data_dir, seed=seed)
-        outputs = [c.infer(spec, triton_name, arrays) for c in sync]  # one real answer per server before load
+        arrays = perf_inputs(target, batch_size, input_mode, input_data=input_data, data_dir=data_dir, seed=seed,
+                             shapes=shapes)
+        outputs = [c.infer(target, triton_name, arrays) for c in sync]  # one real answer per server before load
         shm = None
         if shared_memory == "system":
             slots = max(concurrency or [0]) or min(256, load.MAX_OUTSTANDING)
             unique = list({c.url: c for c in sync}.values())  # one registration per server, even if listed twice
-            shm = SharedMemory.create(unique, to_wire(spec, arrays), [o.nbytes for o in outputs[0]], slots,
+            shm = SharedMemory.create(unique, to_wire(target, arrays), [_nbytes(o) for o in outputs[0]], slots,
                                       f"{os.getpid()}_{triton_name}")
-        setup = Setup(spec, triton_name, protocol, urls, arrays, batch_size, window_s,
+        setup = Setup(target, triton_name, protocol, urls, arrays, batch_size, window_s,
                       window_s if warmup_s is None else warmup_s, stability, max_trials, timeout, shm,
-                      distribution, seed, expected=expected_outputs([t.name for t in spec.outputs], outputs[0]),
-                      streaming=streaming, percentile=percentile)
+                      distribution, seed, expected=expected_outputs([t.name for t in target.outputs], outputs[0]),
+                      streaming=streaming, percentile=percentile,
+                      request_count=measurement_request_count if measurement_mode == "count_windows" else None)
         try:
             setup.pool = WorkerPool(workers) if workers > 1 else None
             levels, best = _measure_levels(setup, concurrency, request_rate, latency_budget_ms,
@@ -282,8 +323,11 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
     notes = run_notes(levels, stability, workers, cores)
     mode = "latency_budget" if latency_budget_ms is not None else "request_rate" if request_rate else "concurrency"
     return {
-        "schema": records.SCHEMA, "kind": "perf", "model": spec.name, "triton_model": triton_name,
-        "protocol": protocol, "streaming": streaming, "format": fmt, "urls": urls, "batch_size": batch_size,
+        "schema": records.SCHEMA, "kind": "perf", "model": target.name, "triton_model": triton_name,
+        "resolved": target.resolved, "protocol": protocol, "streaming": streaming, "format": target.fmt,
+        "urls": urls, "batch_size": batch_size, "shapes": {k: list(v) for k, v in (shapes or {}).items()},
+        "measurement_mode": measurement_mode,
+        "measurement_request_count": measurement_request_count if measurement_mode == "count_windows" else None,
         "input": "file " + str(input_data) if input_data else input_mode, "shared_memory": shared_memory,
         "mode": mode, "distribution": distribution if request_rate else None,
         "latency_budget_ms": latency_budget_ms, "best": best, "latency_metric": latency_key(percentile),
@@ -293,6 +337,15 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
     }
+
+
+def _nbytes(a: np.ndarray) -> int:
+    """Bytes an output takes in a shared-memory region (BYTES: Triton's length-prefixed serialization)."""
+    if a.dtype == object:
+        from tritonclient.utils import serialized_byte_size
+
+        return int(serialized_byte_size(a))
+    return a.nbytes
 
 
 def _unreachable(clients: list[Client], triton_name: str) -> str | None:

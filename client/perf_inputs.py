@@ -8,26 +8,36 @@ from pathlib import Path
 
 import numpy as np
 
-from zeroserve.client.connection import Client, validate_inputs
+from zeroserve.client.connection import Client
+from zeroserve.client.target import Target, generated_inputs, read_input_file, spec_time, validate
 from zeroserve.errors import InputError
-from zeroserve.spec import ModelSpec
 
 
 
-def perf_inputs(spec: ModelSpec, batch_size: int, mode: str, *, input_data: Path | None = None,
-                data_dir: Path | None = None, seed: int = 0) -> list[np.ndarray]:
-    """The batch every request sends: random valid, zeros, real held-out samples, or a user's file."""
+def perf_inputs(target: Target, batch_size: int, mode: str, *, input_data: Path | None = None,
+                data_dir: Path | None = None, seed: int = 0,
+                shapes: dict[str, tuple[int, ...]] | None = None) -> list[np.ndarray]:
+    """The batch every request sends: random valid, zeros, real held-out samples, or a user's file.
+
+    A server-known model (no registry spec) gets random or zero data of its datatypes, its dynamic
+    dims fixed by `shapes` (--shape); a registry model's dynamic axis may be fixed by --shape too.
+    """
+    shapes = shapes or {}
     if input_data is not None:
-        from zeroserve.client.infer import load_input_file
-
-        arrays = validate_inputs(spec, load_input_file(spec, input_data))
+        arrays = validate(target, read_input_file(target, input_data, shapes))
+        if not target.batched:
+            return arrays
         reps = -(-batch_size // len(arrays[0]))
         return [np.concatenate([a] * reps)[:batch_size] for a in arrays]
+    spec = target.spec
+    if spec is None:
+        return generated_inputs(target, batch_size, mode, shapes, seed)
+    time = spec_time(target, shapes)
     if mode == "random":
-        return spec.random_inputs(batch_size, np.random.default_rng(seed))
+        return spec.random_inputs(batch_size, np.random.default_rng(seed), time=time)
     if mode == "zero":
         # each input's safe value: zeros, except where zero is not valid (a lengths input gets 1)
-        return spec.safe_inputs(batch_size, time=max(spec.seq_lengths or (1,)))
+        return spec.safe_inputs(batch_size, time=time or max(spec.seq_lengths or (1,)))
     if mode == "sample":
         from zeroserve.data import default_data_dir
 
