@@ -173,8 +173,9 @@ def _progress():
                 shown[name] = state
                 if name not in tasks:
                     tasks[name] = progress.add_task(name, state="loading", total=1)
-                done = state in ("READY", "FAILED", "timed out", "skipped")
-                colour = {"READY": "green", "FAILED": "red", "timed out": "red", "skipped": "dim"}.get(state, "yellow")
+                done = state in ("READY", "FAILED", "timed out", "skipped", srv.NOT_SERVED)
+                colour = {"READY": "green", "FAILED": "red", "timed out": "red", "skipped": "dim",
+                          srv.NOT_SERVED: "red"}.get(state, "yellow")
                 progress.update(tasks[name], state=f"[{colour}]{state}[/]"
                                 + (f" in {seconds:.1f} s" if done else ""), completed=1 if done else 0)
                 if done:
@@ -263,6 +264,8 @@ def _print_endpoints(s: dict) -> None:
     for name, reason in failed.items():
         err_console.print(f"[red]model {name} failed to load[/] (the others serve): {escape(reason)}",
                           highlight=False)
+    for name, reason in (s.get("unservable") or {}).items():
+        err_console.print(f"[red]not served:[/] {escape(name)}: {escape(reason)}", highlight=False)
 
 
 @handle_errors

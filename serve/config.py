@@ -110,6 +110,8 @@ class DeployedModel:
         warmup: one warmup request run at load time, or None.
         tensorrt: ONNX Runtime's TensorRT execution accelerator precision, or None.
         parameters: free-form string `parameters` (used by the embedded engine's runtime copy).
+        default_model_filename: the artifact's file name in the version folder when it is not the
+            backend's default (`model.onnx`, `model.pt`); a hand-written config may set it.
     """
 
     name: str
@@ -123,6 +125,7 @@ class DeployedModel:
     warmup: Warmup | None = None
     tensorrt: Precision | None = None
     parameters: dict[str, str] = field(default_factory=dict)
+    default_model_filename: str | None = None
 
 
 # TensorRT engines need a workspace; 1 GiB is ample for the course models and common on small GPUs.
@@ -182,6 +185,8 @@ def to_proto(model: DeployedModel) -> pb.ModelConfig:
         acc.parameters["max_workspace_size_bytes"] = TENSORRT_WORKSPACE_BYTES
     for key, value in model.parameters.items():
         config.parameters[key].string_value = value
+    if model.default_model_filename:
+        config.default_model_filename = model.default_model_filename
     return config
 
 
@@ -197,13 +202,12 @@ def parse(text: str) -> DeployedModel:
         text_format.Parse(text, config)
     except (text_format.ParseError, DecodeError) as exc:
         raise InputError(f"config.pbtxt does not parse as a Triton ModelConfig: {exc}") from None
-    if len(config.instance_group) > 1:
-        raise InputError(f"{config.name}: more than one instance_group is not supported here")
+    # A hand-written config may hold several instance groups: the embedded engine runs their instances
+    # as one group of the first group's kind (the canonical config is served unchanged elsewhere).
     group = config.instance_group[0] if config.instance_group else None
+    count = sum(max(g.count, 1) for g in config.instance_group) if config.instance_group else 1
     warmup = None
-    if config.model_warmup:
-        if len(config.model_warmup) > 1:
-            raise InputError(f"{config.name}: more than one model_warmup entry is not supported here")
+    if config.model_warmup:  # the first entry: one warmup request is what the embedded engine runs
         w = config.model_warmup[0]
         inputs = {}
         for name, inp in w.inputs.items():
@@ -229,8 +233,9 @@ def parse(text: str) -> DeployedModel:
         max_queue_delay_us=(config.dynamic_batching.max_queue_delay_microseconds
                             if config.HasField("dynamic_batching") else None),
         instance_kind=pb.ModelInstanceGroup.Kind.Name(group.kind) if group else "KIND_GPU",
-        instance_count=group.count if group else 1,
+        instance_count=count,
         warmup=warmup,
         tensorrt=tensorrt,
         parameters={k: v.string_value for k, v in config.parameters.items()},
+        default_model_filename=config.default_model_filename or None,
     )

@@ -17,7 +17,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from zeroserve import formats as F
 from zeroserve import registry
@@ -67,9 +67,13 @@ def canonical_models(repository: Path, models: Iterable[str] | None = None) -> l
 
 
 def read_deployed(folder: Path) -> DeployedModel:
-    """A canonical model folder's config as a `DeployedModel`, or InputError naming the folder."""
+    """A canonical model folder's config as a `DeployedModel`, or InputError naming the folder.
+
+    A config without `name` is named by its folder, as Triton does.
+    """
     try:
-        return parse((folder / "config.pbtxt").read_text())
+        model = parse((folder / "config.pbtxt").read_text())
+        return model if model.name else replace(model, name=folder.name)
     except OSError as exc:
         raise InputError(f"{folder}: cannot read config.pbtxt ({exc.strerror}); run `zeroserve deploy` again") from None
     except InputError as exc:
@@ -117,8 +121,30 @@ def runtime_model(canonical: DeployedModel, backend: F.Backend, fmt: str, thread
         instance_kind=canonical.instance_kind if gpu else "KIND_CPU",
         max_queue_delay_us=canonical.max_queue_delay_us if queue_delay_us is None else queue_delay_us,
         tensorrt=None,  # execution accelerators belong to the native onnxruntime backend
-        parameters={"ZS_FORMAT": fmt, "ZS_ARTIFACT": backend.default_file, "ZS_THREADS": str(threads)},
+        parameters={"ZS_FORMAT": fmt, "ZS_ARTIFACT": artifact_file(canonical, backend), "ZS_THREADS": str(threads)},
+        default_model_filename=None,  # the Python backend's file is model.py; the artifact is ZS_ARTIFACT
     )
+
+
+def artifact_file(model: DeployedModel, backend: F.Backend) -> str:
+    """The file Triton loads from the version folder: the config's default_model_filename, else the backend's."""
+    return model.default_model_filename or backend.default_file
+
+
+def _servable(src: Path) -> tuple[DeployedModel, F.Backend, Path, str]:
+    """(config, backend, version folder, artifact file) of a canonical folder, or InputError saying why the
+    embedded engine cannot serve it."""
+    canonical = read_deployed(src)
+    backend = served_by(canonical, src)
+    version = _latest_version(src)
+    artifact = artifact_file(canonical, backend)
+    if not (version / artifact).is_file():
+        raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again "
+                         "(or put the model's file there)")
+    if not canonical.inputs or not canonical.outputs:
+        raise InputError(f"{src}: config.pbtxt lists no inputs or no outputs; the embedded engine does not "
+                         "auto-complete configs: declare every input and output")
+    return canonical, backend, version, artifact
 
 
 def _latest_version(model_dir: Path) -> Path:
@@ -138,8 +164,13 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def build_runtime_repository(repository: Path, names: list[str], target: Path, ort_threads: int | None = None,
                              gpu: bool | None = None, queue_delay_us: int | None = None,
-                             noop_of: Iterable[str] = ()) -> list[RuntimeModel]:
+                             noop_of: Iterable[str] = (),
+                             on_skip: Callable[[str, str], None] | None = None) -> list[RuntimeModel]:
     """Write the runtime copy of `names` into `target`; the canonical repository is only read.
+
+    A folder the engine cannot serve (a config that does not parse, another backend, no version
+    folder, a missing artifact) is left out and reported through `on_skip(name, reason)` (default: a
+    warning); the others are built. InputError when none of `names` can be served.
 
     Args:
         ort_threads: intra-op threads per instance for every model; when None, each canonical
@@ -153,14 +184,18 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
     target.mkdir(parents=True, exist_ok=True)
     built: list[RuntimeModel] = []
     downgraded: list[str] = []
+    skipped: dict[str, str] = {}
     for name, source_name in [*((n, n) for n in names), *((f"{n}{NOOP_SUFFIX}", n) for n in noop_of)]:
         src = Path(repository) / source_name
-        canonical = read_deployed(src)
-        backend = served_by(canonical, src)
-        version = _latest_version(src)
-        artifact = backend.default_file
-        if not (version / artifact).is_file():
-            raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again")
+        try:
+            canonical, backend, version, artifact = _servable(src)
+        except InputError as exc:
+            skipped[name] = str(exc)
+            if on_skip is not None:
+                on_skip(name, str(exc))
+            else:
+                warnings.warn(f"not serving {name}: {exc}")
+            continue
         threads = ort_threads or configured_threads(canonical, backend) or 1
         serve_fmt = "noop" if name != source_name else backend.runtime
         model = runtime_model(canonical, backend, serve_fmt, threads, gpu, name=name, queue_delay_us=queue_delay_us)
@@ -175,6 +210,9 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
             shutil.copytree(src / "warmup", dst / "warmup")
         (dst / "config.pbtxt").write_text(render(model))
         built.append(RuntimeModel(name, serve_fmt, src, model.instance_count, model.instance_kind))
+    if skipped and not built:
+        raise InputError(f"none of the {len(skipped)} model(s) can be served here: "
+                         + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
     if downgraded:
         warnings.warn(f"no GPU here: {len(downgraded)} model(s) configured KIND_GPU run as KIND_CPU with the "
                       "CPU execution provider in the embedded engine (the canonical repository is unchanged)")

@@ -38,6 +38,7 @@ from zeroserve.serve.config import parse, render
 from zeroserve.serve.runtime import RuntimeModel, build_runtime_repository, canonical_models
 from zeroserve.serve.wheel import backend_directory, find_tritonserver, server_env
 
+NOT_SERVED = "not served"  # on_model state of a folder the engine cannot serve (reason in state["unservable"])
 READY_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 20.0
 FAILED_START_STOP_S = 5.0  # a model still loading holds tritonserver's own shutdown; don't wait on it long
@@ -503,8 +504,15 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
     served = run_dir / "repository"
     # poll: the models wait beside the served repository and are renamed into it once the server is up.
     staging = run_dir / "staging" if model_control == "poll" else served
+    unservable: dict[str, str] = {}  # folders the engine cannot serve: reported by name, the others serve
+
+    def skip(name: str, reason: str) -> None:
+        unservable[name] = reason
+        if on_model is not None:
+            on_model(name, NOT_SERVED, 0.0)
+
     built = build_runtime_repository(repository, names, staging, ort_threads,
-                                     queue_delay_us=queue_delay_us, noop_of=noop_of)
+                                     queue_delay_us=queue_delay_us, noop_of=noop_of, on_skip=skip)
     _precompile(staging)
     served.mkdir(exist_ok=True)
     shm_prefix = f"zs{secrets.token_hex(4)}_"
@@ -546,7 +554,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         "runtime_dir": str(run_dir), "log": str(log), "models": [m.name for m in built], "started": _now(),
         "status": st.STARTING, "shm_prefix": shm_prefix, "repository": str(Path(repository).resolve()),
         "engine": "embedded", "model_control": model_control, "supervisor": supervisor,
-        "restarts": 0, "crashes": [], "recoveries": [], "recovering": {}, "failed": {},
+        "restarts": 0, "crashes": [], "recoveries": [], "recovering": {}, "failed": {}, "unservable": unservable,
     }
     st.write_state(state)
     server = Server(state, process, built, launch)

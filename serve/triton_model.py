@@ -70,6 +70,11 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(
                 f"{self.name}: config inputs {missing} are not inputs of {path} (graph has {sorted(graph_inputs)})")
         names = [n for n, _ in self.outputs]
+        graph_outputs = {o.name for o in session.get_outputs()}
+        unknown = [n for n in names if n not in graph_outputs]
+        if unknown:
+            raise pb_utils.TritonModelException(
+                f"{self.name}: config outputs {unknown} are not outputs of {path} (graph has {sorted(graph_outputs)})")
 
         def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
             return session.run(names, {n: a for (n, _), a in zip(self.inputs, arrays)})
@@ -150,6 +155,12 @@ class TritonPythonModel:
         else:
             stacked = [np.concatenate([m[1][k] for m in members]) for k in range(len(self.inputs))]
         outputs = self._run(stacked)
+        if self.max_batch_size == 0:  # no batch axis: the outputs are the one request's, whatever their shape
+            (i, _), = members
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[
+                pb_utils.Tensor(name, np.ascontiguousarray(out, dtype=dtype))
+                for (name, dtype), out in zip(self.outputs, outputs)])
+            return
         start = 0
         for i, arrays in members:
             rows = arrays[0].shape[0]

@@ -1,0 +1,198 @@
+"""Models no registry entry describes, through the real embedded Triton server and `zeroserve client`.
+
+The repository is written by hand here, as a user of another tool would: `blend` (ONNX, two inputs
+of different dtypes, one of them with a dynamic dim, two outputs, batching, no optional fields),
+`flat` (max_batch_size 0, an `onnxruntime_onnx` platform and a `default_model_filename`), and two
+folders the engine cannot serve (another backend; a missing artifact), reported by name while the
+others serve. infer and perf reach them by their Triton names over HTTP and gRPC. One server for the module.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+
+pytestmark = pytest.mark.slow
+
+BLEND_CONFIG = """
+name: "blend"
+backend: "onnxruntime"
+max_batch_size: 8
+input [
+  { name: "x" data_type: TYPE_FP32 dims: [ -1 ] },
+  { name: "k" data_type: TYPE_INT64 dims: [ 3 ] }
+]
+output [
+  { name: "y" data_type: TYPE_FP32 dims: [ -1 ] },
+  { name: "s" data_type: TYPE_INT64 dims: [ 1 ] }
+]
+"""
+
+FLAT_CONFIG = """
+platform: "onnxruntime_onnx"
+default_model_filename: "net.onnx"
+max_batch_size: 0
+input { name: "v" data_type: TYPE_FP32 dims: [ 2, 3 ] }
+output { name: "w" data_type: TYPE_FP32 dims: [ 3 ] }
+instance_group [ { kind: KIND_CPU count: 1 }, { kind: KIND_CPU count: 1 } ]
+"""
+
+
+def _blend_onnx() -> bytes:
+    """y = 2 * x (float32 [batch, time]); s = sum of k over its row (int64 [batch, 1])."""
+    from onnx import TensorProto, helper
+
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"]), helper.make_node("ReduceSum", ["k", "axes"], ["s"], keepdims=1)],
+        "blend",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time"]),
+         helper.make_tensor_value_info("k", TensorProto.INT64, ["batch", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "time"]),
+         helper.make_tensor_value_info("s", TensorProto.INT64, ["batch", 1])],
+        initializer=[two, axes])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+
+
+def _flat_onnx() -> bytes:
+    """w = column sums of v (float32 [2, 3] -> [3]): an output whose first dim is not the input's."""
+    from onnx import TensorProto, helper
+
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [0])
+    graph = helper.make_graph([helper.make_node("ReduceSum", ["v", "axes"], ["w"], keepdims=0)], "flat",
+                              [helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("w", TensorProto.FLOAT, [3])], initializer=[axes])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+
+
+def _folder(repo: Path, name: str, config: str, files: dict[str, bytes]) -> None:
+    (repo / name / "1").mkdir(parents=True)
+    (repo / name / "config.pbtxt").write_text(config)
+    for file, data in files.items():
+        (repo / name / "1" / file).write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def any_server(tmp_path_factory, serve_cache, free_ports):
+    repo = tmp_path_factory.mktemp("hand_written_repository")
+    _folder(repo, "blend", BLEND_CONFIG, {"model.onnx": _blend_onnx()})
+    _folder(repo, "flat", FLAT_CONFIG, {"net.onnx": _flat_onnx()})
+    _folder(repo, "saved_tf", 'name: "saved_tf"\nplatform: "tensorflow_savedmodel"\nmax_batch_size: 4\n'
+            'input { name: "a" data_type: TYPE_FP32 dims: [ 1 ] }\noutput { name: "b" data_type: TYPE_FP32 dims: [ 1 ] }\n',
+            {"model.savedmodel": b""})
+    _folder(repo, "no_file", BLEND_CONFIG.replace('"blend"', '"no_file"'), {})
+    from zeroserve.serve.server import start_server
+
+    http, grpc, metrics = free_ports()
+    server = start_server(repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
+    yield SimpleNamespace(host="127.0.0.1", http_port=http, grpc_port=grpc, models=list(server.state["models"]),
+                          handle=server)
+    server.stop()
+
+
+def cli(*args: str):
+    from zeroserve.cli import app
+
+    return CliRunner().invoke(app, ["client", *args])
+
+
+def ports(s) -> list[str]:
+    return ["--host", s.host, "--http-port", str(s.http_port), "--grpc-port", str(s.grpc_port)]
+
+
+def test_unservable_folders_are_reported_and_the_others_serve(any_server):
+    assert sorted(any_server.models) == ["blend", "flat"]
+    unservable = any_server.handle.state["unservable"]
+    assert set(unservable) == {"saved_tf", "no_file"}
+    assert "tensorflow_savedmodel" in unservable["saved_tf"] and "not one zeroserve serves" in unservable["saved_tf"]
+    assert "model.onnx is missing" in unservable["no_file"]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_infer_by_triton_name_with_shape(any_server, protocol):
+    r = cli("infer", "blend", "--generate", "random", "--shape", "x:5", "--batch-size", "3", "--protocol", protocol,
+            *ports(any_server), "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["resolved"] == "server" and out["inputs"] == {"x": [3, 5], "k": [3, 3]}
+    y, s = np.array(out["outputs"]["y"]), np.array(out["outputs"]["s"])
+    assert y.shape == (3, 5) and s.shape == (3, 1)
+    assert np.all((y >= 0) & (y < 2)) and np.all((s >= 0) & (s < 30))  # random floats in [0,1) doubled; ints in [0,10)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_infer_reads_perf_analyzer_json(any_server, tmp_path, protocol):
+    k = np.array([4, 5, 6], np.int64)
+    data = {"data": [
+        {"x": {"content": [1.0, 2.0, 3.0, 4.0], "shape": [4]}, "k": [1, 2, 3]},
+        {"x": {"b64": base64.b64encode(np.array([0.5, 1.5, 2.5, 3.5], np.float32).tobytes()).decode(),
+               "shape": [4]}, "k": {"b64": base64.b64encode(k.tobytes()).decode()}},
+    ]}
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(data))
+    r = cli("infer", "blend", "--input", str(path), "--protocol", protocol, *ports(any_server), "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)["outputs"]
+    assert out["y"] == [[2.0, 4.0, 6.0, 8.0], [1.0, 3.0, 5.0, 7.0]]
+    assert out["s"] == [[6], [15]]
+
+
+def test_infer_unbatched_model_with_npy(any_server, tmp_path):
+    v = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.save(tmp_path / "v.npy", v)
+    r = cli("infer", "flat", "--input", str(tmp_path / "v.npy"), *ports(any_server), "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["outputs"]["w"] == v.sum(axis=0).tolist()  # [3]: not cut to the input's 2 rows
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_perf_by_triton_name_count_windows(any_server, protocol, tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps({"data": [{"x": [1.0, 2.0, 3.0], "k": [1, 2, 3]}]}))
+    r = cli("perf", "blend", "--protocol", protocol, "--input-data", str(path), "--shape", "x:3", "--batch-size", "2",
+            "--measurement-mode", "count_windows", "--measurement-request-count", "20", "--window", "0.1",
+            "--warmup", "0.1", "--max-trials", "4", "--allow-unstable", *ports(any_server), "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec["triton_model"] == "blend" and rec["resolved"] == "server"
+    assert rec["measurement_mode"] == "count_windows" and rec["measurement_request_count"] == 20
+    (level,) = rec["levels"]
+    assert level["failed"] == 0 and level["trials"] >= 3
+    assert all(w["requests"] >= 20 for w in level["windows"])
+
+
+def test_perf_random_with_shape_time_windows(any_server):
+    r = cli("perf", "blend", "--input", "zero", "--shape", "x:7", "--window", "0.2", "--warmup", "0.1",
+            "--max-trials", "3", "--allow-unstable", *ports(any_server), "--json")
+    assert r.exit_code == 0, r.output
+    rec = json.loads(r.stdout)
+    assert rec["shapes"] == {"x": [7]} and rec["levels"][0]["ok"] > 0 and rec["levels"][0]["failed"] == 0
+
+
+def test_errors_are_one_line_with_exit_2(any_server, tmp_path):
+    r = cli("perf", "blend", *ports(any_server))
+    assert r.exit_code == 2 and "input x of blend has a dynamic dim" in r.output and "--shape x:1" in r.output
+    r = cli("infer", "blend", "--generate", "random", *ports(any_server))
+    assert r.exit_code == 2 and "--shape x:" in r.output
+    r = cli("infer", "blend", "--generate", "random", "--shape", "x:2,2", *ports(any_server))
+    assert r.exit_code == 2 and "does not fit" in r.output
+    r = cli("infer", "blend", "--generate", "random", "--shape", "nope:2", *ports(any_server))
+    assert r.exit_code == 2 and "not an input of blend" in r.output
+    r = cli("perf", "blend", "--input", "sample", "--shape", "x:2", *ports(any_server))
+    assert r.exit_code == 2 and "known only from the server" in r.output
+    r = cli("perf", "flat", "--batch-size", "2", *ports(any_server))
+    assert r.exit_code == 2 and "max_batch_size 0" in r.output
+    r = cli("infer", "saved_tf", "--generate", "zero", *ports(any_server))
+    assert r.exit_code == 2 and "does not serve 'saved_tf'" in r.output
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"data": [{"x": [1.0, 2.0]}]}))
+    r = cli("infer", "blend", "--input", str(bad), "--shape", "x:2", *ports(any_server))
+    assert r.exit_code == 2 and "has no k" in r.output
