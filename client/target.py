@@ -145,9 +145,11 @@ def resolve(name: str, client, fmt: str | None = None, model_files=None) -> Targ
     from zeroserve.client.errors import ModelNotServed
 
     known = registry.models(model_files)
+    spec = registry.get(name, model_files) if name in known else None  # a bad model file is refused first
+    if model_files and spec is None:
+        registry.select(["all"], model_files)
     client.live()
-    if name in known:
-        spec = registry.get(name, model_files)
+    if spec is not None:
         triton_name = spec.triton_name(fmt or F.DEFAULT_FORMAT)
         if client.is_ready(triton_name) or not client.is_ready(name):
             client.require_model(triton_name)
@@ -183,7 +185,7 @@ def parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
     for item in items or []:
         name, sep, dims = item.rpartition(":")
         try:
-            shape = tuple(int(d) for d in dims.split(",")) if dims.strip() else ()
+            shape = tuple(int(d) for d in dims.split(",")) if dims.strip() else None
         except ValueError:
             shape = None
         if not sep or not name or shape is None or any(d < 1 for d in shape):

@@ -133,6 +133,25 @@ def test_infer_image_png_is_classified_like_eager(server, data_dir, tmp_path):
     assert np.allclose(out["outputs"]["log_probs__0"], eager, atol=1e-4)
 
 
+def test_a_triton_name_with_a_format_suffix_is_the_registry_model(server, tmp_path):
+    """`name_gru_torchscript` resolves to the registry entry (decoding, its spec's checks) in that format;
+    --shape fixes its dynamic time axis, and perf_analyzer's JSON input data reads in the spec's tensors."""
+    need(server, "name_gru")
+    result = cli("infer", "name_gru_torchscript", "--generate", "zero", "--shape", "tokens__0:6", "--batch-size", "2",
+                 *ports(server), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["resolved"] == "triton name" and out["triton_model"] == "name_gru_torchscript"
+    assert out["inputs"]["tokens__0"] == [2, 6] and len(out["meaning"]) == 2
+    path = tmp_path / "pa.json"
+    path.write_text(json.dumps({"data": [{"tokens__0": {"content": [3, 4, 5], "shape": [3]}, "lengths__1": [3]}]}))
+    result = cli("infer", "name_gru_onnx", "--input", str(path), *ports(server), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["inputs"] == {"tokens__0": [1, 3], "lengths__1": [1]}
+    result = cli("infer", "name_gru_onnx", "--format", "torchscript", "--generate", "zero", *ports(server))
+    assert result.exit_code == 2 and "drop --format" in result.output
+
+
 def test_infer_refuses_a_wrong_shape_before_sending(server, tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((1, 28, 28), np.float32))
     result = cli("infer", "cnn_mnist", "--input", str(tmp_path / "x.npy"), *ports(server))

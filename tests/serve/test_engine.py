@@ -339,3 +339,39 @@ def test_docker_command_serves_the_canonical_repository_on_the_target_image(cano
     assert cmd[:4] == ["docker", "run", "--gpus", "all"]
     assert f"{canonical.resolve()}:/models" in cmd and TARGET.image in cmd
     assert cmd[-2:] == ["tritonserver", "--model-repository=/models"]
+
+
+def test_hand_written_configs_parse_and_build(tmp_path):
+    """Valid Triton configs zeroserve does not write itself: no name, -1 dims, max_batch_size 0, TYPE_INT64,
+    several inputs and outputs, several instance groups, a platform and default_model_filename; folders the
+    engine cannot serve are skipped by name while the others build."""
+    repo = tmp_path / "repo"
+    good = ('platform: "onnxruntime_onnx"\ndefault_model_filename: "net.onnx"\nmax_batch_size: 0\n'
+            'input [ { name: "a" data_type: TYPE_INT64 dims: [ -1, 2 ] }, { name: "b" data_type: TYPE_FP32 '
+            'dims: [ 1 ] } ]\noutput [ { name: "c" data_type: TYPE_FP32 dims: [ -1 ] }, '
+            '{ name: "d" data_type: TYPE_BOOL dims: [ 1 ] } ]\n'
+            'instance_group [ { kind: KIND_CPU count: 2 }, { kind: KIND_CPU } ]\n'
+            'dynamic_batching { preferred_batch_size: [ 4 ] }\n')
+    for name, config, files in (("hand", good, ["net.onnx"]), ("tf", 'backend: "tensorflow"\n', ["model.graphdef"]),
+                                ("nofile", good, []), ("broken", "max_batch_size: [", [])):
+        (repo / name / "3").mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(config)
+        for f in files:
+            (repo / name / "3" / f).write_bytes(b"x")
+    model = runtime.read_deployed(repo / "hand")
+    assert model.name == "hand" and model.backend == "onnxruntime_onnx" and model.max_batch_size == 0
+    assert [(t.name, t.dtype, t.dims) for t in model.inputs] == [("a", "int64", (-1, 2)), ("b", "float32", (1,))]
+    assert [t.dtype for t in model.outputs] == ["float32", "bool"] and model.instance_count == 3
+    assert model.default_model_filename == "net.onnx"
+    skipped = {}
+    built = runtime.build_runtime_repository(repo, ["hand", "tf", "nofile", "broken"], tmp_path / "rt", gpu=False,
+                                             on_skip=skipped.__setitem__)
+    assert [b.name for b in built] == ["hand"]
+    assert set(skipped) == {"tf", "nofile", "broken"}
+    assert "'tensorflow' is not one zeroserve serves" in skipped["tf"] and "net.onnx is missing" in skipped["nofile"]
+    assert "does not parse" in skipped["broken"]
+    rt = parse((tmp_path / "rt" / "hand" / "config.pbtxt").read_text())
+    assert rt.backend == "python" and rt.parameters["ZS_ARTIFACT"] == "net.onnx" and rt.default_model_filename is None
+    assert (tmp_path / "rt" / "hand" / "3" / "net.onnx").is_file()
+    with pytest.raises(InputError, match="none of the 2 model"):
+        runtime.build_runtime_repository(repo, ["tf", "nofile"], tmp_path / "rt2", gpu=False)
