@@ -353,7 +353,9 @@ def perf_cmd(
                               f"{'' if level['stable'] else ' (not stable)'}"
                               f"{f', {failed} failed' if failed else ''}", highlight=False)
 
-    rec = run_perf(model, endpoint or _no_endpoint(), fmt=fmt, protocol=protocol, urls=url,
+    # plain str: the level plan crosses to --workers processes, and Typer's choice enum does not pickle
+    rec = run_perf(model, endpoint or _no_endpoint(), fmt=None if fmt is None else str(fmt), protocol=str(protocol),
+                   urls=url,
                    concurrency=list(level_iter(concurrency, int)) if concurrency else None,
                    request_rate=list(level_iter(request_rate, float)) if request_rate else None,
                    distribution=distribution, latency_budget_ms=latency_budget_ms, batch_size=batch_size,

@@ -342,9 +342,9 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
 def _nbytes(a: np.ndarray) -> int:
     """Bytes an output takes in a shared-memory region (BYTES: Triton's length-prefixed serialization)."""
     if a.dtype == object:
-        from tritonclient.utils import serialized_byte_size
+        from tritonclient.utils import serialize_byte_tensor
 
-        return int(serialized_byte_size(a))
+        return len(serialize_byte_tensor(a).item())
     return a.nbytes
 
 

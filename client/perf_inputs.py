@@ -65,18 +65,21 @@ class SharedMemory:
     def create(cls, clients: list[Client], wire_inputs: list[np.ndarray], output_nbytes: list[int],
                slots: int, tag: str) -> "SharedMemory":
         import tritonclient.utils.shared_memory as shm
+        from tritonclient.utils import serialize_byte_tensor
 
         self = cls(clients=clients)
         try:
             offsets, pos = [], 0
             for a in wire_inputs:
-                offsets.append((pos, a.nbytes))
-                pos += a.nbytes
+                size = len(serialize_byte_tensor(a).item()) if a.dtype == object else a.nbytes  # BYTES: length-prefixed
+                offsets.append((pos, size))
+                pos += size
             name = f"zs_{tag}_in"
             handle = shm.create_shared_memory_region(name, f"/{name}", pos)
             self._track(handle, name, pos)
             for a, (off, _) in zip(wire_inputs, offsets):
-                shm.set_shared_memory_region(handle, [a], offset=off)
+                # tritonclient takes BYTES already serialized (a 0-d object array holding the bytes)
+                shm.set_shared_memory_region(handle, [serialize_byte_tensor(a) if a.dtype == object else a], offset=off)
             self.input_region = (name, offsets)
             total = sum(output_nbytes)
             for i in range(slots):

@@ -289,6 +289,8 @@ def _decode_value(t, dtype: np.dtype, datatype: str, value: Any, shape: tuple[in
     if isinstance(value, dict):
         if "shape" in value:
             shape = tuple(int(d) for d in value["shape"])
+        if isinstance(value.get("content"), dict):  # {"content": {"b64": ...}, "shape": [...]}
+            value = value["content"]
         if "b64" in value:
             raw = base64.b64decode(value["b64"])
             if datatype == "BYTES":

@@ -42,6 +42,7 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], _param(config, "ZS_ARTIFACT"))
         gpu = args.get("model_instance_kind") == "GPU"
         device_id = int(args.get("model_instance_device_id", 0))
+        self._strings = fmt == "onnx"
         if fmt == "onnx":
             self._run = self._load_onnx(path, threads, gpu, device_id)
         elif fmt == "torchscript":
@@ -146,6 +147,9 @@ class TritonPythonModel:
             if a.size == 0:
                 raise ValueError(f"{self.name}: input '{name}' is empty (shape {list(a.shape)}); "
                                  "every axis needs at least one element")
+            if a.dtype == object and self._strings:  # BYTES: ONNX Runtime's string tensors take str
+                a = np.vectorize(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v,
+                                 otypes=[object])(a)
             arrays.append(a if a.dtype == dtype else a.astype(dtype))
         return arrays
 

@@ -84,7 +84,7 @@ def test_perf_analyzer_json_content_flat_and_b64(tmp_path):
     b64_bytes = base64.b64encode(serialize_byte_tensor(np.array([b"c", b"d"], dtype=object)).item()).decode()
     data = {"data": [
         {"x": {"content": [1, 2], "shape": [2]}, "k": [1, 2, 3], "s": ["a", "b"]},
-        {"x": {"b64": base64.b64encode(np.array([3, 4], np.float32).tobytes()).decode(), "shape": [2]},
+        {"x": {"content": {"b64": base64.b64encode(np.array([3, 4], np.float32).tobytes()).decode()}, "shape": [2]},
          "k": {"content": [4, 5, 6]}, "s": {"b64": b64_bytes}},
     ]}
     path = tmp_path / "in.json"

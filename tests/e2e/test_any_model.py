@@ -73,6 +73,24 @@ def _flat_onnx() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
 
 
+TAG_CONFIG = """
+backend: "onnxruntime"
+max_batch_size: 4
+input { name: "s" data_type: TYPE_STRING dims: [ 2 ] }
+output { name: "t" data_type: TYPE_STRING dims: [ 2 ] }
+"""
+
+
+def _tag_onnx() -> bytes:
+    """t = s: strings in, the same strings out (BYTES on the wire)."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["s"], ["t"])], "tag",
+                              [helper.make_tensor_value_info("s", TensorProto.STRING, ["batch", 2])],
+                              [helper.make_tensor_value_info("t", TensorProto.STRING, ["batch", 2])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+
+
 def _folder(repo: Path, name: str, config: str, files: dict[str, bytes]) -> None:
     (repo / name / "1").mkdir(parents=True)
     (repo / name / "config.pbtxt").write_text(config)
@@ -85,6 +103,7 @@ def any_server(tmp_path_factory, serve_cache, free_ports):
     repo = tmp_path_factory.mktemp("hand_written_repository")
     _folder(repo, "blend", BLEND_CONFIG, {"model.onnx": _blend_onnx()})
     _folder(repo, "flat", FLAT_CONFIG, {"net.onnx": _flat_onnx()})
+    _folder(repo, "tag", TAG_CONFIG, {"model.onnx": _tag_onnx()})
     _folder(repo, "saved_tf", 'name: "saved_tf"\nplatform: "tensorflow_savedmodel"\nmax_batch_size: 4\n'
             'input { name: "a" data_type: TYPE_FP32 dims: [ 1 ] }\noutput { name: "b" data_type: TYPE_FP32 dims: [ 1 ] }\n',
             {"model.savedmodel": b""})
@@ -109,7 +128,7 @@ def ports(s) -> list[str]:
 
 
 def test_unservable_folders_are_reported_and_the_others_serve(any_server):
-    assert sorted(any_server.models) == ["blend", "flat"]
+    assert sorted(any_server.models) == ["blend", "flat", "tag"]
     unservable = any_server.handle.state["unservable"]
     assert set(unservable) == {"saved_tf", "no_file"}
     assert "tensorflow_savedmodel" in unservable["saved_tf"] and "not one zeroserve serves" in unservable["saved_tf"]
@@ -151,6 +170,21 @@ def test_infer_unbatched_model_with_npy(any_server, tmp_path):
     r = cli("infer", "flat", "--input", str(tmp_path / "v.npy"), *ports(any_server), "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["outputs"]["w"] == v.sum(axis=0).tolist()  # [3]: not cut to the input's 2 rows
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_bytes_model_random_infer_and_perf(any_server, protocol):
+    r = cli("infer", "tag", "--generate", "random", "--batch-size", "2", "--protocol", protocol, *ports(any_server),
+            "--json")
+    assert r.exit_code == 0, r.output
+    t = json.loads(r.stdout)["outputs"]["t"]
+    assert len(t) == 2 and all(len(v) == 16 and v.isalpha() for row in t for v in row)
+    # BYTES in registered shared memory too (Triton's length-prefixed serialization sizes the regions)
+    r = cli("perf", "tag", "--input", "zero", "--protocol", protocol, "--shared-memory", "system", "--window", "0.2",
+            "--warmup", "0.1",
+            "--max-trials", "3", "--allow-unstable", *ports(any_server), "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["levels"][0]["failed"] == 0
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
