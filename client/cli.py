@@ -22,6 +22,7 @@ from zeroserve.errors import CheckFailed, InputError
 
 Protocol = choices("Protocol", PROTOCOLS)
 Format = choices("Format", F.keys())
+Generate = choices("Generate", ("random", "zero"))
 
 client_app = typer.Typer(name="client", help="Call, check and load-test the served models.", no_args_is_help=True)
 
@@ -56,7 +57,7 @@ def infer_cmd(
     input_file: Annotated[Optional[Path], typer.Option("--input", "--input-data", help="Input tensors: .npy "
                           "(single-input models), .npz or .json keyed by input name (batch axis included), or "
                           "perf_analyzer's input-data JSON ({\"data\": [...]}, one row per entry).")] = None,
-    generate: Annotated[Optional[str], typer.Option("--generate", help="Send random or zero data of the "
+    generate: Annotated[Optional[Generate], typer.Option("--generate", help="Send random or zero data of the "
                         "served datatypes (with --shape for dynamic dims, --batch-size rows).")] = None,
     shape: ShapeOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows of --generate data.")] = 1,
@@ -91,8 +92,7 @@ def infer_cmd(
     if len(given) != 1:
         raise InputError("give exactly one of --input, --generate, --sample, --text, --image"
                          + (f" (got {', '.join(given)})" if given else ""))
-    if generate is not None and generate not in ("random", "zero"):
-        raise InputError(f"--generate {generate!r}: use random or zero")
+    generate = None if generate is None else str(generate)
     with Client(resolve_endpoint(host, http_port, grpc_port), protocol, timeout) as client:
         tgt = resolve(model, client, fmt, model_files)
         spec = tgt.spec
