@@ -32,7 +32,7 @@ from zeroserve.client.perf_inputs import SharedMemory, perf_inputs
 from zeroserve.client.wire import OutputSpec, expected_outputs
 from zeroserve.client.windows import (STABLE_WINDOWS, Window, is_stable, latency_budget_search, latency_key,
                                       summarise, totals)
-from zeroserve.client.target import Target, resolve
+from zeroserve.client.target import Target, perf_analyzer_entries, resolve
 from zeroserve import formats as F
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.spec import ModelSpec
@@ -321,6 +321,11 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
             c.close()
     cores = os.cpu_count() or 1
     notes = run_notes(levels, stability, workers, cores)
+    entries = perf_analyzer_entries(input_data) if input_data is not None else None
+    if entries is not None and entries > (batch_size if target.batched else 1):
+        notes.append(f"{input_data} holds {entries} perf_analyzer data entries; every request sent the first "
+                     f"{batch_size if target.batched else 1} as its rows (perf_analyzer sends them round-robin, "
+                     "one request each)")
     mode = "latency_budget" if latency_budget_ms is not None else "request_rate" if request_rate else "concurrency"
     return {
         "schema": records.SCHEMA, "kind": "perf", "model": target.name, "triton_model": triton_name,

@@ -24,7 +24,7 @@ def perf_inputs(target: Target, batch_size: int, mode: str, *, input_data: Path 
     """
     shapes = shapes or {}
     if input_data is not None:
-        arrays = validate(target, read_input_file(target, input_data, shapes))
+        arrays = validate(target, read_input_file(target, input_data, shapes, rows=batch_size))
         if not target.batched:
             return arrays
         reps = -(-batch_size // len(arrays[0]))

@@ -360,15 +360,20 @@ def perf_analyzer_rows(target: Target, data: dict, shapes: dict[str, tuple[int, 
     return rows
 
 
-def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...]] | None = None) -> list[np.ndarray]:
+def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...]] | None = None,
+                    rows: int | None = None) -> list[np.ndarray]:
     """A user's tensors for `target`: .npy (one input), .npz or .json keyed by input name (batch axis
     included where the model batches), or perf_analyzer's input-data JSON (one request per entry, no
     batch axis: entries become the rows of one batch).
+
+    Args:
+        rows: perf's batch: perf_analyzer JSON entries are taken in order (cycled) up to this many rows,
+            so entries of other shapes beyond them do not matter; None: every entry.
     """
     from zeroserve.client.infer import load_input_file
 
     path = Path(path)
-    shapes = shapes or {}
+    shapes, want = shapes or {}, rows
     if path.suffix.lower() == ".json" and path.is_file():
         try:
             data = json.loads(path.read_text())
@@ -377,6 +382,8 @@ def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...
         if is_perf_analyzer_json(data):
             check_shapes(target, shapes)
             rows = perf_analyzer_rows(target, data, shapes, path)
+            if want is not None:
+                rows = [rows[i % len(rows)] for i in range(want if target.batched else 1)]
             if not target.batched:
                 if len(rows) > 1:
                     raise InputError(f"{path}: {target.triton_name} does not batch (max_batch_size 0): give one "
@@ -392,6 +399,18 @@ def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...
                 arrays.append(stacked.reshape(len(rows)) if getattr(t, "reshaped", False) else stacked)
             return arrays
     return load_input_file(target, path)
+
+
+def perf_analyzer_entries(path: Path) -> int | None:
+    """How many entries a perf_analyzer input-data JSON file holds (None for any other file)."""
+    path = Path(path)
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return None
+    return len(data["data"]) if is_perf_analyzer_json(data) else None
 
 
 def validate(target: Target, arrays: list[np.ndarray]) -> list[np.ndarray]:

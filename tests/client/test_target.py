@@ -113,3 +113,16 @@ def test_npz_keyed_by_input_name(tmp_path):
     assert x.shape == (2, 5) and k.dtype == np.int64
     with pytest.raises(InputError, match="must be INT64"):
         T.validate(tgt, [np.ones((2, 5), np.float32), np.ones((2, 3), np.float32)])
+
+
+def test_perf_takes_the_first_entries_as_its_rows(tmp_path):
+    """perf_analyzer's documented example: entries of different shapes; perf sends the first batch_size."""
+    tgt = _target(T.ServedTensor("INPUT", "INT32", (-1, -1)))
+    path = tmp_path / "var.json"
+    path.write_text(json.dumps({"data": [{"INPUT": {"content": [1] * 16, "shape": [2, 8]}},
+                                         {"INPUT": {"content": [1] * 16, "shape": [8, 2]}}]}))
+    assert T.read_input_file(tgt, path, rows=1)[0].shape == (1, 2, 8)
+    for rows in (None, 2):  # every entry (infer), or a batch reaching the second entry's shape
+        with pytest.raises(InputError, match="different shapes"):
+            T.read_input_file(tgt, path, rows=rows)
+    assert T.perf_analyzer_entries(path) == 2 and T.perf_analyzer_entries(tmp_path / "none.json") is None
