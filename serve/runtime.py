@@ -144,7 +144,31 @@ def _servable(src: Path) -> tuple[DeployedModel, F.Backend, Path, str]:
     if not canonical.inputs or not canonical.outputs:
         raise InputError(f"{src}: config.pbtxt lists no inputs or no outputs; the embedded engine does not "
                          "auto-complete configs: declare every input and output")
+    _check_artifact(version / artifact, backend, canonical)
     return canonical, backend, version, artifact
+
+
+def _check_artifact(path: Path, backend: F.Backend, model: DeployedModel) -> None:
+    """InputError when the artifact is plainly not a model of its backend, or (ONNX) lacks a configured
+    tensor: cheap checks at build time (no session is made), so such a folder is reported and skipped."""
+    if backend.runtime == "torchscript":
+        import zipfile
+
+        if not zipfile.is_zipfile(path):
+            raise InputError(f"{path} is not a TorchScript archive (not a zip file)")
+        return
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a file that is not ONNX
+        raise InputError(f"{path} does not load as ONNX ({type(exc).__name__}: {str(exc)[:200]})") from None
+    for kind, declared, present in (("input", model.inputs, {i.name for i in graph.input}),
+                                    ("output", model.outputs, {o.name for o in graph.output})):
+        missing = [t.name for t in declared if t.name not in present]
+        if missing:
+            raise InputError(f"{path}: config {kind}s {', '.join(missing)} are not {kind}s of the graph "
+                             f"({', '.join(sorted(present))})")
 
 
 def _latest_version(model_dir: Path) -> Path:

@@ -3,8 +3,8 @@
 The repository is written by hand here, as a user of another tool would: `blend` (ONNX, two inputs
 of different dtypes, one of them with a dynamic dim, two outputs, batching, no optional fields),
 `flat` (max_batch_size 0, an `onnxruntime_onnx` platform and a `default_model_filename`), and two
-folders the engine cannot serve (another backend; a missing artifact), reported by name while the
-others serve. infer and perf reach them by their Triton names over HTTP and gRPC. One server for the module.
+folders the engine cannot serve (another backend; a missing artifact; a file that is not ONNX),
+reported by name while the others serve. infer and perf reach them by their Triton names over HTTP and gRPC. One server for the module.
 """
 
 from __future__ import annotations
@@ -108,6 +108,7 @@ def any_server(tmp_path_factory, serve_cache, free_ports):
             'input { name: "a" data_type: TYPE_FP32 dims: [ 1 ] }\noutput { name: "b" data_type: TYPE_FP32 dims: [ 1 ] }\n',
             {"model.savedmodel": b""})
     _folder(repo, "no_file", BLEND_CONFIG.replace('"blend"', '"no_file"'), {})
+    _folder(repo, "junk", BLEND_CONFIG.replace('"blend"', '"junk"'), {"model.onnx": b"\x08junk, not a graph"})
     from zeroserve.serve.server import start_server
 
     http, grpc, metrics = free_ports()
@@ -130,7 +131,8 @@ def ports(s) -> list[str]:
 def test_unservable_folders_are_reported_and_the_others_serve(any_server):
     assert sorted(any_server.models) == ["blend", "flat", "tag"]
     unservable = any_server.handle.state["unservable"]
-    assert set(unservable) == {"saved_tf", "no_file"}
+    assert set(unservable) == {"saved_tf", "no_file", "junk"}
+    assert "model.onnx" in unservable["junk"]
     assert "tensorflow_savedmodel" in unservable["saved_tf"] and "not one zeroserve serves" in unservable["saved_tf"]
     assert "model.onnx is missing" in unservable["no_file"]
 

@@ -61,8 +61,12 @@ def _canonical(repository: Path, name: str, fmt: str, corrupt: bool = False, war
     else:
         path = folder / "1" / "model.pt"
         torch.jit.trace(module, example).save(str(path))
-    if corrupt:
-        path.write_bytes(b"not a model")
+    if corrupt:  # a well-formed graph (build-time checks pass) with an op no runtime has: fails at load time
+        import onnx
+
+        proto = onnx.load(str(path))
+        proto.graph.node[0].op_type = "NoSuchOp"
+        onnx.save(proto, str(path))
     model = DeployedModel(name=spec.triton_name(fmt), backend="onnxruntime" if fmt == "onnx" else "pytorch",
                           max_batch_size=spec.max_batch_size,
                           inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
@@ -352,22 +356,38 @@ def test_hand_written_configs_parse_and_build(tmp_path):
             '{ name: "d" data_type: TYPE_BOOL dims: [ 1 ] } ]\n'
             'instance_group [ { kind: KIND_CPU count: 2 }, { kind: KIND_CPU } ]\n'
             'dynamic_batching { preferred_batch_size: [ 4 ] }\n')
-    for name, config, files in (("hand", good, ["net.onnx"]), ("tf", 'backend: "tensorflow"\n', ["model.graphdef"]),
-                                ("nofile", good, []), ("broken", "max_batch_size: [", [])):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Cast", ["a"], ["c"], to=TensorProto.FLOAT),
+                               helper.make_node("Cast", ["b"], ["d"], to=TensorProto.BOOL)], "hand",
+                              [helper.make_tensor_value_info("a", TensorProto.INT64, ["n", 2]),
+                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["n", 2]),
+                               helper.make_tensor_value_info("d", TensorProto.BOOL, [1])])
+    onnx_bytes = helper.make_model(graph, ir_version=9).SerializeToString()
+    for name, config, files in (("hand", good, {"net.onnx": onnx_bytes}),
+                                ("tf", 'backend: "tensorflow"\n', {"model.graphdef": b"x"}),
+                                ("nofile", good, {}), ("broken", "max_batch_size: [", {}),
+                                ("garbage", good, {"net.onnx": b"\x00not a model"}),
+                                ("renamed", good.replace('"b"', '"bb"'), {"net.onnx": onnx_bytes}),
+                                ("ts_garbage", good.replace("onnxruntime_onnx", "pytorch_libtorch")
+                                 .replace("net.onnx", "model.pt"), {"model.pt": b"x"})):
         (repo / name / "3").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
-        for f in files:
-            (repo / name / "3" / f).write_bytes(b"x")
+        for f, data in files.items():
+            (repo / name / "3" / f).write_bytes(data)
     model = runtime.read_deployed(repo / "hand")
     assert model.name == "hand" and model.backend == "onnxruntime_onnx" and model.max_batch_size == 0
     assert [(t.name, t.dtype, t.dims) for t in model.inputs] == [("a", "int64", (-1, 2)), ("b", "float32", (1,))]
     assert [t.dtype for t in model.outputs] == ["float32", "bool"] and model.instance_count == 3
     assert model.default_model_filename == "net.onnx"
     skipped = {}
-    built = runtime.build_runtime_repository(repo, ["hand", "tf", "nofile", "broken"], tmp_path / "rt", gpu=False,
-                                             on_skip=skipped.__setitem__)
+    names = ["hand", "tf", "nofile", "broken", "garbage", "renamed", "ts_garbage"]
+    built = runtime.build_runtime_repository(repo, names, tmp_path / "rt", gpu=False, on_skip=skipped.__setitem__)
     assert [b.name for b in built] == ["hand"]
-    assert set(skipped) == {"tf", "nofile", "broken"}
+    assert set(skipped) == set(names) - {"hand"}
+    assert "does not load as ONNX" in skipped["garbage"] and "not a TorchScript archive" in skipped["ts_garbage"]
+    assert "config inputs bb are not inputs of the graph (a, b)" in skipped["renamed"]
     assert "'tensorflow' is not one zeroserve serves" in skipped["tf"] and "net.onnx is missing" in skipped["nofile"]
     assert "does not parse" in skipped["broken"]
     rt = parse((tmp_path / "rt" / "hand" / "config.pbtxt").read_text())
