@@ -84,7 +84,8 @@ def infer_cmd(
     inputs come from the server's config (`--generate random|zero`, `--shape`, or a file).
     """
     from zeroserve.client.infer import image_inputs, run_infer, sample_inputs, text_inputs
-    from zeroserve.client.target import generated_inputs, parse_shapes, read_input_file, resolve, spec_time
+    from zeroserve.client.target import (check_validation_data, generated_inputs, parse_shapes, read_input_file,
+                                        resolve, spec_time)
 
     shapes = parse_shapes(shape)
     given = [n for n, v in (("--input", input_file), ("--generate", generate), ("--sample", sample),
@@ -118,6 +119,7 @@ def infer_cmd(
         else:
             arrays = image_inputs(spec, image, invert)
         result = run_infer(tgt, client, arrays)
+    result["validated"] = check_validation_data(tgt, input_file, list(result["outputs"].values()))
     if as_json:
         print_json({**result, "outputs": {k: _jsonable(v) for k, v in result["outputs"].items()},
                     **({"target": np.asarray(target).tolist()} if target is not None else {})})
@@ -146,6 +148,8 @@ def infer_cmd(
             cells.append(spec.describe_target(target[i]))
         t.add_row(*cells)
     console.print(t)
+    if result["validated"]:
+        console.print(f"{result['validated']} output values agree with {input_file}'s validation_data", highlight=False)
 
 
 def _jsonable(a: np.ndarray):

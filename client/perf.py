@@ -32,7 +32,7 @@ from zeroserve.client.perf_inputs import SharedMemory, perf_inputs
 from zeroserve.client.wire import OutputSpec, expected_outputs
 from zeroserve.client.windows import (STABLE_WINDOWS, Window, is_stable, latency_budget_search, latency_key,
                                       summarise, totals)
-from zeroserve.client.target import Target, perf_analyzer_entries, resolve
+from zeroserve.client.target import Target, check_validation_data, perf_analyzer_entries, resolve
 from zeroserve import formats as F
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.spec import ModelSpec
@@ -295,6 +295,8 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         arrays = perf_inputs(target, batch_size, input_mode, input_data=input_data, data_dir=data_dir, seed=seed,
                              shapes=shapes)
         outputs = [c.infer(target, triton_name, arrays) for c in sync]  # one real answer per server before load
+        for answer in outputs:  # perf_analyzer's validation_data, when the input file has it
+            check_validation_data(target, input_data, answer, rows=batch_size)
         shm = None
         if shared_memory == "system":
             slots = max(concurrency or [0]) or min(256, load.MAX_OUTSTANDING)

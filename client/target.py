@@ -413,6 +413,52 @@ def perf_analyzer_entries(path: Path) -> int | None:
     return len(data["data"]) if is_perf_analyzer_json(data) else None
 
 
+def check_validation_data(target: Target, path: Path | None, outputs: list[np.ndarray], rows: int | None = None) -> int:
+    """Compare a request's outputs with the `validation_data` of a perf_analyzer input-data file, entry by
+    entry (the entries that made the request's rows), as perf_analyzer validates answers.
+
+    Floats agree within 1e-5 relative (1e-6 absolute), other datatypes exactly. Returns the number of
+    values compared (0 when the file has no validation data); CheckFailed names the first differing output.
+    """
+    from zeroserve.errors import CheckFailed
+
+    if path is None or perf_analyzer_entries(path) is None:
+        return 0
+    data = json.loads(Path(path).read_text())
+    expected = data.get("validation_data")
+    if not expected:
+        return 0
+    n = len(data["data"])
+    used = rows if rows is not None else n
+    compared = 0
+    for i in range(used if target.batched else 1):
+        entry = expected[(i % n) % len(expected)] if isinstance(expected, list) else None
+        if not isinstance(entry, dict):
+            raise InputError(f"{path}: validation_data[{i}] is not an object keyed by output name")
+        for t, out in zip(target.outputs, outputs):
+            if t.name not in entry:
+                continue
+            datatype = getattr(t, "datatype", None)
+            dtype = t.dtype if isinstance(t, ServedTensor) else np.dtype(out.dtype)
+            if datatype is None:
+                from tritonclient.utils import np_to_triton_dtype
+
+                datatype = np_to_triton_dtype(dtype)
+            got = np.asarray(out[i] if target.batched else out).reshape(-1)
+            want = _decode_value(t, dtype, datatype, entry[t.name], (got.size,), f"{path}: validation_data[{i}].{t.name}")
+            if datatype == "BYTES" or dtype.kind not in "fV":
+                same = got.shape == want.shape and bool(np.all(got == want))
+            else:
+                same = got.shape == want.shape and np.allclose(got.astype(np.float64), want.astype(np.float64),
+                                                               rtol=1e-5, atol=1e-6)
+            if not same:
+                raise CheckFailed(f"{target.triton_name}: output {t.name} of row {i} differs from {path}'s "
+                                  f"validation_data: got {np.array2string(got[:6], precision=6)}, expected "
+                                  f"{np.array2string(want[:6], precision=6)}")
+            compared += got.size
+    return compared
+
+
 def validate(target: Target, arrays: list[np.ndarray]) -> list[np.ndarray]:
     """Check count, datatype and shape before anything is sent (a registry spec's rules for registry models)."""
     from zeroserve.client.connection import validate_inputs

@@ -164,6 +164,16 @@ def test_infer_reads_perf_analyzer_json(any_server, tmp_path, protocol):
     out = json.loads(r.stdout)["outputs"]
     assert out["y"] == [[2.0, 4.0, 6.0, 8.0], [1.0, 3.0, 5.0, 7.0]]
     assert out["s"] == [[6], [15]]
+    # perf_analyzer's validation_data is checked against the answer: exit 1 naming the output that differs
+    data["validation_data"] = [{"s": [6]}, {"s": [15], "y": [1.0, 3.0, 5.0, 7.0]}]
+    path.write_text(json.dumps(data))
+    r = cli("infer", "blend", "--input", str(path), "--protocol", protocol, *ports(any_server), "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["validated"] == 6, r.output
+    data["validation_data"][1]["s"] = [16]
+    path.write_text(json.dumps(data))
+    r = cli("perf", "blend", "--input-data", str(path), "--batch-size", "2", "--protocol", protocol,
+            *ports(any_server))
+    assert r.exit_code == 1 and "output s of row 1 differs" in r.output
 
 
 def test_infer_unbatched_model_with_npy(any_server, tmp_path):
