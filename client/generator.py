@@ -51,6 +51,9 @@ class LoadPlan:
         output_regions: shared-memory output regions this generator owns, one per request in flight.
         expected: the outputs a valid answer carries (names, datatypes, shapes), from a reference answer.
         streaming: gRPC over `ModelStreamInfer` streams instead of unary calls.
+        variants: further requests, (arrays, expected) each, sent in turn with the first (perf_analyzer's
+            round-robin over its input-data entries); not with shared memory, where every request in
+            flight owns an output region.
     """
 
     tensors: Tensors
@@ -68,6 +71,7 @@ class LoadPlan:
     output_regions: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
     expected: tuple[OutputSpec, ...] = ()
     streaming: bool = False
+    variants: tuple[tuple[list[np.ndarray], tuple[OutputSpec, ...]], ...] = ()
 
 
 @dataclass
@@ -86,15 +90,19 @@ class Sample:
 
 def build_templates(plan: LoadPlan) -> list[list[Template]]:
     """Per server, the plan's requests encoded once into wire bytes: one per output region with shared
-    memory (each request in flight owns one), else one."""
+    memory (each request in flight owns one), else one per request variant (sent in turn)."""
     from zeroserve.client.connection import _module, build_request
 
     module = _module(plan.protocol)
     rows = []
+    requests = [(plan.arrays, plan.expected)]
+    if not plan.output_regions:
+        requests += list(plan.variants)
     for url in plan.urls:
         row = []
-        for region in plan.output_regions or [None]:
-            inputs, outputs = build_request(module, plan.tensors, plan.arrays)
+        for k, region in enumerate(plan.output_regions or [None] * len(requests)):
+            arrays, expected = requests[0 if region is not None else k]
+            inputs, outputs = build_request(module, plan.tensors, arrays)
             if plan.input_region is not None and region is not None:
                 name, offsets = plan.input_region
                 for inp, (off, size) in zip(inputs, offsets):
@@ -104,7 +112,7 @@ def build_templates(plan: LoadPlan) -> list[list[Template]]:
                     o.set_shared_memory(oname, size, offset=off)
             payload = (wire.encode_http(plan.triton_name, url, inputs, outputs) if plan.protocol == "http"
                        else wire.encode_grpc(plan.triton_name, inputs, outputs))
-            row.append(Template(payload, plan.expected, in_shm=region is not None))
+            row.append(Template(payload, expected, in_shm=region is not None))
         rows.append(row)
     return rows
 
@@ -124,9 +132,11 @@ class LocalGenerator:
     async def __aenter__(self) -> "LocalGenerator":
         p = self.plan
         templates = build_templates(p)
+        in_shm = bool(p.output_regions)  # a row is one template per output region, else one per variant
         if (p.protocol == "grpc" and not p.streaming and p.concurrency is not None
                 and p.concurrency <= BLOCKING_GRPC_MAX_CONCURRENCY):
-            self.blocking = BlockingGrpcLoop(p.urls, templates, p.concurrency, p.timeout, self.recorder)
+            self.blocking = BlockingGrpcLoop(p.urls, templates, p.concurrency, p.timeout, self.recorder,
+                                             cycle=not in_shm)
             self.blocking.start()
             self._cpu = (time.process_time(), self._loop_time())
             return self
@@ -136,10 +146,18 @@ class LocalGenerator:
         sender, n = self.sender, len(p.urls)
 
         if p.concurrency is not None:
-            # closed loop: worker i always uses slot i (its connection, its output region)
+            # closed loop: worker i always uses slot i (its connection, its output region); without shared
+            # memory each worker sends the variants in turn, starting at its own
+            turns = list(range(p.concurrency))
+
             async def send(worker: int) -> None:
                 row = templates[worker % n]
-                await sender.send(worker % n, row[worker % len(row)], worker)
+                if in_shm:
+                    await sender.send(worker % n, row[worker % len(row)], worker)
+                    return
+                turn = turns[worker]
+                turns[worker] = turn + 1
+                await sender.send(worker % n, row[turn % len(row)], worker)
 
             self._task = asyncio.ensure_future(load.closed_loop(send, p.concurrency, self.recorder, self.stop))
         else:
@@ -152,7 +170,7 @@ class LocalGenerator:
             async def send(index: int) -> None:
                 row = templates[index % n]
                 if free is None:
-                    await sender.send(index % n, row[0], None)
+                    await sender.send(index % n, row[(index // n) % len(row)], None)
                     return
                 own = await free.get()
                 try:

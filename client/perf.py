@@ -28,7 +28,7 @@ from zeroserve.client.connection import (AsyncClient, Client, Endpoint, ModelNot
                                          require_loopback, to_wire)
 from zeroserve.client.errors import RequestFailed
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
-from zeroserve.client.perf_inputs import SharedMemory, perf_inputs
+from zeroserve.client.perf_inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
 from zeroserve.client.wire import OutputSpec, expected_outputs
 from zeroserve.client.windows import (STABLE_WINDOWS, Window, is_stable, latency_budget_search, latency_key,
                                       summarise, totals)
@@ -70,6 +70,7 @@ class Setup:
     streaming: bool = False
     percentile: float | None = None
     request_count: int | None = None  # count_windows: each window holds at least this many requests
+    variants: tuple = ()  # further (arrays, expected) requests sent in turn (perf_analyzer input-data entries)
 
     @property
     def latency_key(self) -> str:
@@ -83,7 +84,7 @@ class Setup:
                         # workers need a moment to receive the level and connect before the first send
                         start_at=time.perf_counter() + (0.5 if self.pool else 0.01),
                         input_region=self.shm.input_region if self.shm else None,
-                        expected=self.expected, streaming=self.streaming)
+                        expected=self.expected, streaming=self.streaming, variants=self.variants)
         if self.pool is None:
             return LocalGenerator(replace(base, concurrency=concurrency, rate=rate, output_regions=regions))
         plans = split_level(base, len(self.pool.procs), concurrency, rate, regions)
@@ -295,8 +296,15 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         arrays = perf_inputs(target, batch_size, input_mode, input_data=input_data, data_dir=data_dir, seed=seed,
                              shapes=shapes)
         outputs = [c.infer(target, triton_name, arrays) for c in sync]  # one real answer per server before load
+        names = [t.name for t in target.outputs]
         for answer in outputs:  # perf_analyzer's validation_data, when the input file has it
             check_validation_data(target, input_data, answer, rows=batch_size)
+        variants = []  # perf_analyzer's round-robin over its input-data entries: one reference answer each
+        for start, v_arrays in input_variants(target, input_data, batch_size, shapes):
+            answers = [c.infer(target, triton_name, v_arrays) for c in sync]
+            for answer in answers:
+                check_validation_data(target, input_data, answer, rows=batch_size, start=start)
+            variants.append((v_arrays, expected_outputs(names, answers[0])))
         shm = None
         if shared_memory == "system":
             slots = max(concurrency or [0]) or min(256, load.MAX_OUTSTANDING)
@@ -307,7 +315,8 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
                       window_s if warmup_s is None else warmup_s, stability, max_trials, timeout, shm,
                       distribution, seed, expected=expected_outputs([t.name for t in target.outputs], outputs[0]),
                       streaming=streaming, percentile=percentile,
-                      request_count=measurement_request_count if measurement_mode == "count_windows" else None)
+                      request_count=measurement_request_count if measurement_mode == "count_windows" else None,
+                      variants=tuple(variants) if shm is None else ())
         try:
             setup.pool = WorkerPool(workers) if workers > 1 else None
             levels, best = _measure_levels(setup, concurrency, request_rate, latency_budget_ms,
@@ -324,10 +333,12 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
     cores = os.cpu_count() or 1
     notes = run_notes(levels, stability, workers, cores)
     entries = perf_analyzer_entries(input_data) if input_data is not None else None
-    if entries is not None and entries > (batch_size if target.batched else 1):
-        notes.append(f"{input_data} holds {entries} perf_analyzer data entries; every request sent the first "
-                     f"{batch_size if target.batched else 1} as its rows (perf_analyzer sends them round-robin, "
-                     "one request each)")
+    if entries is not None and variants:
+        sent = 1 + (len(variants) if shm is None else 0)
+        notes.append(f"{input_data}: {entries} perf_analyzer data entries sent round-robin as {sent} distinct "
+                     f"request(s) of {batch_size if target.batched else 1} row(s)"
+                     + (" (only the first with --shared-memory system)" if shm is not None else "")
+                     + (f" (at most {MAX_VARIANTS})" if len(variants) + 1 >= MAX_VARIANTS else ""))
     mode = "latency_budget" if latency_budget_ms is not None else "request_rate" if request_rate else "concurrency"
     return {
         "schema": records.SCHEMA, "kind": "perf", "model": target.name, "triton_model": triton_name,
@@ -336,6 +347,7 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         "measurement_mode": measurement_mode,
         "measurement_request_count": measurement_request_count if measurement_mode == "count_windows" else None,
         "input": "file " + str(input_data) if input_data else input_mode, "shared_memory": shared_memory,
+        "input_requests": 1 + (len(variants) if shm is None else 0),
         "mode": mode, "distribution": distribution if request_rate else None,
         "latency_budget_ms": latency_budget_ms, "best": best, "latency_metric": latency_key(percentile),
         "window_s": window_s, "stability": stability, "max_trials": max_trials, "workers": workers,

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from zeroserve.client.connection import Client
-from zeroserve.client.target import Target, generated_inputs, read_input_file, spec_time, validate
+from zeroserve.client.target import (Target, generated_inputs, perf_analyzer_entries, read_input_file, spec_time,
+                                     validate)
 from zeroserve.errors import InputError
 
 
@@ -46,6 +47,28 @@ def perf_inputs(target: Target, batch_size: int, mode: str, *, input_data: Path 
         idx = np.arange(batch_size) % n
         return [a[idx] for a in split.test_inputs]
     raise InputError(f"unknown --input {mode!r}; use random, zero or sample (or --input-data FILE)")
+
+
+MAX_VARIANTS = 64  # at most this many distinct requests per level from a perf_analyzer input-data file
+
+
+def input_variants(target: Target, input_data: Path | None, batch_size: int,
+                   shapes: dict[str, tuple[int, ...]] | None = None) -> list[tuple[int, list[np.ndarray]]]:
+    """The requests after the first that a perf_analyzer input-data file makes, as (first entry, arrays).
+
+    perf_analyzer sends its entries round-robin; here request j holds entries j*b .. j*b+b-1 (cycled,
+    b = the batch size, 1 for a model that does not batch), until every entry has been sent once
+    (at most MAX_VARIANTS requests). Empty for any other input.
+    """
+    import math
+
+    entries = perf_analyzer_entries(input_data) if input_data is not None else None
+    per = batch_size if target.batched else 1
+    if entries is None or entries <= per and entries % per == 0:
+        return []
+    count = min(entries // math.gcd(entries, per), MAX_VARIANTS)
+    return [(j * per, validate(target, read_input_file(target, input_data, shapes, rows=per, start=j * per)))
+            for j in range(1, count)]
 
 
 # ---------------------------------------------------------------- shared memory

@@ -361,14 +361,14 @@ def perf_analyzer_rows(target: Target, data: dict, shapes: dict[str, tuple[int, 
 
 
 def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...]] | None = None,
-                    rows: int | None = None) -> list[np.ndarray]:
+                    rows: int | None = None, start: int = 0) -> list[np.ndarray]:
     """A user's tensors for `target`: .npy (one input), .npz or .json keyed by input name (batch axis
     included where the model batches), or perf_analyzer's input-data JSON (one request per entry, no
     batch axis: entries become the rows of one batch).
 
     Args:
-        rows: perf's batch: perf_analyzer JSON entries are taken in order (cycled) up to this many rows,
-            so entries of other shapes beyond them do not matter; None: every entry.
+        rows: perf's batch: perf_analyzer JSON entries are taken in order (cycled) from entry `start` up
+            to this many rows, so entries of other shapes beyond them do not matter; None: every entry.
     """
     from zeroserve.client.infer import load_input_file
 
@@ -383,7 +383,7 @@ def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...
             check_shapes(target, shapes)
             rows = perf_analyzer_rows(target, data, shapes, path)
             if want is not None:
-                rows = [rows[i % len(rows)] for i in range(want if target.batched else 1)]
+                rows = [rows[(start + i) % len(rows)] for i in range(want if target.batched else 1)]
             if not target.batched:
                 if len(rows) > 1:
                     raise InputError(f"{path}: {target.triton_name} does not batch (max_batch_size 0): give one "
@@ -413,7 +413,8 @@ def perf_analyzer_entries(path: Path) -> int | None:
     return len(data["data"]) if is_perf_analyzer_json(data) else None
 
 
-def check_validation_data(target: Target, path: Path | None, outputs: list[np.ndarray], rows: int | None = None) -> int:
+def check_validation_data(target: Target, path: Path | None, outputs: list[np.ndarray], rows: int | None = None,
+                          start: int = 0) -> int:
     """Compare a request's outputs with the `validation_data` of a perf_analyzer input-data file, entry by
     entry (the entries that made the request's rows), as perf_analyzer validates answers.
 
@@ -432,7 +433,7 @@ def check_validation_data(target: Target, path: Path | None, outputs: list[np.nd
     used = rows if rows is not None else n
     compared = 0
     for i in range(used if target.batched else 1):
-        entry = expected[(i % n) % len(expected)] if isinstance(expected, list) else None
+        entry = expected[((start + i) % n) % len(expected)] if isinstance(expected, list) else None
         if not isinstance(entry, dict):
             raise InputError(f"{path}: validation_data[{i}] is not an object keyed by output name")
         for t, out in zip(target.outputs, outputs):

@@ -392,10 +392,11 @@ class BlockingGrpcLoop:
     """
 
     def __init__(self, urls: list[str], templates: list[list[Template]], concurrency: int, timeout: float,
-                 recorder: load.Recorder):
+                 recorder: load.Recorder, cycle: bool = False):
         import threading
 
         self.templates = templates
+        self.cycle = cycle  # each thread sends its row's templates in turn (request variants), else one
         self.concurrency = concurrency
         self.timeout = timeout
         self.recorder = recorder
@@ -414,16 +415,20 @@ class BlockingGrpcLoop:
         calls = [c.unary_unary(wire.INFER_METHOD, _registered_method=True) for c in self.channels]
         for slot in range(self.concurrency):
             row = self.templates[slot % len(self.urls)]
-            thread = threading.Thread(target=self._run, args=(calls[slot % len(self.urls)], row[slot % len(row)]),
+            own = row[slot % len(row):] + row[:slot % len(row)] if self.cycle else [row[slot % len(row)]]
+            thread = threading.Thread(target=self._run, args=(calls[slot % len(self.urls)], own),
                                       daemon=True, name=f"zeroserve-grpc-{slot}")
             thread.start()
             self.threads.append(thread)
 
-    def _run(self, call, template: Template) -> None:
+    def _run(self, call, templates: list[Template]) -> None:
         import grpc
 
         clock, recorder, lock = time.perf_counter, self.recorder, self.lock
+        turn = 0
         while not self.stop.is_set():
+            template = templates[turn % len(templates)]
+            turn += 1
             t0 = clock()
             failure: tuple[str, str] | None = None
             try:

@@ -215,6 +215,30 @@ def test_perf_by_triton_name_count_windows(any_server, protocol, tmp_path):
     assert all(w["requests"] >= 20 for w in level["windows"])
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_perf_sends_perf_analyzer_entries_round_robin(any_server, tmp_path, protocol):
+    """Entries of different shapes are different requests, each checked against its own reference answer:
+    a request checked against another's answer would fail (its outputs differ in shape and size)."""
+    path = tmp_path / "var.json"
+    path.write_text(json.dumps({"data": [
+        {"x": {"content": [1.0, 2.0], "shape": [2]}, "k": [1, 2, 3]},
+        {"x": {"content": [1.0] * 6, "shape": [6]}, "k": [4, 5, 6]},
+        {"x": {"content": [3.0] * 5, "shape": [5]}, "k": [0, 0, 0]}],
+        "validation_data": [{"s": [6]}, {"s": [15]}, {"y": [6.0] * 5}]}))
+    for concurrency in ("1", "3"):  # gRPC at 1: the blocking-call loop; at 3: asyncio
+        r = cli("perf", "blend", "--input-data", str(path), "--protocol", protocol, "--concurrency", concurrency,
+                "--window", "0.2", "--warmup", "0.1", "--max-trials", "3", "--allow-unstable", *ports(any_server),
+                "--json")
+        assert r.exit_code == 0, r.output
+        rec = json.loads(r.stdout)
+        assert rec["input_requests"] == 3 and any("round-robin as 3 distinct" in n for n in rec["notes"])
+        assert rec["levels"][0]["ok"] >= 3 and rec["levels"][0]["failed"] == 0
+    r = cli("perf", "blend", "--input-data", str(path), "--protocol", protocol, "--request-rate", "200",
+            "--window", "0.2", "--warmup", "0.1", "--max-trials", "3", "--allow-unstable", *ports(any_server), "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["levels"][0]["failed"] == 0
+
+
 def test_perf_random_with_shape_time_windows(any_server):
     r = cli("perf", "blend", "--input", "zero", "--shape", "x:7", "--window", "0.2", "--warmup", "0.1",
             "--max-trials", "3", "--allow-unstable", *ports(any_server), "--json")
