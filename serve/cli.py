@@ -307,6 +307,10 @@ def status_cmd(
                       paint(trained, t["state"]), paint(e["state"], e["state"]),
                       paint(deployed, d["state"]), paint(s["state"], s["state"]))
     console.print(table)
+    for name, state in (server or {}).get("other_models", {}).items():
+        console.print(f"also served (no registry entry): {escape(name)} {paint(state, state)}", soft_wrap=True)
+    for name, reason in (server or {}).get("unservable", {}).items():
+        console.print(f"[red]not served:[/] {escape(name)}: {escape(reason)}", soft_wrap=True)
     if server and server.get("error"):
         err_console.print(f"[yellow]warning:[/] {server['error']}", highlight=False)
     if server and server.get("model_control"):

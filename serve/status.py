@@ -113,7 +113,8 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
     """One row per model (the course's and the user's own) and format (variants once made), and the server asked.
 
     Returns:
-        {"server": {...} | None, "models": [{"model", "format", "triton_name", "data", "trained",
+        {"server": {..., "other_models": {triton name: state} (served, no registry entry), "unservable":
+        {folder: reason}} | None, "models": [{"model", "format", "triton_name", "data", "trained",
         "exported", "deployed", "served"}], "dead": [{"run_id", "pid", "http_port", "log",
         "reason", "ended"}]}; each stage entry has a "state"; "data" has "source", "note"
         (why it fell back, with the fetch command) and "from" (train.json, or the registry when
@@ -159,6 +160,10 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
         info.update(supervision(server))
         if server_note:
             info["error"] = server_note
+        # models no registry entry describes (hand-written folders, another Triton's), and folders not served
+        known = {r["triton_name"] for r in rows}
+        info["other_models"] = {n: state for n, state in sorted((served or {}).items()) if n not in known}
+        info["unservable"] = dict(server.get("unservable") or {})
     dead = [{**{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "reason", "ended")},
              "crashes": s.get("crashes") or []} for s in st.dead_servers()]
     return {"server": info, "models": rows, "dead": dead}

@@ -128,11 +128,16 @@ def ports(s) -> list[str]:
     return ["--host", s.host, "--http-port", str(s.http_port), "--grpc-port", str(s.grpc_port)]
 
 
-def test_unservable_folders_are_reported_and_the_others_serve(any_server):
+def test_unservable_folders_are_reported_and_the_others_serve(any_server, tmp_path):
     assert sorted(any_server.models) == ["blend", "flat", "tag"]
     unservable = any_server.handle.state["unservable"]
     assert set(unservable) == {"saved_tf", "no_file", "junk"}
     assert "model.onnx" in unservable["junk"]
+    from zeroserve.serve.status import collect_status
+
+    status = collect_status(tmp_path / "artifacts", tmp_path / "repository", any_server.handle.state)["server"]
+    assert status["other_models"] == {"blend": "READY", "flat": "READY", "tag": "READY"}
+    assert set(status["unservable"]) == {"saved_tf", "no_file", "junk"}
     assert "tensorflow_savedmodel" in unservable["saved_tf"] and "not one zeroserve serves" in unservable["saved_tf"]
     assert "model.onnx is missing" in unservable["no_file"]
 
