@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,6 @@ class ServedTensor:
             raise InputError(f"tensor {self.name}: datatype {self.datatype} has no numpy type here")
         return np.dtype(np_type)
 
-    @property
-    def dynamic(self) -> bool:
-        return any(d < 0 for d in self.dims)
-
     def as_json(self) -> dict:
         return {"name": self.name, "datatype": self.datatype, "dims": list(self.dims)}
 
@@ -82,7 +78,6 @@ class Target:
     spec: ModelSpec | None = None
     fmt: str | None = None
     resolved: str = "registry"
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def batched(self) -> bool:
