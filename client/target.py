@@ -151,6 +151,8 @@ def resolve(name: str, client, fmt: str | None = None, model_files=None) -> Targ
             return Target.of_spec(spec, fmt or F.DEFAULT_FORMAT, client.max_batch_size(triton_name))
         # not served under the registry's name, but a model called `name` is: it is that model
     if not client.is_ready(name):
+        if name in client.recovering():
+            client.require_model(name)  # ModelRecovering: its stub died and the supervisor is reloading it
         served = client.served_models()
         hint = f"known models: {', '.join(known)}" if F.split_triton_name(name) is None and name not in known else ""
         raise ModelNotServed(f"the server at {client.url} does not serve {name!r} and it is not a registry name "
