@@ -13,10 +13,9 @@ from rich.table import Table
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
-                               err_console, handle_errors, print_json, skip_line)
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, data_dir_in_use, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
+                               err_console, handle_errors, port_callback, positive_seconds, print_json, skip_line)
 from zeroserve.client.connection import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, resolve_endpoint
-from zeroserve.data import default_data_dir
 from zeroserve.errors import CheckFailed, InputError
 
 Protocol = choices("Protocol", PROTOCOLS)
@@ -27,11 +26,11 @@ client_app = typer.Typer(name="client", help="Call, check and load-test the serv
 HostOpt = Annotated[Optional[str], typer.Option("--host", help="Server host (default: the running server's, "
                                                 "else 127.0.0.1).")]
 HttpPortOpt = Annotated[Optional[int], typer.Option("--http-port", help="HTTP port (default: the running "
-                                                    "server's state file, else 8000).")]
+                                                    "server's state file, else 8000).", callback=port_callback())]
 GrpcPortOpt = Annotated[Optional[int], typer.Option("--grpc-port", help="gRPC port (default: the running "
-                                                    "server's state file, else 8001).")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before a call to the server gives up "
-                                            "(exit 3, saying it timed out).")]
+                                                    "server's state file, else 8001).", callback=port_callback())]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds (> 0) before a call to the server gives up "
+                                            "(exit 3, saying it timed out).", callback=positive_seconds)]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Served format.")]
 ProtocolOpt = Annotated[Protocol, typer.Option("--protocol", help="Wire protocol (KServe v2).")]
 
@@ -79,7 +78,7 @@ def infer_cmd(
     if input_file is not None:
         arrays = load_input_file(spec, input_file)
     elif sample is not None:
-        arrays, target = sample_inputs(spec, data_dir or default_data_dir(), sample)
+        arrays, target = sample_inputs(spec, data_dir_in_use(data_dir), sample)
     elif text is not None:
         arrays = text_inputs(spec, text)
     else:
@@ -144,7 +143,7 @@ def check_cmd(
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
         with Client(endpoint, p, timeout) as client:
             client.live()
-    data_dir = data_dir or default_data_dir()
+    data_dir = data_dir_in_use(data_dir)
     results, skipped = [], []
     for spec in specs:
         try:
@@ -272,6 +271,8 @@ def perf_cmd(
 
     spec = registry.get(model, model_files)
     endpoint = resolve_endpoint(host, http_port, grpc_port) if not url else None
+    if input_mode == "sample" and input_data is None:
+        data_dir = data_dir_in_use(data_dir)
 
     def progress(level: dict) -> None:
         if not as_json:

@@ -7,8 +7,6 @@ unreachable or timed out (exit 3), rejected (exit 2) or failed (exit 1), with Tr
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,7 +14,7 @@ import numpy as np
 
 from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFailed, RequestRejected, translate  # noqa: F401 (re-exported)
 from zeroserve.errors import InputError, ServerError
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
+from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
 from zeroserve.serve.state import recovering_models, resolve_server
 from zeroserve.spec import ModelSpec, TensorSpec
 
@@ -42,7 +40,7 @@ class Endpoint:
 
     def url(self, protocol: str) -> str:
         """`host:port` (no scheme, as tritonclient wants it) for a protocol."""
-        return f"{self.host}:{self.http_port if protocol == 'http' else self.grpc_port}"
+        return hostport(self.host, self.http_port if protocol == "http" else self.grpc_port)
 
 
 def resolve_endpoint(host: str | None = None, http_port: int | None = None,
@@ -63,23 +61,40 @@ def resolve_endpoint(host: str | None = None, http_port: int | None = None,
                     f"state file of server pid {state.get('pid')}")
 
 
-def parse_url(url: str) -> tuple[str, int]:
-    """`HOST:PORT` (no scheme) -> (host, port), or InputError."""
-    if "://" in url:
-        raise InputError(f"--url {url!r}: give HOST:PORT without a scheme")
-    host, sep, port = url.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"--url {url!r}: expected HOST:PORT, for example 127.0.0.1:8001")
-    return host.strip("[]"), int(port)
+URL_SCHEMES = {"http": PROTOCOLS, "grpc": ("grpc",)}  # a scheme is optional; no TLS here (no https/grpcs)
+
+
+def parse_url(url: str, protocol: str | None = None) -> tuple[str, int]:
+    """`HOST:PORT`, `[IPv6]:PORT` or either behind `http://` (`grpc://` for gRPC) -> (host, port), or InputError."""
+    example = "for example 127.0.0.1:8001 or [::1]:8001"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    elif scheme.lower() not in URL_SCHEMES or (protocol and protocol not in URL_SCHEMES[scheme.lower()]):
+        raise InputError(f"--url {url!r}: the scheme {scheme}:// does not go with --protocol {protocol or 'grpc'}; "
+                         f"give HOST:PORT ({example})")
+    rest = rest.rstrip("/")
+    if "/" in rest or "?" in rest or "#" in rest or "@" in rest:
+        raise InputError(f"--url {url!r}: give only HOST:PORT, no path ({example})")
+    if rest.count(":") > 1 and not rest.startswith("["):
+        raise InputError(f"--url {url!r}: an IPv6 address goes in brackets, as in [::1]:8001")
+    if rest.startswith("["):
+        host, close, port = rest[1:].partition("]")
+        if not close or not port.startswith(":"):
+            raise InputError(f"--url {url!r}: expected [IPv6]:PORT, as in [::1]:8001")
+        port = port[1:]
+    else:
+        host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--url {url!r}: expected HOST:PORT, {example}")
+    if not 0 < int(port) <= 65535:
+        raise InputError(f"--url {url!r}: port {int(port)} is not a port: give 1-65535")
+    return host, int(port)
 
 
 def require_loopback(host: str) -> None:
     """Load is generated only against this machine: refuse any host that is not a loopback address."""
-    try:
-        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        raise InputError(f"host {host!r} does not resolve") from None
-    bad = sorted(a for a in addrs if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
+    bad = non_loopback(host)
     if bad:
         raise InputError(f"host {host!r} ({', '.join(bad)}) is not a loopback address: zeroserve generates load "
                          "only against servers on this machine (use 127.0.0.1)")

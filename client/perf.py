@@ -27,6 +27,7 @@ from zeroserve.client import load
 from zeroserve.client.connection import (AsyncClient, Client, Endpoint, ModelNotServed, add_statistics, parse_url,
                                          require_loopback, to_wire)
 from zeroserve.client.errors import RequestFailed
+from zeroserve.serve.ports import hostport
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.perf_inputs import SharedMemory, perf_inputs
 from zeroserve.client.wire import OutputSpec, expected_outputs
@@ -197,10 +198,11 @@ def level_failures(level: dict) -> tuple[dict[str, int], dict[str, str]]:
 
 def resolve_urls(endpoint: Endpoint, protocol: str, urls: list[str] | None) -> list[str]:
     """The servers to load (`--url` wins over the endpoint options), every one on loopback."""
-    pairs = [parse_url(u) for u in urls] if urls else [(endpoint.host, int(endpoint.url(protocol).rsplit(":", 1)[1]))]
+    pairs = ([parse_url(u, protocol) for u in urls] if urls else
+             [(endpoint.host, endpoint.http_port if protocol == "http" else endpoint.grpc_port)])
     for host, _ in pairs:
         require_loopback(host)
-    return [f"{'127.0.0.1' if h == 'localhost' else h}:{p}" for h, p in pairs]
+    return [hostport("127.0.0.1" if h == "localhost" else h, p) for h, p in pairs]
 
 
 def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol: str = "grpc",

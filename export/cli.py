@@ -12,8 +12,7 @@ from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
 from zeroserve import parity
 from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices,
-                               console, err_console, handle_errors, print_json, skip_line)
-from zeroserve.data import default_data_dir
+                               console, data_dir_in_use, err_console, handle_errors, print_json, skip_line)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import exporter
 
@@ -52,7 +51,7 @@ def export_cmd(
     """
     formats = F.parse(fmt)
     exporter.check_opset(opset, exporter_name)
-    data_dir = data_dir or default_data_dir()
+    data_dir = data_dir_in_use(data_dir)
     specs, explicit = registry.select(models, model_files)
     done, skipped, failed = [], [], []
     for spec in specs:
