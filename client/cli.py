@@ -31,6 +31,11 @@ GrpcPortOpt = Annotated[Optional[int], typer.Option("--grpc-port", help="gRPC po
                                                     "server's state file, else 8001).", callback=port_callback())]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds (> 0) before a call to the server gives up "
                                             "(exit 3, saying it timed out).", callback=positive_seconds)]
+CastOpt = Annotated[bool, typer.Option("--cast", help="Convert input values the model's dtypes do not hold exactly "
+                                     "(float64 rounded to float32, fractions truncated for integer inputs, integers "
+                                     "saturated); without it such an input is refused (exit 2).")]
+NonfiniteOpt = Annotated[bool, typer.Option("--allow-nonfinite", help="Send NaN and infinite input values; without "
+                                            "it such an input is refused (exit 2).")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Served format.")]
 ProtocolOpt = Annotated[Protocol, typer.Option("--protocol", help="Wire protocol (KServe v2).")]
 
@@ -55,6 +60,8 @@ def infer_cmd(
                      "grayscale in [0, 1].")] = None,
     invert: Annotated[bool, typer.Option("--invert", help="With --image: invert a dark-on-light drawing "
                       "(MNIST digits are light on dark).")] = False,
+    cast: CastOpt = False,
+    allow_nonfinite: NonfiniteOpt = False,
     protocol: ProtocolOpt = "grpc",
     fmt: FormatOpt = F.DEFAULT_FORMAT,
     host: HostOpt = None,
@@ -84,7 +91,7 @@ def infer_cmd(
     else:
         arrays = image_inputs(spec, image, invert)
     with Client(resolve_endpoint(host, http_port, grpc_port), protocol, timeout) as client:
-        result = run_infer(spec, client, fmt, arrays)
+        result = run_infer(spec, client, fmt, arrays, cast=cast, allow_nonfinite=allow_nonfinite)
     if as_json:
         print_json({**result, "outputs": {k: v.tolist() for k, v in result["outputs"].items()},
                     **({"target": np.asarray(target).tolist()} if target is not None else {})})
@@ -231,6 +238,8 @@ def perf_cmd(
     input_mode: Annotated[str, typer.Option("--input", help="random, zero or sample (real held-out data).")] = "random",
     input_data: Annotated[Optional[Path], typer.Option("--input-data", help="User tensors (.npy/.npz/.json), "
                           "repeated to the batch size.")] = None,
+    cast: CastOpt = False,
+    allow_nonfinite: NonfiniteOpt = False,
     shared_memory: Annotated[str, typer.Option("--shared-memory", help="none or system (Triton's system "
                              "shared-memory extension).")] = "none",
     window: Annotated[float, typer.Option("--window", help="Measurement window in seconds.")] = 5.0,
@@ -286,7 +295,8 @@ def perf_cmd(
                    concurrency=list(level_iter(concurrency, int)) if concurrency else None,
                    request_rate=list(level_iter(request_rate, float)) if request_rate else None,
                    distribution=distribution, latency_budget_ms=latency_budget_ms, batch_size=batch_size,
-                   input_mode=input_mode, input_data=input_data, data_dir=data_dir, shared_memory=shared_memory,
+                   input_mode=input_mode, input_data=input_data, cast=cast, allow_nonfinite=allow_nonfinite,
+                   data_dir=data_dir, shared_memory=shared_memory,
                    window_s=window, warmup_s=warmup, stability=stability, max_trials=max_trials,
                    allow_unstable=allow_unstable, allow_failures=allow_failures, percentile=percentile,
                    streaming=streaming, timeout=timeout, workers=workers, on_level=progress)

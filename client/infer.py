@@ -80,14 +80,19 @@ def sample_inputs(spec: ModelSpec, data_dir: Path, n: int) -> tuple[list[np.ndar
     return [a[:n] for a in split.test_inputs], None if split.test_target is None else split.test_target[:n]
 
 
-def run_infer(spec: ModelSpec, client: Client, fmt: str, arrays: list[np.ndarray]) -> dict:
+def run_infer(spec: ModelSpec, client: Client, fmt: str, arrays: list[np.ndarray], *, cast: bool = False,
+              allow_nonfinite: bool = False) -> dict:
     """Validate, send in batches of at most max_batch_size, and describe the answer.
+
+    Args:
+        cast: convert inputs whose values the model's dtypes do not hold exactly (else InputError).
+        allow_nonfinite: send NaN and infinity (else InputError naming the input and their count).
 
     Returns:
         {"model", "triton_model", "protocol", "url", "inputs": {name: shape}, "outputs": {name: array},
         "meaning": spec.describe rows}.
     """
-    arrays = validate_inputs(spec, arrays)
+    arrays = validate_inputs(spec, arrays, cast=cast, allow_nonfinite=allow_nonfinite)
     triton_name = spec.triton_name(fmt)
     client.require_model(triton_name)
     limit = min(spec.max_batch_size, client.max_batch_size(triton_name) or spec.max_batch_size)

@@ -209,7 +209,8 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
              urls: list[str] | None = None, concurrency: list[int] | None = None,
              request_rate: list[float] | None = None, distribution: str = "constant",
              latency_budget_ms: float | None = None, batch_size: int = 1, input_mode: str = "random",
-             input_data: Path | None = None, data_dir: Path | None = None, shared_memory: str = "none",
+             input_data: Path | None = None, cast: bool = False, allow_nonfinite: bool = False,
+             data_dir: Path | None = None, shared_memory: str = "none",
              window_s: float = 5.0, warmup_s: float | None = None, stability: float = 0.10, max_trials: int = 10,
              allow_unstable: bool = False, allow_failures: bool = False, percentile: float | None = None,
              streaming: bool = False, timeout: float = 10.0, seed: int = 0, workers: int = 1,
@@ -255,7 +256,8 @@ def run_perf(spec: ModelSpec, endpoint: Endpoint, *, fmt: str = "onnx", protocol
             served_max = min(served_max, c.max_batch_size(triton_name) or served_max)
         if not 1 <= batch_size <= served_max:
             raise InputError(f"--batch-size must be between 1 and {triton_name}'s max_batch_size {served_max}")
-        arrays = perf_inputs(spec, batch_size, input_mode, input_data=input_data, data_dir=data_dir, seed=seed)
+        arrays = perf_inputs(spec, batch_size, input_mode, input_data=input_data, data_dir=data_dir, seed=seed,
+                             cast=cast, allow_nonfinite=allow_nonfinite)
         outputs = [c.infer(spec, triton_name, arrays) for c in sync]  # one real answer per server before load
         shm = None
         if shared_memory == "system":

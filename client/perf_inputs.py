@@ -15,12 +15,16 @@ from zeroserve.spec import ModelSpec
 
 
 def perf_inputs(spec: ModelSpec, batch_size: int, mode: str, *, input_data: Path | None = None,
-                data_dir: Path | None = None, seed: int = 0) -> list[np.ndarray]:
-    """The batch every request sends: random valid, zeros, real held-out samples, or a user's file."""
+                data_dir: Path | None = None, seed: int = 0, cast: bool = False,
+                allow_nonfinite: bool = False) -> list[np.ndarray]:
+    """The batch every request sends: random valid, zeros, real held-out samples, or a user's file.
+
+    A file's values are checked as `client infer` checks them (`cast`, `allow_nonfinite`).
+    """
     if input_data is not None:
         from zeroserve.client.infer import load_input_file
 
-        arrays = validate_inputs(spec, load_input_file(spec, input_data))
+        arrays = validate_inputs(spec, load_input_file(spec, input_data), cast=cast, allow_nonfinite=allow_nonfinite)
         reps = -(-batch_size // len(arrays[0]))
         return [np.concatenate([a] * reps)[:batch_size] for a in arrays]
     if mode == "random":
