@@ -13,7 +13,6 @@ import io
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ DEFAULT_EXPORTER = "legacy"  # passes the gate for all ten models, and in a tent
 OPSETS = {"legacy": (9, torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET),
           "dynamo": (18, torch.onnx._constants.ONNX_MAX_OPSET)}
 SAMPLE_ROWS = 8
+EXPORT_SCRATCH = ".export-"  # export's scratch folders in artifacts/<model>/ (records.scratch_dir)
 LATENCY_THREADS = 1
 
 
@@ -227,7 +227,8 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, opset: int =
     eager = _eager_runner(model)
     module = _exportable(spec, model)
 
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    records.prune_scratch(out_dir, EXPORT_SCRATCH)  # left by an export that was killed
+    tmp = records.scratch_dir(out_dir, EXPORT_SCRATCH)
     try:
         entries: dict[str, dict] = {}
         runners: dict[str, Callable] = {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -263,7 +262,7 @@ def _place(staged: Path, final: Path) -> None:
     """Rename `staged` to `final`, moving any previous folder aside first and deleting it after."""
     aside = None
     if final.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f".zs-old-{final.name}-", dir=staged.parent))
+        aside = records.scratch_dir(staged.parent, f".zs-old-{final.name}-")
         os.replace(final, aside / final.name)
     try:
         os.replace(staged, final)
@@ -281,15 +280,10 @@ def _staging_parent(repository: Path) -> Path:
     return parent if os.access(parent, os.W_OK) else repository
 
 
-STALE_AFTER_S = 600  # a staging folder this old belongs to a deploy that was killed, not one in progress
-
-
 def _prune_stale(staging: Path, name: str) -> None:
     """Remove staging and set-aside folders of `name` left by a deploy that was killed mid-way."""
     for prefix in (f".zs-deploy-{name}-", f".zs-old-{name}-"):
-        for folder in staging.glob(prefix + "*"):
-            if folder.is_dir() and time.time() - folder.stat().st_mtime > STALE_AFTER_S:
-                shutil.rmtree(folder, ignore_errors=True)
+        records.prune_scratch(staging, prefix)
 
 
 def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_REPOSITORY, *,
@@ -359,7 +353,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
         backend = F.get(fmt).backend
         name = F.get(fmt).triton_name(spec.name)
         _prune_stale(staging, name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".zs-deploy-{name}-", dir=staging))
+        tmp = records.scratch_dir(staging, f".zs-deploy-{name}-")
         try:
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a Triton running as another user
             (tmp / VERSION).mkdir()

@@ -81,9 +81,10 @@ def positive_seconds(param: typer.CallbackParam, value: float | None) -> float |
 def _existing_data_dir(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
     """--data-dir given on the command line must be a folder; env and default are checked where they are read."""
     if value is not None and ctx.get_parameter_source(param.name).name == "COMMANDLINE" and not value.is_dir():
+        from zeroserve.fetch import fetch_command
+
         usage_error(f"--data-dir {value} " + ("is not a folder" if value.exists() else "does not exist")
-                    + ": give the folder holding the course data (or fetch it with "
-                    f"`zeroserve data fetch all --data-dir {value}`)")
+                    + f": give the folder holding the course data, or fill it with `{fetch_command('all', value)}`")
     return value
 
 
