@@ -129,7 +129,7 @@ def serve_cmd(
         os.execvp(cmd[0], cmd)
     if print_only:
         raise InputError("--print goes with --engine docker")
-    http_port, grpc_port, metrics_port = _bind_checks(host, allow_remote, http_port, grpc_port, metrics_port)
+    host, http_port, grpc_port, metrics_port = _bind_checks(host, allow_remote, http_port, grpc_port, metrics_port)
 
     policy = RestartPolicy.from_env(cap=max_restarts, first_s=restart_backoff)
     if detach:
@@ -168,8 +168,13 @@ def serve_cmd(
         signal.signal(signal.SIGINT, previous_int)
 
 
-def _bind_checks(host: str, allow_remote: bool, *ports: int) -> tuple[int, ...]:
-    """Refuse a non-loopback --host without --allow-remote (warn with it); replace each port 0 by a free one."""
+def _bind_checks(host: str, allow_remote: bool, *ports: int) -> tuple:
+    """Refuse a non-loopback --host without --allow-remote (warn with it); replace each port 0 by a free one.
+
+    Returns the host (`localhost` as 127.0.0.1, which tritonserver binds and gRPC reaches at once)
+    and the three ports.
+    """
+    host = DEFAULT_HOST if host == "localhost" else host.strip("[]")
     warning = check_bind_host(host, allow_remote)
     if warning:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
@@ -178,7 +183,7 @@ def _bind_checks(host: str, allow_remote: bool, *ports: int) -> tuple[int, ...]:
     picked = [f"{k} {chosen[k]}" for k, p in zip(names, ports) if p == 0]
     if picked:
         err_console.print(f"free port(s) chosen on {host}: {', '.join(picked)}", highlight=False)
-    return tuple(chosen[k] for k in names)
+    return (host, *(chosen[k] for k in names))
 
 
 @contextlib.contextmanager
