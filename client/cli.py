@@ -13,8 +13,9 @@ from rich.table import Table
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, data_dir_in_use, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
-                               err_console, handle_errors, port_callback, positive_seconds, print_json, skip_line)
+from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
+                               data_dir_in_use, err_console, handle_errors, port_callback, positive_seconds,
+                               print_json, skip_line)
 from zeroserve.client.connection import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, resolve_endpoint
 from zeroserve.errors import CheckFailed, InputError
 

@@ -40,7 +40,7 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 def non_loopback(host: str) -> list[str]:
-    """The addresses `host` stands for that are not loopback (empty: loopback only); InputError if it does not resolve."""
+    """The addresses `host` stands for that are not loopback (empty: loopback only); InputError if it won't resolve."""
     ip = _ip(host)
     if ip is not None:
         return [] if ip.is_loopback else [str(ip)]
