@@ -123,11 +123,14 @@ def _infer_linear(*args: str) -> list:
     return json.loads(res.stdout)["outputs"]["y__0"]
 
 
-def test_port_0_picks_free_ports_prints_them_and_clients_find_them(deployed_repository, serve_cache, tmp_path):
-    _, state = _serve_detached(deployed_repository)
+def test_port_0_picks_free_ports_and_prints_them(deployed_repository, serve_cache, tmp_path):
+    _, state = _serve_detached(deployed_repository)  # the printed ports are the state file's
     try:
         (tmp_path / "x.json").write_text("[[1.0], [2.0]]")
-        assert len(_infer_linear(str(tmp_path / "x.json"))) == 2  # endpoint from the state file
+        for protocol in ("http", "grpc"):
+            got = _infer_linear(str(tmp_path / "x.json"), "--protocol", protocol,
+                                "--http-port", str(state["http_port"]), "--grpc-port", str(state["grpc_port"]))
+            assert len(got) == 2
     finally:
         assert run("stop", "--http-port", str(state["http_port"])).returncode == 0
 
