@@ -49,6 +49,7 @@ def resolve_endpoint(host: str | None = None, http_port: int | None = None,
 
     Several running servers and none chosen is an InputError listing them (from serve.state).
     """
+    host = host.strip("[]") if host else host  # `[::1]` names the server that serve recorded as `::1`
     if http_port is not None or grpc_port is not None:
         return Endpoint(host or DEFAULT_HOST, http_port or DEFAULT_HTTP_PORT, grpc_port or DEFAULT_GRPC_PORT,
                         "options")
