@@ -126,7 +126,8 @@ def plot_png(rows: list[dict]) -> bytes:
     labels = [f"{r['model']}\n{r['variant']}" for r in rows]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4.2))
     width = 0.38
-    for j, (field, label) in enumerate((("speedup_b1", "batch 1"), ("speedup_large", "large batch"))):
+    big = rows[0]["large_batch"] if rows else 64
+    for j, (field, label) in enumerate((("speedup_b1", "batch 1"), ("speedup_large", f"batch {big}"))):
         xs = [i + (j - 0.5) * width for i in range(len(rows))]
         ys = [r[field] or 0 for r in rows]
         bars = ax.bar(xs, ys, width, label=label)
@@ -136,7 +137,8 @@ def plot_png(rows: list[dict]) -> bytes:
     ax.axhline(1.0, color="gray", lw=1, ls="--")
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylabel("speed-up over fp32 (×)")
-    ax.set_title("variants, in-process, 1 thread (hatched: over the gate; 0: not measured)")
+    ax.set_title("variants vs fp32, in-process, 1 thread\n(hatched: over the gate; no bar: not measured)",
+                 fontsize=10)
     ax.legend()
     fig.tight_layout()
     buf = io.BytesIO()
