@@ -32,6 +32,39 @@ C16_BAR = 0.95
 REPORT = Path("reports") / "variants"
 
 
+def served_figures(rows: list[dict], timeout: float = 3.0) -> tuple[dict, str]:
+    """For `export --report`: c=1 p50 and c=16 throughput of each row's variant and its base on the running
+    zeroserve server (its state file; never a guess at default ports), where it serves them.
+
+    Returns:
+        ({triton name: figures}, a note saying what was measured or why nothing was).
+    """
+    from zeroserve.client.connection import Client
+    from zeroserve.serve.state import resolve_server
+
+    try:
+        state = resolve_server()
+        endpoint = Endpoint(state.get("host") or "127.0.0.1", int(state["http_port"]), int(state["grpc_port"]),
+                            "state file")
+        with Client(endpoint, "grpc", timeout) as client:
+            client.live()
+            present = set(client.served_models())
+    except ZeroserveError as exc:
+        return {}, f"no served figures: {exc}"
+    out: dict[str, dict] = {}
+    for row in rows:
+        spec = registry.get(row["model"])
+        for fmt in (F.get(row["format"]).base, row["format"]):
+            name = F.get(fmt).triton_name(spec.name)
+            if name in present and name not in out:
+                try:
+                    out[name] = _levels(spec, endpoint, fmt)
+                except ZeroserveError:
+                    continue
+    return out, (f"served figures from the server at {endpoint.url('grpc')} (gRPC, short windows)" if out else
+                 f"no served figures: the server at {endpoint.url('grpc')} serves none of these variants")
+
+
 def _levels(spec, endpoint: Endpoint, fmt: str) -> dict:
     rec = run_perf(spec, endpoint, fmt=fmt, protocol="grpc", concurrency=[1, 16], window_s=WINDOW_S,
                    warmup_s=0.5, max_trials=4, allow_unstable=True)

@@ -119,6 +119,13 @@ def export_cmd(
         from zeroserve.export import report as variant_report
 
         rows = variant_report.rows(done, variants)
+        # served figures need the client stage: asked for only here, at the command line's edge
+        from zeroserve.client.bench_variants import served_figures
+
+        served, note = served_figures(rows)
+        rows = variant_report.rows(done, variants, served=served)
+        if not as_json:
+            err_console.print(note, highlight=False, soft_wrap=True)
         paths = variant_report.write(rows, report)
     if as_json:
         print_json({"exported": done, "skipped": skipped, "failed": failed,
@@ -130,7 +137,7 @@ def export_cmd(
         if variants:
             from zeroserve.export import report as variant_report
 
-            console.print(variant_report.table(variant_report.rows(done, variants)))
+            console.print(variant_report.table(rows if report is not None else variant_report.rows(done, variants)))
         if paths:
             console.print(f"variant report: {paths['md']} ({paths['json'].name}, {paths['png'].name})",
                           highlight=False)

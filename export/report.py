@@ -67,7 +67,9 @@ def rows(done: list[dict], variants: tuple[str, ...] | None = None, served: dict
                    "max_abs": e.get("max_abs"), "large_batch": big,
                    "latency_b1_ms": {"base": b1[0], "variant": b1[1]}, "speedup_b1": b1[2],
                    "latency_large_ms": {"base": bl[0], "variant": bl[1]}, "speedup_large": bl[2],
-                   "served": (served or {}).get(name), "failed_rules": e.get("failed_rules") or [],
+                   "served": (served or {}).get(name),
+                   "served_base": (served or {}).get(F.get(fmt.base).triton_name(rec["model"])),
+                   "failed_rules": e.get("failed_rules") or [],
                    "note": e.get("note") or e.get("reason", "")}
             row["verdict"] = verdict(row)
             out.append(row)
@@ -78,38 +80,44 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _served(r: dict) -> str:
+    """`base → variant` c=1 p50 and c=16 throughput, where measured."""
+    v, b = r.get("served") or {}, r.get("served_base") or {}
+    if not v:
+        return "no server"
+    return (f"{_fmt(b.get('c1_p50_ms'), '.2f')} → {_fmt(v.get('c1_p50_ms'), '.2f')} ms / "
+            f"{_fmt(b.get('c16_throughput'), ',.0f')} → {_fmt(v.get('c16_throughput'), ',.0f')}/s")
+
+
 def table(rows: list[dict]) -> Table:
     t = Table(title="variants: in-process, 1 CPU thread, measured beside the base in one run")
     for c in ("model", "variant", "gate", "size", "b1 ms base→variant", "b64 ms base→variant", "metric fp32→variant",
-              "top-1 agree", "served c=1 p50 / c=16", "verdict"):
+              "top-1 agree", "served fp32→variant c=1 p50 / c=16", "verdict"):
         t.add_column(c)
     for r in rows:
         b1, bl = r["latency_b1_ms"], r["latency_large_ms"]
-        served = r.get("served") or {}
         t.add_row(r["model"], r["variant"], r["status"],
                   f"{_fmt(r['base_bytes'], ',')} → {_fmt(r['bytes'], ',')} B",
                   f"{_fmt(b1['base'], '.3f')} → {_fmt(b1['variant'], '.3f')}",
                   f"{_fmt(bl['base'], '.3f')} → {_fmt(bl['variant'], '.3f')}",
                   f"{r['metric'] or ''} {_fmt(r['metric_fp32'], '.4f')} → {_fmt(r['metric_variant'], '.4f')}",
                   "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2%}",
-                  f"{_fmt(served.get('c1_p50_ms'), '.2f')} ms / {_fmt(served.get('c16_throughput'), ',.0f')}/s"
-                  if served else "no server", r["verdict"])
+                  _served(r), r["verdict"])
     return t
 
 
 def markdown(rows: list[dict]) -> str:
     head = ("| model | variant | gate | bytes | b1 ms | b64 ms | metric fp32 → variant | top-1 agreement | "
-            "served c=1 p50 / c=16 | verdict |\n|" + " --- |" * 10 + "\n")
+            "served fp32 → variant: c=1 p50 / c=16 | verdict |\n|" + " --- |" * 10 + "\n")
     lines = []
     for r in rows:
-        b1, bl, served = r["latency_b1_ms"], r["latency_large_ms"], r.get("served") or {}
+        b1, bl = r["latency_b1_ms"], r["latency_large_ms"]
         agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2%}"
         lines.append(f"| {r['model']} | {r['variant']} | {r['status']} | {_fmt(r['base_bytes'], ',')} → "
                      f"{_fmt(r['bytes'], ',')} | {_fmt(b1['base'], '.3f')} → {_fmt(b1['variant'], '.3f')} | "
                      f"{_fmt(bl['base'], '.3f')} → {_fmt(bl['variant'], '.3f')} | {r['metric'] or ''} "
                      f"{_fmt(r['metric_fp32'], '.4f')} → {_fmt(r['metric_variant'], '.4f')} | {agree} | "
-                     + (f"{_fmt(served.get('c1_p50_ms'), '.2f')} ms / {_fmt(served.get('c16_throughput'), ',.0f')}/s"
-                        if served else "no server") + f" | {r['verdict']} |")
+                     + _served(r) + f" | {r['verdict']} |")
     notes = [f"- {r['model']} {r['variant']}: {r['note']}" for r in rows if r.get("note")]
     return ("# Variant report\n\nIn-process medians on 1 CPU thread, each variant timed beside its fp32 base in "
             "the same run; metric and agreement on the whole held-out set.\n\n" + head + "\n".join(lines) + "\n"

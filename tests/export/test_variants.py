@@ -93,7 +93,8 @@ def test_a_variant_calibrated_on_zeros_fails_is_recorded_and_refused_by_deploy(e
     assert not (tmp_path / "repo" / "softmax_mnist_onnx_int8").exists()
 
 
-def test_the_cli_exits_1_naming_the_rule_and_numbers(exported, tmp_path, data_dir):
+def test_the_cli_writes_the_variant_report(exported, tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path / "cache"))  # no server: in-process figures only
     shutil.copytree(exported[0] / "softmax_mnist", tmp_path / "softmax_mnist")
     result = runner.invoke(app, ["export", "softmax_mnist", "--artifacts", str(tmp_path), "--variant", "optimized",
                                  "--min-agreement", "100", "--max-metric-drop", "0", "--data-dir", str(data_dir),
@@ -104,6 +105,18 @@ def test_the_cli_exits_1_naming_the_rule_and_numbers(exported, tmp_path, data_di
     assert report["rows"][0]["variant"] == "optimized" and report["rows"][0]["verdict"]
     assert (tmp_path / "report" / "variants.png").read_bytes()[:4] == b"\x89PNG"
     assert "| softmax_mnist | optimized | PASS |" in (tmp_path / "report" / "variants.md").read_text()
+
+    # a fault injected: int8 calibrated on zeros fails its gate; the CLI names the rule and numbers, exits 1
+    from zeroserve.export import variants
+
+    monkeypatch.setattr(variants, "_calibration", lambda spec, split, opts: [np.zeros((64, 1, 28, 28), np.float32)])
+    result = runner.invoke(app, ["export", "softmax_mnist", "--artifacts", str(tmp_path), "--variant", "int8",
+                                 "--data-dir", str(data_dir)])
+    assert result.exit_code == 1, result.output
+    assert "softmax_mnist onnx_int8 failed the variant gate" in result.output
+    assert "vs fp32's" in result.output or "agreement with eager" in result.output
+    rec = json.loads((tmp_path / "softmax_mnist" / "export.json").read_text())
+    assert rec["formats"]["onnx_int8"]["status"] == "FAIL" and rec["formats"]["onnx_optimized"]["status"] == "PASS"
 
 
 def test_bad_variant_requests_are_one_line_exit_2_and_write_nothing(exported, tmp_path, data_dir):
