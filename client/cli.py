@@ -141,11 +141,14 @@ def check_cmd(
     """Compare every served output on the held-out set with eager PyTorch from the checkpoint.
 
     Passes when every element is within atol + rtol*|eager| and top-1 agrees 100%; exits 1 otherwise.
+    A served variant (<model>_onnx_int8, ...) is held to the variant rule its export recorded instead:
+    held-out metric within the allowed drop of eager's and top-1 agreement at least the minimum.
+    Without --format: the primary formats and every variant the server serves.
     """
     from zeroserve.client.check import check_model
 
     protocols = (str(protocol),) if protocol else PROTOCOLS
-    formats = (str(fmt),) if fmt else F.primary()
+    formats = (str(fmt),) if fmt else None  # None: the primary formats and the variants the server serves
     specs, explicit = registry.select(models, model_files)
     endpoint = resolve_endpoint(host, http_port, grpc_port)
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
@@ -178,6 +181,8 @@ def check_cmd(
         _check_table(rows, skipped)
         for res in results:
             console.print(f"{res['model']}: compared on {res['data']}", highlight=False, soft_wrap=True)
+        for name, rule in dict((r["triton_model"], r["rule"]) for r in rows if "failed_rules" in r).items():
+            console.print(f"{name}: variant rule: {rule}", highlight=False, soft_wrap=True)
     if not rows:
         raise CheckFailed("nothing was checked: no served model with a checkpoint and data"
                           + (f" ({len(skipped)} skipped)" if skipped else ""))
@@ -196,11 +201,15 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
                       f"[red]FAIL[/] {r.get('failed_requests', 0)} failed requests: {r.get('error', '')}")
             continue
         agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.1%}"
-        status = "[green]PASS[/]" if r["status"] == "PASS" else (
-            f"[red]FAIL[/] {r['outside_tolerance']} outside tol, {r['disagreements']} top-1 flips"
-            + (f" ({r['error']})" if r.get("error") else "")
-            + (f", {r['failed_requests']} failed requests" if r["failed_requests"] else ""))
-        if r.get("near_ties"):
+        if "failed_rules" in r:  # a variant, by its own rule
+            status = ("[green]PASS[/]" if r["status"] == "PASS" else "[red]FAIL[/] " + "; ".join(r["failed_rules"])) \
+                + " (variant rule)"
+        else:
+            status = "[green]PASS[/]" if r["status"] == "PASS" else (
+                f"[red]FAIL[/] {r['outside_tolerance']} outside tol, {r['disagreements']} top-1 flips"
+                + (f" ({r['error']})" if r.get("error") else "")
+                + (f", {r['failed_requests']} failed requests" if r["failed_requests"] else ""))
+        if r.get("near_ties") and "failed_rules" not in r:
             status += f" ({r['near_ties']} near ties)"
         metric = "max err" if r["metric"] == "max_abs_error" else "acc"
         served, eager = ("-" if v is None else f"{v:.4f}" for v in (r["metric_served"], r["metric_eager"]))
@@ -236,6 +245,8 @@ def perf_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
     protocol: ProtocolOpt = "grpc",
     fmt: FormatOpt = F.DEFAULT_FORMAT,
+    variant: Annotated[Optional[str], typer.Option("--variant", help=f"Load-test a served variant: "
+                       f"{', '.join(F.VARIANTS)} (its Triton model <model>_<format>).", show_default=False)] = None,
     input_mode: Annotated[str, typer.Option("--input", help="random, zero or sample (real held-out data).")] = "random",
     input_data: Annotated[Optional[Path], typer.Option("--input-data", help="User tensors (.npy/.npz/.json), "
                           "repeated to the batch size.")] = None,
@@ -280,6 +291,11 @@ def perf_cmd(
     from zeroserve.client.perf import level_count, level_iter, raise_for_outcome, run_perf
 
     spec = registry.get(model, model_files)
+    if variant is not None:
+        keys = F.parse_variants(variant)
+        if len(keys) != 1 or str(fmt) not in (F.DEFAULT_FORMAT, keys[0]):
+            raise InputError(f"give one --variant ({', '.join(F.VARIANTS)}), or --format, not both")
+        fmt = keys[0]
     endpoint = resolve_endpoint(host, http_port, grpc_port) if not url else None
     if input_mode == "sample" and input_data is None:
         data_dir = data_dir_in_use(data_dir)

@@ -333,7 +333,8 @@ def status_cmd(
         source = "" if not first else f"[yellow]fell back: {source}[/]" if data["note"] else source
         table.add_row(row["model"], row["format"], source,
                       paint(trained, t["state"]), paint(e["state"], e["state"]),
-                      paint(deployed, d["state"]), paint(s["state"], s["state"]))
+                      paint(deployed, d["state"]),
+                      paint(s["state"] + (f" ({s['note']})" if s.get("note") else ""), s["state"]))
     console.print(table)
     if server and server.get("error"):
         err_console.print(f"[yellow]warning:[/] {server['error']}", highlight=False)

@@ -56,11 +56,19 @@ def _checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> 
     if entry is None:
         raise InputError(f"{spec.name}: the export record has no {fmt} artifact; "
                          f"run `zeroserve export {spec.name} --format {fmt}`")
-    if entry.get("status") != "PASS":
+    variant = F.get(fmt)
+    unverified_ok = variant.gpu_only and entry.get("status") == "UNVERIFIED"  # measured where a GPU serves it
+    if entry.get("status") != "PASS" and not unverified_ok:
         worst = entry.get("worst") or {}
-        reason = entry.get("error") or worst.get("error") or f"worst point {worst.get('point', '?')}"
+        reason = "; ".join(entry.get("failed_rules") or []) or entry.get("error") or worst.get("error") \
+            or f"worst point {worst.get('point', '?')}"
         raise InputError(f"{spec.name} {fmt}: export status is {entry.get('status', 'missing')}, not PASS "
                          f"({reason}); only gated artifacts are deployed")
+    if variant.base is not None and "base_sha256" in entry:
+        base = record.get("formats", {}).get(variant.base, {})
+        if base.get("sha256") != entry["base_sha256"]:
+            raise InputError(f"{spec.name} {fmt}: made from a {variant.base} artifact that is no longer the recorded "
+                             f"one; run `zeroserve export {spec.name} --variant {variant.variant}` again")
     path = model_dir(artifacts, spec) / entry.get("file", F.get(fmt).file)
     if not path.is_file():
         raise InputError(f"{spec.name} {fmt}: artifact {path} is missing; run `zeroserve export {spec.name}` again")
@@ -68,6 +76,29 @@ def _checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> 
         raise InputError(f"{spec.name} {fmt}: {path} does not match the sha256 in its export record "
                          f"(changed since export); run `zeroserve export {spec.name}` again")
     return entry, path
+
+
+def default_formats(record: dict, device: str = "gpu") -> tuple[tuple[str, ...], list[dict]]:
+    """What deploy writes when no --format is given: the primary formats, and each variant the export
+    record holds that may be deployed; the variants left out, each with the reason.
+
+    A variant deploys when its gate passed; a gpu_only variant (fp16) also when UNVERIFIED (no GPU at
+    export), and only for --device gpu.
+    """
+    keys, skipped = list(F.primary()), []
+    for key, entry in record.get("formats", {}).items():
+        fmt = F.FORMATS.get(key)
+        if fmt is None or fmt.base is None:
+            continue
+        status = entry.get("status")
+        if fmt.gpu_only and device != "gpu":
+            skipped.append({"format": key, "reason": f"{key} runs on GPU instances only; deploy with --device gpu"})
+        elif status == "PASS" or (fmt.gpu_only and status == "UNVERIFIED"):
+            keys.append(key)
+        else:
+            why = "; ".join(entry.get("failed_rules") or []) or entry.get("error") or "no reason recorded"
+            skipped.append({"format": key, "reason": f"{key} export status is {status}, not PASS ({why})"})
+    return tuple(k for k in F.FORMATS if k in keys), skipped
 
 
 def _warmup(spec: ModelSpec, sample: dict[str, np.ndarray] | None, folder: Path) -> Warmup:
@@ -293,6 +324,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
                  storage_uri: str = DEFAULT_STORAGE_URI, release: TargetRelease = TARGET) -> list[dict]:
     """Deploy one model's gated artifacts into the canonical repository.
 
+    `formats` None deploys `default_formats`: the primary formats and every variant fit to deploy.
     Every requested format is checked (export PASS, sha256, IR/opset for the target release)
     before anything is written; each `<model>_<fmt>/` is then staged, linted and renamed into
     place, and the manifest updated.
@@ -304,7 +336,6 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     Returns:
         The manifest entries written, one per format.
     """
-    formats = F.parse(formats)
     device = device.lower()
     if device not in ("gpu", "cpu"):
         raise InputError(f"unknown device {device!r}; use gpu or cpu")
@@ -319,7 +350,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
             raise InputError(f"unknown --tensorrt precision {tensorrt!r}; use fp16 or fp32")
         if device != "gpu":
             raise InputError("--tensorrt needs --device gpu: TensorRT runs on the GPU only")
-        if not any(F.get(f).backend is F.ONNXRUNTIME for f in formats):
+        if formats and not any(F.get(f).backend is F.ONNXRUNTIME for f in F.parse(formats)):
             raise InputError("--tensorrt applies to the ONNX formats; add one to --format")
     if target not in ("triton", "kserve"):
         raise InputError(f"unknown target {target!r}; use triton or kserve")
@@ -327,6 +358,11 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
         check_storage_uri(storage_uri)
 
     record, record_path = read_export_record(spec, artifacts)
+    formats = F.parse(formats) if formats else default_formats(record, device)[0]
+    gpu_only = [f for f in formats if F.get(f).gpu_only]
+    if gpu_only and device != "gpu":
+        raise InputError(f"{spec.name}: {', '.join(gpu_only)} runs on GPU instances only (ONNX Runtime's CPU "
+                         "provider lacks most float16 kernels); deploy it with --device gpu")
     specs_now = {"inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs]}
     if any(k in record and record[k] != v for k, v in specs_now.items()):
         raise InputError(f"{spec.name}: the export record's tensors differ from the registry's (changed since "

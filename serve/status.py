@@ -147,6 +147,8 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
                 serving = {"state": served.get(name, "not loaded")}
                 if name in failed:
                     serving["reason"] = failed[name]
+                if fmt.gpu_only and name not in served:
+                    serving["note"] = "runs on GPU instances only"
             row = {"model": spec.name, "format": fmt.key, "triton_name": name, "data": data, "trained": trained,
                    "exported": _exported(folder, fmt.key), "deployed": _deployed(repository, manifest, name),
                    "served": serving}
