@@ -2,7 +2,8 @@
 
 The held-out set is rebuilt from the registry's data source and must match what training recorded
 in train.json (split rule and sizes); every served output is compared with eager by the parity rule
-(`zeroserve.parity`), the same rule export's gate applies.
+(`zeroserve.parity`), the same rule export's gate applies; a served variant (int8, ...) by the
+variant rule its export recorded (`parity.judge_variant`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,27 @@ def compare(spec: ModelSpec, served: list[np.ndarray], eager: list[np.ndarray], 
     return result
 
 
+def variant_rule(spec: ModelSpec, artifacts: Path, fmt: str) -> parity.VariantRule:
+    """The variant gate's rule as export recorded it for `fmt` (else the defaults)."""
+    path = model_dir(artifacts, spec) / "export.json"
+    rec = records.read_json(path, "export record") if path.is_file() else {}
+    return parity.VariantRule.from_json(rec.get("formats", {}).get(fmt, {}).get("rule"))
+
+
+def compare_variant(spec: ModelSpec, served: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray,
+                    tol: Tolerance, rule: parity.VariantRule) -> dict:
+    """A served variant against eager by the variant rule (metric within its margin, top-1 agreement)."""
+    result = parity.judge_variant(spec, served, eager, target, rule, tol)
+    result.update({
+        "samples": int(len(eager[0])),
+        "metric": spec.metric,
+        "metric_served": None if "error" in result else spec.score(served, target),
+        "metric_eager": spec.score(eager, target),
+        "variant_metric": result.pop("metric"),
+    })
+    return result
+
+
 def serve_outputs(client: Client, spec: ModelSpec, triton_name: str,
                   inputs: list[np.ndarray]) -> tuple[list[np.ndarray] | None, int, str]:
     """All held-out inputs through the server in batches: (every output or None, failed requests, first error)."""
@@ -104,7 +126,6 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
         {"model", "atol", "rtol", "samples", "rows": [...], "skipped": [...], "status": PASS|FAIL}.
     """
     tol = tolerances(spec, artifacts, atol, rtol)
-    formats = formats or F.primary()
     model = load_trained(spec, artifacts)
     split = held_out(spec, artifacts, data_dir)
     eager = eager_outputs(model, split.test_inputs)
@@ -114,7 +135,9 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
             client.live()
             served_names = set(client.served_models())
             recovering = client.recovering()
-            for fmt in formats:
+            # default: the primary formats, and the variants this server serves
+            wanted = formats or (*F.primary(), *(k for k in F.variants() if spec.triton_name(k) in served_names))
+            for fmt in wanted:
                 triton_name = spec.triton_name(fmt)
                 row = {"model": spec.name, "triton_model": triton_name, "protocol": protocol, "format": fmt}
                 if triton_name in recovering:  # Triton still says READY; its requests fail until the reload
@@ -136,7 +159,11 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
                 if served is None:
                     rows.append({**row, "status": "FAIL", "error": error})
                     continue
-                row.update(compare(spec, served, eager, split.test_target, tol))
+                if F.get(fmt).variant:
+                    row.update(compare_variant(spec, served, eager, split.test_target, tol,
+                                               variant_rule(spec, artifacts, fmt)))
+                else:
+                    row.update(compare(spec, served, eager, split.test_target, tol))
                 row["status"] = "PASS" if row["passed"] else "FAIL"
                 rows.append(row)
     status = "PASS" if rows and all(r["status"] == "PASS" for r in rows) else ("SKIPPED" if not rows else "FAIL")

@@ -15,9 +15,9 @@ from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
 from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
-                               err_console, handle_errors, print_json, skip_line)
+                               data_dir_in_use, err_console, handle_errors, port_callback, positive_seconds,
+                               print_json, skip_line)
 from zeroserve.client.connection import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, resolve_endpoint
-from zeroserve.data import default_data_dir
 from zeroserve.errors import CheckFailed, InputError
 
 Protocol = choices("Protocol", PROTOCOLS)
@@ -29,11 +29,16 @@ client_app = typer.Typer(name="client", help="Call, check and load-test the serv
 HostOpt = Annotated[Optional[str], typer.Option("--host", help="Server host (default: the running server's, "
                                                 "else 127.0.0.1).")]
 HttpPortOpt = Annotated[Optional[int], typer.Option("--http-port", help="HTTP port (default: the running "
-                                                    "server's state file, else 8000).")]
+                                                    "server's state file, else 8000).", callback=port_callback())]
 GrpcPortOpt = Annotated[Optional[int], typer.Option("--grpc-port", help="gRPC port (default: the running "
-                                                    "server's state file, else 8001).")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds before a call to the server gives up "
-                                            "(exit 3, saying it timed out).")]
+                                                    "server's state file, else 8001).", callback=port_callback())]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds (> 0) before a call to the server gives up "
+                                            "(exit 3, saying it timed out).", callback=positive_seconds)]
+CastOpt = Annotated[bool, typer.Option("--cast", help="Convert input values the model's dtypes do not hold exactly "
+                                     "(float64 rounded to float32, fractions truncated for integer inputs, integers "
+                                     "saturated); without it such an input is refused (exit 2).")]
+NonfiniteOpt = Annotated[bool, typer.Option("--allow-nonfinite", help="Send NaN and infinite input values; without "
+                                            "it such an input is refused (exit 2).")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Served format.")]
 OptFormatOpt = Annotated[Optional[Format], typer.Option("--format", help="Served format of a registry name "
                          f"(default {F.DEFAULT_FORMAT}).")]
@@ -68,6 +73,8 @@ def infer_cmd(
                      "grayscale in [0, 1].")] = None,
     invert: Annotated[bool, typer.Option("--invert", help="With --image: invert a dark-on-light drawing "
                       "(MNIST digits are light on dark).")] = False,
+    cast: CastOpt = False,
+    allow_nonfinite: NonfiniteOpt = False,
     protocol: ProtocolOpt = "grpc",
     fmt: OptFormatOpt = None,
     host: HostOpt = None,
@@ -113,12 +120,12 @@ def infer_cmd(
             else:
                 arrays = spec.safe_inputs(batch_size, time=spec_time(tgt, shapes) or 1)
         elif sample is not None:
-            arrays, target = sample_inputs(spec, data_dir or default_data_dir(), sample)
+            arrays, target = sample_inputs(spec, data_dir_in_use(data_dir), sample)
         elif text is not None:
             arrays = text_inputs(spec, text)
         else:
             arrays = image_inputs(spec, image, invert)
-        result = run_infer(tgt, client, arrays)
+        result = run_infer(tgt, client, arrays, cast=cast, allow_nonfinite=allow_nonfinite)
     result["validated"] = check_validation_data(tgt, input_file, list(result["outputs"].values()))
     if as_json:
         print_json({**result, "outputs": {k: _jsonable(v) for k, v in result["outputs"].items()},
@@ -196,17 +203,20 @@ def check_cmd(
     """Compare every served output on the held-out set with eager PyTorch from the checkpoint.
 
     Passes when every element is within atol + rtol*|eager| and top-1 agrees 100%; exits 1 otherwise.
+    A served variant (<model>_onnx_int8, ...) is held to the variant rule its export recorded instead:
+    held-out metric within the allowed drop of eager's and top-1 agreement at least the minimum.
+    Without --format: the primary formats and every variant the server serves.
     """
     from zeroserve.client.check import check_model
 
     protocols = (str(protocol),) if protocol else PROTOCOLS
-    formats = (str(fmt),) if fmt else F.primary()
+    formats = (str(fmt),) if fmt else None  # None: the primary formats and the variants the server serves
     specs, explicit = registry.select(models, model_files)
     endpoint = resolve_endpoint(host, http_port, grpc_port)
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
         with Client(endpoint, p, timeout) as client:
             client.live()
-    data_dir = data_dir or default_data_dir()
+    data_dir = data_dir_in_use(data_dir)
     results, skipped = [], []
     for spec in specs:
         try:
@@ -233,6 +243,8 @@ def check_cmd(
         _check_table(rows, skipped)
         for res in results:
             console.print(f"{res['model']}: compared on {res['data']}", highlight=False, soft_wrap=True)
+        for name, rule in dict((r["triton_model"], r["rule"]) for r in rows if "failed_rules" in r).items():
+            console.print(f"{name}: variant rule: {rule}", highlight=False, soft_wrap=True)
     if not rows:
         raise CheckFailed("nothing was checked: no served model with a checkpoint and data"
                           + (f" ({len(skipped)} skipped)" if skipped else ""))
@@ -251,11 +263,15 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
                       f"[red]FAIL[/] {r.get('failed_requests', 0)} failed requests: {r.get('error', '')}")
             continue
         agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.1%}"
-        status = "[green]PASS[/]" if r["status"] == "PASS" else (
-            f"[red]FAIL[/] {r['outside_tolerance']} outside tol, {r['disagreements']} top-1 flips"
-            + (f" ({r['error']})" if r.get("error") else "")
-            + (f", {r['failed_requests']} failed requests" if r["failed_requests"] else ""))
-        if r.get("near_ties"):
+        if "failed_rules" in r:  # a variant, by its own rule
+            status = ("[green]PASS[/]" if r["status"] == "PASS" else "[red]FAIL[/] " + "; ".join(r["failed_rules"])) \
+                + " (variant rule)"
+        else:
+            status = "[green]PASS[/]" if r["status"] == "PASS" else (
+                f"[red]FAIL[/] {r['outside_tolerance']} outside tol, {r['disagreements']} top-1 flips"
+                + (f" ({r['error']})" if r.get("error") else "")
+                + (f", {r['failed_requests']} failed requests" if r["failed_requests"] else ""))
+        if r.get("near_ties") and "failed_rules" not in r:
             status += f" ({r['near_ties']} near ties)"
         metric = "max err" if r["metric"] == "max_abs_error" else "acc"
         served, eager = ("-" if v is None else f"{v:.4f}" for v in (r["metric_served"], r["metric_eager"]))
@@ -292,6 +308,8 @@ def perf_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
     protocol: ProtocolOpt = "grpc",
     fmt: OptFormatOpt = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help=f"Load-test a served variant: "
+                       f"{', '.join(F.VARIANTS)} (its Triton model <model>_<format>).", show_default=False)] = None,
     input_mode: Annotated[str, typer.Option("--input", help="random, zero (any datatype) or sample (real "
                           "held-out data, registry models).")] = "random",
     input_data: Annotated[Optional[Path], typer.Option("--input-data", help="User tensors: .npy/.npz/.json "
@@ -303,6 +321,8 @@ def perf_cmd(
                                 "--measurement-request-count requests), as perf_analyzer.")] = "time_windows",
     measurement_request_count: Annotated[int, typer.Option("--measurement-request-count", help="count_windows: "
                                          "the fewest requests in a window.")] = 50,
+    cast: CastOpt = False,
+    allow_nonfinite: NonfiniteOpt = False,
     shared_memory: Annotated[str, typer.Option("--shared-memory", help="none or system (Triton's system "
                              "shared-memory extension).")] = "none",
     window: Annotated[Optional[float], typer.Option("--window", help="Measurement window in seconds (default 5; "
@@ -347,7 +367,14 @@ def perf_cmd(
     shapes = parse_shapes(shape)
     if window is None:
         window = 1.0 if measurement_mode == "count_windows" else 5.0
+    if variant is not None:
+        keys = F.parse_variants(variant)
+        if len(keys) != 1 or (fmt is not None and str(fmt) not in (F.DEFAULT_FORMAT, keys[0])):
+            raise InputError(f"give one --variant ({', '.join(F.VARIANTS)}), or --format, not both")
+        fmt = keys[0]
     endpoint = resolve_endpoint(host, http_port, grpc_port) if not url else None
+    if input_mode == "sample" and input_data is None:
+        data_dir = data_dir_in_use(data_dir)
 
     def progress(level: dict) -> None:
         if not as_json:
@@ -363,7 +390,8 @@ def perf_cmd(
                    concurrency=list(level_iter(concurrency, int)) if concurrency else None,
                    request_rate=list(level_iter(request_rate, float)) if request_rate else None,
                    distribution=distribution, latency_budget_ms=latency_budget_ms, batch_size=batch_size,
-                   input_mode=input_mode, input_data=input_data, data_dir=data_dir, shared_memory=shared_memory,
+                   input_mode=input_mode, input_data=input_data, cast=cast, allow_nonfinite=allow_nonfinite,
+                   data_dir=data_dir, shared_memory=shared_memory,
                    window_s=window, warmup_s=warmup, stability=stability, max_trials=max_trials,
                    allow_unstable=allow_unstable, allow_failures=allow_failures, percentile=percentile,
                    streaming=streaming, timeout=timeout, workers=workers, shapes=shapes,

@@ -7,8 +7,6 @@ unreachable or timed out (exit 3), rejected (exit 2) or failed (exit 1), with Tr
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,7 +14,7 @@ import numpy as np
 
 from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFailed, RequestRejected, translate  # noqa: F401 (re-exported)
 from zeroserve.errors import InputError, ServerError
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
+from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
 from zeroserve.serve.state import recovering_models, resolve_server
 from zeroserve.spec import ModelSpec, TensorSpec
 
@@ -42,7 +40,7 @@ class Endpoint:
 
     def url(self, protocol: str) -> str:
         """`host:port` (no scheme, as tritonclient wants it) for a protocol."""
-        return f"{self.host}:{self.http_port if protocol == 'http' else self.grpc_port}"
+        return hostport(self.host, self.http_port if protocol == "http" else self.grpc_port)
 
 
 def resolve_endpoint(host: str | None = None, http_port: int | None = None,
@@ -51,6 +49,7 @@ def resolve_endpoint(host: str | None = None, http_port: int | None = None,
 
     Several running servers and none chosen is an InputError listing them (from serve.state).
     """
+    host = host.strip("[]") if host else host  # `[::1]` names the server that serve recorded as `::1`
     if http_port is not None or grpc_port is not None:
         return Endpoint(host or DEFAULT_HOST, http_port or DEFAULT_HTTP_PORT, grpc_port or DEFAULT_GRPC_PORT,
                         "options")
@@ -63,23 +62,40 @@ def resolve_endpoint(host: str | None = None, http_port: int | None = None,
                     f"state file of server pid {state.get('pid')}")
 
 
-def parse_url(url: str) -> tuple[str, int]:
-    """`HOST:PORT` (no scheme) -> (host, port), or InputError."""
-    if "://" in url:
-        raise InputError(f"--url {url!r}: give HOST:PORT without a scheme")
-    host, sep, port = url.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InputError(f"--url {url!r}: expected HOST:PORT, for example 127.0.0.1:8001")
-    return host.strip("[]"), int(port)
+URL_SCHEMES = {"http": PROTOCOLS, "grpc": ("grpc",)}  # a scheme is optional; no TLS here (no https/grpcs)
+
+
+def parse_url(url: str, protocol: str | None = None) -> tuple[str, int]:
+    """`HOST:PORT`, `[IPv6]:PORT` or either behind `http://` (`grpc://` for gRPC) -> (host, port), or InputError."""
+    example = "for example 127.0.0.1:8001 or [::1]:8001"
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    elif scheme.lower() not in URL_SCHEMES or (protocol and protocol not in URL_SCHEMES[scheme.lower()]):
+        raise InputError(f"--url {url!r}: the scheme {scheme}:// does not go with --protocol {protocol or 'grpc'}; "
+                         f"give HOST:PORT ({example})")
+    rest = rest.rstrip("/")
+    if "/" in rest or "?" in rest or "#" in rest or "@" in rest:
+        raise InputError(f"--url {url!r}: give only HOST:PORT, no path ({example})")
+    if rest.count(":") > 1 and not rest.startswith("["):
+        raise InputError(f"--url {url!r}: an IPv6 address goes in brackets, as in [::1]:8001")
+    if rest.startswith("["):
+        host, close, port = rest[1:].partition("]")
+        if not close or not port.startswith(":"):
+            raise InputError(f"--url {url!r}: expected [IPv6]:PORT, as in [::1]:8001")
+        port = port[1:]
+    else:
+        host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--url {url!r}: expected HOST:PORT, {example}")
+    if not 0 < int(port) <= 65535:
+        raise InputError(f"--url {url!r}: port {int(port)} is not a port: give 1-65535")
+    return host, int(port)
 
 
 def require_loopback(host: str) -> None:
     """Load is generated only against this machine: refuse any host that is not a loopback address."""
-    try:
-        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except socket.gaierror:
-        raise InputError(f"host {host!r} does not resolve") from None
-    bad = sorted(a for a in addrs if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
+    bad = non_loopback(host)
     if bad:
         raise InputError(f"host {host!r} ({', '.join(bad)}) is not a loopback address: zeroserve generates load "
                          "only against servers on this machine (use 127.0.0.1)")
@@ -98,17 +114,87 @@ def from_wire(spec: ModelSpec, arrays: list[np.ndarray]) -> list[np.ndarray]:
     return [a.reshape(-1) if t.reshaped else a for t, a in zip(spec.inputs, arrays)]
 
 
-def _check_tensor(spec: ModelSpec, t: TensorSpec, a: np.ndarray) -> np.ndarray:
+def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Flat indices of the values of `a` that its conversion `b` does not hold exactly."""
+    src, want = a.dtype, b.dtype
+    with np.errstate(all="ignore"):
+        if want.kind in "iu" and src.kind in "iu":  # a round trip would hide a wrap-around (-1 -> uint -> -1)
+            info = np.iinfo(want)
+            bad = (a < max(info.min, np.iinfo(src).min)) | (a > min(info.max, np.iinfo(src).max))
+        else:
+            back = b.astype(src)
+            bad = ~((back == a) | (np.isnan(a) & np.isnan(back)) if src.kind == "f" else back == a)
+    idx = np.flatnonzero(bad)
+    if want.kind == "f" and src.kind == "f" and idx.size:
+        # A number written with fewer digits than float64 carries (JSON's 0.1) is kept when the narrower
+        # float prints as the same number: 0.1 -> float32 0.1 is exact to what was written, 0.123456789 is not.
+        flat_a, flat_b = a.reshape(-1), b.reshape(-1)
+        kept = [i for i in idx if np.isfinite(flat_b[i])
+                and float(np.format_float_positional(flat_b[i], unique=True, trim="-")) == flat_a[i]]
+        idx = np.setdiff1d(idx, kept)
+    return idx
+
+
+def convert_input(name: str, a, dtype, *, cast: bool = False, model: str = "the model") -> np.ndarray:
+    """`a` as `dtype` when every value converts exactly, else InputError naming --cast (or, with `cast`, converted).
+
+    Exact: the same dtype; a JSON number or float64 that the narrower float prints the same (0.1 as
+    float32); integers the float holds exactly (every one within ±2^24 for float32); integral floats
+    and integers within an integer type's range. With `cast`, floats to integers truncate toward zero
+    and saturate at the type's limits, and floats round to the nearest the narrower type holds.
+    """
     a = np.asarray(a)
-    want = np.dtype(t.dtype)
-    if a.dtype != want:
-        # Widening a JSON list to the spec's dtype is fine; truncating floats to ints is not.
-        lossless = (want.kind == "f" and a.dtype.kind in "fiub") or (want.kind in "iu" and a.dtype.kind in "iub")
-        if not lossless:
-            raise InputError(f"{spec.name}: input {t.name} must be {t.dtype}, got {a.dtype}")
-        if want.kind in "iu" and a.size and (a.min() < np.iinfo(want).min or a.max() > np.iinfo(want).max):
-            raise InputError(f"{spec.name}: input {t.name} has values outside {t.dtype}")
-        a = a.astype(want)
+    want = np.dtype(dtype)
+    if a.dtype == want:
+        return a
+    if a.dtype.kind not in "biuf" or want.kind not in "biuf":
+        raise InputError(f"input {name} holds {a.dtype} values, which {model}'s {want} input cannot take")
+    with np.errstate(all="ignore"):
+        b = a.astype(want)
+    changed = _changed(a, b)
+    if not changed.size:
+        return b
+    first = a.reshape(-1)[changed[0]]
+    if not cast:
+        raise InputError(f"input {name} is {a.dtype} but {model} takes {want}: {changed.size} of {a.size} values "
+                         f"would change (first: {str(first)} -> {str(b.reshape(-1)[changed[0]])}); convert the file to "
+                         f"{want} or pass --cast to convert anyway")
+    if want.kind in "iu" and a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise InputError(f"input {name}: NaN or infinity cannot be sent as {want}, even with --cast")
+        info = np.iinfo(want)
+        t = np.trunc(a)
+        with np.errstate(all="ignore"):
+            b = t.astype(want)
+        b[t >= float(info.max)] = info.max  # float(info.max) rounds up: at or past it does not fit
+        b[t <= float(info.min)] = info.min
+    elif want.kind in "iu" and a.dtype.kind in "iu":
+        info, src = np.iinfo(want), np.iinfo(a.dtype)
+        b = np.clip(a, max(info.min, src.min), min(info.max, src.max)).astype(want)
+    return b
+
+
+def count_nonfinite(a: np.ndarray) -> int:
+    """How many NaN or infinite values a float array holds (0 for other dtypes)."""
+    a = np.asarray(a)
+    return int(a.size - np.count_nonzero(np.isfinite(a))) if a.dtype.kind in "fc" else 0
+
+
+def check_finite(name: str, a: np.ndarray, allow: bool = False) -> None:
+    """InputError naming the input and its count of NaN/infinite values, unless `allow`."""
+    n = count_nonfinite(a)
+    if n and not allow:
+        raise InputError(f"input {name} holds {n} non-finite value(s) (NaN or infinity) of {a.size}: a model "
+                         "answers them with a plausible-looking or NaN result; fix the input or pass "
+                         "--allow-nonfinite to send them")
+
+
+def _check_tensor(spec: ModelSpec, t: TensorSpec, a: np.ndarray, cast: bool = False,
+                  allow_nonfinite: bool = True) -> np.ndarray:
+    a = np.asarray(a)
+    check_finite(t.name, a, allow_nonfinite)
+    a = convert_input(t.name, a, t.dtype, cast=cast, model=spec.name)
+    check_finite(t.name, a, allow_nonfinite)  # --cast may round a huge float64 to float32 infinity
     if t.reshaped and a.ndim == 2 and a.shape[1:] == (1,):
         a = a.reshape(-1)  # accept the wire shape [batch, 1] too
     shape_txt = "(" + ", ".join(map(str, ("batch", *t.dims))) + ")"  # not [..]: rich reads that as markup
@@ -123,12 +209,17 @@ def _check_tensor(spec: ModelSpec, t: TensorSpec, a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def validate_inputs(spec: ModelSpec, arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """Check count, dtype and shape against the spec before anything is sent; graph-shaped arrays out."""
+def validate_inputs(spec: ModelSpec, arrays: list[np.ndarray], *, cast: bool = False,
+                    allow_nonfinite: bool = False) -> list[np.ndarray]:
+    """Check count, dtype and shape against the spec before anything is sent; graph-shaped arrays out.
+
+    Dtypes convert only exactly unless `cast` (`convert_input`); NaN and infinity are refused unless
+    `allow_nonfinite`.
+    """
     if len(arrays) != len(spec.inputs):
         raise InputError(f"{spec.name} takes {len(spec.inputs)} input(s) "
                          f"({', '.join(t.name for t in spec.inputs)}), got {len(arrays)}")
-    out = [_check_tensor(spec, t, a) for t, a in zip(spec.inputs, arrays)]
+    out = [_check_tensor(spec, t, a, cast, allow_nonfinite) for t, a in zip(spec.inputs, arrays)]
     batches = {len(a) for a in out}
     if len(batches) != 1:
         raise InputError(f"{spec.name}: inputs disagree on the batch size: {[len(a) for a in out]}")

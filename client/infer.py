@@ -81,14 +81,19 @@ def sample_inputs(spec: ModelSpec, data_dir: Path, n: int) -> tuple[list[np.ndar
     return [a[:n] for a in split.test_inputs], None if split.test_target is None else split.test_target[:n]
 
 
-def run_infer(target: Target, client: Client, arrays: list[np.ndarray]) -> dict:
+def run_infer(target: Target, client: Client, arrays: list[np.ndarray], *, cast: bool = False,
+              allow_nonfinite: bool = False) -> dict:
     """Validate, send in batches of at most max_batch_size, and describe the answer.
+
+    Args:
+        cast: convert inputs whose values the model's dtypes do not hold exactly (else InputError).
+        allow_nonfinite: send NaN and infinity (else InputError naming the input and their count).
 
     Returns:
         {"model", "triton_model", "resolved", "protocol", "url", "batched", "inputs": {name: shape},
         "outputs": {name: array}, "meaning": the spec's rows for a registry model, else None (raw outputs)}.
     """
-    arrays = validate(target, arrays)
+    arrays = validate(target, arrays, cast=cast, allow_nonfinite=allow_nonfinite)
     triton_name = target.triton_name
     client.require_model(triton_name)
     if target.batched:

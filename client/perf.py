@@ -27,6 +27,7 @@ from zeroserve.client import load
 from zeroserve.client.connection import (AsyncClient, Client, Endpoint, ModelNotServed, add_statistics, parse_url,
                                          require_loopback, to_wire)
 from zeroserve.client.errors import RequestFailed
+from zeroserve.serve.ports import hostport
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.perf_inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
 from zeroserve.client.wire import OutputSpec, expected_outputs
@@ -217,17 +218,19 @@ def level_failures(level: dict) -> tuple[dict[str, int], dict[str, str]]:
 
 def resolve_urls(endpoint: Endpoint, protocol: str, urls: list[str] | None) -> list[str]:
     """The servers to load (`--url` wins over the endpoint options), every one on loopback."""
-    pairs = [parse_url(u) for u in urls] if urls else [(endpoint.host, int(endpoint.url(protocol).rsplit(":", 1)[1]))]
+    pairs = ([parse_url(u, protocol) for u in urls] if urls else
+             [(endpoint.host, endpoint.http_port if protocol == "http" else endpoint.grpc_port)])
     for host, _ in pairs:
         require_loopback(host)
-    return [f"{'127.0.0.1' if h == 'localhost' else h}:{p}" for h, p in pairs]
+    return [hostport("127.0.0.1" if h == "localhost" else h, p) for h, p in pairs]
 
 
 def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | None = None, protocol: str = "grpc",
              urls: list[str] | None = None, concurrency: list[int] | None = None,
              request_rate: list[float] | None = None, distribution: str = "constant",
              latency_budget_ms: float | None = None, batch_size: int = 1, input_mode: str = "random",
-             input_data: Path | None = None, data_dir: Path | None = None, shared_memory: str = "none",
+             input_data: Path | None = None, cast: bool = False, allow_nonfinite: bool = False,
+             data_dir: Path | None = None, shared_memory: str = "none",
              window_s: float = 5.0, warmup_s: float | None = None, stability: float = 0.10, max_trials: int = 10,
              allow_unstable: bool = False, allow_failures: bool = False, percentile: float | None = None,
              streaming: bool = False, timeout: float = 10.0, seed: int = 0, workers: int = 1,
@@ -294,13 +297,14 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         if target.batched and not 1 <= batch_size <= served_max:
             raise InputError(f"--batch-size must be between 1 and {triton_name}'s max_batch_size {served_max}")
         arrays = perf_inputs(target, batch_size, input_mode, input_data=input_data, data_dir=data_dir, seed=seed,
-                             shapes=shapes)
+                             shapes=shapes, cast=cast, allow_nonfinite=allow_nonfinite)
         outputs = [c.infer(target, triton_name, arrays) for c in sync]  # one real answer per server before load
         names = [t.name for t in target.outputs]
         for answer in outputs:  # perf_analyzer's validation_data, when the input file has it
             check_validation_data(target, input_data, answer, rows=batch_size)
         variants = []  # perf_analyzer's round-robin over its input-data entries: one reference answer each
-        for start, v_arrays in input_variants(target, input_data, batch_size, shapes):
+        for start, v_arrays in input_variants(target, input_data, batch_size, shapes, cast=cast,
+                                              allow_nonfinite=allow_nonfinite):
             answers = [c.infer(target, triton_name, v_arrays) for c in sync]
             for answer in answers:
                 check_validation_data(target, input_data, answer, rows=batch_size, start=start)

@@ -17,15 +17,19 @@ from zeroserve.errors import InputError
 
 def perf_inputs(target: Target, batch_size: int, mode: str, *, input_data: Path | None = None,
                 data_dir: Path | None = None, seed: int = 0,
-                shapes: dict[str, tuple[int, ...]] | None = None) -> list[np.ndarray]:
+                shapes: dict[str, tuple[int, ...]] | None = None, cast: bool = False,
+                allow_nonfinite: bool = False) -> list[np.ndarray]:
     """The batch every request sends: random valid, zeros, real held-out samples, or a user's file.
+
+    A file's values are checked as `client infer` checks them (`cast`, `allow_nonfinite`).
 
     A server-known model (no registry spec) gets random or zero data of its datatypes, its dynamic
     dims fixed by `shapes` (--shape); a registry model's dynamic axis may be fixed by --shape too.
     """
     shapes = shapes or {}
     if input_data is not None:
-        arrays = validate(target, read_input_file(target, input_data, shapes, rows=batch_size))
+        arrays = validate(target, read_input_file(target, input_data, shapes, rows=batch_size), cast=cast,
+                          allow_nonfinite=allow_nonfinite)
         if not target.batched:
             return arrays
         reps = -(-batch_size // len(arrays[0]))
@@ -53,7 +57,8 @@ MAX_VARIANTS = 64  # at most this many distinct requests per level from a perf_a
 
 
 def input_variants(target: Target, input_data: Path | None, batch_size: int,
-                   shapes: dict[str, tuple[int, ...]] | None = None) -> list[tuple[int, list[np.ndarray]]]:
+                   shapes: dict[str, tuple[int, ...]] | None = None, *, cast: bool = False,
+                   allow_nonfinite: bool = False) -> list[tuple[int, list[np.ndarray]]]:
     """The requests after the first that a perf_analyzer input-data file makes, as (first entry, arrays).
 
     perf_analyzer sends its entries round-robin; here request j holds entries j*b .. j*b+b-1 (cycled,
@@ -67,7 +72,8 @@ def input_variants(target: Target, input_data: Path | None, batch_size: int,
     if entries is None or entries <= per and entries % per == 0:
         return []
     count = min(entries // math.gcd(entries, per), MAX_VARIANTS)
-    return [(j * per, validate(target, read_input_file(target, input_data, shapes, rows=per, start=j * per)))
+    return [(j * per, validate(target, read_input_file(target, input_data, shapes, rows=per, start=j * per),
+                               cast=cast, allow_nonfinite=allow_nonfinite))
             for j in range(1, count)]
 
 

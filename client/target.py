@@ -320,9 +320,7 @@ def _values(content: Any, dtype: np.dtype, datatype: str, where: str) -> np.ndar
         arr = np.asarray(content).reshape(-1)
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"values of type {arr.dtype}")
-        if dtype.kind in "iu" and arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
-            raise ValueError(f"fractional values for {datatype}")
-        return arr.astype(dtype)
+        return arr  # converted to the datatype by `validate`, with --cast's and --allow-nonfinite's rules
     except (ValueError, TypeError) as exc:
         raise InputError(f"{where}: not {datatype} values ({exc})") from None
 
@@ -457,12 +455,17 @@ def check_validation_data(target: Target, path: Path | None, outputs: list[np.nd
     return compared
 
 
-def validate(target: Target, arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """Check count, datatype and shape before anything is sent (a registry spec's rules for registry models)."""
-    from zeroserve.client.connection import validate_inputs
+def validate(target: Target, arrays: list[np.ndarray], *, cast: bool = False,
+             allow_nonfinite: bool = False) -> list[np.ndarray]:
+    """Check count, datatype and shape before anything is sent (a registry spec's rules for registry models).
+
+    Values convert as `connection.convert_input` allows (exactly, or lossy with `cast`); NaN and infinity
+    are refused unless `allow_nonfinite`. A BF16 input takes any float (rounded to bfloat16, its nature).
+    """
+    from zeroserve.client.connection import check_finite, convert_input, validate_inputs
 
     if target.spec is not None:
-        return validate_inputs(target.spec, arrays)
+        return validate_inputs(target.spec, arrays, cast=cast, allow_nonfinite=allow_nonfinite)
     if len(arrays) != len(target.inputs):
         raise InputError(f"{target.triton_name} takes {len(target.inputs)} input(s) "
                          f"({', '.join(t.name for t in target.inputs)}), got {len(arrays)}")
@@ -476,13 +479,13 @@ def validate(target: Target, arrays: list[np.ndarray]) -> list[np.ndarray]:
             elif a.dtype != object:
                 raise InputError(f"{target.triton_name}: input {t.name} is BYTES, got {a.dtype}")
         elif a.dtype != t.dtype:
-            lossless = (t.dtype.kind == "f" or t.datatype == "BF16") and a.dtype.kind in "fiub" or \
-                (t.dtype.kind in "iu" and a.dtype.kind in "iub") or (t.dtype.kind == "b" and a.dtype.kind == "b")
-            if not lossless:
-                raise InputError(f"{target.triton_name}: input {t.name} must be {t.datatype}, got {a.dtype}")
-            if t.dtype.kind in "iu" and a.size and (a.min() < np.iinfo(t.dtype).min or a.max() > np.iinfo(t.dtype).max):
-                raise InputError(f"{target.triton_name}: input {t.name} has values outside {t.datatype}")
-            a = a.astype(t.dtype)
+            check_finite(t.name, a, allow_nonfinite)
+            if t.datatype == "BF16":
+                a = convert_input(t.name, a, np.float32, cast=True, model=target.triton_name).astype(t.dtype)
+            else:
+                a = convert_input(t.name, a, t.dtype, cast=cast, model=target.triton_name)
+        if t.datatype != "BYTES":
+            check_finite(t.name, a.astype(np.float32) if t.datatype == "BF16" else a, allow_nonfinite)
         want = ("batch",) * target.batched + tuple(d if d >= 0 else "-1" for d in t.dims)
         lead = 1 if target.batched else 0
         if a.ndim != len(want) or any(d >= 0 and a.shape[lead + i] != d for i, d in enumerate(t.dims)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,13 +13,14 @@ from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
 from zeroserve import parity
 from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices,
-                               console, err_console, handle_errors, print_json, skip_line)
-from zeroserve.data import default_data_dir
+                               console, data_dir_in_use, err_console, handle_errors, print_json, skip_line)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import exporter
+from zeroserve.export import variants as V
 
 
 Exporter = choices("Exporter", ("legacy", "dynamo"))
+Calibration = choices("Calibration", V.CALIBRATION_METHODS)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +39,26 @@ def export_cmd(
         help=f"Gate: absolute tolerance (default: the model's own, else {parity.ATOL}).", show_default=False)] = None,
     rtol: Annotated[float | None, typer.Option(
         help=f"Gate: relative tolerance (default: the model's own, else {parity.RTOL}).", show_default=False)] = None,
+    variant: Annotated[list[str] | None, typer.Option(
+        "--variant", show_default=False,
+        help=f"Also make a faster variant of the gated ONNX (repeatable or comma separated): "
+             f"{', '.join(F.VARIANTS)}. Without --format, only the variants are made, from the recorded export.")]
+    = None,
+    calibration_samples: Annotated[int, typer.Option(
+        help="int8: training-split samples to calibrate on.")] = V.DEFAULT_CALIBRATION_SAMPLES,
+    calibration_method: Annotated[Calibration, typer.Option(help="int8: calibration method.")] = "minmax",
+    max_metric_drop: Annotated[float, typer.Option(
+        help="Variant gate: accuracy points a variant may lose against fp32 on the held-out set.")]
+    = parity.VariantRule.max_metric_drop,
+    min_agreement: Annotated[float, typer.Option(
+        help="Variant gate: percent of top-1 decisions that must agree with eager PyTorch.")]
+    = parity.VariantRule.min_agreement,
+    max_mse_increase: Annotated[float, typer.Option(
+        help="Variant gate, regression: percent a variant's held-out MSE may exceed fp32's.")]
+    = parity.VariantRule.max_mse_increase,
+    report: Annotated[Path | None, typer.Option(
+        "--report", metavar="DIR", help="With --variant: write the variant report (variants.md, .json, .png) here.")]
+    = None,
     data_dir: DataDirOpt = None,
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
     model_files: ModelFilesOpt = None,
@@ -44,22 +66,35 @@ def export_cmd(
 ):
     """Export trained models to TorchScript (model.pt) and ONNX (model.onnx) behind a parity gate.
 
+    --variant makes faster variants of the gated ONNX (int8, int8-dynamic, optimized, fp16), each
+    held to a gate of its own on the whole held-out set: its task metric within --max-metric-drop
+    accuracy points of fp32's (regression: MSE at most --max-mse-increase percent above) and top-1
+    agreement with eager at least --min-agreement percent. A variant that fails is recorded FAIL in
+    export.json (never deployed) and the command exits 1; fp16 without a GPU is recorded UNVERIFIED.
+
     Every format is compared with eager PyTorch on batch sizes 1, 2, 7 and max_batch_size (and the
     RNNs' sequence lengths, mixed in one batch), on random and real held-out inputs. For every output,
     each element must satisfy |exported - eager| <= atol + rtol*|eager|, and every top-1 decision must
     agree except at a near tie (eager's top two closer than the tolerance there; counted). A failure
     prints the worst case, exits 1, keeps the previous artifacts and writes export-failed.json.
     """
-    formats = F.parse(fmt)
+    variants = F.parse_variants(variant)
+    formats = F.parse(fmt) if fmt or not variants else ()
+    if report is not None and not variants:
+        raise InputError("--report writes the variant report: give --variant too")
+    options = V.VariantOptions(calibration_samples, str(calibration_method),
+                               parity.VariantRule(max_metric_drop, min_agreement, max_mse_increase))
     exporter.check_opset(opset, exporter_name)
-    data_dir = data_dir or default_data_dir()
+    data_dir = data_dir_in_use(data_dir)
     specs, explicit = registry.select(models, model_files)
     done, skipped, failed = [], [], []
     for spec in specs:
-        with console.status(f"exporting {spec.name} ({', '.join(formats)}) and running the gate", spinner="dots"):
+        with console.status(f"exporting {spec.name} ({', '.join((*formats, *variants))}) and running the gate",
+                            spinner="dots"):
             try:
-                rec = exporter.export_model(spec, artifacts, formats=formats, opset=opset, exporter=exporter_name,
-                                            atol=atol, rtol=rtol, data_dir=data_dir)
+                rec = exporter.export_model(spec, artifacts, formats=formats or None, variants=variants,
+                                            opset=opset, exporter=exporter_name, atol=atol, rtol=rtol,
+                                            data_dir=data_dir, variant_options=options)
             except CheckFailed as exc:
                 if explicit and len(specs) == 1:
                     raise
@@ -73,10 +108,38 @@ def export_cmd(
                 skip_line(spec.name, str(exc))
                 continue
         done.append(rec)
+        for line in exporter.variant_failures(spec, rec, variants):
+            failed.append({"model": spec.name, "reason": line})
+            if not as_json:
+                err_console.print(f"[bold red]FAIL[/] {line} (recorded in export.json; never deployed)",
+                                  highlight=False, soft_wrap=True)
+    paths = {}
+    if report is not None:
+        from zeroserve.export import report as variant_report
+
+        rows = variant_report.rows(done, variants)
+        # served figures need the client stage: asked for only here, at the command line's edge
+        from zeroserve.client.bench_variants import served_figures
+
+        served, note = served_figures(rows)
+        rows = variant_report.rows(done, variants, served=served)
+        if not as_json:
+            err_console.print(note, highlight=False, soft_wrap=True)
+        paths = variant_report.write(rows, report)
     if as_json:
-        print_json({"exported": done, "skipped": skipped, "failed": failed})
+        print_json({"exported": done, "skipped": skipped, "failed": failed,
+                    **({"report": {k: str(v) for k, v in paths.items()}} if paths else {})})
     else:
-        _table(done, artifacts)
+        if formats:
+            _table([{**r, "formats": {k: e for k, e in r["formats"].items() if k in formats}} for r in done],
+                   artifacts)
+        if variants:
+            from zeroserve.export import report as variant_report
+
+            console.print(variant_report.table(rows if report is not None else variant_report.rows(done, variants)))
+        if paths:
+            console.print(f"variant report: {paths['md']} ({paths['json'].name}, {paths['png'].name})",
+                          highlight=False)
     if failed:
         raise typer.Exit(CheckFailed.exit_code)
 

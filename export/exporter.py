@@ -13,7 +13,6 @@ import io
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,13 +26,15 @@ from zeroserve import records
 from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, model_dir, output_arrays
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
 from zeroserve.export import gate
-from zeroserve.spec import ModelSpec
+from zeroserve.export import variants as variants_mod
+from zeroserve.spec import ModelSpec, Split
 
 DEFAULT_OPSET = 18
 DEFAULT_EXPORTER = "legacy"  # passes the gate for all ten models, and in a tenth of dynamo's time
 OPSETS = {"legacy": (9, torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET),
           "dynamo": (18, torch.onnx._constants.ONNX_MAX_OPSET)}
 SAMPLE_ROWS = 8
+EXPORT_SCRATCH = ".export-"  # export's scratch folders in artifacts/<model>/ (records.scratch_dir)
 LATENCY_THREADS = 1
 
 
@@ -153,7 +154,8 @@ def _build_torchscript(spec: ModelSpec, module: torch.nn.Module, path: Path, **_
 # How each format of the table (zeroserve.formats) is made, by format key. A builder writes the
 # artifact to `path` and returns what the record keeps about it; `work` is the folder holding the
 # other artifacts of this export (a variant reads its base's file there).
-BUILDERS: dict[str, Callable[..., dict]] = {"onnx": _build_onnx, "torchscript": _build_torchscript}
+BUILDERS: dict[str, Callable[..., dict]] = {"onnx": _build_onnx, "torchscript": _build_torchscript,
+                                            **variants_mod.BUILDERS}
 # How an artifact is run in-process for the gate and the latency figures, by runtime.
 RUNNERS: dict[str, Callable[..., Callable]] = {"onnx": _onnx_runner, "torchscript": _torchscript_runner}
 
@@ -197,102 +199,199 @@ def _real_samples(spec: ModelSpec, data_dir: Path | None) -> list[np.ndarray] | 
     return split.test_inputs
 
 
-def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, opset: int = DEFAULT_OPSET,
+def _held_out(spec: ModelSpec, data_dir: Path | None) -> Split:
+    """The model's data with its held-out targets: what a variant's gate is measured on."""
+    if spec.data is None:
+        raise InputError(f"{spec.name}: a variant is gated on held-out data and its spec gives no data=")
+    split = spec.load_data(Path(data_dir) if data_dir is not None else Path("data"))
+    if split.test_target is None:
+        raise InputError(f"{spec.name}: its held-out data has no targets to measure a variant's metric on")
+    return split
+
+
+def _recorded_base(spec: ModelSpec, out_dir: Path, base: str, variant: str) -> tuple[dict, Path]:
+    """The previous export's PASS entry for `base` and its file, or InputError saying to export it first."""
+    path = out_dir / "export.json"
+    hint = f"run `zeroserve export {spec.name} --format {base}` first"
+    if not path.is_file():
+        raise InputError(f"{spec.name}: the {variant} variant is made from the gated {base} export, and "
+                         f"{spec.name} was never exported; {hint}")
+    entry = records.read_json(path, "export record").get("formats", {}).get(base)
+    if entry is None or entry.get("status") != "PASS":
+        raise InputError(f"{spec.name}: the {variant} variant is made from a gated {base} export, and the export "
+                         f"record has none that passed; {hint}")
+    file = out_dir / entry.get("file", F.get(base).file)
+    if not file.is_file() or sha256(file) != entry.get("sha256"):
+        raise InputError(f"{spec.name}: {file} is missing or differs from its export record; {hint}")
+    return entry, file
+
+
+def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=None, opset: int = DEFAULT_OPSET,
                  exporter: str = DEFAULT_EXPORTER, atol: float | None = None, rtol: float | None = None,
-                 data_dir: Path | None = None, latency: bool = True) -> dict:
+                 data_dir: Path | None = None, latency: bool = True,
+                 variant_options: "variants_mod.VariantOptions | None" = None) -> dict:
     """Export `spec`'s trained checkpoint, gate every format, and record it.
 
     Args:
-        formats: format keys of `zeroserve.formats` (default: the primary formats).
+        formats: format keys of `zeroserve.formats` (default: the primary formats, or none when
+            `variants` are given).
+        variants: variants (`int8`, `int8-dynamic`, `optimized`, `fp16`, or their format keys), made from
+            this export's base or, when the base is not re-exported, the recorded gated one.
         atol / rtol: the gate's tolerances; None takes the spec's (its own or the parity defaults).
+        variant_options: calibration and the variant gate's rule (`export.variants.VariantOptions`).
 
     Raises:
-        InputError: no or unusable checkpoint, bad format/opset, unwritable folder.
-        CheckFailed: a format failed the gate (export-failed.json holds the numbers).
+        InputError: no or unusable checkpoint, bad format/opset, unwritable folder, a variant of a model
+            never exported, a variant the model cannot take (nothing is written).
+        CheckFailed: a primary format failed the gate (export-failed.json holds the numbers). A variant
+            that fails its own gate is recorded FAIL in export.json instead.
 
     Returns:
         The export.json record.
     """
-    formats = F.parse(formats)
-    missing = [f for f in formats if f not in BUILDERS]
+    wanted_variants = F.parse_variants(variants)
+    primary = F.parse(formats) if formats or not wanted_variants else ()
+    keys = tuple(k for k in F.FORMATS if k in set(primary) | set(wanted_variants))
+    missing = [f for f in keys if f not in BUILDERS]
     if missing:
         raise InputError(f"no exporter is defined for format {', '.join(missing)}")
     check_opset(opset, exporter)
+    options = variant_options or variants_mod.VariantOptions()
     tol = spec.tolerance.with_overrides(atol, rtol)
     out_dir = model_dir(artifacts, spec)
     model = load_trained(spec, artifacts)
+    judged = [k for k in keys if F.get(k).variant]
+    split = _held_out(spec, data_dir) if judged else None
+    bases = {}  # a variant's base not exported in this run: its recorded, gated artifact
+    for key in keys:
+        base = F.get(key).base
+        if base is not None and base not in keys and base not in bases:
+            bases[base] = _recorded_base(spec, out_dir, base, F.get(key).variant or key)
     records.ensure_writable_dir(out_dir)
-    real = _real_samples(spec, data_dir)
+    real = split.test_inputs if split is not None else _real_samples(spec, data_dir)
     points = gate.grid(spec, real)
     eager = _eager_runner(model)
     module = _exportable(spec, model)
+    held_eager = eager_outputs(model, split.test_inputs) if split is not None else None
 
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    records.prune_scratch(out_dir, EXPORT_SCRATCH)  # left by an export that was killed
+    tmp = records.scratch_dir(out_dir, EXPORT_SCRATCH)
     try:
+        for base, (_, file) in bases.items():
+            shutil.copyfile(file, tmp / F.get(base).file)
         entries: dict[str, dict] = {}
-        runners: dict[str, Callable] = {}
-        for key in formats:
+        for key in keys:
             fmt = F.get(key)
             path = tmp / fmt.file
+            if fmt.base is not None and fmt.base in entries and entries[fmt.base]["status"] != "PASS":
+                entries[key] = {"file": fmt.file, "status": "FAIL", "error": f"its base {fmt.base} failed the gate",
+                                "worst": {"point": "export", "error": f"base {fmt.base} failed"}, "grid": []}
+                continue
             started = time.perf_counter()
             try:
-                info = BUILDERS[key](spec, module, path, opset=opset, exporter=exporter, work=tmp)
+                info = BUILDERS[key](spec, module, path, opset=opset, exporter=exporter, work=tmp,
+                                     variant=options, split=split)
                 if fmt.runtime == "onnx":  # every ONNX artifact records what deploy checks for the target
                     info = {**_onnx_info(path), **info}
-                runner = RUNNERS[fmt.runtime](path, spec)
+                if fmt.variant and fmt.gpu_only and not variants_mod.gpu_present():
+                    runner = None
+                elif fmt.variant:
+                    runner = variants_mod.variant_runner(path, spec, fmt)
+                else:
+                    runner = RUNNERS[fmt.runtime](path, spec)
             except Exception as exc:  # the exporter's own failure is this model's gate failure, with the reason
+                if fmt.variant:  # a variant the model cannot take: one line, exit 2, nothing written
+                    if isinstance(exc, InputError):
+                        raise
+                    raise InputError(f"{spec.name}: the {fmt.variant} variant cannot be made or loaded: "
+                                     f"{type(exc).__name__}: {_first_line(exc)}") from None
                 msg = _first_line(exc)
                 entries[key] = {"file": fmt.file, "status": "FAIL", "error": f"{type(exc).__name__}: {msg}",
                                 "worst": {"point": "export", "error": msg}, "grid": []}
                 continue
             seconds = time.perf_counter() - started
-            result = gate.run_gate(spec, eager, runner, points, tol)
-            runners[key] = runner
+            if fmt.variant:
+                result = variants_mod.run_variant_gate(spec, fmt, runner, split, held_eager, options.rule, tol)
+                base_file = tmp / F.get(fmt.base).file
+                result = {"variant": fmt.variant, "base": fmt.base, "base_sha256": sha256(base_file), **result}
+                if latency and runner is not None:
+                    timed = {fmt.base: RUNNERS[F.get(fmt.base).runtime](base_file, spec, threads=LATENCY_THREADS),
+                             key: variants_mod.variant_runner(path, spec, fmt, threads=LATENCY_THREADS)}
+                    result["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
+            else:
+                result = gate.run_gate(spec, eager, runner, points, tol)
             entries[key] = {"file": fmt.file, "sha256": sha256(path), "bytes": path.stat().st_size, **info,
                             "export_seconds": round(seconds, 3), **result}
 
-        record = {
-            "schema": records.SCHEMA, "model": spec.name,
-            "status": "PASS" if all(e["status"] == "PASS" for e in entries.values()) else "FAIL",
-            "max_batch_size": spec.max_batch_size, "atol": tol.atol, "rtol": tol.rtol,
-            "inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs],
-            "checkpoint_sha256": sha256(checkpoint_path(spec, artifacts)),
-            "real_samples": real is not None,
-            "formats": entries,
-            "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
-        }
-        if record["status"] != "PASS":
-            records.write_json(out_dir / "export-failed.json", record)
-            raise CheckFailed(_failure_line(spec, entries, out_dir))
-
-        if latency:
-            timed = {"eager": eager}
-            timed.update({key: RUNNERS[F.get(key).runtime](tmp / F.get(key).file, spec, threads=LATENCY_THREADS)
-                          for key in entries})
-            record["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
-
-        # keep the formats not re-exported this time, if their files are still the recorded ones
+        firsts = {k: e for k, e in entries.items() if not F.get(k).variant}
         previous = out_dir / "export.json"
+        old: dict = {}
         if previous.is_file():
             with contextlib.suppress(InputError):
                 old = records.read_json(previous)
-                for key, entry in old.get("formats", {}).items():
-                    f = out_dir / entry.get("file", "")
-                    if key not in entries and key in F.FORMATS and entry.get("status") == "PASS" and f.is_file() \
-                            and sha256(f) == entry.get("sha256"):
-                        record["formats"][key] = entry
-        for key in formats:
-            os.replace(tmp / F.get(key).file, out_dir / F.get(key).file)
-        if real is not None:
+        if firsts:
+            record = {
+                "schema": records.SCHEMA, "model": spec.name,
+                "status": "PASS" if all(e["status"] == "PASS" for e in firsts.values()) else "FAIL",
+                "max_batch_size": spec.max_batch_size, "atol": tol.atol, "rtol": tol.rtol,
+                "inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs],
+                "checkpoint_sha256": sha256(checkpoint_path(spec, artifacts)),
+                "real_samples": real is not None,
+                "formats": entries,
+                "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
+            }
+        else:  # variants only: the recorded export stays as it was, with these variants added
+            record = {**old, "formats": {**old.get("formats", {}), **entries},
+                      "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript")}
+        if record["status"] != "PASS":
+            records.write_json(out_dir / "export-failed.json", record)
+            raise CheckFailed(_failure_line(spec, firsts, out_dir))
+
+        if latency and firsts:
+            timed = {"eager": eager}
+            timed.update({key: RUNNERS[F.get(key).runtime](tmp / F.get(key).file, spec, threads=LATENCY_THREADS)
+                          for key in firsts})
+            record["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
+
+        # keep the formats not re-exported this time, if their files are still the recorded ones; a variant
+        # only while its base is the one it was made from
+        shas = {k: e.get("sha256") for k, e in record["formats"].items()}
+        for key, entry in old.get("formats", {}).items():
+            if key in entries or key not in F.FORMATS:
+                continue
+            fmt = F.get(key)
+            f = out_dir / entry.get("file", "")
+            same_file = f.is_file() and sha256(f) == entry.get("sha256")
+            if fmt.variant:
+                if entry.get("base_sha256") == shas.get(fmt.base) and (same_file or entry.get("status") == "FAIL"):
+                    record["formats"][key] = entry
+                else:
+                    record["formats"].pop(key, None)
+            elif entry.get("status") == "PASS" and same_file:
+                record["formats"][key] = entry
+        for key in keys:
+            fmt = F.get(key)
+            if fmt.variant and entries[key]["status"] == "FAIL":
+                (out_dir / fmt.file).unlink(missing_ok=True)  # never deployed: no file that looks deployable
+            else:
+                os.replace(tmp / fmt.file, out_dir / fmt.file)
+        if firsts and real is not None:
             with records.atomic_path(out_dir / "sample.npz") as sample_tmp:
                 with open(sample_tmp, "wb") as fh:
                     np.savez(fh, **{t.name: a[:SAMPLE_ROWS] for t, a in zip(spec.inputs, real)})
             record["sample"] = "sample.npz"
         records.write_json(out_dir / "export.json", record)
-        (out_dir / "export-failed.json").unlink(missing_ok=True)
+        if firsts:
+            (out_dir / "export-failed.json").unlink(missing_ok=True)
         return record
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def variant_failures(spec: ModelSpec, record: dict, keys=None) -> list[str]:
+    """One line per variant of `record` (of `keys`, if given) that failed its gate, naming the rule and numbers."""
+    return [variants_mod.failure_line(spec, k, e) for k, e in record.get("formats", {}).items()
+            if k in F.FORMATS and F.get(k).variant and e.get("status") == "FAIL" and (keys is None or k in keys)]
 
 
 def _failure_line(spec: ModelSpec, entries: dict, out_dir: Path) -> str:

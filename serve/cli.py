@@ -23,12 +23,12 @@ from rich.table import Table
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import registry
 from zeroserve.cliutil import (ArtifactsOpt, JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors,
-                               print_json)
+                               port_callback, positive_seconds, print_json)
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
 from zeroserve.serve.docker import docker_command
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
+from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, check_bind_host, hostport, resolve_free_ports
 from zeroserve.serve.repository import DEFAULT_REPOSITORY
 from zeroserve.serve.status import collect_status, find_server
 from zeroserve.serve.supervisor import RestartPolicy, Supervisor
@@ -38,10 +38,17 @@ STOP_WAIT_S = 10.0
 Engine = choices("Engine", ("embedded", "docker"))
 
 RepositoryOpt = Annotated[Path, typer.Option("--repository", help="The canonical Triton model repository.")]
-HostOpt = Annotated[str, typer.Option("--host", help="Address the server binds to (and clients reach).")]
-HttpPortOpt = Annotated[int, typer.Option("--http-port", help="KServe v2 HTTP port.")]
-GrpcPortOpt = Annotated[int, typer.Option("--grpc-port", help="KServe v2 gRPC port.")]
-MetricsPortOpt = Annotated[int, typer.Option("--metrics-port", help="Prometheus metrics port.")]
+HostOpt = Annotated[str, typer.Option("--host", help="Address the server binds to (and clients reach): loopback "
+                                                     "(127.0.0.1, ::1, localhost) unless --allow-remote.")]
+_FREE = " (1-65535; 0 picks a free port and prints it)"
+HttpPortOpt = Annotated[int, typer.Option("--http-port", help="KServe v2 HTTP port" + _FREE + ".",
+                                          callback=port_callback(allow_zero=True))]
+GrpcPortOpt = Annotated[int, typer.Option("--grpc-port", help="KServe v2 gRPC port" + _FREE + ".",
+                                          callback=port_callback(allow_zero=True))]
+MetricsPortOpt = Annotated[int, typer.Option("--metrics-port", help="Prometheus metrics port" + _FREE + ".",
+                                             callback=port_callback(allow_zero=True))]
+# status and stop choose a running server by its ports
+ChoosePort = port_callback()
 
 
 def register(app: typer.Typer) -> None:
@@ -84,8 +91,9 @@ def serve_cmd(
                                                                  "wheel) or docker (NGC image on a GPU host).")]
     = "embedded",
     print_only: Annotated[bool, typer.Option("--print", help="With --engine docker: print the docker command.")] = False,
-    timeout: Annotated[float, typer.Option(help="One deadline in seconds for the server to come up and every model "
-                                                "to be READY.")] = srv.READY_TIMEOUT_S,
+    timeout: Annotated[float, typer.Option(help="One deadline in seconds (> 0) for the server to come up and every "
+                                                "model to be READY.", callback=positive_seconds)]
+    = srv.READY_TIMEOUT_S,
     max_restarts: Annotated[int | None, typer.Option(
         "--max-restarts", help="Crashes of tritonserver tolerated within 10 minutes; the next one ends `serve` "
         "(default 5, or ZEROSERVE_RESTART_CAP=count,window_s).")] = None,
@@ -93,6 +101,8 @@ def serve_cmd(
         "--restart-backoff", help="Seconds before the first restart after a crash, doubled for each further crash "
         "up to 30 (default 1, or ZEROSERVE_RESTART_BACKOFF=first_s,max_s).")] = None,
     model_files: ModelFilesOpt = None,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow --host to be an address other "
+                                               "machines reach (not loopback); prints a warning.")] = False,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
 
@@ -119,6 +129,7 @@ def serve_cmd(
         os.execvp(cmd[0], cmd)
     if print_only:
         raise InputError("--print goes with --engine docker")
+    host, http_port, grpc_port, metrics_port = _bind_checks(host, allow_remote, http_port, grpc_port, metrics_port)
 
     policy = RestartPolicy.from_env(cap=max_restarts, first_s=restart_backoff)
     if detach:
@@ -155,6 +166,24 @@ def serve_cmd(
     finally:
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, previous_int)
+
+
+def _bind_checks(host: str, allow_remote: bool, *ports: int) -> tuple:
+    """Refuse a non-loopback --host without --allow-remote (warn with it); replace each port 0 by a free one.
+
+    Returns the host (`localhost` as 127.0.0.1, which tritonserver binds and gRPC reaches at once)
+    and the three ports.
+    """
+    host = DEFAULT_HOST if host == "localhost" else host.strip("[]")
+    warning = check_bind_host(host, allow_remote)
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    names = ("http", "grpc", "metrics")
+    chosen = resolve_free_ports(host, dict(zip(names, ports)))
+    picked = [f"{k} {chosen[k]}" for k, p in zip(names, ports) if p == 0]
+    if picked:
+        err_console.print(f"free port(s) chosen on {host}: {', '.join(picked)}", highlight=False)
+    return (host, *(chosen[k] for k in names))
 
 
 @contextlib.contextmanager
@@ -255,9 +284,9 @@ def _print_endpoints(s: dict) -> None:
     table = Table(title=f"tritonserver pid {s['pid']}: {ready} of {len(s['models'])} models READY")
     table.add_column("endpoint")
     table.add_column("address")
-    table.add_row("HTTP (KServe v2)", f"http://{s['host']}:{s['http_port']}")
-    table.add_row("gRPC (KServe v2)", f"{s['host']}:{s['grpc_port']}")
-    table.add_row("metrics", f"http://{s['host']}:{s['metrics_port']}/metrics")
+    table.add_row("HTTP (KServe v2)", f"http://{hostport(s['host'], s['http_port'])}")
+    table.add_row("gRPC (KServe v2)", hostport(s["host"], s["grpc_port"]))
+    table.add_row("metrics", f"http://{hostport(s['host'], s['metrics_port'])}/metrics")
     table.add_row("runtime repository", f"{s['runtime_dir']}/repository")
     table.add_row("log", s["log"])
     console.print(table)
@@ -274,8 +303,10 @@ def status_cmd(
     repository: RepositoryOpt = DEFAULT_REPOSITORY,
     host: Annotated[str | None, typer.Option("--host", help="Server host (default: the running server's).")] = None,
     http_port: Annotated[int | None, typer.Option("--http-port", help="Server HTTP port "
-                                                                      "(default: the running server's).")] = None,
-    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by its gRPC port.")] = None,
+                                                                      "(default: the running server's).",
+                                                  callback=ChoosePort)] = None,
+    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by its gRPC port.",
+                                                  callback=ChoosePort)] = None,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -305,7 +336,8 @@ def status_cmd(
         source = "" if not first else f"[yellow]fell back: {source}[/]" if data["note"] else source
         table.add_row(row["model"], row["format"], source,
                       paint(trained, t["state"]), paint(e["state"], e["state"]),
-                      paint(deployed, d["state"]), paint(s["state"], s["state"]))
+                      paint(deployed, d["state"]),
+                      paint(s["state"] + (f" ({s['note']})" if s.get("note") else ""), s["state"]))
     console.print(table)
     for name, state in (server or {}).get("other_models", {}).items():
         console.print(f"also served (no registry entry): {escape(name)} {paint(state, state)}", soft_wrap=True)
@@ -349,8 +381,10 @@ def _print_supervision(server: dict) -> None:
 def stop_cmd(
     all_servers: Annotated[bool, typer.Option("--all", help="Stop every running zeroserve server.")] = False,
     host: Annotated[str | None, typer.Option("--host", help="Choose a server by host.")] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port", help="Choose a server by HTTP port.")] = None,
-    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by gRPC port.")] = None,
+    http_port: Annotated[int | None, typer.Option("--http-port", help="Choose a server by HTTP port.",
+                                                  callback=ChoosePort)] = None,
+    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by gRPC port.",
+                                                  callback=ChoosePort)] = None,
     as_json: JsonOpt = False,
 ):
     """Stop a running server (the only one, or the one chosen; --all for every one) and clean up after it.

@@ -16,7 +16,8 @@ from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelFilesOpt,
                                err_console, handle_errors, print_json, skip_line)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, KSERVE_MANIFEST
-from zeroserve.serve.repository import DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, deploy_model
+from zeroserve.serve.repository import (DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, default_formats, deploy_model,
+                                       read_export_record)
 from zeroserve.serve.target import TARGET
 
 
@@ -55,10 +56,14 @@ def deploy_cmd(
 ):
     """Deploy gated exports into the canonical Triton repository (one <model>_<format>/ per format).
 
+    Without --format: the primary formats and every variant whose gate passed, each as its own Triton
+    model (<model>_onnx_int8); fp16 (UNVERIFIED without a GPU at export) goes in as a KIND_GPU model.
+    A variant that failed its gate is never deployed: listed as skipped, or refused when asked by --format.
+
     Asked for one model whose export is missing or not PASS, fails (exit 2); under 'all' such a
     model is skipped with the reason. A config that does not lint against its artifact fails (exit 1).
     """
-    formats = F.parse(fmt)
+    formats = F.parse(fmt) if fmt else None  # None: the primary formats and every variant fit to deploy
     specs, explicit = registry.select(models, model_files)
     deployed, skipped, failed = [], [], []
     for spec in specs:
@@ -66,6 +71,11 @@ def deploy_cmd(
             deployed += deploy_model(spec, artifacts, repository, formats=formats, max_batch_size=max_batch_size,
                                      max_queue_delay_us=max_queue_delay_us, device=device, instances=instances,
                                      tensorrt=tensorrt, target=target, storage_uri=storage_uri)
+            if formats is None:
+                record, _ = read_export_record(spec, artifacts)
+                for s in default_formats(record, str(device))[1]:
+                    skipped.append({"model": spec.triton_name(s["format"]), "reason": s["reason"]})
+                    skip_line(spec.triton_name(s["format"]), s["reason"])
         except InputError as exc:
             if explicit:
                 raise

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -57,11 +56,19 @@ def _checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> 
     if entry is None:
         raise InputError(f"{spec.name}: the export record has no {fmt} artifact; "
                          f"run `zeroserve export {spec.name} --format {fmt}`")
-    if entry.get("status") != "PASS":
+    variant = F.get(fmt)
+    unverified_ok = variant.gpu_only and entry.get("status") == "UNVERIFIED"  # measured where a GPU serves it
+    if entry.get("status") != "PASS" and not unverified_ok:
         worst = entry.get("worst") or {}
-        reason = entry.get("error") or worst.get("error") or f"worst point {worst.get('point', '?')}"
+        reason = "; ".join(entry.get("failed_rules") or []) or entry.get("error") or worst.get("error") \
+            or f"worst point {worst.get('point', '?')}"
         raise InputError(f"{spec.name} {fmt}: export status is {entry.get('status', 'missing')}, not PASS "
                          f"({reason}); only gated artifacts are deployed")
+    if variant.base is not None and "base_sha256" in entry:
+        base = record.get("formats", {}).get(variant.base, {})
+        if base.get("sha256") != entry["base_sha256"]:
+            raise InputError(f"{spec.name} {fmt}: made from a {variant.base} artifact that is no longer the recorded "
+                             f"one; run `zeroserve export {spec.name} --variant {variant.variant}` again")
     path = model_dir(artifacts, spec) / entry.get("file", F.get(fmt).file)
     if not path.is_file():
         raise InputError(f"{spec.name} {fmt}: artifact {path} is missing; run `zeroserve export {spec.name}` again")
@@ -69,6 +76,29 @@ def _checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> 
         raise InputError(f"{spec.name} {fmt}: {path} does not match the sha256 in its export record "
                          f"(changed since export); run `zeroserve export {spec.name}` again")
     return entry, path
+
+
+def default_formats(record: dict, device: str = "gpu") -> tuple[tuple[str, ...], list[dict]]:
+    """What deploy writes when no --format is given: the primary formats, and each variant the export
+    record holds that may be deployed; the variants left out, each with the reason.
+
+    A variant deploys when its gate passed; a gpu_only variant (fp16) also when UNVERIFIED (no GPU at
+    export), and only for --device gpu.
+    """
+    keys, skipped = list(F.primary()), []
+    for key, entry in record.get("formats", {}).items():
+        fmt = F.FORMATS.get(key)
+        if fmt is None or fmt.base is None:
+            continue
+        status = entry.get("status")
+        if fmt.gpu_only and device != "gpu":
+            skipped.append({"format": key, "reason": f"{key} runs on GPU instances only; deploy with --device gpu"})
+        elif status == "PASS" or (fmt.gpu_only and status == "UNVERIFIED"):
+            keys.append(key)
+        else:
+            why = "; ".join(entry.get("failed_rules") or []) or entry.get("error") or "no reason recorded"
+            skipped.append({"format": key, "reason": f"{key} export status is {status}, not PASS ({why})"})
+    return tuple(k for k in F.FORMATS if k in keys), skipped
 
 
 def _warmup(spec: ModelSpec, sample: dict[str, np.ndarray] | None, folder: Path) -> Warmup:
@@ -263,7 +293,7 @@ def _place(staged: Path, final: Path) -> None:
     """Rename `staged` to `final`, moving any previous folder aside first and deleting it after."""
     aside = None
     if final.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f".zs-old-{final.name}-", dir=staged.parent))
+        aside = records.scratch_dir(staged.parent, f".zs-old-{final.name}-")
         os.replace(final, aside / final.name)
     try:
         os.replace(staged, final)
@@ -281,15 +311,10 @@ def _staging_parent(repository: Path) -> Path:
     return parent if os.access(parent, os.W_OK) else repository
 
 
-STALE_AFTER_S = 600  # a staging folder this old belongs to a deploy that was killed, not one in progress
-
-
 def _prune_stale(staging: Path, name: str) -> None:
     """Remove staging and set-aside folders of `name` left by a deploy that was killed mid-way."""
     for prefix in (f".zs-deploy-{name}-", f".zs-old-{name}-"):
-        for folder in staging.glob(prefix + "*"):
-            if folder.is_dir() and time.time() - folder.stat().st_mtime > STALE_AFTER_S:
-                shutil.rmtree(folder, ignore_errors=True)
+        records.prune_scratch(staging, prefix)
 
 
 def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_REPOSITORY, *,
@@ -299,6 +324,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
                  storage_uri: str = DEFAULT_STORAGE_URI, release: TargetRelease = TARGET) -> list[dict]:
     """Deploy one model's gated artifacts into the canonical repository.
 
+    `formats` None deploys `default_formats`: the primary formats and every variant fit to deploy.
     Every requested format is checked (export PASS, sha256, IR/opset for the target release)
     before anything is written; each `<model>_<fmt>/` is then staged, linted and renamed into
     place, and the manifest updated.
@@ -310,7 +336,6 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     Returns:
         The manifest entries written, one per format.
     """
-    formats = F.parse(formats)
     device = device.lower()
     if device not in ("gpu", "cpu"):
         raise InputError(f"unknown device {device!r}; use gpu or cpu")
@@ -325,7 +350,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
             raise InputError(f"unknown --tensorrt precision {tensorrt!r}; use fp16 or fp32")
         if device != "gpu":
             raise InputError("--tensorrt needs --device gpu: TensorRT runs on the GPU only")
-        if not any(F.get(f).backend is F.ONNXRUNTIME for f in formats):
+        if formats and not any(F.get(f).backend is F.ONNXRUNTIME for f in F.parse(formats)):
             raise InputError("--tensorrt applies to the ONNX formats; add one to --format")
     if target not in ("triton", "kserve"):
         raise InputError(f"unknown target {target!r}; use triton or kserve")
@@ -333,6 +358,11 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
         check_storage_uri(storage_uri)
 
     record, record_path = read_export_record(spec, artifacts)
+    formats = F.parse(formats) if formats else default_formats(record, device)[0]
+    gpu_only = [f for f in formats if F.get(f).gpu_only]
+    if gpu_only and device != "gpu":
+        raise InputError(f"{spec.name}: {', '.join(gpu_only)} runs on GPU instances only (ONNX Runtime's CPU "
+                         "provider lacks most float16 kernels); deploy it with --device gpu")
     specs_now = {"inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs]}
     if any(k in record and record[k] != v for k, v in specs_now.items()):
         raise InputError(f"{spec.name}: the export record's tensors differ from the registry's (changed since "
@@ -359,7 +389,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
         backend = F.get(fmt).backend
         name = F.get(fmt).triton_name(spec.name)
         _prune_stale(staging, name)
-        tmp = Path(tempfile.mkdtemp(prefix=f".zs-deploy-{name}-", dir=staging))
+        tmp = records.scratch_dir(staging, f".zs-deploy-{name}-")
         try:
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a Triton running as another user
             (tmp / VERSION).mkdir()

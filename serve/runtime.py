@@ -209,7 +209,15 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
     built: list[RuntimeModel] = []
     downgraded: list[str] = []
     skipped: dict[str, str] = {}
-    for name, source_name in [*((n, n) for n in names), *((f"{n}{NOOP_SUFFIX}", n) for n in noop_of)]:
+    gpu_only = [] if gpu else [n for n in names if (F.split_triton_name(n) or ("", F.FORMATS["onnx"]))[1].gpu_only]
+    if gpu_only and len(gpu_only) == len(names):
+        raise InputError(f"nothing to serve: {', '.join(gpu_only)} run on GPU instances only (float16; ONNX Runtime's "
+                         "CPU provider lacks most float16 kernels) and this machine has no GPU")
+    if gpu_only:
+        warnings.warn(f"no GPU here: not serving {', '.join(gpu_only)} (float16 variants run on GPU instances only; "
+                      "the canonical repository keeps them for a GPU host)")
+    for name, source_name in [*((n, n) for n in names if n not in gpu_only),
+                              *((f"{n}{NOOP_SUFFIX}", n) for n in noop_of)]:
         src = Path(repository) / source_name
         try:
             canonical, backend, version, artifact = _servable(src)

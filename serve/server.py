@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, check_ports
+from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
 from zeroserve.serve.config import parse, render
 from zeroserve.serve.runtime import RuntimeModel, build_runtime_repository, canonical_models
 from zeroserve.serve.wheel import backend_directory, find_tritonserver, server_env
@@ -89,7 +89,7 @@ def _unload_all(state: dict[str, Any], timeout: float) -> None:
     """Unload every model through the API so each stub runs finalize() and frees its shared memory itself."""
     import tritonclient.http as httpclient
 
-    client = httpclient.InferenceServerClient(f"{state['host']}:{state['http_port']}", connection_timeout=2.0,
+    client = httpclient.InferenceServerClient(hostport(state["host"], state["http_port"]), connection_timeout=2.0,
                                               network_timeout=max(timeout, 0.1))
     try:
         for model in client.get_model_repository_index():
@@ -252,11 +252,11 @@ class Server:
 
     @property
     def http_url(self) -> str:
-        return f"{self.state['host']}:{self.state['http_port']}"
+        return hostport(self.state["host"], self.state["http_port"])
 
     @property
     def grpc_url(self) -> str:
-        return f"{self.state['host']}:{self.state['grpc_port']}"
+        return hostport(self.state["host"], self.state["grpc_port"])
 
     @property
     def log(self) -> Path:
@@ -520,14 +520,15 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
     control = ([f"--model-control-mode=poll", f"--repository-poll-secs={POLL_SECS}",
                 "--exit-on-error=false"]  # a model that cannot load is reported; the others serve
                if model_control == "poll" else ["--model-control-mode=explicit"])
+    address = bind_addresses(host)
     args = [
         str(install.binary),
         f"--model-repository={served}",
         f"--backend-directory={backends}",
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
-        f"--http-address={host}", f"--http-port={http_port}",
-        f"--grpc-address={host}", f"--grpc-port={grpc_port}",
-        f"--metrics-address={host}", f"--metrics-port={metrics_port}",
+        f"--http-address={address['http']}", f"--http-port={http_port}",
+        f"--grpc-address={address['grpc']}", f"--grpc-port={grpc_port}",
+        f"--metrics-address={address['metrics']}", f"--metrics-port={metrics_port}",
         "--allow-gpu-metrics=false",
         *control,
         "--disable-auto-complete-config",

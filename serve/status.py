@@ -14,6 +14,7 @@ from zeroserve import registry
 from zeroserve.artifacts import model_dir
 from zeroserve.errors import ServerError
 from zeroserve.serve import state as st
+from zeroserve.serve.ports import hostport
 
 
 def _read(path: Path) -> dict | None:
@@ -62,7 +63,7 @@ def model_ready_states(host: str, http_port: int, timeout: float = 3.0) -> dict[
     """Triton name -> state ("READY", "UNAVAILABLE", ...) from a running server's repository index."""
     import tritonclient.http as httpclient
 
-    client = httpclient.InferenceServerClient(f"{host}:{http_port}", connection_timeout=timeout,
+    client = httpclient.InferenceServerClient(hostport(host, http_port), connection_timeout=timeout,
                                               network_timeout=timeout)
     try:
         index = client.get_model_repository_index()
@@ -147,6 +148,8 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
                 serving = {"state": served.get(name, "not loaded")}
                 if name in failed:
                     serving["reason"] = failed[name]
+                if fmt.gpu_only and name not in served:
+                    serving["note"] = "runs on GPU instances only"
             row = {"model": spec.name, "format": fmt.key, "triton_name": name, "data": data, "trained": trained,
                    "exported": _exported(folder, fmt.key), "deployed": _deployed(repository, manifest, name),
                    "served": serving}

@@ -77,3 +77,21 @@ def exported(trained, data_dir) -> tuple[Path, dict]:
     artifacts, _ = trained
     recs = {name: export_model(spec, artifacts, data_dir=data_dir) for name, spec in registry.REGISTRY.items()}
     return artifacts, recs
+
+
+VARIANT_MODEL = "softmax_mnist"  # small, and every variant kind applies to it
+
+
+@pytest.fixture(scope="session")
+def variant_artifacts(exported, tmp_path_factory, data_dir) -> tuple[Path, dict]:
+    """softmax_mnist's export (copied, so the shared artifacts keep two formats) plus every variant
+    kind made once through `export_model`: (artifacts, export record)."""
+    import shutil
+
+    from zeroserve.export import export_model
+
+    artifacts = tmp_path_factory.mktemp("variant-artifacts")
+    shutil.copytree(exported[0] / VARIANT_MODEL, artifacts / VARIANT_MODEL)
+    rec = export_model(registry.get(VARIANT_MODEL), artifacts, data_dir=data_dir,
+                       variants=("int8", "int8-dynamic", "optimized", "fp16"))
+    return artifacts, rec

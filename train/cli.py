@@ -13,8 +13,7 @@ from rich.table import Table
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
-                               handle_errors, print_json, skip_line)
-from zeroserve.data import default_data_dir
+                               data_dir_in_use, handle_errors, print_json, skip_line)
 from zeroserve.errors import InputError
 from zeroserve.fetch import dataset_names_for_model, fetch_command
 from zeroserve.train.trainer import train_model
@@ -46,7 +45,7 @@ def train_cmd(
     A model that falls back (no MNIST/Fashion-MNIST IDX files) or is skipped is told the
     `zeroserve data fetch ...` command that fetches its data.
     """
-    data_dir = Path(data_dir or default_data_dir())
+    data_dir = data_dir_in_use(data_dir)
     specs, explicit = registry.select(models, model_files)
     done, skipped = [], []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

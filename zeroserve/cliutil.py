@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -48,12 +49,73 @@ APP_SETTINGS = dict(
     pretty_exceptions_enable=False,
 )
 
+def usage_error(message: str) -> None:
+    """A bad option value, found while the command line is parsed: one line on stderr, exit 2 (InputError's)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+PORT_MAX = 65535
+
+
+def port_callback(allow_zero: bool = False) -> Callable:
+    """An option callback accepting a TCP port 1-65535 (0 too where it means "pick a free port"), or None."""
+
+    def check(param: typer.CallbackParam, value: int | None) -> int | None:
+        low = 0 if allow_zero else 1
+        if value is not None and not low <= value <= PORT_MAX:
+            usage_error(f"{param.opts[0]} {value} is not a port: give 1-{PORT_MAX}"
+                        + (" (or 0 for a free port)" if allow_zero else ""))
+        return value
+
+    return check
+
+
+def positive_seconds(param: typer.CallbackParam, value: float | None) -> float | None:
+    """An option callback accepting a finite number of seconds > 0 (a timeout), or None."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        usage_error(f"{param.opts[0]} {value:g} must be a number of seconds greater than 0")
+    return value
+
+
+def _existing_data_dir(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """--data-dir given on the command line must be a folder; env and default are checked where they are read."""
+    if value is not None and ctx.get_parameter_source(param.name).name == "COMMANDLINE" and not value.is_dir():
+        from zeroserve.fetch import fetch_command
+
+        usage_error(f"--data-dir {value} " + ("is not a folder" if value.exists() else "does not exist")
+                    + f": give the folder holding the course data, or fill it with `{fetch_command('all', value)}`")
+    return value
+
+
+def data_dir_in_use(data_dir: Path | None) -> Path:
+    """The data folder a command reads (`--data-dir`, else ZEROSERVE_DATA_DIR, else data/); warns when it is missing.
+
+    A folder given with --data-dir was checked while parsing (exit 2); a defaulted one that does
+    not exist is only a warning naming it, since a command may go on without data (random inputs).
+    """
+    from zeroserve.data import default_data_dir
+
+    path = Path(data_dir) if data_dir is not None else default_data_dir()
+    if not path.is_dir():
+        how = "from ZEROSERVE_DATA_DIR" if os.environ.get("ZEROSERVE_DATA_DIR") else "the default"
+        err_console.print(f"[yellow]warning:[/] data folder {escape(str(path))} ({how}) does not exist: models "
+                          "that need data go without it (`zeroserve data fetch all` fills it, --data-dir names "
+                          "another)", highlight=False, soft_wrap=True)
+    return path
+
+
 # Options shared by several commands, declared once.
 ModelsArg = Annotated[list[str], typer.Argument(help="Registry model names (comma or space separated), or 'all'.",
                                                 show_default=False)]
 ArtifactsOpt = Annotated[Path, typer.Option("--artifacts", help="Folder of per-model artifacts and records.")]
-DataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="ZEROSERVE_DATA_DIR",
-                                          help="Folder with the course data files and MNIST IDX files.")]
+DataDirOpt = Annotated[Path, typer.Option(
+    "--data-dir", envvar="ZEROSERVE_DATA_DIR", callback=_existing_data_dir,
+    help="Folder with the course data files and MNIST IDX files (must exist when given; env ZEROSERVE_DATA_DIR, "
+         "else data/).")]
+# data fetch writes the folder, so it need not exist yet
+FetchDataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="ZEROSERVE_DATA_DIR",
+                                               help="Folder to download the data sets into (created if needed).")]
 ModelFilesOpt = Annotated[list[Path] | None, typer.Option(
     "--model-file", envvar="ZEROSERVE_MODEL_FILES", show_default=False, metavar="PATH",
     help="A Python file defining zeroserve_models() -> list[ModelSpec]: your own models, named beside the "

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from zeroserve import fetch as F
-from zeroserve.cliutil import DataDirOpt, JsonOpt, console, err_console, handle_errors, print_json
+from zeroserve.cliutil import (FetchDataDirOpt, JsonOpt, console, err_console, handle_errors, positive_seconds,
+                               print_json)
 from zeroserve.data import default_data_dir
 from zeroserve.errors import InputError
 
@@ -48,7 +49,7 @@ def _read_checksums(path: Path | None) -> dict[str, str] | None:
 def fetch_cmd(
     names: Annotated[list[str] | None, typer.Argument(help=_names_help(), metavar="NAME|all",
                                                       show_default=False)] = None,
-    data_dir: DataDirOpt = None,
+    data_dir: FetchDataDirOpt = None,
     source: Annotated[str | None, typer.Option(
         "--source", envvar=F.MIRROR_ENV, show_default=False,
         help="Mirror to download from instead of the recorded sources: an http(s):// or file:// URL or a folder, "
@@ -56,7 +57,8 @@ def fetch_cmd(
              "URL/<file>.gz). A fetched data/ served over HTTP is a mirror.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Download again and replace files already present "
                                                        "(also ones that differ from the recorded checksum).")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for a server before giving up.")]
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds (> 0) to wait for a server before giving up.",
+                                           callback=positive_seconds)]
     = F.DEFAULT_TIMEOUT,
     checksums: Annotated[Path | None, typer.Option(
         "--checksums", envvar=F.CHECKSUMS_ENV, show_default=False,

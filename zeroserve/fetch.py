@@ -24,7 +24,6 @@ import os
 import shlex
 import shutil
 import socket
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -220,20 +219,13 @@ def is_present(dataset: Dataset, data_dir: Path) -> bool:
 
 
 def _reap_stale_temp(data_dir: Path) -> None:
-    """Remove temporary folders left by a fetch that was killed (its pid is gone)."""
-    for folder in data_dir.glob(TEMP_PREFIX + "*"):
-        try:
-            pid = int(folder.name[len(TEMP_PREFIX):].split("-", 1)[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except (ValueError, PermissionError):
-            continue
+    """Remove temporary folders left by a fetch that was killed (its process is gone)."""
+    records.prune_scratch(data_dir, TEMP_PREFIX)
 
 
 @contextlib.contextmanager
 def _temp_folder(data_dir: Path) -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(dir=data_dir, prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
+    folder = records.scratch_dir(data_dir, TEMP_PREFIX)
     try:
         yield folder
     finally:

@@ -51,6 +51,9 @@ class Format:
         backend: the Triton backend that serves it.
         base: for a variant, the format it is made from (its gated artifact is the variant's input).
         summary: one line for `--help` and `zeroserve models`.
+        variant: for a variant, its name on `zeroserve export --variant` (`int8`).
+        gpu_only: only a GPU runs it as meant: deploy writes it KIND_GPU, the embedded engine
+            on a machine without a GPU skips it, and export cannot measure it there (UNVERIFIED).
     """
 
     key: str
@@ -58,6 +61,8 @@ class Format:
     backend: Backend
     base: str | None = None
     summary: str = ""
+    variant: str | None = None
+    gpu_only: bool = False
 
     @property
     def runtime(self) -> str:
@@ -70,7 +75,16 @@ class Format:
 FORMATS: dict[str, Format] = {f.key: f for f in (
     Format("onnx", "model.onnx", ONNXRUNTIME, summary="ONNX (torch.onnx), served by ONNX Runtime"),
     Format("torchscript", "model.pt", PYTORCH, summary="TorchScript (traced or scripted), served by libtorch"),
+    Format("onnx_int8", "model.int8.onnx", ONNXRUNTIME, base="onnx", variant="int8",
+           summary="int8: ONNX Runtime's static QDQ quantization (per-channel, signed), calibrated on training samples"),
+    Format("onnx_int8dyn", "model.int8dyn.onnx", ONNXRUNTIME, base="onnx", variant="int8-dynamic",
+           summary="int8-dynamic: ONNX Runtime's dynamic quantization (MatMul, Gather, Conv, LSTM, attention weights)"),
+    Format("onnx_optimized", "model.optimized.onnx", ONNXRUNTIME, base="onnx", variant="optimized",
+           summary="optimized: ONNX Runtime's offline graph optimisation at the portable basic level"),
+    Format("onnx_fp16", "model.fp16.onnx", ONNXRUNTIME, base="onnx", variant="fp16", gpu_only=True,
+           summary="fp16: float16 weights, float32 inputs and outputs; for GPU instances"),
 )}
+VARIANTS: dict[str, Format] = {f.variant: f for f in FORMATS.values() if f.variant}
 
 DEFAULT_FORMAT = "onnx"  # the one format of `client infer` and `client perf` when none is given
 
@@ -111,6 +125,29 @@ def for_backend(backend: str) -> Backend | None:
         if backend == b.name or backend in b.platforms:
             return b
     return None
+
+
+def variants() -> tuple[str, ...]:
+    """The format keys of the variants (those with a `base`), in table order."""
+    return tuple(k for k, f in FORMATS.items() if f.base is not None)
+
+
+def parse_variants(names: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """`--variant int8,fp16` (repeatable; a format key such as `onnx_int8` is accepted too) -> format keys."""
+    if not names:
+        return ()
+    items = names.split(",") if isinstance(names, str) else [p for n in names for p in n.split(",")]
+    items = [i.strip() for i in items if i.strip()]
+    out, bad = [], []
+    for item in items:
+        fmt = VARIANTS.get(item) or (FORMATS[item] if item in FORMATS and FORMATS[item].base else None)
+        if fmt is None:
+            bad.append(item)
+        elif fmt.key not in out:
+            out.append(fmt.key)
+    if bad or not out:
+        raise InputError(f"unknown variant {', '.join(bad) or '(none)'}; use {', '.join(VARIANTS)}")
+    return tuple(k for k in FORMATS if k in out)
 
 
 def split_triton_name(triton_name: str) -> tuple[str, Format] | None:

@@ -9,6 +9,10 @@ For every output of the spec, compared by shape (a served array is never reshape
   point: such a near tie may flip without failing, and the number of near ties is recorded.
 
 Tolerances come from the model spec (`ModelSpec.tolerance`), overridable per run.
+
+A variant (int8, fp16, ...) is not held to that rule but to `VariantRule` (`judge_variant`): on the
+whole held-out set its task metric within a stated margin of fp32's, and its top-1 agreement with
+eager at least a stated share; max abs/rel error are recorded, not gated.
 """
 
 from __future__ import annotations
@@ -131,4 +135,70 @@ def compare(spec: "ModelSpec", got: list[np.ndarray], want: list[np.ndarray], to
     errors = [f"{r.name}: {r.error}" for r in per if r.error]
     if errors:
         out["error"] = "; ".join(errors)
+    return out
+
+
+@dataclass(frozen=True)
+class VariantRule:
+    """The variant gate: what a faster variant may cost, measured on the whole held-out set.
+
+    Args:
+        max_metric_drop: a classifier's held-out accuracy may be at most this many points below fp32's.
+        min_agreement: percent of top-1 decisions that must agree with eager PyTorch's (classifiers).
+        max_mse_increase: a regression's held-out MSE may be at most this many percent above fp32's
+            (no agreement rule: a regression makes no decisions).
+    """
+
+    max_metric_drop: float = 0.5
+    min_agreement: float = 99.0
+    max_mse_increase: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not (self.max_metric_drop >= 0 and self.max_mse_increase >= 0 and 0 <= self.min_agreement <= 100):
+            raise InputError(f"variant gate: --max-metric-drop and --max-mse-increase must not be negative and "
+                             f"--min-agreement must be a percentage in [0, 100] (got {self.max_metric_drop}, "
+                             f"{self.max_mse_increase}, {self.min_agreement})")
+
+    def as_json(self) -> dict:
+        return {"max_metric_drop": self.max_metric_drop, "min_agreement": self.min_agreement,
+                "max_mse_increase": self.max_mse_increase}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "VariantRule":
+        data = data or {}
+        return cls(**{k: float(data[k]) for k in ("max_metric_drop", "min_agreement", "max_mse_increase") if k in data})
+
+
+def judge_variant(spec: "ModelSpec", got: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray | None,
+                  rule: VariantRule, tol: Tolerance) -> dict:
+    """A variant's outputs on the held-out set against eager's (fp32), by the variant rule.
+
+    Returns:
+        `compare`'s numbers (max_abs, max_rel, top1_agreement, ... recorded, not gated) plus "passed",
+        "metric", "metric_fp32", "metric_variant", "metric_bound", "failed_rules" (one line each,
+        with the numbers) and "rule" (the rule in words).
+    """
+    out = compare(spec, got, eager, tol)
+    task, kind, i = spec.task, spec.primary_output.kind, spec.primary_index
+    failed: list[str] = []
+    rules: list[str] = []
+    out.update({"metric": task.variant_metric, "metric_fp32": None, "metric_variant": None, "metric_bound": None})
+    if "error" in out:
+        failed.append(out["error"])
+    elif target is not None:
+        fp32 = task.variant_score(kind, eager[i], target)
+        this = task.variant_score(kind, got[i], target)
+        bound, words = task.variant_bound(fp32, rule)
+        rules.append(words)
+        out.update({"metric_fp32": fp32, "metric_variant": this, "metric_bound": bound})
+        if not task.passes(this, bound - 1e-12 if task.higher_is_better else bound + 1e-12):
+            failed.append(f"{task.variant_metric} {this:.4g} vs fp32's {fp32:.4g}: not within the rule ({words})")
+    if "error" not in out and out.get("top1_agreement") is not None:
+        rules.append(f"top-1 agreement with eager at least {rule.min_agreement:g}%")
+        if out["top1_agreement"] * 100 < rule.min_agreement - 1e-9:
+            failed.append(f"top-1 agreement with eager {out['top1_agreement']:.2%} is below "
+                          f"{rule.min_agreement:g}%")
+    out["passed"] = not failed
+    out["failed_rules"] = failed
+    out["rule"] = "; ".join(rules) or "no rule applies (no targets and no decisions)"
     return out

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import platform
+import re
+import shutil
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -56,6 +60,71 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# ---------------------------------------------------------------- scratch folders of a run
+
+SCRATCH_GRACE_S = 600.0  # a scratch folder whose owner cannot be told is left alone this long
+_TEMP_SUFFIX = r"[A-Za-z0-9_]+"  # what tempfile.mkdtemp appends (8 of these)
+
+
+def _owner_tag() -> str:
+    """`<pid>.<start time in ms>` of this process: a recycled pid is not mistaken for it."""
+    import psutil
+
+    proc = psutil.Process()
+    return f"{proc.pid}.{int(proc.create_time() * 1000)}"
+
+
+def _owner_alive(pid: int, started_ms: int | None) -> bool:
+    """Whether process `pid` runs and, when its start time is known, is the one that started then."""
+    import psutil
+
+    try:
+        started = psutil.Process(pid).create_time() * 1000
+        return started_ms is None or abs(started - started_ms) < 10
+    except psutil.AccessDenied:
+        return True  # it runs, as another user: not ours to judge stale
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+
+
+def scratch_dir(parent: Path, prefix: str) -> Path:
+    """A new temporary folder in `parent`, `<prefix><pid>.<start ms>-XXXXXXXX`: a later run can prove it stale.
+
+    Remove it when done; one left by a killed run is removed by the next `prune_scratch`.
+    """
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{_owner_tag()}-", dir=parent))
+
+
+def prune_scratch(parent: Path, prefix: str, grace_s: float = SCRATCH_GRACE_S) -> list[Path]:
+    """Remove `prefix` scratch folders in `parent` left by runs that were killed; returns what was removed.
+
+    A folder whose owning process (pid and start time in its name) is gone is removed at once;
+    one whose owner still runs is never touched (a concurrent run). A folder named without an
+    owner (an older zeroserve's `<prefix>XXXXXXXX`) is removed once it is older than `grace_s`.
+    """
+    removed = []
+    try:
+        folders = [f for f in Path(parent).glob(glob.escape(prefix) + "*") if f.is_dir()]
+    except OSError:
+        return removed
+    for folder in folders:
+        rest = folder.name[len(prefix):]
+        owned = re.fullmatch(rf"(\d+)(?:\.(\d+))?-{_TEMP_SUFFIX}", rest)
+        if owned:
+            stale = not _owner_alive(int(owned[1]), None if owned[2] is None else int(owned[2]))
+        elif re.fullmatch(r"[A-Za-z0-9_]+", rest):
+            try:
+                stale = time.time() - folder.stat().st_mtime > grace_s
+            except OSError:
+                continue
+        else:
+            continue  # another name that shares the prefix (model `a` and model `a-b`): not ours to judge
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def write_bytes(path: Path, data: bytes) -> None:

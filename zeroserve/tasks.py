@@ -145,6 +145,18 @@ class Task:
     def passes(self, value: float, bar: float) -> bool:
         return value >= bar if self.higher_is_better else value <= bar
 
+    # The variant gate (zeroserve.parity.judge_variant): a faster variant may cost a little of
+    # the held-out metric. A classifier may lose `max_metric_drop` accuracy points.
+    variant_metric = "accuracy"
+
+    def variant_score(self, kind: OutputKind, outputs: np.ndarray, target: np.ndarray) -> float:
+        """The held-out figure the variant gate compares with fp32's."""
+        return self.score(kind, outputs, target)
+
+    def variant_bound(self, fp32: float, rule) -> tuple[float, str]:
+        """The worst value the variant may reach given fp32's, and the rule in words."""
+        return fp32 - rule.max_metric_drop / 100, f"{self.variant_metric} at most {rule.max_metric_drop:g} points below fp32's"
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -162,6 +174,14 @@ class Regression(Task):
 
     def score(self, kind, outputs, target):
         return float(np.max(np.abs(np.asarray(outputs).reshape(np.shape(target)) - target)))
+
+    variant_metric = "mse"
+
+    def variant_score(self, kind, outputs, target):
+        return float(np.mean((np.asarray(outputs, dtype=np.float64).reshape(np.shape(target)) - target) ** 2))
+
+    def variant_bound(self, fp32, rule):
+        return fp32 * (1 + rule.max_mse_increase / 100), f"mse at most {rule.max_mse_increase:g}% above fp32's"
 
     def describe(self, kind, row, labels):
         return {"value": float(np.asarray(row).reshape(-1)[0])}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -58,9 +59,17 @@ def test_several_running_servers_must_be_chosen_between(monkeypatch, tmp_path):
 def test_parse_url():
     assert connection.parse_url("127.0.0.1:8001") == ("127.0.0.1", 8001)
     assert connection.parse_url("[::1]:8001") == ("::1", 8001)
-    for bad in ("http://127.0.0.1:8001", "127.0.0.1", "host:port", ":8001", "h:70000"):
-        with pytest.raises(InputError):
+    assert connection.parse_url("http://127.0.0.1:8001") == ("127.0.0.1", 8001)  # a scheme may be given
+    assert connection.parse_url("http://[::1]:8000/", "http") == ("::1", 8000)
+    assert connection.parse_url("grpc://[::1]:8001", "grpc") == ("::1", 8001)
+    for bad, says in (("127.0.0.1", "HOST:PORT"), ("host:port", "HOST:PORT"), (":8001", "HOST:PORT"),
+                      ("h:70000", "port 70000 is not a port"), ("h:0", "port 0 is not a port"),
+                      ("::1:8001", "in brackets"), ("[::1]8001", "[IPv6]:PORT"), ("https://h:1", "scheme"),
+                      ("h:8000/v2", "no path")):
+        with pytest.raises(InputError, match=re.escape(says)):
             connection.parse_url(bad)
+    with pytest.raises(InputError, match="scheme grpc://"):
+        connection.parse_url("grpc://[::1]:8001", "http")
 
 
 def test_loopback_only():

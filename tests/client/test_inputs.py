@@ -110,8 +110,8 @@ def test_validate_inputs_checks_shapes_and_dtypes():
         connection.validate_inputs(CNN, [np.zeros((1, 28, 28), np.float32)])
     with pytest.raises(InputError, match=r"shape \(batch, 1, 28, 28\)"):
         connection.validate_inputs(CNN, [np.zeros((1, 1, 27, 28), np.float32)])
-    with pytest.raises(InputError, match="must be int64"):
-        connection.validate_inputs(GRU, [np.zeros((1, 3), np.float32), np.array([3])])
+    with pytest.raises(InputError, match="float32 but name_gru takes int64.*--cast"):
+        connection.validate_inputs(GRU, [np.full((1, 3), 0.5, np.float32), np.array([3])])
     with pytest.raises(InputError, match="disagree on the batch"):
         connection.validate_inputs(GRU, [np.zeros((2, 3), np.int64), np.array([3])])
     with pytest.raises(InputError, match="takes 2 input"):
@@ -119,6 +119,38 @@ def test_validate_inputs_checks_shapes_and_dtypes():
     # a per-sample scalar may come in its wire shape [batch, 1]
     tokens, lengths = connection.validate_inputs(GRU, [np.ones((2, 3), np.int64), np.array([[3], [2]])])
     assert lengths.shape == (2,)
+
+
+@pytest.mark.parametrize("values, dtype, exact", [
+    ([0.1, 0.25, 1e-3, 3.0], np.float32, True),  # JSON numbers float32 prints the same
+    ([2 ** 24, -2 ** 24, 2 ** 30], np.float32, True),  # integers float32 holds exactly
+    ([3.0, -2.0], np.int64, True),  # integral floats
+    ([True, False], np.float32, True),
+    ([0.123456789], np.float32, False),  # float64 precision float32 loses
+    ([2 ** 24 + 1], np.float32, False),  # beyond float32's exact integers
+    ([2 ** 63 - 1], np.float32, False),
+    ([1e300], np.float32, False),  # would become infinity
+    ([3.5], np.int64, False),  # a fraction
+    ([2 ** 40], np.int32, False),  # overflow
+    ([-1], np.uint64, False),  # would wrap around
+])
+def test_convert_input_accepts_exactly_what_converts_exactly(values, dtype, exact):
+    a = np.array(values)
+    if exact:
+        out = connection.convert_input("x__0", a, dtype)
+        assert out.dtype == dtype and np.allclose(out.astype(np.float64), a.astype(np.float64), rtol=1e-7, atol=0)
+    else:
+        with pytest.raises(InputError, match=rf"input x__0 is {a.dtype} but the model takes {np.dtype(dtype)}.*--cast"):
+            connection.convert_input("x__0", a, dtype)
+        assert connection.convert_input("x__0", a, dtype, cast=True).dtype == dtype
+
+
+def test_cast_truncates_and_saturates_and_never_makes_nan_an_integer():
+    got = connection.convert_input("x", np.array([3.7, -3.7, 1e30, -1e30]), np.int32, cast=True)
+    assert got.tolist() == [3, -3, 2 ** 31 - 1, -2 ** 31]
+    assert connection.convert_input("x", np.array([-1, 2 ** 40]), np.uint32, cast=True).tolist() == [0, 2 ** 32 - 1]
+    with pytest.raises(InputError, match="NaN or infinity cannot be sent as int64"):
+        connection.convert_input("x", np.array([np.nan]), np.int64, cast=True)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

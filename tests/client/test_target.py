@@ -99,8 +99,12 @@ def test_perf_analyzer_json_content_flat_and_b64(tmp_path):
     with pytest.raises(InputError, match=r"data\[0\]\.x: input x has a dynamic dim.*--shape x:"):
         T.read_input_file(tgt, path)
     path.write_text(json.dumps({"data": [{"x": [1.5], "k": [1.5, 2, 3], "s": ["a", "b"]}]}))
-    with pytest.raises(InputError, match="fractional values for INT64"):
-        T.read_input_file(tgt, path, {"x": (1,)})
+    with pytest.raises(InputError, match="would change.*--cast"):  # the registry's rule: exact, or --cast
+        T.validate(tgt, T.read_input_file(tgt, path, {"x": (1,)}))
+    assert T.validate(tgt, T.read_input_file(tgt, path, {"x": (1,)}), cast=True)[1].tolist() == [[1, 2, 3]]
+    path.write_text(json.dumps({"data": [{"x": [float("nan")], "k": [1, 2, 3], "s": ["a", "b"]}]}))
+    with pytest.raises(InputError, match="non-finite.*--allow-nonfinite"):
+        T.validate(tgt, T.read_input_file(tgt, path, {"x": (1,)}))
     path.write_text(json.dumps({"data": [{"x": [1.0], "k": [1, 2], "s": ["a", "b"]}]}))
     with pytest.raises(InputError, match=r"2 values do not fill shape \[3\]"):
         T.read_input_file(tgt, path, {"x": (1,)})
@@ -111,8 +115,9 @@ def test_npz_keyed_by_input_name(tmp_path):
     np.savez(tmp_path / "in.npz", x=np.ones((2, 5), np.float32), k=np.ones((2, 3), np.int64))
     x, k = T.validate(tgt, T.read_input_file(tgt, tmp_path / "in.npz"))
     assert x.shape == (2, 5) and k.dtype == np.int64
-    with pytest.raises(InputError, match="must be INT64"):
-        T.validate(tgt, [np.ones((2, 5), np.float32), np.ones((2, 3), np.float32)])
+    assert T.validate(tgt, [np.ones((2, 5), np.float32), np.ones((2, 3), np.float32)])[1].dtype == np.int64  # exact
+    with pytest.raises(InputError, match="k is float32 but m takes int64.*--cast"):
+        T.validate(tgt, [np.ones((2, 5), np.float32), np.full((2, 3), 1.5, np.float32)])
 
 
 def test_perf_takes_the_first_entries_as_its_rows(tmp_path):

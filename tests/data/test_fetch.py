@@ -226,6 +226,7 @@ def test_fashion_mlp_trains_on_fetched_fashion_mnist(mirror, tmp_path, monkeypat
 
 def test_train_names_the_fetch_command_that_fixes_a_fallback_or_a_skip(tmp_path):
     empty = tmp_path / "no data"
+    empty.mkdir()  # a folder given with --data-dir must exist (a missing one is exit 2 at once)
     args = ["--data-dir", str(empty), "--artifacts", str(tmp_path / "artifacts"), "--epochs", "1"]
     res = CliRunner().invoke(app, ["train", "wide_deep", *args])
     assert res.exit_code == 2 and F.fetch_command("diabetes", empty) in res.output
@@ -314,7 +315,7 @@ def test_demo_fetches_into_data_and_never_into_the_folder_it_reads(mirror, tmp_p
 
 def test_a_killed_fetchs_temporary_folder_is_cleaned_up(mirror, tmp_path):
     target = tmp_path / "data"
-    stale = target / f"{F.TEMP_PREFIX}999999999-abc"  # no such pid: its fetch was killed
+    stale = target / f"{F.TEMP_PREFIX}999999999.1-abc"  # no such pid: its fetch was killed
     stale.mkdir(parents=True)
     (stale / "diabetes.csv.gz").write_bytes(b"half")
     [row] = F.fetch(["diabetes"], target, source=mirror.url)
