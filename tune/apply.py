@@ -89,8 +89,8 @@ def apply_tuning(repository: Path, name: str, candidate: Candidate, measurement:
     current_text = (folder / "config.pbtxt").read_text()
     current = read_deployed(folder)
     if candidate.max_batch_size > max(current.max_batch_size, entry.get("gated_max_batch_size", 0)):
-        raise InputError(f"{name}: max batch size {candidate.max_batch_size} is above the deployed "
-                         f"{current.max_batch_size}; deploy allows no more than the export gate checked")
+        raise InputError(f"{name}: max batch size {candidate.max_batch_size} is above what the export gate "
+                         f"checked ({max(current.max_batch_size, entry.get('gated_max_batch_size', 0))})")
     model = config_for(current, candidate)
     text = render(model)
     # the config before the first tuning stays the one to go back to

@@ -89,6 +89,9 @@ def tune_cmd(
         show_default=False)] = None,
     preferred: Annotated[Preferred, typer.Option(
         "--preferred", help="Preferred batch size: both (try none and the max batch size), none or max.")] = "both",
+    ports: Annotated[Optional[str], typer.Option(
+        "--ports", help="HTTP,GRPC,METRICS ports of the private server on 127.0.0.1 (default: free ones).",
+        show_default=False)] = None,
     repository: Annotated[Path, typer.Option("--repository", help="The canonical model repository.")]
     = DEFAULT_REPOSITORY,
     report: Annotated[Optional[Path], typer.Option(
@@ -133,7 +136,10 @@ def tune_cmd(
                    max_concurrency=max_concurrency, window_s=window, max_trials=max_trials,
                    instances=_ints(instances, "--instances"), batch_sizes=_ints(batch_sizes, "--batch-sizes"),
                    queue_delays_us=_ints(queue_delays, "--queue-delays-us"), threads=_ints(threads, "--threads"),
-                   preferred={"both": None, "none": (False,), "max": (True,)}[str(preferred)])
+                   preferred={"both": None, "none": (False,), "max": (True,)}[str(preferred)],
+                   ports=_ints(ports, "--ports"))
+    if opts.ports is not None and len(opts.ports) != 3:
+        raise InputError("--ports: give three ports, HTTP,GRPC,METRICS")
     if not 0 < percentile < 100:
         raise InputError(f"--percentile must be between 0 and 100 (exclusive), got {percentile:g}")
     if window <= 0 or max_trials < 3:

@@ -61,6 +61,7 @@ class Options:
     threads: tuple[int, ...] | None = None
     preferred: tuple[bool, ...] | None = None
     request_timeout_s: float = 10.0
+    ports: tuple[int, int, int] | None = None  # http, grpc, metrics of the private server; default: free ones
 
 
 def _now() -> str:
@@ -144,7 +145,7 @@ class Tuner:
         from zeroserve.serve.ports import free_port
         from zeroserve.serve.server import start_server
 
-        ports = _distinct_ports(free_port)
+        ports = list(self.opts.ports) if self.opts.ports else _distinct_ports(free_port)
         self.on_event("server", {"state": "starting"})
         self.server = start_server(self.repository, [self.base_name], host=DEFAULT_HOST, http_port=ports[0],
                                    grpc_port=ports[1], metrics_port=ports[2], noop_of=[self.base_name],
@@ -340,7 +341,12 @@ def run_tune(spec: ModelSpec, repository: Path, opts: Options, fmt: str | None =
     tuner = Tuner(spec, repository, fmt, opts, on_event)
     base = tuner.deployed[tuner.base_fmt]
     deployed_c = candidate_of(base, tuner.base_fmt)
-    max_batch = max(m.max_batch_size for m in tuner.deployed.values())
+    from zeroserve.serve.repository import read_manifest
+
+    entries = read_manifest(repository).get("models", {})
+    # as high as the export gate checked (a tuning may have lowered the deployed one), never above
+    max_batch = max(max(m.max_batch_size, (entries.get(tuner.formats[k]) or {}).get("gated_max_batch_size", 0))
+                    for k, m in tuner.deployed.items())
     space, dropped = S.build_space(deployed_c, tuple(tuner.formats), os.cpu_count() or 1, max_batch,
                                    instances=opts.instances, batch_sizes=opts.batch_sizes,
                                    queue_delays_us=opts.queue_delays_us, threads=opts.threads,
@@ -382,6 +388,10 @@ def run_tune(spec: ModelSpec, repository: Path, opts: Options, fmt: str | None =
         chosen = best
         if best is not None and best[0] != dep_c and not result.timed_out and dep_m["meets_budget"]:
             side = tuner.side_by_side(best[0], best[1]["concurrency"], dep_m["concurrency"])
+            over = [w for w in ("deployed", "best") if side["median"][w]["p99_ms"] > opts.budget_ms]
+            if over and opts.percentile == 99:
+                notes.append(f"re-measured, the {' and '.join(over)} config's median p99 went above the budget at "
+                             "the concurrency its search chose: the machine was busier than during the search")
             if side["ratio"] is not None and side["ratio"] < 1.0:
                 chosen = (dep_c, dep_m)
                 notes.append(f"re-measured side by side, {best[0].label()} gave {side['ratio']:.3f}x the deployed "
