@@ -12,6 +12,7 @@ is never touched and the canonical repository is only read.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import statistics
 import time
@@ -26,6 +27,7 @@ from zeroserve.client.perf import level_count, run_perf
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import state as st
 from zeroserve.serve.ports import DEFAULT_HOST
+from zeroserve.serve.repository import read_manifest
 from zeroserve.serve.runtime import NOOP_SUFFIX, canonical_models, read_deployed, served_by, write_runtime_model
 from zeroserve.serve.wheel import gpu_available
 from zeroserve.spec import ModelSpec
@@ -336,13 +338,9 @@ def run_tune(spec: ModelSpec, repository: Path, opts: Options, fmt: str | None =
     t0 = time.monotonic()
     deadline = t0 + opts.max_minutes * 60
     started = _now()
-    import os
-
     tuner = Tuner(spec, repository, fmt, opts, on_event)
     base = tuner.deployed[tuner.base_fmt]
     deployed_c = candidate_of(base, tuner.base_fmt)
-    from zeroserve.serve.repository import read_manifest
-
     entries = read_manifest(repository).get("models", {})
     # as high as the export gate checked (a tuning may have lowered the deployed one), never above
     max_batch = max(max(m.max_batch_size, (entries.get(tuner.formats[k]) or {}).get("gated_max_batch_size", 0))

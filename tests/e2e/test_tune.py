@@ -138,3 +138,20 @@ def test_a_tuned_repository_lints_serves_and_checks(deployed_repository, exporte
                                       "--artifacts", str(exported[0]), "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output
+
+
+def test_exit_2_for_a_model_not_deployed_options_without_a_candidate_and_a_budget_below_the_floor(
+        deployed_repository, serve_cache, tmp_path):
+    repository = copy_model(deployed_repository, tmp_path / "repo", "logistic_onnx")
+    common = ["--repository", str(repository), *SHORT[:6]]
+
+    def run(*args: str):
+        return CliRunner().invoke(app, ["tune", "logistic", *args])
+
+    missing = run("--latency-budget-ms", "5", "--format", "torchscript", *common[:2])
+    assert missing.exit_code == 2 and "no deployed torchscript" in missing.output
+    none_left = run("--latency-budget-ms", "5", "--instances", "99", *common)
+    assert none_left.exit_code == 2 and "no candidate" in none_left.output and "instances 99" in none_left.output
+    floor = run("--latency-budget-ms", "0.001", *common)
+    assert floor.exit_code == 2 and "below this server's measured floor" in floor.output
+    assert private_states() == []  # the server it started to measure the floor is gone

@@ -151,3 +151,16 @@ def test_the_concurrency_search_from_a_hint_finds_the_same_level_in_fewer_steps(
     over, levels = W.latency_budget_search(lambda c: {"concurrency": c, "p99_ms": 50.0}, 10.0, "p99_ms",
                                            start=start)
     assert over is None and levels[0]["concurrency"] == 1
+
+
+def test_the_outcome_names_the_closest_or_the_time_limit():
+    from zeroserve.tune.runner import outcome
+
+    closest = {"label": "onnx inst 1", "meets_budget": False, "latency_ms": 7.5, "throughput": 0.0}
+    rec = {"percentile": 99.0, "timed_out": False, "chosen": None, "closest": closest, "min_throughput": None,
+           "latency_budget_ms": 5.0, "max_minutes": 1.0, "candidates": [closest], "best": None}
+    out = outcome(rec)
+    assert out["exit_code"] == 1 and "onnx inst 1" in out["reason"] and "7.50 ms" in out["reason"]
+    timed = outcome({**rec, "timed_out": True, "best": {**closest, "throughput": 900.0}})
+    assert timed["exit_code"] == 1 and "--max-minutes 1 ran out" in timed["reason"] and "nothing applied" in timed["reason"]
+    assert outcome({**rec, "chosen": {"label": "x"}})["exit_code"] == 0
