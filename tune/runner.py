@@ -223,12 +223,22 @@ class Tuner:
                               f"(log: {self.server.log})")
         return rec
 
-    def floor(self) -> dict:
-        """The serving path's own latency at concurrency 1 (the no-op twin): no config goes below it."""
-        rec = self.perf(f"{self.base_name}{NOOP_SUFFIX}", self.base_fmt, concurrency=[1])
-        lv = rec["levels"][0]
-        key = rec["latency_metric"]
-        return {"latency_ms": lv[key], "p50_ms": lv["p50_ms"], "p99_ms": lv["p99_ms"], "stable": lv["stable"]}
+    def floor(self, budget_ms: float) -> dict:
+        """The serving path's own latency at concurrency 1 (the no-op twin): no config goes below it.
+
+        Measured again when the first figure is over `budget_ms` (a moment of load from elsewhere
+        should not end the run); the lower of the two counts.
+        """
+        figures = []
+        for _ in range(2):
+            rec = self.perf(f"{self.base_name}{NOOP_SUFFIX}", self.base_fmt, concurrency=[1])
+            lv = rec["levels"][0]
+            key = rec["latency_metric"]
+            figures.append({"latency_ms": lv[key], "p50_ms": lv["p50_ms"], "p99_ms": lv["p99_ms"],
+                            "stable": lv["stable"]})
+            if figures[-1]["latency_ms"] <= budget_ms:
+                break
+        return min(figures, key=lambda f: f["latency_ms"])
 
     def measure_budget(self, name: str, fmt: str) -> dict:
         o = self.opts
@@ -358,7 +368,7 @@ def run_tune(spec: ModelSpec, repository: Path, opts: Options, fmt: str | None =
         notes.append(f"this machine has {cores} cores shared by the private server and the load generator: "
                      "figures include that contention, and anything else running at the time")
     with tuner:
-        floor = tuner.floor()
+        floor = tuner.floor(opts.budget_ms)
         if floor["latency_ms"] > opts.budget_ms:
             raise InputError(f"the latency budget {opts.budget_ms:g} ms is below this server's measured floor: "
                              f"{_metric(opts.percentile)} {floor['latency_ms']:.2f} ms at concurrency 1 for a "
