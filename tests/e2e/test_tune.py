@@ -60,7 +60,7 @@ def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_al
     served_before = index(server.http_url)
     repository = copy_model(deployed_repository, tmp_path / "repo", "logistic_onnx")
     config_before = (repository / "logistic_onnx" / "config.pbtxt").read_text()
-    done = tune("logistic", "--repository", str(repository), "--latency-budget-ms", "50", "--search", "brute",
+    done = tune("logistic", "--repository", str(repository), "--latency-budget-ms", "200", "--search", "brute",
                 "--queue-delays-us", "0,500", *SHORT, "--apply", "--json", "--report", str(tmp_path / "report"))
     assert done.returncode == 0, done.stderr
     rec = json.loads(done.stdout)
@@ -68,7 +68,7 @@ def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_al
     assert [c["candidate"]["queue_delay_us"] for c in rec["candidates"]] == [0, 500]
     assert all(c["meets_budget"] and c["throughput"] > 0 and c["failed"] == 0 for c in rec["candidates"])
     assert rec["candidates"][1]["name"].startswith("logistic_onnx_tune")
-    assert rec["floor"]["latency_ms"] < 50 and rec["chosen"] is not None
+    assert rec["floor"]["latency_ms"] < 200 and rec["chosen"] is not None
     # the private server was another process on other ports, and it is gone with its run folder
     private = rec["server"]
     assert private["pid"] != server.pid and private["http_port"] not in (server.http_port, server.grpc_port)
@@ -93,7 +93,7 @@ def test_ctrl_c_mid_search_stops_the_private_server_and_removes_the_candidate(de
                                                                               tmp_path):
     repository = copy_model(deployed_repository, tmp_path / "repo", "logistic_onnx")
     proc = subprocess.Popen([sys.executable, "-m", "zeroserve", "tune", "logistic", "--repository", str(repository),
-                             "--latency-budget-ms", "50", "--search", "brute", "--queue-delays-us", "0,500,1000",
+                             "--latency-budget-ms", "200", "--search", "brute", "--queue-delays-us", "0,500,1000",
                              *SHORT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "ZEROSERVE_CACHE": str(serve_cache)})
     try:
