@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from zeroserve import records
 from zeroserve.errors import InputError
 from zeroserve.serve.config import parse, render
-from zeroserve.serve.repository import _place, _staging_parent, lint_model, read_manifest, write_manifest
+from zeroserve.serve.repository import (_place, _prune_stale, _staging_parent, lint_model, read_manifest,
+                                        write_manifest)
 from zeroserve.serve.runtime import read_deployed
 from zeroserve.tune.search import Candidate
 from zeroserve.tune.settings import backend_of, config_for
@@ -51,7 +52,9 @@ def _rewrite(repository: Path, name: str, text: str, previous: str | None) -> st
     """Stage `name` with config `text` (and `previous` beside it, or none), lint, place; the new config's sha256."""
     repository = Path(repository)
     folder = repository / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".zs-deploy-{name}-", dir=_staging_parent(repository)))
+    staging = _staging_parent(repository)
+    _prune_stale(staging, name)  # scratch folders of a deploy or tuning that was killed
+    tmp = records.scratch_dir(staging, f".zs-deploy-{name}-")
     try:
         staged = tmp / name
         _link_tree(folder, staged)
