@@ -138,8 +138,8 @@ def tune_cmd(
                    queue_delays_us=_ints(queue_delays, "--queue-delays-us"), threads=_ints(threads, "--threads"),
                    preferred={"both": None, "none": (False,), "max": (True,)}[str(preferred)],
                    ports=_ints(ports, "--ports"))
-    if opts.ports is not None and len(opts.ports) != 3:
-        raise InputError("--ports: give three ports, HTTP,GRPC,METRICS")
+    if opts.ports is not None and (len(opts.ports) != 3 or not all(1 <= p <= 65535 for p in opts.ports)):
+        raise InputError("--ports: give three ports between 1 and 65535, HTTP,GRPC,METRICS")
     if not 0 < percentile < 100:
         raise InputError(f"--percentile must be between 0 and 100 (exclusive), got {percentile:g}")
     if window <= 0 or max_trials < 3:
