@@ -136,6 +136,35 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def write_runtime_model(src: Path, canonical: DeployedModel, target: Path, *, name: str | None = None,
+                        noop: bool = False, ort_threads: int | None = None, gpu: bool = False,
+                        queue_delay_us: int | None = None) -> RuntimeModel:
+    """Write the runtime twin of one canonical model folder `src` as `target/<name>/`.
+
+    `canonical` is the config to transform: `src`'s own (a served model), or a variant of it
+    (`zeroserve tune`'s candidates: another instance count, batching or thread setting) whose
+    artifact and warmup are still `src`'s. Threads: `ort_threads`, else the config's own setting, else 1.
+    """
+    backend = served_by(canonical, src)
+    version = _latest_version(src)
+    artifact = backend.default_file
+    if not (version / artifact).is_file():
+        raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again")
+    threads = ort_threads or configured_threads(canonical, backend) or 1
+    serve_fmt = "noop" if noop else backend.runtime
+    name = name or canonical.name
+    model = runtime_model(canonical, backend, serve_fmt, threads, gpu, name=name, queue_delay_us=queue_delay_us)
+    dst = target / name
+    shutil.rmtree(dst, ignore_errors=True)
+    (dst / version.name).mkdir(parents=True)
+    _link_or_copy(version / artifact, dst / version.name / artifact)
+    shutil.copy2(MODEL_PY, dst / version.name / "model.py")
+    if (src / "warmup").is_dir():
+        shutil.copytree(src / "warmup", dst / "warmup")
+    (dst / "config.pbtxt").write_text(render(model))
+    return RuntimeModel(name, serve_fmt, src, model.instance_count, model.instance_kind)
+
+
 def build_runtime_repository(repository: Path, names: list[str], target: Path, ort_threads: int | None = None,
                              gpu: bool | None = None, queue_delay_us: int | None = None,
                              noop_of: Iterable[str] = ()) -> list[RuntimeModel]:
@@ -164,25 +193,11 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
                               *((f"{n}{NOOP_SUFFIX}", n) for n in noop_of)]:
         src = Path(repository) / source_name
         canonical = read_deployed(src)
-        backend = served_by(canonical, src)
-        version = _latest_version(src)
-        artifact = backend.default_file
-        if not (version / artifact).is_file():
-            raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again")
-        threads = ort_threads or configured_threads(canonical, backend) or 1
-        serve_fmt = "noop" if name != source_name else backend.runtime
-        model = runtime_model(canonical, backend, serve_fmt, threads, gpu, name=name, queue_delay_us=queue_delay_us)
-        if canonical.instance_kind != model.instance_kind:
+        model = write_runtime_model(src, canonical, target, name=name, noop=name != source_name,
+                                    ort_threads=ort_threads, gpu=gpu, queue_delay_us=queue_delay_us)
+        if model.kind != canonical.instance_kind:
             downgraded.append(name)
-        dst = target / name
-        shutil.rmtree(dst, ignore_errors=True)
-        (dst / version.name).mkdir(parents=True)
-        _link_or_copy(version / artifact, dst / version.name / artifact)
-        shutil.copy2(MODEL_PY, dst / version.name / "model.py")
-        if (src / "warmup").is_dir():
-            shutil.copytree(src / "warmup", dst / "warmup")
-        (dst / "config.pbtxt").write_text(render(model))
-        built.append(RuntimeModel(name, serve_fmt, src, model.instance_count, model.instance_kind))
+        built.append(model)
     if downgraded:
         warnings.warn(f"no GPU here: {len(downgraded)} model(s) configured KIND_GPU run as KIND_CPU with the "
                       "CPU execution provider in the embedded engine (the canonical repository is unchanged)")

@@ -123,7 +123,8 @@ def remove_state(state: dict[str, Any]) -> None:
 def describe(state: dict[str, Any]) -> str:
     """One line naming a server: pid, endpoints and model count."""
     return (f"pid {state['pid']} at {state['host']} (http {state['http_port']}, grpc {state['grpc_port']}, "
-            f"metrics {state['metrics_port']}), {len(state.get('models', []))} models, started {state.get('started')}")
+            f"metrics {state['metrics_port']}), {len(state.get('models', []))} models, started {state.get('started')}"
+            + (f" ({state['purpose']})" if state.get("purpose") else ""))
 
 
 def matching(states: list[dict[str, Any]], host: str | None = None, http_port: int | None = None,
