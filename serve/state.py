@@ -151,6 +151,9 @@ def resolve_server(host: str | None = None, http_port: int | None = None,
         where = f" matching {chosen}" if chosen else ""
         raise ServerError(f"no running zeroserve server{where} (state files in {servers_dir()}); "
                           "start one with `zeroserve serve`")
+    if len(match) > 1 and host is None and http_port is None and grpc_port is None:
+        public = [s for s in match if not s.get("purpose")]  # a private server (tune's) is chosen by its ports
+        match = public if len(public) == 1 else match
     if len(match) > 1:
         listing = "; ".join(describe(s) for s in match)
         raise InputError(f"{len(match)} servers are running, choose one with --http-port/--grpc-port: {listing}")
