@@ -31,8 +31,8 @@ from zeroserve.serve.ports import hostport
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.perf_inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
 from zeroserve.client.wire import OutputSpec, expected_outputs
-from zeroserve.client.windows import (STABLE_WINDOWS, Window, is_stable, latency_budget_search, latency_key,
-                                      summarise, totals)
+from zeroserve.client.windows import (MAX_SEARCH_CONCURRENCY, STABLE_WINDOWS, Window, is_stable,
+                                      latency_budget_search, latency_key, summarise, totals)
 from zeroserve.client.target import Target, check_validation_data, perf_analyzer_entries, resolve
 from zeroserve import formats as F
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
@@ -236,7 +236,9 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
              streaming: bool = False, timeout: float = 10.0, seed: int = 0, workers: int = 1,
              shapes: dict[str, tuple[int, ...]] | None = None, measurement_mode: str = "time_windows",
              measurement_request_count: int = DEFAULT_REQUEST_COUNT, model_files=None,
-             on_level: Callable[[dict], None] | None = None) -> dict:
+             on_level: Callable[[dict], None] | None = None, triton_name: str | None = None,
+             max_concurrency: int = MAX_SEARCH_CONCURRENCY, start_concurrency: int = 1,
+             resolution: float = 0.0) -> dict:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
 
     `spec` is a registry entry, a resolved Target, or a name resolved against the first server
@@ -248,6 +250,10 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
     earns (`raise_for_outcome`). Before load, a bad option is an InputError and an unreachable server a
     ServerError (exit 3). The run stops early at a level that did not stabilise (unless
     allow_unstable), where every request failed, or when the server stops answering.
+
+    `triton_name` measures another served model with the spec's tensors (`zeroserve tune`'s
+    candidates); `max_concurrency`, `start_concurrency` and `resolution` shape the latency-budget
+    search (`windows.latency_budget_search`).
     """
     modes = sum(x is not None and x != [] for x in (concurrency, request_rate, latency_budget_ms))
     if modes > 1:
@@ -286,6 +292,8 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
             target = spec
         else:
             target = Target.of_spec(spec, fmt or F.DEFAULT_FORMAT)
+        if triton_name is not None:  # another served model with these tensors (zeroserve tune's candidates)
+            target = replace(target, triton_name=triton_name)
         triton_name = target.triton_name
         served_max = target.max_batch_size
         for c in sync:
@@ -324,7 +332,9 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         try:
             setup.pool = WorkerPool(workers) if workers > 1 else None
             levels, best = _measure_levels(setup, concurrency, request_rate, latency_budget_ms,
-                                           allow_unstable, on_level)
+                                           allow_unstable, on_level,
+                                           dict(max_concurrency=max_concurrency, start=start_concurrency,
+                                                resolution=resolution))
         finally:
             if setup.pool is not None:
                 setup.pool.close()
@@ -441,7 +451,7 @@ def run_notes(levels: list[dict], stability: float, workers: int, cores: int) ->
     return notes
 
 
-def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unstable, on_level):
+def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unstable, on_level, search=None):
     """Run the levels of the chosen mode; stop after a level that lost the server, where every request
     failed, or (unless allowed) that did not stabilise."""
     stopped = False
@@ -459,7 +469,8 @@ def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unsta
         return level
 
     if budget is not None:
-        best, levels = latency_budget_search(lambda c: measure(c, None), budget, setup.latency_key)
+        best, levels = latency_budget_search(lambda c: measure(c, None), budget, setup.latency_key,
+                                             **(search or {}))
         return levels, (best["concurrency"] if best else None)
     measured = [measure(c, None) for c in concurrency] if not request_rate else [measure(None, r)
                                                                                  for r in request_rate]

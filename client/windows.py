@@ -149,12 +149,19 @@ def totals(windows: list[Window]) -> dict:
 
 
 def latency_budget_search(measure: Callable[[int], dict], budget_ms: float, key: str = "mean_ms",
-                          max_concurrency: int = MAX_SEARCH_CONCURRENCY) -> tuple[dict | None, list[dict]]:
+                          max_concurrency: int = MAX_SEARCH_CONCURRENCY, start: int = 1,
+                          resolution: float = 0.0) -> tuple[dict | None, list[dict]]:
     """The highest concurrency whose latency `key` stays within the budget: doubling, then bisection.
 
     Assumes latency grows with concurrency (as perf_analyzer's search does). Returns (best level or
     None when even concurrency 1 is over budget, every level measured in concurrency order). A
     measured level that comes back as None (the run had to stop) ends the search.
+
+    Args:
+        start: the first level tried (a hint from an earlier search): doubling up from it when it
+            is within the budget, halving down towards 1 when it is not.
+        resolution: bisection stops once the gap between the last good and bad levels is at most
+            this share of the good one (0: exact, to one concurrency step).
     """
     measured: dict[int, dict] = {}
 
@@ -169,18 +176,22 @@ def latency_budget_search(measure: Callable[[int], dict], budget_ms: float, key:
     levels = lambda: [measured[c] for c in sorted(measured)]  # noqa: E731
     good = None
     try:
-        if not within(1):
-            return None, levels()
-        good, bad = 1, None
-        while good < max_concurrency:
+        c = max(1, min(start, max_concurrency))
+        bad = None
+        while not within(c):  # halve towards 1
+            bad = c
+            if c == 1:
+                return None, levels()
+            c = max(1, c // 2)
+        good = c
+        while bad is None and good < max_concurrency:
             nxt = min(good * 2, max_concurrency)
             if within(nxt):
                 good = nxt
             else:
                 bad = nxt
-                break
         if bad is not None:
-            while bad - good > 1:
+            while bad - good > max(1, int(resolution * good)):
                 mid = (good + bad) // 2
                 if within(mid):
                     good = mid

@@ -106,6 +106,7 @@ class DeployedModel:
         backend: `onnxruntime`, `pytorch` (or `python` for the embedded engine's runtime copy).
         max_batch_size: the largest batch Triton forms or accepts.
         max_queue_delay_us: dynamic batching's wait for more requests; None disables batching.
+        preferred_batch_sizes: batch sizes dynamic batching prefers to form (empty: any size).
         instance_kind / instance_count: the `instance_group`.
         warmup: one warmup request run at load time, or None.
         tensorrt: ONNX Runtime's TensorRT execution accelerator precision, or None.
@@ -125,6 +126,7 @@ class DeployedModel:
     warmup: Warmup | None = None
     tensorrt: Precision | None = None
     parameters: dict[str, str] = field(default_factory=dict)
+    preferred_batch_sizes: tuple[int, ...] = ()
     default_model_filename: str | None = None
 
 
@@ -162,6 +164,7 @@ def to_proto(model: DeployedModel) -> pb.ModelConfig:
         _tensor_pb(t, config.output.add())
     if model.max_queue_delay_us is not None:
         config.dynamic_batching.max_queue_delay_microseconds = model.max_queue_delay_us
+        config.dynamic_batching.preferred_batch_size.extend(model.preferred_batch_sizes)
         config.dynamic_batching.SetInParent()
     group = config.instance_group.add()
     group.kind = pb.ModelInstanceGroup.Kind.Value(model.instance_kind)
@@ -237,5 +240,7 @@ def parse(text: str) -> DeployedModel:
         warmup=warmup,
         tensorrt=tensorrt,
         parameters={k: v.string_value for k, v in config.parameters.items()},
+        preferred_batch_sizes=(tuple(config.dynamic_batching.preferred_batch_size)
+                               if config.HasField("dynamic_batching") else ()),
         default_model_filename=config.default_model_filename or None,
     )

@@ -39,18 +39,22 @@ def deploy_cmd(
     fmt: FormatsOpt = None,
     max_batch_size: Annotated[int | None, typer.Option(
         help="Lower the max batch size (never above what the export gate checked).")] = None,
-    max_queue_delay_us: Annotated[int, typer.Option(
-        help="Dynamic batching: how long Triton waits to fill a batch, in microseconds.")]
-    = DEFAULT_MAX_QUEUE_DELAY_US,
+    max_queue_delay_us: Annotated[int | None, typer.Option(
+        help=f"Dynamic batching: how long Triton waits to fill a batch, in microseconds (default: the tuned "
+             f"setting, else {DEFAULT_MAX_QUEUE_DELAY_US}).", show_default=False)] = None,
     device: Annotated[Device, typer.Option(help="Instance kind: gpu (KIND_GPU, the default) or cpu (KIND_CPU).")]
     = "gpu",
-    instances: Annotated[int, typer.Option(help="Model instances per device.")] = 1,
+    instances: Annotated[int | None, typer.Option(help="Model instances per device (default: the tuned "
+                                                       "setting, else 1).", show_default=False)] = None,
     tensorrt: Annotated[Precision | None, typer.Option(
         help="ONNX only: run through ONNX Runtime's TensorRT accelerator at fp16 or fp32.")] = None,
     target: Annotated[Target, typer.Option(
         help="triton, or kserve to also write a KServe InferenceService manifest.")] = "triton",
     storage_uri: Annotated[str, typer.Option(
         help="kserve: where the repository will be uploaded (gs://, s3://, pvc://...).")] = DEFAULT_STORAGE_URI,
+    reset_tuning: Annotated[bool, typer.Option(
+        "--reset-tuning", help="Forget the settings `zeroserve tune --apply` recorded (default: a redeploy keeps "
+                               "them; an option given here beats them).")] = False,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -70,7 +74,8 @@ def deploy_cmd(
         try:
             deployed += deploy_model(spec, artifacts, repository, formats=formats, max_batch_size=max_batch_size,
                                      max_queue_delay_us=max_queue_delay_us, device=device, instances=instances,
-                                     tensorrt=tensorrt, target=target, storage_uri=storage_uri)
+                                     tensorrt=tensorrt, target=target, storage_uri=storage_uri,
+                                     reset_tuning=reset_tuning)
             if formats is None:
                 record, _ = read_export_record(spec, artifacts)
                 for s in default_formats(record, str(device))[1]:

@@ -319,15 +319,20 @@ def _prune_stale(staging: Path, name: str) -> None:
 
 def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_REPOSITORY, *,
                  formats: str | tuple[str, ...] | None = None, max_batch_size: int | None = None,
-                 max_queue_delay_us: int = DEFAULT_MAX_QUEUE_DELAY_US, device: Device = "gpu",
-                 instances: int = 1, tensorrt: str | None = None, target: Target = "triton",
-                 storage_uri: str = DEFAULT_STORAGE_URI, release: TargetRelease = TARGET) -> list[dict]:
+                 max_queue_delay_us: int | None = None, device: Device = "gpu",
+                 instances: int | None = None, tensorrt: str | None = None, target: Target = "triton",
+                 storage_uri: str = DEFAULT_STORAGE_URI, release: TargetRelease = TARGET,
+                 reset_tuning: bool = False) -> list[dict]:
     """Deploy one model's gated artifacts into the canonical repository.
 
     `formats` None deploys `default_formats`: the primary formats and every variant fit to deploy.
     Every requested format is checked (export PASS, sha256, IR/opset for the target release)
     before anything is written; each `<model>_<fmt>/` is then staged, linted and renamed into
     place, and the manifest updated.
+
+    Settings: an option given here beats a setting `zeroserve tune --apply` recorded in the
+    manifest, which beats the default (1 instance, the gated max batch size, a 0 µs queue delay,
+    1 thread); `reset_tuning` forgets the recorded tuning.
 
     Raises:
         InputError: missing or non-PASS export, changed artifact, bad option, target mismatch.
@@ -339,9 +344,9 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     device = device.lower()
     if device not in ("gpu", "cpu"):
         raise InputError(f"unknown device {device!r}; use gpu or cpu")
-    if instances < 1:
+    if instances is not None and instances < 1:
         raise InputError("--instances must be at least 1")
-    if max_queue_delay_us < 0:
+    if max_queue_delay_us is not None and max_queue_delay_us < 0:
         raise InputError("--max-queue-delay-us must not be negative")
     precision = None
     if tensorrt is not None:
@@ -368,9 +373,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
         raise InputError(f"{spec.name}: the export record's tensors differ from the registry's (changed since "
                          f"export); run `zeroserve export {spec.name}` again")
     gated = record.get("max_batch_size", spec.max_batch_size)
-    if max_batch_size is None:
-        max_batch_size = gated
-    elif not 1 <= max_batch_size <= gated:
+    if max_batch_size is not None and not 1 <= max_batch_size <= gated:
         raise InputError(f"{spec.name}: --max-batch-size {max_batch_size} must be between 1 and {gated}, "
                          f"the largest batch the export gate checked")
 
@@ -384,10 +387,14 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     repository = records.ensure_writable_dir(Path(repository))
     staging = _staging_parent(repository)
     record_sha = sha256(record_path)
+    manifest_models = read_manifest(repository).get("models", {})
     written = []
     for fmt, (entry, path, info) in checked.items():
         backend = F.get(fmt).backend
         name = F.get(fmt).triton_name(spec.name)
+        tuning = None if reset_tuning else (manifest_models.get(name) or {}).get("tuning")
+        chosen = _settings(tuning, gated, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
+                          instances=instances)
         _prune_stale(staging, name)
         tmp = records.scratch_dir(staging, f".zs-deploy-{name}-")
         try:
@@ -397,12 +404,14 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
             if sha256(tmp / VERSION / backend.default_file) != entry["sha256"]:
                 raise InputError(f"{name}: the copy of {path} does not match its sha256; check the disk")
             model = DeployedModel(
-                name=name, backend=backend.name, max_batch_size=max_batch_size,
+                name=name, backend=backend.name, max_batch_size=chosen["max_batch_size"],
                 inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
                 outputs=tuple(TensorConfig.from_spec(t) for t in spec.outputs),
-                max_queue_delay_us=max_queue_delay_us,
-                instance_kind="KIND_GPU" if device == "gpu" else "KIND_CPU", instance_count=instances,
-                warmup=_warmup(spec, sample, tmp), tensorrt=precision if backend is F.ONNXRUNTIME else None)
+                max_queue_delay_us=chosen["max_queue_delay_us"],
+                instance_kind="KIND_GPU" if device == "gpu" else "KIND_CPU", instance_count=chosen["instances"],
+                warmup=_warmup(spec, sample, tmp), tensorrt=precision if backend is F.ONNXRUNTIME else None,
+                preferred_batch_sizes=chosen["preferred_batch_sizes"],
+                parameters={backend.threads_parameter: str(chosen["threads"])} if chosen["threads"] else {})
             text = render(model)
             (tmp / "config.pbtxt").write_text(text)
             lint_model(tmp)
@@ -412,8 +421,13 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
                 "artifact_sha256": entry["sha256"],
                 "export_record": {"path": str(record_path.resolve()), "sha256": record_sha},
                 "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
-                "max_batch_size": max_batch_size, "max_queue_delay_us": max_queue_delay_us,
-                "instance_group": {"kind": model.instance_kind, "count": instances}, "tensorrt": model.tensorrt,
+                "max_batch_size": model.max_batch_size, "max_queue_delay_us": model.max_queue_delay_us,
+                "instance_group": {"kind": model.instance_kind, "count": model.instance_count},
+                "tensorrt": model.tensorrt, "gated_max_batch_size": gated,
+                **({"preferred_batch_sizes": list(model.preferred_batch_sizes)}
+                   if model.preferred_batch_sizes else {}),
+                **({backend.threads_parameter: chosen["threads"]} if chosen["threads"] else {}),
+                **({"tuning": {**tuning, "overridden": chosen["overridden"]}} if tuning else {}),
                 "warmup": "sample.npz row 0" if sample is not None else "safe values (no sample.npz)",
                 **info, "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
@@ -425,6 +439,28 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     if target == "kserve":
         write_kserve_manifest(repository, storage_uri=storage_uri, device=device, release=release)
     return written
+
+
+def _settings(tuning: dict | None, gated: int, **given) -> dict:
+    """The serving settings of one deployed format: an explicit option, else the tuned value, else the default.
+
+    Returns the settings and `overridden`, the tuned settings an explicit option replaced.
+    """
+    tuned = (tuning or {}).get("settings", {})
+    defaults = {"max_batch_size": gated, "max_queue_delay_us": DEFAULT_MAX_QUEUE_DELAY_US, "instances": 1}
+    out: dict = {"overridden": []}
+    for key, default in defaults.items():
+        if given.get(key) is not None:
+            out[key] = given[key]
+            if key in tuned and tuned[key] != given[key]:
+                out["overridden"].append(key)
+        else:
+            out[key] = tuned.get(key, default)
+    out["max_batch_size"] = min(out["max_batch_size"], gated)
+    out["preferred_batch_sizes"] = tuple(b for b in tuned.get("preferred_batch_sizes", ())
+                                         if b <= out["max_batch_size"])
+    out["threads"] = tuned.get("threads")
+    return out
 
 
 def read_manifest(repository: Path) -> dict:

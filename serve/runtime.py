@@ -186,6 +186,35 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def write_runtime_model(src: Path, canonical: DeployedModel, target: Path, *, name: str | None = None,
+                        noop: bool = False, ort_threads: int | None = None, gpu: bool = False,
+                        queue_delay_us: int | None = None) -> RuntimeModel:
+    """Write the runtime twin of one canonical model folder `src` as `target/<name>/`.
+
+    `canonical` is the config to transform: `src`'s own (a served model), or a variant of it
+    (`zeroserve tune`'s candidates: another instance count, batching or thread setting) whose
+    artifact and warmup are still `src`'s. Threads: `ort_threads`, else the config's own setting, else 1.
+    """
+    backend = served_by(canonical, src)
+    version = _latest_version(src)
+    artifact = artifact_file(canonical, backend)
+    if not (version / artifact).is_file():
+        raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again")
+    threads = ort_threads or configured_threads(canonical, backend) or 1
+    serve_fmt = "noop" if noop else backend.runtime
+    name = name or canonical.name
+    model = runtime_model(canonical, backend, serve_fmt, threads, gpu, name=name, queue_delay_us=queue_delay_us)
+    dst = target / name
+    shutil.rmtree(dst, ignore_errors=True)
+    (dst / version.name).mkdir(parents=True)
+    _link_or_copy(version / artifact, dst / version.name / artifact)
+    shutil.copy2(MODEL_PY, dst / version.name / "model.py")
+    if (src / "warmup").is_dir():
+        shutil.copytree(src / "warmup", dst / "warmup")
+    (dst / "config.pbtxt").write_text(render(model))
+    return RuntimeModel(name, serve_fmt, src, model.instance_count, model.instance_kind)
+
+
 def build_runtime_repository(repository: Path, names: list[str], target: Path, ort_threads: int | None = None,
                              gpu: bool | None = None, queue_delay_us: int | None = None,
                              noop_of: Iterable[str] = (),
@@ -220,7 +249,7 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
                               *((f"{n}{NOOP_SUFFIX}", n) for n in noop_of)]:
         src = Path(repository) / source_name
         try:
-            canonical, backend, version, artifact = _servable(src)
+            canonical = _servable(src)[0]
         except InputError as exc:
             skipped[name] = str(exc)
             if on_skip is not None:
@@ -228,20 +257,11 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
             else:
                 warnings.warn(f"not serving {name}: {exc}")
             continue
-        threads = ort_threads or configured_threads(canonical, backend) or 1
-        serve_fmt = "noop" if name != source_name else backend.runtime
-        model = runtime_model(canonical, backend, serve_fmt, threads, gpu, name=name, queue_delay_us=queue_delay_us)
-        if canonical.instance_kind != model.instance_kind:
+        model = write_runtime_model(src, canonical, target, name=name, noop=name != source_name,
+                                    ort_threads=ort_threads, gpu=gpu, queue_delay_us=queue_delay_us)
+        if model.kind != canonical.instance_kind:
             downgraded.append(name)
-        dst = target / name
-        shutil.rmtree(dst, ignore_errors=True)
-        (dst / version.name).mkdir(parents=True)
-        _link_or_copy(version / artifact, dst / version.name / artifact)
-        shutil.copy2(MODEL_PY, dst / version.name / "model.py")
-        if (src / "warmup").is_dir():
-            shutil.copytree(src / "warmup", dst / "warmup")
-        (dst / "config.pbtxt").write_text(render(model))
-        built.append(RuntimeModel(name, serve_fmt, src, model.instance_count, model.instance_kind))
+        built.append(model)
     if skipped and not built:
         raise InputError(f"none of the {len(skipped)} model(s) can be served here: "
                          + "; ".join(f"{n}: {why}" for n, why in skipped.items()))

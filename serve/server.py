@@ -203,7 +203,8 @@ def stop_servers(all_servers: bool = False, host: str | None = None, http_port: 
                  grpc_port: int | None = None) -> dict[str, Any]:
     """What `zeroserve stop` does: reap dead servers, stop the chosen running one(s), remove chosen dead runs.
 
-    Without a choice: the one running server (InputError listing them when several run).
+    Without a choice: the one running server; a private one (tune's, with a `purpose`) only when it is the only one
+    (InputError listing them when several run).
     With ports: the running server they name, else the dead runs they name (removing their
     folder and log). `all_servers`: every running server and every dead run. Nothing to stop
     is not an error.
@@ -217,6 +218,8 @@ def stop_servers(all_servers: bool = False, host: str | None = None, http_port: 
     if all_servers:
         targets, removed = running, dead
     elif host is None and http_port is None and grpc_port is None:
+        public = [s for s in running if not s.get("purpose")]  # a private server (tune's) is stopped by ports/--all
+        running = public if len(public) == 1 else running
         if len(running) > 1:
             raise InputError(f"{len(running)} servers are running, choose one with --http-port/--grpc-port or "
                              f"stop them all with --all: {'; '.join(st.describe(s) for s in running)}")
@@ -517,7 +520,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
     served.mkdir(exist_ok=True)
     shm_prefix = f"zs{secrets.token_hex(4)}_"
     log = run_dir / "server.log"
-    control = ([f"--model-control-mode=poll", f"--repository-poll-secs={POLL_SECS}",
+    control = (["--model-control-mode=poll", f"--repository-poll-secs={POLL_SECS}",
                 "--exit-on-error=false"]  # a model that cannot load is reported; the others serve
                if model_control == "poll" else ["--model-control-mode=explicit"])
     address = bind_addresses(host)

@@ -123,7 +123,8 @@ def remove_state(state: dict[str, Any]) -> None:
 def describe(state: dict[str, Any]) -> str:
     """One line naming a server: pid, endpoints and model count."""
     return (f"pid {state['pid']} at {state['host']} (http {state['http_port']}, grpc {state['grpc_port']}, "
-            f"metrics {state['metrics_port']}), {len(state.get('models', []))} models, started {state.get('started')}")
+            f"metrics {state['metrics_port']}), {len(state.get('models', []))} models, started {state.get('started')}"
+            + (f" ({state['purpose']})" if state.get("purpose") else ""))
 
 
 def matching(states: list[dict[str, Any]], host: str | None = None, http_port: int | None = None,
@@ -150,6 +151,9 @@ def resolve_server(host: str | None = None, http_port: int | None = None,
         where = f" matching {chosen}" if chosen else ""
         raise ServerError(f"no running zeroserve server{where} (state files in {servers_dir()}); "
                           "start one with `zeroserve serve`")
+    if len(match) > 1 and host is None and http_port is None and grpc_port is None:
+        public = [s for s in match if not s.get("purpose")]  # a private server (tune's) is chosen by its ports
+        match = public if len(public) == 1 else match
     if len(match) > 1:
         listing = "; ".join(describe(s) for s in match)
         raise InputError(f"{len(match)} servers are running, choose one with --http-port/--grpc-port: {listing}")

@@ -57,7 +57,7 @@ def _register_stages() -> None:
     """Each stage's `cli` module adds its commands; stages are imported in flow order."""
     import importlib
 
-    for stage in ("data_cli", "train.cli", "export.cli", "serve.deploy_cli", "serve.cli", "client.cli"):
+    for stage in ("data_cli", "train.cli", "export.cli", "serve.deploy_cli", "serve.cli", "client.cli", "tune.cli"):
         importlib.import_module(f"zeroserve.{stage}").register(app)
 
 

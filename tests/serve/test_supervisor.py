@@ -79,3 +79,18 @@ def test_past_the_cap_the_supervisor_gives_up_marks_the_run_dead_and_keeps_the_c
     assert "linear_onnx" in Path(crash["log"]).read_text()
     assert not ps.run_processes(prefix) and not ps.shm_segments(prefix)
     assert st.list_servers() == []
+
+
+def test_a_private_server_is_chosen_only_by_its_ports_when_a_served_one_runs(private_cache):
+    """`status`, `stop` and the client, given no ports, pick the served server, not tune's private one."""
+    me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid()), "host": "127.0.0.1", "status": st.RUNNING}
+    served = {**me, "run_id": "20260101-000000-000001", "http_port": 18001, "grpc_port": 18002}
+    private = {**me, "run_id": "20260101-000000-000002", "http_port": 18011, "grpc_port": 18012,
+               "purpose": "zeroserve tune (private)"}
+    for s in (served, private):
+        st.write_state(s)
+    assert st.resolve_server()["run_id"] == served["run_id"]
+    assert st.resolve_server(http_port=18011)["run_id"] == private["run_id"]
+    st.remove_state(served)
+    assert st.resolve_server()["run_id"] == private["run_id"]  # the only one running: chosen
+    st.remove_state(private)

@@ -1,0 +1,101 @@
+"""`tune --apply` writes a tuned config atomically and reversibly; deploy keeps it unless told otherwise."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from zeroserve import registry
+from zeroserve.errors import CheckFailed
+from zeroserve.serve import repository as R
+from zeroserve.serve.config import parse
+from zeroserve.tune import apply as ap
+from zeroserve.tune.search import Candidate
+
+NAME = "logistic_onnx"
+TUNED = Candidate("onnx", 2, 32, True, 500, 2)
+TUNED_ON = {"engine": "test", "cpu_model": "test cpu", "cores": 2}
+
+
+@pytest.fixture()
+def repo(exported, tmp_path):
+    artifacts, _ = exported
+    art = tmp_path / "art"
+    shutil.copytree(artifacts / "logistic", art / "logistic")
+    repository = tmp_path / "model_repository"
+    R.deploy_model(registry.get("logistic"), art, repository, formats=("onnx",))
+    return art, repository
+
+
+def leftovers(repository: Path) -> list[str]:
+    return [p.name for d in (repository.resolve().parent, repository) for p in d.iterdir() if p.name.startswith(".zs-")]
+
+
+def manifest(repository: Path) -> dict:
+    return json.loads((repository / "manifest.json").read_text())["models"][NAME]
+
+
+def test_apply_writes_the_settings_keeps_the_previous_config_and_records_the_measurement(repo):
+    _, repository = repo
+    before = (repository / NAME / "config.pbtxt").read_text()
+    ap.apply_tuning(repository, NAME, TUNED, {"throughput": 1234.0}, TUNED_ON, {"latency_budget_ms": 5.0})
+    model = parse((repository / NAME / "config.pbtxt").read_text())
+    assert (model.instance_count, model.max_batch_size, model.preferred_batch_sizes, model.max_queue_delay_us) == \
+        (2, 32, (32,), 500)
+    assert model.parameters["intra_op_thread_count"] == "2"
+    assert (repository / NAME / ap.PREVIOUS).read_text() == before
+    entry = manifest(repository)
+    assert entry["tuning"]["settings"]["instances"] == 2 and entry["tuning"]["tuned_on"] == TUNED_ON
+    assert entry["tuning"]["measurement"]["throughput"] == 1234.0 and entry["tuning"]["latency_budget_ms"] == 5.0
+    assert entry["instance_group"]["count"] == 2
+    R.lint_model(repository / NAME)  # deploy's own lint passes on the tuned folder
+    assert leftovers(repository) == []
+
+
+def test_a_failing_apply_changes_nothing_and_revert_restores_the_deployed_config(repo, monkeypatch):
+    _, repository = repo
+    before = (repository / NAME / "config.pbtxt").read_text()
+    manifest_before = (repository / "manifest.json").read_text()
+
+    def broken(folder):
+        raise CheckFailed("lint failed on purpose")
+
+    monkeypatch.setattr(ap, "lint_model", broken)
+    with pytest.raises(CheckFailed):
+        ap.apply_tuning(repository, NAME, TUNED, {}, TUNED_ON, {})
+    assert (repository / NAME / "config.pbtxt").read_text() == before
+    assert (repository / "manifest.json").read_text() == manifest_before
+    assert not (repository / NAME / ap.PREVIOUS).exists() and leftovers(repository) == []
+    monkeypatch.undo()
+
+    ap.apply_tuning(repository, NAME, TUNED, {}, TUNED_ON, {})
+    ap.apply_tuning(repository, NAME, Candidate("onnx", 1, 16, False, 100, 1), {}, TUNED_ON, {})  # a second tuning
+    ap.revert_tuning(repository, NAME)  # back to the config from before the first
+    assert (repository / NAME / "config.pbtxt").read_text() == before
+    assert not (repository / NAME / ap.PREVIOUS).exists()
+    assert "tuning" not in manifest(repository)
+    assert manifest(repository)["config_sha256"] == json.loads(manifest_before)["models"][NAME]["config_sha256"]
+
+
+def test_deploy_keeps_tuned_settings_an_explicit_option_beats_them_and_reset_forgets_them(repo):
+    art, repository = repo
+    spec = registry.get("logistic")
+    ap.apply_tuning(repository, NAME, TUNED, {}, TUNED_ON, {})
+    R.deploy_model(spec, art, repository, formats=("onnx",))
+    model = parse((repository / NAME / "config.pbtxt").read_text())
+    assert (model.instance_count, model.max_batch_size, model.max_queue_delay_us) == (2, 32, 500)
+    assert model.parameters["intra_op_thread_count"] == "2" and "tuning" in manifest(repository)
+
+    R.deploy_model(spec, art, repository, formats=("onnx",), instances=1, max_queue_delay_us=0)
+    model = parse((repository / NAME / "config.pbtxt").read_text())
+    assert (model.instance_count, model.max_queue_delay_us, model.max_batch_size) == (1, 0, 32)
+    assert sorted(manifest(repository)["tuning"]["overridden"]) == ["instances", "max_queue_delay_us"]
+
+    R.deploy_model(spec, art, repository, formats=("onnx",), reset_tuning=True)
+    model = parse((repository / NAME / "config.pbtxt").read_text())
+    assert (model.instance_count, model.max_batch_size, model.max_queue_delay_us, model.preferred_batch_sizes) == \
+        (1, 64, 0, ())
+    assert "intra_op_thread_count" not in model.parameters and "tuning" not in manifest(repository)

@@ -1,0 +1,159 @@
+"""Renderings of a tuning record: the rich table, a PNG (throughput against latency, the Pareto front), HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from zeroserve import records
+
+
+def _fmt(v, spec: str = ".2f", none: str = "-") -> str:
+    return none if v is None else format(v, spec)
+
+
+def _split(m: dict) -> str:
+    s = m.get("server") or {}
+    if not s:
+        return "-"
+    return "/".join(f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer",
+                                                            "compute_output"))
+
+
+def _status(m: dict, rec: dict) -> str:
+    if m.get("error"):
+        return m["error"]
+    if not m["meets_budget"]:
+        return "over budget at c=1"
+    if m.get("failed"):
+        return f"{m['failed']} failed requests"
+    if rec["min_throughput"] and m["throughput"] < rec["min_throughput"]:
+        return "under --min-throughput"
+    flag = f" (unstable at c={','.join(map(str, m['unstable_levels']))})" if m.get("unstable_levels") else ""
+    return "ok" + flag
+
+
+def pareto(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (throughput, latency) no other point beats on both: higher throughput, lower latency."""
+    front = []
+    for i, (t, lat) in enumerate(points):
+        if not any((t2 >= t and l2 <= lat) and (t2 > t or l2 < lat) for j, (t2, l2) in enumerate(points) if j != i):
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def table(rec: dict) -> Table:
+    metric = rec["latency_metric"].removesuffix("_ms")
+    t = Table(title=f"zeroserve tune {rec['model']}: {rec['search']} search, budget {rec['latency_budget_ms']:g} ms "
+                    f"{metric}, over {rec['protocol']}")
+    for c in ("#", "config", "c", "infer/s in budget", "p50 ms", f"{metric} ms", "server queue/in/infer/out µs",
+              "status"):
+        t.add_column(c, justify="left" if c in ("config", "status") else "right")
+    best = (rec.get("chosen") or {}).get("candidate")
+    for i, m in enumerate(rec["candidates"], 1):
+        mark = (" [bold green]← chosen[/]" if m["candidate"] == best else "") + (" (deployed)" if m["deployed"] else "")
+        t.add_row(str(i), m["label"] + mark, _fmt(m["concurrency"], "d"), _fmt(m["throughput"], ".0f"),
+                  _fmt(m["p50_ms"]), _fmt(m["latency_ms"]), _split(m), _status(m, rec))
+    return t
+
+
+def closing(rec: dict) -> list[str]:
+    """The closing lines: the choice, the side-by-side re-measurement and its ratio."""
+    lines = []
+    chosen, side = rec.get("chosen"), rec.get("side_by_side")
+    if side:
+        med = side["median"]
+        lines.append(f"side by side, interleaved, median of {len(side['rounds'])}: deployed "
+                     f"{med['deployed']['throughput']:.0f} infer/s (p99 {med['deployed']['p99_ms']:.2f} ms), best "
+                     f"{med['best']['throughput']:.0f} infer/s (p99 {med['best']['p99_ms']:.2f} ms): "
+                     f"ratio {side['ratio']:.3f}x")
+    if chosen:
+        if rec["chosen_is_deployed"]:
+            lines.append(f"best: the deployed config ({chosen['label']}), {chosen['throughput']:.0f} infer/s within "
+                         "the budget; nothing to change")
+        else:
+            gain = f", {rec['gain']:.2f}x the deployed config" if rec.get("gain") else ""
+            lines.append(f"best: {chosen['label']}, {chosen['throughput']:.0f} infer/s within the budget at "
+                         f"c={chosen['concurrency']}{gain}")
+    return lines
+
+
+def plot_png(rec: dict) -> bytes:
+    """Throughput within the budget (x) against the latency there (y), one point per candidate; the Pareto front."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [m for m in rec["candidates"] if m["meets_budget"] and m["latency_ms"] is not None]
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    pts = [(m["throughput"], m["latency_ms"]) for m in rows]
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color="#1f77b4", label="candidates")
+    front = pareto(pts)
+    if front:
+        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="#d62728", marker="o",
+                label="Pareto front")
+    for i, m in enumerate(rows, 1):
+        if m["deployed"]:
+            ax.scatter([m["throughput"]], [m["latency_ms"]], s=80, facecolors="none", edgecolors="black",
+                       label="deployed")
+    chosen = (rec.get("chosen") or {}).get("candidate")
+    for m in rows:
+        if m["candidate"] == chosen:
+            ax.scatter([m["throughput"]], [m["latency_ms"]], s=120, marker="*", color="#2ca02c", label="chosen")
+    ax.axhline(rec["latency_budget_ms"], color="grey", linestyle="--", linewidth=1, label="budget")
+    ax.set_xlabel("throughput within the budget (inferences/s)")
+    ax.set_ylabel(f"{rec['latency_metric'].removesuffix('_ms')} latency (ms)")
+    ax.set_title(f"zeroserve tune {rec['model']} ({rec['search']}, {len(rec['candidates'])} candidates)",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def to_html(rec: dict, png: bytes) -> str:
+    head = ["#", "config", "concurrency", "infer/s in budget", "p50 ms", "latency ms", "server queue/in/infer/out µs",
+            "status"]
+    best = (rec.get("chosen") or {}).get("candidate")
+    rows = []
+    for i, m in enumerate(rec["candidates"], 1):
+        cells = [str(i), m["label"] + (" (deployed)" if m["deployed"] else "") + (" (chosen)" if m["candidate"] == best
+                                                                                 else ""),
+                 _fmt(m["concurrency"], "d"), _fmt(m["throughput"], ".1f"), _fmt(m["p50_ms"], ".3f"),
+                 _fmt(m["latency_ms"], ".3f"), _split(m), _status(m, rec)]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*closing(rec), rec["outcome"]["reason"], *rec["notes"]] if n)
+    settings = {k: rec.get(k) for k in ("model", "triton_model", "search", "latency_budget_ms", "latency_metric",
+                                        "min_throughput", "protocol", "max_concurrency", "window_s", "space",
+                                        "floor", "tuned_on", "seconds", "outcome")}
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>zeroserve tune: {html.escape(rec['model'])}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}</style></head>
+<body><h1>zeroserve tune: {html.escape(rec['model'])}</h1>
+<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr>{''.join(rows)}</table>
+<p><img alt="throughput against latency per candidate, Pareto front" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>
+<h2>Result</h2><ul>{notes}</ul>
+<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>
+</body></html>
+"""
+
+
+def write_report(rec: dict, folder: Path) -> dict[str, Path]:
+    """tune.json, tune.png and tune.html in `folder`; their paths."""
+    folder = records.ensure_writable_dir(Path(folder))
+    png = plot_png(rec)
+    paths = {"json": folder / "tune.json", "png": folder / "tune.png", "html": folder / "tune.html"}
+    records.write_json(paths["json"], rec)
+    records.write_bytes(paths["png"], png)
+    records.write_bytes(paths["html"], to_html(rec, png).encode())
+    return paths

@@ -1,0 +1,62 @@
+"""Between a deployed config and a candidate: read one from the other, write one into the other.
+
+The same `DeployedModel` transform serves the private server's candidate folders (tune/runner.py)
+and `--apply`'s canonical config (tune/apply.py), so what was measured is what is written.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import replace
+
+from zeroserve import formats as F
+from zeroserve.serve.config import DeployedModel
+from zeroserve.tune.search import Candidate
+
+
+def backend_of(model: DeployedModel) -> F.Backend:
+    backend = F.for_backend(model.backend)
+    if backend is None:  # read_deployed/served_by refuse these before tune gets here
+        raise ValueError(f"backend {model.backend!r} is not one zeroserve serves")
+    return backend
+
+
+def threads_of(model: DeployedModel) -> int:
+    """The config's intra-op threads (its backend's parameter), 1 when unset (the runtime copy's default)."""
+    try:
+        return max(1, int(model.parameters.get(backend_of(model).threads_parameter, "1")))
+    except ValueError:
+        return 1
+
+
+def candidate_of(model: DeployedModel, fmt: str) -> Candidate:
+    """The deployed config as a candidate (no dynamic batching reads as a 0 µs delay)."""
+    return Candidate(fmt=fmt, instances=model.instance_count, max_batch_size=model.max_batch_size,
+                     prefer_max=bool(model.preferred_batch_sizes) and model.preferred_batch_sizes == (model.max_batch_size,),
+                     queue_delay_us=model.max_queue_delay_us or 0, threads=threads_of(model))
+
+
+def config_for(model: DeployedModel, c: Candidate, name: str | None = None) -> DeployedModel:
+    """`model` with the candidate's settings (and another Triton name for a candidate folder)."""
+    backend = backend_of(model)
+    return replace(model, name=name or model.name, instance_count=c.instances, max_batch_size=c.max_batch_size,
+                   preferred_batch_sizes=c.preferred_batch_sizes, max_queue_delay_us=c.queue_delay_us,
+                   parameters={**model.parameters, backend.threads_parameter: str(c.threads)})
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def tuned_on(engine: str) -> dict:
+    """Where a measurement was made: settings tuned on one machine are not the answer for another."""
+    return {"engine": engine, "cpu_model": cpu_model(), "cores": os.cpu_count() or 1,
+            "machine": platform.machine()}
