@@ -47,12 +47,21 @@ def resolve_endpoint(host: str | None = None, http_port: int | None = None,
                      grpc_port: int | None = None) -> Endpoint:
     """Ports given on the command line win; otherwise the running server's state file; else the defaults.
 
-    Several running servers and none chosen is an InputError listing them (from serve.state).
+    One port given names a zeroserve server by it: the other port comes from that server's state
+    file (else the default). Several running servers and none chosen is an InputError listing them
+    (from serve.state).
     """
     host = host.strip("[]") if host else host  # `[::1]` names the server that serve recorded as `::1`
+    if http_port is not None and grpc_port is not None:
+        return Endpoint(host or DEFAULT_HOST, http_port, grpc_port, "options")
     if http_port is not None or grpc_port is not None:
-        return Endpoint(host or DEFAULT_HOST, http_port or DEFAULT_HTTP_PORT, grpc_port or DEFAULT_GRPC_PORT,
-                        "options")
+        try:
+            state = resolve_server(host=host, http_port=http_port, grpc_port=grpc_port)
+        except (ServerError, InputError):
+            state = {}
+        return Endpoint(host or DEFAULT_HOST, http_port or int(state.get("http_port") or DEFAULT_HTTP_PORT),
+                        grpc_port or int(state.get("grpc_port") or DEFAULT_GRPC_PORT),
+                        "options" + (f" and the state file of server pid {state.get('pid')}" if state else ""))
     try:
         state = resolve_server(host=host)
     except ServerError:

@@ -56,6 +56,16 @@ def test_several_running_servers_must_be_chosen_between(monkeypatch, tmp_path):
         connection.resolve_endpoint()
 
 
+def test_one_port_names_the_server_and_its_state_file_gives_the_other(monkeypatch, tmp_path):
+    monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path))
+    _running_state(tmp_path, 18000, 18001)
+    _running_state(tmp_path, 28000, 28001)
+    ep = connection.resolve_endpoint(http_port=28000)  # `client infer --http-port 28000` goes out over gRPC
+    assert (ep.http_port, ep.grpc_port) == (28000, 28001) and f"pid {os.getpid()}" in ep.source
+    assert (connection.resolve_endpoint(grpc_port=18001).http_port, connection.resolve_endpoint(http_port=9).grpc_port) \
+        == (18000, 8001)  # a port no zeroserve server has: the other one is the default
+
+
 def test_parse_url():
     assert connection.parse_url("127.0.0.1:8001") == ("127.0.0.1", 8001)
     assert connection.parse_url("[::1]:8001") == ("::1", 8001)
