@@ -59,6 +59,7 @@ def test_mnist_fallback_is_recorded(trained):
 
 
 def test_missing_data_file_for_one_model_fails_with_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()  # the folder exists (a missing one is its own error) but holds no course file
     result = runner.invoke(app, ["train", "wide_deep", "--data-dir", str(tmp_path / "empty"),
                                  "--artifacts", str(tmp_path / "art")])
     assert result.exit_code == 2
@@ -68,6 +69,7 @@ def test_missing_data_file_for_one_model_fails_with_one_line(tmp_path):
 
 
 def test_train_all_skips_models_without_data_and_trains_the_rest(tmp_path):
+    (tmp_path / "empty").mkdir()
     result = runner.invoke(app, ["train", "all", "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
                                  "--artifacts", str(tmp_path / "art"), "--json"])
     assert result.exit_code == 0, result.output
