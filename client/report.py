@@ -109,6 +109,22 @@ def plot_png(rec: dict) -> bytes:
     return buf.getvalue()
 
 
+def html_page(page_title: str, heading: str, head: list[str], rows: list[str], png: bytes, alt: str,
+              notes_title: str, notes: str, settings: dict) -> str:
+    """One self-contained report page (perf's and tune's): a table, the plot as base64, notes and settings."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(page_title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}</style></head>
+<body><h1>{html.escape(heading)}</h1>
+<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr>{''.join(rows)}</table>
+<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>
+<h2>{html.escape(notes_title)}</h2><ul>{notes}</ul>
+<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>
+</body></html>
+"""
+
+
 def to_html(rec: dict, png: bytes) -> str:
     """A self-contained page: the table, the plot embedded as base64, the notes and the settings."""
     head = ["level", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "mean ms", "requests", "failed",
@@ -130,17 +146,8 @@ def to_html(rec: dict, png: bytes) -> str:
                                     "shared_memory", "mode", "distribution", "latency_budget_ms", "best", "window_s",
                                     "stability", "max_trials", "started", "streaming", "latency_metric", "outcome")
                 if k in rec}
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>zeroserve perf: {html.escape(rec['triton_model'])}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}</style></head>
-<body><h1>zeroserve perf: {html.escape(title(rec))}</h1>
-<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr>{''.join(rows)}</table>
-<p><img alt="latency percentiles against throughput" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>
-<h2>Notes</h2><ul>{notes}</ul>
-<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>
-</body></html>
-"""
+    return html_page(f"zeroserve perf: {rec['triton_model']}", f"zeroserve perf: {title(rec)}", head, rows, png,
+                     "latency percentiles against throughput", "Notes", notes, settings)
 
 
 def write_report(rec: dict, folder: Path) -> dict[str, Path]:

@@ -101,7 +101,8 @@ def _export_torchscript(spec: ModelSpec, module: torch.nn.Module, path: Path) ->
         torch.jit.save(scripted, str(path))
 
 
-def _onnx_runner(path: Path, spec: ModelSpec, threads: int | None = None) -> Callable:
+def _onnx_runner(path: Path, spec: ModelSpec, threads: int | None = None,
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> Callable:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -110,7 +111,7 @@ def _onnx_runner(path: Path, spec: ModelSpec, threads: int | None = None) -> Cal
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), opts, providers=list(providers))
     names = [t.name for t in spec.inputs]
     return lambda inputs: session.run(None, dict(zip(names, inputs)))
 

@@ -314,18 +314,10 @@ def gpu_present() -> bool:
 
 def variant_runner(path: Path, spec: ModelSpec, fmt: F.Format, threads: int | None = None) -> Callable:
     """Run the variant in-process: on the GPU for a gpu_only format, else on ONNX Runtime's CPU provider."""
-    import onnxruntime as ort
+    from zeroserve.export.exporter import _onnx_runner
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if fmt.gpu_only else ["CPUExecutionProvider"]
-    session = ort.InferenceSession(str(path), opts, providers=providers)
-    names = [t.name for t in spec.inputs]
-    return lambda inputs: session.run(None, dict(zip(names, inputs)))
+    providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if fmt.gpu_only else ("CPUExecutionProvider",)
+    return _onnx_runner(path, spec, threads, providers)
 
 
 def in_batches(fn: Callable, inputs: list[np.ndarray], batch: int) -> list[np.ndarray]:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import io
-import json
 from pathlib import Path
 
 from rich.table import Table
 
 from zeroserve import records
+from zeroserve.client.report import html_page
 
 
 def _fmt(v, spec: str = ".2f", none: str = "-") -> str:
@@ -135,17 +134,8 @@ def to_html(rec: dict, png: bytes) -> str:
     settings = {k: rec.get(k) for k in ("model", "triton_model", "search", "latency_budget_ms", "latency_metric",
                                         "min_throughput", "protocol", "max_concurrency", "window_s", "space",
                                         "floor", "tuned_on", "seconds", "outcome")}
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>zeroserve tune: {html.escape(rec['model'])}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}</style></head>
-<body><h1>zeroserve tune: {html.escape(rec['model'])}</h1>
-<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr>{''.join(rows)}</table>
-<p><img alt="throughput against latency per candidate, Pareto front" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>
-<h2>Result</h2><ul>{notes}</ul>
-<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>
-</body></html>
-"""
+    return html_page(f"zeroserve tune: {rec['model']}", f"zeroserve tune: {rec['model']}", head, rows, png,
+                     "throughput against latency per candidate, Pareto front", "Result", notes, settings)
 
 
 def write_report(rec: dict, folder: Path) -> dict[str, Path]:
