@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from zeroserve import __version__, registry
-from zeroserve.cliutil import APP_SETTINGS, JsonOpt, ModelFilesOpt, console, handle_errors, print_json, show_warning
+from zeroserve.cliutil import (APP_SETTINGS, JsonOpt, ModelFilesOpt, console, handle_errors, print_json, reflow_help,
+                               show_warning)
 
 app = typer.Typer(**APP_SETTINGS)
 
@@ -62,6 +63,7 @@ def _register_stages() -> None:
 
 
 _register_stages()
+reflow_help(app)
 
 
 def main() -> None:

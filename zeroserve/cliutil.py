@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable
@@ -48,6 +50,37 @@ APP_SETTINGS = dict(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*]|\d+[.)])\s")
+
+
+def reflow(text: str) -> str:
+    """A docstring as help: its paragraphs' hard line breaks joined, list items kept on their own lines.
+
+    Typer's rich help keeps single line breaks after the first paragraph, so a docstring wrapped at 110
+    columns was wrapped again at the terminal's width.
+    """
+    paragraphs = []
+    for paragraph in inspect.cleandoc(text).split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not _LIST_ITEM.match(line):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.rstrip())
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Every command's help reflowed (see reflow), sub-apps included."""
+    for info in app.registered_commands:
+        text = info.help or (info.callback.__doc__ if info.callback else None)
+        if text:
+            info.help = reflow(text)
+    for group in app.registered_groups:
+        reflow_help(group.typer_instance)
+
 
 def usage_error(message: str) -> None:
     """A bad option value, found while the command line is parsed: one line on stderr, exit 2 (InputError's)."""
