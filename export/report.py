@@ -9,7 +9,6 @@ the gate, no faster, or slower; an fp16 without a GPU is not measured at all.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 from rich.table import Table
@@ -160,7 +159,7 @@ def write(rows: list[dict], folder: Path) -> dict[str, Path]:
     folder = records.ensure_writable_dir(Path(folder))
     paths = {"md": folder / "variants.md", "json": folder / "variants.json", "png": folder / "variants.png"}
     png = plot_png(rows)
-    records.write_bytes(paths["json"], (json.dumps({"schema": records.SCHEMA, "rows": rows}, indent=2) + "\n").encode())
+    records.write_bytes(paths["json"], (records.dumps({"schema": records.SCHEMA, "rows": rows}, indent=2) + "\n").encode())
     records.write_bytes(paths["md"], markdown(rows).encode())
     records.write_bytes(paths["png"], png)
     return paths

@@ -8,7 +8,6 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-import json
 import math
 import os
 import re
@@ -21,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from zeroserve import formats as F
+from zeroserve import records
 from zeroserve.errors import ZeroserveError
 
 PIPED_WIDTH = 200  # piped output (CI logs, `make demo`) would otherwise be cut to 80 columns ("cnn_m…")
@@ -177,7 +177,7 @@ def handle_errors(fn: Callable) -> Callable:
 
 
 def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.write(records.dumps(obj, indent=2, default=str) + "\n")
 
 
 def skip_line(name: str, reason: str) -> None:

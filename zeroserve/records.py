@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import math
 import os
 import platform
 import re
@@ -133,20 +134,59 @@ def write_bytes(path: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+NONFINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def strict(obj: Any) -> Any:
+    """`obj` as plain JSON values, every NaN/Infinity float as the string "NaN"/"Infinity"/"-Infinity".
+
+    Python's json writes them as bare NaN/Infinity, which is not JSON: jq, JavaScript and most
+    parsers refuse the whole document. numpy arrays and scalars become lists and numbers.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else NONFINITE[repr(obj)]
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return strict(obj.tolist())
+    return obj
+
+
+def dumps(obj: Any, **kw) -> str:
+    """Strict JSON text (see `strict`); paths as strings."""
+    return json.dumps(strict(obj), allow_nan=False, **{"default": _jsonable, **kw})
+
+
 def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write a record atomically as indented JSON."""
-    write_bytes(Path(path), (json.dumps(record, indent=2, sort_keys=False, default=_jsonable) + "\n").encode())
+    """Write a record atomically as indented strict JSON."""
+    write_bytes(Path(path), (dumps(record, indent=2, sort_keys=False) + "\n").encode())
 
 
 def read_json(path: Path, what: str = "record") -> dict[str, Any]:
     """Read a JSON record, or raise InputError saying what is wrong with it."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return _restore(json.loads(path.read_text()))
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{what} {path} is not valid JSON ({exc}); delete it and run the stage again") from None
+
+
+_RESTORE = {v: float(k) for k, v in NONFINITE.items()}
+
+
+def _restore(obj: Any) -> Any:
+    """`strict`'s inverse for a record read back: "NaN"/"Infinity"/"-Infinity" are floats again."""
+    if isinstance(obj, str):
+        return _RESTORE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: _restore(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_restore(v) for v in obj]
+    return obj
 
 
 def _jsonable(obj: Any) -> Any:

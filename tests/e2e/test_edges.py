@@ -120,7 +120,14 @@ def _serve_detached(repository: Path, *args: str) -> tuple[subprocess.CompletedP
 def _infer_linear(*args: str) -> list:
     res = cli("client", "infer", "linear", "--input", *args, "--json")
     assert res.exit_code == 0, res.output
-    return json.loads(res.stdout)["outputs"]["y__0"]
+    return strict_json(res.stdout)["outputs"]["y__0"]
+
+
+def strict_json(text: str):
+    """JSON as jq or JavaScript reads it: bare NaN/Infinity is an error."""
+    def refuse(constant):
+        raise AssertionError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
 
 
 def test_port_0_picks_free_ports_and_prints_them(deployed_repository, serve_cache, tmp_path):
@@ -194,7 +201,8 @@ def test_infer_accepts_exact_inputs_and_refuses_lossy_or_nonfinite_ones(server, 
     res = cli("client", "infer", "linear", "--input", str(nonfinite), *ports)
     assert res.exit_code == 2
     one_error_line(res.stderr, "input x__0 holds 2 non-finite value(s)", "--allow-nonfinite")
-    assert len(_infer_linear(str(nonfinite), "--allow-nonfinite", *ports)) == 3
+    got = _infer_linear(str(nonfinite), "--allow-nonfinite", *ports)  # --json stays JSON: NaN as "NaN"
+    assert got[0] == ["NaN"] and got[1][0] in ("Infinity", "-Infinity") and isinstance(got[2][0], float)
 
 
 # ---------------------------------------------------------------- data folder, scratch folders

@@ -9,7 +9,6 @@ import pytest
 from zeroserve import registry
 from zeroserve.serve import repository as R
 from zeroserve.tune import runner as tr
-from zeroserve.tune.search import Candidate
 
 
 @pytest.fixture()

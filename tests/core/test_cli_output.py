@@ -1,4 +1,4 @@
-"""Every command's --help reads as prose at any width: the docstring's own line breaks are not kept."""
+"""What the CLI prints: --help reads as prose at any width; --json and the records are strict JSON."""
 from __future__ import annotations
 
 import re
@@ -42,3 +42,26 @@ def test_help_paragraphs_wrap_at_the_terminal_width(command):
         plines = [p for p in paragraph.splitlines() if not p.lstrip().startswith(("-", "*"))]
         for line in plines[:-1]:
             assert len(line) > 150, f"{' '.join(command)} --help broke a paragraph early: {line!r}"
+
+
+def test_json_output_is_strict_json_with_nonfinite_values_named():
+    import json
+
+    import numpy as np
+
+    from zeroserve.records import dumps
+
+    text = dumps({"x": float("nan"), "y": np.array([1.5, np.inf, -np.inf], dtype=np.float32), "n": np.int64(3)})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
+        "x": "NaN", "y": [1.5, "Infinity", "-Infinity"], "n": 3}
+
+
+def test_a_record_with_nonfinite_values_reads_back_as_written(tmp_path):
+    import math
+
+    from zeroserve.records import read_json, write_json
+
+    write_json(tmp_path / "r.json", {"loss": [0.5, float("nan")], "max_abs": float("inf"), "name": "x"})
+    back = read_json(tmp_path / "r.json")
+    assert back["loss"][0] == 0.5 and math.isnan(back["loss"][1]) and back["max_abs"] == math.inf
+    assert back["name"] == "x"
