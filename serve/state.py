@@ -127,11 +127,16 @@ def describe(state: dict[str, Any]) -> str:
             + (f" ({state['purpose']})" if state.get("purpose") else ""))
 
 
+def same_host(a: str, b: str) -> bool:
+    norm = lambda h: "127.0.0.1" if h.strip("[]") == "localhost" else h.strip("[]")  # noqa: E731
+    return norm(a) == norm(b)
+
+
 def matching(states: list[dict[str, Any]], host: str | None = None, http_port: int | None = None,
              grpc_port: int | None = None) -> list[dict[str, Any]]:
-    """The states whose endpoint matches every part given."""
+    """The states whose endpoint matches every part given (`[::1]` and `::1`, `localhost` and 127.0.0.1 alike)."""
     return [s for s in states
-            if (host is None or s["host"] == host)
+            if (host is None or same_host(s["host"], host))
             and (http_port is None or int(s["http_port"]) == int(http_port))
             and (grpc_port is None or int(s["grpc_port"]) == int(grpc_port))]
 

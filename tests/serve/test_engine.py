@@ -395,3 +395,11 @@ def test_hand_written_configs_parse_and_build(tmp_path):
     assert (tmp_path / "rt" / "hand" / "3" / "net.onnx").is_file()
     with pytest.raises(InputError, match="none of the 2 model"):
         runtime.build_runtime_repository(repo, ["tf", "nofile"], tmp_path / "rt2", gpu=False)
+
+
+def test_a_server_is_chosen_by_host_however_the_host_is_written():
+    states = [{"host": "::1", "http_port": 1, "grpc_port": 2}, {"host": "127.0.0.1", "http_port": 3, "grpc_port": 4}]
+    assert [s["http_port"] for s in st.matching(states, host="[::1]")] == [1]
+    assert [s["http_port"] for s in st.matching(states, host="::1")] == [1]
+    assert [s["http_port"] for s in st.matching(states, host="localhost")] == [3]
+    assert st.matching(states, host="10.0.0.1") == []
