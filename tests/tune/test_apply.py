@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,6 @@ from zeroserve.tune.search import Candidate
 NAME = "logistic_onnx"
 TUNED = Candidate("onnx", 2, 32, True, 500, 2)
 TUNED_ON = {"engine": "test", "cpu_model": "test cpu", "cores": 2}
-
-
-@pytest.fixture()
-def repo(exported, tmp_path):
-    artifacts, _ = exported
-    art = tmp_path / "art"
-    shutil.copytree(artifacts / "logistic", art / "logistic")
-    repository = tmp_path / "model_repository"
-    R.deploy_model(registry.get("logistic"), art, repository, formats=("onnx",))
-    return art, repository
 
 
 def leftovers(repository: Path) -> list[str]:

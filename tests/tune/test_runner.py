@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
 from zeroserve import registry
-from zeroserve.serve import repository as R
 from zeroserve.tune import runner as tr
 
 
 @pytest.fixture()
-def repository(exported, tmp_path):
-    artifacts, _ = exported
-    art = tmp_path / "art"
-    shutil.copytree(artifacts / "logistic", art / "logistic")
-    repo = tmp_path / "model_repository"
-    R.deploy_model(registry.get("logistic"), art, repo, formats=("onnx",))
-    return repo
+def repository(repo):
+    return repo[1]
 
 
 def measurement(throughput: float, concurrency: int) -> dict:
