@@ -48,7 +48,7 @@ def variant(folder: Path, body: str, name: str = "variant.py") -> Path:
 def test_model_file_lists_beside_the_course_models_and_resolves_everywhere(example):
     result = runner.invoke(app, ["models", "--json", "--model-file", str(example)])
     assert result.exit_code == 0, result.output
-    listed = {m["name"]: m for m in json.loads(result.output)}
+    listed = {m["name"]: m for m in json.loads(result.stdout)}
     assert set(registry.REGISTRY) < set(listed)
     mine = listed["ticket_router"]
     assert mine["origin"] == str(example) and listed["cnn_mnist"]["origin"] == "course"
@@ -75,7 +75,7 @@ def test_env_lists_model_files(example, monkeypatch):
     assert {"ticket_router", "router2"} <= set(registry.models())
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0, result.output
-    assert {"ticket_router", "router2"} <= {m["name"] for m in json.loads(result.output)}
+    assert {"ticket_router", "router2"} <= {m["name"] for m in json.loads(result.stdout)}
 
 
 BAD = {
@@ -223,11 +223,11 @@ def test_a_model_with_training_data_trains_exports_and_checks_on_its_held_out_ro
     args = ["--model-file", str(path), "--artifacts", str(artifacts), "--json"]
     result = runner.invoke(app, ["train", "tiny", *args])
     assert result.exit_code == 0, result.output
-    rec = json.loads(result.output)["trained"][0]
+    rec = json.loads(result.stdout)["trained"][0]
     assert rec["status"] == "PASS" and rec["data"]["sizes"] == {"train": 60, "test": 20}
     result = runner.invoke(app, ["export", "tiny", *args])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["exported"][0]["real_samples"] is True
+    assert json.loads(result.stdout)["exported"][0]["real_samples"] is True
     split = held_out(registry.get("tiny", [path]), artifacts, tmp_path)
     assert split.source == "generated" and len(split.test_target) == 20
 

@@ -38,7 +38,7 @@ def test_example_through_export_deploy_serve_check_infer_perf(tmp_path, start_se
 
     result = invoke("export", "ticket_router", *own, "--artifacts", str(artifacts), "--json")
     assert result.exit_code == 0, result.output
-    rec = json.loads(result.output)["exported"][0]
+    rec = json.loads(result.stdout)["exported"][0]
     assert {f: e["status"] for f, e in rec["formats"].items()} == {"onnx": "PASS", "torchscript": "PASS"}
     times = {p["shapes"][0][1] for p in rec["formats"]["onnx"]["grid"]}
     assert times == {1, 7, 40}  # the gate walked the dynamic length
@@ -47,7 +47,7 @@ def test_example_through_export_deploy_serve_check_infer_perf(tmp_path, start_se
     result = invoke("deploy", "ticket_router", *own, "--artifacts", str(artifacts), "--repository",
                     str(repository), "--json")
     assert result.exit_code == 0, result.output
-    assert sorted(e["name"] for e in json.loads(result.output)["deployed"]) == [
+    assert sorted(e["name"] for e in json.loads(result.stdout)["deployed"]) == [
         "ticket_router_onnx", "ticket_router_torchscript"]
 
     server = start_server(repository, ["ticket_router"])
@@ -64,19 +64,19 @@ def test_example_through_export_deploy_serve_check_infer_perf(tmp_path, start_se
                                    "features__1": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]] * 2}))
     result = invoke("client", "infer", "ticket_router", *own, *ports, "--input", str(request), "--json")
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
+    out = json.loads(result.stdout)
     assert [len(out["outputs"]["queue__0"][0]), len(out["outputs"]["hours__1"][0])] == [4, 1]
     assert out["meaning"][0]["label"] in ("billing", "bug", "account", "other")
 
     result = invoke("client", "perf", "ticket_router", *own, *ports, "--concurrency", "1,2", "--window", "0.5",
                     "--max-trials", "3", "--allow-unstable", "--json")
     assert result.exit_code == 0, result.output
-    perf = json.loads(result.output)
+    perf = json.loads(result.stdout)
     assert [lv["failed"] for lv in perf["levels"]] == [0, 0] and all(lv["throughput"] > 0 for lv in perf["levels"])
 
     result = invoke("status", *own, "--artifacts", str(artifacts), "--repository", str(repository),
                     "--http-port", str(server.http_port), "--json")
     assert result.exit_code == 0, result.output
-    rows = {r["triton_name"]: r for r in json.loads(result.output)["models"]}
+    rows = {r["triton_name"]: r for r in json.loads(result.stdout)["models"]}
     assert rows["ticket_router_onnx"]["served"]["state"] == "READY"
     assert rows["ticket_router_onnx"]["trained"]["state"] == "own checkpoint"

@@ -65,7 +65,7 @@ def test_unknown_model_is_an_input_error():
 def test_models_json_lists_tensor_specs():
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0
-    models = {m["name"]: m for m in json.loads(result.output)}
+    models = {m["name"]: m for m in json.loads(result.stdout)}
     assert models["name_gru"]["inputs"][1] == {"name": "lengths__1", "dtype": "int64", "shape": ["batch"],
                                               "wire_shape": ["batch", 1], "domain": "lengths of tokens__0"}
     assert models["cnn_mnist"]["outputs"][0] == {"name": "log_probs__0", "dtype": "float32", "shape": ["batch", 10],
