@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from zeroserve import registry
-from zeroserve.client import connection, infer, input_files, values
+from zeroserve.client import connection, infer, input_files
+from zeroserve.client import values as client_values
 from zeroserve.errors import InputError
 
 CNN, GRU, HELLO, LINEAR = (registry.get(n) for n in ("cnn_mnist", "name_gru", "hello_rnn", "linear"))
@@ -104,20 +105,20 @@ def test_input_file_errors(tmp_path):
 
 
 def test_validate_inputs_checks_shapes_and_dtypes():
-    ok = values.validate_inputs(LINEAR, [np.array([[1], [2]])])  # ints widen to float32
+    ok = client_values.validate_inputs(LINEAR, [np.array([[1], [2]])])  # ints widen to float32
     assert ok[0].dtype == np.float32
     with pytest.raises(InputError, match=r"shape \(batch, 1, 28, 28\)"):
-        values.validate_inputs(CNN, [np.zeros((1, 28, 28), np.float32)])
+        client_values.validate_inputs(CNN, [np.zeros((1, 28, 28), np.float32)])
     with pytest.raises(InputError, match=r"shape \(batch, 1, 28, 28\)"):
-        values.validate_inputs(CNN, [np.zeros((1, 1, 27, 28), np.float32)])
+        client_values.validate_inputs(CNN, [np.zeros((1, 1, 27, 28), np.float32)])
     with pytest.raises(InputError, match="float32 but name_gru takes int64.*--cast"):
-        values.validate_inputs(GRU, [np.full((1, 3), 0.5, np.float32), np.array([3])])
+        client_values.validate_inputs(GRU, [np.full((1, 3), 0.5, np.float32), np.array([3])])
     with pytest.raises(InputError, match="disagree on the batch"):
-        values.validate_inputs(GRU, [np.zeros((2, 3), np.int64), np.array([3])])
+        client_values.validate_inputs(GRU, [np.zeros((2, 3), np.int64), np.array([3])])
     with pytest.raises(InputError, match="takes 2 input"):
-        values.validate_inputs(GRU, [np.zeros((2, 3), np.int64)])
+        client_values.validate_inputs(GRU, [np.zeros((2, 3), np.int64)])
     # a per-sample scalar may come in its wire shape [batch, 1]
-    tokens, lengths = values.validate_inputs(GRU, [np.ones((2, 3), np.int64), np.array([[3], [2]])])
+    tokens, lengths = client_values.validate_inputs(GRU, [np.ones((2, 3), np.int64), np.array([[3], [2]])])
     assert lengths.shape == (2,)
 
 
@@ -137,20 +138,20 @@ def test_validate_inputs_checks_shapes_and_dtypes():
 def test_convert_input_accepts_exactly_what_converts_exactly(values, dtype, exact):
     a = np.array(values)
     if exact:
-        out = values.convert_input("x__0", a, dtype)
+        out = client_values.convert_input("x__0", a, dtype)
         assert out.dtype == dtype and np.allclose(out.astype(np.float64), a.astype(np.float64), rtol=1e-7, atol=0)
     else:
         with pytest.raises(InputError, match=rf"input x__0 is {a.dtype} but the model takes {np.dtype(dtype)}.*--cast"):
-            values.convert_input("x__0", a, dtype)
-        assert values.convert_input("x__0", a, dtype, cast=True).dtype == dtype
+            client_values.convert_input("x__0", a, dtype)
+        assert client_values.convert_input("x__0", a, dtype, cast=True).dtype == dtype
 
 
 def test_cast_truncates_and_saturates_and_never_makes_nan_an_integer():
-    got = values.convert_input("x", np.array([3.7, -3.7, 1e30, -1e30]), np.int32, cast=True)
+    got = client_values.convert_input("x", np.array([3.7, -3.7, 1e30, -1e30]), np.int32, cast=True)
     assert got.tolist() == [3, -3, 2 ** 31 - 1, -2 ** 31]
-    assert values.convert_input("x", np.array([-1, 2 ** 40]), np.uint32, cast=True).tolist() == [0, 2 ** 32 - 1]
+    assert client_values.convert_input("x", np.array([-1, 2 ** 40]), np.uint32, cast=True).tolist() == [0, 2 ** 32 - 1]
     with pytest.raises(InputError, match="NaN or infinity cannot be sent as int64"):
-        values.convert_input("x", np.array([np.nan]), np.int64, cast=True)
+        client_values.convert_input("x", np.array([np.nan]), np.int64, cast=True)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -167,9 +168,9 @@ def test_requests_carry_wire_shapes(protocol):
 
 def test_to_wire_and_back():
     tokens, lengths = GRU.encode("Ann,Bo", "text")
-    wire = values.to_wire(GRU, [tokens, lengths])
+    wire = client_values.to_wire(GRU, [tokens, lengths])
     assert wire[1].shape == (2, 1)
-    back = values.from_wire(GRU, wire)
+    back = client_values.from_wire(GRU, wire)
     assert back[1].shape == (2,) and back[1].tolist() == [3, 2]
 
 
