@@ -91,8 +91,8 @@ def infer_cmd(
     inputs come from the server's config (`--generate random|zero`, `--shape`, or a file).
     """
     from zeroserve.client.infer import image_inputs, run_infer, sample_inputs, text_inputs
-    from zeroserve.client.target import (check_validation_data, generated_inputs, parse_shapes, read_input_file,
-                                        resolve, spec_time)
+    from zeroserve.client.input_files import check_validation_data, read_input_file
+    from zeroserve.client.target import generated_inputs, parse_shapes, resolve, spec_time
 
     shapes = parse_shapes(shape)
     given = [n for n, v in (("--input", input_file), ("--generate", generate), ("--sample", sample),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,47 +10,6 @@ from zeroserve.client.connection import Client, batches
 from zeroserve.client.target import Target, validate
 from zeroserve.errors import InputError
 from zeroserve.spec import ModelSpec
-
-
-def load_input_file(spec: ModelSpec, path: Path) -> list[np.ndarray]:
-    """The model's input tensors from .npy (single-input models), .npz or .json (keyed by input name).
-
-    A .json file may also be a bare list for a single-input model. Batch axis included.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input file not found: {path}")
-    names = [t.name for t in spec.inputs]
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            if len(names) != 1:
-                raise InputError(f"{spec.name} takes {len(names)} inputs ({', '.join(names)}): "
-                                 "give them in a .npz or .json file keyed by name")
-            return [np.load(path, allow_pickle=False)]
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        elif suffix == ".json":
-            data = json.loads(path.read_text())
-        else:
-            raise InputError(f"input file {path}: use .npy, .npz or .json")
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read input file {path}: {exc}") from None
-    if isinstance(data, list) and len(names) == 1:
-        data = {names[0]: data}
-    if not isinstance(data, dict):
-        raise InputError(f"input file {path}: expected an object keyed by input name ({', '.join(names)})")
-    missing = [n for n in names if n not in data]
-    unknown = sorted(set(data) - set(names))
-    if missing or unknown:
-        raise InputError(f"input file {path}: {spec.name} takes {', '.join(names)}"
-                         + (f"; missing {', '.join(missing)}" if missing else "")
-                         + (f"; unknown {', '.join(unknown)}" if unknown else ""))
-    try:
-        return [np.asarray(data[n]) for n in names]
-    except ValueError as exc:  # ragged JSON lists
-        raise InputError(f"input file {path}: {exc}") from None
 
 
 def image_inputs(spec: ModelSpec, path: Path, invert: bool = False) -> list[np.ndarray]:

@@ -24,18 +24,19 @@ import numpy as np
 
 from zeroserve import records
 from zeroserve.client import load
-from zeroserve.client.connection import (AsyncClient, Client, Endpoint, ModelNotServed, add_statistics, parse_url,
-                                         require_loopback, to_wire)
-from zeroserve.client.errors import RequestFailed
-from zeroserve.serve.ports import hostport
+from zeroserve.client.connection import AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback
+from zeroserve.client.errors import ModelNotServed, RequestFailed
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
+from zeroserve.client.input_files import check_validation_data, perf_analyzer_entries
 from zeroserve.client.perf_inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
+from zeroserve.client.values import to_wire
 from zeroserve.client.wire import OutputSpec, expected_outputs
 from zeroserve.client.windows import (MAX_SEARCH_CONCURRENCY, STABLE_WINDOWS, Window, is_stable,
                                       latency_budget_search, latency_key, summarise, totals)
-from zeroserve.client.target import Target, check_validation_data, perf_analyzer_entries, resolve
+from zeroserve.client.target import Target, resolve
 from zeroserve import formats as F
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
+from zeroserve.serve.ports import hostport
 from zeroserve.spec import ModelSpec
 
 MEASUREMENT_MODES = ("time_windows", "count_windows")

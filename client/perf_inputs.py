@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from zeroserve.client.connection import Client
-from zeroserve.client.target import (Target, generated_inputs, perf_analyzer_entries, read_input_file, spec_time,
-                                     validate)
+from zeroserve.client.input_files import perf_analyzer_entries, read_input_file
+from zeroserve.client.target import Target, generated_inputs, spec_time, validate
 from zeroserve.errors import InputError
 
 

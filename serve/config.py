@@ -21,6 +21,8 @@ InstanceKind = Literal["KIND_GPU", "KIND_CPU"]
 Precision = Literal["FP16", "FP32"]
 
 DEFAULT_MAX_QUEUE_DELAY_US = 0  # dynamic batching's wait: measured by serve/bench.py (see deploy)
+VERSION = "1"  # a model folder's one version (`<model>/1/model.*`); a redeploy replaces it
+WARMUP_DIR = "warmup"  # Triton reads a model_warmup input_data_file from `<model>/warmup/`
 
 
 def triton_type(dtype: str) -> str:

@@ -16,8 +16,8 @@ from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelFilesOpt,
                                err_console, handle_errors, print_json, skip_line)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, KSERVE_MANIFEST
-from zeroserve.serve.repository import (DEFAULT_MAX_QUEUE_DELAY_US, DEFAULT_REPOSITORY, default_formats, deploy_model,
-                                       read_export_record)
+from zeroserve.serve.config import DEFAULT_MAX_QUEUE_DELAY_US
+from zeroserve.serve.repository import DEFAULT_REPOSITORY, default_formats, deploy_model, read_export_record
 from zeroserve.serve.target import TARGET
 
 

@@ -22,17 +22,16 @@ import numpy as np
 from zeroserve import formats as F
 from zeroserve import records
 from zeroserve.artifacts import model_dir
-from zeroserve.errors import CheckFailed, InputError
+from zeroserve.errors import InputError
 from zeroserve.export.exporter import sha256
-from zeroserve.serve.config import (DEFAULT_MAX_QUEUE_DELAY_US, DeployedModel, TensorConfig, Warmup,  # noqa: F401
-                                    WarmupInput, parse, render)
+from zeroserve.serve.config import (DEFAULT_MAX_QUEUE_DELAY_US, VERSION, WARMUP_DIR, DeployedModel,
+                                    TensorConfig, Warmup, WarmupInput, render)
 from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, check_storage_uri, write_kserve_manifest
+from zeroserve.serve.lint import lint_model
 from zeroserve.serve.target import TARGET, TargetRelease, check_onnx_target, check_torchscript_target
 from zeroserve.spec import ModelSpec
 
 DEFAULT_REPOSITORY = Path("model_repository")
-VERSION = "1"  # one model version per folder; a redeploy replaces it
-WARMUP_DIR = "warmup"
 MANIFEST = "manifest.json"
 
 # DEFAULT_MAX_QUEUE_DELAY_US (serve/config.py) was measured by serve/bench.py (cnn_mnist, HTTP and
@@ -142,154 +141,11 @@ def _load_sample(spec: ModelSpec, artifacts: Path, record: dict) -> dict[str, np
     return sample
 
 
-def _warmup_arrays(model: DeployedModel, folder: Path) -> list[np.ndarray]:
-    """The warmup request as graph-shaped arrays (batch 1), in the config's input order."""
-    arrays = []
-    for t in model.inputs:
-        w = model.warmup.inputs[t.name]
-        dtype = np.dtype(w.dtype).newbyteorder("<")
-        if w.file is None:  # zero_data (random_data is linted with zeros too: any valid value will do)
-            a = np.zeros((1, *w.dims), dtype=dtype)
-        else:
-            raw = (folder / WARMUP_DIR / w.file).read_bytes()
-            if len(raw) != int(np.prod(w.dims)) * dtype.itemsize:
-                raise CheckFailed(f"{model.name}: warmup file {w.file} holds {len(raw)} bytes, not one "
-                                  f"{w.dtype}{list(w.dims)} sample")
-            a = np.frombuffer(raw, dtype=dtype).reshape(1, *w.dims)
-        if t.reshape is not None:
-            a = a.reshape(1, *t.reshape)
-        arrays.append(a.astype(w.dtype))
-    return arrays
-
-
-def _onnx_dtype(elem_type: int) -> str:
-    import onnx
-
-    return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
-
-
-def _lint_onnx(model: DeployedModel, path: Path) -> None:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    init = {i.name for i in graph.initializer}
-    for kind, declared, actual in (("input", model.inputs, [v for v in graph.input if v.name not in init]),
-                                   ("output", model.outputs, list(graph.output))):
-        if [t.name for t in declared] != [v.name for v in actual]:
-            raise CheckFailed(f"{model.name}: config {kind}s {[t.name for t in declared]} do not match the ONNX "
-                              f"graph's {[v.name for v in actual]}")
-        for t, v in zip(declared, actual):
-            tt = v.type.tensor_type
-            dtype = _onnx_dtype(tt.elem_type)
-            if dtype != t.dtype:
-                raise CheckFailed(f"{model.name}: {kind} {t.name} is {t.dtype} in the config, {dtype} in the graph")
-            graph_dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
-            config_dims = [-1, *t.graph_dims]  # the batch axis, then what the model sees after reshape
-            if len(graph_dims) != len(config_dims):
-                raise CheckFailed(f"{model.name}: {kind} {t.name} has rank {len(config_dims)} in the config "
-                                  f"(batch + {list(t.graph_dims)}) but {len(graph_dims)} in the graph")
-            for c, g in zip(config_dims, graph_dims):
-                if c != -1 and g != -1 and c != g:
-                    raise CheckFailed(f"{model.name}: {kind} {t.name} dims {config_dims} do not fit the graph's "
-                                      f"{graph_dims}")
-
-
-def _lint_onnx_and_warmup(model: DeployedModel, path: Path, folder: Path) -> None:
-    _lint_onnx(model, path)
-    if model.warmup is not None:
-        _run_onnx(model, path, folder)
-
-
-def _lint_torchscript(model: DeployedModel, path: Path, folder: Path) -> None:
-    import torch
-
-    try:
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-    except Exception as exc:
-        raise CheckFailed(f"{model.name}: torch.jit.load failed: {str(exc).strip().splitlines()[0][:200]}") from None
-    if model.warmup is None:
-        raise CheckFailed(f"{model.name}: no warmup sample to run the TorchScript forward on")
-    arrays = _warmup_arrays(model, folder)
-    try:
-        with torch.no_grad():
-            out = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckFailed(f"{model.name}: TorchScript forward on the warmup sample, inputs in config order "
-                          f"{[t.name for t in model.inputs]}, failed: {first}") from None
-    outs = list(out) if isinstance(out, (tuple, list)) else [out]
-    _check_outputs(model, [o.numpy() for o in outs], "TorchScript")
-
-
-def _check_outputs(model: DeployedModel, outs: list[np.ndarray], runtime: str) -> None:
-    """The warmup request's outputs against the config: count, dtypes, and shapes at batch 1."""
-    if len(outs) != len(model.outputs):
-        raise CheckFailed(f"{model.name}: {runtime} returned {len(outs)} outputs, the config declares "
-                          f"{len(model.outputs)}")
-    for t, o in zip(model.outputs, outs):
-        shape, dtype, want = list(o.shape), str(o.dtype), [1, *t.graph_dims]
-        if dtype != t.dtype or len(shape) != len(want) or any(w not in (-1, s) for w, s in zip(want, shape)):
-            raise CheckFailed(f"{model.name}: output {t.name} is {dtype}{shape} on the warmup sample, the config "
-                              f"declares {t.dtype}{want}")
-
-
-def _run_onnx(model: DeployedModel, path: Path, folder: Path) -> None:
-    """Run the warmup request through ONNX Runtime (CPU) with the config's input names."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        feed = {t.name: a for t, a in zip(model.inputs, _warmup_arrays(model, folder))}
-        outs = session.run([t.name for t in model.outputs], feed)
-    except CheckFailed:
-        raise
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckFailed(f"{model.name}: ONNX Runtime on the warmup sample failed: {first}") from None
-    _check_outputs(model, outs, "ONNX Runtime")
-
-
-def lint_model(folder: Path) -> DeployedModel:
-    """Parse a written model folder's config and check it against its artifact.
-
-    ONNX: input/output names, dtypes and ranks (batch axis included, after reshape) against the
-    graph, then the warmup request through ONNX Runtime. TorchScript: a forward on the warmup
-    sample with the config's input order. Both check output count, dtypes and shapes.
-
-    Raises:
-        CheckFailed: the config and the artifact disagree.
-    """
-    folder = Path(folder)
-    try:
-        model = parse((folder / "config.pbtxt").read_text())
-    except FileNotFoundError:
-        raise CheckFailed(f"{folder.name}: no config.pbtxt") from None
-    except InputError as exc:
-        raise CheckFailed(f"{folder.name}: {exc}") from None
-    backend = F.for_backend(model.backend)
-    if backend is None:
-        raise CheckFailed(f"{model.name}: backend {model.backend!r} is not one deploy writes")
-    path = folder / VERSION / backend.default_file
-    if not path.is_file():
-        raise CheckFailed(f"{model.name}: no artifact at {path}")
-    if model.warmup is not None:
-        for t in model.inputs:
-            if t.name not in model.warmup.inputs:
-                raise CheckFailed(f"{model.name}: warmup lacks input {t.name}")
-    LINTS[backend.runtime](model, path, folder)
-    return model
-
-
-# By runtime (zeroserve.formats): how a placed artifact is checked against the target release, and
-# how a written config is linted against its artifact.
+# By runtime (zeroserve.formats): how a placed artifact is checked against the target release.
 TARGET_CHECKS = {"onnx": check_onnx_target, "torchscript": check_torchscript_target}
-LINTS = {"onnx": _lint_onnx_and_warmup, "torchscript": _lint_torchscript}
 
 
-def _place(staged: Path, final: Path) -> None:
+def place(staged: Path, final: Path) -> None:
     """Rename `staged` to `final`, moving any previous folder aside first and deleting it after."""
     aside = None
     if final.exists():
@@ -305,13 +161,13 @@ def _place(staged: Path, final: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
-def _staging_parent(repository: Path) -> Path:
+def staging_parent(repository: Path) -> Path:
     """Beside the repository (same filesystem, so renames are atomic, and never seen by Triton as a model)."""
     parent = repository.resolve().parent
     return parent if os.access(parent, os.W_OK) else repository
 
 
-def _prune_stale(staging: Path, name: str) -> None:
+def prune_stale(staging: Path, name: str) -> None:
     """Remove staging and set-aside folders of `name` left by a deploy that was killed mid-way."""
     for prefix in (f".zs-deploy-{name}-", f".zs-old-{name}-"):
         records.prune_scratch(staging, prefix)
@@ -385,7 +241,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     sample = _load_sample(spec, artifacts, record)
 
     repository = records.ensure_writable_dir(Path(repository))
-    staging = _staging_parent(repository)
+    staging = staging_parent(repository)
     record_sha = sha256(record_path)
     manifest_models = read_manifest(repository).get("models", {})
     written = []
@@ -395,7 +251,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
         tuning = None if reset_tuning else (manifest_models.get(name) or {}).get("tuning")
         chosen = _settings(tuning, gated, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
                           instances=instances)
-        _prune_stale(staging, name)
+        prune_stale(staging, name)
         tmp = records.scratch_dir(staging, f".zs-deploy-{name}-")
         try:
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a Triton running as another user
@@ -431,7 +287,7 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
                 "warmup": "sample.npz row 0" if sample is not None else "safe values (no sample.npz)",
                 **info, "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
-            _place(tmp, repository / name)
+            place(tmp, repository / name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         write_manifest(repository, [entry_out], release)  # per folder, so the manifest never lags a placed model

@@ -3,7 +3,7 @@
 The model folder is staged beside the repository (the artifact hard-linked, so nothing large is
 copied), its config rendered from the deployed config with the tuned settings (tune/settings.py's
 `config_for`, the transform the candidates were measured with), linted against its artifact by
-deploy's own lint, and renamed into place (serve/repository.py's `_place`). The previous config
+deploy's own lint, and renamed into place (serve/repository.py's `place`). The previous config
 stays beside the new one as `config.pbtxt.before-tune`; `manifest.json` records the tuning: the
 settings, the measurement that chose them and `tuned_on` (engine, CPU model, cores). A later
 `zeroserve deploy` keeps the tuned settings unless an option of its own or `--reset-tuning` says
@@ -21,8 +21,8 @@ from pathlib import Path
 from zeroserve import records
 from zeroserve.errors import InputError
 from zeroserve.serve.config import parse, render
-from zeroserve.serve.repository import (_place, _prune_stale, _staging_parent, lint_model, read_manifest,
-                                        write_manifest)
+from zeroserve.serve.lint import lint_model
+from zeroserve.serve.repository import place, prune_stale, read_manifest, staging_parent, write_manifest
 from zeroserve.serve.runtime import read_deployed
 from zeroserve.tune.search import Candidate
 from zeroserve.tune.settings import backend_of, config_for
@@ -52,8 +52,8 @@ def _rewrite(repository: Path, name: str, text: str, previous: str | None) -> st
     """Stage `name` with config `text` (and `previous` beside it, or none), lint, place; the new config's sha256."""
     repository = Path(repository)
     folder = repository / name
-    staging = _staging_parent(repository)
-    _prune_stale(staging, name)  # scratch folders of a deploy or tuning that was killed
+    staging = staging_parent(repository)
+    prune_stale(staging, name)  # scratch folders of a deploy or tuning that was killed
     tmp = records.scratch_dir(staging, f".zs-deploy-{name}-")
     try:
         staged = tmp / name
@@ -65,7 +65,7 @@ def _rewrite(repository: Path, name: str, text: str, previous: str | None) -> st
         if previous is not None:
             (staged / PREVIOUS).write_text(previous)
         lint_model(staged)
-        _place(staged, folder)
+        place(staged, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return hashlib.sha256(text.encode()).hexdigest()

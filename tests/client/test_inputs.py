@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from zeroserve import registry
-from zeroserve.client import connection, infer
+from zeroserve.client import connection, infer, input_files
+from zeroserve.client import values as client_values
 from zeroserve.errors import InputError
 
 CNN, GRU, HELLO, LINEAR = (registry.get(n) for n in ("cnn_mnist", "name_gru", "hello_rnn", "linear"))
@@ -77,47 +78,47 @@ def test_hello_rnn_description_decodes_text():
 
 def test_input_files_npy_npz_json(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((2, 1, 28, 28), np.float32))
-    (x,) = infer.load_input_file(CNN, tmp_path / "x.npy")
+    (x,) = input_files.load_input_file(CNN, tmp_path / "x.npy")
     assert x.shape == (2, 1, 28, 28)
     np.savez(tmp_path / "n.npz", tokens__0=np.ones((1, 4), np.int64), lengths__1=np.array([4]))
-    assert [a.shape for a in infer.load_input_file(GRU, tmp_path / "n.npz")] == [(1, 4), (1,)]
+    assert [a.shape for a in input_files.load_input_file(GRU, tmp_path / "n.npz")] == [(1, 4), (1,)]
     (tmp_path / "l.json").write_text(json.dumps({"x__0": [[1.0], [2.0]]}))
-    (x,) = infer.load_input_file(LINEAR, tmp_path / "l.json")
+    (x,) = input_files.load_input_file(LINEAR, tmp_path / "l.json")
     assert x.tolist() == [[1.0], [2.0]]
     (tmp_path / "bare.json").write_text("[[3.0]]")
-    assert infer.load_input_file(LINEAR, tmp_path / "bare.json")[0].tolist() == [[3.0]]
+    assert input_files.load_input_file(LINEAR, tmp_path / "bare.json")[0].tolist() == [[3.0]]
 
 
 def test_input_file_errors(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((1, 4), np.int64))
     with pytest.raises(InputError, match="takes 2 inputs"):
-        infer.load_input_file(GRU, tmp_path / "x.npy")
+        input_files.load_input_file(GRU, tmp_path / "x.npy")
     (tmp_path / "j.json").write_text(json.dumps({"tokens__0": [[1]]}))
     with pytest.raises(InputError, match="missing lengths__1"):
-        infer.load_input_file(GRU, tmp_path / "j.json")
+        input_files.load_input_file(GRU, tmp_path / "j.json")
     (tmp_path / "t.txt").write_text("1")
     with pytest.raises(InputError, match="use .npy"):
-        infer.load_input_file(LINEAR, tmp_path / "t.txt")
+        input_files.load_input_file(LINEAR, tmp_path / "t.txt")
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(InputError, match="cannot read"):
-        infer.load_input_file(LINEAR, tmp_path / "broken.json")
+        input_files.load_input_file(LINEAR, tmp_path / "broken.json")
 
 
 def test_validate_inputs_checks_shapes_and_dtypes():
-    ok = connection.validate_inputs(LINEAR, [np.array([[1], [2]])])  # ints widen to float32
+    ok = client_values.validate_inputs(LINEAR, [np.array([[1], [2]])])  # ints widen to float32
     assert ok[0].dtype == np.float32
     with pytest.raises(InputError, match=r"shape \(batch, 1, 28, 28\)"):
-        connection.validate_inputs(CNN, [np.zeros((1, 28, 28), np.float32)])
+        client_values.validate_inputs(CNN, [np.zeros((1, 28, 28), np.float32)])
     with pytest.raises(InputError, match=r"shape \(batch, 1, 28, 28\)"):
-        connection.validate_inputs(CNN, [np.zeros((1, 1, 27, 28), np.float32)])
+        client_values.validate_inputs(CNN, [np.zeros((1, 1, 27, 28), np.float32)])
     with pytest.raises(InputError, match="float32 but name_gru takes int64.*--cast"):
-        connection.validate_inputs(GRU, [np.full((1, 3), 0.5, np.float32), np.array([3])])
+        client_values.validate_inputs(GRU, [np.full((1, 3), 0.5, np.float32), np.array([3])])
     with pytest.raises(InputError, match="disagree on the batch"):
-        connection.validate_inputs(GRU, [np.zeros((2, 3), np.int64), np.array([3])])
+        client_values.validate_inputs(GRU, [np.zeros((2, 3), np.int64), np.array([3])])
     with pytest.raises(InputError, match="takes 2 input"):
-        connection.validate_inputs(GRU, [np.zeros((2, 3), np.int64)])
+        client_values.validate_inputs(GRU, [np.zeros((2, 3), np.int64)])
     # a per-sample scalar may come in its wire shape [batch, 1]
-    tokens, lengths = connection.validate_inputs(GRU, [np.ones((2, 3), np.int64), np.array([[3], [2]])])
+    tokens, lengths = client_values.validate_inputs(GRU, [np.ones((2, 3), np.int64), np.array([[3], [2]])])
     assert lengths.shape == (2,)
 
 
@@ -137,20 +138,20 @@ def test_validate_inputs_checks_shapes_and_dtypes():
 def test_convert_input_accepts_exactly_what_converts_exactly(values, dtype, exact):
     a = np.array(values)
     if exact:
-        out = connection.convert_input("x__0", a, dtype)
+        out = client_values.convert_input("x__0", a, dtype)
         assert out.dtype == dtype and np.allclose(out.astype(np.float64), a.astype(np.float64), rtol=1e-7, atol=0)
     else:
         with pytest.raises(InputError, match=rf"input x__0 is {a.dtype} but the model takes {np.dtype(dtype)}.*--cast"):
-            connection.convert_input("x__0", a, dtype)
-        assert connection.convert_input("x__0", a, dtype, cast=True).dtype == dtype
+            client_values.convert_input("x__0", a, dtype)
+        assert client_values.convert_input("x__0", a, dtype, cast=True).dtype == dtype
 
 
 def test_cast_truncates_and_saturates_and_never_makes_nan_an_integer():
-    got = connection.convert_input("x", np.array([3.7, -3.7, 1e30, -1e30]), np.int32, cast=True)
+    got = client_values.convert_input("x", np.array([3.7, -3.7, 1e30, -1e30]), np.int32, cast=True)
     assert got.tolist() == [3, -3, 2 ** 31 - 1, -2 ** 31]
-    assert connection.convert_input("x", np.array([-1, 2 ** 40]), np.uint32, cast=True).tolist() == [0, 2 ** 32 - 1]
+    assert client_values.convert_input("x", np.array([-1, 2 ** 40]), np.uint32, cast=True).tolist() == [0, 2 ** 32 - 1]
     with pytest.raises(InputError, match="NaN or infinity cannot be sent as int64"):
-        connection.convert_input("x", np.array([np.nan]), np.int64, cast=True)
+        client_values.convert_input("x", np.array([np.nan]), np.int64, cast=True)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
@@ -167,9 +168,9 @@ def test_requests_carry_wire_shapes(protocol):
 
 def test_to_wire_and_back():
     tokens, lengths = GRU.encode("Ann,Bo", "text")
-    wire = connection.to_wire(GRU, [tokens, lengths])
+    wire = client_values.to_wire(GRU, [tokens, lengths])
     assert wire[1].shape == (2, 1)
-    back = connection.from_wire(GRU, wire)
+    back = client_values.from_wire(GRU, wire)
     assert back[1].shape == (2,) and back[1].tolist() == [3, 2]
 
 

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from zeroserve.client import input_files
 from zeroserve.client import target as T
 from zeroserve.client.connection import _module, build_request
 from zeroserve.client.wire import encode_grpc, encode_http
@@ -89,31 +90,31 @@ def test_perf_analyzer_json_content_flat_and_b64(tmp_path):
     ]}
     path = tmp_path / "in.json"
     path.write_text(json.dumps(data))
-    x, k, s = T.validate(tgt, T.read_input_file(tgt, path))
+    x, k, s = T.validate(tgt, input_files.read_input_file(tgt, path))
     assert x.tolist() == [[1, 2], [3, 4]] and x.dtype == np.float32
     assert k.tolist() == [[1, 2, 3], [4, 5, 6]] and k.dtype == np.int64
     assert s.tolist() == [[b"a", b"b"], [b"c", b"d"]]
     # --shape stands in for a missing "shape"; without either a dynamic input is an error naming it
     path.write_text(json.dumps({"data": [{"x": [1, 2, 3], "k": [1, 2, 3], "s": ["a", "b"]}]}))
-    assert T.read_input_file(tgt, path, {"x": (3,)})[0].shape == (1, 3)
+    assert input_files.read_input_file(tgt, path, {"x": (3,)})[0].shape == (1, 3)
     with pytest.raises(InputError, match=r"data\[0\]\.x: input x has a dynamic dim.*--shape x:"):
-        T.read_input_file(tgt, path)
+        input_files.read_input_file(tgt, path)
     path.write_text(json.dumps({"data": [{"x": [1.5], "k": [1.5, 2, 3], "s": ["a", "b"]}]}))
     with pytest.raises(InputError, match="would change.*--cast"):  # the registry's rule: exact, or --cast
-        T.validate(tgt, T.read_input_file(tgt, path, {"x": (1,)}))
-    assert T.validate(tgt, T.read_input_file(tgt, path, {"x": (1,)}), cast=True)[1].tolist() == [[1, 2, 3]]
+        T.validate(tgt, input_files.read_input_file(tgt, path, {"x": (1,)}))
+    assert T.validate(tgt, input_files.read_input_file(tgt, path, {"x": (1,)}), cast=True)[1].tolist() == [[1, 2, 3]]
     path.write_text(json.dumps({"data": [{"x": [float("nan")], "k": [1, 2, 3], "s": ["a", "b"]}]}))
     with pytest.raises(InputError, match="non-finite.*--allow-nonfinite"):
-        T.validate(tgt, T.read_input_file(tgt, path, {"x": (1,)}))
+        T.validate(tgt, input_files.read_input_file(tgt, path, {"x": (1,)}))
     path.write_text(json.dumps({"data": [{"x": [1.0], "k": [1, 2], "s": ["a", "b"]}]}))
     with pytest.raises(InputError, match=r"2 values do not fill shape \[3\]"):
-        T.read_input_file(tgt, path, {"x": (1,)})
+        input_files.read_input_file(tgt, path, {"x": (1,)})
 
 
 def test_npz_keyed_by_input_name(tmp_path):
     tgt = _target(T.ServedTensor("x", "FP32", (-1,)), T.ServedTensor("k", "INT64", (3,)))
     np.savez(tmp_path / "in.npz", x=np.ones((2, 5), np.float32), k=np.ones((2, 3), np.int64))
-    x, k = T.validate(tgt, T.read_input_file(tgt, tmp_path / "in.npz"))
+    x, k = T.validate(tgt, input_files.read_input_file(tgt, tmp_path / "in.npz"))
     assert x.shape == (2, 5) and k.dtype == np.int64
     assert T.validate(tgt, [np.ones((2, 5), np.float32), np.ones((2, 3), np.float32)])[1].dtype == np.int64  # exact
     with pytest.raises(InputError, match="k is float32 but m takes int64.*--cast"):
@@ -126,8 +127,8 @@ def test_perf_takes_the_first_entries_as_its_rows(tmp_path):
     path = tmp_path / "var.json"
     path.write_text(json.dumps({"data": [{"INPUT": {"content": [1] * 16, "shape": [2, 8]}},
                                          {"INPUT": {"content": [1] * 16, "shape": [8, 2]}}]}))
-    assert T.read_input_file(tgt, path, rows=1)[0].shape == (1, 2, 8)
+    assert input_files.read_input_file(tgt, path, rows=1)[0].shape == (1, 2, 8)
     for rows in (None, 2):  # every entry (infer), or a batch reaching the second entry's shape
         with pytest.raises(InputError, match="different shapes"):
-            T.read_input_file(tgt, path, rows=rows)
-    assert T.perf_analyzer_entries(path) == 2 and T.perf_analyzer_entries(tmp_path / "none.json") is None
+            input_files.read_input_file(tgt, path, rows=rows)
+    assert input_files.perf_analyzer_entries(path) == 2 and input_files.perf_analyzer_entries(tmp_path / "none.json") is None

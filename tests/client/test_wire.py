@@ -12,7 +12,7 @@ import pytest
 from zeroserve import registry
 from zeroserve.client import generator as G
 from zeroserve.client import wire
-from zeroserve.client.connection import to_wire
+from zeroserve.client.values import to_wire
 from zeroserve.client.wire import WireFailure
 from zeroserve.client.wire_transport import HttpConnection, HttpSender
 

@@ -123,7 +123,7 @@ def test_ctrl_c_mid_search_stops_the_private_server_and_removes_the_candidate(de
 
 
 def test_a_tuned_repository_lints_serves_and_checks(deployed_repository, exported, start_server, data_dir, tmp_path):
-    from zeroserve.serve.repository import lint_model
+    from zeroserve.serve.lint import lint_model
     from zeroserve.tune.apply import apply_tuning
     from zeroserve.tune.search import Candidate
 

@@ -11,7 +11,8 @@ from zeroserve import registry
 from zeroserve.client.check import check_model
 from zeroserve.client.connection import Endpoint
 from zeroserve.export.variants import gpu_present
-from zeroserve.serve.repository import deploy_model, lint_model
+from zeroserve.serve.lint import lint_model
+from zeroserve.serve.repository import deploy_model
 from zeroserve.serve.runtime import read_deployed
 from zeroserve.serve.status import collect_status
 

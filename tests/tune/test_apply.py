@@ -10,6 +10,7 @@ import pytest
 from zeroserve import registry
 from zeroserve.errors import CheckFailed
 from zeroserve.serve import repository as R
+from zeroserve.serve.lint import lint_model
 from zeroserve.serve.config import parse
 from zeroserve.tune import apply as ap
 from zeroserve.tune.search import Candidate
@@ -40,7 +41,7 @@ def test_apply_writes_the_settings_keeps_the_previous_config_and_records_the_mea
     assert entry["tuning"]["settings"]["instances"] == 2 and entry["tuning"]["tuned_on"] == TUNED_ON
     assert entry["tuning"]["measurement"]["throughput"] == 1234.0 and entry["tuning"]["latency_budget_ms"] == 5.0
     assert entry["instance_group"]["count"] == 2
-    R.lint_model(repository / NAME)  # deploy's own lint passes on the tuned folder
+    lint_model(repository / NAME)  # deploy's own lint passes on the tuned folder
     assert leftovers(repository) == []
 
 
