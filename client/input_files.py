@@ -26,7 +26,12 @@ def load_input_file(spec: ModelSpec | Target, path: Path) -> list[np.ndarray]:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"input file not found: {path}")
+        hint = ""
+        if str(path) in ("random", "zero", "sample"):  # perf's --input modes given to a file option
+            hint = (f" (for generated data: `client infer --generate {path}`, `client perf --input {path}`)"
+                    if str(path) != "sample" else " (for held-out samples: `client infer --sample N`, "
+                    "`client perf --input sample`)")
+        raise InputError(f"input file not found: {path}{hint}")
     names = [t.name for t in spec.inputs]
     suffix = path.suffix.lower()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +103,10 @@ def test_input_file_errors(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(InputError, match="cannot read"):
         input_files.load_input_file(LINEAR, tmp_path / "broken.json")
+    with pytest.raises(InputError, match="not found: nope.npy$"):
+        input_files.load_input_file(LINEAR, Path("nope.npy"))
+    with pytest.raises(InputError, match=r"not found: random \(for generated data: `client infer --generate random`"):
+        input_files.load_input_file(LINEAR, Path("random"))  # perf's --input mode given to infer's --input
 
 
 def test_validate_inputs_checks_shapes_and_dtypes():
