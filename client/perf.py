@@ -239,7 +239,7 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
              measurement_request_count: int = DEFAULT_REQUEST_COUNT, model_files=None,
              on_level: Callable[[dict], None] | None = None, triton_name: str | None = None,
              max_concurrency: int = MAX_SEARCH_CONCURRENCY, start_concurrency: int = 1,
-             resolution: float = 0.0) -> dict:
+             resolution: float = 0.0, deadline: float | None = None) -> dict:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
 
     `spec` is a registry entry, a resolved Target, or a name resolved against the first server
@@ -254,7 +254,8 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
 
     `triton_name` measures another served model with the spec's tensors (`zeroserve tune`'s
     candidates); `max_concurrency`, `start_concurrency` and `resolution` shape the latency-budget
-    search (`windows.latency_budget_search`).
+    search (`windows.latency_budget_search`). `deadline` (time.monotonic()) starts no level after it:
+    the record's `cut_short` says the run ended there (tune's --max-minutes).
     """
     modes = sum(x is not None and x != [] for x in (concurrency, request_rate, latency_budget_ms))
     if modes > 1:
@@ -332,10 +333,10 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
                       variants=tuple(variants) if shm is None else ())
         try:
             setup.pool = WorkerPool(workers) if workers > 1 else None
-            levels, best = _measure_levels(setup, concurrency, request_rate, latency_budget_ms,
-                                           allow_unstable, on_level,
-                                           dict(max_concurrency=max_concurrency, start=start_concurrency,
-                                                resolution=resolution))
+            levels, best, cut_short = _measure_levels(setup, concurrency, request_rate, latency_budget_ms,
+                                                      allow_unstable, on_level,
+                                                      dict(max_concurrency=max_concurrency, start=start_concurrency,
+                                                           resolution=resolution), deadline)
         finally:
             if setup.pool is not None:
                 setup.pool.close()
@@ -366,7 +367,7 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         "mode": mode, "distribution": distribution if request_rate else None,
         "latency_budget_ms": latency_budget_ms, "best": best, "latency_metric": latency_key(percentile),
         "window_s": window_s, "stability": stability, "max_trials": max_trials, "workers": workers,
-        "levels": levels, "notes": notes, "cpu_count": cores,
+        "levels": levels, "notes": notes, "cpu_count": cores, "cut_short": cut_short,
         "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
@@ -452,13 +453,18 @@ def run_notes(levels: list[dict], stability: float, workers: int, cores: int) ->
     return notes
 
 
-def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unstable, on_level, search=None):
+def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unstable, on_level, search=None,
+                    deadline: float | None = None):
     """Run the levels of the chosen mode; stop after a level that lost the server, where every request
-    failed, or (unless allowed) that did not stabilise."""
+    failed, or (unless allowed) that did not stabilise, and before a level that would start after
+    `deadline`. Returns (levels, best concurrency or None, whether the deadline cut the run short)."""
     stopped = False
+    cut = False
 
     def measure(c: int | None, r: float | None) -> dict | None:
-        nonlocal stopped
+        nonlocal stopped, cut
+        if not stopped and deadline is not None and time.monotonic() >= deadline:
+            stopped = cut = True
         if stopped:
             return None
         level = asyncio.run(_level(setup, c, r))
@@ -472,10 +478,10 @@ def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unsta
     if budget is not None:
         best, levels = latency_budget_search(lambda c: measure(c, None), budget, setup.latency_key,
                                              **(search or {}))
-        return levels, (best["concurrency"] if best else None)
+        return levels, (best["concurrency"] if best else None), cut
     measured = [measure(c, None) for c in concurrency] if not request_rate else [measure(None, r)
                                                                                  for r in request_rate]
-    return [lv for lv in measured if lv is not None], None
+    return [lv for lv in measured if lv is not None], None, cut
 
 
 def level_iter(values: str, kind: type) -> Iterator:

@@ -61,8 +61,8 @@ def tune_cmd(
         "--search", help="quick: hill climb from the deployed config; brute: every combination within the caps.")]
     = "quick",
     max_minutes: Annotated[float, typer.Option(
-        "--max-minutes", help="Stop searching after this long (exit 1, the best so far reported, nothing "
-        "applied).")] = 60.0,
+        "--max-minutes", help="Stop searching after this long: no measurement level starts later (exit 1, "
+        "the best so far reported, nothing applied).")] = 60.0,
     apply: Annotated[bool, typer.Option(
         "--apply", help="Write the best settings into the canonical repository (atomic; the previous config kept "
         "beside it as config.pbtxt.before-tune; recorded in manifest.json).")] = False,

@@ -140,6 +140,7 @@ class Tuner:
         self.count = 0
         self.kept: dict[S.Candidate, str] = {}  # candidate -> folder name still on the server (the best so far)
         self.hint = 1
+        self.deadline: float | None = None  # time.monotonic() after which no measurement level starts
 
     # ------------------------------------------------------------ the server
 
@@ -243,7 +244,10 @@ class Tuner:
     def measure_budget(self, name: str, fmt: str, start: int | None = None) -> dict:
         o = self.opts
         rec = self.perf(name, fmt, latency_budget_ms=o.budget_ms, max_concurrency=o.max_concurrency,
-                        start_concurrency=start or self.hint, resolution=SEARCH_RESOLUTION)
+                        start_concurrency=start or self.hint, resolution=SEARCH_RESOLUTION, deadline=self.deadline)
+        if rec["cut_short"]:  # a search cut off part-way says nothing about the config
+            return {**_load_failed(f"not measured to the end: --max-minutes ({o.max_minutes:g}) ran out"),
+                    "failed": 0, "cut_short": True}
         m = summary(rec)
         if m["meets_budget"]:
             self.hint = m["concurrency"]
@@ -349,6 +353,7 @@ def run_tune(spec: ModelSpec, repository: Path, opts: Options, fmt: str | None =
     deadline = t0 + opts.max_minutes * 60
     started = _now()
     tuner = Tuner(spec, repository, fmt, opts, on_event)
+    tuner.deadline = deadline
     base = tuner.deployed[tuner.base_fmt]
     deployed_c = candidate_of(base, tuner.base_fmt)
     entries = read_manifest(repository).get("models", {})

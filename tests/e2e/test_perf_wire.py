@@ -109,6 +109,21 @@ def test_http_level_counts_every_request_and_reports_the_client_side(server):
     assert lv["client"]["send_us"] > 0 and lv["client"]["cpu_us"] >= lv["client"]["check_us"]
 
 
+def test_a_deadline_starts_no_level_after_it_and_says_the_run_was_cut(server):
+    from test_client import need
+
+    from zeroserve.client.perf import run_perf
+
+    need(server, "linear")
+    short = dict(protocol="http", window_s=0.2, warmup_s=0.1, max_trials=3, allow_unstable=True)
+    rec = run_perf(registry.get("linear"), _endpoint(server), concurrency=[1, 2], deadline=time.monotonic() + 600,
+                   **short)
+    assert [lv["concurrency"] for lv in rec["levels"]] == [1, 2] and rec["cut_short"] is False
+    rec = run_perf(registry.get("linear"), _endpoint(server), latency_budget_ms=1000.0, deadline=time.monotonic(),
+                   **short)
+    assert rec["levels"] == [] and rec["best"] is None and rec["cut_short"] is True
+
+
 @pytest.mark.parametrize("protocol,concurrency", [("http", "2"), ("grpc", "3")])
 def test_a_server_dying_mid_level_is_counted_exit_3_and_the_report_written(start_server, deployed_repository,
                                                                            tmp_path, protocol, concurrency):

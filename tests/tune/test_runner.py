@@ -94,3 +94,12 @@ def test_a_side_by_side_below_one_keeps_the_deployed_config(monkeypatch, reposit
     rec, _, _ = run(monkeypatch, repository, [measurement(1000.0, 8)], side_ratio=0.97)
     assert rec["chosen_is_deployed"] and rec["gain"] == 1.0
     assert any("deployed config is kept" in n for n in rec["notes"])
+
+
+def test_a_search_cut_off_by_max_minutes_is_not_a_measurement(repository):
+    """A candidate whose concurrency search the deadline cut part-way is recorded as not measured."""
+    tuner = tr.Tuner(registry.get("logistic"), repository, None, tr.Options(budget_ms=5.0, max_minutes=2))
+    tuner.perf = lambda *a, **kw: {"cut_short": True, "levels": [], "best": None, "latency_metric": "p99_ms"}
+    m = tuner.measure_budget("logistic_onnx", "onnx")
+    assert m["meets_budget"] is False and m["throughput"] == 0.0 and m["failed"] == 0
+    assert "--max-minutes (2) ran out" in m["error"]
