@@ -164,6 +164,8 @@ def rank(m: dict | None, min_throughput: float | None) -> tuple:
         return (2, m["throughput"])
     if m["meets_budget"] and not m.get("failed"):
         return (1, m["throughput"])  # within the budget, under the minimum throughput
+    if m.get("latency_ms") is None:
+        return (-1, 0.0)  # not measured (did not load, or --max-minutes cut it off): no figure to compare
     return (0, -m["latency_ms"])  # over the budget even at concurrency 1: the lowest latency is closest
 
 

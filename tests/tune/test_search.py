@@ -101,6 +101,17 @@ def test_no_candidate_within_the_budget_names_the_closest():
     assert result.closest[0].instances == 1  # its latency (11 ms) is lower than 2 instances' (12 ms)
 
 
+def test_a_candidate_not_measured_is_never_the_closest():
+    sp = space(max_batch_size=(64,), prefer_max=(False,), threads=(1,), queue_delay_us=(0,))
+    over, _ = synthetic(lambda c: 1.0, lambda c: False)
+
+    def measure(c: S.Candidate) -> dict:  # 1 instance did not load (no latency at all); 2 were over the budget
+        return {**over(c), "latency_ms": None, "error": "did not load"} if c.instances == 1 else over(c)
+
+    result = S.search(sp, DEPLOYED, measure, "brute")
+    assert result.best is None and result.closest[0].instances == 2
+
+
 def test_time_running_out_stops_the_search_with_the_best_so_far():
     budget = iter([True, True, True, False])
     measure, calls = synthetic(smooth)
