@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from zeroserve import formats as F
 from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFailed, translate
 from zeroserve.client.values import to_wire
 from zeroserve.errors import InputError, ServerError
@@ -229,8 +230,12 @@ class Client:
                                   "supervisor is reloading it (`zeroserve status` shows it); try again in a few seconds")
         if not self._call("is_model_ready", triton_name, model=triton_name):
             served = self.served_models()
+            split = F.split_triton_name(triton_name)
+            fix = ("it runs on GPU instances only, and a server without a GPU (zeroserve's embedded engine here) "
+                   "does not load it: check and load-test it on a GPU host" if split and split[1].gpu_only
+                   else "deploy it and restart `zeroserve serve`")
             raise ModelNotServed(f"the server at {self.url} does not serve {triton_name} "
-                                 f"(ready: {', '.join(served) or 'none'}); deploy it and restart `zeroserve serve`")
+                                 f"(ready: {', '.join(served) or 'none'}); {fix}")
 
     def recovering(self) -> dict[str, dict]:
         """Models of this server that its zeroserve supervisor is reloading (from the state file, read only)."""

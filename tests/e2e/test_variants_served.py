@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
+
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.client.check import check_model
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.errors import ModelNotServed
 from zeroserve.export.variants import gpu_present
 from zeroserve.serve.lint import lint_model
 from zeroserve.serve.repository import deploy_model
@@ -55,3 +58,6 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
     if not gpu_present():
         assert status["onnx_fp16"]["exported"]["state"] == "UNVERIFIED"
         assert status["onnx_fp16"]["served"]["note"] == "runs on GPU instances only"
+        with Client(endpoint, "grpc") as client:  # asking for it says why it is not there, not "deploy it"
+            with pytest.raises(ModelNotServed, match="runs on GPU instances only.*on a GPU host"):
+                client.require_model("softmax_mnist_onnx_fp16")
