@@ -121,7 +121,8 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
     """Check every (protocol, format) of one model against eager PyTorch.
 
     Args:
-        skip_unserved: under `all`, a format the server does not serve is a skip, not a failure.
+        skip_unserved: under `all`, a format the server does not serve is a skip, not a failure (a
+            GPU-only format the server does not serve is always a skip: it cannot be checked there).
 
     Returns:
         {"model", "atol", "rtol", "samples", "rows": [...], "skipped": [...], "status": PASS|FAIL}.
@@ -148,7 +149,9 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
                     continue
                 if triton_name not in served_names:
                     reason = f"{triton_name} is not served by the server at {client.url}"
-                    if skip_unserved:
+                    if F.get(fmt).gpu_only:  # deployed for GPU instances; a server without a GPU skips it
+                        reason += "; it runs on GPU instances only: check it where a GPU serves it"
+                    if skip_unserved or F.get(fmt).gpu_only:
                         skipped.append({**row, "reason": reason})
                         continue
                     rows.append({**row, "status": "FAIL", "failed_requests": 0, "error": reason})

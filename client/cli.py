@@ -205,12 +205,13 @@ def check_cmd(
     Passes when every element is within atol + rtol*|eager| and top-1 agrees 100%; exits 1 otherwise.
     A served variant (<model>_onnx_int8, ...) is held to the variant rule its export recorded instead:
     held-out metric within the allowed drop of eager's and top-1 agreement at least the minimum.
-    Without --format: the primary formats and every variant the server serves.
+    Without --format: the primary formats and every variant the server serves; a served name
+    (cnn_mnist_onnx_int8) checks that one. A GPU-only variant (fp16) on a server without a GPU is skipped.
     """
     from zeroserve.client.check import check_model
 
     protocols = (str(protocol),) if protocol else PROTOCOLS
-    formats = (str(fmt),) if fmt else None  # None: the primary formats and the variants the server serves
+    models, named = _triton_names(models, model_files)
     specs, explicit = registry.select(models, model_files)
     endpoint = resolve_endpoint(host, http_port, grpc_port)
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
@@ -222,6 +223,8 @@ def check_cmd(
         try:
             spinner = contextlib.nullcontext() if as_json else err_console.status(f"checking {spec.name}")
             with spinner:
+                # None: the primary formats and the variants the server serves
+                formats = (str(fmt),) if fmt else tuple(named.get(spec.name, ())) or None
                 res = check_model(spec, endpoint, artifacts, data_dir, protocols=protocols, formats=formats,
                                   atol=atol, rtol=rtol, timeout=timeout, skip_unserved=not explicit)
         except InputError as exc:
@@ -246,11 +249,25 @@ def check_cmd(
         for name, rule in dict((r["triton_model"], r["rule"]) for r in rows if "failed_rules" in r).items():
             console.print(f"{name}: variant rule: {rule}", highlight=False, soft_wrap=True)
     if not rows:
-        raise CheckFailed("nothing was checked: no served model with a checkpoint and data"
-                          + (f" ({len(skipped)} skipped)" if skipped else ""))
+        raise CheckFailed("nothing was checked: " + (f"{skipped[0]['reason']} ({len(skipped)} skipped)" if skipped
+                                                     else "no served model with a checkpoint and data"))
     if failed:
         names = ", ".join(sorted({f"{r['triton_model']}/{r['protocol']}" for r in failed}))
         raise CheckFailed(f"{len(failed)} of {len(rows)} served model checks failed: {names}")
+
+
+def _triton_names(models: list[str], model_files) -> tuple[list[str], dict[str, list[str]]]:
+    """Served names (`cnn_mnist_onnx_int8`) among MODEL arguments as (registry names, {model: formats})."""
+    names, named = [], {}
+    for part in (p for m in models or [] for p in m.split(",") if p):
+        split = F.split_triton_name(part)
+        if part != "all" and part not in registry.models(model_files) and split \
+                and split[0] in registry.models(model_files):
+            names.append(split[0])
+            named.setdefault(split[0], []).append(split[1].key)
+        else:
+            names.append(part)
+    return names, named
 
 
 def _check_table(rows: list[dict], skipped: list[dict]) -> None:
@@ -279,7 +296,7 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
                   f"{r['max_rel']:.1e}", agree, f"{metric} {served}/{eager}" if eager != "-" else "- (no targets)",
                   status)
     for s in skipped:
-        t.add_row(s["model"], "", "", "", "", "", "", "[yellow]skipped[/]")
+        t.add_row(s["model"], "", "", "", "", "", "", f"[yellow]skipped[/] {escape(s['reason'])}")
     console.print(t)
 
 

@@ -4,6 +4,7 @@ by the embedded engine without a GPU."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -61,3 +62,18 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
         with Client(endpoint, "grpc") as client:  # asking for it says why it is not there, not "deploy it"
             with pytest.raises(ModelNotServed, match="runs on GPU instances only.*on a GPU host"):
                 client.require_model("softmax_mnist_onnx_fp16")
+
+    # the CLI takes a served name for one variant, and skips an fp16 that a server without a GPU does not load
+    from typer.testing import CliRunner
+
+    from zeroserve.cli import app
+
+    where = ["--artifacts", str(artifacts), "--data-dir", str(data_dir), "--host", server.host,
+             "--http-port", str(server.http_port), "--grpc-port", str(server.grpc_port), "--protocol", "http"]
+    res = CliRunner().invoke(app, ["client", "check", "softmax_mnist_onnx_int8", *where, "--json"])
+    assert res.exit_code == 0, res.output
+    (checked,) = json.loads(res.stdout)["models"]
+    assert [(r["triton_model"], r["status"]) for r in checked["rows"]] == [("softmax_mnist_onnx_int8", "PASS")]
+    if not gpu_present():
+        res = CliRunner().invoke(app, ["client", "check", "softmax_mnist_onnx_fp16", *where])
+        assert res.exit_code == 1 and "runs on GPU instances only" in res.stderr
