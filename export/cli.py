@@ -94,7 +94,7 @@ def export_cmd(
             try:
                 rec = exporter.export_model(spec, artifacts, formats=formats or None, variants=variants,
                                             opset=opset, exporter=exporter_name, atol=atol, rtol=rtol,
-                                            data_dir=data_dir, variant_options=options)
+                                            data_dir=data_dir, variant_options=options, skip_unfit=not explicit)
             except CheckFailed as exc:
                 if explicit and len(specs) == 1:
                     raise
@@ -105,8 +105,11 @@ def export_cmd(
                 if explicit:
                     raise
                 skipped.append({"model": spec.name, "reason": str(exc)})
-                skip_line(spec.name, str(exc))
+                skip_line(spec.name, str(exc).removeprefix(f"{spec.name}: "))
                 continue
+        for unfit in rec.pop("skipped_variants", []):  # under `all`: this variant only, the others were made
+            skipped.append({"model": spec.name, "variant": unfit["variant"], "reason": unfit["reason"]})
+            skip_line(f"{spec.name} {unfit['variant']}", unfit["reason"].removeprefix(f"{spec.name}: "))
         done.append(rec)
         for line in exporter.variant_failures(spec, rec, variants):
             failed.append({"model": spec.name, "reason": line})

@@ -230,7 +230,7 @@ def _recorded_base(spec: ModelSpec, out_dir: Path, base: str, variant: str) -> t
 def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=None, opset: int = DEFAULT_OPSET,
                  exporter: str = DEFAULT_EXPORTER, atol: float | None = None, rtol: float | None = None,
                  data_dir: Path | None = None, latency: bool = True,
-                 variant_options: "variants_mod.VariantOptions | None" = None) -> dict:
+                 variant_options: "variants_mod.VariantOptions | None" = None, skip_unfit: bool = False) -> dict:
     """Export `spec`'s trained checkpoint, gate every format, and record it.
 
     Args:
@@ -240,6 +240,9 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
             this export's base or, when the base is not re-exported, the recorded gated one.
         atol / rtol: the gate's tolerances; None takes the spec's (its own or the parity defaults).
         variant_options: calibration and the variant gate's rule (`export.variants.VariantOptions`).
+        skip_unfit: a variant this model cannot take (InputError) is left out and named in the returned
+            record's `skipped_variants` (not written), and the others go on; `export all` does this.
+            Without it, it ends the export (nothing written); so does every variant being unfit.
 
     Raises:
         InputError: no or unusable checkpoint, bad format/opset, unwritable folder, a variant of a model
@@ -281,6 +284,7 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
         for base, (_, file) in bases.items():
             shutil.copyfile(file, tmp / F.get(base).file)
         entries: dict[str, dict] = {}
+        unfit: list[dict] = []
         for key in keys:
             fmt = F.get(key)
             path = tmp / fmt.file
@@ -302,10 +306,14 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
                     runner = RUNNERS[fmt.runtime](path, spec)
             except Exception as exc:  # the exporter's own failure is this model's gate failure, with the reason
                 if fmt.variant:  # a variant the model cannot take: one line, exit 2, nothing written
-                    if isinstance(exc, InputError):
-                        raise
-                    raise InputError(f"{spec.name}: the {fmt.variant} variant cannot be made or loaded: "
-                                     f"{type(exc).__name__}: {_first_line(exc)}") from None
+                    err = exc if isinstance(exc, InputError) else InputError(
+                        f"{spec.name}: the {fmt.variant} variant cannot be made or loaded: "
+                        f"{type(exc).__name__}: {_first_line(exc)}")
+                    if not skip_unfit:
+                        raise err from None
+                    unfit.append({"format": key, "variant": fmt.variant, "reason": str(err)})
+                    path.unlink(missing_ok=True)
+                    continue
                 msg = _first_line(exc)
                 entries[key] = {"file": fmt.file, "status": "FAIL", "error": f"{type(exc).__name__}: {msg}",
                                 "worst": {"point": "export", "error": msg}, "grid": []}
@@ -324,6 +332,9 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
             entries[key] = {"file": fmt.file, "sha256": sha256(path), "bytes": path.stat().st_size, **info,
                             "export_seconds": round(seconds, 3), **result}
 
+        if not entries:  # every variant asked for was unfit
+            raise InputError(f"{spec.name}: " + "; ".join(u["reason"].removeprefix(f"{spec.name}: ") for u in unfit))
+        keys = tuple(k for k in keys if k in entries)
         firsts = {k: e for k, e in entries.items() if not F.get(k).variant}
         previous = out_dir / "export.json"
         old: dict = {}
@@ -384,7 +395,7 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
         records.write_json(out_dir / "export.json", record)
         if firsts:
             (out_dir / "export-failed.json").unlink(missing_ok=True)
-        return record
+        return {**record, "skipped_variants": unfit} if unfit else record
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -164,3 +164,27 @@ def test_the_variant_rule_reads_the_task():
     assert not parity.judge_variant(lin, [y + 0.103], [fp32], y, rule, tol)["passed"]  # mse +6.1%
     with pytest.raises(InputError):
         parity.VariantRule(min_agreement=101)
+
+
+def test_under_all_an_unfit_variant_is_skipped_and_the_others_are_made(exported, tmp_path, data_dir):
+    shutil.copytree(exported[0] / "linear", tmp_path / "linear")
+    shutil.copytree(exported[0] / "hello_rnn", tmp_path / "hello_rnn")
+    rec = export_model(registry.get("linear"), tmp_path, variants=("int8", "int8-dynamic"), data_dir=data_dir,
+                       latency=False, skip_unfit=True)  # 3 training samples: no int8 calibration
+    assert [u["variant"] for u in rec["skipped_variants"]] == ["int8"]
+    assert "too few for minmax calibration" in rec["skipped_variants"][0]["reason"]
+    written = json.loads((tmp_path / "linear" / "export.json").read_text())
+    assert written["formats"]["onnx_int8dyn"]["status"] == "PASS" and "onnx_int8" not in written["formats"]
+    assert "skipped_variants" not in written and not (tmp_path / "linear" / F.get("onnx_int8").file).exists()
+
+    before = sha256(tmp_path / "hello_rnn" / "export.json")
+    with pytest.raises(InputError, match="too few for minmax calibration.*quantizes none of this model's weights"):
+        export_model(registry.get("hello_rnn"), tmp_path, variants=("int8", "int8-dynamic"), data_dir=data_dir,
+                     latency=False, skip_unfit=True)  # every variant unfit: the model is skipped, nothing written
+    assert sha256(tmp_path / "hello_rnn" / "export.json") == before
+
+    result = runner.invoke(app, ["export", "all", "--artifacts", str(tmp_path), "--variant", "int8,int8-dynamic",
+                                 "--data-dir", str(data_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert {(s["model"], s.get("variant")) for s in out["skipped"]} >= {("linear", "int8"), ("hello_rnn", None)}
