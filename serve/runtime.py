@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.errors import InputError
+from zeroserve.serve import autocomplete
 from zeroserve.serve.config import DeployedModel, parse, render
 from zeroserve.serve.wheel import gpu_available
 
@@ -45,7 +46,9 @@ def canonical_models(repository: Path, models: Iterable[str] | None = None) -> l
     repository = Path(repository)
     if not repository.is_dir():
         raise InputError(f"model repository {repository} does not exist; run `zeroserve deploy all` first")
-    present = sorted(p.parent.name for p in repository.glob("*/config.pbtxt"))
+    present = sorted({p.parent.name for p in repository.glob("*/config.pbtxt")}
+                     | {f.parent.parent.name for b in F.BACKENDS.values()  # no config: Triton auto-completes
+                        for f in repository.glob(f"*/[0-9]*/{b.default_file}") if f.parent.name.isdigit()})
     if not present:
         raise InputError(f"model repository {repository} has no models; run `zeroserve deploy all` first")
     if not models:
@@ -134,16 +137,14 @@ def artifact_file(model: DeployedModel, backend: F.Backend) -> str:
 def _servable(src: Path) -> tuple[DeployedModel, F.Backend, Path, str]:
     """(config, backend, version folder, artifact file) of a canonical folder, or InputError saying why the
     embedded engine cannot serve it."""
-    canonical = read_deployed(src)
-    backend = served_by(canonical, src)
     version = _latest_version(src)
+    canonical = read_deployed(src) if (src / "config.pbtxt").is_file() else autocomplete.configless(src, version)
+    backend = served_by(canonical, src)
     artifact = artifact_file(canonical, backend)
     if not (version / artifact).is_file():
         raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again "
                          "(or put the model's file there)")
-    if not canonical.inputs or not canonical.outputs:
-        raise InputError(f"{src}: config.pbtxt lists no inputs or no outputs; the embedded engine does not "
-                         "auto-complete configs: declare every input and output")
+    canonical = autocomplete.complete(canonical, version / artifact, backend)  # as Triton does, for ONNX
     _check_artifact(version / artifact, backend, canonical)
     return canonical, backend, version, artifact
 

@@ -91,9 +91,21 @@ def _tag_onnx() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
 
 
-def _folder(repo: Path, name: str, config: str, files: dict[str, bytes]) -> None:
+def _double_onnx(batch="batch") -> bytes:
+    """y = 2 * x (float32 [batch, 3]); with a fixed first dim it cannot batch."""
+    from onnx import TensorProto, helper
+
+    two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "double",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])], initializer=[two])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+
+
+def _folder(repo: Path, name: str, config: str | None, files: dict[str, bytes]) -> None:
     (repo / name / "1").mkdir(parents=True)
-    (repo / name / "config.pbtxt").write_text(config)
+    if config is not None:  # None: no config.pbtxt at all (Triton auto-completes an ONNX model)
+        (repo / name / "config.pbtxt").write_text(config)
     for file, data in files.items():
         (repo / name / "1" / file).write_bytes(data)
 
@@ -109,6 +121,11 @@ def any_server(tmp_path_factory, serve_cache, free_ports):
             {"model.savedmodel": b""})
     _folder(repo, "no_file", BLEND_CONFIG.replace('"blend"', '"no_file"'), {})
     _folder(repo, "junk", BLEND_CONFIG.replace('"blend"', '"junk"'), {"model.onnx": b"\x08junk, not a graph"})
+    _folder(repo, "auto", None, {"model.onnx": _double_onnx()})  # Triton's auto-complete, as a user relies on
+    _folder(repo, "auto_mbs", 'backend: "onnxruntime"\nmax_batch_size: 2\n', {"model.onnx": _double_onnx()})
+    _folder(repo, "auto_fixed", None, {"model.onnx": _double_onnx(batch=2)})
+    _folder(repo, "auto_bad", 'backend: "onnxruntime"\nmax_batch_size: 8\n', {"model.onnx": _double_onnx(batch=2)})
+    _folder(repo, "auto_pt", 'backend: "pytorch"\nmax_batch_size: 8\n', {"model.pt": b"PK\x05\x06" + b"\0" * 18})
     from zeroserve.serve.server import start_server
 
     http, grpc, metrics = free_ports()
@@ -128,18 +145,50 @@ def ports(s) -> list[str]:
     return ["--host", s.host, "--http-port", str(s.http_port), "--grpc-port", str(s.grpc_port)]
 
 
+AUTO = ["auto", "auto_fixed", "auto_mbs"]
+UNSERVABLE = {"saved_tf", "no_file", "junk", "auto_bad", "auto_pt"}
+
+
 def test_unservable_folders_are_reported_and_the_others_serve(any_server, tmp_path):
-    assert sorted(any_server.models) == ["blend", "flat", "tag"]
+    assert sorted(any_server.models) == sorted(["blend", "flat", "tag", *AUTO])
     unservable = any_server.handle.state["unservable"]
-    assert set(unservable) == {"saved_tf", "no_file", "junk"}
+    assert set(unservable) == UNSERVABLE
+    assert "does not batch" in unservable["auto_bad"] and "max_batch_size 8" in unservable["auto_bad"]
+    assert "pytorch backend does not complete them" in unservable["auto_pt"]
     assert "model.onnx" in unservable["junk"]
     from zeroserve.serve.status import collect_status
 
     status = collect_status(tmp_path / "artifacts", tmp_path / "repository", any_server.handle.state)["server"]
-    assert status["other_models"] == {"blend": "READY", "flat": "READY", "tag": "READY"}
-    assert set(status["unservable"]) == {"saved_tf", "no_file", "junk"}
+    assert status["other_models"] == {m: "READY" for m in ["blend", "flat", "tag", *AUTO]}
+    assert set(status["unservable"]) == UNSERVABLE
     assert "tensorflow_savedmodel" in unservable["saved_tf"] and "not one zeroserve serves" in unservable["saved_tf"]
     assert "model.onnx is missing" in unservable["no_file"]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_configs_without_tensors_are_completed_from_the_onnx_graph_as_triton_does(any_server, protocol):
+    """No config.pbtxt: batching graph -> max_batch_size 4 with dynamic batching; a fixed first dim -> 0;
+    a config with only max_batch_size keeps it; the server reports the completed config to clients."""
+    from zeroserve.client.connection import Client, Endpoint
+
+    endpoint = Endpoint(any_server.host, any_server.http_port, any_server.grpc_port, "test")
+    with Client(endpoint, protocol) as client:
+        configs = {m: client.model_config(m) for m in AUTO}
+    configs = {m: c.get("config", c) for m, c in configs.items()}  # gRPC's JSON wraps it
+    want = {"auto": (4, [3]), "auto_mbs": (2, [3]), "auto_fixed": (0, [2, 3])}
+    for name, (mbs, dims) in want.items():
+        c = configs[name]
+        assert int(c.get("max_batch_size", 0)) == mbs, (name, c)
+        (x,) = c["input"]
+        assert x["name"] == "x" and x["data_type"] == "TYPE_FP32" and [int(d) for d in x["dims"]] == dims
+        assert [o["name"] for o in c["output"]] == ["y"]
+    assert "dynamic_batching" in configs["auto"] and "dynamic_batching" in configs["auto_mbs"]
+    assert "dynamic_batching" not in configs["auto_fixed"]
+    for name, batch in (("auto", 3), ("auto_fixed", None)):
+        r = cli("infer", name, "--generate", "zero", *(["--batch-size", str(batch)] if batch else []),
+                "--protocol", protocol, *ports(any_server), "--json")
+        assert r.exit_code == 0, r.output
+        assert np.array(json.loads(r.stdout)["outputs"]["y"]).shape == ((3, 3) if batch else (2, 3))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
