@@ -160,11 +160,11 @@ def _synthetic_level(c, r, *, stable=True, ok=10, failed=0, warmup_failed=0, los
 
 def test_an_unstable_level_stops_the_run_unless_allowed(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, stable=c < 4))
-    levels, _ = perf._measure_levels(setup, [1, 2, 4, 8], None, None, False, None)
+    levels, _, _ = perf._measure_levels(setup, [1, 2, 4, 8], None, None, False, None)
     assert [lv["concurrency"] for lv in levels] == [1, 2, 4]
     out = perf.outcome(levels, None, 0.1, False, False)
     assert out["exit_code"] == 4 and "concurrency 4 did not stabilise" in out["reason"]
-    levels, _ = perf._measure_levels(setup, [1, 2, 4, 8], None, None, True, None)
+    levels, _, _ = perf._measure_levels(setup, [1, 2, 4, 8], None, None, True, None)
     assert [lv["concurrency"] for lv in levels] == [1, 2, 4, 8]
     assert perf.outcome(levels, None, 0.1, False, True)["exit_code"] == 0
 
@@ -172,7 +172,7 @@ def test_an_unstable_level_stops_the_run_unless_allowed(monkeypatch):
 def test_a_level_where_every_request_failed_stops_the_run(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: {**_synthetic_level(c, r, stable=False, ok=0, failed=7),
                                                     "warmup": _block(0)})
-    levels, _ = perf._measure_levels(setup, None, [50.0, 100.0], None, True, None)
+    levels, _, _ = perf._measure_levels(setup, None, [50.0, 100.0], None, True, None)
     assert len(levels) == 1
     out = perf.outcome(levels, None, 0.1, False, True)
     assert out["exit_code"] == 1 and "7 requests failed" in out["reason"] and "7 connection" in out["reason"]
@@ -204,7 +204,7 @@ def test_one_exit_code_rule_first_match_wins(kw, unreachable, allow, code):
 
 def test_a_lost_server_stops_the_run_and_its_level_is_not_called_unstable(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, lost=c == 2))
-    levels, _ = perf._measure_levels(setup, [1, 2, 4], None, None, False, None)
+    levels, _, _ = perf._measure_levels(setup, [1, 2, 4], None, None, False, None)
     assert [lv["concurrency"] for lv in levels] == [1, 2]
     notes = perf.run_notes(levels, 0.1, 1, 2)
     assert any("stopped answering at concurrency 2" in n for n in notes)
@@ -213,8 +213,19 @@ def test_a_lost_server_stops_the_run_and_its_level_is_not_called_unstable(monkey
 
 def test_budget_mode_runs_the_search(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r))
-    levels, best = perf._measure_levels(setup, None, None, 5.0, False, None)
-    assert best == 5 and [lv["concurrency"] for lv in levels] == [1, 2, 4, 5, 6, 8]
+    levels, best, cut = perf._measure_levels(setup, None, None, 5.0, False, None)
+    assert best == 5 and cut is False and [lv["concurrency"] for lv in levels] == [1, 2, 4, 5, 6, 8]
+
+
+def test_a_deadline_starts_no_level_after_it(monkeypatch):
+    import time
+
+    calls = []
+    setup = _fake_levels(monkeypatch, lambda c, r: calls.append(c) or _synthetic_level(c, r))
+    levels, _, cut = perf._measure_levels(setup, [1, 2, 4], None, None, True, None, deadline=time.monotonic() - 1)
+    assert levels == [] and calls == [] and cut is True
+    levels, best, cut = perf._measure_levels(setup, None, None, 5.0, True, None, deadline=time.monotonic() + 60)
+    assert best == 5 and cut is False
 
 
 def test_totals_count_every_window_and_the_stable_ones_stay_apart():
