@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from zeroserve import records
+from zeroserve import plots, records
 from zeroserve.client.perf import level_count, level_failures
 
 CSV_COLUMNS = ("concurrency", "request_rate", "throughput", "requests_per_s", "p50_ms", "p90_ms", "p95_ms",
@@ -84,13 +84,8 @@ def to_csv(rec: dict) -> str:
 
 def plot_png(rec: dict) -> bytes:
     """Latency percentiles (y) against throughput (x), one point per level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     levels = sorted(rec["levels"], key=lambda lv: lv["throughput"])
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plots.subplots((7, 4.2))
     x = [lv["throughput"] for lv in levels]
     for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms"):
         ax.plot(x, [lv[key] for lv in levels], marker="o", label=key.split("_")[0])
@@ -102,11 +97,7 @@ def plot_png(rec: dict) -> bytes:
     ax.set_title(f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return plots.png(fig)
 
 
 def html_page(page_title: str, heading: str, head: list[str], rows: list[str], png: bytes, alt: str,

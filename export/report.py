@@ -8,13 +8,12 @@ the gate, no faster, or slower; an fp16 without a GPU is not measured at all.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from rich.table import Table
 
 from zeroserve import formats as F
-from zeroserve import records
+from zeroserve import plots, records
 
 SAME_SPEED = 0.05  # a ratio within 5% of 1 is no measurable speed-up on a shared CPU
 
@@ -125,13 +124,8 @@ def markdown(rows: list[dict]) -> str:
 
 def plot_png(rows: list[dict]) -> bytes:
     """Speed-up over fp32 at batch 1 and the large batch, per model and variant (gate failures hatched)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = [f"{r['model']}\n{r['variant']}" for r in rows]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4.2))
+    fig, ax = plots.subplots((max(5.0, 1.1 * len(rows) + 2), 4.2))
     width = 0.38
     big = rows[0]["large_batch"] if rows else 64
     for j, (field, label) in enumerate((("speedup_b1", "batch 1"), ("speedup_large", f"batch {big}"))):
@@ -147,11 +141,7 @@ def plot_png(rows: list[dict]) -> bytes:
     ax.set_title("variants vs fp32, in-process, 1 thread\n(hatched: over the gate; no bar: not measured)",
                  fontsize=10)
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return plots.png(fig)
 
 
 def write(rows: list[dict], folder: Path) -> dict[str, Path]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 import warnings
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from zeroserve import records
+from zeroserve import plots, records
 from zeroserve.artifacts import eager_outputs, model_dir
 from zeroserve.spec import ModelSpec
 
@@ -38,23 +37,14 @@ def _primary(spec: ModelSpec, result):
 
 
 def _loss_png(losses: list[float], title: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plots.subplots((6, 3.5))
     ax.plot(range(1, len(losses) + 1), losses, marker="." if len(losses) < 50 else None)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
     ax.set_yscale("log" if min(losses) > 0 else "linear")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return plots.png(fig)
 
 
 def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int | None = None,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import html
-import io
 from pathlib import Path
 
 from rich.table import Table
 
-from zeroserve import records
+from zeroserve import plots, records
 from zeroserve.client.report import html_page
 
 
@@ -84,13 +83,8 @@ def closing(rec: dict) -> list[str]:
 
 def plot_png(rec: dict) -> bytes:
     """Throughput within the budget (x) against the latency there (y), one point per candidate; the Pareto front."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [m for m in rec["candidates"] if m["meets_budget"] and m["latency_ms"] is not None]
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plots.subplots((7.5, 4.5))
     pts = [(m["throughput"], m["latency_ms"]) for m in rows]
     ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color="#1f77b4", label="candidates")
     front = pareto(pts)
@@ -112,11 +106,7 @@ def plot_png(rec: dict) -> bytes:
                  fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return plots.png(fig)
 
 
 def to_html(rec: dict, png: bytes) -> str:
