@@ -140,13 +140,42 @@ def _calibration(spec: ModelSpec, split: Split | None, opts: VariantOptions) -> 
     return [a[rows] for a in split.train_inputs]
 
 
+def _quantize(spec: ModelSpec, variant: str, path: Path, work: Path, tool: str, run: Callable[[Path], None],
+              extra: str = "") -> dict:
+    """The gated ONNX through ONNX Runtime's pre-processing, then `run(pre_processed)` (a quantizer writing
+    `path`); a tool's failure or a file with no int8 weight is InputError (nothing left behind).
+
+    Returns:
+        The weights summary of `path` (`weights_summary`).
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    base = work / F.FORMATS["onnx"].file
+    with tempfile.TemporaryDirectory(prefix="zs-quant-", dir=work) as scratch:
+        pre = Path(scratch) / "pre.onnx"
+        try:
+            with _quiet():
+                quant_pre_process(str(base), str(pre))
+        except Exception as exc:
+            raise _tool_failed(spec, variant, "ONNX Runtime's quantization pre-processing", exc) from None
+        try:
+            with _quiet():
+                run(pre)
+        except Exception as exc:
+            path.unlink(missing_ok=True)
+            raise _tool_failed(spec, variant, tool, exc) from None
+    summary = weights_summary(path, base)
+    if summary["int8_weights"] == 0:
+        path.unlink(missing_ok=True)
+    _require_quantized(spec, variant, summary, extra)
+    return summary
+
+
 def _build_int8(spec: ModelSpec, module, path: Path, *, work: Path, variant: VariantOptions,
                 split: Split | None, **_) -> dict:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    base = work / F.FORMATS["onnx"].file
     arrays = _calibration(spec, split, variant)
     names = [t.name for t in spec.inputs]
 
@@ -161,26 +190,9 @@ def _build_int8(spec: ModelSpec, module, path: Path, *, work: Path, variant: Var
 
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[variant.calibration_method]
-    with tempfile.TemporaryDirectory(prefix="zs-quant-", dir=work) as scratch:
-        pre = Path(scratch) / "pre.onnx"
-        try:
-            with _quiet():
-                quant_pre_process(str(base), str(pre))
-        except Exception as exc:
-            raise _tool_failed(spec, "int8", "ONNX Runtime's quantization pre-processing", exc) from None
-        try:
-            with _quiet():
-                quantize_static(str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=method,
-                                calibration_providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            path.unlink(missing_ok=True)
-            raise _tool_failed(spec, "int8", "ONNX Runtime's static quantizer", exc) from None
-    summary = weights_summary(path, base)
-    if summary["int8_weights"] == 0:
-        path.unlink(missing_ok=True)
-    _require_quantized(spec, "int8", summary)
+    summary = _quantize(spec, "int8", path, work, "ONNX Runtime's static quantizer", lambda pre: quantize_static(
+        str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8, calibrate_method=method, calibration_providers=["CPUExecutionProvider"]))
     info = {"method": "quantize_static", "quant_format": "QDQ", "per_channel": True, "weight_type": "int8",
             "activation_type": "int8", "calibration": {
                 "method": variant.calibration_method, "samples": int(len(arrays[0])),
@@ -194,22 +206,10 @@ def _build_int8(spec: ModelSpec, module, path: Path, *, work: Path, variant: Var
 
 def _build_int8_dynamic(spec: ModelSpec, module, path: Path, *, work: Path, **_) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    base = work / F.FORMATS["onnx"].file
-    with tempfile.TemporaryDirectory(prefix="zs-quant-", dir=work) as scratch:
-        pre = Path(scratch) / "pre.onnx"
-        try:
-            with _quiet():
-                quant_pre_process(str(base), str(pre))
-                quantize_dynamic(str(pre), str(path), weight_type=QuantType.QInt8, per_channel=False)
-        except Exception as exc:
-            path.unlink(missing_ok=True)
-            raise _tool_failed(spec, "int8-dynamic", "ONNX Runtime's dynamic quantizer", exc) from None
-    summary = weights_summary(path, base)
-    if summary["int8_weights"] == 0:
-        path.unlink(missing_ok=True)
-    _require_quantized(spec, "int8-dynamic", summary, f"; {DYNAMIC_OPS_NOTE}")
+    summary = _quantize(spec, "int8-dynamic", path, work, "ONNX Runtime's dynamic quantizer",
+                        lambda pre: quantize_dynamic(str(pre), str(path), weight_type=QuantType.QInt8,
+                                                     per_channel=False), f"; {DYNAMIC_OPS_NOTE}")
     info = {"method": "quantize_dynamic", "weight_type": "int8", "quantized": summary}
     if summary["left_float"]:
         info["note"] = (f"left in float32: {', '.join(summary['left_float'])}; {DYNAMIC_OPS_NOTE}, so only the "
