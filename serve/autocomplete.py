@@ -41,14 +41,9 @@ def configless(folder: Path, version: Path) -> DeployedModel:
     raise InputError(f"{folder}: no config.pbtxt, and {version} holds no model file Triton recognises ({known})")
 
 
-def needs_completion(model: DeployedModel) -> bool:
-    return not model.inputs or not model.outputs
-
-
-def complete(model: DeployedModel, path: Path, backend: F.Backend,
-             default_max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> DeployedModel:
+def complete(model: DeployedModel, path: Path, backend: F.Backend) -> DeployedModel:
     """`model` with what Triton's backend fills in from the artifact at `path` (see the module docstring)."""
-    if not needs_completion(model):
+    if model.inputs and model.outputs:
         return model
     if backend.runtime != "onnx":
         raise InputError(f"{path.parent.parent}: the config lists no inputs or no outputs, and Triton's "
@@ -57,7 +52,7 @@ def complete(model: DeployedModel, path: Path, backend: F.Backend,
     batching = all(dims and dims[0] == -1 for _, _, dims in (*inputs, *outputs))
     max_batch_size = model.max_batch_size
     if batching and max_batch_size == 0:
-        max_batch_size = max(default_max_batch_size, 0)
+        max_batch_size = DEFAULT_MAX_BATCH_SIZE
     elif not batching and max_batch_size != 0:
         raise InputError(f"{path.parent.parent}: autofill failed: the model does not batch (not every input and "
                          f"output has a dynamic first dim) while max_batch_size {max_batch_size} is set")

@@ -26,6 +26,7 @@ from zeroserve.cliutil import (ArtifactsOpt, JsonOpt, ModelFilesOpt, choices, co
                                port_callback, positive_seconds, print_json)
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import server as srv
+from zeroserve.serve import stop
 from zeroserve.serve import state as st
 from zeroserve.serve.docker import docker_command
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, check_bind_host, hostport, resolve_free_ports
@@ -245,7 +246,7 @@ def _start_detached(repository, models, host, http_port, grpc_port, metrics_port
         return _wait_detached(proc, run_id, sup_log, time.monotonic() + timeout + 30.0)
     except KeyboardInterrupt:  # Ctrl-C while waiting: the supervisor stops what it started
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=srv.STOP_TIMEOUT_S + 5)
+        proc.wait(timeout=stop.STOP_TIMEOUT_S + 5)
         raise
 
 
@@ -271,7 +272,7 @@ def _wait_detached(proc: subprocess.Popen, run_id: str, sup_log: Path, deadline:
                                   f"{srv.log_tail(sup_log)} (log: {sup_log})")
             if time.monotonic() > deadline:
                 if state:
-                    srv.stop_server(state, keep_run=True, reason="the detached start did not finish in time")
+                    stop.stop_server(state, keep_run=True, reason="the detached start did not finish in time")
                 else:
                     proc.kill()
                 raise ServerError(f"the detached server was not ready within --timeout (log: {sup_log})")
@@ -394,7 +395,7 @@ def stop_cmd(
     dead (stubs and shared memory cleaned) and keeps its log until it is chosen by its ports
     or --all is given. Nothing to stop is not an error (exit 0).
     """
-    report = srv.stop_servers(all_servers, host, http_port, grpc_port)
+    report = stop.stop_servers(all_servers, host, http_port, grpc_port)
     if as_json:
         print_json({**report, "pruned": [str(p) for p in report["pruned"]]})
         return

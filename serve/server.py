@@ -1,4 +1,4 @@
-"""The embedded server: start tritonserver on a runtime repository, stop it, and reap after servers that died.
+"""The embedded server: start tritonserver on a runtime repository and run it (models loaded, reloaded, restarted).
 
 `start_server` builds the runtime copy (serve/runtime.py), starts the wheel's tritonserver
 (serve/wheel.py) in its own session under umask 077 and writes the run's state file
@@ -10,9 +10,8 @@ runtime repository, the models are renamed into it and the poller loads them, an
 read-only repository index reports each one's progress. A model is reloaded alone by
 rewriting its runtime config (`reload_model`), which is how the supervisor
 (serve/supervisor.py) recovers a model whose stub died. `model_control="explicit"` (a
-private short-lived server such as a tuning run) loads each model through the API. Only this module changes state files:
-`serve` and `stop` mark a dead server dead (its stubs killed, its shared memory unlinked)
-and `stop` removes a run's folder and log.
+private short-lived server such as a tuning run) loads each model through the API. Stopping,
+and reaping after servers that died, is serve/stop.py's.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import datetime as dt
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -36,13 +34,12 @@ from zeroserve.serve import state as st
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
 from zeroserve.serve.config import parse, render
 from zeroserve.serve.runtime import RuntimeModel, build_runtime_repository, canonical_models
+from zeroserve.serve.stop import STOP_TIMEOUT_S, reap_dead, stop_server
 from zeroserve.serve.wheel import backend_directory, find_tritonserver, server_env
 
 NOT_SERVED = "not served"  # on_model state of a folder the engine cannot serve (reason in state["unservable"])
 READY_TIMEOUT_S = 300.0
-STOP_TIMEOUT_S = 20.0
 FAILED_START_STOP_S = 5.0  # a model still loading holds tritonserver's own shutdown; don't wait on it long
-PRUNE_GRACE_S = 120.0  # a run folder without a state file younger than this may belong to a server still starting
 LOAD_WORKERS = 4
 POLL_SECS = 1  # how often Triton's poller looks at the runtime repository: a reload starts within this
 MODEL_CONTROLS = ("poll", "explicit")
@@ -80,161 +77,6 @@ def log_tail(log: Path, limit: int = 6) -> str:
     except OSError:
         return ""
     return " | ".join(lines[-limit:])
-
-
-# ---------------------------------------------------------------- stop and reap
-
-
-def _unload_all(state: dict[str, Any], timeout: float) -> None:
-    """Unload every model through the API so each stub runs finalize() and frees its shared memory itself."""
-    import tritonclient.http as httpclient
-
-    client = httpclient.InferenceServerClient(hostport(state["host"], state["http_port"]), connection_timeout=2.0,
-                                              network_timeout=max(timeout, 0.1))
-    try:
-        for model in client.get_model_repository_index():
-            if model.get("state") == "READY":
-                client.unload_model(model["name"])
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(m.get("state") in ("READY", "UNLOADING")
-                                                  for m in client.get_model_repository_index()):
-            time.sleep(0.05)
-    except Exception:  # noqa: BLE001 - a server that does not answer is stopped by signal alone
-        pass
-    finally:
-        client.close()
-
-
-def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None, timeout: float = STOP_TIMEOUT_S,
-                keep_run: bool = False, reason: str | None = None) -> dict[str, Any]:
-    """End one server and everything it started: unload, SIGINT, then SIGKILL of what remains; shm unlinked.
-
-    Args:
-        process: the Popen of a server this process started (so it is reaped, not left a zombie).
-        keep_run: mark the state dead and keep the run folder and log (a failed start, a crash)
-            instead of removing them with the state file.
-        reason: why the run ended, recorded in a kept state.
-
-    Returns:
-        {"pid", "run_id", "graceful", "killed": [pids], "shm_removed": [names]}.
-    """
-    prefix = state.get("shm_prefix", "")
-    supervisor_gone = stop_supervisor(state, timeout)
-    server = st.process_of(state.get("pid"), state.get("create_time"))
-    others = [p for p in ps.run_processes(prefix) if server is None or p.pid != server.pid]
-    others = list({p.pid: p for p in [*others, *ps.server_processes(server, prefix)]}.values())
-    graceful = supervisor_gone
-    if server is not None:
-        if state.get("model_control") == "explicit":
-            _unload_all(state, timeout)
-        ps.send(server, signal.SIGINT)  # Triton drains connections and in-flight requests, then exits
-        if ps.wait_gone([server], timeout):
-            graceful = False
-            ps.kill([server, *ps.server_processes(server, prefix)])
-    if process is not None:
-        try:
-            process.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            pass
-    # Stubs whose server is gone exit on their own within a moment; what remains is killed.
-    ps.wait_gone(others, 2.0 if graceful and server is not None else 0.0)
-    killed = ps.kill([*others, *ps.run_processes(prefix)])
-    report = {"pid": state.get("pid"), "run_id": state.get("run_id"), "graceful": graceful, "killed": killed,
-              "shm_removed": ps.unlink_shm(prefix)}
-    if keep_run:
-        st.write_state({**state, "status": st.DEAD, "ended": state.get("ended") or _now(),
-                        "reason": state.get("reason") or reason, "reaped": {k: report[k] for k in ("killed", "shm_removed")}})
-    else:
-        remove_run(state)
-    return report
-
-
-def stop_supervisor(state: dict[str, Any], timeout: float = STOP_TIMEOUT_S) -> bool:
-    """End the run's supervisor (when another process is one) so nothing restarts the server behind a stop.
-
-    SIGTERM first (it stops between two steps), SIGKILL when it does not end in time.
-    Returns False when it had to be killed.
-    """
-    import os
-
-    sup = state.get("supervisor") or {}
-    proc = st.process_of(sup.get("pid"), sup.get("create_time"))
-    if proc is None or proc.pid == os.getpid():
-        return True
-    ps.send(proc, signal.SIGTERM)
-    if ps.wait_gone([proc], timeout):
-        ps.kill([proc])
-        return False
-    return True
-
-
-def reap_dead() -> list[dict[str, Any]]:
-    """Mark dead every server whose process is gone and was not marked yet: stubs killed, shm unlinked.
-
-    Its run folder and log stay (`stop` of that server or `stop --all` removes them).
-    """
-    return [stop_server(s, timeout=0.0, keep_run=True, reason="the tritonserver process died without a stop")
-            for s in st.dead_servers() if s.get("status") != st.DEAD]
-
-
-def remove_run(state: dict[str, Any]) -> None:
-    """Delete a run's folder (runtime repository and log) and its state file."""
-    if state.get("runtime_dir"):
-        shutil.rmtree(state["runtime_dir"], ignore_errors=True)
-    st.remove_state(state)
-
-
-def prune_orphan_runs() -> list[Path]:
-    """Remove run folders that no state file names (left by a start killed before it wrote one)."""
-    runs = st.runs_dir()
-    if not runs.is_dir():
-        return []
-    known = {Path(s["runtime_dir"]).resolve() for s in st.read_states() if s.get("runtime_dir")}
-    removed = []
-    for run in runs.iterdir():
-        if run.resolve() in known or time.time() - run.stat().st_mtime < PRUNE_GRACE_S:
-            continue
-        shutil.rmtree(run, ignore_errors=True)
-        removed.append(run)
-    return removed
-
-
-def stop_servers(all_servers: bool = False, host: str | None = None, http_port: int | None = None,
-                 grpc_port: int | None = None) -> dict[str, Any]:
-    """What `zeroserve stop` does: reap dead servers, stop the chosen running one(s), remove chosen dead runs.
-
-    Without a choice: the one running server; a private one (tune's, with a `purpose`) only when it is the only one
-    (InputError listing them when several run).
-    With ports: the running server they name, else the dead runs they name (removing their
-    folder and log). `all_servers`: every running server and every dead run. Nothing to stop
-    is not an error.
-
-    Returns:
-        {"stopped": [stop reports], "reaped": [...], "removed": [dead states removed],
-        "kept": [dead states left], "pruned": [orphan run folders]}.
-    """
-    reaped = reap_dead()
-    running, dead = st.list_servers(), st.dead_servers()
-    if all_servers:
-        targets, removed = running, dead
-    elif host is None and http_port is None and grpc_port is None:
-        public = [s for s in running if not s.get("purpose")]  # a private server (tune's) is stopped by ports/--all
-        running = public if len(public) == 1 else running
-        if len(running) > 1:
-            raise InputError(f"{len(running)} servers are running, choose one with --http-port/--grpc-port or "
-                             f"stop them all with --all: {'; '.join(st.describe(s) for s in running)}")
-        targets, removed = running, []
-    else:
-        targets = st.matching(running, host, http_port, grpc_port)
-        if len(targets) > 1:
-            raise InputError(f"{len(targets)} servers match, choose one with --http-port/--grpc-port: "
-                             f"{'; '.join(st.describe(s) for s in targets)}")
-        removed = [] if targets else st.matching(dead, host, http_port, grpc_port)
-    stopped = [stop_server(s) for s in targets]
-    for s in removed:
-        remove_run(s)
-    kept = [s for s in dead if s not in removed]
-    return {"stopped": stopped, "reaped": reaped, "removed": removed, "kept": kept, "pruned": prune_orphan_runs()}
 
 
 # ---------------------------------------------------------------- the server

@@ -141,6 +141,13 @@ def matching(states: list[dict[str, Any]], host: str | None = None, http_port: i
             and (grpc_port is None or int(s["grpc_port"]) == int(grpc_port))]
 
 
+def default_choice(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The servers a command that names none means: the one served server when a private one (tune's, which
+    has a `purpose`) runs beside it, else all of them. A private server is chosen by its ports (or --all)."""
+    public = [s for s in states if not s.get("purpose")]
+    return public if len(states) > 1 and len(public) == 1 else states
+
+
 def resolve_server(host: str | None = None, http_port: int | None = None,
                    grpc_port: int | None = None) -> dict[str, Any]:
     """The one running server matching the given endpoint parts.
@@ -156,9 +163,8 @@ def resolve_server(host: str | None = None, http_port: int | None = None,
         where = f" matching {chosen}" if chosen else ""
         raise ServerError(f"no running zeroserve server{where} (state files in {servers_dir()}); "
                           "start one with `zeroserve serve`")
-    if len(match) > 1 and host is None and http_port is None and grpc_port is None:
-        public = [s for s in match if not s.get("purpose")]  # a private server (tune's) is chosen by its ports
-        match = public if len(public) == 1 else match
+    if host is None and http_port is None and grpc_port is None:
+        match = default_choice(match)
     if len(match) > 1:
         listing = "; ".join(describe(s) for s in match)
         raise InputError(f"{len(match)} servers are running, choose one with --http-port/--grpc-port: {listing}")

@@ -36,7 +36,8 @@ from typing import Any, Callable
 from zeroserve.errors import ServerError, ZeroserveError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
-from zeroserve.serve.server import READY_TIMEOUT_S, STOP_TIMEOUT_S, Server, log_tail, start_server
+from zeroserve.serve.server import READY_TIMEOUT_S, Server, log_tail, start_server
+from zeroserve.serve.stop import STOP_TIMEOUT_S
 
 CHECK_S = 0.5
 MISSING_CHECKS = 2  # a stub count must be short this many checks in a row (a reload swaps stubs)

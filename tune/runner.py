@@ -145,10 +145,11 @@ class Tuner:
     # ------------------------------------------------------------ the server
 
     def __enter__(self) -> "Tuner":
-        from zeroserve.serve.ports import free_port
+        from zeroserve.serve.ports import resolve_free_ports
         from zeroserve.serve.server import start_server
 
-        ports = list(self.opts.ports) if self.opts.ports else _distinct_ports(free_port)
+        ports = list(self.opts.ports or resolve_free_ports(DEFAULT_HOST, dict.fromkeys(("http", "grpc", "metrics"), 0))
+                     .values())
         self.on_event("server", {"state": "starting"})
         self.server = start_server(self.repository, [self.base_name], host=DEFAULT_HOST, http_port=ports[0],
                                    grpc_port=ports[1], metrics_port=ports[2], noop_of=[self.base_name],
@@ -318,15 +319,6 @@ class Tuner:
                for w in ("deployed", "best")}
         ratio = med["best"]["throughput"] / med["deployed"]["throughput"] if med["deployed"]["throughput"] else None
         return {"rounds": rounds, "median": med, "ratio": ratio}
-
-
-def _distinct_ports(free_port) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < 3:
-        p = free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
 
 
 # ---------------------------------------------------------------- the run

@@ -25,7 +25,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from zeroserve import registry
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import processes as ps
-from zeroserve.serve import runtime, server, wheel
+from zeroserve.serve import runtime, server, stop, wheel
 from zeroserve.serve import state as st
 from zeroserve.serve.config import DeployedModel, TensorConfig, Warmup, WarmupInput, parse, render
 from zeroserve.serve.docker import docker_command
@@ -303,12 +303,12 @@ def test_a_recycled_pid_is_not_the_server_and_is_never_signalled(private_cache, 
                             runtime_dir=str(run), log=str(run / "server.log"))
         st.write_state(state)
         assert not st.is_running(state) and st.list_servers() == []
-        report = server.stop_servers()  # reaps: marks it dead, signals nothing
+        report = stop.stop_servers()  # reaps: marks it dead, signals nothing
         assert bystander.poll() is None
         assert [r["run_id"] for r in report["reaped"]] == [state["run_id"]] and report["stopped"] == []
         assert [s["run_id"] for s in report["kept"]] == [state["run_id"]]
         assert st.read_states()[0]["status"] == st.DEAD and (run / "server.log").is_file()
-        report = server.stop_servers(http_port=1)  # that server chosen: its run folder and log go
+        report = stop.stop_servers(http_port=1)  # that server chosen: its run folder and log go
         assert [s["run_id"] for s in report["removed"]] == [state["run_id"]]
         assert not run.exists() and not st.state_path(state["run_id"]).exists()
         assert bystander.poll() is None
