@@ -29,6 +29,8 @@ from zeroserve.serve.config import DeployedModel, TensorConfig
 
 DEFAULT_MAX_BATCH_SIZE = 4  # Triton's --backend-config=default-max-batch-size default
 
+GraphIO = tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]  # (inputs, outputs)
+
 
 def configless(folder: Path, version: Path) -> DeployedModel:
     """The config Triton starts from for a folder without `config.pbtxt`: named by the folder, its backend
@@ -41,14 +43,18 @@ def configless(folder: Path, version: Path) -> DeployedModel:
     raise InputError(f"{folder}: no config.pbtxt, and {version} holds no model file Triton recognises ({known})")
 
 
-def complete(model: DeployedModel, path: Path, backend: F.Backend) -> DeployedModel:
-    """`model` with what Triton's backend fills in from the artifact at `path` (see the module docstring)."""
+def complete(model: DeployedModel, path: Path, backend: F.Backend, graph: "GraphIO | None") -> DeployedModel:
+    """`model` with what Triton's backend fills in from the artifact at `path` (see the module docstring).
+
+    Args:
+        graph: `graph_io(path)` for an ONNX artifact (read once by the caller), else None.
+    """
     if model.inputs and model.outputs:
         return model
-    if backend.runtime != "onnx":
+    if graph is None:
         raise InputError(f"{path.parent.parent}: the config lists no inputs or no outputs, and Triton's "
                          f"{backend.name} backend does not complete them: declare every input and output")
-    inputs, outputs = _graph_tensors(path)
+    inputs, outputs = graph
     batching = all(dims and dims[0] == -1 for _, _, dims in (*inputs, *outputs))
     max_batch_size = model.max_batch_size
     if batching and max_batch_size == 0:
@@ -74,9 +80,9 @@ def complete(model: DeployedModel, path: Path, backend: F.Backend) -> DeployedMo
                    inputs=model.inputs or tensors(inputs), outputs=model.outputs or tensors(outputs))
 
 
-def _graph_tensors(path: Path) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
-    """(name, numpy dtype name, dims with -1 where not fixed) of the graph's inputs (initializers left out)
-    and outputs."""
+def graph_io(path: Path) -> GraphIO:
+    """(name, numpy dtype name, dims with -1 where not fixed) of an ONNX graph's inputs (initializers left out,
+    as Triton's backend sees them) and outputs; InputError when the file is not ONNX."""
     import onnx
 
     try:

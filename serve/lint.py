@@ -14,6 +14,7 @@ import numpy as np
 
 from zeroserve import formats as F
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.serve.autocomplete import graph_io
 from zeroserve.serve.config import VERSION, WARMUP_DIR, DeployedModel, parse
 
 
@@ -37,28 +38,18 @@ def _warmup_arrays(model: DeployedModel, folder: Path) -> list[np.ndarray]:
     return arrays
 
 
-def _onnx_dtype(elem_type: int) -> str:
-    import onnx
-
-    return str(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
-
-
 def _lint_onnx(model: DeployedModel, path: Path) -> None:
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    init = {i.name for i in graph.initializer}
-    for kind, declared, actual in (("input", model.inputs, [v for v in graph.input if v.name not in init]),
-                                   ("output", model.outputs, list(graph.output))):
-        if [t.name for t in declared] != [v.name for v in actual]:
+    try:
+        inputs, outputs = graph_io(path)
+    except InputError as exc:
+        raise CheckFailed(f"{model.name}: {exc}") from None
+    for kind, declared, actual in (("input", model.inputs, inputs), ("output", model.outputs, outputs)):
+        if [t.name for t in declared] != [name for name, _, _ in actual]:
             raise CheckFailed(f"{model.name}: config {kind}s {[t.name for t in declared]} do not match the ONNX "
-                              f"graph's {[v.name for v in actual]}")
-        for t, v in zip(declared, actual):
-            tt = v.type.tensor_type
-            dtype = _onnx_dtype(tt.elem_type)
+                              f"graph's {[name for name, _, _ in actual]}")
+        for t, (_, dtype, graph_dims) in zip(declared, actual):
             if dtype != t.dtype:
                 raise CheckFailed(f"{model.name}: {kind} {t.name} is {t.dtype} in the config, {dtype} in the graph")
-            graph_dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
             config_dims = [-1, *t.graph_dims]  # the batch axis, then what the model sees after reshape
             if len(graph_dims) != len(config_dims):
                 raise CheckFailed(f"{model.name}: {kind} {t.name} has rank {len(config_dims)} in the config "

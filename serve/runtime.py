@@ -144,28 +144,25 @@ def _servable(src: Path) -> tuple[DeployedModel, F.Backend, Path, str]:
     if not (version / artifact).is_file():
         raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again "
                          "(or put the model's file there)")
-    canonical = autocomplete.complete(canonical, version / artifact, backend)  # as Triton does, for ONNX
-    _check_artifact(version / artifact, backend, canonical)
+    path = version / artifact
+    graph = autocomplete.graph_io(path) if backend.runtime == "onnx" else None  # the file read once
+    canonical = autocomplete.complete(canonical, path, backend, graph)  # as Triton does, for ONNX
+    _check_artifact(path, backend, canonical, graph)
     return canonical, backend, version, artifact
 
 
-def _check_artifact(path: Path, backend: F.Backend, model: DeployedModel) -> None:
-    """InputError when the artifact is plainly not a model of its backend, or (ONNX) lacks a configured
-    tensor: cheap checks at build time (no session is made), so such a folder is reported and skipped."""
-    if backend.runtime == "torchscript":
+def _check_artifact(path: Path, backend: F.Backend, model: DeployedModel, graph: autocomplete.GraphIO | None) -> None:
+    """InputError when the artifact is plainly not a model of its backend, or (ONNX, `graph` its
+    `autocomplete.graph_io`) lacks a configured tensor: cheap checks at build time (no session is made), so
+    such a folder is reported and skipped."""
+    if graph is None:  # TorchScript
         import zipfile
 
         if not zipfile.is_zipfile(path):
             raise InputError(f"{path} is not a TorchScript archive (not a zip file)")
         return
-    import onnx
-
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a file that is not ONNX
-        raise InputError(f"{path} does not load as ONNX ({type(exc).__name__}: {str(exc)[:200]})") from None
-    for kind, declared, present in (("input", model.inputs, {i.name for i in graph.input}),
-                                    ("output", model.outputs, {o.name for o in graph.output})):
+    for kind, declared, present in (("input", model.inputs, {name for name, _, _ in graph[0]}),
+                                    ("output", model.outputs, {name for name, _, _ in graph[1]})):
         missing = [t.name for t in declared if t.name not in present]
         if missing:
             raise InputError(f"{path}: config {kind}s {', '.join(missing)} are not {kind}s of the graph "
