@@ -8,6 +8,7 @@ Reading only: what the values may be (dtype, NaN, shape) is `target.validate`'s.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,21 @@ import numpy as np
 from zeroserve.client.target import ServedTensor, Target, check_shapes
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.spec import ModelSpec
+
+
+def _json(path: Path) -> Any:
+    """A JSON input file parsed once while it is unchanged: perf reads it for every request variant, every
+    server's reference answer and every validation. Callers only read what it returns."""
+    try:
+        st = path.stat()
+        return _parsed(str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read input file {path}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(path: str, mtime_ns: int, size: int) -> Any:
+    return json.loads(Path(path).read_text())
 
 
 def load_input_file(spec: ModelSpec | Target, path: Path) -> list[np.ndarray]:
@@ -44,7 +60,7 @@ def load_input_file(spec: ModelSpec | Target, path: Path) -> list[np.ndarray]:
             with np.load(path, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
         elif suffix == ".json":
-            data = json.loads(path.read_text())
+            data = _json(path)
         else:
             raise InputError(f"input file {path}: use .npy, .npz or .json")
     except (ValueError, OSError) as exc:
@@ -116,15 +132,17 @@ def _values(content: Any, dtype: np.dtype, datatype: str, where: str) -> np.ndar
         raise InputError(f"{where}: not {datatype} values ({exc})") from None
 
 
-def perf_analyzer_rows(target: Target, data: dict, shapes: dict[str, tuple[int, ...]],
-                       path: Path) -> list[list[np.ndarray]]:
-    """Every entry of perf_analyzer's `data` list as one sample per input (wire shapes, batch axis excluded)."""
+def perf_analyzer_rows(target: Target, data: dict, shapes: dict[str, tuple[int, ...]], path: Path,
+                       indices: list[int] | None = None) -> list[list[np.ndarray]]:
+    """The entries of perf_analyzer's `data` list (those at `indices`, else all) as one sample per input
+    (wire shapes, batch axis excluded); only these are decoded."""
     entries = data["data"]
     if not entries:
         raise InputError(f"{path}: its data list is empty")
     names = [t.name for t in target.inputs]
     rows = []
-    for i, entry in enumerate(entries):
+    for i in range(len(entries)) if indices is None else indices:
+        entry = entries[i]
         if isinstance(entry, list):  # a sequence's steps: perf_analyzer's streams; one stream's steps in order
             raise InputError(f"{path}: data[{i}] is a list of sequence steps; zeroserve sends no sequences")
         missing = [n for n in names if n not in entry]
@@ -159,15 +177,13 @@ def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...
     path = Path(path)
     shapes, want = shapes or {}, rows
     if path.suffix.lower() == ".json" and path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except (ValueError, OSError) as exc:
-            raise InputError(f"cannot read input file {path}: {exc}") from None
+        data = _json(path)
         if is_perf_analyzer_json(data):
             check_shapes(target, shapes)
-            rows = perf_analyzer_rows(target, data, shapes, path)
-            if want is not None:
-                rows = [rows[(start + i) % len(rows)] for i in range(want if target.batched else 1)]
+            n = len(data["data"])
+            indices = None if want is None or not n else [(start + i) % n
+                                                          for i in range(want if target.batched else 1)]
+            rows = perf_analyzer_rows(target, data, shapes, path, indices)
             if not target.batched:
                 if len(rows) > 1:
                     raise InputError(f"{path}: {target.triton_name} does not batch (max_batch_size 0): give one "
@@ -191,8 +207,8 @@ def perf_analyzer_entries(path: Path) -> int | None:
     if path.suffix.lower() != ".json" or not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
-    except (ValueError, OSError):
+        data = _json(path)
+    except InputError:
         return None
     return len(data["data"]) if is_perf_analyzer_json(data) else None
 
@@ -207,7 +223,7 @@ def check_validation_data(target: Target, path: Path | None, outputs: list[np.nd
     """
     if path is None or perf_analyzer_entries(path) is None:
         return 0
-    data = json.loads(Path(path).read_text())
+    data = _json(Path(path))
     expected = data.get("validation_data")
     if not expected:
         return 0
