@@ -92,7 +92,8 @@ def infer_cmd(
     """
     from zeroserve.client.infer import image_inputs, run_infer, sample_inputs, text_inputs
     from zeroserve.client.input_files import check_validation_data, read_input_file
-    from zeroserve.client.target import generated_inputs, parse_shapes, resolve, spec_time
+    from zeroserve.client.perf_inputs import perf_inputs
+    from zeroserve.client.target import parse_shapes, resolve
 
     shapes = parse_shapes(shape)
     given = [n for n, v in (("--input", input_file), ("--generate", generate), ("--sample", sample),
@@ -113,12 +114,7 @@ def infer_cmd(
         elif generate is not None:
             if batch_size < 1:
                 raise InputError("--batch-size must be at least 1")
-            if spec is None:
-                arrays = generated_inputs(tgt, batch_size, generate, shapes)
-            elif generate == "random":
-                arrays = spec.random_inputs(batch_size, np.random.default_rng(0), time=spec_time(tgt, shapes))
-            else:
-                arrays = spec.safe_inputs(batch_size, time=spec_time(tgt, shapes) or 1)
+            arrays = perf_inputs(tgt, batch_size, str(generate), shapes=shapes)  # as perf's --input random|zero
         elif sample is not None:
             arrays, target = sample_inputs(spec, data_dir_in_use(data_dir), sample)
         elif text is not None:
