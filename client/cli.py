@@ -17,7 +17,8 @@ from zeroserve import formats as F
 from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
                                data_dir_in_use, err_console, handle_errors, port_callback, positive_seconds,
                                print_json, skip_line)
-from zeroserve.client.connection import DEFAULT_TIMEOUT_S, PROTOCOLS, Client, resolve_endpoint
+from zeroserve.client.connection import (DEFAULT_TIMEOUT_S, PROTOCOLS, Client, choose_protocol, protocols_meant,
+                                        resolve_endpoint)
 from zeroserve.errors import CheckFailed, InputError
 
 Protocol = choices("Protocol", PROTOCOLS)
@@ -44,7 +45,9 @@ OptFormatOpt = Annotated[Optional[Format], typer.Option("--format", help="Served
                          f"(default {F.DEFAULT_FORMAT}).")]
 ShapeOpt = Annotated[Optional[list[str]], typer.Option("--shape", help="NAME:D1,D2 fixes an input's dynamic "
                      "dims (batch axis excluded), as perf_analyzer's --shape; repeat for several inputs.")]
-ProtocolOpt = Annotated[Protocol, typer.Option("--protocol", help="Wire protocol (KServe v2).")]
+ProtocolOpt = Annotated[Optional[Protocol], typer.Option(
+    "--protocol", help="Wire protocol (KServe v2); default grpc, or http when only --http-port is given.",
+    show_default=False)]
 
 
 def register(app: typer.Typer) -> None:
@@ -75,7 +78,7 @@ def infer_cmd(
                       "(MNIST digits are light on dark).")] = False,
     cast: CastOpt = False,
     allow_nonfinite: NonfiniteOpt = False,
-    protocol: ProtocolOpt = "grpc",
+    protocol: ProtocolOpt = None,
     fmt: OptFormatOpt = None,
     host: HostOpt = None,
     http_port: HttpPortOpt = None,
@@ -102,7 +105,8 @@ def infer_cmd(
         raise InputError("give exactly one of --input, --generate, --sample, --text, --image"
                          + (f" (got {', '.join(given)})" if given else ""))
     generate = None if generate is None else str(generate)
-    with Client(resolve_endpoint(host, http_port, grpc_port), protocol, timeout) as client:
+    protocol = choose_protocol(protocol, http_port, grpc_port)
+    with Client(resolve_endpoint(host, http_port, grpc_port, (protocol,)), protocol, timeout) as client:
         tgt = resolve(model, client, fmt, model_files)
         spec = tgt.spec
         if spec is None and (sample is not None or text is not None or image is not None):
@@ -182,8 +186,8 @@ def _jsonable(a: np.ndarray):
 @handle_errors
 def check_cmd(
     models: ModelsArg,
-    protocol: Annotated[Optional[Protocol], typer.Option("--protocol", help="Only this protocol (default both).")]
-    = None,
+    protocol: Annotated[Optional[Protocol], typer.Option("--protocol", help="Only this protocol (default both; "
+                        "only HTTP when only --http-port is given, only gRPC when only --grpc-port).")] = None,
     fmt: Annotated[Optional[Format], typer.Option("--format", help="Only this format (default: every primary format).")] = None,
     atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance (default: export's, 1e-5).")] = None,
     rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance (default: export's, 1e-4).")] = None,
@@ -206,10 +210,10 @@ def check_cmd(
     """
     from zeroserve.client.check import check_model
 
-    protocols = (str(protocol),) if protocol else PROTOCOLS
+    protocols = protocols_meant(protocol, http_port, grpc_port)
     models, named = _triton_names(models, model_files)
     specs, explicit = registry.select(models, model_files)
-    endpoint = resolve_endpoint(host, http_port, grpc_port)
+    endpoint = resolve_endpoint(host, http_port, grpc_port, protocols)
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
         with Client(endpoint, p, timeout) as client:
             client.live()
@@ -319,7 +323,7 @@ def perf_cmd(
     streaming: Annotated[bool, typer.Option("--streaming", help="gRPC only: send over ModelStreamInfer streams "
                          "(one per request in flight), as perf_analyzer's --streaming.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
-    protocol: ProtocolOpt = "grpc",
+    protocol: ProtocolOpt = None,
     fmt: OptFormatOpt = None,
     variant: Annotated[Optional[str], typer.Option("--variant", help=f"Load-test a served variant: "
                        f"{', '.join(F.VARIANTS)} (its Triton model <model>_<format>).", show_default=False)] = None,
@@ -385,7 +389,8 @@ def perf_cmd(
         if len(keys) != 1 or (fmt is not None and str(fmt) not in (F.DEFAULT_FORMAT, keys[0])):
             raise InputError(f"give one --variant ({', '.join(F.VARIANTS)}), or --format, not both")
         fmt = keys[0]
-    endpoint = resolve_endpoint(host, http_port, grpc_port) if not url else None
+    protocol = choose_protocol(protocol, http_port, grpc_port)
+    endpoint = resolve_endpoint(host, http_port, grpc_port, (protocol,)) if not url else None
     if input_mode == "sample" and input_data is None:
         data_dir = data_dir_in_use(data_dir)
 

@@ -45,13 +45,32 @@ class Endpoint:
         return hostport(self.host, self.http_port if protocol == "http" else self.grpc_port)
 
 
+def choose_protocol(protocol: str | None, http_port: int | None = None, grpc_port: int | None = None) -> str:
+    """The protocol a client command uses: `--protocol` when given; else HTTP when only `--http-port` was given
+    (a user who names the HTTP port means HTTP); else gRPC."""
+    if protocol:
+        return str(protocol)
+    return "http" if http_port is not None and grpc_port is None else "grpc"
+
+
+def protocols_meant(protocol: str | None, http_port: int | None = None, grpc_port: int | None = None) -> tuple[str, ...]:
+    """The protocols a command that can use both (`client check`) uses: `--protocol`, else the one whose port
+    alone was given, else both."""
+    if protocol:
+        return (str(protocol),)
+    if (http_port is None) != (grpc_port is None):
+        return ("http",) if http_port is not None else ("grpc",)
+    return PROTOCOLS
+
+
 def resolve_endpoint(host: str | None = None, http_port: int | None = None,
-                     grpc_port: int | None = None) -> Endpoint:
-    """Ports given on the command line win; otherwise the running server's state file; else the defaults.
+                     grpc_port: int | None = None, protocols: tuple[str, ...] = PROTOCOLS) -> Endpoint:
+    """Ports given on the command line win; otherwise the server `serve.state.choose` means; else the defaults.
 
     One port given names a zeroserve server by it: the other port comes from that server's state
-    file (else the default). Several running servers and none chosen is an InputError listing them
-    (from serve.state).
+    file. A port given never falls back to a default for the other protocol: when `protocols` needs the
+    port that was not given and no zeroserve server has the one given, InputError says which option to add.
+    Several running servers and none chosen is an InputError listing them (from serve.state).
     """
     host = host.strip("[]") if host else host  # `[::1]` names the server that serve recorded as `::1`
     if http_port is not None and grpc_port is not None:
@@ -61,8 +80,13 @@ def resolve_endpoint(host: str | None = None, http_port: int | None = None,
             state = resolve_server(host=host, http_port=http_port, grpc_port=grpc_port)
         except (ServerError, InputError):
             state = {}
-        return Endpoint(host or DEFAULT_HOST, http_port or int(state.get("http_port") or DEFAULT_HTTP_PORT),
-                        grpc_port or int(state.get("grpc_port") or DEFAULT_GRPC_PORT),
+        missing = "grpc" if grpc_port is None else "http"
+        if not state and missing in protocols:
+            given = f"--{'http' if missing == 'grpc' else 'grpc'}-port {http_port or grpc_port}"
+            raise InputError(f"{given} names no running zeroserve server, so its {missing.upper()} port is unknown: "
+                             f"give --{missing}-port too, or --protocol {'http' if missing == 'grpc' else 'grpc'}")
+        return Endpoint(host or DEFAULT_HOST, http_port or int(state.get("http_port") or 0),
+                        grpc_port or int(state.get("grpc_port") or 0),
                         "options" + (f" and the state file of server pid {state.get('pid')}" if state else ""))
     try:
         state = resolve_server(host=host)

@@ -311,12 +311,25 @@ def status_cmd(
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
-    """Where each model stands per format: trained (metric), exported (gate), deployed (version, sha), served."""
-    server = find_server(host, http_port, grpc_port)
+    """Where each model stands per format: trained (metric), exported (gate), deployed (version, sha), served.
+
+    The server asked is the one --host/--http-port/--grpc-port name, else the one serving --repository,
+    else the only one running (several: they are listed). A state file that cannot be read is named in a
+    warning and its live server still reported.
+
+    Exit codes, with --json too (its `exit_code` and `verdict`): 0 when every model the server serves is
+    READY and the server runs supervised; 1 when a model is recovering or failed (one that fails at start
+    keeps the server not ready, as Triton's strict readiness does) or the server is restarting, dead or
+    unsupervised; 3 when no server runs or it does not answer.
+    """
+    server = find_server(host, http_port, grpc_port, repository)
     report = collect_status(artifacts, repository, server, model_files)
+    for path in report["unreadable_state_files"]:
+        err_console.print(f"[yellow]warning:[/] state file unreadable: {escape(path)}", highlight=False,
+                          soft_wrap=True)
     if as_json:
         print_json(report)
-        return
+        raise typer.Exit(report["exit_code"])
     server = report["server"]
     title = "no running server" if server is None else f"server {server['host']}:{server['http_port']}" + (
         f" (pid {server['pid']})" if server.get("pid") else "")
@@ -324,7 +337,7 @@ def status_cmd(
     for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
         table.add_column(col, **({"max_width": 20, "no_wrap": True, "overflow": "ellipsis"} if col == "data" else {}))
     mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim", "recovering": "red",
-            "UNAVAILABLE": "red"}
+            "UNAVAILABLE": "red", "failed": "red"}
     paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
     shown: set[str] = set()
     for row in report["models"]:
@@ -354,6 +367,10 @@ def status_cmd(
         for crash in d.get("crashes", [])[-1:]:
             console.print(f"  last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
                           highlight=False, soft_wrap=True)
+    colour = "green" if report["exit_code"] == 0 else "red"
+    console.print(f"[{colour}]{escape(report['verdict'])}[/] (exit {report['exit_code']})", highlight=False,
+                  soft_wrap=True)
+    raise typer.Exit(report["exit_code"])
 
 
 def _print_supervision(server: dict) -> None:
@@ -374,8 +391,14 @@ def _print_supervision(server: dict) -> None:
     for name in server.get("recovering", []):
         console.print(f"[red]{name} is recovering[/]: its stub died; requests fail until it is reloaded",
                       highlight=False)
+    for fail in server.get("reload_failures", [])[-1:]:
+        console.print(f"last failed reload {fail['time']}: {fail['model']}: {escape(fail['reason'])}; log: "
+                      f"{fail['log']}", highlight=False, soft_wrap=True)
     for name, reason in (server.get("failed") or {}).items():
-        console.print(f"[red]{name} failed to load[/]: {escape(reason)}", highlight=False, soft_wrap=True)
+        console.print(f"[red]{name} failed[/]: {escape(reason)}", highlight=False, soft_wrap=True)
+    if server.get("state_unreadable"):
+        console.print(f"[yellow]found from its processes[/]: its state file {server['state_unreadable']} cannot be "
+                      "read (its supervisor writes it again)", highlight=False, soft_wrap=True)
 
 
 @handle_errors
@@ -386,16 +409,19 @@ def stop_cmd(
                                                   callback=ChoosePort)] = None,
     grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by gRPC port.",
                                                   callback=ChoosePort)] = None,
+    repository: Annotated[Path, typer.Option("--repository", help="Without ports: the server serving this "
+                                             "repository is the one meant.")] = DEFAULT_REPOSITORY,
     as_json: JsonOpt = False,
 ):
-    """Stop a running server (the only one, or the one chosen; --all for every one) and clean up after it.
+    """Stop a running server (the one chosen by its ports, else the one serving --repository, else the only one;
+    --all for every one) and clean up after it.
 
     Ends tritonserver and every Python-backend stub it started, removes its shared-memory
     segments, state file, runtime folder and log. A server that died without a stop is marked
     dead (stubs and shared memory cleaned) and keeps its log until it is chosen by its ports
     or --all is given. Nothing to stop is not an error (exit 0).
     """
-    report = stop.stop_servers(all_servers, host, http_port, grpc_port)
+    report = stop.stop_servers(all_servers, host, http_port, grpc_port, repository)
     if as_json:
         print_json({**report, "pruned": [str(p) for p in report["pruned"]]})
         return

@@ -138,3 +138,55 @@ def unlink_shm(shm_prefix: str | None) -> list[str]:
         except FileNotFoundError:
             pass
     return removed
+
+
+def _cmdlines() -> list[tuple[psutil.Process, list[str]]]:
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if cmd and _alive(proc):
+            out.append((proc, cmd))
+    return out
+
+
+def live_run_ids(run_ids: list[str]) -> set[str]:
+    """The run ids some live process names in its command line: the run's tritonserver (its runtime folder), its
+    stubs (their model.py path) or its detached supervisor (its options). Decides "orphaned" without any file."""
+    if not run_ids:
+        return set()
+    joined = [" ".join(cmd) for _, cmd in _cmdlines()]
+    return {rid for rid in run_ids if any(rid in line for line in joined)}
+
+
+def servers_in_runs(runs_dir: Path) -> list[dict]:
+    """tritonservers running on a runtime folder under `runs_dir`, read from their command lines.
+
+    Each as a minimal state ({run_id, pid, create_time, host, http_port, grpc_port, metrics_port,
+    runtime_dir, log, shm_prefix}): how `status` and `stop` still find a live server whose state
+    file cannot be read.
+    """
+    prefix = f"--model-repository={runs_dir}{os.sep}"
+    out = []
+    lines = _cmdlines()
+    supervisors = [(p, " ".join(c)) for p, c in lines if "zeroserve.serve.supervisor" in " ".join(c)]
+    for proc, cmd in lines:
+        if Path(cmd[0]).name != SERVER_BINARY:
+            continue
+        opts = dict(a[2:].split("=", 1) for a in cmd[1:] if a.startswith("--") and "=" in a)
+        repo = next((a for a in cmd if a.startswith(prefix)), None)
+        if repo is None:
+            continue
+        run_dir = Path(repo.split("=", 1)[1]).parent
+        shm = opts.get("backend-config", "").partition("shm-region-prefix-name=")[2] or None
+        sup = next((p for p, line in supervisors if run_dir.name in line), None)
+        try:
+            created = proc.create_time()
+            supervisor = {"pid": sup.pid, "create_time": sup.create_time()} if sup is not None else None
+            state = {"supervisor": supervisor, "run_id": run_dir.name, "pid": proc.pid, "create_time": created,
+                     "host": opts.get("http-address", "127.0.0.1").removeprefix("ipv6:"), "http_port": int(opts["http-port"]),
+                     "grpc_port": int(opts["grpc-port"]), "metrics_port": int(opts["metrics-port"]),
+                     "runtime_dir": str(run_dir), "log": str(run_dir / "server.log"), "shm_prefix": shm}
+        except (KeyError, ValueError, psutil.Error):
+            continue
+        out.append(state)
+    return out

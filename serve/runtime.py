@@ -8,11 +8,20 @@ max_batch_size, dynamic batching, instance count and warmup, with `backend: "pyt
 parameters zeroserve's shared `model.py` (serve/triton_model.py) reads, and ragged batching on
 inputs with a variable axis (model.py groups requests by shape within one execute()). It is
 rendered by the same `render` as the canonical config.
+
+The runtime copy is a copy: every file is written anew (never a hard link), so nothing served
+shares an inode with the canonical repository or the artifacts, and an artifact overwritten in
+place after `serve` started does not reach the running server. The copied artifact's sha256 is
+checked against the repository manifest's `artifact_sha256` (when the model has an entry) and
+recorded, so a reload or restart can verify what it is about to serve (`verify_artifact`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import secrets
 import shutil
 import warnings
 from dataclasses import dataclass, replace
@@ -39,6 +48,8 @@ class RuntimeModel:
     source: Path
     instances: int
     kind: str
+    artifact: str = ""  # the artifact's path inside the runtime model folder (`1/model.onnx`)
+    sha256: str = ""  # what was copied there (and matched the manifest, when it has the model)
 
 
 def canonical_models(repository: Path, models: Iterable[str] | None = None) -> list[str]:
@@ -176,12 +187,60 @@ def _latest_version(model_dir: Path) -> Path:
     return versions[-1]
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    # A hard link keeps this server's bytes even if deploy later renames a new model into place.
+CHUNK = 1 << 20
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def manifest_sha256(repository: Path, name: str) -> str | None:
+    """The artifact sha256 that `deploy` recorded for a model folder, or None (no manifest, no entry, unreadable)."""
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        entry = json.loads((Path(repository) / "manifest.json").read_text()).get("models", {}).get(name) or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    value = entry.get("artifact_sha256") if isinstance(entry, dict) else None
+    return value if isinstance(value, str) and len(value) == 64 else None
+
+
+def copy_verified(src: Path, dst: Path, expected: str | None = None) -> str:
+    """Copy `src` to `dst` as new bytes (a temp file renamed into place), hashing what is written.
+
+    Returns the sha256 of the copy. InputError (nothing left at `dst`) when `expected` is given and
+    the bytes differ: the canonical file changed since it was deployed.
+    """
+    tmp = dst.with_name(f".{dst.name}.{secrets.token_hex(4)}")
+    digest = hashlib.sha256()
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while chunk := fin.read(CHUNK):
+                digest.update(chunk)
+                fout.write(chunk)
+        if expected and digest.hexdigest() != expected:
+            raise InputError(f"{src}: sha256 {digest.hexdigest()[:12]} is not the {expected[:12]} that deploy recorded "
+                             "in manifest.json (the file changed after deploy); run `zeroserve deploy` again")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return digest.hexdigest()
+
+
+def verify_artifact(folder: Path, artifact: str, expected: str) -> str | None:
+    """None when the runtime model folder's artifact still has the sha256 it was copied with, else why not."""
+    path = Path(folder) / artifact
+    try:
+        found = file_sha256(path)
+    except OSError as exc:
+        return f"runtime artifact {path} cannot be read ({exc.strerror or exc})"
+    if found != expected:
+        return f"runtime artifact {path} changed since it was copied (sha256 {found[:12]}, served copy {expected[:12]})"
+    return None
 
 
 def write_runtime_model(src: Path, canonical: DeployedModel, target: Path, *, name: str | None = None,
@@ -205,12 +264,18 @@ def write_runtime_model(src: Path, canonical: DeployedModel, target: Path, *, na
     dst = target / name
     shutil.rmtree(dst, ignore_errors=True)
     (dst / version.name).mkdir(parents=True)
-    _link_or_copy(version / artifact, dst / version.name / artifact)
-    shutil.copy2(MODEL_PY, dst / version.name / "model.py")
+    try:
+        digest = copy_verified(version / artifact, dst / version.name / artifact,
+                               manifest_sha256(src.parent, src.name))
+    except BaseException:
+        shutil.rmtree(dst, ignore_errors=True)
+        raise
+    shutil.copyfile(MODEL_PY, dst / version.name / "model.py")
     if (src / "warmup").is_dir():
-        shutil.copytree(src / "warmup", dst / "warmup")
+        shutil.copytree(src / "warmup", dst / "warmup", copy_function=shutil.copyfile)
     (dst / "config.pbtxt").write_text(render(model))
-    return RuntimeModel(name, serve_fmt, src, model.instance_count, model.instance_kind)
+    return RuntimeModel(name, serve_fmt, src, model.instance_count, model.instance_kind,
+                        f"{version.name}/{artifact}", digest)
 
 
 def build_runtime_repository(repository: Path, names: list[str], target: Path, ort_threads: int | None = None,
@@ -255,8 +320,16 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
             else:
                 warnings.warn(f"not serving {name}: {exc}")
             continue
-        model = write_runtime_model(src, canonical, target, name=name, noop=name != source_name,
-                                    ort_threads=ort_threads, gpu=gpu, queue_delay_us=queue_delay_us)
+        try:
+            model = write_runtime_model(src, canonical, target, name=name, noop=name != source_name,
+                                        ort_threads=ort_threads, gpu=gpu, queue_delay_us=queue_delay_us)
+        except InputError as exc:  # the artifact changed since deploy: reported like any unservable folder
+            skipped[name] = str(exc)
+            if on_skip is not None:
+                on_skip(name, str(exc))
+            else:
+                warnings.warn(f"not serving {name}: {exc}")
+            continue
         if model.kind != canonical.instance_kind:
             downgraded.append(name)
         built.append(model)

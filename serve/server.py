@@ -5,19 +5,25 @@
 (serve/state.py) as soon as the process exists, so `zeroserve stop` can always find it.
 
 Model control: a served server runs `--model-control-mode=poll` with no open control API
-(Triton refuses load and unload requests when polling is on): the run starts on an empty
-runtime repository, the models are renamed into it and the poller loads them, and the
-read-only repository index reports each one's progress. A model is reloaded alone by
-rewriting its runtime config (`reload_model`), which is how the supervisor
-(serve/supervisor.py) recovers a model whose stub died. `model_control="explicit"` (a
-private short-lived server such as a tuning run) loads each model through the API. Stopping,
-and reaping after servers that died, is serve/stop.py's.
+(Triton refuses load and unload requests when polling is on). The models are in the runtime
+repository before tritonserver starts: Triton 2.51 loads them before its HTTP and gRPC
+endpoints listen, so a client or probe that reaches the server finds every model settled
+(READY or failed), never a 404 for a model still to come; until then connections are refused.
+Progress comes from the server's own log (`LogWatcher`: "loading", "successfully loaded",
+"failed to load"). With `--strict-readiness`, one model that fails at start keeps
+`/v2/health/ready` false, and the run is reported not ready. A model is reloaded alone by
+rewriting its runtime config with the next `ZS_GENERATION` (`reload_model`), which is how the
+supervisor (serve/supervisor.py) recovers a model whose stub died; the served config's
+generation (`served_generation`) tells that the new config is the one answering.
+`model_control="explicit"` (a private short-lived server such as a tuning run) loads each
+model through the API. Stopping, and reaping after servers that died, is serve/stop.py's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -33,9 +39,10 @@ from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
 from zeroserve.serve.config import parse, render
-from zeroserve.serve.runtime import RuntimeModel, build_runtime_repository, canonical_models
+from zeroserve.serve.runtime import (NOOP_SUFFIX, RuntimeModel, _servable, build_runtime_repository, canonical_models,
+                                     write_runtime_model)
 from zeroserve.serve.stop import STOP_TIMEOUT_S, reap_dead, stop_server
-from zeroserve.serve.wheel import backend_directory, find_tritonserver, server_env
+from zeroserve.serve.wheel import backend_directory, find_tritonserver, gpu_available, server_env
 
 NOT_SERVED = "not served"  # on_model state of a folder the engine cannot serve (reason in state["unservable"])
 READY_TIMEOUT_S = 300.0
@@ -79,6 +86,56 @@ def log_tail(log: Path, limit: int = 6) -> str:
     return " | ".join(lines[-limit:])
 
 
+_LOADING = re.compile(r'"loading: ([^:"]+):\d+"')
+_LOADED = re.compile(r"successfully loaded '([^']+)'")
+_FAILED = re.compile(r"failed to load '([^']+)'(?: version \d+: (.*))?")
+
+
+class LogWatcher:
+    """The model-load events the server's log gained since the last look: (model, state, reason).
+
+    state is "loading", "READY" or "FAILED"; a failure's reason is Triton's own message, cut
+    before its traceback. A log that shrank (a new process truncated it) is read from its start.
+    """
+
+    def __init__(self, path: Path, from_end: bool = False):
+        self.path = Path(path)
+        self.offset = 0
+        self.partial = b""
+        if from_end:
+            try:
+                self.offset = self.path.stat().st_size
+            except OSError:
+                pass
+
+    def events(self) -> list[tuple[str, str, str]]:
+        try:
+            with open(self.path, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size < self.offset:
+                    self.offset, self.partial = 0, b""
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        out: list[tuple[str, str, str]] = []
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            if (m := _LOADING.search(line)):
+                out.append((m.group(1), "loading", ""))
+            elif (m := _LOADED.search(line)):
+                out.append((m.group(1), "READY", ""))
+            elif (m := _FAILED.search(line)):
+                if m.group(2):  # the line with the reason; the bare "failed to load 'X'" after it adds nothing
+                    out.append((m.group(1), "FAILED", m.group(2).split("\\n")[0].rstrip('"').strip()[:300]))
+                elif not any(name == m.group(1) and st == "FAILED" for name, st, _ in out):
+                    out.append((m.group(1), "FAILED", "failed to load"))
+        return out
+
+
 # ---------------------------------------------------------------- the server
 
 
@@ -90,6 +147,7 @@ class Server:
     process: subprocess.Popen
     models: list[RuntimeModel] = field(default_factory=list)
     launch: Callable[[], subprocess.Popen] | None = field(default=None, repr=False)  # starts the same command again
+    rebuild: Callable[[str], RuntimeModel] | None = field(default=None, repr=False)  # a runtime folder afresh
 
     @property
     def pid(self) -> int:
@@ -114,13 +172,24 @@ class Server:
         """Stop the server and everything it started; remove its state file and run folder unless `keep_run`."""
         return stop_server(self.state, self.process, timeout, keep_run, reason)
 
-    def wait_live(self, deadline: float) -> None:
-        """Wait until the HTTP endpoint answers `live` before `deadline` (monotonic), or ServerError."""
+    def wait_live(self, deadline: float, on_model: OnModel | None = None, t0: float | None = None) -> None:
+        """Wait until the HTTP endpoint answers `live` before `deadline` (monotonic), or ServerError.
+
+        With models in the repository at start, Triton loads them before it listens: each one's
+        progress is reported from the server's log through `on_model` meanwhile.
+        """
         import tritonclient.http as httpclient
 
         client = httpclient.InferenceServerClient(self.http_url, connection_timeout=2.0, network_timeout=2.0)
+        watcher = LogWatcher(self.log)
+        t0 = time.monotonic() if t0 is None else t0
+        names = {m.name for m in self.models}
         try:
             while time.monotonic() < deadline:
+                if on_model is not None:
+                    for name, what, _ in watcher.events():
+                        if name in names:
+                            on_model(name, what, time.monotonic() - t0)
                 if not self.alive():
                     raise ServerError(f"tritonserver exited with code {self.process.returncode} while starting: "
                                       f"{log_tail(self.log)} (log: {self.log})")
@@ -147,7 +216,7 @@ class Server:
         finally:
             client.close()
 
-    def wait_polled(self, deadline: float, on_model: OnModel | None = None) -> dict[str, str]:
+    def wait_polled(self, deadline: float, on_model: OnModel | None = None, t0: float | None = None) -> dict[str, str]:
         """Wait until the poller has loaded or failed every model, reporting each as it settles.
 
         Returns:
@@ -156,46 +225,51 @@ class Server:
             ServerError: the server exited, or models still loading at `deadline` (named).
         """
         on_model = on_model or (lambda *a: None)
-        t0 = time.monotonic()
+        t0 = time.monotonic() if t0 is None else t0
         settled: dict[str, str] = {}
         failed: dict[str, str] = {}
-        for m in self.models:
-            on_model(m.name, "loading", 0.0)
+        models = [m for m in self.models if (self.repository / m.name).is_dir()]  # given-up ones were taken out
+        watcher = LogWatcher(self.log)  # the poller retries a failed model at once: the log keeps its failure
+        log_failed: dict[str, str] = {}
         while True:
             if not self.alive():
                 raise ServerError(f"tritonserver exited with code {self.process.returncode} while loading models: "
                                   f"{log_tail(self.log)} (log: {self.log})")
             ps.private_shm(self.state.get("shm_prefix"))
+            for name, what, reason in watcher.events():
+                if what == "FAILED":
+                    log_failed.setdefault(name, reason)
             index = self.index()
-            for m in self.models:
+            for m in models:
                 entry = index.get(m.name, {})
-                if m.name in settled or entry.get("state") not in ("READY", "UNAVAILABLE"):
+                if m.name in settled:
                     continue
-                if entry["state"] == "UNAVAILABLE" and not entry.get("reason"):
-                    continue  # listed by the poller, not tried yet
-                settled[m.name] = entry["state"]
-                if entry["state"] == "READY":
+                state = entry.get("state")
+                if state == "READY":
+                    settled[m.name] = "READY"
                     on_model(m.name, "READY", time.monotonic() - t0)
-                else:
+                elif (state == "UNAVAILABLE" and entry.get("reason")) or (index and m.name in log_failed):
+                    settled[m.name] = "FAILED"
                     lines = log_lines_for(self.log, m.name)
-                    failed[m.name] = (entry.get("reason") or "failed").splitlines()[0][:300] + (
-                        f"; server log: {' | '.join(lines)}" if lines else "")
+                    reason = (entry.get("reason") or log_failed.get(m.name) or "failed").splitlines()[0][:300]
+                    failed[m.name] = reason + (f"; server log: {' | '.join(lines)}" if lines else "")
                     on_model(m.name, "FAILED", time.monotonic() - t0)
-            if len(settled) == len(self.models):
+            if len(settled) == len(models):
                 return failed
             if time.monotonic() >= deadline:
-                late = [m.name for m in self.models if m.name not in settled]
+                late = [m.name for m in models if m.name not in settled]
                 for name in late:
                     on_model(name, "timed out", time.monotonic() - t0)
-                raise ServerError(f"{len(late)} of {len(self.models)} models were not READY within the start "
+                raise ServerError(f"{len(late)} of {len(models)} models were not READY within the start "
                                   f"deadline (--timeout): {', '.join(late)}; give a longer --timeout or serve fewer "
                                   f"models (log: {self.log})")
             time.sleep(0.2)
 
-    def restart(self, timeout: float = READY_TIMEOUT_S) -> dict[str, str]:
+    def restart(self, timeout: float = READY_TIMEOUT_S, on_model: OnModel | None = None) -> dict[str, str]:
         """Start the same tritonserver again (same ports, repository and prefix) and wait for its models.
 
-        The previous process must be gone. The state file gets the new pid before the wait.
+        The previous process must be gone. The state file gets the new pid before the wait; the
+        models are in place, so the endpoints answer once every model has settled.
 
         Returns:
             {name: reason} of the models that failed to load.
@@ -203,27 +277,64 @@ class Server:
         deadline = time.monotonic() + timeout
         if self.launch is None:
             raise ServerError("this server cannot be restarted (no launch command)")
+        t0 = time.monotonic()
         self.process = self.launch()
         self.state = {**self.state, "pid": self.process.pid, "create_time": st.create_time(self.process.pid)}
         st.write_state(self.state)
-        self.wait_live(deadline)
-        return self.wait_polled(deadline)
+        self.wait_live(deadline, on_model, t0)
+        return self.wait_polled(deadline, on_model, t0)
 
-    def reload_model(self, name: str) -> int:
+    @property
+    def repository(self) -> Path:
+        """The runtime repository tritonserver serves."""
+        return Path(self.state["runtime_dir"]) / "repository"
+
+    def reload_model(self, name: str) -> tuple[int, str]:
         """Make the poller reload one model: its runtime config is rewritten with the next generation number.
 
         A changed config is a full reload (new instances and stubs; the old ones end once the
         new ones are READY), where a touched but identical config would keep the instances.
-        Returns the new generation.
+        Returns the new generation and the config text it replaced (`restore_config` puts it back).
         """
-        path = Path(self.state["runtime_dir"]) / "repository" / name / "config.pbtxt"
-        model = parse(path.read_text())
+        path = self.repository / name / "config.pbtxt"
+        previous = path.read_text()
+        model = parse(previous)
         generation = int(model.parameters.get(GENERATION_PARAMETER, "0")) + 1
         text = render(replace(model, parameters={**model.parameters, GENERATION_PARAMETER: str(generation)}))
+        self._write_config(name, text)
+        return generation, previous
+
+    def restore_config(self, name: str, text: str) -> None:
+        """Put a runtime config back (the one a failed reload replaced)."""
+        self._write_config(name, text)
+
+    def _write_config(self, name: str, text: str) -> None:
+        path = self.repository / name / "config.pbtxt"
         tmp = path.with_name(f".config.pbtxt.{secrets.token_hex(4)}")
         tmp.write_text(text)
         os.replace(tmp, path)
-        return generation
+
+    def served_generation(self, name: str, timeout: float = 1.0) -> int | None:
+        """The `ZS_GENERATION` of the config the server answers with for `name` (0 before any reload), or None."""
+        import tritonclient.http as httpclient
+
+        client = httpclient.InferenceServerClient(self.http_url, connection_timeout=timeout, network_timeout=timeout)
+        try:
+            params = client.get_model_config(name).get("parameters") or {}
+            return int((params.get(GENERATION_PARAMETER) or {}).get("string_value") or 0)
+        except Exception:  # noqa: BLE001 - not answering, or no such model
+            return None
+        finally:
+            client.close()
+
+    def verify(self, name: str) -> str | None:
+        """None when the model's runtime artifact still has the sha256 it was served with, else why not."""
+        from zeroserve.serve.runtime import verify_artifact
+
+        entry = (self.state.get("artifacts") or {}).get(name)
+        if not entry or not entry.get("sha256"):
+            return None  # a state from before artifacts were recorded: nothing to compare with
+        return verify_artifact(self.repository / name, entry["artifact"], entry["sha256"])
 
     def load_models(self, deadline: float, on_model: OnModel | None = None) -> None:
         """Load every runtime model (a few at a time), all before `deadline` (monotonic), or ServerError.
@@ -297,7 +408,7 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def _precompile(repository: Path) -> None:
+def _precompile(repository: Path, name: str = "*") -> None:
     """Write each model.py's bytecode now, so the stub does not write it into a folder the poller watches.
 
     A `__pycache__` appearing inside a model's folder after its load is a modification to
@@ -305,7 +416,7 @@ def _precompile(repository: Path) -> None:
     """
     import py_compile
 
-    for source in repository.glob("*/*/model.py"):
+    for source in repository.glob(f"{name}/*/model.py"):
         py_compile.compile(str(source), doraise=True)
 
 
@@ -347,8 +458,8 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
     run_id = run_id or st.new_run_id()
     run_dir = _private_dir(st.runs_dir() / run_id)
     served = run_dir / "repository"
-    # poll: the models wait beside the served repository and are renamed into it once the server is up.
-    staging = run_dir / "staging" if model_control == "poll" else served
+    # The models are in place before the server starts (poll: Triton loads them before it listens;
+    # explicit: loaded through the API once it is up).
     unservable: dict[str, str] = {}  # folders the engine cannot serve: reported by name, the others serve
 
     def skip(name: str, reason: str) -> None:
@@ -356,10 +467,11 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         if on_model is not None:
             on_model(name, NOT_SERVED, 0.0)
 
-    built = build_runtime_repository(repository, names, staging, ort_threads,
+    gpu = gpu_available()
+    noop_of = list(noop_of)
+    built = build_runtime_repository(repository, names, served, ort_threads, gpu=gpu,
                                      queue_delay_us=queue_delay_us, noop_of=noop_of, on_skip=skip)
-    _precompile(staging)
-    served.mkdir(exist_ok=True)
+    _precompile(served)
     shm_prefix = f"zs{secrets.token_hex(4)}_"
     log = run_dir / "server.log"
     control = (["--model-control-mode=poll", f"--repository-poll-secs={POLL_SECS}",
@@ -393,6 +505,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
             except OSError as exc:
                 raise ServerError(f"could not run {install.binary}: {exc.strerror or exc}") from None
 
+    launched = time.monotonic()
     process = launch()
     state = {
         "run_id": run_id, "pid": process.pid, "create_time": st.create_time(process.pid), "host": host,
@@ -401,9 +514,21 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         "status": st.STARTING, "shm_prefix": shm_prefix, "repository": str(Path(repository).resolve()),
         "engine": "embedded", "model_control": model_control, "supervisor": supervisor,
         "restarts": 0, "crashes": [], "recoveries": [], "recovering": {}, "failed": {}, "unservable": unservable,
+        "artifacts": {m.name: {"artifact": m.artifact, "sha256": m.sha256} for m in built},
     }
     st.write_state(state)
-    server = Server(state, process, built, launch)
+
+    def rebuild(name: str) -> RuntimeModel:
+        """Write one runtime folder afresh from the canonical repository (verified against the manifest)."""
+        source = name.removesuffix(NOOP_SUFFIX) if name.endswith(NOOP_SUFFIX) and \
+            name.removesuffix(NOOP_SUFFIX) in noop_of else name
+        src = Path(repository) / source
+        model = write_runtime_model(src, _servable(src)[0], served, name=name, noop=source != name,
+                                    ort_threads=ort_threads, gpu=gpu, queue_delay_us=queue_delay_us)
+        _precompile(served, name)
+        return model
+
+    server = Server(state, process, built, launch, rebuild)
     report = on_model or (lambda *a: None)
 
     def on_model(name: str, what: str, seconds: float) -> None:
@@ -414,12 +539,9 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         report(name, what, seconds)
 
     try:
-        server.wait_live(deadline)
+        server.wait_live(deadline, on_model if model_control == "poll" else None, launched)
         if model_control == "poll":
-            for m in built:
-                os.replace(staging / m.name, served / m.name)
-            shutil.rmtree(staging, ignore_errors=True)
-            failed = server.wait_polled(deadline, on_model)
+            failed = server.wait_polled(deadline, on_model, launched)
             if failed and len(failed) == len(built):
                 name, reason = next(iter(failed.items()))
                 raise ServerError(f"no model could be loaded; model {name} failed to load: {reason} "

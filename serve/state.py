@@ -9,6 +9,14 @@ The run id names the run, not the process: it outlives a restart of the tritonse
 Reading never changes anything: `list_servers`, `read_states` and `resolve_server` only read.
 Only `serve` and `stop` write (serve/server.py): a dead server is marked dead (its stubs
 killed, its shared memory unlinked) and keeps its runtime folder and log until `stop`.
+
+A state file that cannot be read (truncated, garbage) never hurts its live run: the run's
+supervisor writes it again, `list_servers` still finds the live tritonserver from its command
+line (`from_processes`), and a run folder is judged orphaned by its processes, never by a file.
+
+Which server a command that names none means is decided here once (`choose`), for `status`,
+`stop` and the client: explicit ports (and host), else the server serving this folder's
+repository, else the only one running; otherwise the list to choose from.
 """
 
 from __future__ import annotations
@@ -85,23 +93,53 @@ def is_running(state: dict[str, Any]) -> bool:
     return process_of(sup.get("pid"), sup.get("create_time")) is not None
 
 
+def read_state_file(path: Path) -> dict[str, Any] | None:
+    """One state file's content, or None when it cannot be read or is not a server state (torn, garbage)."""
+    try:
+        state = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(state, dict) and state.get("run_id") == Path(path).stem and "pid" in state
+          and all(k in state for k in ("host", "http_port", "grpc_port")))
+    return state if ok else None
+
+
 def read_states() -> list[dict[str, Any]]:
     """Every readable state file (running, starting or dead), oldest first. Torn files are skipped, not removed."""
     folder = servers_dir()
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            state = json.loads(path.read_text())
-            if isinstance(state, dict) and state.get("run_id") == path.stem and "pid" in state:
-                out.append(state)
-        except (OSError, ValueError):
-            continue
+        state = read_state_file(path)
+        if state is not None:
+            out.append(state)
     return sorted(out, key=lambda s: str(s.get("started", "")))
 
 
+def unreadable_states() -> list[Path]:
+    """State files that cannot be read (`status` warns about each)."""
+    folder = servers_dir()
+    return [p for p in (sorted(folder.glob("*.json")) if folder.is_dir() else []) if read_state_file(p) is None]
+
+
+def from_processes(known: set[str]) -> list[dict[str, Any]]:
+    """Live tritonservers on one of our run folders whose run id is not in `known` (their state file cannot be
+    read): a minimal state from the command line, with `state_unreadable` naming the file."""
+    from zeroserve.serve.processes import servers_in_runs
+
+    out = []
+    for state in servers_in_runs(runs_dir()):
+        if state["run_id"] not in known:
+            out.append({**state, "status": RUNNING, "state_unreadable": str(state_path(state["run_id"])),
+                        "models": []})
+    return out
+
+
 def list_servers() -> list[dict[str, Any]]:
-    """The servers whose process runs, oldest first (read only)."""
-    return [s for s in read_states() if is_running(s)]
+    """The servers whose process runs, oldest first (read only); a live server whose state file cannot be read is
+    found from its command line."""
+    states = read_states()
+    running = [s for s in states if is_running(s)]
+    return running + from_processes({s["run_id"] for s in states})
 
 
 def dead_servers() -> list[dict[str, Any]]:
@@ -141,30 +179,50 @@ def matching(states: list[dict[str, Any]], host: str | None = None, http_port: i
             and (grpc_port is None or int(s["grpc_port"]) == int(grpc_port))]
 
 
-def default_choice(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The servers a command that names none means: the one served server when a private one (tune's, which
-    has a `purpose`) runs beside it, else all of them. A private server is chosen by its ports (or --all)."""
+DEFAULT_REPOSITORY = Path("model_repository")
+
+
+def default_choice(states: list[dict[str, Any]], repository: Path | None = None) -> list[dict[str, Any]]:
+    """The servers a command that names none means, in order: the ones serving `repository` (this folder's
+    `model_repository/` by default), else the one served server when a private one (tune's, which has a
+    `purpose`) runs beside it, else all of them. A private server is chosen by its ports (or --all)."""
+    if len(states) <= 1:
+        return states
+    try:
+        here = str(Path(repository or DEFAULT_REPOSITORY).resolve())
+    except OSError:
+        here = None
+    serving_here = [s for s in states if here is not None and s.get("repository") == here]
+    if serving_here:
+        states = serving_here
     public = [s for s in states if not s.get("purpose")]
     return public if len(states) > 1 and len(public) == 1 else states
 
 
+def choose(states: list[dict[str, Any]], host: str | None = None, http_port: int | None = None,
+           grpc_port: int | None = None, repository: Path | None = None) -> list[dict[str, Any]]:
+    """The servers among `states` a command means: those matching the endpoint parts given, else
+    `default_choice`. One element: that server; several: the caller lists them; none: no server."""
+    if host is None and http_port is None and grpc_port is None:
+        return default_choice(states, repository)
+    return matching(states, host, http_port, grpc_port)
+
+
 def resolve_server(host: str | None = None, http_port: int | None = None,
-                   grpc_port: int | None = None) -> dict[str, Any]:
-    """The one running server matching the given endpoint parts.
+                   grpc_port: int | None = None, repository: Path | None = None) -> dict[str, Any]:
+    """The one running server a command means (`choose`).
 
     Raises:
         ServerError: no running server (matching them).
         InputError: several match and none was chosen; the message lists them.
     """
-    match = matching(list_servers(), host, http_port, grpc_port)
+    match = choose(list_servers(), host, http_port, grpc_port, repository)
     if not match:
         chosen = ", ".join(f"{k} {v}" for k, v in (("host", host), ("http port", http_port),
                                                     ("grpc port", grpc_port)) if v is not None)
         where = f" matching {chosen}" if chosen else ""
         raise ServerError(f"no running zeroserve server{where} (state files in {servers_dir()}); "
                           "start one with `zeroserve serve`")
-    if host is None and http_port is None and grpc_port is None:
-        match = default_choice(match)
     if len(match) > 1:
         listing = "; ".join(describe(s) for s in match)
         raise InputError(f"{len(match)} servers are running, choose one with --http-port/--grpc-port: {listing}")

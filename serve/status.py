@@ -1,6 +1,11 @@
 """Where each model stands, per format: trained, exported, deployed, served, from each stage's own record.
 
 Only reads: the records, the state files and the server's repository index.
+
+`status` exits with what a script or a probe can trust (`exit_code`): 0 when every model the
+run serves is READY and the server is supervised and running; 1 when one is recovering or
+failed (at start, a failed reload, given up), or the server is restarting, dead or
+unsupervised; 3 when no server runs or none answers.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ def model_ready_states(host: str, http_port: int, timeout: float = 3.0) -> dict[
 
 
 RECOVERING = "recovering"
+FAILED = "failed"
+EXIT_OK, EXIT_NOT_READY, EXIT_NO_SERVER = 0, 1, 3
 
 
 def supervision(state: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +98,11 @@ def supervision(state: dict[str, Any]) -> dict[str, Any]:
         "last_recovery": (state.get("recoveries") or [None])[-1],
         "recovering": sorted(state.get("recovering") or {}),
         "failed": state.get("failed") or {},
+        "given_up": list(state.get("given_up") or []),
+        "reload_failures": list(state.get("reload_failures") or []),
+        "status": state.get("status"),
+        "models_served": list(state.get("models") or []),
+        "state_unreadable": state.get("state_unreadable"),
     }
 
 
@@ -99,10 +111,12 @@ def model_serving_state(state: dict[str, Any] | None, triton_name: str) -> str |
     return RECOVERING if triton_name in ((state or {}).get("recovering") or {}) else None
 
 
-def find_server(host: str | None, http_port: int | None, grpc_port: int | None) -> dict[str, Any] | None:
-    """The server to ask: the one named by ports, the one running, or None when none runs and none was named."""
+def find_server(host: str | None, http_port: int | None, grpc_port: int | None,
+                repository: Path | None = None) -> dict[str, Any] | None:
+    """The server to ask (`state.choose`): the one named by ports, the one serving `repository`, the only one
+    running; None when none runs and none was named."""
     try:
-        return st.resolve_server(host=host, http_port=http_port, grpc_port=grpc_port)
+        return st.resolve_server(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
     except ServerError:
         if http_port is not None:  # a server zeroserve did not start (docker, another host): ask it directly
             return {"host": host or "127.0.0.1", "http_port": http_port, "pid": None}
@@ -144,10 +158,10 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
                 serving = {"state": "no server" if server is None or server_note else "?"}
             elif name in recovering:  # its stubs died: Triton still says READY, but requests fail until reloaded
                 serving = {"state": RECOVERING, "since": recovering[name].get("since")}
+            elif name in failed:  # failed at start, or its reload failed (the index may still say READY)
+                serving = {"state": FAILED, "reason": failed[name], "index": served.get(name, "not loaded")}
             else:
                 serving = {"state": served.get(name, "not loaded")}
-                if name in failed:
-                    serving["reason"] = failed[name]
                 if fmt.gpu_only and name not in served:
                     serving["note"] = "runs on GPU instances only"
             row = {"model": spec.name, "format": fmt.key, "triton_name": name, "data": data, "trained": trained,
@@ -167,6 +181,51 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
         known = {r["triton_name"] for r in rows}
         info["other_models"] = {n: state for n, state in sorted((served or {}).items()) if n not in known}
         info["unservable"] = dict(server.get("unservable") or {})
+        info["models"] = _run_models(server, served, recovering, failed)
+        info["ready"] = served is not None and all(m["state"] == "READY" for m in info["models"].values())
     dead = [{**{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "reason", "ended")},
              "crashes": s.get("crashes") or []} for s in st.dead_servers()]
-    return {"server": info, "models": rows, "dead": dead}
+    report = {"server": info, "models": rows, "dead": dead,
+              "unreadable_state_files": [str(p) for p in st.unreadable_states()]}
+    code, why = exit_code(report)
+    report["exit_code"], report["verdict"] = code, why
+    return report
+
+
+def _run_models(server: dict[str, Any], served: dict[str, str] | None, recovering: dict, failed: dict) -> dict:
+    """Every model the run serves (its state's `models`; the index's for a server zeroserve did not start):
+    name -> {"state": READY | recovering | failed | what the index says | "no answer"}."""
+    names = list(server.get("models") or []) or sorted(served or {})
+    out = {}
+    for name in names:
+        if name in recovering:
+            out[name] = {"state": RECOVERING}
+        elif name in failed:
+            out[name] = {"state": FAILED, "reason": failed[name]}
+        elif served is None:
+            out[name] = {"state": "no answer"}
+        else:
+            out[name] = {"state": served.get(name, "not loaded")}
+    return out
+
+
+def exit_code(report: dict[str, Any]) -> tuple[int, str]:
+    """What `status` exits with, and why in one line (docs: README's exit codes, docs/serving.md)."""
+    server = report.get("server")
+    if server is None:
+        return EXIT_NO_SERVER, "no zeroserve server is running"
+    if server.get("error"):
+        return EXIT_NO_SERVER, f"the server does not answer: {server['error']}"
+    if server.get("pid") is not None:  # one zeroserve started: its supervisor and status count too
+        if server.get("status") == st.DEAD:
+            return EXIT_NOT_READY, "the server is dead"
+        if server.get("status") == st.STARTING:
+            return EXIT_NOT_READY, "the server is starting or restarting"
+        if not server.get("supervised"):
+            return EXIT_NOT_READY, "no supervisor runs for this server"
+    bad = {n: m["state"] for n, m in (server.get("models") or {}).items() if m["state"] != "READY"}
+    if bad:
+        return EXIT_NOT_READY, "not READY: " + ", ".join(f"{n} ({s})" for n, s in bad.items())
+    if not server.get("models"):
+        return EXIT_NOT_READY, "the server serves no model"
+    return EXIT_OK, "every model READY, supervised"

@@ -128,26 +128,44 @@ def remove_run(state: dict[str, Any]) -> None:
 
 
 def prune_orphan_runs() -> list[Path]:
-    """Remove run folders that no state file names (left by a start killed before it wrote one)."""
+    """Remove run folders that nothing owns: no process of the run lives (its tritonserver, stubs or supervisor
+    name the run in their command lines) and no readable state file keeps it (a dead run's log).
+
+    "Orphaned" is decided from the processes, never from a state file that cannot be read: a live run
+    whose state file was truncated keeps its folder. The unreadable state file of a run that is gone
+    goes with its folder.
+    """
     runs = st.runs_dir()
     if not runs.is_dir():
         return []
     known = {Path(s["runtime_dir"]).resolve() for s in st.read_states() if s.get("runtime_dir")}
-    removed = []
+    candidates = []
     for run in runs.iterdir():
-        if run.resolve() in known or time.time() - run.stat().st_mtime < PRUNE_GRACE_S:
+        try:
+            young = time.time() - run.stat().st_mtime < PRUNE_GRACE_S
+        except OSError:
+            continue
+        if run.resolve() not in known and not young:
+            candidates.append(run)
+    alive = ps.live_run_ids([run.name for run in candidates])
+    removed = []
+    for run in candidates:
+        if run.name in alive:
             continue
         shutil.rmtree(run, ignore_errors=True)
+        path = st.state_path(run.name)
+        if path.exists() and st.read_state_file(path) is None:
+            path.unlink(missing_ok=True)
         removed.append(run)
     return removed
 
 
 def stop_servers(all_servers: bool = False, host: str | None = None, http_port: int | None = None,
-                 grpc_port: int | None = None) -> dict[str, Any]:
+                 grpc_port: int | None = None, repository: Path | None = None) -> dict[str, Any]:
     """What `zeroserve stop` does: reap dead servers, stop the chosen running one(s), remove chosen dead runs.
 
-    Without a choice: the one running server; a private one (tune's, with a `purpose`) only when it is the only one
-    (InputError listing them when several run).
+    Without a choice: the server `state.choose` means (the one serving `repository`, else the only one; a private
+    one, tune's, with a `purpose`, only when it is the only one; InputError listing them when several run).
     With ports: the running server they name, else the dead runs they name (removing their
     folder and log). `all_servers`: every running server and every dead run. Nothing to stop
     is not an error.
@@ -161,7 +179,7 @@ def stop_servers(all_servers: bool = False, host: str | None = None, http_port: 
     if all_servers:
         targets, removed = running, dead
     elif host is None and http_port is None and grpc_port is None:
-        running = st.default_choice(running)
+        running = st.choose(running, repository=repository)
         if len(running) > 1:
             raise InputError(f"{len(running)} servers are running, choose one with --http-port/--grpc-port or "
                              f"stop them all with --all: {'; '.join(st.describe(s) for s in running)}")

@@ -11,10 +11,20 @@ inferences that would pollute the server's statistics):
   within its window and it gives up: the run is marked dead with its logs kept.
 - a model with fewer live stubs than instances (a stub killed by a crash or the OOM killer,
   which Triton 2.51 neither notices nor restarts): the model is marked recovering in the
-  state file, its runtime config is rewritten so Triton's poller reloads that model alone
-  (`Server.reload_model`), and the recovery is counted once its stubs are back and it is
-  READY; the dead stub's shared memory is unlinked. A reload that does not bring it back
-  within `RECOVERY_TIMEOUT_S` falls back to restarting the whole server.
+  state file, its runtime artifact is verified against the sha256 it was served with, and its
+  runtime config is rewritten with the next `ZS_GENERATION` so Triton's poller reloads that
+  model alone (`Server.reload_model`); the dead stub's shared memory is unlinked.
+- recovered means answering: the reload counts only once the server answers with the config
+  just written (its `ZS_GENERATION`), the model is READY and its stubs are alive.
+- a reload that fails (the artifact no longer verifies, Triton's log says "failed to load"
+  with its reason, or it is not back within `RECOVERY_TIMEOUT_S`) puts the previous runtime
+  config back, is recorded with the reason (`reload_failures`, the model `failed` in the
+  state), and leads to a whole-server restart, before which the model's runtime folder is
+  written afresh from the canonical repository (verified against the manifest). A model that
+  fails again at that restart, or cannot be rebuilt, is given up: named with the reason and
+  the log, and not tried again by the supervisor.
+- the state file is checked every few turns and written again from memory when it cannot be
+  read (truncated, replaced with garbage): a broken file never loses a live run.
 
 SIGTERM (what `zeroserve stop` sends first) and Ctrl-C stop the server and everything it
 started; nothing is restarted after that.
@@ -26,6 +36,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -36,10 +47,11 @@ from typing import Any, Callable
 from zeroserve.errors import ServerError, ZeroserveError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
-from zeroserve.serve.server import READY_TIMEOUT_S, Server, log_tail, start_server
+from zeroserve.serve.server import READY_TIMEOUT_S, LogWatcher, Server, log_tail, start_server
 from zeroserve.serve.stop import STOP_TIMEOUT_S
 
 CHECK_S = 0.5
+STATE_CHECK_EVERY = 4  # turns between checks that the state file still reads
 MISSING_CHECKS = 2  # a stub count must be short this many checks in a row (a reload swaps stubs)
 RECOVERY_TIMEOUT_S = 60.0
 CRASHES_KEPT = 10
@@ -117,6 +129,16 @@ class Stopped(KeyboardInterrupt):
     """SIGTERM or Ctrl-C: stop the server, restart nothing."""
 
 
+@dataclass
+class Reload:
+    """One model's reload in progress: when it began, the generation written, the config it replaced."""
+
+    started: float
+    generation: int
+    previous: str
+    watcher: LogWatcher
+
+
 class Supervisor:
     """Watches one `Server`, restarting it and recovering its models; every event goes to the state file."""
 
@@ -126,7 +148,10 @@ class Supervisor:
         self.say = say or (lambda text: None)
         self.crash_times: list[float] = []
         self.short: dict[str, int] = {}  # model -> consecutive checks with too few stubs
-        self.recovering: dict[str, float] = {}  # model -> monotonic start of its recovery
+        self.recovering: dict[str, Reload] = {}  # model -> its reload in progress
+        self.reload_failed: dict[str, str] = {}  # model -> why its reload failed (rebuilt before the restart)
+        self.restart_cause: str | None = None  # set when the supervisor itself ends the server to restart it
+        self.turns = 0
         self.expected = {m.name: m.instances for m in server.models}
         self.regions: dict[int, tuple[str, str]] = {}  # live stubs seen: pid -> (model, shm region)
         self.shm_removed = 0
@@ -140,11 +165,20 @@ class Supervisor:
     def run(self, stop_when: Callable[[], bool] = lambda: False) -> None:
         """Supervise until Stopped (raised by a signal handler), `stop_when()`, or giving up (ServerError)."""
         while not stop_when():
+            self.turns += 1
+            if self.turns % STATE_CHECK_EVERY == 0:
+                self._heal_state()
             if not self.server.alive():
                 self._crashed()
                 continue
             self._check_models()
             time.sleep(CHECK_S)
+
+    def _heal_state(self) -> None:
+        """Write the state file again from memory when it cannot be read (truncated, garbage, removed)."""
+        if st.read_state_file(st.state_path(self.server.state["run_id"])) is None:
+            st.write_state(self.server.state)
+            self.say(f"state file {st.state_path(self.server.state['run_id'])} could not be read; written again")
 
     def _crashed(self) -> None:
         """Record the crash, then restart after the backoff, or give up past the cap."""
@@ -159,9 +193,17 @@ class Supervisor:
         except OSError:
             kept = self.server.log
         tail = log_tail(kept, TAIL_LINES)
+        if kept != self.server.log:  # failures recorded against the live log now point at the kept one
+            failures = [{**f, "log": str(kept)} if f.get("log") == str(self.server.log) else f
+                        for f in self.server.state.get("reload_failures", [])]
+            self._write(reload_failures=failures)
         crash = {"time": _now(), "pid": self.server.state.get("pid"), "exit_code": code,
                  "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
                  "exit": describe_exit(code), "log": str(kept), "tail": tail}
+        if self.restart_cause:
+            crash["cause"] = self.restart_cause
+            crash["exit"] = f"ended by the supervisor to restart it ({self.restart_cause})"
+            self.restart_cause = None
         # Stubs of the dead server and their shared memory go before anything starts again.
         ps.kill(ps.run_processes(self.server.state.get("shm_prefix")))
         ps.unlink_shm(self.server.state.get("shm_prefix"))
@@ -181,6 +223,9 @@ class Supervisor:
         self._write(crashes=crashes, crash_count=number, status=st.STARTING, recovering={})
         self.say(f"tritonserver {crash['exit']} (log kept: {kept}); restarting in {wait:.1f} s")
         time.sleep(wait)
+        state_failed = self.server.state.get("failed") or {}
+        given_up = {n: state_failed.get(n, "given up") for n in self.server.state.get("given_up") or []}
+        given_up.update(self._rebuild_failed())
         try:
             failed = self.server.restart(READY_TIMEOUT_S)
         except ServerError as exc:
@@ -189,9 +234,39 @@ class Supervisor:
                 self.server.process.kill()
                 self.server.process.wait()
             return  # the next turn records it as one more crash
+        for name, reason in failed.items():
+            if name in self.reload_failed:  # failed to reload, then again after the restart: given up
+                given_up[name] = (f"given up: its reload failed ({self.reload_failed[name]}) and it failed to load "
+                                  f"again after the restart: {reason} (log: {self.server.log})")
+        for name in list(self.reload_failed):
+            if name not in failed and name not in given_up:
+                self.say(f"{name}: READY again after the restart (its runtime copy was written afresh)")
+        self.reload_failed.clear()
+        for name, reason in given_up.items():
+            self.say(f"{name}: {reason}")
         self._write(status=st.RUNNING, restarts=int(self.server.state.get("restarts", 0)) + 1,
-                    last_restart=_now(), failed=failed)
+                    last_restart=_now(), failed={**failed, **given_up}, given_up=sorted(given_up))
         self.say(f"tritonserver restarted (pid {self.server.pid}); restarts so far: {self.server.state['restarts']}")
+
+    def _rebuild_failed(self) -> dict[str, str]:
+        """Before a restart, write the runtime folder of each model whose reload failed afresh from the canonical
+        repository (verified against the manifest); returns {name: reason} of those that cannot be, which are
+        taken out of the runtime repository (nothing verified to serve)."""
+        given_up: dict[str, str] = {}
+        for name, why in self.reload_failed.items():
+            if self.server.rebuild is None:
+                continue
+            try:
+                model = self.server.rebuild(name)
+            except (OSError, ZeroserveError) as exc:
+                shutil.rmtree(self.server.repository / name, ignore_errors=True)
+                given_up[name] = (f"given up: its reload failed ({why}) and its runtime copy cannot be written again "
+                                  f"from the canonical repository: {exc} (log: {self.server.log})")
+                continue
+            artifacts = {**(self.server.state.get("artifacts") or {}),
+                         name: {"artifact": model.artifact, "sha256": model.sha256}}
+            self._write(artifacts=artifacts)
+        return given_up
 
     def _check_models(self) -> None:
         """Compare each model's live stubs with its instances; recover the short ones."""
@@ -222,32 +297,69 @@ class Supervisor:
                 self._start_recovery(name, have, instances)
 
     def _start_recovery(self, name: str, have: int, instances: int) -> None:
-        self.recovering[name] = time.monotonic()
         self.short[name] = 0
         self._write(recovering={**self.server.state.get("recovering", {}),
                                 name: {"since": _now(), "stubs": have, "instances": instances}})
         self.say(f"{name}: {have} of {instances} stubs alive; reloading it")
+        problem = self.server.verify(name)
+        if problem:
+            self._reload_failed(name, problem, None)
+            return
+        watcher = LogWatcher(self.server.log, from_end=True)
         try:
-            self.server.reload_model(name)
+            generation, previous = self.server.reload_model(name)
         except (OSError, ZeroserveError) as exc:
-            self.say(f"{name}: could not rewrite its runtime config ({exc}); restarting the server")
-            self._restart_for(name)
+            self._reload_failed(name, f"its runtime config could not be rewritten ({exc})", None)
+            return
+        self.recovering[name] = Reload(time.monotonic(), generation, previous, watcher)
+        self._write(recovering={**self.server.state.get("recovering", {}),
+                                name: {"since": _now(), "stubs": have, "instances": instances,
+                                       "generation": generation}})
 
     def _follow_recovery(self, name: str, have: int, instances: int) -> None:
-        started = self.recovering[name]
-        if have >= instances and self.server.index(timeout=1.0).get(name, {}).get("state") == "READY":
-            seconds = round(time.monotonic() - started, 2)
+        """Recovered means answering: the config just written is the one served, READY, with its stubs alive."""
+        reload = self.recovering[name]
+        for model, what, reason in reload.watcher.events():
+            if model == name and what == "FAILED":
+                self._reload_failed(name, f"Triton: {reason}", reload.previous)
+                return
+        if (have >= instances and self.server.index(timeout=1.0).get(name, {}).get("state") == "READY"
+                and self.server.served_generation(name) == reload.generation):
+            problem = self.server.verify(name)
+            if problem:
+                self._reload_failed(name, problem, reload.previous)
+                return
+            seconds = round(time.monotonic() - reload.started, 2)
             del self.recovering[name]
             recovering = {k: v for k, v in self.server.state.get("recovering", {}).items() if k != name}
             recoveries = [*self.server.state.get("recoveries", []),
-                          {"model": name, "time": _now(), "seconds": seconds, "how": "reload"}][-CRASHES_KEPT:]
+                          {"model": name, "time": _now(), "seconds": seconds, "how": "reload",
+                           "generation": reload.generation}][-CRASHES_KEPT:]
             self._write(recovering=recovering, recoveries=recoveries, shm_removed=self.shm_removed,
                         recovered=int(self.server.state.get("recovered", 0)) + 1)
-            self.say(f"{name}: recovered in {seconds:.1f} s (reload); recoveries so far: "
-                     f"{self.server.state['recovered']}")
-        elif time.monotonic() - started > RECOVERY_TIMEOUT_S:
-            self.say(f"{name}: not back after {RECOVERY_TIMEOUT_S:.0f} s of reload; restarting the server")
-            self._restart_for(name)
+            self.say(f"{name}: recovered in {seconds:.1f} s (reload, generation {reload.generation} answering); "
+                     f"recoveries so far: {self.server.state['recovered']}")
+        elif time.monotonic() - reload.started > RECOVERY_TIMEOUT_S:
+            self._reload_failed(name, f"not answering with the reloaded config after {RECOVERY_TIMEOUT_S:.0f} s",
+                                reload.previous)
+
+    def _reload_failed(self, name: str, reason: str, previous: str | None) -> None:
+        """Put the previous runtime config back, record the failure, and restart the whole server."""
+        self.recovering.pop(name, None)
+        if previous is not None:
+            try:
+                self.server.restore_config(name, previous)
+            except OSError as exc:
+                self.say(f"{name}: could not put its previous runtime config back ({exc})")
+        failure = {"model": name, "time": _now(), "reason": reason, "log": str(self.server.log)}
+        failures = [*self.server.state.get("reload_failures", []), failure][-CRASHES_KEPT:]
+        recovering = {k: v for k, v in self.server.state.get("recovering", {}).items() if k != name}
+        self.reload_failed[name] = reason
+        self._write(recovering=recovering, reload_failures=failures,
+                    failed={**(self.server.state.get("failed") or {}), name: f"reload failed: {reason}"})
+        self.say(f"{name}: reload failed: {reason}; restarting the server (log: {self.server.log})")
+        self.restart_cause = f"{name} failed to reload"
+        self._restart_for(name)
 
     def _restart_for(self, name: str) -> None:
         """The fallback: stop the whole server so that the next turn restarts it (counted as a crash)."""

@@ -45,7 +45,7 @@ def test_running_server_state_file_gives_the_ports(monkeypatch, tmp_path):
     _running_state(tmp_path, 18000, 18001)
     ep = connection.resolve_endpoint()
     assert (ep.http_port, ep.grpc_port) == (18000, 18001) and f"pid {os.getpid()}" in ep.source
-    assert connection.resolve_endpoint(http_port=9000).http_port == 9000
+    assert connection.resolve_endpoint(http_port=9000, protocols=("http",)).http_port == 9000
 
 
 def test_several_running_servers_must_be_chosen_between(monkeypatch, tmp_path):
@@ -60,10 +60,25 @@ def test_one_port_names_the_server_and_its_state_file_gives_the_other(monkeypatc
     monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path))
     _running_state(tmp_path, 18000, 18001)
     _running_state(tmp_path, 28000, 28001)
-    ep = connection.resolve_endpoint(http_port=28000)  # `client infer --http-port 28000` goes out over gRPC
+    ep = connection.resolve_endpoint(http_port=28000)  # `client infer --http-port 28000 --protocol grpc`
     assert (ep.http_port, ep.grpc_port) == (28000, 28001) and f"pid {os.getpid()}" in ep.source
-    assert (connection.resolve_endpoint(grpc_port=18001).http_port, connection.resolve_endpoint(http_port=9).grpc_port) \
-        == (18000, 8001)  # a port no zeroserve server has: the other one is the default
+    assert connection.resolve_endpoint(grpc_port=18001).http_port == 18000
+
+
+def test_a_port_given_never_falls_back_to_a_default_port(monkeypatch, tmp_path):
+    monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path))
+    _running_state(tmp_path, 18000, 18001)
+    with pytest.raises(InputError, match="--http-port 9 names no running zeroserve server.*give --grpc-port"):
+        connection.resolve_endpoint(http_port=9, protocols=("grpc",))
+    assert connection.resolve_endpoint(http_port=9, protocols=("http",)).url("http") == "127.0.0.1:9"
+
+
+def test_http_port_alone_means_http():
+    assert connection.choose_protocol(None, http_port=9) == "http"
+    assert connection.choose_protocol(None, grpc_port=9) == "grpc" and connection.choose_protocol(None) == "grpc"
+    assert connection.choose_protocol("grpc", http_port=9) == "grpc"
+    assert connection.protocols_meant(None, http_port=9) == ("http",)
+    assert connection.protocols_meant(None) == connection.PROTOCOLS
 
 
 def test_parse_url():
