@@ -385,7 +385,7 @@ def test_a_server_that_died_is_left_alone_by_reads_marked_dead_by_stop_and_keeps
     # Reads only read: listing, status and a client command leave the state file, the run and its log.
     assert endpoints.pid not in [s["pid"] for s in st.list_servers()]
     status = _cli("status", "--artifacts", str(exported[0]), "--repository", str(deployed_repository))
-    assert status.returncode == 0, status.stderr
+    assert status.returncode in (1, 3), status.stderr  # the session's server, which nothing supervises, or none
     assert f"log: {state['log']}" in status.stdout.replace("\n", "")
     with contextlib.suppress(InputError):  # what every client command does first
         resolve_endpoint()
@@ -412,7 +412,7 @@ def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tm
     artifacts = exported[0]
     repository = tmp_path / "model_repository"
     deploy_model(registry.get("cnn_mnist"), artifacts, repository, formats=("onnx",))
-    before = _status(artifacts, repository, "--http-port", "1")  # a port nothing answers on
+    before = _status(artifacts, repository, "--http-port", "1", expect=3)  # a port nothing answers on
     row = _row(before, "cnn_mnist_onnx")
     assert row["trained"]["state"] == "PASS" and row["trained"]["metric"] == "accuracy"
     assert row["exported"]["state"] == "PASS"
@@ -447,9 +447,9 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           timeout=timeout, env=env)
 
 
-def _status(artifacts: Path, repository: Path, *args: str) -> dict:
+def _status(artifacts: Path, repository: Path, *args: str, expect: int = 0) -> dict:
     proc = _cli("status", "--artifacts", str(artifacts), "--repository", str(repository), "--json", *args)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == expect, (proc.stderr, proc.stdout[-1500:])
     return json.loads(proc.stdout)
 
 

@@ -212,6 +212,17 @@ def _three_ports() -> dict[str, int]:
             s.close()
 
 
+def _http_code(url: str, path: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{url}{path}", timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def test_a_model_that_fails_to_load_is_named_and_the_others_serve(tmp_path, private_cache):
     repository = tmp_path / "broken"
     _canonical(repository, "linear", "onnx", corrupt=True)
@@ -224,7 +235,9 @@ def test_a_model_that_fails_to_load_is_named_and_the_others_serve(tmp_path, priv
         assert list(failed) == ["linear_onnx"] and "\n" not in failed["linear_onnx"], failed
         assert ("linear_onnx", "FAILED") in events and ("linear_torchscript", "READY") in events
         index = started.index()
-        assert index["linear_torchscript"]["state"] == "READY" and index["linear_onnx"]["state"] == "UNAVAILABLE"
+        # failed at start: Triton's poller tries it again every poll (LOADING, then UNAVAILABLE), never READY
+        assert index["linear_torchscript"]["state"] == "READY" and index["linear_onnx"]["state"] != "READY"
+        assert _http_code(started.http_url, "/v2/health/ready") == 400  # strict readiness: the run is not ready
         [running] = st.list_servers()
         assert running["failed"] == failed and running["status"] == st.RUNNING
     finally:
@@ -317,7 +330,7 @@ def test_a_recycled_pid_is_not_the_server_and_is_never_signalled(private_cache, 
         bystander.wait()
 
 
-def test_stop_and_status_with_nothing_running_exit_0_and_say_so(private_cache, tmp_path):
+def test_stop_exits_0_and_status_3_with_nothing_running_and_say_so(private_cache, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "server.log").write_text("the log\n")
@@ -326,8 +339,9 @@ def test_stop_and_status_with_nothing_running_exit_0_and_say_so(private_cache, t
     env = {**os.environ, "ZEROSERVE_CACHE": str(private_cache)}
     status = subprocess.run([sys.executable, "-m", "zeroserve", "status", "--artifacts", str(tmp_path / "a"),
                              "--repository", str(tmp_path / "r")], capture_output=True, text=True, env=env)
-    assert status.returncode == 0, status.stderr
+    assert status.returncode == 3, status.stderr  # no server runs: what a probe or script checks
     assert f"log: {run / 'server.log'}" in status.stdout.replace("\n", "")
+    assert "no zeroserve server is running (exit 3)" in status.stdout
     stop = subprocess.run([sys.executable, "-m", "zeroserve", "stop"], capture_output=True, text=True, env=env)
     assert stop.returncode == 0, stop.stderr
     assert "nothing to stop" in stop.stdout and (run / "server.log").is_file()
