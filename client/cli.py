@@ -116,7 +116,7 @@ def infer_cmd(
                 raise InputError("--batch-size must be at least 1")
             arrays = perf_inputs(tgt, batch_size, str(generate), shapes=shapes)  # as perf's --input random|zero
         elif sample is not None:
-            arrays, target = sample_inputs(spec, data_dir_in_use(data_dir), sample)
+            arrays, target = sample_inputs(spec, data_dir_in_use(data_dir, [spec]), sample)
         elif text is not None:
             arrays = text_inputs(spec, text)
         else:
@@ -213,7 +213,7 @@ def check_cmd(
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
         with Client(endpoint, p, timeout) as client:
             client.live()
-    data_dir = data_dir_in_use(data_dir)
+    data_dir = data_dir_in_use(data_dir, specs)
     results, skipped = [], []
     for spec in specs:
         try:

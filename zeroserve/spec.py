@@ -289,6 +289,13 @@ class ModelSpec:
     def passes_bar(self, value: float) -> bool:
         return self.bar is None or self.task.passes(value, self.bar)
 
+    @property
+    def bar_text(self) -> str:
+        """The bar as a table shows it: `≥ 0.95`, `≤ 0.1` (the metric's direction), or `none`."""
+        if self.bar is None:
+            return "none"
+        return f"{'≥' if self.task.higher_is_better else '≤'} {self.bar}"
+
     def loss(self):
         """The training loss of the primary output: its task's loss for its declared kind."""
         return self.task.loss(self.primary_output.kind)
