@@ -39,7 +39,7 @@ def train_cmd(
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
     require_bar: Annotated[bool, typer.Option(
-        "--require-bar", help="Exit 1 when a model ends below its bar (BELOW_BAR); without it that is exit 0, "
+        "--require-bar", metavar="", help="Exit 1 when a model ends below its bar (BELOW_BAR); without it that is exit 0, "
                               "since short runs end below the bar on purpose.")] = False,
 ):
     """Train course models on real data; writes artifacts/<model>/checkpoint.pt, train.json, loss.png.

@@ -157,7 +157,8 @@ ModelFilesOpt = Annotated[list[Path] | None, typer.Option(
     "--model-file", envvar="ZEROSERVE_MODEL_FILES", show_default=False, metavar="PATH",
     help="A Python file defining zeroserve_models() -> list[ModelSpec]: your own models, named beside the "
          "course's (repeatable; env ZEROSERVE_MODEL_FILES, a path list). See the README.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+# metavar "": a flag takes no value (typer would show `<bool>` beside it)
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON instead of a table.")]
 FormatsOpt = Annotated[str | None, typer.Option(
     "--format", help=f"Formats, comma separated: {', '.join(F.keys())} (default: {','.join(F.primary())}).",
     show_default=False)]

@@ -20,7 +20,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -131,22 +131,43 @@ def load_entry_points() -> list[ModelSpec]:
     return _entry_points
 
 
-def load(model_files: Sequence[str | Path] | None, reserved: Mapping[str, ModelSpec]) -> dict[str, ModelSpec]:
+def load(model_files: Sequence[str | Path] | None, reserved: Mapping[str, ModelSpec],
+         on_error: Callable[[InputError], None] | None = None) -> dict[str, ModelSpec]:
     """User specs by name: entry points, then each model file (None: `ZEROSERVE_MODEL_FILES`).
+
+    Args:
+        on_error: given, a file or name that fails is passed to it and left out, and the rest load
+            (`zeroserve models` lists what loads); None raises the first failure.
 
     Raises:
         InputError: a file or entry point that cannot be loaded, or a name that clashes with a course
             model or another user model.
     """
+    def failed(exc: InputError) -> None:
+        if on_error is None:
+            raise exc
+        on_error(exc)
+
     out: dict[str, ModelSpec] = {}
     files = env_files() if model_files is None else [Path(p) for p in model_files]
-    for spec in [*load_entry_points(), *(s for f in dict.fromkeys(files) for s in load_file(f))]:
+    specs: list[ModelSpec] = []
+    try:
+        specs += load_entry_points()
+    except InputError as exc:
+        failed(exc)
+    for f in dict.fromkeys(files):
+        try:
+            specs += load_file(f)
+        except InputError as exc:
+            failed(exc)
+    for spec in specs:
         if spec.name in reserved:
-            raise InputError(f"{spec.origin}: model name {spec.name!r} is a course model's; choose another name")
-        if spec.name in out:
-            raise InputError(f"{spec.origin}: model name {spec.name!r} is also defined by {out[spec.name].origin}; "
-                             "names must be unique")
-        out[spec.name] = spec
+            failed(InputError(f"{spec.origin}: model name {spec.name!r} is a course model's; choose another name"))
+        elif spec.name in out:
+            failed(InputError(f"{spec.origin}: model name {spec.name!r} is also defined by "
+                              f"{out[spec.name].origin}; names must be unique"))
+        else:
+            out[spec.name] = spec
     return out
 
 
