@@ -171,6 +171,24 @@ def load(model_files: Sequence[str | Path] | None, reserved: Mapping[str, ModelS
     return out
 
 
+def untrained_outputs(spec: ModelSpec) -> list[str]:
+    """The outputs `zeroserve train` leaves untrained: training's loss reads the primary output's target
+    only (`Split.train_target`), so every other output of a spec it trains keeps its initial weights."""
+    if spec.train is None or spec.checkpoint is not None:
+        return []
+    return [t.name for t in spec.outputs if t.name != spec.primary_output.name]
+
+
+def _warn_untrained_outputs(spec: ModelSpec) -> None:
+    names = untrained_outputs(spec)
+    if names:
+        import warnings
+
+        warnings.warn(f"{spec.name}: output(s) {', '.join(names)} go untrained by `zeroserve train`: its loss "
+                      f"reads only the primary output {spec.primary_output.name} against Split.train_target "
+                      "(train the model yourself and give checkpoint= to serve every output trained)", stacklevel=3)
+
+
 def verify(spec: ModelSpec) -> ModelSpec:
     """Check a user spec against its module (a course spec passes through): tensor names, the
     example input through `forward`, every output's dtype and shape, and the checkpoint's fit.
@@ -180,6 +198,7 @@ def verify(spec: ModelSpec) -> ModelSpec:
     """
     if spec.origin == "course" or id(spec) in _verified:
         return spec
+    _warn_untrained_outputs(spec)
     import torch
 
     from zeroserve.artifacts import load_trained, output_arrays

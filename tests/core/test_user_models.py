@@ -293,3 +293,27 @@ def test_version_is_a_plain_flag_in_help():
     result = runner.invoke(app, ["--help"], terminal_width=120)
     line = next(line for line in result.output.splitlines() if "--version" in line)
     assert "<bool>" not in line and "Print the version" in line
+
+
+TWO_HEADS = TINY.replace(
+    "build=torch.nn.Linear(3, 1), tasks=REGRESSION, bar=0.5,",
+    "build=TwoHeads, tasks=(REGRESSION, BINARY), bar=0.5,").replace(
+    "outputs=(TensorSpec(\"y__0\", \"float32\", (1,), kind=VALUE),),",
+    "outputs=(TensorSpec(\"y__0\", \"float32\", (1,), kind=VALUE), TensorSpec(\"flag__1\", \"float32\", (1,), "
+    "kind=PROBS)),").replace("from zeroserve.tasks import REGRESSION, VALUE", """from zeroserve.tasks import BINARY, PROBS, REGRESSION, VALUE
+
+class TwoHeads(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.y, self.flag = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.y(x), torch.sigmoid(self.flag(x))
+""").replace('name="tiny"', 'name="two_heads"')
+
+
+def test_an_output_training_leaves_untrained_is_named_in_one_line(tmp_path):
+    path = tmp_path / "two_heads.py"
+    path.write_text(TWO_HEADS)
+    with pytest.warns(UserWarning, match=r"two_heads: output\(s\) flag__1 go untrained .* primary output y__0"):
+        registry.get("two_heads", [path])  # as every command loads it (the CLI prints the warning as one line)
