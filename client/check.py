@@ -34,6 +34,14 @@ SEEDED_ROWS = 256
 SEED = 0
 
 
+def recorded_split_version(recorded: dict) -> int | None:
+    """The seeded split rule a train.json's data block was made by: a record without `split_version`
+    predates versions (rule 1); None (no record, or a source without a seeded split) means the current one."""
+    if not recorded:
+        return None
+    return recorded.get("split_version", 1)
+
+
 def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
     """The held-out set, refused when it differs from the one train.json recorded.
 
@@ -50,7 +58,7 @@ def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
     if not path.is_file() and spec.checkpoint is None:
         raise InputError(f"{spec.name}: no train.json at {path}; run `zeroserve train {spec.name}` first")
     recorded = records.read_json(path, "train record").get("data", {}) if path.is_file() else {}
-    split = spec.load_data(Path(data_dir))
+    split = spec.load_data(Path(data_dir), recorded_split_version(recorded))
     differs = []
     if recorded.get("split_rule") not in (None, split.rule):
         differs.append(f"rule {split.rule!r} vs recorded {recorded['split_rule']!r}")

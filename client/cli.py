@@ -69,7 +69,10 @@ def infer_cmd(
                         "served datatypes (with --shape for dynamic dims, --batch-size rows).")] = None,
     shape: ShapeOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows of --generate data.")] = 1,
-    sample: Annotated[Optional[int], typer.Option("--sample", help="Send the first N real held-out samples.")] = None,
+    sample: Annotated[Optional[int], typer.Option("--samples", "--sample", metavar="N", help="A count: send the "
+                      "first N real held-out rows (N >= 1). For one row by its position use --row.")] = None,
+    row: Annotated[Optional[list[int]], typer.Option("--row", metavar="I", help="An index: send the real held-out "
+                   "row at 0-based index I (repeat for several, sent in the order given).")] = None,
     text: Annotated[Optional[str], typer.Option("--text", help="name_gru: a name (several: comma-separated); "
                     "hello_rnn: characters of h, i, e, l, o.")] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="Image models: a picture, converted to 28x28 "
@@ -93,39 +96,44 @@ def infer_cmd(
     A registry name is served as `<name>_<format>`; any other name is looked up on the server and its
     inputs come from the server's config (`--generate random|zero`, `--shape`, or a file).
     """
-    from zeroserve.client.infer import image_inputs, run_infer, sample_inputs, text_inputs
-    from zeroserve.client.input_files import check_validation_data, read_input_file
+    from zeroserve.client.infer import (check_sample_choice, image_inputs, run_infer_requests, sample_inputs,
+                                        text_inputs)
+    from zeroserve.client.input_files import check_validation_data, read_input_requests
     from zeroserve.client.perf_inputs import perf_inputs
     from zeroserve.client.target import parse_shapes, resolve
 
     shapes = parse_shapes(shape)
-    given = [n for n, v in (("--input", input_file), ("--generate", generate), ("--sample", sample),
-                            ("--text", text), ("--image", image)) if v is not None]
+    given = [n for n, v in (("--input", input_file), ("--generate", generate), ("--samples", sample),
+                            ("--row", row or None), ("--text", text), ("--image", image)) if v is not None]
     if len(given) != 1:
-        raise InputError("give exactly one of --input, --generate, --sample, --text, --image"
+        raise InputError("give exactly one of --input, --generate, --samples, --row, --text, --image"
                          + (f" (got {', '.join(given)})" if given else ""))
     generate = None if generate is None else str(generate)
+    if sample is not None or row:
+        check_sample_choice(sample, row)  # before reaching the server: a count of 0 is a usage error
     protocol = choose_protocol(protocol, http_port, grpc_port)
     with Client(resolve_endpoint(host, http_port, grpc_port, (protocol,)), protocol, timeout) as client:
         tgt = resolve(model, client, fmt, model_files)
         spec = tgt.spec
-        if spec is None and (sample is not None or text is not None or image is not None):
+        if spec is None and (sample is not None or row or text is not None or image is not None):
             raise InputError(f"{given[0]} needs a registry model; {model} is known only from the server: use "
                              "--input FILE or --generate random|zero")
         target = None
         if input_file is not None:
-            arrays = read_input_file(tgt, input_file, shapes)
+            requests = read_input_requests(tgt, input_file, shapes)  # one per shape run of perf_analyzer entries
         elif generate is not None:
             if batch_size < 1:
                 raise InputError("--batch-size must be at least 1")
             arrays = perf_inputs(tgt, batch_size, str(generate), shapes=shapes)  # as perf's --input random|zero
-        elif sample is not None:
-            arrays, target = sample_inputs(spec, data_dir_in_use(data_dir), sample)
+        elif sample is not None or row:
+            arrays, target = sample_inputs(spec, data_dir_in_use(data_dir, [spec]), sample, row)
         elif text is not None:
             arrays = text_inputs(spec, text)
         else:
             arrays = image_inputs(spec, image, invert)
-        result = run_infer(tgt, client, arrays, cast=cast, allow_nonfinite=allow_nonfinite)
+        if input_file is None:
+            requests = [arrays]
+        result = run_infer_requests(tgt, client, requests, cast=cast, allow_nonfinite=allow_nonfinite)
     result["validated"] = check_validation_data(tgt, input_file, list(result["outputs"].values()))
     if as_json:
         print_json({**result, "outputs": {k: _jsonable(v) for k, v in result["outputs"].items()},
@@ -159,8 +167,11 @@ def infer_cmd(
         console.print(f"{result['validated']} output values agree with {input_file}'s validation_data", highlight=False)
 
 
-def _jsonable(a: np.ndarray):
-    """An output as JSON: numbers as they are, BYTES as text (or base64 when not UTF-8), bfloat16 as floats."""
+def _jsonable(a: np.ndarray | list):
+    """An output as JSON: numbers as they are, BYTES as text (or base64 when not UTF-8), bfloat16 as floats;
+    a list of rows (answers of differing shapes) row by row."""
+    if isinstance(a, list):
+        return [_jsonable(row) for row in a]
     a = np.asarray(a)
     if a.dtype == object:
         import base64
@@ -217,7 +228,7 @@ def check_cmd(
     for p in protocols:  # fail fast (exit 3) before rebuilding data sets and eager references
         with Client(endpoint, p, timeout) as client:
             client.live()
-    data_dir = data_dir_in_use(data_dir)
+    data_dir = data_dir_in_use(data_dir, specs)
     results, skipped = [], []
     for spec in specs:
         try:

@@ -45,7 +45,7 @@ def load_input_file(spec: ModelSpec | Target, path: Path) -> list[np.ndarray]:
         hint = ""
         if str(path) in ("random", "zero", "sample"):  # perf's --input modes given to a file option
             hint = (f" (for generated data: `client infer --generate {path}`, `client perf --input {path}`)"
-                    if str(path) != "sample" else " (for held-out samples: `client infer --sample N`, "
+                    if str(path) != "sample" else " (for held-out samples: `client infer --samples N` or `--row I`, "
                     "`client perf --input sample`)")
         raise InputError(f"input file not found: {path}{hint}")
     names = [t.name for t in spec.inputs]
@@ -201,6 +201,33 @@ def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...
     return load_input_file(target, path)
 
 
+def read_input_requests(target: Target, path: Path,
+                        shapes: dict[str, tuple[int, ...]] | None = None) -> list[list[np.ndarray]]:
+    """The requests `client infer --input` sends: one for a file keyed by input; for perf_analyzer's JSON,
+    as perf_analyzer does, an entry per request, except that consecutive entries of one shape go as one
+    batch (so a file of one shape is one request). The answers keep the entries' order."""
+    path = Path(path)
+    if not (target.batched and path.suffix.lower() == ".json" and path.is_file() and is_perf_analyzer_json(_json(path))):
+        return [read_input_file(target, path, shapes)]
+    data = _json(path)
+    shapes = shapes or {}
+    check_shapes(target, shapes)
+    groups: list[list[list[np.ndarray]]] = []
+    for row in perf_analyzer_rows(target, data, shapes, path, None):
+        if groups and [a.shape for a in groups[-1][0]] == [a.shape for a in row]:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    requests = []
+    for rows in groups:
+        arrays = []
+        for k, t in enumerate(target.inputs):
+            stacked = np.stack([r[k] for r in rows])
+            arrays.append(stacked.reshape(len(rows)) if getattr(t, "reshaped", False) else stacked)
+        requests.append(arrays)
+    return requests
+
+
 def perf_analyzer_entries(path: Path) -> int | None:
     """How many entries a perf_analyzer input-data JSON file holds (None for any other file)."""
     path = Path(path)
@@ -238,12 +265,12 @@ def check_validation_data(target: Target, path: Path | None, outputs: list[np.nd
             if t.name not in entry:
                 continue
             datatype = getattr(t, "datatype", None)
-            dtype = t.dtype if isinstance(t, ServedTensor) else np.dtype(out.dtype)
+            got = np.asarray(out[i] if target.batched else out).reshape(-1)  # out may be a list of rows
+            dtype = t.dtype if isinstance(t, ServedTensor) else np.dtype(got.dtype)
             if datatype is None:
                 from tritonclient.utils import np_to_triton_dtype
 
                 datatype = np_to_triton_dtype(dtype)
-            got = np.asarray(out[i] if target.batched else out).reshape(-1)
             want = _decode_value(t, dtype, datatype, entry[t.name], (got.size,), f"{path}: validation_data[{i}].{t.name}")
             if datatype == "BYTES" or dtype.kind not in "fV":
                 same = got.shape == want.shape and bool(np.all(got == want))

@@ -57,4 +57,7 @@ def zeroserve_models():
 
 if __name__ == "__main__":
     torch.manual_seed(0)
-    torch.save(TicketRouter().state_dict(), Path(__file__).with_name("ticket_router.pt"))
+    written = Path(__file__).with_name("ticket_router.pt")
+    torch.save(TicketRouter().state_dict(), written)
+    print(f"wrote {written} (seeded untrained weights); next: "
+          f"zeroserve export ticket_router --model-file {Path(__file__)}")

@@ -85,8 +85,8 @@ def export_cmd(
     options = V.VariantOptions(calibration_samples, str(calibration_method),
                                parity.VariantRule(max_metric_drop, min_agreement, max_mse_increase))
     exporter.check_opset(opset, exporter_name)
-    data_dir = data_dir_in_use(data_dir)
     specs, explicit = registry.select(models, model_files)
+    data_dir = data_dir_in_use(data_dir, specs)
     done, skipped, failed = [], [], []
     for spec in specs:
         with console.status(f"exporting {spec.name} ({', '.join((*formats, *variants))}) and running the gate",

@@ -13,8 +13,8 @@ from rich.table import Table
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
-                               data_dir_in_use, handle_errors, print_json, skip_line)
-from zeroserve.errors import InputError
+                               data_dir_in_use, err_console, handle_errors, print_json, skip_line)
+from zeroserve.errors import CheckFailed, InputError
 from zeroserve.fetch import dataset_names_for_model, fetch_command
 from zeroserve.train.trainer import train_model
 
@@ -38,23 +38,28 @@ def train_cmd(
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
+    require_bar: Annotated[bool, typer.Option(
+        "--require-bar", metavar="", help="Exit 1 when a model ends below its bar (BELOW_BAR); without it that is exit 0, "
+                              "since short runs end below the bar on purpose.")] = False,
 ):
     """Train course models on real data; writes artifacts/<model>/checkpoint.pt, train.json, loss.png.
 
     Asked for one model whose data file is missing, fails (exit 2); under 'all' such a model is skipped.
     A model that falls back (no MNIST/Fashion-MNIST IDX files) or is skipped is told the
-    `zeroserve data fetch ...` command that fetches its data.
+    `zeroserve data fetch ...` command that fetches its data. When the output is not a terminal (a CI
+    log, a pipe), each epoch prints one line as it ends: epoch, training loss, held-out metric, elapsed.
+
+    Exit codes: 0 trained (also BELOW_BAR, unless --require-bar: then 1); 2 a usage or input error.
     """
-    data_dir = data_dir_in_use(data_dir)
     specs, explicit = registry.select(models, model_files)
+    data_dir = data_dir_in_use(data_dir, specs)
     done, skipped = [], []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
+    on_epoch = None if console.is_terminal else _epoch_line(err_console if as_json else console)
+    with Progress(*progress_columns(), console=console, transient=True, disable=as_json) as progress:
         for spec in specs:
             try:
                 rec = train_model(spec, data_dir, artifacts, epochs=epochs, batch_size=batch_size, lr=lr,
-                                  seed=seed, device=device, progress=progress)
+                                  seed=seed, device=device, progress=progress, on_epoch=on_epoch)
             except InputError as exc:  # missing data, or a model of your own that is not trained here
                 if explicit:
                     raise
@@ -72,14 +77,16 @@ def train_cmd(
     fix = _fetch_hint(specs, done, skipped, data_dir)
     if as_json:
         print_json({"trained": done, "skipped": skipped, "fix": fix})
+        _require_bar(done, require_bar)
         return
+    by_name = {spec.name: spec for spec in specs}
     table = Table(title=f"trained into {artifacts}/")
     for col in ("model", "metric", "value", "bar", "status", "seconds"):
         table.add_column(col)
     for rec in done:
         m = rec["metric"]
-        bar = f"{'≤' if m['name'] == 'max_abs_error' else '≥'} {m['bar']}"
-        table.add_row(rec["model"], m["name"], f"{m['value']:.4f}", bar, rec["status"], f"{rec['seconds']:.1f}")
+        table.add_row(rec["model"], m["name"], f"{m['value']:.4f}", by_name[rec["model"]].bar_text, rec["status"],
+                      f"{rec['seconds']:.1f}")
     for s in skipped:
         table.add_row(s["model"], "", "", "", "skipped", "")
     console.print(table)
@@ -89,6 +96,28 @@ def train_cmd(
             console.print(f"  ({data_dir} is read-only: fetch every data set into a writable folder instead, "
                           f"`{fetch_command('all', 'data')}`, and train with --data-dir data)",
                           highlight=False, soft_wrap=True)
+
+
+def progress_columns() -> tuple:
+    """The terminal's progress bars: a task's `figures` field is empty until its first loss is known."""
+    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[figures]}"),
+            TimeElapsedColumn())
+
+
+def _epoch_line(out):
+    """An `on_epoch` callback printing one line per epoch (for output that is not a terminal)."""
+    def line(e: dict) -> None:
+        out.print(f"{e['model']} epoch {e['epoch']}/{e['epochs']}: loss {e['loss']:.4f}, held-out {e['metric']} "
+                  f"{e['metric_value']:.4f}, {e['seconds']:.1f} s", highlight=False, soft_wrap=True)
+    return line
+
+
+def _require_bar(done: list[dict], require_bar: bool) -> None:
+    """With --require-bar, CheckFailed (exit 1) naming each model that ended below its bar."""
+    below = [f"{r['model']} ({r['metric']['name']} {r['metric']['value']:.4f}, bar {r['metric']['bar']})"
+             for r in done if r["status"] == "BELOW_BAR"]
+    if require_bar and below:
+        raise CheckFailed(f"below the bar (--require-bar): {', '.join(below)}")
 
 
 def _fetch_hint(specs, done: list[dict], skipped: list[dict], data_dir: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,24 +37,44 @@ def _primary(spec: ModelSpec, result):
     return result[spec.primary_index] if isinstance(result, (tuple, list)) else result
 
 
-def _loss_png(losses: list[float], title: str) -> bytes:
-    fig, ax = plots.subplots((6, 3.5))
-    ax.plot(range(1, len(losses) + 1), losses, marker="." if len(losses) < 50 else None)
+def loss_figure(losses: list[float], metrics: list[float], metric: str, title: str):
+    """The training loss and the held-out metric per epoch, on integer epoch ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plots.subplots((7, 3.8))
+    epochs = range(1, len(losses) + 1)
+    marker = "." if len(losses) < 50 else None
+    ax.plot(epochs, losses, marker=marker, color="tab:blue", label="training loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel("training loss", color="tab:blue")
     ax.set_yscale("log" if min(losses) > 0 else "linear")
-    ax.set_title(title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    held = ax.twinx()
+    held.plot(epochs, metrics, marker=marker, color="tab:orange", label=f"held-out {metric}")
+    held.set_ylabel(f"held-out {metric}", color="tab:orange")
+    lines = ax.get_lines() + held.get_lines()
+    ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize="small")
+    ax.set_title(title, fontsize="medium")
     ax.grid(alpha=0.3)
-    return plots.png(fig)
+    return fig
+
+
+def _held_out_metric(spec: ModelSpec, model: torch.nn.Module, split, dev: torch.device) -> float:
+    """The held-out metric of the model as it stands (the model is left in eval mode)."""
+    model.eval()
+    return float(spec.score(eager_outputs(model, split.test_inputs, device=dev), split.test_target))
 
 
 def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int | None = None,
                 batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "auto",
-                progress=None) -> dict:
+                progress=None, on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train `spec` on its data and write its artifacts atomically.
 
     Args:
-        progress: optional rich Progress; one epoch task and one batch task are added to it.
+        progress: optional rich Progress; one epoch task and one batch task are added to it (their
+            `figures` field is "" until there is a figure to show).
+        on_epoch: called after each epoch with {"model", "epoch", "epochs", "loss", "metric",
+            "metric_value", "seconds"} (the CLI prints it as a line when its output is not a terminal).
 
     Returns:
         The train.json record.
@@ -92,12 +113,13 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
 
     epoch_task = batch_task = None
     if progress is not None:
-        epoch_task = progress.add_task(f"{spec.name} epochs", total=epochs, loss=float("nan"))
-        batch_task = progress.add_task(f"{spec.name} batches", total=len(loader), loss=float("nan"))
+        epoch_task = progress.add_task(f"{spec.name} epochs", total=epochs, figures="")
+        batch_task = progress.add_task(f"{spec.name} batches", total=len(loader), figures="")
     losses: list[float] = []
+    held_out: list[float] = []
     started = time.perf_counter()
-    model.train()
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
+        model.train()
         total, count = 0.0, 0
         if progress is not None:
             progress.reset(batch_task, total=len(loader))
@@ -110,10 +132,16 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
             total += loss.item() * len(y)
             count += len(y)
             if progress is not None:
-                progress.update(batch_task, advance=1, loss=total / count)
+                progress.update(batch_task, advance=1, figures=f"loss {total / count:.4f}")
         losses.append(total / count)
+        held_out.append(_held_out_metric(spec, model, split, dev))
+        figures = f"loss {losses[-1]:.4f}, held-out {spec.metric} {held_out[-1]:.4f}"
         if progress is not None:
-            progress.update(epoch_task, advance=1, loss=losses[-1])
+            progress.update(epoch_task, advance=1, figures=figures)
+        if on_epoch is not None:
+            on_epoch({"model": spec.name, "epoch": epoch, "epochs": epochs, "loss": losses[-1],
+                      "metric": spec.metric, "metric_value": held_out[-1],
+                      "seconds": round(time.perf_counter() - started, 3)})
     seconds = time.perf_counter() - started
     if progress is not None:
         progress.remove_task(batch_task)
@@ -129,12 +157,13 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
         "schema": records.SCHEMA,
         "model": spec.name,
         "status": "PASS" if spec.passes_bar(metric) else "BELOW_BAR",
-        "data": {"source": split.source, "split_rule": split.rule, "sizes": split.sizes, "note": split.note,
-                 "data_dir": str(data_dir)},
+        "data": {"source": split.source, "split_rule": split.rule, "split_version": split.version,
+                 "sizes": split.sizes, "note": split.note, "data_dir": str(data_dir)},
         "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                             "optimizer": spec.train.optimizer, "loss": getattr(criterion, "label", type(criterion).__name__),
                             "device": str(dev)},
         "loss_per_epoch": losses,
+        "metric_per_epoch": held_out,
         "metric": {"name": spec.metric, "value": metric, "bar": spec.bar, "split": "held-out"},
         "seconds": round(seconds, 3),
         "versions": records.versions(),
@@ -143,6 +172,8 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
 
     with records.atomic_path(out_dir / "checkpoint.pt") as tmp:
         torch.save(model.state_dict(), tmp)
-    records.write_bytes(out_dir / "loss.png", _loss_png(losses, f"{spec.name}: {spec.metric} {metric:.4f}"))
+    title = (f"{spec.name}: held-out {spec.metric} {metric:.4f}, {record['status']} (bar {spec.bar_text})\n"
+             f"on {split.source}")
+    records.write_bytes(out_dir / "loss.png", plots.png(loss_figure(losses, held_out, spec.metric, title)))
     records.write_json(out_dir / "train.json", record)
     return record

@@ -55,11 +55,13 @@ def output_arrays(result) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def eager_outputs(model: torch.nn.Module, inputs: list[np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
-    """Run eager PyTorch over arrays in batches; every output, each as one numpy array."""
+def eager_outputs(model: torch.nn.Module, inputs: list[np.ndarray], batch_size: int = 256,
+                  device: torch.device | None = None) -> list[np.ndarray]:
+    """Run eager PyTorch over arrays in batches (on `device`, default the CPU); every output as one numpy array."""
     n = len(inputs[0])
     chunks: list[list[np.ndarray]] = []
     for start in range(0, n, batch_size):
-        tensors = [torch.from_numpy(np.ascontiguousarray(a[start:start + batch_size])) for a in inputs]
+        tensors = [torch.from_numpy(np.ascontiguousarray(a[start:start + batch_size])).to(device or "cpu")
+                   for a in inputs]
         chunks.append(output_arrays(model(*tensors)))
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]

@@ -9,8 +9,11 @@ import typer
 from rich.table import Table
 
 from zeroserve import __version__, registry
-from zeroserve.cliutil import (APP_SETTINGS, JsonOpt, ModelFilesOpt, console, handle_errors, print_json, reflow_help,
-                               show_warning)
+from rich.markup import escape
+
+from zeroserve.cliutil import (APP_SETTINGS, JsonOpt, ModelFilesOpt, console, err_console, handle_errors, print_json,
+                               reflow_help, show_warning)
+from zeroserve.errors import InputError
 
 app = typer.Typer(**APP_SETTINGS)
 
@@ -23,7 +26,7 @@ def version_callback(value: bool):
 
 @app.callback()
 def root(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
-                                               help="Print the version and exit.")] = False):
+                                               metavar="", help="Print the version and exit.")] = False):
     """The PyTorch Zero to All course models, from training to a verified, load-tested Triton deployment."""
 
 
@@ -33,12 +36,29 @@ def models_cmd(model_files: ModelFilesOpt = None, as_json: JsonOpt = False):
     """List the course models and your own (--model-file, entry points), with their tensor specs (--json).
 
     Your own models are checked as every command checks them: the example input through forward,
-    the outputs against their specs, the checkpoint against the module.
+    the outputs against their specs, the checkpoint against the module. A model file (or model) that
+    fails is reported in one line and the rest are listed; the exit code is then 2.
     """
-    specs, _ = registry.select(["all"], model_files)
+    from zeroserve import user_models
+
+    broken: list[InputError] = []
+    specs = []
+    for spec in registry.models(model_files, on_error=broken.append).values():
+        try:
+            specs.append(user_models.verify(spec))
+        except InputError as exc:
+            broken.append(exc)
     if as_json:
         print_json([m.as_json() for m in specs])
-        return
+    else:
+        _models_table(specs)
+    for exc in broken:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    if broken:
+        raise typer.Exit(2)
+
+
+def _models_table(specs) -> None:
     yours = sum(m.origin != "course" for m in specs)
     table = Table(title="zeroserve models" + (f": {len(specs) - yours} course, {yours} yours" if yours else ""))
     for col in ("model", "lesson / origin", "task", "inputs", "outputs", "max batch", "data"):

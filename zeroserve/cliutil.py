@@ -121,16 +121,20 @@ def _existing_data_dir(ctx: typer.Context, param: typer.CallbackParam, value: Pa
     return value
 
 
-def data_dir_in_use(data_dir: Path | None) -> Path:
+def data_dir_in_use(data_dir: Path | None, specs=None) -> Path:
     """The data folder a command reads (`--data-dir`, else ZEROSERVE_DATA_DIR, else data/); warns when it is missing.
 
     A folder given with --data-dir was checked while parsing (exit 2); a defaulted one that does
     not exist is only a warning naming it, since a command may go on without data (random inputs).
+
+    Args:
+        specs: the models the command works on; no warning when none of them has a data source.
     """
     from zeroserve.data import default_data_dir
 
     path = Path(data_dir) if data_dir is not None else default_data_dir()
-    if not path.is_dir():
+    reads_data = specs is None or any(spec.data is not None for spec in specs)
+    if reads_data and not path.is_dir():
         how = "from ZEROSERVE_DATA_DIR" if os.environ.get("ZEROSERVE_DATA_DIR") else "the default"
         err_console.print(f"[yellow]warning:[/] data folder {escape(str(path))} ({how}) does not exist: models "
                           "that need data go without it (`zeroserve data fetch all` fills it, --data-dir names "
@@ -153,7 +157,8 @@ ModelFilesOpt = Annotated[list[Path] | None, typer.Option(
     "--model-file", envvar="ZEROSERVE_MODEL_FILES", show_default=False, metavar="PATH",
     help="A Python file defining zeroserve_models() -> list[ModelSpec]: your own models, named beside the "
          "course's (repeatable; env ZEROSERVE_MODEL_FILES, a path list). See the README.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of a table.")]
+# metavar "": a flag takes no value (typer would show `<bool>` beside it)
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON instead of a table.")]
 FormatsOpt = Annotated[str | None, typer.Option(
     "--format", help=f"Formats, comma separated: {', '.join(F.keys())} (default: {','.join(F.primary())}).",
     show_default=False)]

@@ -249,7 +249,9 @@ class _Session:
         try:
             request = urllib.request.Request(url, headers={"User-Agent": "zeroserve"})
             with urllib.request.urlopen(request, timeout=self.timeout) as resp, open(dest, "wb") as fh:
-                total = resp.length
+                # an HTTP response has .length; a file:// one is a bare file whose size is in its headers
+                size = resp.headers.get("Content-Length")
+                total = int(size) if size and size.isdigit() else None
                 if self.progress is not None:
                     task = self.progress.add_task(label, total=total)
                 got = 0

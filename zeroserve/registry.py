@@ -87,13 +87,14 @@ REGISTRY: dict[str, ModelSpec] = {m.name: m for m in (
 )}
 
 
-def models(model_files: Sequence[str | Path] | None = None) -> dict[str, ModelSpec]:
+def models(model_files: Sequence[str | Path] | None = None, on_error=None) -> dict[str, ModelSpec]:
     """The course models, then the user's own (entry points of `zeroserve.models`, then model files).
 
     Args:
         model_files: Python files defining `zeroserve_models()`; None reads `ZEROSERVE_MODEL_FILES`.
+        on_error: `user_models.load`'s: given, a broken file is reported to it and the rest are returned.
     """
-    return {**REGISTRY, **user_models.load(model_files, reserved=REGISTRY)}
+    return {**REGISTRY, **user_models.load(model_files, reserved=REGISTRY, on_error=on_error)}
 
 
 def get(name: str, model_files: Sequence[str | Path] | None = None) -> ModelSpec:

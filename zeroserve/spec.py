@@ -90,6 +90,7 @@ class Split:
     source: str
     rule: str
     note: str = ""
+    version: int | None = None  # the seeded split rule's version (zeroserve.data.SPLIT_VERSIONS) when one made it
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -120,11 +121,18 @@ class DataSource:
 
     description: str
     files: tuple[str, ...] = ()
-    load: Callable[[Path], Split] | None = None
+    load: Callable[..., Split] | None = None
+    versioned: bool = False  # load(data_dir, split_version=None) takes the seeded split rule's version
 
     def __post_init__(self) -> None:
         if not callable(self.load):
             raise InputError(f"data source {self.description!r} needs load=, a function data_dir -> Split")
+
+    def read(self, data_dir: Path, split_version: int | None = None) -> Split:
+        """The split, by the seeded split rule `split_version` (None: the current one) where the source has one."""
+        if self.versioned and split_version is not None:
+            return self.load(Path(data_dir), split_version=split_version)
+        return self.load(Path(data_dir))
 
 
 @dataclass(frozen=True)
@@ -235,14 +243,18 @@ class ModelSpec:
         """The named dynamic axes of the inputs (batch excluded), in order."""
         return tuple(dict.fromkeys(d for t in self.inputs for d in t.dims if isinstance(d, str)))
 
-    def load_data(self, data_dir: Path) -> Split:
-        """The model's data (held-out and training rows), or InputError when it has no data source."""
+    def load_data(self, data_dir: Path, split_version: int | None = None) -> Split:
+        """The model's data (held-out and training rows), or InputError when it has no data source.
+
+        Args:
+            split_version: the seeded split rule a train.json recorded (None: the current one).
+        """
         if self.data is None:
             raise InputError(f"{self.name} has no data source (its spec gives no data=)")
         if self.origin == "course":
-            return self.data.load(Path(data_dir))
+            return self.data.read(Path(data_dir), split_version)
         try:  # a user's loader: its failure is one line, and its arrays must match the specs
-            split = self.data.load(Path(data_dir))
+            split = self.data.read(Path(data_dir), split_version)
         except ZeroserveError:
             raise
         except Exception as exc:
@@ -276,6 +288,13 @@ class ModelSpec:
 
     def passes_bar(self, value: float) -> bool:
         return self.bar is None or self.task.passes(value, self.bar)
+
+    @property
+    def bar_text(self) -> str:
+        """The bar as a table shows it: `≥ 0.95`, `≤ 0.1` (the metric's direction), or `none`."""
+        if self.bar is None:
+            return "none"
+        return f"{'≥' if self.task.higher_is_better else '≤'} {self.bar}"
 
     def loss(self):
         """The training loss of the primary output: its task's loss for its declared kind."""

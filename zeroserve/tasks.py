@@ -184,10 +184,16 @@ class Regression(Task):
         return fp32 * (1 + rule.max_mse_increase / 100), f"mse at most {rule.max_mse_increase:g}% above fp32's"
 
     def describe(self, kind, row, labels):
-        return {"value": float(np.asarray(row).reshape(-1)[0])}
+        row = np.asarray(row)
+        if row.size == 1:
+            return {"value": float(row.reshape(-1)[0])}
+        return summary(row)  # an image-shaped or vector output: its shape and a summary, not its first element
 
     def describe_target(self, target, labels):
-        return f"{float(np.asarray(target).reshape(-1)[0]):.4g}"
+        target = np.asarray(target)
+        if target.size == 1:
+            return f"{float(target.reshape(-1)[0]):.4g}"
+        return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in summary(target).items())
 
 
 class Binary(Task):
@@ -214,7 +220,11 @@ class Binary(Task):
         return float(np.mean(self.decisions(kind, outputs) == (np.asarray(target).reshape(len(target), -1)[:, 0] >= 0.5)))
 
     def describe(self, kind, row, labels):
-        p = float(kind.probabilities(np.asarray(row).reshape(-1)[:1])[0])
+        row = np.asarray(row)
+        if row.size > 1:  # one decision per element (a mask): how many are positive, of which shape
+            positive = kind.probabilities(row.reshape(-1)) >= 0.5
+            return {"shape": list(row.shape), "positive": int(positive.sum()), "of": int(row.size)}
+        p = float(kind.probabilities(row.reshape(-1)[:1])[0])
         positive = p >= 0.5
         return {"label": labels[int(positive)] if labels else str(int(positive)),
                 "probability": p if positive else 1 - p}
@@ -272,11 +282,24 @@ class Sequence(MultiClass):
         return float(np.mean(np.all(self.decisions(kind, outputs) == np.asarray(target), axis=-1)))
 
     def describe(self, kind, row, labels):
-        steps = np.asarray(row).argmax(-1).reshape(-1)
-        return {"text": "".join(labels[int(i)] if labels else str(int(i)) for i in steps)}
+        return {"text": spell(np.asarray(row).argmax(-1).reshape(-1), labels)}
 
     def describe_target(self, target, labels):
-        return "".join(labels[int(i)] if labels else str(int(i)) for i in np.asarray(target).reshape(-1))
+        return spell(np.asarray(target).reshape(-1), labels)
+
+
+def spell(steps: np.ndarray, labels: tuple[str, ...]) -> str:
+    """A sequence of class indices as text: characters joined ("ihello"), words or numbers space-separated
+    ("PAD NOUN VERB", "3 0 1")."""
+    words = [labels[int(i)] if labels else str(int(i)) for i in steps]
+    chars = bool(labels) and all(len(label) == 1 for label in labels)
+    return ("" if chars else " ").join(words)
+
+
+def summary(a: np.ndarray) -> dict:
+    """A multi-element output row in a few figures: its shape, mean, min and max."""
+    a = np.asarray(a, dtype=np.float64)
+    return {"shape": list(a.shape), "mean": float(a.mean()), "min": float(a.min()), "max": float(a.max())}
 
 
 REGRESSION, BINARY, MULTICLASS, SEQUENCE = Regression(), Binary(), MultiClass(), Sequence()

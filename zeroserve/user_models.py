@@ -20,7 +20,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -131,23 +131,62 @@ def load_entry_points() -> list[ModelSpec]:
     return _entry_points
 
 
-def load(model_files: Sequence[str | Path] | None, reserved: Mapping[str, ModelSpec]) -> dict[str, ModelSpec]:
+def load(model_files: Sequence[str | Path] | None, reserved: Mapping[str, ModelSpec],
+         on_error: Callable[[InputError], None] | None = None) -> dict[str, ModelSpec]:
     """User specs by name: entry points, then each model file (None: `ZEROSERVE_MODEL_FILES`).
+
+    Args:
+        on_error: given, a file or name that fails is passed to it and left out, and the rest load
+            (`zeroserve models` lists what loads); None raises the first failure.
 
     Raises:
         InputError: a file or entry point that cannot be loaded, or a name that clashes with a course
             model or another user model.
     """
+    def failed(exc: InputError) -> None:
+        if on_error is None:
+            raise exc
+        on_error(exc)
+
     out: dict[str, ModelSpec] = {}
     files = env_files() if model_files is None else [Path(p) for p in model_files]
-    for spec in [*load_entry_points(), *(s for f in dict.fromkeys(files) for s in load_file(f))]:
+    specs: list[ModelSpec] = []
+    try:
+        specs += load_entry_points()
+    except InputError as exc:
+        failed(exc)
+    for f in dict.fromkeys(files):
+        try:
+            specs += load_file(f)
+        except InputError as exc:
+            failed(exc)
+    for spec in specs:
         if spec.name in reserved:
-            raise InputError(f"{spec.origin}: model name {spec.name!r} is a course model's; choose another name")
-        if spec.name in out:
-            raise InputError(f"{spec.origin}: model name {spec.name!r} is also defined by {out[spec.name].origin}; "
-                             "names must be unique")
-        out[spec.name] = spec
+            failed(InputError(f"{spec.origin}: model name {spec.name!r} is a course model's; choose another name"))
+        elif spec.name in out:
+            failed(InputError(f"{spec.origin}: model name {spec.name!r} is also defined by "
+                              f"{out[spec.name].origin}; names must be unique"))
+        else:
+            out[spec.name] = spec
     return out
+
+
+def untrained_outputs(spec: ModelSpec) -> list[str]:
+    """The outputs `zeroserve train` leaves untrained: training's loss reads the primary output's target
+    only (`Split.train_target`), so every other output of a spec it trains keeps its initial weights."""
+    if spec.train is None or spec.checkpoint is not None:
+        return []
+    return [t.name for t in spec.outputs if t.name != spec.primary_output.name]
+
+
+def _warn_untrained_outputs(spec: ModelSpec) -> None:
+    names = untrained_outputs(spec)
+    if names:
+        import warnings
+
+        warnings.warn(f"{spec.name}: output(s) {', '.join(names)} go untrained by `zeroserve train`: its loss "
+                      f"reads only the primary output {spec.primary_output.name} against Split.train_target "
+                      "(train the model yourself and give checkpoint= to serve every output trained)", stacklevel=3)
 
 
 def verify(spec: ModelSpec) -> ModelSpec:
@@ -159,6 +198,7 @@ def verify(spec: ModelSpec) -> ModelSpec:
     """
     if spec.origin == "course" or id(spec) in _verified:
         return spec
+    _warn_untrained_outputs(spec)
     import torch
 
     from zeroserve.artifacts import load_trained, output_arrays

@@ -118,3 +118,20 @@ def test_domains_give_valid_random_and_safe_values():
     assert image.dtype == np.float32 and 0 <= image.min() and image.max() <= 1
     (chars,) = registry.get("hello_rnn").random_inputs(2, np.random.default_rng(0), time=4)
     assert chars.sum(-1).tolist() == [[1.0] * 4] * 2
+
+
+def test_describe_summarises_multi_element_outputs_and_spells_word_labels_apart():
+    import numpy as np
+
+    from zeroserve.tasks import BINARY, PROBS, REGRESSION, SEQUENCE, SEQUENCE_LOG_PROBS, VALUE
+
+    image = np.arange(256, dtype=np.float32).reshape(1, 16, 16) / 255
+    described = REGRESSION.describe(VALUE, image, ())
+    assert described["shape"] == [1, 16, 16] and (described["min"], described["max"]) == (0.0, 1.0)
+    assert described["mean"] == pytest.approx(0.5, abs=1e-3)
+    assert REGRESSION.describe(VALUE, np.array([2.5]), ()) == {"value": 2.5}
+    mask = np.array([[0.9, 0.1], [0.8, 0.2]], dtype=np.float32)
+    assert BINARY.describe(PROBS, mask, ()) == {"shape": [2, 2], "positive": 2, "of": 4}
+    steps = np.log(np.eye(3)[[0, 1, 2, 0]] * 0.98 + 0.01)
+    assert SEQUENCE.describe(SEQUENCE_LOG_PROBS, steps, ("PAD", "NOUN", "VERB")) == {"text": "PAD NOUN VERB PAD"}
+    assert SEQUENCE.describe(SEQUENCE_LOG_PROBS, steps, ("h", "i", "e")) == {"text": "hieh"}

@@ -258,3 +258,62 @@ def test_every_command_that_takes_a_model_refuses_a_bad_model_file(example, monk
         result = runner.invoke(app, [*command, "--model-file", str(path)])
         assert result.exit_code == 2 and BAD["output count"][1] in result.output, (command, result.output)
     assert not (example.parent / "nowhere").exists() and not (example.parent / "artifacts").exists()
+
+
+def test_a_broken_model_file_is_one_line_and_the_rest_are_listed(example, tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import nonexistent_module_for_zeroserve\n")
+    result = runner.invoke(app, ["models", "--json", "--model-file", str(broken), "--model-file", str(example)])
+    assert result.exit_code == 2, result.output
+    listed = {m["name"] for m in json.loads(result.stdout)}
+    assert set(registry.REGISTRY) | {"ticket_router"} <= listed
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(broken) in errors[0] and "Traceback" not in result.output
+
+
+def test_no_data_folder_warning_for_a_model_that_reads_no_data(example, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/ here
+    monkeypatch.delenv("ZEROSERVE_DATA_DIR", raising=False)
+    result = runner.invoke(app, ["export", "ticket_router", "--model-file", str(example), "--artifacts",
+                                 str(tmp_path / "art"), "--format", "onnx", "--json"])
+    assert result.exit_code == 0, result.output
+    assert "data folder" not in result.stderr
+    course = runner.invoke(app, ["train", "linear", "--epochs", "1", "--artifacts", str(tmp_path / "art")])
+    assert "data folder data (the default) does not exist" in course.stderr  # a model with a data source still hears it
+
+
+def test_the_example_says_what_it_wrote(tmp_path):
+    path = tmp_path / "ticket_router.py"
+    shutil.copy(EXAMPLE, path)
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120, check=True)
+    assert f"wrote {tmp_path / 'ticket_router.pt'}" in out.stdout
+
+
+def test_version_is_a_plain_flag_in_help():
+    result = runner.invoke(app, ["--help"], terminal_width=120)
+    line = next(line for line in result.output.splitlines() if "--version" in line)
+    assert "<bool>" not in line and "Print the version" in line
+
+
+TWO_HEADS = TINY.replace(
+    "build=torch.nn.Linear(3, 1), tasks=REGRESSION, bar=0.5,",
+    "build=TwoHeads, tasks=(REGRESSION, BINARY), bar=0.5,").replace(
+    "outputs=(TensorSpec(\"y__0\", \"float32\", (1,), kind=VALUE),),",
+    "outputs=(TensorSpec(\"y__0\", \"float32\", (1,), kind=VALUE), TensorSpec(\"flag__1\", \"float32\", (1,), "
+    "kind=PROBS)),").replace("from zeroserve.tasks import REGRESSION, VALUE", """from zeroserve.tasks import BINARY, PROBS, REGRESSION, VALUE
+
+class TwoHeads(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.y, self.flag = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.y(x), torch.sigmoid(self.flag(x))
+""").replace('name="tiny"', 'name="two_heads"')
+
+
+def test_an_output_training_leaves_untrained_is_named_in_one_line(tmp_path):
+    path = tmp_path / "two_heads.py"
+    path.write_text(TWO_HEADS)
+    with pytest.warns(UserWarning, match=r"two_heads: output\(s\) flag__1 go untrained .* primary output y__0"):
+        registry.get("two_heads", [path])  # as every command loads it (the CLI prints the warning as one line)

@@ -320,3 +320,36 @@ def test_a_killed_fetchs_temporary_folder_is_cleaned_up(mirror, tmp_path):
     (stale / "diabetes.csv.gz").write_bytes(b"half")
     [row] = F.fetch(["diabetes"], target, source=mirror.url)
     assert row["state"] == "fetched" and leftovers(target) == ["diabetes.csv.gz"]
+
+
+@pytest.mark.parametrize("form", ["folder", "file-url"])
+def test_a_mirror_folder_or_file_url_is_fetched_verified_and_renamed_into_place(mirror, tmp_path, form):
+    """`--source FOLDER` and `--source file:///...` go through the same download, verify, rename path as http."""
+    sums = tmp_path / "sums.json"
+    sums.write_text(json.dumps(mirror.checksums))
+    source = str(mirror.root) if form == "folder" else mirror.root.resolve().as_uri()
+    target = tmp_path / "data"
+    res = CliRunner().invoke(app, ["data", "fetch", "mnist", "--data-dir", str(target), "--source", source,
+                                   "--checksums", str(sums)])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    for name in IDX:
+        assert (target / "MNIST" / "raw" / f"{name}.gz").read_bytes() == (mirror.root / "MNIST/raw" / f"{name}.gz").read_bytes()
+        assert (target / "MNIST" / "raw" / name).is_file()
+    assert not [p for p in target.iterdir() if p.name.startswith(F.TEMP_PREFIX)]
+    assert mirror.requests == []  # read from the folder, not through the HTTP server
+
+
+@pytest.mark.parametrize("form", ["folder", "file-url"])
+def test_a_corrupted_file_in_a_mirror_folder_is_refused_with_nothing_left_behind(mirror, tmp_path, form):
+    victim = mirror.root / "MNIST/raw/t10k-images-idx3-ubyte.gz"
+    victim.write_bytes(victim.read_bytes()[:-10] + b"0123456789")  # same size, other bytes
+    sums = tmp_path / "sums.json"
+    sums.write_text(json.dumps(mirror.checksums))
+    source = str(mirror.root) if form == "folder" else mirror.root.resolve().as_uri()
+    target = tmp_path / "data"
+    res = CliRunner().invoke(app, ["data", "fetch", "mnist", "--data-dir", str(target), "--source", source,
+                                   "--checksums", str(sums)])
+    assert res.exit_code == 1, res.output
+    assert "checksum mismatch" in res.output and "Traceback" not in res.output
+    assert leftovers(target) == []
