@@ -13,11 +13,11 @@ from typing import Any, Literal
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFailed, translate
+from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFailed, ServerUnreachable, translate
 from zeroserve.client.values import to_wire
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
-from zeroserve.serve.state import recovering_models, resolve_server
+from zeroserve.serve.state import recovering_models, resolve_server, restarting
 from zeroserve.spec import ModelSpec
 
 Protocol = Literal["grpc", "http"]
@@ -239,7 +239,13 @@ class Client:
         try:
             return getattr(self._client, name)(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - mapped to typed errors
-            raise translate(exc, self.url, self.protocol, model, self.timeout) from None
+            error = translate(exc, self.url, self.protocol, model, self.timeout)
+            if isinstance(error, ServerUnreachable):  # a supervised server between two starts says so
+                host, _, port = self.url.rpartition(":")
+                note = restarting(host.strip("[]"), int(port))
+                if note:
+                    raise ServerUnreachable(note) from None
+            raise error from None
 
     def live(self) -> None:
         """Raise ServerError unless the server answers and is live."""

@@ -31,8 +31,8 @@ from zeroserve.serve import state as st
 from zeroserve.serve.docker import docker_command
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, check_bind_host, hostport, resolve_free_ports
 from zeroserve.serve.repository import DEFAULT_REPOSITORY
-from zeroserve.serve.status import collect_status, find_server
-from zeroserve.serve.supervisor import RestartPolicy, Supervisor
+from zeroserve.serve.status import _duration, collect_status, find_server
+from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, Supervisor
 
 STOP_WAIT_S = 10.0
 
@@ -96,20 +96,31 @@ def serve_cmd(
                                                 "model to be READY.", callback=positive_seconds)]
     = srv.READY_TIMEOUT_S,
     max_restarts: Annotated[int | None, typer.Option(
-        "--max-restarts", help="Crashes of tritonserver tolerated within 10 minutes; the next one ends `serve` "
-        "(default 5, or ZEROSERVE_RESTART_CAP=count,window_s).")] = None,
+        "--max-restarts", help="A hard cap: crashes of tritonserver tolerated within 10 minutes, the next one ending "
+        "`serve` (default: no cap, a crash loop backs off up to 5 minutes between starts; or "
+        "ZEROSERVE_RESTART_CAP=count,window_s).", min=0)] = None,
     restart_backoff: Annotated[float | None, typer.Option(
         "--restart-backoff", help="Seconds before the first restart after a crash, doubled for each further crash "
-        "up to 30 (default 1, or ZEROSERVE_RESTART_BACKOFF=first_s,max_s).")] = None,
+        "within 10 minutes up to 300 (default 1, or ZEROSERVE_RESTART_BACKOFF=first_s,max_s).", min=0)] = None,
+    hang_timeout: Annotated[float, typer.Option(
+        "--hang-timeout", help="Seconds without an answer to /v2/health/live after which a running server is "
+        "recorded as hung, killed and restarted.", callback=positive_seconds)] = HANG_TIMEOUT_S,
+    memory_limit: Annotated[str, typer.Option(
+        "--memory-limit", help="Data ceiling per process (RLIMIT_DATA) for tritonserver and, inherited, each of its "
+        "stubs: a size (3G, 512M), 'auto' (25% of this machine's memory, at least 2 GiB; not applied on a GPU host) "
+        "or 'off'. A request that declares a huge tensor then ends that server, which is restarted, instead of "
+        "exhausting the host.")] = "auto",
     model_files: ModelFilesOpt = None,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow --host to be an address other "
                                                "machines reach (not loopback); prints a warning.")] = False,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
 
-    The server is supervised: a tritonserver that dies is restarted on the same ports (with a
-    backoff, at most --max-restarts times in 10 minutes; each crash's log is kept), and a model
-    whose Python-backend stub died is reloaded alone while the others serve. The server has no
+    The server is supervised: a tritonserver that dies or hangs (--hang-timeout) is restarted on the
+    same ports with a backoff that grows to 5 minutes in a crash loop (--max-restarts sets a hard
+    cap; each crash's log is kept), and a model whose Python-backend stub died is reloaded alone
+    while the others serve. tritonserver and its stubs end with their supervisor, and run under a
+    per-process memory ceiling (--memory-limit). The server has no
     model-control API (load and unload requests are refused). A model that fails to load is
     named and the others serve.
 
@@ -133,9 +144,10 @@ def serve_cmd(
     host, http_port, grpc_port, metrics_port = _bind_checks(host, allow_remote, http_port, grpc_port, metrics_port)
 
     policy = RestartPolicy.from_env(cap=max_restarts, first_s=restart_backoff)
+    srv.memory_ceiling(memory_limit, gpu=False)  # a bad size is refused before anything starts
     if detach:
         state = _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
-                                policy)
+                                policy, hang_timeout, memory_limit)
         _print_endpoints(state)
         console.print(f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
                       f"log {state['log']}; stop it with `zeroserve stop`", highlight=False)
@@ -149,11 +161,12 @@ def serve_cmd(
         with _progress() as on_model:
             server = srv.start_server(repository, models, host=host, http_port=http_port, grpc_port=grpc_port,
                                       metrics_port=metrics_port, ort_threads=ort_threads, timeout=timeout,
-                                      on_model=on_model, supervisor=me)
+                                      on_model=on_model, supervisor=me, memory_limit=memory_limit)
         _print_endpoints(server.state)
         console.print("serving (supervised: a crashed server is restarted, a dead model reloaded); "
                       "Ctrl-C stops the server", highlight=False)
-        Supervisor(server, policy, say=lambda text: err_console.print(text, highlight=False)).run()
+        Supervisor(server, policy, say=lambda text: err_console.print(text, highlight=False),
+                   hang_timeout=hang_timeout).run()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (_Terminated)
         if server is None:  # start_server already stopped what it had started
             console.print("stopped during the start; nothing left running", highlight=False)
@@ -215,7 +228,7 @@ def _progress():
 
 
 def _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
-                    policy: RestartPolicy) -> dict:
+                    policy: RestartPolicy, hang_timeout: float = HANG_TIMEOUT_S, memory_limit: str = "auto") -> dict:
     """Start a detached supervisor that starts and supervises tritonserver; wait for READY with progress.
 
     Returns the run's state once it is running. The supervisor runs in its own session under
@@ -229,12 +242,14 @@ def _start_detached(repository, models, host, http_port, grpc_port, metrics_port
     check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
     find_tritonserver()
     run_id = st.new_run_id()
+    st.private_dirs()
     run_dir = st.runs_dir() / run_id
     run_dir.mkdir(parents=True)
     os.chmod(run_dir, 0o700)
     options = {"repository": str(Path(repository).resolve()), "models": models, "host": host,
                "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
-               "ort_threads": ort_threads, "timeout": timeout, "run_id": run_id,
+               "ort_threads": ort_threads, "timeout": timeout, "run_id": run_id, "memory_limit": memory_limit,
+               "hang_timeout": hang_timeout,
                "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap,
                           "window_s": policy.window_s}}
     sup_log = run_dir / "supervisor.log"
@@ -319,11 +334,15 @@ def status_cmd(
 
     Exit codes, with --json too (its `exit_code` and `verdict`): 0 when every model the server serves is
     READY and the server runs supervised; 1 when a model is recovering or failed (one that fails at start
-    keeps the server not ready, as Triton's strict readiness does) or the server is restarting, dead or
-    unsupervised; 3 when no server runs or it does not answer.
+    keeps the server not ready, as Triton's strict readiness does) or the server is restarting, dead
+    (its run is kept with its log until `zeroserve stop`) or unsupervised; 3 when no server runs or it
+    does not answer.
     """
     server = find_server(host, http_port, grpc_port, repository)
-    report = collect_status(artifacts, repository, server, model_files)
+    dead = [] if server is not None and server.get("pid") is not None else \
+        st.choose(st.dead_servers(), host, http_port, grpc_port, repository)
+    report = collect_status(artifacts, repository, server, model_files,
+                            dead_meant=dead[-1]["run_id"] if dead else None)
     for path in report["unreadable_state_files"]:
         err_console.print(f"[yellow]warning:[/] state file unreadable: {escape(path)}", highlight=False,
                           soft_wrap=True)
@@ -337,7 +356,7 @@ def status_cmd(
     for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
         table.add_column(col, **({"max_width": 20, "no_wrap": True, "overflow": "ellipsis"} if col == "data" else {}))
     mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim", "recovering": "red",
-            "UNAVAILABLE": "red", "failed": "red"}
+            "UNAVAILABLE": "red", "failed": "red", "unsupervised": "red"}
     paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
     shown: set[str] = set()
     for row in report["models"]:
@@ -382,9 +401,21 @@ def _print_supervision(server: dict) -> None:
                   f"{sup}; restarts: {server['restarts']}; model control API: open ({server['model_control']})",
                   highlight=False, soft_wrap=True)
     crash = server.get("last_crash")
+    if server.get("supervisor_gone"):
+        console.print(f"[red]dead: its supervisor (pid {server['supervisor_pid']}) is gone[/]; nothing restarts or "
+                      "recovers this server: `zeroserve stop` it and serve again", highlight=False, soft_wrap=True)
+    if server.get("next_start_in_s") is not None:
+        loop = server.get("crash_loop")
+        console.print("[red]" + (f"crash loop: {loop['crashes']} crashes in {loop['window_s'] / 60:.0f} min, "
+                                 if loop else "restarting: ")
+                      + f"next start in {_duration(server['next_start_in_s'])}[/]"
+                      + (f"; last crash log: {crash['log']}" if crash else ""), highlight=False, soft_wrap=True)
     if crash:
         console.print(f"last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
                       highlight=False, soft_wrap=True)
+    limit = server.get("memory_limit") or {}
+    if limit.get("note"):
+        console.print(f"memory limit: {limit['note']}", highlight=False, soft_wrap=True)
     rec = server.get("last_recovery")
     if rec:
         console.print(f"last recovery {rec['time']}: {rec['model']} reloaded in {rec['seconds']} s", highlight=False)

@@ -203,6 +203,20 @@ class Server:
             client.close()
         raise ServerError(f"tritonserver did not come up within the start deadline (--timeout) (log: {self.log})")
 
+    def live(self, timeout: float = 1.0) -> bool:
+        """True when `/v2/health/live` answers 200 within `timeout` (a plain GET: no inference, no statistics)."""
+        import http.client
+
+        host = self.state["host"].strip("[]")
+        conn = http.client.HTTPConnection(host, int(self.state["http_port"]), timeout=timeout)
+        try:
+            conn.request("GET", "/v2/health/live")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
     def index(self, timeout: float = 3.0) -> dict[str, dict[str, str]]:
         """The repository index (read-only in every mode): Triton name -> {"state", "reason"}; {} when it does not answer."""
         import tritonclient.http as httpclient
@@ -390,15 +404,78 @@ class Server:
 
 
 def _parent_death_signal(detach: bool) -> list[str]:
-    """`setpriv --pdeathsig` in front of the command, so a foreground server ends with the process that started it.
+    """`setpriv --pdeathsig KILL` in front of the command, so the server ends with the process that supervises it.
 
     The signal is set by setpriv, just before it execs tritonserver, rather than in a
     `preexec_fn` that would run Python in the forked child while other threads hold locks.
-    It fires when the *thread* that started the server exits. Without setpriv there is no
-    parent-death signal; `zeroserve stop` still finds the server by its state file.
+    It fires when the *thread* that started the server exits; KILL reaches a stopped or hung
+    server too. Once tritonserver is gone (and reaped), its stubs see their parent gone and exit
+    within about 2 s (measured here); every later `serve`/`stop` also reaps them by the run's
+    shared-memory prefix. Without setpriv there is no parent-death signal; `zeroserve stop`
+    still finds the server by its state file or its command line.
     """
     setpriv = None if detach else shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+MEMORY_SHARE = 0.25  # the default per-process data ceiling: this share of the machine's memory
+MEMORY_FLOOR = 2 << 30  # ... and never below 2 GiB (stubs that import torch and ONNX Runtime serve under it)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """`3G`, `512M`, `2048K` or bytes (binary units, an optional trailing B or iB) -> bytes, or InputError."""
+    raw = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in _UNITS else (raw, "")
+    try:
+        value = float(number)
+    except ValueError:
+        raise InputError(f"--memory-limit {text!r}: give a size such as 3G, 512M or 4096M, 'auto' or 'off'") from None
+    if value <= 0:
+        raise InputError(f"--memory-limit {text!r}: must be more than 0 (or 'off')")
+    return int(value * _UNITS[unit])
+
+
+def memory_ceiling(limit: str | None, gpu: bool) -> tuple[int | None, str]:
+    """The per-process data ceiling (RLIMIT_DATA) tritonserver runs under, and why, for `--memory-limit`.
+
+    `auto` (None): MEMORY_SHARE of this machine's memory (at least MEMORY_FLOOR), except on a GPU host
+    (CUDA reserves large private mappings that count against it); `off`: none; a size: that size.
+    The limit is per process and each stub inherits it: it is a ceiling for one process, not a total.
+    """
+    import psutil
+
+    text = (limit or "auto").strip().lower()
+    if text in ("off", "none", "0"):
+        return None, "off (--memory-limit off)"
+    if text == "auto":
+        if gpu:
+            return None, "not applied on a GPU host unless --memory-limit SIZE is given (CUDA's reservations count)"
+        total = psutil.virtual_memory().total
+        size = max(MEMORY_FLOOR, int(total * MEMORY_SHARE))
+        return size, f"{size / (1 << 30):.1f} GiB per process ({MEMORY_SHARE:.0%} of {total / (1 << 30):.1f} GiB)"
+    size = parse_size(text)
+    return size, f"{size / (1 << 30):.2f} GiB per process (--memory-limit)"
+
+
+def _memory_limit_prefix(size: int | None) -> list[str]:
+    """`prlimit --data=N:N --` in front of the command: the limit is set before tritonserver starts."""
+    if size is None:
+        return []
+    prlimit = shutil.which("prlimit")
+    return [prlimit, f"--data={size}:{size}", "--"] if prlimit else []
+
+
+def _apply_memory_limit(pid: int, size: int | None) -> None:
+    """Without prlimit: set RLIMIT_DATA on the started process (its stubs, forked later, inherit it)."""
+    if size is None or shutil.which("prlimit"):
+        return
+    import psutil
+
+    try:
+        psutil.Process(pid).rlimit(psutil.RLIMIT_DATA, (size, size))
+    except (psutil.Error, OSError, ValueError):
+        pass
 
 
 def _private_dir(path: Path) -> Path:
@@ -425,7 +502,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
                  metrics_port: int = DEFAULT_PORTS["metrics"], ort_threads: int | None = None, detach: bool = False,
                  timeout: float = READY_TIMEOUT_S, queue_delay_us: int | None = None, noop_of: Iterable[str] = (),
                  on_model: OnModel | None = None, model_control: str = "poll", run_id: str | None = None,
-                 supervisor: dict[str, Any] | None = None) -> Server:
+                 supervisor: dict[str, Any] | None = None, memory_limit: str | None = None) -> Server:
     """Build the runtime repository, start tritonserver and return once every model has loaded or failed.
 
     A failure of the server itself stops what was started, marks the run dead (keeping its log)
@@ -446,6 +523,9 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         run_id: the run's id when the caller chose it (the detached supervisor's parent).
         supervisor: {"pid", "create_time"} of the process that supervises this server, recorded
             so that `stop` ends it first.
+        memory_limit: `--memory-limit`: "auto" (None), "off" or a size such as "3G" (`memory_ceiling`): a
+            request that declares a huge tensor then ends this server (restarted by its supervisor)
+            rather than exhausting the host.
     """
     if model_control not in MODEL_CONTROLS:
         raise InputError(f"model_control must be one of {', '.join(MODEL_CONTROLS)}, got {model_control!r}")
@@ -456,6 +536,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
     reap_dead()
     backends = backend_directory(install, st.cache_dir())
     run_id = run_id or st.new_run_id()
+    st.private_dirs()
     run_dir = _private_dir(st.runs_dir() / run_id)
     served = run_dir / "repository"
     # The models are in place before the server starts (poll: Triton loads them before it listens;
@@ -468,6 +549,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
             on_model(name, NOT_SERVED, 0.0)
 
     gpu = gpu_available()
+    ceiling, ceiling_note = memory_ceiling(memory_limit, gpu)
     noop_of = list(noop_of)
     built = build_runtime_repository(repository, names, served, ort_threads, gpu=gpu,
                                      queue_delay_us=queue_delay_us, noop_of=noop_of, on_skip=skip)
@@ -496,14 +578,18 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
     env = server_env(install)
 
     def launch() -> subprocess.Popen:
-        with open(log, "wb") as log_fh:
+        # O_APPEND: the supervisor can cut the log (serve/supervisor.py) and the server's next line starts it again.
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        with open(fd, "wb") as log_fh:
             try:
                 # umask 077: the server's log, the stubs' shared-memory regions and anything they write are private.
-                return subprocess.Popen([*_parent_death_signal(detach), *args], stdin=subprocess.DEVNULL,
-                                        stdout=log_fh, stderr=subprocess.STDOUT, env=env, cwd=run_dir,
-                                        start_new_session=True, umask=0o077)
+                proc = subprocess.Popen([*_memory_limit_prefix(ceiling), *_parent_death_signal(detach), *args],
+                                        stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT, env=env,
+                                        cwd=run_dir, start_new_session=True, umask=0o077)
             except OSError as exc:
                 raise ServerError(f"could not run {install.binary}: {exc.strerror or exc}") from None
+        _apply_memory_limit(proc.pid, ceiling)
+        return proc
 
     launched = time.monotonic()
     process = launch()
@@ -515,6 +601,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         "engine": "embedded", "model_control": model_control, "supervisor": supervisor,
         "restarts": 0, "crashes": [], "recoveries": [], "recovering": {}, "failed": {}, "unservable": unservable,
         "artifacts": {m.name: {"artifact": m.artifact, "sha256": m.sha256} for m in built},
+        "memory_limit": {"bytes": ceiling, "note": ceiling_note},
     }
     st.write_state(state)
 

@@ -51,6 +51,17 @@ def runs_dir() -> Path:
     return cache_dir() / "runs"
 
 
+def private_dirs() -> None:
+    """Create the cache root, `servers/` and `runs/` readable by this user only (0700), or make them so."""
+    for folder in (cache_dir(), servers_dir(), runs_dir()):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            if folder.stat().st_mode & 0o077:
+                os.chmod(folder, 0o700)
+        except OSError:
+            pass
+
+
 def new_run_id() -> str:
     """A run id: sortable by start time, unique across servers started in the same second."""
     return f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -150,6 +161,8 @@ def dead_servers() -> list[dict[str, Any]]:
 def write_state(state: dict[str, Any]) -> Path:
     """Write one server's state file atomically; returns its path."""
     path = state_path(state["run_id"])
+    if not path.parent.is_dir():
+        private_dirs()
     records.write_json(path, state)
     return path
 
@@ -240,3 +253,23 @@ def recovering_models(host: str, port: int) -> dict[str, dict[str, Any]]:
         if state.get("host") == host and int(port) in (int(state["http_port"]), int(state["grpc_port"])):
             out.update(state.get("recovering") or {})
     return out
+
+
+def restarting(host: str, port: int) -> str | None:
+    """One line saying that the zeroserve server listening on `host:port` (HTTP or gRPC) is restarting (attempt,
+    next start in, last crash), or None when it is not (or no zeroserve server listens there). Read only."""
+    import time
+
+    for state in list_servers():
+        if not (same_host(state.get("host", ""), host)
+                and int(port) in (int(state["http_port"]), int(state["grpc_port"]))):
+            continue
+        if state.get("status") != STARTING or not state.get("restarts") and not state.get("crashes"):
+            return None
+        left = state.get("next_start")
+        when = f"next start in {max(0.0, float(left) - time.time()):.0f} s" if left else "starting now"
+        crash = (state.get("crashes") or [{}])[-1]
+        last = f"; last crash: tritonserver {crash['exit']} (log: {crash.get('log')})" if crash.get("exit") else ""
+        return (f"the zeroserve server at {host}:{port} is restarting (attempt {state.get('attempt') or 1}, {when})"
+                f"{last}; try again then (`zeroserve status` shows it)")
+    return None

@@ -86,11 +86,22 @@ EXIT_OK, EXIT_NOT_READY, EXIT_NO_SERVER = 0, 1, 3
 
 def supervision(state: dict[str, Any]) -> dict[str, Any]:
     """What the supervisor recorded: restarts, the last crash (with its kept log), recoveries, models recovering."""
+    import time
+
     sup = state.get("supervisor") or {}
     crashes = state.get("crashes") or []
+    supervised = st.process_of(sup.get("pid"), sup.get("create_time")) is not None
+    next_start = state.get("next_start")
+    loop = state.get("crash_loop") if state.get("status") == st.STARTING else None
     return {
         "supervisor_pid": sup.get("pid"),
-        "supervised": st.process_of(sup.get("pid"), sup.get("create_time")) is not None,
+        "supervised": supervised,
+        # a supervisor was recorded and is gone: nothing restarts or recovers this server any more
+        "supervisor_gone": bool(sup) and not supervised,
+        "next_start_in_s": round(max(0.0, float(next_start) - time.time()), 1)
+        if next_start and state.get("status") == st.STARTING else None,
+        "crash_loop": loop,
+        "memory_limit": state.get("memory_limit"),
         "model_control": state.get("model_control"),
         "restarts": int(state.get("restarts", 0)),
         "last_crash": crashes[-1] if crashes else None,
@@ -123,8 +134,19 @@ def find_server(host: str | None, http_port: int | None, grpc_port: int | None,
         return None
 
 
+def _dead_reason(state: dict[str, Any]) -> str:
+    """Why a run is dead: its recorded reason, else what its processes tell."""
+    if state.get("reason"):
+        return state["reason"]
+    sup = state.get("supervisor") or {}
+    if sup and st.process_of(sup.get("pid"), sup.get("create_time")) is None:
+        return (f"its supervisor (pid {sup.get('pid')}) is gone and tritonserver ended with it (not yet reaped: the "
+                "next `serve` or `stop` cleans after it)")
+    return "the tritonserver process died without a stop (not yet reaped)"
+
+
 def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | None,
-                   model_files: list[Path] | None = None) -> dict[str, Any]:
+                   model_files: list[Path] | None = None, dead_meant: str | None = None) -> dict[str, Any]:
     """One row per model (the course's and the user's own) and format (variants once made), and the server asked.
 
     Returns:
@@ -147,6 +169,7 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
             server_note = str(exc)
     recovering = (server or {}).get("recovering") or {}
     failed = (server or {}).get("failed") or {}
+    server_gone = server is not None and supervision(server)["supervisor_gone"]
     rows = []
     for spec in registry.select(["all"], model_files)[0]:
         folder = model_dir(artifacts, spec)
@@ -158,6 +181,8 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
                 serving = {"state": "no server" if server is None or server_note else "?"}
             elif name in recovering:  # its stubs died: Triton still says READY, but requests fail until reloaded
                 serving = {"state": RECOVERING, "since": recovering[name].get("since")}
+            elif server is not None and server.get("pid") is not None and server_gone:  # nothing supervises it
+                serving = {"state": "unsupervised", "index": served.get(name, "not loaded")}
             elif name in failed:  # failed at start, or its reload failed (the index may still say READY)
                 serving = {"state": FAILED, "reason": failed[name], "index": served.get(name, "not loaded")}
             else:
@@ -181,24 +206,27 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
         known = {r["triton_name"] for r in rows}
         info["other_models"] = {n: state for n, state in sorted((served or {}).items()) if n not in known}
         info["unservable"] = dict(server.get("unservable") or {})
-        info["models"] = _run_models(server, served, recovering, failed)
+        info["models"] = _run_models(server, served, recovering, failed, server_gone)
         info["ready"] = served is not None and all(m["state"] == "READY" for m in info["models"].values())
-    dead = [{**{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "reason", "ended")},
+    dead = [{**{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "ended")}, "reason": _dead_reason(s),
              "crashes": s.get("crashes") or []} for s in st.dead_servers()]
-    report = {"server": info, "models": rows, "dead": dead,
+    report = {"server": info, "models": rows, "dead": dead, "dead_meant": dead_meant,
               "unreadable_state_files": [str(p) for p in st.unreadable_states()]}
     code, why = exit_code(report)
     report["exit_code"], report["verdict"] = code, why
     return report
 
 
-def _run_models(server: dict[str, Any], served: dict[str, str] | None, recovering: dict, failed: dict) -> dict:
+def _run_models(server: dict[str, Any], served: dict[str, str] | None, recovering: dict, failed: dict,
+                gone: bool = False) -> dict:
     """Every model the run serves (its state's `models`; the index's for a server zeroserve did not start):
     name -> {"state": READY | recovering | failed | what the index says | "no answer"}."""
     names = list(server.get("models") or []) or sorted(served or {})
     out = {}
     for name in names:
-        if name in recovering:
+        if gone:
+            out[name] = {"state": "unsupervised"}
+        elif name in recovering:
             out[name] = {"state": RECOVERING}
         elif name in failed:
             out[name] = {"state": FAILED, "reason": failed[name]}
@@ -209,20 +237,36 @@ def _run_models(server: dict[str, Any], served: dict[str, str] | None, recoverin
     return out
 
 
+def _duration(seconds: float) -> str:
+    """`4 min 12 s` or `12 s`."""
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
 def exit_code(report: dict[str, Any]) -> tuple[int, str]:
     """What `status` exits with, and why in one line (docs: README's exit codes, docs/serving.md)."""
     server = report.get("server")
+    dead = next((d for d in report.get("dead") or [] if d["run_id"] == report.get("dead_meant")), None)
+    if dead is not None and (server is None or server.get("pid") is None):
+        return EXIT_NOT_READY, f"dead: {dead['reason']}; log: {dead['log']}"
     if server is None:
         return EXIT_NO_SERVER, "no zeroserve server is running"
-    if server.get("error"):
-        return EXIT_NO_SERVER, f"the server does not answer: {server['error']}"
-    if server.get("pid") is not None:  # one zeroserve started: its supervisor and status count too
+    if server.get("pid") is not None:  # one zeroserve started: its supervisor and status count first
         if server.get("status") == st.DEAD:
             return EXIT_NOT_READY, "the server is dead"
+        if server.get("supervisor_gone"):
+            return EXIT_NOT_READY, (f"dead: its supervisor (pid {server.get('supervisor_pid')}) is gone, so nothing "
+                                    "restarts or recovers this server; `zeroserve stop` it and serve again")
         if server.get("status") == st.STARTING:
-            return EXIT_NOT_READY, "the server is starting or restarting"
-        if not server.get("supervised"):
-            return EXIT_NOT_READY, "no supervisor runs for this server"
+            loop = server.get("crash_loop")
+            when = server.get("next_start_in_s")
+            return EXIT_NOT_READY, (("restarting" if server.get("last_crash") else "starting") + (f" (crash loop: {loop['crashes']} crashes in "
+                                                    f"{loop['window_s'] / 60:.0f} min)" if loop else "")
+                                    + (f", next start in {_duration(when)}" if when else ""))
+    if server.get("error"):
+        return EXIT_NO_SERVER, f"the server does not answer: {server['error']}"
+    if server.get("pid") is not None and not server.get("supervised"):
+        return EXIT_NOT_READY, "no supervisor runs for this server"
     bad = {n: m["state"] for n, m in (server.get("models") or {}).items() if m["state"] != "READY"}
     if bad:
         return EXIT_NOT_READY, "not READY: " + ", ".join(f"{n} ({s})" for n, s in bad.items())

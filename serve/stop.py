@@ -87,7 +87,10 @@ def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None, 
     report = {"pid": state.get("pid"), "run_id": state.get("run_id"), "graceful": graceful, "killed": killed,
               "shm_removed": ps.unlink_shm(prefix)}
     if keep_run:
-        st.write_state({**state, "status": st.DEAD, "ended": state.get("ended") or _now(),
+        log = state.get("log")
+        if log and not Path(log).exists():  # renamed when its last crash was kept: point at that one
+            log = next((c["log"] for c in reversed(state.get("crashes") or []) if Path(c.get("log", "")).exists()), log)
+        st.write_state({**state, "log": log, "status": st.DEAD, "ended": state.get("ended") or _now(),
                         "reason": state.get("reason") or reason, "reaped": {k: report[k] for k in ("killed", "shm_removed")}})
     else:
         remove_run(state)

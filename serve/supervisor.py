@@ -6,9 +6,19 @@ that the CLI waits on. Every `CHECK_S` it looks at the process tree only (psutil
 inferences that would pollute the server's statistics):
 
 - tritonserver gone: the crash is recorded (time, exit code or signal, the last lines of its
-  log, the log itself kept as `crash-<n>.log` in the run folder) and the same command is
-  started again on the same ports after a backoff; more than `RestartPolicy.cap` crashes
-  within its window and it gives up: the run is marked dead with its logs kept.
+  log, the log itself kept as `crash-<n>.log` in the run folder, the last `CRASHES_KEPT` of
+  them, each cut to its last `CRASH_LOG_BYTES`) and its stubs and shared memory are reaped;
+  the same command is started again on the same ports after a backoff that doubles with each
+  crash within the window up to a ceiling (5 minutes, as Kubernetes' CrashLoopBackOff): a
+  crash loop backs off, it does not end the service. `--max-restarts N` (`RestartPolicy.cap`)
+  keeps a hard cap for those who want one: more crashes than that within the window and the
+  run is marked dead with its logs kept.
+- tritonserver hung (stopped, deadlocked): `/v2/health/live` is asked every turn with a short
+  timeout (not an inference: the statistics stay the clients'); no answer for `hang_timeout`
+  seconds and the server is recorded as hung, SIGKILLed (which reaches a stopped process) and
+  restarted like a crash.
+- `server.log` is capped: past `SERVER_LOG_BYTES` it is moved to `server.log.1` (one kept)
+  and started afresh (tritonserver writes it with O_APPEND).
 - a model with fewer live stubs than instances (a stub killed by a crash or the OOM killer,
   which Triton 2.51 neither notices nor restarts): the model is marked recovering in the
   state file, its runtime artifact is verified against the sha256 it was served with, and its
@@ -54,7 +64,11 @@ CHECK_S = 0.5
 STATE_CHECK_EVERY = 4  # turns between checks that the state file still reads
 MISSING_CHECKS = 2  # a stub count must be short this many checks in a row (a reload swaps stubs)
 RECOVERY_TIMEOUT_S = 60.0
-CRASHES_KEPT = 10
+CRASHES_KEPT = 10  # crash records and crash-<n>.log files kept
+CRASH_LOG_BYTES = 1 << 20  # each kept crash log: its last 1 MiB
+SERVER_LOG_BYTES = 16 << 20  # server.log rotated past this
+HANG_TIMEOUT_S = 10.0
+LIVE_TIMEOUT_S = 1.0  # one liveness question
 TAIL_LINES = 8
 ENV_BACKOFF = "ZEROSERVE_RESTART_BACKOFF"  # "first,max" seconds
 ENV_CAP = "ZEROSERVE_RESTART_CAP"  # "count,window" (count crashes within window seconds)
@@ -72,14 +86,15 @@ class RestartPolicy:
 
     Args:
         first_s: the wait before the first restart; each crash within the window doubles it.
-        max_s: the longest wait.
-        cap: the most crashes tolerated within `window_s`; the next one ends the run.
+        max_s: the longest wait (5 minutes: Kubernetes' CrashLoopBackOff ceiling).
+        cap: the most crashes tolerated within `window_s`, the next one ending the run; None (the
+            default): never give up, back off instead.
         window_s: crashes older than this are forgotten (a server that ran a while starts afresh).
     """
 
     first_s: float = 1.0
-    max_s: float = 30.0
-    cap: int = 5
+    max_s: float = 300.0
+    cap: int | None = None
     window_s: float = 600.0
 
     @classmethod
@@ -104,8 +119,8 @@ class RestartPolicy:
         return sum(1 for t in crash_times if now - t <= self.window_s)
 
     def gives_up(self, crash_times: list[float], now: float) -> bool:
-        """True when the crashes within the window exceed the cap."""
-        return self.recent(crash_times, now) > self.cap
+        """True when there is a cap and the crashes within the window exceed it."""
+        return self.cap is not None and self.recent(crash_times, now) > self.cap
 
     def delay(self, crash_times: list[float], now: float) -> float:
         """Seconds to wait before the next restart: first_s doubled for each earlier crash in the window."""
@@ -142,15 +157,19 @@ class Reload:
 class Supervisor:
     """Watches one `Server`, restarting it and recovering its models; every event goes to the state file."""
 
-    def __init__(self, server: Server, policy: RestartPolicy | None = None, say: Say | None = None):
+    def __init__(self, server: Server, policy: RestartPolicy | None = None, say: Say | None = None,
+                 hang_timeout: float = HANG_TIMEOUT_S):
         self.server = server
         self.policy = policy or RestartPolicy.from_env()
+        self.hang_timeout = hang_timeout
+        self.last_live = time.monotonic()
         self.say = say or (lambda text: None)
         self.crash_times: list[float] = []
         self.short: dict[str, int] = {}  # model -> consecutive checks with too few stubs
         self.recovering: dict[str, Reload] = {}  # model -> its reload in progress
         self.reload_failed: dict[str, str] = {}  # model -> why its reload failed (rebuilt before the restart)
         self.restart_cause: str | None = None  # set when the supervisor itself ends the server to restart it
+        self.hung = False
         self.turns = 0
         self.expected = {m.name: m.instances for m in server.models}
         self.regions: dict[int, tuple[str, str]] = {}  # live stubs seen: pid -> (model, shm region)
@@ -171,8 +190,38 @@ class Supervisor:
             if not self.server.alive():
                 self._crashed()
                 continue
+            if self.turns % STATE_CHECK_EVERY == 0:
+                self._cap_log()
+            if not self._check_live():
+                continue
             self._check_models()
             time.sleep(CHECK_S)
+
+    def _check_live(self) -> bool:
+        """Ask `/v2/health/live`; False once the server has not answered for `hang_timeout` s (then it is killed)."""
+        if self.server.live(LIVE_TIMEOUT_S):
+            self.last_live = time.monotonic()
+            return True
+        silent = time.monotonic() - self.last_live
+        if silent < self.hang_timeout:
+            return True
+        cause = f"hung: no answer to /v2/health/live for {silent:.0f} s (--hang-timeout {self.hang_timeout:g})"
+        self.say(f"tritonserver {cause}; killing it (SIGKILL) to restart it")
+        self.restart_cause = cause
+        self.hung = True
+        self._restart_for("")
+        return False
+
+    def _cap_log(self) -> None:
+        """Rotate server.log past SERVER_LOG_BYTES: one previous part kept as server.log.1."""
+        log = self.server.log
+        try:
+            if log.stat().st_size <= SERVER_LOG_BYTES:
+                return
+            shutil.copyfile(log, log.with_name(log.name + ".1"))
+            os.truncate(log, 0)  # tritonserver appends (O_APPEND): its next line starts the file again
+        except OSError:
+            pass
 
     def _heal_state(self) -> None:
         """Write the state file again from memory when it cannot be read (truncated, garbage, removed)."""
@@ -202,8 +251,11 @@ class Supervisor:
                  "exit": describe_exit(code), "log": str(kept), "tail": tail}
         if self.restart_cause:
             crash["cause"] = self.restart_cause
-            crash["exit"] = f"ended by the supervisor to restart it ({self.restart_cause})"
-            self.restart_cause = None
+            crash["exit"] = (f"{self.restart_cause}; killed" if self.hung
+                             else f"ended by the supervisor to restart it ({self.restart_cause})")
+            crash["hung"] = self.hung
+            self.restart_cause, self.hung = None, False
+        _cap_crash_logs(run_dir, kept, number)
         # Stubs of the dead server and their shared memory go before anything starts again.
         ps.kill(ps.run_processes(self.server.state.get("shm_prefix")))
         ps.unlink_shm(self.server.state.get("shm_prefix"))
@@ -213,14 +265,17 @@ class Supervisor:
         self.regions.clear()
         if self.policy.gives_up(self.crash_times, now):
             reason = (f"tritonserver crashed {self.policy.recent(self.crash_times, now)} times within "
-                      f"{self.policy.window_s:.0f} s (cap {self.policy.cap}); gave up. Last: {crash['exit']}; "
-                      f"log kept: {kept}")
+                      f"{self.policy.window_s:.0f} s (cap {self.policy.cap}, --max-restarts); gave up. Last: "
+                      f"{crash['exit']}; log kept: {kept}")
             crashes[-1] = {**crash, "gave_up": True}
-            self._write(crashes=crashes, crash_count=number, recovering={})
+            self._write(crashes=crashes, crash_count=number, recovering={}, log=str(kept))
             self.server.stop(0.0, keep_run=True, reason=reason)
             raise ServerError(reason)
         wait = self.policy.delay(self.crash_times, now)
-        self._write(crashes=crashes, crash_count=number, status=st.STARTING, recovering={})
+        recent = self.policy.recent(self.crash_times, now)
+        self._write(crashes=crashes, crash_count=number, status=st.STARTING, recovering={},
+                    next_start=time.time() + wait, attempt=int(self.server.state.get("restarts", 0)) + 1,
+                    crash_loop={"crashes": recent, "window_s": self.policy.window_s} if recent > 1 else None)
         self.say(f"tritonserver {crash['exit']} (log kept: {kept}); restarting in {wait:.1f} s")
         time.sleep(wait)
         state_failed = self.server.state.get("failed") or {}
@@ -244,8 +299,9 @@ class Supervisor:
         self.reload_failed.clear()
         for name, reason in given_up.items():
             self.say(f"{name}: {reason}")
+        self.last_live = time.monotonic()
         self._write(status=st.RUNNING, restarts=int(self.server.state.get("restarts", 0)) + 1,
-                    last_restart=_now(), failed={**failed, **given_up}, given_up=sorted(given_up))
+                    last_restart=_now(), failed={**failed, **given_up}, given_up=sorted(given_up), next_start=None)
         self.say(f"tritonserver restarted (pid {self.server.pid}); restarts so far: {self.server.state['restarts']}")
 
     def _rebuild_failed(self) -> dict[str, str]:
@@ -362,10 +418,31 @@ class Supervisor:
         self._restart_for(name)
 
     def _restart_for(self, name: str) -> None:
-        """The fallback: stop the whole server so that the next turn restarts it (counted as a crash)."""
+        """End the whole server (SIGKILL: it reaches a stopped process too) so that the next turn restarts it
+        (counted as a crash)."""
         if self.server.alive():
             self.server.process.kill()
         self.server.process.wait()
+
+
+def _cap_crash_logs(run_dir: Path, kept: Path, number: int) -> None:
+    """Keep the last CRASHES_KEPT crash logs, each cut to its last CRASH_LOG_BYTES."""
+    try:
+        if kept.name.startswith("crash-") and kept.stat().st_size > CRASH_LOG_BYTES:
+            with open(kept, "rb") as fh:
+                fh.seek(-CRASH_LOG_BYTES, os.SEEK_END)
+                tail = fh.read()
+            tmp = kept.with_name(f".{kept.name}.tmp")
+            tmp.write_bytes(b"[cut: the first part of this log was dropped]\n" + tail)
+            os.replace(tmp, kept)
+    except OSError:
+        pass
+    for old in run_dir.glob("crash-*.log"):
+        try:
+            if int(old.stem.split("-", 1)[1]) <= number - CRASHES_KEPT:
+                old.unlink(missing_ok=True)
+        except ValueError:
+            continue
 
 
 # ---------------------------------------------------------------- the detached supervisor process
@@ -392,9 +469,11 @@ def main(argv: list[str] | None = None) -> int:
 
     server = None
     try:
-        server = start_server(Path(opts["repository"]), opts.get("models"), detach=True, supervisor=me,
+        hang_timeout = float(opts.pop("hang_timeout", HANG_TIMEOUT_S))
+        # detach=False: tritonserver gets the parent-death signal, so it ends with this supervisor
+        server = start_server(Path(opts["repository"]), opts.get("models"), detach=False, supervisor=me,
                               on_model=on_model, **{k: v for k, v in opts.items() if k not in ("repository", "models")})
-        Supervisor(server, policy, say).run()
+        Supervisor(server, policy, say, hang_timeout=hang_timeout).run()
     except Stopped:
         if server is not None:
             say("stopping (SIGTERM)")

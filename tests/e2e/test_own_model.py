@@ -76,7 +76,8 @@ def test_example_through_export_deploy_serve_check_infer_perf(tmp_path, start_se
 
     result = invoke("status", *own, "--artifacts", str(artifacts), "--repository", str(repository),
                     "--http-port", str(server.http_port), "--json")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # every model READY, but this test's server runs unsupervised
+    assert json.loads(result.stdout)["verdict"] == "no supervisor runs for this server"
     rows = {r["triton_name"]: r for r in json.loads(result.stdout)["models"]}
     assert rows["ticket_router_onnx"]["served"]["state"] == "READY"
     assert rows["ticket_router_onnx"]["trained"]["state"] == "own checkpoint"

@@ -330,7 +330,7 @@ def test_a_recycled_pid_is_not_the_server_and_is_never_signalled(private_cache, 
         bystander.wait()
 
 
-def test_stop_exits_0_and_status_3_with_nothing_running_and_say_so(private_cache, tmp_path):
+def test_stop_exits_0_and_status_1_with_only_a_dead_run_and_say_so(private_cache, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "server.log").write_text("the log\n")
@@ -339,9 +339,9 @@ def test_stop_exits_0_and_status_3_with_nothing_running_and_say_so(private_cache
     env = {**os.environ, "ZEROSERVE_CACHE": str(private_cache)}
     status = subprocess.run([sys.executable, "-m", "zeroserve", "status", "--artifacts", str(tmp_path / "a"),
                              "--repository", str(tmp_path / "r")], capture_output=True, text=True, env=env)
-    assert status.returncode == 3, status.stderr  # no server runs: what a probe or script checks
+    assert status.returncode == 1, status.stderr  # the run it means is dead: what a probe or script checks
     assert f"log: {run / 'server.log'}" in status.stdout.replace("\n", "")
-    assert "no zeroserve server is running (exit 3)" in status.stdout
+    assert "dead: the tritonserver process died without a stop" in " ".join(status.stdout.split())
     stop = subprocess.run([sys.executable, "-m", "zeroserve", "stop"], capture_output=True, text=True, env=env)
     assert stop.returncode == 0, stop.stderr
     assert "nothing to stop" in stop.stdout and (run / "server.log").is_file()

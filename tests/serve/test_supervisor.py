@@ -44,6 +44,31 @@ def test_the_cap_counts_crashes_within_the_window_only():
     assert not policy.gives_up([0.0, 1.0, 20.0], 20.0)  # the first two are older than the window
 
 
+def test_by_default_a_crash_loop_backs_off_up_to_5_minutes_and_never_gives_up():
+    policy = RestartPolicy()
+    crashes = [float(t) for t in range(12)]  # twelve crashes within a minute
+    assert not policy.gives_up(crashes, 11.0)
+    delays = [policy.delay(crashes[: i + 1], crashes[i]) for i in range(12)]
+    assert delays[:9] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0] and delays[9:] == [300.0] * 3
+    assert RestartPolicy(cap=3).gives_up(crashes[:4], 3.0)  # --max-restarts keeps a hard cap
+
+
+def test_memory_limit_sizes_and_defaults():
+    from zeroserve.errors import InputError
+    from zeroserve.serve.server import MEMORY_FLOOR, memory_ceiling, parse_size
+
+    assert parse_size("3G") == 3 << 30 and parse_size("512M") == 512 << 20 and parse_size("2GiB") == 2 << 30
+    assert parse_size("1024") == 1024
+    for bad in ("lots", "-1G", "0G"):
+        with pytest.raises(InputError, match="--memory-limit"):
+            parse_size(bad)
+    size, note = memory_ceiling(None, gpu=False)
+    assert size >= MEMORY_FLOOR and "per process" in note
+    assert memory_ceiling("auto", gpu=True)[0] is None  # CUDA's reservations would count: not on a GPU host
+    assert memory_ceiling("3G", gpu=True)[0] == 3 << 30  # unless asked
+    assert memory_ceiling("off", gpu=False)[0] is None
+
+
 def test_policy_from_the_environment_and_overrides(monkeypatch):
     monkeypatch.setenv("ZEROSERVE_RESTART_BACKOFF", "0.5,4")
     monkeypatch.setenv("ZEROSERVE_RESTART_CAP", "3,120")
@@ -67,13 +92,14 @@ def test_past_the_cap_the_supervisor_gives_up_marks_the_run_dead_and_keeps_the_c
     try:
         os.kill(started.pid, signal.SIGKILL)
         started.process.wait(timeout=10)
-        with pytest.raises(ServerError, match=r"crashed 1 times within 600 s \(cap 0\); gave up"):
+        with pytest.raises(ServerError, match=r"crashed 1 times within 600 s \(cap 0, --max-restarts\); gave up"):
             Supervisor(started, RestartPolicy(first_s=0.1, cap=0)).run()
     finally:
         if started.alive():
             started.stop()
     [dead] = st.read_states()
     assert dead["status"] == st.DEAD and "gave up" in dead["reason"]
+    assert dead["log"] == dead["crashes"][-1]["log"]  # the dead run's log is the kept crash log
     [crash] = dead["crashes"]
     assert crash["signal"] == "SIGKILL" and crash["gave_up"] and Path(crash["log"]).is_file()
     assert "linear_onnx" in Path(crash["log"]).read_text()
