@@ -104,6 +104,9 @@ def serve_cmd(
     model_files: ModelFilesOpt = None,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow --host to be an address other "
                                                "machines reach (not loopback); prints a warning.")] = False,
+    allow_client_shm: Annotated[bool, typer.Option("--allow-client-shm", help="Let zeroserve's own client use "
+                                                   "Triton's shared-memory API (`client perf --shared-memory system`"
+                                                   "); it stays closed to other callers (docs/serving.md).")] = False,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
 
@@ -135,7 +138,7 @@ def serve_cmd(
     policy = RestartPolicy.from_env(cap=max_restarts, first_s=restart_backoff)
     if detach:
         state = _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
-                                policy)
+                                policy, allow_client_shm)
         _print_endpoints(state)
         console.print(f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
                       f"log {state['log']}; stop it with `zeroserve stop`", highlight=False)
@@ -149,7 +152,7 @@ def serve_cmd(
         with _progress() as on_model:
             server = srv.start_server(repository, models, host=host, http_port=http_port, grpc_port=grpc_port,
                                       metrics_port=metrics_port, ort_threads=ort_threads, timeout=timeout,
-                                      on_model=on_model, supervisor=me)
+                                      on_model=on_model, supervisor=me, allow_client_shm=allow_client_shm)
         _print_endpoints(server.state)
         console.print("serving (supervised: a crashed server is restarted, a dead model reloaded); "
                       "Ctrl-C stops the server", highlight=False)
@@ -215,7 +218,7 @@ def _progress():
 
 
 def _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
-                    policy: RestartPolicy) -> dict:
+                    policy: RestartPolicy, allow_client_shm: bool = False) -> dict:
     """Start a detached supervisor that starts and supervises tritonserver; wait for READY with progress.
 
     Returns the run's state once it is running. The supervisor runs in its own session under
@@ -234,7 +237,7 @@ def _start_detached(repository, models, host, http_port, grpc_port, metrics_port
     os.chmod(run_dir, 0o700)
     options = {"repository": str(Path(repository).resolve()), "models": models, "host": host,
                "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
-               "ort_threads": ort_threads, "timeout": timeout, "run_id": run_id,
+               "ort_threads": ort_threads, "timeout": timeout, "run_id": run_id, "allow_client_shm": allow_client_shm,
                "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap,
                           "window_s": policy.window_s}}
     sup_log = run_dir / "supervisor.log"
