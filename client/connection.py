@@ -16,8 +16,9 @@ from zeroserve import formats as F
 from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFailed, ServerUnreachable, translate
 from zeroserve.client.values import to_wire
 from zeroserve.errors import InputError, ServerError
+from zeroserve.serve import restricted
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
-from zeroserve.serve.state import recovering_models, resolve_server, restarting
+from zeroserve.serve.state import recovering_models, resolve_server, restarting, server_at
 from zeroserve.spec import ModelSpec
 
 Protocol = Literal["grpc", "http"]
@@ -224,6 +225,7 @@ class Client:
         self.url = endpoint.url(protocol)
         self.timeout = timeout
         self._mod = _module(protocol)
+        self._state: dict | None | bool = False  # the zeroserve state of the server at url, read on first use
         try:
             if protocol == "grpc":
                 self._client = self._mod.InferenceServerClient(self.url)
@@ -233,19 +235,30 @@ class Client:
         except Exception as exc:  # noqa: BLE001 - tritonclient raises plain exceptions for a bad url
             raise translate(exc, self.url, protocol, timeout=timeout) from None
 
-    def _call(self, name: str, *args, model: str | None = None, **kwargs):
+    def _call(self, name: str, *args, model: str | None = None, api: str | None = None, **kwargs):
+        """tritonclient's `name`; `api` is the Triton API it belongs to when zeroserve restricts that API:
+        the run's key is sent when this client may use it (serve/restricted.py)."""
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout
+        if api is not None:
+            kwargs["headers"] = restricted.headers(self.server_state(), api, self.protocol) or None
         try:
             return getattr(self._client, name)(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - mapped to typed errors
-            error = translate(exc, self.url, self.protocol, model, self.timeout)
+            error = translate(exc, self.url, self.protocol, model, self.timeout, api)
             if isinstance(error, ServerUnreachable):  # a supervised server between two starts says so
                 host, _, port = self.url.rpartition(":")
                 note = restarting(host.strip("[]"), int(port))
                 if note:
                     raise ServerUnreachable(note) from None
             raise error from None
+
+    def server_state(self) -> dict | None:
+        """The state file of the zeroserve server at this url (read once), or None when it is not zeroserve's."""
+        if self._state is False:
+            host, _, port = self.url.rpartition(":")
+            self._state = server_at(host.strip("[]"), int(port))
+        return self._state  # type: ignore[return-value]
 
     def live(self) -> None:
         """Raise ServerError unless the server answers and is live."""
@@ -286,7 +299,8 @@ class Client:
 
     def served_models(self) -> list[str]:
         """Names of the models the server reports READY, less those its supervisor says are recovering."""
-        index = self._call("get_model_repository_index", **({"as_json": True} if self.protocol == "grpc" else {}))
+        index = self._call("get_model_repository_index", api=restricted.MODEL_REPOSITORY,
+                           **({"as_json": True} if self.protocol == "grpc" else {}))
         entries = index.get("models", []) if isinstance(index, dict) else index
         recovering = self.recovering()
         return sorted(e["name"] for e in entries if e.get("state", "READY") == "READY" and e["name"] not in recovering)
@@ -311,10 +325,10 @@ class Client:
 
     def register_system_shared_memory(self, name: str, key: str, byte_size: int) -> None:
         """Register a system shared-memory region (Triton's shared-memory extension)."""
-        self._call("register_system_shared_memory", name, key, byte_size)
+        self._call("register_system_shared_memory", name, key, byte_size, api=restricted.SHARED_MEMORY)
 
     def unregister_system_shared_memory(self, name: str) -> None:
-        self._call("unregister_system_shared_memory", name)
+        self._call("unregister_system_shared_memory", name, api=restricted.SHARED_MEMORY)
 
     def close(self) -> None:
         try:

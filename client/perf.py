@@ -37,6 +37,7 @@ from zeroserve.client.target import Target, resolve
 from zeroserve import formats as F
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.serve.ports import hostport
+from zeroserve.serve.restricted import client_shm_refusal
 from zeroserve.spec import ModelSpec
 
 MEASUREMENT_MODES = ("time_windows", "count_windows")
@@ -288,6 +289,10 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         host, port = parse_url(u)
         sync.append(Client(Endpoint(host, port, port, "url"), protocol, timeout))
     try:
+        for c in sync if shared_memory == "system" else []:  # a zeroserve server without --allow-client-shm
+            refusal = client_shm_refusal(c.server_state(), c.url)
+            if refusal:
+                raise InputError(refusal)
         if isinstance(spec, str):
             target = resolve(spec, sync[0], fmt, model_files)
         elif isinstance(spec, Target):

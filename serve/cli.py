@@ -113,6 +113,9 @@ def serve_cmd(
     model_files: ModelFilesOpt = None,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow --host to be an address other "
                                                "machines reach (not loopback); prints a warning.")] = False,
+    allow_client_shm: Annotated[bool, typer.Option("--allow-client-shm", help="Let zeroserve's own client use "
+                                                   "Triton's shared-memory API (`client perf --shared-memory system`"
+                                                   "); it stays closed to other callers (docs/serving.md).")] = False,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
 
@@ -147,7 +150,7 @@ def serve_cmd(
     srv.memory_ceiling(memory_limit, gpu=False)  # a bad size is refused before anything starts
     if detach:
         state = _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
-                                policy, hang_timeout, memory_limit)
+                                policy, hang_timeout, memory_limit, allow_client_shm)
         _print_endpoints(state)
         console.print(f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
                       f"log {state['log']}; stop it with `zeroserve stop`", highlight=False)
@@ -161,7 +164,8 @@ def serve_cmd(
         with _progress() as on_model:
             server = srv.start_server(repository, models, host=host, http_port=http_port, grpc_port=grpc_port,
                                       metrics_port=metrics_port, ort_threads=ort_threads, timeout=timeout,
-                                      on_model=on_model, supervisor=me, memory_limit=memory_limit)
+                                      on_model=on_model, supervisor=me, memory_limit=memory_limit,
+                                      allow_client_shm=allow_client_shm)
         _print_endpoints(server.state)
         console.print("serving (supervised: a crashed server is restarted, a dead model reloaded); "
                       "Ctrl-C stops the server", highlight=False)
@@ -228,7 +232,8 @@ def _progress():
 
 
 def _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
-                    policy: RestartPolicy, hang_timeout: float = HANG_TIMEOUT_S, memory_limit: str = "auto") -> dict:
+                    policy: RestartPolicy, hang_timeout: float = HANG_TIMEOUT_S, memory_limit: str = "auto",
+                    allow_client_shm: bool = False) -> dict:
     """Start a detached supervisor that starts and supervises tritonserver; wait for READY with progress.
 
     Returns the run's state once it is running. The supervisor runs in its own session under
@@ -249,7 +254,7 @@ def _start_detached(repository, models, host, http_port, grpc_port, metrics_port
     options = {"repository": str(Path(repository).resolve()), "models": models, "host": host,
                "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
                "ort_threads": ort_threads, "timeout": timeout, "run_id": run_id, "memory_limit": memory_limit,
-               "hang_timeout": hang_timeout,
+               "hang_timeout": hang_timeout, "allow_client_shm": allow_client_shm,
                "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap,
                           "window_s": policy.window_s}}
     sup_log = run_dir / "supervisor.log"

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import processes as ps
+from zeroserve.serve import restricted
 from zeroserve.serve import state as st
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
 from zeroserve.serve.config import parse, render
@@ -168,6 +169,10 @@ class Server:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def headers(self, api: str) -> dict[str, str]:
+        """The HTTP header that lets this process's own call to a restricted `api` through (serve/restricted.py)."""
+        return restricted.headers(self.state, api, "http")
+
     def stop(self, timeout: float = STOP_TIMEOUT_S, keep_run: bool = False, reason: str | None = None) -> dict[str, Any]:
         """Stop the server and everything it started; remove its state file and run folder unless `keep_run`."""
         return stop_server(self.state, self.process, timeout, keep_run, reason)
@@ -223,8 +228,8 @@ class Server:
 
         client = httpclient.InferenceServerClient(self.http_url, connection_timeout=timeout, network_timeout=timeout)
         try:
-            return {m["name"]: {"state": m.get("state", ""), "reason": m.get("reason", "")}
-                    for m in client.get_model_repository_index()}
+            index = client.get_model_repository_index(headers=self.headers(restricted.MODEL_REPOSITORY))
+            return {m["name"]: {"state": m.get("state", ""), "reason": m.get("reason", "")} for m in index}
         except Exception:  # noqa: BLE001 - not answering is reported as an empty index
             return {}
         finally:
@@ -375,7 +380,7 @@ class Server:
             on_model(model.name, "loading", 0.0)
             client = httpclient.InferenceServerClient(self.http_url, connection_timeout=left, network_timeout=left)
             try:
-                client.load_model(model.name)
+                client.load_model(model.name, headers=self.headers(restricted.MODEL_REPOSITORY))
                 on_model(model.name, "READY", time.monotonic() - t0)
             except Exception as exc:  # noqa: BLE001 - tritonclient raises its own exception types
                 if isinstance(exc, TimeoutError) or time.monotonic() >= deadline:
@@ -502,7 +507,8 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
                  metrics_port: int = DEFAULT_PORTS["metrics"], ort_threads: int | None = None, detach: bool = False,
                  timeout: float = READY_TIMEOUT_S, queue_delay_us: int | None = None, noop_of: Iterable[str] = (),
                  on_model: OnModel | None = None, model_control: str = "poll", run_id: str | None = None,
-                 supervisor: dict[str, Any] | None = None, memory_limit: str | None = None) -> Server:
+                 supervisor: dict[str, Any] | None = None, memory_limit: str | None = None,
+                 allow_client_shm: bool = False) -> Server:
     """Build the runtime repository, start tritonserver and return once every model has loaded or failed.
 
     A failure of the server itself stops what was started, marks the run dead (keeping its log)
@@ -518,14 +524,18 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         queue_delay_us: overrides every model's dynamic-batching queue delay (tests, benchmark).
         noop_of: Triton names that also get a zeros-answering `<name>_noop` twin (benchmark floor).
         model_control: "poll" (the served server: no load/unload API, models reloaded through the
-            runtime copy) or "explicit" (a private short-lived server that loads through the API;
-            any local process can then load and unload models on it while it runs).
+            runtime copy) or "explicit" (a private short-lived server that loads through the API,
+            restricted to the run's key: zeroserve's own calls send it).
         run_id: the run's id when the caller chose it (the detached supervisor's parent).
         supervisor: {"pid", "create_time"} of the process that supervises this server, recorded
             so that `stop` ends it first.
         memory_limit: `--memory-limit`: "auto" (None), "off" or a size such as "3G" (`memory_ceiling`): a
             request that declares a huge tensor then ends this server (restarted by its supervisor)
             rather than exhausting the host.
+        allow_client_shm: let zeroserve's own client use Triton's shared-memory API (`client perf
+            --shared-memory system` sends the key). Without it the key is held back from clients.
+            shared-memory, logging and trace are restricted to the run's key either way
+            (serve/restricted.py), and with `explicit` model-repository too.
     """
     if model_control not in MODEL_CONTROLS:
         raise InputError(f"model_control must be one of {', '.join(MODEL_CONTROLS)}, got {model_control!r}")
@@ -560,6 +570,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
                 "--exit-on-error=false"]  # a model that cannot load is reported; the others serve
                if model_control == "poll" else ["--model-control-mode=explicit"])
     address = bind_addresses(host)
+    api_key, apis = restricted.new_key(), restricted.restricted_apis(model_control)
     args = [
         str(install.binary),
         f"--model-repository={served}",
@@ -573,8 +584,10 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         "--disable-auto-complete-config",
         "--strict-readiness=true",
         "--exit-timeout-secs=5",  # open keep-alive client connections hold a stop this long
+        *restricted.server_args(api_key, apis),
     ]
-    (run_dir / "command.txt").write_text(" ".join(args) + "\n")  # how this server was started, for a reader
+    # How this server was started, for a reader; the key stays in the 0600 state file only.
+    (run_dir / "command.txt").write_text(" ".join(restricted.redact(args, api_key)) + "\n")
     env = server_env(install)
 
     def launch() -> subprocess.Popen:
@@ -599,6 +612,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         "runtime_dir": str(run_dir), "log": str(log), "models": [m.name for m in built], "started": _now(),
         "status": st.STARTING, "shm_prefix": shm_prefix, "repository": str(Path(repository).resolve()),
         "engine": "embedded", "model_control": model_control, "supervisor": supervisor,
+        "api_key": api_key, "restricted_apis": list(apis), "allow_client_shm": bool(allow_client_shm),
         "restarts": 0, "crashes": [], "recoveries": [], "recovering": {}, "failed": {}, "unservable": unservable,
         "artifacts": {m.name: {"artifact": m.artifact, "sha256": m.sha256} for m in built},
         "memory_limit": {"bytes": ceiling, "note": ceiling_note},

@@ -159,11 +159,11 @@ def dead_servers() -> list[dict[str, Any]]:
 
 
 def write_state(state: dict[str, Any]) -> Path:
-    """Write one server's state file atomically; returns its path."""
+    """Write one server's state file atomically, readable by its owner only (it holds the run's `api_key`)."""
     path = state_path(state["run_id"])
     if not path.parent.is_dir():
         private_dirs()
-    records.write_json(path, state)
+    records.write_json(path, state, mode=0o600)
     return path
 
 
@@ -240,6 +240,14 @@ def resolve_server(host: str | None = None, http_port: int | None = None,
         listing = "; ".join(describe(s) for s in match)
         raise InputError(f"{len(match)} servers are running, choose one with --http-port/--grpc-port: {listing}")
     return match[0]
+
+
+def server_at(host: str, port: int) -> dict[str, Any] | None:
+    """The state of the running zeroserve server listening on `host:port` (HTTP or gRPC), or None (read only)."""
+    for state in matching(list_servers(), host):
+        if int(port) in (int(state["http_port"]), int(state["grpc_port"])):
+            return state
+    return None
 
 
 def recovering_models(host: str, port: int) -> dict[str, dict[str, Any]]:

@@ -18,6 +18,7 @@ from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import model_dir
 from zeroserve.errors import ServerError
+from zeroserve.serve import restricted
 from zeroserve.serve import state as st
 from zeroserve.serve.ports import hostport
 
@@ -64,14 +65,18 @@ def _deployed(repository: Path, manifest: dict, name: str) -> dict[str, Any]:
     return {"state": "yes", "version": entry.get("version"), "sha256": entry.get("artifact_sha256")}
 
 
-def model_ready_states(host: str, http_port: int, timeout: float = 3.0) -> dict[str, str]:
-    """Triton name -> state ("READY", "UNAVAILABLE", ...) from a running server's repository index."""
+def model_ready_states(host: str, http_port: int, timeout: float = 3.0,
+                       headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Triton name -> state ("READY", "UNAVAILABLE", ...) from a running server's repository index.
+
+    `headers`: the run's key where the index is restricted (a private explicit-mode server: serve/restricted.py).
+    """
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(hostport(host, http_port), connection_timeout=timeout,
                                               network_timeout=timeout)
     try:
-        index = client.get_model_repository_index()
+        index = client.get_model_repository_index(headers=headers)
     except Exception as exc:  # noqa: BLE001
         raise ServerError(f"server at {host}:{http_port} did not answer: {exc}") from None
     finally:
@@ -164,7 +169,8 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
     server_note = None
     if server is not None:
         try:
-            served = model_ready_states(server["host"], int(server["http_port"]))
+            served = model_ready_states(server["host"], int(server["http_port"]),
+                                        headers=restricted.headers(server, restricted.MODEL_REPOSITORY, "http"))
         except ServerError as exc:
             server_note = str(exc)
     recovering = (server or {}).get("recovering") or {}

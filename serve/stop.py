@@ -19,6 +19,7 @@ from typing import Any
 
 from zeroserve.errors import InputError
 from zeroserve.serve import processes as ps
+from zeroserve.serve import restricted
 from zeroserve.serve import state as st
 from zeroserve.serve.ports import hostport
 
@@ -31,18 +32,22 @@ def _now() -> str:
 
 
 def _unload_all(state: dict[str, Any], timeout: float) -> None:
-    """Unload every model through the API so each stub runs finalize() and frees its shared memory itself."""
+    """Unload every model through the API so each stub runs finalize() and frees its shared memory itself.
+
+    The load API of an explicit-mode server is restricted to the run's key (serve/restricted.py): it is sent.
+    """
     import tritonclient.http as httpclient
 
+    key = restricted.headers(state, restricted.MODEL_REPOSITORY, "http")
     client = httpclient.InferenceServerClient(hostport(state["host"], state["http_port"]), connection_timeout=2.0,
                                               network_timeout=max(timeout, 0.1))
     try:
-        for model in client.get_model_repository_index():
+        for model in client.get_model_repository_index(headers=key):
             if model.get("state") == "READY":
-                client.unload_model(model["name"])
+                client.unload_model(model["name"], headers=key)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(m.get("state") in ("READY", "UNLOADING")
-                                                  for m in client.get_model_repository_index()):
+                                                  for m in client.get_model_repository_index(headers=key)):
             time.sleep(0.05)
     except Exception:  # noqa: BLE001 - a server that does not answer is stopped by signal alone
         pass
@@ -197,4 +202,5 @@ def stop_servers(all_servers: bool = False, host: str | None = None, http_port: 
     for s in removed:
         remove_run(s)
     kept = [s for s in dead if s not in removed]
-    return {"stopped": stopped, "reaped": reaped, "removed": removed, "kept": kept, "pruned": prune_orphan_runs()}
+    return {"stopped": stopped, "reaped": reaped, "removed": [restricted.public(s) for s in removed],
+            "kept": [restricted.public(s) for s in kept], "pruned": prune_orphan_runs()}

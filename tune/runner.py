@@ -25,6 +25,7 @@ from zeroserve import records
 from zeroserve.client.connection import Endpoint
 from zeroserve.client.perf import level_count, run_perf
 from zeroserve.errors import InputError, ServerError
+from zeroserve.serve import restricted
 from zeroserve.serve import state as st
 from zeroserve.serve.ports import DEFAULT_HOST
 from zeroserve.serve.repository import read_manifest
@@ -181,10 +182,14 @@ class Tuner:
         return httpclient.InferenceServerClient(self.server.http_url, connection_timeout=timeout,
                                                 network_timeout=timeout)
 
+    def _key(self) -> dict[str, str]:
+        """The header that lets this run's load, unload and index calls through on its private server."""
+        return restricted.headers(self.server.state, restricted.MODEL_REPOSITORY, "http")
+
     def _load(self, name: str) -> None:
         client = self._http(LOAD_TIMEOUT_S)
         try:
-            client.load_model(name)
+            client.load_model(name, headers=self._key())
         finally:
             client.close()
 
@@ -192,10 +197,10 @@ class Tuner:
         """Unload and wait until the model's stubs are gone, so the next candidate has the CPU to itself."""
         client = self._http(UNLOAD_TIMEOUT_S)
         try:
-            client.unload_model(name)
+            client.unload_model(name, headers=self._key())
             deadline = time.monotonic() + UNLOAD_TIMEOUT_S
             while time.monotonic() < deadline:
-                states = {m["name"]: m.get("state") for m in client.get_model_repository_index()}
+                states = {m["name"]: m.get("state") for m in client.get_model_repository_index(headers=self._key())}
                 if states.get(name) not in ("READY", "UNLOADING", "LOADING"):
                     return
                 time.sleep(0.05)

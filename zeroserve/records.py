@@ -47,14 +47,18 @@ def ensure_writable_dir(path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only on success."""
+def atomic_path(path: Path, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only on success.
+
+    `mode`: the file's permissions (0o600 for a record holding a secret); default readable as the umask allows.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; records and reports are for everyone to read
+    # mkstemp makes 0600; records and reports are for everyone to read unless `mode` says otherwise
+    os.chmod(tmp_path, 0o666 & ~_UMASK if mode is None else mode)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -128,9 +132,9 @@ def prune_scratch(parent: Path, prefix: str, grace_s: float = SCRATCH_GRACE_S) -
     return removed
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes atomically (temp file in the same folder, then rename)."""
-    with atomic_path(path) as tmp:
+def write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write bytes atomically (temp file in the same folder, then rename), with `atomic_path`'s `mode`."""
+    with atomic_path(path, mode) as tmp:
         tmp.write_bytes(data)
 
 
@@ -159,9 +163,9 @@ def dumps(obj: Any, **kw) -> str:
     return json.dumps(strict(obj), allow_nan=False, **{"default": _jsonable, **kw})
 
 
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    """Write a record atomically as indented strict JSON."""
-    write_bytes(Path(path), (dumps(record, indent=2, sort_keys=False) + "\n").encode())
+def write_json(path: Path, record: dict[str, Any], mode: int | None = None) -> None:
+    """Write a record atomically as indented strict JSON (`mode`: see `atomic_path`)."""
+    write_bytes(Path(path), (dumps(record, indent=2, sort_keys=False) + "\n").encode(), mode)
 
 
 def read_json(path: Path, what: str = "record") -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pytest
 from zeroserve import registry
 from zeroserve.client import connection
 from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
+from zeroserve.client.errors import ApiRestricted, RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
 from zeroserve.errors import InputError, ServerError
 
 
@@ -187,7 +187,7 @@ def test_refused_request_reads_as_one_clean_line():
 
 @pytest.mark.parametrize("status, outcome, exit_code", [
     ("StatusCode.INVALID_ARGUMENT", RequestRejected, 2), ("StatusCode.NOT_FOUND", RequestRejected, 2),
-    ("400", RequestRejected, 2), ("404", RequestRejected, 2),
+    ("400", RequestRejected, 2), ("404", RequestRejected, 2), ("403", ApiRestricted, 2),
     ("StatusCode.INTERNAL", RequestFailed, 1), ("500", RequestFailed, 1),
     ("StatusCode.UNAVAILABLE", ServerUnreachable, 3), ("StatusCode.DEADLINE_EXCEEDED", ServerTimeout, 3),
 ])
@@ -196,3 +196,26 @@ def test_outcome_follows_the_status_code(status, outcome, exit_code):
 
     err = connection.translate(InferenceServerException("x", status=status), "127.0.0.1:1", "grpc", "m", 2.0)
     assert type(err) is outcome and err.exit_code == exit_code
+
+
+def test_a_restricted_api_is_told_from_an_unreachable_server():
+    """Triton 2.51 refuses a restricted API with HTTP 403, and over gRPC with UNAVAILABLE, the code of "nothing
+    answered": its restricted-protocol message tells the two apart (exit 2 vs 3)."""
+    from tritonclient.utils import InferenceServerException
+
+    http = InferenceServerException("This API is restricted, expecting header 'zeroserve-key'", status="403")
+    err = connection.translate(http, "127.0.0.1:8000", "http", api="shared-memory")
+    assert type(err) is ApiRestricted and err.exit_code == 2 and not isinstance(err, ServerError)
+    assert str(err) == ("the server at 127.0.0.1:8000 restricts Triton's shared-memory API to callers holding its "
+                        "key (http 403): zeroserve's client holds the key only for a server started here with "
+                        "`zeroserve serve --allow-client-shm`; or use --shared-memory none")
+    grpc = InferenceServerException("This protocol is restricted, expecting header "
+                                    "'triton-grpc-protocol-zeroserve-key'", status="StatusCode.UNAVAILABLE")
+    err = connection.translate(grpc, "127.0.0.1:8001", "grpc", api="logging")
+    assert type(err) is ApiRestricted and err.exit_code == 2
+    assert str(err) == ("the server at 127.0.0.1:8001 restricts Triton's logging API to callers holding its key "
+                        "(grpc UNAVAILABLE): zeroserve's servers keep shared-memory, logging and trace closed "
+                        "(--allow-client-shm opens shared memory to zeroserve's own client only)")
+    down = InferenceServerException("failed to connect to all addresses", status="StatusCode.UNAVAILABLE")
+    err = connection.translate(down, "127.0.0.1:8001", "grpc", api="shared-memory")
+    assert type(err) is ServerUnreachable and err.exit_code == 3

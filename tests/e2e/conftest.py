@@ -6,7 +6,7 @@
   `zeroserve.serve.repository.deploy_model` into a temporary canonical repository; models
   whose export did not PASS are left out (test_serving checks that all twenty made it).
 - `server`: the embedded engine serving every model of `deployed_repository` on free ports
-  of 127.0.0.1, as an `Endpoints` (host, http_port, grpc_port, metrics_port, models,
+  of 127.0.0.1 (zeroserve's client may use its shared memory: `allow_client_shm`), as an `Endpoints` (host, http_port, grpc_port, metrics_port, models,
   http_url, grpc_url, pid, artifacts, repository). Stopped, stubs and shared memory
   cleaned, at the end of the session.
 - `free_ports()`: a function returning three distinct free ports on 127.0.0.1.
@@ -110,8 +110,12 @@ def deployed_repository(exported, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(deployed_repository, exported, serve_cache) -> Iterator[Endpoints]:
-    """The embedded Triton server with every deployed model READY, for the whole session."""
-    endpoints = launch(deployed_repository, None, artifacts=exported[0])
+    """The embedded Triton server with every deployed model READY, for the whole session.
+
+    Started as `serve --allow-client-shm` is, so the client's shared-memory tests run on it; tests of the
+    default (closed) start their own (test_closed.py).
+    """
+    endpoints = launch(deployed_repository, None, artifacts=exported[0], allow_client_shm=True)
     yield endpoints
     endpoints.handle.stop()
 

@@ -129,7 +129,8 @@ def any_server(tmp_path_factory, serve_cache, free_ports):
     from zeroserve.serve.server import start_server
 
     http, grpc, metrics = free_ports()
-    server = start_server(repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
+    server = start_server(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                          allow_client_shm=True)  # the BYTES-in-shared-memory perf test
     yield SimpleNamespace(host="127.0.0.1", http_port=http, grpc_port=grpc, models=list(server.state["models"]),
                           handle=server)
     server.stop()

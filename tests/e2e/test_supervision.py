@@ -127,7 +127,14 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     assert not marker.exists() and c.is_model_ready("linear_onnx") and _answers(http, "linear_onnx")
     c.close()
     g.close()
-    assert "restricted" not in Path(state["runtime_dir"], "command.txt").read_text()  # no key on a command line
+    # shared-memory, logging and trace are restricted to the run's key: it is in the 0600 state file, and on
+    # tritonserver's own command line (readable in /proc, docs/serving.md), never in the readable command.txt
+    command = Path(state["runtime_dir"], "command.txt").read_text()
+    assert state["api_key"] not in command
+    # not model-repository: the served server's index stays readable (status, the supervisor)
+    for option in ("--http-restricted-api", "--grpc-restricted-protocol"):
+        assert f"{option}=shared-memory,logging,trace:zeroserve-key=<api_key" in command
+    assert stat.S_IMODE(st.state_path(run_id).stat().st_mode) == 0o600
 
     # -- private: shared memory 0600, run folder 0700, logs 0600.
     segments = ps.shm_segments(prefix)

@@ -21,6 +21,7 @@ import tritonclient.http as httpclient
 from typer.testing import CliRunner
 
 from zeroserve.cli import app
+from zeroserve.serve import restricted
 from zeroserve.serve import state as st
 
 pytestmark = pytest.mark.slow
@@ -29,10 +30,12 @@ SHORT = ["--window", "0.25", "--max-trials", "4", "--max-concurrency", "4", "--f
          "--threads", "1", "--batch-sizes", "64", "--preferred", "none"]
 
 
-def index(url: str) -> dict[str, str]:
+def index(url: str, state: dict | None = None) -> dict[str, str]:
+    """The repository index; `state`: a private server's, whose index only its run's key reads."""
     client = httpclient.InferenceServerClient(url)
     try:
-        return {m["name"]: m.get("state") for m in client.get_model_repository_index()}
+        key = restricted.headers(state, restricted.MODEL_REPOSITORY, "http")
+        return {m["name"]: m.get("state") for m in client.get_model_repository_index(headers=key)}
     finally:
         client.close()
 
@@ -103,7 +106,7 @@ def test_ctrl_c_mid_search_stops_the_private_server_and_removes_the_candidate(de
             state = found[0] if found else state
             if state and state.get("status") == st.RUNNING:
                 try:
-                    loaded = index(f"127.0.0.1:{state['http_port']}")
+                    loaded = index(f"127.0.0.1:{state['http_port']}", state)
                 except Exception:  # noqa: BLE001 - not answering yet
                     loaded = {}
                 candidate = next((n for n, s in loaded.items() if "_tune" in n and s == "READY"), None)
