@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.zeroserve-installed
 export ZEROSERVE_DATA_DIR ?= $(if $(wildcard ../shared/data/course),$(abspath ../shared/data/course),data)
 
-.PHONY: venv demo test bench soak clean lock
+.PHONY: venv demo test test-unit check format bench soak clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,21 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest
+
+## The fast tier for the edit-test loop: no server, no real training (under a minute here).
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+## Lint, format check and type check (what CI runs before the tests).
+check: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+## Apply the formatter and the safe lint fixes.
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: venv
 	$(PY) -m zeroserve.bench

@@ -18,8 +18,8 @@ import sysconfig
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -184,9 +184,9 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
         reference_only: only the perf_analyzer reference and the generator's part costs (bench_reference).
     """
     from zeroserve.client import bench_reference
+    from zeroserve.serve.bench import _deploy
     from zeroserve.serve.ports import free_port
     from zeroserve.serve.server import start_server
-    from zeroserve.serve.bench import _deploy
 
     console = Console(width=160)
     started = time.monotonic()

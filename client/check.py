@@ -22,6 +22,7 @@ from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
 from zeroserve.spec import ModelSpec, Split
 
+
 def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float | None) -> Tolerance:
     """The options if given, else the tolerances export's gate recorded, else the spec's own."""
     path = model_dir(artifacts, spec) / "export.json"

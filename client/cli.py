@@ -4,21 +4,40 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve import formats as F
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
-                               data_dir_in_use, err_console, handle_errors, port_callback, positive_seconds,
-                               print_json, skip_line)
-from zeroserve.client.connection import (DEFAULT_TIMEOUT_S, PROTOCOLS, Client, choose_protocol, protocols_meant,
-                                        resolve_endpoint)
+from zeroserve.client.connection import (
+    DEFAULT_TIMEOUT_S,
+    PROTOCOLS,
+    Client,
+    choose_protocol,
+    protocols_meant,
+    resolve_endpoint,
+)
+from zeroserve.cliutil import (
+    ArtifactsOpt,
+    DataDirOpt,
+    JsonOpt,
+    ModelFilesOpt,
+    ModelsArg,
+    choices,
+    console,
+    data_dir_in_use,
+    err_console,
+    handle_errors,
+    port_callback,
+    positive_seconds,
+    print_json,
+    skip_line,
+)
 from zeroserve.errors import CheckFailed, InputError
 
 Protocol = choices("Protocol", PROTOCOLS)
@@ -27,11 +46,11 @@ Generate = choices("Generate", ("random", "zero"))
 
 client_app = typer.Typer(name="client", help="Call, check and load-test the served models.", no_args_is_help=True)
 
-HostOpt = Annotated[Optional[str], typer.Option("--host", help="Server host (default: the running server's, "
+HostOpt = Annotated[str | None, typer.Option("--host", help="Server host (default: the running server's, "
                                                 "else 127.0.0.1).")]
-HttpPortOpt = Annotated[Optional[int], typer.Option("--http-port", help="HTTP port (default: the running "
+HttpPortOpt = Annotated[int | None, typer.Option("--http-port", help="HTTP port (default: the running "
                                                     "server's state file, else 8000).", callback=port_callback())]
-GrpcPortOpt = Annotated[Optional[int], typer.Option("--grpc-port", help="gRPC port (default: the running "
+GrpcPortOpt = Annotated[int | None, typer.Option("--grpc-port", help="gRPC port (default: the running "
                                                     "server's state file, else 8001).", callback=port_callback())]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds (> 0) before a call to the server gives up "
                                             "(exit 3, saying it timed out).", callback=positive_seconds)]
@@ -41,11 +60,11 @@ CastOpt = Annotated[bool, typer.Option("--cast", help="Convert input values the 
 NonfiniteOpt = Annotated[bool, typer.Option("--allow-nonfinite", help="Send NaN and infinite input values; without "
                                             "it such an input is refused (exit 2).")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Served format.")]
-OptFormatOpt = Annotated[Optional[Format], typer.Option("--format", help="Served format of a registry name "
+OptFormatOpt = Annotated[Format | None, typer.Option("--format", help="Served format of a registry name "
                          f"(default {F.DEFAULT_FORMAT}).")]
-ShapeOpt = Annotated[Optional[list[str]], typer.Option("--shape", help="NAME:D1,D2 fixes an input's dynamic "
+ShapeOpt = Annotated[list[str] | None, typer.Option("--shape", help="NAME:D1,D2 fixes an input's dynamic "
                      "dims (batch axis excluded), as perf_analyzer's --shape; repeat for several inputs.")]
-ProtocolOpt = Annotated[Optional[Protocol], typer.Option(
+ProtocolOpt = Annotated[Protocol | None, typer.Option(
     "--protocol", help="Wire protocol (KServe v2); default grpc, or http when only --http-port is given.",
     show_default=False)]
 
@@ -62,20 +81,20 @@ def register(app: typer.Typer) -> None:
 def infer_cmd(
     model: Annotated[str, typer.Argument(help="A registry name, or any model the server serves (its Triton "
                      "name).", show_default=False)],
-    input_file: Annotated[Optional[Path], typer.Option("--input", "--input-data", help="Input tensors: .npy "
+    input_file: Annotated[Path | None, typer.Option("--input", "--input-data", help="Input tensors: .npy "
                           "(single-input models), .npz or .json keyed by input name (batch axis included), or "
                           "perf_analyzer's input-data JSON ({\"data\": [...]}, one row per entry).")] = None,
-    generate: Annotated[Optional[Generate], typer.Option("--generate", help="Send random or zero data of the "
+    generate: Annotated[Generate | None, typer.Option("--generate", help="Send random or zero data of the "
                         "served datatypes (with --shape for dynamic dims, --batch-size rows).")] = None,
     shape: ShapeOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows of --generate data.")] = 1,
-    sample: Annotated[Optional[int], typer.Option("--samples", "--sample", metavar="N", help="A count: send the "
+    sample: Annotated[int | None, typer.Option("--samples", "--sample", metavar="N", help="A count: send the "
                       "first N real held-out rows (N >= 1). For one row by its position use --row.")] = None,
-    row: Annotated[Optional[list[int]], typer.Option("--row", metavar="I", help="An index: send the real held-out "
+    row: Annotated[list[int] | None, typer.Option("--row", metavar="I", help="An index: send the real held-out "
                    "row at 0-based index I (repeat for several, sent in the order given).")] = None,
-    text: Annotated[Optional[str], typer.Option("--text", help="name_gru: a name (several: comma-separated); "
+    text: Annotated[str | None, typer.Option("--text", help="name_gru: a name (several: comma-separated); "
                     "hello_rnn: characters of h, i, e, l, o.")] = None,
-    image: Annotated[Optional[Path], typer.Option("--image", help="Image models: a picture, converted to 28x28 "
+    image: Annotated[Path | None, typer.Option("--image", help="Image models: a picture, converted to 28x28 "
                      "grayscale in [0, 1].")] = None,
     invert: Annotated[bool, typer.Option("--invert", help="With --image: invert a dark-on-light drawing "
                       "(MNIST digits are light on dark).")] = False,
@@ -96,8 +115,7 @@ def infer_cmd(
     A registry name is served as `<name>_<format>`; any other name is looked up on the server and its
     inputs come from the server's config (`--generate random|zero`, `--shape`, or a file).
     """
-    from zeroserve.client.infer import (check_sample_choice, image_inputs, run_infer_requests, sample_inputs,
-                                        text_inputs)
+    from zeroserve.client.infer import check_sample_choice, image_inputs, run_infer_requests, sample_inputs, text_inputs
     from zeroserve.client.input_files import check_validation_data, read_input_requests
     from zeroserve.client.perf_inputs import perf_inputs
     from zeroserve.client.target import parse_shapes, resolve
@@ -197,11 +215,11 @@ def _jsonable(a: np.ndarray | list):
 @handle_errors
 def check_cmd(
     models: ModelsArg,
-    protocol: Annotated[Optional[Protocol], typer.Option("--protocol", help="Only this protocol (default both; "
+    protocol: Annotated[Protocol | None, typer.Option("--protocol", help="Only this protocol (default both; "
                         "only HTTP when only --http-port is given, only gRPC when only --grpc-port).")] = None,
-    fmt: Annotated[Optional[Format], typer.Option("--format", help="Only this format (default: every primary format).")] = None,
-    atol: Annotated[Optional[float], typer.Option("--atol", help="Absolute tolerance (default: export's, 1e-5).")] = None,
-    rtol: Annotated[Optional[float], typer.Option("--rtol", help="Relative tolerance (default: export's, 1e-4).")] = None,
+    fmt: Annotated[Format | None, typer.Option("--format", help="Only this format (default: every primary format).")] = None,
+    atol: Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default: export's, 1e-5).")] = None,
+    rtol: Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default: export's, 1e-4).")] = None,
     host: HostOpt = None,
     http_port: HttpPortOpt = None,
     grpc_port: GrpcPortOpt = None,
@@ -319,16 +337,16 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
 def perf_cmd(
     model: Annotated[str, typer.Argument(help="A registry name, or any model the server serves (its Triton "
                      "name).", show_default=False)],
-    concurrency: Annotated[Optional[str], typer.Option("--concurrency", help="Closed-loop levels, e.g. 1,2,4,8,16,32 "
+    concurrency: Annotated[str | None, typer.Option("--concurrency", help="Closed-loop levels, e.g. 1,2,4,8,16,32 "
                            "(default 1).")] = None,
-    request_rate: Annotated[Optional[str], typer.Option("--request-rate", help="Open-loop levels in requests/s, "
+    request_rate: Annotated[str | None, typer.Option("--request-rate", help="Open-loop levels in requests/s, "
                             "e.g. 100,500.")] = None,
     distribution: Annotated[str, typer.Option("--distribution", help="Open-loop arrivals: constant or "
                             "poisson.")] = "constant",
-    latency_budget_ms: Annotated[Optional[float], typer.Option("--latency-budget-ms", help="Search the highest "
+    latency_budget_ms: Annotated[float | None, typer.Option("--latency-budget-ms", help="Search the highest "
                                  "concurrency whose latency (--percentile's, else the average) stays within "
                                  "this budget.")] = None,
-    percentile: Annotated[Optional[float], typer.Option("--percentile", help="Use this latency percentile "
+    percentile: Annotated[float | None, typer.Option("--percentile", help="Use this latency percentile "
                           "(e.g. 95) for the stability rule and the budget search; default: the average "
                           "latency, as perf_analyzer.")] = None,
     streaming: Annotated[bool, typer.Option("--streaming", help="gRPC only: send over ModelStreamInfer streams "
@@ -336,11 +354,11 @@ def perf_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
     protocol: ProtocolOpt = None,
     fmt: OptFormatOpt = None,
-    variant: Annotated[Optional[str], typer.Option("--variant", help=f"Load-test a served variant: "
+    variant: Annotated[str | None, typer.Option("--variant", help=f"Load-test a served variant: "
                        f"{', '.join(F.VARIANTS)} (its Triton model <model>_<format>).", show_default=False)] = None,
     input_mode: Annotated[str, typer.Option("--input", help="random, zero (any datatype) or sample (real "
                           "held-out data, registry models).")] = "random",
-    input_data: Annotated[Optional[Path], typer.Option("--input-data", help="User tensors: .npy/.npz/.json "
+    input_data: Annotated[Path | None, typer.Option("--input-data", help="User tensors: .npy/.npz/.json "
                           "keyed by input name, or perf_analyzer's input-data JSON; repeated to the batch "
                           "size.")] = None,
     shape: ShapeOpt = None,
@@ -353,9 +371,9 @@ def perf_cmd(
     allow_nonfinite: NonfiniteOpt = False,
     shared_memory: Annotated[str, typer.Option("--shared-memory", help="none or system (Triton's system "
                              "shared-memory extension).")] = "none",
-    window: Annotated[Optional[float], typer.Option("--window", help="Measurement window in seconds (default 5; "
+    window: Annotated[float | None, typer.Option("--window", help="Measurement window in seconds (default 5; "
                       "with count_windows its starting length, default 1, as perf_analyzer).")] = None,
-    warmup: Annotated[Optional[float], typer.Option("--warmup", help="Warm-up seconds per level "
+    warmup: Annotated[float | None, typer.Option("--warmup", help="Warm-up seconds per level "
                       "(default: one window).")] = None,
     stability: Annotated[float, typer.Option("--stability", help="Last 3 windows agree within this fraction "
                          "on throughput and latency (--percentile's, else the average).")] = 0.10,
@@ -366,15 +384,15 @@ def perf_cmd(
                               "requests failed (they are still counted).")] = False,
     workers: Annotated[int, typer.Option("--workers", help="Load-generator processes (each an asyncio loop); "
                        "more than 1 when one event loop saturates.")] = 1,
-    url: Annotated[Optional[list[str]], typer.Option("--url", help="HOST:PORT of the chosen protocol; repeat to "
+    url: Annotated[list[str] | None, typer.Option("--url", help="HOST:PORT of the chosen protocol; repeat to "
                    "spread load over several servers (loopback only). Overrides the endpoint options.")] = None,
     host: HostOpt = None,
     http_port: HttpPortOpt = None,
     grpc_port: GrpcPortOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     data_dir: DataDirOpt = None,
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Write one CSV row per level here.")] = None,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write perf.json, .csv, .png and .html "
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per level here.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write perf.json, .csv, .png and .html "
                       "here.")] = None,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
@@ -389,7 +407,6 @@ def perf_cmd(
     from zeroserve import records
     from zeroserve.client import report as rep
     from zeroserve.client.perf import level_count, level_iter, raise_for_outcome, run_perf
-
     from zeroserve.client.target import parse_shapes
 
     shapes = parse_shapes(shape)

@@ -190,12 +190,12 @@ def _module(protocol: str, aio: bool = False):
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {protocol!r}; use grpc or http")
     if protocol == "grpc":
-        import tritonclient.grpc.aio as grpc_aio
         import tritonclient.grpc as grpc
+        import tritonclient.grpc.aio as grpc_aio
 
         return grpc_aio if aio else grpc
-    import tritonclient.http.aio as http_aio
     import tritonclient.http as http
+    import tritonclient.http.aio as http_aio
 
     return http_aio if aio else http
 
@@ -336,7 +336,7 @@ class Client:
         except Exception:  # noqa: BLE001 - closing a dead connection is not an error
             pass
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -359,7 +359,7 @@ class AsyncClient:
         self._mod = _module(protocol, aio=True)
         self._client = None
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         if self.protocol == "grpc":
             self._client = self._mod.InferenceServerClient(self.url)
         else:

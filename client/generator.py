@@ -82,7 +82,7 @@ class Sample:
     cpu_seconds: float
     loop_cpu_seconds: float
 
-    def extend(self, later: "Sample") -> "Sample":
+    def extend(self, later: Sample) -> Sample:
         """This window and the one right after it as one window (count_windows lengthens a window so)."""
         return Sample(self.counts.add(later.counts), self.cpu_seconds + later.cpu_seconds,
                       self.loop_cpu_seconds + later.loop_cpu_seconds)
@@ -129,7 +129,7 @@ class LocalGenerator:
         self._task: asyncio.Future | None = None
         self._cpu = (0.0, 0.0)
 
-    async def __aenter__(self) -> "LocalGenerator":
+    async def __aenter__(self) -> LocalGenerator:
         p = self.plan
         templates = build_templates(p)
         in_shm = bool(p.output_regions)  # a row is one template per output region, else one per variant
@@ -329,7 +329,7 @@ class ProcessGenerator:
             raise GeneratorError(f"a load-generator worker process answered {msg[0]!r}, expected {kind!r}")
         return msg
 
-    async def __aenter__(self) -> "ProcessGenerator":
+    async def __aenter__(self) -> ProcessGenerator:
         for conn, plan in zip(self.conns, self.plans):
             conn.send(("level", plan))
         try:

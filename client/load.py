@@ -11,8 +11,8 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterator
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -50,7 +50,7 @@ class WindowCounts:
     pending: list[int] = field(default_factory=list)
     pending_lag: list[int] = field(default_factory=list)
 
-    def flush(self) -> "WindowCounts":
+    def flush(self) -> WindowCounts:
         """Move the pending values into the histograms (once per window, as counts of distinct values)."""
         for values, hist in ((self.pending, self.histogram), (self.pending_lag, self.lag)):
             if values:
@@ -62,7 +62,7 @@ class WindowCounts:
         return self
 
 
-    def add(self, other: "WindowCounts") -> "WindowCounts":
+    def add(self, other: WindowCounts) -> WindowCounts:
         """Both windows' requests in this one (histograms added, counts summed); both flushed first."""
         self.flush()
         other.flush()

@@ -15,13 +15,14 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
+from zeroserve import formats as F
 from zeroserve import records
 from zeroserve.client import load
 from zeroserve.client.connection import AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback
@@ -29,12 +30,19 @@ from zeroserve.client.errors import ModelNotServed, RequestFailed
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.input_files import check_validation_data, perf_analyzer_entries
 from zeroserve.client.perf_inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
-from zeroserve.client.values import to_wire
-from zeroserve.client.wire import OutputSpec, expected_outputs
-from zeroserve.client.windows import (MAX_SEARCH_CONCURRENCY, STABLE_WINDOWS, Window, is_stable,
-                                      latency_budget_search, latency_key, summarise, totals)
 from zeroserve.client.target import Target, resolve
-from zeroserve import formats as F
+from zeroserve.client.values import to_wire
+from zeroserve.client.windows import (
+    MAX_SEARCH_CONCURRENCY,
+    STABLE_WINDOWS,
+    Window,
+    is_stable,
+    latency_budget_search,
+    latency_key,
+    summarise,
+    totals,
+)
+from zeroserve.client.wire import OutputSpec, expected_outputs
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.serve.ports import hostport
 from zeroserve.serve.restricted import client_shm_refusal
@@ -374,7 +382,7 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         "window_s": window_s, "stability": stability, "max_trials": max_trials, "workers": workers,
         "levels": levels, "notes": notes, "cpu_count": cores, "cut_short": cut_short,
         "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
     }
 

@@ -14,7 +14,6 @@ from zeroserve.client.target import Target, generated_inputs, spec_time, validat
 from zeroserve.errors import InputError
 
 
-
 def perf_inputs(target: Target, batch_size: int, mode: str, *, input_data: Path | None = None,
                 data_dir: Path | None = None, seed: int = 0,
                 shapes: dict[str, tuple[int, ...]] | None = None, cast: bool = False,
@@ -92,7 +91,7 @@ class SharedMemory:
 
     @classmethod
     def create(cls, clients: list[Client], wire_inputs: list[np.ndarray], output_nbytes: list[int],
-               slots: int, tag: str) -> "SharedMemory":
+               slots: int, tag: str) -> SharedMemory:
         import tritonclient.utils.shared_memory as shm
         from tritonclient.utils import serialize_byte_tensor
 

@@ -81,7 +81,7 @@ class Target:
 
     @classmethod
     def of_spec(cls, spec: ModelSpec, fmt: str, served_max: int | None = None,
-                resolved: str = "registry") -> "Target":
+                resolved: str = "registry") -> Target:
         limit = min(spec.max_batch_size, served_max or spec.max_batch_size)
         return cls(spec.name, spec.triton_name(fmt), spec.inputs, spec.outputs, limit, spec, fmt, resolved)
 

@@ -7,8 +7,8 @@ counted in `totals`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from hdrh.histogram import HdrHistogram
 

@@ -129,7 +129,7 @@ async def open_http(host: str, port: int, timeout: float) -> HttpConnection:
     loop = asyncio.get_running_loop()
     try:
         _, conn = await asyncio.wait_for(loop.create_connection(HttpConnection, host, port), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise WireFailure(KIND_TIMEOUT, f"no connection to {host}:{port} within {timeout:g} s") from None
     except OSError as exc:
         raise WireFailure(KIND_CONNECTION, f"cannot connect to {host}:{port}: {exc.strerror or exc}") from None

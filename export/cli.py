@@ -8,16 +8,27 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from zeroserve import registry
-from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import formats as F
-from zeroserve import parity
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices,
-                               console, data_dir_in_use, err_console, handle_errors, print_json, skip_line)
+from zeroserve import parity, registry
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.cliutil import (
+    ArtifactsOpt,
+    DataDirOpt,
+    FormatsOpt,
+    JsonOpt,
+    ModelFilesOpt,
+    ModelsArg,
+    choices,
+    console,
+    data_dir_in_use,
+    err_console,
+    handle_errors,
+    print_json,
+    skip_line,
+)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import exporter
 from zeroserve.export import variants as V
-
 
 Exporter = choices("Exporter", ("legacy", "dynamo"))
 Calibration = choices("Calibration", V.CALIBRATION_METHODS)

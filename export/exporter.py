@@ -15,8 +15,8 @@ import re
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -230,7 +230,7 @@ def _recorded_base(spec: ModelSpec, out_dir: Path, base: str, variant: str) -> t
 def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=None, opset: int = DEFAULT_OPSET,
                  exporter: str = DEFAULT_EXPORTER, atol: float | None = None, rtol: float | None = None,
                  data_dir: Path | None = None, latency: bool = True,
-                 variant_options: "variants_mod.VariantOptions | None" = None, skip_unfit: bool = False) -> dict:
+                 variant_options: variants_mod.VariantOptions | None = None, skip_unfit: bool = False) -> dict:
     """Export `spec`'s trained checkpoint, gate every format, and record it.
 
     Args:
@@ -388,9 +388,8 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
             else:
                 os.replace(tmp / fmt.file, out_dir / fmt.file)
         if firsts and real is not None:
-            with records.atomic_path(out_dir / "sample.npz") as sample_tmp:
-                with open(sample_tmp, "wb") as fh:
-                    np.savez(fh, **{t.name: a[:SAMPLE_ROWS] for t, a in zip(spec.inputs, real)})
+            with records.atomic_path(out_dir / "sample.npz") as sample_tmp, open(sample_tmp, "wb") as fh:
+                np.savez(fh, **{t.name: a[:SAMPLE_ROWS] for t, a in zip(spec.inputs, real)})
             record["sample"] = "sample.npz"
         records.write_json(out_dir / "export.json", record)
         if firsts:

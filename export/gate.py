@@ -6,7 +6,7 @@ which `client check` uses too; this module chooses the grid and runs both paths 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

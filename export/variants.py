@@ -18,9 +18,9 @@ import io
 import logging
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -173,8 +173,13 @@ def _quantize(spec: ModelSpec, variant: str, path: Path, work: Path, tool: str, 
 
 def _build_int8(spec: ModelSpec, module, path: Path, *, work: Path, variant: VariantOptions,
                 split: Split | None, **_) -> dict:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     arrays = _calibration(spec, split, variant)
     names = [t.name for t in spec.inputs]

@@ -43,7 +43,7 @@ def configless(folder: Path, version: Path) -> DeployedModel:
     raise InputError(f"{folder}: no config.pbtxt, and {version} holds no model file Triton recognises ({known})")
 
 
-def complete(model: DeployedModel, path: Path, backend: F.Backend, graph: "GraphIO | None") -> DeployedModel:
+def complete(model: DeployedModel, path: Path, backend: F.Backend, graph: GraphIO | None) -> DeployedModel:
     """`model` with what Triton's backend fills in from the artifact at `path` (see the module docstring).
 
     Args:

@@ -20,14 +20,24 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve import registry
-from zeroserve.cliutil import (ArtifactsOpt, JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors,
-                               port_callback, positive_seconds, print_json)
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.cliutil import (
+    ArtifactsOpt,
+    JsonOpt,
+    ModelFilesOpt,
+    choices,
+    console,
+    err_console,
+    handle_errors,
+    port_callback,
+    positive_seconds,
+    print_json,
+)
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import server as srv
-from zeroserve.serve import stop
 from zeroserve.serve import state as st
+from zeroserve.serve import stop
 from zeroserve.serve.docker import docker_command
 from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, check_bind_host, hostport, resolve_free_ports
 from zeroserve.serve.repository import DEFAULT_REPOSITORY

@@ -70,7 +70,7 @@ class TensorConfig:
     allow_ragged_batch: bool = False
 
     @classmethod
-    def from_spec(cls, spec: TensorSpec) -> "TensorConfig":
+    def from_spec(cls, spec: TensorSpec) -> TensorConfig:
         return cls(spec.name, spec.dtype, tuple(spec.triton_dims), () if spec.reshaped else None)
 
     @property

@@ -9,17 +9,27 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve import formats as F
-from zeroserve.cliutil import (ArtifactsOpt, FormatsOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
-                               err_console, handle_errors, print_json, skip_line)
+from zeroserve.cliutil import (
+    ArtifactsOpt,
+    FormatsOpt,
+    JsonOpt,
+    ModelFilesOpt,
+    ModelsArg,
+    choices,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    skip_line,
+)
 from zeroserve.errors import CheckFailed, InputError
-from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, KSERVE_MANIFEST
 from zeroserve.serve.config import DEFAULT_MAX_QUEUE_DELAY_US
+from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, KSERVE_MANIFEST
 from zeroserve.serve.repository import DEFAULT_REPOSITORY, default_formats, deploy_model, read_export_record
 from zeroserve.serve.target import TARGET
-
 
 Device = choices("Device", ("gpu", "cpu"))
 Precision = choices("Precision", ("fp16", "fp32"))

@@ -24,8 +24,16 @@ from zeroserve import records
 from zeroserve.artifacts import model_dir
 from zeroserve.errors import InputError
 from zeroserve.export.exporter import sha256
-from zeroserve.serve.config import (DEFAULT_MAX_QUEUE_DELAY_US, VERSION, WARMUP_DIR, DeployedModel,
-                                    TensorConfig, Warmup, WarmupInput, render)
+from zeroserve.serve.config import (
+    DEFAULT_MAX_QUEUE_DELAY_US,
+    VERSION,
+    WARMUP_DIR,
+    DeployedModel,
+    TensorConfig,
+    Warmup,
+    WarmupInput,
+    render,
+)
 from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, check_storage_uri, write_kserve_manifest
 from zeroserve.serve.lint import lint_model
 from zeroserve.serve.target import TARGET, TargetRelease, check_onnx_target, check_torchscript_target

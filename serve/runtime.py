@@ -24,9 +24,9 @@ import os
 import secrets
 import shutil
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
 
 from zeroserve import formats as F
 from zeroserve import registry

@@ -29,19 +29,26 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import restricted
 from zeroserve.serve import state as st
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
 from zeroserve.serve.config import parse, render
-from zeroserve.serve.runtime import (NOOP_SUFFIX, RuntimeModel, _servable, build_runtime_repository, canonical_models,
-                                     write_runtime_model)
+from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
+from zeroserve.serve.runtime import (
+    NOOP_SUFFIX,
+    RuntimeModel,
+    _servable,
+    build_runtime_repository,
+    canonical_models,
+    write_runtime_model,
+)
 from zeroserve.serve.stop import STOP_TIMEOUT_S, reap_dead, stop_server
 from zeroserve.serve.wheel import backend_directory, find_tritonserver, gpu_available, server_env
 

@@ -50,9 +50,10 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from zeroserve.errors import ServerError, ZeroserveError
 from zeroserve.serve import processes as ps
@@ -98,7 +99,7 @@ class RestartPolicy:
     window_s: float = 600.0
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> "RestartPolicy":
+    def from_env(cls, **overrides: Any) -> RestartPolicy:
         """The defaults, then `ZEROSERVE_RESTART_BACKOFF` / `ZEROSERVE_RESTART_CAP`, then `overrides` (not None)."""
         values: dict[str, Any] = {}
         for env, keys in ((ENV_BACKOFF, ("first_s", "max_s")), (ENV_CAP, ("cap", "window_s"))):

@@ -12,12 +12,23 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import (ArtifactsOpt, DataDirOpt, JsonOpt, ModelFilesOpt, ModelsArg, choices, console,
-                               data_dir_in_use, err_console, handle_errors, print_json, skip_line)
+from zeroserve.cliutil import (
+    ArtifactsOpt,
+    DataDirOpt,
+    JsonOpt,
+    ModelFilesOpt,
+    ModelsArg,
+    choices,
+    console,
+    data_dir_in_use,
+    err_console,
+    handle_errors,
+    print_json,
+    skip_line,
+)
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.fetch import dataset_names_for_model, fetch_command
 from zeroserve.train.trainer import train_model
-
 
 Device = choices("Device", ("auto", "cpu", "cuda"))
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from zeroserve import formats as F
 from zeroserve import registry
-from zeroserve.cliutil import JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors, print_json
 from zeroserve.client.connection import PROTOCOLS
+from zeroserve.cliutil import JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors, print_json
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.repository import DEFAULT_REPOSITORY
 
@@ -48,13 +48,13 @@ def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
 @handle_errors
 def tune_cmd(
     model: Annotated[str, typer.Argument(help="Registry model name (deployed in --repository).", show_default=False)],
-    latency_budget_ms: Annotated[Optional[float], typer.Option(
+    latency_budget_ms: Annotated[float | None, typer.Option(
         "--latency-budget-ms", help="The latency budget: candidates are compared by their throughput at the "
         "highest concurrency whose latency percentile (--percentile) stays within it.", show_default=False)] = None,
-    fmt: Annotated[Optional[str], typer.Option(
+    fmt: Annotated[str | None, typer.Option(
         "--format", help="Tune this deployed format only (default: every deployed format of the model, "
         "the deployed onnx config as the baseline).", show_default=False)] = None,
-    min_throughput: Annotated[Optional[float], typer.Option(
+    min_throughput: Annotated[float | None, typer.Option(
         "--min-throughput", help="Inferences/s a candidate must reach within the budget.", show_default=False)] = None,
     protocol: Annotated[Protocol, typer.Option("--protocol", help="Wire protocol the load is sent over.")] = "grpc",
     search_mode: Annotated[Mode, typer.Option(
@@ -75,26 +75,26 @@ def tune_cmd(
                                                            "windows; the warm-up is as long).")] = 1.0,
     max_trials: Annotated[int, typer.Option("--max-trials", help="Windows per level before it is kept as "
                                                                  "unstable (flagged, not an abort).")] = 6,
-    instances: Annotated[Optional[str], typer.Option(
+    instances: Annotated[str | None, typer.Option(
         "--instances", help="Instance counts to try, e.g. 1,2 (default 1 up to the cores).", show_default=False)]
     = None,
-    batch_sizes: Annotated[Optional[str], typer.Option(
+    batch_sizes: Annotated[str | None, typer.Option(
         "--batch-sizes", help="Max batch sizes to try (default powers of two from 8 up to the gated maximum).",
         show_default=False)] = None,
-    queue_delays: Annotated[Optional[str], typer.Option(
+    queue_delays: Annotated[str | None, typer.Option(
         "--queue-delays-us", help="Max queue delays to try in µs (default 0,100,500,1000,2000).",
         show_default=False)] = None,
-    threads: Annotated[Optional[str], typer.Option(
+    threads: Annotated[str | None, typer.Option(
         "--threads", help="ONNX Runtime / TorchScript intra-op threads to try (default 1 up to the cores).",
         show_default=False)] = None,
     preferred: Annotated[Preferred, typer.Option(
         "--preferred", help="Preferred batch size: both (try none and the max batch size), none or max.")] = "both",
-    ports: Annotated[Optional[str], typer.Option(
+    ports: Annotated[str | None, typer.Option(
         "--ports", help="HTTP,GRPC,METRICS ports of the private server on 127.0.0.1 (default: free ones).",
         show_default=False)] = None,
     repository: Annotated[Path, typer.Option("--repository", help="The canonical model repository.")]
     = DEFAULT_REPOSITORY,
-    report: Annotated[Optional[Path], typer.Option(
+    report: Annotated[Path | None, typer.Option(
         "--report", help="Folder for tune.json, tune.png and tune.html (default reports/tune/MODEL).",
         show_default=False)] = None,
     model_files: ModelFilesOpt = None,

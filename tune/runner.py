@@ -16,9 +16,10 @@ import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from zeroserve import formats as F
 from zeroserve import records
@@ -68,7 +69,7 @@ class Options:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def deployed_formats(spec: ModelSpec, repository: Path, fmt: str | None) -> dict[str, str]:
@@ -145,7 +146,7 @@ class Tuner:
 
     # ------------------------------------------------------------ the server
 
-    def __enter__(self) -> "Tuner":
+    def __enter__(self) -> Tuner:
         from zeroserve.serve.ports import resolve_free_ports
         from zeroserve.serve.server import start_server
 

@@ -13,8 +13,8 @@ and reaches the minimum throughput; the best is the qualifying one with the high
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Iterator
 
 DIMENSIONS = ("fmt", "instances", "max_batch_size", "prefer_max", "queue_delay_us", "threads")
 DEFAULT_QUEUE_DELAYS_US = (0, 100, 500, 1000, 2000)

@@ -6,13 +6,21 @@ import warnings
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from zeroserve import __version__, registry
-from rich.markup import escape
-
-from zeroserve.cliutil import (APP_SETTINGS, JsonOpt, ModelFilesOpt, console, err_console, handle_errors, print_json,
-                               reflow_help, show_warning)
+from zeroserve.cliutil import (
+    APP_SETTINGS,
+    JsonOpt,
+    ModelFilesOpt,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+    reflow_help,
+    show_warning,
+)
 from zeroserve.errors import InputError
 
 app = typer.Typer(**APP_SETTINGS)

@@ -12,8 +12,15 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from zeroserve import fetch as F
-from zeroserve.cliutil import (FetchDataDirOpt, JsonOpt, console, err_console, handle_errors, positive_seconds,
-                               print_json)
+from zeroserve.cliutil import (
+    FetchDataDirOpt,
+    JsonOpt,
+    console,
+    err_console,
+    handle_errors,
+    positive_seconds,
+    print_json,
+)
 from zeroserve.data import default_data_dir
 from zeroserve.errors import InputError
 

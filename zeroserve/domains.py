@@ -62,7 +62,8 @@ class Image(Unit):
 
     def encode(self, value, input_name):
         """An image file (or (path, invert)) -> float32 [1, 1, side, side]; invert for dark-on-light drawings."""
-        from PIL import Image as PILImage, UnidentifiedImageError
+        from PIL import Image as PILImage
+        from PIL import UnidentifiedImageError
 
         path, invert = value if isinstance(value, tuple) else (value, False)
         try:

@@ -27,9 +27,10 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from zeroserve import records
 from zeroserve.errors import CheckFailed, InputError, ServerError

@@ -43,7 +43,7 @@ class Tolerance:
         if not (self.atol >= 0 and self.rtol >= 0):  # also refuses NaN
             raise InputError(f"tolerances must not be negative (atol {self.atol}, rtol {self.rtol})")
 
-    def with_overrides(self, atol: float | None = None, rtol: float | None = None) -> "Tolerance":
+    def with_overrides(self, atol: float | None = None, rtol: float | None = None) -> Tolerance:
         """This tolerance with the given values replacing its own."""
         return replace(self, **{k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None})
 
@@ -74,7 +74,7 @@ class OutputParity:
         return out
 
 
-def compare_output(spec: "ModelSpec", index: int, got: np.ndarray, want: np.ndarray, tol: Tolerance) -> OutputParity:
+def compare_output(spec: ModelSpec, index: int, got: np.ndarray, want: np.ndarray, tol: Tolerance) -> OutputParity:
     """Compare output `index` of `spec` (got vs eager) under the rule."""
     t, task = spec.outputs[index], spec.tasks[index]
     got, want = np.asarray(got), np.asarray(want)
@@ -102,7 +102,7 @@ def compare_output(spec: "ModelSpec", index: int, got: np.ndarray, want: np.ndar
     return result
 
 
-def compare(spec: "ModelSpec", got: list[np.ndarray], want: list[np.ndarray], tol: Tolerance) -> dict:
+def compare(spec: ModelSpec, got: list[np.ndarray], want: list[np.ndarray], tol: Tolerance) -> dict:
     """Compare every output of `spec`; the summary a gate point or a check row records.
 
     Returns:
@@ -164,12 +164,12 @@ class VariantRule:
                 "max_mse_increase": self.max_mse_increase}
 
     @classmethod
-    def from_json(cls, data: dict | None) -> "VariantRule":
+    def from_json(cls, data: dict | None) -> VariantRule:
         data = data or {}
         return cls(**{k: float(data[k]) for k in ("max_metric_drop", "min_agreement", "max_mse_increase") if k in data})
 
 
-def judge_variant(spec: "ModelSpec", got: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray | None,
+def judge_variant(spec: ModelSpec, got: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray | None,
                   rule: VariantRule, tol: Tolerance) -> dict:
     """A variant's outputs on the held-out set against eager's (fp32), by the variant rule.
 

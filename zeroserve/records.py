@@ -12,9 +12,10 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from zeroserve.errors import InputError
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from zeroserve import course_data as C
-from zeroserve import user_models
 from zeroserve import course_modules as M
+from zeroserve import user_models
 from zeroserve.domains import Image, Lengths
 from zeroserve.errors import InputError
 from zeroserve.spec import DataSource, ModelSpec, TensorSpec, TrainDefaults  # noqa: F401 (the spec API)

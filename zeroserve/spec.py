@@ -6,9 +6,10 @@ declared kind (outputs): see `zeroserve.domains` and `zeroserve.tasks`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class Split:
 
     @classmethod
     def held_out(cls, inputs: Sequence[np.ndarray], target: np.ndarray | None = None, *, source: str,
-                 rule: str = "held out as given") -> "Split":
+                 rule: str = "held out as given") -> Split:
         """A held-out set only (nothing to train on): what `client check` compares on."""
         return cls([], None, list(inputs), target, source=source, rule=rule)
 
@@ -174,7 +175,7 @@ class ModelSpec:
     """
 
     name: str
-    build: Callable[[], "object"]
+    build: Callable[[], object]
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     tasks: Task | tuple[Task, ...]

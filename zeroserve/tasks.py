@@ -17,7 +17,6 @@ from torch import nn
 
 from zeroserve.errors import InputError
 
-
 # ---------------------------------------------------------------- output kinds
 
 

@@ -32,7 +32,7 @@ def test_image_png_becomes_one_28x28_grayscale_tensor_in_unit_range(tmp_path):
     img.save(path)
     (x,) = infer.image_inputs(CNN, path)
     assert x.shape == (1, 1, 28, 28) and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
     assert x[0, 0, :, :10].mean() == pytest.approx(1.0) and x[0, 0, :, 18:].mean() == pytest.approx(0.0)
     (inv,) = infer.image_inputs(CNN, path, invert=True)
     assert np.allclose(inv, 1.0 - x)

@@ -9,7 +9,7 @@ from zeroserve.client import windows as W
 from zeroserve.client.connection import server_split
 
 
-def _hist(values_us) -> "load.HdrHistogram":
+def _hist(values_us) -> load.HdrHistogram:
     h = load.new_histogram()
     for v in values_us:
         h.record_value(int(v))

@@ -115,7 +115,7 @@ def test_domains_give_valid_random_and_safe_values():
     safe_tokens, safe_lengths = gru.safe_inputs(2, time=3)
     assert safe_tokens.tolist() == [[0, 0, 0]] * 2 and safe_lengths.tolist() == [1, 1]
     (image,) = registry.get("cnn_mnist").random_inputs(4, np.random.default_rng(0))
-    assert image.dtype == np.float32 and 0 <= image.min() and image.max() <= 1
+    assert image.dtype == np.float32 and image.min() >= 0 and image.max() <= 1
     (chars,) = registry.get("hello_rnn").random_inputs(2, np.random.default_rng(0), time=4)
     assert chars.sum(-1).tolist() == [[1.0] * 4] * 2
 

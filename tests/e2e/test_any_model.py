@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-
 pytestmark = pytest.mark.slow
 
 BLEND_CONFIG = """

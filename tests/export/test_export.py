@@ -10,8 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from zeroserve import course_data as C
-from zeroserve import course_modules
-from zeroserve import registry
+from zeroserve import course_modules, registry
 from zeroserve.artifacts import load_trained
 from zeroserve.cli import app
 from zeroserve.errors import CheckFailed, InputError

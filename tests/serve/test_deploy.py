@@ -28,8 +28,8 @@ from zeroserve import registry
 from zeroserve.cli import app
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve import config as C
-from zeroserve.serve.kserve import write_kserve_manifest
 from zeroserve.serve.config import WARMUP_DIR
+from zeroserve.serve.kserve import write_kserve_manifest
 from zeroserve.serve.lint import lint_model
 from zeroserve.serve.repository import MANIFEST, deploy_model, read_manifest, sha256
 from zeroserve.serve.target import TARGET, check_torchscript_target

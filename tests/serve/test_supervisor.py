@@ -7,13 +7,13 @@ import signal
 from pathlib import Path
 
 import pytest
+from test_engine import _canonical, _three_ports  # tests/serve is on sys.path (pytest's prepend import mode)
 
 from zeroserve.errors import ServerError
 from zeroserve.serve import processes as ps
-from zeroserve.serve import server, state as st
+from zeroserve.serve import server
+from zeroserve.serve import state as st
 from zeroserve.serve.supervisor import RestartPolicy, Supervisor, describe_exit
-
-from test_engine import _canonical, _three_ports  # tests/serve is on sys.path (pytest's prepend import mode)
 
 
 @pytest.fixture(autouse=True)

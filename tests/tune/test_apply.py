@@ -10,8 +10,8 @@ import pytest
 from zeroserve import registry
 from zeroserve.errors import CheckFailed
 from zeroserve.serve import repository as R
-from zeroserve.serve.lint import lint_model
 from zeroserve.serve.config import parse
+from zeroserve.serve.lint import lint_model
 from zeroserve.tune import apply as ap
 from zeroserve.tune.search import Candidate
 
