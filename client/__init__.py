@@ -9,8 +9,12 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "AsyncClient": "connection", "Client": "connection", "Endpoint": "connection", "resolve_endpoint": "connection",
-    "check_model": "check", "run_perf": "perf",
+    "AsyncClient": "connection",
+    "Client": "connection",
+    "Endpoint": "connection",
+    "resolve_endpoint": "connection",
+    "check_model": "check",
+    "run_perf": "perf",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -96,16 +96,35 @@ def _eager_call(spec, artifacts: Path, arrays: list[np.ndarray]) -> Callable[[],
 
 
 def _row(model: str, path: str, c: int, fig: dict) -> dict:
-    return {"model": model, "path": path, "concurrency": c, "throughput": fig["throughput"],
-            "p50_ms": fig["p50_ms"], "p99_ms": fig["p99_ms"], "generator_cpu": fig.get("generator_cpu"),
-            "generator_us_per_request": (fig["generator_cpu"] * fig["seconds"] / fig["ok"] * 1e6
-                                        if fig.get("generator_cpu") is not None and fig.get("ok") else None),
-            "stable": fig.get("stable", True)}
+    return {
+        "model": model,
+        "path": path,
+        "concurrency": c,
+        "throughput": fig["throughput"],
+        "p50_ms": fig["p50_ms"],
+        "p99_ms": fig["p99_ms"],
+        "generator_cpu": fig.get("generator_cpu"),
+        "generator_us_per_request": (
+            fig["generator_cpu"] * fig["seconds"] / fig["ok"] * 1e6
+            if fig.get("generator_cpu") is not None and fig.get("ok")
+            else None
+        ),
+        "stable": fig.get("stable", True),
+    }
 
 
 def _served(spec, endpoint: Endpoint, protocol: str, url: str | None = None) -> list[dict]:
-    rec = run_perf(spec, endpoint, protocol=protocol, concurrency=list(LEVELS), window_s=WINDOW_S, warmup_s=WARMUP_S,
-                   max_trials=TRIALS, allow_unstable=True, urls=[url] if url else None)
+    rec = run_perf(
+        spec,
+        endpoint,
+        protocol=protocol,
+        concurrency=list(LEVELS),
+        window_s=WINDOW_S,
+        warmup_s=WARMUP_S,
+        max_trials=TRIALS,
+        allow_unstable=True,
+        urls=[url] if url else None,
+    )
     return rec["levels"]
 
 
@@ -131,25 +150,37 @@ def _pytriton(spec, onnx_path: Path):
 
     # The proxy's stub links libpython3.11: this interpreter's library must be found first, or it fails in multiprocessing.
     env_before = {k: os.environ.get(k) for k in ("LD_LIBRARY_PATH", "PATH")}
-    os.environ["LD_LIBRARY_PATH"] = ":".join(p for p in (sysconfig.get_config_var("LIBDIR"),
-                                                           env_before["LD_LIBRARY_PATH"]) if p)
+    os.environ["LD_LIBRARY_PATH"] = ":".join(
+        p for p in (sysconfig.get_config_var("LIBDIR"), env_before["LD_LIBRARY_PATH"]) if p
+    )
     os.environ["PATH"] = f"{Path(sys.prefix) / 'bin'}:{env_before['PATH'] or ''}"
     grpc_port = free_port()
-    config = TritonConfig(http_address="127.0.0.1", http_port=free_port(), grpc_address="127.0.0.1",
-                          grpc_port=grpc_port, metrics_address="127.0.0.1", metrics_port=free_port(),
-                          exit_timeout_secs=5, log_file=Path(tempfile.gettempdir()) / f"zs-pytriton-{os.getpid()}.log")
+    config = TritonConfig(
+        http_address="127.0.0.1",
+        http_port=free_port(),
+        grpc_address="127.0.0.1",
+        grpc_port=grpc_port,
+        metrics_address="127.0.0.1",
+        metrics_port=free_port(),
+        exit_timeout_secs=5,
+        log_file=Path(tempfile.gettempdir()) / f"zs-pytriton-{os.getpid()}.log",
+    )
     # perf reads the statistics extension, which PyTriton guards with a token by default; this
     # server listens on loopback only and lives for the benchmark, so it is left open.
     security = TritonSecurityConfig(restricted_endpoints=[])
     try:
         with Triton(config=config, security_config=security) as triton:
-            triton.bind(model_name=spec.triton_name("onnx"), infer_func=infer,
-                        inputs=[Tensor(name=t.name, dtype=np.dtype(t.dtype), shape=tuple(t.triton_dims))
-                                for t in spec.inputs],
-                        outputs=[Tensor(name=t.name, dtype=np.dtype(t.dtype), shape=tuple(t.triton_dims))
-                                 for t in spec.outputs],
-                        config=ModelConfig(max_batch_size=spec.max_batch_size,
-                                           batcher=DynamicBatcher(max_queue_delay_microseconds=100)))
+            triton.bind(
+                model_name=spec.triton_name("onnx"),
+                infer_func=infer,
+                inputs=[Tensor(name=t.name, dtype=np.dtype(t.dtype), shape=tuple(t.triton_dims)) for t in spec.inputs],
+                outputs=[
+                    Tensor(name=t.name, dtype=np.dtype(t.dtype), shape=tuple(t.triton_dims)) for t in spec.outputs
+                ],
+                config=ModelConfig(
+                    max_batch_size=spec.max_batch_size, batcher=DynamicBatcher(max_queue_delay_microseconds=100)
+                ),
+            )
             triton.run()
             yield f"127.0.0.1:{grpc_port}"
     finally:
@@ -161,18 +192,37 @@ def _pytriton(spec, onnx_path: Path):
 
 
 def _print(console: Console, rows: list[dict]) -> None:
-    t = Table(title=f"client benchmark: batch 1, c=1 and c=16, windows of {WINDOW_S} s "
-                    f"(in-process paths: {INPROCESS_S} s per level)")
-    for c in ("model", "path", "c=1 p50 ms", "c=1 infer/s", "c=16 p50 ms", "c=16 p99 ms", "c=16 infer/s",
-              "gen CPU (c=16)", "gen µs/request"):
+    t = Table(
+        title=f"client benchmark: batch 1, c=1 and c=16, windows of {WINDOW_S} s "
+        f"(in-process paths: {INPROCESS_S} s per level)"
+    )
+    for c in (
+        "model",
+        "path",
+        "c=1 p50 ms",
+        "c=1 infer/s",
+        "c=16 p50 ms",
+        "c=16 p99 ms",
+        "c=16 infer/s",
+        "gen CPU (c=16)",
+        "gen µs/request",
+    ):
         t.add_column(c, justify="left" if c in ("model", "path") else "right")
     keyed = {(r["model"], r["path"], r["concurrency"]): r for r in rows}
     for model, path in dict.fromkeys((r["model"], r["path"]) for r in rows):
         one, many = keyed.get((model, path, 1)), keyed.get((model, path, 16))
-        fmt = lambda r, k, f: (f.format(r[k]) if r and r.get(k) is not None else "-")  # noqa: E731
-        t.add_row(model, path, fmt(one, "p50_ms", "{:.3f}"), fmt(one, "throughput", "{:.0f}"),
-                  fmt(many, "p50_ms", "{:.3f}"), fmt(many, "p99_ms", "{:.3f}"), fmt(many, "throughput", "{:.0f}"),
-                  fmt(many, "generator_cpu", "{:.0%}"), fmt(many, "generator_us_per_request", "{:.0f}"))
+        fmt = lambda r, k, f: f.format(r[k]) if r and r.get(k) is not None else "-"  # noqa: E731
+        t.add_row(
+            model,
+            path,
+            fmt(one, "p50_ms", "{:.3f}"),
+            fmt(one, "throughput", "{:.0f}"),
+            fmt(many, "p50_ms", "{:.3f}"),
+            fmt(many, "p99_ms", "{:.3f}"),
+            fmt(many, "throughput", "{:.0f}"),
+            fmt(many, "generator_cpu", "{:.0%}"),
+            fmt(many, "generator_us_per_request", "{:.0f}"),
+        )
     console.print(t)
 
 
@@ -205,14 +255,18 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
             if not deployed:
                 console.print("[yellow]client benchmark skipped: no model could be deployed[/]")
                 return {"rows": rows}
-            server = start_server(repository, [registry.get(n).triton_name("onnx") for n in deployed],
-                                         http_port=free_port(), grpc_port=free_port(),
-                                         metrics_port=free_port())
+            server = start_server(
+                repository,
+                [registry.get(n).triton_name("onnx") for n in deployed],
+                http_port=free_port(),
+                grpc_port=free_port(),
+                metrics_port=free_port(),
+            )
             try:
                 endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
                 if bench_reference.MODEL in deployed:
                     reference = bench_reference.main(endpoint, console)
-                for name in ([] if reference_only else deployed):
+                for name in [] if reference_only else deployed:
                     if time.monotonic() - started > BUDGET_S:
                         notes.append(f"time budget reached: {name} and later models not measured")
                         break
@@ -229,13 +283,20 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
     _print(console, rows)
     served = [r["generator_us_per_request"] for r in rows if r["generator_us_per_request"] is not None]
     if served:
-        notes.append(f"generator overhead: median {statistics.median(served):.0f} µs of CPU per request "
-                     f"(max {max(served):.0f}) across served levels; at c=16 it used up to "
-                     f"{max(r['generator_cpu'] or 0 for r in rows):.0%} of a core")
+        notes.append(
+            f"generator overhead: median {statistics.median(served):.0f} µs of CPU per request "
+            f"(max {max(served):.0f}) across served levels; at c=16 it used up to "
+            f"{max(r['generator_cpu'] or 0 for r in rows):.0%} of a core"
+        )
     for note in notes:
         console.print(f"note: {note}", highlight=False)
-    result = {"rows": rows, "reference": reference, "notes": notes, "seconds": round(time.monotonic() - started, 1),
-              "versions": records.versions("tritonclient", "onnxruntime-gpu", "nvidia-pytriton")}
+    result = {
+        "rows": rows,
+        "reference": reference,
+        "notes": notes,
+        "seconds": round(time.monotonic() - started, 1),
+        "versions": records.versions("tritonclient", "onnxruntime-gpu", "nvidia-pytriton"),
+    }
     with contextlib.suppress(OSError, ZeroserveError):
         records.write_json(Path("reports") / "bench-client.json", result)
     console.print(f"client benchmark took {result['seconds']:.0f} s", highlight=False)
@@ -246,8 +307,9 @@ def _artifacts_of(spec, artifacts: Path, scratch: Path) -> Path:
     return artifacts if (model_dir(artifacts, spec) / "checkpoint.pt").is_file() else scratch
 
 
-def _measure_model(spec, endpoint: Endpoint, artifacts: Path, scratch: Path, repository: Path,
-                   console: Console) -> list[dict]:
+def _measure_model(
+    spec, endpoint: Endpoint, artifacts: Path, scratch: Path, repository: Path, console: Console
+) -> list[dict]:
     rows = []
     try:
         for protocol in ("grpc", "http"):

@@ -37,10 +37,14 @@ MAX_TRIALS = 10
 PASS_LINE = re.compile(r"Pass \[\d+\] throughput: ([\d.]+) infer/sec\. p50 latency: (\d+) usec")
 PA_TIMEOUT_S = 300  # the wrapper may download perf_analyzer on its first run
 # the issue's bars, client perf / perf_analyzer: (protocol, concurrency, figure, client perf --workers) -> bar
-BARS = {("http", 1, "p50_ms", 1): ("<=", 1.10), ("grpc", 1, "p50_ms", 1): ("<=", 1.40),
-        ("http", 16, "throughput", 1): (">=", 0.90), ("grpc", 16, "throughput", 1): (">=", 0.90),
-        # grpcio spends its own threads' CPU per call: a second generator process, measured beside the default
-        ("grpc", 16, "throughput", 2): (">=", 0.90)}
+BARS = {
+    ("http", 1, "p50_ms", 1): ("<=", 1.10),
+    ("grpc", 1, "p50_ms", 1): ("<=", 1.40),
+    ("http", 16, "throughput", 1): (">=", 0.90),
+    ("grpc", 16, "throughput", 1): (">=", 0.90),
+    # grpcio spends its own threads' CPU per call: a second generator process, measured beside the default
+    ("grpc", 16, "throughput", 2): (">=", 0.90),
+}
 
 
 def find_perf_analyzer() -> tuple[list[str] | None, str]:
@@ -54,17 +58,36 @@ def find_perf_analyzer() -> tuple[list[str] | None, str]:
     found = shutil.which("perf_analyzer")
     if found:
         return [found], f"perf_analyzer on PATH ({found})"
-    return None, (f"no perf_analyzer: set {ENV} to a perf_analyzer binary or wrapper, or put perf_analyzer on "
-                  "PATH (`pip install perf-analyzer` ships the binary for glibc >= 2.38)")
+    return None, (
+        f"no perf_analyzer: set {ENV} to a perf_analyzer binary or wrapper, or put perf_analyzer on "
+        "PATH (`pip install perf-analyzer` ships the binary for glibc >= 2.38)"
+    )
 
 
-def run_perf_analyzer(command: list[str], model: str, url: str, protocol: str, concurrency: int,
-                      workdir: Path) -> dict:
+def run_perf_analyzer(command: list[str], model: str, url: str, protocol: str, concurrency: int, workdir: Path) -> dict:
     """One perf_analyzer level: {"throughput", "p50_ms", "stable", ...} or {"error"}."""
     out = workdir / f"pa-{protocol}-{concurrency}-{time.monotonic_ns()}.csv"
-    args = [*command, "-m", model, "-u", url, "-i", protocol, "--concurrency-range", str(concurrency),
-            "-p", str(int(WINDOW_S * 1000)), "-s", str(int(STABILITY * 100)), "--max-trials", str(MAX_TRIALS),
-            "--percentile=50", "-f", str(out), "-v"]
+    args = [
+        *command,
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        protocol,
+        "--concurrency-range",
+        str(concurrency),
+        "-p",
+        str(int(WINDOW_S * 1000)),
+        "-s",
+        str(int(STABILITY * 100)),
+        "--max-trials",
+        str(MAX_TRIALS),
+        "--percentile=50",
+        "-f",
+        str(out),
+        "-v",
+    ]
     try:
         proc = subprocess.run(args, capture_output=True, text=True, timeout=PA_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -74,35 +97,61 @@ def run_perf_analyzer(command: list[str], model: str, url: str, protocol: str, c
         if len(passes) < 3:
             tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
             return {"error": tail[0][:200]}
-        return {"throughput": statistics.fmean(p[0] for p in passes),
-                "p50_ms": statistics.fmean(p[1] for p in passes), "stable": False}
+        return {
+            "throughput": statistics.fmean(p[0] for p in passes),
+            "p50_ms": statistics.fmean(p[1] for p in passes),
+            "stable": False,
+        }
     rows = list(csv.DictReader(out.open()))
     if not rows:
         return {"error": "perf_analyzer wrote no level"}
     row = rows[0]
-    return {"throughput": float(row["Inferences/Second"]), "p50_ms": float(row["p50 latency"]) / 1e3,
-            "p99_ms": float(row["p99 latency"]) / 1e3, "stable": True,
-            "client_send_us": float(row.get("Client Send") or 0), "client_recv_us": float(row.get("Client Recv") or 0)}
+    return {
+        "throughput": float(row["Inferences/Second"]),
+        "p50_ms": float(row["p50 latency"]) / 1e3,
+        "p99_ms": float(row["p99 latency"]) / 1e3,
+        "stable": True,
+        "client_send_us": float(row.get("Client Send") or 0),
+        "client_recv_us": float(row.get("Client Recv") or 0),
+    }
 
 
 def run_client_perf(spec, endpoint: Endpoint, protocol: str, concurrency: int, workers: int = 1) -> dict:
     """The same level measured by `client perf` with perf_analyzer's settings."""
     from zeroserve.client.perf import run_perf
 
-    rec = run_perf(spec, endpoint, protocol=protocol, concurrency=[concurrency], window_s=WINDOW_S,
-                   warmup_s=WINDOW_S / 2, stability=STABILITY, max_trials=MAX_TRIALS, percentile=50,
-                   allow_unstable=True, workers=workers)
+    rec = run_perf(
+        spec,
+        endpoint,
+        protocol=protocol,
+        concurrency=[concurrency],
+        window_s=WINDOW_S,
+        warmup_s=WINDOW_S / 2,
+        stability=STABILITY,
+        max_trials=MAX_TRIALS,
+        percentile=50,
+        allow_unstable=True,
+        workers=workers,
+    )
     lv = rec["levels"][0]
-    return {"throughput": lv["throughput"], "p50_ms": lv["p50_ms"], "p99_ms": lv["p99_ms"], "stable": lv["stable"],
-            "client_cpu_us": lv["client"]["cpu_us"], "client_send_us": lv["client"]["send_us"],
-            "client_check_us": lv["client"]["check_us"], "failed": rec["outcome"]["exit_code"] == 1}
+    return {
+        "throughput": lv["throughput"],
+        "p50_ms": lv["p50_ms"],
+        "p99_ms": lv["p99_ms"],
+        "stable": lv["stable"],
+        "client_cpu_us": lv["client"]["cpu_us"],
+        "client_send_us": lv["client"]["send_us"],
+        "client_check_us": lv["client"]["check_us"],
+        "failed": rec["outcome"]["exit_code"] == 1,
+    }
 
 
 def _line(fig: dict) -> str:
     if "error" in fig:
         return fig["error"]
-    return (f"{fig['throughput']:.0f}/s p50 {fig['p50_ms']:.3f} ms"
-            + ("" if fig.get("stable", True) else " (not stable: last 3 windows)"))
+    return f"{fig['throughput']:.0f}/s p50 {fig['p50_ms']:.3f} ms" + (
+        "" if fig.get("stable", True) else " (not stable: last 3 windows)"
+    )
 
 
 def compare(endpoint: Endpoint, command: list[str], console: Console, workdir: Path) -> dict:
@@ -131,12 +180,22 @@ def compare(endpoint: Endpoint, command: list[str], console: Console, workdir: P
             rows.append({"figure": figure, "error": runs[("perf_analyzer", protocol, c, 1)][0]["error"]})
             continue
         ratio = statistics.median(ours) / statistics.median(pa)
-        rows.append({"figure": figure, "perf_analyzer": statistics.median(pa),
-                     "client_perf": statistics.median(ours), "ratio": ratio, "bar": f"{op} {bar:.2f}",
-                     "meets_bar": ratio <= bar if op == "<=" else ratio >= bar,
-                     "perf_analyzer_runs": pa, "client_perf_runs": ours})
-    table = Table(title=f"perf_analyzer vs client perf: {triton_name}, batch 1, {ROUNDS} interleaved rounds, "
-                        f"windows of {WINDOW_S:g} s, stability {STABILITY:.0%}, p50 as latency (medians)")
+        rows.append(
+            {
+                "figure": figure,
+                "perf_analyzer": statistics.median(pa),
+                "client_perf": statistics.median(ours),
+                "ratio": ratio,
+                "bar": f"{op} {bar:.2f}",
+                "meets_bar": ratio <= bar if op == "<=" else ratio >= bar,
+                "perf_analyzer_runs": pa,
+                "client_perf_runs": ours,
+            }
+        )
+    table = Table(
+        title=f"perf_analyzer vs client perf: {triton_name}, batch 1, {ROUNDS} interleaved rounds, "
+        f"windows of {WINDOW_S:g} s, stability {STABILITY:.0%}, p50 as latency (medians)"
+    )
     for col in ("figure", "perf_analyzer", "client perf", "client / perf_analyzer", "bar", "met"):
         table.add_column(col, justify="left" if col == "figure" else "right")
     for r in rows:
@@ -144,8 +203,14 @@ def compare(endpoint: Endpoint, command: list[str], console: Console, workdir: P
             table.add_row(r["figure"], f"failed: {r['error']}", "", "", "", "")
             continue
         unit = "{:.3f} ms" if "p50_ms" in r["figure"] else "{:.0f} /s"
-        table.add_row(r["figure"], unit.format(r["perf_analyzer"]), unit.format(r["client_perf"]),
-                      f"{r['ratio']:.2f}x", r["bar"], "yes" if r["meets_bar"] else "no")
+        table.add_row(
+            r["figure"],
+            unit.format(r["perf_analyzer"]),
+            unit.format(r["client_perf"]),
+            f"{r['ratio']:.2f}x",
+            r["bar"],
+            "yes" if r["meets_bar"] else "no",
+        )
     console.print(table)
     return {"rows": rows, "runs": {f"{k[0]} {k[1]} c={k[2]} workers={k[3]}": v for k, v in runs.items()}}
 
@@ -176,10 +241,18 @@ def part_costs(endpoint: Endpoint, repeat: int = 2000) -> dict[str, float]:
         with Client(endpoint, protocol) as client:
             reference = client.infer(spec, triton_name, arrays)
         expected = wire.expected_outputs([t.name for t in spec.outputs], reference)
-        plan = G.LoadPlan(G.Tensors(spec.inputs, spec.outputs), triton_name, protocol, [endpoint.url(protocol)],
-                          arrays, 10.0, concurrency=1, expected=expected)
+        plan = G.LoadPlan(
+            G.Tensors(spec.inputs, spec.outputs),
+            triton_name,
+            protocol,
+            [endpoint.url(protocol)],
+            arrays,
+            10.0,
+            concurrency=1,
+            expected=expected,
+        )
         timed(f"{protocol}: encode a request (once per level)", lambda: G.build_templates(plan), 200)
-        (template,), = G.build_templates(plan)
+        ((template,),) = G.build_templates(plan)
         if protocol == "http":
             raw = _raw_http(endpoint.url("http"), template.payload)
             conn, loop, answers = HttpConnection(), asyncio.new_event_loop(), []
@@ -194,8 +267,10 @@ def part_costs(endpoint: Endpoint, repeat: int = 2000) -> dict[str, float]:
             loop.close()
             wire.check_http(template, answer)
             timed("http: check an answer (status, size)", lambda: wire.check_http(template, answer))
-            timed("http: decode and validate a sampled answer",
-                  lambda: wire.validate_http(answer[2], answer[1], expected, False))
+            timed(
+                "http: decode and validate a sampled answer",
+                lambda: wire.validate_http(answer[2], answer[1], expected, False),
+            )
         else:
             with grpc.insecure_channel(endpoint.url("grpc")) as channel:
                 body = channel.unary_unary(wire.INFER_METHOD)(template.payload, timeout=10)

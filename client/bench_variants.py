@@ -44,8 +44,9 @@ def served_figures(rows: list[dict], timeout: float = 3.0) -> tuple[dict, str]:
 
     try:
         state = resolve_server()
-        endpoint = Endpoint(state.get("host") or "127.0.0.1", int(state["http_port"]), int(state["grpc_port"]),
-                            "state file")
+        endpoint = Endpoint(
+            state.get("host") or "127.0.0.1", int(state["http_port"]), int(state["grpc_port"]), "state file"
+        )
         with Client(endpoint, "grpc", timeout) as client:
             client.live()
             present = set(client.served_models())
@@ -61,13 +62,25 @@ def served_figures(rows: list[dict], timeout: float = 3.0) -> tuple[dict, str]:
                     out[name] = _levels(spec, endpoint, fmt)
                 except ZeroserveError:
                     continue
-    return out, (f"served figures from the server at {endpoint.url('grpc')} (gRPC, short windows)" if out else
-                 f"no served figures: the server at {endpoint.url('grpc')} serves none of these variants")
+    return out, (
+        f"served figures from the server at {endpoint.url('grpc')} (gRPC, short windows)"
+        if out
+        else f"no served figures: the server at {endpoint.url('grpc')} serves none of these variants"
+    )
 
 
 def _levels(spec, endpoint: Endpoint, fmt: str) -> dict:
-    rec = run_perf(spec, endpoint, fmt=fmt, protocol="grpc", concurrency=[1, 16], window_s=WINDOW_S,
-                   warmup_s=0.5, max_trials=4, allow_unstable=True)
+    rec = run_perf(
+        spec,
+        endpoint,
+        fmt=fmt,
+        protocol="grpc",
+        concurrency=[1, 16],
+        window_s=WINDOW_S,
+        warmup_s=0.5,
+        max_trials=4,
+        allow_unstable=True,
+    )
     by_c = {lv["concurrency"]: lv for lv in rec["levels"]}
     return {"c1_p50_ms": by_c[1]["p50_ms"], "c16_throughput": by_c[16]["throughput"]}
 
@@ -96,8 +109,9 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, model: str = MODEL, variant: str =
             except ZeroserveError as exc:
                 console.print(f"[yellow]served variant benchmark skipped:[/] {exc}")
                 return {}
-            server = start_server(tmp / "repo", None, http_port=free_port(), grpc_port=free_port(),
-                                  metrics_port=free_port())
+            server = start_server(
+                tmp / "repo", None, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()
+            )
             try:
                 endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
                 runs: dict[str, list[dict]] = {"onnx": [], key: []}
@@ -112,16 +126,21 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, model: str = MODEL, variant: str =
             os.environ.pop("ZEROSERVE_CACHE", None)
         else:
             os.environ["ZEROSERVE_CACHE"] = before
-    med = {fmt: {k: statistics.median(r[k] for r in rs) for k in ("c1_p50_ms", "c16_throughput")}
-           for fmt, rs in runs.items()}
+    med = {
+        fmt: {k: statistics.median(r[k] for r in rs) for k in ("c1_p50_ms", "c16_throughput")}
+        for fmt, rs in runs.items()
+    }
     ratio = med[key]["c16_throughput"] / med["onnx"]["c16_throughput"]
     served = {F.get(fmt).triton_name(model): figures for fmt, figures in med.items()}
     rows = variant_report.rows([rec], (key,), served=served)
     console.print(variant_report.table(rows))
-    console.print(f"  served {model} {variant}: c=16 {med[key]['c16_throughput']:.0f}/s vs fp32 "
-                  f"{med['onnx']['c16_throughput']:.0f}/s = {ratio:.2f}× (median of {RUNS} interleaved runs; "
-                  f"{'meets' if ratio >= C16_BAR else 'MISSES'} the {C16_BAR}× bar); c=1 p50 "
-                  f"{med[key]['c1_p50_ms']:.2f} vs {med['onnx']['c1_p50_ms']:.2f} ms", highlight=False)
+    console.print(
+        f"  served {model} {variant}: c=16 {med[key]['c16_throughput']:.0f}/s vs fp32 "
+        f"{med['onnx']['c16_throughput']:.0f}/s = {ratio:.2f}× (median of {RUNS} interleaved runs; "
+        f"{'meets' if ratio >= C16_BAR else 'MISSES'} the {C16_BAR}× bar); c=1 p50 "
+        f"{med[key]['c1_p50_ms']:.2f} vs {med['onnx']['c1_p50_ms']:.2f} ms",
+        highlight=False,
+    )
     paths = variant_report.write(rows, REPORT / "served")
     console.print(f"  served variant report: {paths['md']}", highlight=False)
     return {"runs": runs, "median": med, "ratio_c16": ratio}

@@ -54,8 +54,12 @@ def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
         rng = np.random.default_rng(SEED)
         inputs = spec.random_inputs(SEEDED_ROWS, rng)
         made_by = "its example_inputs" if spec.example_inputs else "its inputs' domains"
-        return Split.held_out(inputs, None, source=f"{SEEDED_ROWS} seeded inputs from {made_by} (seed {SEED})",
-                              rule="no held-out data in the spec")
+        return Split.held_out(
+            inputs,
+            None,
+            source=f"{SEEDED_ROWS} seeded inputs from {made_by} (seed {SEED})",
+            rule="no held-out data in the spec",
+        )
     if not path.is_file() and spec.checkpoint is None:
         raise InputError(f"{spec.name}: no train.json at {path}; run `zeroserve train {spec.name}` first")
     recorded = records.read_json(path, "train record").get("data", {}) if path.is_file() else {}
@@ -68,21 +72,26 @@ def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
     if recorded.get("sizes") not in (None, split.sizes):
         differs.append(f"sizes {split.sizes} vs recorded {recorded['sizes']}")
     if differs:
-        raise InputError(f"{spec.name}: the held-out set rebuilt from {data_dir} is not the one training held out "
-                         f"({'; '.join(differs)}); point --data-dir at the data it was trained on")
+        raise InputError(
+            f"{spec.name}: the held-out set rebuilt from {data_dir} is not the one training held out "
+            f"({'; '.join(differs)}); point --data-dir at the data it was trained on"
+        )
     return split
 
 
-def compare(spec: ModelSpec, served: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray,
-            tol: Tolerance) -> dict:
+def compare(
+    spec: ModelSpec, served: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray, tol: Tolerance
+) -> dict:
     """Every output of served vs eager by the parity rule, and the primary output's task metric both ways."""
     result = parity.compare(spec, served, eager, tol)
-    result.update({
-        "samples": int(len(eager[0])),
-        "metric": spec.metric,
-        "metric_served": None if "error" in result else spec.score(served, target),
-        "metric_eager": spec.score(eager, target),
-    })
+    result.update(
+        {
+            "samples": int(len(eager[0])),
+            "metric": spec.metric,
+            "metric_served": None if "error" in result else spec.score(served, target),
+            "metric_eager": spec.score(eager, target),
+        }
+    )
     return result
 
 
@@ -93,22 +102,31 @@ def variant_rule(spec: ModelSpec, artifacts: Path, fmt: str) -> parity.VariantRu
     return parity.VariantRule.from_json(rec.get("formats", {}).get(fmt, {}).get("rule"))
 
 
-def compare_variant(spec: ModelSpec, served: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray,
-                    tol: Tolerance, rule: parity.VariantRule) -> dict:
+def compare_variant(
+    spec: ModelSpec,
+    served: list[np.ndarray],
+    eager: list[np.ndarray],
+    target: np.ndarray,
+    tol: Tolerance,
+    rule: parity.VariantRule,
+) -> dict:
     """A served variant against eager by the variant rule (metric within its margin, top-1 agreement)."""
     result = parity.judge_variant(spec, served, eager, target, rule, tol)
-    result.update({
-        "samples": int(len(eager[0])),
-        "metric": spec.metric,
-        "metric_served": None if "error" in result else spec.score(served, target),
-        "metric_eager": spec.score(eager, target),
-        "variant_metric": result.pop("metric"),
-    })
+    result.update(
+        {
+            "samples": int(len(eager[0])),
+            "metric": spec.metric,
+            "metric_served": None if "error" in result else spec.score(served, target),
+            "metric_eager": spec.score(eager, target),
+            "variant_metric": result.pop("metric"),
+        }
+    )
     return result
 
 
-def serve_outputs(client: Client, spec: ModelSpec, triton_name: str,
-                  inputs: list[np.ndarray]) -> tuple[list[np.ndarray] | None, int, str]:
+def serve_outputs(
+    client: Client, spec: ModelSpec, triton_name: str, inputs: list[np.ndarray]
+) -> tuple[list[np.ndarray] | None, int, str]:
     """All held-out inputs through the server in batches: (every output or None, failed requests, first error)."""
     limit = min(spec.max_batch_size, client.max_batch_size(triton_name) or spec.max_batch_size)
     chunks, failed, first_error = [], 0, ""
@@ -123,10 +141,19 @@ def serve_outputs(client: Client, spec: ModelSpec, triton_name: str,
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(spec.outputs))], 0, ""
 
 
-def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: Path, *,
-                protocols: tuple[str, ...] = ("grpc", "http"), formats: tuple[str, ...] | None = None,
-                atol: float | None = None, rtol: float | None = None, timeout: float = 10.0,
-                skip_unserved: bool = False) -> dict:
+def check_model(
+    spec: ModelSpec,
+    endpoint: Endpoint,
+    artifacts: Path,
+    data_dir: Path,
+    *,
+    protocols: tuple[str, ...] = ("grpc", "http"),
+    formats: tuple[str, ...] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    timeout: float = 10.0,
+    skip_unserved: bool = False,
+) -> dict:
     """Check every (protocol, format) of one model against eager PyTorch.
 
     Args:
@@ -152,9 +179,16 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
                 triton_name = spec.triton_name(fmt)
                 row = {"model": spec.name, "triton_model": triton_name, "protocol": protocol, "format": fmt}
                 if triton_name in recovering:  # Triton still says READY; its requests fail until the reload
-                    rows.append({**row, "status": "FAIL", "state": "recovering", "failed_requests": 0,
-                                 "error": f"{triton_name} is recovering: its stub died and the supervisor is "
-                                          "reloading it; check again in a few seconds"})
+                    rows.append(
+                        {
+                            **row,
+                            "status": "FAIL",
+                            "state": "recovering",
+                            "failed_requests": 0,
+                            "error": f"{triton_name} is recovering: its stub died and the supervisor is "
+                            "reloading it; check again in a few seconds",
+                        }
+                    )
                     continue
                 if triton_name not in served_names:
                     reason = f"{triton_name} is not served by the server at {client.url}"
@@ -173,12 +207,22 @@ def check_model(spec: ModelSpec, endpoint: Endpoint, artifacts: Path, data_dir: 
                     rows.append({**row, "status": "FAIL", "error": error})
                     continue
                 if F.get(fmt).variant:
-                    row.update(compare_variant(spec, served, eager, split.test_target, tol,
-                                               variant_rule(spec, artifacts, fmt)))
+                    row.update(
+                        compare_variant(spec, served, eager, split.test_target, tol, variant_rule(spec, artifacts, fmt))
+                    )
                 else:
                     row.update(compare(spec, served, eager, split.test_target, tol))
                 row["status"] = "PASS" if row["passed"] else "FAIL"
                 rows.append(row)
     status = "PASS" if rows and all(r["status"] == "PASS" for r in rows) else ("SKIPPED" if not rows else "FAIL")
-    return {"model": spec.name, "atol": tol.atol, "rtol": tol.rtol, "samples": int(len(split.test_inputs[0])),
-            "data": split.source, "split_rule": split.rule, "rows": rows, "skipped": skipped, "status": status}
+    return {
+        "model": spec.name,
+        "atol": tol.atol,
+        "rtol": tol.rtol,
+        "samples": int(len(split.test_inputs[0])),
+        "data": split.source,
+        "split_rule": split.rule,
+        "rows": rows,
+        "skipped": skipped,
+        "status": status,
+    }

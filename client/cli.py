@@ -46,27 +46,64 @@ Generate = choices("Generate", ("random", "zero"))
 
 client_app = typer.Typer(name="client", help="Call, check and load-test the served models.", no_args_is_help=True)
 
-HostOpt = Annotated[str | None, typer.Option("--host", help="Server host (default: the running server's, "
-                                                "else 127.0.0.1).")]
-HttpPortOpt = Annotated[int | None, typer.Option("--http-port", help="HTTP port (default: the running "
-                                                    "server's state file, else 8000).", callback=port_callback())]
-GrpcPortOpt = Annotated[int | None, typer.Option("--grpc-port", help="gRPC port (default: the running "
-                                                    "server's state file, else 8001).", callback=port_callback())]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds (> 0) before a call to the server gives up "
-                                            "(exit 3, saying it timed out).", callback=positive_seconds)]
-CastOpt = Annotated[bool, typer.Option("--cast", help="Convert input values the model's dtypes do not hold exactly "
-                                     "(float64 rounded to float32, fractions truncated for integer inputs, integers "
-                                     "saturated); without it such an input is refused (exit 2).")]
-NonfiniteOpt = Annotated[bool, typer.Option("--allow-nonfinite", help="Send NaN and infinite input values; without "
-                                            "it such an input is refused (exit 2).")]
+HostOpt = Annotated[
+    str | None, typer.Option("--host", help="Server host (default: the running server's, else 127.0.0.1).")
+]
+HttpPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--http-port", help="HTTP port (default: the running server's state file, else 8000).", callback=port_callback()
+    ),
+]
+GrpcPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--grpc-port", help="gRPC port (default: the running server's state file, else 8001).", callback=port_callback()
+    ),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        help="Seconds (> 0) before a call to the server gives up (exit 3, saying it timed out).",
+        callback=positive_seconds,
+    ),
+]
+CastOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cast",
+        help="Convert input values the model's dtypes do not hold exactly "
+        "(float64 rounded to float32, fractions truncated for integer inputs, integers "
+        "saturated); without it such an input is refused (exit 2).",
+    ),
+]
+NonfiniteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-nonfinite", help="Send NaN and infinite input values; without it such an input is refused (exit 2)."
+    ),
+]
 FormatOpt = Annotated[Format, typer.Option("--format", help="Served format.")]
-OptFormatOpt = Annotated[Format | None, typer.Option("--format", help="Served format of a registry name "
-                         f"(default {F.DEFAULT_FORMAT}).")]
-ShapeOpt = Annotated[list[str] | None, typer.Option("--shape", help="NAME:D1,D2 fixes an input's dynamic "
-                     "dims (batch axis excluded), as perf_analyzer's --shape; repeat for several inputs.")]
-ProtocolOpt = Annotated[Protocol | None, typer.Option(
-    "--protocol", help="Wire protocol (KServe v2); default grpc, or http when only --http-port is given.",
-    show_default=False)]
+OptFormatOpt = Annotated[
+    Format | None, typer.Option("--format", help=f"Served format of a registry name (default {F.DEFAULT_FORMAT}).")
+]
+ShapeOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--shape",
+        help="NAME:D1,D2 fixes an input's dynamic "
+        "dims (batch axis excluded), as perf_analyzer's --shape; repeat for several inputs.",
+    ),
+]
+ProtocolOpt = Annotated[
+    Protocol | None,
+    typer.Option(
+        "--protocol",
+        help="Wire protocol (KServe v2); default grpc, or http when only --http-port is given.",
+        show_default=False,
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -79,25 +116,60 @@ def register(app: typer.Typer) -> None:
 @client_app.command("infer")
 @handle_errors
 def infer_cmd(
-    model: Annotated[str, typer.Argument(help="A registry name, or any model the server serves (its Triton "
-                     "name).", show_default=False)],
-    input_file: Annotated[Path | None, typer.Option("--input", "--input-data", help="Input tensors: .npy "
-                          "(single-input models), .npz or .json keyed by input name (batch axis included), or "
-                          "perf_analyzer's input-data JSON ({\"data\": [...]}, one row per entry).")] = None,
-    generate: Annotated[Generate | None, typer.Option("--generate", help="Send random or zero data of the "
-                        "served datatypes (with --shape for dynamic dims, --batch-size rows).")] = None,
+    model: Annotated[
+        str,
+        typer.Argument(help="A registry name, or any model the server serves (its Triton name).", show_default=False),
+    ],
+    input_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "--input-data",
+            help="Input tensors: .npy "
+            "(single-input models), .npz or .json keyed by input name (batch axis included), or "
+            'perf_analyzer\'s input-data JSON ({"data": [...]}, one row per entry).',
+        ),
+    ] = None,
+    generate: Annotated[
+        Generate | None,
+        typer.Option(
+            "--generate",
+            help="Send random or zero data of the served datatypes (with --shape for dynamic dims, --batch-size rows).",
+        ),
+    ] = None,
     shape: ShapeOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows of --generate data.")] = 1,
-    sample: Annotated[int | None, typer.Option("--samples", "--sample", metavar="N", help="A count: send the "
-                      "first N real held-out rows (N >= 1). For one row by its position use --row.")] = None,
-    row: Annotated[list[int] | None, typer.Option("--row", metavar="I", help="An index: send the real held-out "
-                   "row at 0-based index I (repeat for several, sent in the order given).")] = None,
-    text: Annotated[str | None, typer.Option("--text", help="name_gru: a name (several: comma-separated); "
-                    "hello_rnn: characters of h, i, e, l, o.")] = None,
-    image: Annotated[Path | None, typer.Option("--image", help="Image models: a picture, converted to 28x28 "
-                     "grayscale in [0, 1].")] = None,
-    invert: Annotated[bool, typer.Option("--invert", help="With --image: invert a dark-on-light drawing "
-                      "(MNIST digits are light on dark).")] = False,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--samples",
+            "--sample",
+            metavar="N",
+            help="A count: send the first N real held-out rows (N >= 1). For one row by its position use --row.",
+        ),
+    ] = None,
+    row: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--row",
+            metavar="I",
+            help="An index: send the real held-out "
+            "row at 0-based index I (repeat for several, sent in the order given).",
+        ),
+    ] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(
+            "--text", help="name_gru: a name (several: comma-separated); hello_rnn: characters of h, i, e, l, o."
+        ),
+    ] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Image models: a picture, converted to 28x28 grayscale in [0, 1].")
+    ] = None,
+    invert: Annotated[
+        bool,
+        typer.Option("--invert", help="With --image: invert a dark-on-light drawing (MNIST digits are light on dark)."),
+    ] = False,
     cast: CastOpt = False,
     allow_nonfinite: NonfiniteOpt = False,
     protocol: ProtocolOpt = None,
@@ -121,11 +193,23 @@ def infer_cmd(
     from zeroserve.client.target import parse_shapes, resolve
 
     shapes = parse_shapes(shape)
-    given = [n for n, v in (("--input", input_file), ("--generate", generate), ("--samples", sample),
-                            ("--row", row or None), ("--text", text), ("--image", image)) if v is not None]
+    given = [
+        n
+        for n, v in (
+            ("--input", input_file),
+            ("--generate", generate),
+            ("--samples", sample),
+            ("--row", row or None),
+            ("--text", text),
+            ("--image", image),
+        )
+        if v is not None
+    ]
     if len(given) != 1:
-        raise InputError("give exactly one of --input, --generate, --samples, --row, --text, --image"
-                         + (f" (got {', '.join(given)})" if given else ""))
+        raise InputError(
+            "give exactly one of --input, --generate, --samples, --row, --text, --image"
+            + (f" (got {', '.join(given)})" if given else "")
+        )
     generate = None if generate is None else str(generate)
     if sample is not None or row:
         check_sample_choice(sample, row)  # before reaching the server: a count of 0 is a usage error
@@ -134,8 +218,10 @@ def infer_cmd(
         tgt = resolve(model, client, fmt, model_files)
         spec = tgt.spec
         if spec is None and (sample is not None or row or text is not None or image is not None):
-            raise InputError(f"{given[0]} needs a registry model; {model} is known only from the server: use "
-                             "--input FILE or --generate random|zero")
+            raise InputError(
+                f"{given[0]} needs a registry model; {model} is known only from the server: use "
+                "--input FILE or --generate random|zero"
+            )
         target = None
         if input_file is not None:
             requests = read_input_requests(tgt, input_file, shapes)  # one per shape run of perf_analyzer entries
@@ -154,8 +240,13 @@ def infer_cmd(
         result = run_infer_requests(tgt, client, requests, cast=cast, allow_nonfinite=allow_nonfinite)
     result["validated"] = check_validation_data(tgt, input_file, list(result["outputs"].values()))
     if as_json:
-        print_json({**result, "outputs": {k: _jsonable(v) for k, v in result["outputs"].items()},
-                    **({"target": np.asarray(target).tolist()} if target is not None else {})})
+        print_json(
+            {
+                **result,
+                "outputs": {k: _jsonable(v) for k, v in result["outputs"].items()},
+                **({"target": np.asarray(target).tolist()} if target is not None else {}),
+            }
+        )
         return
     t = Table(title=f"{result['triton_model']} over {protocol} at {result['url']}")
     t.add_column("row", justify="right")
@@ -166,17 +257,25 @@ def infer_cmd(
         t.add_column("meaning")
     if target is not None:
         t.add_column("target")
-    rows = len(meanings) if meanings is not None else (len(next(iter(result["outputs"].values())))
-                                                       if result["batched"] else 1)
+    rows = (
+        len(meanings)
+        if meanings is not None
+        else (len(next(iter(result["outputs"].values()))) if result["batched"] else 1)
+    )
     for i in range(rows):
         cells = [str(i)]
         for out in result["outputs"].values():
             flat = np.asarray(out[i] if result["batched"] else out).reshape(-1)
-            cells.append(escape(np.array2string(flat[:4], precision=3, separator=", ")
-                                + (f" … ({flat.size} values)" if flat.size > 4 else "")))
+            cells.append(
+                escape(
+                    np.array2string(flat[:4], precision=3, separator=", ")
+                    + (f" … ({flat.size} values)" if flat.size > 4 else "")
+                )
+            )
         if meanings is not None:
-            cells.append(", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in meanings[i].items()))
+            cells.append(
+                ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in meanings[i].items())
+            )
         if target is not None:
             cells.append(spec.describe_target(target[i]))
         t.add_row(*cells)
@@ -215,9 +314,17 @@ def _jsonable(a: np.ndarray | list):
 @handle_errors
 def check_cmd(
     models: ModelsArg,
-    protocol: Annotated[Protocol | None, typer.Option("--protocol", help="Only this protocol (default both; "
-                        "only HTTP when only --http-port is given, only gRPC when only --grpc-port).")] = None,
-    fmt: Annotated[Format | None, typer.Option("--format", help="Only this format (default: every primary format).")] = None,
+    protocol: Annotated[
+        Protocol | None,
+        typer.Option(
+            "--protocol",
+            help="Only this protocol (default both; "
+            "only HTTP when only --http-port is given, only gRPC when only --grpc-port).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        Format | None, typer.Option("--format", help="Only this format (default: every primary format).")
+    ] = None,
     atol: Annotated[float | None, typer.Option("--atol", help="Absolute tolerance (default: export's, 1e-5).")] = None,
     rtol: Annotated[float | None, typer.Option("--rtol", help="Relative tolerance (default: export's, 1e-4).")] = None,
     host: HostOpt = None,
@@ -254,8 +361,18 @@ def check_cmd(
             with spinner:
                 # None: the primary formats and the variants the server serves
                 formats = (str(fmt),) if fmt else tuple(named.get(spec.name, ())) or None
-                res = check_model(spec, endpoint, artifacts, data_dir, protocols=protocols, formats=formats,
-                                  atol=atol, rtol=rtol, timeout=timeout, skip_unserved=not explicit)
+                res = check_model(
+                    spec,
+                    endpoint,
+                    artifacts,
+                    data_dir,
+                    protocols=protocols,
+                    formats=formats,
+                    atol=atol,
+                    rtol=rtol,
+                    timeout=timeout,
+                    skip_unserved=not explicit,
+                )
         except InputError as exc:
             if explicit:
                 raise
@@ -278,8 +395,14 @@ def check_cmd(
         for name, rule in dict((r["triton_model"], r["rule"]) for r in rows if "failed_rules" in r).items():
             console.print(f"{name}: variant rule: {rule}", highlight=False, soft_wrap=True)
     if not rows:
-        raise CheckFailed("nothing was checked: " + (f"{skipped[0]['reason']} ({len(skipped)} skipped)" if skipped
-                                                     else "no served model with a checkpoint and data"))
+        raise CheckFailed(
+            "nothing was checked: "
+            + (
+                f"{skipped[0]['reason']} ({len(skipped)} skipped)"
+                if skipped
+                else "no served model with a checkpoint and data"
+            )
+        )
     if failed:
         names = ", ".join(sorted({f"{r['triton_model']}/{r['protocol']}" for r in failed}))
         raise CheckFailed(f"{len(failed)} of {len(rows)} served model checks failed: {names}")
@@ -290,8 +413,12 @@ def _triton_names(models: list[str], model_files) -> tuple[list[str], dict[str, 
     names, named = [], {}
     for part in (p for m in models or [] for p in m.split(",") if p):
         split = F.split_triton_name(part)
-        if part != "all" and part not in registry.models(model_files) and split \
-                and split[0] in registry.models(model_files):
+        if (
+            part != "all"
+            and part not in registry.models(model_files)
+            and split
+            and split[0] in registry.models(model_files)
+        ):
             names.append(split[0])
             named.setdefault(split[0], []).append(split[1].key)
         else:
@@ -305,25 +432,46 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
         t.add_column(c, justify="right" if c in ("n", "max abs", "max rel", "top-1") else "left")
     for r in rows:
         if "max_abs" not in r:
-            t.add_row(r["triton_model"], r["protocol"], "", "", "", "", "",
-                      f"[red]FAIL[/] {r.get('failed_requests', 0)} failed requests: {r.get('error', '')}")
+            t.add_row(
+                r["triton_model"],
+                r["protocol"],
+                "",
+                "",
+                "",
+                "",
+                "",
+                f"[red]FAIL[/] {r.get('failed_requests', 0)} failed requests: {r.get('error', '')}",
+            )
             continue
         agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.1%}"
         if "failed_rules" in r:  # a variant, by its own rule
-            status = ("[green]PASS[/]" if r["status"] == "PASS" else "[red]FAIL[/] " + "; ".join(r["failed_rules"])) \
-                + " (variant rule)"
+            status = (
+                "[green]PASS[/]" if r["status"] == "PASS" else "[red]FAIL[/] " + "; ".join(r["failed_rules"])
+            ) + " (variant rule)"
         else:
-            status = "[green]PASS[/]" if r["status"] == "PASS" else (
-                f"[red]FAIL[/] {r['outside_tolerance']} outside tol, {r['disagreements']} top-1 flips"
-                + (f" ({r['error']})" if r.get("error") else "")
-                + (f", {r['failed_requests']} failed requests" if r["failed_requests"] else ""))
+            status = (
+                "[green]PASS[/]"
+                if r["status"] == "PASS"
+                else (
+                    f"[red]FAIL[/] {r['outside_tolerance']} outside tol, {r['disagreements']} top-1 flips"
+                    + (f" ({r['error']})" if r.get("error") else "")
+                    + (f", {r['failed_requests']} failed requests" if r["failed_requests"] else "")
+                )
+            )
         if r.get("near_ties") and "failed_rules" not in r:
             status += f" ({r['near_ties']} near ties)"
         metric = "max err" if r["metric"] == "max_abs_error" else "acc"
         served, eager = ("-" if v is None else f"{v:.4f}" for v in (r["metric_served"], r["metric_eager"]))
-        t.add_row(r["triton_model"], r["protocol"], str(r["samples"]), f"{r['max_abs']:.1e}",
-                  f"{r['max_rel']:.1e}", agree, f"{metric} {served}/{eager}" if eager != "-" else "- (no targets)",
-                  status)
+        t.add_row(
+            r["triton_model"],
+            r["protocol"],
+            str(r["samples"]),
+            f"{r['max_abs']:.1e}",
+            f"{r['max_rel']:.1e}",
+            agree,
+            f"{metric} {served}/{eager}" if eager != "-" else "- (no targets)",
+            status,
+        )
     for s in skipped:
         t.add_row(s["model"], "", "", "", "", "", "", f"[yellow]skipped[/] {escape(s['reason'])}")
     console.print(t)
@@ -335,65 +483,139 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
 @client_app.command("perf")
 @handle_errors
 def perf_cmd(
-    model: Annotated[str, typer.Argument(help="A registry name, or any model the server serves (its Triton "
-                     "name).", show_default=False)],
-    concurrency: Annotated[str | None, typer.Option("--concurrency", help="Closed-loop levels, e.g. 1,2,4,8,16,32 "
-                           "(default 1).")] = None,
-    request_rate: Annotated[str | None, typer.Option("--request-rate", help="Open-loop levels in requests/s, "
-                            "e.g. 100,500.")] = None,
-    distribution: Annotated[str, typer.Option("--distribution", help="Open-loop arrivals: constant or "
-                            "poisson.")] = "constant",
-    latency_budget_ms: Annotated[float | None, typer.Option("--latency-budget-ms", help="Search the highest "
-                                 "concurrency whose latency (--percentile's, else the average) stays within "
-                                 "this budget.")] = None,
-    percentile: Annotated[float | None, typer.Option("--percentile", help="Use this latency percentile "
-                          "(e.g. 95) for the stability rule and the budget search; default: the average "
-                          "latency, as perf_analyzer.")] = None,
-    streaming: Annotated[bool, typer.Option("--streaming", help="gRPC only: send over ModelStreamInfer streams "
-                         "(one per request in flight), as perf_analyzer's --streaming.")] = False,
+    model: Annotated[
+        str,
+        typer.Argument(help="A registry name, or any model the server serves (its Triton name).", show_default=False),
+    ],
+    concurrency: Annotated[
+        str | None, typer.Option("--concurrency", help="Closed-loop levels, e.g. 1,2,4,8,16,32 (default 1).")
+    ] = None,
+    request_rate: Annotated[
+        str | None, typer.Option("--request-rate", help="Open-loop levels in requests/s, e.g. 100,500.")
+    ] = None,
+    distribution: Annotated[
+        str, typer.Option("--distribution", help="Open-loop arrivals: constant or poisson.")
+    ] = "constant",
+    latency_budget_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--latency-budget-ms",
+            help="Search the highest "
+            "concurrency whose latency (--percentile's, else the average) stays within "
+            "this budget.",
+        ),
+    ] = None,
+    percentile: Annotated[
+        float | None,
+        typer.Option(
+            "--percentile",
+            help="Use this latency percentile "
+            "(e.g. 95) for the stability rule and the budget search; default: the average "
+            "latency, as perf_analyzer.",
+        ),
+    ] = None,
+    streaming: Annotated[
+        bool,
+        typer.Option(
+            "--streaming",
+            help="gRPC only: send over ModelStreamInfer streams "
+            "(one per request in flight), as perf_analyzer's --streaming.",
+        ),
+    ] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
     protocol: ProtocolOpt = None,
     fmt: OptFormatOpt = None,
-    variant: Annotated[str | None, typer.Option("--variant", help=f"Load-test a served variant: "
-                       f"{', '.join(F.VARIANTS)} (its Triton model <model>_<format>).", show_default=False)] = None,
-    input_mode: Annotated[str, typer.Option("--input", help="random, zero (any datatype) or sample (real "
-                          "held-out data, registry models).")] = "random",
-    input_data: Annotated[Path | None, typer.Option("--input-data", help="User tensors: .npy/.npz/.json "
-                          "keyed by input name, or perf_analyzer's input-data JSON; repeated to the batch "
-                          "size.")] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            "--variant",
+            help=f"Load-test a served variant: {', '.join(F.VARIANTS)} (its Triton model <model>_<format>).",
+            show_default=False,
+        ),
+    ] = None,
+    input_mode: Annotated[
+        str,
+        typer.Option("--input", help="random, zero (any datatype) or sample (real held-out data, registry models)."),
+    ] = "random",
+    input_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--input-data",
+            help="User tensors: .npy/.npz/.json "
+            "keyed by input name, or perf_analyzer's input-data JSON; repeated to the batch "
+            "size.",
+        ),
+    ] = None,
     shape: ShapeOpt = None,
-    measurement_mode: Annotated[str, typer.Option("--measurement-mode", help="time_windows (each window "
-                                "--window long) or count_windows (each window at least "
-                                "--measurement-request-count requests), as perf_analyzer.")] = "time_windows",
-    measurement_request_count: Annotated[int, typer.Option("--measurement-request-count", help="count_windows: "
-                                         "the fewest requests in a window.")] = 50,
+    measurement_mode: Annotated[
+        str,
+        typer.Option(
+            "--measurement-mode",
+            help="time_windows (each window "
+            "--window long) or count_windows (each window at least "
+            "--measurement-request-count requests), as perf_analyzer.",
+        ),
+    ] = "time_windows",
+    measurement_request_count: Annotated[
+        int, typer.Option("--measurement-request-count", help="count_windows: the fewest requests in a window.")
+    ] = 50,
     cast: CastOpt = False,
     allow_nonfinite: NonfiniteOpt = False,
-    shared_memory: Annotated[str, typer.Option("--shared-memory", help="none or system (Triton's system "
-                             "shared-memory extension).")] = "none",
-    window: Annotated[float | None, typer.Option("--window", help="Measurement window in seconds (default 5; "
-                      "with count_windows its starting length, default 1, as perf_analyzer).")] = None,
-    warmup: Annotated[float | None, typer.Option("--warmup", help="Warm-up seconds per level "
-                      "(default: one window).")] = None,
-    stability: Annotated[float, typer.Option("--stability", help="Last 3 windows agree within this fraction "
-                         "on throughput and latency (--percentile's, else the average).")] = 0.10,
+    shared_memory: Annotated[
+        str, typer.Option("--shared-memory", help="none or system (Triton's system shared-memory extension).")
+    ] = "none",
+    window: Annotated[
+        float | None,
+        typer.Option(
+            "--window",
+            help="Measurement window in seconds (default 5; "
+            "with count_windows its starting length, default 1, as perf_analyzer).",
+        ),
+    ] = None,
+    warmup: Annotated[
+        float | None, typer.Option("--warmup", help="Warm-up seconds per level (default: one window).")
+    ] = None,
+    stability: Annotated[
+        float,
+        typer.Option(
+            "--stability",
+            help="Last 3 windows agree within this fraction "
+            "on throughput and latency (--percentile's, else the average).",
+        ),
+    ] = 0.10,
     max_trials: Annotated[int, typer.Option("--max-trials", help="At most this many windows per level.")] = 10,
-    allow_unstable: Annotated[bool, typer.Option("--allow-unstable", help="Go on past a level that never "
-                              "stabilised, and exit 0 instead of 4.")] = False,
-    allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 instead of 1 when some "
-                              "requests failed (they are still counted).")] = False,
-    workers: Annotated[int, typer.Option("--workers", help="Load-generator processes (each an asyncio loop); "
-                       "more than 1 when one event loop saturates.")] = 1,
-    url: Annotated[list[str] | None, typer.Option("--url", help="HOST:PORT of the chosen protocol; repeat to "
-                   "spread load over several servers (loopback only). Overrides the endpoint options.")] = None,
+    allow_unstable: Annotated[
+        bool,
+        typer.Option("--allow-unstable", help="Go on past a level that never stabilised, and exit 0 instead of 4."),
+    ] = False,
+    allow_failures: Annotated[
+        bool,
+        typer.Option(
+            "--allow-failures", help="Exit 0 instead of 1 when some requests failed (they are still counted)."
+        ),
+    ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Load-generator processes (each an asyncio loop); more than 1 when one event loop saturates.",
+        ),
+    ] = 1,
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--url",
+            help="HOST:PORT of the chosen protocol; repeat to "
+            "spread load over several servers (loopback only). Overrides the endpoint options.",
+        ),
+    ] = None,
     host: HostOpt = None,
     http_port: HttpPortOpt = None,
     grpc_port: GrpcPortOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
     data_dir: DataDirOpt = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per level here.")] = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write perf.json, .csv, .png and .html "
-                      "here.")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Write perf.json, .csv, .png and .html here.")] = None,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -425,24 +647,48 @@ def perf_cmd(
     def progress(level: dict) -> None:
         if not as_json:
             failed = level_count(level)
-            err_console.print(f"  {rep.level_label(level)}: {level['throughput']:.1f} infer/s, "
-                              f"p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, {level['trials']} windows"
-                              f"{'' if level['stable'] else ' (not stable)'}"
-                              f"{f', {failed} failed' if failed else ''}", highlight=False)
+            err_console.print(
+                f"  {rep.level_label(level)}: {level['throughput']:.1f} infer/s, "
+                f"p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, {level['trials']} windows"
+                f"{'' if level['stable'] else ' (not stable)'}"
+                f"{f', {failed} failed' if failed else ''}",
+                highlight=False,
+            )
 
     # plain str: the level plan crosses to --workers processes, and Typer's choice enum does not pickle
-    rec = run_perf(model, endpoint or _no_endpoint(), fmt=None if fmt is None else str(fmt), protocol=str(protocol),
-                   urls=url,
-                   concurrency=list(level_iter(concurrency, int)) if concurrency else None,
-                   request_rate=list(level_iter(request_rate, float)) if request_rate else None,
-                   distribution=distribution, latency_budget_ms=latency_budget_ms, batch_size=batch_size,
-                   input_mode=input_mode, input_data=input_data, cast=cast, allow_nonfinite=allow_nonfinite,
-                   data_dir=data_dir, shared_memory=shared_memory,
-                   window_s=window, warmup_s=warmup, stability=stability, max_trials=max_trials,
-                   allow_unstable=allow_unstable, allow_failures=allow_failures, percentile=percentile,
-                   streaming=streaming, timeout=timeout, workers=workers, shapes=shapes,
-                   measurement_mode=measurement_mode, measurement_request_count=measurement_request_count,
-                   model_files=model_files, on_level=progress)
+    rec = run_perf(
+        model,
+        endpoint or _no_endpoint(),
+        fmt=None if fmt is None else str(fmt),
+        protocol=str(protocol),
+        urls=url,
+        concurrency=list(level_iter(concurrency, int)) if concurrency else None,
+        request_rate=list(level_iter(request_rate, float)) if request_rate else None,
+        distribution=distribution,
+        latency_budget_ms=latency_budget_ms,
+        batch_size=batch_size,
+        input_mode=input_mode,
+        input_data=input_data,
+        cast=cast,
+        allow_nonfinite=allow_nonfinite,
+        data_dir=data_dir,
+        shared_memory=shared_memory,
+        window_s=window,
+        warmup_s=warmup,
+        stability=stability,
+        max_trials=max_trials,
+        allow_unstable=allow_unstable,
+        allow_failures=allow_failures,
+        percentile=percentile,
+        streaming=streaming,
+        timeout=timeout,
+        workers=workers,
+        shapes=shapes,
+        measurement_mode=measurement_mode,
+        measurement_request_count=measurement_request_count,
+        model_files=model_files,
+        on_level=progress,
+    )
     if csv_out:
         records.write_bytes(csv_out, rep.to_csv(rec).encode())
     paths = rep.write_report(rec, report) if report else {}
@@ -452,13 +698,18 @@ def perf_cmd(
         console.print(rep.table(rec))
         if rec["mode"] == "latency_budget":
             best = rec["best"]
-            console.print(f"highest concurrency with p99 ≤ {rec['latency_budget_ms']:g} ms: "
-                          f"{best if best else 'none (over budget at concurrency 1)'}", highlight=False)
+            console.print(
+                f"highest concurrency with p99 ≤ {rec['latency_budget_ms']:g} ms: "
+                f"{best if best else 'none (over budget at concurrency 1)'}",
+                highlight=False,
+            )
         for note in rec["notes"]:
             console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
         if paths:
-            console.print(f"report: {paths['html']} ({paths['png'].name}, {paths['csv'].name}, {paths['json'].name})",
-                          highlight=False)
+            console.print(
+                f"report: {paths['html']} ({paths['png'].name}, {paths['csv'].name}, {paths['json'].name})",
+                highlight=False,
+            )
     raise_for_outcome(rec)
 
 

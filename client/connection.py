@@ -54,7 +54,9 @@ def choose_protocol(protocol: str | None, http_port: int | None = None, grpc_por
     return "http" if http_port is not None and grpc_port is None else "grpc"
 
 
-def protocols_meant(protocol: str | None, http_port: int | None = None, grpc_port: int | None = None) -> tuple[str, ...]:
+def protocols_meant(
+    protocol: str | None, http_port: int | None = None, grpc_port: int | None = None
+) -> tuple[str, ...]:
     """The protocols a command that can use both (`client check`) uses: `--protocol`, else the one whose port
     alone was given, else both."""
     if protocol:
@@ -64,8 +66,12 @@ def protocols_meant(protocol: str | None, http_port: int | None = None, grpc_por
     return PROTOCOLS
 
 
-def resolve_endpoint(host: str | None = None, http_port: int | None = None,
-                     grpc_port: int | None = None, protocols: tuple[str, ...] = PROTOCOLS) -> Endpoint:
+def resolve_endpoint(
+    host: str | None = None,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    protocols: tuple[str, ...] = PROTOCOLS,
+) -> Endpoint:
     """Ports given on the command line win; otherwise the server `serve.state.choose` means; else the defaults.
 
     One port given names a zeroserve server by it: the other port comes from that server's state
@@ -84,18 +90,27 @@ def resolve_endpoint(host: str | None = None, http_port: int | None = None,
         missing = "grpc" if grpc_port is None else "http"
         if not state and missing in protocols:
             given = f"--{'http' if missing == 'grpc' else 'grpc'}-port {http_port or grpc_port}"
-            raise InputError(f"{given} names no running zeroserve server, so its {missing.upper()} port is unknown: "
-                             f"give --{missing}-port too, or --protocol {'http' if missing == 'grpc' else 'grpc'}")
-        return Endpoint(host or DEFAULT_HOST, http_port or int(state.get("http_port") or 0),
-                        grpc_port or int(state.get("grpc_port") or 0),
-                        "options" + (f" and the state file of server pid {state.get('pid')}" if state else ""))
+            raise InputError(
+                f"{given} names no running zeroserve server, so its {missing.upper()} port is unknown: "
+                f"give --{missing}-port too, or --protocol {'http' if missing == 'grpc' else 'grpc'}"
+            )
+        return Endpoint(
+            host or DEFAULT_HOST,
+            http_port or int(state.get("http_port") or 0),
+            grpc_port or int(state.get("grpc_port") or 0),
+            "options" + (f" and the state file of server pid {state.get('pid')}" if state else ""),
+        )
     try:
         state = resolve_server(host=host)
     except ServerError:
         # No zeroserve server running: a Triton started by other means may still be on the defaults.
         return Endpoint(host or DEFAULT_HOST, source="defaults (no zeroserve server state file)")
-    return Endpoint(state.get("host") or DEFAULT_HOST, int(state["http_port"]), int(state["grpc_port"]),
-                    f"state file of server pid {state.get('pid')}")
+    return Endpoint(
+        state.get("host") or DEFAULT_HOST,
+        int(state["http_port"]),
+        int(state["grpc_port"]),
+        f"state file of server pid {state.get('pid')}",
+    )
 
 
 URL_SCHEMES = {"http": PROTOCOLS, "grpc": ("grpc",)}  # a scheme is optional; no TLS here (no https/grpcs)
@@ -108,8 +123,10 @@ def parse_url(url: str, protocol: str | None = None) -> tuple[str, int]:
     if not sep:
         scheme, rest = "", url
     elif scheme.lower() not in URL_SCHEMES or (protocol and protocol not in URL_SCHEMES[scheme.lower()]):
-        raise InputError(f"--url {url!r}: the scheme {scheme}:// does not go with --protocol {protocol or 'grpc'}; "
-                         f"give HOST:PORT ({example})")
+        raise InputError(
+            f"--url {url!r}: the scheme {scheme}:// does not go with --protocol {protocol or 'grpc'}; "
+            f"give HOST:PORT ({example})"
+        )
     rest = rest.rstrip("/")
     if "/" in rest or "?" in rest or "#" in rest or "@" in rest:
         raise InputError(f"--url {url!r}: give only HOST:PORT, no path ({example})")
@@ -133,8 +150,10 @@ def require_loopback(host: str) -> None:
     """Load is generated only against this machine: refuse any host that is not a loopback address."""
     bad = non_loopback(host)
     if bad:
-        raise InputError(f"host {host!r} ({', '.join(bad)}) is not a loopback address: zeroserve generates load "
-                         "only against servers on this machine (use 127.0.0.1)")
+        raise InputError(
+            f"host {host!r} ({', '.join(bad)}) is not a loopback address: zeroserve generates load "
+            "only against servers on this machine (use 127.0.0.1)"
+        )
 
 
 def batches(n: int, size: int) -> list[slice]:
@@ -151,8 +170,13 @@ def _int(v: Any) -> int:
 
 def parse_statistics(stats: dict, model: str) -> dict[str, int]:
     """One model's cumulative counters from a statistics-extension answer (HTTP or gRPC JSON)."""
-    out = {"success_count": 0, "fail_count": 0, "inference_count": 0, "execution_count": 0,
-           **{f"{p}_ns": 0 for p in STAT_PHASES}}
+    out = {
+        "success_count": 0,
+        "fail_count": 0,
+        "inference_count": 0,
+        "execution_count": 0,
+        **{f"{p}_ns": 0 for p in STAT_PHASES},
+    }
     for entry in stats.get("model_stats", []):
         if entry.get("name") != model:
             continue
@@ -230,8 +254,9 @@ class Client:
             if protocol == "grpc":
                 self._client = self._mod.InferenceServerClient(self.url)
             else:
-                self._client = self._mod.InferenceServerClient(self.url, connection_timeout=timeout,
-                                                               network_timeout=timeout)
+                self._client = self._mod.InferenceServerClient(
+                    self.url, connection_timeout=timeout, network_timeout=timeout
+                )
         except Exception as exc:  # noqa: BLE001 - tritonclient raises plain exceptions for a bad url
             raise translate(exc, self.url, protocol, timeout=timeout) from None
 
@@ -269,16 +294,22 @@ class Client:
         """Raise ModelNotServed unless the model is loaded and ready (after checking the server is live)."""
         self.live()
         if triton_name in self.recovering():
-            raise ModelRecovering(f"{triton_name} on the server at {self.url} is recovering: its stub died and the "
-                                  "supervisor is reloading it (`zeroserve status` shows it); try again in a few seconds")
+            raise ModelRecovering(
+                f"{triton_name} on the server at {self.url} is recovering: its stub died and the "
+                "supervisor is reloading it (`zeroserve status` shows it); try again in a few seconds"
+            )
         if not self._call("is_model_ready", triton_name, model=triton_name):
             served = self.served_models()
             split = F.split_triton_name(triton_name)
-            fix = ("it runs on GPU instances only, and a server without a GPU (zeroserve's embedded engine here) "
-                   "does not load it: check and load-test it on a GPU host" if split and split[1].gpu_only
-                   else "deploy it and restart `zeroserve serve`")
-            raise ModelNotServed(f"the server at {self.url} does not serve {triton_name} "
-                                 f"(ready: {', '.join(served) or 'none'}); {fix}")
+            fix = (
+                "it runs on GPU instances only, and a server without a GPU (zeroserve's embedded engine here) "
+                "does not load it: check and load-test it on a GPU host"
+                if split and split[1].gpu_only
+                else "deploy it and restart `zeroserve serve`"
+            )
+            raise ModelNotServed(
+                f"the server at {self.url} does not serve {triton_name} (ready: {', '.join(served) or 'none'}); {fix}"
+            )
 
     def recovering(self) -> dict[str, dict]:
         """Models of this server that its zeroserve supervisor is reloading (from the state file, read only)."""
@@ -299,8 +330,11 @@ class Client:
 
     def served_models(self) -> list[str]:
         """Names of the models the server reports READY, less those its supervisor says are recovering."""
-        index = self._call("get_model_repository_index", api=restricted.MODEL_REPOSITORY,
-                           **({"as_json": True} if self.protocol == "grpc" else {}))
+        index = self._call(
+            "get_model_repository_index",
+            api=restricted.MODEL_REPOSITORY,
+            **({"as_json": True} if self.protocol == "grpc" else {}),
+        )
         entries = index.get("models", []) if isinstance(index, dict) else index
         recovering = self.recovering()
         return sorted(e["name"] for e in entries if e.get("state", "READY") == "READY" and e["name"] not in recovering)
@@ -320,8 +354,9 @@ class Client:
     def statistics(self, triton_name: str) -> dict[str, int]:
         """The model's cumulative statistics-extension counters."""
         kw = {"as_json": True} if self.protocol == "grpc" else {}
-        return parse_statistics(self._call("get_inference_statistics", triton_name, model=triton_name, **kw),
-                                triton_name)
+        return parse_statistics(
+            self._call("get_inference_statistics", triton_name, model=triton_name, **kw), triton_name
+        )
 
     def register_system_shared_memory(self, name: str, key: str, byte_size: int) -> None:
         """Register a system shared-memory region (Triton's shared-memory extension)."""

@@ -29,8 +29,14 @@ HTTP_RESTRICTED = {"403"}  # Triton's `--http-restricted-api` refusal
 # its message, "This protocol is restricted, expecting header '...'", is what tells the two apart.
 GRPC_RESTRICTED_MESSAGE = "This protocol is restricted"
 GRPC_TIMEOUT = {"StatusCode.DEADLINE_EXCEEDED"}
-GRPC_REJECTED = {"StatusCode.INVALID_ARGUMENT", "StatusCode.NOT_FOUND", "StatusCode.OUT_OF_RANGE",
-                 "StatusCode.FAILED_PRECONDITION", "StatusCode.ALREADY_EXISTS", "StatusCode.UNIMPLEMENTED"}
+GRPC_REJECTED = {
+    "StatusCode.INVALID_ARGUMENT",
+    "StatusCode.NOT_FOUND",
+    "StatusCode.OUT_OF_RANGE",
+    "StatusCode.FAILED_PRECONDITION",
+    "StatusCode.ALREADY_EXISTS",
+    "StatusCode.UNIMPLEMENTED",
+}
 HTTP_TIMEOUT = {"408", "504"}
 
 
@@ -104,16 +110,26 @@ def restricted_message(url: str, protocol: str, api: str | None, said: str) -> s
     """One line for a restricted-API refusal: which API, and the flag that opens it to zeroserve's client (if any)."""
     what = f"Triton's {api} API" if api else "the Triton API called"
     if api == SHARED_MEMORY:
-        fix = (f"zeroserve's client holds the key only for a server started here with `zeroserve serve "
-               f"{ALLOW_CLIENT_SHM}`; or use --shared-memory none")
+        fix = (
+            f"zeroserve's client holds the key only for a server started here with `zeroserve serve "
+            f"{ALLOW_CLIENT_SHM}`; or use --shared-memory none"
+        )
     else:
-        fix = (f"zeroserve's servers keep shared-memory, logging and trace closed ({ALLOW_CLIENT_SHM} opens shared "
-               "memory to zeroserve's own client only)")
+        fix = (
+            f"zeroserve's servers keep shared-memory, logging and trace closed ({ALLOW_CLIENT_SHM} opens shared "
+            "memory to zeroserve's own client only)"
+        )
     return f"the server at {url} restricts {what} to callers holding its key ({protocol}{said}): {fix}"
 
 
-def translate(exc: BaseException, url: str, protocol: str, model: str | None = None,
-              timeout: float | None = None, api: str | None = None) -> ZeroserveError:
+def translate(
+    exc: BaseException,
+    url: str,
+    protocol: str,
+    model: str | None = None,
+    timeout: float | None = None,
+    api: str | None = None,
+) -> ZeroserveError:
     """A tritonclient or network exception -> the typed error of its outcome, in one line.
 
     `api`: the Triton API of the call (shared-memory, model-repository, ...), named in a restricted refusal.
@@ -121,13 +137,17 @@ def translate(exc: BaseException, url: str, protocol: str, model: str | None = N
     outcome = classify(exc)
     where = f" for {model}" if model else ""
     if outcome == "unreachable":
-        return ServerUnreachable(f"no Triton server answered over {protocol} at {url} ({first_line(exc)}); "
-                                 "start one with `zeroserve serve` or give --host/--http-port/--grpc-port")
+        return ServerUnreachable(
+            f"no Triton server answered over {protocol} at {url} ({first_line(exc)}); "
+            "start one with `zeroserve serve` or give --host/--http-port/--grpc-port"
+        )
     if outcome == "timeout":
         limit = f"within --timeout {timeout:g} s" if timeout is not None else "in time"
-        return ServerTimeout(f"the Triton server at {url} did not answer the {protocol} request{where} {limit}; "
-                             "it is reachable but busy or stuck: give a longer --timeout, or see its log "
-                             "(`zeroserve status` says where)")
+        return ServerTimeout(
+            f"the Triton server at {url} did not answer the {protocol} request{where} {limit}; "
+            "it is reachable but busy or stuck: give a longer --timeout, or see its log "
+            "(`zeroserve status` says where)"
+        )
     status = _status(exc)
     said = f" ({status.removeprefix('StatusCode.')})" if status else ""
     if outcome == "restricted":

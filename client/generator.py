@@ -84,8 +84,11 @@ class Sample:
 
     def extend(self, later: Sample) -> Sample:
         """This window and the one right after it as one window (count_windows lengthens a window so)."""
-        return Sample(self.counts.add(later.counts), self.cpu_seconds + later.cpu_seconds,
-                      self.loop_cpu_seconds + later.loop_cpu_seconds)
+        return Sample(
+            self.counts.add(later.counts),
+            self.cpu_seconds + later.cpu_seconds,
+            self.loop_cpu_seconds + later.loop_cpu_seconds,
+        )
 
 
 def build_templates(plan: LoadPlan) -> list[list[Template]]:
@@ -110,8 +113,11 @@ def build_templates(plan: LoadPlan) -> list[list[Template]]:
                 oname, ooffsets = region
                 for o, (off, size) in zip(outputs, ooffsets):
                     o.set_shared_memory(oname, size, offset=off)
-            payload = (wire.encode_http(plan.triton_name, url, inputs, outputs) if plan.protocol == "http"
-                       else wire.encode_grpc(plan.triton_name, inputs, outputs))
+            payload = (
+                wire.encode_http(plan.triton_name, url, inputs, outputs)
+                if plan.protocol == "http"
+                else wire.encode_grpc(plan.triton_name, inputs, outputs)
+            )
             row.append(Template(payload, expected, in_shm=region is not None))
         rows.append(row)
     return rows
@@ -133,15 +139,21 @@ class LocalGenerator:
         p = self.plan
         templates = build_templates(p)
         in_shm = bool(p.output_regions)  # a row is one template per output region, else one per variant
-        if (p.protocol == "grpc" and not p.streaming and p.concurrency is not None
-                and p.concurrency <= BLOCKING_GRPC_MAX_CONCURRENCY):
-            self.blocking = BlockingGrpcLoop(p.urls, templates, p.concurrency, p.timeout, self.recorder,
-                                             cycle=not in_shm)
+        if (
+            p.protocol == "grpc"
+            and not p.streaming
+            and p.concurrency is not None
+            and p.concurrency <= BLOCKING_GRPC_MAX_CONCURRENCY
+        ):
+            self.blocking = BlockingGrpcLoop(
+                p.urls, templates, p.concurrency, p.timeout, self.recorder, cycle=not in_shm
+            )
             self.blocking.start()
             self._cpu = (time.process_time(), self._loop_time())
             return self
         self.sender = SENDERS["grpc_stream" if p.streaming and p.protocol == "grpc" else p.protocol](
-            p.urls, p.timeout, self.recorder)
+            p.urls, p.timeout, self.recorder
+        )
         await self.sender.start()
         sender, n = self.sender, len(p.urls)
 
@@ -179,8 +191,9 @@ class LocalGenerator:
                     free.put_nowait(own)
 
             schedule = load.intended_send_times(p.rate, p.distribution, p.start_at, np.random.default_rng(p.seed))
-            self._task = asyncio.ensure_future(load.open_loop(send, schedule, self.recorder, self.stop,
-                                                              drain_timeout=p.timeout))
+            self._task = asyncio.ensure_future(
+                load.open_loop(send, schedule, self.recorder, self.stop, drain_timeout=p.timeout)
+            )
         self._cpu = (time.process_time(), self._loop_time())
         return self
 
@@ -232,9 +245,20 @@ def _recv(conn, timeout: float | None = None) -> Any:
 def encode(sample: Sample) -> dict:
     """A window as plain data (HdrHistogram's own compressed encoding) to cross a pipe."""
     c = sample.counts
-    return {"histogram": c.histogram.encode(), "lag": c.lag.encode(), "ok": c.ok, "failed": c.failed,
-            "errors": dict(c.errors), "messages": dict(c.messages), "sent": c.sent, "late": c.late,
-            "send_s": c.send_s, "check_s": c.check_s, "cpu": sample.cpu_seconds, "loop_cpu": sample.loop_cpu_seconds}
+    return {
+        "histogram": c.histogram.encode(),
+        "lag": c.lag.encode(),
+        "ok": c.ok,
+        "failed": c.failed,
+        "errors": dict(c.errors),
+        "messages": dict(c.messages),
+        "sent": c.sent,
+        "late": c.late,
+        "send_s": c.send_s,
+        "check_s": c.check_s,
+        "cpu": sample.cpu_seconds,
+        "loop_cpu": sample.loop_cpu_seconds,
+    }
 
 
 def merge(encoded: list[dict], extra_cpu: float = 0.0) -> Sample:
@@ -252,8 +276,9 @@ def merge(encoded: list[dict], extra_cpu: float = 0.0) -> Sample:
             counts.messages.setdefault(kind, message)
         counts.send_s += e["send_s"]
         counts.check_s += e["check_s"]
-    return Sample(counts, sum(e["cpu"] for e in encoded) + extra_cpu,
-                  max((e["loop_cpu"] for e in encoded), default=0.0))
+    return Sample(
+        counts, sum(e["cpu"] for e in encoded) + extra_cpu, max((e["loop_cpu"] for e in encoded), default=0.0)
+    )
 
 
 async def _child_level(conn, plan: LoadPlan) -> None:
@@ -314,7 +339,7 @@ class ProcessGenerator:
     """One level spread over the pool's worker processes, one plan each."""
 
     def __init__(self, pool: WorkerPool, plans: list[LoadPlan], timeout: float):
-        self.conns = pool.conns[:len(plans)]
+        self.conns = pool.conns[: len(plans)]
         self.plans = plans
         self.timeout = timeout
         self._cpu = 0.0
@@ -344,8 +369,9 @@ class ProcessGenerator:
     async def swap(self, message: str = "swap") -> Sample:
         for conn in self.conns:
             conn.send((message,))
-        windows = [(await asyncio.to_thread(self._expect, conn, "window", self.timeout + 5.0))[1]
-                   for conn in self.conns]
+        windows = [
+            (await asyncio.to_thread(self._expect, conn, "window", self.timeout + 5.0))[1] for conn in self.conns
+        ]
         now = time.process_time()
         sample = merge(windows, extra_cpu=now - self._cpu)  # the parent's own share (statistics calls)
         self._cpu = now
@@ -364,8 +390,9 @@ class ProcessGenerator:
                 await asyncio.to_thread(self._expect, conn, "ended", self.timeout + 5.0)
 
 
-def split_level(base: LoadPlan, workers: int, concurrency: int | None, rate: float | None,
-                output_regions: list) -> list[LoadPlan]:
+def split_level(
+    base: LoadPlan, workers: int, concurrency: int | None, rate: float | None, output_regions: list
+) -> list[LoadPlan]:
     """One level shared among `workers` plans: concurrency split as evenly as it goes, rate split evenly
     with staggered constant schedules (or independent Poisson streams, whose sum is Poisson at `rate`)."""
     from dataclasses import replace
@@ -375,13 +402,27 @@ def split_level(base: LoadPlan, workers: int, concurrency: int | None, rate: flo
         shares = [concurrency // workers + (i < concurrency % workers) for i in range(workers)]
         start = 0
         for i, c in enumerate(s for s in shares if s):
-            plans.append(replace(base, concurrency=c, rate=None, seed=base.seed + i,
-                                 output_regions=output_regions[start:start + c] if output_regions else []))
+            plans.append(
+                replace(
+                    base,
+                    concurrency=c,
+                    rate=None,
+                    seed=base.seed + i,
+                    output_regions=output_regions[start : start + c] if output_regions else [],
+                )
+            )
             start += c
         return plans
     per = max(1, len(output_regions) // workers) if output_regions else 0
     for i in range(workers):
-        plans.append(replace(base, concurrency=None, rate=rate / workers, seed=base.seed + i,
-                             start_at=base.start_at + (i / rate if base.distribution == "constant" else 0.0),
-                             output_regions=output_regions[i * per:(i + 1) * per] if output_regions else []))
+        plans.append(
+            replace(
+                base,
+                concurrency=None,
+                rate=rate / workers,
+                seed=base.seed + i,
+                start_at=base.start_at + (i / rate if base.distribution == "constant" else 0.0),
+                output_regions=output_regions[i * per : (i + 1) * per] if output_regions else [],
+            )
+        )
     return plans

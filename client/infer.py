@@ -34,17 +34,19 @@ def text_inputs(spec: ModelSpec, text: str) -> list[np.ndarray]:
 def check_sample_choice(n: int | None, rows: list[int] | None) -> None:
     """InputError unless exactly one of a count `n` (at least 1) and row indices (each at least 0) is given."""
     if (n is None) == (not rows):
-        raise InputError("give --samples N (how many held-out rows, from the first) or --row I (one row by its "
-                         "0-based index; repeat it for several), not both")
+        raise InputError(
+            "give --samples N (how many held-out rows, from the first) or --row I (one row by its "
+            "0-based index; repeat it for several), not both"
+        )
     if n is not None and n < 1:
-        raise InputError(f"--samples {n}: it is a count (at least 1); for the held-out row at index {n} "
-                         f"use --row {n}")
+        raise InputError(f"--samples {n}: it is a count (at least 1); for the held-out row at index {n} use --row {n}")
     if rows and min(rows) < 0:
         raise InputError(f"--row {min(rows)}: a row index is 0 or more")
 
 
-def sample_inputs(spec: ModelSpec, data_dir: Path, n: int | None = None,
-                  rows: list[int] | None = None) -> tuple[list[np.ndarray], np.ndarray | None]:
+def sample_inputs(
+    spec: ModelSpec, data_dir: Path, n: int | None = None, rows: list[int] | None = None
+) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Real held-out samples and their targets: the first `n` (`--samples`, a count), or the rows at the
     0-based indices `rows` (`--row`), in the order given."""
     check_sample_choice(n, rows)
@@ -60,8 +62,9 @@ def sample_inputs(spec: ModelSpec, data_dir: Path, n: int | None = None,
     return [a[index] for a in split.test_inputs], None if split.test_target is None else split.test_target[index]
 
 
-def run_infer(target: Target, client: Client, arrays: list[np.ndarray], *, cast: bool = False,
-              allow_nonfinite: bool = False) -> dict:
+def run_infer(
+    target: Target, client: Client, arrays: list[np.ndarray], *, cast: bool = False, allow_nonfinite: bool = False
+) -> dict:
     """Validate, send in batches of at most max_batch_size, and describe the answer.
 
     Args:
@@ -83,8 +86,12 @@ def run_infer(target: Target, client: Client, arrays: list[np.ndarray], *, cast:
         outputs = client.infer(target, triton_name, arrays)
     spec = target.spec
     return {
-        "model": target.name, "triton_model": triton_name, "resolved": target.resolved,
-        "protocol": client.protocol, "url": client.url, "batched": target.batched,
+        "model": target.name,
+        "triton_model": triton_name,
+        "resolved": target.resolved,
+        "protocol": client.protocol,
+        "url": client.url,
+        "batched": target.batched,
         "inputs": {t.name: list(a.shape) for t, a in zip(target.inputs, arrays)},
         "outputs": {t.name: o for t, o in zip(target.outputs, outputs)},
         "meaning": spec.describe(outputs[spec.primary_index]) if spec is not None else None,

@@ -44,17 +44,21 @@ def load_input_file(spec: ModelSpec | Target, path: Path) -> list[np.ndarray]:
     if not path.is_file():
         hint = ""
         if str(path) in ("random", "zero", "sample"):  # perf's --input modes given to a file option
-            hint = (f" (for generated data: `client infer --generate {path}`, `client perf --input {path}`)"
-                    if str(path) != "sample" else " (for held-out samples: `client infer --samples N` or `--row I`, "
-                    "`client perf --input sample`)")
+            hint = (
+                f" (for generated data: `client infer --generate {path}`, `client perf --input {path}`)"
+                if str(path) != "sample"
+                else " (for held-out samples: `client infer --samples N` or `--row I`, `client perf --input sample`)"
+            )
         raise InputError(f"input file not found: {path}{hint}")
     names = [t.name for t in spec.inputs]
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
             if len(names) != 1:
-                raise InputError(f"{spec.name} takes {len(names)} inputs ({', '.join(names)}): "
-                                 "give them in a .npz or .json file keyed by name")
+                raise InputError(
+                    f"{spec.name} takes {len(names)} inputs ({', '.join(names)}): "
+                    "give them in a .npz or .json file keyed by name"
+                )
             return [np.load(path, allow_pickle=False)]
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
@@ -72,9 +76,11 @@ def load_input_file(spec: ModelSpec | Target, path: Path) -> list[np.ndarray]:
     missing = [n for n in names if n not in data]
     unknown = sorted(set(data) - set(names))
     if missing or unknown:
-        raise InputError(f"input file {path}: {spec.name} takes {', '.join(names)}"
-                         + (f"; missing {', '.join(missing)}" if missing else "")
-                         + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+        raise InputError(
+            f"input file {path}: {spec.name} takes {', '.join(names)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; unknown {', '.join(unknown)}" if unknown else "")
+        )
     try:
         return [np.asarray(data[n]) for n in names]
     except ValueError as exc:  # ragged JSON lists
@@ -83,12 +89,16 @@ def load_input_file(spec: ModelSpec | Target, path: Path) -> list[np.ndarray]:
 
 def is_perf_analyzer_json(data: Any) -> bool:
     """perf_analyzer's input-data JSON: an object whose `data` is a list of per-request entries."""
-    return isinstance(data, dict) and isinstance(data.get("data"), list) and all(
-        isinstance(e, (dict, list)) for e in data["data"])
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("data"), list)
+        and all(isinstance(e, (dict, list)) for e in data["data"])
+    )
 
 
-def _decode_value(t, dtype: np.dtype, datatype: str, value: Any, shape: tuple[int, ...] | None,
-                  where: str) -> np.ndarray:
+def _decode_value(
+    t, dtype: np.dtype, datatype: str, value: Any, shape: tuple[int, ...] | None, where: str
+) -> np.ndarray:
     """One tensor of one perf_analyzer entry: flat values, {content, shape} or {b64, shape}."""
     if isinstance(value, dict):
         if "shape" in value:
@@ -112,8 +122,10 @@ def _decode_value(t, dtype: np.dtype, datatype: str, value: Any, shape: tuple[in
     else:
         arr = _values(value, dtype, datatype, where)
     if shape is None:
-        raise InputError(f"{where}: input {t.name} has a dynamic dim: give its shape in the file "
-                         f"(\"shape\": [...]) or with --shape {t.name}:D1,D2")
+        raise InputError(
+            f"{where}: input {t.name} has a dynamic dim: give its shape in the file "
+            f'("shape": [...]) or with --shape {t.name}:D1,D2'
+        )
     if arr.size != int(np.prod(shape, dtype=np.int64)):
         raise InputError(f"{where}: {arr.size} values do not fill shape {list(shape)}")
     return arr.reshape(shape)
@@ -132,8 +144,9 @@ def _values(content: Any, dtype: np.dtype, datatype: str, where: str) -> np.ndar
         raise InputError(f"{where}: not {datatype} values ({exc})") from None
 
 
-def perf_analyzer_rows(target: Target, data: dict, shapes: dict[str, tuple[int, ...]], path: Path,
-                       indices: list[int] | None = None) -> list[list[np.ndarray]]:
+def perf_analyzer_rows(
+    target: Target, data: dict, shapes: dict[str, tuple[int, ...]], path: Path, indices: list[int] | None = None
+) -> list[list[np.ndarray]]:
     """The entries of perf_analyzer's `data` list (those at `indices`, else all) as one sample per input
     (wire shapes, batch axis excluded); only these are decoded."""
     entries = data["data"]
@@ -147,8 +160,9 @@ def perf_analyzer_rows(target: Target, data: dict, shapes: dict[str, tuple[int, 
             raise InputError(f"{path}: data[{i}] is a list of sequence steps; zeroserve sends no sequences")
         missing = [n for n in names if n not in entry]
         if missing:
-            raise InputError(f"{path}: data[{i}] has no {', '.join(missing)} ({target.triton_name} takes "
-                             f"{', '.join(names)})")
+            raise InputError(
+                f"{path}: data[{i}] has no {', '.join(missing)} ({target.triton_name} takes {', '.join(names)})"
+            )
         row = []
         for t in target.inputs:
             if isinstance(t, ServedTensor):
@@ -164,8 +178,13 @@ def perf_analyzer_rows(target: Target, data: dict, shapes: dict[str, tuple[int, 
     return rows
 
 
-def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...]] | None = None,
-                    rows: int | None = None, start: int = 0) -> list[np.ndarray]:
+def read_input_file(
+    target: Target,
+    path: Path,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    rows: int | None = None,
+    start: int = 0,
+) -> list[np.ndarray]:
     """A user's tensors for `target`: .npy (one input), .npz or .json keyed by input name (batch axis
     included where the model batches), or perf_analyzer's input-data JSON (one request per entry, no
     batch axis: entries become the rows of one batch).
@@ -181,33 +200,38 @@ def read_input_file(target: Target, path: Path, shapes: dict[str, tuple[int, ...
         if is_perf_analyzer_json(data):
             check_shapes(target, shapes)
             n = len(data["data"])
-            indices = None if want is None or not n else [(start + i) % n
-                                                          for i in range(want if target.batched else 1)]
+            indices = None if want is None or not n else [(start + i) % n for i in range(want if target.batched else 1)]
             rows = perf_analyzer_rows(target, data, shapes, path, indices)
             if not target.batched:
                 if len(rows) > 1:
-                    raise InputError(f"{path}: {target.triton_name} does not batch (max_batch_size 0): give one "
-                                     "data entry")
+                    raise InputError(
+                        f"{path}: {target.triton_name} does not batch (max_batch_size 0): give one data entry"
+                    )
                 return rows[0]
             arrays = []
             for k, t in enumerate(target.inputs):
                 shapes_k = {r[k].shape for r in rows}
                 if len(shapes_k) > 1:
-                    raise InputError(f"{path}: the entries give {t.name} different shapes {sorted(shapes_k)}; "
-                                     "one request holds one shape")
+                    raise InputError(
+                        f"{path}: the entries give {t.name} different shapes {sorted(shapes_k)}; "
+                        "one request holds one shape"
+                    )
                 stacked = np.stack([r[k] for r in rows])
                 arrays.append(stacked.reshape(len(rows)) if getattr(t, "reshaped", False) else stacked)
             return arrays
     return load_input_file(target, path)
 
 
-def read_input_requests(target: Target, path: Path,
-                        shapes: dict[str, tuple[int, ...]] | None = None) -> list[list[np.ndarray]]:
+def read_input_requests(
+    target: Target, path: Path, shapes: dict[str, tuple[int, ...]] | None = None
+) -> list[list[np.ndarray]]:
     """The requests `client infer --input` sends: one for a file keyed by input; for perf_analyzer's JSON,
     as perf_analyzer does, an entry per request, except that consecutive entries of one shape go as one
     batch (so a file of one shape is one request). The answers keep the entries' order."""
     path = Path(path)
-    if not (target.batched and path.suffix.lower() == ".json" and path.is_file() and is_perf_analyzer_json(_json(path))):
+    if not (
+        target.batched and path.suffix.lower() == ".json" and path.is_file() and is_perf_analyzer_json(_json(path))
+    ):
         return [read_input_file(target, path, shapes)]
     data = _json(path)
     shapes = shapes or {}
@@ -240,8 +264,9 @@ def perf_analyzer_entries(path: Path) -> int | None:
     return len(data["data"]) if is_perf_analyzer_json(data) else None
 
 
-def check_validation_data(target: Target, path: Path | None, outputs: list[np.ndarray], rows: int | None = None,
-                          start: int = 0) -> int:
+def check_validation_data(
+    target: Target, path: Path | None, outputs: list[np.ndarray], rows: int | None = None, start: int = 0
+) -> int:
     """Compare a request's outputs with the `validation_data` of a perf_analyzer input-data file, entry by
     entry (the entries that made the request's rows), as perf_analyzer validates answers.
 
@@ -271,15 +296,20 @@ def check_validation_data(target: Target, path: Path | None, outputs: list[np.nd
                 from tritonclient.utils import np_to_triton_dtype
 
                 datatype = np_to_triton_dtype(dtype)
-            want = _decode_value(t, dtype, datatype, entry[t.name], (got.size,), f"{path}: validation_data[{i}].{t.name}")
+            want = _decode_value(
+                t, dtype, datatype, entry[t.name], (got.size,), f"{path}: validation_data[{i}].{t.name}"
+            )
             if datatype == "BYTES" or dtype.kind not in "fV":
                 same = got.shape == want.shape and bool(np.all(got == want))
             else:
-                same = got.shape == want.shape and np.allclose(got.astype(np.float64), want.astype(np.float64),
-                                                               rtol=1e-5, atol=1e-6)
+                same = got.shape == want.shape and np.allclose(
+                    got.astype(np.float64), want.astype(np.float64), rtol=1e-5, atol=1e-6
+                )
             if not same:
-                raise CheckFailed(f"{target.triton_name}: output {t.name} of row {i} differs from {path}'s "
-                                  f"validation_data: got {np.array2string(got[:6], precision=6)}, expected "
-                                  f"{np.array2string(want[:6], precision=6)}")
+                raise CheckFailed(
+                    f"{target.triton_name}: output {t.name} of row {i} differs from {path}'s "
+                    f"validation_data: got {np.array2string(got[:6], precision=6)}, expected "
+                    f"{np.array2string(want[:6], precision=6)}"
+                )
             compared += got.size
     return compared

@@ -54,13 +54,13 @@ class WindowCounts:
         """Move the pending values into the histograms (once per window, as counts of distinct values)."""
         for values, hist in ((self.pending, self.histogram), (self.pending_lag, self.lag)):
             if values:
-                unique, counts = np.unique(np.clip(np.asarray(values, np.int64), LOWEST_US, HIGHEST_US),
-                                           return_counts=True)
+                unique, counts = np.unique(
+                    np.clip(np.asarray(values, np.int64), LOWEST_US, HIGHEST_US), return_counts=True
+                )
                 for v, n in zip(unique.tolist(), counts.tolist()):
                     hist.record_value(v, n)
                 values.clear()
         return self
-
 
     def add(self, other: WindowCounts) -> WindowCounts:
         """Both windows' requests in this one (histograms added, counts summed); both flushed first."""
@@ -130,8 +130,13 @@ async def _timed(send: Send, index: int, start: float, recorder: Recorder, clock
     return True
 
 
-async def closed_loop(send: Send, concurrency: int, recorder: Recorder, stop: asyncio.Event,
-                      clock: Callable[[], float] = time.perf_counter) -> None:
+async def closed_loop(
+    send: Send,
+    concurrency: int,
+    recorder: Recorder,
+    stop: asyncio.Event,
+    clock: Callable[[], float] = time.perf_counter,
+) -> None:
     """`concurrency` workers, each sending its next request as soon as the last one answered.
 
     `send` gets the worker's number, so a worker can own per-request resources (shared memory).
@@ -147,8 +152,9 @@ async def closed_loop(send: Send, concurrency: int, recorder: Recorder, stop: as
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
 
 
-def intended_send_times(rate: float, distribution: str, start: float = 0.0,
-                        rng: np.random.Generator | None = None) -> Iterator[float]:
+def intended_send_times(
+    rate: float, distribution: str, start: float = 0.0, rng: np.random.Generator | None = None
+) -> Iterator[float]:
     """The open loop's schedule: constant gaps of 1/rate, or Poisson arrivals (exponential gaps, mean 1/rate)."""
     if rate <= 0 or not math.isfinite(rate):
         raise ValueError(f"request rate must be positive, got {rate}")
@@ -165,10 +171,16 @@ def intended_send_times(rate: float, distribution: str, start: float = 0.0,
             yield t
 
 
-async def open_loop(send: Send, schedule: Iterator[float], recorder: Recorder, stop: asyncio.Event,
-                    clock: Callable[[], float] = time.perf_counter,
-                    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                    max_outstanding: int = MAX_OUTSTANDING, drain_timeout: float = 10.0) -> int:
+async def open_loop(
+    send: Send,
+    schedule: Iterator[float],
+    recorder: Recorder,
+    stop: asyncio.Event,
+    clock: Callable[[], float] = time.perf_counter,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    max_outstanding: int = MAX_OUTSTANDING,
+    drain_timeout: float = 10.0,
+) -> int:
     """Send at the scheduled times whatever the answers do; returns how many requests were sent.
 
     Latency counts from the intended time. When `max_outstanding` requests are in flight the

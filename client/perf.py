@@ -50,8 +50,9 @@ from zeroserve.spec import ModelSpec
 
 MEASUREMENT_MODES = ("time_windows", "count_windows")
 DEFAULT_REQUEST_COUNT = 50  # perf_analyzer's --measurement-request-count default
-SHARED_CORES_NOTE = ("this machine has {cores} cores shared by the server and the load generator: "
-                     "figures include that contention")
+SHARED_CORES_NOTE = (
+    "this machine has {cores} cores shared by the server and the load generator: figures include that contention"
+)
 MAX_WORKERS = 16
 
 
@@ -90,12 +91,22 @@ class Setup:
     def generator(self, concurrency: int | None, rate: float | None):
         """The level's generator: local, or its plans spread over the worker pool."""
         regions = self.shm.output_regions if self.shm else []
-        base = LoadPlan(Tensors(self.spec.inputs, self.spec.outputs), self.triton_name, self.protocol, self.urls,
-                        self.arrays, self.timeout, distribution=self.distribution, seed=self.seed,
-                        # workers need a moment to receive the level and connect before the first send
-                        start_at=time.perf_counter() + (0.5 if self.pool else 0.01),
-                        input_region=self.shm.input_region if self.shm else None,
-                        expected=self.expected, streaming=self.streaming, variants=self.variants)
+        base = LoadPlan(
+            Tensors(self.spec.inputs, self.spec.outputs),
+            self.triton_name,
+            self.protocol,
+            self.urls,
+            self.arrays,
+            self.timeout,
+            distribution=self.distribution,
+            seed=self.seed,
+            # workers need a moment to receive the level and connect before the first send
+            start_at=time.perf_counter() + (0.5 if self.pool else 0.01),
+            input_region=self.shm.input_region if self.shm else None,
+            expected=self.expected,
+            streaming=self.streaming,
+            variants=self.variants,
+        )
         if self.pool is None:
             return LocalGenerator(replace(base, concurrency=concurrency, rate=rate, output_regions=regions))
         plans = split_level(base, len(self.pool.procs), concurrency, rate, regions)
@@ -115,12 +126,13 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
     lost = None
     async with contextlib.AsyncExitStack() as stack:
         # a server listed twice is sampled once
-        stat_clients = [await stack.enter_async_context(AsyncClient(u, setup.protocol, setup.timeout))
-                        for u in dict.fromkeys(setup.urls)]
+        stat_clients = [
+            await stack.enter_async_context(AsyncClient(u, setup.protocol, setup.timeout))
+            for u in dict.fromkeys(setup.urls)
+        ]
 
         async def stats() -> dict[str, int]:
-            return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name)
-                                                              for c in stat_clients))))
+            return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name) for c in stat_clients))))
 
         async with setup.generator(concurrency, rate) as gen:
             t0 = time.perf_counter()
@@ -136,8 +148,9 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
             for _ in range(setup.max_trials if lost is None else 0):
                 sample = await _window(setup, gen)
                 t1 = time.perf_counter()
-                windows.append(Window(t1 - t0, sample.counts, setup.batch_size, sample.cpu_seconds,
-                                      sample.loop_cpu_seconds))
+                windows.append(
+                    Window(t1 - t0, sample.counts, setup.batch_size, sample.cpu_seconds, sample.loop_cpu_seconds)
+                )
                 t0 = t1
                 try:
                     samples.append(await stats())
@@ -148,20 +161,27 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
                     break
             t0 = time.perf_counter()
             last = await gen.finish()  # the requests still in flight are counted too
-            drain = Window(time.perf_counter() - t0, last.counts, setup.batch_size, last.cpu_seconds,
-                           last.loop_cpu_seconds)
+            drain = Window(
+                time.perf_counter() - t0, last.counts, setup.batch_size, last.cpu_seconds, last.loop_cpu_seconds
+            )
     # figures from windows that have a statistics sample at each end
-    sampled = windows[:max(0, len(samples) - 1)]
+    sampled = windows[: max(0, len(samples) - 1)]
     used = sampled[-STABLE_WINDOWS:]
     first = len(sampled) - len(used)
-    fig = summarise(used, samples[first] if used else None, samples[len(sampled)] if used else None,
-                    setup.percentile)
-    fig.update({
-        "concurrency": concurrency, "request_rate": rate, "latency_metric": key,
-        "stable": lost is None and is_stable([(x.throughput, x.latency(key)) for x in windows], setup.stability),
-        "trials": len(windows), "windows": [w.as_json(key) for w in windows],
-        "totals": totals(windows), "warmup": totals([warmup]), "drain": totals([drain]),
-    })
+    fig = summarise(used, samples[first] if used else None, samples[len(sampled)] if used else None, setup.percentile)
+    fig.update(
+        {
+            "concurrency": concurrency,
+            "request_rate": rate,
+            "latency_metric": key,
+            "stable": lost is None and is_stable([(x.throughput, x.latency(key)) for x in windows], setup.stability),
+            "trials": len(windows),
+            "windows": [w.as_json(key) for w in windows],
+            "totals": totals(windows),
+            "warmup": totals([warmup]),
+            "drain": totals([drain]),
+        }
+    )
     if lost is not None:
         fig["server_lost"] = lost
     if rate is not None:
@@ -193,14 +213,17 @@ def unstable_message(level: dict, stability: float, advice: bool = True) -> str:
     tp = ", ".join(f"{w['throughput']:.0f}" for w in last)
     lat = ", ".join(f"{w[key]:.2f}" for w in last)
     name = "average latency" if key == "mean_ms" else key.removesuffix("_ms")
-    return (f"{what} did not stabilise within {stability:.0%} in {level['trials']} windows: last throughput "
-            f"{tp} infer/s, {name} {lat} ms"
-            + (" (raise --max-trials or --window, or pass --allow-unstable)" if advice else ""))
+    return (
+        f"{what} did not stabilise within {stability:.0%} in {level['trials']} windows: last throughput "
+        f"{tp} infer/s, {name} {lat} ms"
+        + (" (raise --max-trials or --window, or pass --allow-unstable)" if advice else "")
+    )
 
 
 def level_name(level: dict) -> str:
-    return (f"concurrency {level['concurrency']}" if level["concurrency"]
-            else f"request rate {level['request_rate']:g}/s")
+    return (
+        f"concurrency {level['concurrency']}" if level["concurrency"] else f"request rate {level['request_rate']:g}/s"
+    )
 
 
 COUNTED = ("warmup", "totals", "drain")  # a level's blocks that together hold every request it sent
@@ -228,27 +251,56 @@ def level_failures(level: dict) -> tuple[dict[str, int], dict[str, str]]:
 
 def resolve_urls(endpoint: Endpoint, protocol: str, urls: list[str] | None) -> list[str]:
     """The servers to load (`--url` wins over the endpoint options), every one on loopback."""
-    pairs = ([parse_url(u, protocol) for u in urls] if urls else
-             [(endpoint.host, endpoint.http_port if protocol == "http" else endpoint.grpc_port)])
+    pairs = (
+        [parse_url(u, protocol) for u in urls]
+        if urls
+        else [(endpoint.host, endpoint.http_port if protocol == "http" else endpoint.grpc_port)]
+    )
     for host, _ in pairs:
         require_loopback(host)
     return [hostport("127.0.0.1" if h == "localhost" else h, p) for h, p in pairs]
 
 
-def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | None = None, protocol: str = "grpc",
-             urls: list[str] | None = None, concurrency: list[int] | None = None,
-             request_rate: list[float] | None = None, distribution: str = "constant",
-             latency_budget_ms: float | None = None, batch_size: int = 1, input_mode: str = "random",
-             input_data: Path | None = None, cast: bool = False, allow_nonfinite: bool = False,
-             data_dir: Path | None = None, shared_memory: str = "none",
-             window_s: float = 5.0, warmup_s: float | None = None, stability: float = 0.10, max_trials: int = 10,
-             allow_unstable: bool = False, allow_failures: bool = False, percentile: float | None = None,
-             streaming: bool = False, timeout: float = 10.0, seed: int = 0, workers: int = 1,
-             shapes: dict[str, tuple[int, ...]] | None = None, measurement_mode: str = "time_windows",
-             measurement_request_count: int = DEFAULT_REQUEST_COUNT, model_files=None,
-             on_level: Callable[[dict], None] | None = None, triton_name: str | None = None,
-             max_concurrency: int = MAX_SEARCH_CONCURRENCY, start_concurrency: int = 1,
-             resolution: float = 0.0, deadline: float | None = None) -> dict:
+def run_perf(
+    spec: ModelSpec | Target | str,
+    endpoint: Endpoint,
+    *,
+    fmt: str | None = None,
+    protocol: str = "grpc",
+    urls: list[str] | None = None,
+    concurrency: list[int] | None = None,
+    request_rate: list[float] | None = None,
+    distribution: str = "constant",
+    latency_budget_ms: float | None = None,
+    batch_size: int = 1,
+    input_mode: str = "random",
+    input_data: Path | None = None,
+    cast: bool = False,
+    allow_nonfinite: bool = False,
+    data_dir: Path | None = None,
+    shared_memory: str = "none",
+    window_s: float = 5.0,
+    warmup_s: float | None = None,
+    stability: float = 0.10,
+    max_trials: int = 10,
+    allow_unstable: bool = False,
+    allow_failures: bool = False,
+    percentile: float | None = None,
+    streaming: bool = False,
+    timeout: float = 10.0,
+    seed: int = 0,
+    workers: int = 1,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    measurement_mode: str = "time_windows",
+    measurement_request_count: int = DEFAULT_REQUEST_COUNT,
+    model_files=None,
+    on_level: Callable[[dict], None] | None = None,
+    triton_name: str | None = None,
+    max_concurrency: int = MAX_SEARCH_CONCURRENCY,
+    start_concurrency: int = 1,
+    resolution: float = 0.0,
+    deadline: float | None = None,
+) -> dict:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
 
     `spec` is a registry entry, a resolved Target, or a name resolved against the first server
@@ -315,19 +367,30 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
             c.require_model(triton_name)
             served_max = min(served_max, c.max_batch_size(triton_name) or served_max)
         if not target.batched and batch_size != 1:
-            raise InputError(f"{triton_name} does not batch (max_batch_size 0): its requests hold one sample, "
-                             "use --batch-size 1")
+            raise InputError(
+                f"{triton_name} does not batch (max_batch_size 0): its requests hold one sample, use --batch-size 1"
+            )
         if target.batched and not 1 <= batch_size <= served_max:
             raise InputError(f"--batch-size must be between 1 and {triton_name}'s max_batch_size {served_max}")
-        arrays = perf_inputs(target, batch_size, input_mode, input_data=input_data, data_dir=data_dir, seed=seed,
-                             shapes=shapes, cast=cast, allow_nonfinite=allow_nonfinite)
+        arrays = perf_inputs(
+            target,
+            batch_size,
+            input_mode,
+            input_data=input_data,
+            data_dir=data_dir,
+            seed=seed,
+            shapes=shapes,
+            cast=cast,
+            allow_nonfinite=allow_nonfinite,
+        )
         outputs = [c.infer(target, triton_name, arrays) for c in sync]  # one real answer per server before load
         names = [t.name for t in target.outputs]
         for answer in outputs:  # perf_analyzer's validation_data, when the input file has it
             check_validation_data(target, input_data, answer, rows=batch_size)
         variants = []  # perf_analyzer's round-robin over its input-data entries: one reference answer each
-        for start, v_arrays in input_variants(target, input_data, batch_size, shapes, cast=cast,
-                                              allow_nonfinite=allow_nonfinite):
+        for start, v_arrays in input_variants(
+            target, input_data, batch_size, shapes, cast=cast, allow_nonfinite=allow_nonfinite
+        ):
             answers = [c.infer(target, triton_name, v_arrays) for c in sync]
             for answer in answers:
                 check_validation_data(target, input_data, answer, rows=batch_size, start=start)
@@ -336,20 +399,42 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         if shared_memory == "system":
             slots = max(concurrency or [0]) or min(256, load.MAX_OUTSTANDING)
             unique = list({c.url: c for c in sync}.values())  # one registration per server, even if listed twice
-            shm = SharedMemory.create(unique, to_wire(target, arrays), [_nbytes(o) for o in outputs[0]], slots,
-                                      f"{os.getpid()}_{triton_name}")
-        setup = Setup(target, triton_name, protocol, urls, arrays, batch_size, window_s,
-                      window_s if warmup_s is None else warmup_s, stability, max_trials, timeout, shm,
-                      distribution, seed, expected=expected_outputs([t.name for t in target.outputs], outputs[0]),
-                      streaming=streaming, percentile=percentile,
-                      request_count=measurement_request_count if measurement_mode == "count_windows" else None,
-                      variants=tuple(variants) if shm is None else ())
+            shm = SharedMemory.create(
+                unique, to_wire(target, arrays), [_nbytes(o) for o in outputs[0]], slots, f"{os.getpid()}_{triton_name}"
+            )
+        setup = Setup(
+            target,
+            triton_name,
+            protocol,
+            urls,
+            arrays,
+            batch_size,
+            window_s,
+            window_s if warmup_s is None else warmup_s,
+            stability,
+            max_trials,
+            timeout,
+            shm,
+            distribution,
+            seed,
+            expected=expected_outputs([t.name for t in target.outputs], outputs[0]),
+            streaming=streaming,
+            percentile=percentile,
+            request_count=measurement_request_count if measurement_mode == "count_windows" else None,
+            variants=tuple(variants) if shm is None else (),
+        )
         try:
             setup.pool = WorkerPool(workers) if workers > 1 else None
-            levels, best, cut_short = _measure_levels(setup, concurrency, request_rate, latency_budget_ms,
-                                                      allow_unstable, on_level,
-                                                      dict(max_concurrency=max_concurrency, start=start_concurrency,
-                                                           resolution=resolution), deadline)
+            levels, best, cut_short = _measure_levels(
+                setup,
+                concurrency,
+                request_rate,
+                latency_budget_ms,
+                allow_unstable,
+                on_level,
+                dict(max_concurrency=max_concurrency, start=start_concurrency, resolution=resolution),
+                deadline,
+            )
         finally:
             if setup.pool is not None:
                 setup.pool.close()
@@ -364,23 +449,43 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
     entries = perf_analyzer_entries(input_data) if input_data is not None else None
     if entries is not None and variants:
         sent = 1 + (len(variants) if shm is None else 0)
-        notes.append(f"{input_data}: {entries} perf_analyzer data entries sent round-robin as {sent} distinct "
-                     f"request(s) of {batch_size if target.batched else 1} row(s)"
-                     + (" (only the first with --shared-memory system)" if shm is not None else "")
-                     + (f" (at most {MAX_VARIANTS})" if len(variants) + 1 >= MAX_VARIANTS else ""))
+        notes.append(
+            f"{input_data}: {entries} perf_analyzer data entries sent round-robin as {sent} distinct "
+            f"request(s) of {batch_size if target.batched else 1} row(s)"
+            + (" (only the first with --shared-memory system)" if shm is not None else "")
+            + (f" (at most {MAX_VARIANTS})" if len(variants) + 1 >= MAX_VARIANTS else "")
+        )
     mode = "latency_budget" if latency_budget_ms is not None else "request_rate" if request_rate else "concurrency"
     return {
-        "schema": records.SCHEMA, "kind": "perf", "model": target.name, "triton_model": triton_name,
-        "resolved": target.resolved, "protocol": protocol, "streaming": streaming, "format": target.fmt,
-        "urls": urls, "batch_size": batch_size, "shapes": {k: list(v) for k, v in (shapes or {}).items()},
+        "schema": records.SCHEMA,
+        "kind": "perf",
+        "model": target.name,
+        "triton_model": triton_name,
+        "resolved": target.resolved,
+        "protocol": protocol,
+        "streaming": streaming,
+        "format": target.fmt,
+        "urls": urls,
+        "batch_size": batch_size,
+        "shapes": {k: list(v) for k, v in (shapes or {}).items()},
         "measurement_mode": measurement_mode,
         "measurement_request_count": measurement_request_count if measurement_mode == "count_windows" else None,
-        "input": "file " + str(input_data) if input_data else input_mode, "shared_memory": shared_memory,
+        "input": "file " + str(input_data) if input_data else input_mode,
+        "shared_memory": shared_memory,
         "input_requests": 1 + (len(variants) if shm is None else 0),
-        "mode": mode, "distribution": distribution if request_rate else None,
-        "latency_budget_ms": latency_budget_ms, "best": best, "latency_metric": latency_key(percentile),
-        "window_s": window_s, "stability": stability, "max_trials": max_trials, "workers": workers,
-        "levels": levels, "notes": notes, "cpu_count": cores, "cut_short": cut_short,
+        "mode": mode,
+        "distribution": distribution if request_rate else None,
+        "latency_budget_ms": latency_budget_ms,
+        "best": best,
+        "latency_metric": latency_key(percentile),
+        "window_s": window_s,
+        "stability": stability,
+        "max_trials": max_trials,
+        "workers": workers,
+        "levels": levels,
+        "notes": notes,
+        "cpu_count": cores,
+        "cut_short": cut_short,
         "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
@@ -407,24 +512,30 @@ def _unreachable(clients: list[Client], triton_name: str) -> str | None:
     return None
 
 
-def outcome(levels: list[dict], unreachable: str | None, stability: float, allow_failures: bool,
-            allow_unstable: bool) -> dict:
+def outcome(
+    levels: list[dict], unreachable: str | None, stability: float, allow_failures: bool, allow_unstable: bool
+) -> dict:
     """The exit code a run earns, first match wins: 3 a server unreachable at the end; 1 any failed request
     (unless allowed); 4 a level that did not stabilise (unless allowed); else 0. With the reason."""
     failed = sum(level_count(lv) for lv in levels)
     unstable = [lv for lv in levels if not lv["stable"] and "server_lost" not in lv]
     if unreachable:
         counted = sum(level_count(lv, "ok") for lv in levels)
-        return {"exit_code": 3, "reason": f"the server stopped answering during the run ({unreachable}); "
-                                          f"{counted} requests answered and {failed} failed before it went"}
+        return {
+            "exit_code": 3,
+            "reason": f"the server stopped answering during the run ({unreachable}); "
+            f"{counted} requests answered and {failed} failed before it went",
+        }
     if failed and not allow_failures:
         kinds: dict[str, int] = {}
         for lv in levels:
             for k, v in level_failures(lv)[0].items():
                 kinds[k] = kinds.get(k, 0) + v
         top = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
-        return {"exit_code": 1, "reason": f"{failed} requests failed during the run ({top}); "
-                                          "pass --allow-failures to accept them"}
+        return {
+            "exit_code": 1,
+            "reason": f"{failed} requests failed during the run ({top}); pass --allow-failures to accept them",
+        }
     if unstable and not allow_unstable:
         return {"exit_code": 4, "reason": unstable_message(unstable[0], stability)}
     return {"exit_code": 0, "reason": ""}
@@ -442,32 +553,47 @@ def run_notes(levels: list[dict], stability: float, workers: int, cores: int) ->
     """What a reader of the figures must know: shared cores, a saturated or late generator, instability, failures."""
     notes = [SHARED_CORES_NOTE.format(cores=cores)] if cores <= 4 else []
     if workers > 1:
-        notes.append(f"load generated by {workers} worker processes, each with its own event loop; "
-                     "generator CPU is their sum, loop CPU the busiest one's")
+        notes.append(
+            f"load generated by {workers} worker processes, each with its own event loop; "
+            "generator CPU is their sum, loop CPU the busiest one's"
+        )
     for lv in levels:
         where = level_name(lv)
         if lv["generator_saturated"]:
-            notes.append(f"warning: the load generator's CPU limited {where} (its event loop, or with gRPC its "
-                         f"process, used {lv['loop_cpu']:.0%} of a core, {lv['client']['cpu_us']:.0f} µs per request): the "
-                         "figures measure the generator as much as the server"
-                         + ("" if workers > 1 else "; try --workers 2"))
+            notes.append(
+                f"warning: the load generator's CPU limited {where} (its event loop, or with gRPC its "
+                f"process, used {lv['loop_cpu']:.0%} of a core, {lv['client']['cpu_us']:.0f} µs per request): the "
+                "figures measure the generator as much as the server" + ("" if workers > 1 else "; try --workers 2")
+            )
         if lv.get("rate_kept") is False:
-            notes.append(f"the generator could not keep to the schedule at {lv['request_rate']:g} requests/s "
-                         f"(sent {lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); "
-                         "latencies still count from the intended send times")
+            notes.append(
+                f"the generator could not keep to the schedule at {lv['request_rate']:g} requests/s "
+                f"(sent {lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); "
+                "latencies still count from the intended send times"
+            )
         if "server_lost" in lv:
             notes.append(f"the server stopped answering at {where}: {lv['server_lost']}")
         elif not lv["stable"]:
             notes.append(unstable_message(lv, stability, advice=False))
         if level_count(lv):
             kinds, first = level_failures(lv)
-            notes.append(f"{level_count(lv)} failed requests at {where}: "
-                         + "; ".join(f"{v} {k} ({first.get(k, '')})" for k, v in kinds.items()))
+            notes.append(
+                f"{level_count(lv)} failed requests at {where}: "
+                + "; ".join(f"{v} {k} ({first.get(k, '')})" for k, v in kinds.items())
+            )
     return notes
 
 
-def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unstable, on_level, search=None,
-                    deadline: float | None = None):
+def _measure_levels(
+    setup: Setup,
+    concurrency,
+    request_rate,
+    budget,
+    allow_unstable,
+    on_level,
+    search=None,
+    deadline: float | None = None,
+):
     """Run the levels of the chosen mode; stop after a level that lost the server, where every request
     failed, or (unless allowed) that did not stabilise, and before a level that would start after
     `deadline`. Returns (levels, best concurrency or None, whether the deadline cut the run short)."""
@@ -489,11 +615,9 @@ def _measure_levels(setup: Setup, concurrency, request_rate, budget, allow_unsta
         return level
 
     if budget is not None:
-        best, levels = latency_budget_search(lambda c: measure(c, None), budget, setup.latency_key,
-                                             **(search or {}))
+        best, levels = latency_budget_search(lambda c: measure(c, None), budget, setup.latency_key, **(search or {}))
         return levels, (best["concurrency"] if best else None), cut
-    measured = [measure(c, None) for c in concurrency] if not request_rate else [measure(None, r)
-                                                                                 for r in request_rate]
+    measured = [measure(c, None) for c in concurrency] if not request_rate else [measure(None, r) for r in request_rate]
     return [lv for lv in measured if lv is not None], None, cut
 
 

@@ -14,10 +14,18 @@ from zeroserve.client.target import Target, generated_inputs, spec_time, validat
 from zeroserve.errors import InputError
 
 
-def perf_inputs(target: Target, batch_size: int, mode: str, *, input_data: Path | None = None,
-                data_dir: Path | None = None, seed: int = 0,
-                shapes: dict[str, tuple[int, ...]] | None = None, cast: bool = False,
-                allow_nonfinite: bool = False) -> list[np.ndarray]:
+def perf_inputs(
+    target: Target,
+    batch_size: int,
+    mode: str,
+    *,
+    input_data: Path | None = None,
+    data_dir: Path | None = None,
+    seed: int = 0,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    cast: bool = False,
+    allow_nonfinite: bool = False,
+) -> list[np.ndarray]:
     """The batch every request sends: random valid, zeros, real held-out samples, or a user's file.
 
     A file's values are checked as `client infer` checks them (`cast`, `allow_nonfinite`).
@@ -27,8 +35,12 @@ def perf_inputs(target: Target, batch_size: int, mode: str, *, input_data: Path 
     """
     shapes = shapes or {}
     if input_data is not None:
-        arrays = validate(target, read_input_file(target, input_data, shapes, rows=batch_size), cast=cast,
-                          allow_nonfinite=allow_nonfinite)
+        arrays = validate(
+            target,
+            read_input_file(target, input_data, shapes, rows=batch_size),
+            cast=cast,
+            allow_nonfinite=allow_nonfinite,
+        )
         if not target.batched:
             return arrays
         reps = -(-batch_size // len(arrays[0]))
@@ -55,9 +67,15 @@ def perf_inputs(target: Target, batch_size: int, mode: str, *, input_data: Path 
 MAX_VARIANTS = 64  # at most this many distinct requests per level from a perf_analyzer input-data file
 
 
-def input_variants(target: Target, input_data: Path | None, batch_size: int,
-                   shapes: dict[str, tuple[int, ...]] | None = None, *, cast: bool = False,
-                   allow_nonfinite: bool = False) -> list[tuple[int, list[np.ndarray]]]:
+def input_variants(
+    target: Target,
+    input_data: Path | None,
+    batch_size: int,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    *,
+    cast: bool = False,
+    allow_nonfinite: bool = False,
+) -> list[tuple[int, list[np.ndarray]]]:
     """The requests after the first that a perf_analyzer input-data file makes, as (first entry, arrays).
 
     perf_analyzer sends its entries round-robin; here request j holds entries j*b .. j*b+b-1 (cycled,
@@ -71,9 +89,18 @@ def input_variants(target: Target, input_data: Path | None, batch_size: int,
     if entries is None or entries <= per and entries % per == 0:
         return []
     count = min(entries // math.gcd(entries, per), MAX_VARIANTS)
-    return [(j * per, validate(target, read_input_file(target, input_data, shapes, rows=per, start=j * per),
-                               cast=cast, allow_nonfinite=allow_nonfinite))
-            for j in range(1, count)]
+    return [
+        (
+            j * per,
+            validate(
+                target,
+                read_input_file(target, input_data, shapes, rows=per, start=j * per),
+                cast=cast,
+                allow_nonfinite=allow_nonfinite,
+            ),
+        )
+        for j in range(1, count)
+    ]
 
 
 # ---------------------------------------------------------------- shared memory
@@ -90,8 +117,9 @@ class SharedMemory:
     output_regions: list[tuple[str, list[tuple[int, int]]]] = field(default_factory=list)
 
     @classmethod
-    def create(cls, clients: list[Client], wire_inputs: list[np.ndarray], output_nbytes: list[int],
-               slots: int, tag: str) -> SharedMemory:
+    def create(
+        cls, clients: list[Client], wire_inputs: list[np.ndarray], output_nbytes: list[int], slots: int, tag: str
+    ) -> SharedMemory:
         import tritonclient.utils.shared_memory as shm
         from tritonclient.utils import serialize_byte_tensor
 
@@ -121,8 +149,9 @@ class SharedMemory:
                 self.output_regions.append((name, offs))
         except shm.SharedMemoryException as exc:
             self.close()
-            raise InputError(f"--shared-memory system: cannot create a region ({exc}); "
-                             "check /dev/shm or use --shared-memory none") from None
+            raise InputError(
+                f"--shared-memory system: cannot create a region ({exc}); check /dev/shm or use --shared-memory none"
+            ) from None
         except Exception:
             self.close()
             raise

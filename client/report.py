@@ -14,11 +14,37 @@ from rich.table import Table
 from zeroserve import plots, records
 from zeroserve.client.perf import level_count, level_failures
 
-CSV_COLUMNS = ("concurrency", "request_rate", "throughput", "requests_per_s", "p50_ms", "p90_ms", "p95_ms",
-               "p99_ms", "max_ms", "mean_ms", "requests", "ok", "failed", "stable", "trials",
-               "server_queue_us", "server_compute_input_us", "server_compute_infer_us", "server_compute_output_us",
-               "client_cpu_us", "client_send_us", "client_check_us", "generator_cpu", "loop_cpu", "achieved_rate",
-               "send_lag_p99_ms", "all_requests", "all_failed", "failures")
+CSV_COLUMNS = (
+    "concurrency",
+    "request_rate",
+    "throughput",
+    "requests_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "mean_ms",
+    "requests",
+    "ok",
+    "failed",
+    "stable",
+    "trials",
+    "server_queue_us",
+    "server_compute_input_us",
+    "server_compute_infer_us",
+    "server_compute_output_us",
+    "client_cpu_us",
+    "client_send_us",
+    "client_check_us",
+    "generator_cpu",
+    "loop_cpu",
+    "achieved_rate",
+    "send_lag_p99_ms",
+    "all_requests",
+    "all_failed",
+    "failures",
+)
 
 
 def level_label(level: dict) -> str:
@@ -47,29 +73,57 @@ def all_requests(level: dict) -> tuple[int, int]:
 
 
 def title(rec: dict) -> str:
-    return (f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}, input {rec['input']}, "
-            f"shared memory {rec['shared_memory']}, {len(rec['urls'])} server(s)")
+    return (
+        f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}, input {rec['input']}, "
+        f"shared memory {rec['shared_memory']}, {len(rec['urls'])} server(s)"
+    )
 
 
 def table(rec: dict) -> Table:
     """The human table: one row per level."""
     t = Table(title=title(rec))
-    cols = ("level", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "mean ms", "requests", "failed",
-            "server queue/in/infer/out µs", "client cpu/send/check µs", "gen CPU", "stable")
+    cols = (
+        "level",
+        "infer/s",
+        "p50 ms",
+        "p90 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "mean ms",
+        "requests",
+        "failed",
+        "server queue/in/infer/out µs",
+        "client cpu/send/check µs",
+        "gen CPU",
+        "stable",
+    )
     for c in cols:
         t.add_column(c, justify="left" if c == "level" else "right")
     for lv in rec["levels"]:
         s = lv.get("server") or {}
-        split = "/".join(f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer",
-                                                                  "compute_output")) if s else "-"
+        split = (
+            "/".join(
+                f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")
+            )
+            if s
+            else "-"
+        )
         c = lv.get("client") or {}
         client = "/".join(f"{c.get(f'{p}_us', 0):.0f}" for p in ("cpu", "send", "check")) if c else "-"
         mark = "" if lv.get("rate_kept", True) else " (rate not kept)"
         requests, failed = all_requests(lv)
-        t.add_row(level_label(lv) + mark, f"{lv['throughput']:.1f}", *(f"{lv[k]:.2f}" for k in
-                  ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
-                  str(requests), str(failed), split, client, f"{lv['generator_cpu']:.0%}",
-                  "yes" if lv["stable"] else f"no ({lv['trials']})")
+        t.add_row(
+            level_label(lv) + mark,
+            f"{lv['throughput']:.1f}",
+            *(f"{lv[k]:.2f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
+            str(requests),
+            str(failed),
+            split,
+            client,
+            f"{lv['generator_cpu']:.0%}",
+            "yes" if lv["stable"] else f"no ({lv['trials']})",
+        )
     return t
 
 
@@ -90,8 +144,9 @@ def plot_png(rec: dict) -> bytes:
     for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms"):
         ax.plot(x, [lv[key] for lv in levels], marker="o", label=key.split("_")[0])
     for lv in levels:
-        ax.annotate(level_label(lv), (lv["throughput"], lv["p99_ms"]), textcoords="offset points", xytext=(3, 4),
-                    fontsize=7)
+        ax.annotate(
+            level_label(lv), (lv["throughput"], lv["p99_ms"]), textcoords="offset points", xytext=(3, 4), fontsize=7
+        )
     ax.set_xlabel("throughput (inferences/s)")
     ax.set_ylabel("latency (ms)")
     ax.set_title(f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}", fontsize=10)
@@ -100,15 +155,24 @@ def plot_png(rec: dict) -> bytes:
     return plots.png(fig)
 
 
-def html_page(page_title: str, heading: str, head: list[str], rows: list[str], png: bytes, alt: str,
-              notes_title: str, notes: str, settings: dict) -> str:
+def html_page(
+    page_title: str,
+    heading: str,
+    head: list[str],
+    rows: list[str],
+    png: bytes,
+    alt: str,
+    notes_title: str,
+    notes: str,
+    settings: dict,
+) -> str:
     """One self-contained report page (perf's and tune's): a table, the plot as base64, notes and settings."""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(page_title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}</style></head>
 <body><h1>{html.escape(heading)}</h1>
-<table><tr>{''.join(f'<th>{html.escape(h)}</th>' for h in head)}</tr>{''.join(rows)}</table>
+<table><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in head)}</tr>{"".join(rows)}</table>
 <p><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>
 <h2>{html.escape(notes_title)}</h2><ul>{notes}</ul>
 <h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>
@@ -118,35 +182,90 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#e
 
 def to_html(rec: dict, png: bytes) -> str:
     """A self-contained page: the table, the plot embedded as base64, the notes and the settings."""
-    head = ["level", "infer/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms", "mean ms", "requests", "failed",
-            "queue µs", "compute input µs", "infer µs", "compute output µs", "client CPU µs", "generator CPU",
-            "stable"]
+    head = [
+        "level",
+        "infer/s",
+        "p50 ms",
+        "p90 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "mean ms",
+        "requests",
+        "failed",
+        "queue µs",
+        "compute input µs",
+        "infer µs",
+        "compute output µs",
+        "client CPU µs",
+        "generator CPU",
+        "stable",
+    ]
     rows = []
     for lv in rec["levels"]:
         s = lv.get("server") or {}
         requests, failed = all_requests(lv)
-        cells = [level_label(lv), f"{lv['throughput']:.1f}",
-                 *(f"{lv[k]:.3f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
-                 str(requests), str(failed),
-                 *(f"{s.get(f'{p}_us', 0):.1f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")),
-                 f"{(lv.get('client') or {}).get('cpu_us', 0):.0f}", f"{lv['generator_cpu']:.0%}",
-                 "yes" if lv["stable"] else "no"]
+        cells = [
+            level_label(lv),
+            f"{lv['throughput']:.1f}",
+            *(f"{lv[k]:.3f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
+            str(requests),
+            str(failed),
+            *(f"{s.get(f'{p}_us', 0):.1f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")),
+            f"{(lv.get('client') or {}).get('cpu_us', 0):.0f}",
+            f"{lv['generator_cpu']:.0%}",
+            "yes" if lv["stable"] else "no",
+        ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in rec["notes"])
-    settings = {k: rec[k] for k in ("model", "triton_model", "protocol", "format", "urls", "batch_size", "input",
-                                    "shared_memory", "mode", "distribution", "latency_budget_ms", "best", "window_s",
-                                    "stability", "max_trials", "started", "streaming", "latency_metric", "outcome")
-                if k in rec}
-    return html_page(f"zeroserve perf: {rec['triton_model']}", f"zeroserve perf: {title(rec)}", head, rows, png,
-                     "latency percentiles against throughput", "Notes", notes, settings)
+    settings = {
+        k: rec[k]
+        for k in (
+            "model",
+            "triton_model",
+            "protocol",
+            "format",
+            "urls",
+            "batch_size",
+            "input",
+            "shared_memory",
+            "mode",
+            "distribution",
+            "latency_budget_ms",
+            "best",
+            "window_s",
+            "stability",
+            "max_trials",
+            "started",
+            "streaming",
+            "latency_metric",
+            "outcome",
+        )
+        if k in rec
+    }
+    return html_page(
+        f"zeroserve perf: {rec['triton_model']}",
+        f"zeroserve perf: {title(rec)}",
+        head,
+        rows,
+        png,
+        "latency percentiles against throughput",
+        "Notes",
+        notes,
+        settings,
+    )
 
 
 def write_report(rec: dict, folder: Path) -> dict[str, Path]:
     """perf.json, perf.csv, perf.png and perf.html in `folder`; their paths."""
     folder = records.ensure_writable_dir(Path(folder))
     png = plot_png(rec)
-    paths = {"json": folder / "perf.json", "csv": folder / "perf.csv", "png": folder / "perf.png",
-             "html": folder / "perf.html"}
+    paths = {
+        "json": folder / "perf.json",
+        "csv": folder / "perf.csv",
+        "png": folder / "perf.png",
+        "html": folder / "perf.html",
+    }
     records.write_json(paths["json"], rec)
     records.write_bytes(paths["csv"], to_csv(rec).encode())
     records.write_bytes(paths["png"], png)

@@ -47,9 +47,14 @@ def snapshot(state: dict) -> dict:
                 pass
         return total
 
-    return {"pid": state.get("pid"), "server_rss_mb": round(rss([server] if server else []) / 2**20, 1),
-            "stubs": len(stubs), "stubs_rss_mb": round(rss(stubs) / 2**20, 1), "shm_segments": len(segments),
-            "shm_mb": round(sum(s.stat().st_size for s in segments if s.exists()) / 2**20, 1)}
+    return {
+        "pid": state.get("pid"),
+        "server_rss_mb": round(rss([server] if server else []) / 2**20, 1),
+        "stubs": len(stubs),
+        "stubs_rss_mb": round(rss(stubs) / 2**20, 1),
+        "shm_segments": len(segments),
+        "shm_mb": round(sum(s.stat().st_size for s in segments if s.exists()) / 2**20, 1),
+    }
 
 
 def main() -> int:
@@ -66,15 +71,27 @@ def main() -> int:
     endpoint = Endpoint(state["host"], int(state["http_port"]), int(state["grpc_port"]), "state file")
     window = max(seconds / 2 / TRIALS, 1.0)
     before = snapshot(state)
-    print(f"soak: {model}_onnx at c={concurrency}, {seconds:.0f} s ({window * TRIALS:.0f} s per protocol), "
-          f"server pid {state['pid']}", flush=True)
+    print(
+        f"soak: {model}_onnx at c={concurrency}, {seconds:.0f} s ({window * TRIALS:.0f} s per protocol), "
+        f"server pid {state['pid']}",
+        flush=True,
+    )
     print(f"start: {before}", flush=True)
     totals = {}
     t0 = time.monotonic()
     for protocol in ("grpc", "http"):
-        rec = perf.run_perf(spec, endpoint, protocol=protocol, concurrency=[concurrency], window_s=window,
-                            warmup_s=0.0, stability=1e-9, max_trials=TRIALS, allow_unstable=True,
-                            allow_failures=True)
+        rec = perf.run_perf(
+            spec,
+            endpoint,
+            protocol=protocol,
+            concurrency=[concurrency],
+            window_s=window,
+            warmup_s=0.0,
+            stability=1e-9,
+            max_trials=TRIALS,
+            allow_unstable=True,
+            allow_failures=True,
+        )
         levels = rec["levels"]
         requests = sum(perf.level_count(lv, "requests") for lv in levels)
         failed = sum(perf.level_count(lv, "failed") for lv in levels)
@@ -89,13 +106,19 @@ def main() -> int:
     after = snapshot(now)
     print(f"end ({time.monotonic() - t0:.0f} s): {after}", flush=True)
     if now.get("restarts") or now.get("recovered"):
-        print(f"the supervisor restarted the server {now.get('restarts', 0)} time(s) and reloaded models "
-              f"{now.get('recovered', 0)} time(s) during the soak", flush=True)
+        print(
+            f"the supervisor restarted the server {now.get('restarts', 0)} time(s) and reloaded models "
+            f"{now.get('recovered', 0)} time(s) during the soak",
+            flush=True,
+        )
     failed = sum(t["failed"] for t in totals.values())
     grew = before["server_rss_mb"] and after["server_rss_mb"] > growth * before["server_rss_mb"]
     if grew:
-        print(f"tritonserver RSS grew from {before['server_rss_mb']} to {after['server_rss_mb']} MB "
-              f"(more than {growth}x)", flush=True)
+        print(
+            f"tritonserver RSS grew from {before['server_rss_mb']} to {after['server_rss_mb']} MB "
+            f"(more than {growth}x)",
+            flush=True,
+        )
     return 1 if failed or grew else 0
 
 

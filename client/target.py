@@ -80,16 +80,20 @@ class Target:
         return self.max_batch_size > 0
 
     @classmethod
-    def of_spec(cls, spec: ModelSpec, fmt: str, served_max: int | None = None,
-                resolved: str = "registry") -> Target:
+    def of_spec(cls, spec: ModelSpec, fmt: str, served_max: int | None = None, resolved: str = "registry") -> Target:
         limit = min(spec.max_batch_size, served_max or spec.max_batch_size)
         return cls(spec.name, spec.triton_name(fmt), spec.inputs, spec.outputs, limit, spec, fmt, resolved)
 
     def as_json(self) -> dict:
-        return {"model": self.name, "triton_model": self.triton_name, "resolved": self.resolved,
-                "max_batch_size": self.max_batch_size,
-                "inputs": [t.as_json() if isinstance(t, ServedTensor) else {"name": t.name, "dtype": t.dtype}
-                           for t in self.inputs]}
+        return {
+            "model": self.name,
+            "triton_model": self.triton_name,
+            "resolved": self.resolved,
+            "max_batch_size": self.max_batch_size,
+            "inputs": [
+                t.as_json() if isinstance(t, ServedTensor) else {"name": t.name, "dtype": t.dtype} for t in self.inputs
+            ],
+        }
 
 
 # ---------------------------------------------------------------- what the server says
@@ -107,10 +111,14 @@ def _datatype(config_type: str) -> str:
 def served_tensors(config: dict) -> tuple[tuple[ServedTensor, ...], tuple[ServedTensor, ...], int]:
     """(inputs, outputs, max_batch_size) from a model config as JSON (HTTP's, or gRPC's `as_json`)."""
     config = config.get("config", config)
-    ins = tuple(ServedTensor(t["name"], _datatype(t.get("data_type", "TYPE_FP32")), _ints(t.get("dims")))
-                for t in config.get("input", []))
-    outs = tuple(ServedTensor(t["name"], _datatype(t.get("data_type", "TYPE_FP32")), _ints(t.get("dims")))
-                 for t in config.get("output", []))
+    ins = tuple(
+        ServedTensor(t["name"], _datatype(t.get("data_type", "TYPE_FP32")), _ints(t.get("dims")))
+        for t in config.get("input", [])
+    )
+    outs = tuple(
+        ServedTensor(t["name"], _datatype(t.get("data_type", "TYPE_FP32")), _ints(t.get("dims")))
+        for t in config.get("output", [])
+    )
     return ins, outs, int(config.get("max_batch_size") or 0)
 
 
@@ -119,8 +127,9 @@ def _matches_spec(spec: ModelSpec, inputs: tuple[ServedTensor, ...], outputs: tu
     from tritonclient.utils import np_to_triton_dtype
 
     def same(mine, served) -> bool:
-        return [(t.name, np_to_triton_dtype(np.dtype(t.dtype)), tuple(t.triton_dims)) for t in mine] == \
-               [(t.name, t.datatype, t.dims) for t in served]
+        return [(t.name, np_to_triton_dtype(np.dtype(t.dtype)), tuple(t.triton_dims)) for t in mine] == [
+            (t.name, t.datatype, t.dims) for t in served
+        ]
 
     return same(spec.inputs, inputs) and same(spec.outputs, outputs)
 
@@ -151,8 +160,10 @@ def resolve(name: str, client, fmt: str | None = None, model_files=None) -> Targ
             client.require_model(name)  # ModelRecovering: its stub died and the supervisor is reloading it
         served = client.served_models()
         hint = f"known models: {', '.join(known)}" if F.split_triton_name(name) is None and name not in known else ""
-        raise ModelNotServed(f"the server at {client.url} does not serve {name!r} and it is not a registry name "
-                             f"(ready: {', '.join(served) or 'none'}){'; ' + hint if hint else ''}")
+        raise ModelNotServed(
+            f"the server at {client.url} does not serve {name!r} and it is not a registry name "
+            f"(ready: {', '.join(served) or 'none'}){'; ' + hint if hint else ''}"
+        )
     inputs, outputs, max_batch = served_tensors(client.model_config(name))
     split = F.split_triton_name(name)
     if split is not None and split[0] in known:
@@ -182,8 +193,9 @@ def parse_shapes(items: list[str] | None) -> dict[str, tuple[int, ...]]:
         except ValueError:
             shape = None
         if not sep or not name or shape is None or any(d < 1 for d in shape):
-            raise InputError(f"--shape {item!r}: expected NAME:D1,D2,... with positive sizes, for example "
-                             "--shape input__0:1,4")
+            raise InputError(
+                f"--shape {item!r}: expected NAME:D1,D2,... with positive sizes, for example --shape input__0:1,4"
+            )
         out[name] = shape
     return out
 
@@ -196,21 +208,27 @@ def sample_shape(target: Target, t, shapes: dict[str, tuple[int, ...]]) -> tuple
     given = shapes.get(t.name)
     if given is not None:
         if len(given) != len(t.dims) or any(d >= 0 and d != g for d, g in zip(t.dims, given)):
-            raise InputError(f"--shape {t.name}:{','.join(map(str, given))} does not fit {target.triton_name}'s "
-                             f"dims {list(t.dims)} (batch axis excluded)")
+            raise InputError(
+                f"--shape {t.name}:{','.join(map(str, given))} does not fit {target.triton_name}'s "
+                f"dims {list(t.dims)} (batch axis excluded)"
+            )
         return given
     if any(d < 0 for d in t.dims):
         example = ",".join(str(d if d >= 0 else 1) for d in t.dims)
-        raise InputError(f"input {t.name} of {target.triton_name} has a dynamic dim {list(t.dims)}: give its "
-                         f"shape with --shape {t.name}:{example}")
+        raise InputError(
+            f"input {t.name} of {target.triton_name} has a dynamic dim {list(t.dims)}: give its "
+            f"shape with --shape {t.name}:{example}"
+        )
     return tuple(t.dims)
 
 
 def check_shapes(target: Target, shapes: dict[str, tuple[int, ...]]) -> None:
     unknown = sorted(set(shapes) - {t.name for t in target.inputs})
     if unknown:
-        raise InputError(f"--shape names {', '.join(unknown)}, not an input of {target.triton_name} "
-                         f"(inputs: {', '.join(t.name for t in target.inputs)})")
+        raise InputError(
+            f"--shape names {', '.join(unknown)}, not an input of {target.triton_name} "
+            f"(inputs: {', '.join(t.name for t in target.inputs)})"
+        )
 
 
 def spec_time(target: Target, shapes: dict[str, tuple[int, ...]]) -> int | None:
@@ -222,8 +240,10 @@ def spec_time(target: Target, shapes: dict[str, tuple[int, ...]]) -> int | None:
             continue
         given, dims = shapes[t.name], t.triton_dims
         if len(given) != len(dims) or any(d >= 0 and d != g for d, g in zip(dims, given)):
-            raise InputError(f"--shape {t.name}:{','.join(map(str, given))} does not fit {target.triton_name}'s "
-                             f"dims {dims} (batch axis excluded)")
+            raise InputError(
+                f"--shape {t.name}:{','.join(map(str, given))} does not fit {target.triton_name}'s "
+                f"dims {dims} (batch axis excluded)"
+            )
         for d, g in zip(dims, given):
             if d < 0:
                 if time is not None and time != g:
@@ -235,8 +255,9 @@ def spec_time(target: Target, shapes: dict[str, tuple[int, ...]]) -> int | None:
 # ---------------------------------------------------------------- generated inputs
 
 
-def generated(datatype: str, dtype: np.dtype, shape: tuple[int, ...], mode: str,
-              rng: np.random.Generator) -> np.ndarray:
+def generated(
+    datatype: str, dtype: np.dtype, shape: tuple[int, ...], mode: str, rng: np.random.Generator
+) -> np.ndarray:
     """Random or zero data of one Triton datatype (every datatype, BYTES and BF16 included)."""
     if datatype == "BYTES":
         if mode == "zero":
@@ -254,21 +275,24 @@ def generated(datatype: str, dtype: np.dtype, shape: tuple[int, ...], mode: str,
     return rng.integers(0, high, size=shape).astype(dtype)
 
 
-def generated_inputs(target: Target, batch_size: int, mode: str, shapes: dict[str, tuple[int, ...]],
-                     seed: int = 0) -> list[np.ndarray]:
+def generated_inputs(
+    target: Target, batch_size: int, mode: str, shapes: dict[str, tuple[int, ...]], seed: int = 0
+) -> list[np.ndarray]:
     """Random or zero inputs of a server-known model for one request (`--input random|zero`)."""
     if mode not in ("random", "zero"):
-        raise InputError(f"--input {mode} needs held-out data: {target.triton_name} is known only from the "
-                         "server; use random or zero, or --input-data FILE")
+        raise InputError(
+            f"--input {mode} needs held-out data: {target.triton_name} is known only from the "
+            "server; use random or zero, or --input-data FILE"
+        )
     check_shapes(target, shapes)
     rng = np.random.default_rng(seed)
     lead = (batch_size,) if target.batched else ()
-    return [generated(t.datatype, t.dtype, (*lead, *sample_shape(target, t, shapes)), mode, rng)
-            for t in target.inputs]
+    return [generated(t.datatype, t.dtype, (*lead, *sample_shape(target, t, shapes)), mode, rng) for t in target.inputs]
 
 
-def validate(target: Target, arrays: list[np.ndarray], *, cast: bool = False,
-             allow_nonfinite: bool = False) -> list[np.ndarray]:
+def validate(
+    target: Target, arrays: list[np.ndarray], *, cast: bool = False, allow_nonfinite: bool = False
+) -> list[np.ndarray]:
     """Check count, datatype and shape before anything is sent (a registry spec's rules for registry models).
 
     Values convert as `values.convert_input` allows (exactly, or lossy with `cast`); NaN and infinity
@@ -279,15 +303,18 @@ def validate(target: Target, arrays: list[np.ndarray], *, cast: bool = False,
     if target.spec is not None:
         return validate_inputs(target.spec, arrays, cast=cast, allow_nonfinite=allow_nonfinite)
     if len(arrays) != len(target.inputs):
-        raise InputError(f"{target.triton_name} takes {len(target.inputs)} input(s) "
-                         f"({', '.join(t.name for t in target.inputs)}), got {len(arrays)}")
+        raise InputError(
+            f"{target.triton_name} takes {len(target.inputs)} input(s) "
+            f"({', '.join(t.name for t in target.inputs)}), got {len(arrays)}"
+        )
     out = []
     for t, a in zip(target.inputs, arrays):
         a = np.asarray(a)
         if t.datatype == "BYTES":
             if a.dtype.kind in "US":
-                a = np.array([v.encode() if isinstance(v, str) else v for v in a.reshape(-1)],
-                             dtype=object).reshape(a.shape)
+                a = np.array([v.encode() if isinstance(v, str) else v for v in a.reshape(-1)], dtype=object).reshape(
+                    a.shape
+                )
             elif a.dtype != object:
                 raise InputError(f"{target.triton_name}: input {t.name} is BYTES, got {a.dtype}")
         elif a.dtype != t.dtype:
@@ -301,8 +328,10 @@ def validate(target: Target, arrays: list[np.ndarray], *, cast: bool = False,
         want = ("batch",) * target.batched + tuple(d if d >= 0 else "-1" for d in t.dims)
         lead = 1 if target.batched else 0
         if a.ndim != len(want) or any(d >= 0 and a.shape[lead + i] != d for i, d in enumerate(t.dims)):
-            raise InputError(f"{target.triton_name}: input {t.name} must have shape ({', '.join(map(str, want))})"
-                             f"{' (batch axis included)' if target.batched else ''}, got {tuple(a.shape)}")
+            raise InputError(
+                f"{target.triton_name}: input {t.name} must have shape ({', '.join(map(str, want))})"
+                f"{' (batch axis included)' if target.batched else ''}, got {tuple(a.shape)}"
+            )
         if 0 in a.shape:
             raise InputError(f"{target.triton_name}: input {t.name} is empty (shape {tuple(a.shape)})")
         out.append(np.ascontiguousarray(a))

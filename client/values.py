@@ -37,8 +37,12 @@ def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         # A number written with fewer digits than float64 carries (JSON's 0.1) is kept when the narrower
         # float prints as the same number: 0.1 -> float32 0.1 is exact to what was written, 0.123456789 is not.
         flat_a, flat_b = a.reshape(-1), b.reshape(-1)
-        kept = [i for i in idx if np.isfinite(flat_b[i])
-                and float(np.format_float_positional(flat_b[i], unique=True, trim="-")) == flat_a[i]]
+        kept = [
+            i
+            for i in idx
+            if np.isfinite(flat_b[i])
+            and float(np.format_float_positional(flat_b[i], unique=True, trim="-")) == flat_a[i]
+        ]
         idx = np.setdiff1d(idx, kept)
     return idx
 
@@ -64,9 +68,11 @@ def convert_input(name: str, a, dtype, *, cast: bool = False, model: str = "the 
         return b
     first = a.reshape(-1)[changed[0]]
     if not cast:
-        raise InputError(f"input {name} is {a.dtype} but {model} takes {want}: {changed.size} of {a.size} values "
-                         f"would change (first: {str(first)} -> {str(b.reshape(-1)[changed[0]])}); convert the file to "
-                         f"{want} or pass --cast to convert anyway")
+        raise InputError(
+            f"input {name} is {a.dtype} but {model} takes {want}: {changed.size} of {a.size} values "
+            f"would change (first: {str(first)} -> {str(b.reshape(-1)[changed[0]])}); convert the file to "
+            f"{want} or pass --cast to convert anyway"
+        )
     if want.kind in "iu" and a.dtype.kind == "f":
         if not np.isfinite(a).all():
             raise InputError(f"input {name}: NaN or infinity cannot be sent as {want}, even with --cast")
@@ -92,13 +98,16 @@ def check_finite(name: str, a: np.ndarray, allow: bool = False) -> None:
     """InputError naming the input and its count of NaN/infinite values, unless `allow`."""
     n = count_nonfinite(a)
     if n and not allow:
-        raise InputError(f"input {name} holds {n} non-finite value(s) (NaN or infinity) of {a.size}: a model "
-                         "answers them with a plausible-looking or NaN result; fix the input or pass "
-                         "--allow-nonfinite to send them")
+        raise InputError(
+            f"input {name} holds {n} non-finite value(s) (NaN or infinity) of {a.size}: a model "
+            "answers them with a plausible-looking or NaN result; fix the input or pass "
+            "--allow-nonfinite to send them"
+        )
 
 
-def _check_tensor(spec: ModelSpec, t: TensorSpec, a: np.ndarray, cast: bool = False,
-                  allow_nonfinite: bool = True) -> np.ndarray:
+def _check_tensor(
+    spec: ModelSpec, t: TensorSpec, a: np.ndarray, cast: bool = False, allow_nonfinite: bool = True
+) -> np.ndarray:
     a = np.asarray(a)
     check_finite(t.name, a, allow_nonfinite)
     a = convert_input(t.name, a, t.dtype, cast=cast, model=spec.name)
@@ -107,8 +116,9 @@ def _check_tensor(spec: ModelSpec, t: TensorSpec, a: np.ndarray, cast: bool = Fa
         a = a.reshape(-1)  # accept the wire shape [batch, 1] too
     shape_txt = "(" + ", ".join(map(str, ("batch", *t.dims))) + ")"  # not [..]: rich reads that as markup
     if a.ndim != 1 + len(t.dims):
-        raise InputError(f"{spec.name}: input {t.name} must have shape {shape_txt} (batch axis included), "
-                         f"got {tuple(a.shape)}")
+        raise InputError(
+            f"{spec.name}: input {t.name} must have shape {shape_txt} (batch axis included), got {tuple(a.shape)}"
+        )
     for axis, d in enumerate(t.dims, start=1):
         if isinstance(d, int) and a.shape[axis] != d:
             raise InputError(f"{spec.name}: input {t.name} must have shape {shape_txt}, got {tuple(a.shape)}")
@@ -117,16 +127,19 @@ def _check_tensor(spec: ModelSpec, t: TensorSpec, a: np.ndarray, cast: bool = Fa
     return np.ascontiguousarray(a)
 
 
-def validate_inputs(spec: ModelSpec, arrays: list[np.ndarray], *, cast: bool = False,
-                    allow_nonfinite: bool = False) -> list[np.ndarray]:
+def validate_inputs(
+    spec: ModelSpec, arrays: list[np.ndarray], *, cast: bool = False, allow_nonfinite: bool = False
+) -> list[np.ndarray]:
     """Check count, dtype and shape against the spec before anything is sent; graph-shaped arrays out.
 
     Dtypes convert only exactly unless `cast` (`convert_input`); NaN and infinity are refused unless
     `allow_nonfinite`.
     """
     if len(arrays) != len(spec.inputs):
-        raise InputError(f"{spec.name} takes {len(spec.inputs)} input(s) "
-                         f"({', '.join(t.name for t in spec.inputs)}), got {len(arrays)}")
+        raise InputError(
+            f"{spec.name} takes {len(spec.inputs)} input(s) "
+            f"({', '.join(t.name for t in spec.inputs)}), got {len(arrays)}"
+        )
     out = [_check_tensor(spec, t, a, cast, allow_nonfinite) for t, a in zip(spec.inputs, arrays)]
     batches = {len(a) for a in out}
     if len(batches) != 1:

@@ -21,7 +21,6 @@ SATURATED = 0.9  # share of one core the event-loop thread may use before the ge
 MAX_SEARCH_CONCURRENCY = 256
 
 
-
 def percentiles(hist: HdrHistogram, extra: float | None = None) -> dict[str, float]:
     """p50/p90/p95/p99 (and p`extra`), max and mean in milliseconds from a microsecond histogram (zeros when empty)."""
     points = PERCENTILES + ((extra,) if extra is not None and extra not in PERCENTILES else ())
@@ -64,10 +63,16 @@ class Window:
     def as_json(self, key: str = "mean_ms") -> dict:
         """The window's figures, so that drift across a level can be seen."""
         c = self.counts
-        out = {"seconds": round(self.seconds, 4), "requests": c.ok + c.failed, "ok": c.ok, "failed": c.failed,
-               "failures": dict(c.errors), "throughput": self.throughput,
-               **{k: self.latency(k) for k in dict.fromkeys(("p50_ms", "p99_ms", "mean_ms", key))},
-               "generator_cpu": self.cpu_seconds / self.seconds if self.seconds else 0.0}
+        out = {
+            "seconds": round(self.seconds, 4),
+            "requests": c.ok + c.failed,
+            "ok": c.ok,
+            "failed": c.failed,
+            "failures": dict(c.errors),
+            "throughput": self.throughput,
+            **{k: self.latency(k) for k in dict.fromkeys(("p50_ms", "p99_ms", "mean_ms", key))},
+            "generator_cpu": self.cpu_seconds / self.seconds if self.seconds else 0.0,
+        }
         return out
 
 
@@ -84,8 +89,9 @@ def is_stable(figures: list[tuple[float, float]], threshold: float, count: int =
     return True
 
 
-def summarise(windows: list[Window], before: dict[str, int] | None, after: dict[str, int] | None,
-              percentile: float | None = None) -> dict:
+def summarise(
+    windows: list[Window], before: dict[str, int] | None, after: dict[str, int] | None, percentile: float | None = None
+) -> dict:
     """A level's figures over the given windows: throughput, percentiles, counts, server split, client cost."""
     hist, lag = load.new_histogram(), load.new_histogram()
     for w in windows:
@@ -100,19 +106,27 @@ def summarise(windows: list[Window], before: dict[str, int] | None, after: dict[
     cpu = sum(w.cpu_seconds for w in windows)
     per = 1e6 / (ok + failed) if ok + failed else 0.0
     fig = {
-        "windows_used": len(windows), "seconds": seconds,
+        "windows_used": len(windows),
+        "seconds": seconds,
         "throughput": ok * batch / seconds if seconds else 0.0,
         "requests_per_s": ok / seconds if seconds else 0.0,
         **percentiles(hist, percentile),
-        "requests": ok + failed, "ok": ok, "failed": failed, "sent": sent,
+        "requests": ok + failed,
+        "ok": ok,
+        "failed": failed,
+        "sent": sent,
         "late_sends": sum(w.counts.late for w in windows),
         "send_lag_p99_ms": lag.get_value_at_percentile(99) / 1e3 if lag.get_total_count() else 0.0,
         "generator_cpu": cpu / seconds if seconds else 0.0,
         "loop_cpu": sum(w.loop_cpu_seconds for w in windows) / seconds if seconds else 0.0,
         # the client side of each request, beside the server's split (perf_analyzer's Client Send/Recv)
-        "client": {"cpu_us": cpu * per, "send_us": sum(w.counts.send_s for w in windows) * per,
-                   "check_us": sum(w.counts.check_s for w in windows) * per},
-        "failures": failures, "failure_messages": messages,
+        "client": {
+            "cpu_us": cpu * per,
+            "send_us": sum(w.counts.send_s for w in windows) * per,
+            "check_us": sum(w.counts.check_s for w in windows) * per,
+        },
+        "failures": failures,
+        "failure_messages": messages,
         "server": server_split(before, after) if before and after else None,
     }
     fig["generator_saturated"] = fig["loop_cpu"] >= SATURATED
@@ -142,15 +156,30 @@ def totals(windows: list[Window]) -> dict:
     failures, messages = count_failures(w.counts for w in windows)
     batch = windows[0].batch_size if windows else 1
     fig = percentiles(hist)
-    return {"windows": len(windows), "seconds": seconds, "requests": ok + failed, "ok": ok, "failed": failed,
-            "failures": failures, "failure_messages": messages,
-            "throughput": ok * batch / seconds if seconds else 0.0,
-            "p50_ms": fig["p50_ms"], "p99_ms": fig["p99_ms"], "mean_ms": fig["mean_ms"], "max_ms": fig["max_ms"]}
+    return {
+        "windows": len(windows),
+        "seconds": seconds,
+        "requests": ok + failed,
+        "ok": ok,
+        "failed": failed,
+        "failures": failures,
+        "failure_messages": messages,
+        "throughput": ok * batch / seconds if seconds else 0.0,
+        "p50_ms": fig["p50_ms"],
+        "p99_ms": fig["p99_ms"],
+        "mean_ms": fig["mean_ms"],
+        "max_ms": fig["max_ms"],
+    }
 
 
-def latency_budget_search(measure: Callable[[int], dict], budget_ms: float, key: str = "mean_ms",
-                          max_concurrency: int = MAX_SEARCH_CONCURRENCY, start: int = 1,
-                          resolution: float = 0.0) -> tuple[dict | None, list[dict]]:
+def latency_budget_search(
+    measure: Callable[[int], dict],
+    budget_ms: float,
+    key: str = "mean_ms",
+    max_concurrency: int = MAX_SEARCH_CONCURRENCY,
+    start: int = 1,
+    resolution: float = 0.0,
+) -> tuple[dict | None, list[dict]]:
     """The highest concurrency whose latency `key` stays within the budget: doubling, then bisection.
 
     Assumes latency grows with concurrency (as perf_analyzer's search does). Returns (best level or

@@ -23,8 +23,10 @@ MAX_HEAD_BYTES = 64 * 1024  # an HTTP response head longer than this is not Trit
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 STREAM_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 GRPC_MAX_MESSAGE = 2**31 - 1  # as tritonclient: a large batch must not hit grpcio's 4 MB default
-GRPC_OPTIONS = [("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
-                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE)]
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
+    ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
+]
 
 # Failure kinds, as counted in a perf record's `failures`.
 KIND_CONNECTION = "connection"  # refused, reset or closed: no answer
@@ -69,13 +71,18 @@ def _validate(get_output, as_numpy, expected: tuple[OutputSpec, ...], in_shm: bo
             raise WireFailure(KIND_BAD_OUTPUT, f"the answer has no output {out.name}")
         datatype, shape = meta
         if datatype != out.datatype or tuple(shape) != out.shape:
-            raise WireFailure(KIND_BAD_OUTPUT, f"output {out.name} is {datatype} {list(shape)}, "
-                                               f"expected {out.datatype} {list(out.shape)}")
+            raise WireFailure(
+                KIND_BAD_OUTPUT,
+                f"output {out.name} is {datatype} {list(shape)}, expected {out.datatype} {list(out.shape)}",
+            )
         if not in_shm:
             arr = as_numpy(out.name)
             if arr is None or arr.shape != out.shape:
-                raise WireFailure(KIND_BAD_OUTPUT, f"output {out.name} holds {0 if arr is None else arr.size} "
-                                                   f"values, expected shape {list(out.shape)}")
+                raise WireFailure(
+                    KIND_BAD_OUTPUT,
+                    f"output {out.name} holds {0 if arr is None else arr.size} "
+                    f"values, expected shape {list(out.shape)}",
+                )
 
 
 def validate_http(body: bytes, header_length: int | None, expected: tuple[OutputSpec, ...], in_shm: bool) -> None:
@@ -148,8 +155,12 @@ def encode_http(triton_name: str, host: str, inputs: list, outputs: list) -> byt
     from tritonclient.http import InferenceServerClient
 
     body, json_size = InferenceServerClient.generate_request_body(inputs, outputs=outputs)
-    head = [f"POST /v2/models/{triton_name}/infer HTTP/1.1", f"Host: {host}", "Connection: keep-alive",
-            f"Content-Length: {len(body)}"]
+    head = [
+        f"POST /v2/models/{triton_name}/infer HTTP/1.1",
+        f"Host: {host}",
+        "Connection: keep-alive",
+        f"Content-Length: {len(body)}",
+    ]
     if json_size is not None:
         head += ["Content-Type: application/octet-stream", f"Inference-Header-Content-Length: {json_size}"]
     else:

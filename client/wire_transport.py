@@ -68,7 +68,7 @@ class HttpConnection(asyncio.Protocol):
                 if len(data) == end + 4 + length and not close:
                     waiter, self.waiter = self.waiter, None
                     if not waiter.done():
-                        waiter.set_result((status, header_length, data[end + 4:]))
+                        waiter.set_result((status, header_length, data[end + 4 :]))
                     return
         self.buf += data
         try:
@@ -85,8 +85,8 @@ class HttpConnection(asyncio.Protocol):
             status, length, header_length, close = self.head
             if len(self.buf) < self.head_end + length:
                 return
-            body = bytes(self.buf[self.head_end:self.head_end + length])
-            del self.buf[:self.head_end + length]
+            body = bytes(self.buf[self.head_end : self.head_end + length])
+            del self.buf[: self.head_end + length]
             self.head = None
         except (WireFailure, ValueError) as exc:
             self.fail(exc if isinstance(exc, WireFailure) else WireFailure(KIND_PROTOCOL, f"bad answer head: {exc}"))
@@ -101,8 +101,9 @@ class HttpConnection(asyncio.Protocol):
         self.closed = True
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_exception(WireFailure(KIND_CONNECTION, "the server closed the connection"
-                                                              + (f" ({exc})" if exc else "")))
+            waiter.set_exception(
+                WireFailure(KIND_CONNECTION, "the server closed the connection" + (f" ({exc})" if exc else ""))
+            )
 
     def fail(self, exc: WireFailure) -> None:
         """Fail the request in flight and drop the connection (its byte stream can no longer be trusted)."""
@@ -248,8 +249,10 @@ class GrpcSender(Sender):
         import grpc.aio
 
         # distinct arguments and a local pool, or grpcio would share one connection among them
-        channel = grpc.aio.insecure_channel(self.urls[url_index], options=[
-            *wire.GRPC_OPTIONS, ("zeroserve.connection", number), ("grpc.use_local_subchannel_pool", 1)])
+        channel = grpc.aio.insecure_channel(
+            self.urls[url_index],
+            options=[*wire.GRPC_OPTIONS, ("zeroserve.connection", number), ("grpc.use_local_subchannel_pool", 1)],
+        )
         self.channels.append(channel)
         return channel
 
@@ -308,8 +311,10 @@ class GrpcStreamSender(GrpcSender):
 
     async def start(self) -> None:
         await super().start()
-        self.methods = [self._channel(i, -1).stream_stream(wire.STREAM_METHOD, _registered_method=True)
-                        for i in range(len(self.urls))]
+        self.methods = [
+            self._channel(i, -1).stream_stream(wire.STREAM_METHOD, _registered_method=True)
+            for i in range(len(self.urls))
+        ]
 
     def _open(self, url_index: int) -> _Stream:
         stream = _Stream(self.methods[url_index]())
@@ -340,8 +345,11 @@ class GrpcStreamSender(GrpcSender):
                 raise WireFailure(KIND_TIMEOUT, f"no answer within {self.timeout:g} s") from None
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise (grpc_failure(exc) if isinstance(exc, grpc.RpcError)
-                   else WireFailure(KIND_CONNECTION, "the stream was closed")) from None
+            raise (
+                grpc_failure(exc)
+                if isinstance(exc, grpc.RpcError)
+                else WireFailure(KIND_CONNECTION, "the stream was closed")
+            ) from None
         finally:
             stream.busy = False
         if body is grpc.aio.EOF:
@@ -391,8 +399,15 @@ class BlockingGrpcLoop:
     0.63-0.81 ms here); the GIL is released while a call waits. Counts go into `recorder` under `lock`.
     """
 
-    def __init__(self, urls: list[str], templates: list[list[Template]], concurrency: int, timeout: float,
-                 recorder: load.Recorder, cycle: bool = False):
+    def __init__(
+        self,
+        urls: list[str],
+        templates: list[list[Template]],
+        concurrency: int,
+        timeout: float,
+        recorder: load.Recorder,
+        cycle: bool = False,
+    ):
         import threading
 
         self.templates = templates
@@ -415,9 +430,10 @@ class BlockingGrpcLoop:
         calls = [c.unary_unary(wire.INFER_METHOD, _registered_method=True) for c in self.channels]
         for slot in range(self.concurrency):
             row = self.templates[slot % len(self.urls)]
-            own = row[slot % len(row):] + row[:slot % len(row)] if self.cycle else [row[slot % len(row)]]
-            thread = threading.Thread(target=self._run, args=(calls[slot % len(self.urls)], own),
-                                      daemon=True, name=f"zeroserve-grpc-{slot}")
+            own = row[slot % len(row) :] + row[: slot % len(row)] if self.cycle else [row[slot % len(row)]]
+            thread = threading.Thread(
+                target=self._run, args=(calls[slot % len(self.urls)], own), daemon=True, name=f"zeroserve-grpc-{slot}"
+            )
             thread.start()
             self.threads.append(thread)
 

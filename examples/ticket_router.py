@@ -46,18 +46,31 @@ def example_inputs(batch, rng, time):
 
 
 def zeroserve_models():
-    return [ModelSpec(
-        name="ticket_router", summary="token ids + features -> queue logits, hours to resolve",
-        build=TicketRouter, checkpoint="ticket_router.pt", example_inputs=example_inputs,
-        inputs=(TensorSpec("tokens__0", "int64", ("time",)), TensorSpec("features__1", "float32", (FEATURES,))),
-        outputs=(TensorSpec("queue__0", "float32", (len(QUEUES),), kind=LOGITS),
-                 TensorSpec("hours__1", "float32", (1,), kind=VALUE)),
-        tasks=(MULTICLASS, REGRESSION), labels=QUEUES, seq_lengths=(1, 7, 40), max_batch_size=32)]
+    return [
+        ModelSpec(
+            name="ticket_router",
+            summary="token ids + features -> queue logits, hours to resolve",
+            build=TicketRouter,
+            checkpoint="ticket_router.pt",
+            example_inputs=example_inputs,
+            inputs=(TensorSpec("tokens__0", "int64", ("time",)), TensorSpec("features__1", "float32", (FEATURES,))),
+            outputs=(
+                TensorSpec("queue__0", "float32", (len(QUEUES),), kind=LOGITS),
+                TensorSpec("hours__1", "float32", (1,), kind=VALUE),
+            ),
+            tasks=(MULTICLASS, REGRESSION),
+            labels=QUEUES,
+            seq_lengths=(1, 7, 40),
+            max_batch_size=32,
+        )
+    ]
 
 
 if __name__ == "__main__":
     torch.manual_seed(0)
     written = Path(__file__).with_name("ticket_router.pt")
     torch.save(TicketRouter().state_dict(), written)
-    print(f"wrote {written} (seeded untrained weights); next: "
-          f"zeroserve export ticket_router --model-file {Path(__file__)}")
+    print(
+        f"wrote {written} (seeded untrained weights); next: "
+        f"zeroserve export ticket_router --model-file {Path(__file__)}"
+    )

@@ -57,9 +57,14 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0) -> list[dic
             model = load_trained(spec, folder)
             d = folder / spec.name
             runners = {"eager": exporter._eager_runner(model)}
-            runners.update({key: exporter.RUNNERS[F.get(key).runtime](d / rec["formats"][key]["file"], spec,
-                                                                     threads=exporter.LATENCY_THREADS)
-                            for key in PATHS[1:]})
+            runners.update(
+                {
+                    key: exporter.RUNNERS[F.get(key).runtime](
+                        d / rec["formats"][key]["file"], spec, threads=exporter.LATENCY_THREADS
+                    )
+                    for key in PATHS[1:]
+                }
+            )
             lat = exporter.measure_latency(spec, runners, BATCHES, budget_s=budget_s)
             rows.append({"model": spec.name, **{f"batch_{b}": lat[f"batch_{b}"] for b in BATCHES}})
 
@@ -79,15 +84,21 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0) -> list[dic
         table.add_row(*cells)
         b64 = row["batch_64"]
         ok64 = b64["onnx"] <= 1.10 * b64["eager"]
-        verdicts.append(f"{row['model']}: ONNX Runtime at batch 64 is {b64['eager'] / b64['onnx']:.2f}× eager "
-                        f"({'within the 10% bar' if ok64 else 'MISSES the within-10% bar'})")
+        verdicts.append(
+            f"{row['model']}: ONNX Runtime at batch 64 is {b64['eager'] / b64['onnx']:.2f}× eager "
+            f"({'within the 10% bar' if ok64 else 'MISSES the within-10% bar'})"
+        )
         if row["model"] == "cnn_mnist":
             r1 = row["batch_1"]["eager"] / row["batch_1"]["onnx"]
-            verdicts.append(f"cnn_mnist: ONNX Runtime at batch 1 is {r1:.1f}× faster than eager "
-                            f"({'meets' if r1 >= 3 else 'MISSES'} the 3× bar)")
+            verdicts.append(
+                f"cnn_mnist: ONNX Runtime at batch 1 is {r1:.1f}× faster than eager "
+                f"({'meets' if r1 >= 3 else 'MISSES'} the 3× bar)"
+            )
         if row["model"] == "linear":
-            verdicts.append("linear: at batch 1 each path's time is per-call overhead (a 2-parameter model does "
-                            "almost no work), so the ratios there measure the runtimes' dispatch cost, not compute")
+            verdicts.append(
+                "linear: at batch 1 each path's time is per-call overhead (a 2-parameter model does "
+                "almost no work), so the ratios there measure the runtimes' dispatch cost, not compute"
+            )
     console.print(table)
     for v in verdicts:
         console.print(f"  {v}", highlight=False)
@@ -96,13 +107,21 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0) -> list[dic
 
 
 # (model, variant, the batch-64 speed-up bar or None where the figure is only measured and gated)
-VARIANT_BARS = (("softmax_mnist", "int8", 3.0), ("inception_mnist", "int8", 1.8), ("name_gru", "int8-dynamic", None),
-                ("cnn_mnist", "int8", None))
+VARIANT_BARS = (
+    ("softmax_mnist", "int8", 3.0),
+    ("inception_mnist", "int8", 1.8),
+    ("name_gru", "int8-dynamic", None),
+    ("cnn_mnist", "int8", None),
+)
 VARIANT_REPORT = Path("reports") / "variants"
 
 
-def variants(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0, console: Console | None = None,
-             report: Path = VARIANT_REPORT) -> list[dict]:
+def variants(
+    artifacts: Path = DEFAULT_ARTIFACTS,
+    budget_s: float = 1.0,
+    console: Console | None = None,
+    report: Path = VARIANT_REPORT,
+) -> list[dict]:
     """Each bar's variant made in a scratch copy of the fp32 export, gated, then timed beside its base."""
     import shutil
 
@@ -126,15 +145,21 @@ def variants(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0, console
                 console.print(f"[yellow]skipped[/] {name} {variant}: {exc}")
                 continue
             d, e = work / name, rec["formats"][key]
-            timed = {"onnx": exporter.RUNNERS["onnx"](d / rec["formats"]["onnx"]["file"], spec,
-                                                     threads=exporter.LATENCY_THREADS),
-                     key: exporter.RUNNERS["onnx"](d / e["file"], spec, threads=exporter.LATENCY_THREADS)}
+            timed = {
+                "onnx": exporter.RUNNERS["onnx"](
+                    d / rec["formats"]["onnx"]["file"], spec, threads=exporter.LATENCY_THREADS
+                ),
+                key: exporter.RUNNERS["onnx"](d / e["file"], spec, threads=exporter.LATENCY_THREADS),
+            }
             e["latency_ms"] = exporter.measure_latency(spec, timed, (1, spec.max_batch_size), budget_s=budget_s)
             done.append({**rec, "formats": {"onnx": rec["formats"]["onnx"], key: e}})
             lat = e["latency_ms"][f"batch_{spec.max_batch_size}"]
             ratio = lat["onnx"] / lat[key]
-            gate = "within the variant gate" if e["status"] == "PASS" else \
-                f"FAILS the variant gate ({'; '.join(e['failed_rules'])})"
+            gate = (
+                "within the variant gate"
+                if e["status"] == "PASS"
+                else f"FAILS the variant gate ({'; '.join(e['failed_rules'])})"
+            )
             what = f"{name} {variant} at batch {spec.max_batch_size}: {ratio:.2f}× fp32 ONNX Runtime, {gate}"
             if bar is not None:
                 what += f" ({'meets' if ratio >= bar and e['status'] == 'PASS' else 'MISSES'} the {bar:g}× bar)"

@@ -43,33 +43,49 @@ def export_cmd(
     models: ModelsArg,
     fmt: FormatsOpt = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = exporter.DEFAULT_OPSET,
-    exporter_name: Annotated[Exporter, typer.Option("--exporter", help="ONNX exporter: legacy (TorchScript-based) "
-                                                                       "or dynamo.")]
-    = exporter.DEFAULT_EXPORTER,
-    atol: Annotated[float | None, typer.Option(
-        help=f"Gate: absolute tolerance (default: the model's own, else {parity.ATOL}).", show_default=False)] = None,
-    rtol: Annotated[float | None, typer.Option(
-        help=f"Gate: relative tolerance (default: the model's own, else {parity.RTOL}).", show_default=False)] = None,
-    variant: Annotated[list[str] | None, typer.Option(
-        "--variant", show_default=False,
-        help=f"Also make a faster variant of the gated ONNX (repeatable or comma separated): "
-             f"{', '.join(F.VARIANTS)}. Without --format, only the variants are made, from the recorded export.")]
-    = None,
-    calibration_samples: Annotated[int, typer.Option(
-        help="int8: training-split samples to calibrate on.")] = V.DEFAULT_CALIBRATION_SAMPLES,
+    exporter_name: Annotated[
+        Exporter, typer.Option("--exporter", help="ONNX exporter: legacy (TorchScript-based) or dynamo.")
+    ] = exporter.DEFAULT_EXPORTER,
+    atol: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Gate: absolute tolerance (default: the model's own, else {parity.ATOL}).", show_default=False
+        ),
+    ] = None,
+    rtol: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Gate: relative tolerance (default: the model's own, else {parity.RTOL}).", show_default=False
+        ),
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--variant",
+            show_default=False,
+            help=f"Also make a faster variant of the gated ONNX (repeatable or comma separated): "
+            f"{', '.join(F.VARIANTS)}. Without --format, only the variants are made, from the recorded export.",
+        ),
+    ] = None,
+    calibration_samples: Annotated[
+        int, typer.Option(help="int8: training-split samples to calibrate on.")
+    ] = V.DEFAULT_CALIBRATION_SAMPLES,
     calibration_method: Annotated[Calibration, typer.Option(help="int8: calibration method.")] = "minmax",
-    max_metric_drop: Annotated[float, typer.Option(
-        help="Variant gate: accuracy points a variant may lose against fp32 on the held-out set.")]
-    = parity.VariantRule.max_metric_drop,
-    min_agreement: Annotated[float, typer.Option(
-        help="Variant gate: percent of top-1 decisions that must agree with eager PyTorch.")]
-    = parity.VariantRule.min_agreement,
-    max_mse_increase: Annotated[float, typer.Option(
-        help="Variant gate, regression: percent a variant's held-out MSE may exceed fp32's.")]
-    = parity.VariantRule.max_mse_increase,
-    report: Annotated[Path | None, typer.Option(
-        "--report", metavar="DIR", help="With --variant: write the variant report (variants.md, .json, .png) here.")]
-    = None,
+    max_metric_drop: Annotated[
+        float, typer.Option(help="Variant gate: accuracy points a variant may lose against fp32 on the held-out set.")
+    ] = parity.VariantRule.max_metric_drop,
+    min_agreement: Annotated[
+        float, typer.Option(help="Variant gate: percent of top-1 decisions that must agree with eager PyTorch.")
+    ] = parity.VariantRule.min_agreement,
+    max_mse_increase: Annotated[
+        float, typer.Option(help="Variant gate, regression: percent a variant's held-out MSE may exceed fp32's.")
+    ] = parity.VariantRule.max_mse_increase,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report", metavar="DIR", help="With --variant: write the variant report (variants.md, .json, .png) here."
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
     model_files: ModelFilesOpt = None,
@@ -93,19 +109,33 @@ def export_cmd(
     formats = F.parse(fmt) if fmt or not variants else ()
     if report is not None and not variants:
         raise InputError("--report writes the variant report: give --variant too")
-    options = V.VariantOptions(calibration_samples, str(calibration_method),
-                               parity.VariantRule(max_metric_drop, min_agreement, max_mse_increase))
+    options = V.VariantOptions(
+        calibration_samples,
+        str(calibration_method),
+        parity.VariantRule(max_metric_drop, min_agreement, max_mse_increase),
+    )
     exporter.check_opset(opset, exporter_name)
     specs, explicit = registry.select(models, model_files)
     data_dir = data_dir_in_use(data_dir, specs)
     done, skipped, failed = [], [], []
     for spec in specs:
-        with console.status(f"exporting {spec.name} ({', '.join((*formats, *variants))}) and running the gate",
-                            spinner="dots"):
+        with console.status(
+            f"exporting {spec.name} ({', '.join((*formats, *variants))}) and running the gate", spinner="dots"
+        ):
             try:
-                rec = exporter.export_model(spec, artifacts, formats=formats or None, variants=variants,
-                                            opset=opset, exporter=exporter_name, atol=atol, rtol=rtol,
-                                            data_dir=data_dir, variant_options=options, skip_unfit=not explicit)
+                rec = exporter.export_model(
+                    spec,
+                    artifacts,
+                    formats=formats or None,
+                    variants=variants,
+                    opset=opset,
+                    exporter=exporter_name,
+                    atol=atol,
+                    rtol=rtol,
+                    data_dir=data_dir,
+                    variant_options=options,
+                    skip_unfit=not explicit,
+                )
             except CheckFailed as exc:
                 if explicit and len(specs) == 1:
                     raise
@@ -125,8 +155,11 @@ def export_cmd(
         for line in exporter.variant_failures(spec, rec, variants):
             failed.append({"model": spec.name, "reason": line})
             if not as_json:
-                err_console.print(f"[bold red]FAIL[/] {line} (recorded in export.json; never deployed)",
-                                  highlight=False, soft_wrap=True)
+                err_console.print(
+                    f"[bold red]FAIL[/] {line} (recorded in export.json; never deployed)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     paths = {}
     if report is not None:
         from zeroserve.export import report as variant_report
@@ -141,27 +174,40 @@ def export_cmd(
             err_console.print(note, highlight=False, soft_wrap=True)
         paths = variant_report.write(rows, report)
     if as_json:
-        print_json({"exported": done, "skipped": skipped, "failed": failed,
-                    **({"report": {k: str(v) for k, v in paths.items()}} if paths else {})})
+        print_json(
+            {
+                "exported": done,
+                "skipped": skipped,
+                "failed": failed,
+                **({"report": {k: str(v) for k, v in paths.items()}} if paths else {}),
+            }
+        )
     else:
         if formats:
-            _table([{**r, "formats": {k: e for k, e in r["formats"].items() if k in formats}} for r in done],
-                   artifacts)
+            _table([{**r, "formats": {k: e for k, e in r["formats"].items() if k in formats}} for r in done], artifacts)
         if variants:
             from zeroserve.export import report as variant_report
 
             console.print(variant_report.table(rows if report is not None else variant_report.rows(done, variants)))
         if paths:
-            console.print(f"variant report: {paths['md']} ({paths['json'].name}, {paths['png'].name})",
-                          highlight=False)
+            console.print(f"variant report: {paths['md']} ({paths['json'].name}, {paths['png'].name})", highlight=False)
     if failed:
         raise typer.Exit(CheckFailed.exit_code)
 
 
 def _table(done: list[dict], artifacts) -> None:
     table = Table(title=f"export gate (artifacts in {artifacts}/)")
-    for col in ("model", "format", "gate", "max abs err", "max rel err", "top-1", "grid points", "eager b1 ms",
-                "this b1 ms"):
+    for col in (
+        "model",
+        "format",
+        "gate",
+        "max abs err",
+        "max rel err",
+        "top-1",
+        "grid points",
+        "eager b1 ms",
+        "this b1 ms",
+    ):
         table.add_column(col)
     for rec in done:
         lat = rec.get("latency_ms", {}).get("batch_1", {})
@@ -169,6 +215,15 @@ def _table(done: list[dict], artifacts) -> None:
             w = e["worst"]
             top1 = "" if w.get("top1_agreement") is None else f"{w['top1_agreement']:.0%}"
             this = lat.get(fmt)
-            table.add_row(rec["model"], fmt, e["status"], f"{w['max_abs']:.2e}", f"{w['max_rel']:.2e}", top1,
-                          str(len(e["grid"])), f"{lat.get('eager', 0):.3f}", f"{this:.3f}" if this else "")
+            table.add_row(
+                rec["model"],
+                fmt,
+                e["status"],
+                f"{w['max_abs']:.2e}",
+                f"{w['max_rel']:.2e}",
+                top1,
+                str(len(e["grid"])),
+                f"{lat.get('eager', 0):.3f}",
+                f"{this:.3f}" if this else "",
+            )
     console.print(table)

@@ -31,8 +31,10 @@ from zeroserve.spec import ModelSpec, Split
 
 DEFAULT_OPSET = 18
 DEFAULT_EXPORTER = "legacy"  # passes the gate for all ten models, and in a tenth of dynamo's time
-OPSETS = {"legacy": (9, torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET),
-          "dynamo": (18, torch.onnx._constants.ONNX_MAX_OPSET)}
+OPSETS = {
+    "legacy": (9, torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET),
+    "dynamo": (18, torch.onnx._constants.ONNX_MAX_OPSET),
+}
 SAMPLE_ROWS = 8
 EXPORT_SCRATCH = ".export-"  # export's scratch folders in artifacts/<model>/ (records.scratch_dir)
 LATENCY_THREADS = 1
@@ -79,15 +81,31 @@ def _export_onnx(spec: ModelSpec, module: torch.nn.Module, path: Path, opset: in
         warnings.simplefilter("ignore")
         if exporter == "legacy":
             axes = {t.name: t.dynamic_axes for t in (*spec.inputs, *spec.outputs)}
-            torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset, input_names=names_in,
-                              output_names=names_out, dynamic_axes=axes, do_constant_folding=True)
+            torch.onnx.export(
+                module,
+                example,
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=names_in,
+                output_names=names_out,
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
         else:
             dims = {}
             for t in spec.inputs:
                 dims[t.name] = {i: torch.export.Dim.DYNAMIC for i in t.dynamic_axes}
-            program = torch.onnx.export(module, example, dynamo=True, opset_version=opset, input_names=names_in,
-                                        output_names=names_out, dynamic_shapes=tuple(dims.values()),
-                                        external_data=False)
+            program = torch.onnx.export(
+                module,
+                example,
+                dynamo=True,
+                opset_version=opset,
+                input_names=names_in,
+                output_names=names_out,
+                dynamic_shapes=tuple(dims.values()),
+                external_data=False,
+            )
             program.save(str(path), external_data=False)
 
 
@@ -101,8 +119,9 @@ def _export_torchscript(spec: ModelSpec, module: torch.nn.Module, path: Path) ->
         torch.jit.save(scripted, str(path))
 
 
-def _onnx_runner(path: Path, spec: ModelSpec, threads: int | None = None,
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> Callable:
+def _onnx_runner(
+    path: Path, spec: ModelSpec, threads: int | None = None, providers: tuple[str, ...] = ("CPUExecutionProvider",)
+) -> Callable:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -118,7 +137,9 @@ def _onnx_runner(path: Path, spec: ModelSpec, threads: int | None = None,
 
 def _torchscript_runner(path: Path, spec: ModelSpec, threads: int | None = None) -> Callable:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream; Triton's pytorch backend still loads it
+        warnings.simplefilter(
+            "ignore", FutureWarning
+        )  # torch.jit is deprecated upstream; Triton's pytorch backend still loads it
         module = torch.jit.load(str(path), map_location="cpu").eval()
 
     def run(inputs):
@@ -155,8 +176,11 @@ def _build_torchscript(spec: ModelSpec, module: torch.nn.Module, path: Path, **_
 # How each format of the table (zeroserve.formats) is made, by format key. A builder writes the
 # artifact to `path` and returns what the record keeps about it; `work` is the folder holding the
 # other artifacts of this export (a variant reads its base's file there).
-BUILDERS: dict[str, Callable[..., dict]] = {"onnx": _build_onnx, "torchscript": _build_torchscript,
-                                            **variants_mod.BUILDERS}
+BUILDERS: dict[str, Callable[..., dict]] = {
+    "onnx": _build_onnx,
+    "torchscript": _build_torchscript,
+    **variants_mod.BUILDERS,
+}
 # How an artifact is run in-process for the gate and the latency figures, by runtime.
 RUNNERS: dict[str, Callable[..., Callable]] = {"onnx": _onnx_runner, "torchscript": _torchscript_runner}
 
@@ -174,8 +198,9 @@ def median_ms(fn: Callable, inputs: list[np.ndarray], budget_s: float = 0.4, max
     return float(np.median(times))
 
 
-def measure_latency(spec: ModelSpec, runners: dict[str, Callable], batches: tuple[int, ...],
-                    budget_s: float = 0.4) -> dict:
+def measure_latency(
+    spec: ModelSpec, runners: dict[str, Callable], batches: tuple[int, ...], budget_s: float = 0.4
+) -> dict:
     """In-process latency medians (ms) per path and batch size, on 1 CPU thread for every path."""
     previous = torch.get_num_threads()
     torch.set_num_threads(LATENCY_THREADS)
@@ -215,22 +240,37 @@ def _recorded_base(spec: ModelSpec, out_dir: Path, base: str, variant: str) -> t
     path = out_dir / "export.json"
     hint = f"run `zeroserve export {spec.name} --format {base}` first"
     if not path.is_file():
-        raise InputError(f"{spec.name}: the {variant} variant is made from the gated {base} export, and "
-                         f"{spec.name} was never exported; {hint}")
+        raise InputError(
+            f"{spec.name}: the {variant} variant is made from the gated {base} export, and "
+            f"{spec.name} was never exported; {hint}"
+        )
     entry = records.read_json(path, "export record").get("formats", {}).get(base)
     if entry is None or entry.get("status") != "PASS":
-        raise InputError(f"{spec.name}: the {variant} variant is made from a gated {base} export, and the export "
-                         f"record has none that passed; {hint}")
+        raise InputError(
+            f"{spec.name}: the {variant} variant is made from a gated {base} export, and the export "
+            f"record has none that passed; {hint}"
+        )
     file = out_dir / entry.get("file", F.get(base).file)
     if not file.is_file() or sha256(file) != entry.get("sha256"):
         raise InputError(f"{spec.name}: {file} is missing or differs from its export record; {hint}")
     return entry, file
 
 
-def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=None, opset: int = DEFAULT_OPSET,
-                 exporter: str = DEFAULT_EXPORTER, atol: float | None = None, rtol: float | None = None,
-                 data_dir: Path | None = None, latency: bool = True,
-                 variant_options: variants_mod.VariantOptions | None = None, skip_unfit: bool = False) -> dict:
+def export_model(
+    spec: ModelSpec,
+    artifacts: Path,
+    *,
+    formats=None,
+    variants=None,
+    opset: int = DEFAULT_OPSET,
+    exporter: str = DEFAULT_EXPORTER,
+    atol: float | None = None,
+    rtol: float | None = None,
+    data_dir: Path | None = None,
+    latency: bool = True,
+    variant_options: variants_mod.VariantOptions | None = None,
+    skip_unfit: bool = False,
+) -> dict:
     """Export `spec`'s trained checkpoint, gate every format, and record it.
 
     Args:
@@ -289,13 +329,19 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
             fmt = F.get(key)
             path = tmp / fmt.file
             if fmt.base is not None and fmt.base in entries and entries[fmt.base]["status"] != "PASS":
-                entries[key] = {"file": fmt.file, "status": "FAIL", "error": f"its base {fmt.base} failed the gate",
-                                "worst": {"point": "export", "error": f"base {fmt.base} failed"}, "grid": []}
+                entries[key] = {
+                    "file": fmt.file,
+                    "status": "FAIL",
+                    "error": f"its base {fmt.base} failed the gate",
+                    "worst": {"point": "export", "error": f"base {fmt.base} failed"},
+                    "grid": [],
+                }
                 continue
             started = time.perf_counter()
             try:
-                info = BUILDERS[key](spec, module, path, opset=opset, exporter=exporter, work=tmp,
-                                     variant=options, split=split)
+                info = BUILDERS[key](
+                    spec, module, path, opset=opset, exporter=exporter, work=tmp, variant=options, split=split
+                )
                 if fmt.runtime == "onnx":  # every ONNX artifact records what deploy checks for the target
                     info = {**_onnx_info(path), **info}
                 if fmt.variant and fmt.gpu_only and not variants_mod.gpu_present():
@@ -306,17 +352,27 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
                     runner = RUNNERS[fmt.runtime](path, spec)
             except Exception as exc:  # the exporter's own failure is this model's gate failure, with the reason
                 if fmt.variant:  # a variant the model cannot take: one line, exit 2, nothing written
-                    err = exc if isinstance(exc, InputError) else InputError(
-                        f"{spec.name}: the {fmt.variant} variant cannot be made or loaded: "
-                        f"{type(exc).__name__}: {_first_line(exc)}")
+                    err = (
+                        exc
+                        if isinstance(exc, InputError)
+                        else InputError(
+                            f"{spec.name}: the {fmt.variant} variant cannot be made or loaded: "
+                            f"{type(exc).__name__}: {_first_line(exc)}"
+                        )
+                    )
                     if not skip_unfit:
                         raise err from None
                     unfit.append({"format": key, "variant": fmt.variant, "reason": str(err)})
                     path.unlink(missing_ok=True)
                     continue
                 msg = _first_line(exc)
-                entries[key] = {"file": fmt.file, "status": "FAIL", "error": f"{type(exc).__name__}: {msg}",
-                                "worst": {"point": "export", "error": msg}, "grid": []}
+                entries[key] = {
+                    "file": fmt.file,
+                    "status": "FAIL",
+                    "error": f"{type(exc).__name__}: {msg}",
+                    "worst": {"point": "export", "error": msg},
+                    "grid": [],
+                }
                 continue
             seconds = time.perf_counter() - started
             if fmt.variant:
@@ -324,13 +380,21 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
                 base_file = tmp / F.get(fmt.base).file
                 result = {"variant": fmt.variant, "base": fmt.base, "base_sha256": sha256(base_file), **result}
                 if latency and runner is not None:
-                    timed = {fmt.base: RUNNERS[F.get(fmt.base).runtime](base_file, spec, threads=LATENCY_THREADS),
-                             key: variants_mod.variant_runner(path, spec, fmt, threads=LATENCY_THREADS)}
+                    timed = {
+                        fmt.base: RUNNERS[F.get(fmt.base).runtime](base_file, spec, threads=LATENCY_THREADS),
+                        key: variants_mod.variant_runner(path, spec, fmt, threads=LATENCY_THREADS),
+                    }
                     result["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
             else:
                 result = gate.run_gate(spec, eager, runner, points, tol)
-            entries[key] = {"file": fmt.file, "sha256": sha256(path), "bytes": path.stat().st_size, **info,
-                            "export_seconds": round(seconds, 3), **result}
+            entries[key] = {
+                "file": fmt.file,
+                "sha256": sha256(path),
+                "bytes": path.stat().st_size,
+                **info,
+                "export_seconds": round(seconds, 3),
+                **result,
+            }
 
         if not entries:  # every variant asked for was unfit
             raise InputError(f"{spec.name}: " + "; ".join(u["reason"].removeprefix(f"{spec.name}: ") for u in unfit))
@@ -343,26 +407,37 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
                 old = records.read_json(previous)
         if firsts:
             record = {
-                "schema": records.SCHEMA, "model": spec.name,
+                "schema": records.SCHEMA,
+                "model": spec.name,
                 "status": "PASS" if all(e["status"] == "PASS" for e in firsts.values()) else "FAIL",
-                "max_batch_size": spec.max_batch_size, "atol": tol.atol, "rtol": tol.rtol,
-                "inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs],
+                "max_batch_size": spec.max_batch_size,
+                "atol": tol.atol,
+                "rtol": tol.rtol,
+                "inputs": [t.as_json() for t in spec.inputs],
+                "outputs": [t.as_json() for t in spec.outputs],
                 "checkpoint_sha256": sha256(checkpoint_path(spec, artifacts)),
                 "real_samples": real is not None,
                 "formats": entries,
                 "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
             }
         else:  # variants only: the recorded export stays as it was, with these variants added
-            record = {**old, "formats": {**old.get("formats", {}), **entries},
-                      "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript")}
+            record = {
+                **old,
+                "formats": {**old.get("formats", {}), **entries},
+                "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
+            }
         if record["status"] != "PASS":
             records.write_json(out_dir / "export-failed.json", record)
             raise CheckFailed(_failure_line(spec, firsts, out_dir))
 
         if latency and firsts:
             timed = {"eager": eager}
-            timed.update({key: RUNNERS[F.get(key).runtime](tmp / F.get(key).file, spec, threads=LATENCY_THREADS)
-                          for key in firsts})
+            timed.update(
+                {
+                    key: RUNNERS[F.get(key).runtime](tmp / F.get(key).file, spec, threads=LATENCY_THREADS)
+                    for key in firsts
+                }
+            )
             record["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
 
         # keep the formats not re-exported this time, if their files are still the recorded ones; a variant
@@ -401,8 +476,11 @@ def export_model(spec: ModelSpec, artifacts: Path, *, formats=None, variants=Non
 
 def variant_failures(spec: ModelSpec, record: dict, keys=None) -> list[str]:
     """One line per variant of `record` (of `keys`, if given) that failed its gate, naming the rule and numbers."""
-    return [variants_mod.failure_line(spec, k, e) for k, e in record.get("formats", {}).items()
-            if k in F.FORMATS and F.get(k).variant and e.get("status") == "FAIL" and (keys is None or k in keys)]
+    return [
+        variants_mod.failure_line(spec, k, e)
+        for k, e in record.get("formats", {}).items()
+        if k in F.FORMATS and F.get(k).variant and e.get("status") == "FAIL" and (keys is None or k in keys)
+    ]
 
 
 def _failure_line(spec: ModelSpec, entries: dict, out_dir: Path) -> str:
@@ -414,8 +492,10 @@ def _failure_line(spec: ModelSpec, entries: dict, out_dir: Path) -> str:
     if "error" in w:
         detail = f"at {w['point']}: {w['error']}"
     else:
-        detail = (f"at {w['point']} (shapes {w['shapes']}): max abs error {w['max_abs']:.3g}, "
-                  f"max rel error {w['max_rel']:.3g}, top-1 agreement {w['top1_agreement']}")
+        detail = (
+            f"at {w['point']} (shapes {w['shapes']}): max abs error {w['max_abs']:.3g}, "
+            f"max rel error {w['max_rel']:.3g}, top-1 agreement {w['top1_agreement']}"
+        )
     return f"{spec.name} {fmt} failed the parity gate {detail} (atol {entry['atol']}, rtol {entry['rtol']}); {kept}"
 
 

@@ -41,9 +41,20 @@ def run_gate(spec: ModelSpec, eager: Callable, exported: Callable, points, tol: 
             got = exported(inputs)
             cmp = parity.compare(spec, got, want, tol)
         except Exception as exc:  # an exported graph that cannot run a shape fails the gate with the reason
-            cmp = {"passed": False, "max_abs": float("inf"), "max_rel": float("inf"), "top1_agreement": 0.0,
-                   "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
+            cmp = {
+                "passed": False,
+                "max_abs": float("inf"),
+                "max_rel": float("inf"),
+                "top1_agreement": 0.0,
+                "error": f"{type(exc).__name__}: {str(exc).strip()[:300]}",
+            }
         results.append({"point": label, "shapes": shapes, **cmp})
     worst = max(results, key=lambda r: (not r["passed"], r["max_abs"]))
-    return {"status": "PASS" if all(r["passed"] for r in results) else "FAIL", "atol": tol.atol, "rtol": tol.rtol,
-            "near_ties": sum(r.get("near_ties", 0) for r in results), "grid": results, "worst": worst}
+    return {
+        "status": "PASS" if all(r["passed"] for r in results) else "FAIL",
+        "atol": tol.atol,
+        "rtol": tol.rtol,
+        "near_ties": sum(r.get("near_ties", 0) for r in results),
+        "grid": results,
+        "worst": worst,
+    }

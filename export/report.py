@@ -33,8 +33,11 @@ def verdict(row: dict) -> str:
     if speed is None:
         return f"speed not measured; {gate}"
     if speed >= 1 + SAME_SPEED:
-        return f"faster ({speed:.2f}x at batch {row['large_batch']}) and {gate}" if row["status"] == "PASS" \
+        return (
+            f"faster ({speed:.2f}x at batch {row['large_batch']}) and {gate}"
+            if row["status"] == "PASS"
             else f"faster ({speed:.2f}x at batch {row['large_batch']}) but {gate}"
+        )
     if speed <= 1 - SAME_SPEED:
         return f"slower ({speed:.2f}x at batch {row['large_batch']}); {gate}"
     return f"no faster ({speed:.2f}x at batch {row['large_batch']}); {gate}"
@@ -58,17 +61,29 @@ def rows(done: list[dict], variants: tuple[str, ...] | None = None, served: dict
             b1 = _ratio(lat, 1, fmt.base, key)
             bl = _ratio(lat, big, fmt.base, key)
             name = fmt.triton_name(rec["model"])
-            row = {"model": rec["model"], "variant": fmt.variant, "format": key, "triton_name": name,
-                   "status": e.get("status"), "bytes": e.get("bytes"), "base_bytes": base.get("bytes"),
-                   "metric": e.get("metric"), "metric_fp32": e.get("metric_fp32"),
-                   "metric_variant": e.get("metric_variant"), "top1_agreement": e.get("top1_agreement"),
-                   "max_abs": e.get("max_abs"), "large_batch": big,
-                   "latency_b1_ms": {"base": b1[0], "variant": b1[1]}, "speedup_b1": b1[2],
-                   "latency_large_ms": {"base": bl[0], "variant": bl[1]}, "speedup_large": bl[2],
-                   "served": (served or {}).get(name),
-                   "served_base": (served or {}).get(F.get(fmt.base).triton_name(rec["model"])),
-                   "failed_rules": e.get("failed_rules") or [],
-                   "note": e.get("note") or e.get("reason", "")}
+            row = {
+                "model": rec["model"],
+                "variant": fmt.variant,
+                "format": key,
+                "triton_name": name,
+                "status": e.get("status"),
+                "bytes": e.get("bytes"),
+                "base_bytes": base.get("bytes"),
+                "metric": e.get("metric"),
+                "metric_fp32": e.get("metric_fp32"),
+                "metric_variant": e.get("metric_variant"),
+                "top1_agreement": e.get("top1_agreement"),
+                "max_abs": e.get("max_abs"),
+                "large_batch": big,
+                "latency_b1_ms": {"base": b1[0], "variant": b1[1]},
+                "speedup_b1": b1[2],
+                "latency_large_ms": {"base": bl[0], "variant": bl[1]},
+                "speedup_large": bl[2],
+                "served": (served or {}).get(name),
+                "served_base": (served or {}).get(F.get(fmt.base).triton_name(rec["model"])),
+                "failed_rules": e.get("failed_rules") or [],
+                "note": e.get("note") or e.get("reason", ""),
+            }
             row["verdict"] = verdict(row)
             out.append(row)
     return out
@@ -83,43 +98,70 @@ def _served(r: dict) -> str:
     v, b = r.get("served") or {}, r.get("served_base") or {}
     if not v:
         return "no server"
-    return (f"{_fmt(b.get('c1_p50_ms'), '.2f')} → {_fmt(v.get('c1_p50_ms'), '.2f')} ms / "
-            f"{_fmt(b.get('c16_throughput'), ',.0f')} → {_fmt(v.get('c16_throughput'), ',.0f')}/s")
+    return (
+        f"{_fmt(b.get('c1_p50_ms'), '.2f')} → {_fmt(v.get('c1_p50_ms'), '.2f')} ms / "
+        f"{_fmt(b.get('c16_throughput'), ',.0f')} → {_fmt(v.get('c16_throughput'), ',.0f')}/s"
+    )
 
 
 def table(rows: list[dict]) -> Table:
     t = Table(title="variants: in-process, 1 CPU thread, measured beside the base in one run")
-    for c in ("model", "variant", "gate", "size", "b1 ms base→variant", "b64 ms base→variant", "metric fp32→variant",
-              "top-1 agree", "served fp32→variant c=1 p50 / c=16", "verdict"):
+    for c in (
+        "model",
+        "variant",
+        "gate",
+        "size",
+        "b1 ms base→variant",
+        "b64 ms base→variant",
+        "metric fp32→variant",
+        "top-1 agree",
+        "served fp32→variant c=1 p50 / c=16",
+        "verdict",
+    ):
         t.add_column(c)
     for r in rows:
         b1, bl = r["latency_b1_ms"], r["latency_large_ms"]
-        t.add_row(r["model"], r["variant"], r["status"],
-                  f"{_fmt(r['base_bytes'], ',')} → {_fmt(r['bytes'], ',')} B",
-                  f"{_fmt(b1['base'], '.3f')} → {_fmt(b1['variant'], '.3f')}",
-                  f"{_fmt(bl['base'], '.3f')} → {_fmt(bl['variant'], '.3f')}",
-                  f"{r['metric'] or ''} {_fmt(r['metric_fp32'], '.4f')} → {_fmt(r['metric_variant'], '.4f')}",
-                  "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2%}",
-                  _served(r), r["verdict"])
+        t.add_row(
+            r["model"],
+            r["variant"],
+            r["status"],
+            f"{_fmt(r['base_bytes'], ',')} → {_fmt(r['bytes'], ',')} B",
+            f"{_fmt(b1['base'], '.3f')} → {_fmt(b1['variant'], '.3f')}",
+            f"{_fmt(bl['base'], '.3f')} → {_fmt(bl['variant'], '.3f')}",
+            f"{r['metric'] or ''} {_fmt(r['metric_fp32'], '.4f')} → {_fmt(r['metric_variant'], '.4f')}",
+            "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2%}",
+            _served(r),
+            r["verdict"],
+        )
     return t
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| model | variant | gate | bytes | b1 ms | b64 ms | metric fp32 → variant | top-1 agreement | "
-            "served fp32 → variant: c=1 p50 / c=16 | verdict |\n|" + " --- |" * 10 + "\n")
+    head = (
+        "| model | variant | gate | bytes | b1 ms | b64 ms | metric fp32 → variant | top-1 agreement | "
+        "served fp32 → variant: c=1 p50 / c=16 | verdict |\n|" + " --- |" * 10 + "\n"
+    )
     lines = []
     for r in rows:
         b1, bl = r["latency_b1_ms"], r["latency_large_ms"]
         agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.2%}"
-        lines.append(f"| {r['model']} | {r['variant']} | {r['status']} | {_fmt(r['base_bytes'], ',')} → "
-                     f"{_fmt(r['bytes'], ',')} | {_fmt(b1['base'], '.3f')} → {_fmt(b1['variant'], '.3f')} | "
-                     f"{_fmt(bl['base'], '.3f')} → {_fmt(bl['variant'], '.3f')} | {r['metric'] or ''} "
-                     f"{_fmt(r['metric_fp32'], '.4f')} → {_fmt(r['metric_variant'], '.4f')} | {agree} | "
-                     + _served(r) + f" | {r['verdict']} |")
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['status']} | {_fmt(r['base_bytes'], ',')} → "
+            f"{_fmt(r['bytes'], ',')} | {_fmt(b1['base'], '.3f')} → {_fmt(b1['variant'], '.3f')} | "
+            f"{_fmt(bl['base'], '.3f')} → {_fmt(bl['variant'], '.3f')} | {r['metric'] or ''} "
+            f"{_fmt(r['metric_fp32'], '.4f')} → {_fmt(r['metric_variant'], '.4f')} | {agree} | "
+            + _served(r)
+            + f" | {r['verdict']} |"
+        )
     notes = [f"- {r['model']} {r['variant']}: {r['note']}" for r in rows if r.get("note")]
-    return ("# Variant report\n\nIn-process medians on 1 CPU thread, each variant timed beside its fp32 base in "
-            "the same run; metric and agreement on the whole held-out set.\n\n" + head + "\n".join(lines) + "\n"
-            + ("\n" + "\n".join(notes) + "\n" if notes else ""))
+    return (
+        "# Variant report\n\nIn-process medians on 1 CPU thread, each variant timed beside its fp32 base in "
+        "the same run; metric and agreement on the whole held-out set.\n\n"
+        + head
+        + "\n".join(lines)
+        + "\n"
+        + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    )
 
 
 def plot_png(rows: list[dict]) -> bytes:
@@ -138,8 +180,7 @@ def plot_png(rows: list[dict]) -> bytes:
     ax.axhline(1.0, color="gray", lw=1, ls="--")
     ax.set_xticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylabel("speed-up over fp32 (×)")
-    ax.set_title("variants vs fp32, in-process, 1 thread\n(hatched: over the gate; no bar: not measured)",
-                 fontsize=10)
+    ax.set_title("variants vs fp32, in-process, 1 thread\n(hatched: over the gate; no bar: not measured)", fontsize=10)
     ax.legend()
     return plots.png(fig)
 
@@ -149,7 +190,9 @@ def write(rows: list[dict], folder: Path) -> dict[str, Path]:
     folder = records.ensure_writable_dir(Path(folder))
     paths = {"md": folder / "variants.md", "json": folder / "variants.json", "png": folder / "variants.png"}
     png = plot_png(rows)
-    records.write_bytes(paths["json"], (records.dumps({"schema": records.SCHEMA, "rows": rows}, indent=2) + "\n").encode())
+    records.write_bytes(
+        paths["json"], (records.dumps({"schema": records.SCHEMA, "rows": rows}, indent=2) + "\n").encode()
+    )
     records.write_bytes(paths["md"], markdown(rows).encode())
     records.write_bytes(paths["png"], png)
     return paths

@@ -42,8 +42,7 @@ CALIBRATION_SEED = 0
 # provider of the machine that saved the file; ALL adds layout (NCHWc) rewrites for this CPU.
 OPTIMIZATION_LEVEL = "basic"
 # What ONNX Runtime's dynamic quantizer covers (its registry of dynamic ops): GRU and RNN stay float.
-DYNAMIC_OPS_NOTE = ("ONNX Runtime's dynamic quantizer covers MatMul, Gather, Conv, LSTM and attention, "
-                    "not GRU or RNN")
+DYNAMIC_OPS_NOTE = "ONNX Runtime's dynamic quantizer covers MatMul, Gather, Conv, LSTM and attention, not GRU or RNN"
 
 
 @dataclass(frozen=True)
@@ -65,12 +64,15 @@ class VariantOptions:
 
     def __post_init__(self) -> None:
         if self.calibration_method not in CALIBRATION_METHODS:
-            raise InputError(f"unknown calibration method {self.calibration_method!r}; "
-                             f"use {', '.join(CALIBRATION_METHODS)}")
+            raise InputError(
+                f"unknown calibration method {self.calibration_method!r}; use {', '.join(CALIBRATION_METHODS)}"
+            )
         least = MIN_CALIBRATION[self.calibration_method]
         if self.calibration_samples < least:
-            raise InputError(f"--calibration-samples {self.calibration_samples} is too few for "
-                             f"{self.calibration_method} calibration (at least {least})")
+            raise InputError(
+                f"--calibration-samples {self.calibration_samples} is too few for "
+                f"{self.calibration_method} calibration (at least {least})"
+            )
 
 
 @contextlib.contextmanager
@@ -89,8 +91,9 @@ def _quiet():
 
 def _tool_failed(spec: ModelSpec, variant: str, what: str, exc: Exception) -> InputError:
     text = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
-    return InputError(f"{spec.name}: the {variant} variant cannot be made: {what} failed "
-                      f"({type(exc).__name__}: {text})")
+    return InputError(
+        f"{spec.name}: the {variant} variant cannot be made: {what} failed ({type(exc).__name__}: {text})"
+    )
 
 
 def weights_summary(path: Path, base: Path) -> dict:
@@ -110,8 +113,11 @@ def weights_summary(path: Path, base: Path) -> dict:
         return ops
 
     model = onnx.load(str(path))
-    int8 = [i for i in model.graph.initializer if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
-            and "zero_point" not in i.name]  # a quantized weight, not a quantization parameter
+    int8 = [
+        i
+        for i in model.graph.initializer
+        if i.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and "zero_point" not in i.name
+    ]  # a quantized weight, not a quantization parameter
     before = float_weight_ops(onnx.load(str(base)))
     left = float_weight_ops(model)
     return {"int8_weights": len(int8), "weight_ops": sorted(before), "left_float": sorted(left & before)}
@@ -120,8 +126,10 @@ def weights_summary(path: Path, base: Path) -> dict:
 def _require_quantized(spec: ModelSpec, variant: str, summary: dict, extra: str = "") -> None:
     if summary["int8_weights"] == 0:
         ops = ", ".join(summary["weight_ops"]) or "none"
-        raise InputError(f"{spec.name}: the {variant} variant quantizes none of this model's weights "
-                         f"(ops with weights: {ops}){extra}; nothing written")
+        raise InputError(
+            f"{spec.name}: the {variant} variant quantizes none of this model's weights "
+            f"(ops with weights: {ops}){extra}; nothing written"
+        )
 
 
 def _calibration(spec: ModelSpec, split: Split | None, opts: VariantOptions) -> list[np.ndarray]:
@@ -133,15 +141,18 @@ def _calibration(spec: ModelSpec, split: Split | None, opts: VariantOptions) -> 
     available = len(split.train_inputs[0])
     least = MIN_CALIBRATION[opts.calibration_method]
     if available < least:
-        raise InputError(f"{spec.name}: the training split has {available} samples, too few for "
-                         f"{opts.calibration_method} calibration (at least {least}); use int8-dynamic instead")
+        raise InputError(
+            f"{spec.name}: the training split has {available} samples, too few for "
+            f"{opts.calibration_method} calibration (at least {least}); use int8-dynamic instead"
+        )
     n = min(opts.calibration_samples, available)
     rows = np.sort(np.random.default_rng(CALIBRATION_SEED).choice(available, n, replace=False))
     return [a[rows] for a in split.train_inputs]
 
 
-def _quantize(spec: ModelSpec, variant: str, path: Path, work: Path, tool: str, run: Callable[[Path], None],
-              extra: str = "") -> dict:
+def _quantize(
+    spec: ModelSpec, variant: str, path: Path, work: Path, tool: str, run: Callable[[Path], None], extra: str = ""
+) -> dict:
     """The gated ONNX through ONNX Runtime's pre-processing, then `run(pre_processed)` (a quantizer writing
     `path`); a tool's failure or a file with no int8 weight is InputError (nothing left behind).
 
@@ -171,8 +182,9 @@ def _quantize(spec: ModelSpec, variant: str, path: Path, work: Path, tool: str, 
     return summary
 
 
-def _build_int8(spec: ModelSpec, module, path: Path, *, work: Path, variant: VariantOptions,
-                split: Split | None, **_) -> dict:
+def _build_int8(
+    spec: ModelSpec, module, path: Path, *, work: Path, variant: VariantOptions, split: Split | None, **_
+) -> dict:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -187,23 +199,54 @@ def _build_int8(spec: ModelSpec, module, path: Path, *, work: Path, variant: Var
     class Reader(CalibrationDataReader):
         def __init__(self):
             n = len(arrays[0])
-            self._batches = iter([{k: np.ascontiguousarray(a[s:s + CALIBRATION_BATCH]) for k, a in zip(names, arrays)}
-                                  for s in range(0, n, CALIBRATION_BATCH)])
+            self._batches = iter(
+                [
+                    {k: np.ascontiguousarray(a[s : s + CALIBRATION_BATCH]) for k, a in zip(names, arrays)}
+                    for s in range(0, n, CALIBRATION_BATCH)
+                ]
+            )
 
         def get_next(self):
             return next(self._batches, None)
 
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[variant.calibration_method]
-    summary = _quantize(spec, "int8", path, work, "ONNX Runtime's static quantizer", lambda pre: quantize_static(
-        str(pre), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8, calibrate_method=method, calibration_providers=["CPUExecutionProvider"]))
-    info = {"method": "quantize_static", "quant_format": "QDQ", "per_channel": True, "weight_type": "int8",
-            "activation_type": "int8", "calibration": {
-                "method": variant.calibration_method, "samples": int(len(arrays[0])),
-                "source": "given arrays" if variant.calibration_inputs is not None
-                else f"training split, seeded draw (seed {CALIBRATION_SEED})"},
-            "quantized": summary}
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[variant.calibration_method]
+    summary = _quantize(
+        spec,
+        "int8",
+        path,
+        work,
+        "ONNX Runtime's static quantizer",
+        lambda pre: quantize_static(
+            str(pre),
+            str(path),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=method,
+            calibration_providers=["CPUExecutionProvider"],
+        ),
+    )
+    info = {
+        "method": "quantize_static",
+        "quant_format": "QDQ",
+        "per_channel": True,
+        "weight_type": "int8",
+        "activation_type": "int8",
+        "calibration": {
+            "method": variant.calibration_method,
+            "samples": int(len(arrays[0])),
+            "source": "given arrays"
+            if variant.calibration_inputs is not None
+            else f"training split, seeded draw (seed {CALIBRATION_SEED})",
+        },
+        "quantized": summary,
+    }
     if summary["left_float"]:
         info["note"] = f"left in float32: {', '.join(summary['left_float'])} (the static quantizer has no int8 form)"
     return info
@@ -212,13 +255,21 @@ def _build_int8(spec: ModelSpec, module, path: Path, *, work: Path, variant: Var
 def _build_int8_dynamic(spec: ModelSpec, module, path: Path, *, work: Path, **_) -> dict:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    summary = _quantize(spec, "int8-dynamic", path, work, "ONNX Runtime's dynamic quantizer",
-                        lambda pre: quantize_dynamic(str(pre), str(path), weight_type=QuantType.QInt8,
-                                                     per_channel=False), f"; {DYNAMIC_OPS_NOTE}")
+    summary = _quantize(
+        spec,
+        "int8-dynamic",
+        path,
+        work,
+        "ONNX Runtime's dynamic quantizer",
+        lambda pre: quantize_dynamic(str(pre), str(path), weight_type=QuantType.QInt8, per_channel=False),
+        f"; {DYNAMIC_OPS_NOTE}",
+    )
     info = {"method": "quantize_dynamic", "weight_type": "int8", "quantized": summary}
     if summary["left_float"]:
-        info["note"] = (f"left in float32: {', '.join(summary['left_float'])}; {DYNAMIC_OPS_NOTE}, so only the "
-                        f"other weights are int8")
+        info["note"] = (
+            f"left in float32: {', '.join(summary['left_float'])}; {DYNAMIC_OPS_NOTE}, so only the "
+            f"other weights are int8"
+        )
     return info
 
 
@@ -253,13 +304,18 @@ def _build_optimized(spec: ModelSpec, module, path: Path, *, work: Path, **_) ->
     foreign = sorted({f"{n.domain}.{n.op_type}" for n in model.graph.node if n.domain not in ("", "ai.onnx")})
     if foreign:
         path.unlink(missing_ok=True)
-        raise InputError(f"{spec.name}: the optimized graph uses ops outside the ONNX domain ({', '.join(foreign)}), "
-                         "which would tie it to this machine's ONNX Runtime; nothing written")
+        raise InputError(
+            f"{spec.name}: the optimized graph uses ops outside the ONNX domain ({', '.join(foreign)}), "
+            "which would tie it to this machine's ONNX Runtime; nothing written"
+        )
     before = len(onnx.load(str(base)).graph.node)
-    return {"method": "onnxruntime offline optimisation", "level": OPTIMIZATION_LEVEL,
-            "level_reason": "basic rewrites are provider-independent and stay in the ONNX domain; extended and "
-                            "all emit com.microsoft contrib ops and CPU-specific layouts",
-            "nodes": {"before": before, "after": len(model.graph.node)}}
+    return {
+        "method": "onnxruntime offline optimisation",
+        "level": OPTIMIZATION_LEVEL,
+        "level_reason": "basic rewrites are provider-independent and stay in the ONNX domain; extended and "
+        "all emit com.microsoft contrib ops and CPU-specific layouts",
+        "nodes": {"before": before, "after": len(model.graph.node)},
+    }
 
 
 def _topological(model) -> None:
@@ -294,20 +350,29 @@ def _build_fp16(spec: ModelSpec, module, path: Path, *, work: Path, **_) -> dict
         path.unlink(missing_ok=True)
         raise _tool_failed(spec, "fp16", "onnxruntime.transformers.float16", exc) from None
     graph = onnx.load(str(path)).graph
-    io_types = {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
-                for v in (*graph.input, *graph.output)}
+    io_types = {
+        v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
+        for v in (*graph.input, *graph.output)
+    }
     wrong = {t.name: io_types.get(t.name) for t in (*spec.inputs, *spec.outputs) if io_types.get(t.name) != t.dtype}
     if wrong:
         path.unlink(missing_ok=True)
         raise InputError(f"{spec.name}: the fp16 graph's inputs/outputs changed type ({wrong}); nothing written")
     halves = sum(1 for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16)
-    return {"method": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True,
-            "float16_initializers": halves}
+    return {
+        "method": "onnxruntime.transformers.float16.convert_float_to_float16",
+        "keep_io_types": True,
+        "float16_initializers": halves,
+    }
 
 
 # By format key: how each variant of the format table is made.
-BUILDERS: dict[str, Callable[..., dict]] = {"onnx_int8": _build_int8, "onnx_int8dyn": _build_int8_dynamic,
-                                            "onnx_optimized": _build_optimized, "onnx_fp16": _build_fp16}
+BUILDERS: dict[str, Callable[..., dict]] = {
+    "onnx_int8": _build_int8,
+    "onnx_int8dyn": _build_int8_dynamic,
+    "onnx_optimized": _build_optimized,
+    "onnx_fp16": _build_fp16,
+}
 
 
 def gpu_present() -> bool:
@@ -327,28 +392,59 @@ def variant_runner(path: Path, spec: ModelSpec, fmt: F.Format, threads: int | No
 
 def in_batches(fn: Callable, inputs: list[np.ndarray], batch: int) -> list[np.ndarray]:
     """`fn` over the rows of `inputs` in batches of at most `batch`; outputs concatenated."""
-    chunks = [fn([np.ascontiguousarray(a[s:s + batch]) for a in inputs]) for s in range(0, len(inputs[0]), batch)]
+    chunks = [fn([np.ascontiguousarray(a[s : s + batch]) for a in inputs]) for s in range(0, len(inputs[0]), batch)]
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def run_variant_gate(spec: ModelSpec, fmt: F.Format, runner: Callable | None, split: Split,
-                     eager: list[np.ndarray], rule: parity.VariantRule, tol: parity.Tolerance) -> dict:
+def run_variant_gate(
+    spec: ModelSpec,
+    fmt: F.Format,
+    runner: Callable | None,
+    split: Split,
+    eager: list[np.ndarray],
+    rule: parity.VariantRule,
+    tol: parity.Tolerance,
+) -> dict:
     """The variant gate on the whole held-out set; the entry fields export.json keeps under the variant."""
     held = {"samples": int(len(split.test_inputs[0])), "data": split.source}
     if runner is None:  # fp16 without a GPU: written and linted, its accuracy not measured
-        return {"status": "UNVERIFIED", "rule": rule.as_json(), "held_out": held,
-                "reason": "no GPU here: ONNX Runtime's CPU provider lacks most float16 kernels, so the variant "
-                          "is written and linted but its accuracy is not measured; it is verified where a GPU is"}
+        return {
+            "status": "UNVERIFIED",
+            "rule": rule.as_json(),
+            "held_out": held,
+            "reason": "no GPU here: ONNX Runtime's CPU provider lacks most float16 kernels, so the variant "
+            "is written and linted but its accuracy is not measured; it is verified where a GPU is",
+        }
     try:
         got = in_batches(runner, split.test_inputs, spec.max_batch_size)
         verdict = parity.judge_variant(spec, got, eager, split.test_target, rule, tol)
     except Exception as exc:  # a variant graph that cannot run the held-out set fails its gate, with the reason
-        verdict = {"passed": False, "failed_rules": [f"{type(exc).__name__}: {str(exc).strip()[:300]}"],
-                   "rule": "", "max_abs": float("inf"), "max_rel": float("inf"), "top1_agreement": None}
-    keep = ("metric", "metric_fp32", "metric_variant", "metric_bound", "top1_agreement", "max_abs", "max_rel",
-            "near_ties", "disagreements")
-    return {"status": "PASS" if verdict["passed"] else "FAIL", "rule": {**rule.as_json(), "text": verdict["rule"]},
-            "held_out": held, **{k: verdict.get(k) for k in keep}, "failed_rules": verdict["failed_rules"]}
+        verdict = {
+            "passed": False,
+            "failed_rules": [f"{type(exc).__name__}: {str(exc).strip()[:300]}"],
+            "rule": "",
+            "max_abs": float("inf"),
+            "max_rel": float("inf"),
+            "top1_agreement": None,
+        }
+    keep = (
+        "metric",
+        "metric_fp32",
+        "metric_variant",
+        "metric_bound",
+        "top1_agreement",
+        "max_abs",
+        "max_rel",
+        "near_ties",
+        "disagreements",
+    )
+    return {
+        "status": "PASS" if verdict["passed"] else "FAIL",
+        "rule": {**rule.as_json(), "text": verdict["rule"]},
+        "held_out": held,
+        **{k: verdict.get(k) for k in keep},
+        "failed_rules": verdict["failed_rules"],
+    }
 
 
 def failure_line(spec: ModelSpec, key: str, entry: dict) -> str:

@@ -37,8 +37,15 @@ def configless(folder: Path, version: Path) -> DeployedModel:
     recognised from the file in the version folder, nothing else set."""
     for backend in F.BACKENDS.values():
         if (version / backend.default_file).is_file():
-            return DeployedModel(name=folder.name, backend=backend.name, max_batch_size=0, inputs=(), outputs=(),
-                                 max_queue_delay_us=None, instance_kind="KIND_CPU")
+            return DeployedModel(
+                name=folder.name,
+                backend=backend.name,
+                max_batch_size=0,
+                inputs=(),
+                outputs=(),
+                max_queue_delay_us=None,
+                instance_kind="KIND_CPU",
+            )
     known = ", ".join(b.default_file for b in F.BACKENDS.values())
     raise InputError(f"{folder}: no config.pbtxt, and {version} holds no model file Triton recognises ({known})")
 
@@ -52,16 +59,20 @@ def complete(model: DeployedModel, path: Path, backend: F.Backend, graph: GraphI
     if model.inputs and model.outputs:
         return model
     if graph is None:
-        raise InputError(f"{path.parent.parent}: the config lists no inputs or no outputs, and Triton's "
-                         f"{backend.name} backend does not complete them: declare every input and output")
+        raise InputError(
+            f"{path.parent.parent}: the config lists no inputs or no outputs, and Triton's "
+            f"{backend.name} backend does not complete them: declare every input and output"
+        )
     inputs, outputs = graph
     batching = all(dims and dims[0] == -1 for _, _, dims in (*inputs, *outputs))
     max_batch_size = model.max_batch_size
     if batching and max_batch_size == 0:
         max_batch_size = DEFAULT_MAX_BATCH_SIZE
     elif not batching and max_batch_size != 0:
-        raise InputError(f"{path.parent.parent}: autofill failed: the model does not batch (not every input and "
-                         f"output has a dynamic first dim) while max_batch_size {max_batch_size} is set")
+        raise InputError(
+            f"{path.parent.parent}: autofill failed: the model does not batch (not every input and "
+            f"output has a dynamic first dim) while max_batch_size {max_batch_size} is set"
+        )
     queue = model.max_queue_delay_us
     if max_batch_size > 1 and queue is None:
         queue = 0  # an empty dynamic_batching {}
@@ -76,8 +87,13 @@ def complete(model: DeployedModel, path: Path, backend: F.Backend, graph: GraphI
                 out.append(TensorConfig(name, dtype, (1,), () if max_batch_size > 0 else None))
         return tuple(out)
 
-    return replace(model, max_batch_size=max_batch_size, max_queue_delay_us=queue,
-                   inputs=model.inputs or tensors(inputs), outputs=model.outputs or tensors(outputs))
+    return replace(
+        model,
+        max_batch_size=max_batch_size,
+        max_queue_delay_us=queue,
+        inputs=model.inputs or tensors(inputs),
+        outputs=model.outputs or tensors(outputs),
+    )
 
 
 def graph_io(path: Path) -> GraphIO:
@@ -96,8 +112,9 @@ def graph_io(path: Path) -> GraphIO:
         try:
             dtype = str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
         except (KeyError, ValueError, TypeError):
-            raise InputError(f"{path}: tensor {v.name} has an element type Triton cannot name "
-                             f"({tt.elem_type})") from None
+            raise InputError(
+                f"{path}: tensor {v.name} has an element type Triton cannot name ({tt.elem_type})"
+            ) from None
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
         return v.name, dtype, dims
 

@@ -128,14 +128,19 @@ def summarise(latencies_s: list[np.ndarray], seconds: float) -> dict:
     """p50/p99 (ms) and throughput over one or several timed windows of `seconds` in total."""
     lat = np.concatenate(latencies_s)
     if not len(lat):
-        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "throughput": 0.0, "requests": 0,
-                "latencies_s": lat}
-    return {"p50_ms": float(np.percentile(lat * 1e3, 50)), "p99_ms": float(np.percentile(lat * 1e3, 99)),
-            "throughput": len(lat) / seconds, "requests": int(len(lat)), "latencies_s": lat}
+        return {"p50_ms": float("nan"), "p99_ms": float("nan"), "throughput": 0.0, "requests": 0, "latencies_s": lat}
+    return {
+        "p50_ms": float(np.percentile(lat * 1e3, 50)),
+        "p99_ms": float(np.percentile(lat * 1e3, 99)),
+        "throughput": len(lat) / seconds,
+        "requests": int(len(lat)),
+        "latencies_s": lat,
+    }
 
 
-def interleaved(makers: dict[str, Callable[[], Callable[[], None]]], concurrency: int, seconds: float,
-                rounds: int = ROUNDS) -> dict[str, dict]:
+def interleaved(
+    makers: dict[str, Callable[[], Callable[[], None]]], concurrency: int, seconds: float, rounds: int = ROUNDS
+) -> dict[str, dict]:
     """Each target in turn, `rounds` times, so the machine's drift falls on all of them alike."""
     windows: dict[str, list[np.ndarray]] = {k: [] for k in makers}
     for _ in range(rounds):
@@ -144,8 +149,9 @@ def interleaved(makers: dict[str, Callable[[], Callable[[], None]]], concurrency
     return {key: summarise(w, seconds) for key, w in windows.items()}
 
 
-def _triton_caller(protocol: str, url: str, model: str, image: np.ndarray, output: str,
-                   check: np.ndarray | None) -> Callable[[], Callable[[], None]]:
+def _triton_caller(
+    protocol: str, url: str, model: str, image: np.ndarray, output: str, check: np.ndarray | None
+) -> Callable[[], Callable[[], None]]:
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
@@ -179,7 +185,7 @@ def _ort_caller(path: Path, image: np.ndarray) -> tuple[Callable[[], Callable[[]
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     expected = session.run(None, {"image__0": image})[0]
-    return (lambda: (lambda: session.run(None, {"image__0": image}))), expected
+    return (lambda: lambda: session.run(None, {"image__0": image})), expected
 
 
 # ---------------------------------------------------------------- memory
@@ -219,8 +225,15 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL
             onnx_path = repository / "cnn_mnist_onnx" / "1" / "model.onnx"
             ort_make, expected = _ort_caller(onnx_path, image)
             for c in LEVELS:
-                results["levels"].append({"path": "ONNX Runtime in-process", "protocol": "-", "delay_us": None,
-                                          "concurrency": c, **run_level(ort_make, c, seconds)})
+                results["levels"].append(
+                    {
+                        "path": "ONNX Runtime in-process",
+                        "protocol": "-",
+                        "delay_us": None,
+                        "concurrency": c,
+                        **run_level(ort_make, c, seconds),
+                    }
+                )
                 results["levels"][-1].pop("latencies_s")
             results["levels"] += _serve_levels(repository, image, expected, seconds, console)
             _print_levels(console, results["levels"])
@@ -241,22 +254,29 @@ def _serve_levels(repository: Path, image, expected, seconds: float, console) ->
         for delay in QUEUE_DELAYS_US:
             ports = [free_port() for _ in range(3)]
             console.print(f"serve bench: starting cnn_mnist_onnx and its no-op twin at max_queue_delay {delay} µs")
-            servers[delay] = start_server(repository, ["cnn_mnist_onnx"], http_port=ports[0],
-                                                 grpc_port=ports[1], metrics_port=ports[2], queue_delay_us=delay,
-                                                 noop_of=["cnn_mnist_onnx"])
+            servers[delay] = start_server(
+                repository,
+                ["cnn_mnist_onnx"],
+                http_port=ports[0],
+                grpc_port=ports[1],
+                metrics_port=ports[2],
+                queue_delay_us=delay,
+                noop_of=["cnn_mnist_onnx"],
+            )
         for protocol in ("http", "grpc"):
             makers = {}
             for delay, server in servers.items():
                 url = server.http_url if protocol == "http" else server.grpc_url
                 makers[(delay, "model.py + ONNX Runtime")] = _triton_caller(
-                    protocol, url, "cnn_mnist_onnx", image, "log_probs__0", expected)
+                    protocol, url, "cnn_mnist_onnx", image, "log_probs__0", expected
+                )
                 makers[(delay, "no-op model.py (floor)")] = _triton_caller(
-                    protocol, url, "cnn_mnist_onnx_noop", image, "log_probs__0", None)
+                    protocol, url, "cnn_mnist_onnx_noop", image, "log_probs__0", None
+                )
             for c in LEVELS:
                 for (delay, path), figures in interleaved(makers, c, seconds).items():
                     figures.pop("latencies_s")
-                    rows.append({"path": path, "protocol": protocol, "delay_us": delay, "concurrency": c,
-                                 **figures})
+                    rows.append({"path": path, "protocol": protocol, "delay_us": delay, "concurrency": c, **figures})
     finally:
         for server in servers.values():
             server.stop()
@@ -276,14 +296,22 @@ def _memory(artifacts: Path, scratch: Path, repository: Path, console) -> dict |
         server_pss, server_rss = _pss_rss_mb([server.pid])
         onnx_stubs = [p for p in stubs if b"_onnx/" in Path(f"/proc/{p}/cmdline").read_bytes()]
         ts_stubs = [p for p in stubs if b"_torchscript/" in Path(f"/proc/{p}/cmdline").read_bytes()]
-        mem = {"models": len(server.state["models"]), "stubs": len(stubs), "load_s": load_s,
-               "total_pss_mb": pss, "total_rss_mb": rss, "server_rss_mb": server_rss,
-               "onnx_stub_pss_mb": _pss_rss_mb(onnx_stubs)[0] / max(len(onnx_stubs), 1),
-               "torchscript_stub_pss_mb": _pss_rss_mb(ts_stubs)[0] / max(len(ts_stubs), 1)}
+        mem = {
+            "models": len(server.state["models"]),
+            "stubs": len(stubs),
+            "load_s": load_s,
+            "total_pss_mb": pss,
+            "total_rss_mb": rss,
+            "server_rss_mb": server_rss,
+            "onnx_stub_pss_mb": _pss_rss_mb(onnx_stubs)[0] / max(len(onnx_stubs), 1),
+            "torchscript_stub_pss_mb": _pss_rss_mb(ts_stubs)[0] / max(len(ts_stubs), 1),
+        }
     finally:
         server.stop()
-    table = Table(title=f"resident memory: tritonserver with {mem['models']} models loaded ({mem['stubs']} stubs), "
-                        f"loaded in {mem['load_s']:.1f} s")
+    table = Table(
+        title=f"resident memory: tritonserver with {mem['models']} models loaded ({mem['stubs']} stubs), "
+        f"loaded in {mem['load_s']:.1f} s"
+    )
     for col in ("what", "MB"):
         table.add_column(col, justify="right" if col == "MB" else "left")
     table.add_row("server + stubs, PSS (shared pages counted once)", f"{mem['total_pss_mb']:.0f}")
@@ -300,16 +328,28 @@ def _print_levels(console: Console, rows: list[dict]) -> None:
     for col in ("path", "protocol", "queue delay µs", "c", "p50 ms", "p99 ms", "req/s"):
         table.add_column(col, justify="left" if col in ("path", "protocol") else "right")
     for r in rows:
-        table.add_row(r["path"], r["protocol"], "-" if r["delay_us"] is None else str(r["delay_us"]),
-                      str(r["concurrency"]), f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['throughput']:,.0f}")
+        table.add_row(
+            r["path"],
+            r["protocol"],
+            "-" if r["delay_us"] is None else str(r["delay_us"]),
+            str(r["concurrency"]),
+            f"{r['p50_ms']:.3f}",
+            f"{r['p99_ms']:.3f}",
+            f"{r['throughput']:,.0f}",
+        )
     console.print(table)
 
-    bars = Table(title=f"bars against the no-op floor (c=1: model p50 - no-op p50 <= {C1_BAR_MS} ms; "
-                       f"c=16: model throughput >= {C16_BAR:.0%} of no-op)")
+    bars = Table(
+        title=f"bars against the no-op floor (c=1: model p50 - no-op p50 <= {C1_BAR_MS} ms; "
+        f"c=16: model throughput >= {C16_BAR:.0%} of no-op)"
+    )
     for col in ("queue delay µs", "protocol", "c=1 added p50 ms", "c=1 bar", "c=16 throughput ratio", "c=16 bar"):
         bars.add_column(col)
-    pick = {(r["path"].startswith("no-op"), r["protocol"], r["delay_us"], r["concurrency"]): r
-            for r in rows if r["delay_us"] is not None}
+    pick = {
+        (r["path"].startswith("no-op"), r["protocol"], r["delay_us"], r["concurrency"]): r
+        for r in rows
+        if r["delay_us"] is not None
+    }
     for delay in QUEUE_DELAYS_US:
         for protocol in ("http", "grpc"):
             model1, noop1 = pick[(False, protocol, delay, 1)], pick[(True, protocol, delay, 1)]
@@ -317,8 +357,9 @@ def _print_levels(console: Console, rows: list[dict]) -> None:
             added = model1["p50_ms"] - noop1["p50_ms"]
             ratio = model16["throughput"] / noop16["throughput"]
             mark = lambda ok: "[green]met[/]" if ok else "[red]missed[/]"  # noqa: E731
-            bars.add_row(str(delay), protocol, f"{added:+.3f}", mark(added <= C1_BAR_MS), f"{ratio:.0%}",
-                         mark(ratio >= C16_BAR))
+            bars.add_row(
+                str(delay), protocol, f"{added:+.3f}", mark(added <= C1_BAR_MS), f"{ratio:.0%}", mark(ratio >= C16_BAR)
+            )
     console.print(bars)
 
 

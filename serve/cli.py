@@ -49,15 +49,27 @@ STOP_WAIT_S = 10.0
 Engine = choices("Engine", ("embedded", "docker"))
 
 RepositoryOpt = Annotated[Path, typer.Option("--repository", help="The canonical Triton model repository.")]
-HostOpt = Annotated[str, typer.Option("--host", help="Address the server binds to (and clients reach): loopback "
-                                                     "(127.0.0.1, ::1, localhost) unless --allow-remote.")]
+HostOpt = Annotated[
+    str,
+    typer.Option(
+        "--host",
+        help="Address the server binds to (and clients reach): loopback "
+        "(127.0.0.1, ::1, localhost) unless --allow-remote.",
+    ),
+]
 _FREE = " (1-65535; 0 picks a free port and prints it)"
-HttpPortOpt = Annotated[int, typer.Option("--http-port", help="KServe v2 HTTP port" + _FREE + ".",
-                                          callback=port_callback(allow_zero=True))]
-GrpcPortOpt = Annotated[int, typer.Option("--grpc-port", help="KServe v2 gRPC port" + _FREE + ".",
-                                          callback=port_callback(allow_zero=True))]
-MetricsPortOpt = Annotated[int, typer.Option("--metrics-port", help="Prometheus metrics port" + _FREE + ".",
-                                             callback=port_callback(allow_zero=True))]
+HttpPortOpt = Annotated[
+    int, typer.Option("--http-port", help="KServe v2 HTTP port" + _FREE + ".", callback=port_callback(allow_zero=True))
+]
+GrpcPortOpt = Annotated[
+    int, typer.Option("--grpc-port", help="KServe v2 gRPC port" + _FREE + ".", callback=port_callback(allow_zero=True))
+]
+MetricsPortOpt = Annotated[
+    int,
+    typer.Option(
+        "--metrics-port", help="Prometheus metrics port" + _FREE + ".", callback=port_callback(allow_zero=True)
+    ),
+]
 # status and stop choose a running server by its ports
 ChoosePort = port_callback()
 
@@ -86,46 +98,101 @@ def _on_sigterm(signum, frame):
 @handle_errors
 def serve_cmd(
     repository: RepositoryOpt = DEFAULT_REPOSITORY,
-    models: Annotated[list[str] | None, typer.Option(
-        "--models", help="Model names, the course's or your own (every deployed format), or Triton names (one "
-        "format); default: all deployed.")] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--models",
+            help="Model names, the course's or your own (every deployed format), or Triton names (one "
+            "format); default: all deployed.",
+        ),
+    ] = None,
     host: HostOpt = DEFAULT_HOST,
     http_port: HttpPortOpt = DEFAULT_PORTS["http"],
     grpc_port: GrpcPortOpt = DEFAULT_PORTS["grpc"],
     metrics_port: MetricsPortOpt = DEFAULT_PORTS["metrics"],
-    ort_threads: Annotated[int | None, typer.Option(
-        help="ONNX Runtime (and TorchScript) intra-op threads per instance "
-             "(default: the config's intra_op_thread_count / INTRA_OP_THREAD_COUNT, else 1).")] = None,
-    detach: Annotated[bool, typer.Option("--detach", help="Return once every model is READY; "
-                                                          "the server runs on until `zeroserve stop`.")] = False,
-    engine_name: Annotated[Engine, typer.Option("--engine", help="embedded (tritonserver from the nvidia-pytriton "
-                                                                 "wheel) or docker (NGC image on a GPU host).")]
-    = "embedded",
-    print_only: Annotated[bool, typer.Option("--print", help="With --engine docker: print the docker command.")] = False,
-    timeout: Annotated[float, typer.Option(help="One deadline in seconds (> 0) for the server to come up and every "
-                                                "model to be READY.", callback=positive_seconds)]
-    = srv.READY_TIMEOUT_S,
-    max_restarts: Annotated[int | None, typer.Option(
-        "--max-restarts", help="A hard cap: crashes of tritonserver tolerated within 10 minutes, the next one ending "
-        "`serve` (default: no cap, a crash loop backs off up to 5 minutes between starts; or "
-        "ZEROSERVE_RESTART_CAP=count,window_s).", min=0)] = None,
-    restart_backoff: Annotated[float | None, typer.Option(
-        "--restart-backoff", help="Seconds before the first restart after a crash, doubled for each further crash "
-        "within 10 minutes up to 300 (default 1, or ZEROSERVE_RESTART_BACKOFF=first_s,max_s).", min=0)] = None,
-    hang_timeout: Annotated[float, typer.Option(
-        "--hang-timeout", help="Seconds without an answer to /v2/health/live after which a running server is "
-        "recorded as hung, killed and restarted.", callback=positive_seconds)] = HANG_TIMEOUT_S,
-    memory_limit: Annotated[str, typer.Option(
-        "--memory-limit", help="Data ceiling per process (RLIMIT_DATA) for tritonserver and, inherited, each of its "
-        "stubs: a size (3G, 512M), 'auto' (25% of this machine's memory, at least 2 GiB; not applied on a GPU host) "
-        "or 'off'. A request that declares a huge tensor then ends that server, which is restarted, instead of "
-        "exhausting the host.")] = "auto",
+    ort_threads: Annotated[
+        int | None,
+        typer.Option(
+            help="ONNX Runtime (and TorchScript) intra-op threads per instance "
+            "(default: the config's intra_op_thread_count / INTRA_OP_THREAD_COUNT, else 1)."
+        ),
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Return once every model is READY; the server runs on until `zeroserve stop`."),
+    ] = False,
+    engine_name: Annotated[
+        Engine,
+        typer.Option(
+            "--engine",
+            help="embedded (tritonserver from the nvidia-pytriton wheel) or docker (NGC image on a GPU host).",
+        ),
+    ] = "embedded",
+    print_only: Annotated[
+        bool, typer.Option("--print", help="With --engine docker: print the docker command.")
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help="One deadline in seconds (> 0) for the server to come up and every model to be READY.",
+            callback=positive_seconds,
+        ),
+    ] = srv.READY_TIMEOUT_S,
+    max_restarts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-restarts",
+            help="A hard cap: crashes of tritonserver tolerated within 10 minutes, the next one ending "
+            "`serve` (default: no cap, a crash loop backs off up to 5 minutes between starts; or "
+            "ZEROSERVE_RESTART_CAP=count,window_s).",
+            min=0,
+        ),
+    ] = None,
+    restart_backoff: Annotated[
+        float | None,
+        typer.Option(
+            "--restart-backoff",
+            help="Seconds before the first restart after a crash, doubled for each further crash "
+            "within 10 minutes up to 300 (default 1, or ZEROSERVE_RESTART_BACKOFF=first_s,max_s).",
+            min=0,
+        ),
+    ] = None,
+    hang_timeout: Annotated[
+        float,
+        typer.Option(
+            "--hang-timeout",
+            help="Seconds without an answer to /v2/health/live after which a running server is "
+            "recorded as hung, killed and restarted.",
+            callback=positive_seconds,
+        ),
+    ] = HANG_TIMEOUT_S,
+    memory_limit: Annotated[
+        str,
+        typer.Option(
+            "--memory-limit",
+            help="Data ceiling per process (RLIMIT_DATA) for tritonserver and, inherited, each of its "
+            "stubs: a size (3G, 512M), 'auto' (25% of this machine's memory, at least 2 GiB; not applied on a GPU host) "
+            "or 'off'. A request that declares a huge tensor then ends that server, which is restarted, instead of "
+            "exhausting the host.",
+        ),
+    ] = "auto",
     model_files: ModelFilesOpt = None,
-    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow --host to be an address other "
-                                               "machines reach (not loopback); prints a warning.")] = False,
-    allow_client_shm: Annotated[bool, typer.Option("--allow-client-shm", help="Let zeroserve's own client use "
-                                                   "Triton's shared-memory API (`client perf --shared-memory system`"
-                                                   "); it stays closed to other callers (docs/serving.md).")] = False,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Allow --host to be an address other machines reach (not loopback); prints a warning.",
+        ),
+    ] = False,
+    allow_client_shm: Annotated[
+        bool,
+        typer.Option(
+            "--allow-client-shm",
+            help="Let zeroserve's own client use "
+            "Triton's shared-memory API (`client perf --shared-memory system`"
+            "); it stays closed to other callers (docs/serving.md).",
+        ),
+    ] = False,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
 
@@ -143,8 +210,9 @@ def serve_cmd(
     """
     registry.select(["all"], model_files)  # a bad model file is refused here; names resolve in the repository
     if engine_name == "docker":
-        cmd = docker_command(repository, _target_image(),
-                                    {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
+        cmd = docker_command(
+            repository, _target_image(), {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}
+        )
         if print_only:
             console.print(shlex.join(cmd), highlight=False, soft_wrap=True)
             return
@@ -159,11 +227,26 @@ def serve_cmd(
     policy = RestartPolicy.from_env(cap=max_restarts, first_s=restart_backoff)
     srv.memory_ceiling(memory_limit, gpu=False)  # a bad size is refused before anything starts
     if detach:
-        state = _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
-                                policy, hang_timeout, memory_limit, allow_client_shm)
+        state = _start_detached(
+            repository,
+            models,
+            host,
+            http_port,
+            grpc_port,
+            metrics_port,
+            ort_threads,
+            timeout,
+            policy,
+            hang_timeout,
+            memory_limit,
+            allow_client_shm,
+        )
         _print_endpoints(state)
-        console.print(f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
-                      f"log {state['log']}; stop it with `zeroserve stop`", highlight=False)
+        console.print(
+            f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
+            f"log {state['log']}; stop it with `zeroserve stop`",
+            highlight=False,
+        )
         return
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # Ctrl-C stops the server even when this process started with SIGINT ignored (a shell's `&`).
@@ -172,24 +255,38 @@ def serve_cmd(
     try:
         me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid())}
         with _progress() as on_model:
-            server = srv.start_server(repository, models, host=host, http_port=http_port, grpc_port=grpc_port,
-                                      metrics_port=metrics_port, ort_threads=ort_threads, timeout=timeout,
-                                      on_model=on_model, supervisor=me, memory_limit=memory_limit,
-                                      allow_client_shm=allow_client_shm)
+            server = srv.start_server(
+                repository,
+                models,
+                host=host,
+                http_port=http_port,
+                grpc_port=grpc_port,
+                metrics_port=metrics_port,
+                ort_threads=ort_threads,
+                timeout=timeout,
+                on_model=on_model,
+                supervisor=me,
+                memory_limit=memory_limit,
+                allow_client_shm=allow_client_shm,
+            )
         _print_endpoints(server.state)
-        console.print("serving (supervised: a crashed server is restarted, a dead model reloaded); "
-                      "Ctrl-C stops the server", highlight=False)
-        Supervisor(server, policy, say=lambda text: err_console.print(text, highlight=False),
-                   hang_timeout=hang_timeout).run()
+        console.print(
+            "serving (supervised: a crashed server is restarted, a dead model reloaded); Ctrl-C stops the server",
+            highlight=False,
+        )
+        Supervisor(
+            server, policy, say=lambda text: err_console.print(text, highlight=False), hang_timeout=hang_timeout
+        ).run()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (_Terminated)
         if server is None:  # start_server already stopped what it had started
             console.print("stopped during the start; nothing left running", highlight=False)
             return
         err_console.print("stopping...")
         report = server.stop()
-        console.print(f"stopped pid {report['pid']}"
-                      f"{'' if report['graceful'] else ' (forced)'}; stubs and shared memory cleaned",
-                      highlight=False)
+        console.print(
+            f"stopped pid {report['pid']}{'' if report['graceful'] else ' (forced)'}; stubs and shared memory cleaned",
+            highlight=False,
+        )
         return
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -217,12 +314,17 @@ def _bind_checks(host: str, allow_remote: bool, *ports: int) -> tuple:
 @contextlib.contextmanager
 def _progress():
     """A progress display of each model's load; yields the `on_model(name, state, seconds)` callback."""
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[state]}"),
-               TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+    )
     lock = threading.Lock()
     tasks: dict[str, int] = {}
     shown: dict[str, str] = {}
     with Progress(*columns, console=err_console, transient=False) as progress:
+
         def on_model(name: str, state: str, seconds: float) -> None:
             with lock:
                 if shown.get(name) == state:
@@ -231,19 +333,38 @@ def _progress():
                 if name not in tasks:
                     tasks[name] = progress.add_task(name, state="loading", total=1)
                 done = state in ("READY", "FAILED", "timed out", "skipped", srv.NOT_SERVED)
-                colour = {"READY": "green", "FAILED": "red", "timed out": "red", "skipped": "dim",
-                          srv.NOT_SERVED: "red"}.get(state, "yellow")
-                progress.update(tasks[name], state=f"[{colour}]{state}[/]"
-                                + (f" in {seconds:.1f} s" if done else ""), completed=1 if done else 0)
+                colour = {
+                    "READY": "green",
+                    "FAILED": "red",
+                    "timed out": "red",
+                    "skipped": "dim",
+                    srv.NOT_SERVED: "red",
+                }.get(state, "yellow")
+                progress.update(
+                    tasks[name],
+                    state=f"[{colour}]{state}[/]" + (f" in {seconds:.1f} s" if done else ""),
+                    completed=1 if done else 0,
+                )
                 if done:
                     progress.stop_task(tasks[name])
 
         yield on_model
 
 
-def _start_detached(repository, models, host, http_port, grpc_port, metrics_port, ort_threads, timeout,
-                    policy: RestartPolicy, hang_timeout: float = HANG_TIMEOUT_S, memory_limit: str = "auto",
-                    allow_client_shm: bool = False) -> dict:
+def _start_detached(
+    repository,
+    models,
+    host,
+    http_port,
+    grpc_port,
+    metrics_port,
+    ort_threads,
+    timeout,
+    policy: RestartPolicy,
+    hang_timeout: float = HANG_TIMEOUT_S,
+    memory_limit: str = "auto",
+    allow_client_shm: bool = False,
+) -> dict:
     """Start a detached supervisor that starts and supervises tritonserver; wait for READY with progress.
 
     Returns the run's state once it is running. The supervisor runs in its own session under
@@ -261,17 +382,32 @@ def _start_detached(repository, models, host, http_port, grpc_port, metrics_port
     run_dir = st.runs_dir() / run_id
     run_dir.mkdir(parents=True)
     os.chmod(run_dir, 0o700)
-    options = {"repository": str(Path(repository).resolve()), "models": models, "host": host,
-               "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
-               "ort_threads": ort_threads, "timeout": timeout, "run_id": run_id, "memory_limit": memory_limit,
-               "hang_timeout": hang_timeout, "allow_client_shm": allow_client_shm,
-               "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap,
-                          "window_s": policy.window_s}}
+    options = {
+        "repository": str(Path(repository).resolve()),
+        "models": models,
+        "host": host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "ort_threads": ort_threads,
+        "timeout": timeout,
+        "run_id": run_id,
+        "memory_limit": memory_limit,
+        "hang_timeout": hang_timeout,
+        "allow_client_shm": allow_client_shm,
+        "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap, "window_s": policy.window_s},
+    }
     sup_log = run_dir / "supervisor.log"
     with open(os.open(sup_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "zeroserve.serve.supervisor", json.dumps(options)],
-                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, cwd=run_dir,
-                                start_new_session=True, umask=0o077)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zeroserve.serve.supervisor", json.dumps(options)],
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=run_dir,
+            start_new_session=True,
+            umask=0o077,
+        )
     try:
         return _wait_detached(proc, run_id, sup_log, time.monotonic() + timeout + 30.0)
     except KeyboardInterrupt:  # Ctrl-C while waiting: the supervisor stops what it started
@@ -298,8 +434,10 @@ def _wait_detached(proc: subprocess.Popen, run_id: str, sup_log: Path, deadline:
                 proc.wait(timeout=STOP_WAIT_S)
                 if error:
                     raise (InputError if error.get("exit_code") == 2 else ServerError)(error["message"])
-                raise ServerError(f"the supervisor exited with code {proc.returncode} before the server was ready: "
-                                  f"{srv.log_tail(sup_log)} (log: {sup_log})")
+                raise ServerError(
+                    f"the supervisor exited with code {proc.returncode} before the server was ready: "
+                    f"{srv.log_tail(sup_log)} (log: {sup_log})"
+                )
             if time.monotonic() > deadline:
                 if state:
                     stop.stop_server(state, keep_run=True, reason="the detached start did not finish in time")
@@ -322,8 +460,7 @@ def _print_endpoints(s: dict) -> None:
     table.add_row("log", s["log"])
     console.print(table)
     for name, reason in failed.items():
-        err_console.print(f"[red]model {name} failed to load[/] (the others serve): {escape(reason)}",
-                          highlight=False)
+        err_console.print(f"[red]model {name} failed to load[/] (the others serve): {escape(reason)}", highlight=False)
     for name, reason in (s.get("unservable") or {}).items():
         err_console.print(f"[red]not served:[/] {escape(name)}: {escape(reason)}", highlight=False)
 
@@ -333,11 +470,13 @@ def status_cmd(
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
     repository: RepositoryOpt = DEFAULT_REPOSITORY,
     host: Annotated[str | None, typer.Option("--host", help="Server host (default: the running server's).")] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port", help="Server HTTP port "
-                                                                      "(default: the running server's).",
-                                                  callback=ChoosePort)] = None,
-    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by its gRPC port.",
-                                                  callback=ChoosePort)] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option("--http-port", help="Server HTTP port (default: the running server's).", callback=ChoosePort),
+    ] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option("--grpc-port", help="Choose a server by its gRPC port.", callback=ChoosePort)
+    ] = None,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -354,24 +493,37 @@ def status_cmd(
     does not answer.
     """
     server = find_server(host, http_port, grpc_port, repository)
-    dead = [] if server is not None and server.get("pid") is not None else \
-        st.choose(st.dead_servers(), host, http_port, grpc_port, repository)
-    report = collect_status(artifacts, repository, server, model_files,
-                            dead_meant=dead[-1]["run_id"] if dead else None)
+    dead = (
+        []
+        if server is not None and server.get("pid") is not None
+        else st.choose(st.dead_servers(), host, http_port, grpc_port, repository)
+    )
+    report = collect_status(artifacts, repository, server, model_files, dead_meant=dead[-1]["run_id"] if dead else None)
     for path in report["unreadable_state_files"]:
-        err_console.print(f"[yellow]warning:[/] state file unreadable: {escape(path)}", highlight=False,
-                          soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] state file unreadable: {escape(path)}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(report)
         raise typer.Exit(report["exit_code"])
     server = report["server"]
-    title = "no running server" if server is None else f"server {server['host']}:{server['http_port']}" + (
-        f" (pid {server['pid']})" if server.get("pid") else "")
+    title = (
+        "no running server"
+        if server is None
+        else f"server {server['host']}:{server['http_port']}" + (f" (pid {server['pid']})" if server.get("pid") else "")
+    )
     table = Table(title=f"zeroserve status: {artifacts}/, {repository}/, {title}")
     for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
         table.add_column(col, **({"max_width": 20, "no_wrap": True, "overflow": "ellipsis"} if col == "data" else {}))
-    mark = {"PASS": "green", "READY": "green", "yes": "green", "no": "dim", "no server": "dim", "recovering": "red",
-            "UNAVAILABLE": "red", "failed": "red", "unsupervised": "red"}
+    mark = {
+        "PASS": "green",
+        "READY": "green",
+        "yes": "green",
+        "no": "dim",
+        "no server": "dim",
+        "recovering": "red",
+        "UNAVAILABLE": "red",
+        "failed": "red",
+        "unsupervised": "red",
+    }
     paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
     shown: set[str] = set()
     for row in report["models"]:
@@ -382,10 +534,15 @@ def status_cmd(
         shown.add(row["model"])
         source = escape(data["source"]) if data["from"] == "train.json" else f"[dim]{escape(data['source'])}[/]"
         source = "" if not first else f"[yellow]fell back: {source}[/]" if data["note"] else source
-        table.add_row(row["model"], row["format"], source,
-                      paint(trained, t["state"]), paint(e["state"], e["state"]),
-                      paint(deployed, d["state"]),
-                      paint(s["state"] + (f" ({s['note']})" if s.get("note") else ""), s["state"]))
+        table.add_row(
+            row["model"],
+            row["format"],
+            source,
+            paint(trained, t["state"]),
+            paint(e["state"], e["state"]),
+            paint(deployed, d["state"]),
+            paint(s["state"] + (f" ({s['note']})" if s.get("note") else ""), s["state"]),
+        )
     console.print(table)
     for name, state in (server or {}).get("other_models", {}).items():
         console.print(f"also served (no registry entry): {escape(name)} {paint(state, state)}", soft_wrap=True)
@@ -396,38 +553,64 @@ def status_cmd(
     if server and server.get("model_control"):
         _print_supervision(server)
     for d in report["dead"]:
-        console.print(f"dead server run {d['run_id']} (pid {d['pid']}, http port {d['http_port']}): "
-                      f"{d.get('reason') or 'not yet reaped'}; log: {d['log']}", highlight=False, soft_wrap=True)
+        console.print(
+            f"dead server run {d['run_id']} (pid {d['pid']}, http port {d['http_port']}): "
+            f"{d.get('reason') or 'not yet reaped'}; log: {d['log']}",
+            highlight=False,
+            soft_wrap=True,
+        )
         for crash in d.get("crashes", [])[-1:]:
-            console.print(f"  last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"  last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
+                highlight=False,
+                soft_wrap=True,
+            )
     colour = "green" if report["exit_code"] == 0 else "red"
-    console.print(f"[{colour}]{escape(report['verdict'])}[/] (exit {report['exit_code']})", highlight=False,
-                  soft_wrap=True)
+    console.print(
+        f"[{colour}]{escape(report['verdict'])}[/] (exit {report['exit_code']})", highlight=False, soft_wrap=True
+    )
     raise typer.Exit(report["exit_code"])
 
 
 def _print_supervision(server: dict) -> None:
     """The supervisor's record: restarts, the last crash and its kept log, recoveries, models recovering or failed."""
     sup = f"supervisor pid {server['supervisor_pid']}" if server.get("supervised") else "[red]no supervisor running[/]"
-    console.print(f"{sup}; restarts: {server['restarts']}; model recoveries: {server['recovered']}; "
-                  f"model control API: off ({server['model_control']})"
-                  if server["model_control"] == "poll" else
-                  f"{sup}; restarts: {server['restarts']}; model control API: open ({server['model_control']})",
-                  highlight=False, soft_wrap=True)
+    console.print(
+        f"{sup}; restarts: {server['restarts']}; model recoveries: {server['recovered']}; "
+        f"model control API: off ({server['model_control']})"
+        if server["model_control"] == "poll"
+        else f"{sup}; restarts: {server['restarts']}; model control API: open ({server['model_control']})",
+        highlight=False,
+        soft_wrap=True,
+    )
     crash = server.get("last_crash")
     if server.get("supervisor_gone"):
-        console.print(f"[red]dead: its supervisor (pid {server['supervisor_pid']}) is gone[/]; nothing restarts or "
-                      "recovers this server: `zeroserve stop` it and serve again", highlight=False, soft_wrap=True)
+        console.print(
+            f"[red]dead: its supervisor (pid {server['supervisor_pid']}) is gone[/]; nothing restarts or "
+            "recovers this server: `zeroserve stop` it and serve again",
+            highlight=False,
+            soft_wrap=True,
+        )
     if server.get("next_start_in_s") is not None:
         loop = server.get("crash_loop")
-        console.print("[red]" + (f"crash loop: {loop['crashes']} crashes in {loop['window_s'] / 60:.0f} min, "
-                                 if loop else "restarting: ")
-                      + f"next start in {_duration(server['next_start_in_s'])}[/]"
-                      + (f"; last crash log: {crash['log']}" if crash else ""), highlight=False, soft_wrap=True)
+        console.print(
+            "[red]"
+            + (
+                f"crash loop: {loop['crashes']} crashes in {loop['window_s'] / 60:.0f} min, "
+                if loop
+                else "restarting: "
+            )
+            + f"next start in {_duration(server['next_start_in_s'])}[/]"
+            + (f"; last crash log: {crash['log']}" if crash else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
     if crash:
-        console.print(f"last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
+            highlight=False,
+            soft_wrap=True,
+        )
     limit = server.get("memory_limit") or {}
     if limit.get("note"):
         console.print(f"memory limit: {limit['note']}", highlight=False, soft_wrap=True)
@@ -435,28 +618,39 @@ def _print_supervision(server: dict) -> None:
     if rec:
         console.print(f"last recovery {rec['time']}: {rec['model']} reloaded in {rec['seconds']} s", highlight=False)
     for name in server.get("recovering", []):
-        console.print(f"[red]{name} is recovering[/]: its stub died; requests fail until it is reloaded",
-                      highlight=False)
+        console.print(
+            f"[red]{name} is recovering[/]: its stub died; requests fail until it is reloaded", highlight=False
+        )
     for fail in server.get("reload_failures", [])[-1:]:
-        console.print(f"last failed reload {fail['time']}: {fail['model']}: {escape(fail['reason'])}; log: "
-                      f"{fail['log']}", highlight=False, soft_wrap=True)
+        console.print(
+            f"last failed reload {fail['time']}: {fail['model']}: {escape(fail['reason'])}; log: {fail['log']}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for name, reason in (server.get("failed") or {}).items():
         console.print(f"[red]{name} failed[/]: {escape(reason)}", highlight=False, soft_wrap=True)
     if server.get("state_unreadable"):
-        console.print(f"[yellow]found from its processes[/]: its state file {server['state_unreadable']} cannot be "
-                      "read (its supervisor writes it again)", highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]found from its processes[/]: its state file {server['state_unreadable']} cannot be "
+            "read (its supervisor writes it again)",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @handle_errors
 def stop_cmd(
     all_servers: Annotated[bool, typer.Option("--all", help="Stop every running zeroserve server.")] = False,
     host: Annotated[str | None, typer.Option("--host", help="Choose a server by host.")] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port", help="Choose a server by HTTP port.",
-                                                  callback=ChoosePort)] = None,
-    grpc_port: Annotated[int | None, typer.Option("--grpc-port", help="Choose a server by gRPC port.",
-                                                  callback=ChoosePort)] = None,
-    repository: Annotated[Path, typer.Option("--repository", help="Without ports: the server serving this "
-                                             "repository is the one meant.")] = DEFAULT_REPOSITORY,
+    http_port: Annotated[
+        int | None, typer.Option("--http-port", help="Choose a server by HTTP port.", callback=ChoosePort)
+    ] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option("--grpc-port", help="Choose a server by gRPC port.", callback=ChoosePort)
+    ] = None,
+    repository: Annotated[
+        Path, typer.Option("--repository", help="Without ports: the server serving this repository is the one meant.")
+    ] = DEFAULT_REPOSITORY,
     as_json: JsonOpt = False,
 ):
     """Stop a running server (the one chosen by its ports, else the one serving --repository, else the only one;
@@ -472,24 +666,40 @@ def stop_cmd(
         print_json({**report, "pruned": [str(p) for p in report["pruned"]]})
         return
     for r in report["reaped"]:
-        console.print(f"pid {r['pid']} had died without a stop: marked dead, "
-                      f"{len(r['killed'])} leftover process(es) killed, {len(r['shm_removed'])} shared-memory "
-                      "segment(s) removed", highlight=False)
+        console.print(
+            f"pid {r['pid']} had died without a stop: marked dead, "
+            f"{len(r['killed'])} leftover process(es) killed, {len(r['shm_removed'])} shared-memory "
+            "segment(s) removed",
+            highlight=False,
+        )
     for r in report["stopped"]:
         extra = [f"killed {len(r['killed'])} leftover process(es)"] if r["killed"] else []
         extra += [f"removed {len(r['shm_removed'])} shared-memory segment(s)"] if r["shm_removed"] else []
-        console.print(f"stopped pid {r['pid']}{'' if r['graceful'] else ' (forced)'}"
-                      + (f"; {', '.join(extra)}" if extra else ""), highlight=False)
+        console.print(
+            f"stopped pid {r['pid']}{'' if r['graceful'] else ' (forced)'}"
+            + (f"; {', '.join(extra)}" if extra else ""),
+            highlight=False,
+        )
     for s in report["removed"]:
-        console.print(f"removed dead server run {s['run_id']} (pid {s['pid']}): its runtime folder and log",
-                      highlight=False)
+        console.print(
+            f"removed dead server run {s['run_id']} (pid {s['pid']}): its runtime folder and log", highlight=False
+        )
     if not report["stopped"] and not report["removed"]:
-        console.print("no running zeroserve server" + (" matching the options" if host or http_port or grpc_port
-                                                       else "") + "; nothing to stop", highlight=False)
+        console.print(
+            "no running zeroserve server"
+            + (" matching the options" if host or http_port or grpc_port else "")
+            + "; nothing to stop",
+            highlight=False,
+        )
     if report["kept"]:
         logs = ", ".join(s["log"] for s in report["kept"])
-        console.print(f"{len(report['kept'])} dead server run(s) keep their logs ({logs}); choose one by its ports "
-                      "or use `zeroserve stop --all` to remove them", highlight=False, soft_wrap=True)
+        console.print(
+            f"{len(report['kept'])} dead server run(s) keep their logs ({logs}); choose one by its ports "
+            "or use `zeroserve stop --all` to remove them",
+            highlight=False,
+            soft_wrap=True,
+        )
     if report["pruned"]:
-        console.print(f"pruned {len(report['pruned'])} orphaned runtime folder(s) under {st.runs_dir()}",
-                      highlight=False)
+        console.print(
+            f"pruned {len(report['pruned'])} orphaned runtime folder(s) under {st.runs_dir()}", highlight=False
+        )

@@ -153,8 +153,9 @@ def _tensor_from_pb(message) -> TensorConfig:
     except InputError as exc:
         raise InputError(f"tensor {message.name}: {exc}") from None
     reshape = tuple(message.reshape.shape) if message.HasField("reshape") else None
-    return TensorConfig(message.name, dtype, tuple(message.dims), reshape,
-                        getattr(message, "allow_ragged_batch", False))
+    return TensorConfig(
+        message.name, dtype, tuple(message.dims), reshape, getattr(message, "allow_ragged_batch", False)
+    )
 
 
 def to_proto(model: DeployedModel) -> pb.ModelConfig:
@@ -172,8 +173,9 @@ def to_proto(model: DeployedModel) -> pb.ModelConfig:
     group.kind = pb.ModelInstanceGroup.Kind.Value(model.instance_kind)
     group.count = model.instance_count
     if model.warmup is not None:
-        w = config.model_warmup.add(name=model.warmup.name, batch_size=model.warmup.batch_size,
-                                    count=model.warmup.count)
+        w = config.model_warmup.add(
+            name=model.warmup.name, batch_size=model.warmup.batch_size, count=model.warmup.count
+        )
         for name, inp in model.warmup.inputs.items():
             entry = w.inputs[name]
             entry.data_type = pb.DataType.Value(triton_type(inp.dtype))
@@ -221,9 +223,12 @@ def parse(text: str) -> DeployedModel:
                 dtype = numpy_dtype(pb.DataType.Name(inp.data_type))
             except InputError as exc:
                 raise InputError(f"{config.name}: warmup input {name}: {exc}") from None
-            inputs[name] = WarmupInput(dtype, tuple(inp.dims),
-                                       inp.input_data_file if kind == "input_data_file" else None,
-                                       random=kind == "random_data")
+            inputs[name] = WarmupInput(
+                dtype,
+                tuple(inp.dims),
+                inp.input_data_file if kind == "input_data_file" else None,
+                random=kind == "random_data",
+            )
         warmup = Warmup(w.name, inputs, w.batch_size, w.count)
     tensorrt = None
     for acc in config.optimization.execution_accelerators.gpu_execution_accelerator:
@@ -235,14 +240,16 @@ def parse(text: str) -> DeployedModel:
         max_batch_size=config.max_batch_size,
         inputs=tuple(_tensor_from_pb(t) for t in config.input),
         outputs=tuple(_tensor_from_pb(t) for t in config.output),
-        max_queue_delay_us=(config.dynamic_batching.max_queue_delay_microseconds
-                            if config.HasField("dynamic_batching") else None),
+        max_queue_delay_us=(
+            config.dynamic_batching.max_queue_delay_microseconds if config.HasField("dynamic_batching") else None
+        ),
         instance_kind=pb.ModelInstanceGroup.Kind.Name(group.kind) if group else "KIND_GPU",
         instance_count=count,
         warmup=warmup,
         tensorrt=tensorrt,
         parameters={k: v.string_value for k, v in config.parameters.items()},
-        preferred_batch_sizes=(tuple(config.dynamic_batching.preferred_batch_size)
-                               if config.HasField("dynamic_batching") else ()),
+        preferred_batch_sizes=(
+            tuple(config.dynamic_batching.preferred_batch_size) if config.HasField("dynamic_batching") else ()
+        ),
         default_model_filename=config.default_model_filename or None,
     )

@@ -44,27 +44,46 @@ def register(app: typer.Typer) -> None:
 def deploy_cmd(
     models: ModelsArg,
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
-    repository: Annotated[Path, typer.Option("--repository", help="Triton model repository to write.")]
-    = DEFAULT_REPOSITORY,
+    repository: Annotated[
+        Path, typer.Option("--repository", help="Triton model repository to write.")
+    ] = DEFAULT_REPOSITORY,
     fmt: FormatsOpt = None,
-    max_batch_size: Annotated[int | None, typer.Option(
-        help="Lower the max batch size (never above what the export gate checked).")] = None,
-    max_queue_delay_us: Annotated[int | None, typer.Option(
-        help=f"Dynamic batching: how long Triton waits to fill a batch, in microseconds (default: the tuned "
-             f"setting, else {DEFAULT_MAX_QUEUE_DELAY_US}).", show_default=False)] = None,
-    device: Annotated[Device, typer.Option(help="Instance kind: gpu (KIND_GPU, the default) or cpu (KIND_CPU).")]
-    = "gpu",
-    instances: Annotated[int | None, typer.Option(help="Model instances per device (default: the tuned "
-                                                       "setting, else 1).", show_default=False)] = None,
-    tensorrt: Annotated[Precision | None, typer.Option(
-        help="ONNX only: run through ONNX Runtime's TensorRT accelerator at fp16 or fp32.")] = None,
-    target: Annotated[Target, typer.Option(
-        help="triton, or kserve to also write a KServe InferenceService manifest.")] = "triton",
-    storage_uri: Annotated[str, typer.Option(
-        help="kserve: where the repository will be uploaded (gs://, s3://, pvc://...).")] = DEFAULT_STORAGE_URI,
-    reset_tuning: Annotated[bool, typer.Option(
-        "--reset-tuning", help="Forget the settings `zeroserve tune --apply` recorded (default: a redeploy keeps "
-                               "them; an option given here beats them).")] = False,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="Lower the max batch size (never above what the export gate checked).")
+    ] = None,
+    max_queue_delay_us: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Dynamic batching: how long Triton waits to fill a batch, in microseconds (default: the tuned "
+            f"setting, else {DEFAULT_MAX_QUEUE_DELAY_US}).",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        Device, typer.Option(help="Instance kind: gpu (KIND_GPU, the default) or cpu (KIND_CPU).")
+    ] = "gpu",
+    instances: Annotated[
+        int | None,
+        typer.Option(help="Model instances per device (default: the tuned setting, else 1).", show_default=False),
+    ] = None,
+    tensorrt: Annotated[
+        Precision | None,
+        typer.Option(help="ONNX only: run through ONNX Runtime's TensorRT accelerator at fp16 or fp32."),
+    ] = None,
+    target: Annotated[
+        Target, typer.Option(help="triton, or kserve to also write a KServe InferenceService manifest.")
+    ] = "triton",
+    storage_uri: Annotated[
+        str, typer.Option(help="kserve: where the repository will be uploaded (gs://, s3://, pvc://...).")
+    ] = DEFAULT_STORAGE_URI,
+    reset_tuning: Annotated[
+        bool,
+        typer.Option(
+            "--reset-tuning",
+            help="Forget the settings `zeroserve tune --apply` recorded (default: a redeploy keeps "
+            "them; an option given here beats them).",
+        ),
+    ] = False,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -82,10 +101,20 @@ def deploy_cmd(
     deployed, skipped, failed = [], [], []
     for spec in specs:
         try:
-            deployed += deploy_model(spec, artifacts, repository, formats=formats, max_batch_size=max_batch_size,
-                                     max_queue_delay_us=max_queue_delay_us, device=device, instances=instances,
-                                     tensorrt=tensorrt, target=target, storage_uri=storage_uri,
-                                     reset_tuning=reset_tuning)
+            deployed += deploy_model(
+                spec,
+                artifacts,
+                repository,
+                formats=formats,
+                max_batch_size=max_batch_size,
+                max_queue_delay_us=max_queue_delay_us,
+                device=device,
+                instances=instances,
+                tensorrt=tensorrt,
+                target=target,
+                storage_uri=storage_uri,
+                reset_tuning=reset_tuning,
+            )
             if formats is None:
                 record, _ = read_export_record(spec, artifacts)
                 for s in default_formats(record, str(device))[1]:
@@ -101,11 +130,22 @@ def deploy_cmd(
                 raise
             failed.append({"model": spec.name, "reason": str(exc)})
             err_console.print(f"[bold red]failed[/] {spec.name}: {escape(str(exc))}", highlight=False, soft_wrap=True)
-    target_info = {"image": TARGET.image, "triton": TARGET.triton, "onnxruntime": TARGET.onnxruntime,
-                   "libtorch": TARGET.libtorch}
+    target_info = {
+        "image": TARGET.image,
+        "triton": TARGET.triton,
+        "onnxruntime": TARGET.onnxruntime,
+        "libtorch": TARGET.libtorch,
+    }
     if as_json:
-        print_json({"repository": str(repository), "target": target_info, "deployed": deployed,
-                    "skipped": skipped, "failed": failed})
+        print_json(
+            {
+                "repository": str(repository),
+                "target": target_info,
+                "deployed": deployed,
+                "skipped": skipped,
+                "failed": failed,
+            }
+        )
     else:
         table = Table(title=f"deployed into {repository}/ for {TARGET.image}")
         for col in ("triton model", "backend", "max batch", "queue µs", "instances", "warmup", "artifact sha256"):
@@ -113,16 +153,25 @@ def deploy_cmd(
         for e in deployed:
             group = e["instance_group"]
             backend = e["backend"] + (f" + TensorRT {e['tensorrt']}" if e["tensorrt"] else "")
-            table.add_row(e["name"], backend, str(e["max_batch_size"]), str(e["max_queue_delay_us"]),
-                          f"{group['count']} × {group['kind']}", e["warmup"], e["artifact_sha256"][:12])
+            table.add_row(
+                e["name"],
+                backend,
+                str(e["max_batch_size"]),
+                str(e["max_queue_delay_us"]),
+                f"{group['count']} × {group['kind']}",
+                e["warmup"],
+                e["artifact_sha256"][:12],
+            )
         for s in skipped + failed:
             table.add_row(s["model"], "", "", "", "", "skipped" if s in skipped else "FAILED", "")
         console.print(table)
         if target == "kserve" and deployed:
-            console.print(escape(f"KServe manifest: {repository / KSERVE_MANIFEST} (storageUri {storage_uri})"),
-                          highlight=False)
+            console.print(
+                escape(f"KServe manifest: {repository / KSERVE_MANIFEST} (storageUri {storage_uri})"), highlight=False
+            )
     if failed:
         raise typer.Exit(CheckFailed.exit_code)
     if not deployed and not explicit:
-        raise InputError(f"nothing deployed: no model under {artifacts}/ has a PASS export; "
-                         "run `zeroserve export all` first")
+        raise InputError(
+            f"nothing deployed: no model under {artifacts}/ has a PASS export; run `zeroserve export all` first"
+        )

@@ -12,7 +12,17 @@ CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}  # tritonserver'
 def docker_command(repository: Path, image: str, host_ports: dict[str, int] | None = None) -> list[str]:
     """`docker run` for `image` (the target release's NGC image) with the repository mounted at /models."""
     ports = host_ports or DEFAULT_PORTS
-    return ["docker", "run", "--gpus", "all", "--rm", "--shm-size=1g",
-            *(arg for k in ("http", "grpc", "metrics") for arg in ("-p", f"{ports[k]}:{CONTAINER_PORTS[k]}")),
-            "-v", f"{Path(repository).resolve()}:/models", image,
-            "tritonserver", "--model-repository=/models"]
+    return [
+        "docker",
+        "run",
+        "--gpus",
+        "all",
+        "--rm",
+        "--shm-size=1g",
+        *(arg for k in ("http", "grpc", "metrics") for arg in ("-p", f"{ports[k]}:{CONTAINER_PORTS[k]}")),
+        "-v",
+        f"{Path(repository).resolve()}:/models",
+        image,
+        "tritonserver",
+        "--model-repository=/models",
+    ]

@@ -21,8 +21,13 @@ def check_storage_uri(storage_uri: str) -> None:
         raise InputError(f"--storage-uri {storage_uri!r} needs a scheme KServe can fetch (gs://, s3://, pvc://, ...)")
 
 
-def kserve_manifest(name: str = "zeroserve", *, storage_uri: str = DEFAULT_STORAGE_URI, device: Device = "gpu",
-                    release: TargetRelease = TARGET) -> dict:
+def kserve_manifest(
+    name: str = "zeroserve",
+    *,
+    storage_uri: str = DEFAULT_STORAGE_URI,
+    device: Device = "gpu",
+    release: TargetRelease = TARGET,
+) -> dict:
     """A KServe `InferenceService` serving the whole repository with the Triton runtime."""
     model = {
         "modelFormat": {"name": "triton"},
@@ -40,15 +45,24 @@ def kserve_manifest(name: str = "zeroserve", *, storage_uri: str = DEFAULT_STORA
     }
 
 
-def write_kserve_manifest(repository: Path, *, storage_uri: str = DEFAULT_STORAGE_URI, device: Device = "gpu",
-                          name: str = "zeroserve", release: TargetRelease = TARGET) -> Path:
+def write_kserve_manifest(
+    repository: Path,
+    *,
+    storage_uri: str = DEFAULT_STORAGE_URI,
+    device: Device = "gpu",
+    name: str = "zeroserve",
+    release: TargetRelease = TARGET,
+) -> Path:
     """Write `inferenceservice.yaml` into the repository folder (atomic) and return its path."""
     import yaml
 
     check_storage_uri(storage_uri)
     path = Path(repository) / KSERVE_MANIFEST
-    text = ("# KServe InferenceService for this Triton repository; upload the folder to storageUri first.\n"
-            + yaml.safe_dump(kserve_manifest(name, storage_uri=storage_uri, device=device, release=release),
-                             sort_keys=False))
+    text = (
+        "# KServe InferenceService for this Triton repository; upload the folder to storageUri first.\n"
+        + yaml.safe_dump(
+            kserve_manifest(name, storage_uri=storage_uri, device=device, release=release), sort_keys=False
+        )
+    )
     records.write_bytes(path, text.encode())
     return path

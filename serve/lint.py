@@ -29,8 +29,9 @@ def _warmup_arrays(model: DeployedModel, folder: Path) -> list[np.ndarray]:
         else:
             raw = (folder / WARMUP_DIR / w.file).read_bytes()
             if len(raw) != int(np.prod(w.dims)) * dtype.itemsize:
-                raise CheckFailed(f"{model.name}: warmup file {w.file} holds {len(raw)} bytes, not one "
-                                  f"{w.dtype}{list(w.dims)} sample")
+                raise CheckFailed(
+                    f"{model.name}: warmup file {w.file} holds {len(raw)} bytes, not one {w.dtype}{list(w.dims)} sample"
+                )
             a = np.frombuffer(raw, dtype=dtype).reshape(1, *w.dims)
         if t.reshape is not None:
             a = a.reshape(1, *t.reshape)
@@ -45,19 +46,24 @@ def _lint_onnx(model: DeployedModel, path: Path) -> None:
         raise CheckFailed(f"{model.name}: {exc}") from None
     for kind, declared, actual in (("input", model.inputs, inputs), ("output", model.outputs, outputs)):
         if [t.name for t in declared] != [name for name, _, _ in actual]:
-            raise CheckFailed(f"{model.name}: config {kind}s {[t.name for t in declared]} do not match the ONNX "
-                              f"graph's {[name for name, _, _ in actual]}")
+            raise CheckFailed(
+                f"{model.name}: config {kind}s {[t.name for t in declared]} do not match the ONNX "
+                f"graph's {[name for name, _, _ in actual]}"
+            )
         for t, (_, dtype, graph_dims) in zip(declared, actual):
             if dtype != t.dtype:
                 raise CheckFailed(f"{model.name}: {kind} {t.name} is {t.dtype} in the config, {dtype} in the graph")
             config_dims = [-1, *t.graph_dims]  # the batch axis, then what the model sees after reshape
             if len(graph_dims) != len(config_dims):
-                raise CheckFailed(f"{model.name}: {kind} {t.name} has rank {len(config_dims)} in the config "
-                                  f"(batch + {list(t.graph_dims)}) but {len(graph_dims)} in the graph")
+                raise CheckFailed(
+                    f"{model.name}: {kind} {t.name} has rank {len(config_dims)} in the config "
+                    f"(batch + {list(t.graph_dims)}) but {len(graph_dims)} in the graph"
+                )
             for c, g in zip(config_dims, graph_dims):
                 if c != -1 and g != -1 and c != g:
-                    raise CheckFailed(f"{model.name}: {kind} {t.name} dims {config_dims} do not fit the graph's "
-                                      f"{graph_dims}")
+                    raise CheckFailed(
+                        f"{model.name}: {kind} {t.name} dims {config_dims} do not fit the graph's {graph_dims}"
+                    )
 
 
 def _lint_onnx_and_warmup(model: DeployedModel, path: Path, folder: Path) -> None:
@@ -81,8 +87,10 @@ def _lint_torchscript(model: DeployedModel, path: Path, folder: Path) -> None:
             out = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
     except Exception as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckFailed(f"{model.name}: TorchScript forward on the warmup sample, inputs in config order "
-                          f"{[t.name for t in model.inputs]}, failed: {first}") from None
+        raise CheckFailed(
+            f"{model.name}: TorchScript forward on the warmup sample, inputs in config order "
+            f"{[t.name for t in model.inputs]}, failed: {first}"
+        ) from None
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
     _check_outputs(model, [o.numpy() for o in outs], "TorchScript")
 
@@ -90,13 +98,16 @@ def _lint_torchscript(model: DeployedModel, path: Path, folder: Path) -> None:
 def _check_outputs(model: DeployedModel, outs: list[np.ndarray], runtime: str) -> None:
     """The warmup request's outputs against the config: count, dtypes, and shapes at batch 1."""
     if len(outs) != len(model.outputs):
-        raise CheckFailed(f"{model.name}: {runtime} returned {len(outs)} outputs, the config declares "
-                          f"{len(model.outputs)}")
+        raise CheckFailed(
+            f"{model.name}: {runtime} returned {len(outs)} outputs, the config declares {len(model.outputs)}"
+        )
     for t, o in zip(model.outputs, outs):
         shape, dtype, want = list(o.shape), str(o.dtype), [1, *t.graph_dims]
         if dtype != t.dtype or len(shape) != len(want) or any(w not in (-1, s) for w, s in zip(want, shape)):
-            raise CheckFailed(f"{model.name}: output {t.name} is {dtype}{shape} on the warmup sample, the config "
-                              f"declares {t.dtype}{want}")
+            raise CheckFailed(
+                f"{model.name}: output {t.name} is {dtype}{shape} on the warmup sample, the config "
+                f"declares {t.dtype}{want}"
+            )
 
 
 def _run_onnx(model: DeployedModel, path: Path, folder: Path) -> None:

@@ -59,11 +59,15 @@ def check_bind_host(host: str, allow_remote: bool) -> str | None:
     if remote != [host]:
         host = f"{host} ({', '.join(remote)})"
     if not allow_remote:
-        raise InputError(f"--host {host} is not a loopback address: the server would take "
-                         "requests from other machines, with no authentication; add --allow-remote to mean it, "
-                         "or use 127.0.0.1 / ::1")
-    return (f"serving on {host}, reachable from other machines (--allow-remote): anyone who "
-            "can reach these ports can call the served models; Triton here has no authentication or TLS")
+        raise InputError(
+            f"--host {host} is not a loopback address: the server would take "
+            "requests from other machines, with no authentication; add --allow-remote to mean it, "
+            "or use 127.0.0.1 / ::1"
+        )
+    return (
+        f"serving on {host}, reachable from other machines (--allow-remote): anyone who "
+        "can reach these ports can call the served models; Triton here has no authentication or TLS"
+    )
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -118,8 +122,13 @@ def check_ports(host: str, ports: dict[str, int]) -> None:
             try:
                 s.bind((host.strip("[]"), port))
             except OSError as exc:
-                owners = [x for x in st.list_servers()
-                          if port in (x["http_port"], x["grpc_port"], x["metrics_port"]) and x["host"] == host]
+                owners = [
+                    x
+                    for x in st.list_servers()
+                    if port in (x["http_port"], x["grpc_port"], x["metrics_port"]) and x["host"] == host
+                ]
                 hint = f" by the zeroserve server with pid {owners[0]['pid']}" if owners else ""
-                raise ServerError(f"{what} port {port} on {host} is in use{hint} ({exc.strerror}); "
-                                  f"choose another with --{what}-port or stop what holds it") from None
+                raise ServerError(
+                    f"{what} port {port} on {host} is in use{hint} ({exc.strerror}); "
+                    f"choose another with --{what}-port or stop what holds it"
+                ) from None

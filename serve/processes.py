@@ -182,10 +182,19 @@ def servers_in_runs(runs_dir: Path) -> list[dict]:
         try:
             created = proc.create_time()
             supervisor = {"pid": sup.pid, "create_time": sup.create_time()} if sup is not None else None
-            state = {"supervisor": supervisor, "run_id": run_dir.name, "pid": proc.pid, "create_time": created,
-                     "host": opts.get("http-address", "127.0.0.1").removeprefix("ipv6:"), "http_port": int(opts["http-port"]),
-                     "grpc_port": int(opts["grpc-port"]), "metrics_port": int(opts["metrics-port"]),
-                     "runtime_dir": str(run_dir), "log": str(run_dir / "server.log"), "shm_prefix": shm}
+            state = {
+                "supervisor": supervisor,
+                "run_id": run_dir.name,
+                "pid": proc.pid,
+                "create_time": created,
+                "host": opts.get("http-address", "127.0.0.1").removeprefix("ipv6:"),
+                "http_port": int(opts["http-port"]),
+                "grpc_port": int(opts["grpc-port"]),
+                "metrics_port": int(opts["metrics-port"]),
+                "runtime_dir": str(run_dir),
+                "log": str(run_dir / "server.log"),
+                "shm_prefix": shm,
+            }
         except (KeyError, ValueError, psutil.Error):
             continue
         out.append(state)

@@ -61,27 +61,38 @@ def _checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> 
     """The record's entry for `fmt` and its artifact path, or InputError saying why it cannot deploy."""
     entry = record.get("formats", {}).get(fmt)
     if entry is None:
-        raise InputError(f"{spec.name}: the export record has no {fmt} artifact; "
-                         f"run `zeroserve export {spec.name} --format {fmt}`")
+        raise InputError(
+            f"{spec.name}: the export record has no {fmt} artifact; run `zeroserve export {spec.name} --format {fmt}`"
+        )
     variant = F.get(fmt)
     unverified_ok = variant.gpu_only and entry.get("status") == "UNVERIFIED"  # measured where a GPU serves it
     if entry.get("status") != "PASS" and not unverified_ok:
         worst = entry.get("worst") or {}
-        reason = "; ".join(entry.get("failed_rules") or []) or entry.get("error") or worst.get("error") \
+        reason = (
+            "; ".join(entry.get("failed_rules") or [])
+            or entry.get("error")
+            or worst.get("error")
             or f"worst point {worst.get('point', '?')}"
-        raise InputError(f"{spec.name} {fmt}: export status is {entry.get('status', 'missing')}, not PASS "
-                         f"({reason}); only gated artifacts are deployed")
+        )
+        raise InputError(
+            f"{spec.name} {fmt}: export status is {entry.get('status', 'missing')}, not PASS "
+            f"({reason}); only gated artifacts are deployed"
+        )
     if variant.base is not None and "base_sha256" in entry:
         base = record.get("formats", {}).get(variant.base, {})
         if base.get("sha256") != entry["base_sha256"]:
-            raise InputError(f"{spec.name} {fmt}: made from a {variant.base} artifact that is no longer the recorded "
-                             f"one; run `zeroserve export {spec.name} --variant {variant.variant}` again")
+            raise InputError(
+                f"{spec.name} {fmt}: made from a {variant.base} artifact that is no longer the recorded "
+                f"one; run `zeroserve export {spec.name} --variant {variant.variant}` again"
+            )
     path = model_dir(artifacts, spec) / entry.get("file", F.get(fmt).file)
     if not path.is_file():
         raise InputError(f"{spec.name} {fmt}: artifact {path} is missing; run `zeroserve export {spec.name}` again")
     if sha256(path) != entry.get("sha256"):
-        raise InputError(f"{spec.name} {fmt}: {path} does not match the sha256 in its export record "
-                         f"(changed since export); run `zeroserve export {spec.name}` again")
+        raise InputError(
+            f"{spec.name} {fmt}: {path} does not match the sha256 in its export record "
+            f"(changed since export); run `zeroserve export {spec.name}` again"
+        )
     return entry, path
 
 
@@ -181,12 +192,22 @@ def prune_stale(staging: Path, name: str) -> None:
         records.prune_scratch(staging, prefix)
 
 
-def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_REPOSITORY, *,
-                 formats: str | tuple[str, ...] | None = None, max_batch_size: int | None = None,
-                 max_queue_delay_us: int | None = None, device: Device = "gpu",
-                 instances: int | None = None, tensorrt: str | None = None, target: Target = "triton",
-                 storage_uri: str = DEFAULT_STORAGE_URI, release: TargetRelease = TARGET,
-                 reset_tuning: bool = False) -> list[dict]:
+def deploy_model(
+    spec: ModelSpec,
+    artifacts: Path,
+    repository: Path = DEFAULT_REPOSITORY,
+    *,
+    formats: str | tuple[str, ...] | None = None,
+    max_batch_size: int | None = None,
+    max_queue_delay_us: int | None = None,
+    device: Device = "gpu",
+    instances: int | None = None,
+    tensorrt: str | None = None,
+    target: Target = "triton",
+    storage_uri: str = DEFAULT_STORAGE_URI,
+    release: TargetRelease = TARGET,
+    reset_tuning: bool = False,
+) -> list[dict]:
     """Deploy one model's gated artifacts into the canonical repository.
 
     `formats` None deploys `default_formats`: the primary formats and every variant fit to deploy.
@@ -230,16 +251,22 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
     formats = F.parse(formats) if formats else default_formats(record, device)[0]
     gpu_only = [f for f in formats if F.get(f).gpu_only]
     if gpu_only and device != "gpu":
-        raise InputError(f"{spec.name}: {', '.join(gpu_only)} runs on GPU instances only (ONNX Runtime's CPU "
-                         "provider lacks most float16 kernels); deploy it with --device gpu")
+        raise InputError(
+            f"{spec.name}: {', '.join(gpu_only)} runs on GPU instances only (ONNX Runtime's CPU "
+            "provider lacks most float16 kernels); deploy it with --device gpu"
+        )
     specs_now = {"inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs]}
     if any(k in record and record[k] != v for k, v in specs_now.items()):
-        raise InputError(f"{spec.name}: the export record's tensors differ from the registry's (changed since "
-                         f"export); run `zeroserve export {spec.name}` again")
+        raise InputError(
+            f"{spec.name}: the export record's tensors differ from the registry's (changed since "
+            f"export); run `zeroserve export {spec.name}` again"
+        )
     gated = record.get("max_batch_size", spec.max_batch_size)
     if max_batch_size is not None and not 1 <= max_batch_size <= gated:
-        raise InputError(f"{spec.name}: --max-batch-size {max_batch_size} must be between 1 and {gated}, "
-                         f"the largest batch the export gate checked")
+        raise InputError(
+            f"{spec.name}: --max-batch-size {max_batch_size} must be between 1 and {gated}, "
+            f"the largest batch the export gate checked"
+        )
 
     checked = {}
     for fmt in formats:
@@ -257,8 +284,9 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
         backend = F.get(fmt).backend
         name = F.get(fmt).triton_name(spec.name)
         tuning = None if reset_tuning else (manifest_models.get(name) or {}).get("tuning")
-        chosen = _settings(tuning, gated, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
-                          instances=instances)
+        chosen = _settings(
+            tuning, gated, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us, instances=instances
+        )
         prune_stale(staging, name)
         tmp = records.scratch_dir(staging, f".zs-deploy-{name}-")
         try:
@@ -268,32 +296,43 @@ def deploy_model(spec: ModelSpec, artifacts: Path, repository: Path = DEFAULT_RE
             if sha256(tmp / VERSION / backend.default_file) != entry["sha256"]:
                 raise InputError(f"{name}: the copy of {path} does not match its sha256; check the disk")
             model = DeployedModel(
-                name=name, backend=backend.name, max_batch_size=chosen["max_batch_size"],
+                name=name,
+                backend=backend.name,
+                max_batch_size=chosen["max_batch_size"],
                 inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
                 outputs=tuple(TensorConfig.from_spec(t) for t in spec.outputs),
                 max_queue_delay_us=chosen["max_queue_delay_us"],
-                instance_kind="KIND_GPU" if device == "gpu" else "KIND_CPU", instance_count=chosen["instances"],
-                warmup=_warmup(spec, sample, tmp), tensorrt=precision if backend is F.ONNXRUNTIME else None,
+                instance_kind="KIND_GPU" if device == "gpu" else "KIND_CPU",
+                instance_count=chosen["instances"],
+                warmup=_warmup(spec, sample, tmp),
+                tensorrt=precision if backend is F.ONNXRUNTIME else None,
                 preferred_batch_sizes=chosen["preferred_batch_sizes"],
-                parameters={backend.threads_parameter: str(chosen["threads"])} if chosen["threads"] else {})
+                parameters={backend.threads_parameter: str(chosen["threads"])} if chosen["threads"] else {},
+            )
             text = render(model)
             (tmp / "config.pbtxt").write_text(text)
             lint_model(tmp)
             entry_out = {
-                "name": name, "model": spec.name, "format": fmt, "version": int(VERSION),
-                "backend": backend.name, "artifact": f"{VERSION}/{backend.default_file}",
+                "name": name,
+                "model": spec.name,
+                "format": fmt,
+                "version": int(VERSION),
+                "backend": backend.name,
+                "artifact": f"{VERSION}/{backend.default_file}",
                 "artifact_sha256": entry["sha256"],
                 "export_record": {"path": str(record_path.resolve()), "sha256": record_sha},
                 "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
-                "max_batch_size": model.max_batch_size, "max_queue_delay_us": model.max_queue_delay_us,
+                "max_batch_size": model.max_batch_size,
+                "max_queue_delay_us": model.max_queue_delay_us,
                 "instance_group": {"kind": model.instance_kind, "count": model.instance_count},
-                "tensorrt": model.tensorrt, "gated_max_batch_size": gated,
-                **({"preferred_batch_sizes": list(model.preferred_batch_sizes)}
-                   if model.preferred_batch_sizes else {}),
+                "tensorrt": model.tensorrt,
+                "gated_max_batch_size": gated,
+                **({"preferred_batch_sizes": list(model.preferred_batch_sizes)} if model.preferred_batch_sizes else {}),
                 **({backend.threads_parameter: chosen["threads"]} if chosen["threads"] else {}),
                 **({"tuning": {**tuning, "overridden": chosen["overridden"]}} if tuning else {}),
                 "warmup": "sample.npz row 0" if sample is not None else "safe values (no sample.npz)",
-                **info, "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **info,
+                "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             place(tmp, repository / name)
         finally:
@@ -321,8 +360,9 @@ def _settings(tuning: dict | None, gated: int, **given) -> dict:
         else:
             out[key] = tuned.get(key, default)
     out["max_batch_size"] = min(out["max_batch_size"], gated)
-    out["preferred_batch_sizes"] = tuple(b for b in tuned.get("preferred_batch_sizes", ())
-                                         if b <= out["max_batch_size"])
+    out["preferred_batch_sizes"] = tuple(
+        b for b in tuned.get("preferred_batch_sizes", ()) if b <= out["max_batch_size"]
+    )
     out["threads"] = tuned.get("threads")
     return out
 

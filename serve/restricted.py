@@ -71,6 +71,8 @@ def client_shm_refusal(state: dict[str, Any] | None, url: str) -> str | None:
     """Why zeroserve's client may not use shared memory on the server of `state`, or None when it may."""
     if not state or SHARED_MEMORY not in (state.get("restricted_apis") or ()) or state.get("allow_client_shm"):
         return None
-    return (f"--shared-memory system: the server at {url} keeps Triton's shared-memory API closed; "
-            f"start it with `zeroserve serve {ALLOW_CLIENT_SHM}` to let zeroserve's client use it, or use "
-            "--shared-memory none")
+    return (
+        f"--shared-memory system: the server at {url} keeps Triton's shared-memory API closed; "
+        f"start it with `zeroserve serve {ALLOW_CLIENT_SHM}` to let zeroserve's client use it, or use "
+        "--shared-memory none"
+    )

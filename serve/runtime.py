@@ -57,9 +57,15 @@ def canonical_models(repository: Path, models: Iterable[str] | None = None) -> l
     repository = Path(repository)
     if not repository.is_dir():
         raise InputError(f"model repository {repository} does not exist; run `zeroserve deploy all` first")
-    present = sorted({p.parent.name for p in repository.glob("*/config.pbtxt")}
-                     | {f.parent.parent.name for b in F.BACKENDS.values()  # no config: Triton auto-completes
-                        for f in repository.glob(f"*/[0-9]*/{b.default_file}") if f.parent.name.isdigit()})
+    present = sorted(
+        {p.parent.name for p in repository.glob("*/config.pbtxt")}
+        | {
+            f.parent.parent.name
+            for b in F.BACKENDS.values()  # no config: Triton auto-completes
+            for f in repository.glob(f"*/[0-9]*/{b.default_file}")
+            if f.parent.name.isdigit()
+        }
+    )
     if not present:
         raise InputError(f"model repository {repository} has no models; run `zeroserve deploy all` first")
     if not models:
@@ -74,8 +80,10 @@ def canonical_models(repository: Path, models: Iterable[str] | None = None) -> l
                 if not found:
                     raise InputError(f"{name} is not deployed in {repository}; run `zeroserve deploy {name}`")
             else:
-                raise InputError(f"unknown model {name!r}: neither a registry name nor a model in {repository} "
-                                 f"(deployed: {', '.join(present)})")
+                raise InputError(
+                    f"unknown model {name!r}: neither a registry name nor a model in {repository} "
+                    f"(deployed: {', '.join(present)})"
+                )
             out.extend(n for n in found if n not in out)
     return out
 
@@ -112,8 +120,16 @@ def configured_threads(model: DeployedModel, backend: F.Backend) -> int | None:
     return threads if threads >= 1 else None
 
 
-def runtime_model(canonical: DeployedModel, backend: F.Backend, fmt: str, threads: int, gpu: bool, *,
-                  name: str | None = None, queue_delay_us: int | None = None) -> DeployedModel:
+def runtime_model(
+    canonical: DeployedModel,
+    backend: F.Backend,
+    fmt: str,
+    threads: int,
+    gpu: bool,
+    *,
+    name: str | None = None,
+    queue_delay_us: int | None = None,
+) -> DeployedModel:
     """The Python-backend twin of one canonical model.
 
     Args:
@@ -125,8 +141,10 @@ def runtime_model(canonical: DeployedModel, backend: F.Backend, fmt: str, thread
         queue_delay_us: overrides the dynamic-batching queue delay (tests, benchmark).
     """
     # model.py runs requests of different lengths in one execute(), grouped by shape: let Triton merge them.
-    inputs = tuple(replace(t, allow_ragged_batch=True) if canonical.max_batch_size > 0 and -1 in t.dims else t
-                   for t in canonical.inputs)
+    inputs = tuple(
+        replace(t, allow_ragged_batch=True) if canonical.max_batch_size > 0 and -1 in t.dims else t
+        for t in canonical.inputs
+    )
     return replace(
         canonical,
         name=name or canonical.name,
@@ -153,8 +171,10 @@ def _servable(src: Path) -> tuple[DeployedModel, F.Backend, Path, str]:
     backend = served_by(canonical, src)
     artifact = artifact_file(canonical, backend)
     if not (version / artifact).is_file():
-        raise InputError(f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again "
-                         "(or put the model's file there)")
+        raise InputError(
+            f"{src}: artifact {version / artifact} is missing; run `zeroserve deploy` again "
+            "(or put the model's file there)"
+        )
     path = version / artifact
     graph = autocomplete.graph_io(path) if backend.runtime == "onnx" else None  # the file read once
     canonical = autocomplete.complete(canonical, path, backend, graph)  # as Triton does, for ONNX
@@ -172,12 +192,16 @@ def _check_artifact(path: Path, backend: F.Backend, model: DeployedModel, graph:
         if not zipfile.is_zipfile(path):
             raise InputError(f"{path} is not a TorchScript archive (not a zip file)")
         return
-    for kind, declared, present in (("input", model.inputs, {name for name, _, _ in graph[0]}),
-                                    ("output", model.outputs, {name for name, _, _ in graph[1]})):
+    for kind, declared, present in (
+        ("input", model.inputs, {name for name, _, _ in graph[0]}),
+        ("output", model.outputs, {name for name, _, _ in graph[1]}),
+    ):
         missing = [t.name for t in declared if t.name not in present]
         if missing:
-            raise InputError(f"{path}: config {kind}s {', '.join(missing)} are not {kind}s of the graph "
-                             f"({', '.join(sorted(present))})")
+            raise InputError(
+                f"{path}: config {kind}s {', '.join(missing)} are not {kind}s of the graph "
+                f"({', '.join(sorted(present))})"
+            )
 
 
 def _latest_version(model_dir: Path) -> Path:
@@ -223,8 +247,10 @@ def copy_verified(src: Path, dst: Path, expected: str | None = None) -> str:
                 digest.update(chunk)
                 fout.write(chunk)
         if expected and digest.hexdigest() != expected:
-            raise InputError(f"{src}: sha256 {digest.hexdigest()[:12]} is not the {expected[:12]} that deploy recorded "
-                             "in manifest.json (the file changed after deploy); run `zeroserve deploy` again")
+            raise InputError(
+                f"{src}: sha256 {digest.hexdigest()[:12]} is not the {expected[:12]} that deploy recorded "
+                "in manifest.json (the file changed after deploy); run `zeroserve deploy` again"
+            )
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
@@ -243,9 +269,17 @@ def verify_artifact(folder: Path, artifact: str, expected: str) -> str | None:
     return None
 
 
-def write_runtime_model(src: Path, canonical: DeployedModel, target: Path, *, name: str | None = None,
-                        noop: bool = False, ort_threads: int | None = None, gpu: bool = False,
-                        queue_delay_us: int | None = None) -> RuntimeModel:
+def write_runtime_model(
+    src: Path,
+    canonical: DeployedModel,
+    target: Path,
+    *,
+    name: str | None = None,
+    noop: bool = False,
+    ort_threads: int | None = None,
+    gpu: bool = False,
+    queue_delay_us: int | None = None,
+) -> RuntimeModel:
     """Write the runtime twin of one canonical model folder `src` as `target/<name>/`.
 
     `canonical` is the config to transform: `src`'s own (a served model), or a variant of it
@@ -265,8 +299,7 @@ def write_runtime_model(src: Path, canonical: DeployedModel, target: Path, *, na
     shutil.rmtree(dst, ignore_errors=True)
     (dst / version.name).mkdir(parents=True)
     try:
-        digest = copy_verified(version / artifact, dst / version.name / artifact,
-                               manifest_sha256(src.parent, src.name))
+        digest = copy_verified(version / artifact, dst / version.name / artifact, manifest_sha256(src.parent, src.name))
     except BaseException:
         shutil.rmtree(dst, ignore_errors=True)
         raise
@@ -274,14 +307,21 @@ def write_runtime_model(src: Path, canonical: DeployedModel, target: Path, *, na
     if (src / "warmup").is_dir():
         shutil.copytree(src / "warmup", dst / "warmup", copy_function=shutil.copyfile)
     (dst / "config.pbtxt").write_text(render(model))
-    return RuntimeModel(name, serve_fmt, src, model.instance_count, model.instance_kind,
-                        f"{version.name}/{artifact}", digest)
+    return RuntimeModel(
+        name, serve_fmt, src, model.instance_count, model.instance_kind, f"{version.name}/{artifact}", digest
+    )
 
 
-def build_runtime_repository(repository: Path, names: list[str], target: Path, ort_threads: int | None = None,
-                             gpu: bool | None = None, queue_delay_us: int | None = None,
-                             noop_of: Iterable[str] = (),
-                             on_skip: Callable[[str, str], None] | None = None) -> list[RuntimeModel]:
+def build_runtime_repository(
+    repository: Path,
+    names: list[str],
+    target: Path,
+    ort_threads: int | None = None,
+    gpu: bool | None = None,
+    queue_delay_us: int | None = None,
+    noop_of: Iterable[str] = (),
+    on_skip: Callable[[str, str], None] | None = None,
+) -> list[RuntimeModel]:
     """Write the runtime copy of `names` into `target`; the canonical repository is only read.
 
     A folder the engine cannot serve (a config that does not parse, another backend, no version
@@ -303,13 +343,19 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
     skipped: dict[str, str] = {}
     gpu_only = [] if gpu else [n for n in names if (F.split_triton_name(n) or ("", F.FORMATS["onnx"]))[1].gpu_only]
     if gpu_only and len(gpu_only) == len(names):
-        raise InputError(f"nothing to serve: {', '.join(gpu_only)} run on GPU instances only (float16; ONNX Runtime's "
-                         "CPU provider lacks most float16 kernels) and this machine has no GPU")
+        raise InputError(
+            f"nothing to serve: {', '.join(gpu_only)} run on GPU instances only (float16; ONNX Runtime's "
+            "CPU provider lacks most float16 kernels) and this machine has no GPU"
+        )
     if gpu_only:
-        warnings.warn(f"no GPU here: not serving {', '.join(gpu_only)} (float16 variants run on GPU instances only; "
-                      "the canonical repository keeps them for a GPU host)")
-    for name, source_name in [*((n, n) for n in names if n not in gpu_only),
-                              *((f"{n}{NOOP_SUFFIX}", n) for n in noop_of)]:
+        warnings.warn(
+            f"no GPU here: not serving {', '.join(gpu_only)} (float16 variants run on GPU instances only; "
+            "the canonical repository keeps them for a GPU host)"
+        )
+    for name, source_name in [
+        *((n, n) for n in names if n not in gpu_only),
+        *((f"{n}{NOOP_SUFFIX}", n) for n in noop_of),
+    ]:
         src = Path(repository) / source_name
         try:
             canonical = _servable(src)[0]
@@ -321,8 +367,16 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
                 warnings.warn(f"not serving {name}: {exc}")
             continue
         try:
-            model = write_runtime_model(src, canonical, target, name=name, noop=name != source_name,
-                                        ort_threads=ort_threads, gpu=gpu, queue_delay_us=queue_delay_us)
+            model = write_runtime_model(
+                src,
+                canonical,
+                target,
+                name=name,
+                noop=name != source_name,
+                ort_threads=ort_threads,
+                gpu=gpu,
+                queue_delay_us=queue_delay_us,
+            )
         except InputError as exc:  # the artifact changed since deploy: reported like any unservable folder
             skipped[name] = str(exc)
             if on_skip is not None:
@@ -334,9 +388,13 @@ def build_runtime_repository(repository: Path, names: list[str], target: Path, o
             downgraded.append(name)
         built.append(model)
     if skipped and not built:
-        raise InputError(f"none of the {len(skipped)} model(s) can be served here: "
-                         + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
+        raise InputError(
+            f"none of the {len(skipped)} model(s) can be served here: "
+            + "; ".join(f"{n}: {why}" for n, why in skipped.items())
+        )
     if downgraded:
-        warnings.warn(f"no GPU here: {len(downgraded)} model(s) configured KIND_GPU run as KIND_CPU with the "
-                      "CPU execution provider in the embedded engine (the canonical repository is unchanged)")
+        warnings.warn(
+            f"no GPU here: {len(downgraded)} model(s) configured KIND_GPU run as KIND_CPU with the "
+            "CPU execution provider in the embedded engine (the canonical repository is unchanged)"
+        )
     return built

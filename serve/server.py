@@ -132,11 +132,11 @@ class LogWatcher:
         out: list[tuple[str, str, str]] = []
         for raw in lines:
             line = raw.decode(errors="replace")
-            if (m := _LOADING.search(line)):
+            if m := _LOADING.search(line):
                 out.append((m.group(1), "loading", ""))
-            elif (m := _LOADED.search(line)):
+            elif m := _LOADED.search(line):
                 out.append((m.group(1), "READY", ""))
-            elif (m := _FAILED.search(line)):
+            elif m := _FAILED.search(line):
                 if m.group(2):  # the line with the reason; the bare "failed to load 'X'" after it adds nothing
                     out.append((m.group(1), "FAILED", m.group(2).split("\\n")[0].rstrip('"').strip()[:300]))
                 elif not any(name == m.group(1) and st == "FAILED" for name, st, _ in out):
@@ -180,7 +180,9 @@ class Server:
         """The HTTP header that lets this process's own call to a restricted `api` through (serve/restricted.py)."""
         return restricted.headers(self.state, api, "http")
 
-    def stop(self, timeout: float = STOP_TIMEOUT_S, keep_run: bool = False, reason: str | None = None) -> dict[str, Any]:
+    def stop(
+        self, timeout: float = STOP_TIMEOUT_S, keep_run: bool = False, reason: str | None = None
+    ) -> dict[str, Any]:
         """Stop the server and everything it started; remove its state file and run folder unless `keep_run`."""
         return stop_server(self.state, self.process, timeout, keep_run, reason)
 
@@ -203,8 +205,10 @@ class Server:
                         if name in names:
                             on_model(name, what, time.monotonic() - t0)
                 if not self.alive():
-                    raise ServerError(f"tritonserver exited with code {self.process.returncode} while starting: "
-                                      f"{log_tail(self.log)} (log: {self.log})")
+                    raise ServerError(
+                        f"tritonserver exited with code {self.process.returncode} while starting: "
+                        f"{log_tail(self.log)} (log: {self.log})"
+                    )
                 try:
                     if client.is_server_live():
                         return
@@ -259,8 +263,10 @@ class Server:
         log_failed: dict[str, str] = {}
         while True:
             if not self.alive():
-                raise ServerError(f"tritonserver exited with code {self.process.returncode} while loading models: "
-                                  f"{log_tail(self.log)} (log: {self.log})")
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode} while loading models: "
+                    f"{log_tail(self.log)} (log: {self.log})"
+                )
             ps.private_shm(self.state.get("shm_prefix"))
             for name, what, reason in watcher.events():
                 if what == "FAILED":
@@ -286,9 +292,11 @@ class Server:
                 late = [m.name for m in models if m.name not in settled]
                 for name in late:
                     on_model(name, "timed out", time.monotonic() - t0)
-                raise ServerError(f"{len(late)} of {len(models)} models were not READY within the start "
-                                  f"deadline (--timeout): {', '.join(late)}; give a longer --timeout or serve fewer "
-                                  f"models (log: {self.log})")
+                raise ServerError(
+                    f"{len(late)} of {len(models)} models were not READY within the start "
+                    f"deadline (--timeout): {', '.join(late)}; give a longer --timeout or serve fewer "
+                    f"models (log: {self.log})"
+                )
             time.sleep(0.2)
 
     def restart(self, timeout: float = READY_TIMEOUT_S, on_model: OnModel | None = None) -> dict[str, str]:
@@ -410,9 +418,11 @@ class Server:
             detail = f"; server log: {' | '.join(lines)}" if lines else ""
             raise ServerError(f"model {name} failed to load: {message}{detail} (full log: {self.log})")
         if late:
-            raise ServerError(f"{len(late)} of {len(self.models)} models were not READY within the start deadline "
-                              f"(--timeout): {', '.join(late)}; give a longer --timeout or serve fewer models "
-                              f"(log: {self.log})")
+            raise ServerError(
+                f"{len(late)} of {len(self.models)} models were not READY within the start deadline "
+                f"(--timeout): {', '.join(late)}; give a longer --timeout or serve fewer models "
+                f"(log: {self.log})"
+            )
 
 
 def _parent_death_signal(detach: bool) -> list[str]:
@@ -509,13 +519,25 @@ def _precompile(repository: Path, name: str = "*") -> None:
         py_compile.compile(str(source), doraise=True)
 
 
-def start_server(repository: Path, models: Iterable[str] | None = None, host: str = DEFAULT_HOST,
-                 http_port: int = DEFAULT_PORTS["http"], grpc_port: int = DEFAULT_PORTS["grpc"],
-                 metrics_port: int = DEFAULT_PORTS["metrics"], ort_threads: int | None = None, detach: bool = False,
-                 timeout: float = READY_TIMEOUT_S, queue_delay_us: int | None = None, noop_of: Iterable[str] = (),
-                 on_model: OnModel | None = None, model_control: str = "poll", run_id: str | None = None,
-                 supervisor: dict[str, Any] | None = None, memory_limit: str | None = None,
-                 allow_client_shm: bool = False) -> Server:
+def start_server(
+    repository: Path,
+    models: Iterable[str] | None = None,
+    host: str = DEFAULT_HOST,
+    http_port: int = DEFAULT_PORTS["http"],
+    grpc_port: int = DEFAULT_PORTS["grpc"],
+    metrics_port: int = DEFAULT_PORTS["metrics"],
+    ort_threads: int | None = None,
+    detach: bool = False,
+    timeout: float = READY_TIMEOUT_S,
+    queue_delay_us: int | None = None,
+    noop_of: Iterable[str] = (),
+    on_model: OnModel | None = None,
+    model_control: str = "poll",
+    run_id: str | None = None,
+    supervisor: dict[str, Any] | None = None,
+    memory_limit: str | None = None,
+    allow_client_shm: bool = False,
+) -> Server:
     """Build the runtime repository, start tritonserver and return once every model has loaded or failed.
 
     A failure of the server itself stops what was started, marks the run dead (keeping its log)
@@ -568,14 +590,21 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
     gpu = gpu_available()
     ceiling, ceiling_note = memory_ceiling(memory_limit, gpu)
     noop_of = list(noop_of)
-    built = build_runtime_repository(repository, names, served, ort_threads, gpu=gpu,
-                                     queue_delay_us=queue_delay_us, noop_of=noop_of, on_skip=skip)
+    built = build_runtime_repository(
+        repository, names, served, ort_threads, gpu=gpu, queue_delay_us=queue_delay_us, noop_of=noop_of, on_skip=skip
+    )
     _precompile(served)
     shm_prefix = f"zs{secrets.token_hex(4)}_"
     log = run_dir / "server.log"
-    control = (["--model-control-mode=poll", f"--repository-poll-secs={POLL_SECS}",
-                "--exit-on-error=false"]  # a model that cannot load is reported; the others serve
-               if model_control == "poll" else ["--model-control-mode=explicit"])
+    control = (
+        [
+            "--model-control-mode=poll",
+            f"--repository-poll-secs={POLL_SECS}",
+            "--exit-on-error=false",
+        ]  # a model that cannot load is reported; the others serve
+        if model_control == "poll"
+        else ["--model-control-mode=explicit"]
+    )
     address = bind_addresses(host)
     api_key, apis = restricted.new_key(), restricted.restricted_apis(model_control)
     args = [
@@ -583,9 +612,12 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         f"--model-repository={served}",
         f"--backend-directory={backends}",
         f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
-        f"--http-address={address['http']}", f"--http-port={http_port}",
-        f"--grpc-address={address['grpc']}", f"--grpc-port={grpc_port}",
-        f"--metrics-address={address['metrics']}", f"--metrics-port={metrics_port}",
+        f"--http-address={address['http']}",
+        f"--http-port={http_port}",
+        f"--grpc-address={address['grpc']}",
+        f"--grpc-port={grpc_port}",
+        f"--metrics-address={address['metrics']}",
+        f"--metrics-port={metrics_port}",
         "--allow-gpu-metrics=false",
         *control,
         "--disable-auto-complete-config",
@@ -603,9 +635,16 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
         with open(fd, "wb") as log_fh:
             try:
                 # umask 077: the server's log, the stubs' shared-memory regions and anything they write are private.
-                proc = subprocess.Popen([*_memory_limit_prefix(ceiling), *_parent_death_signal(detach), *args],
-                                        stdin=subprocess.DEVNULL, stdout=log_fh, stderr=subprocess.STDOUT, env=env,
-                                        cwd=run_dir, start_new_session=True, umask=0o077)
+                proc = subprocess.Popen(
+                    [*_memory_limit_prefix(ceiling), *_parent_death_signal(detach), *args],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fh,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=run_dir,
+                    start_new_session=True,
+                    umask=0o077,
+                )
             except OSError as exc:
                 raise ServerError(f"could not run {install.binary}: {exc.strerror or exc}") from None
         _apply_memory_limit(proc.pid, ceiling)
@@ -614,13 +653,32 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
     launched = time.monotonic()
     process = launch()
     state = {
-        "run_id": run_id, "pid": process.pid, "create_time": st.create_time(process.pid), "host": host,
-        "http_port": http_port, "grpc_port": grpc_port, "metrics_port": metrics_port,
-        "runtime_dir": str(run_dir), "log": str(log), "models": [m.name for m in built], "started": _now(),
-        "status": st.STARTING, "shm_prefix": shm_prefix, "repository": str(Path(repository).resolve()),
-        "engine": "embedded", "model_control": model_control, "supervisor": supervisor,
-        "api_key": api_key, "restricted_apis": list(apis), "allow_client_shm": bool(allow_client_shm),
-        "restarts": 0, "crashes": [], "recoveries": [], "recovering": {}, "failed": {}, "unservable": unservable,
+        "run_id": run_id,
+        "pid": process.pid,
+        "create_time": st.create_time(process.pid),
+        "host": host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "runtime_dir": str(run_dir),
+        "log": str(log),
+        "models": [m.name for m in built],
+        "started": _now(),
+        "status": st.STARTING,
+        "shm_prefix": shm_prefix,
+        "repository": str(Path(repository).resolve()),
+        "engine": "embedded",
+        "model_control": model_control,
+        "supervisor": supervisor,
+        "api_key": api_key,
+        "restricted_apis": list(apis),
+        "allow_client_shm": bool(allow_client_shm),
+        "restarts": 0,
+        "crashes": [],
+        "recoveries": [],
+        "recovering": {},
+        "failed": {},
+        "unservable": unservable,
         "artifacts": {m.name: {"artifact": m.artifact, "sha256": m.sha256} for m in built},
         "memory_limit": {"bytes": ceiling, "note": ceiling_note},
     }
@@ -628,11 +686,22 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
 
     def rebuild(name: str) -> RuntimeModel:
         """Write one runtime folder afresh from the canonical repository (verified against the manifest)."""
-        source = name.removesuffix(NOOP_SUFFIX) if name.endswith(NOOP_SUFFIX) and \
-            name.removesuffix(NOOP_SUFFIX) in noop_of else name
+        source = (
+            name.removesuffix(NOOP_SUFFIX)
+            if name.endswith(NOOP_SUFFIX) and name.removesuffix(NOOP_SUFFIX) in noop_of
+            else name
+        )
         src = Path(repository) / source
-        model = write_runtime_model(src, _servable(src)[0], served, name=name, noop=source != name,
-                                    ort_threads=ort_threads, gpu=gpu, queue_delay_us=queue_delay_us)
+        model = write_runtime_model(
+            src,
+            _servable(src)[0],
+            served,
+            name=name,
+            noop=source != name,
+            ort_threads=ort_threads,
+            gpu=gpu,
+            queue_delay_us=queue_delay_us,
+        )
         _precompile(served, name)
         return model
 
@@ -641,8 +710,10 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
 
     def on_model(name: str, what: str, seconds: float) -> None:
         """Report, and record in the state file (a detached start's CLI shows progress from it)."""
-        server.state = {**server.state, "progress": {**server.state.get("progress", {}),
-                                                     name: [what, round(seconds, 1)]}}
+        server.state = {
+            **server.state,
+            "progress": {**server.state.get("progress", {}), name: [what, round(seconds, 1)]},
+        }
         st.write_state(server.state)
         report(name, what, seconds)
 
@@ -652,8 +723,7 @@ def start_server(repository: Path, models: Iterable[str] | None = None, host: st
             failed = server.wait_polled(deadline, on_model, launched)
             if failed and len(failed) == len(built):
                 name, reason = next(iter(failed.items()))
-                raise ServerError(f"no model could be loaded; model {name} failed to load: {reason} "
-                                  f"(full log: {log})")
+                raise ServerError(f"no model could be loaded; model {name} failed to load: {reason} (full log: {log})")
         else:
             server.load_models(deadline, on_model)
             failed = {}

@@ -110,8 +110,12 @@ def read_state_file(path: Path) -> dict[str, Any] | None:
         state = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-    ok = (isinstance(state, dict) and state.get("run_id") == Path(path).stem and "pid" in state
-          and all(k in state for k in ("host", "http_port", "grpc_port")))
+    ok = (
+        isinstance(state, dict)
+        and state.get("run_id") == Path(path).stem
+        and "pid" in state
+        and all(k in state for k in ("host", "http_port", "grpc_port"))
+    )
     return state if ok else None
 
 
@@ -140,8 +144,7 @@ def from_processes(known: set[str]) -> list[dict[str, Any]]:
     out = []
     for state in servers_in_runs(runs_dir()):
         if state["run_id"] not in known:
-            out.append({**state, "status": RUNNING, "state_unreadable": str(state_path(state["run_id"])),
-                        "models": []})
+            out.append({**state, "status": RUNNING, "state_unreadable": str(state_path(state["run_id"])), "models": []})
     return out
 
 
@@ -173,9 +176,11 @@ def remove_state(state: dict[str, Any]) -> None:
 
 def describe(state: dict[str, Any]) -> str:
     """One line naming a server: pid, endpoints and model count."""
-    return (f"pid {state['pid']} at {state['host']} (http {state['http_port']}, grpc {state['grpc_port']}, "
-            f"metrics {state['metrics_port']}), {len(state.get('models', []))} models, started {state.get('started')}"
-            + (f" ({state['purpose']})" if state.get("purpose") else ""))
+    return (
+        f"pid {state['pid']} at {state['host']} (http {state['http_port']}, grpc {state['grpc_port']}, "
+        f"metrics {state['metrics_port']}), {len(state.get('models', []))} models, started {state.get('started')}"
+        + (f" ({state['purpose']})" if state.get("purpose") else "")
+    )
 
 
 def same_host(a: str, b: str) -> bool:
@@ -183,13 +188,17 @@ def same_host(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def matching(states: list[dict[str, Any]], host: str | None = None, http_port: int | None = None,
-             grpc_port: int | None = None) -> list[dict[str, Any]]:
+def matching(
+    states: list[dict[str, Any]], host: str | None = None, http_port: int | None = None, grpc_port: int | None = None
+) -> list[dict[str, Any]]:
     """The states whose endpoint matches every part given (`[::1]` and `::1`, `localhost` and 127.0.0.1 alike)."""
-    return [s for s in states
-            if (host is None or same_host(s["host"], host))
-            and (http_port is None or int(s["http_port"]) == int(http_port))
-            and (grpc_port is None or int(s["grpc_port"]) == int(grpc_port))]
+    return [
+        s
+        for s in states
+        if (host is None or same_host(s["host"], host))
+        and (http_port is None or int(s["http_port"]) == int(http_port))
+        and (grpc_port is None or int(s["grpc_port"]) == int(grpc_port))
+    ]
 
 
 DEFAULT_REPOSITORY = Path("model_repository")
@@ -212,8 +221,13 @@ def default_choice(states: list[dict[str, Any]], repository: Path | None = None)
     return public if len(states) > 1 and len(public) == 1 else states
 
 
-def choose(states: list[dict[str, Any]], host: str | None = None, http_port: int | None = None,
-           grpc_port: int | None = None, repository: Path | None = None) -> list[dict[str, Any]]:
+def choose(
+    states: list[dict[str, Any]],
+    host: str | None = None,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    repository: Path | None = None,
+) -> list[dict[str, Any]]:
     """The servers among `states` a command means: those matching the endpoint parts given, else
     `default_choice`. One element: that server; several: the caller lists them; none: no server."""
     if host is None and http_port is None and grpc_port is None:
@@ -221,8 +235,9 @@ def choose(states: list[dict[str, Any]], host: str | None = None, http_port: int
     return matching(states, host, http_port, grpc_port)
 
 
-def resolve_server(host: str | None = None, http_port: int | None = None,
-                   grpc_port: int | None = None, repository: Path | None = None) -> dict[str, Any]:
+def resolve_server(
+    host: str | None = None, http_port: int | None = None, grpc_port: int | None = None, repository: Path | None = None
+) -> dict[str, Any]:
     """The one running server a command means (`choose`).
 
     Raises:
@@ -231,11 +246,13 @@ def resolve_server(host: str | None = None, http_port: int | None = None,
     """
     match = choose(list_servers(), host, http_port, grpc_port, repository)
     if not match:
-        chosen = ", ".join(f"{k} {v}" for k, v in (("host", host), ("http port", http_port),
-                                                    ("grpc port", grpc_port)) if v is not None)
+        chosen = ", ".join(
+            f"{k} {v}" for k, v in (("host", host), ("http port", http_port), ("grpc port", grpc_port)) if v is not None
+        )
         where = f" matching {chosen}" if chosen else ""
-        raise ServerError(f"no running zeroserve server{where} (state files in {servers_dir()}); "
-                          "start one with `zeroserve serve`")
+        raise ServerError(
+            f"no running zeroserve server{where} (state files in {servers_dir()}); start one with `zeroserve serve`"
+        )
     if len(match) > 1:
         listing = "; ".join(describe(s) for s in match)
         raise InputError(f"{len(match)} servers are running, choose one with --http-port/--grpc-port: {listing}")
@@ -269,8 +286,9 @@ def restarting(host: str, port: int) -> str | None:
     import time
 
     for state in list_servers():
-        if not (same_host(state.get("host", ""), host)
-                and int(port) in (int(state["http_port"]), int(state["grpc_port"]))):
+        if not (
+            same_host(state.get("host", ""), host) and int(port) in (int(state["http_port"]), int(state["grpc_port"]))
+        ):
             continue
         if state.get("status") != STARTING or not state.get("restarts") and not state.get("crashes"):
             return None
@@ -278,6 +296,8 @@ def restarting(host: str, port: int) -> str | None:
         when = f"next start in {max(0.0, float(left) - time.time()):.0f} s" if left else "starting now"
         crash = (state.get("crashes") or [{}])[-1]
         last = f"; last crash: tritonserver {crash['exit']} (log: {crash.get('log')})" if crash.get("exit") else ""
-        return (f"the zeroserve server at {host}:{port} is restarting (attempt {state.get('attempt') or 1}, {when})"
-                f"{last}; try again then (`zeroserve status` shows it)")
+        return (
+            f"the zeroserve server at {host}:{port} is restarting (attempt {state.get('attempt') or 1}, {when})"
+            f"{last}; try again then (`zeroserve status` shows it)"
+        )
     return None

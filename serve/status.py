@@ -65,16 +65,18 @@ def _deployed(repository: Path, manifest: dict, name: str) -> dict[str, Any]:
     return {"state": "yes", "version": entry.get("version"), "sha256": entry.get("artifact_sha256")}
 
 
-def model_ready_states(host: str, http_port: int, timeout: float = 3.0,
-                       headers: dict[str, str] | None = None) -> dict[str, str]:
+def model_ready_states(
+    host: str, http_port: int, timeout: float = 3.0, headers: dict[str, str] | None = None
+) -> dict[str, str]:
     """Triton name -> state ("READY", "UNAVAILABLE", ...) from a running server's repository index.
 
     `headers`: the run's key where the index is restricted (a private explicit-mode server: serve/restricted.py).
     """
     import tritonclient.http as httpclient
 
-    client = httpclient.InferenceServerClient(hostport(host, http_port), connection_timeout=timeout,
-                                              network_timeout=timeout)
+    client = httpclient.InferenceServerClient(
+        hostport(host, http_port), connection_timeout=timeout, network_timeout=timeout
+    )
     try:
         index = client.get_model_repository_index(headers=headers)
     except Exception as exc:  # noqa: BLE001
@@ -104,7 +106,8 @@ def supervision(state: dict[str, Any]) -> dict[str, Any]:
         # a supervisor was recorded and is gone: nothing restarts or recovers this server any more
         "supervisor_gone": bool(sup) and not supervised,
         "next_start_in_s": round(max(0.0, float(next_start) - time.time()), 1)
-        if next_start and state.get("status") == st.STARTING else None,
+        if next_start and state.get("status") == st.STARTING
+        else None,
         "crash_loop": loop,
         "memory_limit": state.get("memory_limit"),
         "model_control": state.get("model_control"),
@@ -123,12 +126,13 @@ def supervision(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_serving_state(state: dict[str, Any] | None, triton_name: str) -> str | None:
-    """"recovering" when the run's supervisor is reloading this model, else None (ask the server)."""
+    """ "recovering" when the run's supervisor is reloading this model, else None (ask the server)."""
     return RECOVERING if triton_name in ((state or {}).get("recovering") or {}) else None
 
 
-def find_server(host: str | None, http_port: int | None, grpc_port: int | None,
-                repository: Path | None = None) -> dict[str, Any] | None:
+def find_server(
+    host: str | None, http_port: int | None, grpc_port: int | None, repository: Path | None = None
+) -> dict[str, Any] | None:
     """The server to ask (`state.choose`): the one named by ports, the one serving `repository`, the only one
     running; None when none runs and none was named."""
     try:
@@ -145,13 +149,20 @@ def _dead_reason(state: dict[str, Any]) -> str:
         return state["reason"]
     sup = state.get("supervisor") or {}
     if sup and st.process_of(sup.get("pid"), sup.get("create_time")) is None:
-        return (f"its supervisor (pid {sup.get('pid')}) is gone and tritonserver ended with it (not yet reaped: the "
-                "next `serve` or `stop` cleans after it)")
+        return (
+            f"its supervisor (pid {sup.get('pid')}) is gone and tritonserver ended with it (not yet reaped: the "
+            "next `serve` or `stop` cleans after it)"
+        )
     return "the tritonserver process died without a stop (not yet reaped)"
 
 
-def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | None,
-                   model_files: list[Path] | None = None, dead_meant: str | None = None) -> dict[str, Any]:
+def collect_status(
+    artifacts: Path,
+    repository: Path,
+    server: dict[str, Any] | None,
+    model_files: list[Path] | None = None,
+    dead_meant: str | None = None,
+) -> dict[str, Any]:
     """One row per model (the course's and the user's own) and format (variants once made), and the server asked.
 
     Returns:
@@ -169,8 +180,11 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
     server_note = None
     if server is not None:
         try:
-            served = model_ready_states(server["host"], int(server["http_port"]),
-                                        headers=restricted.headers(server, restricted.MODEL_REPOSITORY, "http"))
+            served = model_ready_states(
+                server["host"],
+                int(server["http_port"]),
+                headers=restricted.headers(server, restricted.MODEL_REPOSITORY, "http"),
+            )
         except ServerError as exc:
             server_note = str(exc)
     recovering = (server or {}).get("recovering") or {}
@@ -195,11 +209,20 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
                 serving = {"state": served.get(name, "not loaded")}
                 if fmt.gpu_only and name not in served:
                     serving["note"] = "runs on GPU instances only"
-            row = {"model": spec.name, "format": fmt.key, "triton_name": name, "data": data, "trained": trained,
-                   "exported": _exported(folder, fmt.key), "deployed": _deployed(repository, manifest, name),
-                   "served": serving}
-            present = any(row[k]["state"] not in ("no", "not loaded", "no server", "?")
-                          for k in ("exported", "deployed", "served"))
+            row = {
+                "model": spec.name,
+                "format": fmt.key,
+                "triton_name": name,
+                "data": data,
+                "trained": trained,
+                "exported": _exported(folder, fmt.key),
+                "deployed": _deployed(repository, manifest, name),
+                "served": serving,
+            }
+            present = any(
+                row[k]["state"] not in ("no", "not loaded", "no server", "?")
+                for k in ("exported", "deployed", "served")
+            )
             if fmt.base is None or present:  # a variant gets a row once some stage has made it
                 rows.append(row)
     info = None
@@ -214,17 +237,29 @@ def collect_status(artifacts: Path, repository: Path, server: dict[str, Any] | N
         info["unservable"] = dict(server.get("unservable") or {})
         info["models"] = _run_models(server, served, recovering, failed, server_gone)
         info["ready"] = served is not None and all(m["state"] == "READY" for m in info["models"].values())
-    dead = [{**{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "ended")}, "reason": _dead_reason(s),
-             "crashes": s.get("crashes") or []} for s in st.dead_servers()]
-    report = {"server": info, "models": rows, "dead": dead, "dead_meant": dead_meant,
-              "unreadable_state_files": [str(p) for p in st.unreadable_states()]}
+    dead = [
+        {
+            **{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "ended")},
+            "reason": _dead_reason(s),
+            "crashes": s.get("crashes") or [],
+        }
+        for s in st.dead_servers()
+    ]
+    report = {
+        "server": info,
+        "models": rows,
+        "dead": dead,
+        "dead_meant": dead_meant,
+        "unreadable_state_files": [str(p) for p in st.unreadable_states()],
+    }
     code, why = exit_code(report)
     report["exit_code"], report["verdict"] = code, why
     return report
 
 
-def _run_models(server: dict[str, Any], served: dict[str, str] | None, recovering: dict, failed: dict,
-                gone: bool = False) -> dict:
+def _run_models(
+    server: dict[str, Any], served: dict[str, str] | None, recovering: dict, failed: dict, gone: bool = False
+) -> dict:
     """Every model the run serves (its state's `models`; the index's for a server zeroserve did not start):
     name -> {"state": READY | recovering | failed | what the index says | "no answer"}."""
     names = list(server.get("models") or []) or sorted(served or {})
@@ -261,14 +296,18 @@ def exit_code(report: dict[str, Any]) -> tuple[int, str]:
         if server.get("status") == st.DEAD:
             return EXIT_NOT_READY, "the server is dead"
         if server.get("supervisor_gone"):
-            return EXIT_NOT_READY, (f"dead: its supervisor (pid {server.get('supervisor_pid')}) is gone, so nothing "
-                                    "restarts or recovers this server; `zeroserve stop` it and serve again")
+            return EXIT_NOT_READY, (
+                f"dead: its supervisor (pid {server.get('supervisor_pid')}) is gone, so nothing "
+                "restarts or recovers this server; `zeroserve stop` it and serve again"
+            )
         if server.get("status") == st.STARTING:
             loop = server.get("crash_loop")
             when = server.get("next_start_in_s")
-            return EXIT_NOT_READY, (("restarting" if server.get("last_crash") else "starting") + (f" (crash loop: {loop['crashes']} crashes in "
-                                                    f"{loop['window_s'] / 60:.0f} min)" if loop else "")
-                                    + (f", next start in {_duration(when)}" if when else ""))
+            return EXIT_NOT_READY, (
+                ("restarting" if server.get("last_crash") else "starting")
+                + (f" (crash loop: {loop['crashes']} crashes in {loop['window_s'] / 60:.0f} min)" if loop else "")
+                + (f", next start in {_duration(when)}" if when else "")
+            )
     if server.get("error"):
         return EXIT_NO_SERVER, f"the server does not answer: {server['error']}"
     if server.get("pid") is not None and not server.get("supervised"):

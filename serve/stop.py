@@ -39,15 +39,17 @@ def _unload_all(state: dict[str, Any], timeout: float) -> None:
     import tritonclient.http as httpclient
 
     key = restricted.headers(state, restricted.MODEL_REPOSITORY, "http")
-    client = httpclient.InferenceServerClient(hostport(state["host"], state["http_port"]), connection_timeout=2.0,
-                                              network_timeout=max(timeout, 0.1))
+    client = httpclient.InferenceServerClient(
+        hostport(state["host"], state["http_port"]), connection_timeout=2.0, network_timeout=max(timeout, 0.1)
+    )
     try:
         for model in client.get_model_repository_index(headers=key):
             if model.get("state") == "READY":
                 client.unload_model(model["name"], headers=key)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(m.get("state") in ("READY", "UNLOADING")
-                                                  for m in client.get_model_repository_index(headers=key)):
+        while time.monotonic() < deadline and any(
+            m.get("state") in ("READY", "UNLOADING") for m in client.get_model_repository_index(headers=key)
+        ):
             time.sleep(0.05)
     except Exception:  # noqa: BLE001 - a server that does not answer is stopped by signal alone
         pass
@@ -55,8 +57,13 @@ def _unload_all(state: dict[str, Any], timeout: float) -> None:
         client.close()
 
 
-def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None, timeout: float = STOP_TIMEOUT_S,
-                keep_run: bool = False, reason: str | None = None) -> dict[str, Any]:
+def stop_server(
+    state: dict[str, Any],
+    process: subprocess.Popen | None = None,
+    timeout: float = STOP_TIMEOUT_S,
+    keep_run: bool = False,
+    reason: str | None = None,
+) -> dict[str, Any]:
     """End one server and everything it started: unload, SIGINT, then SIGKILL of what remains; shm unlinked.
 
     Args:
@@ -89,14 +96,27 @@ def stop_server(state: dict[str, Any], process: subprocess.Popen | None = None, 
     # Stubs whose server is gone exit on their own within a moment; what remains is killed.
     ps.wait_gone(others, 2.0 if graceful and server is not None else 0.0)
     killed = ps.kill([*others, *ps.run_processes(prefix)])
-    report = {"pid": state.get("pid"), "run_id": state.get("run_id"), "graceful": graceful, "killed": killed,
-              "shm_removed": ps.unlink_shm(prefix)}
+    report = {
+        "pid": state.get("pid"),
+        "run_id": state.get("run_id"),
+        "graceful": graceful,
+        "killed": killed,
+        "shm_removed": ps.unlink_shm(prefix),
+    }
     if keep_run:
         log = state.get("log")
         if log and not Path(log).exists():  # renamed when its last crash was kept: point at that one
             log = next((c["log"] for c in reversed(state.get("crashes") or []) if Path(c.get("log", "")).exists()), log)
-        st.write_state({**state, "log": log, "status": st.DEAD, "ended": state.get("ended") or _now(),
-                        "reason": state.get("reason") or reason, "reaped": {k: report[k] for k in ("killed", "shm_removed")}})
+        st.write_state(
+            {
+                **state,
+                "log": log,
+                "status": st.DEAD,
+                "ended": state.get("ended") or _now(),
+                "reason": state.get("reason") or reason,
+                "reaped": {k: report[k] for k in ("killed", "shm_removed")},
+            }
+        )
     else:
         remove_run(state)
     return report
@@ -124,8 +144,11 @@ def reap_dead() -> list[dict[str, Any]]:
 
     Its run folder and log stay (`stop` of that server or `stop --all` removes them).
     """
-    return [stop_server(s, timeout=0.0, keep_run=True, reason="the tritonserver process died without a stop")
-            for s in st.dead_servers() if s.get("status") != st.DEAD]
+    return [
+        stop_server(s, timeout=0.0, keep_run=True, reason="the tritonserver process died without a stop")
+        for s in st.dead_servers()
+        if s.get("status") != st.DEAD
+    ]
 
 
 def remove_run(state: dict[str, Any]) -> None:
@@ -168,8 +191,13 @@ def prune_orphan_runs() -> list[Path]:
     return removed
 
 
-def stop_servers(all_servers: bool = False, host: str | None = None, http_port: int | None = None,
-                 grpc_port: int | None = None, repository: Path | None = None) -> dict[str, Any]:
+def stop_servers(
+    all_servers: bool = False,
+    host: str | None = None,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    repository: Path | None = None,
+) -> dict[str, Any]:
     """What `zeroserve stop` does: reap dead servers, stop the chosen running one(s), remove chosen dead runs.
 
     Without a choice: the server `state.choose` means (the one serving `repository`, else the only one; a private
@@ -189,18 +217,27 @@ def stop_servers(all_servers: bool = False, host: str | None = None, http_port: 
     elif host is None and http_port is None and grpc_port is None:
         running = st.choose(running, repository=repository)
         if len(running) > 1:
-            raise InputError(f"{len(running)} servers are running, choose one with --http-port/--grpc-port or "
-                             f"stop them all with --all: {'; '.join(st.describe(s) for s in running)}")
+            raise InputError(
+                f"{len(running)} servers are running, choose one with --http-port/--grpc-port or "
+                f"stop them all with --all: {'; '.join(st.describe(s) for s in running)}"
+            )
         targets, removed = running, []
     else:
         targets = st.matching(running, host, http_port, grpc_port)
         if len(targets) > 1:
-            raise InputError(f"{len(targets)} servers match, choose one with --http-port/--grpc-port: "
-                             f"{'; '.join(st.describe(s) for s in targets)}")
+            raise InputError(
+                f"{len(targets)} servers match, choose one with --http-port/--grpc-port: "
+                f"{'; '.join(st.describe(s) for s in targets)}"
+            )
         removed = [] if targets else st.matching(dead, host, http_port, grpc_port)
     stopped = [stop_server(s) for s in targets]
     for s in removed:
         remove_run(s)
     kept = [s for s in dead if s not in removed]
-    return {"stopped": stopped, "reaped": reaped, "removed": [restricted.public(s) for s in removed],
-            "kept": [restricted.public(s) for s in kept], "pruned": prune_orphan_runs()}
+    return {
+        "stopped": stopped,
+        "reaped": reaped,
+        "removed": [restricted.public(s) for s in removed],
+        "kept": [restricted.public(s) for s in kept],
+        "pruned": prune_orphan_runs(),
+    }

@@ -126,7 +126,7 @@ class RestartPolicy:
     def delay(self, crash_times: list[float], now: float) -> float:
         """Seconds to wait before the next restart: first_s doubled for each earlier crash in the window."""
         earlier = max(self.recent(crash_times, now) - 1, 0)
-        return min(self.first_s * (2 ** earlier), self.max_s)
+        return min(self.first_s * (2**earlier), self.max_s)
 
 
 def describe_exit(code: int | None) -> str:
@@ -158,8 +158,13 @@ class Reload:
 class Supervisor:
     """Watches one `Server`, restarting it and recovering its models; every event goes to the state file."""
 
-    def __init__(self, server: Server, policy: RestartPolicy | None = None, say: Say | None = None,
-                 hang_timeout: float = HANG_TIMEOUT_S):
+    def __init__(
+        self,
+        server: Server,
+        policy: RestartPolicy | None = None,
+        say: Say | None = None,
+        hang_timeout: float = HANG_TIMEOUT_S,
+    ):
         self.server = server
         self.policy = policy or RestartPolicy.from_env()
         self.hang_timeout = hang_timeout
@@ -244,16 +249,27 @@ class Supervisor:
             kept = self.server.log
         tail = log_tail(kept, TAIL_LINES)
         if kept != self.server.log:  # failures recorded against the live log now point at the kept one
-            failures = [{**f, "log": str(kept)} if f.get("log") == str(self.server.log) else f
-                        for f in self.server.state.get("reload_failures", [])]
+            failures = [
+                {**f, "log": str(kept)} if f.get("log") == str(self.server.log) else f
+                for f in self.server.state.get("reload_failures", [])
+            ]
             self._write(reload_failures=failures)
-        crash = {"time": _now(), "pid": self.server.state.get("pid"), "exit_code": code,
-                 "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
-                 "exit": describe_exit(code), "log": str(kept), "tail": tail}
+        crash = {
+            "time": _now(),
+            "pid": self.server.state.get("pid"),
+            "exit_code": code,
+            "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
+            "exit": describe_exit(code),
+            "log": str(kept),
+            "tail": tail,
+        }
         if self.restart_cause:
             crash["cause"] = self.restart_cause
-            crash["exit"] = (f"{self.restart_cause}; killed" if self.hung
-                             else f"ended by the supervisor to restart it ({self.restart_cause})")
+            crash["exit"] = (
+                f"{self.restart_cause}; killed"
+                if self.hung
+                else f"ended by the supervisor to restart it ({self.restart_cause})"
+            )
             crash["hung"] = self.hung
             self.restart_cause, self.hung = None, False
         _cap_crash_logs(run_dir, kept, number)
@@ -265,18 +281,26 @@ class Supervisor:
         self.short.clear()
         self.regions.clear()
         if self.policy.gives_up(self.crash_times, now):
-            reason = (f"tritonserver crashed {self.policy.recent(self.crash_times, now)} times within "
-                      f"{self.policy.window_s:.0f} s (cap {self.policy.cap}, --max-restarts); gave up. Last: "
-                      f"{crash['exit']}; log kept: {kept}")
+            reason = (
+                f"tritonserver crashed {self.policy.recent(self.crash_times, now)} times within "
+                f"{self.policy.window_s:.0f} s (cap {self.policy.cap}, --max-restarts); gave up. Last: "
+                f"{crash['exit']}; log kept: {kept}"
+            )
             crashes[-1] = {**crash, "gave_up": True}
             self._write(crashes=crashes, crash_count=number, recovering={}, log=str(kept))
             self.server.stop(0.0, keep_run=True, reason=reason)
             raise ServerError(reason)
         wait = self.policy.delay(self.crash_times, now)
         recent = self.policy.recent(self.crash_times, now)
-        self._write(crashes=crashes, crash_count=number, status=st.STARTING, recovering={},
-                    next_start=time.time() + wait, attempt=int(self.server.state.get("restarts", 0)) + 1,
-                    crash_loop={"crashes": recent, "window_s": self.policy.window_s} if recent > 1 else None)
+        self._write(
+            crashes=crashes,
+            crash_count=number,
+            status=st.STARTING,
+            recovering={},
+            next_start=time.time() + wait,
+            attempt=int(self.server.state.get("restarts", 0)) + 1,
+            crash_loop={"crashes": recent, "window_s": self.policy.window_s} if recent > 1 else None,
+        )
         self.say(f"tritonserver {crash['exit']} (log kept: {kept}); restarting in {wait:.1f} s")
         time.sleep(wait)
         state_failed = self.server.state.get("failed") or {}
@@ -292,8 +316,10 @@ class Supervisor:
             return  # the next turn records it as one more crash
         for name, reason in failed.items():
             if name in self.reload_failed:  # failed to reload, then again after the restart: given up
-                given_up[name] = (f"given up: its reload failed ({self.reload_failed[name]}) and it failed to load "
-                                  f"again after the restart: {reason} (log: {self.server.log})")
+                given_up[name] = (
+                    f"given up: its reload failed ({self.reload_failed[name]}) and it failed to load "
+                    f"again after the restart: {reason} (log: {self.server.log})"
+                )
         for name in list(self.reload_failed):
             if name not in failed and name not in given_up:
                 self.say(f"{name}: READY again after the restart (its runtime copy was written afresh)")
@@ -301,8 +327,14 @@ class Supervisor:
         for name, reason in given_up.items():
             self.say(f"{name}: {reason}")
         self.last_live = time.monotonic()
-        self._write(status=st.RUNNING, restarts=int(self.server.state.get("restarts", 0)) + 1,
-                    last_restart=_now(), failed={**failed, **given_up}, given_up=sorted(given_up), next_start=None)
+        self._write(
+            status=st.RUNNING,
+            restarts=int(self.server.state.get("restarts", 0)) + 1,
+            last_restart=_now(),
+            failed={**failed, **given_up},
+            given_up=sorted(given_up),
+            next_start=None,
+        )
         self.say(f"tritonserver restarted (pid {self.server.pid}); restarts so far: {self.server.state['restarts']}")
 
     def _rebuild_failed(self) -> dict[str, str]:
@@ -317,11 +349,15 @@ class Supervisor:
                 model = self.server.rebuild(name)
             except (OSError, ZeroserveError) as exc:
                 shutil.rmtree(self.server.repository / name, ignore_errors=True)
-                given_up[name] = (f"given up: its reload failed ({why}) and its runtime copy cannot be written again "
-                                  f"from the canonical repository: {exc} (log: {self.server.log})")
+                given_up[name] = (
+                    f"given up: its reload failed ({why}) and its runtime copy cannot be written again "
+                    f"from the canonical repository: {exc} (log: {self.server.log})"
+                )
                 continue
-            artifacts = {**(self.server.state.get("artifacts") or {}),
-                         name: {"artifact": model.artifact, "sha256": model.sha256}}
+            artifacts = {
+                **(self.server.state.get("artifacts") or {}),
+                name: {"artifact": model.artifact, "sha256": model.sha256},
+            }
             self._write(artifacts=artifacts)
         return given_up
 
@@ -355,8 +391,12 @@ class Supervisor:
 
     def _start_recovery(self, name: str, have: int, instances: int) -> None:
         self.short[name] = 0
-        self._write(recovering={**self.server.state.get("recovering", {}),
-                                name: {"since": _now(), "stubs": have, "instances": instances}})
+        self._write(
+            recovering={
+                **self.server.state.get("recovering", {}),
+                name: {"since": _now(), "stubs": have, "instances": instances},
+            }
+        )
         self.say(f"{name}: {have} of {instances} stubs alive; reloading it")
         problem = self.server.verify(name)
         if problem:
@@ -369,9 +409,12 @@ class Supervisor:
             self._reload_failed(name, f"its runtime config could not be rewritten ({exc})", None)
             return
         self.recovering[name] = Reload(time.monotonic(), generation, previous, watcher)
-        self._write(recovering={**self.server.state.get("recovering", {}),
-                                name: {"since": _now(), "stubs": have, "instances": instances,
-                                       "generation": generation}})
+        self._write(
+            recovering={
+                **self.server.state.get("recovering", {}),
+                name: {"since": _now(), "stubs": have, "instances": instances, "generation": generation},
+            }
+        )
 
     def _follow_recovery(self, name: str, have: int, instances: int) -> None:
         """Recovered means answering: the config just written is the one served, READY, with its stubs alive."""
@@ -380,8 +423,11 @@ class Supervisor:
             if model == name and what == "FAILED":
                 self._reload_failed(name, f"Triton: {reason}", reload.previous)
                 return
-        if (have >= instances and self.server.index(timeout=1.0).get(name, {}).get("state") == "READY"
-                and self.server.served_generation(name) == reload.generation):
+        if (
+            have >= instances
+            and self.server.index(timeout=1.0).get(name, {}).get("state") == "READY"
+            and self.server.served_generation(name) == reload.generation
+        ):
             problem = self.server.verify(name)
             if problem:
                 self._reload_failed(name, problem, reload.previous)
@@ -389,16 +435,24 @@ class Supervisor:
             seconds = round(time.monotonic() - reload.started, 2)
             del self.recovering[name]
             recovering = {k: v for k, v in self.server.state.get("recovering", {}).items() if k != name}
-            recoveries = [*self.server.state.get("recoveries", []),
-                          {"model": name, "time": _now(), "seconds": seconds, "how": "reload",
-                           "generation": reload.generation}][-CRASHES_KEPT:]
-            self._write(recovering=recovering, recoveries=recoveries, shm_removed=self.shm_removed,
-                        recovered=int(self.server.state.get("recovered", 0)) + 1)
-            self.say(f"{name}: recovered in {seconds:.1f} s (reload, generation {reload.generation} answering); "
-                     f"recoveries so far: {self.server.state['recovered']}")
+            recoveries = [
+                *self.server.state.get("recoveries", []),
+                {"model": name, "time": _now(), "seconds": seconds, "how": "reload", "generation": reload.generation},
+            ][-CRASHES_KEPT:]
+            self._write(
+                recovering=recovering,
+                recoveries=recoveries,
+                shm_removed=self.shm_removed,
+                recovered=int(self.server.state.get("recovered", 0)) + 1,
+            )
+            self.say(
+                f"{name}: recovered in {seconds:.1f} s (reload, generation {reload.generation} answering); "
+                f"recoveries so far: {self.server.state['recovered']}"
+            )
         elif time.monotonic() - reload.started > RECOVERY_TIMEOUT_S:
-            self._reload_failed(name, f"not answering with the reloaded config after {RECOVERY_TIMEOUT_S:.0f} s",
-                                reload.previous)
+            self._reload_failed(
+                name, f"not answering with the reloaded config after {RECOVERY_TIMEOUT_S:.0f} s", reload.previous
+            )
 
     def _reload_failed(self, name: str, reason: str, previous: str | None) -> None:
         """Put the previous runtime config back, record the failure, and restart the whole server."""
@@ -412,8 +466,11 @@ class Supervisor:
         failures = [*self.server.state.get("reload_failures", []), failure][-CRASHES_KEPT:]
         recovering = {k: v for k, v in self.server.state.get("recovering", {}).items() if k != name}
         self.reload_failed[name] = reason
-        self._write(recovering=recovering, reload_failures=failures,
-                    failed={**(self.server.state.get("failed") or {}), name: f"reload failed: {reason}"})
+        self._write(
+            recovering=recovering,
+            reload_failures=failures,
+            failed={**(self.server.state.get("failed") or {}), name: f"reload failed: {reason}"},
+        )
         self.say(f"{name}: reload failed: {reason}; restarting the server (log: {self.server.log})")
         self.restart_cause = f"{name} failed to reload"
         self._restart_for(name)
@@ -472,8 +529,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         hang_timeout = float(opts.pop("hang_timeout", HANG_TIMEOUT_S))
         # detach=False: tritonserver gets the parent-death signal, so it ends with this supervisor
-        server = start_server(Path(opts["repository"]), opts.get("models"), detach=False, supervisor=me,
-                              on_model=on_model, **{k: v for k, v in opts.items() if k not in ("repository", "models")})
+        server = start_server(
+            Path(opts["repository"]),
+            opts.get("models"),
+            detach=False,
+            supervisor=me,
+            on_model=on_model,
+            **{k: v for k, v in opts.items() if k not in ("repository", "models")},
+        )
         Supervisor(server, policy, say, hang_timeout=hang_timeout).run()
     except Stopped:
         if server is not None:

@@ -78,13 +78,17 @@ def check_onnx_target(name: str, path: Path, entry: dict, target: TargetRelease 
     opset = max((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     recorded = (entry.get("ir_version"), entry.get("opset"))
     if recorded != (ir, opset):
-        raise InputError(f"{name}: {path} has IR version {ir} and opset {opset}, but its export record says "
-                         f"IR {recorded[0]} and opset {recorded[1]}; run export again")
+        raise InputError(
+            f"{name}: {path} has IR version {ir} and opset {opset}, but its export record says "
+            f"IR {recorded[0]} and opset {recorded[1]}; run export again"
+        )
     if ir > target.max_onnx_ir_version or opset > target.max_onnx_opset:
-        raise InputError(f"{name}: ONNX IR version {ir} / opset {opset} is newer than the target "
-                         f"{target.image} (ONNX Runtime {target.onnxruntime}) accepts here "
-                         f"(IR <= {target.max_onnx_ir_version}, opset <= {target.max_onnx_opset}); "
-                         f"export with a lower opset or pin ir_version")
+        raise InputError(
+            f"{name}: ONNX IR version {ir} / opset {opset} is newer than the target "
+            f"{target.image} (ONNX Runtime {target.onnxruntime}) accepts here "
+            f"(IR <= {target.max_onnx_ir_version}, opset <= {target.max_onnx_opset}); "
+            f"export with a lower opset or pin ir_version"
+        )
     return {"ir_version": ir, "opset": opset}
 
 
@@ -103,6 +107,8 @@ def check_torchscript_target(name: str, path: Path, entry: dict | None = None, t
     if version is None:
         raise InputError(f"{name}: {path} is not a TorchScript archive (no readable version record)")
     if version > target.max_torchscript_file_version:
-        raise InputError(f"{name}: TorchScript file format {version} is newer than the target {target.image}'s "
-                         f"libtorch reads (<= {target.max_torchscript_file_version})")
+        raise InputError(
+            f"{name}: TorchScript file format {version} is newer than the target {target.image}'s "
+            f"libtorch reads (<= {target.max_torchscript_file_version})"
+        )
     return {"file_format_version": version}

@@ -62,20 +62,25 @@ class TritonPythonModel:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"] if gpu \
+        providers = (
+            [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+            if gpu
             else ["CPUExecutionProvider"]
+        )
         session = ort.InferenceSession(path, sess_options=opts, providers=providers)
         graph_inputs = {i.name for i in session.get_inputs()}
         missing = [n for n, _ in self.inputs if n not in graph_inputs]
         if missing:
             raise pb_utils.TritonModelException(
-                f"{self.name}: config inputs {missing} are not inputs of {path} (graph has {sorted(graph_inputs)})")
+                f"{self.name}: config inputs {missing} are not inputs of {path} (graph has {sorted(graph_inputs)})"
+            )
         names = [n for n, _ in self.outputs]
         graph_outputs = {o.name for o in session.get_outputs()}
         unknown = [n for n in names if n not in graph_outputs]
         if unknown:
             raise pb_utils.TritonModelException(
-                f"{self.name}: config outputs {unknown} are not outputs of {path} (graph has {sorted(graph_outputs)})")
+                f"{self.name}: config outputs {unknown} are not outputs of {path} (graph has {sorted(graph_outputs)})"
+            )
 
         def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
             return session.run(names, {n: a for (n, _), a in zip(self.inputs, arrays)})
@@ -130,7 +135,8 @@ class TritonPythonModel:
             except Exception as exc:  # noqa: BLE001 - one bad batch must not take the instance down
                 for i, _ in members:
                     responses[i] = pb_utils.InferenceResponse(
-                        error=pb_utils.TritonError(f"{self.name}: inference failed: {exc}"))
+                        error=pb_utils.TritonError(f"{self.name}: inference failed: {exc}")
+                    )
         return responses
 
     def _request_arrays(self, request) -> list[np.ndarray]:
@@ -142,14 +148,18 @@ class TritonPythonModel:
             a = tensor.as_numpy()
             # A zero-length axis must not reach the runtime: ONNX Runtime's GRU crashes the stub on one.
             if self.max_batch_size > 0 and (a.ndim == 0 or a.shape[0] == 0):
-                raise ValueError(f"{self.name}: input '{name}' has an empty batch (shape {list(a.shape)}); "
-                                 "send at least one row")
+                raise ValueError(
+                    f"{self.name}: input '{name}' has an empty batch (shape {list(a.shape)}); send at least one row"
+                )
             if a.size == 0:
-                raise ValueError(f"{self.name}: input '{name}' is empty (shape {list(a.shape)}); "
-                                 "every axis needs at least one element")
+                raise ValueError(
+                    f"{self.name}: input '{name}' is empty (shape {list(a.shape)}); "
+                    "every axis needs at least one element"
+                )
             if a.dtype == object and self._strings:  # BYTES: ONNX Runtime's string tensors take str
-                a = np.vectorize(lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v,
-                                 otypes=[object])(a)
+                a = np.vectorize(
+                    lambda v: v.decode("utf-8", "replace") if isinstance(v, bytes) else v, otypes=[object]
+                )(a)
             arrays.append(a if a.dtype == dtype else a.astype(dtype))
         return arrays
 
@@ -160,16 +170,21 @@ class TritonPythonModel:
             stacked = [np.concatenate([m[1][k] for m in members]) for k in range(len(self.inputs))]
         outputs = self._run(stacked)
         if self.max_batch_size == 0:  # no batch axis: the outputs are the one request's, whatever their shape
-            (i, _), = members
-            responses[i] = pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor(name, np.ascontiguousarray(out, dtype=dtype))
-                for (name, dtype), out in zip(self.outputs, outputs)])
+            ((i, _),) = members
+            responses[i] = pb_utils.InferenceResponse(
+                output_tensors=[
+                    pb_utils.Tensor(name, np.ascontiguousarray(out, dtype=dtype))
+                    for (name, dtype), out in zip(self.outputs, outputs)
+                ]
+            )
             return
         start = 0
         for i, arrays in members:
             rows = arrays[0].shape[0]
-            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(out[start:start + rows], dtype=dtype))
-                       for (name, dtype), out in zip(self.outputs, outputs)]
+            tensors = [
+                pb_utils.Tensor(name, np.ascontiguousarray(out[start : start + rows], dtype=dtype))
+                for (name, dtype), out in zip(self.outputs, outputs)
+            ]
             responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
             start += rows
 

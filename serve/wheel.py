@@ -43,8 +43,10 @@ def find_tritonserver() -> TritonInstall:
     try:
         from pytriton.utils import distribution
     except ImportError:
-        raise ServerError("the nvidia-pytriton package is not installed, so there is no tritonserver binary; "
-                          "install zeroserve's dependencies (make venv)") from None
+        raise ServerError(
+            "the nvidia-pytriton package is not installed, so there is no tritonserver binary; "
+            "install zeroserve's dependencies (make venv)"
+        ) from None
     root = distribution.get_root_module_path()
     install = TritonInstall(
         binary=root / "tritonserver" / "bin" / SERVER_BINARY,
@@ -53,11 +55,15 @@ def find_tritonserver() -> TritonInstall:
         libs=distribution.get_libs_path(),
         version=_pytriton_version(),
     )
-    for what, path in (("tritonserver binary", install.binary), ("Python backend", install.python_backend),
-                       (f"Python {python_version()} backend stub", install.stub)):
+    for what, path in (
+        ("tritonserver binary", install.binary),
+        ("Python backend", install.python_backend),
+        (f"Python {python_version()} backend stub", install.stub),
+    ):
         if not path.exists():
-            raise ServerError(f"the {what} is missing from the nvidia-pytriton wheel (expected {path}); "
-                              "reinstall nvidia-pytriton")
+            raise ServerError(
+                f"the {what} is missing from the nvidia-pytriton wheel (expected {path}); reinstall nvidia-pytriton"
+            )
     return install
 
 

@@ -30,8 +30,10 @@ def require_course_files(*specs) -> None:
     """Fail (CI) or skip (elsewhere) when a course file the models need is missing."""
     missing = [f for s in specs for f in s.data.files if not (course_data_dir() / f).is_file()]
     if missing:
-        reason = (f"course file(s) {', '.join(sorted(set(missing)))} missing from {course_data_dir()} "
-                  "(set ZEROSERVE_DATA_DIR or put ../shared/data/course beside the repository)")
+        reason = (
+            f"course file(s) {', '.join(sorted(set(missing)))} missing from {course_data_dir()} "
+            "(set ZEROSERVE_DATA_DIR or put ../shared/data/course beside the repository)"
+        )
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(reason)
         pytest.skip(reason)
@@ -92,6 +94,10 @@ def variant_artifacts(exported, tmp_path_factory, data_dir) -> tuple[Path, dict]
 
     artifacts = tmp_path_factory.mktemp("variant-artifacts")
     shutil.copytree(exported[0] / VARIANT_MODEL, artifacts / VARIANT_MODEL)
-    rec = export_model(registry.get(VARIANT_MODEL), artifacts, data_dir=data_dir,
-                       variants=("int8", "int8-dynamic", "optimized", "fp16"))
+    rec = export_model(
+        registry.get(VARIANT_MODEL),
+        artifacts,
+        data_dir=data_dir,
+        variants=("int8", "int8-dynamic", "optimized", "fp16"),
+    )
     return artifacts, rec

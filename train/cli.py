@@ -49,9 +49,15 @@ def train_cmd(
     artifacts: ArtifactsOpt = DEFAULT_ARTIFACTS,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
-    require_bar: Annotated[bool, typer.Option(
-        "--require-bar", metavar="", help="Exit 1 when a model ends below its bar (BELOW_BAR); without it that is exit 0, "
-                              "since short runs end below the bar on purpose.")] = False,
+    require_bar: Annotated[
+        bool,
+        typer.Option(
+            "--require-bar",
+            metavar="",
+            help="Exit 1 when a model ends below its bar (BELOW_BAR); without it that is exit 0, "
+            "since short runs end below the bar on purpose.",
+        ),
+    ] = False,
 ):
     """Train course models on real data; writes artifacts/<model>/checkpoint.pt, train.json, loss.png.
 
@@ -69,8 +75,18 @@ def train_cmd(
     with Progress(*progress_columns(), console=console, transient=True, disable=as_json) as progress:
         for spec in specs:
             try:
-                rec = train_model(spec, data_dir, artifacts, epochs=epochs, batch_size=batch_size, lr=lr,
-                                  seed=seed, device=device, progress=progress, on_epoch=on_epoch)
+                rec = train_model(
+                    spec,
+                    data_dir,
+                    artifacts,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    lr=lr,
+                    seed=seed,
+                    device=device,
+                    progress=progress,
+                    on_epoch=on_epoch,
+                )
             except InputError as exc:  # missing data, or a model of your own that is not trained here
                 if explicit:
                     raise
@@ -81,8 +97,11 @@ def train_cmd(
             if not as_json:
                 m = rec["metric"]
                 mark = "[green]PASS[/]" if rec["status"] == "PASS" else "[yellow]below bar[/]"
-                progress.console.print(f"{spec.name}: {m['name']} {m['value']:.4f} {mark} in {rec['seconds']:.1f} s "
-                                       f"on {rec['data']['source']}", highlight=False)
+                progress.console.print(
+                    f"{spec.name}: {m['name']} {m['value']:.4f} {mark} in {rec['seconds']:.1f} s "
+                    f"on {rec['data']['source']}",
+                    highlight=False,
+                )
                 if rec["data"]["note"]:
                     progress.console.print(f"  note: {rec['data']['note']}", highlight=False, soft_wrap=True)
     fix = _fetch_hint(specs, done, skipped, data_dir)
@@ -96,37 +115,60 @@ def train_cmd(
         table.add_column(col)
     for rec in done:
         m = rec["metric"]
-        table.add_row(rec["model"], m["name"], f"{m['value']:.4f}", by_name[rec["model"]].bar_text, rec["status"],
-                      f"{rec['seconds']:.1f}")
+        table.add_row(
+            rec["model"],
+            m["name"],
+            f"{m['value']:.4f}",
+            by_name[rec["model"]].bar_text,
+            rec["status"],
+            f"{rec['seconds']:.1f}",
+        )
     for s in skipped:
         table.add_row(s["model"], "", "", "", "skipped", "")
     console.print(table)
     if fix:
         console.print(f"to train on the real data sets: {fix}", highlight=False, soft_wrap=True)
         if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
-            console.print(f"  ({data_dir} is read-only: fetch every data set into a writable folder instead, "
-                          f"`{fetch_command('all', 'data')}`, and train with --data-dir data)",
-                          highlight=False, soft_wrap=True)
+            console.print(
+                f"  ({data_dir} is read-only: fetch every data set into a writable folder instead, "
+                f"`{fetch_command('all', 'data')}`, and train with --data-dir data)",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def progress_columns() -> tuple:
     """The terminal's progress bars: a task's `figures` field is empty until its first loss is known."""
-    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[figures]}"),
-            TimeElapsedColumn())
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[figures]}"),
+        TimeElapsedColumn(),
+    )
 
 
 def _epoch_line(out):
     """An `on_epoch` callback printing one line per epoch (for output that is not a terminal)."""
+
     def line(e: dict) -> None:
-        out.print(f"{e['model']} epoch {e['epoch']}/{e['epochs']}: loss {e['loss']:.4f}, held-out {e['metric']} "
-                  f"{e['metric_value']:.4f}, {e['seconds']:.1f} s", highlight=False, soft_wrap=True)
+        out.print(
+            f"{e['model']} epoch {e['epoch']}/{e['epochs']}: loss {e['loss']:.4f}, held-out {e['metric']} "
+            f"{e['metric_value']:.4f}, {e['seconds']:.1f} s",
+            highlight=False,
+            soft_wrap=True,
+        )
+
     return line
 
 
 def _require_bar(done: list[dict], require_bar: bool) -> None:
     """With --require-bar, CheckFailed (exit 1) naming each model that ended below its bar."""
-    below = [f"{r['model']} ({r['metric']['name']} {r['metric']['value']:.4f}, bar {r['metric']['bar']})"
-             for r in done if r["status"] == "BELOW_BAR"]
+    below = [
+        f"{r['model']} ({r['metric']['name']} {r['metric']['value']:.4f}, bar {r['metric']['bar']})"
+        for r in done
+        if r["status"] == "BELOW_BAR"
+    ]
     if require_bar and below:
         raise CheckFailed(f"below the bar (--require-bar): {', '.join(below)}")
 

@@ -65,9 +65,19 @@ def _held_out_metric(spec: ModelSpec, model: torch.nn.Module, split, dev: torch.
     return float(spec.score(eager_outputs(model, split.test_inputs, device=dev), split.test_target))
 
 
-def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int | None = None,
-                batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "auto",
-                progress=None, on_epoch: Callable[[dict], None] | None = None) -> dict:
+def train_model(
+    spec: ModelSpec,
+    data_dir: Path,
+    artifacts: Path,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress=None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
     """Train `spec` on its data and write its artifacts atomically.
 
     Args:
@@ -82,11 +92,15 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
     from zeroserve.errors import InputError
 
     if spec.checkpoint is not None:
-        raise InputError(f"{spec.name} takes its weights from its checkpoint {spec.checkpoint} ({spec.origin}); "
-                         "remove checkpoint= from its spec to train it with zeroserve")
+        raise InputError(
+            f"{spec.name} takes its weights from its checkpoint {spec.checkpoint} ({spec.origin}); "
+            "remove checkpoint= from its spec to train it with zeroserve"
+        )
     if spec.data is None or spec.train is None:
-        raise InputError(f"{spec.name} cannot be trained here: its spec needs data= (a DataSource with training "
-                         "rows) and train= (TrainDefaults)")
+        raise InputError(
+            f"{spec.name} cannot be trained here: its spec needs data= (a DataSource with training "
+            "rows) and train= (TrainDefaults)"
+        )
     epochs = spec.train.epochs if epochs is None else epochs
     batch_size = spec.train.batch_size if batch_size is None else batch_size
     lr = spec.train.lr if lr is None else lr
@@ -96,20 +110,22 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
     records.ensure_writable_dir(Path(artifacts))
     split = spec.load_data(Path(data_dir))  # raises MissingDataError before anything is written
     if not split.trainable or split.test_target is None:
-        raise InputError(f"{spec.name}: its data source gives no training rows or no held-out targets; "
-                         "Split needs train_inputs, train_target and test_target to train")
+        raise InputError(
+            f"{spec.name}: its data source gives no training rows or no held-out targets; "
+            "Split needs train_inputs, train_target and test_target to train"
+        )
     out_dir = records.ensure_writable_dir(model_dir(artifacts, spec))
 
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = spec.build().to(dev)
     params = model.parameters()
-    optimizer = (torch.optim.SGD(params, lr=lr) if spec.train.optimizer == "sgd"
-                 else torch.optim.Adam(params, lr=lr))
+    optimizer = torch.optim.SGD(params, lr=lr) if spec.train.optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
     criterion = spec.loss()
     tensors = [torch.from_numpy(a) for a in (*split.train_inputs, split.train_target)]
-    loader = DataLoader(TensorDataset(*tensors), batch_size=batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        TensorDataset(*tensors), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
 
     epoch_task = batch_task = None
     if progress is not None:
@@ -139,9 +155,17 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
         if progress is not None:
             progress.update(epoch_task, advance=1, figures=figures)
         if on_epoch is not None:
-            on_epoch({"model": spec.name, "epoch": epoch, "epochs": epochs, "loss": losses[-1],
-                      "metric": spec.metric, "metric_value": held_out[-1],
-                      "seconds": round(time.perf_counter() - started, 3)})
+            on_epoch(
+                {
+                    "model": spec.name,
+                    "epoch": epoch,
+                    "epochs": epochs,
+                    "loss": losses[-1],
+                    "metric": spec.metric,
+                    "metric_value": held_out[-1],
+                    "seconds": round(time.perf_counter() - started, 3),
+                }
+            )
     seconds = time.perf_counter() - started
     if progress is not None:
         progress.remove_task(batch_task)
@@ -157,11 +181,23 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
         "schema": records.SCHEMA,
         "model": spec.name,
         "status": "PASS" if spec.passes_bar(metric) else "BELOW_BAR",
-        "data": {"source": split.source, "split_rule": split.rule, "split_version": split.version,
-                 "sizes": split.sizes, "note": split.note, "data_dir": str(data_dir)},
-        "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                            "optimizer": spec.train.optimizer, "loss": getattr(criterion, "label", type(criterion).__name__),
-                            "device": str(dev)},
+        "data": {
+            "source": split.source,
+            "split_rule": split.rule,
+            "split_version": split.version,
+            "sizes": split.sizes,
+            "note": split.note,
+            "data_dir": str(data_dir),
+        },
+        "hyperparameters": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "optimizer": spec.train.optimizer,
+            "loss": getattr(criterion, "label", type(criterion).__name__),
+            "device": str(dev),
+        },
         "loss_per_epoch": losses,
         "metric_per_epoch": held_out,
         "metric": {"name": spec.metric, "value": metric, "bar": spec.bar, "split": "held-out"},
@@ -172,8 +208,9 @@ def train_model(spec: ModelSpec, data_dir: Path, artifacts: Path, *, epochs: int
 
     with records.atomic_path(out_dir / "checkpoint.pt") as tmp:
         torch.save(model.state_dict(), tmp)
-    title = (f"{spec.name}: held-out {spec.metric} {metric:.4f}, {record['status']} (bar {spec.bar_text})\n"
-             f"on {split.source}")
+    title = (
+        f"{spec.name}: held-out {spec.metric} {metric:.4f}, {record['status']} (bar {spec.bar_text})\non {split.source}"
+    )
     records.write_bytes(out_dir / "loss.png", plots.png(loss_figure(losses, held_out, spec.metric, title)))
     records.write_json(out_dir / "train.json", record)
     return record

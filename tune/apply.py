@@ -33,9 +33,13 @@ TUNED_KEYS = ("instances", "max_batch_size", "preferred_batch_sizes", "max_queue
 
 def tuned_settings(c: Candidate) -> dict:
     """The settings a tuning writes, as a later deploy reads them back from the manifest."""
-    return {"instances": c.instances, "max_batch_size": c.max_batch_size,
-            "preferred_batch_sizes": list(c.preferred_batch_sizes), "max_queue_delay_us": c.queue_delay_us,
-            "threads": c.threads}
+    return {
+        "instances": c.instances,
+        "max_batch_size": c.max_batch_size,
+        "preferred_batch_sizes": list(c.preferred_batch_sizes),
+        "max_queue_delay_us": c.queue_delay_us,
+        "threads": c.threads,
+    }
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -78,8 +82,9 @@ def _entry(repository: Path, name: str) -> dict:
     return entry
 
 
-def apply_tuning(repository: Path, name: str, candidate: Candidate, measurement: dict, tuned_on: dict,
-                 context: dict) -> dict:
+def apply_tuning(
+    repository: Path, name: str, candidate: Candidate, measurement: dict, tuned_on: dict, context: dict
+) -> dict:
     """Write the candidate's settings into `repository/name` (atomic, linted); the manifest entry written.
 
     Args:
@@ -92,23 +97,34 @@ def apply_tuning(repository: Path, name: str, candidate: Candidate, measurement:
     current_text = (folder / "config.pbtxt").read_text()
     current = read_deployed(folder)
     if candidate.max_batch_size > max(current.max_batch_size, entry.get("gated_max_batch_size", 0)):
-        raise InputError(f"{name}: max batch size {candidate.max_batch_size} is above what the export gate "
-                         f"checked ({max(current.max_batch_size, entry.get('gated_max_batch_size', 0))})")
+        raise InputError(
+            f"{name}: max batch size {candidate.max_batch_size} is above what the export gate "
+            f"checked ({max(current.max_batch_size, entry.get('gated_max_batch_size', 0))})"
+        )
     model = config_for(current, candidate)
     text = render(model)
     # the config before the first tuning stays the one to go back to
     previous = (folder / PREVIOUS).read_text() if (folder / PREVIOUS).is_file() else current_text
     sha = _rewrite(repository, name, text, previous)
     tuning = {
-        "settings": tuned_settings(candidate), "measurement": measurement, "tuned_on": tuned_on, **context,
+        "settings": tuned_settings(candidate),
+        "measurement": measurement,
+        "tuned_on": tuned_on,
+        **context,
         "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "previous_config": PREVIOUS, "previous_config_sha256": hashlib.sha256(previous.encode()).hexdigest(),
+        "previous_config": PREVIOUS,
+        "previous_config_sha256": hashlib.sha256(previous.encode()).hexdigest(),
     }
-    new_entry = {**entry, "config_sha256": sha, "max_batch_size": model.max_batch_size,
-                 "max_queue_delay_us": model.max_queue_delay_us,
-                 "instance_group": {"kind": model.instance_kind, "count": model.instance_count},
-                 "preferred_batch_sizes": list(model.preferred_batch_sizes),
-                 backend_of(model).threads_parameter: candidate.threads, "tuning": tuning}
+    new_entry = {
+        **entry,
+        "config_sha256": sha,
+        "max_batch_size": model.max_batch_size,
+        "max_queue_delay_us": model.max_queue_delay_us,
+        "instance_group": {"kind": model.instance_kind, "count": model.instance_count},
+        "preferred_batch_sizes": list(model.preferred_batch_sizes),
+        backend_of(model).threads_parameter: candidate.threads,
+        "tuning": tuning,
+    }
     write_manifest(repository, [new_entry])
     return new_entry
 
@@ -123,11 +139,19 @@ def revert_tuning(repository: Path, name: str) -> dict:
     previous = (folder / PREVIOUS).read_text()
     model = parse(previous)
     sha = _rewrite(repository, name, previous, None)
-    new_entry = {k: v for k, v in entry.items() if k not in ("tuning", "preferred_batch_sizes",
-                                                              backend_of(model).threads_parameter)}
-    new_entry.update({"config_sha256": sha, "max_batch_size": model.max_batch_size,
-                      "max_queue_delay_us": model.max_queue_delay_us,
-                      "instance_group": {"kind": model.instance_kind, "count": model.instance_count},
-                      "reverted": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    new_entry = {
+        k: v
+        for k, v in entry.items()
+        if k not in ("tuning", "preferred_batch_sizes", backend_of(model).threads_parameter)
+    }
+    new_entry.update(
+        {
+            "config_sha256": sha,
+            "max_batch_size": model.max_batch_size,
+            "max_queue_delay_us": model.max_queue_delay_us,
+            "instance_group": {"kind": model.instance_kind, "count": model.instance_count},
+            "reverted": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    )
     write_manifest(repository, [new_entry])
     return new_entry

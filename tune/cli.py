@@ -48,55 +48,119 @@ def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
 @handle_errors
 def tune_cmd(
     model: Annotated[str, typer.Argument(help="Registry model name (deployed in --repository).", show_default=False)],
-    latency_budget_ms: Annotated[float | None, typer.Option(
-        "--latency-budget-ms", help="The latency budget: candidates are compared by their throughput at the "
-        "highest concurrency whose latency percentile (--percentile) stays within it.", show_default=False)] = None,
-    fmt: Annotated[str | None, typer.Option(
-        "--format", help="Tune this deployed format only (default: every deployed format of the model, "
-        "the deployed onnx config as the baseline).", show_default=False)] = None,
-    min_throughput: Annotated[float | None, typer.Option(
-        "--min-throughput", help="Inferences/s a candidate must reach within the budget.", show_default=False)] = None,
+    latency_budget_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--latency-budget-ms",
+            help="The latency budget: candidates are compared by their throughput at the "
+            "highest concurrency whose latency percentile (--percentile) stays within it.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="Tune this deployed format only (default: every deployed format of the model, "
+            "the deployed onnx config as the baseline).",
+            show_default=False,
+        ),
+    ] = None,
+    min_throughput: Annotated[
+        float | None,
+        typer.Option(
+            "--min-throughput", help="Inferences/s a candidate must reach within the budget.", show_default=False
+        ),
+    ] = None,
     protocol: Annotated[Protocol, typer.Option("--protocol", help="Wire protocol the load is sent over.")] = "grpc",
-    search_mode: Annotated[Mode, typer.Option(
-        "--search", help="quick: hill climb from the deployed config; brute: every combination within the caps.")]
-    = "quick",
-    max_minutes: Annotated[float, typer.Option(
-        "--max-minutes", help="Stop searching after this long: no measurement level starts later (exit 1, "
-        "the best so far reported, nothing applied).")] = 60.0,
-    apply: Annotated[bool, typer.Option(
-        "--apply", help="Write the best settings into the canonical repository (atomic; the previous config kept "
-        "beside it as config.pbtxt.before-tune; recorded in manifest.json).")] = False,
-    revert: Annotated[bool, typer.Option(
-        "--revert", help="Put back the config from before `--apply` (no measurement).")] = False,
-    percentile: Annotated[float, typer.Option("--percentile", help="The latency percentile the budget "
-                                                                   "bounds.")] = 99.0,
+    search_mode: Annotated[
+        Mode,
+        typer.Option(
+            "--search", help="quick: hill climb from the deployed config; brute: every combination within the caps."
+        ),
+    ] = "quick",
+    max_minutes: Annotated[
+        float,
+        typer.Option(
+            "--max-minutes",
+            help="Stop searching after this long: no measurement level starts later (exit 1, "
+            "the best so far reported, nothing applied).",
+        ),
+    ] = 60.0,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply",
+            help="Write the best settings into the canonical repository (atomic; the previous config kept "
+            "beside it as config.pbtxt.before-tune; recorded in manifest.json).",
+        ),
+    ] = False,
+    revert: Annotated[
+        bool, typer.Option("--revert", help="Put back the config from before `--apply` (no measurement).")
+    ] = False,
+    percentile: Annotated[float, typer.Option("--percentile", help="The latency percentile the budget bounds.")] = 99.0,
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", help="Highest concurrency tried.")] = 64,
-    window: Annotated[float, typer.Option("--window", help="Measurement window in seconds (perf's stability "
-                                                           "windows; the warm-up is as long).")] = 1.0,
-    max_trials: Annotated[int, typer.Option("--max-trials", help="Windows per level before it is kept as "
-                                                                 "unstable (flagged, not an abort).")] = 6,
-    instances: Annotated[str | None, typer.Option(
-        "--instances", help="Instance counts to try, e.g. 1,2 (default 1 up to the cores).", show_default=False)]
-    = None,
-    batch_sizes: Annotated[str | None, typer.Option(
-        "--batch-sizes", help="Max batch sizes to try (default powers of two from 8 up to the gated maximum).",
-        show_default=False)] = None,
-    queue_delays: Annotated[str | None, typer.Option(
-        "--queue-delays-us", help="Max queue delays to try in µs (default 0,100,500,1000,2000).",
-        show_default=False)] = None,
-    threads: Annotated[str | None, typer.Option(
-        "--threads", help="ONNX Runtime / TorchScript intra-op threads to try (default 1 up to the cores).",
-        show_default=False)] = None,
-    preferred: Annotated[Preferred, typer.Option(
-        "--preferred", help="Preferred batch size: both (try none and the max batch size), none or max.")] = "both",
-    ports: Annotated[str | None, typer.Option(
-        "--ports", help="HTTP,GRPC,METRICS ports of the private server on 127.0.0.1 (default: free ones).",
-        show_default=False)] = None,
-    repository: Annotated[Path, typer.Option("--repository", help="The canonical model repository.")]
-    = DEFAULT_REPOSITORY,
-    report: Annotated[Path | None, typer.Option(
-        "--report", help="Folder for tune.json, tune.png and tune.html (default reports/tune/MODEL).",
-        show_default=False)] = None,
+    window: Annotated[
+        float,
+        typer.Option(
+            "--window", help="Measurement window in seconds (perf's stability windows; the warm-up is as long)."
+        ),
+    ] = 1.0,
+    max_trials: Annotated[
+        int,
+        typer.Option("--max-trials", help="Windows per level before it is kept as unstable (flagged, not an abort)."),
+    ] = 6,
+    instances: Annotated[
+        str | None,
+        typer.Option(
+            "--instances", help="Instance counts to try, e.g. 1,2 (default 1 up to the cores).", show_default=False
+        ),
+    ] = None,
+    batch_sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--batch-sizes",
+            help="Max batch sizes to try (default powers of two from 8 up to the gated maximum).",
+            show_default=False,
+        ),
+    ] = None,
+    queue_delays: Annotated[
+        str | None,
+        typer.Option(
+            "--queue-delays-us", help="Max queue delays to try in µs (default 0,100,500,1000,2000).", show_default=False
+        ),
+    ] = None,
+    threads: Annotated[
+        str | None,
+        typer.Option(
+            "--threads",
+            help="ONNX Runtime / TorchScript intra-op threads to try (default 1 up to the cores).",
+            show_default=False,
+        ),
+    ] = None,
+    preferred: Annotated[
+        Preferred,
+        typer.Option("--preferred", help="Preferred batch size: both (try none and the max batch size), none or max."),
+    ] = "both",
+    ports: Annotated[
+        str | None,
+        typer.Option(
+            "--ports",
+            help="HTTP,GRPC,METRICS ports of the private server on 127.0.0.1 (default: free ones).",
+            show_default=False,
+        ),
+    ] = None,
+    repository: Annotated[
+        Path, typer.Option("--repository", help="The canonical model repository.")
+    ] = DEFAULT_REPOSITORY,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Folder for tune.json, tune.png and tune.html (default reports/tune/MODEL).",
+            show_default=False,
+        ),
+    ] = None,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -119,8 +183,11 @@ def tune_cmd(
     if revert:
         if apply or latency_budget_ms is not None:
             raise InputError("--revert takes no measurement: give it without --apply and --latency-budget-ms")
-        done = [ap.revert_tuning(repository, name) for name in deployed_formats(spec, repository, fmt).values()
-                if (repository / name / ap.PREVIOUS).is_file()]
+        done = [
+            ap.revert_tuning(repository, name)
+            for name in deployed_formats(spec, repository, fmt).values()
+            if (repository / name / ap.PREVIOUS).is_file()
+        ]
         if not done:
             raise InputError(f"{spec.name} has no applied tuning to revert in {repository}")
         if as_json:
@@ -131,13 +198,23 @@ def tune_cmd(
         return
     if latency_budget_ms is None:
         raise InputError("give --latency-budget-ms (the p99 latency, by default, each candidate must stay within)")
-    opts = Options(budget_ms=latency_budget_ms, min_throughput=min_throughput, protocol=str(protocol),
-                   mode=str(search_mode), max_minutes=max_minutes, percentile=percentile,
-                   max_concurrency=max_concurrency, window_s=window, max_trials=max_trials,
-                   instances=_ints(instances, "--instances"), batch_sizes=_ints(batch_sizes, "--batch-sizes"),
-                   queue_delays_us=_ints(queue_delays, "--queue-delays-us"), threads=_ints(threads, "--threads"),
-                   preferred={"both": None, "none": (False,), "max": (True,)}[str(preferred)],
-                   ports=_ints(ports, "--ports"))
+    opts = Options(
+        budget_ms=latency_budget_ms,
+        min_throughput=min_throughput,
+        protocol=str(protocol),
+        mode=str(search_mode),
+        max_minutes=max_minutes,
+        percentile=percentile,
+        max_concurrency=max_concurrency,
+        window_s=window,
+        max_trials=max_trials,
+        instances=_ints(instances, "--instances"),
+        batch_sizes=_ints(batch_sizes, "--batch-sizes"),
+        queue_delays_us=_ints(queue_delays, "--queue-delays-us"),
+        threads=_ints(threads, "--threads"),
+        preferred={"both": None, "none": (False,), "max": (True,)}[str(preferred)],
+        ports=_ints(ports, "--ports"),
+    )
     if opts.ports is not None and (len(opts.ports) != 3 or not all(1 <= p <= 65535 for p in opts.ports)):
         raise InputError("--ports: give three ports between 1 and 65535, HTTP,GRPC,METRICS")
     if not 0 < percentile < 100:
@@ -150,16 +227,24 @@ def tune_cmd(
             return
         if kind == "server":
             if data["state"] == "ready":
-                err_console.print(f"private server pid {data['pid']} on 127.0.0.1 (http {data['http_port']}, grpc "
-                                  f"{data['grpc_port']}), explicit model control", highlight=False)
+                err_console.print(
+                    f"private server pid {data['pid']} on 127.0.0.1 (http {data['http_port']}, grpc "
+                    f"{data['grpc_port']}), explicit model control",
+                    highlight=False,
+                )
             elif data["state"] == "stopped":
                 err_console.print(f"private server pid {data['pid']} stopped", highlight=False)
         elif kind == "measured":
             m = data["measurement"]
-            what = (f"{m['throughput']:.0f} infer/s at c={m['concurrency']}" if m["meets_budget"]
-                    else m.get("error") or "over the budget at c=1")
-            err_console.print(f"  {escape(data['candidate'].label())}{' (deployed)' if data.get('deployed') else ''}:"
-                              f" {escape(what)}", highlight=False)
+            what = (
+                f"{m['throughput']:.0f} infer/s at c={m['concurrency']}"
+                if m["meets_budget"]
+                else m.get("error") or "over the budget at c=1"
+            )
+            err_console.print(
+                f"  {escape(data['candidate'].label())}{' (deployed)' if data.get('deployed') else ''}: {escape(what)}",
+                highlight=False,
+            )
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -179,8 +264,13 @@ def tune_cmd(
         name = rec["formats"][c.fmt]
         measurement = {k: chosen[k] for k in ("throughput", "concurrency", "latency_ms", "p50_ms", "p99_ms")}
         measurement["side_by_side_ratio"] = rec["gain"]
-        context = {"latency_budget_ms": rec["latency_budget_ms"], "latency_metric": rec["latency_metric"],
-                   "protocol": rec["protocol"], "search": rec["search"], "min_throughput": rec["min_throughput"]}
+        context = {
+            "latency_budget_ms": rec["latency_budget_ms"],
+            "latency_metric": rec["latency_metric"],
+            "protocol": rec["protocol"],
+            "search": rec["search"],
+            "min_throughput": rec["min_throughput"],
+        }
         applied = ap.apply_tuning(repository, name, c, measurement, rec["tuned_on"], context)
     rec["applied"] = applied["name"] if applied else None
     paths = rp.write_report(rec, report or Path("reports") / "tune" / spec.name)
@@ -193,11 +283,16 @@ def tune_cmd(
         for note in rec["notes"]:
             console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
         if applied:
-            console.print(f"applied to {repository / applied['name']}/config.pbtxt (previous config: "
-                          f"{ap.PREVIOUS}; undo with `zeroserve tune {spec.name} --revert`)", highlight=False)
+            console.print(
+                f"applied to {repository / applied['name']}/config.pbtxt (previous config: "
+                f"{ap.PREVIOUS}; undo with `zeroserve tune {spec.name} --revert`)",
+                highlight=False,
+            )
         elif apply and rec["outcome"]["exit_code"] == 0:
             console.print("--apply: the deployed config is the best; nothing written", highlight=False)
-        console.print(f"report: {paths['html']} ({paths['png'].name}, {paths['json'].name}); "
-                      f"{rec['seconds'] / 60:.1f} min", highlight=False)
+        console.print(
+            f"report: {paths['html']} ({paths['png'].name}, {paths['json'].name}); {rec['seconds'] / 60:.1f} min",
+            highlight=False,
+        )
     if rec["outcome"]["exit_code"] == 1:
         raise CheckFailed(rec["outcome"]["reason"])

@@ -19,8 +19,7 @@ def _split(m: dict) -> str:
     s = m.get("server") or {}
     if not s:
         return "-"
-    return "/".join(f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer",
-                                                            "compute_output"))
+    return "/".join(f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer", "compute_output"))
 
 
 def _status(m: dict, rec: dict) -> str:
@@ -47,16 +46,34 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 
 def table(rec: dict) -> Table:
     metric = rec["latency_metric"].removesuffix("_ms")
-    t = Table(title=f"zeroserve tune {rec['model']}: {rec['search']} search, budget {rec['latency_budget_ms']:g} ms "
-                    f"{metric}, over {rec['protocol']}")
-    for c in ("#", "config", "c", "infer/s in budget", "p50 ms", f"{metric} ms", "server queue/in/infer/out µs",
-              "status"):
+    t = Table(
+        title=f"zeroserve tune {rec['model']}: {rec['search']} search, budget {rec['latency_budget_ms']:g} ms "
+        f"{metric}, over {rec['protocol']}"
+    )
+    for c in (
+        "#",
+        "config",
+        "c",
+        "infer/s in budget",
+        "p50 ms",
+        f"{metric} ms",
+        "server queue/in/infer/out µs",
+        "status",
+    ):
         t.add_column(c, justify="left" if c in ("config", "status") else "right")
     best = (rec.get("chosen") or {}).get("candidate")
     for i, m in enumerate(rec["candidates"], 1):
         mark = (" [bold green]← chosen[/]" if m["candidate"] == best else "") + (" (deployed)" if m["deployed"] else "")
-        t.add_row(str(i), m["label"] + mark, _fmt(m["concurrency"], "d"), _fmt(m["throughput"], ".0f"),
-                  _fmt(m["p50_ms"]), _fmt(m["latency_ms"]), _split(m), _status(m, rec))
+        t.add_row(
+            str(i),
+            m["label"] + mark,
+            _fmt(m["concurrency"], "d"),
+            _fmt(m["throughput"], ".0f"),
+            _fmt(m["p50_ms"]),
+            _fmt(m["latency_ms"]),
+            _split(m),
+            _status(m, rec),
+        )
     return t
 
 
@@ -66,18 +83,24 @@ def closing(rec: dict) -> list[str]:
     chosen, side = rec.get("chosen"), rec.get("side_by_side")
     if side:
         med = side["median"]
-        lines.append(f"side by side, interleaved, median of {len(side['rounds'])}: deployed "
-                     f"{med['deployed']['throughput']:.0f} infer/s (p99 {med['deployed']['p99_ms']:.2f} ms), best "
-                     f"{med['best']['throughput']:.0f} infer/s (p99 {med['best']['p99_ms']:.2f} ms): "
-                     f"ratio {side['ratio']:.3f}x")
+        lines.append(
+            f"side by side, interleaved, median of {len(side['rounds'])}: deployed "
+            f"{med['deployed']['throughput']:.0f} infer/s (p99 {med['deployed']['p99_ms']:.2f} ms), best "
+            f"{med['best']['throughput']:.0f} infer/s (p99 {med['best']['p99_ms']:.2f} ms): "
+            f"ratio {side['ratio']:.3f}x"
+        )
     if chosen:
         if rec["chosen_is_deployed"]:
-            lines.append(f"best: the deployed config ({chosen['label']}), {chosen['throughput']:.0f} infer/s within "
-                         "the budget; nothing to change")
+            lines.append(
+                f"best: the deployed config ({chosen['label']}), {chosen['throughput']:.0f} infer/s within "
+                "the budget; nothing to change"
+            )
         else:
             gain = f", {rec['gain']:.2f}x the deployed config" if rec.get("gain") else ""
-            lines.append(f"best: {chosen['label']}, {chosen['throughput']:.0f} infer/s within the budget at "
-                         f"c={chosen['concurrency']}{gain}")
+            lines.append(
+                f"best: {chosen['label']}, {chosen['throughput']:.0f} infer/s within the budget at "
+                f"c={chosen['concurrency']}{gain}"
+            )
     return lines
 
 
@@ -89,12 +112,14 @@ def plot_png(rec: dict) -> bytes:
     ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color="#1f77b4", label="candidates")
     front = pareto(pts)
     if front:
-        ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], color="#d62728", marker="o",
-                label="Pareto front")
+        ax.plot(
+            [pts[i][0] for i in front], [pts[i][1] for i in front], color="#d62728", marker="o", label="Pareto front"
+        )
     for i, m in enumerate(rows, 1):
         if m["deployed"]:
-            ax.scatter([m["throughput"]], [m["latency_ms"]], s=80, facecolors="none", edgecolors="black",
-                       label="deployed")
+            ax.scatter(
+                [m["throughput"]], [m["latency_ms"]], s=80, facecolors="none", edgecolors="black", label="deployed"
+            )
     chosen = (rec.get("chosen") or {}).get("candidate")
     for m in rows:
         if m["candidate"] == chosen:
@@ -102,30 +127,68 @@ def plot_png(rec: dict) -> bytes:
     ax.axhline(rec["latency_budget_ms"], color="grey", linestyle="--", linewidth=1, label="budget")
     ax.set_xlabel("throughput within the budget (inferences/s)")
     ax.set_ylabel(f"{rec['latency_metric'].removesuffix('_ms')} latency (ms)")
-    ax.set_title(f"zeroserve tune {rec['model']} ({rec['search']}, {len(rec['candidates'])} candidates)",
-                 fontsize=10)
+    ax.set_title(f"zeroserve tune {rec['model']} ({rec['search']}, {len(rec['candidates'])} candidates)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return plots.png(fig)
 
 
 def to_html(rec: dict, png: bytes) -> str:
-    head = ["#", "config", "concurrency", "infer/s in budget", "p50 ms", "latency ms", "server queue/in/infer/out µs",
-            "status"]
+    head = [
+        "#",
+        "config",
+        "concurrency",
+        "infer/s in budget",
+        "p50 ms",
+        "latency ms",
+        "server queue/in/infer/out µs",
+        "status",
+    ]
     best = (rec.get("chosen") or {}).get("candidate")
     rows = []
     for i, m in enumerate(rec["candidates"], 1):
-        cells = [str(i), m["label"] + (" (deployed)" if m["deployed"] else "") + (" (chosen)" if m["candidate"] == best
-                                                                                 else ""),
-                 _fmt(m["concurrency"], "d"), _fmt(m["throughput"], ".1f"), _fmt(m["p50_ms"], ".3f"),
-                 _fmt(m["latency_ms"], ".3f"), _split(m), _status(m, rec)]
+        cells = [
+            str(i),
+            m["label"] + (" (deployed)" if m["deployed"] else "") + (" (chosen)" if m["candidate"] == best else ""),
+            _fmt(m["concurrency"], "d"),
+            _fmt(m["throughput"], ".1f"),
+            _fmt(m["p50_ms"], ".3f"),
+            _fmt(m["latency_ms"], ".3f"),
+            _split(m),
+            _status(m, rec),
+        ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*closing(rec), rec["outcome"]["reason"], *rec["notes"]] if n)
-    settings = {k: rec.get(k) for k in ("model", "triton_model", "search", "latency_budget_ms", "latency_metric",
-                                        "min_throughput", "protocol", "max_concurrency", "window_s", "space",
-                                        "floor", "tuned_on", "seconds", "outcome")}
-    return html_page(f"zeroserve tune: {rec['model']}", f"zeroserve tune: {rec['model']}", head, rows, png,
-                     "throughput against latency per candidate, Pareto front", "Result", notes, settings)
+    settings = {
+        k: rec.get(k)
+        for k in (
+            "model",
+            "triton_model",
+            "search",
+            "latency_budget_ms",
+            "latency_metric",
+            "min_throughput",
+            "protocol",
+            "max_concurrency",
+            "window_s",
+            "space",
+            "floor",
+            "tuned_on",
+            "seconds",
+            "outcome",
+        )
+    }
+    return html_page(
+        f"zeroserve tune: {rec['model']}",
+        f"zeroserve tune: {rec['model']}",
+        head,
+        rows,
+        png,
+        "throughput against latency per candidate, Pareto front",
+        "Result",
+        notes,
+        settings,
+    )
 
 
 def write_report(rec: dict, folder: Path) -> dict[str, Path]:

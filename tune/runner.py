@@ -86,8 +86,10 @@ def deployed_formats(spec: ModelSpec, repository: Path, fmt: str | None) -> dict
     if fmt is not None:
         F.get(fmt)
         if fmt not in found:
-            raise InputError(f"{spec.name} has no deployed {fmt} format in {repository} (deployed: "
-                             f"{', '.join(found) or 'none'}); run `zeroserve deploy {spec.name} --format {fmt}`")
+            raise InputError(
+                f"{spec.name} has no deployed {fmt} format in {repository} (deployed: "
+                f"{', '.join(found) or 'none'}); run `zeroserve deploy {spec.name} --format {fmt}`"
+            )
         return {fmt: found[fmt]}
     if not found:
         raise InputError(f"{spec.name} is not deployed in {repository}; run `zeroserve deploy {spec.name}`")
@@ -106,30 +108,54 @@ def summary(rec: dict) -> dict:
     seen = [lv[key] for lv in levels if lv["ok"]]
     shown = best or (min(levels, key=lambda lv: lv[key]) if levels else None)
     return {
-        "meets_budget": best is not None, "concurrency": rec["best"],
+        "meets_budget": best is not None,
+        "concurrency": rec["best"],
         "throughput": best["throughput"] if best else 0.0,
         "latency_ms": best[key] if best else (min(seen) if seen else None),
-        "p50_ms": shown["p50_ms"] if shown else None, "p99_ms": shown["p99_ms"] if shown else None,
-        "stable": bool(best and best["stable"]), "failed": failed,
+        "p50_ms": shown["p50_ms"] if shown else None,
+        "p99_ms": shown["p99_ms"] if shown else None,
+        "stable": bool(best and best["stable"]),
+        "failed": failed,
         "server": shown.get("server") if shown else None,
         "unstable_levels": [lv["concurrency"] for lv in levels if not lv["stable"]],
-        "levels": [{"concurrency": lv["concurrency"], "throughput": lv["throughput"], "p50_ms": lv["p50_ms"],
-                    "p99_ms": lv["p99_ms"], key: lv[key], "stable": lv["stable"], "failed": level_count(lv)}
-                   for lv in levels],
+        "levels": [
+            {
+                "concurrency": lv["concurrency"],
+                "throughput": lv["throughput"],
+                "p50_ms": lv["p50_ms"],
+                "p99_ms": lv["p99_ms"],
+                key: lv[key],
+                "stable": lv["stable"],
+                "failed": level_count(lv),
+            }
+            for lv in levels
+        ],
     }
 
 
 def _load_failed(message: str) -> dict:
-    return {"meets_budget": False, "concurrency": None, "throughput": 0.0, "latency_ms": None, "p50_ms": None,
-            "p99_ms": None, "stable": False, "failed": 1, "server": None, "unstable_levels": [], "levels": [],
-            "error": message}
+    return {
+        "meets_budget": False,
+        "concurrency": None,
+        "throughput": 0.0,
+        "latency_ms": None,
+        "p50_ms": None,
+        "p99_ms": None,
+        "stable": False,
+        "failed": 1,
+        "server": None,
+        "unstable_levels": [],
+        "levels": [],
+        "error": message,
+    }
 
 
 class Tuner:
     """The private server and what is measured on it. Use as a context manager: the server stops on exit."""
 
-    def __init__(self, spec: ModelSpec, repository: Path, fmt: str | None, opts: Options,
-                 on_event: Event | None = None) -> None:
+    def __init__(
+        self, spec: ModelSpec, repository: Path, fmt: str | None, opts: Options, on_event: Event | None = None
+    ) -> None:
         self.spec, self.repository, self.opts = spec, Path(repository), opts
         self.on_event = on_event or (lambda kind, data: None)
         self.formats = deployed_formats(spec, self.repository, fmt)
@@ -150,16 +176,32 @@ class Tuner:
         from zeroserve.serve.ports import resolve_free_ports
         from zeroserve.serve.server import start_server
 
-        ports = list(self.opts.ports or resolve_free_ports(DEFAULT_HOST, dict.fromkeys(("http", "grpc", "metrics"), 0))
-                     .values())
+        ports = list(
+            self.opts.ports or resolve_free_ports(DEFAULT_HOST, dict.fromkeys(("http", "grpc", "metrics"), 0)).values()
+        )
         self.on_event("server", {"state": "starting"})
-        self.server = start_server(self.repository, [self.base_name], host=DEFAULT_HOST, http_port=ports[0],
-                                   grpc_port=ports[1], metrics_port=ports[2], noop_of=[self.base_name],
-                                   model_control="explicit")
+        self.server = start_server(
+            self.repository,
+            [self.base_name],
+            host=DEFAULT_HOST,
+            http_port=ports[0],
+            grpc_port=ports[1],
+            metrics_port=ports[2],
+            noop_of=[self.base_name],
+            model_control="explicit",
+        )
         self.server.state = {**self.server.state, "purpose": "zeroserve tune (private, stopped at the end of the run)"}
         st.write_state(self.server.state)
-        self.on_event("server", {"state": "ready", "pid": self.server.pid, "http_port": ports[0],
-                                 "grpc_port": ports[1], "metrics_port": ports[2]})
+        self.on_event(
+            "server",
+            {
+                "state": "ready",
+                "pid": self.server.pid,
+                "http_port": ports[0],
+                "grpc_port": ports[1],
+                "metrics_port": ports[2],
+            },
+        )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -180,8 +222,9 @@ class Tuner:
     def _http(self, timeout: float):
         import tritonclient.http as httpclient
 
-        return httpclient.InferenceServerClient(self.server.http_url, connection_timeout=timeout,
-                                                network_timeout=timeout)
+        return httpclient.InferenceServerClient(
+            self.server.http_url, connection_timeout=timeout, network_timeout=timeout
+        )
 
     def _key(self) -> dict[str, str]:
         """The header that lets this run's load, unload and index calls through on its private server."""
@@ -222,13 +265,26 @@ class Tuner:
 
     def perf(self, triton_name: str, fmt: str, **kwargs) -> dict:
         o = self.opts
-        rec = run_perf(self.spec, self.endpoint, fmt=fmt, triton_name=triton_name, protocol=o.protocol,
-                       percentile=o.percentile, window_s=o.window_s, warmup_s=o.window_s,
-                       max_trials=o.max_trials, stability=o.stability, allow_unstable=True, allow_failures=True,
-                       timeout=o.request_timeout_s, **kwargs)
+        rec = run_perf(
+            self.spec,
+            self.endpoint,
+            fmt=fmt,
+            triton_name=triton_name,
+            protocol=o.protocol,
+            percentile=o.percentile,
+            window_s=o.window_s,
+            warmup_s=o.window_s,
+            max_trials=o.max_trials,
+            stability=o.stability,
+            allow_unstable=True,
+            allow_failures=True,
+            timeout=o.request_timeout_s,
+            **kwargs,
+        )
         if rec["outcome"]["exit_code"] == 3:
-            raise ServerError(f"the private server stopped answering: {rec['outcome']['reason']} "
-                              f"(log: {self.server.log})")
+            raise ServerError(
+                f"the private server stopped answering: {rec['outcome']['reason']} (log: {self.server.log})"
+            )
         return rec
 
     def floor(self, budget_ms: float) -> dict:
@@ -242,19 +298,30 @@ class Tuner:
             rec = self.perf(f"{self.base_name}{NOOP_SUFFIX}", self.base_fmt, concurrency=[1])
             lv = rec["levels"][0]
             key = rec["latency_metric"]
-            figures.append({"latency_ms": lv[key], "p50_ms": lv["p50_ms"], "p99_ms": lv["p99_ms"],
-                            "stable": lv["stable"]})
+            figures.append(
+                {"latency_ms": lv[key], "p50_ms": lv["p50_ms"], "p99_ms": lv["p99_ms"], "stable": lv["stable"]}
+            )
             if figures[-1]["latency_ms"] <= budget_ms:
                 break
         return min(figures, key=lambda f: f["latency_ms"])
 
     def measure_budget(self, name: str, fmt: str, start: int | None = None) -> dict:
         o = self.opts
-        rec = self.perf(name, fmt, latency_budget_ms=o.budget_ms, max_concurrency=o.max_concurrency,
-                        start_concurrency=start or self.hint, resolution=SEARCH_RESOLUTION, deadline=self.deadline)
+        rec = self.perf(
+            name,
+            fmt,
+            latency_budget_ms=o.budget_ms,
+            max_concurrency=o.max_concurrency,
+            start_concurrency=start or self.hint,
+            resolution=SEARCH_RESOLUTION,
+            deadline=self.deadline,
+        )
         if rec["cut_short"]:  # a search cut off part-way says nothing about the config
-            return {**_load_failed(f"not measured to the end: --max-minutes ({o.max_minutes:g}) ran out"),
-                    "failed": 0, "cut_short": True}
+            return {
+                **_load_failed(f"not measured to the end: --max-minutes ({o.max_minutes:g}) ran out"),
+                "failed": 0,
+                "cut_short": True,
+            }
         m = summary(rec)
         if m["meets_budget"]:
             self.hint = m["concurrency"]
@@ -313,16 +380,24 @@ class Tuner:
             for i in range(SIDE_BY_SIDE_ROUNDS):
                 pair = [("deployed", self.base_name, self.base_fmt, deployed_c), ("best", name, best.fmt, best_c)]
                 got = {}
-                for which, triton, fmt, c in (pair if i % 2 == 0 else pair[::-1]):  # alternate who goes first
+                for which, triton, fmt, c in pair if i % 2 == 0 else pair[::-1]:  # alternate who goes first
                     self.on_event("side_by_side", {"round": i + 1, "which": which, "concurrency": c})
                     lv = self.perf(triton, fmt, concurrency=[c])["levels"][0]
-                    got[which] = {"concurrency": c, "throughput": lv["throughput"], "p50_ms": lv["p50_ms"],
-                                  "p99_ms": lv["p99_ms"], "stable": lv["stable"], "failed": level_count(lv)}
+                    got[which] = {
+                        "concurrency": c,
+                        "throughput": lv["throughput"],
+                        "p50_ms": lv["p50_ms"],
+                        "p99_ms": lv["p99_ms"],
+                        "stable": lv["stable"],
+                        "failed": level_count(lv),
+                    }
                 rounds.append(got)
         finally:
             self._unload(name)
-        med = {w: {k: statistics.median(r[w][k] for r in rounds) for k in ("throughput", "p50_ms", "p99_ms")}
-               for w in ("deployed", "best")}
+        med = {
+            w: {k: statistics.median(r[w][k] for r in rounds) for k in ("throughput", "p50_ms", "p99_ms")}
+            for w in ("deployed", "best")
+        }
         ratio = med["best"]["throughput"] / med["deployed"]["throughput"] if med["deployed"]["throughput"] else None
         return {"rounds": rounds, "median": med, "ratio": ratio}
 
@@ -330,8 +405,9 @@ class Tuner:
 # ---------------------------------------------------------------- the run
 
 
-def run_tune(spec: ModelSpec, repository: Path, opts: Options, fmt: str | None = None,
-             on_event: Event | None = None) -> dict:
+def run_tune(
+    spec: ModelSpec, repository: Path, opts: Options, fmt: str | None = None, on_event: Event | None = None
+) -> dict:
     """Tune one deployed model on a private server; the tuning record (its `outcome` says the exit code).
 
     Raises:
@@ -356,26 +432,40 @@ def run_tune(spec: ModelSpec, repository: Path, opts: Options, fmt: str | None =
     deployed_c = candidate_of(base, tuner.base_fmt)
     entries = read_manifest(repository).get("models", {})
     # as high as the export gate checked (a tuning may have lowered the deployed one), never above
-    max_batch = max(max(m.max_batch_size, (entries.get(tuner.formats[k]) or {}).get("gated_max_batch_size", 0))
-                    for k, m in tuner.deployed.items())
-    space, dropped = S.build_space(deployed_c, tuple(tuner.formats), os.cpu_count() or 1, max_batch,
-                                   instances=opts.instances, batch_sizes=opts.batch_sizes,
-                                   queue_delays_us=opts.queue_delays_us, threads=opts.threads,
-                                   preferred=opts.preferred)
+    max_batch = max(
+        max(m.max_batch_size, (entries.get(tuner.formats[k]) or {}).get("gated_max_batch_size", 0))
+        for k, m in tuner.deployed.items()
+    )
+    space, dropped = S.build_space(
+        deployed_c,
+        tuple(tuner.formats),
+        os.cpu_count() or 1,
+        max_batch,
+        instances=opts.instances,
+        batch_sizes=opts.batch_sizes,
+        queue_delays_us=opts.queue_delays_us,
+        threads=opts.threads,
+        preferred=opts.preferred,
+    )
     if space.size() == 0:
-        raise InputError("the options leave no candidate to measure"
-                         + (f": dropped {'; '.join(dropped)}" if dropped else ""))
+        raise InputError(
+            "the options leave no candidate to measure" + (f": dropped {'; '.join(dropped)}" if dropped else "")
+        )
     notes = [f"dropped from the search: {d}" for d in dropped]
     cores = os.cpu_count() or 1
     if cores <= 4:
-        notes.append(f"this machine has {cores} cores shared by the private server and the load generator: "
-                     "figures include that contention, and anything else running at the time")
+        notes.append(
+            f"this machine has {cores} cores shared by the private server and the load generator: "
+            "figures include that contention, and anything else running at the time"
+        )
     with tuner:
         floor = tuner.floor(opts.budget_ms)
         if floor["latency_ms"] > opts.budget_ms:
-            raise InputError(f"the latency budget {opts.budget_ms:g} ms is below this server's measured floor: "
-                             f"{_metric(opts.percentile)} {floor['latency_ms']:.2f} ms at concurrency 1 for a "
-                             f"model that does nothing; give a budget above it")
+            raise InputError(
+                f"the latency budget {opts.budget_ms:g} ms is below this server's measured floor: "
+                f"{_metric(opts.percentile)} {floor['latency_ms']:.2f} ms at concurrency 1 for a "
+                f"model that does nothing; give a budget above it"
+            )
         dep_c, dep_m = tuner.measure_deployed()
         best_holder: dict[str, Any] = {"rank": S.rank(dep_m, opts.min_throughput) if dep_c in space else (-1, 0)}
 
@@ -386,14 +476,21 @@ def run_tune(spec: ModelSpec, repository: Path, opts: Options, fmt: str | None =
                 return True
             return False
 
-        result = S.search(space, dep_c, lambda c: tuner.measure_candidate(c, is_best), opts.mode,
-                          min_throughput=opts.min_throughput, time_left=lambda: time.monotonic() < deadline,
-                          known={dep_c: dep_m})
+        result = S.search(
+            space,
+            dep_c,
+            lambda c: tuner.measure_candidate(c, is_best),
+            opts.mode,
+            min_throughput=opts.min_throughput,
+            time_left=lambda: time.monotonic() < deadline,
+            known={dep_c: dep_m},
+        )
         best = result.best
         if best is None and S.qualifies(dep_m, opts.min_throughput):
             best = (dep_c, dep_m)  # the deployed config, outside a narrowed space, is still an answer
-        elif (best is not None and S.qualifies(dep_m, opts.min_throughput)
-              and dep_m["throughput"] > best[1]["throughput"]):
+        elif (
+            best is not None and S.qualifies(dep_m, opts.min_throughput) and dep_m["throughput"] > best[1]["throughput"]
+        ):
             best = (dep_c, dep_m)
         side = None
         chosen = best
@@ -403,38 +500,63 @@ def run_tune(spec: ModelSpec, repository: Path, opts: Options, fmt: str | None =
                 # concurrency, and the side by side would then compare the two at unequal loads
                 _, again = tuner.measure_deployed(start=best[1]["concurrency"])
                 if again["meets_budget"] and again["throughput"] > dep_m["throughput"]:
-                    notes.append(f"the deployed config, searched again from c={best[1]['concurrency']}, reached "
-                                 f"{again['throughput']:.0f} infer/s at c={again['concurrency']} (first search: "
-                                 f"{dep_m['throughput']:.0f} at c={dep_m['concurrency']}); the comparison uses it")
+                    notes.append(
+                        f"the deployed config, searched again from c={best[1]['concurrency']}, reached "
+                        f"{again['throughput']:.0f} infer/s at c={again['concurrency']} (first search: "
+                        f"{dep_m['throughput']:.0f} at c={dep_m['concurrency']}); the comparison uses it"
+                    )
                     dep_m = again
             side = tuner.side_by_side(best[0], best[1]["concurrency"], dep_m["concurrency"])
             over = [w for w in ("deployed", "best") if side["median"][w]["p99_ms"] > opts.budget_ms]
             if over and opts.percentile == 99:
-                notes.append(f"re-measured, the {' and '.join(over)} config's median p99 went above the budget at "
-                             "the concurrency its search chose: the machine was busier than during the search")
+                notes.append(
+                    f"re-measured, the {' and '.join(over)} config's median p99 went above the budget at "
+                    "the concurrency its search chose: the machine was busier than during the search"
+                )
             if side["ratio"] is not None and side["ratio"] < 1.0:
                 chosen = (dep_c, dep_m)
-                notes.append(f"re-measured side by side, {best[0].label()} gave {side['ratio']:.3f}x the deployed "
-                             "config's throughput: the deployed config is kept")
+                notes.append(
+                    f"re-measured side by side, {best[0].label()} gave {side['ratio']:.3f}x the deployed "
+                    "config's throughput: the deployed config is kept"
+                )
         server_info = {k: tuner.server.state[k] for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
     measured = [{"candidate": c.as_json(), "label": c.label(), "deployed": c == dep_c, **m} for c, m in result.measured]
     if dep_c not in space:
         measured.insert(0, {"candidate": dep_c.as_json(), "label": dep_c.label(), "deployed": True, **dep_m})
     seconds = time.monotonic() - t0
     record = {
-        "schema": records.SCHEMA, "kind": "tune", "model": spec.name, "triton_model": tuner.base_name,
-        "repository": str(Path(repository).resolve()), "formats": tuner.formats, "search": opts.mode,
-        "latency_budget_ms": opts.budget_ms, "percentile": opts.percentile,
-        "latency_metric": f"p{opts.percentile:g}_ms", "min_throughput": opts.min_throughput,
-        "protocol": opts.protocol, "max_concurrency": opts.max_concurrency, "window_s": opts.window_s,
-        "max_minutes": opts.max_minutes, "space": space.as_json(), "space_size": space.size(),
-        "floor": floor, "deployed": {"candidate": dep_c.as_json(), "label": dep_c.label(), **dep_m},
+        "schema": records.SCHEMA,
+        "kind": "tune",
+        "model": spec.name,
+        "triton_model": tuner.base_name,
+        "repository": str(Path(repository).resolve()),
+        "formats": tuner.formats,
+        "search": opts.mode,
+        "latency_budget_ms": opts.budget_ms,
+        "percentile": opts.percentile,
+        "latency_metric": f"p{opts.percentile:g}_ms",
+        "min_throughput": opts.min_throughput,
+        "protocol": opts.protocol,
+        "max_concurrency": opts.max_concurrency,
+        "window_s": opts.window_s,
+        "max_minutes": opts.max_minutes,
+        "space": space.as_json(),
+        "space_size": space.size(),
+        "floor": floor,
+        "deployed": {"candidate": dep_c.as_json(), "label": dep_c.label(), **dep_m},
         "candidates": measured,
-        "best": _entry(best), "closest": _entry(result.closest) if best is None else None,
-        "side_by_side": side, "chosen": _entry(chosen), "chosen_is_deployed": chosen is not None and chosen[0] == dep_c,
+        "best": _entry(best),
+        "closest": _entry(result.closest) if best is None else None,
+        "side_by_side": side,
+        "chosen": _entry(chosen),
+        "chosen_is_deployed": chosen is not None and chosen[0] == dep_c,
         "gain": (1.0 if chosen is not None and chosen[0] == dep_c else side["ratio"] if side else None),
-        "timed_out": result.timed_out, "seconds": seconds, "started": started, "server": server_info,
-        "tuned_on": tuned_on(ENGINE), "notes": notes,
+        "timed_out": result.timed_out,
+        "seconds": seconds,
+        "started": started,
+        "server": server_info,
+        "tuned_on": tuned_on(ENGINE),
+        "notes": notes,
         "versions": records.versions("tritonclient", "onnxruntime"),
     }
     record["outcome"] = outcome(record)
@@ -457,18 +579,28 @@ def outcome(rec: dict) -> dict:
     metric = _metric(rec["percentile"])
     if rec["timed_out"]:
         best = rec["best"]
-        return {"exit_code": 1, "reason": f"--max-minutes {rec['max_minutes']:g} ran out after "
-                f"{len(rec['candidates'])} candidates; best so far: "
-                + (f"{best['label']} ({best['throughput']:.0f} infer/s)" if best else "none within the budget")
-                + "; nothing applied"}
+        return {
+            "exit_code": 1,
+            "reason": f"--max-minutes {rec['max_minutes']:g} ran out after "
+            f"{len(rec['candidates'])} candidates; best so far: "
+            + (f"{best['label']} ({best['throughput']:.0f} infer/s)" if best else "none within the budget")
+            + "; nothing applied",
+        }
     if rec["chosen"] is None:
         c = rec["closest"]
         minimum = f" and {rec['min_throughput']:g} infer/s" if rec["min_throughput"] else ""
         if c is None:
             return {"exit_code": 1, "reason": "no candidate was measured"}
-        detail = (f"{c['throughput']:.0f} infer/s within the budget" if c["meets_budget"]
-                  else f"{metric} {c['latency_ms']:.2f} ms at concurrency 1" if c["latency_ms"] is not None
-                  else c.get("error", "no answer"))
-        return {"exit_code": 1, "reason": f"no candidate met the {rec['latency_budget_ms']:g} ms {metric} budget"
-                f"{minimum}; the closest: {c['label']} ({detail})"}
+        detail = (
+            f"{c['throughput']:.0f} infer/s within the budget"
+            if c["meets_budget"]
+            else f"{metric} {c['latency_ms']:.2f} ms at concurrency 1"
+            if c["latency_ms"] is not None
+            else c.get("error", "no answer")
+        )
+        return {
+            "exit_code": 1,
+            "reason": f"no candidate met the {rec['latency_budget_ms']:g} ms {metric} budget"
+            f"{minimum}; the closest: {c['label']} ({detail})",
+        }
     return {"exit_code": 0, "reason": ""}

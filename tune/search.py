@@ -46,9 +46,11 @@ class Candidate:
         return (self.max_batch_size,) if self.prefer_max else ()
 
     def label(self) -> str:
-        return (f"{self.fmt} inst {self.instances}, batch {self.max_batch_size}"
-                f"{' preferred' if self.prefer_max else ''}, delay {self.queue_delay_us} µs, "
-                f"threads {self.threads}")
+        return (
+            f"{self.fmt} inst {self.instances}, batch {self.max_batch_size}"
+            f"{' preferred' if self.prefer_max else ''}, delay {self.queue_delay_us} µs, "
+            f"threads {self.threads}"
+        )
 
     def as_json(self) -> dict:
         return {**asdict(self), "preferred_batch_sizes": list(self.preferred_batch_sizes)}
@@ -110,10 +112,18 @@ def _sorted(values) -> tuple:
     return tuple(sorted(dict.fromkeys(values)))
 
 
-def build_space(deployed: Candidate, formats: tuple[str, ...], cores: int, max_batch: int, *,
-                instances: tuple[int, ...] | None = None, batch_sizes: tuple[int, ...] | None = None,
-                queue_delays_us: tuple[int, ...] | None = None, threads: tuple[int, ...] | None = None,
-                preferred: tuple[bool, ...] | None = None) -> tuple[Space, list[str]]:
+def build_space(
+    deployed: Candidate,
+    formats: tuple[str, ...],
+    cores: int,
+    max_batch: int,
+    *,
+    instances: tuple[int, ...] | None = None,
+    batch_sizes: tuple[int, ...] | None = None,
+    queue_delays_us: tuple[int, ...] | None = None,
+    threads: tuple[int, ...] | None = None,
+    preferred: tuple[bool, ...] | None = None,
+) -> tuple[Space, list[str]]:
     """The search space around the deployed config, within the caps; the values left out and why.
 
     Defaults: instances and threads 1 up to the cores, max batch sizes the powers of two from 8
@@ -135,15 +145,35 @@ def build_space(deployed: Candidate, formats: tuple[str, ...], cores: int, max_b
     pow2 = [b for b in (8, 16, 32, 64, 128, 256, 512) if b <= max_batch]
     space = Space(
         fmt=_sorted(formats),
-        instances=keep("instances", instances, [*range(1, cores + 1), deployed.instances],
-                       lambda v: 1 <= v <= cores, f"1 to the {cores} cores"),
-        max_batch_size=keep("max batch size", batch_sizes, [*pow2, max_batch, deployed.max_batch_size],
-                            lambda v: 1 <= v <= max_batch, f"1 to the deployed max_batch_size {max_batch}"),
+        instances=keep(
+            "instances",
+            instances,
+            [*range(1, cores + 1), deployed.instances],
+            lambda v: 1 <= v <= cores,
+            f"1 to the {cores} cores",
+        ),
+        max_batch_size=keep(
+            "max batch size",
+            batch_sizes,
+            [*pow2, max_batch, deployed.max_batch_size],
+            lambda v: 1 <= v <= max_batch,
+            f"1 to the deployed max_batch_size {max_batch}",
+        ),
         prefer_max=_sorted(preferred) if preferred is not None else (False, True),
-        queue_delay_us=keep("queue delay", queue_delays_us, [*DEFAULT_QUEUE_DELAYS_US, deployed.queue_delay_us],
-                            lambda v: 0 <= v <= 1_000_000, "0 to 1 s"),
-        threads=keep("threads", threads, [*range(1, cores + 1), deployed.threads],
-                     lambda v: 1 <= v <= cores, f"1 to the {cores} cores"),
+        queue_delay_us=keep(
+            "queue delay",
+            queue_delays_us,
+            [*DEFAULT_QUEUE_DELAYS_US, deployed.queue_delay_us],
+            lambda v: 0 <= v <= 1_000_000,
+            "0 to 1 s",
+        ),
+        threads=keep(
+            "threads",
+            threads,
+            [*range(1, cores + 1), deployed.threads],
+            lambda v: 1 <= v <= cores,
+            f"1 to the {cores} cores",
+        ),
     )
     return space, dropped
 
@@ -152,8 +182,12 @@ def build_space(deployed: Candidate, formats: tuple[str, ...], cores: int, max_b
 
 
 def qualifies(m: dict | None, min_throughput: float | None) -> bool:
-    return bool(m) and m["meets_budget"] and not m.get("failed") and (
-        min_throughput is None or m["throughput"] >= min_throughput)
+    return (
+        bool(m)
+        and m["meets_budget"]
+        and not m.get("failed")
+        and (min_throughput is None or m["throughput"] >= min_throughput)
+    )
 
 
 def rank(m: dict | None, min_throughput: float | None) -> tuple:
@@ -183,9 +217,17 @@ class SearchResult:
 Measure = Callable[[Candidate], dict]
 
 
-def search(space: Space, start: Candidate, measure: Measure, mode: str = "quick", *,
-           min_throughput: float | None = None, time_left: Callable[[], bool] = lambda: True,
-           known: dict[Candidate, dict] | None = None, min_gain: float = QUICK_MIN_GAIN) -> SearchResult:
+def search(
+    space: Space,
+    start: Candidate,
+    measure: Measure,
+    mode: str = "quick",
+    *,
+    min_throughput: float | None = None,
+    time_left: Callable[[], bool] = lambda: True,
+    known: dict[Candidate, dict] | None = None,
+    min_gain: float = QUICK_MIN_GAIN,
+) -> SearchResult:
     """Search `space` for the qualifying candidate with the highest throughput.
 
     quick: a hill climb from `start` (the deployed config, moved to its nearest point in the
@@ -230,8 +272,10 @@ def search(space: Space, start: Candidate, measure: Measure, mode: str = "quick"
                 break
             best_rank, best_n = max(scored, key=lambda x: x[0])
             here = rank(results[current], min_throughput)
-            better = best_rank[0] > here[0] or (best_rank[0] == here[0] and (
-                best_rank[1] > here[1] * (1 + min_gain) if here[1] > 0 else best_rank[1] > here[1]))
+            better = best_rank[0] > here[0] or (
+                best_rank[0] == here[0]
+                and (best_rank[1] > here[1] * (1 + min_gain) if here[1] > 0 else best_rank[1] > here[1])
+            )
             if not better:
                 break
             current = best_n

@@ -32,17 +32,28 @@ def threads_of(model: DeployedModel) -> int:
 
 def candidate_of(model: DeployedModel, fmt: str) -> Candidate:
     """The deployed config as a candidate (no dynamic batching reads as a 0 µs delay)."""
-    return Candidate(fmt=fmt, instances=model.instance_count, max_batch_size=model.max_batch_size,
-                     prefer_max=bool(model.preferred_batch_sizes) and model.preferred_batch_sizes == (model.max_batch_size,),
-                     queue_delay_us=model.max_queue_delay_us or 0, threads=threads_of(model))
+    return Candidate(
+        fmt=fmt,
+        instances=model.instance_count,
+        max_batch_size=model.max_batch_size,
+        prefer_max=bool(model.preferred_batch_sizes) and model.preferred_batch_sizes == (model.max_batch_size,),
+        queue_delay_us=model.max_queue_delay_us or 0,
+        threads=threads_of(model),
+    )
 
 
 def config_for(model: DeployedModel, c: Candidate, name: str | None = None) -> DeployedModel:
     """`model` with the candidate's settings (and another Triton name for a candidate folder)."""
     backend = backend_of(model)
-    return replace(model, name=name or model.name, instance_count=c.instances, max_batch_size=c.max_batch_size,
-                   preferred_batch_sizes=c.preferred_batch_sizes, max_queue_delay_us=c.queue_delay_us,
-                   parameters={**model.parameters, backend.threads_parameter: str(c.threads)})
+    return replace(
+        model,
+        name=name or model.name,
+        instance_count=c.instances,
+        max_batch_size=c.max_batch_size,
+        preferred_batch_sizes=c.preferred_batch_sizes,
+        max_queue_delay_us=c.queue_delay_us,
+        parameters={**model.parameters, backend.threads_parameter: str(c.threads)},
+    )
 
 
 def cpu_model() -> str:
@@ -58,5 +69,4 @@ def cpu_model() -> str:
 
 def tuned_on(engine: str) -> dict:
     """Where a measurement was made: settings tuned on one machine are not the answer for another."""
-    return {"engine": engine, "cpu_model": cpu_model(), "cores": os.cpu_count() or 1,
-            "machine": platform.machine()}
+    return {"engine": engine, "cpu_model": cpu_model(), "cores": os.cpu_count() or 1, "machine": platform.machine()}

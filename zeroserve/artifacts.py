@@ -27,11 +27,16 @@ def checkpoint_path(spec: ModelSpec, artifacts: Path) -> Path:
 def load_trained(spec: ModelSpec, artifacts: Path) -> torch.nn.Module:
     """The model's module with its trained weights, in eval mode, or InputError saying what to do."""
     path = checkpoint_path(spec, artifacts)
-    todo = (f"point the spec's checkpoint= at a state dict of the module ({spec.origin})" if spec.checkpoint
-            else f"run `zeroserve train {spec.name}` again")
+    todo = (
+        f"point the spec's checkpoint= at a state dict of the module ({spec.origin})"
+        if spec.checkpoint
+        else f"run `zeroserve train {spec.name}` again"
+    )
     if not path.is_file():
-        raise InputError(f"{spec.name}: no checkpoint at {path}; " + (todo if spec.checkpoint else
-                         f"run `zeroserve train {spec.name}` first"))
+        raise InputError(
+            f"{spec.name}: no checkpoint at {path}; "
+            + (todo if spec.checkpoint else f"run `zeroserve train {spec.name}` first")
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as exc:
@@ -43,8 +48,9 @@ def load_trained(spec: ModelSpec, artifacts: Path) -> torch.nn.Module:
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0] if first else type(exc).__name__
-        raise InputError(f"{spec.name}: checkpoint {path} does not fit the {spec.name} architecture "
-                         f"({detail}); {todo}") from None
+        raise InputError(
+            f"{spec.name}: checkpoint {path} does not fit the {spec.name} architecture ({detail}); {todo}"
+        ) from None
     return model.eval()
 
 
@@ -55,13 +61,15 @@ def output_arrays(result) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def eager_outputs(model: torch.nn.Module, inputs: list[np.ndarray], batch_size: int = 256,
-                  device: torch.device | None = None) -> list[np.ndarray]:
+def eager_outputs(
+    model: torch.nn.Module, inputs: list[np.ndarray], batch_size: int = 256, device: torch.device | None = None
+) -> list[np.ndarray]:
     """Run eager PyTorch over arrays in batches (on `device`, default the CPU); every output as one numpy array."""
     n = len(inputs[0])
     chunks: list[list[np.ndarray]] = []
     for start in range(0, n, batch_size):
-        tensors = [torch.from_numpy(np.ascontiguousarray(a[start:start + batch_size])).to(device or "cpu")
-                   for a in inputs]
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(a[start : start + batch_size])).to(device or "cpu") for a in inputs
+        ]
         chunks.append(output_arrays(model(*tensors)))
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]

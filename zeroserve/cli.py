@@ -33,8 +33,14 @@ def version_callback(value: bool):
 
 
 @app.callback()
-def root(version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
-                                               metavar="", help="Print the version and exit.")] = False):
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=version_callback, is_eager=True, metavar="", help="Print the version and exit."
+        ),
+    ] = False,
+):
     """The PyTorch Zero to All course models, from training to a verified, load-tested Triton deployment."""
 
 
@@ -71,14 +77,22 @@ def _models_table(specs) -> None:
     table = Table(title="zeroserve models" + (f": {len(specs) - yours} course, {yours} yours" if yours else ""))
     for col in ("model", "lesson / origin", "task", "inputs", "outputs", "max batch", "data"):
         table.add_column(col)
-    fmt = lambda specs: "\n".join(f"{t.name} {t.dtype}({', '.join(map(str, ('batch', *t.dims)))})"  # noqa: E731
-                                  + (f" {t.kind.name}" if t.kind else "") for t in specs)
+    fmt = lambda specs: "\n".join(
+        f"{t.name} {t.dtype}({', '.join(map(str, ('batch', *t.dims)))})"  # noqa: E731
+        + (f" {t.kind.name}" if t.kind else "")
+        for t in specs
+    )
     for m in specs:
         course = m.origin == "course"
-        table.add_row(m.name if course else f"{m.name} [bold](yours)[/]", m.lesson if course else m.origin,
-                      "\n".join(dict.fromkeys(t.name for t in m.tasks)), fmt(m.inputs), fmt(m.outputs),
-                      str(m.max_batch_size), m.data.description if m.data else
-                      (f"checkpoint {m.checkpoint}" if m.checkpoint else "none"))
+        table.add_row(
+            m.name if course else f"{m.name} [bold](yours)[/]",
+            m.lesson if course else m.origin,
+            "\n".join(dict.fromkeys(t.name for t in m.tasks)),
+            fmt(m.inputs),
+            fmt(m.outputs),
+            str(m.max_batch_size),
+            m.data.description if m.data else (f"checkpoint {m.checkpoint}" if m.checkpoint else "none"),
+        )
     console.print(table)
 
 
@@ -99,5 +113,3 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     app()
-
-

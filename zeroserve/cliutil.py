@@ -45,8 +45,8 @@ def choices(name: str, values: tuple[str, ...] | list[str]) -> type[enum.StrEnum
 APP_SETTINGS = dict(
     name="zeroserve",
     help="The PyTorch Zero to All course models, from training to a verified, load-tested Triton deployment.\n\n"
-         "Stages: train -> export -> deploy -> serve -> client. Exit codes: 0 success; 1 a check or gate failed "
-         "or requests failed; 2 usage or input error; 3 server unreachable or failed to start; 4 perf unstable.",
+    "Stages: train -> export -> deploy -> serve -> client. Exit codes: 0 success; 1 a check or gate failed "
+    "or requests failed; 2 usage or input error; 3 server unreachable or failed to start; 4 perf unstable.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -98,8 +98,10 @@ def port_callback(allow_zero: bool = False) -> Callable:
     def check(param: typer.CallbackParam, value: int | None) -> int | None:
         low = 0 if allow_zero else 1
         if value is not None and not low <= value <= PORT_MAX:
-            usage_error(f"{param.opts[0]} {value} is not a port: give 1-{PORT_MAX}"
-                        + (" (or 0 for a free port)" if allow_zero else ""))
+            usage_error(
+                f"{param.opts[0]} {value} is not a port: give 1-{PORT_MAX}"
+                + (" (or 0 for a free port)" if allow_zero else "")
+            )
         return value
 
     return check
@@ -117,8 +119,11 @@ def _existing_data_dir(ctx: typer.Context, param: typer.CallbackParam, value: Pa
     if value is not None and ctx.get_parameter_source(param.name).name == "COMMANDLINE" and not value.is_dir():
         from zeroserve.fetch import fetch_command
 
-        usage_error(f"--data-dir {value} " + ("is not a folder" if value.exists() else "does not exist")
-                    + f": give the folder holding the course data, or fill it with `{fetch_command('all', value)}`")
+        usage_error(
+            f"--data-dir {value} "
+            + ("is not a folder" if value.exists() else "does not exist")
+            + f": give the folder holding the course data, or fill it with `{fetch_command('all', value)}`"
+        )
     return value
 
 
@@ -137,32 +142,59 @@ def data_dir_in_use(data_dir: Path | None, specs=None) -> Path:
     reads_data = specs is None or any(spec.data is not None for spec in specs)
     if reads_data and not path.is_dir():
         how = "from ZEROSERVE_DATA_DIR" if os.environ.get("ZEROSERVE_DATA_DIR") else "the default"
-        err_console.print(f"[yellow]warning:[/] data folder {escape(str(path))} ({how}) does not exist: models "
-                          "that need data go without it (`zeroserve data fetch all` fills it, --data-dir names "
-                          "another)", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[yellow]warning:[/] data folder {escape(str(path))} ({how}) does not exist: models "
+            "that need data go without it (`zeroserve data fetch all` fills it, --data-dir names "
+            "another)",
+            highlight=False,
+            soft_wrap=True,
+        )
     return path
 
 
 # Options shared by several commands, declared once.
-ModelsArg = Annotated[list[str], typer.Argument(help="Registry model names (comma or space separated), or 'all'.",
-                                                show_default=False)]
+ModelsArg = Annotated[
+    list[str], typer.Argument(help="Registry model names (comma or space separated), or 'all'.", show_default=False)
+]
 ArtifactsOpt = Annotated[Path, typer.Option("--artifacts", help="Folder of per-model artifacts and records.")]
-DataDirOpt = Annotated[Path, typer.Option(
-    "--data-dir", envvar="ZEROSERVE_DATA_DIR", callback=_existing_data_dir,
-    help="Folder with the course data files and MNIST IDX files (must exist when given; env ZEROSERVE_DATA_DIR, "
-         "else data/).")]
+DataDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="ZEROSERVE_DATA_DIR",
+        callback=_existing_data_dir,
+        help="Folder with the course data files and MNIST IDX files (must exist when given; env ZEROSERVE_DATA_DIR, "
+        "else data/).",
+    ),
+]
 # data fetch writes the folder, so it need not exist yet
-FetchDataDirOpt = Annotated[Path, typer.Option("--data-dir", envvar="ZEROSERVE_DATA_DIR",
-                                               help="Folder to download the data sets into (created if needed).")]
-ModelFilesOpt = Annotated[list[Path] | None, typer.Option(
-    "--model-file", envvar="ZEROSERVE_MODEL_FILES", show_default=False, metavar="PATH",
-    help="A Python file defining zeroserve_models() -> list[ModelSpec]: your own models, named beside the "
-         "course's (repeatable; env ZEROSERVE_MODEL_FILES, a path list). See the README.")]
+FetchDataDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir", envvar="ZEROSERVE_DATA_DIR", help="Folder to download the data sets into (created if needed)."
+    ),
+]
+ModelFilesOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--model-file",
+        envvar="ZEROSERVE_MODEL_FILES",
+        show_default=False,
+        metavar="PATH",
+        help="A Python file defining zeroserve_models() -> list[ModelSpec]: your own models, named beside the "
+        "course's (repeatable; env ZEROSERVE_MODEL_FILES, a path list). See the README.",
+    ),
+]
 # metavar "": a flag takes no value (typer would show `<bool>` beside it)
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON instead of a table.")]
-FormatsOpt = Annotated[str | None, typer.Option(
-    "--format", help=f"Formats, comma separated: {', '.join(F.keys())} (default: {','.join(F.primary())}).",
-    show_default=False)]
+FormatsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help=f"Formats, comma separated: {', '.join(F.keys())} (default: {','.join(F.primary())}).",
+        show_default=False,
+    ),
+]
 
 
 def handle_errors(fn: Callable) -> Callable:
@@ -192,5 +224,3 @@ def skip_line(name: str, reason: str) -> None:
 
 def show_warning(message, category, filename, lineno, file=None, line=None):
     err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-
-

@@ -189,8 +189,12 @@ class NameGRUExport(nn.Module):
         for k in range(g.num_layers):
             for suffix, layers in (("", self.forward_layers), ("_reverse", self.reverse_layers)):
                 gru = nn.GRU(g.hidden_size * (2 if k else 1), g.hidden_size, batch_first=True)
-                gru.load_state_dict({f"{w}_l0": getattr(g, f"{w}_l{k}{suffix}").detach().clone()
-                                     for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+                gru.load_state_dict(
+                    {
+                        f"{w}_l0": getattr(g, f"{w}_l{k}{suffix}").detach().clone()
+                        for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                    }
+                )
                 layers.append(gru)
 
     def forward(self, tokens, lengths):

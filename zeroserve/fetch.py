@@ -116,12 +116,21 @@ def datasets() -> dict[str, Dataset]:
     """Every downloadable data set, by name; read afresh from torchvision's tables (they are the record)."""
     import torchvision.datasets as tvd
 
-    table = {name: Dataset(name, title, tuple(RemoteFile(f) for f in files), (COURSE_BASE_URL,),
-                           {f: COURSE_SHA256[f] for f in files}) for name, (title, files) in COURSE_DATASETS.items()}
+    table = {
+        name: Dataset(
+            name, title, tuple(RemoteFile(f) for f in files), (COURSE_BASE_URL,), {f: COURSE_SHA256[f] for f in files}
+        )
+        for name, (title, files) in COURSE_DATASETS.items()
+    }
     for name, (title, cls_name) in TORCHVISION_DATASETS.items():
         cls, raw = getattr(tvd, cls_name), f"{cls_name}/raw/"
-        table[name] = Dataset(name, title, tuple(RemoteFile(raw + f, gunzip=True) for f, _ in cls.resources),
-                              tuple(cls.mirrors), {raw + f: md5 for f, md5 in cls.resources})
+        table[name] = Dataset(
+            name,
+            title,
+            tuple(RemoteFile(raw + f, gunzip=True) for f, _ in cls.resources),
+            tuple(cls.mirrors),
+            {raw + f: md5 for f, md5 in cls.resources},
+        )
     return table
 
 
@@ -170,8 +179,10 @@ def resolve(names: list[str]) -> list[Dataset]:
         elif part in registry.REGISTRY:
             found = [table[n] for n in dataset_names_for_model(registry.REGISTRY[part])]
         else:
-            raise InputError(f"unknown data set or model {part!r}; data sets: {', '.join(table)}; "
-                             f"models: {', '.join(registry.REGISTRY)}")
+            raise InputError(
+                f"unknown data set or model {part!r}; data sets: {', '.join(table)}; "
+                f"models: {', '.join(registry.REGISTRY)}"
+            )
         out += [d for d in found if d not in out]
     return out
 
@@ -266,8 +277,11 @@ class _Session:
         except urllib.error.HTTPError as exc:
             raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
         except urllib.error.URLError as exc:
-            why = (f"cannot resolve {host} (offline?)" if isinstance(exc.reason, socket.gaierror)
-                   else f"could not download ({exc.reason})")
+            why = (
+                f"cannot resolve {host} (offline?)"
+                if isinstance(exc.reason, socket.gaierror)
+                else f"could not download ({exc.reason})"
+            )
             if urllib.parse.urlsplit(url).scheme != "file":
                 self.down[host] = why  # the next files from this host would fail the same way
             raise DownloadError(f"{url}: {why}") from None
@@ -278,8 +292,9 @@ class _Session:
                 self.progress.remove_task(task)
 
 
-def _download_verified(session: _Session, dataset: Dataset, f: RemoteFile, digest: str, source: str | None,
-                       temp: Path) -> Path:
+def _download_verified(
+    session: _Session, dataset: Dataset, f: RemoteFile, digest: str, source: str | None, temp: Path
+) -> Path:
     """Download `f` into `temp` from the first URL that gives the recorded bytes."""
     dest = temp / f.path.replace("/", "__")
     failures: list[Exception] = []
@@ -306,9 +321,17 @@ def _gunzip(src: Path, dest: Path, what: str) -> None:
         raise ChecksumError(f"{what} matches its checksum but is not a valid gzip file ({exc})") from None
 
 
-def fetch_dataset(dataset: Dataset, data_dir: Path, *, source: str | None = None,
-                  checksums: Mapping[str, str] | None = None, force: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                  progress=None, session: _Session | None = None) -> dict[str, Any]:
+def fetch_dataset(
+    dataset: Dataset,
+    data_dir: Path,
+    *,
+    source: str | None = None,
+    checksums: Mapping[str, str] | None = None,
+    force: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress=None,
+    session: _Session | None = None,
+) -> dict[str, Any]:
     """Bring one data set into `data_dir`: download what is missing, verify it, rename it into place.
 
     Args:
@@ -323,15 +346,24 @@ def fetch_dataset(dataset: Dataset, data_dir: Path, *, source: str | None = None
     """
     data_dir = Path(data_dir)
     digests = {**dataset.checksums, **(checksums or {})}
-    states = {} if force or not data_dir.is_dir() else {
-        f.path: _file_state(data_dir, f, digests[f.path]) for f in dataset.files}
+    states = (
+        {}
+        if force or not data_dir.is_dir()
+        else {f.path: _file_state(data_dir, f, digests[f.path]) for f in dataset.files}
+    )
     differs = [f.path for f in dataset.files if states.get(f.path) == "differs"]
     if differs:
-        raise ChecksumError(f"{', '.join(str(data_dir / p) for p in differs)}: present, but not the recorded file "
-                            "(checksum differs); move it away, or rerun with --force to download and replace it")
+        raise ChecksumError(
+            f"{', '.join(str(data_dir / p) for p in differs)}: present, but not the recorded file "
+            "(checksum differs); move it away, or rerun with --force to download and replace it"
+        )
     todo = [f for f in dataset.files if states.get(f.path) != "good"]
-    result = {"dataset": dataset.name, "state": "present" if not todo else "fetched", "files": [],
-              "data_dir": str(data_dir)}
+    result = {
+        "dataset": dataset.name,
+        "state": "present" if not todo else "fetched",
+        "files": [],
+        "data_dir": str(data_dir),
+    }
     if not todo:
         return result
     created = not data_dir.exists()
@@ -363,8 +395,16 @@ def fetch_dataset(dataset: Dataset, data_dir: Path, *, source: str | None = None
     return result
 
 
-def fetch(names: list[str], data_dir: Path, *, source: str | None = None, checksums: Mapping[str, str] | None = None,
-          force: bool = False, timeout: float = DEFAULT_TIMEOUT, progress=None) -> list[dict[str, Any]]:
+def fetch(
+    names: list[str],
+    data_dir: Path,
+    *,
+    source: str | None = None,
+    checksums: Mapping[str, str] | None = None,
+    force: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress=None,
+) -> list[dict[str, Any]]:
     """Fetch every data set `names` resolves to; one failure does not stop the rest.
 
     Returns:
@@ -377,11 +417,20 @@ def fetch(names: list[str], data_dir: Path, *, source: str | None = None, checks
     rows = []
     for dataset in wanted:
         try:
-            rows.append(fetch_dataset(dataset, data_dir, source=source, checksums=checksums, force=force,
-                                      session=session))
+            rows.append(
+                fetch_dataset(dataset, data_dir, source=source, checksums=checksums, force=force, session=session)
+            )
         except (DownloadError, ChecksumError) as exc:
-            rows.append({"dataset": dataset.name, "state": "failed", "files": [], "data_dir": str(data_dir),
-                         "error": str(exc), "exit_code": exc.exit_code})
+            rows.append(
+                {
+                    "dataset": dataset.name,
+                    "state": "failed",
+                    "files": [],
+                    "data_dir": str(data_dir),
+                    "error": str(exc),
+                    "exit_code": exc.exit_code,
+                }
+            )
     return rows
 
 

@@ -72,18 +72,46 @@ class Format:
         return f"{model}_{self.key}"
 
 
-FORMATS: dict[str, Format] = {f.key: f for f in (
-    Format("onnx", "model.onnx", ONNXRUNTIME, summary="ONNX (torch.onnx), served by ONNX Runtime"),
-    Format("torchscript", "model.pt", PYTORCH, summary="TorchScript (traced or scripted), served by libtorch"),
-    Format("onnx_int8", "model.int8.onnx", ONNXRUNTIME, base="onnx", variant="int8",
-           summary="int8: ONNX Runtime's static QDQ quantization (per-channel, signed), calibrated on training samples"),
-    Format("onnx_int8dyn", "model.int8dyn.onnx", ONNXRUNTIME, base="onnx", variant="int8-dynamic",
-           summary="int8-dynamic: ONNX Runtime's dynamic quantization (MatMul, Gather, Conv, LSTM, attention weights)"),
-    Format("onnx_optimized", "model.optimized.onnx", ONNXRUNTIME, base="onnx", variant="optimized",
-           summary="optimized: ONNX Runtime's offline graph optimisation at the portable basic level"),
-    Format("onnx_fp16", "model.fp16.onnx", ONNXRUNTIME, base="onnx", variant="fp16", gpu_only=True,
-           summary="fp16: float16 weights, float32 inputs and outputs; for GPU instances"),
-)}
+FORMATS: dict[str, Format] = {
+    f.key: f
+    for f in (
+        Format("onnx", "model.onnx", ONNXRUNTIME, summary="ONNX (torch.onnx), served by ONNX Runtime"),
+        Format("torchscript", "model.pt", PYTORCH, summary="TorchScript (traced or scripted), served by libtorch"),
+        Format(
+            "onnx_int8",
+            "model.int8.onnx",
+            ONNXRUNTIME,
+            base="onnx",
+            variant="int8",
+            summary="int8: ONNX Runtime's static QDQ quantization (per-channel, signed), calibrated on training samples",
+        ),
+        Format(
+            "onnx_int8dyn",
+            "model.int8dyn.onnx",
+            ONNXRUNTIME,
+            base="onnx",
+            variant="int8-dynamic",
+            summary="int8-dynamic: ONNX Runtime's dynamic quantization (MatMul, Gather, Conv, LSTM, attention weights)",
+        ),
+        Format(
+            "onnx_optimized",
+            "model.optimized.onnx",
+            ONNXRUNTIME,
+            base="onnx",
+            variant="optimized",
+            summary="optimized: ONNX Runtime's offline graph optimisation at the portable basic level",
+        ),
+        Format(
+            "onnx_fp16",
+            "model.fp16.onnx",
+            ONNXRUNTIME,
+            base="onnx",
+            variant="fp16",
+            gpu_only=True,
+            summary="fp16: float16 weights, float32 inputs and outputs; for GPU instances",
+        ),
+    )
+}
 VARIANTS: dict[str, Format] = {f.variant: f for f in FORMATS.values() if f.variant}
 
 DEFAULT_FORMAT = "onnx"  # the one format of `client infer` and `client perf` when none is given

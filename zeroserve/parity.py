@@ -65,10 +65,17 @@ class OutputParity:
     error: str = ""
 
     def as_json(self) -> dict:
-        out = {"passed": self.passed, "max_abs": self.max_abs, "max_rel": self.max_rel,
-               "outside_tolerance": self.outside_tolerance, "top1_agreement": self.top1_agreement,
-               "disagreements": self.disagreements, "near_ties": self.near_ties,
-               "near_tie_flips": self.near_tie_flips, "worst_index": self.worst_index or []}
+        out = {
+            "passed": self.passed,
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "outside_tolerance": self.outside_tolerance,
+            "top1_agreement": self.top1_agreement,
+            "disagreements": self.disagreements,
+            "near_ties": self.near_ties,
+            "near_tie_flips": self.near_tie_flips,
+            "worst_index": self.worst_index or [],
+        }
         if self.error:
             out["error"] = self.error
         return out
@@ -85,11 +92,14 @@ def compare_output(spec: ModelSpec, index: int, got: np.ndarray, want: np.ndarra
     diff = np.where(np.isnan(diff) & ~(np.isnan(g) & np.isnan(w)), np.inf, diff)  # NaN only on one side fails
     diff = np.where(np.isnan(diff), 0.0, diff)
     within = diff <= tol.atol + tol.rtol * np.abs(np.nan_to_num(w))
-    result = OutputParity(t.name, True, max_abs=float(diff.max(initial=0.0)),
-                          max_rel=float((diff / (np.abs(np.nan_to_num(w)) + REL_EPS)).max(initial=0.0)),
-                          outside_tolerance=int((~within).sum()),
-                          worst_index=[int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)]
-                          if diff.size else [])
+    result = OutputParity(
+        t.name,
+        True,
+        max_abs=float(diff.max(initial=0.0)),
+        max_rel=float((diff / (np.abs(np.nan_to_num(w)) + REL_EPS)).max(initial=0.0)),
+        outside_tolerance=int((~within).sum()),
+        worst_index=[int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)] if diff.size else [],
+    )
     d_got, d_want = task.decisions(t.kind, got), task.decisions(t.kind, want)
     if d_want is not None and d_want.size:
         differ = d_got != d_want
@@ -112,11 +122,24 @@ def compare(spec: ModelSpec, got: list[np.ndarray], want: list[np.ndarray], tol:
     """
     got, want = list(got), list(want)
     if len(got) != len(spec.outputs) or len(want) != len(spec.outputs):
-        error = (f"{len(got)} output(s) where the spec declares {len(spec.outputs)} "
-                 f"({', '.join(t.name for t in spec.outputs)})")
-        return {"passed": False, "max_abs": float("inf"), "max_rel": float("inf"), "outside_tolerance": 0,
-                "top1_agreement": 0.0, "near_ties": 0, "near_tie_flips": 0, "disagreements": 0,
-                "worst_output": None, "worst_index": [], "outputs": {}, "error": error}
+        error = (
+            f"{len(got)} output(s) where the spec declares {len(spec.outputs)} "
+            f"({', '.join(t.name for t in spec.outputs)})"
+        )
+        return {
+            "passed": False,
+            "max_abs": float("inf"),
+            "max_rel": float("inf"),
+            "outside_tolerance": 0,
+            "top1_agreement": 0.0,
+            "near_ties": 0,
+            "near_tie_flips": 0,
+            "disagreements": 0,
+            "worst_output": None,
+            "worst_index": [],
+            "outputs": {},
+            "error": error,
+        }
     per = [compare_output(spec, i, g, w, tol) for i, (g, w) in enumerate(zip(got, want))]
     worst = max(per, key=lambda r: (not r.passed, r.max_abs))
     out = {
@@ -155,13 +178,18 @@ class VariantRule:
 
     def __post_init__(self) -> None:
         if not (self.max_metric_drop >= 0 and self.max_mse_increase >= 0 and 0 <= self.min_agreement <= 100):
-            raise InputError(f"variant gate: --max-metric-drop and --max-mse-increase must not be negative and "
-                             f"--min-agreement must be a percentage in [0, 100] (got {self.max_metric_drop}, "
-                             f"{self.max_mse_increase}, {self.min_agreement})")
+            raise InputError(
+                f"variant gate: --max-metric-drop and --max-mse-increase must not be negative and "
+                f"--min-agreement must be a percentage in [0, 100] (got {self.max_metric_drop}, "
+                f"{self.max_mse_increase}, {self.min_agreement})"
+            )
 
     def as_json(self) -> dict:
-        return {"max_metric_drop": self.max_metric_drop, "min_agreement": self.min_agreement,
-                "max_mse_increase": self.max_mse_increase}
+        return {
+            "max_metric_drop": self.max_metric_drop,
+            "min_agreement": self.min_agreement,
+            "max_mse_increase": self.max_mse_increase,
+        }
 
     @classmethod
     def from_json(cls, data: dict | None) -> VariantRule:
@@ -169,8 +197,14 @@ class VariantRule:
         return cls(**{k: float(data[k]) for k in ("max_metric_drop", "min_agreement", "max_mse_increase") if k in data})
 
 
-def judge_variant(spec: ModelSpec, got: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray | None,
-                  rule: VariantRule, tol: Tolerance) -> dict:
+def judge_variant(
+    spec: ModelSpec,
+    got: list[np.ndarray],
+    eager: list[np.ndarray],
+    target: np.ndarray | None,
+    rule: VariantRule,
+    tol: Tolerance,
+) -> dict:
     """A variant's outputs on the held-out set against eager's (fp32), by the variant rule.
 
     Returns:
@@ -196,8 +230,7 @@ def judge_variant(spec: ModelSpec, got: list[np.ndarray], eager: list[np.ndarray
     if "error" not in out and out.get("top1_agreement") is not None:
         rules.append(f"top-1 agreement with eager at least {rule.min_agreement:g}%")
         if out["top1_agreement"] * 100 < rule.min_agreement - 1e-9:
-            failed.append(f"top-1 agreement with eager {out['top1_agreement']:.2%} is below "
-                          f"{rule.min_agreement:g}%")
+            failed.append(f"top-1 agreement with eager {out['top1_agreement']:.2%} is below {rule.min_agreement:g}%")
     out["passed"] = not failed
     out["failed_rules"] = failed
     out["rule"] = "; ".join(rules) or "no rule applies (no targets and no decisions)"

@@ -116,7 +116,7 @@ def prune_scratch(parent: Path, prefix: str, grace_s: float = SCRATCH_GRACE_S) -
     except OSError:
         return removed
     for folder in folders:
-        rest = folder.name[len(prefix):]
+        rest = folder.name[len(prefix) :]
         owned = re.fullmatch(rf"(\d+)(?:\.(\d+))?-{_TEMP_SUFFIX}", rest)
         if owned:
             stale = not _owner_alive(int(owned[1]), None if owned[2] is None else int(owned[2]))

@@ -95,17 +95,24 @@ class Split:
 
     @property
     def sizes(self) -> dict[str, int]:
-        return {"train": int(len(self.train_target)) if self.train_target is not None else 0,
-                "test": int(len(self.test_inputs[0]))}
-
+        return {
+            "train": int(len(self.train_target)) if self.train_target is not None else 0,
+            "test": int(len(self.test_inputs[0])),
+        }
 
     @property
     def trainable(self) -> bool:
         return len(self.train_inputs) > 0 and self.train_target is not None and len(self.train_target) > 0
 
     @classmethod
-    def held_out(cls, inputs: Sequence[np.ndarray], target: np.ndarray | None = None, *, source: str,
-                 rule: str = "held out as given") -> Split:
+    def held_out(
+        cls,
+        inputs: Sequence[np.ndarray],
+        target: np.ndarray | None = None,
+        *,
+        source: str,
+        rule: str = "held out as given",
+    ) -> Split:
         """A held-out set only (nothing to train on): what `client check` compares on."""
         return cls([], None, list(inputs), target, source=source, rule=rule)
 
@@ -209,8 +216,10 @@ class ModelSpec:
             raise InputError(f"model name {self.name!r}: use letters, digits, '_' and '-' only")
         clash = formats.split_triton_name(self.name)
         if clash is not None:
-            raise InputError(f"model name {self.name!r} ends in the format suffix _{clash[1].key}, which would make "
-                             f"its Triton names ambiguous; choose another name")
+            raise InputError(
+                f"model name {self.name!r} ends in the format suffix _{clash[1].key}, which would make "
+                f"its Triton names ambiguous; choose another name"
+            )
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         if not self.inputs or not self.outputs:
@@ -224,7 +233,9 @@ class ModelSpec:
         tasks = (self.tasks,) if isinstance(self.tasks, Task) else tuple(self.tasks)
         object.__setattr__(self, "tasks", tasks)
         if len(tasks) != len(self.outputs):
-            raise InputError(f"{self.name}: {len(self.outputs)} output(s) but {len(tasks)} task(s); give one per output")
+            raise InputError(
+                f"{self.name}: {len(self.outputs)} output(s) but {len(tasks)} task(s); give one per output"
+            )
         for t, task in zip(self.outputs, tasks):
             if t.kind is None:
                 raise InputError(f"{self.name}: output {t.name} declares no kind")
@@ -360,14 +371,17 @@ class ModelSpec:
             arrays = [arrays[t.name] for t in self.inputs]
         arrays = [np.asarray(a) for a in (arrays if isinstance(arrays, (list, tuple)) else [arrays])]
         if len(arrays) != len(self.inputs):
-            raise InputError(f"{self.name}: {what} gave {len(arrays)} array(s) for {len(self.inputs)} input(s) "
-                             f"({', '.join(t.name for t in self.inputs)})")
+            raise InputError(
+                f"{self.name}: {what} gave {len(arrays)} array(s) for {len(self.inputs)} input(s) "
+                f"({', '.join(t.name for t in self.inputs)})"
+            )
         for t, a in zip(self.inputs, arrays):
             want = ["batch" if batch is None else batch, *t.dims]
             ok = a.ndim == len(want) and all(isinstance(w, str) or w == n for w, n in zip(want, a.shape))
             if str(a.dtype) != t.dtype or not ok:
-                raise InputError(f"{self.name}: {what} gave {t.name} as {a.dtype}{list(a.shape)}; "
-                                 f"its spec is {t.dtype}{want}")
+                raise InputError(
+                    f"{self.name}: {what} gave {t.name} as {a.dtype}{list(a.shape)}; its spec is {t.dtype}{want}"
+                )
         return arrays
 
     def encode(self, value, reads: str) -> list[np.ndarray]:
@@ -398,13 +412,16 @@ class ModelSpec:
             "tasks": {t.name: task.name for t, task in zip(self.outputs, self.tasks)},
             "origin": self.origin,
             "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
-            "data": None if self.data is None else {"description": self.data.description,
-                                                    "files": list(self.data.files)},
+            "data": None
+            if self.data is None
+            else {"description": self.data.description, "files": list(self.data.files)},
             "inputs": [t.as_json() for t in self.inputs],
             "outputs": [t.as_json() for t in self.outputs],
             "max_batch_size": self.max_batch_size,
             "labels": list(self.labels),
-            "train_defaults": None if self.train is None else {
+            "train_defaults": None
+            if self.train is None
+            else {
                 "epochs": self.train.epochs,
                 "lr": self.train.lr,
                 "batch_size": self.train.batch_size,

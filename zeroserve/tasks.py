@@ -114,8 +114,10 @@ class Task:
     def check_kind(self, kind: OutputKind, output: str) -> None:
         """InputError unless this task can read an output of `kind`."""
         if kind not in self.kinds:
-            raise InputError(f"output {output}: a {self.name} task reads {', '.join(k.name for k in self.kinds)} "
-                             f"outputs, not {kind.name}")
+            raise InputError(
+                f"output {output}: a {self.name} task reads {', '.join(k.name for k in self.kinds)} "
+                f"outputs, not {kind.name}"
+            )
 
     def loss(self, kind: OutputKind):
         """The training loss (a callable of (output, target)) for an output of `kind`."""
@@ -154,7 +156,10 @@ class Task:
 
     def variant_bound(self, fp32: float, rule) -> tuple[float, str]:
         """The worst value the variant may reach given fp32's, and the rule in words."""
-        return fp32 - rule.max_metric_drop / 100, f"{self.variant_metric} at most {rule.max_metric_drop:g} points below fp32's"
+        return (
+            fp32 - rule.max_metric_drop / 100,
+            f"{self.variant_metric} at most {rule.max_metric_drop:g} points below fp32's",
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -216,7 +221,9 @@ class Binary(Task):
         return np.abs(x - kind.threshold) <= tolerance_at(x, atol, rtol)
 
     def score(self, kind, outputs, target):
-        return float(np.mean(self.decisions(kind, outputs) == (np.asarray(target).reshape(len(target), -1)[:, 0] >= 0.5)))
+        return float(
+            np.mean(self.decisions(kind, outputs) == (np.asarray(target).reshape(len(target), -1)[:, 0] >= 0.5))
+        )
 
     def describe(self, kind, row, labels):
         row = np.asarray(row)
@@ -225,8 +232,10 @@ class Binary(Task):
             return {"shape": list(row.shape), "positive": int(positive.sum()), "of": int(row.size)}
         p = float(kind.probabilities(row.reshape(-1)[:1])[0])
         positive = p >= 0.5
-        return {"label": labels[int(positive)] if labels else str(int(positive)),
-                "probability": p if positive else 1 - p}
+        return {
+            "label": labels[int(positive)] if labels else str(int(positive)),
+            "probability": p if positive else 1 - p,
+        }
 
     def describe_target(self, target, labels):
         k = int(float(np.asarray(target).reshape(-1)[0]) >= 0.5)
@@ -260,8 +269,7 @@ class MultiClass(Task):
     def describe(self, kind, row, labels):
         row = np.asarray(row)
         k = int(np.argmax(row))
-        return {"label": labels[k] if labels else str(k), "class": k,
-                "probability": float(kind.probabilities(row)[k])}
+        return {"label": labels[k] if labels else str(k), "class": k, "probability": float(kind.probabilities(row)[k])}
 
     def describe_target(self, target, labels):
         k = int(np.asarray(target).reshape(-1)[0])

@@ -58,8 +58,9 @@ def _specs_from(function, where: str) -> list[ModelSpec]:
     if isinstance(specs, ModelSpec):
         specs = [specs]
     if not isinstance(specs, (list, tuple)) or not all(isinstance(s, ModelSpec) for s in specs):
-        raise InputError(f"{where}: {FUNCTION}() must return a list of zeroserve.spec.ModelSpec, "
-                         f"got {type(specs).__name__}")
+        raise InputError(
+            f"{where}: {FUNCTION}() must return a list of zeroserve.spec.ModelSpec, got {type(specs).__name__}"
+        )
     return list(specs)
 
 
@@ -88,8 +89,10 @@ def load_file(path: str | Path) -> list[ModelSpec]:
         raise InputError(f"model file {path} failed to import{line}: {_first_line(exc)}") from None
     function = getattr(module, FUNCTION, None)
     if not callable(function):
-        raise InputError(f"model file {path} does not define {FUNCTION}(); "
-                         f"add `def {FUNCTION}() -> list[ModelSpec]` returning your models")
+        raise InputError(
+            f"model file {path} does not define {FUNCTION}(); "
+            f"add `def {FUNCTION}() -> list[ModelSpec]` returning your models"
+        )
     specs = [_anchor(s, str(path), resolved.parent) for s in _specs_from(function, f"model file {path}")]
     _files[key] = specs
     return specs
@@ -131,8 +134,11 @@ def load_entry_points() -> list[ModelSpec]:
     return _entry_points
 
 
-def load(model_files: Sequence[str | Path] | None, reserved: Mapping[str, ModelSpec],
-         on_error: Callable[[InputError], None] | None = None) -> dict[str, ModelSpec]:
+def load(
+    model_files: Sequence[str | Path] | None,
+    reserved: Mapping[str, ModelSpec],
+    on_error: Callable[[InputError], None] | None = None,
+) -> dict[str, ModelSpec]:
     """User specs by name: entry points, then each model file (None: `ZEROSERVE_MODEL_FILES`).
 
     Args:
@@ -143,6 +149,7 @@ def load(model_files: Sequence[str | Path] | None, reserved: Mapping[str, ModelS
         InputError: a file or entry point that cannot be loaded, or a name that clashes with a course
             model or another user model.
     """
+
     def failed(exc: InputError) -> None:
         if on_error is None:
             raise exc
@@ -164,8 +171,12 @@ def load(model_files: Sequence[str | Path] | None, reserved: Mapping[str, ModelS
         if spec.name in reserved:
             failed(InputError(f"{spec.origin}: model name {spec.name!r} is a course model's; choose another name"))
         elif spec.name in out:
-            failed(InputError(f"{spec.origin}: model name {spec.name!r} is also defined by "
-                              f"{out[spec.name].origin}; names must be unique"))
+            failed(
+                InputError(
+                    f"{spec.origin}: model name {spec.name!r} is also defined by "
+                    f"{out[spec.name].origin}; names must be unique"
+                )
+            )
         else:
             out[spec.name] = spec
     return out
@@ -184,9 +195,12 @@ def _warn_untrained_outputs(spec: ModelSpec) -> None:
     if names:
         import warnings
 
-        warnings.warn(f"{spec.name}: output(s) {', '.join(names)} go untrained by `zeroserve train`: its loss "
-                      f"reads only the primary output {spec.primary_output.name} against Split.train_target "
-                      "(train the model yourself and give checkpoint= to serve every output trained)", stacklevel=3)
+        warnings.warn(
+            f"{spec.name}: output(s) {', '.join(names)} go untrained by `zeroserve train`: its loss "
+            f"reads only the primary output {spec.primary_output.name} against Split.train_target "
+            "(train the model yourself and give checkpoint= to serve every output trained)",
+            stacklevel=3,
+        )
 
 
 def verify(spec: ModelSpec) -> ModelSpec:
@@ -208,8 +222,10 @@ def verify(spec: ModelSpec) -> ModelSpec:
         for i, t in enumerate(tensors):
             m = TENSOR_NAME.match(t.name)
             if m is None or int(m["index"]) != i:
-                raise InputError(f"{where}: {kind} {t.name!r} must be named <name>__{i} (Triton's "
-                                 f"<name>__<index> convention, in forward's order)")
+                raise InputError(
+                    f"{where}: {kind} {t.name!r} must be named <name>__{i} (Triton's "
+                    f"<name>__<index> convention, in forward's order)"
+                )
             if not _triton_dtype(t.dtype):
                 raise InputError(f"{where}: {kind} {t.name} has dtype {t.dtype!r}, which Triton does not serve")
     try:
@@ -228,17 +244,26 @@ def verify(spec: ModelSpec) -> ModelSpec:
             outputs = output_arrays(module.eval()(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]))
     except Exception as exc:
         shapes = ", ".join(f"{t.name} {a.dtype}{list(a.shape)}" for t, a in zip(spec.inputs, inputs))
-        raise InputError(f"{where}: the example input ({shapes}) does not run through forward: "
-                         f"{_first_line(exc)}; make the spec's inputs match the module") from None
+        raise InputError(
+            f"{where}: the example input ({shapes}) does not run through forward: "
+            f"{_first_line(exc)}; make the spec's inputs match the module"
+        ) from None
     if len(outputs) != len(spec.outputs):
-        raise InputError(f"{where}: forward returned {len(outputs)} output(s), the spec declares "
-                         f"{len(spec.outputs)} ({', '.join(t.name for t in spec.outputs)})")
+        raise InputError(
+            f"{where}: forward returned {len(outputs)} output(s), the spec declares "
+            f"{len(spec.outputs)} ({', '.join(t.name for t in spec.outputs)})"
+        )
     for t, a in zip(spec.outputs, outputs):
         want = [batch, *t.dims]
-        if str(a.dtype) != t.dtype or a.ndim != len(want) or any(
-                isinstance(w, int) and w != n for w, n in zip(want, a.shape)):
-            raise InputError(f"{where}: forward returned {t.name} as {a.dtype}{list(a.shape)} for a batch of "
-                             f"{batch}; its spec says {t.dtype}{['batch', *t.dims]}")
+        if (
+            str(a.dtype) != t.dtype
+            or a.ndim != len(want)
+            or any(isinstance(w, int) and w != n for w, n in zip(want, a.shape))
+        ):
+            raise InputError(
+                f"{where}: forward returned {t.name} as {a.dtype}{list(a.shape)} for a batch of "
+                f"{batch}; its spec says {t.dtype}{['batch', *t.dims]}"
+            )
     _verified.add(id(spec))
     return spec
 
@@ -261,12 +286,16 @@ def _check_signature(spec: ModelSpec, forward, where: str) -> None:
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     required = [p for p in positional if p.default is p.empty]
     if not len(required) <= len(spec.inputs) <= len(positional):
-        raise InputError(f"{where}: the spec has {len(spec.inputs)} input(s) "
-                         f"({', '.join(t.name for t in spec.inputs)}) but forward takes "
-                         f"({', '.join(p.name for p in positional)})")
+        raise InputError(
+            f"{where}: the spec has {len(spec.inputs)} input(s) "
+            f"({', '.join(t.name for t in spec.inputs)}) but forward takes "
+            f"({', '.join(p.name for p in positional)})"
+        )
     names = [p.name for p in positional]
     for i, t in enumerate(spec.inputs):
         base = TENSOR_NAME.match(t.name)["base"]
         if base in names and names.index(base) != i:
-            raise InputError(f"{where}: input {t.name} is at position {i} but forward takes {base} at position "
-                             f"{names.index(base)}; list the inputs in forward's order")
+            raise InputError(
+                f"{where}: input {t.name} is at position {i} but forward takes {base} at position "
+                f"{names.index(base)}; list the inputs in forward's order"
+            )

@@ -31,19 +31,25 @@ def test_without_perf_analyzer_the_reference_says_why_it_is_skipped(monkeypatch,
 
 def test_a_stable_level_is_read_from_perf_analyzers_csv(tmp_path):
     # writes the CSV named after -f, as perf_analyzer does
-    fake = _script(tmp_path / "pa", 'while [ "$1" != "-f" ]; do shift; done\n'
-                   'printf "Concurrency,Inferences/Second,Client Send,Client Recv,p50 latency,p99 latency\\n'
-                   '1,2425.2,2,0,357,1918\\n" > "$2"\n')
+    fake = _script(
+        tmp_path / "pa",
+        'while [ "$1" != "-f" ]; do shift; done\n'
+        'printf "Concurrency,Inferences/Second,Client Send,Client Recv,p50 latency,p99 latency\\n'
+        '1,2425.2,2,0,357,1918\\n" > "$2"\n',
+    )
     fig = R.run_perf_analyzer([str(fake)], "m", "127.0.0.1:1", "grpc", 1, tmp_path)
     assert fig["stable"] and fig["throughput"] == pytest.approx(2425.2) and fig["p50_ms"] == pytest.approx(0.357)
 
 
 def test_an_unstable_level_is_read_from_its_last_three_passes(tmp_path):
-    passes = "".join(f"  Pass [{i}] throughput: {t} infer/sec. p50 latency: {p} usec\\n"
-                     for i, (t, p) in enumerate([(100, 900), (1000, 300), (2000, 400), (3000, 500)], 1))
+    passes = "".join(
+        f"  Pass [{i}] throughput: {t} infer/sec. p50 latency: {p} usec\\n"
+        for i, (t, p) in enumerate([(100, 900), (1000, 300), (2000, 400), (3000, 500)], 1)
+    )
     fake = _script(tmp_path / "pa", f'printf "{passes}Failed to obtain stable measurement.\\n"\nexit 1\n')
     fig = R.run_perf_analyzer([str(fake)], "m", "127.0.0.1:1", "http", 16, tmp_path)
     assert fig == {"throughput": pytest.approx(2000.0), "p50_ms": pytest.approx(0.4), "stable": False}
     broken = _script(tmp_path / "broken", 'echo "error: cannot connect" >&2\nexit 1\n')
     assert R.run_perf_analyzer([str(broken)], "m", "127.0.0.1:1", "http", 1, tmp_path) == {
-        "error": "error: cannot connect"}
+        "error": "error: cannot connect"
+    }

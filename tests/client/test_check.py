@@ -66,11 +66,14 @@ def test_held_out_set_must_match_train_record(tmp_path):
     folder = tmp_path / "linear"
     folder.mkdir()
     split = LINEAR.data.load(tmp_path)
-    records.write_json(folder / "train.json", {"data": {"source": split.source, "split_rule": split.rule,
-                                                        "sizes": split.sizes}})
+    records.write_json(
+        folder / "train.json", {"data": {"source": split.source, "split_rule": split.rule, "sizes": split.sizes}}
+    )
     assert check.held_out(LINEAR, tmp_path, tmp_path).sizes == split.sizes
-    records.write_json(folder / "train.json", {"data": {"source": split.source, "split_rule": "another rule",
-                                                        "sizes": {"train": 2, "test": 2}}})
+    records.write_json(
+        folder / "train.json",
+        {"data": {"source": split.source, "split_rule": "another rule", "sizes": {"train": 2, "test": 2}}},
+    )
     with pytest.raises(InputError, match="not the one training held out"):
         check.held_out(LINEAR, tmp_path, tmp_path)
 

@@ -34,10 +34,22 @@ def _running_state(cache: Path, http_port: int, grpc_port: int) -> None:
     """A real state file of a live process (this one), as `serve` writes it."""
     from zeroserve.serve import state
 
-    state.write_state({"run_id": state.new_run_id(), "pid": os.getpid(), "create_time": state.create_time(os.getpid()),
-                       "host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port,
-                       "metrics_port": http_port + 2, "runtime_dir": str(cache / "runs" / "x"), "log": "server.log",
-                       "models": [], "started": "2026-01-01T00:00:00", "status": "running"})
+    state.write_state(
+        {
+            "run_id": state.new_run_id(),
+            "pid": os.getpid(),
+            "create_time": state.create_time(os.getpid()),
+            "host": "127.0.0.1",
+            "http_port": http_port,
+            "grpc_port": grpc_port,
+            "metrics_port": http_port + 2,
+            "runtime_dir": str(cache / "runs" / "x"),
+            "log": "server.log",
+            "models": [],
+            "started": "2026-01-01T00:00:00",
+            "status": "running",
+        }
+    )
 
 
 def test_running_server_state_file_gives_the_ports(monkeypatch, tmp_path):
@@ -87,10 +99,17 @@ def test_parse_url():
     assert connection.parse_url("http://127.0.0.1:8001") == ("127.0.0.1", 8001)  # a scheme may be given
     assert connection.parse_url("http://[::1]:8000/", "http") == ("::1", 8000)
     assert connection.parse_url("grpc://[::1]:8001", "grpc") == ("::1", 8001)
-    for bad, says in (("127.0.0.1", "HOST:PORT"), ("host:port", "HOST:PORT"), (":8001", "HOST:PORT"),
-                      ("h:70000", "port 70000 is not a port"), ("h:0", "port 0 is not a port"),
-                      ("::1:8001", "in brackets"), ("[::1]8001", "[IPv6]:PORT"), ("https://h:1", "scheme"),
-                      ("h:8000/v2", "no path")):
+    for bad, says in (
+        ("127.0.0.1", "HOST:PORT"),
+        ("host:port", "HOST:PORT"),
+        (":8001", "HOST:PORT"),
+        ("h:70000", "port 70000 is not a port"),
+        ("h:0", "port 0 is not a port"),
+        ("::1:8001", "in brackets"),
+        ("[::1]8001", "[IPv6]:PORT"),
+        ("https://h:1", "scheme"),
+        ("h:8000/v2", "no path"),
+    ):
         with pytest.raises(InputError, match=re.escape(says)):
             connection.parse_url(bad)
     with pytest.raises(InputError, match="scheme grpc://"):
@@ -115,16 +134,29 @@ def test_perf_refuses_non_loopback_urls():
 
 
 def test_parse_statistics_reads_grpc_json_strings_and_http_ints():
-    grpc_json = {"model_stats": [{"name": "m", "inference_count": "12", "execution_count": "6",
-                                  "inference_stats": {"success": {"count": "12", "ns": "999"},
-                                                      "queue": {"count": "12", "ns": "1200"},
-                                                      "compute_infer": {"count": "12", "ns": "24000"}}},
-                                 {"name": "other", "inference_count": "5"}]}
+    grpc_json = {
+        "model_stats": [
+            {
+                "name": "m",
+                "inference_count": "12",
+                "execution_count": "6",
+                "inference_stats": {
+                    "success": {"count": "12", "ns": "999"},
+                    "queue": {"count": "12", "ns": "1200"},
+                    "compute_infer": {"count": "12", "ns": "24000"},
+                },
+            },
+            {"name": "other", "inference_count": "5"},
+        ]
+    }
     s = connection.parse_statistics(grpc_json, "m")
     assert s["success_count"] == 12 and s["queue_ns"] == 1200 and s["compute_infer_ns"] == 24000
     assert s["inference_count"] == 12 and s["compute_output_ns"] == 0
-    http_json = {"model_stats": [{"name": "m", "inference_count": 3, "inference_stats":
-                                  {"success": {"count": 3}, "queue": {"ns": 30}}}]}
+    http_json = {
+        "model_stats": [
+            {"name": "m", "inference_count": 3, "inference_stats": {"success": {"count": 3}, "queue": {"ns": 30}}}
+        ]
+    }
     assert connection.parse_statistics(http_json, "m")["queue_ns"] == 30
     total = connection.add_statistics([s, s])
     assert total["success_count"] == 24
@@ -140,7 +172,9 @@ def _closed_port() -> int:
 def test_server_down_is_unreachable_within_the_timeout(protocol):
     port = _closed_port()
     start = time.monotonic()
-    with pytest.raises(ServerUnreachable, match=f"no Triton server answered over {protocol} at 127.0.0.1:{port}") as info:
+    with pytest.raises(
+        ServerUnreachable, match=f"no Triton server answered over {protocol} at 127.0.0.1:{port}"
+    ) as info:
         with Client(Endpoint("127.0.0.1", port, port), protocol, timeout=3.0) as client:
             client.require_model("linear_onnx")
     assert info.value.exit_code == 3
@@ -177,20 +211,32 @@ def test_perf_against_no_server_fails_fast():
 def test_refused_request_reads_as_one_clean_line():
     from tritonclient.utils import InferenceServerException
 
-    exc = InferenceServerException("[request id: <id_unknown>] inference request batch-size must be <= 64 for 'm'\nmore",
-                                   status="StatusCode.INVALID_ARGUMENT")
+    exc = InferenceServerException(
+        "[request id: <id_unknown>] inference request batch-size must be <= 64 for 'm'\nmore",
+        status="StatusCode.INVALID_ARGUMENT",
+    )
     err = connection.translate(exc, "127.0.0.1:1", "grpc", "m")
     assert isinstance(err, RequestRejected) and err.exit_code == 2 and not isinstance(err, ServerError)
-    assert str(err) == ("the server at 127.0.0.1:1 refused the grpc request for m (INVALID_ARGUMENT): "
-                        "inference request batch-size must be <= 64 for 'm'")
+    assert str(err) == (
+        "the server at 127.0.0.1:1 refused the grpc request for m (INVALID_ARGUMENT): "
+        "inference request batch-size must be <= 64 for 'm'"
+    )
 
 
-@pytest.mark.parametrize("status, outcome, exit_code", [
-    ("StatusCode.INVALID_ARGUMENT", RequestRejected, 2), ("StatusCode.NOT_FOUND", RequestRejected, 2),
-    ("400", RequestRejected, 2), ("404", RequestRejected, 2), ("403", ApiRestricted, 2),
-    ("StatusCode.INTERNAL", RequestFailed, 1), ("500", RequestFailed, 1),
-    ("StatusCode.UNAVAILABLE", ServerUnreachable, 3), ("StatusCode.DEADLINE_EXCEEDED", ServerTimeout, 3),
-])
+@pytest.mark.parametrize(
+    "status, outcome, exit_code",
+    [
+        ("StatusCode.INVALID_ARGUMENT", RequestRejected, 2),
+        ("StatusCode.NOT_FOUND", RequestRejected, 2),
+        ("400", RequestRejected, 2),
+        ("404", RequestRejected, 2),
+        ("403", ApiRestricted, 2),
+        ("StatusCode.INTERNAL", RequestFailed, 1),
+        ("500", RequestFailed, 1),
+        ("StatusCode.UNAVAILABLE", ServerUnreachable, 3),
+        ("StatusCode.DEADLINE_EXCEEDED", ServerTimeout, 3),
+    ],
+)
 def test_outcome_follows_the_status_code(status, outcome, exit_code):
     from tritonclient.utils import InferenceServerException
 
@@ -206,16 +252,22 @@ def test_a_restricted_api_is_told_from_an_unreachable_server():
     http = InferenceServerException("This API is restricted, expecting header 'zeroserve-key'", status="403")
     err = connection.translate(http, "127.0.0.1:8000", "http", api="shared-memory")
     assert type(err) is ApiRestricted and err.exit_code == 2 and not isinstance(err, ServerError)
-    assert str(err) == ("the server at 127.0.0.1:8000 restricts Triton's shared-memory API to callers holding its "
-                        "key (http 403): zeroserve's client holds the key only for a server started here with "
-                        "`zeroserve serve --allow-client-shm`; or use --shared-memory none")
-    grpc = InferenceServerException("This protocol is restricted, expecting header "
-                                    "'triton-grpc-protocol-zeroserve-key'", status="StatusCode.UNAVAILABLE")
+    assert str(err) == (
+        "the server at 127.0.0.1:8000 restricts Triton's shared-memory API to callers holding its "
+        "key (http 403): zeroserve's client holds the key only for a server started here with "
+        "`zeroserve serve --allow-client-shm`; or use --shared-memory none"
+    )
+    grpc = InferenceServerException(
+        "This protocol is restricted, expecting header 'triton-grpc-protocol-zeroserve-key'",
+        status="StatusCode.UNAVAILABLE",
+    )
     err = connection.translate(grpc, "127.0.0.1:8001", "grpc", api="logging")
     assert type(err) is ApiRestricted and err.exit_code == 2
-    assert str(err) == ("the server at 127.0.0.1:8001 restricts Triton's logging API to callers holding its key "
-                        "(grpc UNAVAILABLE): zeroserve's servers keep shared-memory, logging and trace closed "
-                        "(--allow-client-shm opens shared memory to zeroserve's own client only)")
+    assert str(err) == (
+        "the server at 127.0.0.1:8001 restricts Triton's logging API to callers holding its key "
+        "(grpc UNAVAILABLE): zeroserve's servers keep shared-memory, logging and trace closed "
+        "(--allow-client-shm opens shared memory to zeroserve's own client only)"
+    )
     down = InferenceServerException("failed to connect to all addresses", status="StatusCode.UNAVAILABLE")
     err = connection.translate(down, "127.0.0.1:8001", "grpc", api="shared-memory")
     assert type(err) is ServerUnreachable and err.exit_code == 3

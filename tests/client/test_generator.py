@@ -15,8 +15,16 @@ SPEC = registry.get("cnn_mnist")
 
 
 def _base(**kw) -> G.LoadPlan:
-    return G.LoadPlan(G.Tensors(SPEC.inputs, SPEC.outputs), "cnn_mnist_onnx", "grpc", ["127.0.0.1:1"],
-                      [np.zeros((1, 1, 28, 28), np.float32)], 1.0, start_at=100.0, **kw)
+    return G.LoadPlan(
+        G.Tensors(SPEC.inputs, SPEC.outputs),
+        "cnn_mnist_onnx",
+        "grpc",
+        ["127.0.0.1:1"],
+        [np.zeros((1, 1, 28, 28), np.float32)],
+        1.0,
+        start_at=100.0,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("c,workers,shares", [(16, 2, [8, 8]), (5, 2, [3, 2]), (1, 4, [1]), (7, 3, [3, 2, 2])])
@@ -31,8 +39,9 @@ def test_concurrency_is_split_as_evenly_as_it_goes(c, workers, shares):
 def test_constant_rate_is_split_into_staggered_schedules_that_interleave():
     plans = G.split_level(_base(distribution="constant"), 3, None, 300.0, [])
     assert [p.rate for p in plans] == [100.0] * 3
-    times = sorted(t for p in plans for t, _ in zip(load.intended_send_times(p.rate, "constant", p.start_at),
-                                                    range(100)))
+    times = sorted(
+        t for p in plans for t, _ in zip(load.intended_send_times(p.rate, "constant", p.start_at), range(100))
+    )
     assert np.allclose(np.diff(times), 1 / 300.0)  # together: one constant stream at the full rate
 
 

@@ -127,19 +127,22 @@ def test_validate_inputs_checks_shapes_and_dtypes():
     assert lengths.shape == (2,)
 
 
-@pytest.mark.parametrize("values, dtype, exact", [
-    ([0.1, 0.25, 1e-3, 3.0], np.float32, True),  # JSON numbers float32 prints the same
-    ([2 ** 24, -2 ** 24, 2 ** 30], np.float32, True),  # integers float32 holds exactly
-    ([3.0, -2.0], np.int64, True),  # integral floats
-    ([True, False], np.float32, True),
-    ([0.123456789], np.float32, False),  # float64 precision float32 loses
-    ([2 ** 24 + 1], np.float32, False),  # beyond float32's exact integers
-    ([2 ** 63 - 1], np.float32, False),
-    ([1e300], np.float32, False),  # would become infinity
-    ([3.5], np.int64, False),  # a fraction
-    ([2 ** 40], np.int32, False),  # overflow
-    ([-1], np.uint64, False),  # would wrap around
-])
+@pytest.mark.parametrize(
+    "values, dtype, exact",
+    [
+        ([0.1, 0.25, 1e-3, 3.0], np.float32, True),  # JSON numbers float32 prints the same
+        ([2**24, -(2**24), 2**30], np.float32, True),  # integers float32 holds exactly
+        ([3.0, -2.0], np.int64, True),  # integral floats
+        ([True, False], np.float32, True),
+        ([0.123456789], np.float32, False),  # float64 precision float32 loses
+        ([2**24 + 1], np.float32, False),  # beyond float32's exact integers
+        ([2**63 - 1], np.float32, False),
+        ([1e300], np.float32, False),  # would become infinity
+        ([3.5], np.int64, False),  # a fraction
+        ([2**40], np.int32, False),  # overflow
+        ([-1], np.uint64, False),  # would wrap around
+    ],
+)
 def test_convert_input_accepts_exactly_what_converts_exactly(values, dtype, exact):
     a = np.array(values)
     if exact:
@@ -153,8 +156,8 @@ def test_convert_input_accepts_exactly_what_converts_exactly(values, dtype, exac
 
 def test_cast_truncates_and_saturates_and_never_makes_nan_an_integer():
     got = client_values.convert_input("x", np.array([3.7, -3.7, 1e30, -1e30]), np.int32, cast=True)
-    assert got.tolist() == [3, -3, 2 ** 31 - 1, -2 ** 31]
-    assert client_values.convert_input("x", np.array([-1, 2 ** 40]), np.uint32, cast=True).tolist() == [0, 2 ** 32 - 1]
+    assert got.tolist() == [3, -3, 2**31 - 1, -(2**31)]
+    assert client_values.convert_input("x", np.array([-1, 2**40]), np.uint32, cast=True).tolist() == [0, 2**32 - 1]
     with pytest.raises(InputError, match="NaN or infinity cannot be sent as int64"):
         client_values.convert_input("x", np.array([np.nan]), np.int64, cast=True)
 
@@ -165,7 +168,9 @@ def test_requests_carry_wire_shapes(protocol):
     tokens, lengths = GRU.encode("Ann,Bo", "text")
     inputs, outputs = connection.build_request(module, GRU, [tokens, lengths])
     assert [(i.name(), i.shape(), i.datatype()) for i in inputs] == [
-        ("tokens__0", [2, 3], "INT64"), ("lengths__1", [2, 1], "INT64")]  # scalar per sample -> [batch, 1]
+        ("tokens__0", [2, 3], "INT64"),
+        ("lengths__1", [2, 1], "INT64"),
+    ]  # scalar per sample -> [batch, 1]
     assert [o.name() for o in outputs] == ["logits__0"]
     (img,) = connection.build_request(module, CNN, [np.zeros((3, 1, 28, 28), np.float32)])[0]
     assert img.shape() == [3, 1, 28, 28] and img.datatype() == "FP32"

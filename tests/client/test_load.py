@@ -108,8 +108,9 @@ def test_open_loop_stops_on_event_and_is_bounded():
             if index == 9:
                 stop.set()
 
-        return await load.open_loop(send, load.intended_send_times(1000.0, "constant"), recorder, stop,
-                                    clock=clock, sleep=clock.sleep)
+        return await load.open_loop(
+            send, load.intended_send_times(1000.0, "constant"), recorder, stop, clock=clock, sleep=clock.sleep
+        )
 
     assert asyncio.run(main()) == 10
 

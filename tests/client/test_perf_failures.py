@@ -63,11 +63,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"name": MODEL, "max_batch_size": 64}).encode())
         elif self.path == f"/v2/models/{MODEL}/stats":
             n = self.server.infers
-            self._send(200, json.dumps({"model_stats": [{"name": MODEL, "inference_count": n, "execution_count": n,
-                                                          "inference_stats": {"success": {"count": n, "ns": 1000 * n},
-                                                                              "compute_infer": {"count": n,
-                                                                                                "ns": 1000 * n}}}]})
-                       .encode())
+            self._send(
+                200,
+                json.dumps(
+                    {
+                        "model_stats": [
+                            {
+                                "name": MODEL,
+                                "inference_count": n,
+                                "execution_count": n,
+                                "inference_stats": {
+                                    "success": {"count": n, "ns": 1000 * n},
+                                    "compute_infer": {"count": n, "ns": 1000 * n},
+                                },
+                            }
+                        ]
+                    }
+                ).encode(),
+            )
         else:
             self._send(404, json.dumps({"error": f"no {self.path}"}).encode())
 
@@ -83,9 +96,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(500, b'{"error":"injected failure"}')
             return
         values = np.full((batch, 1 + (what == "long")), 2.0, np.float32)
-        header = json.dumps({"model_name": MODEL, "model_version": "1", "outputs": [
-            {"name": "y__0", "datatype": "FP32", "shape": [batch, 1],
-             "parameters": {"binary_data_size": values.nbytes}}]}).encode()
+        header = json.dumps(
+            {
+                "model_name": MODEL,
+                "model_version": "1",
+                "outputs": [
+                    {
+                        "name": "y__0",
+                        "datatype": "FP32",
+                        "shape": [batch, 1],
+                        "parameters": {"binary_data_size": values.nbytes},
+                    }
+                ],
+            }
+        ).encode()
         self._send(200, header + values.tobytes(), len(header))
 
 
@@ -108,16 +132,45 @@ def fake_triton():
 def _perf(port: int, *extra: str):
     from zeroserve.cli import app
 
-    return CliRunner().invoke(app, ["client", "perf", "linear", "--protocol", "http", "--http-port", str(port),
-                                    "--grpc-port", "1", "--window", "0.25", "--warmup", "0.1", "--max-trials", "3",
-                                    "--allow-unstable", "--timeout", "2", *extra])
+    return CliRunner().invoke(
+        app,
+        [
+            "client",
+            "perf",
+            "linear",
+            "--protocol",
+            "http",
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            "1",
+            "--window",
+            "0.25",
+            "--warmup",
+            "0.1",
+            "--max-trials",
+            "3",
+            "--allow-unstable",
+            "--timeout",
+            "2",
+            *extra,
+        ],
+    )
 
 
 def test_wrong_sizes_and_errors_are_counted_by_kind_exit_1_and_every_output_written(fake_triton, tmp_path):
     # the first answer (perf's reference) is good; later every 7th is too long and every 11th an error
     server = fake_triton(lambda n: "error" if n % 11 == 0 else "long" if n % 7 == 0 else "ok")
-    result = _perf(server.port, "--concurrency", "2", "--json", "--report", str(tmp_path / "rep"),
-                   "--csv", str(tmp_path / "levels.csv"))
+    result = _perf(
+        server.port,
+        "--concurrency",
+        "2",
+        "--json",
+        "--report",
+        str(tmp_path / "rep"),
+        "--csv",
+        str(tmp_path / "levels.csv"),
+    )
     assert result.exit_code == 1, result.output
     rec = json.loads(result.stdout)
     (level,) = rec["levels"]

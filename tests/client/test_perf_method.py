@@ -20,14 +20,17 @@ def test_percentiles_of_an_empty_histogram_are_zero():
     assert set(W.percentiles(load.new_histogram()).values()) == {0.0}
 
 
-@pytest.mark.parametrize("figures,stable", [
-    ([(1000, 5.0), (1010, 5.1), (990, 4.9)], True),
-    ([(500, 1.0), (1000, 5.0), (1010, 5.1), (990, 4.9)], True),   # only the last 3 count
-    ([(1000, 5.0), (1200, 5.0), (1000, 5.0)], False),             # throughput 13% off the mean
-    ([(1000, 5.0), (1000, 6.5), (1000, 5.0)], False),             # p99 off
-    ([(1000, 5.0), (1000, 5.0)], False),                          # fewer than 3 windows
-    ([(0, 0.0), (0, 0.0), (0, 0.0)], False),                      # nothing answered is not stable
-])
+@pytest.mark.parametrize(
+    "figures,stable",
+    [
+        ([(1000, 5.0), (1010, 5.1), (990, 4.9)], True),
+        ([(500, 1.0), (1000, 5.0), (1010, 5.1), (990, 4.9)], True),  # only the last 3 count
+        ([(1000, 5.0), (1200, 5.0), (1000, 5.0)], False),  # throughput 13% off the mean
+        ([(1000, 5.0), (1000, 6.5), (1000, 5.0)], False),  # p99 off
+        ([(1000, 5.0), (1000, 5.0)], False),  # fewer than 3 windows
+        ([(0, 0.0), (0, 0.0), (0, 0.0)], False),  # nothing answered is not stable
+    ],
+)
 def test_stability_rule(figures, stable):
     assert W.is_stable(figures, 0.10) is stable
 
@@ -97,7 +100,9 @@ def test_a_window_reports_the_chosen_latency_and_its_failures_by_kind():
     w = W.Window(1.0, counts, 1)
     assert w.latency("mean_ms") == pytest.approx(1.8, rel=2e-3) and w.latency("p50_ms") == pytest.approx(1.0, rel=2e-3)
     row = w.as_json("p95_ms")
-    assert row["failures"] == {"http_500": 2} and row["requests"] == 12 and row["p95_ms"] == pytest.approx(9.0, rel=2e-3)
+    assert (
+        row["failures"] == {"http_500": 2} and row["requests"] == 12 and row["p95_ms"] == pytest.approx(9.0, rel=2e-3)
+    )
 
 
 def _window(ok, failed, latencies_us, seconds=1.0, batch=2):
@@ -106,15 +111,26 @@ def _window(ok, failed, latencies_us, seconds=1.0, batch=2):
 
 
 def _stats(success, queue_ns, infer_ns):
-    return {"success_count": success, "fail_count": 0, "inference_count": 2 * success, "execution_count": success,
-            "queue_ns": queue_ns, "compute_input_ns": 0, "compute_infer_ns": infer_ns, "compute_output_ns": 0}
+    return {
+        "success_count": success,
+        "fail_count": 0,
+        "inference_count": 2 * success,
+        "execution_count": success,
+        "queue_ns": queue_ns,
+        "compute_input_ns": 0,
+        "compute_infer_ns": infer_ns,
+        "compute_output_ns": 0,
+    }
 
 
 def test_summary_counts_add_up_and_server_split_is_a_difference():
     windows = [_window(100, 2, [1000] * 100), _window(120, 0, [2000] * 120), _window(110, 1, [3000] * 110)]
     fig = W.summarise(windows, _stats(50, 10**6, 10**7), _stats(380, 34 * 10**6, 330 * 10**6 + 10**7))
-    assert fig["ok"] == 330 and fig["failed"] == 3 and fig["requests"] == 333 == sum(
-        w.counts.ok + w.counts.failed for w in windows)
+    assert (
+        fig["ok"] == 330
+        and fig["failed"] == 3
+        and fig["requests"] == 333 == sum(w.counts.ok + w.counts.failed for w in windows)
+    )
     assert fig["throughput"] == pytest.approx(330 * 2 / 3.0)
     assert fig["p50_ms"] <= fig["p90_ms"] <= fig["p99_ms"] <= fig["max_ms"]
     assert fig["server"]["requests"] == 330
@@ -129,8 +145,13 @@ def test_server_split_without_requests_is_zero():
 
 
 def test_unstable_message_names_the_last_windows():
-    level = {"concurrency": 8, "request_rate": None, "trials": 10, "latency_metric": "p99_ms",
-             "windows": [{"throughput": t, "p99_ms": p} for t, p in ((1, 1), (900, 2.5), (1200, 3.5), (700, 9.0))]}
+    level = {
+        "concurrency": 8,
+        "request_rate": None,
+        "trials": 10,
+        "latency_metric": "p99_ms",
+        "windows": [{"throughput": t, "p99_ms": p} for t, p in ((1, 1), (900, 2.5), (1200, 3.5), (700, 9.0))],
+    }
     msg = perf.unstable_message(level, 0.1)
     assert "concurrency 8" in msg and "900, 1200, 700" in msg and "p99 2.50, 3.50, 9.00" in msg
 
@@ -144,15 +165,30 @@ def _fake_levels(monkeypatch, make):
 
 
 def _block(ok=10, failed=0, kind="connection"):
-    return {"requests": ok + failed, "ok": ok, "failed": failed, "failures": {kind: failed} if failed else {},
-            "failure_messages": {kind: "reset"} if failed else {}}
+    return {
+        "requests": ok + failed,
+        "ok": ok,
+        "failed": failed,
+        "failures": {kind: failed} if failed else {},
+        "failure_messages": {kind: "reset"} if failed else {},
+    }
 
 
 def _synthetic_level(c, r, *, stable=True, ok=10, failed=0, warmup_failed=0, lost=False):
-    level = {"concurrency": c, "request_rate": r, "stable": stable and not lost, "ok": ok, "failed": 0, "trials": 3,
-             "latency_metric": "mean_ms", "mean_ms": float(c or 1), "generator_saturated": False,
-             "totals": _block(ok, failed), "warmup": _block(5, warmup_failed, "http_500"),
-             "windows": [{"throughput": 1.0 * i, "mean_ms": 1.0} for i in range(3)]}
+    level = {
+        "concurrency": c,
+        "request_rate": r,
+        "stable": stable and not lost,
+        "ok": ok,
+        "failed": 0,
+        "trials": 3,
+        "latency_metric": "mean_ms",
+        "mean_ms": float(c or 1),
+        "generator_saturated": False,
+        "totals": _block(ok, failed),
+        "warmup": _block(5, warmup_failed, "http_500"),
+        "windows": [{"throughput": 1.0 * i, "mean_ms": 1.0} for i in range(3)],
+    }
     if lost:
         level["server_lost"] = "no Triton server answered"
     return level
@@ -170,28 +206,31 @@ def test_an_unstable_level_stops_the_run_unless_allowed(monkeypatch):
 
 
 def test_a_level_where_every_request_failed_stops_the_run(monkeypatch):
-    setup = _fake_levels(monkeypatch, lambda c, r: {**_synthetic_level(c, r, stable=False, ok=0, failed=7),
-                                                    "warmup": _block(0)})
+    setup = _fake_levels(
+        monkeypatch, lambda c, r: {**_synthetic_level(c, r, stable=False, ok=0, failed=7), "warmup": _block(0)}
+    )
     levels, _, _ = perf._measure_levels(setup, None, [50.0, 100.0], None, True, None)
     assert len(levels) == 1
     out = perf.outcome(levels, None, 0.1, False, True)
     assert out["exit_code"] == 1 and "7 requests failed" in out["reason"] and "7 connection" in out["reason"]
 
 
-@pytest.mark.parametrize("kw,unreachable,allow,code", [
-    ({}, None, {}, 0),
-    ({"failed": 3}, None, {}, 1),                                   # failures in a window that is not a stable one
-    ({"warmup_failed": 2}, None, {}, 1),                            # the warm-up's failures count too
-    ({"failed": 3}, None, {"allow_failures": True}, 0),
-    ({"stable": False}, None, {}, 4),
-    ({"stable": False, "failed": 1}, None, {}, 1),                  # failures come before instability
-    ({"stable": False}, None, {"allow_unstable": True}, 0),
-    ({"failed": 1, "lost": True}, "no Triton server answered", {"allow_failures": True}, 3),  # unreachable first
-])
+@pytest.mark.parametrize(
+    "kw,unreachable,allow,code",
+    [
+        ({}, None, {}, 0),
+        ({"failed": 3}, None, {}, 1),  # failures in a window that is not a stable one
+        ({"warmup_failed": 2}, None, {}, 1),  # the warm-up's failures count too
+        ({"failed": 3}, None, {"allow_failures": True}, 0),
+        ({"stable": False}, None, {}, 4),
+        ({"stable": False, "failed": 1}, None, {}, 1),  # failures come before instability
+        ({"stable": False}, None, {"allow_unstable": True}, 0),
+        ({"failed": 1, "lost": True}, "no Triton server answered", {"allow_failures": True}, 3),  # unreachable first
+    ],
+)
 def test_one_exit_code_rule_first_match_wins(kw, unreachable, allow, code):
     levels = [_synthetic_level(1, None), _synthetic_level(2, None, **kw)]
-    out = perf.outcome(levels, unreachable, 0.1, allow.get("allow_failures", False),
-                       allow.get("allow_unstable", False))
+    out = perf.outcome(levels, unreachable, 0.1, allow.get("allow_failures", False), allow.get("allow_unstable", False))
     assert out["exit_code"] == code
     rec = {"outcome": out}
     if code:
@@ -229,8 +268,12 @@ def test_a_deadline_starts_no_level_after_it(monkeypatch):
 
 
 def test_totals_count_every_window_and_the_stable_ones_stay_apart():
-    windows = [_window(0, 50, [], seconds=1.0), _window(100, 0, [1000] * 100), _window(100, 0, [1000] * 100),
-               _window(100, 0, [1000] * 100)]
+    windows = [
+        _window(0, 50, [], seconds=1.0),
+        _window(100, 0, [1000] * 100),
+        _window(100, 0, [1000] * 100),
+        _window(100, 0, [1000] * 100),
+    ]
     windows[0].counts.errors.update({"connection": 50})
     t = W.totals(windows)
     assert (t["requests"], t["ok"], t["failed"], t["failures"]) == (350, 300, 50, {"connection": 50})

@@ -10,21 +10,57 @@ from zeroserve.client import report
 
 
 def _level(c, tp, p50):
-    return {"concurrency": c, "request_rate": None, "throughput": tp, "requests_per_s": tp, "p50_ms": p50,
-            "p90_ms": p50 * 1.5, "p95_ms": p50 * 1.8, "p99_ms": p50 * 2, "max_ms": p50 * 4, "mean_ms": p50 * 1.1,
-            "requests": 100 * c, "ok": 100 * c, "failed": 0, "stable": True, "trials": 3,
-            "generator_cpu": 0.3, "loop_cpu": 0.2, "send_lag_p99_ms": 0.0, "windows": [],
-            "server": {"queue_us": 10.0, "compute_input_us": 5.0, "compute_infer_us": 100.0,
-                       "compute_output_us": 3.0, "requests": 100 * c}}
+    return {
+        "concurrency": c,
+        "request_rate": None,
+        "throughput": tp,
+        "requests_per_s": tp,
+        "p50_ms": p50,
+        "p90_ms": p50 * 1.5,
+        "p95_ms": p50 * 1.8,
+        "p99_ms": p50 * 2,
+        "max_ms": p50 * 4,
+        "mean_ms": p50 * 1.1,
+        "requests": 100 * c,
+        "ok": 100 * c,
+        "failed": 0,
+        "stable": True,
+        "trials": 3,
+        "generator_cpu": 0.3,
+        "loop_cpu": 0.2,
+        "send_lag_p99_ms": 0.0,
+        "windows": [],
+        "server": {
+            "queue_us": 10.0,
+            "compute_input_us": 5.0,
+            "compute_infer_us": 100.0,
+            "compute_output_us": 3.0,
+            "requests": 100 * c,
+        },
+    }
 
 
 def record():
-    return {"model": "cnn_mnist", "triton_model": "cnn_mnist_onnx", "protocol": "grpc", "format": "onnx",
-            "urls": ["127.0.0.1:8001"], "batch_size": 1, "input": "random", "shared_memory": "none",
-            "mode": "concurrency", "distribution": None, "latency_budget_ms": None, "best": None, "window_s": 1.0,
-            "stability": 0.1, "max_trials": 10, "started": "now",
-            "levels": [_level(1, 1000.0, 0.9), _level(4, 2500.0, 1.5)],
-            "notes": ["this machine has 2 cores shared by the server and the load generator <b>"]}
+    return {
+        "model": "cnn_mnist",
+        "triton_model": "cnn_mnist_onnx",
+        "protocol": "grpc",
+        "format": "onnx",
+        "urls": ["127.0.0.1:8001"],
+        "batch_size": 1,
+        "input": "random",
+        "shared_memory": "none",
+        "mode": "concurrency",
+        "distribution": None,
+        "latency_budget_ms": None,
+        "best": None,
+        "window_s": 1.0,
+        "stability": 0.1,
+        "max_trials": 10,
+        "started": "now",
+        "levels": [_level(1, 1000.0, 0.9), _level(4, 2500.0, 1.5)],
+        "notes": ["this machine has 2 cores shared by the server and the load generator <b>"],
+    }
 
 
 def test_csv_has_one_row_per_level():

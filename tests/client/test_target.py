@@ -15,8 +15,22 @@ from zeroserve.client.connection import _module, build_request
 from zeroserve.client.wire import encode_grpc, encode_http
 from zeroserve.errors import InputError
 
-DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-             "FP16", "FP32", "FP64", "BF16", "BYTES")
+DATATYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BF16",
+    "BYTES",
+)
 
 
 def _target(*inputs, max_batch: int = 4) -> T.Target:
@@ -24,11 +38,22 @@ def _target(*inputs, max_batch: int = 4) -> T.Target:
 
 
 def test_served_tensors_read_http_and_grpc_configs():
-    http = {"name": "m", "max_batch_size": 8, "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [-1, 3]},
-                                                         {"name": "s", "data_type": "TYPE_STRING", "dims": [1]}],
-            "output": [{"name": "y", "data_type": "TYPE_INT64", "dims": [2]}]}
-    grpc = {"config": {**http, "max_batch_size": "8",
-                       "input": [{**t, "dims": [str(d) for d in t["dims"]]} for t in http["input"]]}}
+    http = {
+        "name": "m",
+        "max_batch_size": 8,
+        "input": [
+            {"name": "x", "data_type": "TYPE_FP32", "dims": [-1, 3]},
+            {"name": "s", "data_type": "TYPE_STRING", "dims": [1]},
+        ],
+        "output": [{"name": "y", "data_type": "TYPE_INT64", "dims": [2]}],
+    }
+    grpc = {
+        "config": {
+            **http,
+            "max_batch_size": "8",
+            "input": [{**t, "dims": [str(d) for d in t["dims"]]} for t in http["input"]],
+        }
+    }
     for config in (http, grpc):
         ins, outs, max_batch = T.served_tensors(config)
         assert [(t.name, t.datatype, t.dims) for t in ins] == [("x", "FP32", (-1, 3)), ("s", "BYTES", (1,))]
@@ -69,7 +94,9 @@ def test_shape_flag_is_parsed_and_checked():
         with pytest.raises(InputError, match="NAME:D1,D2"):
             T.parse_shapes([bad])
     tgt = _target(T.ServedTensor("x", "FP32", (-1, 4)))
-    with pytest.raises(InputError, match=r"input x of m has a dynamic dim \[-1, 4\]: give its shape with --shape x:1,4"):
+    with pytest.raises(
+        InputError, match=r"input x of m has a dynamic dim \[-1, 4\]: give its shape with --shape x:1,4"
+    ):
         T.generated_inputs(tgt, 1, "random", {})
     with pytest.raises(InputError, match="does not fit"):
         T.generated_inputs(tgt, 1, "random", {"x": (3, 5)})
@@ -78,16 +105,25 @@ def test_shape_flag_is_parsed_and_checked():
 
 
 def test_perf_analyzer_json_content_flat_and_b64(tmp_path):
-    tgt = _target(T.ServedTensor("x", "FP32", (-1,)), T.ServedTensor("k", "INT64", (3,)),
-                  T.ServedTensor("s", "BYTES", (2,)))
+    tgt = _target(
+        T.ServedTensor("x", "FP32", (-1,)), T.ServedTensor("k", "INT64", (3,)), T.ServedTensor("s", "BYTES", (2,))
+    )
     from tritonclient.utils import serialize_byte_tensor
 
     b64_bytes = base64.b64encode(serialize_byte_tensor(np.array([b"c", b"d"], dtype=object)).item()).decode()
-    data = {"data": [
-        {"x": {"content": [1, 2], "shape": [2]}, "k": [1, 2, 3], "s": ["a", "b"]},
-        {"x": {"content": {"b64": base64.b64encode(np.array([3, 4], np.float32).tobytes()).decode()}, "shape": [2]},
-         "k": {"content": [4, 5, 6]}, "s": {"b64": b64_bytes}},
-    ]}
+    data = {
+        "data": [
+            {"x": {"content": [1, 2], "shape": [2]}, "k": [1, 2, 3], "s": ["a", "b"]},
+            {
+                "x": {
+                    "content": {"b64": base64.b64encode(np.array([3, 4], np.float32).tobytes()).decode()},
+                    "shape": [2],
+                },
+                "k": {"content": [4, 5, 6]},
+                "s": {"b64": b64_bytes},
+            },
+        ]
+    }
     path = tmp_path / "in.json"
     path.write_text(json.dumps(data))
     x, k, s = T.validate(tgt, input_files.read_input_file(tgt, path))
@@ -125,10 +161,21 @@ def test_perf_takes_the_first_entries_as_its_rows(tmp_path):
     """perf_analyzer's documented example: entries of different shapes; perf sends the first batch_size."""
     tgt = _target(T.ServedTensor("INPUT", "INT32", (-1, -1)))
     path = tmp_path / "var.json"
-    path.write_text(json.dumps({"data": [{"INPUT": {"content": [1] * 16, "shape": [2, 8]}},
-                                         {"INPUT": {"content": [1] * 16, "shape": [8, 2]}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {"INPUT": {"content": [1] * 16, "shape": [2, 8]}},
+                    {"INPUT": {"content": [1] * 16, "shape": [8, 2]}},
+                ]
+            }
+        )
+    )
     assert input_files.read_input_file(tgt, path, rows=1)[0].shape == (1, 2, 8)
     for rows in (None, 2):  # every entry (infer), or a batch reaching the second entry's shape
         with pytest.raises(InputError, match="different shapes"):
             input_files.read_input_file(tgt, path, rows=rows)
-    assert input_files.perf_analyzer_entries(path) == 2 and input_files.perf_analyzer_entries(tmp_path / "none.json") is None
+    assert (
+        input_files.perf_analyzer_entries(path) == 2
+        and input_files.perf_analyzer_entries(tmp_path / "none.json") is None
+    )

@@ -21,8 +21,16 @@ CNN = registry.get("cnn_mnist")
 
 
 def _plan(spec, protocol, arrays, **kw) -> G.LoadPlan:
-    return G.LoadPlan(G.Tensors(spec.inputs, spec.outputs), spec.triton_name("onnx"), protocol, ["127.0.0.1:9"],
-                      arrays, 1.0, concurrency=1, **kw)
+    return G.LoadPlan(
+        G.Tensors(spec.inputs, spec.outputs),
+        spec.triton_name("onnx"),
+        protocol,
+        ["127.0.0.1:9"],
+        arrays,
+        1.0,
+        concurrency=1,
+        **kw,
+    )
 
 
 def _split_http(payload: bytes) -> tuple[list[str], dict, bytes]:
@@ -37,14 +45,14 @@ def _split_http(payload: bytes) -> tuple[list[str], dict, bytes]:
 @pytest.mark.parametrize("spec", [CNN, NAME_GRU], ids=lambda s: s.name)
 def test_http_bytes_decode_to_exactly_the_intended_tensors(spec):
     arrays = spec.random_inputs(3, np.random.default_rng(1))
-    (template,), = G.build_templates(_plan(spec, "http", arrays))
+    ((template,),) = G.build_templates(_plan(spec, "http", arrays))
     lines, header, binary = _split_http(template.payload)
     assert lines[0] == f"POST /v2/models/{spec.triton_name('onnx')}/infer HTTP/1.1"
     offset = 0
     for t, want, entry in zip(spec.inputs, to_wire(spec, arrays), header["inputs"]):
         assert entry["name"] == t.name and entry["shape"] == list(want.shape)
         size = entry["parameters"]["binary_data_size"]
-        got = np.frombuffer(binary[offset:offset + size], dtype=want.dtype).reshape(entry["shape"])
+        got = np.frombuffer(binary[offset : offset + size], dtype=want.dtype).reshape(entry["shape"])
         offset += size
         assert np.array_equal(got, want)  # bit for bit, lengths__1 in its wire shape [batch, 1]
     assert offset == len(binary)
@@ -58,7 +66,7 @@ def test_grpc_bytes_decode_to_exactly_the_intended_tensors(spec):
     from tritonclient.utils import triton_to_np_dtype
 
     arrays = spec.random_inputs(2, np.random.default_rng(2))
-    (template,), = G.build_templates(_plan(spec, "grpc", arrays))
+    ((template,),) = G.build_templates(_plan(spec, "grpc", arrays))
     request = service_pb2.ModelInferRequest.FromString(template.payload)
     assert request.model_name == spec.triton_name("onnx")
     for t, want, tensor, raw in zip(spec.inputs, to_wire(spec, arrays), request.inputs, request.raw_input_contents):
@@ -74,7 +82,7 @@ def test_shared_memory_requests_name_their_regions_and_carry_no_tensor_bytes():
     arrays = CNN.random_inputs(1, np.random.default_rng(0))
     regions = [("out0", [(0, 40)]), ("out1", [(0, 40)])]
     plan = _plan(CNN, "grpc", arrays, input_region=("in", [(0, 3136)]), output_regions=regions)
-    (a, b), = G.build_templates(plan)
+    ((a, b),) = G.build_templates(plan)
     for template, region in ((a, "out0"), (b, "out1")):
         request = service_pb2.ModelInferRequest.FromString(template.payload)
         assert not request.raw_input_contents and template.in_shm
@@ -82,7 +90,7 @@ def test_shared_memory_requests_name_their_regions_and_carry_no_tensor_bytes():
         assert request.outputs[0].parameters["shared_memory_region"].string_param == region
     from dataclasses import replace
 
-    (h, _), = G.build_templates(replace(plan, protocol="http"))
+    ((h, _),) = G.build_templates(replace(plan, protocol="http"))
     head, _, body = h.payload.partition(b"\r\n\r\n")
     assert b"Inference-Header-Content-Length" not in head  # an all-JSON body: no tensor bytes at all
     header = json.loads(body)
@@ -97,9 +105,20 @@ EXPECTED = (wire.OutputSpec("log_probs__0", "FP32", (1, 10)),)
 
 
 def _http_answer(values: np.ndarray, shape=None, status=200) -> tuple[int, int, bytes]:
-    header = json.dumps({"model_name": "m", "model_version": "1", "outputs": [
-        {"name": "log_probs__0", "datatype": "FP32", "shape": list(shape or values.shape),
-         "parameters": {"binary_data_size": values.nbytes}}]}).encode()
+    header = json.dumps(
+        {
+            "model_name": "m",
+            "model_version": "1",
+            "outputs": [
+                {
+                    "name": "log_probs__0",
+                    "datatype": "FP32",
+                    "shape": list(shape or values.shape),
+                    "parameters": {"binary_data_size": values.nbytes},
+                }
+            ],
+        }
+    ).encode()
     return status, len(header), header + values.tobytes()
 
 
@@ -124,8 +143,13 @@ def test_an_error_status_is_counted_under_its_code_with_the_servers_message():
     assert template.size is None  # an error never becomes the reference
 
 
-@pytest.mark.parametrize("shape,values", [((1, 11), np.zeros((1, 11), np.float32)),  # wrong shape
-                                          ((1, 10), np.zeros((1, 5), np.float32))])  # too few bytes for the shape
+@pytest.mark.parametrize(
+    "shape,values",
+    [
+        ((1, 11), np.zeros((1, 11), np.float32)),  # wrong shape
+        ((1, 10), np.zeros((1, 5), np.float32)),
+    ],
+)  # too few bytes for the shape
 def test_a_first_answer_with_the_wrong_outputs_is_a_bad_output(shape, values):
     with pytest.raises(WireFailure) as info:
         wire.check_http(wire.Template(b"", EXPECTED), _http_answer(values, shape=shape))
@@ -137,8 +161,9 @@ def test_grpc_answers_are_validated_through_tritonclient():
 
     def answer(n):
         out = service_pb2.ModelInferResponse.InferOutputTensor(name="log_probs__0", datatype="FP32", shape=[1, n])
-        return service_pb2.ModelInferResponse(model_name="m", outputs=[out],
-                                              raw_output_contents=[np.zeros(n, np.float32).tobytes()])
+        return service_pb2.ModelInferResponse(
+            model_name="m", outputs=[out], raw_output_contents=[np.zeros(n, np.float32).tobytes()]
+        )
 
     template = wire.Template(b"", EXPECTED)
     wire.check_grpc(template, answer(10).SerializeToString())

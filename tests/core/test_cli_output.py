@@ -1,4 +1,5 @@
 """What the CLI prints: --help reads as prose at any width; --json and the records are strict JSON."""
+
 from __future__ import annotations
 
 import re
@@ -9,8 +10,19 @@ from typer.testing import CliRunner
 from zeroserve.cli import app
 from zeroserve.cliutil import reflow
 
-COMMANDS = [["train"], ["export"], ["deploy"], ["serve"], ["status"], ["stop"], ["tune"], ["data", "fetch"],
-            ["client", "infer"], ["client", "check"], ["client", "perf"]]
+COMMANDS = [
+    ["train"],
+    ["export"],
+    ["deploy"],
+    ["serve"],
+    ["status"],
+    ["stop"],
+    ["tune"],
+    ["data", "fetch"],
+    ["client", "infer"],
+    ["client", "check"],
+    ["client", "perf"],
+]
 
 
 def test_reflow_joins_lines_and_keeps_paragraphs_and_list_items():
@@ -53,7 +65,10 @@ def test_json_output_is_strict_json_with_nonfinite_values_named():
 
     text = dumps({"x": float("nan"), "y": np.array([1.5, np.inf, -np.inf], dtype=np.float32), "n": np.int64(3)})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
-        "x": "NaN", "y": [1.5, "Infinity", "-Infinity"], "n": 3}
+        "x": "NaN",
+        "y": [1.5, "Infinity", "-Infinity"],
+        "n": 3,
+    }
 
 
 def test_a_record_with_nonfinite_values_reads_back_as_written(tmp_path):

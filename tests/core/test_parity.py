@@ -31,10 +31,20 @@ class TwoHeads(nn.Module):
 
 
 TWO_HEADS = ModelSpec(
-    name="two_heads", lesson="test", summary="classes and a value", build=TwoHeads,
-    data=DataSource("none", (), lambda d: None), inputs=(TensorSpec("x__0", "float32", (4,)),),
-    outputs=(TensorSpec("logits__0", "float32", (3,), kind=T.LOGITS), TensorSpec("value__1", "float32", (1,), kind=T.VALUE)),
-    tasks=(T.MULTICLASS, T.REGRESSION), train=TrainDefaults(1, 0.1, 4), bar=0.0)
+    name="two_heads",
+    lesson="test",
+    summary="classes and a value",
+    build=TwoHeads,
+    data=DataSource("none", (), lambda d: None),
+    inputs=(TensorSpec("x__0", "float32", (4,)),),
+    outputs=(
+        TensorSpec("logits__0", "float32", (3,), kind=T.LOGITS),
+        TensorSpec("value__1", "float32", (1,), kind=T.VALUE),
+    ),
+    tasks=(T.MULTICLASS, T.REGRESSION),
+    train=TrainDefaults(1, 0.1, 4),
+    bar=0.0,
+)
 
 
 def test_a_module_returning_a_tuple_runs_eagerly_with_every_output():

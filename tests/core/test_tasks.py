@@ -15,21 +15,37 @@ from zeroserve.errors import InputError
 from zeroserve.spec import DataSource, ModelSpec, Split, TensorSpec, TrainDefaults
 
 
-@pytest.mark.parametrize("name,loss", [
-    ("linear", "MSELoss"), ("logistic", "BCELoss"), ("wide_deep", "BCELoss"), ("binary_mlp", "BCELoss"),
-    ("softmax_mnist", "CrossEntropyLoss"), ("cnn_mnist", "NLLLoss"), ("inception_mnist", "NLLLoss"),
-    ("fashion_mlp", "CrossEntropyLoss"), ("hello_rnn", "CrossEntropyLoss per step"), ("name_gru", "CrossEntropyLoss"),
-])
+@pytest.mark.parametrize(
+    "name,loss",
+    [
+        ("linear", "MSELoss"),
+        ("logistic", "BCELoss"),
+        ("wide_deep", "BCELoss"),
+        ("binary_mlp", "BCELoss"),
+        ("softmax_mnist", "CrossEntropyLoss"),
+        ("cnn_mnist", "NLLLoss"),
+        ("inception_mnist", "NLLLoss"),
+        ("fashion_mlp", "CrossEntropyLoss"),
+        ("hello_rnn", "CrossEntropyLoss per step"),
+        ("name_gru", "CrossEntropyLoss"),
+    ],
+)
 def test_each_course_model_trains_with_the_course_loss(name, loss):
     criterion = registry.get(name).loss()
     assert getattr(criterion, "label", type(criterion).__name__) == loss
 
 
-@pytest.mark.parametrize("task,kind,loss", [
-    (T.REGRESSION, T.VALUE, nn.MSELoss), (T.BINARY, T.PROBS, nn.BCELoss), (T.BINARY, T.LOGITS, nn.BCEWithLogitsLoss),
-    (T.MULTICLASS, T.LOGITS, nn.CrossEntropyLoss), (T.MULTICLASS, T.LOG_PROBS, nn.NLLLoss),
-    (T.MULTICLASS, T.PROBS, T.ProbsNLLLoss),
-])
+@pytest.mark.parametrize(
+    "task,kind,loss",
+    [
+        (T.REGRESSION, T.VALUE, nn.MSELoss),
+        (T.BINARY, T.PROBS, nn.BCELoss),
+        (T.BINARY, T.LOGITS, nn.BCEWithLogitsLoss),
+        (T.MULTICLASS, T.LOGITS, nn.CrossEntropyLoss),
+        (T.MULTICLASS, T.LOG_PROBS, nn.NLLLoss),
+        (T.MULTICLASS, T.PROBS, T.ProbsNLLLoss),
+    ],
+)
 def test_the_loss_follows_the_declared_kind_not_the_tensor_name(task, kind, loss):
     assert isinstance(task.loss(kind), loss)
 
@@ -61,10 +77,18 @@ def _probs_spec(**changes) -> ModelSpec:
         x = (np.eye(3)[y][:, :2] * 4 + rng.normal(0, 0.3, (600, 2))).astype(np.float32)
         return Split([x[:500]], y[:500], [x[500:]], y[500:], source="test blobs", rule="first 500 / last 100")
 
-    spec = ModelSpec(name="probs_net", lesson="test", summary="softmax probabilities", build=SoftmaxNet,
-                     data=DataSource("test blobs", (), load), inputs=(TensorSpec("x__0", "float32", (2,)),),
-                     outputs=(TensorSpec("probs__0", "float32", (3,), kind=T.PROBS),), tasks=T.MULTICLASS,
-                     train=TrainDefaults(epochs=30, lr=0.05, batch_size=50), bar=0.9)
+    spec = ModelSpec(
+        name="probs_net",
+        lesson="test",
+        summary="softmax probabilities",
+        build=SoftmaxNet,
+        data=DataSource("test blobs", (), load),
+        inputs=(TensorSpec("x__0", "float32", (2,)),),
+        outputs=(TensorSpec("probs__0", "float32", (3,), kind=T.PROBS),),
+        tasks=T.MULTICLASS,
+        train=TrainDefaults(epochs=30, lr=0.05, batch_size=50),
+        bar=0.9,
+    )
     return dataclasses.replace(spec, **changes)
 
 
@@ -111,7 +135,7 @@ def test_domains_give_valid_random_and_safe_values():
     gru = registry.get("name_gru")
     tokens, lengths = gru.random_inputs(16, np.random.default_rng(3), time=7)
     assert lengths.min() >= 1 and lengths.max() == 7
-    assert all(tokens[i, lengths[i]:].sum() == 0 and tokens[i, :lengths[i]].min() >= 1 for i in range(16))
+    assert all(tokens[i, lengths[i] :].sum() == 0 and tokens[i, : lengths[i]].min() >= 1 for i in range(16))
     safe_tokens, safe_lengths = gru.safe_inputs(2, time=3)
     assert safe_tokens.tolist() == [[0, 0, 0]] * 2 and safe_lengths.tolist() == [1, 1]
     (image,) = registry.get("cnn_mnist").random_inputs(4, np.random.default_rng(0))

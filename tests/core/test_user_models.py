@@ -40,8 +40,10 @@ def example(tmp_path_factory) -> Path:
 def variant(folder: Path, body: str, name: str = "variant.py") -> Path:
     """A model file beside the example that imports it and changes its spec."""
     path = folder / name
-    path.write_text("import dataclasses\nfrom ticket_router import *\n"
-                    "from zeroserve.spec import ModelSpec, TensorSpec\n" + textwrap.dedent(body))
+    path.write_text(
+        "import dataclasses\nfrom ticket_router import *\n"
+        "from zeroserve.spec import ModelSpec, TensorSpec\n" + textwrap.dedent(body)
+    )
     return path
 
 
@@ -69,8 +71,10 @@ def test_model_file_lists_beside_the_course_models_and_resolves_everywhere(examp
 
 def test_env_lists_model_files(example, monkeypatch):
     other = example.parent / "router2.py"
-    other.write_text("import dataclasses\nimport ticket_router\n\ndef zeroserve_models():\n"
-                     "    return [dataclasses.replace(ticket_router.zeroserve_models()[0], name='router2')]\n")
+    other.write_text(
+        "import dataclasses\nimport ticket_router\n\ndef zeroserve_models():\n"
+        "    return [dataclasses.replace(ticket_router.zeroserve_models()[0], name='router2')]\n"
+    )
     monkeypatch.setenv(user_models.ENV, os.pathsep.join([str(example), str(other)]))
     assert {"ticket_router", "router2"} <= set(registry.models())
     result = runner.invoke(app, ["models", "--json"])
@@ -81,61 +85,91 @@ def test_env_lists_model_files(example, monkeypatch):
 BAD = {
     "no function": ("x = 1\n", "does not define zeroserve_models()"),
     "import error": ("x = 1\nimport no_such_module_here\n", "failed to import (line 2): ModuleNotFoundError"),
-    "course name": ("""
+    "course name": (
+        """
         def zeroserve_models():
             return [dataclasses.replace(s, name="cnn_mnist") for s in __import__("ticket_router").zeroserve_models()]
-        """, "model name 'cnn_mnist' is a course model's"),
-    "format suffix": ("""
+        """,
+        "model name 'cnn_mnist' is a course model's",
+    ),
+    "format suffix": (
+        """
         def zeroserve_models():
             return [dataclasses.replace(s, name="router_onnx") for s in __import__("ticket_router").zeroserve_models()]
-        """, "ends in the format suffix _onnx"),
-    "feature width": ("""
+        """,
+        "ends in the format suffix _onnx",
+    ),
+    "feature width": (
+        """
         def zeroserve_models():
             spec = __import__("ticket_router").zeroserve_models()[0]
             wide = lambda b, rng, time: [example_inputs(b, rng, time)[0], np.zeros((b, 9), np.float32)]
             return [dataclasses.replace(spec, example_inputs=wide,
                                         inputs=(spec.inputs[0], TensorSpec("features__1", "float32", (9,))))]
-        """, "does not run through forward"),
-    "example shape": ("""
+        """,
+        "does not run through forward",
+    ),
+    "example shape": (
+        """
         def zeroserve_models():
             spec = __import__("ticket_router").zeroserve_models()[0]
             return [dataclasses.replace(spec, inputs=(spec.inputs[0], TensorSpec("features__1", "float32", (9,))))]
-        """, "example_inputs gave features__1 as float32[2, 6]; its spec is float32[2, 9]"),
-    "output count": ("""
+        """,
+        "example_inputs gave features__1 as float32[2, 6]; its spec is float32[2, 9]",
+    ),
+    "output count": (
+        """
         def zeroserve_models():
             spec = __import__("ticket_router").zeroserve_models()[0]
             return [dataclasses.replace(spec, outputs=spec.outputs[:1], tasks=spec.tasks[:1])]
-        """, "forward returned 2 output(s), the spec declares 1"),
-    "output shape": ("""
+        """,
+        "forward returned 2 output(s), the spec declares 1",
+    ),
+    "output shape": (
+        """
         def zeroserve_models():
             spec = __import__("ticket_router").zeroserve_models()[0]
             return [dataclasses.replace(spec, outputs=(TensorSpec("queue__0", "float32", (5,), kind=LOGITS),
                                                        spec.outputs[1]))]
-        """, "forward returned queue__0 as float32[2, 4]"),
-    "input order": ("""
+        """,
+        "forward returned queue__0 as float32[2, 4]",
+    ),
+    "input order": (
+        """
         def zeroserve_models():
             spec = __import__("ticket_router").zeroserve_models()[0]
             return [dataclasses.replace(spec, example_inputs=None,
                                         inputs=(TensorSpec("features__0", "float32", (6,)),
                                                 TensorSpec("tokens__1", "int64", ("time",))))]
-        """, "input features__0 is at position 0 but forward takes features at position 1"),
-    "tensor name": ("""
+        """,
+        "input features__0 is at position 0 but forward takes features at position 1",
+    ),
+    "tensor name": (
+        """
         def zeroserve_models():
             spec = __import__("ticket_router").zeroserve_models()[0]
             return [dataclasses.replace(spec, inputs=(TensorSpec("tokens", "int64", ("time",)), spec.inputs[1]))]
-        """, "input 'tokens' must be named <name>__0"),
-    "checkpoint misfit": ("""
+        """,
+        "input 'tokens' must be named <name>__0",
+    ),
+    "checkpoint misfit": (
+        """
         import torch
         torch.save(torch.nn.Linear(3, 2).state_dict(), "misfit.pt")
         def zeroserve_models():
             spec = __import__("ticket_router").zeroserve_models()[0]
             return [dataclasses.replace(spec, checkpoint=Path("misfit.pt").resolve())]
-        """, "misfit.pt does not fit the ticket_router architecture"),
-    "missing checkpoint": ("""
+        """,
+        "misfit.pt does not fit the ticket_router architecture",
+    ),
+    "missing checkpoint": (
+        """
         def zeroserve_models():
             spec = __import__("ticket_router").zeroserve_models()[0]
             return [dataclasses.replace(spec, checkpoint=Path("/nonexistent/weights.pt"))]
-        """, "no checkpoint at /nonexistent/weights.pt"),
+        """,
+        "no checkpoint at /nonexistent/weights.pt",
+    ),
 }
 
 
@@ -151,8 +185,10 @@ def test_bad_model_file_is_one_line_exit_2_nothing_written(example, case, monkey
     name = "cnn_mnist" if case == "course name" else "ticket_router"
     artifacts = example.parent / f"artifacts_{path.stem}"
     for command in (["export", name], ["models"], ["client", "check", name]):
-        result = runner.invoke(app, [*command, "--model-file", str(path)]
-                               + (["--artifacts", str(artifacts)] if command[0] != "models" else []))
+        result = runner.invoke(
+            app,
+            [*command, "--model-file", str(path)] + (["--artifacts", str(artifacts)] if command[0] != "models" else []),
+        )
         assert result.exit_code == 2, (case, command, result.output)
         assert message in result.output, (case, result.output)
         assert result.output.count("error:") == 1 and "Traceback" not in result.output
@@ -160,8 +196,9 @@ def test_bad_model_file_is_one_line_exit_2_nothing_written(example, case, monkey
 
 
 def test_missing_model_file(tmp_path):
-    result = runner.invoke(app, ["export", "x", "--model-file", str(tmp_path / "nope.py"),
-                                 "--artifacts", str(tmp_path / "a")])
+    result = runner.invoke(
+        app, ["export", "x", "--model-file", str(tmp_path / "nope.py"), "--artifacts", str(tmp_path / "a")]
+    )
     assert result.exit_code == 2 and f"model file {tmp_path / 'nope.py'} does not exist" in result.output
     assert not (tmp_path / "a").exists()
 
@@ -179,14 +216,22 @@ def test_entry_point_registers_models(example, tmp_path):
     shutil.copy(example, site / "ticket_router.py")
     shutil.copy(example.parent / "ticket_router.pt", site / "ticket_router.pt")
     (site / "router_pkg-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: router-pkg\nVersion: 0.1\n")
+        "Metadata-Version: 2.1\nName: router-pkg\nVersion: 0.1\n"
+    )
     (site / "router_pkg-0.1.dist-info" / "entry_points.txt").write_text(
-        "[zeroserve.models]\nrouter = ticket_router:zeroserve_models\n")
+        "[zeroserve.models]\nrouter = ticket_router:zeroserve_models\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop(user_models.ENV, None)
     (tmp_path / "elsewhere").mkdir()
-    out = subprocess.run([sys.executable, "-m", "zeroserve", "models", "--json"], env=env, capture_output=True,
-                         text=True, timeout=300, cwd=tmp_path / "elsewhere")
+    out = subprocess.run(
+        [sys.executable, "-m", "zeroserve", "models", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path / "elsewhere",
+    )
     assert out.returncode == 0, out.stderr
     mine = {m["name"]: m for m in json.loads(out.stdout)}["ticket_router"]
     assert mine["origin"] == "entry point ticket_router:zeroserve_models"
@@ -231,8 +276,9 @@ def test_a_model_with_training_data_trains_exports_and_checks_on_its_held_out_ro
     split = held_out(registry.get("tiny", [path]), artifacts, tmp_path)
     assert split.source == "generated" and len(split.test_target) == 20
 
-    refused = runner.invoke(app, ["train", "ticket_router", "--model-file", str(example),
-                                  "--artifacts", str(artifacts)])
+    refused = runner.invoke(
+        app, ["train", "ticket_router", "--model-file", str(example), "--artifacts", str(artifacts)]
+    )
     assert refused.exit_code == 2 and "takes its weights from its checkpoint" in refused.output
 
 
@@ -241,8 +287,13 @@ def test_a_module_instance_is_copied_per_build():
     from zeroserve.tasks import REGRESSION, VALUE
 
     module = torch.nn.Linear(2, 1)
-    spec = ModelSpec(name="inst", build=module, tasks=REGRESSION, inputs=(TensorSpec("x__0", "float32", (2,)),),
-                     outputs=(TensorSpec("y__0", "float32", (1,), kind=VALUE),))
+    spec = ModelSpec(
+        name="inst",
+        build=module,
+        tasks=REGRESSION,
+        inputs=(TensorSpec("x__0", "float32", (2,)),),
+        outputs=(TensorSpec("y__0", "float32", (1,), kind=VALUE),),
+    )
     built = spec.build()
     assert built is not module and torch.equal(built.weight, module.weight)
 
@@ -251,10 +302,14 @@ def test_every_command_that_takes_a_model_refuses_a_bad_model_file(example, monk
     monkeypatch.chdir(example.parent)
     path = variant(example.parent, BAD["output count"][0], "bad_everywhere.py")
     nowhere = str(example.parent / "nowhere")
-    for command in (["train", "ticket_router"], ["deploy", "ticket_router", "--repository", nowhere],
-                    ["serve", "--repository", nowhere], ["status", "--repository", nowhere],
-                    ["client", "infer", "ticket_router", "--input", nowhere],
-                    ["client", "perf", "ticket_router", "--http-port", "9", "--grpc-port", "9"]):
+    for command in (
+        ["train", "ticket_router"],
+        ["deploy", "ticket_router", "--repository", nowhere],
+        ["serve", "--repository", nowhere],
+        ["status", "--repository", nowhere],
+        ["client", "infer", "ticket_router", "--input", nowhere],
+        ["client", "perf", "ticket_router", "--http-port", "9", "--grpc-port", "9"],
+    ):
         result = runner.invoke(app, [*command, "--model-file", str(path)])
         assert result.exit_code == 2 and BAD["output count"][1] in result.output, (command, result.output)
     assert not (example.parent / "nowhere").exists() and not (example.parent / "artifacts").exists()
@@ -274,8 +329,20 @@ def test_a_broken_model_file_is_one_line_and_the_rest_are_listed(example, tmp_pa
 def test_no_data_folder_warning_for_a_model_that_reads_no_data(example, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/ here
     monkeypatch.delenv("ZEROSERVE_DATA_DIR", raising=False)
-    result = runner.invoke(app, ["export", "ticket_router", "--model-file", str(example), "--artifacts",
-                                 str(tmp_path / "art"), "--format", "onnx", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "ticket_router",
+            "--model-file",
+            str(example),
+            "--artifacts",
+            str(tmp_path / "art"),
+            "--format",
+            "onnx",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "data folder" not in result.stderr
     course = runner.invoke(app, ["train", "linear", "--epochs", "1", "--artifacts", str(tmp_path / "art")])
@@ -295,12 +362,19 @@ def test_version_is_a_plain_flag_in_help():
     assert "<bool>" not in line and "Print the version" in line
 
 
-TWO_HEADS = TINY.replace(
-    "build=torch.nn.Linear(3, 1), tasks=REGRESSION, bar=0.5,",
-    "build=TwoHeads, tasks=(REGRESSION, BINARY), bar=0.5,").replace(
-    "outputs=(TensorSpec(\"y__0\", \"float32\", (1,), kind=VALUE),),",
-    "outputs=(TensorSpec(\"y__0\", \"float32\", (1,), kind=VALUE), TensorSpec(\"flag__1\", \"float32\", (1,), "
-    "kind=PROBS)),").replace("from zeroserve.tasks import REGRESSION, VALUE", """from zeroserve.tasks import BINARY, PROBS, REGRESSION, VALUE
+TWO_HEADS = (
+    TINY.replace(
+        "build=torch.nn.Linear(3, 1), tasks=REGRESSION, bar=0.5,",
+        "build=TwoHeads, tasks=(REGRESSION, BINARY), bar=0.5,",
+    )
+    .replace(
+        'outputs=(TensorSpec("y__0", "float32", (1,), kind=VALUE),),',
+        'outputs=(TensorSpec("y__0", "float32", (1,), kind=VALUE), TensorSpec("flag__1", "float32", (1,), '
+        "kind=PROBS)),",
+    )
+    .replace(
+        "from zeroserve.tasks import REGRESSION, VALUE",
+        """from zeroserve.tasks import BINARY, PROBS, REGRESSION, VALUE
 
 class TwoHeads(torch.nn.Module):
     def __init__(self):
@@ -309,7 +383,10 @@ class TwoHeads(torch.nn.Module):
 
     def forward(self, x):
         return self.y(x), torch.sigmoid(self.flag(x))
-""").replace('name="tiny"', 'name="two_heads"')
+""",
+    )
+    .replace('name="tiny"', 'name="two_heads"')
+)
 
 
 def test_an_output_training_leaves_untrained_is_named_in_one_line(tmp_path):

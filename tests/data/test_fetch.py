@@ -38,7 +38,7 @@ def learnable_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     labels = rng.integers(0, 10, n)
     images = rng.integers(0, 60, (n, 28, 28))
     for i, k in enumerate(labels):
-        images[i, 2 + 2 * k: 4 + 2 * k, 4:24] = 250
+        images[i, 2 + 2 * k : 4 + 2 * k, 4:24] = 250
     return images, labels
 
 
@@ -124,7 +124,8 @@ def test_fetch_all_from_a_mirror_then_nothing_again(mirror, tmp_path):
     for cls in ("MNIST", "FashionMNIST"):
         for name in IDX:  # laid out as torchvision reads them: the .gz and the decompressed file
             assert (target / cls / "raw" / name).read_bytes() == gzip.decompress(
-                (mirror.root / cls / "raw" / f"{name}.gz").read_bytes())
+                (mirror.root / cls / "raw" / f"{name}.gz").read_bytes()
+            )
             assert (target / cls / "raw" / f"{name}.gz").is_file()
     assert not list(target.glob(F.TEMP_PREFIX + "*"))
     from torchvision.datasets import FashionMNIST
@@ -194,8 +195,9 @@ def test_cli_offline_exits_3_with_a_clear_message(tmp_path):
     with socket.socket() as s:  # a port nobody listens on: connection refused, as when offline
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    res = CliRunner().invoke(app, ["data", "fetch", "all", "--data-dir", str(tmp_path / "d"),
-                                   "--source", f"http://127.0.0.1:{port}"])
+    res = CliRunner().invoke(
+        app, ["data", "fetch", "all", "--data-dir", str(tmp_path / "d"), "--source", f"http://127.0.0.1:{port}"]
+    )
     assert res.exit_code == 3, res.output
     assert "could not download" in res.output and "--source" in res.output
     assert not (tmp_path / "d").exists()
@@ -214,8 +216,9 @@ def test_fashion_mlp_trains_on_fetched_fashion_mnist(mirror, tmp_path, monkeypat
     sums.write_text(json.dumps(mirror.checksums))
     target = tmp_path / "data"
     monkeypatch.setenv(F.MIRROR_ENV, mirror.url)
-    res = CliRunner().invoke(app, ["data", "fetch", "fashion_mlp", "--data-dir", str(target), "--checksums",
-                                   str(sums), "--json"])
+    res = CliRunner().invoke(
+        app, ["data", "fetch", "fashion_mlp", "--data-dir", str(target), "--checksums", str(sums), "--json"]
+    )
     assert res.exit_code == 0, res.output
     assert [r["state"] for r in json.loads(res.stdout)["datasets"]] == ["fetched"]
     rec = train_model(registry.get("fashion_mlp"), target, tmp_path / "artifacts", epochs=3)
@@ -244,8 +247,11 @@ def test_status_shows_each_models_data_source(tmp_path):
     train_model(registry.get("linear"), tmp_path / "data", tmp_path / "artifacts", epochs=1)
     rows = {r["model"]: r["data"] for r in collect_status(tmp_path / "artifacts", tmp_path / "repo", None)["models"]}
     assert rows["linear"]["from"] == "train.json" and rows["linear"]["source"].startswith("inline")
-    assert rows["fashion_mlp"] == {"source": registry.get("fashion_mlp").data.description, "note": "",
-                                   "from": "registry"}
+    assert rows["fashion_mlp"] == {
+        "source": registry.get("fashion_mlp").data.description,
+        "note": "",
+        "from": "registry",
+    }
 
 
 def test_a_verified_gz_is_unpacked_again_without_a_download(mirror, tmp_path):
@@ -267,8 +273,9 @@ def test_idx_sets_follow_torchvisions_own_mirrors_and_md5_table(mirror, tmp_path
     raw = mirror.root / "FashionMNIST" / "raw"
     monkeypatch.delenv(F.MIRROR_ENV, raising=False)
     monkeypatch.setattr(FashionMNIST, "mirrors", [mirror.url + "FashionMNIST/raw/"])
-    monkeypatch.setattr(FashionMNIST, "resources", [
-        (f"{n}.gz", hashlib.md5((raw / f"{n}.gz").read_bytes()).hexdigest()) for n in IDX])
+    monkeypatch.setattr(
+        FashionMNIST, "resources", [(f"{n}.gz", hashlib.md5((raw / f"{n}.gz").read_bytes()).hexdigest()) for n in IDX]
+    )
     [row] = F.fetch(["fashion-mnist"], tmp_path / "data")
     assert row["state"] == "fetched" and len(row["files"]) == 8
     assert len(FashionMNIST(root=str(tmp_path / "data"), train=False, download=False)) == 200
@@ -329,12 +336,15 @@ def test_a_mirror_folder_or_file_url_is_fetched_verified_and_renamed_into_place(
     sums.write_text(json.dumps(mirror.checksums))
     source = str(mirror.root) if form == "folder" else mirror.root.resolve().as_uri()
     target = tmp_path / "data"
-    res = CliRunner().invoke(app, ["data", "fetch", "mnist", "--data-dir", str(target), "--source", source,
-                                   "--checksums", str(sums)])
+    res = CliRunner().invoke(
+        app, ["data", "fetch", "mnist", "--data-dir", str(target), "--source", source, "--checksums", str(sums)]
+    )
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output
     for name in IDX:
-        assert (target / "MNIST" / "raw" / f"{name}.gz").read_bytes() == (mirror.root / "MNIST/raw" / f"{name}.gz").read_bytes()
+        assert (target / "MNIST" / "raw" / f"{name}.gz").read_bytes() == (
+            mirror.root / "MNIST/raw" / f"{name}.gz"
+        ).read_bytes()
         assert (target / "MNIST" / "raw" / name).is_file()
     assert not [p for p in target.iterdir() if p.name.startswith(F.TEMP_PREFIX)]
     assert mirror.requests == []  # read from the folder, not through the HTTP server
@@ -348,8 +358,9 @@ def test_a_corrupted_file_in_a_mirror_folder_is_refused_with_nothing_left_behind
     sums.write_text(json.dumps(mirror.checksums))
     source = str(mirror.root) if form == "folder" else mirror.root.resolve().as_uri()
     target = tmp_path / "data"
-    res = CliRunner().invoke(app, ["data", "fetch", "mnist", "--data-dir", str(target), "--source", source,
-                                   "--checksums", str(sums)])
+    res = CliRunner().invoke(
+        app, ["data", "fetch", "mnist", "--data-dir", str(target), "--source", source, "--checksums", str(sums)]
+    )
     assert res.exit_code == 1, res.output
     assert "checksum mismatch" in res.output and "Traceback" not in res.output
     assert leftovers(target) == []

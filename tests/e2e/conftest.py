@@ -64,15 +64,15 @@ def pick_free_ports(n: int = 3, host: str = "127.0.0.1") -> list[int]:
             s.close()
 
 
-def launch(repository: Path, models: list[str] | None = None, artifacts: Path | None = None,
-           **options) -> Endpoints:
+def launch(repository: Path, models: list[str] | None = None, artifacts: Path | None = None, **options) -> Endpoints:
     """Start the embedded engine on free ports and describe it."""
     from zeroserve.serve.server import start_server
 
     http, grpc, metrics = pick_free_ports()
     server = start_server(repository, models, http_port=http, grpc_port=grpc, metrics_port=metrics, **options)
-    return Endpoints("127.0.0.1", http, grpc, metrics, list(server.state["models"]), server.pid,
-                     artifacts, Path(repository), server)
+    return Endpoints(
+        "127.0.0.1", http, grpc, metrics, list(server.state["models"]), server.pid, artifacts, Path(repository), server
+    )
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +102,9 @@ def deployed_repository(exported, tmp_path_factory) -> Path:
     artifacts, recs = exported
     repository = tmp_path_factory.mktemp("model_repository")
     for name, spec in registry.REGISTRY.items():
-        formats = tuple(f for f, entry in recs.get(name, {}).get("formats", {}).items() if entry.get("status") == "PASS")
+        formats = tuple(
+            f for f, entry in recs.get(name, {}).get("formats", {}).items() if entry.get("status") == "PASS"
+        )
         if formats:
             deploy_model(spec, artifacts, repository, formats=formats)
     return repository

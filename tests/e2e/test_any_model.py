@@ -53,11 +53,16 @@ def _blend_onnx() -> bytes:
     graph = helper.make_graph(
         [helper.make_node("Mul", ["x", "two"], ["y"]), helper.make_node("ReduceSum", ["k", "axes"], ["s"], keepdims=1)],
         "blend",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time"]),
-         helper.make_tensor_value_info("k", TensorProto.INT64, ["batch", 3])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "time"]),
-         helper.make_tensor_value_info("s", TensorProto.INT64, ["batch", 1])],
-        initializer=[two, axes])
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "time"]),
+            helper.make_tensor_value_info("k", TensorProto.INT64, ["batch", 3]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "time"]),
+            helper.make_tensor_value_info("s", TensorProto.INT64, ["batch", 1]),
+        ],
+        initializer=[two, axes],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
 
 
@@ -66,9 +71,13 @@ def _flat_onnx() -> bytes:
     from onnx import TensorProto, helper
 
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [0])
-    graph = helper.make_graph([helper.make_node("ReduceSum", ["v", "axes"], ["w"], keepdims=0)], "flat",
-                              [helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 3])],
-                              [helper.make_tensor_value_info("w", TensorProto.FLOAT, [3])], initializer=[axes])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["v", "axes"], ["w"], keepdims=0)],
+        "flat",
+        [helper.make_tensor_value_info("v", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("w", TensorProto.FLOAT, [3])],
+        initializer=[axes],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
 
 
@@ -84,9 +93,12 @@ def _tag_onnx() -> bytes:
     """t = s: strings in, the same strings out (BYTES on the wire)."""
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["s"], ["t"])], "tag",
-                              [helper.make_tensor_value_info("s", TensorProto.STRING, ["batch", 2])],
-                              [helper.make_tensor_value_info("t", TensorProto.STRING, ["batch", 2])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["t"])],
+        "tag",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, ["batch", 2])],
+        [helper.make_tensor_value_info("t", TensorProto.STRING, ["batch", 2])],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
 
 
@@ -95,9 +107,13 @@ def _double_onnx(batch="batch") -> bytes:
     from onnx import TensorProto, helper
 
     two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
-    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "double",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])], initializer=[two])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"])],
+        "double",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])],
+        initializer=[two],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
 
 
@@ -115,9 +131,13 @@ def any_server(tmp_path_factory, serve_cache, free_ports):
     _folder(repo, "blend", BLEND_CONFIG, {"model.onnx": _blend_onnx()})
     _folder(repo, "flat", FLAT_CONFIG, {"net.onnx": _flat_onnx()})
     _folder(repo, "tag", TAG_CONFIG, {"model.onnx": _tag_onnx()})
-    _folder(repo, "saved_tf", 'name: "saved_tf"\nplatform: "tensorflow_savedmodel"\nmax_batch_size: 4\n'
-            'input { name: "a" data_type: TYPE_FP32 dims: [ 1 ] }\noutput { name: "b" data_type: TYPE_FP32 dims: [ 1 ] }\n',
-            {"model.savedmodel": b""})
+    _folder(
+        repo,
+        "saved_tf",
+        'name: "saved_tf"\nplatform: "tensorflow_savedmodel"\nmax_batch_size: 4\n'
+        'input { name: "a" data_type: TYPE_FP32 dims: [ 1 ] }\noutput { name: "b" data_type: TYPE_FP32 dims: [ 1 ] }\n',
+        {"model.savedmodel": b""},
+    )
     _folder(repo, "no_file", BLEND_CONFIG.replace('"blend"', '"no_file"'), {})
     _folder(repo, "junk", BLEND_CONFIG.replace('"blend"', '"junk"'), {"model.onnx": b"\x08junk, not a graph"})
     _folder(repo, "auto", None, {"model.onnx": _double_onnx()})  # Triton's auto-complete, as a user relies on
@@ -128,10 +148,12 @@ def any_server(tmp_path_factory, serve_cache, free_ports):
     from zeroserve.serve.server import start_server
 
     http, grpc, metrics = free_ports()
-    server = start_server(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                          allow_client_shm=True)  # the BYTES-in-shared-memory perf test
-    yield SimpleNamespace(host="127.0.0.1", http_port=http, grpc_port=grpc, models=list(server.state["models"]),
-                          handle=server)
+    server = start_server(
+        repo, http_port=http, grpc_port=grpc, metrics_port=metrics, allow_client_shm=True
+    )  # the BYTES-in-shared-memory perf test
+    yield SimpleNamespace(
+        host="127.0.0.1", http_port=http, grpc_port=grpc, models=list(server.state["models"]), handle=server
+    )
     server.stop()
 
 
@@ -185,16 +207,37 @@ def test_configs_without_tensors_are_completed_from_the_onnx_graph_as_triton_doe
     assert "dynamic_batching" in configs["auto"] and "dynamic_batching" in configs["auto_mbs"]
     assert "dynamic_batching" not in configs["auto_fixed"]
     for name, batch in (("auto", 3), ("auto_fixed", None)):
-        r = cli("infer", name, "--generate", "zero", *(["--batch-size", str(batch)] if batch else []),
-                "--protocol", protocol, *ports(any_server), "--json")
+        r = cli(
+            "infer",
+            name,
+            "--generate",
+            "zero",
+            *(["--batch-size", str(batch)] if batch else []),
+            "--protocol",
+            protocol,
+            *ports(any_server),
+            "--json",
+        )
         assert r.exit_code == 0, r.output
         assert np.array(json.loads(r.stdout)["outputs"]["y"]).shape == ((3, 3) if batch else (2, 3))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_infer_by_triton_name_with_shape(any_server, protocol):
-    r = cli("infer", "blend", "--generate", "random", "--shape", "x:5", "--batch-size", "3", "--protocol", protocol,
-            *ports(any_server), "--json")
+    r = cli(
+        "infer",
+        "blend",
+        "--generate",
+        "random",
+        "--shape",
+        "x:5",
+        "--batch-size",
+        "3",
+        "--protocol",
+        protocol,
+        *ports(any_server),
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["resolved"] == "server" and out["inputs"] == {"x": [3, 5], "k": [3, 3]}
@@ -206,11 +249,18 @@ def test_infer_by_triton_name_with_shape(any_server, protocol):
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_infer_reads_perf_analyzer_json(any_server, tmp_path, protocol):
     k = np.array([4, 5, 6], np.int64)
-    data = {"data": [
-        {"x": {"content": [1.0, 2.0, 3.0, 4.0], "shape": [4]}, "k": [1, 2, 3]},
-        {"x": {"b64": base64.b64encode(np.array([0.5, 1.5, 2.5, 3.5], np.float32).tobytes()).decode(),
-               "shape": [4]}, "k": {"b64": base64.b64encode(k.tobytes()).decode()}},
-    ]}
+    data = {
+        "data": [
+            {"x": {"content": [1.0, 2.0, 3.0, 4.0], "shape": [4]}, "k": [1, 2, 3]},
+            {
+                "x": {
+                    "b64": base64.b64encode(np.array([0.5, 1.5, 2.5, 3.5], np.float32).tobytes()).decode(),
+                    "shape": [4],
+                },
+                "k": {"b64": base64.b64encode(k.tobytes()).decode()},
+            },
+        ]
+    }
     path = tmp_path / "data.json"
     path.write_text(json.dumps(data))
     r = cli("infer", "blend", "--input", str(path), "--protocol", protocol, *ports(any_server), "--json")
@@ -225,8 +275,7 @@ def test_infer_reads_perf_analyzer_json(any_server, tmp_path, protocol):
     assert r.exit_code == 0 and json.loads(r.stdout)["validated"] == 6, r.output
     data["validation_data"][1]["s"] = [16]
     path.write_text(json.dumps(data))
-    r = cli("perf", "blend", "--input-data", str(path), "--batch-size", "2", "--protocol", protocol,
-            *ports(any_server))
+    r = cli("perf", "blend", "--input-data", str(path), "--batch-size", "2", "--protocol", protocol, *ports(any_server))
     assert r.exit_code == 1 and "output s of row 1 differs" in r.output
 
 
@@ -240,15 +289,41 @@ def test_infer_unbatched_model_with_npy(any_server, tmp_path):
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_bytes_model_random_infer_and_perf(any_server, protocol):
-    r = cli("infer", "tag", "--generate", "random", "--batch-size", "2", "--protocol", protocol, *ports(any_server),
-            "--json")
+    r = cli(
+        "infer",
+        "tag",
+        "--generate",
+        "random",
+        "--batch-size",
+        "2",
+        "--protocol",
+        protocol,
+        *ports(any_server),
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     t = json.loads(r.stdout)["outputs"]["t"]
     assert len(t) == 2 and all(len(v) == 16 and v.isalpha() for row in t for v in row)
     # BYTES in registered shared memory too (Triton's length-prefixed serialization sizes the regions)
-    r = cli("perf", "tag", "--input", "zero", "--protocol", protocol, "--shared-memory", "system", "--window", "0.2",
-            "--warmup", "0.1",
-            "--max-trials", "3", "--allow-unstable", *ports(any_server), "--json")
+    r = cli(
+        "perf",
+        "tag",
+        "--input",
+        "zero",
+        "--protocol",
+        protocol,
+        "--shared-memory",
+        "system",
+        "--window",
+        "0.2",
+        "--warmup",
+        "0.1",
+        "--max-trials",
+        "3",
+        "--allow-unstable",
+        *ports(any_server),
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["levels"][0]["failed"] == 0
 
@@ -257,9 +332,31 @@ def test_bytes_model_random_infer_and_perf(any_server, protocol):
 def test_perf_by_triton_name_count_windows(any_server, protocol, tmp_path):
     path = tmp_path / "data.json"
     path.write_text(json.dumps({"data": [{"x": [1.0, 2.0, 3.0], "k": [1, 2, 3]}]}))
-    r = cli("perf", "blend", "--protocol", protocol, "--input-data", str(path), "--shape", "x:3", "--batch-size", "2",
-            "--measurement-mode", "count_windows", "--measurement-request-count", "20", "--window", "0.1",
-            "--warmup", "0.1", "--max-trials", "4", "--allow-unstable", *ports(any_server), "--json")
+    r = cli(
+        "perf",
+        "blend",
+        "--protocol",
+        protocol,
+        "--input-data",
+        str(path),
+        "--shape",
+        "x:3",
+        "--batch-size",
+        "2",
+        "--measurement-mode",
+        "count_windows",
+        "--measurement-request-count",
+        "20",
+        "--window",
+        "0.1",
+        "--warmup",
+        "0.1",
+        "--max-trials",
+        "4",
+        "--allow-unstable",
+        *ports(any_server),
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     rec = json.loads(r.stdout)
     assert rec["triton_model"] == "blend" and rec["resolved"] == "server"
@@ -274,28 +371,83 @@ def test_perf_sends_perf_analyzer_entries_round_robin(any_server, tmp_path, prot
     """Entries of different shapes are different requests, each checked against its own reference answer:
     a request checked against another's answer would fail (its outputs differ in shape and size)."""
     path = tmp_path / "var.json"
-    path.write_text(json.dumps({"data": [
-        {"x": {"content": [1.0, 2.0], "shape": [2]}, "k": [1, 2, 3]},
-        {"x": {"content": [1.0] * 6, "shape": [6]}, "k": [4, 5, 6]},
-        {"x": {"content": [3.0] * 5, "shape": [5]}, "k": [0, 0, 0]}],
-        "validation_data": [{"s": [6]}, {"s": [15]}, {"y": [6.0] * 5}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "data": [
+                    {"x": {"content": [1.0, 2.0], "shape": [2]}, "k": [1, 2, 3]},
+                    {"x": {"content": [1.0] * 6, "shape": [6]}, "k": [4, 5, 6]},
+                    {"x": {"content": [3.0] * 5, "shape": [5]}, "k": [0, 0, 0]},
+                ],
+                "validation_data": [{"s": [6]}, {"s": [15]}, {"y": [6.0] * 5}],
+            }
+        )
+    )
     for concurrency in ("1", "3"):  # gRPC at 1: the blocking-call loop; at 3: asyncio
-        r = cli("perf", "blend", "--input-data", str(path), "--protocol", protocol, "--concurrency", concurrency,
-                "--window", "0.2", "--warmup", "0.1", "--max-trials", "3", "--allow-unstable", *ports(any_server),
-                "--json")
+        r = cli(
+            "perf",
+            "blend",
+            "--input-data",
+            str(path),
+            "--protocol",
+            protocol,
+            "--concurrency",
+            concurrency,
+            "--window",
+            "0.2",
+            "--warmup",
+            "0.1",
+            "--max-trials",
+            "3",
+            "--allow-unstable",
+            *ports(any_server),
+            "--json",
+        )
         assert r.exit_code == 0, r.output
         rec = json.loads(r.stdout)
         assert rec["input_requests"] == 3 and any("round-robin as 3 distinct" in n for n in rec["notes"])
         assert rec["levels"][0]["ok"] >= 3 and rec["levels"][0]["failed"] == 0
-    r = cli("perf", "blend", "--input-data", str(path), "--protocol", protocol, "--request-rate", "200",
-            "--window", "0.2", "--warmup", "0.1", "--max-trials", "3", "--allow-unstable", *ports(any_server), "--json")
+    r = cli(
+        "perf",
+        "blend",
+        "--input-data",
+        str(path),
+        "--protocol",
+        protocol,
+        "--request-rate",
+        "200",
+        "--window",
+        "0.2",
+        "--warmup",
+        "0.1",
+        "--max-trials",
+        "3",
+        "--allow-unstable",
+        *ports(any_server),
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["levels"][0]["failed"] == 0
 
 
 def test_perf_random_with_shape_time_windows(any_server):
-    r = cli("perf", "blend", "--input", "zero", "--shape", "x:7", "--window", "0.2", "--warmup", "0.1",
-            "--max-trials", "3", "--allow-unstable", *ports(any_server), "--json")
+    r = cli(
+        "perf",
+        "blend",
+        "--input",
+        "zero",
+        "--shape",
+        "x:7",
+        "--window",
+        "0.2",
+        "--warmup",
+        "0.1",
+        "--max-trials",
+        "3",
+        "--allow-unstable",
+        *ports(any_server),
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     rec = json.loads(r.stdout)
     assert rec["shapes"] == {"x": [7]} and rec["levels"][0]["ok"] > 0 and rec["levels"][0]["failed"] == 0

@@ -31,8 +31,7 @@ def cli(*args: str):
 
 
 def ports(endpoints) -> list[str]:
-    return ["--host", endpoints.host, "--http-port", str(endpoints.http_port),
-            "--grpc-port", str(endpoints.grpc_port)]
+    return ["--host", endpoints.host, "--http-port", str(endpoints.http_port), "--grpc-port", str(endpoints.grpc_port)]
 
 
 def endpoint(endpoints) -> Endpoint:
@@ -54,8 +53,9 @@ def need(endpoints, *names: str) -> None:
 
 
 def test_check_passes_on_every_served_model(server, data_dir):
-    result = cli("check", "all", *ports(server), "--artifacts", str(server.artifacts), "--data-dir", str(data_dir),
-                 "--json")
+    result = cli(
+        "check", "all", *ports(server), "--artifacts", str(server.artifacts), "--data-dir", str(data_dir), "--json"
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     rows = [r for m in report["models"] for r in m["rows"]]
@@ -87,8 +87,15 @@ def test_check_fails_on_a_server_serving_another_seeds_weights(other_seed_server
     assert res["status"] == "FAIL"
     assert len(res["rows"]) == 4 and all(r["status"] == "FAIL" for r in res["rows"])
     assert all(r["outside_tolerance"] > 0 and r["max_abs"] > 1e-5 for r in res["rows"])
-    result = cli("check", "hello_rnn", *ports(other_seed_server), "--artifacts", str(server.artifacts),
-                 "--data-dir", str(data_dir))
+    result = cli(
+        "check",
+        "hello_rnn",
+        *ports(other_seed_server),
+        "--artifacts",
+        str(server.artifacts),
+        "--data-dir",
+        str(data_dir),
+    )
     assert result.exit_code == 1
     assert "4 of 4 served model checks failed" in result.output
 
@@ -110,8 +117,9 @@ def test_infer_text_decodes_names_and_hello(server):
     assert result.exit_code == 0, result.output
     hello = load_trained(registry.get("hello_rnn"), server.artifacts)
     hello_spec = registry.get("hello_rnn")
-    expected = "".join(hello_spec.labels[i] for i in eager_outputs(hello, hello_spec.encode("hihell", "text"))[0][0]
-                       .argmax(-1))
+    expected = "".join(
+        hello_spec.labels[i] for i in eager_outputs(hello, hello_spec.encode("hihell", "text"))[0][0].argmax(-1)
+    )
     assert json.loads(result.stdout)["meaning"] == [{"text": expected}]
 
 
@@ -137,8 +145,18 @@ def test_a_triton_name_with_a_format_suffix_is_the_registry_model(server, tmp_pa
     """`name_gru_torchscript` resolves to the registry entry (decoding, its spec's checks) in that format;
     --shape fixes its dynamic time axis, and perf_analyzer's JSON input data reads in the spec's tensors."""
     need(server, "name_gru")
-    result = cli("infer", "name_gru_torchscript", "--generate", "zero", "--shape", "tokens__0:6", "--batch-size", "2",
-                 *ports(server), "--json")
+    result = cli(
+        "infer",
+        "name_gru_torchscript",
+        "--generate",
+        "zero",
+        "--shape",
+        "tokens__0:6",
+        "--batch-size",
+        "2",
+        *ports(server),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["resolved"] == "triton name" and out["triton_model"] == "name_gru_torchscript"
@@ -166,7 +184,7 @@ def _well_formed(level: dict, concurrency: int | None = None) -> None:
     assert level["p50_ms"] <= level["p90_ms"] <= level["p95_ms"] <= level["p99_ms"] <= level["max_ms"]
     assert 0 < level["mean_ms"] <= level["max_ms"]
     assert level["requests"] == level["ok"] + level["failed"] > 0
-    used = level["windows"][-level["windows_used"]:]
+    used = level["windows"][-level["windows_used"] :]
     assert sum(w["requests"] for w in used) == level["requests"]
     assert level["failed"] == 0 and level["throughput"] > 0
     split = level["server"]
@@ -179,9 +197,25 @@ def _well_formed(level: dict, concurrency: int | None = None) -> None:
 
 def test_perf_short_closed_loop_run_is_well_formed(server, tmp_path):
     need(server, "cnn_mnist")
-    result = cli("perf", "cnn_mnist", "--concurrency", "1,4", "--window", "0.5", "--warmup", "0.2",
-                 "--max-trials", "3", "--allow-unstable", *ports(server), "--json", "--report", str(tmp_path / "rep"),
-                 "--csv", str(tmp_path / "levels.csv"))
+    result = cli(
+        "perf",
+        "cnn_mnist",
+        "--concurrency",
+        "1,4",
+        "--window",
+        "0.5",
+        "--warmup",
+        "0.2",
+        "--max-trials",
+        "3",
+        "--allow-unstable",
+        *ports(server),
+        "--json",
+        "--report",
+        str(tmp_path / "rep"),
+        "--csv",
+        str(tmp_path / "levels.csv"),
+    )
     assert result.exit_code == 0, result.output
     rec = json.loads(result.stdout)
     assert [lv["concurrency"] for lv in rec["levels"]] == [1, 4]
@@ -197,9 +231,20 @@ def test_perf_short_closed_loop_run_is_well_formed(server, tmp_path):
 def test_perf_open_loop_shared_memory_and_two_urls(server):
     need(server, "name_gru")
     spec = registry.get("name_gru")
-    rec = run_perf(spec, endpoint(server), request_rate=[150.0], distribution="poisson", batch_size=4,
-                   input_mode="random", shared_memory="system", window_s=0.5, warmup_s=0.2, max_trials=3,
-                   allow_unstable=True, urls=[server.grpc_url, server.grpc_url])
+    rec = run_perf(
+        spec,
+        endpoint(server),
+        request_rate=[150.0],
+        distribution="poisson",
+        batch_size=4,
+        input_mode="random",
+        shared_memory="system",
+        window_s=0.5,
+        warmup_s=0.2,
+        max_trials=3,
+        allow_unstable=True,
+        urls=[server.grpc_url, server.grpc_url],
+    )
     (lv,) = rec["levels"]
     _well_formed(lv)
     assert lv["request_rate"] == 150.0 and lv["achieved_rate"] > 0 and "rate_kept" in lv
@@ -213,8 +258,16 @@ def test_perf_spreads_load_over_two_servers(server, start_server, deployed_repos
     need(server, "linear")
     second = start_server(deployed_repository, ["linear"])
     before = [Client(endpoint(s), "grpc").statistics("linear_onnx")["success_count"] for s in (server, second)]
-    rec = run_perf(registry.get("linear"), endpoint(server), concurrency=[4], window_s=0.3, warmup_s=0.1,
-                   max_trials=3, allow_unstable=True, urls=[server.grpc_url, second.grpc_url])
+    rec = run_perf(
+        registry.get("linear"),
+        endpoint(server),
+        concurrency=[4],
+        window_s=0.3,
+        warmup_s=0.1,
+        max_trials=3,
+        allow_unstable=True,
+        urls=[server.grpc_url, second.grpc_url],
+    )
     after = [Client(endpoint(s), "grpc").statistics("linear_onnx")["success_count"] for s in (server, second)]
     lv = rec["levels"][0]
     _well_formed(lv, 4)
@@ -227,8 +280,16 @@ def test_perf_from_two_worker_processes(server):
     import multiprocessing
 
     need(server, "cnn_mnist")
-    rec = run_perf(registry.get("cnn_mnist"), endpoint(server), concurrency=[3], workers=2, window_s=0.4,
-                   warmup_s=0.2, max_trials=3, allow_unstable=True)
+    rec = run_perf(
+        registry.get("cnn_mnist"),
+        endpoint(server),
+        concurrency=[3],
+        workers=2,
+        window_s=0.4,
+        warmup_s=0.2,
+        max_trials=3,
+        allow_unstable=True,
+    )
     _well_formed(rec["levels"][0], 3)
     assert rec["workers"] == 2 and any("2 worker processes" in n for n in rec["notes"])
     assert not [p for p in multiprocessing.active_children() if p.name == "zeroserve-load"]
@@ -236,9 +297,20 @@ def test_perf_from_two_worker_processes(server):
 
 def test_perf_over_http_with_sample_input(server, data_dir):
     need(server, "wide_deep")
-    rec = run_perf(registry.get("wide_deep"), endpoint(server), protocol="http", concurrency=[2],
-                   input_mode="sample", data_dir=data_dir, batch_size=8, window_s=0.4, warmup_s=0.2,
-                   max_trials=3, allow_unstable=True, fmt="torchscript")
+    rec = run_perf(
+        registry.get("wide_deep"),
+        endpoint(server),
+        protocol="http",
+        concurrency=[2],
+        input_mode="sample",
+        data_dir=data_dir,
+        batch_size=8,
+        window_s=0.4,
+        warmup_s=0.2,
+        max_trials=3,
+        allow_unstable=True,
+        fmt="torchscript",
+    )
     _well_formed(rec["levels"][0], 2)
 
 
@@ -273,8 +345,21 @@ def test_a_request_the_server_refuses_is_rejected_not_unreachable(server, protoc
 def test_perf_level_that_never_stabilises_exits_4_with_its_last_windows(server):
     need(server, "linear")
     # three windows never agree to within a millionth: the level cannot stabilise in 3 trials
-    result = cli("perf", "linear", "--concurrency", "1", "--window", "0.2", "--warmup", "0.1", "--max-trials", "3",
-                 "--stability", "0.000001", *ports(server))
+    result = cli(
+        "perf",
+        "linear",
+        "--concurrency",
+        "1",
+        "--window",
+        "0.2",
+        "--warmup",
+        "0.1",
+        "--max-trials",
+        "3",
+        "--stability",
+        "0.000001",
+        *ports(server),
+    )
     assert result.exit_code == 4, result.output
     assert "concurrency 1 did not stabilise" in result.output and "last throughput" in result.output
     assert "Traceback" not in result.output

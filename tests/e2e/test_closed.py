@@ -51,8 +51,10 @@ def _refused(call, s, protocol: str, api: str) -> None:
     if protocol == "http":
         assert exc.status() == "403", (exc.status(), exc.message())
     else:
-        assert exc.status() == "StatusCode.UNAVAILABLE" and "This protocol is restricted" in exc.message(), \
-            (exc.status(), exc.message())
+        assert exc.status() == "StatusCode.UNAVAILABLE" and "This protocol is restricted" in exc.message(), (
+            exc.status(),
+            exc.message(),
+        )
     err = translate(exc, s.http_url if protocol == "http" else s.grpc_url, protocol, api=api)
     assert isinstance(err, ApiRestricted) and err.exit_code == 2 and api in str(err), str(err)
 
@@ -66,15 +68,43 @@ def _answers(s, protocol: str) -> bool:
 
 
 def _cli(*args: str, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "250", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "250", **env},
+    )
 
 
 def _perf(s, protocol: str, *extra: str, **env) -> subprocess.CompletedProcess:
     """A small bounded load on loopback: concurrency 1, short windows."""
-    return _cli("client", "perf", "linear", "--host", s.host, "--http-port", str(s.http_port), "--grpc-port",
-                str(s.grpc_port), "--protocol", protocol, "--shared-memory", "system", "--concurrency", "1",
-                "--window", "0.3", "--warmup", "0.1", "--max-trials", "3", "--allow-unstable", *extra, **env)
+    return _cli(
+        "client",
+        "perf",
+        "linear",
+        "--host",
+        s.host,
+        "--http-port",
+        str(s.http_port),
+        "--grpc-port",
+        str(s.grpc_port),
+        "--protocol",
+        protocol,
+        "--shared-memory",
+        "system",
+        "--concurrency",
+        "1",
+        "--window",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--max-trials",
+        "3",
+        "--allow-unstable",
+        *extra,
+        **env,
+    )
 
 
 def test_shared_memory_logging_and_trace_are_refused_without_the_key(deployed_repository, start_server):
@@ -98,8 +128,9 @@ def test_shared_memory_logging_and_trace_are_refused_without_the_key(deployed_re
         for protocol in PROTOCOLS:
             c = _raw(s, protocol)
             try:
-                _refused(lambda: c.register_system_shared_memory(region, f"/{region}", 64), s, protocol,
-                         "shared-memory")
+                _refused(
+                    lambda: c.register_system_shared_memory(region, f"/{region}", 64), s, protocol, "shared-memory"
+                )
                 _refused(lambda: c.get_system_shared_memory_status(), s, protocol, "shared-memory")
                 _refused(lambda: c.update_log_settings({"log_verbose_level": 1}), s, protocol, "logging")
                 _refused(lambda: c.get_log_settings(), s, protocol, "logging")
@@ -127,7 +158,8 @@ def test_shared_memory_logging_and_trace_are_refused_without_the_key(deployed_re
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip() == (
             f"error: --shared-memory system: the server at {url} keeps Triton's shared-memory API closed; start it "
-            "with `zeroserve serve --allow-client-shm` to let zeroserve's client use it, or use --shared-memory none")
+            "with `zeroserve serve --allow-client-shm` to let zeroserve's client use it, or use --shared-memory none"
+        )
         assert "Traceback" not in r.stderr
 
 
@@ -156,7 +188,8 @@ def test_allow_client_shm_lets_zeroserve_perf_use_shared_memory(deployed_reposit
         assert r.stderr.strip() == (
             f"error: the server at {url} restricts Triton's shared-memory API to callers holding its key "
             f"({protocol} {code}): zeroserve's client holds the key only for a server started here with "
-            "`zeroserve serve --allow-client-shm`; or use --shared-memory none")
+            "`zeroserve serve --allow-client-shm`; or use --shared-memory none"
+        )
     assert _answers(s, "grpc")
 
 

@@ -38,8 +38,13 @@ def cli(*args: str):
 
 def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     """The installed entry point in its own process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def one_error_line(stderr: str, *needles: str) -> str:
@@ -54,33 +59,43 @@ def one_error_line(stderr: str, *needles: str) -> str:
 # ---------------------------------------------------------------- values refused while parsing
 
 
-@pytest.mark.parametrize("args, says", [
-    (["serve", "--http-port", "70000"], "--http-port 70000 is not a port: give 1-65535 (or 0 for a free port)"),
-    (["serve", "--grpc-port", "-1"], "--grpc-port -1 is not a port"),
-    (["serve", "--metrics-port", "65536"], "--metrics-port 65536 is not a port"),
-    (["status", "--http-port", "0"], "--http-port 0 is not a port: give 1-65535"),
-    (["stop", "--grpc-port", "70000"], "--grpc-port 70000 is not a port"),
-    (["client", "infer", "linear", "--sample", "1", "--http-port", "70000"], "--http-port 70000 is not a port"),
-    (["client", "check", "linear", "--grpc-port", "0"], "--grpc-port 0 is not a port"),
-    (["client", "perf", "linear", "--url", "127.0.0.1:70000"], "port 70000 is not a port"),
-    (["client", "perf", "linear", "--url", "::1:8001"], "an IPv6 address goes in brackets"),
-    (["client", "perf", "linear", "--protocol", "http", "--url", "grpc://[::1]:8001"], "scheme grpc://"),
-    (["serve", "--timeout", "0"], "--timeout 0 must be a number of seconds greater than 0"),
-    (["client", "infer", "linear", "--sample", "1", "--timeout", "-1"], "--timeout -1 must be"),
-    (["client", "check", "linear", "--timeout", "nan"], "--timeout nan must be"),
-    (["client", "perf", "linear", "--timeout", "0"], "--timeout 0 must be"),
-    (["data", "fetch", "linear", "--timeout", "0"], "--timeout 0 must be"),
-    (["serve", "--host", "0.0.0.0"], "--host 0.0.0.0 is not a loopback address"),
-    (["serve", "--host", "0.0.0.0"], "add --allow-remote"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["serve", "--http-port", "70000"], "--http-port 70000 is not a port: give 1-65535 (or 0 for a free port)"),
+        (["serve", "--grpc-port", "-1"], "--grpc-port -1 is not a port"),
+        (["serve", "--metrics-port", "65536"], "--metrics-port 65536 is not a port"),
+        (["status", "--http-port", "0"], "--http-port 0 is not a port: give 1-65535"),
+        (["stop", "--grpc-port", "70000"], "--grpc-port 70000 is not a port"),
+        (["client", "infer", "linear", "--sample", "1", "--http-port", "70000"], "--http-port 70000 is not a port"),
+        (["client", "check", "linear", "--grpc-port", "0"], "--grpc-port 0 is not a port"),
+        (["client", "perf", "linear", "--url", "127.0.0.1:70000"], "port 70000 is not a port"),
+        (["client", "perf", "linear", "--url", "::1:8001"], "an IPv6 address goes in brackets"),
+        (["client", "perf", "linear", "--protocol", "http", "--url", "grpc://[::1]:8001"], "scheme grpc://"),
+        (["serve", "--timeout", "0"], "--timeout 0 must be a number of seconds greater than 0"),
+        (["client", "infer", "linear", "--sample", "1", "--timeout", "-1"], "--timeout -1 must be"),
+        (["client", "check", "linear", "--timeout", "nan"], "--timeout nan must be"),
+        (["client", "perf", "linear", "--timeout", "0"], "--timeout 0 must be"),
+        (["data", "fetch", "linear", "--timeout", "0"], "--timeout 0 must be"),
+        (["serve", "--host", "0.0.0.0"], "--host 0.0.0.0 is not a loopback address"),
+        (["serve", "--host", "0.0.0.0"], "add --allow-remote"),
+    ],
+)
 def test_a_bad_option_value_is_one_line_and_exit_2(args, says, serve_cache):
     res = cli(*args)
     assert res.exit_code == 2, res.output
     one_error_line(res.stderr, says)
 
 
-@pytest.mark.parametrize("command", [["export", "linear"], ["train", "linear"], ["client", "check", "linear"],
-                                     ["client", "infer", "linear", "--sample", "1"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["export", "linear"],
+        ["train", "linear"],
+        ["client", "check", "linear"],
+        ["client", "infer", "linear", "--sample", "1"],
+    ],
+)
 def test_a_data_dir_given_that_does_not_exist_is_an_error(command, tmp_path):
     missing = tmp_path / "no such folder"
     res = cli(*command, "--data-dir", str(missing))
@@ -106,8 +121,21 @@ def test_remote_host_needs_allow_remote_and_then_warns(serve_cache, tmp_path):
 
 
 def _serve_detached(repository: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    proc = run("serve", "--repository", str(repository), "--models", "linear_onnx", "--http-port", "0",
-               "--grpc-port", "0", "--metrics-port", "0", "--detach", *args)
+    proc = run(
+        "serve",
+        "--repository",
+        str(repository),
+        "--models",
+        "linear_onnx",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--detach",
+        *args,
+    )
     assert proc.returncode == 0, proc.stderr
     chosen = re.search(r"free port\(s\) chosen on \S+: http (\d+), grpc (\d+), metrics (\d+)", proc.stderr)
     assert chosen, proc.stderr
@@ -125,8 +153,10 @@ def _infer_linear(*args: str) -> list:
 
 def strict_json(text: str):
     """JSON as jq or JavaScript reads it: bare NaN/Infinity is an error."""
+
     def refuse(constant):
         raise AssertionError(f"not JSON: {constant}")
+
     return json.loads(text, parse_constant=refuse)
 
 
@@ -135,8 +165,15 @@ def test_port_0_picks_free_ports_and_prints_them(deployed_repository, serve_cach
     try:
         (tmp_path / "x.json").write_text("[[1.0], [2.0]]")
         for protocol in ("http", "grpc"):
-            got = _infer_linear(str(tmp_path / "x.json"), "--protocol", protocol,
-                                "--http-port", str(state["http_port"]), "--grpc-port", str(state["grpc_port"]))
+            got = _infer_linear(
+                str(tmp_path / "x.json"),
+                "--protocol",
+                protocol,
+                "--http-port",
+                str(state["http_port"]),
+                "--grpc-port",
+                str(state["grpc_port"]),
+            )
             assert len(got) == 2
     finally:
         assert run("stop", "--http-port", str(state["http_port"])).returncode == 0
@@ -159,11 +196,30 @@ def test_ipv6_loopback_serves_and_is_reached_over_http_and_grpc(deployed_reposit
         assert f"http://[::1]:{http}" in proc.stdout and state["host"] == "::1"
         (tmp_path / "x.json").write_text("[[1.0], [2.0]]")
         for protocol in ("http", "grpc"):
-            got = _infer_linear(str(tmp_path / "x.json"), "--protocol", protocol, "--host", "::1",
-                                "--http-port", str(http), "--grpc-port", str(grpc))
+            got = _infer_linear(
+                str(tmp_path / "x.json"),
+                "--protocol",
+                protocol,
+                "--host",
+                "::1",
+                "--http-port",
+                str(http),
+                "--grpc-port",
+                str(grpc),
+            )
             assert len(got) == 2
-        short = ["--window", "0.2", "--warmup", "0.1", "--max-trials", "3", "--stability", "0.99",
-                 "--allow-unstable", "--json"]
+        short = [
+            "--window",
+            "0.2",
+            "--warmup",
+            "0.1",
+            "--max-trials",
+            "3",
+            "--stability",
+            "0.99",
+            "--allow-unstable",
+            "--json",
+        ]
         for protocol, url in (("grpc", f"[::1]:{grpc}"), ("http", f"http://[::1]:{http}")):
             res = cli("client", "perf", "linear", "--protocol", protocol, "--url", url, *short)
             assert res.exit_code == 0, res.output
@@ -219,11 +275,14 @@ def test_a_killed_export_and_deploy_leave_nothing_the_next_run_keeps(trained, tm
     monkeypatch.delenv("ZEROSERVE_DATA_DIR", raising=False)
     env = {k: v for k, v in os.environ.items() if k != "ZEROSERVE_DATA_DIR"}
 
-    killed = subprocess.Popen([sys.executable, "-m", "zeroserve", "export", "linear", "--artifacts", str(artifacts)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "zeroserve", "export", "linear", "--artifacts", str(artifacts)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     deadline = time.monotonic() + 120
-    while not list((artifacts / "linear").glob(".export-*")) and killed.poll() is None \
-            and time.monotonic() < deadline:
+    while not list((artifacts / "linear").glob(".export-*")) and killed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
@@ -245,8 +304,18 @@ def test_a_killed_export_and_deploy_leave_nothing_the_next_run_keeps(trained, tm
         live = tmp_path / _scratch_name(".zs-deploy-linear_onnx-", alive)
         stale.mkdir()
         live.mkdir()
-        res = cli("deploy", "linear", "--artifacts", str(artifacts), "--repository", str(repository),
-                  "--format", "onnx", "--device", "cpu")
+        res = cli(
+            "deploy",
+            "linear",
+            "--artifacts",
+            str(artifacts),
+            "--repository",
+            str(repository),
+            "--format",
+            "onnx",
+            "--device",
+            "cpu",
+        )
         assert res.exit_code == 0, res.output
         assert not stale.exists() and live.is_dir()
         assert sorted(p.name for p in tmp_path.glob(".zs-*")) == [live.name]

@@ -23,7 +23,7 @@ from zeroserve.cli import app
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 
-TAGGER = textwrap.dedent('''
+TAGGER = textwrap.dedent("""
     from pathlib import Path
 
     import numpy as np
@@ -63,7 +63,7 @@ TAGGER = textwrap.dedent('''
     if __name__ == "__main__":
         torch.manual_seed(0)
         torch.save(Tagger().state_dict(), Path(__file__).with_name("tagger.pt"))
-''')
+""")
 
 
 def invoke(*args: str):
@@ -79,8 +79,18 @@ def serve_tagger(folder: Path, start_server):
     own = ("--model-file", str(model_file))
     result = invoke("export", "tagger", *own, "--artifacts", str(artifacts), "--format", "onnx", "--json")
     assert result.exit_code == 0, result.output
-    result = invoke("deploy", "tagger", *own, "--artifacts", str(artifacts), "--repository", str(repository),
-                    "--format", "onnx", "--json")
+    result = invoke(
+        "deploy",
+        "tagger",
+        *own,
+        "--artifacts",
+        str(artifacts),
+        "--repository",
+        str(repository),
+        "--format",
+        "onnx",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     server = start_server(repository, ["tagger"])
     ports = ("--host", server.host, "--http-port", str(server.http_port), "--grpc-port", str(server.grpc_port))

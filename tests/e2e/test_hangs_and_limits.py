@@ -32,8 +32,14 @@ LIMIT = 3 << 30
 
 
 def _cli(*args: str, cwd: Path | None = None, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "250", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "250", **env},
+    )
 
 
 def _post(port: int, body: bytes, timeout: float = 10.0) -> int | None:
@@ -47,12 +53,18 @@ def _post(port: int, body: bytes, timeout: float = 10.0) -> int | None:
         conn.close()
 
 
-GOOD = json.dumps({"inputs": [{"name": "image__0", "shape": [1, 1, 28, 28], "datatype": "FP32",
-                               "data": [0.5] * 784}]}).encode()
-NESTED = (b'{"inputs":[{"name":"image__0","shape":[1,1,28,28],"datatype":"FP32","data":'
-          + b"[" * 50_000 + b"]" * 50_000 + b"}]}")  # makes tritonserver 2.51 segfault while parsing it
-HUGE = json.dumps({"inputs": [{"name": "image__0", "shape": [1, 1_000_000_000], "datatype": "FP32",
-                               "data": [0.5] * 1000}]}).encode()  # 5 KB declaring 4 GB
+GOOD = json.dumps(
+    {"inputs": [{"name": "image__0", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.5] * 784}]}
+).encode()
+NESTED = (
+    b'{"inputs":[{"name":"image__0","shape":[1,1,28,28],"datatype":"FP32","data":'
+    + b"[" * 50_000
+    + b"]" * 50_000
+    + b"}]}"
+)  # makes tritonserver 2.51 segfault while parsing it
+HUGE = json.dumps(
+    {"inputs": [{"name": "image__0", "shape": [1, 1_000_000_000], "datatype": "FP32", "data": [0.5] * 1000}]}
+).encode()  # 5 KB declaring 4 GB
 
 
 def _answers(port: int) -> bool:
@@ -81,8 +93,11 @@ def _orphans(prefix: str) -> list[int]:
     """Stubs of this run whose server is not the current tritonserver (left by a server that died)."""
     live = [p for p in ps.run_processes(prefix) if Path(p.cmdline()[0]).name == "tritonserver"]
     servers = {p.pid for p in live}
-    return [p.pid for p in ps.stubs(prefix) if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-            and p.ppid() not in servers]
+    return [
+        p.pid
+        for p in ps.stubs(prefix)
+        if p.is_running() and p.status() != psutil.STATUS_ZOMBIE and p.ppid() not in servers
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -95,13 +110,27 @@ def run(exported, tmp_path_factory, serve_cache, free_ports):
     for name in ("cnn_mnist", "linear"):
         deploy_model(registry.get(name), exported[0], repository, formats=("onnx",))
     http_port, grpc, metrics = free_ports()
-    proc = _cli("serve", "--repository", str(repository), "--detach", "--http-port", str(http_port), "--grpc-port",
-                str(grpc), "--metrics-port", str(metrics), "--hang-timeout", "3", "--memory-limit", "3G",
-                cwd=folder, ZEROSERVE_RESTART_BACKOFF=BACKOFF)
+    proc = _cli(
+        "serve",
+        "--repository",
+        str(repository),
+        "--detach",
+        "--http-port",
+        str(http_port),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        "--hang-timeout",
+        "3",
+        "--memory-limit",
+        "3G",
+        cwd=folder,
+        ZEROSERVE_RESTART_BACKOFF=BACKOFF,
+    )
     assert proc.returncode == 0, proc.stderr
     [state] = [s for s in st.list_servers() if s["http_port"] == http_port]
-    yield {"folder": folder, "repository": repository, "http": http_port, "state": state,
-           "artifacts": exported[0]}
+    yield {"folder": folder, "repository": repository, "http": http_port, "state": state, "artifacts": exported[0]}
     _cli("stop", "--http-port", str(http_port))
 
 
@@ -201,8 +230,9 @@ def test_the_supervisor_killed_takes_its_server_and_stubs_with_it(run):
         except psutil.Error:
             return True
 
-    assert _wait(lambda: gone(server) and all(gone(p) for p in stubs), 15), \
-        [(p.pid, p.status()) for p in [server, *stubs] if not gone(p)]
+    assert _wait(lambda: gone(server) and all(gone(p) for p in stubs), 15), [
+        (p.pid, p.status()) for p in [server, *stubs] if not gone(p)
+    ]
     status = _cli("status", cwd=run["folder"])
     text = " ".join(status.stdout.split())
     assert status.returncode == 1 and "its supervisor" in text and "is gone" in text, text

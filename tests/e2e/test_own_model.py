@@ -44,11 +44,14 @@ def test_example_through_export_deploy_serve_check_infer_perf(tmp_path, start_se
     assert times == {1, 7, 40}  # the gate walked the dynamic length
     assert all(len(p["outputs"]) == 2 for p in rec["formats"]["onnx"]["grid"])  # every output compared
 
-    result = invoke("deploy", "ticket_router", *own, "--artifacts", str(artifacts), "--repository",
-                    str(repository), "--json")
+    result = invoke(
+        "deploy", "ticket_router", *own, "--artifacts", str(artifacts), "--repository", str(repository), "--json"
+    )
     assert result.exit_code == 0, result.output
     assert sorted(e["name"] for e in json.loads(result.stdout)["deployed"]) == [
-        "ticket_router_onnx", "ticket_router_torchscript"]
+        "ticket_router_onnx",
+        "ticket_router_torchscript",
+    ]
 
     server = start_server(repository, ["ticket_router"])
     assert sorted(server.models) == ["ticket_router_onnx", "ticket_router_torchscript"]
@@ -60,22 +63,45 @@ def test_example_through_export_deploy_serve_check_infer_perf(tmp_path, start_se
     assert "ticket_router: compared on 256 seeded inputs from its example_inputs (seed 0)" in result.output
 
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"tokens__0": [[5, 17, 42, 0], [9, 0, 0, 0]],
-                                   "features__1": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]] * 2}))
+    request.write_text(
+        json.dumps({"tokens__0": [[5, 17, 42, 0], [9, 0, 0, 0]], "features__1": [[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]] * 2})
+    )
     result = invoke("client", "infer", "ticket_router", *own, *ports, "--input", str(request), "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert [len(out["outputs"]["queue__0"][0]), len(out["outputs"]["hours__1"][0])] == [4, 1]
     assert out["meaning"][0]["label"] in ("billing", "bug", "account", "other")
 
-    result = invoke("client", "perf", "ticket_router", *own, *ports, "--concurrency", "1,2", "--window", "0.5",
-                    "--max-trials", "3", "--allow-unstable", "--json")
+    result = invoke(
+        "client",
+        "perf",
+        "ticket_router",
+        *own,
+        *ports,
+        "--concurrency",
+        "1,2",
+        "--window",
+        "0.5",
+        "--max-trials",
+        "3",
+        "--allow-unstable",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     perf = json.loads(result.stdout)
     assert [lv["failed"] for lv in perf["levels"]] == [0, 0] and all(lv["throughput"] > 0 for lv in perf["levels"])
 
-    result = invoke("status", *own, "--artifacts", str(artifacts), "--repository", str(repository),
-                    "--http-port", str(server.http_port), "--json")
+    result = invoke(
+        "status",
+        *own,
+        "--artifacts",
+        str(artifacts),
+        "--repository",
+        str(repository),
+        "--http-port",
+        str(server.http_port),
+        "--json",
+    )
     assert result.exit_code == 1, result.output  # every model READY, but this test's server runs unsupervised
     assert json.loads(result.stdout)["verdict"] == "no supervisor runs for this server"
     rows = {r["triton_name"]: r for r in json.loads(result.stdout)["models"]}

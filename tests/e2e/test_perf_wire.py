@@ -33,8 +33,7 @@ def _http_roundtrip(url: str, payload: bytes) -> tuple[int, int | None, bytes]:
         while b"\r\n\r\n" not in data:
             data += sock.recv(65536)
         head, _, body = data.partition(b"\r\n\r\n")
-        headers = {k.strip().lower(): v.strip() for k, v in
-                   (line.split(b":", 1) for line in head.split(b"\r\n")[1:])}
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(b":", 1) for line in head.split(b"\r\n")[1:])}
         while len(body) < int(headers[b"content-length"]):
             body += sock.recv(65536)
         hl = headers.get(b"inference-header-content-length")
@@ -57,9 +56,17 @@ def test_triton_reads_the_generators_bytes_as_the_intended_tensors(server, name,
     with Client(_endpoint(server), protocol) as client:
         reference = client.infer(spec, triton_name, arrays)
     expected = wire.expected_outputs([t.name for t in spec.outputs], reference)
-    plan = G.LoadPlan(G.Tensors(spec.inputs, spec.outputs), triton_name, protocol, [url], arrays, 10.0,
-                      concurrency=1, expected=expected)
-    (template,), = G.build_templates(plan)
+    plan = G.LoadPlan(
+        G.Tensors(spec.inputs, spec.outputs),
+        triton_name,
+        protocol,
+        [url],
+        arrays,
+        10.0,
+        concurrency=1,
+        expected=expected,
+    )
+    ((template,),) = G.build_templates(plan)
     if protocol == "http":
         answer = _http_roundtrip(url, template.payload)
         wire.check_http(template, answer)  # status, decode, shapes
@@ -77,8 +84,24 @@ def test_streaming_and_percentile_through_the_cli(server, tmp_path):
     from test_client import _well_formed, cli, need, ports
 
     need(server, "cnn_mnist")
-    result = cli("perf", "cnn_mnist", "--streaming", "--percentile", "95", "--concurrency", "1,3", "--window", "0.3",
-                 "--warmup", "0.1", "--max-trials", "3", "--allow-unstable", *ports(server), "--json")
+    result = cli(
+        "perf",
+        "cnn_mnist",
+        "--streaming",
+        "--percentile",
+        "95",
+        "--concurrency",
+        "1,3",
+        "--window",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--max-trials",
+        "3",
+        "--allow-unstable",
+        *ports(server),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     rec = json.loads(result.stdout)
     assert rec["streaming"] is True and rec["latency_metric"] == "p95_ms"
@@ -98,8 +121,16 @@ def test_http_level_counts_every_request_and_reports_the_client_side(server):
     from zeroserve.client.perf import run_perf
 
     need(server, "linear")
-    rec = run_perf(registry.get("linear"), _endpoint(server), protocol="http", concurrency=[2], window_s=0.3,
-                   warmup_s=0.1, max_trials=3, allow_unstable=True)
+    rec = run_perf(
+        registry.get("linear"),
+        _endpoint(server),
+        protocol="http",
+        concurrency=[2],
+        window_s=0.3,
+        warmup_s=0.1,
+        max_trials=3,
+        allow_unstable=True,
+    )
     (lv,) = rec["levels"]
     _well_formed(lv, 2)
     assert rec["outcome"] == {"exit_code": 0, "reason": ""}
@@ -116,26 +147,47 @@ def test_a_deadline_starts_no_level_after_it_and_says_the_run_was_cut(server):
 
     need(server, "linear")
     short = dict(protocol="http", window_s=0.2, warmup_s=0.1, max_trials=3, allow_unstable=True)
-    rec = run_perf(registry.get("linear"), _endpoint(server), concurrency=[1, 2], deadline=time.monotonic() + 600,
-                   **short)
+    rec = run_perf(
+        registry.get("linear"), _endpoint(server), concurrency=[1, 2], deadline=time.monotonic() + 600, **short
+    )
     assert [lv["concurrency"] for lv in rec["levels"]] == [1, 2] and rec["cut_short"] is False
-    rec = run_perf(registry.get("linear"), _endpoint(server), latency_budget_ms=1000.0, deadline=time.monotonic(),
-                   **short)
+    rec = run_perf(
+        registry.get("linear"), _endpoint(server), latency_budget_ms=1000.0, deadline=time.monotonic(), **short
+    )
     assert rec["levels"] == [] and rec["best"] is None and rec["cut_short"] is True
 
 
 @pytest.mark.parametrize("protocol,concurrency", [("http", "2"), ("grpc", "3")])
-def test_a_server_dying_mid_level_is_counted_exit_3_and_the_report_written(start_server, deployed_repository,
-                                                                           tmp_path, protocol, concurrency):
+def test_a_server_dying_mid_level_is_counted_exit_3_and_the_report_written(
+    start_server, deployed_repository, tmp_path, protocol, concurrency
+):
     from test_client import cli, ports
 
     endpoints = start_server(deployed_repository, ["linear"])
     outcome: dict = {}
 
     def run() -> None:
-        outcome["result"] = cli("perf", "linear", "--protocol", protocol, "--concurrency", concurrency, "--window", "1.0",
-                                "--warmup", "0.2", "--max-trials", "30", "--stability", "0.001", "--timeout", "3",
-                                *ports(endpoints), "--report", str(tmp_path / "rep"))
+        outcome["result"] = cli(
+            "perf",
+            "linear",
+            "--protocol",
+            protocol,
+            "--concurrency",
+            concurrency,
+            "--window",
+            "1.0",
+            "--warmup",
+            "0.2",
+            "--max-trials",
+            "30",
+            "--stability",
+            "0.001",
+            "--timeout",
+            "3",
+            *ports(endpoints),
+            "--report",
+            str(tmp_path / "rep"),
+        )
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -161,8 +213,18 @@ def test_http_open_loop_with_shared_memory_from_two_workers(server):
     from zeroserve.client.perf import run_perf
 
     need(server, "cnn_mnist")
-    rec = run_perf(registry.get("cnn_mnist"), _endpoint(server), protocol="http", request_rate=[200.0],
-                   shared_memory="system", workers=2, window_s=0.4, warmup_s=0.6, max_trials=3, allow_unstable=True)
+    rec = run_perf(
+        registry.get("cnn_mnist"),
+        _endpoint(server),
+        protocol="http",
+        request_rate=[200.0],
+        shared_memory="system",
+        workers=2,
+        window_s=0.4,
+        warmup_s=0.6,
+        max_trials=3,
+        allow_unstable=True,
+    )
     (lv,) = rec["levels"]
     _well_formed(lv)
     assert rec["outcome"]["exit_code"] == 0 and level_count(lv) == 0

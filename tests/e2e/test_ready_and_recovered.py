@@ -30,8 +30,14 @@ MODELS = ("cnn_mnist_onnx", "linear_onnx")
 
 
 def _cli(*args: str, cwd: Path | None = None, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "250", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "250", **env},
+    )
 
 
 def _code(http_port: int, path: str) -> int | None:
@@ -51,12 +57,19 @@ def _infer(http_port: int, model: str) -> np.ndarray | None:
     inputs = []
     for t, a in zip(spec.inputs, spec.safe_inputs(1, None)):
         a = a.reshape(-1, 1) if t.reshaped else a
-        inputs.append({"name": t.name, "shape": list(a.shape), "datatype": "FP32" if a.dtype == np.float32 else "INT64",
-                       "data": a.ravel().tolist()})
+        inputs.append(
+            {
+                "name": t.name,
+                "shape": list(a.shape),
+                "datatype": "FP32" if a.dtype == np.float32 else "INT64",
+                "data": a.ravel().tolist(),
+            }
+        )
     body = json.dumps({"inputs": inputs}).encode()
     try:
-        req = urllib.request.Request(f"http://127.0.0.1:{http_port}/v2/models/{model}/infer", body,
-                                     {"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{http_port}/v2/models/{model}/infer", body, {"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=5.0) as r:
             return np.array(json.loads(r.read())["outputs"][0]["data"], dtype=np.float64)
     except (OSError, urllib.error.URLError, KeyError, ValueError):
@@ -92,8 +105,15 @@ class Run:
         self.state: dict = {}
 
     def status(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        return _cli("status", "--artifacts", str(self.artifacts), "--repository", str(self.repository), *args,
-                    cwd=cwd or self.folder)
+        return _cli(
+            "status",
+            "--artifacts",
+            str(self.artifacts),
+            "--repository",
+            str(self.repository),
+            *args,
+            cwd=cwd or self.folder,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +125,28 @@ def run(exported, tmp_path_factory, serve_cache, free_ports):
     for name in ("cnn_mnist", "linear"):
         deploy_model(registry.get(name), r.artifacts, r.repository, formats=("onnx",))
     env = {**os.environ, "ZEROSERVE_RESTART_BACKOFF": "0.5,1", "COLUMNS": "250"}
-    proc = subprocess.Popen([sys.executable, "-m", "zeroserve", "serve", "--repository", str(r.repository), "--detach",
-                             "--http-port", str(r.http), "--grpc-port", str(r.grpc), "--metrics-port", str(r.metrics)],
-                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zeroserve",
+            "serve",
+            "--repository",
+            str(r.repository),
+            "--detach",
+            "--http-port",
+            str(r.http),
+            "--grpc-port",
+            str(r.grpc),
+            "--metrics-port",
+            str(r.metrics),
+        ],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     t0 = time.monotonic()
     # A probe polling from the start, as Kubernetes' would: server-ready and each model's ready every 20 ms.
     while proc.poll() is None and time.monotonic() - t0 < 300:
@@ -168,8 +207,9 @@ def test_a_failed_reload_is_reported_and_followed_by_a_restart(run):
     failure = _state(run_id)["reload_failures"][-1]
     assert failure["model"] == "linear_onnx" and "changed since it was copied" in failure["reason"]
     # Followed by a whole-server restart that writes the runtime copy afresh from the canonical repository.
-    assert _wait(lambda: int(_state(run_id).get("restarts", 0)) > restarts
-                 and _state(run_id)["status"] == st.RUNNING, 60), _state(run_id)
+    assert _wait(
+        lambda: int(_state(run_id).get("restarts", 0)) > restarts and _state(run_id)["status"] == st.RUNNING, 60
+    ), _state(run_id)
     after = _state(run_id)
     assert after["crashes"][-1]["cause"] == "linear_onnx failed to reload"
     assert Path(after["reload_failures"][-1]["log"]).is_file()  # the kept log, not the renamed server.log
@@ -189,8 +229,9 @@ def test_a_model_that_cannot_be_rebuilt_is_given_up_and_status_exits_1(run):
         canonical.write_bytes(b"changed after deploy")  # no longer the manifest's sha256
         served.write_bytes(b"and the served copy too")
         _kill_stub(run.state["shm_prefix"], "linear_onnx")
-        assert _wait(lambda: int(_state(run_id).get("restarts", 0)) > restarts
-                     and _state(run_id)["status"] == st.RUNNING, 60), _state(run_id)
+        assert _wait(
+            lambda: int(_state(run_id).get("restarts", 0)) > restarts and _state(run_id)["status"] == st.RUNNING, 60
+        ), _state(run_id)
         after = _state(run_id)
         assert after["given_up"] == ["linear_onnx"] and "given up" in after["failed"]["linear_onnx"]
         assert "cannot be written again from the canonical repository" in after["failed"]["linear_onnx"]
@@ -205,8 +246,20 @@ def test_a_model_that_cannot_be_rebuilt_is_given_up_and_status_exits_1(run):
     # Stopped and started again, the run serves both models (the next tests need them).
     assert _cli("stop", "--http-port", str(run.http)).returncode == 0
     env = {"ZEROSERVE_RESTART_BACKOFF": "0.5,1"}
-    proc = _cli("serve", "--repository", str(run.repository), "--detach", "--http-port", str(run.http),
-                "--grpc-port", str(run.grpc), "--metrics-port", str(run.metrics), cwd=run.folder, **env)
+    proc = _cli(
+        "serve",
+        "--repository",
+        str(run.repository),
+        "--detach",
+        "--http-port",
+        str(run.http),
+        "--grpc-port",
+        str(run.grpc),
+        "--metrics-port",
+        str(run.metrics),
+        cwd=run.folder,
+        **env,
+    )
     assert proc.returncode == 0, proc.stderr
     [run.state] = [s for s in st.list_servers() if s["http_port"] == run.http]
 
@@ -234,8 +287,9 @@ def test_a_truncated_state_file_and_a_stop_of_another_port_hurt_nothing(run, fre
 
 
 def test_a_port_alone_names_the_protocol_and_never_falls_back(run, free_ports):
-    out = _cli("client", "infer", "linear", "--generate", "zero", "--http-port", str(run.http), "--json",
-               cwd=run.folder)
+    out = _cli(
+        "client", "infer", "linear", "--generate", "zero", "--http-port", str(run.http), "--json", cwd=run.folder
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["url"] == f"127.0.0.1:{run.http}"  # HTTP, not gRPC's default 8001
     nobody = free_ports()[0]
@@ -249,8 +303,19 @@ def test_which_server_a_command_means_with_two_runs(run, exported, tmp_path, fre
     second = tmp_path / "model_repository"
     deploy_model(registry.get("linear"), exported[0], second, formats=("onnx",))
     http, grpc, metrics = free_ports()
-    proc = _cli("serve", "--repository", str(second), "--detach", "--http-port", str(http), "--grpc-port", str(grpc),
-                "--metrics-port", str(metrics), cwd=tmp_path)
+    proc = _cli(
+        "serve",
+        "--repository",
+        str(second),
+        "--detach",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     [second_run] = [s["run_id"] for s in st.list_servers() if s["http_port"] == http]
     try:

@@ -151,7 +151,8 @@ def test_every_model_matches_eager_pytorch_at_batch_1_and_a_larger_batch(server,
                 want = eager_outputs(eager_models[spec.name], arrays)[0]
                 assert got.shape == want.shape, f"{name} batch {batch}: shape {got.shape} != {want.shape}"
                 assert np.allclose(got, want, atol=ATOL, rtol=RTOL), (
-                    f"{name} batch {batch}: max abs diff {np.max(np.abs(got - want)):.3g}")
+                    f"{name} batch {batch}: max abs diff {np.max(np.abs(got - want)):.3g}"
+                )
     finally:
         c.close()
 
@@ -179,8 +180,7 @@ def _at_once(endpoints, protocol: str, spec, fmt: str, requests: list[list[np.nd
     return results
 
 
-def test_concurrent_requests_are_merged_and_each_caller_gets_its_own_rows(start_server, deployed_repository,
-                                                                          exported):
+def test_concurrent_requests_are_merged_and_each_caller_gets_its_own_rows(start_server, deployed_repository, exported):
     endpoints = start_server(deployed_repository, ["cnn_mnist"], queue_delay_us=50_000)
     spec = registry.get("cnn_mnist")
     model = load_trained(spec, exported[0])
@@ -203,8 +203,9 @@ def test_concurrent_requests_are_merged_and_each_caller_gets_its_own_rows(start_
             assert executions < callers, f"{name} over {protocol}: {executions} executions for {callers} requests"
 
 
-def test_sequences_of_different_lengths_share_one_execute_and_a_bad_one_fails_alone(start_server,
-                                                                                     deployed_repository, exported):
+def test_sequences_of_different_lengths_share_one_execute_and_a_bad_one_fails_alone(
+    start_server, deployed_repository, exported
+):
     endpoints = start_server(deployed_repository, ["hello_rnn", "name_gru"], queue_delay_us=300_000)
     rng = np.random.default_rng(11)
     for model_name in ("hello_rnn", "name_gru"):
@@ -221,7 +222,8 @@ def test_sequences_of_different_lengths_share_one_execute_and_a_bad_one_fails_al
                 assert not isinstance(results[k], Exception), f"{name} length {k + 1}: {results[k]}"
                 want = eager_outputs(model, arrays)[0]
                 assert results[k].shape == want.shape and np.allclose(results[k], want, atol=ATOL, rtol=RTOL), (
-                    f"{name}: the length-{k + 1} request got another request's answer")
+                    f"{name}: the length-{k + 1} request got another request's answer"
+                )
             bad = results[-1]
             assert isinstance(bad, InferenceServerException), bad
             assert status_of(bad) == "StatusCode.INVALID_ARGUMENT" and "empty" in str(bad), str(bad)
@@ -248,32 +250,72 @@ def _image(batch: int, dtype=np.float32, side: int = 28) -> np.ndarray:
 
 BAD_REQUESTS = {
     # case: (model, inputs, words the error must contain, HTTP status, gRPC status)
-    "wrong shape": ("cnn_mnist_onnx", [("image__0", _image(2, side=27))], ["shape", "image__0"],
-                    "400", "StatusCode.INVALID_ARGUMENT"),
-    "wrong dtype": ("cnn_mnist_onnx", [("image__0", _image(2, np.float64))], ["FP64", "FP32", "image__0"],
-                    "400", "StatusCode.INVALID_ARGUMENT"),
-    "batch above max_batch_size": ("cnn_mnist_torchscript", [("image__0", _image(65))], ["batch-size", "64"],
-                                   "400", "StatusCode.INVALID_ARGUMENT"),
-    "missing input": ("name_gru_onnx", [("tokens__0", np.ones((2, 5), np.int64))], ["missing", "lengths__1"],
-                      "400", "StatusCode.INVALID_ARGUMENT"),
-    "unknown model": ("no_such_model_onnx", [("image__0", _image(1))], ["unknown model", "no_such_model_onnx"],
-                      "404", "StatusCode.NOT_FOUND"),
+    "wrong shape": (
+        "cnn_mnist_onnx",
+        [("image__0", _image(2, side=27))],
+        ["shape", "image__0"],
+        "400",
+        "StatusCode.INVALID_ARGUMENT",
+    ),
+    "wrong dtype": (
+        "cnn_mnist_onnx",
+        [("image__0", _image(2, np.float64))],
+        ["FP64", "FP32", "image__0"],
+        "400",
+        "StatusCode.INVALID_ARGUMENT",
+    ),
+    "batch above max_batch_size": (
+        "cnn_mnist_torchscript",
+        [("image__0", _image(65))],
+        ["batch-size", "64"],
+        "400",
+        "StatusCode.INVALID_ARGUMENT",
+    ),
+    "missing input": (
+        "name_gru_onnx",
+        [("tokens__0", np.ones((2, 5), np.int64))],
+        ["missing", "lengths__1"],
+        "400",
+        "StatusCode.INVALID_ARGUMENT",
+    ),
+    "unknown model": (
+        "no_such_model_onnx",
+        [("image__0", _image(1))],
+        ["unknown model", "no_such_model_onnx"],
+        "404",
+        "StatusCode.NOT_FOUND",
+    ),
     # Triton itself refuses a [0, ...] batch before it reaches model.py ...
-    "empty batch": ("cnn_mnist_onnx", [("image__0", _image(0))], ["image__0", "got 0"],
-                    "400", "StatusCode.INVALID_ARGUMENT"),
+    "empty batch": (
+        "cnn_mnist_onnx",
+        [("image__0", _image(0))],
+        ["image__0", "got 0"],
+        "400",
+        "StatusCode.INVALID_ARGUMENT",
+    ),
     # ... while a zero-length axis does reach model.py, which refuses it (an ORT GRU crashed on one).
-    "empty sequence": ("name_gru_onnx", [("tokens__0", np.ones((2, 0), np.int64)),
-                                         ("lengths__1", np.ones((2, 1), np.int64))], ["tokens__0", "empty"],
-                       "400", "StatusCode.INVALID_ARGUMENT"),
-    "empty batch in model.py": ("hello_rnn_torchscript", [("chars__0", np.zeros((1, 0, 5), np.float32))],
-                                ["chars__0", "empty"], "400", "StatusCode.INVALID_ARGUMENT"),
+    "empty sequence": (
+        "name_gru_onnx",
+        [("tokens__0", np.ones((2, 0), np.int64)), ("lengths__1", np.ones((2, 1), np.int64))],
+        ["tokens__0", "empty"],
+        "400",
+        "StatusCode.INVALID_ARGUMENT",
+    ),
+    "empty batch in model.py": (
+        "hello_rnn_torchscript",
+        [("chars__0", np.zeros((1, 0, 5), np.float32))],
+        ["chars__0", "empty"],
+        "400",
+        "StatusCode.INVALID_ARGUMENT",
+    ),
 }
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
-def test_bad_requests_get_an_error_naming_the_problem_and_the_server_keeps_serving(server, eager_models,
-                                                                                  protocol, case):
+def test_bad_requests_get_an_error_naming_the_problem_and_the_server_keeps_serving(
+    server, eager_models, protocol, case
+):
     model, named, words, http_status, grpc_status = BAD_REQUESTS[case]
     c = client(server, protocol)
     try:
@@ -302,10 +344,22 @@ def test_a_second_server_on_a_taken_port_fails_clearly(server, deployed_reposito
 
     http, _, metrics = free_ports()
     with pytest.raises(ServerError, match=rf"http port {server.http_port} on 127.0.0.1 is in use"):
-        start_server(deployed_repository, ["linear_onnx"], http_port=server.http_port, grpc_port=http,
-                     metrics_port=metrics)
-    proc = _cli("serve", "--repository", str(deployed_repository), "--models", "linear",
-                "--grpc-port", str(server.grpc_port), "--http-port", str(http), "--metrics-port", str(metrics))
+        start_server(
+            deployed_repository, ["linear_onnx"], http_port=server.http_port, grpc_port=http, metrics_port=metrics
+        )
+    proc = _cli(
+        "serve",
+        "--repository",
+        str(deployed_repository),
+        "--models",
+        "linear",
+        "--grpc-port",
+        str(server.grpc_port),
+        "--http-port",
+        str(http),
+        "--metrics-port",
+        str(metrics),
+    )
     assert proc.returncode == 3, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and f"grpc port {server.grpc_port}" in proc.stderr and "in use" in proc.stderr
@@ -336,10 +390,27 @@ def test_foreground_serve_stops_everything_on_ctrl_c_or_sigterm(deployed_reposit
     import time
 
     http, grpc, metrics = free_ports()
-    cli = subprocess.Popen([sys.executable, "-m", "zeroserve", "serve", "--repository", str(deployed_repository),
-                            "--models", "linear", "--http-port", str(http), "--grpc-port", str(grpc),
-                            "--metrics-port", str(metrics)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zeroserve",
+            "serve",
+            "--repository",
+            str(deployed_repository),
+            "--models",
+            "linear",
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         state = None
@@ -376,7 +447,8 @@ def _ready(http_port: int, models: list[str]) -> bool:
 
 
 def test_a_server_that_died_is_left_alone_by_reads_marked_dead_by_stop_and_keeps_its_log(
-        start_server, deployed_repository, exported):
+    start_server, deployed_repository, exported
+):
     endpoints = start_server(deployed_repository, ["linear"])
     state = dict(endpoints.handle.state)
     found = stubs(state["shm_prefix"])
@@ -417,14 +489,27 @@ def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tm
     assert row["trained"]["state"] == "PASS" and row["trained"]["metric"] == "accuracy"
     assert row["exported"]["state"] == "PASS"
     assert row["deployed"]["state"] == "yes" and row["deployed"]["version"] == 1
-    assert row["deployed"]["sha256"] == json.loads((artifacts / "cnn_mnist" / "export.json").read_text()
-                                                   )["formats"]["onnx"]["sha256"]
+    assert (
+        row["deployed"]["sha256"]
+        == json.loads((artifacts / "cnn_mnist" / "export.json").read_text())["formats"]["onnx"]["sha256"]
+    )
     assert row["served"]["state"] == "no server"
     assert _row(before, "cnn_mnist_torchscript")["deployed"]["state"] == "no"
 
     http, grpc, metrics = free_ports()
-    proc = _cli("serve", "--repository", str(repository), "--detach", "--http-port", str(http),
-                "--grpc-port", str(grpc), "--metrics-port", str(metrics), timeout=300)
+    proc = _cli(
+        "serve",
+        "--repository",
+        str(repository),
+        "--detach",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     try:
         mine = [s for s in st.list_servers() if s["http_port"] == http]
@@ -443,8 +528,9 @@ def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tm
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def _status(artifacts: Path, repository: Path, *args: str, expect: int = 0) -> dict:

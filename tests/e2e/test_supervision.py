@@ -35,8 +35,13 @@ BACKOFF_S = 3.0
 
 
 def _cli(*args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "COLUMNS": "250", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "250", **env},
+    )
 
 
 def _answers(http_port: int, model: str) -> bool:
@@ -71,8 +76,12 @@ def _nested_brackets(http_port: int) -> None:
     """The 100 KB body of 50,000 nested `[` that makes tritonserver 2.51 segfault while parsing it."""
     import http.client
 
-    body = (b'{"inputs":[{"name":"image__0","shape":[1,1,28,28],"datatype":"FP32","data":'
-            + b"[" * 50_000 + b"]" * 50_000 + b"}]}")
+    body = (
+        b'{"inputs":[{"name":"image__0","shape":[1,1,28,28],"datatype":"FP32","data":'
+        + b"[" * 50_000
+        + b"]" * 50_000
+        + b"}]}"
+    )
     conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
     try:
         conn.request("POST", "/v2/models/cnn_mnist_onnx/infer", body, {"Content-Type": "application/json"})
@@ -96,9 +105,19 @@ def detached(exported, tmp_path, serve_cache, free_ports):
     deploy_model(registry.get("cnn_mnist"), artifacts, repository, formats=("onnx",))
     deploy_model(registry.get("linear"), artifacts, repository, formats=("onnx",))
     http, grpc, metrics = free_ports()
-    proc = _cli("serve", "--repository", str(repository), "--detach", "--http-port", str(http),
-                "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-                ZEROSERVE_RESTART_BACKOFF=f"{BACKOFF_S},{BACKOFF_S * 4}")
+    proc = _cli(
+        "serve",
+        "--repository",
+        str(repository),
+        "--detach",
+        "--http-port",
+        str(http),
+        "--grpc-port",
+        str(grpc),
+        "--metrics-port",
+        str(metrics),
+        ZEROSERVE_RESTART_BACKOFF=f"{BACKOFF_S},{BACKOFF_S * 4}",
+    )
     assert proc.returncode == 0, proc.stderr
     [state] = [s for s in st.list_servers() if s["http_port"] == http]
     yield state, artifacts, repository
@@ -138,8 +157,9 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
 
     # -- private: shared memory 0600, run folder 0700, logs 0600.
     segments = ps.shm_segments(prefix)
-    assert segments and all(stat.S_IMODE(s.stat().st_mode) == 0o600 for s in segments), \
-        [(s.name, oct(s.stat().st_mode)) for s in segments]
+    assert segments and all(stat.S_IMODE(s.stat().st_mode) == 0o600 for s in segments), [
+        (s.name, oct(s.stat().st_mode)) for s in segments
+    ]
     run_dir = Path(state["runtime_dir"])
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
     for f in ("server.log", "supervisor.log", "command.txt"):
@@ -169,8 +189,11 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     assert after["recoveries"][-1]["model"] == "cnn_mnist_onnx" and after["restarts"] == 0
     assert after["pid"] == state["pid"]  # the server itself was not restarted
     assert not (ps.SHM_DIR / region).exists()  # the dead stub's region was unlinked
-    report = json.loads(_cli("status", "--artifacts", str(artifacts), "--repository", str(repository), "--json",
-                             "--http-port", str(http)).stdout)
+    report = json.loads(
+        _cli(
+            "status", "--artifacts", str(artifacts), "--repository", str(repository), "--json", "--http-port", str(http)
+        ).stdout
+    )
     assert report["server"]["recovered"] == 1 and report["server"]["last_recovery"]["model"] == "cnn_mnist_onnx"
     assert report["server"]["model_control"] == "poll" and report["server"]["supervised"]
 

@@ -26,8 +26,24 @@ from zeroserve.serve import state as st
 
 pytestmark = pytest.mark.slow
 
-SHORT = ["--window", "0.25", "--max-trials", "4", "--max-concurrency", "4", "--format", "onnx", "--instances", "1",
-         "--threads", "1", "--batch-sizes", "64", "--preferred", "none"]
+SHORT = [
+    "--window",
+    "0.25",
+    "--max-trials",
+    "4",
+    "--max-concurrency",
+    "4",
+    "--format",
+    "onnx",
+    "--instances",
+    "1",
+    "--threads",
+    "1",
+    "--batch-sizes",
+    "64",
+    "--preferred",
+    "none",
+]
 
 
 def index(url: str, state: dict | None = None) -> dict[str, str]:
@@ -41,8 +57,9 @@ def index(url: str, state: dict | None = None) -> dict[str, str]:
 
 
 def tune(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zeroserve", "tune", *args], capture_output=True, text=True,
-                          timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", "tune", *args], capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 def copy_model(repository: Path, dest: Path, name: str) -> Path:
@@ -58,13 +75,28 @@ def private_states() -> list[dict]:
     return [s for s in st.read_states() if "tune" in str(s.get("purpose", ""))]
 
 
-def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_alone(server, deployed_repository,
-                                                                                   tmp_path):
+def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_alone(
+    server, deployed_repository, tmp_path
+):
     served_before = index(server.http_url)
     repository = copy_model(deployed_repository, tmp_path / "repo", "logistic_onnx")
     config_before = (repository / "logistic_onnx" / "config.pbtxt").read_text()
-    done = tune("logistic", "--repository", str(repository), "--latency-budget-ms", "200", "--search", "brute",
-                "--queue-delays-us", "0,500", *SHORT, "--apply", "--json", "--report", str(tmp_path / "report"))
+    done = tune(
+        "logistic",
+        "--repository",
+        str(repository),
+        "--latency-budget-ms",
+        "200",
+        "--search",
+        "brute",
+        "--queue-delays-us",
+        "0,500",
+        *SHORT,
+        "--apply",
+        "--json",
+        "--report",
+        str(tmp_path / "report"),
+    )
     assert done.returncode == 0, done.stderr
     rec = json.loads(done.stdout)
     # two candidates (the deployed config, 0 µs, and 500 µs), each measured within the budget
@@ -89,16 +121,37 @@ def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_al
         assert "max_queue_delay_microseconds: 500" in config_after and manifest["tuning"]["tuned_on"]["cores"] >= 1
         assert (repository / "logistic_onnx" / "config.pbtxt.before-tune").read_text() == config_before
     report = tmp_path / "report"
-    assert (report / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "Pareto" in (report / "tune.html").read_text()
+    assert (report / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "Pareto" in (
+        report / "tune.html"
+    ).read_text()
 
 
-def test_ctrl_c_mid_search_stops_the_private_server_and_removes_the_candidate(deployed_repository, serve_cache,
-                                                                              tmp_path):
+def test_ctrl_c_mid_search_stops_the_private_server_and_removes_the_candidate(
+    deployed_repository, serve_cache, tmp_path
+):
     repository = copy_model(deployed_repository, tmp_path / "repo", "logistic_onnx")
-    proc = subprocess.Popen([sys.executable, "-m", "zeroserve", "tune", "logistic", "--repository", str(repository),
-                             "--latency-budget-ms", "200", "--search", "brute", "--queue-delays-us", "0,500,1000",
-                             *SHORT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "ZEROSERVE_CACHE": str(serve_cache)})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "zeroserve",
+            "tune",
+            "logistic",
+            "--repository",
+            str(repository),
+            "--latency-budget-ms",
+            "200",
+            "--search",
+            "brute",
+            "--queue-delays-us",
+            "0,500,1000",
+            *SHORT,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "ZEROSERVE_CACHE": str(serve_cache)},
+    )
     try:
         state, candidate, deadline = None, None, time.monotonic() + 180
         while candidate is None and time.monotonic() < deadline and proc.poll() is None:
@@ -131,20 +184,42 @@ def test_a_tuned_repository_lints_serves_and_checks(deployed_repository, exporte
     from zeroserve.tune.search import Candidate
 
     repository = copy_model(deployed_repository, tmp_path / "repo", "logistic_onnx")
-    apply_tuning(repository, "logistic_onnx", Candidate("onnx", 2, 32, True, 500, 2), {"throughput": 1.0},
-                 {"engine": "test", "cpu_model": "test", "cores": 2}, {})
+    apply_tuning(
+        repository,
+        "logistic_onnx",
+        Candidate("onnx", 2, 32, True, 500, 2),
+        {"throughput": 1.0},
+        {"engine": "test", "cpu_model": "test", "cores": 2},
+        {},
+    )
     lint_model(repository / "logistic_onnx")
     served = start_server(repository, ["logistic_onnx"])
     assert index(served.http_url)["logistic_onnx"] == "READY"
-    result = CliRunner().invoke(app, ["client", "check", "logistic", "--format", "onnx", "--http-port",
-                                      str(served.http_port), "--grpc-port", str(served.grpc_port),
-                                      "--artifacts", str(exported[0]), "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "client",
+            "check",
+            "logistic",
+            "--format",
+            "onnx",
+            "--http-port",
+            str(served.http_port),
+            "--grpc-port",
+            str(served.grpc_port),
+            "--artifacts",
+            str(exported[0]),
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "PASS" in result.output
 
 
 def test_exit_2_for_a_model_not_deployed_options_without_a_candidate_and_a_budget_below_the_floor(
-        deployed_repository, serve_cache, tmp_path):
+    deployed_repository, serve_cache, tmp_path
+):
     repository = copy_model(deployed_repository, tmp_path / "repo", "logistic_onnx")
     common = ["--repository", str(repository), *SHORT[:6]]
 

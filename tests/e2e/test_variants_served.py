@@ -37,7 +37,8 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
         server = start_server(repo)
     served = set(server.models)
     assert served == {F.get(k).triton_name("softmax_mnist") for k in MADE} | (
-        {"softmax_mnist_onnx_fp16"} if gpu_present() else set())
+        {"softmax_mnist_onnx_fp16"} if gpu_present() else set()
+    )
     if not gpu_present():
         assert any("softmax_mnist_onnx_fp16" in str(w.message) and "GPU" in str(w.message) for w in seen)
 
@@ -51,9 +52,11 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
         assert row["top1_agreement"] >= 0.99 and "agreement with eager at least 99%" in row["rule"]
     assert {s["format"] for s in res["skipped"]} == set(F.primary())
 
-    status = {r["format"]: r for r in collect_status(artifacts, repo, {"host": server.host,
-                                                                      "http_port": server.http_port})["models"]
-              if r["model"] == "softmax_mnist"}
+    status = {
+        r["format"]: r
+        for r in collect_status(artifacts, repo, {"host": server.host, "http_port": server.http_port})["models"]
+        if r["model"] == "softmax_mnist"
+    }
     for key in MADE:
         assert status[key]["exported"]["state"] == "PASS" and status[key]["served"]["state"] == "READY"
     if not gpu_present():
@@ -68,8 +71,20 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
 
     from zeroserve.cli import app
 
-    where = ["--artifacts", str(artifacts), "--data-dir", str(data_dir), "--host", server.host,
-             "--http-port", str(server.http_port), "--grpc-port", str(server.grpc_port), "--protocol", "http"]
+    where = [
+        "--artifacts",
+        str(artifacts),
+        "--data-dir",
+        str(data_dir),
+        "--host",
+        server.host,
+        "--http-port",
+        str(server.http_port),
+        "--grpc-port",
+        str(server.grpc_port),
+        "--protocol",
+        "http",
+    ]
     res = CliRunner().invoke(app, ["client", "check", "softmax_mnist_onnx_int8", *where, "--json"])
     assert res.exit_code == 0, res.output
     (checked,) = json.loads(res.stdout)["models"]

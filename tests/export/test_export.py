@@ -106,8 +106,12 @@ def test_a_perturbed_onnx_artifact_fails_the_gate(exported, tmp_path):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     eager = load_trained(spec, artifacts)
     result = gate.run_gate(
-        spec, lambda xs: [eager(torch.from_numpy(xs[0])).detach().numpy()],
-        lambda xs: session.run(None, {"image__0": xs[0]}), gate.grid(spec, None), spec.tolerance)
+        spec,
+        lambda xs: [eager(torch.from_numpy(xs[0])).detach().numpy()],
+        lambda xs: session.run(None, {"image__0": xs[0]}),
+        gate.grid(spec, None),
+        spec.tolerance,
+    )
     assert result["status"] == "FAIL" and result["worst"]["max_abs"] > 1e-4
 
 
@@ -136,8 +140,9 @@ def test_a_wrongly_exported_model_fails_and_keeps_the_previous_artifacts(exporte
 def test_export_cli_failure_exits_1_with_the_worst_case(exported, tmp_path, monkeypatch):
     artifacts, _ = exported
     dest = _copy_model(artifacts, "cnn_mnist", tmp_path)
-    result = runner.invoke(app, ["export", "cnn_mnist", "--artifacts", str(dest), "--atol", "0", "--rtol", "0",
-                                 "--format", "onnx"])
+    result = runner.invoke(
+        app, ["export", "cnn_mnist", "--artifacts", str(dest), "--atol", "0", "--rtol", "0", "--format", "onnx"]
+    )
     assert result.exit_code == 1, result.output
     assert "cnn_mnist onnx failed the parity gate" in result.output and "max abs error" in result.output
     assert json.loads((dest / "cnn_mnist" / "export.json").read_text())["status"] == "PASS"
@@ -156,8 +161,10 @@ def test_bad_input_is_one_clear_line(exported, tmp_path):
         (["export", "cnn_mnist", "--artifacts", str(tmp_path)], "run `zeroserve train cnn_mnist` first"),
         (["export", "cnn_mnist", "--artifacts", str(artifacts), "--format", "tflite"], "unknown format tflite"),
         (["export", "cnn_mnist", "--artifacts", str(artifacts), "--opset", "99"], "opset 99 is not supported"),
-        (["export", "cnn_mnist", "--artifacts", str(artifacts), "--exporter", "magic"],
-         "Invalid value for '--exporter'"),  # Typer's own refusal of a choice option
+        (
+            ["export", "cnn_mnist", "--artifacts", str(artifacts), "--exporter", "magic"],
+            "Invalid value for '--exporter'",
+        ),  # Typer's own refusal of a choice option
     ]
     for args, message in cases:
         result = runner.invoke(app, args)

@@ -45,7 +45,10 @@ def test_every_variant_is_recorded_with_its_gate_file_and_latency(variant_artifa
         for batch in (1, 64):
             assert set(e["latency_ms"][f"batch_{batch}"]) >= {"onnx", key}
     assert rec["formats"]["onnx_int8"]["calibration"] == {
-        "method": "minmax", "samples": 512, "source": "training split, seeded draw (seed 0)"}
+        "method": "minmax",
+        "samples": 512,
+        "source": "training split, seeded draw (seed 0)",
+    }
     assert rec["formats"]["onnx_int8"]["quantized"]["int8_weights"] >= 2
     assert rec["formats"]["onnx_int8"]["bytes"] < base["bytes"] / 3
     optimized = onnx.load(str(folder / F.get("onnx_optimized").file))
@@ -83,8 +86,9 @@ def test_a_variant_calibrated_on_zeros_fails_is_recorded_and_refused_by_deploy(e
     rec = export_model(spec, artifacts, variants="int8", data_dir=data_dir, latency=False, variant_options=zeros)
     e = json.loads((artifacts / "softmax_mnist" / "export.json").read_text())["formats"]["onnx_int8"]
     assert rec["status"] == "PASS" and e["status"] == "FAIL"  # the fp32 export stands; the variant is recorded FAIL
-    assert any("accuracy" in r and "points below fp32" in r for r in e["failed_rules"]) or \
-        any("agreement" in r for r in e["failed_rules"])
+    assert any("accuracy" in r and "points below fp32" in r for r in e["failed_rules"]) or any(
+        "agreement" in r for r in e["failed_rules"]
+    )
     assert not (artifacts / "softmax_mnist" / F.get("onnx_int8").file).exists()
     with pytest.raises(InputError, match=r"onnx_int8: export status is FAIL.*(accuracy|agreement)"):
         deploy_model(spec, artifacts, tmp_path / "repo", formats="onnx_int8")
@@ -96,9 +100,25 @@ def test_a_variant_calibrated_on_zeros_fails_is_recorded_and_refused_by_deploy(e
 def test_the_cli_writes_the_variant_report(exported, tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path / "cache"))  # no server: in-process figures only
     shutil.copytree(exported[0] / "softmax_mnist", tmp_path / "softmax_mnist")
-    result = runner.invoke(app, ["export", "softmax_mnist", "--artifacts", str(tmp_path), "--variant", "optimized",
-                                 "--min-agreement", "100", "--max-metric-drop", "0", "--data-dir", str(data_dir),
-                                 "--report", str(tmp_path / "report")])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "softmax_mnist",
+            "--artifacts",
+            str(tmp_path),
+            "--variant",
+            "optimized",
+            "--min-agreement",
+            "100",
+            "--max-metric-drop",
+            "0",
+            "--data-dir",
+            str(data_dir),
+            "--report",
+            str(tmp_path / "report"),
+        ],
+    )
     # optimized is exact here, so it passes even the strictest rule: the report is written either way
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report" / "variants.json").read_text())
@@ -110,8 +130,9 @@ def test_the_cli_writes_the_variant_report(exported, tmp_path, data_dir, monkeyp
     from zeroserve.export import variants
 
     monkeypatch.setattr(variants, "_calibration", lambda spec, split, opts: [np.zeros((64, 1, 28, 28), np.float32)])
-    result = runner.invoke(app, ["export", "softmax_mnist", "--artifacts", str(tmp_path), "--variant", "int8",
-                                 "--data-dir", str(data_dir)])
+    result = runner.invoke(
+        app, ["export", "softmax_mnist", "--artifacts", str(tmp_path), "--variant", "int8", "--data-dir", str(data_dir)]
+    )
     assert result.exit_code == 1, result.output
     assert "softmax_mnist onnx_int8 failed the variant gate" in result.output
     assert "vs fp32's" in result.output or "agreement with eager" in result.output
@@ -128,10 +149,24 @@ def test_bad_variant_requests_are_one_line_exit_2_and_write_nothing(exported, tm
     before = sha256(tmp_path / "rnn" / "hello_rnn" / "export.json")
     cases = [
         (["softmax_mnist", "--artifacts", str(never), "--variant", "int8"], "was never exported"),
-        (["softmax_mnist", "--artifacts", str(never), "--variant", "int8", "--calibration-method", "entropy",
-          "--calibration-samples", "50"], "too few for entropy calibration"),
-        (["hello_rnn", "--artifacts", str(tmp_path / "rnn"), "--variant", "int8-dynamic"],
-         "quantizes none of this model's weights"),
+        (
+            [
+                "softmax_mnist",
+                "--artifacts",
+                str(never),
+                "--variant",
+                "int8",
+                "--calibration-method",
+                "entropy",
+                "--calibration-samples",
+                "50",
+            ],
+            "too few for entropy calibration",
+        ),
+        (
+            ["hello_rnn", "--artifacts", str(tmp_path / "rnn"), "--variant", "int8-dynamic"],
+            "quantizes none of this model's weights",
+        ),
         (["hello_rnn", "--artifacts", str(tmp_path / "rnn"), "--variant", "int8"], "too few for minmax calibration"),
         (["softmax_mnist", "--artifacts", str(never), "--variant", "int4"], "unknown variant int4"),
     ]
@@ -141,8 +176,9 @@ def test_bad_variant_requests_are_one_line_exit_2_and_write_nothing(exported, tm
         assert message in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in (never / "softmax_mnist").iterdir()) == ["checkpoint.pt", "train.json"]
     assert sha256(tmp_path / "rnn" / "hello_rnn" / "export.json") == before
-    assert not list((tmp_path / "rnn" / "hello_rnn").glob("*.int8*")) and \
-        not list((tmp_path / "rnn" / "hello_rnn").glob(".export-*"))
+    assert not list((tmp_path / "rnn" / "hello_rnn").glob("*.int8*")) and not list(
+        (tmp_path / "rnn" / "hello_rnn").glob(".export-*")
+    )
 
 
 def test_the_variant_rule_reads_the_task():
@@ -169,8 +205,14 @@ def test_the_variant_rule_reads_the_task():
 def test_under_all_an_unfit_variant_is_skipped_and_the_others_are_made(exported, tmp_path, data_dir):
     shutil.copytree(exported[0] / "linear", tmp_path / "linear")
     shutil.copytree(exported[0] / "hello_rnn", tmp_path / "hello_rnn")
-    rec = export_model(registry.get("linear"), tmp_path, variants=("int8", "int8-dynamic"), data_dir=data_dir,
-                       latency=False, skip_unfit=True)  # 3 training samples: no int8 calibration
+    rec = export_model(
+        registry.get("linear"),
+        tmp_path,
+        variants=("int8", "int8-dynamic"),
+        data_dir=data_dir,
+        latency=False,
+        skip_unfit=True,
+    )  # 3 training samples: no int8 calibration
     assert [u["variant"] for u in rec["skipped_variants"]] == ["int8"]
     assert "too few for minmax calibration" in rec["skipped_variants"][0]["reason"]
     written = json.loads((tmp_path / "linear" / "export.json").read_text())
@@ -179,12 +221,30 @@ def test_under_all_an_unfit_variant_is_skipped_and_the_others_are_made(exported,
 
     before = sha256(tmp_path / "hello_rnn" / "export.json")
     with pytest.raises(InputError, match="too few for minmax calibration.*quantizes none of this model's weights"):
-        export_model(registry.get("hello_rnn"), tmp_path, variants=("int8", "int8-dynamic"), data_dir=data_dir,
-                     latency=False, skip_unfit=True)  # every variant unfit: the model is skipped, nothing written
+        export_model(
+            registry.get("hello_rnn"),
+            tmp_path,
+            variants=("int8", "int8-dynamic"),
+            data_dir=data_dir,
+            latency=False,
+            skip_unfit=True,
+        )  # every variant unfit: the model is skipped, nothing written
     assert sha256(tmp_path / "hello_rnn" / "export.json") == before
 
-    result = runner.invoke(app, ["export", "all", "--artifacts", str(tmp_path), "--variant", "int8,int8-dynamic",
-                                 "--data-dir", str(data_dir), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "all",
+            "--artifacts",
+            str(tmp_path),
+            "--variant",
+            "int8,int8-dynamic",
+            "--data-dir",
+            str(data_dir),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert {(s["model"], s.get("variant")) for s in out["skipped"]} >= {("linear", "int8"), ("hello_rnn", None)}

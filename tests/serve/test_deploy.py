@@ -45,12 +45,22 @@ def _pbtxt(path: Path) -> pb.ModelConfig:
 
 def _model(name: str, fmt: str = "onnx", **kw) -> C.DeployedModel:
     spec = registry.get(name)
-    warm = C.Warmup("sample", {t.name: C.WarmupInput(t.dtype, tuple(1 if d == -1 else d for d in t.triton_dims),
-                                                    t.name) for t in spec.inputs})
-    return C.DeployedModel(name=spec.triton_name(fmt), backend={"onnx": "onnxruntime"}.get(fmt, "pytorch"),
-                           max_batch_size=spec.max_batch_size,
-                           inputs=tuple(C.TensorConfig.from_spec(t) for t in spec.inputs),
-                           outputs=tuple(C.TensorConfig.from_spec(t) for t in spec.outputs), warmup=warm, **kw)
+    warm = C.Warmup(
+        "sample",
+        {
+            t.name: C.WarmupInput(t.dtype, tuple(1 if d == -1 else d for d in t.triton_dims), t.name)
+            for t in spec.inputs
+        },
+    )
+    return C.DeployedModel(
+        name=spec.triton_name(fmt),
+        backend={"onnx": "onnxruntime"}.get(fmt, "pytorch"),
+        max_batch_size=spec.max_batch_size,
+        inputs=tuple(C.TensorConfig.from_spec(t) for t in spec.inputs),
+        outputs=tuple(C.TensorConfig.from_spec(t) for t in spec.outputs),
+        warmup=warm,
+        **kw,
+    )
 
 
 def _copy(artifacts: Path, dest: Path, *names: str) -> Path:
@@ -101,7 +111,10 @@ def test_config_fields_follow_the_registry_specs():
     cnn = text_format.Parse(C.render(_model("cnn_mnist", tensorrt="FP32")), pb.ModelConfig())
     assert list(cnn.input[0].dims) == [1, 28, 28] and cnn.input[0].data_type == pb.TYPE_FP32
     assert cnn.backend == "onnxruntime" and cnn.max_batch_size == 64
-    assert cnn.HasField("dynamic_batching") and cnn.dynamic_batching.max_queue_delay_microseconds == C.DEFAULT_MAX_QUEUE_DELAY_US
+    assert (
+        cnn.HasField("dynamic_batching")
+        and cnn.dynamic_batching.max_queue_delay_microseconds == C.DEFAULT_MAX_QUEUE_DELAY_US
+    )
     assert cnn.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU and cnn.instance_group[0].count == 1
     (acc,) = cnn.optimization.execution_accelerators.gpu_execution_accelerator
     assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP32"
@@ -111,8 +124,13 @@ def test_config_fields_follow_the_registry_specs():
 
 def test_cpu_instances_zero_delay_and_zero_warmup_round_trip():
     model = dataclasses.replace(
-        _model("linear", "torchscript"), instance_kind="KIND_CPU", instance_count=3, max_queue_delay_us=0,
-        warmup=C.Warmup("zeros", {"x__0": C.WarmupInput("float32", (1,), None)}), parameters={"ZS_FORMAT": "onnx"})
+        _model("linear", "torchscript"),
+        instance_kind="KIND_CPU",
+        instance_count=3,
+        max_queue_delay_us=0,
+        warmup=C.Warmup("zeros", {"x__0": C.WarmupInput("float32", (1,), None)}),
+        parameters={"ZS_FORMAT": "onnx"},
+    )
     text = C.render(model)
     proto = text_format.Parse(text, pb.ModelConfig())
     assert proto.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU and proto.instance_group[0].count == 3
@@ -163,8 +181,10 @@ def test_deploy_all_writes_twenty_linted_models_and_the_manifest(deployed_all, e
             assert entry["export_record"]["sha256"] == record_sha
             assert entry["config_sha256"] == hashlib.sha256((folder / "config.pbtxt").read_bytes()).hexdigest()
             if fmt == "onnx":
-                assert (entry["ir_version"], entry["opset"]) == (recs[name]["formats"]["onnx"]["ir_version"],
-                                                                 recs[name]["formats"]["onnx"]["opset"])
+                assert (entry["ir_version"], entry["opset"]) == (
+                    recs[name]["formats"]["onnx"]["ir_version"],
+                    recs[name]["formats"]["onnx"]["opset"],
+                )
             else:
                 assert entry["file_format_version"] <= TARGET.max_torchscript_file_version
             lint_model(folder)  # linting again from disk gives the same verdict
@@ -241,8 +261,12 @@ def test_a_torchscript_archive_newer_than_the_target_libtorch_is_refused(one):
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(path.with_suffix(".new"), "w") as dst:
         for item in src.infolist():
             data = src.read(item)
-            dst.writestr(item, f"{TARGET.max_torchscript_file_version + 1}\n".encode()
-                         if item.filename.endswith("/version") and item.filename.count("/") == 1 else data)
+            dst.writestr(
+                item,
+                f"{TARGET.max_torchscript_file_version + 1}\n".encode()
+                if item.filename.endswith("/version") and item.filename.count("/") == 1
+                else data,
+            )
     path.with_suffix(".new").replace(path)
     _rewrite_record(artifacts, "cnn_mnist", torchscript={})
     with pytest.raises(InputError, match=f"file format {TARGET.max_torchscript_file_version + 1} is newer"):
@@ -268,18 +292,23 @@ def test_options_lower_the_batch_set_instances_and_tensorrt(one):
     assert acc.parameters["precision_mode"] == "FP16"
     assert onnx_cfg.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU
     assert not ts_cfg.HasField("optimization")
-    for kwargs, message in (({"max_batch_size": 65}, "between 1 and 64"), ({"tensorrt": "int8"}, "fp16 or fp32"),
-                            ({"tensorrt": "fp16", "device": "cpu"}, "needs --device gpu"),
-                            ({"device": "tpu"}, "unknown device"), ({"instances": 0}, "at least 1"),
-                            ({"formats": "tflite"}, "unknown format tflite")):
+    for kwargs, message in (
+        ({"max_batch_size": 65}, "between 1 and 64"),
+        ({"tensorrt": "int8"}, "fp16 or fp32"),
+        ({"tensorrt": "fp16", "device": "cpu"}, "needs --device gpu"),
+        ({"device": "tpu"}, "unknown device"),
+        ({"instances": 0}, "at least 1"),
+        ({"formats": "tflite"}, "unknown format tflite"),
+    ):
         with pytest.raises(InputError, match=message):
             deploy_model(spec, artifacts, repository, **kwargs)
 
 
 def _wrong_torchscript(path: Path) -> None:
     """A real TorchScript module with the right input but a wrong output shape ([batch, 3])."""
-    module = torch.jit.trace(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3)).eval(),
-                             torch.zeros(2, 1, 28, 28))
+    module = torch.jit.trace(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3)).eval(), torch.zeros(2, 1, 28, 28)
+    )
     torch.jit.save(module, str(path))
 
 
@@ -306,9 +335,16 @@ def test_a_failing_lint_keeps_the_previous_model_and_leaves_no_staging_folder(on
     wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3)).eval()
     onnx_path = artifacts / "cnn_mnist" / "model.onnx"
     axes = {"image__0": {0: "batch"}, "log_probs__0": {0: "batch"}}
-    torch.onnx.export(wrong, (torch.zeros(2, 1, 28, 28),), str(onnx_path), dynamo=False, dynamic_axes=axes,
-                      opset_version=proto.opset_import[0].version, input_names=["image__0"],
-                      output_names=["log_probs__0"])
+    torch.onnx.export(
+        wrong,
+        (torch.zeros(2, 1, 28, 28),),
+        str(onnx_path),
+        dynamo=False,
+        dynamic_axes=axes,
+        opset_version=proto.opset_import[0].version,
+        input_names=["image__0"],
+        output_names=["log_probs__0"],
+    )
     _rewrite_record(artifacts, "cnn_mnist", onnx={"ir_version": onnx.load(str(onnx_path)).ir_version})
     with pytest.raises(CheckFailed, match=r"output log_probs__0 dims \[-1, 10\] do not fit the graph's \[-1, 3\]"):
         deploy_model(spec, artifacts, repository, formats="onnx", max_batch_size=8)
@@ -325,11 +361,17 @@ def test_deploying_one_model_leaves_the_others_untouched(one):
     deploy_model(registry.get("linear"), artifacts, repository)
     assert not stale.exists()
     deploy_model(registry.get("cnn_mnist"), artifacts, repository)
-    linear = {p: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes())
-              for p in repository.glob("linear_*/**/*") if p.is_file()}
+    linear = {
+        p: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes())
+        for p in repository.glob("linear_*/**/*")
+        if p.is_file()
+    }
     deploy_model(registry.get("cnn_mnist"), artifacts, repository, max_batch_size=4)
-    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes())
-            for p in repository.glob("linear_*/**/*") if p.is_file()} == linear
+    assert {
+        p: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes())
+        for p in repository.glob("linear_*/**/*")
+        if p.is_file()
+    } == linear
     manifest = read_manifest(repository)["models"]
     assert set(manifest) == {"linear_onnx", "linear_torchscript", "cnn_mnist_onnx", "cnn_mnist_torchscript"}
     assert manifest["cnn_mnist_onnx"]["max_batch_size"] == 4 and manifest["linear_onnx"]["max_batch_size"] == 64
@@ -378,8 +420,22 @@ def test_kserve_target_writes_a_valid_inference_service(one):
 
 def test_cli_deploys_and_prints_json(one):
     artifacts, repository = one
-    result = runner.invoke(app, ["deploy", "linear", "--artifacts", str(artifacts), "--repository", str(repository),
-                                 "--device", "cpu", "--instances", "2", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "deploy",
+            "linear",
+            "--artifacts",
+            str(artifacts),
+            "--repository",
+            str(repository),
+            "--device",
+            "cpu",
+            "--instances",
+            "2",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert [e["name"] for e in out["deployed"]] == ["linear_onnx", "linear_torchscript"]
@@ -393,15 +449,21 @@ def test_cli_all_skips_models_without_a_pass_export_and_deploys_the_rest(one):
     assert result.exit_code == 0, result.output
     assert "skipped" in result.output and "run `zeroserve export wide_deep` first" in result.output
     assert sorted(p.name for p in repository.iterdir() if p.is_dir()) == [
-        "cnn_mnist_onnx", "cnn_mnist_torchscript", "linear_onnx", "linear_torchscript"]
+        "cnn_mnist_onnx",
+        "cnn_mnist_torchscript",
+        "linear_onnx",
+        "linear_torchscript",
+    ]
 
 
 def test_cli_all_reports_a_lint_failure_and_deploys_the_rest(one):
     artifacts, repository = one
     _wrong_torchscript(artifacts / "cnn_mnist" / "model.pt")
     _rewrite_record(artifacts, "cnn_mnist", torchscript={})
-    result = runner.invoke(app, ["deploy", "all", "--artifacts", str(artifacts), "--repository", str(repository),
-                                 "--format", "torchscript"])
+    result = runner.invoke(
+        app,
+        ["deploy", "all", "--artifacts", str(artifacts), "--repository", str(repository), "--format", "torchscript"],
+    )
     assert result.exit_code == 1, result.output
     assert "failed cnn_mnist" in result.output and "float32[1, 3]" in result.output  # brackets are not markup
     assert (repository / "linear_torchscript").is_dir() and not (repository / "cnn_mnist_torchscript").exists()
@@ -417,8 +479,11 @@ def test_cli_errors_are_one_clear_line(one, tmp_path):
         (["deploy", "linear", *base, "--max-batch-size", "100"], 2, "between 1 and 64"),
         (["deploy", "linear", *base, "--tensorrt", "fp16", "--device", "cpu"], 2, "needs --device gpu"),
         (["deploy", "linear", *base, "--target", "kserve", "--storage-uri", "nowhere"], 2, "needs a scheme"),
-        (["deploy", "all", "--artifacts", str(tmp_path / "empty"), "--repository", str(repository)], 2,
-         "nothing deployed"),
+        (
+            ["deploy", "all", "--artifacts", str(tmp_path / "empty"), "--repository", str(repository)],
+            2,
+            "nothing deployed",
+        ),
     ]
     for args, code, message in cases:
         result = runner.invoke(app, args)

@@ -39,8 +39,9 @@ def private_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-def _canonical(repository: Path, name: str, fmt: str, corrupt: bool = False, warmups: int = 0,
-               parameters: dict | None = None) -> None:
+def _canonical(
+    repository: Path, name: str, fmt: str, corrupt: bool = False, warmups: int = 0, parameters: dict | None = None
+) -> None:
     """One canonical model folder as deploy writes it (untrained weights; KIND_GPU; TensorRT for ONNX).
 
     Args:
@@ -55,9 +56,16 @@ def _canonical(repository: Path, name: str, fmt: str, corrupt: bool = False, war
     (folder / "1").mkdir(parents=True)
     if fmt == "onnx":
         path = folder / "1" / "model.onnx"
-        torch.onnx.export(module, example, path, dynamo=False, opset_version=17,
-                          input_names=[t.name for t in spec.inputs], output_names=[t.name for t in spec.outputs],
-                          dynamic_axes={t.name: t.dynamic_axes for t in (*spec.inputs, *spec.outputs)})
+        torch.onnx.export(
+            module,
+            example,
+            path,
+            dynamo=False,
+            opset_version=17,
+            input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs],
+            dynamic_axes={t.name: t.dynamic_axes for t in (*spec.inputs, *spec.outputs)},
+        )
     else:
         path = folder / "1" / "model.pt"
         torch.jit.trace(module, example).save(str(path))
@@ -67,12 +75,18 @@ def _canonical(repository: Path, name: str, fmt: str, corrupt: bool = False, war
         proto = onnx.load(str(path))
         proto.graph.node[0].op_type = "NoSuchOp"
         onnx.save(proto, str(path))
-    model = DeployedModel(name=spec.triton_name(fmt), backend="onnxruntime" if fmt == "onnx" else "pytorch",
-                          max_batch_size=spec.max_batch_size,
-                          inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
-                          outputs=tuple(TensorConfig.from_spec(t) for t in spec.outputs),
-                          max_queue_delay_us=100, instance_kind="KIND_GPU", instance_count=2,
-                          tensorrt="FP16" if fmt == "onnx" else None, parameters=parameters or {})
+    model = DeployedModel(
+        name=spec.triton_name(fmt),
+        backend="onnxruntime" if fmt == "onnx" else "pytorch",
+        max_batch_size=spec.max_batch_size,
+        inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
+        outputs=tuple(TensorConfig.from_spec(t) for t in spec.outputs),
+        max_queue_delay_us=100,
+        instance_kind="KIND_GPU",
+        instance_count=2,
+        tensorrt="FP16" if fmt == "onnx" else None,
+        parameters=parameters or {},
+    )
     if warmups:
         inputs = {t.name: WarmupInput(t.dtype, tuple(1 if d == -1 else d for d in t.dims)) for t in model.inputs}
         model = dataclasses.replace(model, warmup=Warmup("slow", inputs, count=warmups))
@@ -89,14 +103,18 @@ def canonical(tmp_path_factory) -> Path:
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_runtime_copy_keeps_the_contract_and_switches_to_the_python_backend(canonical, tmp_path):
     before = _tree_digest(canonical)
-    built = runtime.build_runtime_repository(canonical, ["name_gru_onnx", "name_gru_torchscript"],
-                                             tmp_path / "runtime", ort_threads=2, gpu=False)
+    built = runtime.build_runtime_repository(
+        canonical, ["name_gru_onnx", "name_gru_torchscript"], tmp_path / "runtime", ort_threads=2, gpu=False
+    )
     assert [m.name for m in built] == ["name_gru_onnx", "name_gru_torchscript"]
     for fmt, artifact in (("onnx", "model.onnx"), ("torchscript", "model.pt")):
         name = f"name_gru_{fmt}"
@@ -106,14 +124,18 @@ def test_runtime_copy_keeps_the_contract_and_switches_to_the_python_backend(cano
         assert list(cfg.output) == list(src.output)
         # Same tensors; the variable-length tokens may be merged across lengths (model.py groups them).
         assert [(i.name, i.data_type, list(i.dims), i.allow_ragged_batch) for i in cfg.input] == [
-            (i.name, i.data_type, list(i.dims), -1 in i.dims) for i in src.input]
+            (i.name, i.data_type, list(i.dims), -1 in i.dims) for i in src.input
+        ]
         assert cfg.input[1].HasField("reshape") and list(cfg.input[1].reshape.shape) == []
         assert cfg.max_batch_size == src.max_batch_size == 64
         assert cfg.dynamic_batching == src.dynamic_batching
         assert [(g.kind, g.count) for g in cfg.instance_group] == [(mc.ModelInstanceGroup.KIND_CPU, 2)]
         assert not cfg.HasField("optimization")  # TensorRT belongs to the native onnxruntime backend
         assert {k: v.string_value for k, v in cfg.parameters.items()} == {
-            "ZS_FORMAT": fmt, "ZS_ARTIFACT": artifact, "ZS_THREADS": "2"}
+            "ZS_FORMAT": fmt,
+            "ZS_ARTIFACT": artifact,
+            "ZS_THREADS": "2",
+        }
         version = tmp_path / "runtime" / name / "1"
         assert (version / "model.py").read_text() == runtime.MODEL_PY.read_text()
         assert (version / artifact).read_bytes() == (canonical / name / "1" / artifact).read_bytes()
@@ -129,8 +151,9 @@ def test_a_gpu_instance_is_kept_when_a_gpu_is_there_and_downgraded_with_a_warnin
 
 
 def test_queue_delay_override_and_noop_twin(canonical, tmp_path):
-    built = runtime.build_runtime_repository(canonical, ["linear_onnx"], tmp_path / "rt", gpu=False,
-                                             queue_delay_us=50_000, noop_of=["linear_onnx"])
+    built = runtime.build_runtime_repository(
+        canonical, ["linear_onnx"], tmp_path / "rt", gpu=False, queue_delay_us=50_000, noop_of=["linear_onnx"]
+    )
     assert [(m.name, m.fmt) for m in built] == [("linear_onnx", "onnx"), ("linear_onnx_noop", "noop")]
     cfg = text_format.Parse((tmp_path / "rt" / "linear_onnx_noop" / "config.pbtxt").read_text(), mc.ModelConfig())
     assert cfg.name == "linear_onnx_noop" and cfg.dynamic_batching.max_queue_delay_microseconds == 50_000
@@ -146,8 +169,9 @@ def test_the_runtime_config_is_the_deployed_config_transformed_and_rendered_by_t
     served = parse(text)
     assert text == render(served)
     # Everything the canonical config says, except what only the native backends understand.
-    assert served == dataclasses.replace(source, backend="python", instance_kind="KIND_CPU", tensorrt=None,
-                                         parameters=served.parameters)
+    assert served == dataclasses.replace(
+        source, backend="python", instance_kind="KIND_CPU", tensorrt=None, parameters=served.parameters
+    )
     assert served.parameters == {"ZS_FORMAT": "onnx", "ZS_ARTIFACT": "model.onnx", "ZS_THREADS": "3"}
     # 0 is the native backend's "its own default": the runtime copy then uses 1.
     assert parse((tmp_path / "rt" / "linear_torchscript" / "config.pbtxt").read_text()).parameters["ZS_THREADS"] == "1"
@@ -156,10 +180,17 @@ def test_the_runtime_config_is_the_deployed_config_transformed_and_rendered_by_t
 
 
 def test_model_selection_by_registry_or_triton_name(canonical):
-    assert runtime.canonical_models(canonical) == ["linear_onnx", "linear_torchscript", "name_gru_onnx",
-                                                  "name_gru_torchscript"]
-    assert runtime.canonical_models(canonical, ["linear,name_gru_onnx"]) == ["linear_onnx", "linear_torchscript",
-                                                                            "name_gru_onnx"]
+    assert runtime.canonical_models(canonical) == [
+        "linear_onnx",
+        "linear_torchscript",
+        "name_gru_onnx",
+        "name_gru_torchscript",
+    ]
+    assert runtime.canonical_models(canonical, ["linear,name_gru_onnx"]) == [
+        "linear_onnx",
+        "linear_torchscript",
+        "name_gru_onnx",
+    ]
     with pytest.raises(InputError, match="cnn_mnist is not deployed"):
         runtime.canonical_models(canonical, ["cnn_mnist"])
     with pytest.raises(InputError, match="unknown model 'nope'"):
@@ -181,8 +212,7 @@ def test_a_port_in_use_is_refused_before_starting(canonical):
         port = holder.getsockname()[1]
         free = free_port()
         with pytest.raises(ServerError, match=rf"grpc port {port} on 127.0.0.1 is in use"):
-            server.start_server(canonical, ["linear_onnx"], http_port=free, grpc_port=port,
-                                metrics_port=free_port())
+            server.start_server(canonical, ["linear_onnx"], http_port=free, grpc_port=port, metrics_port=free_port())
     assert st.list_servers() == []
 
 
@@ -228,8 +258,9 @@ def test_a_model_that_fails_to_load_is_named_and_the_others_serve(tmp_path, priv
     _canonical(repository, "linear", "onnx", corrupt=True)
     _canonical(repository, "linear", "torchscript")
     events = []
-    started = server.start_server(repository, timeout=120, **_three_ports(),
-                                  on_model=lambda n, s, _: events.append((n, s)))
+    started = server.start_server(
+        repository, timeout=120, **_three_ports(), on_model=lambda n, s, _: events.append((n, s))
+    )
     try:
         failed = started.state["failed"]
         assert list(failed) == ["linear_onnx"] and "\n" not in failed["linear_onnx"], failed
@@ -244,8 +275,7 @@ def test_a_model_that_fails_to_load_is_named_and_the_others_serve(tmp_path, priv
         started.stop()
 
 
-def test_a_start_where_no_model_loads_fails_naming_one_and_keeps_the_run_dead_with_the_log(tmp_path,
-                                                                                           private_cache):
+def test_a_start_where_no_model_loads_fails_naming_one_and_keeps_the_run_dead_with_the_log(tmp_path, private_cache):
     repository = tmp_path / "broken"
     _canonical(repository, "linear", "onnx", corrupt=True)
     with pytest.raises(ServerError) as info:
@@ -261,8 +291,7 @@ def test_a_start_where_no_model_loads_fails_naming_one_and_keeps_the_run_dead_wi
     assert ps.shm_segments(dead["shm_prefix"]) == []
 
 
-def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time(tmp_path, private_cache,
-                                                                                monkeypatch):
+def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time(tmp_path, private_cache, monkeypatch):
     repository = tmp_path / "slow"
     _canonical(repository, "linear", "onnx")
     _canonical(repository, "name_gru", "onnx", warmups=10_000_000)  # its load runs warmups for hours
@@ -271,8 +300,13 @@ def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time
     timeout = 20.0
     started = time.monotonic()
     with pytest.raises(ServerError) as info:
-        server.start_server(repository, timeout=timeout, **_three_ports(), model_control="explicit",
-                            on_model=lambda n, s, _: events.setdefault((n, s), time.monotonic() - started))
+        server.start_server(
+            repository,
+            timeout=timeout,
+            **_three_ports(),
+            model_control="explicit",
+            on_model=lambda n, s, _: events.setdefault((n, s), time.monotonic() - started),
+        )
     message = str(info.value)
     assert "1 of 2 models were not READY within the start deadline (--timeout): name_gru_onnx" in message, message
     assert events[("linear_onnx", "READY")] < events[("name_gru_onnx", "loading")]
@@ -289,9 +323,22 @@ def _cmdline(proc: Path) -> bytes:
 
 
 def _dead_state(**extra) -> dict:
-    return {"run_id": st.new_run_id(), "pid": 2 ** 22 + 7, "create_time": 1.0, "host": "127.0.0.1",
-            "http_port": 1, "grpc_port": 2, "metrics_port": 3, "runtime_dir": "/nowhere", "log": "/nowhere/log",
-            "models": [], "started": "2026-01-01T00:00:00", "status": st.RUNNING, "shm_prefix": "zsnone_", **extra}
+    return {
+        "run_id": st.new_run_id(),
+        "pid": 2**22 + 7,
+        "create_time": 1.0,
+        "host": "127.0.0.1",
+        "http_port": 1,
+        "grpc_port": 2,
+        "metrics_port": 3,
+        "runtime_dir": "/nowhere",
+        "log": "/nowhere/log",
+        "models": [],
+        "started": "2026-01-01T00:00:00",
+        "status": st.RUNNING,
+        "shm_prefix": "zsnone_",
+        **extra,
+    }
 
 
 def test_reading_state_never_changes_it_and_resolution_says_what_to_do(private_cache):
@@ -312,8 +359,12 @@ def test_a_recycled_pid_is_not_the_server_and_is_never_signalled(private_cache, 
         run = tmp_path / "run"
         run.mkdir()
         (run / "server.log").write_text("the log\n")
-        state = _dead_state(pid=bystander.pid, create_time=st.create_time(bystander.pid) - 100,
-                            runtime_dir=str(run), log=str(run / "server.log"))
+        state = _dead_state(
+            pid=bystander.pid,
+            create_time=st.create_time(bystander.pid) - 100,
+            runtime_dir=str(run),
+            log=str(run / "server.log"),
+        )
         st.write_state(state)
         assert not st.is_running(state) and st.list_servers() == []
         report = stop.stop_servers()  # reaps: marks it dead, signals nothing
@@ -334,19 +385,39 @@ def test_stop_exits_0_and_status_1_with_only_a_dead_run_and_say_so(private_cache
     run = tmp_path / "run"
     run.mkdir()
     (run / "server.log").write_text("the log\n")
-    st.write_state(_dead_state(runtime_dir=str(run), log=str(run / "server.log"), status=st.DEAD,
-                               reason="the tritonserver process died without a stop"))
+    st.write_state(
+        _dead_state(
+            runtime_dir=str(run),
+            log=str(run / "server.log"),
+            status=st.DEAD,
+            reason="the tritonserver process died without a stop",
+        )
+    )
     env = {**os.environ, "ZEROSERVE_CACHE": str(private_cache)}
-    status = subprocess.run([sys.executable, "-m", "zeroserve", "status", "--artifacts", str(tmp_path / "a"),
-                             "--repository", str(tmp_path / "r")], capture_output=True, text=True, env=env)
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zeroserve",
+            "status",
+            "--artifacts",
+            str(tmp_path / "a"),
+            "--repository",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert status.returncode == 1, status.stderr  # the run it means is dead: what a probe or script checks
     assert f"log: {run / 'server.log'}" in status.stdout.replace("\n", "")
     assert "dead: the tritonserver process died without a stop" in " ".join(status.stdout.split())
     stop = subprocess.run([sys.executable, "-m", "zeroserve", "stop"], capture_output=True, text=True, env=env)
     assert stop.returncode == 0, stop.stderr
     assert "nothing to stop" in stop.stdout and (run / "server.log").is_file()
-    stop_all = subprocess.run([sys.executable, "-m", "zeroserve", "stop", "--all"], capture_output=True, text=True,
-                              env=env)
+    stop_all = subprocess.run(
+        [sys.executable, "-m", "zeroserve", "stop", "--all"], capture_output=True, text=True, env=env
+    )
     assert stop_all.returncode == 0 and not run.exists() and st.read_states() == []
 
 
@@ -364,28 +435,45 @@ def test_hand_written_configs_parse_and_build(tmp_path):
     several inputs and outputs, several instance groups, a platform and default_model_filename; folders the
     engine cannot serve are skipped by name while the others build."""
     repo = tmp_path / "repo"
-    good = ('platform: "onnxruntime_onnx"\ndefault_model_filename: "net.onnx"\nmax_batch_size: 0\n'
-            'input [ { name: "a" data_type: TYPE_INT64 dims: [ -1, 2 ] }, { name: "b" data_type: TYPE_FP32 '
-            'dims: [ 1 ] } ]\noutput [ { name: "c" data_type: TYPE_FP32 dims: [ -1 ] }, '
-            '{ name: "d" data_type: TYPE_BOOL dims: [ 1 ] } ]\n'
-            'instance_group [ { kind: KIND_CPU count: 2 }, { kind: KIND_CPU } ]\n'
-            'dynamic_batching { preferred_batch_size: [ 4 ] }\n')
+    good = (
+        'platform: "onnxruntime_onnx"\ndefault_model_filename: "net.onnx"\nmax_batch_size: 0\n'
+        'input [ { name: "a" data_type: TYPE_INT64 dims: [ -1, 2 ] }, { name: "b" data_type: TYPE_FP32 '
+        'dims: [ 1 ] } ]\noutput [ { name: "c" data_type: TYPE_FP32 dims: [ -1 ] }, '
+        '{ name: "d" data_type: TYPE_BOOL dims: [ 1 ] } ]\n'
+        "instance_group [ { kind: KIND_CPU count: 2 }, { kind: KIND_CPU } ]\n"
+        "dynamic_batching { preferred_batch_size: [ 4 ] }\n"
+    )
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Cast", ["a"], ["c"], to=TensorProto.FLOAT),
-                               helper.make_node("Cast", ["b"], ["d"], to=TensorProto.BOOL)], "hand",
-                              [helper.make_tensor_value_info("a", TensorProto.INT64, ["n", 2]),
-                               helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["n", 2]),
-                               helper.make_tensor_value_info("d", TensorProto.BOOL, [1])])
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["a"], ["c"], to=TensorProto.FLOAT),
+            helper.make_node("Cast", ["b"], ["d"], to=TensorProto.BOOL),
+        ],
+        "hand",
+        [
+            helper.make_tensor_value_info("a", TensorProto.INT64, ["n", 2]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, ["n", 2]),
+            helper.make_tensor_value_info("d", TensorProto.BOOL, [1]),
+        ],
+    )
     onnx_bytes = helper.make_model(graph, ir_version=9).SerializeToString()
-    for name, config, files in (("hand", good, {"net.onnx": onnx_bytes}),
-                                ("tf", 'backend: "tensorflow"\n', {"model.graphdef": b"x"}),
-                                ("nofile", good, {}), ("broken", "max_batch_size: [", {}),
-                                ("garbage", good, {"net.onnx": b"\x00not a model"}),
-                                ("renamed", good.replace('"b"', '"bb"'), {"net.onnx": onnx_bytes}),
-                                ("ts_garbage", good.replace("onnxruntime_onnx", "pytorch_libtorch")
-                                 .replace("net.onnx", "model.pt"), {"model.pt": b"x"})):
+    for name, config, files in (
+        ("hand", good, {"net.onnx": onnx_bytes}),
+        ("tf", 'backend: "tensorflow"\n', {"model.graphdef": b"x"}),
+        ("nofile", good, {}),
+        ("broken", "max_batch_size: [", {}),
+        ("garbage", good, {"net.onnx": b"\x00not a model"}),
+        ("renamed", good.replace('"b"', '"bb"'), {"net.onnx": onnx_bytes}),
+        (
+            "ts_garbage",
+            good.replace("onnxruntime_onnx", "pytorch_libtorch").replace("net.onnx", "model.pt"),
+            {"model.pt": b"x"},
+        ),
+    ):
         (repo / name / "3").mkdir(parents=True)
         (repo / name / "config.pbtxt").write_text(config)
         for f, data in files.items():

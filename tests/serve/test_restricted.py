@@ -11,8 +11,10 @@ def test_served_and_private_servers_restrict_their_apis_on_both_protocols():
     assert R.restricted_apis("poll") == ("shared-memory", "logging", "trace")  # the index stays readable
     assert R.restricted_apis("explicit") == ("model-repository", "shared-memory", "logging", "trace")
     args = R.server_args(key, R.restricted_apis("poll"))
-    assert args == [f"--http-restricted-api=shared-memory,logging,trace:zeroserve-key={key}",
-                    f"--grpc-restricted-protocol=shared-memory,logging,trace:zeroserve-key={key}"]
+    assert args == [
+        f"--http-restricted-api=shared-memory,logging,trace:zeroserve-key={key}",
+        f"--grpc-restricted-protocol=shared-memory,logging,trace:zeroserve-key={key}",
+    ]
     shown = " ".join(R.redact(["tritonserver", *args], key))
     assert key not in shown and shown.count(R.REDACTED) == 2
 
@@ -21,8 +23,9 @@ def test_the_key_goes_only_where_the_api_is_restricted_and_shm_only_when_allowed
     state = {"api_key": "k", "restricted_apis": list(R.restricted_apis("poll")), "allow_client_shm": False}
     assert R.headers(state, R.MODEL_REPOSITORY, "http") == {}  # not restricted on a served server
     assert R.headers(state, R.SHARED_MEMORY, "http") == {}  # held back without --allow-client-shm
-    assert R.client_shm_refusal(state, "127.0.0.1:8001").startswith("--shared-memory system: the server at "
-                                                                     "127.0.0.1:8001 keeps")
+    assert R.client_shm_refusal(state, "127.0.0.1:8001").startswith(
+        "--shared-memory system: the server at 127.0.0.1:8001 keeps"
+    )
     allowed = {**state, "allow_client_shm": True}
     assert R.headers(allowed, R.SHARED_MEMORY, "http") == {"zeroserve-key": "k"}
     assert R.headers(allowed, R.SHARED_MEMORY, "grpc") == {"triton-grpc-protocol-zeroserve-key": "k"}

@@ -111,8 +111,13 @@ def test_a_private_server_is_chosen_only_by_its_ports_when_a_served_one_runs(pri
     """`status`, `stop` and the client, given no ports, pick the served server, not tune's private one."""
     me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid()), "host": "127.0.0.1", "status": st.RUNNING}
     served = {**me, "run_id": "20260101-000000-000001", "http_port": 18001, "grpc_port": 18002}
-    private = {**me, "run_id": "20260101-000000-000002", "http_port": 18011, "grpc_port": 18012,
-               "purpose": "zeroserve tune (private)"}
+    private = {
+        **me,
+        "run_id": "20260101-000000-000002",
+        "http_port": 18011,
+        "grpc_port": 18012,
+        "purpose": "zeroserve tune (private)",
+    }
     for s in (served, private):
         st.write_state(s)
     assert st.resolve_server()["run_id"] == served["run_id"]

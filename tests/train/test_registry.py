@@ -13,8 +13,18 @@ runner = CliRunner()
 
 
 def test_ten_course_models():
-    assert list(registry.REGISTRY) == ["linear", "logistic", "wide_deep", "binary_mlp", "softmax_mnist", "cnn_mnist",
-                                       "inception_mnist", "fashion_mlp", "hello_rnn", "name_gru"]
+    assert list(registry.REGISTRY) == [
+        "linear",
+        "logistic",
+        "wide_deep",
+        "binary_mlp",
+        "softmax_mnist",
+        "cnn_mnist",
+        "inception_mnist",
+        "fashion_mlp",
+        "hello_rnn",
+        "name_gru",
+    ]
 
 
 @pytest.mark.parametrize("name", list(registry.REGISTRY))
@@ -50,7 +60,7 @@ def test_name_gru_export_module_matches_packed_eager_on_mixed_lengths():
         batched = exportable(torch.from_numpy(tokens), torch.from_numpy(lengths))
         for i in range(9):  # each row alone, unpadded, through the packed course model
             n = int(lengths[i])
-            alone = model(torch.from_numpy(tokens[i:i + 1, :n]), torch.from_numpy(lengths[i:i + 1]))
+            alone = model(torch.from_numpy(tokens[i : i + 1, :n]), torch.from_numpy(lengths[i : i + 1]))
             assert torch.allclose(batched[i], alone[0], atol=1e-6)
 
 
@@ -66,10 +76,20 @@ def test_models_json_lists_tensor_specs():
     result = runner.invoke(app, ["models", "--json"])
     assert result.exit_code == 0
     models = {m["name"]: m for m in json.loads(result.stdout)}
-    assert models["name_gru"]["inputs"][1] == {"name": "lengths__1", "dtype": "int64", "shape": ["batch"],
-                                              "wire_shape": ["batch", 1], "domain": "lengths of tokens__0"}
-    assert models["cnn_mnist"]["outputs"][0] == {"name": "log_probs__0", "dtype": "float32", "shape": ["batch", 10],
-                                                 "wire_shape": ["batch", 10], "kind": "log_probs"}
+    assert models["name_gru"]["inputs"][1] == {
+        "name": "lengths__1",
+        "dtype": "int64",
+        "shape": ["batch"],
+        "wire_shape": ["batch", 1],
+        "domain": "lengths of tokens__0",
+    }
+    assert models["cnn_mnist"]["outputs"][0] == {
+        "name": "log_probs__0",
+        "dtype": "float32",
+        "shape": ["batch", 10],
+        "wire_shape": ["batch", 10],
+        "kind": "log_probs",
+    }
     assert models["cnn_mnist"]["task"] == "multiclass" and models["cnn_mnist"]["primary_output"] == "log_probs__0"
     assert runner.invoke(app, ["models"]).exit_code == 0
 

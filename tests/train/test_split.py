@@ -50,9 +50,13 @@ def test_a_record_written_before_split_versions_is_rebuilt_by_rule_1(tmp_path, d
     require_course(spec)
     rows = np.array(D.read_csv_rows(D.course_file(data_dir, "diabetes.csv.gz")), dtype=np.float32)
     _, te = rule_1(len(rows), 0.2)
-    old = {"source": "diabetes.csv.gz (course data)",
-           "split_rule": "numpy default_rng(0).permutation; last 80% train, first 20% held out",
-           "sizes": {"train": len(rows) - len(te), "test": len(te)}, "note": "", "data_dir": str(data_dir)}
+    old = {
+        "source": "diabetes.csv.gz (course data)",
+        "split_rule": "numpy default_rng(0).permutation; last 80% train, first 20% held out",
+        "sizes": {"train": len(rows) - len(te), "test": len(te)},
+        "note": "",
+        "data_dir": str(data_dir),
+    }
     (tmp_path / "wide_deep").mkdir()
     records.write_json(tmp_path / "wide_deep" / "train.json", {"model": "wide_deep", "data": old})
     split = check.held_out(spec, tmp_path, data_dir)

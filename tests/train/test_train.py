@@ -60,8 +60,9 @@ def test_mnist_fallback_is_recorded(trained):
 
 def test_missing_data_file_for_one_model_fails_with_one_line(tmp_path):
     (tmp_path / "empty").mkdir()  # the folder exists (a missing one is its own error) but holds no course file
-    result = runner.invoke(app, ["train", "wide_deep", "--data-dir", str(tmp_path / "empty"),
-                                 "--artifacts", str(tmp_path / "art")])
+    result = runner.invoke(
+        app, ["train", "wide_deep", "--data-dir", str(tmp_path / "empty"), "--artifacts", str(tmp_path / "art")]
+    )
     assert result.exit_code == 2
     assert "diabetes.csv.gz" in result.output and str(tmp_path / "empty") in result.output
     assert "Traceback" not in result.output
@@ -70,8 +71,20 @@ def test_missing_data_file_for_one_model_fails_with_one_line(tmp_path):
 
 def test_train_all_skips_models_without_data_and_trains_the_rest(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = runner.invoke(app, ["train", "all", "--epochs", "1", "--data-dir", str(tmp_path / "empty"),
-                                 "--artifacts", str(tmp_path / "art"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "all",
+            "--epochs",
+            "1",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--artifacts",
+            str(tmp_path / "art"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert {s["model"] for s in out["skipped"]} == {"wide_deep", "name_gru"}

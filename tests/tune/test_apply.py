@@ -33,8 +33,12 @@ def test_apply_writes_the_settings_keeps_the_previous_config_and_records_the_mea
     before = (repository / NAME / "config.pbtxt").read_text()
     ap.apply_tuning(repository, NAME, TUNED, {"throughput": 1234.0}, TUNED_ON, {"latency_budget_ms": 5.0})
     model = parse((repository / NAME / "config.pbtxt").read_text())
-    assert (model.instance_count, model.max_batch_size, model.preferred_batch_sizes, model.max_queue_delay_us) == \
-        (2, 32, (32,), 500)
+    assert (model.instance_count, model.max_batch_size, model.preferred_batch_sizes, model.max_queue_delay_us) == (
+        2,
+        32,
+        (32,),
+        500,
+    )
     assert model.parameters["intra_op_thread_count"] == "2"
     assert (repository / NAME / ap.PREVIOUS).read_text() == before
     entry = manifest(repository)
@@ -86,6 +90,10 @@ def test_deploy_keeps_tuned_settings_an_explicit_option_beats_them_and_reset_for
 
     R.deploy_model(spec, art, repository, formats=("onnx",), reset_tuning=True)
     model = parse((repository / NAME / "config.pbtxt").read_text())
-    assert (model.instance_count, model.max_batch_size, model.max_queue_delay_us, model.preferred_batch_sizes) == \
-        (1, 64, 0, ())
+    assert (model.instance_count, model.max_batch_size, model.max_queue_delay_us, model.preferred_batch_sizes) == (
+        1,
+        64,
+        0,
+        (),
+    )
     assert "intra_op_thread_count" not in model.parameters and "tuning" not in manifest(repository)

@@ -14,9 +14,19 @@ def repository(repo):
 
 
 def measurement(throughput: float, concurrency: int) -> dict:
-    return {"meets_budget": True, "concurrency": concurrency, "throughput": throughput, "latency_ms": 1.0,
-            "p50_ms": 0.5, "p99_ms": 1.0, "stable": True, "failed": 0, "server": None, "unstable_levels": [],
-            "levels": []}
+    return {
+        "meets_budget": True,
+        "concurrency": concurrency,
+        "throughput": throughput,
+        "latency_ms": 1.0,
+        "p50_ms": 0.5,
+        "p99_ms": 1.0,
+        "stable": True,
+        "failed": 0,
+        "server": None,
+        "unstable_levels": [],
+        "levels": [],
+    }
 
 
 class ScriptedTuner(tr.Tuner):
@@ -27,8 +37,15 @@ class ScriptedTuner(tr.Tuner):
     side_ratio = 1.2
 
     def __enter__(self):
-        self.server = type("S", (), {"state": {"pid": 1, "host": "127.0.0.1", "http_port": 1, "grpc_port": 2,
-                                                "metrics_port": 3}, "pid": 1, "stop": lambda s: None})()
+        self.server = type(
+            "S",
+            (),
+            {
+                "state": {"pid": 1, "host": "127.0.0.1", "http_port": 1, "grpc_port": 2, "metrics_port": 3},
+                "pid": 1,
+                "stop": lambda s: None,
+            },
+        )()
         return self
 
     def floor(self, budget_ms):
@@ -47,9 +64,14 @@ class ScriptedTuner(tr.Tuner):
     def side_by_side(self, best, best_c, deployed_c):
         type(self).side_by_side_calls.append((best_c, deployed_c))
         r = type(self).side_ratio
-        return {"rounds": [], "ratio": r, "median": {"deployed": {"throughput": 1000.0, "p50_ms": 0.5, "p99_ms": 1.0},
-                                                      "best": {"throughput": 1000.0 * r, "p50_ms": 0.5,
-                                                               "p99_ms": 1.0}}}
+        return {
+            "rounds": [],
+            "ratio": r,
+            "median": {
+                "deployed": {"throughput": 1000.0, "p50_ms": 0.5, "p99_ms": 1.0},
+                "best": {"throughput": 1000.0 * r, "p50_ms": 0.5, "p99_ms": 1.0},
+            },
+        }
 
 
 def run(monkeypatch, repository, deployed_searches, side_ratio=1.2):
@@ -62,8 +84,9 @@ def run(monkeypatch, repository, deployed_searches, side_ratio=1.2):
 
     T.deployed_searches, T.side_by_side_calls, T.side_ratio = deployed_searches, [], side_ratio
     monkeypatch.setattr(tr, "Tuner", T)
-    opts = tr.Options(budget_ms=5.0, instances=(1, 2), batch_sizes=(8,), queue_delays_us=(0,), threads=(1,),
-                      preferred=(False,))
+    opts = tr.Options(
+        budget_ms=5.0, instances=(1, 2), batch_sizes=(8,), queue_delays_us=(0,), threads=(1,), preferred=(False,)
+    )
     rec = tr.run_tune(registry.get("logistic"), repository, opts)
     return rec, calls, T.side_by_side_calls
 

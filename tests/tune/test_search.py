@@ -14,8 +14,14 @@ DEPLOYED = S.Candidate("onnx", 1, 64, False, 0, 1)
 
 
 def space(**kw) -> S.Space:
-    base = dict(fmt=("onnx",), instances=(1, 2), max_batch_size=(8, 16, 32, 64), prefer_max=(False, True),
-                queue_delay_us=(0, 100, 500, 1000, 2000), threads=(1, 2))
+    base = dict(
+        fmt=("onnx",),
+        instances=(1, 2),
+        max_batch_size=(8, 16, 32, 64),
+        prefer_max=(False, True),
+        queue_delay_us=(0, 100, 500, 1000, 2000),
+        threads=(1, 2),
+    )
     base.update(kw)
     return S.Space(**base)
 
@@ -27,8 +33,13 @@ def synthetic(throughput_of, budget_ok=lambda c: True, latency=1.0):
     def measure(c: S.Candidate) -> dict:
         calls.append(c)
         ok = budget_ok(c)
-        return {"meets_budget": ok, "throughput": throughput_of(c) if ok else 0.0,
-                "latency_ms": latency if ok else 10.0 + c.instances, "failed": 0, "concurrency": 4 if ok else None}
+        return {
+            "meets_budget": ok,
+            "throughput": throughput_of(c) if ok else 0.0,
+            "latency_ms": latency if ok else 10.0 + c.instances,
+            "failed": 0,
+            "concurrency": 4 if ok else None,
+        }
 
     return measure, calls
 
@@ -38,8 +49,14 @@ def smooth(c: S.Candidate) -> float:
     import math
 
     delays = (0, 100, 500, 1000, 2000)
-    return (1000 * 1.5 ** (c.instances == 2) * 0.85 ** abs(math.log2(c.max_batch_size / 32))
-            * 0.85 ** abs(delays.index(c.queue_delay_us) - 2) * 0.7 ** (c.threads - 1) * 0.9 ** c.prefer_max)
+    return (
+        1000
+        * 1.5 ** (c.instances == 2)
+        * 0.85 ** abs(math.log2(c.max_batch_size / 32))
+        * 0.85 ** abs(delays.index(c.queue_delay_us) - 2)
+        * 0.7 ** (c.threads - 1)
+        * 0.9**c.prefer_max
+    )
 
 
 def test_quick_climbs_from_the_deployed_config_to_the_peak_measuring_a_fraction_of_the_space():
@@ -120,13 +137,15 @@ def test_time_running_out_stops_the_search_with_the_best_so_far():
 
 
 def test_the_space_keeps_the_deployed_values_and_drops_values_beyond_the_caps():
-    sp, dropped = S.build_space(S.Candidate("onnx", 3, 48, False, 50, 1), ("onnx", "torchscript"), cores=2,
-                                max_batch=64)
+    sp, dropped = S.build_space(
+        S.Candidate("onnx", 3, 48, False, 50, 1), ("onnx", "torchscript"), cores=2, max_batch=64
+    )
     assert sp.instances == (1, 2) and 48 in sp.max_batch_size and 64 in sp.max_batch_size
     assert 50 in sp.queue_delay_us and sp.threads == (1, 2) and sp.fmt == ("onnx", "torchscript")
     assert not dropped
-    sp, dropped = S.build_space(DEPLOYED, ("onnx",), cores=2, max_batch=64, instances=(1, 4), batch_sizes=(128,),
-                                threads=(1,))
+    sp, dropped = S.build_space(
+        DEPLOYED, ("onnx",), cores=2, max_batch=64, instances=(1, 4), batch_sizes=(128,), threads=(1,)
+    )
     assert sp.instances == (1,) and sp.max_batch_size == () and sp.size() == 0
     assert any("instances 4" in d for d in dropped) and any("max batch size 128" in d for d in dropped)
     sp, _ = S.build_space(DEPLOYED, ("onnx",), cores=2, max_batch=64, instances=(2,), queue_delays_us=(100, 900))
@@ -156,11 +175,9 @@ def test_the_concurrency_search_from_a_hint_finds_the_same_level_in_fewer_steps(
 
     level, _ = W.latency_budget_search(measure, 10.0, "p99_ms", max_concurrency=64, start=start)
     assert level["concurrency"] == 20
-    coarse, _ = W.latency_budget_search(measure, 10.0, "p99_ms", max_concurrency=64, start=start,
-                                        resolution=0.1)
+    coarse, _ = W.latency_budget_search(measure, 10.0, "p99_ms", max_concurrency=64, start=start, resolution=0.1)
     assert 18 <= coarse["concurrency"] <= 20
-    over, levels = W.latency_budget_search(lambda c: {"concurrency": c, "p99_ms": 50.0}, 10.0, "p99_ms",
-                                           start=start)
+    over, levels = W.latency_budget_search(lambda c: {"concurrency": c, "p99_ms": 50.0}, 10.0, "p99_ms", start=start)
     assert over is None and levels[0]["concurrency"] == 1
 
 
@@ -168,10 +185,23 @@ def test_the_outcome_names_the_closest_or_the_time_limit():
     from zeroserve.tune.runner import outcome
 
     closest = {"label": "onnx inst 1", "meets_budget": False, "latency_ms": 7.5, "throughput": 0.0}
-    rec = {"percentile": 99.0, "timed_out": False, "chosen": None, "closest": closest, "min_throughput": None,
-           "latency_budget_ms": 5.0, "max_minutes": 1.0, "candidates": [closest], "best": None}
+    rec = {
+        "percentile": 99.0,
+        "timed_out": False,
+        "chosen": None,
+        "closest": closest,
+        "min_throughput": None,
+        "latency_budget_ms": 5.0,
+        "max_minutes": 1.0,
+        "candidates": [closest],
+        "best": None,
+    }
     out = outcome(rec)
     assert out["exit_code"] == 1 and "onnx inst 1" in out["reason"] and "7.50 ms" in out["reason"]
     timed = outcome({**rec, "timed_out": True, "best": {**closest, "throughput": 900.0}})
-    assert timed["exit_code"] == 1 and "--max-minutes 1 ran out" in timed["reason"] and "nothing applied" in timed["reason"]
+    assert (
+        timed["exit_code"] == 1
+        and "--max-minutes 1 ran out" in timed["reason"]
+        and "nothing applied" in timed["reason"]
+    )
     assert outcome({**rec, "chosen": {"label": "x"}})["exit_code"] == 0
