@@ -3,7 +3,8 @@
 First the generator's own cost per request, part by part, and (when ZEROSERVE_PERF_ANALYZER names
 perf_analyzer, see bench_reference) perf_analyzer against `client perf` on cnn_mnist, interleaved;
 `python -m zeroserve.client.bench --reference` runs only that. Then each model's ONNX deployment at
-concurrency 1 and 16 over gRPC and HTTP (perf's method, short windows), beside the same ONNX file in ONNX Runtime in-process and eager PyTorch from the
+concurrency 1 and 16 over gRPC and HTTP (perf's method, short windows), beside the same ONNX file in ONNX Runtime
+in-process and eager PyTorch from the
 checkpoint; then cnn_mnist's ONNX model bound through PyTriton (`Triton` + `bind`) and loaded the
 same way. The generator's own CPU use is reported per level. Figures are printed, never asserted.
 """
@@ -148,7 +149,8 @@ def _pytriton(spec, onnx_path: Path):
         outs = session.run(None, {t.name: inputs[t.name] for t in spec.inputs})
         return {t.name: o for t, o in zip(spec.outputs, outs)}
 
-    # The proxy's stub links libpython3.11: this interpreter's library must be found first, or it fails in multiprocessing.
+    # The proxy's stub links libpython3.11: this interpreter's library must be found first,
+    # or it fails in multiprocessing.
     env_before = {k: os.environ.get(k) for k in ("LD_LIBRARY_PATH", "PATH")}
     os.environ["LD_LIBRARY_PATH"] = ":".join(
         p for p in (sysconfig.get_config_var("LIBDIR"), env_before["LD_LIBRARY_PATH"]) if p
@@ -211,7 +213,7 @@ def _print(console: Console, rows: list[dict]) -> None:
     keyed = {(r["model"], r["path"], r["concurrency"]): r for r in rows}
     for model, path in dict.fromkeys((r["model"], r["path"]) for r in rows):
         one, many = keyed.get((model, path, 1)), keyed.get((model, path, 16))
-        fmt = lambda r, k, f: f.format(r[k]) if r and r.get(k) is not None else "-"  # noqa: E731
+        fmt = lambda r, k, f: f.format(r[k]) if r and r.get(k) is not None else "-"  # noqa: E731 - a one-line local helper
         t.add_row(
             model,
             path,

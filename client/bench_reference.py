@@ -171,25 +171,25 @@ def compare(endpoint: Endpoint, command: list[str], console: Console, workdir: P
                     runs.setdefault(("client perf", protocol, c, workers), []).append(ours)
                     line += f"; client perf{f' --workers {workers}' if workers > 1 else ''} " + _line(ours)
                 console.print(line, highlight=False)
-    rows = []
+    rows: list[dict] = []
     for (protocol, c, key, workers), (op, bar) in BARS.items():
         figure = f"{protocol} c={c} {key}" + (f" (client perf --workers {workers})" if workers > 1 else "")
-        pa = [r[key] for r in runs[("perf_analyzer", protocol, c, 1)] if "error" not in r]
-        ours = [r[key] for r in runs[("client perf", protocol, c, workers)]]
-        if not pa:
+        pa_figures = [r[key] for r in runs[("perf_analyzer", protocol, c, 1)] if "error" not in r]
+        our_figures = [r[key] for r in runs[("client perf", protocol, c, workers)]]
+        if not pa_figures:
             rows.append({"figure": figure, "error": runs[("perf_analyzer", protocol, c, 1)][0]["error"]})
             continue
-        ratio = statistics.median(ours) / statistics.median(pa)
+        ratio = statistics.median(our_figures) / statistics.median(pa_figures)
         rows.append(
             {
                 "figure": figure,
-                "perf_analyzer": statistics.median(pa),
-                "client_perf": statistics.median(ours),
+                "perf_analyzer": statistics.median(pa_figures),
+                "client_perf": statistics.median(our_figures),
                 "ratio": ratio,
                 "bar": f"{op} {bar:.2f}",
                 "meets_bar": ratio <= bar if op == "<=" else ratio >= bar,
-                "perf_analyzer_runs": pa,
-                "client_perf_runs": ours,
+                "perf_analyzer_runs": pa_figures,
+                "client_perf_runs": our_figures,
             }
         )
     table = Table(

@@ -55,7 +55,7 @@ def served_figures(rows: list[dict], timeout: float = 3.0) -> tuple[dict, str]:
     out: dict[str, dict] = {}
     for row in rows:
         spec = registry.get(row["model"])
-        for fmt in (F.get(row["format"]).base, row["format"]):
+        for fmt in (str(F.get(row["format"]).base), str(row["format"])):
             name = F.get(fmt).triton_name(spec.name)
             if name in present and name not in out:
                 try:
@@ -99,8 +99,8 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, model: str = MODEL, variant: str =
     before = os.environ.get("ZEROSERVE_CACHE")
     os.environ["ZEROSERVE_CACHE"] = cache  # the benchmark's server never meets a user's
     try:
-        with tempfile.TemporaryDirectory(prefix="zs-variant-bench-") as tmp:
-            tmp = Path(tmp)
+        with tempfile.TemporaryDirectory(prefix="zs-variant-bench-") as tmp_name:
+            tmp = Path(tmp_name)
             try:
                 folder = _ready(spec, Path(artifacts), tmp / "fp32", default_data_dir())
                 shutil.copytree(folder / model, tmp / "art" / model)

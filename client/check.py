@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
 
 
 def compare(
-    spec: ModelSpec, served: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray, tol: Tolerance
+    spec: ModelSpec, served: list[np.ndarray], eager: list[np.ndarray], target: np.ndarray | None, tol: Tolerance
 ) -> dict:
     """Every output of served vs eager by the parity rule, and the primary output's task metric both ways."""
     result = parity.compare(spec, served, eager, tol)
@@ -106,7 +107,7 @@ def compare_variant(
     spec: ModelSpec,
     served: list[np.ndarray],
     eager: list[np.ndarray],
-    target: np.ndarray,
+    target: np.ndarray | None,
     tol: Tolerance,
     rule: parity.VariantRule,
 ) -> dict:
@@ -177,7 +178,12 @@ def check_model(
             wanted = formats or (*F.primary(), *(k for k in F.variants() if spec.triton_name(k) in served_names))
             for fmt in wanted:
                 triton_name = spec.triton_name(fmt)
-                row = {"model": spec.name, "triton_model": triton_name, "protocol": protocol, "format": fmt}
+                row: dict[str, Any] = {
+                    "model": spec.name,
+                    "triton_model": triton_name,
+                    "protocol": protocol,
+                    "format": fmt,
+                }
                 if triton_name in recovering:  # Triton still says READY; its requests fail until the reload
                     rows.append(
                         {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -40,9 +40,14 @@ from zeroserve.cliutil import (
 )
 from zeroserve.errors import CheckFailed, InputError
 
-Protocol = choices("Protocol", PROTOCOLS)
-Format = choices("Format", F.keys())
-Generate = choices("Generate", ("random", "zero"))
+if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
+    Protocol = str
+    Format = str
+    Generate = str
+else:
+    Protocol = choices("Protocol", PROTOCOLS)
+    Format = choices("Format", F.keys())
+    Generate = choices("Generate", ("random", "zero"))
 
 client_app = typer.Typer(name="client", help="Call, check and load-test the served models.", no_args_is_help=True)
 
@@ -410,7 +415,8 @@ def check_cmd(
 
 def _triton_names(models: list[str], model_files) -> tuple[list[str], dict[str, list[str]]]:
     """Served names (`cnn_mnist_onnx_int8`) among MODEL arguments as (registry names, {model: formats})."""
-    names, named = [], {}
+    names: list[str] = []
+    named: dict[str, list[str]] = {}
     for part in (p for m in models or [] for p in m.split(",") if p):
         split = F.split_triton_name(part)
         if (

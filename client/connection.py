@@ -283,7 +283,7 @@ class Client:
         if self._state is False:
             host, _, port = self.url.rpartition(":")
             self._state = server_at(host.strip("[]"), int(port))
-        return self._state  # type: ignore[return-value]
+        return self._state  # type: ignore[return-value]  # False (not read yet) was replaced just above
 
     def live(self) -> None:
         """Raise ServerError unless the server answers and is live."""
@@ -325,16 +325,13 @@ class Client:
 
     def model_config(self, triton_name: str) -> dict:
         """The served model's config as JSON (gRPC's wrapped in {"config": ...}, HTTP's bare)."""
-        kw = {"as_json": True} if self.protocol == "grpc" else {}
+        kw: dict[str, Any] = {"as_json": True} if self.protocol == "grpc" else {}
         return self._call("get_model_config", triton_name, model=triton_name, **kw)
 
     def served_models(self) -> list[str]:
         """Names of the models the server reports READY, less those its supervisor says are recovering."""
-        index = self._call(
-            "get_model_repository_index",
-            api=restricted.MODEL_REPOSITORY,
-            **({"as_json": True} if self.protocol == "grpc" else {}),
-        )
+        kw: dict[str, Any] = {"as_json": True} if self.protocol == "grpc" else {}
+        index = self._call("get_model_repository_index", api=restricted.MODEL_REPOSITORY, **kw)
         entries = index.get("models", []) if isinstance(index, dict) else index
         recovering = self.recovering()
         return sorted(e["name"] for e in entries if e.get("state", "READY") == "READY" and e["name"] not in recovering)
@@ -353,7 +350,7 @@ class Client:
 
     def statistics(self, triton_name: str) -> dict[str, int]:
         """The model's cumulative statistics-extension counters."""
-        kw = {"as_json": True} if self.protocol == "grpc" else {}
+        kw: dict[str, Any] = {"as_json": True} if self.protocol == "grpc" else {}
         return parse_statistics(
             self._call("get_inference_statistics", triton_name, model=triton_name, **kw), triton_name
         )
@@ -392,7 +389,7 @@ class AsyncClient:
         self.url = url
         self.timeout = timeout
         self._mod = _module(protocol, aio=True)
-        self._client = None
+        self._client: Any = None  # tritonclient's aio client once entered
 
     async def __aenter__(self) -> AsyncClient:
         if self.protocol == "grpc":

@@ -61,7 +61,7 @@ class RequestRejected(RequestFailed):
 
 
 class ApiRestricted(RequestRejected):
-    """The server restricts the called Triton API (shared-memory, logging, trace, ...) to callers with its key (exit 2)."""
+    """The server restricts the called Triton API (shared-memory, logging, trace, ...) to key holders (exit 2)."""
 
 
 class ModelNotServed(InputError):
@@ -100,7 +100,8 @@ def classify(exc: BaseException) -> Outcome:
 
 def first_line(exc: BaseException) -> str:
     """The exception's message in one line, without Triton's "[request id: ...]" prefix."""
-    text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+    message = getattr(exc, "message", None)  # tritonclient's exceptions carry message()
+    text = message() if callable(message) else str(exc)
     line = (str(text or "").strip().splitlines() or [type(exc).__name__])[0]
     # Noise to a user, and rich would read the brackets as markup.
     return re.sub(r"^\[request id: [^\]]*\]\s*", "", line)

@@ -179,7 +179,8 @@ class LocalGenerator:
                 for i in range(len(templates[0])):
                     free.put_nowait(i)
 
-            async def send(index: int) -> None:
+            async def send(worker: int) -> None:  # the request's index (named as the closed loop's)
+                index = worker
                 row = templates[index % n]
                 if free is None:
                     await sender.send(index % n, row[(index // n) % len(row)], None)
@@ -397,7 +398,7 @@ def split_level(
     with staggered constant schedules (or independent Poisson streams, whose sum is Poisson at `rate`)."""
     from dataclasses import replace
 
-    plans = []
+    plans: list[LoadPlan] = []
     if concurrency is not None:
         shares = [concurrency // workers + (i < concurrency % workers) for i in range(workers)]
         start = 0
@@ -415,6 +416,7 @@ def split_level(
         return plans
     per = max(1, len(output_regions) // workers) if output_regions else 0
     for i in range(workers):
+        assert rate is not None  # an open-loop level has a rate (concurrency None)
         plans.append(
             replace(
                 base,

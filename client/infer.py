@@ -58,7 +58,7 @@ def sample_inputs(
             raise InputError(f"--row {bad[0]}: the held-out set has {total} rows (indices 0 to {total - 1})")
         index = np.asarray(rows)
     else:
-        index = np.arange(min(n, total))
+        index = np.arange(min(n or 1, total))
     return [a[index] for a in split.test_inputs], None if split.test_target is None else split.test_target[index]
 
 

@@ -201,23 +201,23 @@ def read_input_file(
             check_shapes(target, shapes)
             n = len(data["data"])
             indices = None if want is None or not n else [(start + i) % n for i in range(want if target.batched else 1)]
-            rows = perf_analyzer_rows(target, data, shapes, path, indices)
+            entries = perf_analyzer_rows(target, data, shapes, path, indices)
             if not target.batched:
-                if len(rows) > 1:
+                if len(entries) > 1:
                     raise InputError(
                         f"{path}: {target.triton_name} does not batch (max_batch_size 0): give one data entry"
                     )
-                return rows[0]
+                return entries[0]
             arrays = []
             for k, t in enumerate(target.inputs):
-                shapes_k = {r[k].shape for r in rows}
+                shapes_k = {r[k].shape for r in entries}
                 if len(shapes_k) > 1:
                     raise InputError(
                         f"{path}: the entries give {t.name} different shapes {sorted(shapes_k)}; "
                         "one request holds one shape"
                     )
-                stacked = np.stack([r[k] for r in rows])
-                arrays.append(stacked.reshape(len(rows)) if getattr(t, "reshaped", False) else stacked)
+                stacked = np.stack([r[k] for r in entries])
+                arrays.append(stacked.reshape(len(entries)) if getattr(t, "reshaped", False) else stacked)
             return arrays
     return load_input_file(target, path)
 

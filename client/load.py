@@ -111,7 +111,8 @@ class Recorder:
 
 def failure_kind(exc: BaseException) -> tuple[str, str]:
     """(kind, one-line message) of a failed request: the wire's own kind, else the exception's type."""
-    text = exc.message() if callable(getattr(exc, "message", None)) else str(exc)
+    message = getattr(exc, "message", None)  # tritonclient's exceptions carry message()
+    text = message() if callable(message) else str(exc)
     line = (str(text or "").strip().splitlines() or [""])[0][:300]
     kind = getattr(exc, "kind", None) or type(exc).__name__
     return kind, line or type(exc).__name__

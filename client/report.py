@@ -102,15 +102,15 @@ def table(rec: dict) -> Table:
         t.add_column(c, justify="left" if c == "level" else "right")
     for lv in rec["levels"]:
         s = lv.get("server") or {}
-        split = (
+        server_split = (
             "/".join(
                 f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")
             )
             if s
             else "-"
         )
-        c = lv.get("client") or {}
-        client = "/".join(f"{c.get(f'{p}_us', 0):.0f}" for p in ("cpu", "send", "check")) if c else "-"
+        cost = lv.get("client") or {}
+        client = "/".join(f"{cost.get(f'{p}_us', 0):.0f}" for p in ("cpu", "send", "check")) if cost else "-"
         mark = "" if lv.get("rate_kept", True) else " (rate not kept)"
         requests, failed = all_requests(lv)
         t.add_row(
@@ -119,7 +119,7 @@ def table(rec: dict) -> Table:
             *(f"{lv[k]:.2f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
             str(requests),
             str(failed),
-            split,
+            server_split,
             client,
             f"{lv['generator_cpu']:.0%}",
             "yes" if lv["stable"] else f"no ({lv['trials']})",

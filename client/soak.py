@@ -95,7 +95,7 @@ def main() -> int:
         levels = rec["levels"]
         requests = sum(perf.level_count(lv, "requests") for lv in levels)
         failed = sum(perf.level_count(lv, "failed") for lv in levels)
-        kinds = {}
+        kinds: dict[str, int] = {}
         for lv in levels:
             for k, v in perf.level_failures(lv)[0].items():
                 kinds[k] = kinds.get(k, 0) + v

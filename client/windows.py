@@ -202,7 +202,7 @@ def latency_budget_search(
             measured[c] = level
         return measured[c][key] <= budget_ms
 
-    levels = lambda: [measured[c] for c in sorted(measured)]  # noqa: E731
+    levels = lambda: [measured[c] for c in sorted(measured)]  # noqa: E731 - a one-line local helper
     good = None
     try:
         c = max(1, min(start, max_concurrency))

@@ -111,7 +111,7 @@ def validate_grpc(response, expected: tuple[OutputSpec, ...], in_shm: bool) -> N
     if isinstance(response, bytes):
         try:
             response = service_pb2.ModelInferResponse.FromString(response)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - protobuf raises several types: all mean a bad answer
             raise WireFailure(KIND_BAD_OUTPUT, f"the answer does not decode: {exc}") from None
     result = InferResult(response)
 
@@ -230,7 +230,7 @@ def check_stream(template: Template, body: bytes) -> None:
 
     try:
         msg = service_pb2.ModelStreamInferResponse.FromString(body)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types: all mean a bad answer
         raise WireFailure(KIND_BAD_OUTPUT, f"the stream answer does not decode: {exc}") from None
     if msg.error_message:
         raise WireFailure("grpc_stream", msg.error_message[:300])

@@ -66,9 +66,9 @@ class HttpConnection(asyncio.Protocol):
             if end > 0 and data[:end] == self.last_head[0]:
                 status, length, header_length, close = self.last_head[1]
                 if len(data) == end + 4 + length and not close:
-                    waiter, self.waiter = self.waiter, None
-                    if not waiter.done():
-                        waiter.set_result((status, header_length, data[end + 4 :]))
+                    fast, self.waiter = self.waiter, None
+                    if not fast.done():
+                        fast.set_result((status, header_length, data[end + 4 :]))
                     return
         self.buf += data
         try:
@@ -121,6 +121,8 @@ class HttpConnection(asyncio.Protocol):
         """Send one request; the future gets (status, inference header length, body)."""
         self.waiter = fut = asyncio.get_running_loop().create_future()
         self.sent_at = time.monotonic()
+        if self.transport is None:
+            raise WireFailure(KIND_PROTOCOL, "the connection is not open")
         self.transport.write(payload)
         return fut
 
@@ -139,8 +141,9 @@ async def open_http(host: str, port: int, timeout: float) -> HttpConnection:
 
 def grpc_failure(exc: Exception) -> WireFailure:
     """A grpcio error as a counted failure: `grpc_<STATUS>` with the server's message."""
-    code = exc.code() if callable(getattr(exc, "code", None)) else None
-    details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+    code_of, details_of = getattr(exc, "code", None), getattr(exc, "details", None)  # grpc.RpcError's
+    code = code_of() if callable(code_of) else None
+    details = details_of() if callable(details_of) else str(exc)
     name = getattr(code, "name", "UNKNOWN")
     if name == "DEADLINE_EXCEEDED":
         return WireFailure(KIND_TIMEOUT, details or "deadline exceeded")

@@ -130,8 +130,8 @@ def variants(
     console = console or Console(width=150)
     data_dir = default_data_dir()
     done, verdicts = [], []
-    with tempfile.TemporaryDirectory(prefix="zs-bench-variants-") as scratch:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory(prefix="zs-bench-variants-") as scratch_name:
+        scratch = Path(scratch_name)
         for name, variant, bar in VARIANT_BARS:
             spec = registry.get(name)
             key = F.VARIANTS[variant].key

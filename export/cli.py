@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -30,8 +30,12 @@ from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import exporter
 from zeroserve.export import variants as V
 
-Exporter = choices("Exporter", ("legacy", "dynamo"))
-Calibration = choices("Calibration", V.CALIBRATION_METHODS)
+if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
+    Exporter = str
+    Calibration = str
+else:
+    Exporter = choices("Exporter", ("legacy", "dynamo"))
+    Calibration = choices("Calibration", V.CALIBRATION_METHODS)
 
 
 def register(app: typer.Typer) -> None:

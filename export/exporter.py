@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,6 +107,8 @@ def _export_onnx(spec: ModelSpec, module: torch.nn.Module, path: Path, opset: in
                 dynamic_shapes=tuple(dims.values()),
                 external_data=False,
             )
+            if program is None:
+                raise RuntimeError("torch.onnx.export (dynamo) returned no program")
             program.save(str(path), external_data=False)
 
 
@@ -377,11 +380,12 @@ def export_model(
             seconds = time.perf_counter() - started
             if fmt.variant:
                 result = variants_mod.run_variant_gate(spec, fmt, runner, split, held_eager, options.rule, tol)
-                base_file = tmp / F.get(fmt.base).file
+                base = str(fmt.base)  # a variant always names its base format
+                base_file = tmp / F.get(base).file
                 result = {"variant": fmt.variant, "base": fmt.base, "base_sha256": sha256(base_file), **result}
                 if latency and runner is not None:
                     timed = {
-                        fmt.base: RUNNERS[F.get(fmt.base).runtime](base_file, spec, threads=LATENCY_THREADS),
+                        base: RUNNERS[F.get(base).runtime](base_file, spec, threads=LATENCY_THREADS),
                         key: variants_mod.variant_runner(path, spec, fmt, threads=LATENCY_THREADS),
                     }
                     result["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
@@ -406,7 +410,7 @@ def export_model(
             with contextlib.suppress(InputError):
                 old = records.read_json(previous)
         if firsts:
-            record = {
+            record: dict[str, Any] = {
                 "schema": records.SCHEMA,
                 "model": spec.name,
                 "status": "PASS" if all(e["status"] == "PASS" for e in firsts.values()) else "FAIL",

@@ -18,7 +18,7 @@ from zeroserve import plots, records
 SAME_SPEED = 0.05  # a ratio within 5% of 1 is no measurable speed-up on a shared CPU
 
 
-def _ratio(lat: dict | None, batch: int, base: str, key: str) -> tuple[float | None, float | None, float | None]:
+def _ratio(lat: dict | None, batch: int, base: str | None, key: str) -> tuple[float | None, float | None, float | None]:
     row = (lat or {}).get(f"batch_{batch}") or {}
     b, v = row.get(base), row.get(key)
     return b, v, (b / v if b and v else None)
@@ -80,7 +80,7 @@ def rows(done: list[dict], variants: tuple[str, ...] | None = None, served: dict
                 "latency_large_ms": {"base": bl[0], "variant": bl[1]},
                 "speedup_large": bl[2],
                 "served": (served or {}).get(name),
-                "served_base": (served or {}).get(F.get(fmt.base).triton_name(rec["model"])),
+                "served_base": (served or {}).get(F.get(str(fmt.base)).triton_name(rec["model"])),
                 "failed_rules": e.get("failed_rules") or [],
                 "note": e.get("note") or e.get("reason", ""),
             }

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -93,7 +94,7 @@ def run_level(make_call: Callable[[], Callable[[], None]], concurrency: int, sec
         out = latencies[k]
         try:
             call = make_call()  # in this thread: tritonclient.http's gevent client is bound to its thread
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - the caller's thread re-raises it
             errors.append(exc)
             call = None
         start_barrier.wait()
@@ -139,8 +140,8 @@ def summarise(latencies_s: list[np.ndarray], seconds: float) -> dict:
 
 
 def interleaved(
-    makers: dict[str, Callable[[], Callable[[], None]]], concurrency: int, seconds: float, rounds: int = ROUNDS
-) -> dict[str, dict]:
+    makers: dict[Any, Callable[[], Callable[[], None]]], concurrency: int, seconds: float, rounds: int = ROUNDS
+) -> dict[Any, dict]:
     """Each target in turn, `rounds` times, so the machine's drift falls on all of them alike."""
     windows: dict[str, list[np.ndarray]] = {k: [] for k in makers}
     for _ in range(rounds):
@@ -356,7 +357,7 @@ def _print_levels(console: Console, rows: list[dict]) -> None:
             model16, noop16 = pick[(False, protocol, delay, 16)], pick[(True, protocol, delay, 16)]
             added = model1["p50_ms"] - noop1["p50_ms"]
             ratio = model16["throughput"] / noop16["throughput"]
-            mark = lambda ok: "[green]met[/]" if ok else "[red]missed[/]"  # noqa: E731
+            mark = lambda ok: "[green]met[/]" if ok else "[red]missed[/]"  # noqa: E731 - a one-line local helper
             bars.add_row(
                 str(delay), protocol, f"{added:+.3f}", mark(added <= C1_BAR_MS), f"{ratio:.0%}", mark(ratio >= C16_BAR)
             )

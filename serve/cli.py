@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -46,7 +46,10 @@ from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, Supervisor
 
 STOP_WAIT_S = 10.0
 
-Engine = choices("Engine", ("embedded", "docker"))
+if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
+    Engine = str
+else:
+    Engine = choices("Engine", ("embedded", "docker"))
 
 RepositoryOpt = Annotated[Path, typer.Option("--repository", help="The canonical Triton model repository.")]
 HostOpt = Annotated[
@@ -171,7 +174,8 @@ def serve_cmd(
         typer.Option(
             "--memory-limit",
             help="Data ceiling per process (RLIMIT_DATA) for tritonserver and, inherited, each of its "
-            "stubs: a size (3G, 512M), 'auto' (25% of this machine's memory, at least 2 GiB; not applied on a GPU host) "
+            "stubs: a size (3G, 512M), 'auto' (25% of this machine's memory, at least 2 GiB; not applied on a GPU "
+            "host) "
             "or 'off'. A request that declares a huge tensor then ends that server, which is restarted, instead of "
             "exhausting the host.",
         ),
@@ -512,7 +516,10 @@ def status_cmd(
     )
     table = Table(title=f"zeroserve status: {artifacts}/, {repository}/, {title}")
     for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
-        table.add_column(col, **({"max_width": 20, "no_wrap": True, "overflow": "ellipsis"} if col == "data" else {}))
+        if col == "data":
+            table.add_column(col, max_width=20, no_wrap=True, overflow="ellipsis")
+        else:
+            table.add_column(col)
     mark = {
         "PASS": "green",
         "READY": "green",
@@ -524,7 +531,7 @@ def status_cmd(
         "failed": "red",
         "unsupervised": "red",
     }
-    paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731
+    paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731 - a one-line local helper
     shown: set[str] = set()
     for row in report["models"]:
         t, e, d, s = row["trained"], row["exported"], row["deployed"], row["served"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -31,9 +31,14 @@ from zeroserve.serve.kserve import DEFAULT_STORAGE_URI, KSERVE_MANIFEST
 from zeroserve.serve.repository import DEFAULT_REPOSITORY, default_formats, deploy_model, read_export_record
 from zeroserve.serve.target import TARGET
 
-Device = choices("Device", ("gpu", "cpu"))
-Precision = choices("Precision", ("fp16", "fp32"))
-Target = choices("Target", ("triton", "kserve"))
+if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
+    Device = str
+    Precision = str
+    Target = str
+else:
+    Device = choices("Device", ("gpu", "cpu"))
+    Precision = choices("Precision", ("fp16", "fp32"))
+    Target = choices("Target", ("triton", "kserve"))
 
 
 def register(app: typer.Typer) -> None:

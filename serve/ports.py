@@ -45,7 +45,7 @@ def non_loopback(host: str) -> list[str]:
     if ip is not None:
         return [] if ip.is_loopback else [str(ip)]
     try:
-        addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addrs = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except socket.gaierror:
         raise InputError(f"host {host!r} does not resolve; give an address such as 127.0.0.1 or ::1") from None
     return sorted(a for a in addrs if not ipaddress.ip_address(a.split("%")[0]).is_loopback)

@@ -226,7 +226,7 @@ def deploy_model(
     Returns:
         The manifest entries written, one per format.
     """
-    device = device.lower()
+    device = device.lower()  # type: ignore[assignment]  # a CLI string, checked on the next line
     if device not in ("gpu", "cpu"):
         raise InputError(f"unknown device {device!r}; use gpu or cpu")
     if instances is not None and instances < 1:

@@ -350,7 +350,8 @@ def build_runtime_repository(
     if gpu_only:
         warnings.warn(
             f"no GPU here: not serving {', '.join(gpu_only)} (float16 variants run on GPU instances only; "
-            "the canonical repository keeps them for a GPU host)"
+            "the canonical repository keeps them for a GPU host)",
+            stacklevel=2,
         )
     for name, source_name in [
         *((n, n) for n in names if n not in gpu_only),
@@ -364,7 +365,7 @@ def build_runtime_repository(
             if on_skip is not None:
                 on_skip(name, str(exc))
             else:
-                warnings.warn(f"not serving {name}: {exc}")
+                warnings.warn(f"not serving {name}: {exc}", stacklevel=2)
             continue
         try:
             model = write_runtime_model(
@@ -382,7 +383,7 @@ def build_runtime_repository(
             if on_skip is not None:
                 on_skip(name, str(exc))
             else:
-                warnings.warn(f"not serving {name}: {exc}")
+                warnings.warn(f"not serving {name}: {exc}", stacklevel=2)
             continue
         if model.kind != canonical.instance_kind:
             downgraded.append(name)
@@ -395,6 +396,7 @@ def build_runtime_repository(
     if downgraded:
         warnings.warn(
             f"no GPU here: {len(downgraded)} model(s) configured KIND_GPU run as KIND_CPU with the "
-            "CPU execution provider in the embedded engine (the canonical repository is unchanged)"
+            "CPU execution provider in the embedded engine (the canonical repository is unchanged)",
+            stacklevel=2,
         )
     return built

@@ -234,7 +234,7 @@ class Server:
             conn.close()
 
     def index(self, timeout: float = 3.0) -> dict[str, dict[str, str]]:
-        """The repository index (read-only in every mode): Triton name -> {"state", "reason"}; {} when it does not answer."""
+        """The repository index (read-only in every mode): Triton name -> {"state", "reason"}; {} without an answer."""
         import tritonclient.http as httpclient
 
         client = httpclient.InferenceServerClient(self.http_url, connection_timeout=timeout, network_timeout=timeout)
@@ -708,8 +708,10 @@ def start_server(
     server = Server(state, process, built, launch, rebuild)
     report = on_model or (lambda *a: None)
 
-    def on_model(name: str, what: str, seconds: float) -> None:
-        """Report, and record in the state file (a detached start's CLI shows progress from it)."""
+    def progress(name: str, what: str, seconds: float) -> None:
+        """Report, and record in the state file (a detached start's CLI shows progress from it), once per change."""
+        if (server.state.get("progress") or {}).get(name, [None])[0] == what:
+            return  # the log and the index both said it
         server.state = {
             **server.state,
             "progress": {**server.state.get("progress", {}), name: [what, round(seconds, 1)]},
@@ -718,14 +720,14 @@ def start_server(
         report(name, what, seconds)
 
     try:
-        server.wait_live(deadline, on_model if model_control == "poll" else None, launched)
+        server.wait_live(deadline, progress if model_control == "poll" else None, launched)
         if model_control == "poll":
-            failed = server.wait_polled(deadline, on_model, launched)
+            failed = server.wait_polled(deadline, progress, launched)
             if failed and len(failed) == len(built):
                 name, reason = next(iter(failed.items()))
                 raise ServerError(f"no model could be loaded; model {name} failed to load: {reason} (full log: {log})")
         else:
-            server.load_models(deadline, on_model)
+            server.load_models(deadline, progress)
             failed = {}
     except KeyboardInterrupt:  # Ctrl-C, or a stop (SIGTERM) during the start: like a stop, nothing is kept
         server.stop(FAILED_START_STOP_S)

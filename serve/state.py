@@ -184,7 +184,7 @@ def describe(state: dict[str, Any]) -> str:
 
 
 def same_host(a: str, b: str) -> bool:
-    norm = lambda h: "127.0.0.1" if h.strip("[]") == "localhost" else h.strip("[]")  # noqa: E731
+    norm = lambda h: "127.0.0.1" if h.strip("[]") == "localhost" else h.strip("[]")  # noqa: E731 - a one-line local helper
     return norm(a) == norm(b)
 
 

@@ -79,7 +79,7 @@ def model_ready_states(
     )
     try:
         index = client.get_model_repository_index(headers=headers)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - tritonclient raises its own types; all mean no answer
         raise ServerError(f"server at {host}:{http_port} did not answer: {exc}") from None
     finally:
         client.close()
@@ -209,7 +209,7 @@ def collect_status(
                 serving = {"state": served.get(name, "not loaded")}
                 if fmt.gpu_only and name not in served:
                     serving["note"] = "runs on GPU instances only"
-            row = {
+            row: dict[str, Any] = {
                 "model": spec.name,
                 "format": fmt.key,
                 "triton_name": name,
@@ -225,7 +225,7 @@ def collect_status(
             )
             if fmt.base is None or present:  # a variant gets a row once some stage has made it
                 rows.append(row)
-    info = None
+    info: dict[str, Any] | None = None
     if server is not None:
         info = {k: server.get(k) for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
         info.update(supervision(server))
@@ -235,8 +235,9 @@ def collect_status(
         known = {r["triton_name"] for r in rows}
         info["other_models"] = {n: state for n, state in sorted((served or {}).items()) if n not in known}
         info["unservable"] = dict(server.get("unservable") or {})
-        info["models"] = _run_models(server, served, recovering, failed, server_gone)
-        info["ready"] = served is not None and all(m["state"] == "READY" for m in info["models"].values())
+        run_models = _run_models(server, served, recovering, failed, server_gone)
+        info["models"] = run_models
+        info["ready"] = served is not None and all(m["state"] == "READY" for m in run_models.values())
     dead = [
         {
             **{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "ended")},
@@ -245,7 +246,7 @@ def collect_status(
         }
         for s in st.dead_servers()
     ]
-    report = {
+    report: dict[str, Any] = {
         "server": info,
         "models": rows,
         "dead": dead,

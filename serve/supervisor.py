@@ -370,7 +370,7 @@ class Supervisor:
         for model, _ in live.values():
             counts[model] = counts.get(model, 0) + 1
         # A stub that is gone leaves its region behind (tritonserver keeps it mapped): its name goes.
-        for pid, (model, region) in list(self.regions.items()):
+        for pid, (_model, region) in list(self.regions.items()):
             if pid not in live:
                 del self.regions[pid]
                 if (ps.SHM_DIR / region).exists():

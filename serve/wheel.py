@@ -75,7 +75,7 @@ def _pytriton_version() -> str:
 
 
 def backend_directory(install: TritonInstall, cache: Path) -> Path:
-    """A backends folder under `cache` whose python backend has this interpreter's stub beside it (as PyTriton lays it out)."""
+    """A backends folder under `cache` whose python backend has this interpreter's stub beside it (as PyTriton)."""
     target = cache / "tritonserver" / f"{install.version}-py{python_version()}"
     python = target / "backends" / "python"
     if not (python / STUB_NAME).is_file():

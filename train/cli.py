@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -30,7 +30,10 @@ from zeroserve.errors import CheckFailed, InputError
 from zeroserve.fetch import dataset_names_for_model, fetch_command
 from zeroserve.train.trainer import train_model
 
-Device = choices("Device", ("auto", "cpu", "cuda"))
+if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
+    Device = str
+else:
+    Device = choices("Device", ("auto", "cpu", "cuda"))
 
 
 def register(app: typer.Typer) -> None:

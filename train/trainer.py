@@ -6,6 +6,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,8 @@ def loss_figure(losses: list[float], metrics: list[float], metric: str, title: s
 def _held_out_metric(spec: ModelSpec, model: torch.nn.Module, split, dev: torch.device) -> float:
     """The held-out metric of the model as it stands (the model is left in eval mode)."""
     model.eval()
-    return float(spec.score(eager_outputs(model, split.test_inputs, device=dev), split.test_target))
+    score = spec.score(eager_outputs(model, split.test_inputs, device=dev), split.test_target)
+    return float("nan") if score is None else float(score)
 
 
 def train_model(
@@ -118,7 +120,7 @@ def train_model(
 
     torch.manual_seed(seed)
     np.random.seed(seed)
-    model = spec.build().to(dev)
+    model: torch.nn.Module = spec.build().to(dev)  # type: ignore[attr-defined]  # build() returns an nn.Module
     params = model.parameters()
     optimizer = torch.optim.SGD(params, lr=lr) if spec.train.optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
     criterion = spec.loss()
@@ -173,11 +175,12 @@ def train_model(
 
     model.eval().cpu()
     outputs = eager_outputs(model, split.test_inputs)
-    metric = spec.score(outputs, split.test_target)
+    score = spec.score(outputs, split.test_target)  # training checked above that the split has test_target
+    metric = float("nan") if score is None else score
     if not np.isfinite(losses[-1]):
         raise InputError(f"{spec.name}: training diverged (loss {losses[-1]}); try a smaller --lr")
 
-    record = {
+    record: dict[str, Any] = {
         "schema": records.SCHEMA,
         "model": spec.name,
         "status": "PASS" if spec.passes_bar(metric) else "BELOW_BAR",

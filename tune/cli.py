@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -16,9 +16,14 @@ from zeroserve.cliutil import JsonOpt, ModelFilesOpt, choices, console, err_cons
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.repository import DEFAULT_REPOSITORY
 
-Protocol = choices("Protocol", PROTOCOLS)
-Mode = choices("Mode", ("quick", "brute"))
-Preferred = choices("Preferred", ("both", "none", "max"))
+if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
+    Protocol = str
+    Mode = str
+    Preferred = str
+else:
+    Protocol = choices("Protocol", PROTOCOLS)
+    Mode = choices("Mode", ("quick", "brute"))
+    Preferred = choices("Preferred", ("both", "none", "max"))
 
 
 def register(app: typer.Typer) -> None:

@@ -115,7 +115,7 @@ def plot_png(rec: dict) -> bytes:
         ax.plot(
             [pts[i][0] for i in front], [pts[i][1] for i in front], color="#d62728", marker="o", label="Pareto front"
         )
-    for i, m in enumerate(rows, 1):
+    for _i, m in enumerate(rows, 1):
         if m["deployed"]:
             ax.scatter(
                 [m["throughput"]], [m["latency_ms"]], s=80, facecolors="none", edgecolors="black", label="deployed"

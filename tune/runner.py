@@ -164,7 +164,7 @@ class Tuner:
         self.deployed = {k: read_deployed(self.repository / n) for k, n in self.formats.items()}
         for k, n in self.formats.items():
             served_by(self.deployed[k], self.repository / n)
-        self.server = None
+        self.server: Any = None  # the private Server once started
         self.count = 0
         self.kept: dict[S.Candidate, str] = {}  # candidate -> folder name still on the server (the best so far)
         self.hint = 1

@@ -87,7 +87,7 @@ class Space:
             values, v = getattr(self, d), getattr(c, d)
             if v in values:
                 out[d] = v
-            elif isinstance(v, bool) or isinstance(v, str):
+            elif isinstance(v, (bool, str)):
                 out[d] = values[0]
             else:
                 out[d] = min(values, key=lambda x: (abs(x - v), x))
@@ -182,9 +182,10 @@ def build_space(
 
 
 def qualifies(m: dict | None, min_throughput: float | None) -> bool:
+    if not m:
+        return False
     return (
-        bool(m)
-        and m["meets_budget"]
+        bool(m["meets_budget"])
         and not m.get("failed")
         and (min_throughput is None or m["throughput"] >= min_throughput)
     )

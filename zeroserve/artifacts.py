@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -42,12 +43,12 @@ def load_trained(spec: ModelSpec, artifacts: Path) -> torch.nn.Module:
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, pickle.UnpicklingError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{spec.name}: checkpoint {path} is corrupt or not a state dict ({first}); {todo}") from None
-    model = spec.build()
+    model = cast(torch.nn.Module, spec.build())
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0] if first else type(exc).__name__
+        lines = str(exc).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0] if lines else type(exc).__name__
         raise InputError(
             f"{spec.name}: checkpoint {path} does not fit the {spec.name} architecture ({detail}); {todo}"
         ) from None

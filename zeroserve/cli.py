@@ -66,8 +66,8 @@ def models_cmd(model_files: ModelFilesOpt = None, as_json: JsonOpt = False):
         print_json([m.as_json() for m in specs])
     else:
         _models_table(specs)
-    for exc in broken:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    for problem in broken:
+        err_console.print(f"[bold red]error:[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     if broken:
         raise typer.Exit(2)
 
@@ -77,11 +77,13 @@ def _models_table(specs) -> None:
     table = Table(title="zeroserve models" + (f": {len(specs) - yours} course, {yours} yours" if yours else ""))
     for col in ("model", "lesson / origin", "task", "inputs", "outputs", "max batch", "data"):
         table.add_column(col)
-    fmt = lambda specs: "\n".join(
-        f"{t.name} {t.dtype}({', '.join(map(str, ('batch', *t.dims)))})"  # noqa: E731
-        + (f" {t.kind.name}" if t.kind else "")
-        for t in specs
-    )
+
+    def fmt(specs) -> str:
+        return "\n".join(
+            f"{t.name} {t.dtype}({', '.join(map(str, ('batch', *t.dims)))})" + (f" {t.kind.name}" if t.kind else "")
+            for t in specs
+        )
+
     for m in specs:
         course = m.origin == "course"
         table.add_row(

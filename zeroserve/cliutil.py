@@ -39,10 +39,10 @@ err_console = _console(stderr=True)
 
 def choices(name: str, values: tuple[str, ...] | list[str]) -> type[enum.StrEnum]:
     """A string enum of `values` for a Typer choice option: `--help` lists them and Typer refuses others."""
-    return enum.StrEnum(name, {v: v for v in values})
+    return enum.StrEnum(name, {v: v for v in values})  # type: ignore[return-value]  # the functional API makes a class
 
 
-APP_SETTINGS = dict(
+APP_SETTINGS: dict[str, Any] = dict(
     name="zeroserve",
     help="The PyTorch Zero to All course models, from training to a verified, load-tested Triton deployment.\n\n"
     "Stages: train -> export -> deploy -> serve -> client. Exit codes: 0 success; 1 a check or gate failed "
@@ -80,7 +80,8 @@ def reflow_help(app: typer.Typer) -> None:
         if text:
             info.help = reflow(text)
     for group in app.registered_groups:
-        reflow_help(group.typer_instance)
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
 
 
 def usage_error(message: str) -> None:
@@ -116,7 +117,8 @@ def positive_seconds(param: typer.CallbackParam, value: float | None) -> float |
 
 def _existing_data_dir(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
     """--data-dir given on the command line must be a folder; env and default are checked where they are read."""
-    if value is not None and ctx.get_parameter_source(param.name).name == "COMMANDLINE" and not value.is_dir():
+    source = ctx.get_parameter_source(str(param.name))
+    if value is not None and source is not None and source.name == "COMMANDLINE" and not value.is_dir():
         from zeroserve.fetch import fetch_command
 
         usage_error(
@@ -158,7 +160,7 @@ ModelsArg = Annotated[
 ]
 ArtifactsOpt = Annotated[Path, typer.Option("--artifacts", help="Folder of per-model artifacts and records.")]
 DataDirOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--data-dir",
         envvar="ZEROSERVE_DATA_DIR",
@@ -169,7 +171,7 @@ DataDirOpt = Annotated[
 ]
 # data fetch writes the folder, so it need not exist yet
 FetchDataDirOpt = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--data-dir", envvar="ZEROSERVE_DATA_DIR", help="Folder to download the data sets into (created if needed)."
     ),

@@ -42,7 +42,7 @@ HELLO_ONEHOT = OneHot(alphabet=HELLO_CHARS)
 
 
 def _inline(x, y, test_x, test_y, dtype=np.float32) -> Split:
-    arr = lambda v: np.array(v, dtype=dtype).reshape(-1, 1)  # noqa: E731
+    arr = lambda v: np.array(v, dtype=dtype).reshape(-1, 1)  # noqa: E731 - a one-line local helper
     return Split(
         [arr(x)],
         arr(y),

@@ -105,7 +105,7 @@ def fetch_cmd(
     Files present and matching are not downloaded again. Each data set is downloaded into a temporary folder beside the target and renamed into place only when all its files are verified: a failure leaves nothing behind.
 
     Exit codes: 0 present or fetched; 1 a file did not match its checksum; 3 a download failed (offline, unreachable, HTTP error, dropped connection); 2 a usage error.
-    """  # noqa: E501
+    """  # noqa: E501 - the --help text: typer reflows each paragraph, so one line per paragraph
     data_dir = Path(data_dir or default_data_dir())
     wanted = F.resolve(names or ["all"])
     if not wanted:

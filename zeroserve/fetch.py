@@ -358,7 +358,7 @@ def fetch_dataset(
             "(checksum differs); move it away, or rerun with --force to download and replace it"
         )
     todo = [f for f in dataset.files if states.get(f.path) != "good"]
-    result = {
+    result: dict[str, Any] = {
         "dataset": dataset.name,
         "state": "present" if not todo else "fetched",
         "files": [],

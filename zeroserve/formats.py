@@ -83,7 +83,9 @@ FORMATS: dict[str, Format] = {
             ONNXRUNTIME,
             base="onnx",
             variant="int8",
-            summary="int8: ONNX Runtime's static QDQ quantization (per-channel, signed), calibrated on training samples",
+            summary=(
+                "int8: ONNX Runtime's static QDQ quantization (per-channel, signed), calibrated on training samples"
+            ),
         ),
         Format(
             "onnx_int8dyn",

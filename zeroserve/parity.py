@@ -18,7 +18,7 @@ eager at least a stated share; max abs/rel error are recorded, not gated.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from zeroserve.errors import InputError
 
 if TYPE_CHECKING:
     from zeroserve.spec import ModelSpec
+    from zeroserve.tasks import OutputKind
 
 ATOL = 1e-5
 RTOL = 1e-4
@@ -65,7 +66,7 @@ class OutputParity:
     error: str = ""
 
     def as_json(self) -> dict:
-        out = {
+        out: dict[str, Any] = {
             "passed": self.passed,
             "max_abs": self.max_abs,
             "max_rel": self.max_rel,
@@ -83,7 +84,8 @@ class OutputParity:
 
 def compare_output(spec: ModelSpec, index: int, got: np.ndarray, want: np.ndarray, tol: Tolerance) -> OutputParity:
     """Compare output `index` of `spec` (got vs eager) under the rule."""
-    t, task = spec.outputs[index], spec.tasks[index]
+    t, task = spec.outputs[index], spec.output_tasks[index]
+    kind = cast("OutputKind", t.kind)  # every output declares its kind (checked when the spec is made)
     got, want = np.asarray(got), np.asarray(want)
     if got.shape != want.shape:
         return OutputParity(t.name, False, error=f"shape {list(got.shape)} where eager gives {list(want.shape)}")
@@ -100,11 +102,12 @@ def compare_output(spec: ModelSpec, index: int, got: np.ndarray, want: np.ndarra
         outside_tolerance=int((~within).sum()),
         worst_index=[int(i) for i in np.unravel_index(int(np.argmax(diff)), diff.shape)] if diff.size else [],
     )
-    d_got, d_want = task.decisions(t.kind, got), task.decisions(t.kind, want)
+    d_got, d_want = task.decisions(kind, got), task.decisions(kind, want)
     if d_want is not None and d_want.size:
         differ = d_got != d_want
-        near = task.near_ties(t.kind, want, tol.atol, tol.rtol)
+        near = task.near_ties(kind, want, tol.atol, tol.rtol)
         result.top1_agreement = float(np.mean(~differ))
+        near = np.zeros_like(differ) if near is None else near
         result.near_ties = int(near.sum())
         result.near_tie_flips = int((differ & near).sum())
         result.disagreements = int((differ & ~near).sum())
@@ -213,7 +216,7 @@ def judge_variant(
         with the numbers) and "rule" (the rule in words).
     """
     out = compare(spec, got, eager, tol)
-    task, kind, i = spec.task, spec.primary_output.kind, spec.primary_index
+    task, kind, i = spec.task, spec.primary_kind, spec.primary_index
     failed: list[str] = []
     rules: list[str] = []
     out.update({"metric": task.variant_metric, "metric_fp32": None, "metric_variant": None, "metric_bound": None})

@@ -110,7 +110,7 @@ def prune_scratch(parent: Path, prefix: str, grace_s: float = SCRATCH_GRACE_S) -
     one whose owner still runs is never touched (a concurrent run). A folder named without an
     owner (an older zeroserve's `<prefix>XXXXXXXX`) is removed once it is older than `grace_s`.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         folders = [f for f in Path(parent).glob(glob.escape(prefix) + "*") if f.is_dir()]
     except OSError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -138,9 +138,10 @@ class DataSource:
 
     def read(self, data_dir: Path, split_version: int | None = None) -> Split:
         """The split, by the seeded split rule `split_version` (None: the current one) where the source has one."""
+        load = cast("Callable[..., Split]", self.load)  # checked in __post_init__
         if self.versioned and split_version is not None:
-            return self.load(Path(data_dir), split_version=split_version)
-        return self.load(Path(data_dir))
+            return load(Path(data_dir), split_version=split_version)
+        return load(Path(data_dir))
 
 
 @dataclass(frozen=True)
@@ -282,12 +283,22 @@ class ModelSpec:
 
     @property
     def primary_index(self) -> int:
-        return [t.name for t in self.outputs].index(self.primary)
+        return [t.name for t in self.outputs].index(str(self.primary))  # set in __post_init__
+
+    @property
+    def output_tasks(self) -> tuple[Task, ...]:
+        """One task per output (`tasks` as given may be a single Task; __post_init__ makes it a tuple)."""
+        return cast("tuple[Task, ...]", self.tasks)
+
+    @property
+    def primary_kind(self) -> OutputKind:
+        """The primary output's declared kind (every output declares one; checked in __post_init__)."""
+        return cast("OutputKind", self.primary_output.kind)
 
     @property
     def task(self) -> Task:
         """The primary output's task."""
-        return self.tasks[self.primary_index]
+        return self.output_tasks[self.primary_index]
 
     @property
     def primary_output(self) -> TensorSpec:
@@ -316,11 +327,11 @@ class ModelSpec:
         """The held-out metric of the primary output (`outputs` in the spec's order); None without targets."""
         if target is None:
             return None
-        return self.task.score(self.primary_output.kind, outputs[self.primary_index], target)
+        return self.task.score(self.primary_kind, outputs[self.primary_index], target)
 
     def describe(self, primary: np.ndarray) -> list[dict]:
         """What each row of the primary output means: a value, a label and its probability, or text."""
-        return [self.task.describe(self.primary_output.kind, row, self.labels) for row in np.asarray(primary)]
+        return [self.task.describe(self.primary_kind, row, self.labels) for row in np.asarray(primary)]
 
     def describe_target(self, target: np.ndarray) -> str:
         return self.task.describe_target(target, self.labels)
@@ -409,7 +420,7 @@ class ModelSpec:
             "summary": self.summary,
             "task": self.task.name,
             "primary_output": self.primary,
-            "tasks": {t.name: task.name for t, task in zip(self.outputs, self.tasks)},
+            "tasks": {t.name: task.name for t, task in zip(self.outputs, self.output_tasks)},
             "origin": self.origin,
             "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
             "data": None

@@ -246,7 +246,7 @@ class MultiClass(Task):
     """One of several classes: top-1 of the last axis."""
 
     name = "multiclass"
-    kinds = (LOGITS, LOG_PROBS, PROBS)
+    kinds: tuple[OutputKind, ...] = (LOGITS, LOG_PROBS, PROBS)
 
     def loss(self, kind):
         return {"logits": nn.CrossEntropyLoss, "log_probs": nn.NLLLoss, "probs": ProbsNLLLoss}[kind.space]()

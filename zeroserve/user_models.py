@@ -75,7 +75,7 @@ def load_file(path: str | Path) -> list[ModelSpec]:
         return _files[key]
     module_name = "zeroserve_user_" + hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
     loader_spec = importlib.util.spec_from_file_location(module_name, resolved)
-    if loader_spec is None:
+    if loader_spec is None or loader_spec.loader is None:
         raise InputError(f"model file {path} is not a Python file")
     module = importlib.util.module_from_spec(loader_spec)
     if str(resolved.parent) not in sys.path:  # so the file can import its neighbours, as `python file.py` would
@@ -293,7 +293,8 @@ def _check_signature(spec: ModelSpec, forward, where: str) -> None:
         )
     names = [p.name for p in positional]
     for i, t in enumerate(spec.inputs):
-        base = TENSOR_NAME.match(t.name)["base"]
+        match = TENSOR_NAME.match(t.name)
+        base = match["base"] if match else t.name
         if base in names and names.index(base) != i:
             raise InputError(
                 f"{where}: input {t.name} is at position {i} but forward takes {base} at position "

@@ -55,7 +55,7 @@ def test_a_module_returning_a_tuple_runs_eagerly_with_every_output():
 def test_every_output_is_gated_and_a_perturbed_second_output_is_caught():
     model = TwoHeads().eval()
     points = gate.grid(TWO_HEADS, None)
-    eager = lambda xs: eager_outputs(model, xs)  # noqa: E731
+    eager = lambda xs: eager_outputs(model, xs)  # noqa: E731 - a one-line local helper
 
     def perturbed(xs):
         logits, value = eager(xs)

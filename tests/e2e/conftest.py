@@ -6,7 +6,8 @@
   `zeroserve.serve.repository.deploy_model` into a temporary canonical repository; models
   whose export did not PASS are left out (test_serving checks that all twenty made it).
 - `server`: the embedded engine serving every model of `deployed_repository` on free ports
-  of 127.0.0.1 (zeroserve's client may use its shared memory: `allow_client_shm`), as an `Endpoints` (host, http_port, grpc_port, metrics_port, models,
+  of 127.0.0.1 (zeroserve's client may use its shared memory: `allow_client_shm`), as an `Endpoints`
+  (host, http_port, grpc_port, metrics_port, models,
   http_url, grpc_url, pid, artifacts, repository). Stopped, stubs and shared memory
   cleaned, at the end of the session.
 - `free_ports()`: a function returning three distinct free ports on 127.0.0.1.

@@ -4,7 +4,8 @@ The repository is written by hand here, as a user of another tool would: `blend`
 of different dtypes, one of them with a dynamic dim, two outputs, batching, no optional fields),
 `flat` (max_batch_size 0, an `onnxruntime_onnx` platform and a `default_model_filename`), and two
 folders the engine cannot serve (another backend; a missing artifact; a file that is not ONNX),
-reported by name while the others serve. infer and perf reach them by their Triton names over HTTP and gRPC. One server for the module.
+reported by name while the others serve. infer and perf reach them by their Triton names over HTTP and gRPC.
+One server for the module.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def held_out_rows_by_count_and_by_index(tagger):
     picked = invoke("client", "infer", "tagger", *own, *ports, "--row", "4", "--row", "0", "--json")
     assert picked.exit_code == 0, picked.output
     out = json.loads(picked.stdout)
-    tokens_row = lambda i: [(5 * i + k) % 19 + 1 for k in range(5)]  # noqa: E731
+    tokens_row = lambda i: [(5 * i + k) % 19 + 1 for k in range(5)]  # noqa: E731 - a one-line local helper
     assert out["target"] == [[t % 3 for t in tokens_row(4)], [t % 3 for t in tokens_row(0)]]
     assert out["meaning"][1] == first["meaning"][0]  # --row 0 is the first held-out row
     zero = invoke("client", "infer", "tagger", *own, *ports, "--samples", "0")

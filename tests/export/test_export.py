@@ -28,7 +28,7 @@ def test_every_model_exports_both_formats_and_passes_the_full_grid(exported, nam
     assert rec == json.loads(json.dumps(recs[name]))
     assert rec["status"] == "PASS" and set(rec["formats"]) == {"onnx", "torchscript"}
     batches = {1, 2, 7, spec.max_batch_size}
-    for fmt, entry in rec["formats"].items():
+    for _fmt, entry in rec["formats"].items():
         path = artifacts / name / entry["file"]
         assert entry["sha256"] == sha256(path) and entry["bytes"] == path.stat().st_size
         assert entry["status"] == "PASS" and all(p["passed"] for p in entry["grid"])

@@ -73,7 +73,7 @@ def test_quick_climbs_from_the_deployed_config_to_the_peak_measuring_a_fraction_
 
 def test_quick_stops_at_the_start_when_no_neighbour_is_better_beyond_the_noise_margin():
     measure, calls = synthetic(lambda c: 1000.0 + (5.0 if c != DEPLOYED else 0.0))  # +0.5%: noise
-    result = S.search(space(), DEPLOYED, measure, "quick")
+    S.search(space(), DEPLOYED, measure, "quick")
     assert len(calls) == 1 + len(space().neighbours(DEPLOYED))  # one round of neighbours, then stop
 
 
@@ -106,7 +106,7 @@ def test_candidates_over_the_budget_or_under_the_minimum_are_never_best():
     assert high.best is None and high.closest[0] == result.best[0]
     # failed requests disqualify even the fastest
     measure2, _ = synthetic(lambda c: 1000 + c.queue_delay_us)
-    failing = lambda c: {**measure2(c), "failed": 3 if c.queue_delay_us == 2000 else 0}  # noqa: E731
+    failing = lambda c: {**measure2(c), "failed": 3 if c.queue_delay_us == 2000 else 0}  # noqa: E731 - a one-line local helper
     assert S.search(sp, DEPLOYED, failing, "brute").best[0].queue_delay_us == 1000
 
 
