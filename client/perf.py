@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from zeroserve import records
+from zeroserve import machine, records
 from zeroserve.client import load
 from zeroserve.client.connection import AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback
 from zeroserve.client.errors import ModelNotServed, RequestFailed
@@ -348,6 +348,7 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
             if shm is not None:
                 shm.close()
         unreachable = _unreachable(sync, triton_name)
+        served_by = sync[0].server_state() if sync else None
     finally:
         for c in sync:
             c.close()
@@ -373,6 +374,9 @@ def run_perf(spec: ModelSpec | Target | str, endpoint: Endpoint, *, fmt: str | N
         "latency_budget_ms": latency_budget_ms, "best": best, "latency_metric": latency_key(percentile),
         "window_s": window_s, "stability": stability, "max_trials": max_trials, "workers": workers,
         "levels": levels, "notes": notes, "cpu_count": cores, "cut_short": cut_short,
+        # the engine is known only for a zeroserve server found by its state file; else None (unknown)
+        "measured_on": machine.measured_on(machine.EMBEDDED_ENGINE if served_by and served_by.get("engine") ==
+                                           "embedded" else None),
         "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
