@@ -96,9 +96,10 @@ def plan(model: str, target_rps: float, latency_budget_ms: float, *, fmt: str = 
         metric = rec.get("latency_metric") or "p99_ms"
         for lv in levels:
             latency = lv.get(metric)
-            if latency is None or not lv.get("stable") or lv.get("failed") or not lv.get("throughput"):
+            if latency is None or lv.get("failed") or not lv.get("throughput"):
                 continue
             row = {"throughput": lv["throughput"], "concurrency": lv.get("concurrency"), "latency_ms": latency,
+                   "stable": bool(lv.get("stable")),
                    "latency_metric": metric, "config": config, "record": str(path), "kind": rec.get("kind"),
                    "server_resources": lv.get("server_resources"), "facts": facts}
             if latency <= latency_budget_ms:
@@ -111,7 +112,8 @@ def plan(model: str, target_rps: float, latency_budget_ms: float, *, fmt: str = 
         detail = (f"the lowest: {closest['latency_metric'][:-3]} {closest['latency_ms']:.2f} ms at "
                   f"{closest['throughput']:.0f} infer/s (c={closest['concurrency']})" if closest else "no stable level")
         raise CheckFailed(f"no recorded level of {triton_name} met the {latency_budget_ms:g} ms budget; {detail}")
-    best = max(found, key=lambda r: r["throughput"])
+    # a stable level first; an unstable one (tune measures with allow_unstable) only when none is, and said so
+    best = max(found, key=lambda r: (r["stable"], r["throughput"]))
     facts = best.pop("facts")
     where = (f"{facts['engine']} on {facts['cpu_model']} x {facts['cores']} cores, GPU: "
              f"{', '.join(facts.get('gpu') or []) or 'none'}" if facts else "an unknown machine and engine "
@@ -127,6 +129,9 @@ def plan(model: str, target_rps: float, latency_budget_ms: float, *, fmt: str = 
                f"each replica runs at {100 * (1 - headroom):.0f}% of that ({usable:.0f} infer/s; headroom "
                f"{100 * headroom:.0f}%); maxReplicas = {MAX_REPLICAS_FACTOR} x minReplicas for bursts",
                "the figures include this machine's load generator sharing its cores with the server"]
+    if not best["stable"]:
+        assumed.append("that level did not stabilise (its windows' throughput or latency varied beyond the "
+                       "stability rule): no stable level met the budget, so its figures are the best recorded")
     if res:
         assumed.append(f"a replica needs the CPU ({res['cpu_cores']:g} cores) and memory ({res['rss_mb']:g} MB RSS, "
                        f"requested x {MEMORY_MARGIN:g}) the embedded engine used at that load")
