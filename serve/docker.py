@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zeroserve.serve.ports import DEFAULT_PORTS
+from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
 
 CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}  # tritonserver's own defaults inside the image
 
 
-def docker_command(repository: Path, image: str, host_ports: dict[str, int] | None = None) -> list[str]:
-    """`docker run` for `image` (the target release's NGC image) with the repository mounted at /models."""
+def docker_command(repository: Path, image: str, host_ports: dict[str, int] | None = None,
+                   bind_host: str | None = DEFAULT_HOST) -> list[str]:
+    """`docker run` for `image` (the target release's NGC image) with the repository mounted at /models.
+
+    The ports are published on `bind_host` only (loopback by default, as the embedded engine binds);
+    None publishes them on every interface (serve's --allow-remote).
+    """
     ports = host_ports or DEFAULT_PORTS
-    return [
-        "docker",
-        "run",
-        "--gpus",
-        "all",
-        "--rm",
-        "--shm-size=1g",
-        *(arg for k in ("http", "grpc", "metrics") for arg in ("-p", f"{ports[k]}:{CONTAINER_PORTS[k]}")),
-        "-v",
-        f"{Path(repository).resolve()}:/models",
-        image,
-        "tritonserver",
-        "--model-repository=/models",
-    ]
+    bind = "" if bind_host is None else f"[{bind_host}]:" if ":" in bind_host else f"{bind_host}:"
+    return ["docker", "run", "--gpus", "all", "--rm", "--shm-size=1g",
+            *(arg for k in ("http", "grpc", "metrics") for arg in ("-p", f"{bind}{ports[k]}:{CONTAINER_PORTS[k]}")),
+            "-v", f"{Path(repository).resolve()}:/models", image,
+            "tritonserver", "--model-repository=/models"]

@@ -268,6 +268,7 @@ def tune_cmd(
         c = Candidate(**{d: chosen["candidate"][d] for d in DIMENSIONS})
         name = rec["formats"][c.fmt]
         measurement = {k: chosen[k] for k in ("throughput", "concurrency", "latency_ms", "p50_ms", "p99_ms")}
+        measurement["server_resources"] = chosen.get("server_resources")
         measurement["side_by_side_ratio"] = rec["gain"]
         context = {
             "latency_budget_ms": rec["latency_budget_ms"],

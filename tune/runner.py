@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve import formats as F
+from zeroserve import machine
 from zeroserve import records
 from zeroserve.client.connection import Endpoint
 from zeroserve.client.perf import level_count, run_perf
@@ -36,7 +37,7 @@ from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
 from zeroserve.tune.settings import candidate_of, config_for, tuned_on
 
-ENGINE = "embedded tritonserver (nvidia-pytriton wheel), Python backend"
+ENGINE = machine.EMBEDDED_ENGINE
 SIDE_BY_SIDE_ROUNDS = 3
 SEARCH_RESOLUTION = 0.1  # the concurrency search stops within 10%: throughput is flat near the knee
 UNLOAD_TIMEOUT_S = 60.0
@@ -117,20 +118,55 @@ def summary(rec: dict) -> dict:
         "stable": bool(best and best["stable"]),
         "failed": failed,
         "server": shown.get("server") if shown else None,
+        "server_resources": best.get("server_resources") if best else None,
         "unstable_levels": [lv["concurrency"] for lv in levels if not lv["stable"]],
-        "levels": [
-            {
-                "concurrency": lv["concurrency"],
-                "throughput": lv["throughput"],
-                "p50_ms": lv["p50_ms"],
-                "p99_ms": lv["p99_ms"],
-                key: lv[key],
-                "stable": lv["stable"],
-                "failed": level_count(lv),
-            }
-            for lv in levels
-        ],
+        "levels": [{"concurrency": lv["concurrency"], "throughput": lv["throughput"], "p50_ms": lv["p50_ms"],
+                    "p99_ms": lv["p99_ms"], key: lv[key], "stable": lv["stable"], "failed": level_count(lv),
+                    "server_resources": lv.get("server_resources")}
+                   for lv in levels],
     }
+
+
+class ServerLoad:
+    """The private server's CPU and memory over each perf level: what one replica used under that load.
+
+    Each level gets `server_resources` = {"cpu_cores": CPU seconds of tritonserver and its stubs per
+    wall second since the previous level (its warm-up included), "rss_mb": their summed RSS at its end
+    (every model loaded then, the no-op twin included), "seconds"}.
+    """
+
+    def __init__(self, pid: int, shm_prefix: str | None):
+        self.pid, self.shm_prefix = pid, shm_prefix
+        self.t, self.cpu = time.monotonic(), self._cpu()[0]
+
+    def _cpu(self) -> tuple[dict[int, float], int]:
+        import psutil
+
+        from zeroserve.serve.processes import server_processes
+
+        try:
+            server = psutil.Process(self.pid)
+            procs = [server, *server_processes(server, self.shm_prefix)]
+        except psutil.Error:
+            return {}, 0
+        cpu, rss = {}, 0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                cpu[p.pid] = t.user + t.system
+                rss += p.memory_info().rss
+            except psutil.Error:  # a stub that went away between the listing and the read
+                continue
+        return cpu, rss
+
+    def on_level(self, level: dict) -> None:
+        now = time.monotonic()
+        cpu, rss = self._cpu()
+        busy = sum(v - self.cpu.get(pid, 0.0) for pid, v in cpu.items())  # a process started since: all its CPU
+        seconds = max(now - self.t, 1e-9)
+        level["server_resources"] = {"cpu_cores": round(busy / seconds, 3), "rss_mb": round(rss / 2**20, 1),
+                                     "seconds": round(seconds, 2)}
+        self.t, self.cpu = now, cpu
 
 
 def _load_failed(message: str) -> dict:
@@ -265,22 +301,11 @@ class Tuner:
 
     def perf(self, triton_name: str, fmt: str, **kwargs) -> dict:
         o = self.opts
-        rec = run_perf(
-            self.spec,
-            self.endpoint,
-            fmt=fmt,
-            triton_name=triton_name,
-            protocol=o.protocol,
-            percentile=o.percentile,
-            window_s=o.window_s,
-            warmup_s=o.window_s,
-            max_trials=o.max_trials,
-            stability=o.stability,
-            allow_unstable=True,
-            allow_failures=True,
-            timeout=o.request_timeout_s,
-            **kwargs,
-        )
+        load = ServerLoad(self.server.pid, self.server.state.get("shm_prefix"))
+        rec = run_perf(self.spec, self.endpoint, fmt=fmt, triton_name=triton_name, protocol=o.protocol,
+                       percentile=o.percentile, window_s=o.window_s, warmup_s=o.window_s,
+                       max_trials=o.max_trials, stability=o.stability, allow_unstable=True, allow_failures=True,
+                       timeout=o.request_timeout_s, on_level=load.on_level, **kwargs)
         if rec["outcome"]["exit_code"] == 3:
             raise ServerError(
                 f"the private server stopped answering: {rec['outcome']['reason']} (log: {self.server.log})"

@@ -6,11 +6,10 @@ and `--apply`'s canonical config (tune/apply.py), so what was measured is what i
 
 from __future__ import annotations
 
-import os
-import platform
 from dataclasses import replace
 
 from zeroserve import formats as F
+from zeroserve import machine
 from zeroserve.serve.config import DeployedModel
 from zeroserve.tune.search import Candidate
 
@@ -56,17 +55,6 @@ def config_for(model: DeployedModel, c: Candidate, name: str | None = None) -> D
     )
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def tuned_on(engine: str) -> dict:
     """Where a measurement was made: settings tuned on one machine are not the answer for another."""
-    return {"engine": engine, "cpu_model": cpu_model(), "cores": os.cpu_count() or 1, "machine": platform.machine()}
+    return machine.measured_on(engine)

@@ -408,9 +408,11 @@ def test_kserve_target_writes_a_valid_inference_service(one):
     model = doc["spec"]["predictor"]["model"]
     assert model["modelFormat"]["name"] == "triton" and model["runtime"] == "kserve-tritonserver"
     assert model["storageUri"] == "gs://bucket/repo" and model["runtimeVersion"] == TARGET.tag
-    assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    cpu = write_kserve_manifest(repository, device="cpu")
-    assert "resources" not in yaml.safe_load(cpu.read_text())["spec"]["predictor"]["model"]
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"  # linear's config is KIND_GPU
+    assert model["protocolVersion"] == "v2"  # KServe would assume v1, which the Triton runtime refuses
+    deploy_model(registry.get("linear"), artifacts, repository, device="cpu")
+    cpu = write_kserve_manifest(repository)  # the GPU limit follows the configs' instance kind
+    assert "nvidia.com/gpu" not in yaml.safe_load(cpu.read_text())["spec"]["predictor"]["model"]["resources"]["limits"]
     with pytest.raises(InputError, match="needs a scheme"):
         write_kserve_manifest(repository, storage_uri="bucket/repo")
 
