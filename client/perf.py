@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zeroserve import formats as F
 from zeroserve import machine, records
 from zeroserve.client import load
 from zeroserve.client.connection import AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback
@@ -473,13 +474,23 @@ def run_perf(
         "input": "file " + str(input_data) if input_data else input_mode,
         "shared_memory": shared_memory,
         "input_requests": 1 + (len(variants) if shm is None else 0),
-        "mode": mode, "distribution": distribution if request_rate else None,
-        "latency_budget_ms": latency_budget_ms, "best": best, "latency_metric": latency_key(percentile),
-        "window_s": window_s, "stability": stability, "max_trials": max_trials, "workers": workers,
-        "levels": levels, "notes": notes, "cpu_count": cores, "cut_short": cut_short,
+        "mode": mode,
+        "distribution": distribution if request_rate else None,
+        "latency_budget_ms": latency_budget_ms,
+        "best": best,
+        "latency_metric": latency_key(percentile),
+        "window_s": window_s,
+        "stability": stability,
+        "max_trials": max_trials,
+        "workers": workers,
+        "levels": levels,
+        "notes": notes,
+        "cpu_count": cores,
+        "cut_short": cut_short,
         # the engine is known only for a zeroserve server found by its state file; else None (unknown)
-        "measured_on": machine.measured_on(machine.EMBEDDED_ENGINE if served_by and served_by.get("engine") ==
-                                           "embedded" else None),
+        "measured_on": machine.measured_on(
+            machine.EMBEDDED_ENGINE if served_by and served_by.get("engine") == "embedded" else None
+        ),
         "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),

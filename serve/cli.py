@@ -39,8 +39,14 @@ from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
 from zeroserve.serve import stop
 from zeroserve.serve.docker import docker_command
-from zeroserve.serve.ports import (DEFAULT_HOST, DEFAULT_PORTS, check_bind_host, hostport, non_loopback,
-                                  resolve_free_ports)
+from zeroserve.serve.ports import (
+    DEFAULT_HOST,
+    DEFAULT_PORTS,
+    check_bind_host,
+    hostport,
+    non_loopback,
+    resolve_free_ports,
+)
 from zeroserve.serve.repository import DEFAULT_REPOSITORY
 from zeroserve.serve.status import _duration, collect_status, find_server
 from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, Supervisor
@@ -219,12 +225,15 @@ def serve_cmd(
         warning = check_bind_host(host, allow_remote)
         bind = None if allow_remote and not non_loopback(host) else host
         if bind is None:
-            warning = ("the docker command publishes the ports on every interface (--allow-remote): anyone who can "
-                       "reach them can call the served models; Triton there has no authentication or TLS")
+            warning = (
+                "the docker command publishes the ports on every interface (--allow-remote): anyone who can "
+                "reach them can call the served models; Triton there has no authentication or TLS"
+            )
         if warning:
             err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-        cmd = docker_command(repository, _target_image(),
-                             {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}, bind_host=bind)
+        cmd = docker_command(
+            repository, _target_image(), {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}, bind_host=bind
+        )
         if print_only:
             console.print(shlex.join(cmd), highlight=False, soft_wrap=True)
             return

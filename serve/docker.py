@@ -9,8 +9,9 @@ from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
 CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}  # tritonserver's own defaults inside the image
 
 
-def docker_command(repository: Path, image: str, host_ports: dict[str, int] | None = None,
-                   bind_host: str | None = DEFAULT_HOST) -> list[str]:
+def docker_command(
+    repository: Path, image: str, host_ports: dict[str, int] | None = None, bind_host: str | None = DEFAULT_HOST
+) -> list[str]:
     """`docker run` for `image` (the target release's NGC image) with the repository mounted at /models.
 
     The ports are published on `bind_host` only (loopback by default, as the embedded engine binds);
@@ -18,7 +19,17 @@ def docker_command(repository: Path, image: str, host_ports: dict[str, int] | No
     """
     ports = host_ports or DEFAULT_PORTS
     bind = "" if bind_host is None else f"[{bind_host}]:" if ":" in bind_host else f"{bind_host}:"
-    return ["docker", "run", "--gpus", "all", "--rm", "--shm-size=1g",
-            *(arg for k in ("http", "grpc", "metrics") for arg in ("-p", f"{bind}{ports[k]}:{CONTAINER_PORTS[k]}")),
-            "-v", f"{Path(repository).resolve()}:/models", image,
-            "tritonserver", "--model-repository=/models"]
+    return [
+        "docker",
+        "run",
+        "--gpus",
+        "all",
+        "--rm",
+        "--shm-size=1g",
+        *(arg for k in ("http", "grpc", "metrics") for arg in ("-p", f"{bind}{ports[k]}:{CONTAINER_PORTS[k]}")),
+        "-v",
+        f"{Path(repository).resolve()}:/models",
+        image,
+        "tritonserver",
+        "--model-repository=/models",
+    ]

@@ -61,8 +61,10 @@ def kserve_name(text: str, what: str = "--name") -> str:
     if name[:1].isdigit():
         name = "m-" + name
     if not K.NAME_RULE.fullmatch(name):
-        raise InputError(f"{what} {text!r} cannot be a KServe InferenceService name: it must match "
-                         f"{K.NAME_RULE.pattern} (lower case letters, digits and dashes, starting with a letter)")
+        raise InputError(
+            f"{what} {text!r} cannot be a KServe InferenceService name: it must match "
+            f"{K.NAME_RULE.pattern} (lower case letters, digits and dashes, starting with a letter)"
+        )
     return name
 
 
@@ -71,17 +73,27 @@ def check_options(options: KServeOptions) -> None:
     check_storage_uri(options.storage_uri)
     if options.name is not None:
         kserve_name(options.name)
-    if options.namespace is not None and not (K.NAMESPACE_RULE.fullmatch(options.namespace)
-                                              and len(options.namespace) <= 63):
-        raise InputError(f"--namespace {options.namespace!r} is not a Kubernetes namespace name "
-                         f"({K.NAMESPACE_RULE.pattern}, at most 63 characters)")
+    if options.namespace is not None and not (
+        K.NAMESPACE_RULE.fullmatch(options.namespace) and len(options.namespace) <= 63
+    ):
+        raise InputError(
+            f"--namespace {options.namespace!r} is not a Kubernetes namespace name "
+            f"({K.NAMESPACE_RULE.pattern}, at most 63 characters)"
+        )
     if options.protocol not in PROTOCOLS or options.deployment_mode not in MODES:
         raise InputError("--protocol is http or grpc; --deployment-mode is knative or standard")
 
 
-def kserve_manifest(name: str = DEFAULT_NAME, *, storage_uri: str = DEFAULT_STORAGE_URI, device: Device = "gpu",
-                    release: TargetRelease = TARGET, options: KServeOptions | None = None,
-                    plan: dict | None = None, models: list[str] | None = None) -> dict:
+def kserve_manifest(
+    name: str = DEFAULT_NAME,
+    *,
+    storage_uri: str = DEFAULT_STORAGE_URI,
+    device: Device = "gpu",
+    release: TargetRelease = TARGET,
+    options: KServeOptions | None = None,
+    plan: dict | None = None,
+    models: list[str] | None = None,
+) -> dict:
     """One `InferenceService` serving `storage_uri` (a Triton repository) with the Triton runtime.
 
     `device` gpu puts `nvidia.com/gpu: 1` in the limits; `plan` (serve/plan.py) gives the replicas,
@@ -112,17 +124,27 @@ def kserve_manifest(name: str = DEFAULT_NAME, *, storage_uri: str = DEFAULT_STOR
     if models:
         annotations["zeroserve/models"] = ",".join(models)
     if plan:
-        annotations["zeroserve/plan"] = (f"{plan['target_rps']:g} rps within {plan['latency_budget_ms']:g} ms: "
-                                         f"{plan['per_replica']['throughput']:.0f} infer/s per replica measured, "
-                                         f"headroom {100 * plan['headroom']:.0f}% (assumed same machine and engine)")
-    fields = kserve_fields(o.deployment_mode, plan["replicas"] if plan else None,
-                           plan["usable_per_replica"] if plan else None, plan["headroom"] if plan else DEFAULT_HEADROOM)
+        annotations["zeroserve/plan"] = (
+            f"{plan['target_rps']:g} rps within {plan['latency_budget_ms']:g} ms: "
+            f"{plan['per_replica']['throughput']:.0f} infer/s per replica measured, "
+            f"headroom {100 * plan['headroom']:.0f}% (assumed same machine and engine)"
+        )
+    fields = kserve_fields(
+        o.deployment_mode,
+        plan["replicas"] if plan else None,
+        plan["usable_per_replica"] if plan else None,
+        plan["headroom"] if plan else DEFAULT_HEADROOM,
+    )
     metadata: dict = {"name": name}
     if o.namespace:
         metadata["namespace"] = o.namespace
     metadata["annotations"] = annotations
-    return {"apiVersion": K.API_VERSION, "kind": K.KIND, "metadata": metadata,
-            "spec": {"predictor": {**fields, "model": model}}}
+    return {
+        "apiVersion": K.API_VERSION,
+        "kind": K.KIND,
+        "metadata": metadata,
+        "spec": {"predictor": {**fields, "model": model}},
+    }
 
 
 def _device(repository: Path, names: list[str]) -> Device:
@@ -146,8 +168,13 @@ def _write(path: Path, manifest: dict, header: str) -> Path:
     return path
 
 
-def write_kserve_manifests(repository: Path, options: KServeOptions | None = None, *,
-                           plans: dict[str, dict] | None = None, release: TargetRelease = TARGET) -> list[dict]:
+def write_kserve_manifests(
+    repository: Path,
+    options: KServeOptions | None = None,
+    *,
+    plans: dict[str, dict] | None = None,
+    release: TargetRelease = TARGET,
+) -> list[dict]:
     """Write the repository's InferenceService(s) (validated first, atomic); one row per file written.
 
     Args:
@@ -169,30 +196,52 @@ def write_kserve_manifests(repository: Path, options: KServeOptions | None = Non
         groups = [(kserve_name(f"{o.name}-{n}" if o.name else n), [n], f"{base}/{n}") for n in names]
     else:
         if len(plans) > 1:
-            raise InputError("one InferenceService for the whole repository takes one plan; use --per-model to "
-                             "size each model")
+            raise InputError(
+                "one InferenceService for the whole repository takes one plan; use --per-model to size each model"
+            )
         groups = [(kserve_name(o.name or DEFAULT_NAME), names, base)]
     for name, models, uri in groups:
         plan = next((plans[m] for m in models if m in plans), None)
         device = _device(repository, models)
-        manifest = kserve_manifest(name, storage_uri=uri, device=device, release=release, options=o, plan=plan,
-                                   models=models)
+        manifest = kserve_manifest(
+            name, storage_uri=uri, device=device, release=release, options=o, plan=plan, models=models
+        )
         file = repository / (KSERVE_MANIFEST if not o.per_model else f"inferenceservice-{name}.yaml")
-        upload = (f"upload {repository}/{models[0]}/ so that {uri}/{models[0]}/config.pbtxt exists (the storageUri "
-                  f"root holds only that folder; KServe copies it to {TRITON_MODEL_STORE})" if o.per_model else
-                  f"upload the contents of {repository}/ to {uri}/ (each model folder at its top; KServe copies "
-                  f"it to {TRITON_MODEL_STORE}, which Triton serves whole)")
-        header = (f"# KServe InferenceService for {release.image}'s Triton; {upload}.\n"
-                  f"# Checked offline against KServe's CRD schema (closed objects) and the {K.RUNTIME} runtime's "
-                  "formats and protocols.\n")
+        upload = (
+            f"upload {repository}/{models[0]}/ so that {uri}/{models[0]}/config.pbtxt exists (the storageUri "
+            f"root holds only that folder; KServe copies it to {TRITON_MODEL_STORE})"
+            if o.per_model
+            else f"upload the contents of {repository}/ to {uri}/ (each model folder at its top; KServe copies "
+            f"it to {TRITON_MODEL_STORE}, which Triton serves whole)"
+        )
+        header = (
+            f"# KServe InferenceService for {release.image}'s Triton; {upload}.\n"
+            f"# Checked offline against KServe's CRD schema (closed objects) and the {K.RUNTIME} runtime's "
+            "formats and protocols.\n"
+        )
         _write(file, manifest, header)
-        rows.append({"path": str(file), "name": name, "models": models, "storage_uri": uri, "upload": upload,
-                     "device": device, "plan": plan is not None})
+        rows.append(
+            {
+                "path": str(file),
+                "name": name,
+                "models": models,
+                "storage_uri": uri,
+                "upload": upload,
+                "device": device,
+                "plan": plan is not None,
+            }
+        )
     return rows
 
 
-def write_kserve_manifest(repository: Path, *, storage_uri: str = DEFAULT_STORAGE_URI, device: Device = "gpu",
-                          name: str = DEFAULT_NAME, release: TargetRelease = TARGET) -> Path:
+def write_kserve_manifest(
+    repository: Path,
+    *,
+    storage_uri: str = DEFAULT_STORAGE_URI,
+    device: Device = "gpu",
+    name: str = DEFAULT_NAME,
+    release: TargetRelease = TARGET,
+) -> Path:
     """The whole repository's `inferenceservice.yaml` with the default options (deploy_model's target kserve).
 
     `device` is kept for callers; the GPU limit follows the written configs' instance kinds.

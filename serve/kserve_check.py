@@ -1,4 +1,5 @@
-"""KServe's rules for an InferenceService, checked offline: the CRD's schema with closed objects, and the Triton runtime's.
+"""KServe's rules for an InferenceService, checked offline: the CRD's schema with closed objects, and the Triton
+runtime's.
 
 The package carries only what the check needs (serve/kserve_reference/): the InferenceService
 CRD's `spec` subtree with the predictor in full (descriptions and list/map markers dropped) and the
@@ -34,17 +35,51 @@ DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 # Knative (Serverless before KServe 0.15) autoscales on any scaleMetric; Standard (RawDeployment) uses the HPA,
 # which scales on cpu and memory only.
-DEPLOYMENT_MODES = {"Knative": "knative", "Serverless": "knative", "Standard": "standard",
-                    "RawDeployment": "standard", "ModelMesh": "modelmesh"}
+DEPLOYMENT_MODES = {
+    "Knative": "knative",
+    "Serverless": "knative",
+    "Standard": "standard",
+    "RawDeployment": "standard",
+    "ModelMesh": "modelmesh",
+}
 HPA_METRICS = ("cpu", "memory")
 
 # What the check reads of a schema node; the rest of the CRD's keywords are dropped from the shipped copy.
-KEYWORDS = ("type", "properties", "required", "items", "additionalProperties", "anyOf", "enum", "pattern",
-            "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields", "maxLength", "minLength",
-            "minItems", "maxItems", "minimum", "maximum")
-OBJECT_META = ("name", "generateName", "namespace", "labels", "annotations", "finalizers", "ownerReferences",
-               "uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp",
-               "deletionGracePeriodSeconds", "managedFields", "selfLink")
+KEYWORDS = (
+    "type",
+    "properties",
+    "required",
+    "items",
+    "additionalProperties",
+    "anyOf",
+    "enum",
+    "pattern",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields",
+    "maxLength",
+    "minLength",
+    "minItems",
+    "maxItems",
+    "minimum",
+    "maximum",
+)
+OBJECT_META = (
+    "name",
+    "generateName",
+    "namespace",
+    "labels",
+    "annotations",
+    "finalizers",
+    "ownerReferences",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
+)
 TOP_LEVEL = ("apiVersion", "kind", "metadata", "spec", "status")
 
 
@@ -70,18 +105,23 @@ def spec_schema_from_crd(crd: dict) -> dict:
     version = next(v for v in crd["spec"]["versions"] if v["name"] == API_VERSION.rsplit("/", 1)[1])
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
     pruned = _prune(spec)
-    pruned["properties"] = {name: (sub if name == "predictor" else {"x-kubernetes-preserve-unknown-fields": True})
-                            for name, sub in pruned["properties"].items()}
+    pruned["properties"] = {
+        name: (sub if name == "predictor" else {"x-kubernetes-preserve-unknown-fields": True})
+        for name, sub in pruned["properties"].items()
+    }
     return pruned
 
 
 def runtime_rules_from_yaml(runtime: dict) -> dict:
     """The runtime's name, formats (name, version, autoSelect) and protocol versions."""
-    return {"name": runtime["metadata"]["name"],
-            "supportedModelFormats": [{"name": f["name"], "version": str(f.get("version", "")),
-                                       "autoSelect": bool(f.get("autoSelect", False))}
-                                      for f in runtime["spec"]["supportedModelFormats"]],
-            "protocolVersions": list(runtime["spec"]["protocolVersions"])}
+    return {
+        "name": runtime["metadata"]["name"],
+        "supportedModelFormats": [
+            {"name": f["name"], "version": str(f.get("version", "")), "autoSelect": bool(f.get("autoSelect", False))}
+            for f in runtime["spec"]["supportedModelFormats"]
+        ],
+        "protocolVersions": list(runtime["spec"]["protocolVersions"]),
+    }
 
 
 def write_reference(crd_path: Path, runtime_path: Path, folder: Path = REFERENCE) -> None:
@@ -94,10 +134,12 @@ def write_reference(crd_path: Path, runtime_path: Path, folder: Path = REFERENCE
     crd = yaml.load(Path(crd_path).read_text(), Loader=loader)
     runtime = yaml.load(Path(runtime_path).read_text(), Loader=loader)
     folder.mkdir(parents=True, exist_ok=True)
-    records.write_bytes(folder / SCHEMA_FILE.name, json.dumps(spec_schema_from_crd(crd), sort_keys=True,
-                                                              separators=(",", ":")).encode())
-    records.write_bytes(folder / RUNTIME_FILE.name, (json.dumps(runtime_rules_from_yaml(runtime), indent=1)
-                                                     + "\n").encode())
+    records.write_bytes(
+        folder / SCHEMA_FILE.name, json.dumps(spec_schema_from_crd(crd), sort_keys=True, separators=(",", ":")).encode()
+    )
+    records.write_bytes(
+        folder / RUNTIME_FILE.name, (json.dumps(runtime_rules_from_yaml(runtime), indent=1) + "\n").encode()
+    )
 
 
 @functools.cache
@@ -116,8 +158,15 @@ _TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
 
 
 def _type_name(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
-            type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _is(value: Any, t: str) -> bool:
@@ -139,13 +188,14 @@ def schema_violations(value: Any, schema: dict, path: str) -> list[str]:
     out: list[str] = []
     if not schema or schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
         return out
-    if schema.get("x-kubernetes-int-or-string"):
+    if schema.get("x-kubernetes-int-or-string"):  # noqa: SIM102 - its own branch: anyOf below is skipped for it
         if not (_is(value, "integer") or isinstance(value, str)):
             return [f"{path}: expected an integer or a string, got {_type_name(value)}"]
-    elif "anyOf" in schema:
-        if all(schema_violations(value, branch, path) for branch in schema["anyOf"]):
-            return [f"{path}: {_type_name(value)} {value!r} matches none of "
-                    + ", ".join(b.get("type", "?") for b in schema["anyOf"])]
+    elif "anyOf" in schema and all(schema_violations(value, branch, path) for branch in schema["anyOf"]):
+        return [
+            f"{path}: {_type_name(value)} {value!r} matches none of "
+            + ", ".join(b.get("type", "?") for b in schema["anyOf"])
+        ]
     t = schema.get("type")
     if t and not _is(value, t):
         return [f"{path}: expected {t}, got {_type_name(value)}"]
@@ -156,7 +206,7 @@ def schema_violations(value: Any, schema: dict, path: str) -> list[str]:
             out.append(f"{path}: {value!r} does not match {schema['pattern']}")
         if len(value) > schema.get("maxLength", len(value)) or len(value) < schema.get("minLength", 0):
             out.append(f"{path}: {value!r} has the wrong length")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # noqa: SIM102 - a type test, then a range
         if value < schema.get("minimum", value) or value > schema.get("maximum", value):
             out.append(f"{path}: {value} is out of range")
     if isinstance(value, list):
@@ -203,25 +253,34 @@ def runtime_violations(predictor: dict, rules: dict | None = None) -> list[str]:
     runtime = model.get("runtime")
     if runtime is not None and runtime != rules["name"]:
         out.append(f"{path}.runtime: {runtime!r} is not {rules['name']}, the Triton runtime whose rules are checked")
-    fmt = model.get("modelFormat") if isinstance(model.get("modelFormat"), dict) else {}
+    fmt = model.get("modelFormat")
+    fmt = fmt if isinstance(fmt, dict) else {}
     name, version = fmt.get("name"), fmt.get("version")
     if isinstance(name, str):
         entries = [f for f in rules["supportedModelFormats"] if f["name"] == name]
         if not entries:
-            out.append(f"{path}.modelFormat.name: {name!r} is not a format {rules['name']} supports "
-                       f"({_formats_text(rules)})")
-        elif version is not None and not any(str(version) == f["version"] or str(version).startswith(f["version"] + ".")
-                                             for f in entries):
-            out.append(f"{path}.modelFormat.version: {name} {version} is not one {rules['name']} supports "
-                       f"({name} {'/'.join(f['version'] for f in entries)})")
+            out.append(
+                f"{path}.modelFormat.name: {name!r} is not a format {rules['name']} supports ({_formats_text(rules)})"
+            )
+        elif version is not None and not any(
+            str(version) == f["version"] or str(version).startswith(f["version"] + ".") for f in entries
+        ):
+            out.append(
+                f"{path}.modelFormat.version: {name} {version} is not one {rules['name']} supports "
+                f"({name} {'/'.join(f['version'] for f in entries)})"
+            )
         elif runtime is None and not any(f["autoSelect"] for f in entries):
-            out.append(f"{path}.runtime: missing, and {rules['name']} does not auto-select {name}: "
-                       f"name runtime: {rules['name']}")
+            out.append(
+                f"{path}.runtime: missing, and {rules['name']} does not auto-select {name}: "
+                f"name runtime: {rules['name']}"
+            )
     protocol = model.get("protocolVersion")
     listed = ", ".join(rules["protocolVersions"])
     if protocol is None:
-        out.append(f"{path}.protocolVersion: missing; KServe then assumes {DEFAULT_PROTOCOL}, which {rules['name']} "
-                   f"does not support (it lists {listed})")
+        out.append(
+            f"{path}.protocolVersion: missing; KServe then assumes {DEFAULT_PROTOCOL}, which {rules['name']} "
+            f"does not support (it lists {listed})"
+        )
     elif protocol not in rules["protocolVersions"]:
         out.append(f"{path}.protocolVersion: {protocol!r} is not supported by {rules['name']} (it lists {listed})")
     return out
@@ -245,16 +304,21 @@ def violations(manifest: Any) -> list[str]:
     if not isinstance(name, str):
         out.append("metadata.name: missing")
     elif not NAME_RULE.fullmatch(name):
-        out.append(f"metadata.name: {name!r} breaks KServe's name rule {NAME_RULE.pattern} (lower case letters, "
-                   "digits and dashes, starting with a letter; no underscores)")
+        out.append(
+            f"metadata.name: {name!r} breaks KServe's name rule {NAME_RULE.pattern} (lower case letters, "
+            "digits and dashes, starting with a letter; no underscores)"
+        )
     ns = meta.get("namespace")
     if ns is not None and not (isinstance(ns, str) and NAMESPACE_RULE.fullmatch(ns) and len(ns) <= 63):
-        out.append(f"metadata.namespace: {ns!r} is not a Kubernetes namespace name ({NAMESPACE_RULE.pattern}, "
-                   "at most 63 characters)")
+        out.append(
+            f"metadata.namespace: {ns!r} is not a Kubernetes namespace name ({NAMESPACE_RULE.pattern}, "
+            "at most 63 characters)"
+        )
     for key in ("labels", "annotations"):
         if key in meta:
-            out += schema_violations(meta[key], {"type": "object", "additionalProperties": {"type": "string"}},
-                                     f"metadata.{key}")
+            out += schema_violations(
+                meta[key], {"type": "object", "additionalProperties": {"type": "string"}}, f"metadata.{key}"
+            )
     spec = manifest.get("spec")
     if not isinstance(spec, dict):
         return out + ["spec: missing or not an object"]
@@ -274,8 +338,10 @@ def _mode_violations(annotations: dict, predictor: dict) -> list[str]:
         return [f"metadata.annotations.{DEPLOYMENT_MODE}: {mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}"]
     metric = predictor.get("scaleMetric")
     if DEPLOYMENT_MODES[mode] == "standard" and metric is not None and metric not in HPA_METRICS:
-        return [f"spec.predictor.scaleMetric: {metric!r} does not autoscale in {mode} mode (the HPA scales on "
-                f"{' or '.join(HPA_METRICS)}; {metric} needs Knative mode)"]
+        return [
+            f"spec.predictor.scaleMetric: {metric!r} does not autoscale in {mode} mode (the HPA scales on "
+            f"{' or '.join(HPA_METRICS)}; {metric} needs Knative mode)"
+        ]
     return []
 
 
@@ -286,7 +352,8 @@ def check_file(path: Path) -> list[str]:
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+        why = exc.strerror if isinstance(exc, OSError) else None
+        raise InputError(f"{path}: cannot be read ({why or type(exc).__name__})") from None
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

@@ -21,8 +21,10 @@ DEFAULT_HEADROOM = 0.3  # each replica planned at 70% of its measured capacity: 
 MAX_REPLICAS_FACTOR = 2  # maxReplicas = 2 x minReplicas: room to absorb twice the target before queueing
 MEMORY_MARGIN = 1.25  # the request over the measured RSS: the heap grows with batch sizes not measured
 TUNE_REPORTS = Path("reports") / "tune"  # where `zeroserve tune` writes <model>/tune.json by default
-TARGET_ENGINE = (f"Triton {TARGET.triton} ({TARGET.image}) in KServe's kserve-tritonserver runtime, native "
-                 "backends, on the cluster's nodes (CPU model, cores and GPU not known here)")
+TARGET_ENGINE = (
+    f"Triton {TARGET.triton} ({TARGET.image}) in KServe's kserve-tritonserver runtime, native "
+    "backends, on the cluster's nodes (CPU model, cores and GPU not known here)"
+)
 MACHINE_FACTS = ("engine", "cpu_model", "cores")
 
 
@@ -49,13 +51,19 @@ def _levels(rec: dict, path: Path) -> tuple[str, str, list[dict]]:
         if not entry:
             raise InputError(f"{path}: the tune record holds no measured config")
         name = rec.get("formats", {}).get(entry["candidate"]["fmt"], rec.get("triton_model"))
-        return name, f"tuned config {entry['label']}" if applied else f"deployed config {entry['label']}", \
-            entry.get("levels") or []
+        return (
+            name,
+            f"tuned config {entry['label']}" if applied else f"deployed config {entry['label']}",
+            entry.get("levels") or [],
+        )
     if kind == "perf":
         # serve/ reads the record, not client/'s code: a level's failures are its windows' and its totals'
-        levels = [{**lv, "failed": (lv.get("failed") or 0) + ((lv.get("totals") or {}).get("failed") or 0)}
-                  for lv in rec.get("levels", []) if "concurrency" in lv]
-        return rec.get("triton_model") or rec.get("model"), "the served config", levels
+        levels = [
+            {**lv, "failed": (lv.get("failed") or 0) + ((lv.get("totals") or {}).get("failed") or 0)}
+            for lv in rec.get("levels", [])
+            if "concurrency" in lv
+        ]
+        return str(rec.get("triton_model") or rec.get("model") or path), "the served config", levels
     raise InputError(f"{path}: not a tune or perf record (kind {kind!r})")
 
 
@@ -66,9 +74,16 @@ def _read(path: Path) -> dict:
     return rec
 
 
-def plan(model: str, target_rps: float, latency_budget_ms: float, *, fmt: str = "onnx",
-         record_paths: list[Path] | None = None, assume_same: bool = False,
-         headroom: float = DEFAULT_HEADROOM) -> dict:
+def plan(
+    model: str,
+    target_rps: float,
+    latency_budget_ms: float,
+    *,
+    fmt: str = "onnx",
+    record_paths: list[Path] | None = None,
+    assume_same: bool = False,
+    headroom: float = DEFAULT_HEADROOM,
+) -> dict:
     """Replicas for `target_rps` within `latency_budget_ms`, from the recorded levels of `<model>_<fmt>`.
 
     Raises:
@@ -82,9 +97,11 @@ def plan(model: str, target_rps: float, latency_budget_ms: float, *, fmt: str = 
     triton_name = f"{model}_{fmt}"
     paths = list(record_paths or default_records(model))
     if not paths:
-        raise InputError(f"no measurement of {model}: run `zeroserve tune {model} --latency-budget-ms "
-                         f"{latency_budget_ms:g}` (it writes {TUNE_REPORTS / model / 'tune.json'}) or give --record "
-                         "a tune or perf record")
+        raise InputError(
+            f"no measurement of {model}: run `zeroserve tune {model} --latency-budget-ms "
+            f"{latency_budget_ms:g}` (it writes {TUNE_REPORTS / model / 'tune.json'}) or give --record "
+            "a tune or perf record"
+        )
     found, closest, measured_on = [], None, []
     for path in paths:
         rec = _read(path)
@@ -98,10 +115,18 @@ def plan(model: str, target_rps: float, latency_budget_ms: float, *, fmt: str = 
             latency = lv.get(metric)
             if latency is None or lv.get("failed") or not lv.get("throughput"):
                 continue
-            row = {"throughput": lv["throughput"], "concurrency": lv.get("concurrency"), "latency_ms": latency,
-                   "stable": bool(lv.get("stable")),
-                   "latency_metric": metric, "config": config, "record": str(path), "kind": rec.get("kind"),
-                   "server_resources": lv.get("server_resources"), "facts": facts}
+            row = {
+                "throughput": lv["throughput"],
+                "concurrency": lv.get("concurrency"),
+                "latency_ms": latency,
+                "stable": bool(lv.get("stable")),
+                "latency_metric": metric,
+                "config": config,
+                "record": str(path),
+                "kind": rec.get("kind"),
+                "server_resources": lv.get("server_resources"),
+                "facts": facts,
+            }
             if latency <= latency_budget_ms:
                 found.append(row)
             elif closest is None or latency < closest["latency_ms"]:
@@ -109,38 +134,65 @@ def plan(model: str, target_rps: float, latency_budget_ms: float, *, fmt: str = 
     if not measured_on:
         raise InputError(f"no record of {', '.join(map(str, paths))} measured {triton_name}")
     if not found:
-        detail = (f"the lowest: {closest['latency_metric'][:-3]} {closest['latency_ms']:.2f} ms at "
-                  f"{closest['throughput']:.0f} infer/s (c={closest['concurrency']})" if closest else "no stable level")
+        detail = (
+            f"the lowest: {closest['latency_metric'][:-3]} {closest['latency_ms']:.2f} ms at "
+            f"{closest['throughput']:.0f} infer/s (c={closest['concurrency']})"
+            if closest
+            else "no stable level"
+        )
         raise CheckFailed(f"no recorded level of {triton_name} met the {latency_budget_ms:g} ms budget; {detail}")
     # a stable level first; an unstable one (tune measures with allow_unstable) only when none is, and said so
     best = max(found, key=lambda r: (r["stable"], r["throughput"]))
     facts = best.pop("facts")
-    where = (f"{facts['engine']} on {facts['cpu_model']} x {facts['cores']} cores, GPU: "
-             f"{', '.join(facts.get('gpu') or []) or 'none'}" if facts else "an unknown machine and engine "
-             "(the record does not say where it was measured)")
+    where = (
+        f"{facts['engine']} on {facts['cpu_model']} x {facts['cores']} cores, GPU: "
+        f"{', '.join(facts.get('gpu') or []) or 'none'}"
+        if facts
+        else "an unknown machine and engine (the record does not say where it was measured)"
+    )
     if not assume_same:
-        raise InputError(f"{triton_name}'s figures were measured on {where}; the plan is for {TARGET_ENGINE}, "
-                         "another engine (and machine kind): give --assume-same to use them anyway")
+        raise InputError(
+            f"{triton_name}'s figures were measured on {where}; the plan is for {TARGET_ENGINE}, "
+            "another engine (and machine kind): give --assume-same to use them anyway"
+        )
     usable = best["throughput"] * (1 - headroom)
     replicas = max(1, math.ceil(target_rps / usable))
     res = best["server_resources"]
-    assumed = [f"one replica on {TARGET_ENGINE} sustains what {where} sustained: {best['throughput']:.0f} infer/s "
-               f"within {latency_budget_ms:g} ms {best['latency_metric'][:-3]}",
-               f"each replica runs at {100 * (1 - headroom):.0f}% of that ({usable:.0f} infer/s; headroom "
-               f"{100 * headroom:.0f}%); maxReplicas = {MAX_REPLICAS_FACTOR} x minReplicas for bursts",
-               "the figures include this machine's load generator sharing its cores with the server"]
+    assumed = [
+        f"one replica on {TARGET_ENGINE} sustains what {where} sustained: {best['throughput']:.0f} infer/s "
+        f"within {latency_budget_ms:g} ms {best['latency_metric'][:-3]}",
+        f"each replica runs at {100 * (1 - headroom):.0f}% of that ({usable:.0f} infer/s; headroom "
+        f"{100 * headroom:.0f}%); maxReplicas = {MAX_REPLICAS_FACTOR} x minReplicas for bursts",
+        "the figures include this machine's load generator sharing its cores with the server",
+    ]
     if not best["stable"]:
-        assumed.append("that level did not stabilise (its windows' throughput or latency varied beyond the "
-                       "stability rule): no stable level met the budget, so its figures are the best recorded")
+        assumed.append(
+            "that level did not stabilise (its windows' throughput or latency varied beyond the "
+            "stability rule): no stable level met the budget, so its figures are the best recorded"
+        )
     if res:
-        assumed.append(f"a replica needs the CPU ({res['cpu_cores']:g} cores) and memory ({res['rss_mb']:g} MB RSS, "
-                       f"requested x {MEMORY_MARGIN:g}) the embedded engine used at that load")
-    return {"model": model, "triton_model": triton_name, "target_rps": target_rps,
-            "latency_budget_ms": latency_budget_ms, "headroom": headroom, "per_replica": best,
-            "usable_per_replica": usable, "replicas": replicas, "min_replicas": replicas,
-            "max_replicas": MAX_REPLICAS_FACTOR * replicas, "resources": res, "measured_on": facts,
-            "records": measured_on, "target": TARGET_ENGINE, "assumed": assumed,
-            "kserve": {mode: kserve_fields(mode, replicas, usable, headroom) for mode in ("knative", "standard")}}
+        assumed.append(
+            f"a replica needs the CPU ({res['cpu_cores']:g} cores) and memory ({res['rss_mb']:g} MB RSS, "
+            f"requested x {MEMORY_MARGIN:g}) the embedded engine used at that load"
+        )
+    return {
+        "model": model,
+        "triton_model": triton_name,
+        "target_rps": target_rps,
+        "latency_budget_ms": latency_budget_ms,
+        "headroom": headroom,
+        "per_replica": best,
+        "usable_per_replica": usable,
+        "replicas": replicas,
+        "min_replicas": replicas,
+        "max_replicas": MAX_REPLICAS_FACTOR * replicas,
+        "resources": res,
+        "measured_on": facts,
+        "records": measured_on,
+        "target": TARGET_ENGINE,
+        "assumed": assumed,
+        "kserve": {mode: kserve_fields(mode, replicas, usable, headroom) for mode in ("knative", "standard")},
+    }
 
 
 def kserve_fields(mode: str, replicas: int | None, usable_rps: float | None, headroom: float) -> dict:

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve import formats as F
-from zeroserve import machine
-from zeroserve import records
+from zeroserve import machine, records
 from zeroserve.client.connection import Endpoint
 from zeroserve.client.perf import level_count, run_perf
 from zeroserve.errors import InputError, ServerError
@@ -120,10 +119,19 @@ def summary(rec: dict) -> dict:
         "server": shown.get("server") if shown else None,
         "server_resources": best.get("server_resources") if best else None,
         "unstable_levels": [lv["concurrency"] for lv in levels if not lv["stable"]],
-        "levels": [{"concurrency": lv["concurrency"], "throughput": lv["throughput"], "p50_ms": lv["p50_ms"],
-                    "p99_ms": lv["p99_ms"], key: lv[key], "stable": lv["stable"], "failed": level_count(lv),
-                    "server_resources": lv.get("server_resources")}
-                   for lv in levels],
+        "levels": [
+            {
+                "concurrency": lv["concurrency"],
+                "throughput": lv["throughput"],
+                "p50_ms": lv["p50_ms"],
+                "p99_ms": lv["p99_ms"],
+                key: lv[key],
+                "stable": lv["stable"],
+                "failed": level_count(lv),
+                "server_resources": lv.get("server_resources"),
+            }
+            for lv in levels
+        ],
     }
 
 
@@ -164,8 +172,11 @@ class ServerLoad:
         cpu, rss = self._cpu()
         busy = sum(v - self.cpu.get(pid, 0.0) for pid, v in cpu.items())  # a process started since: all its CPU
         seconds = max(now - self.t, 1e-9)
-        level["server_resources"] = {"cpu_cores": round(busy / seconds, 3), "rss_mb": round(rss / 2**20, 1),
-                                     "seconds": round(seconds, 2)}
+        level["server_resources"] = {
+            "cpu_cores": round(busy / seconds, 3),
+            "rss_mb": round(rss / 2**20, 1),
+            "seconds": round(seconds, 2),
+        }
         self.t, self.cpu = now, cpu
 
 
@@ -302,10 +313,23 @@ class Tuner:
     def perf(self, triton_name: str, fmt: str, **kwargs) -> dict:
         o = self.opts
         load = ServerLoad(self.server.pid, self.server.state.get("shm_prefix"))
-        rec = run_perf(self.spec, self.endpoint, fmt=fmt, triton_name=triton_name, protocol=o.protocol,
-                       percentile=o.percentile, window_s=o.window_s, warmup_s=o.window_s,
-                       max_trials=o.max_trials, stability=o.stability, allow_unstable=True, allow_failures=True,
-                       timeout=o.request_timeout_s, on_level=load.on_level, **kwargs)
+        rec = run_perf(
+            self.spec,
+            self.endpoint,
+            fmt=fmt,
+            triton_name=triton_name,
+            protocol=o.protocol,
+            percentile=o.percentile,
+            window_s=o.window_s,
+            warmup_s=o.window_s,
+            max_trials=o.max_trials,
+            stability=o.stability,
+            allow_unstable=True,
+            allow_failures=True,
+            timeout=o.request_timeout_s,
+            on_level=load.on_level,
+            **kwargs,
+        )
         if rec["outcome"]["exit_code"] == 3:
             raise ServerError(
                 f"the private server stopped answering: {rec['outcome']['reason']} (log: {self.server.log})"

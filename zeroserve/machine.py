@@ -33,8 +33,13 @@ def gpu_names() -> list[str]:
     if not gpu_available() or shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return ["unknown NVIDIA GPU"]
     return [line.strip() for line in out.splitlines() if line.strip()]
@@ -42,5 +47,10 @@ def gpu_names() -> list[str]:
 
 def measured_on(engine: str | None) -> dict:
     """This machine's kind and the engine measured (None: not known, e.g. another team's server)."""
-    return {"engine": engine, "cpu_model": cpu_model(), "cores": os.cpu_count() or 1,
-            "machine": platform.machine(), "gpu": gpu_names()}
+    return {
+        "engine": engine,
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count() or 1,
+        "machine": platform.machine(),
+        "gpu": gpu_names(),
+    }

@@ -52,8 +52,10 @@ def shared_rules():
     """The CRD's spec schema and the runtime's rules derived from ../shared/kserve (not the shipped copy)."""
     _shared_or_skip()
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return (K.spec_schema_from_crd(yaml.load(CRD.read_text(), Loader=loader)),
-            K.runtime_rules_from_yaml(yaml.safe_load(RUNTIME.read_text())))
+    return (
+        K.spec_schema_from_crd(yaml.load(CRD.read_text(), Loader=loader)),
+        K.runtime_rules_from_yaml(yaml.safe_load(RUNTIME.read_text())),
+    )
 
 
 @pytest.fixture()
@@ -82,8 +84,14 @@ def test_the_shipped_rules_are_kserves_files(shared_rules):
 @pytest.mark.parametrize("mode", ["knative", "standard"])
 @pytest.mark.parametrize("per_model", [False, True])
 def test_written_manifests_are_accepted(against_shared, repository, protocol, mode, per_model):
-    options = KS.KServeOptions(name="course_models", namespace="ml", protocol=protocol, deployment_mode=mode,
-                               per_model=per_model, storage_uri="gs://bucket/repo/")
+    options = KS.KServeOptions(
+        name="course_models",
+        namespace="ml",
+        protocol=protocol,
+        deployment_mode=mode,
+        per_model=per_model,
+        storage_uri="gs://bucket/repo/",
+    )
     rows = KS.write_kserve_manifests(repository, options)
     assert len(rows) == (2 if per_model else 1)
     for row in rows:
@@ -119,20 +127,35 @@ def _refused(tmp_path: Path, edit) -> list[str]:
     return K.check_file(path)
 
 
-@pytest.mark.parametrize("edit, line", [
-    (lambda d: d["spec"]["predictor"]["model"].pop("protocolVersion"),
-     "spec.predictor.model.protocolVersion: missing; KServe then assumes v1, which kserve-tritonserver does not "
-     "support (it lists v2, grpc-v2)"),
-    (lambda d: d["spec"]["predictor"]["model"].update(protocolversion="v2"),
-     "spec.predictor.model.protocolversion: unknown field (did you mean protocolVersion?)"),
-    (lambda d: d["metadata"].update(name="cnn_mnist_onnx"),
-     "metadata.name: 'cnn_mnist_onnx' breaks KServe's name rule"),
-    (lambda d: d["spec"]["predictor"]["model"].update(modelFormat={"name": "caffe"}),
-     "spec.predictor.model.modelFormat.name: 'caffe' is not a format kserve-tritonserver supports"),
-    (lambda d: d["spec"]["predictor"].update(scaleMetric="rps") or d["metadata"]["annotations"].update(
-        {K.DEPLOYMENT_MODE: "Standard"}),
-     "spec.predictor.scaleMetric: 'rps' does not autoscale in Standard mode"),
-])
+@pytest.mark.parametrize(
+    "edit, line",
+    [
+        (
+            lambda d: d["spec"]["predictor"]["model"].pop("protocolVersion"),
+            "spec.predictor.model.protocolVersion: missing; KServe then assumes v1, which kserve-tritonserver does not "
+            "support (it lists v2, grpc-v2)",
+        ),
+        (
+            lambda d: d["spec"]["predictor"]["model"].update(protocolversion="v2"),
+            "spec.predictor.model.protocolversion: unknown field (did you mean protocolVersion?)",
+        ),
+        (
+            lambda d: d["metadata"].update(name="cnn_mnist_onnx"),
+            "metadata.name: 'cnn_mnist_onnx' breaks KServe's name rule",
+        ),
+        (
+            lambda d: d["spec"]["predictor"]["model"].update(modelFormat={"name": "caffe"}),
+            "spec.predictor.model.modelFormat.name: 'caffe' is not a format kserve-tritonserver supports",
+        ),
+        (
+            lambda d: (
+                d["spec"]["predictor"].update(scaleMetric="rps")
+                or d["metadata"]["annotations"].update({K.DEPLOYMENT_MODE: "Standard"})
+            ),
+            "spec.predictor.scaleMetric: 'rps' does not autoscale in Standard mode",
+        ),
+    ],
+)
 def test_a_manifest_kserve_would_refuse_gets_its_line(against_shared, tmp_path, edit, line):
     problems = _refused(tmp_path, edit)
     assert len(problems) == 1 and problems[0].startswith(line), problems
@@ -168,21 +191,48 @@ def test_names_map_to_kserves_rule():
 
 def _level(concurrency: int, throughput: float, p99: float, cpu: float, rss: float) -> dict:
     counted = {"requests": 100, "ok": 100, "failed": 0}
-    return {"concurrency": concurrency, "throughput": throughput, "p50_ms": p99 / 2, "p99_ms": p99,
-            "stable": True, "ok": 100, "failed": 0, "totals": counted, "warmup": dict(counted), "drain": {**counted, "requests": 0, "ok": 0},
-            "server_resources": {"cpu_cores": cpu, "rss_mb": rss, "seconds": 3.0}}
+    return {
+        "concurrency": concurrency,
+        "throughput": throughput,
+        "p50_ms": p99 / 2,
+        "p99_ms": p99,
+        "stable": True,
+        "ok": 100,
+        "failed": 0,
+        "totals": counted,
+        "warmup": dict(counted),
+        "drain": {**counted, "requests": 0, "ok": 0},
+        "server_resources": {"cpu_cores": cpu, "rss_mb": rss, "seconds": 3.0},
+    }
 
 
 def _tune_record(tmp_path: Path, facts: dict | None) -> Path:
     """A tune record as run_tune writes it: the search's perf levels summarised by tune's own `summary`."""
-    perf = {"latency_metric": "p99_ms", "best": 4,
-            "levels": [_level(1, 900.0, 1.2, 0.9, 410.0), _level(2, 1500.0, 2.0, 1.4, 415.0),
-                       _level(4, 2100.0, 4.6, 1.9, 420.0), _level(8, 2300.0, 9.5, 2.0, 425.0)]}
+    perf = {
+        "latency_metric": "p99_ms",
+        "best": 4,
+        "levels": [
+            _level(1, 900.0, 1.2, 0.9, 410.0),
+            _level(2, 1500.0, 2.0, 1.4, 415.0),
+            _level(4, 2100.0, 4.6, 1.9, 420.0),
+            _level(8, 2300.0, 9.5, 2.0, 425.0),
+        ],
+    }
     measured = tr.summary(perf)
     entry = {"candidate": {"fmt": "onnx", "instances": 1}, "label": "1 instance", **measured}
-    rec = {"schema": records.SCHEMA, "kind": "tune", "model": "cnn_mnist", "triton_model": "cnn_mnist_onnx",
-           "formats": {"onnx": "cnn_mnist_onnx"}, "latency_budget_ms": 5.0, "latency_metric": "p99_ms",
-           "deployed": entry, "chosen": entry, "chosen_is_deployed": True, "applied": None}
+    rec = {
+        "schema": records.SCHEMA,
+        "kind": "tune",
+        "model": "cnn_mnist",
+        "triton_model": "cnn_mnist_onnx",
+        "formats": {"onnx": "cnn_mnist_onnx"},
+        "latency_budget_ms": 5.0,
+        "latency_metric": "p99_ms",
+        "deployed": entry,
+        "chosen": entry,
+        "chosen_is_deployed": True,
+        "applied": None,
+    }
     if facts is not None:
         rec["tuned_on"] = facts
     path = tmp_path / "tune.json"
@@ -197,8 +247,12 @@ def test_plan_from_a_tune_record(tmp_path):
     plan = P.plan("cnn_mnist", 5000, 5, record_paths=[path], assume_same=True)
     assert plan["per_replica"]["throughput"] == 2100.0 and plan["per_replica"]["concurrency"] == 4
     assert plan["replicas"] == math.ceil(5000 / (2100.0 * (1 - P.DEFAULT_HEADROOM)))
-    assert plan["kserve"]["knative"] == {"minReplicas": plan["replicas"], "maxReplicas": 2 * plan["replicas"],
-                                         "scaleMetric": "rps", "scaleTarget": 1470}
+    assert plan["kserve"]["knative"] == {
+        "minReplicas": plan["replicas"],
+        "maxReplicas": 2 * plan["replicas"],
+        "scaleMetric": "rps",
+        "scaleTarget": 1470,
+    }
     assert any("sustains what" in line for line in plan["assumed"])
     assert P.resource_requests(plan["resources"])[0] == {"cpu": "1900m", "memory": "576Mi"}
     with pytest.raises(CheckFailed, match="no recorded level .* met the 1 ms budget; the lowest: p99 1.20 ms"):
@@ -212,8 +266,7 @@ def test_a_record_without_machine_facts_is_an_unknown_machine(tmp_path):
 
 
 def test_a_plan_sizes_the_manifest(against_shared, repository, tmp_path):
-    plan = P.plan("cnn_mnist", 5000, 5, record_paths=[_tune_record(tmp_path, tuned_on(tr.ENGINE))],
-                  assume_same=True)
+    plan = P.plan("cnn_mnist", 5000, 5, record_paths=[_tune_record(tmp_path, tuned_on(tr.ENGINE))], assume_same=True)
     rows = KS.write_kserve_manifests(repository, KS.KServeOptions(per_model=True), plans={"cnn_mnist_onnx": plan})
     doc = yaml.safe_load(Path(next(r for r in rows if r["models"] == ["cnn_mnist_onnx"])["path"]).read_text())
     predictor = doc["spec"]["predictor"]
@@ -224,11 +277,24 @@ def test_a_plan_sizes_the_manifest(against_shared, repository, tmp_path):
 
 def test_plan_cli_says_what_it_assumed(tmp_path):
     path = _tune_record(tmp_path, tuned_on(tr.ENGINE))
-    refused = runner.invoke(app, ["plan", "cnn_mnist", "--target-rps", "5000", "--latency-budget-ms", "5",
-                                  "--record", str(path)])
+    refused = runner.invoke(
+        app, ["plan", "cnn_mnist", "--target-rps", "5000", "--latency-budget-ms", "5", "--record", str(path)]
+    )
     assert refused.exit_code == 2 and "--assume-same" in refused.output
-    result = runner.invoke(app, ["plan", "cnn_mnist", "--target-rps", "5000", "--latency-budget-ms", "5",
-                                 "--record", str(path), "--assume-same"])
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "cnn_mnist",
+            "--target-rps",
+            "5000",
+            "--latency-budget-ms",
+            "5",
+            "--record",
+            str(path),
+            "--assume-same",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "assumed:" in result.output and "native" in result.output
 
@@ -238,10 +304,14 @@ def test_plan_cli_says_what_it_assumed(tmp_path):
 
 def test_docker_print_binds_loopback_unless_allow_remote(tmp_path):
     cmd = docker_command(tmp_path, "img")
-    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-p"] == ["127.0.0.1:8000:8000", "127.0.0.1:8001:8001",
-                                                                    "127.0.0.1:8002:8002"]
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-p"] == [
+        "127.0.0.1:8000:8000",
+        "127.0.0.1:8001:8001",
+        "127.0.0.1:8002:8002",
+    ]
     printed = runner.invoke(app, ["serve", "--engine", "docker", "--print", "--repository", str(tmp_path)])
     assert printed.exit_code == 0 and "-p 127.0.0.1:8000:8000" in printed.output
-    remote = runner.invoke(app, ["serve", "--engine", "docker", "--print", "--allow-remote",
-                                 "--repository", str(tmp_path)])
+    remote = runner.invoke(
+        app, ["serve", "--engine", "docker", "--print", "--allow-remote", "--repository", str(tmp_path)]
+    )
     assert remote.exit_code == 0 and "-p 8000:8000" in remote.output and "127.0.0.1:" not in remote.output
