@@ -519,6 +519,12 @@ def status_cmd(
         if server is not None and server.get("pid") is not None
         else st.choose(st.dead_servers(), host, http_port, grpc_port, repository)
     )
+    if host is None and http_port is None and grpc_port is None:
+        # The run that served this folder's repository died: that is the server meant, not another one running.
+        here = str(Path(repository).resolve())
+        dead_here = [s for s in st.dead_servers() if s.get("repository") == here]
+        if dead_here and (server is None or server.get("repository") != here):
+            server, dead = None, dead_here
     report = collect_status(artifacts, repository, server, model_files, dead_meant=dead[-1]["run_id"] if dead else None)
     for path in report["unreadable_state_files"]:
         err_console.print(f"[yellow]warning:[/] state file unreadable: {escape(path)}", highlight=False, soft_wrap=True)

@@ -1,5 +1,6 @@
 """Models known only from a server's config: generated data for every Triton datatype, --shape,
-perf_analyzer's JSON input data, the wire encoding (no server needed; e2e: tests/e2e/test_any_model.py)."""
+perf_analyzer's JSON input data, the wire encoding (no server needed; through one:
+tests/integration/serve/test_any_model.py)."""
 
 from __future__ import annotations
 

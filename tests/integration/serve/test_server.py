@@ -2,7 +2,7 @@
 
 A small canonical repository is built here from untrained registry models (export and
 config rendering take a second, no training), with the deploy stage's own config renderer.
-The paths through a whole running server with trained models are in tests/e2e/test_serving.py.
+The paths through a whole running server with trained models are in tests/integration/serve/test_serving.py.
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from google.protobuf import text_format
+from serving_helpers import canonical_folder, three_ports  # tests/ is on sys.path (its conftest)
 from tritonclient.grpc import model_config_pb2 as mc
 
-from zeroserve import registry
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import runtime, server, stop, wheel
 from zeroserve.serve import state as st
-from zeroserve.serve.config import DeployedModel, TensorConfig, Warmup, WarmupInput, parse, render
+from zeroserve.serve.config import parse, render
 from zeroserve.serve.docker import docker_command
 from zeroserve.serve.ports import free_port
 
@@ -39,66 +37,12 @@ def private_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-def _canonical(
-    repository: Path, name: str, fmt: str, corrupt: bool = False, warmups: int = 0, parameters: dict | None = None
-) -> None:
-    """One canonical model folder as deploy writes it (untrained weights; KIND_GPU; TensorRT for ONNX).
-
-    Args:
-        warmups: a zeros warmup request run this many times at load (a slow load on purpose).
-    """
-    spec = registry.get(name)
-    torch.manual_seed(0)
-    module = spec.build().eval()
-    module = spec.export_module(module).eval() if spec.export_module else module
-    example = tuple(torch.from_numpy(a) for a in spec.random_inputs(2, np.random.default_rng(0), time=3))
-    folder = repository / spec.triton_name(fmt)
-    (folder / "1").mkdir(parents=True)
-    if fmt == "onnx":
-        path = folder / "1" / "model.onnx"
-        torch.onnx.export(
-            module,
-            example,
-            path,
-            dynamo=False,
-            opset_version=17,
-            input_names=[t.name for t in spec.inputs],
-            output_names=[t.name for t in spec.outputs],
-            dynamic_axes={t.name: t.dynamic_axes for t in (*spec.inputs, *spec.outputs)},
-        )
-    else:
-        path = folder / "1" / "model.pt"
-        torch.jit.trace(module, example).save(str(path))
-    if corrupt:  # a well-formed graph (build-time checks pass) with an op no runtime has: fails at load time
-        import onnx
-
-        proto = onnx.load(str(path))
-        proto.graph.node[0].op_type = "NoSuchOp"
-        onnx.save(proto, str(path))
-    model = DeployedModel(
-        name=spec.triton_name(fmt),
-        backend="onnxruntime" if fmt == "onnx" else "pytorch",
-        max_batch_size=spec.max_batch_size,
-        inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
-        outputs=tuple(TensorConfig.from_spec(t) for t in spec.outputs),
-        max_queue_delay_us=100,
-        instance_kind="KIND_GPU",
-        instance_count=2,
-        tensorrt="FP16" if fmt == "onnx" else None,
-        parameters=parameters or {},
-    )
-    if warmups:
-        inputs = {t.name: WarmupInput(t.dtype, tuple(1 if d == -1 else d for d in t.dims)) for t in model.inputs}
-        model = dataclasses.replace(model, warmup=Warmup("slow", inputs, count=warmups))
-    (folder / "config.pbtxt").write_text(render(model))
-
-
 @pytest.fixture(scope="module")
 def canonical(tmp_path_factory) -> Path:
     repository = tmp_path_factory.mktemp("canonical")
     for name in ("linear", "name_gru"):
         for fmt in ("onnx", "torchscript"):
-            _canonical(repository, name, fmt)
+            canonical_folder(repository, name, fmt)
     return repository
 
 
@@ -161,8 +105,8 @@ def test_queue_delay_override_and_noop_twin(canonical, tmp_path):
 
 def test_the_runtime_config_is_the_deployed_config_transformed_and_rendered_by_the_same_render(tmp_path):
     repository = tmp_path / "canonical"
-    _canonical(repository, "linear", "onnx", parameters={"intra_op_thread_count": "3"})
-    _canonical(repository, "linear", "torchscript", parameters={"INTRA_OP_THREAD_COUNT": "0"})
+    canonical_folder(repository, "linear", "onnx", parameters={"intra_op_thread_count": "3"})
+    canonical_folder(repository, "linear", "torchscript", parameters={"INTRA_OP_THREAD_COUNT": "0"})
     runtime.build_runtime_repository(repository, ["linear_onnx", "linear_torchscript"], tmp_path / "rt", gpu=False)
     source = parse((repository / "linear_onnx" / "config.pbtxt").read_text())
     text = (tmp_path / "rt" / "linear_onnx" / "config.pbtxt").read_text()
@@ -230,18 +174,6 @@ def test_the_server_binary_is_found_and_a_missing_one_is_a_clear_error(monkeypat
         wheel.find_tritonserver()
 
 
-def _three_ports() -> dict[str, int]:
-    """Three distinct free ports: every socket is held until all are chosen."""
-    socks = [socket.socket() for _ in range(3)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return dict(zip(("http_port", "grpc_port", "metrics_port"), (s.getsockname()[1] for s in socks)))
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _http_code(url: str, path: str) -> int:
     import urllib.error
     import urllib.request
@@ -255,11 +187,11 @@ def _http_code(url: str, path: str) -> int:
 
 def test_a_model_that_fails_to_load_is_named_and_the_others_serve(tmp_path, private_cache):
     repository = tmp_path / "broken"
-    _canonical(repository, "linear", "onnx", corrupt=True)
-    _canonical(repository, "linear", "torchscript")
+    canonical_folder(repository, "linear", "onnx", corrupt=True)
+    canonical_folder(repository, "linear", "torchscript")
     events = []
     started = server.start_server(
-        repository, timeout=120, **_three_ports(), on_model=lambda n, s, _: events.append((n, s))
+        repository, timeout=120, **three_ports(), on_model=lambda n, s, _: events.append((n, s))
     )
     try:
         failed = started.state["failed"]
@@ -277,9 +209,9 @@ def test_a_model_that_fails_to_load_is_named_and_the_others_serve(tmp_path, priv
 
 def test_a_start_where_no_model_loads_fails_naming_one_and_keeps_the_run_dead_with_the_log(tmp_path, private_cache):
     repository = tmp_path / "broken"
-    _canonical(repository, "linear", "onnx", corrupt=True)
+    canonical_folder(repository, "linear", "onnx", corrupt=True)
     with pytest.raises(ServerError) as info:
-        server.start_server(repository, timeout=120, **_three_ports())
+        server.start_server(repository, timeout=120, **three_ports())
     message = str(info.value)
     assert message.startswith("no model could be loaded; model linear_onnx failed to load"), message
     assert "\n" not in message
@@ -293,8 +225,8 @@ def test_a_start_where_no_model_loads_fails_naming_one_and_keeps_the_run_dead_wi
 
 def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time(tmp_path, private_cache, monkeypatch):
     repository = tmp_path / "slow"
-    _canonical(repository, "linear", "onnx")
-    _canonical(repository, "name_gru", "onnx", warmups=10_000_000)  # its load runs warmups for hours
+    canonical_folder(repository, "linear", "onnx")
+    canonical_folder(repository, "name_gru", "onnx", warmups=10_000_000)  # its load runs warmups for hours
     monkeypatch.setattr(server, "LOAD_WORKERS", 1)  # name_gru_onnx starts loading once linear_onnx is READY
     events: dict[tuple[str, str], float] = {}
     timeout = 20.0
@@ -303,7 +235,7 @@ def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time
         server.start_server(
             repository,
             timeout=timeout,
-            **_three_ports(),
+            **three_ports(),
             model_control="explicit",
             on_model=lambda n, s, _: events.setdefault((n, s), time.monotonic() - started),
         )

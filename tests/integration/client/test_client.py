@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from client_helpers import cli, need, ports, well_formed  # tests/ is on sys.path (its conftest)
 
 from zeroserve import registry
 from zeroserve.artifacts import eager_outputs, load_trained
@@ -24,16 +24,6 @@ from zeroserve.errors import ServerError
 pytestmark = pytest.mark.slow
 
 
-def cli(*args: str):
-    from zeroserve.cli import app
-
-    return CliRunner().invoke(app, ["client", *args])
-
-
-def ports(endpoints) -> list[str]:
-    return ["--host", endpoints.host, "--http-port", str(endpoints.http_port), "--grpc-port", str(endpoints.grpc_port)]
-
-
 def endpoint(endpoints) -> Endpoint:
     return Endpoint(endpoints.host, endpoints.http_port, endpoints.grpc_port, "test")
 
@@ -41,12 +31,6 @@ def endpoint(endpoints) -> Endpoint:
 def served_specs(endpoints) -> list:
     names = {m.rsplit("_", 1)[0] for m in endpoints.models}
     return [s for s in registry.REGISTRY.values() if s.name in names]
-
-
-def need(endpoints, *names: str) -> None:
-    missing = [n for n in names if f"{n}_onnx" not in endpoints.models]
-    if missing:
-        pytest.fail(f"the session server does not serve {', '.join(missing)}")
 
 
 # ---------------------------------------------------------------- check
@@ -180,22 +164,7 @@ def test_infer_refuses_a_wrong_shape_before_sending(server, tmp_path):
 # ---------------------------------------------------------------- perf
 
 
-def _well_formed(level: dict, concurrency: int | None = None) -> None:
-    assert level["p50_ms"] <= level["p90_ms"] <= level["p95_ms"] <= level["p99_ms"] <= level["max_ms"]
-    assert 0 < level["mean_ms"] <= level["max_ms"]
-    assert level["requests"] == level["ok"] + level["failed"] > 0
-    used = level["windows"][-level["windows_used"] :]
-    assert sum(w["requests"] for w in used) == level["requests"]
-    assert level["failed"] == 0 and level["throughput"] > 0
-    split = level["server"]
-    assert split["requests"] > 0 and split["compute_infer_us"] > 0
-    assert all(split[f"{p}_us"] >= 0 for p in ("queue", "compute_input", "compute_output"))
-    # the server saw about what the client counted (only requests in flight at a boundary differ)
-    assert abs(split["requests"] - level["ok"]) <= max(level["ok"] * 0.5, 4 * (concurrency or 1))
-    assert level["generator_cpu"] >= 0
-
-
-def test_perf_short_closed_loop_run_is_well_formed(server, tmp_path):
+def test_perf_short_closed_loop_run_iswell_formed(server, tmp_path):
     need(server, "cnn_mnist")
     result = cli(
         "perf",
@@ -220,7 +189,7 @@ def test_perf_short_closed_loop_run_is_well_formed(server, tmp_path):
     rec = json.loads(result.stdout)
     assert [lv["concurrency"] for lv in rec["levels"]] == [1, 4]
     for lv in rec["levels"]:
-        _well_formed(lv, lv["concurrency"])
+        well_formed(lv, lv["concurrency"])
         assert lv["trials"] <= 3
     assert any("cores shared" in n for n in rec["notes"])
     for name in ("perf.html", "perf.png", "perf.json", "perf.csv"):
@@ -246,7 +215,7 @@ def test_perf_open_loop_shared_memory_and_two_urls(server):
         urls=[server.grpc_url, server.grpc_url],
     )
     (lv,) = rec["levels"]
-    _well_formed(lv)
+    well_formed(lv)
     assert lv["request_rate"] == 150.0 and lv["achieved_rate"] > 0 and "rate_kept" in lv
     assert rec["shared_memory"] == "system" and len(rec["urls"]) == 2
     assert lv["throughput"] == pytest.approx(lv["requests_per_s"] * 4)
@@ -270,7 +239,7 @@ def test_perf_spreads_load_over_two_servers(server, start_server, deployed_repos
     )
     after = [Client(endpoint(s), "grpc").statistics("linear_onnx")["success_count"] for s in (server, second)]
     lv = rec["levels"][0]
-    _well_formed(lv, 4)
+    well_formed(lv, 4)
     served = [a - b for a, b in zip(after, before)]
     assert all(n > 0 for n in served)  # both servers answered
     assert lv["server"]["requests"] <= sum(served)  # the split sums both servers' counters
@@ -290,7 +259,7 @@ def test_perf_from_two_worker_processes(server):
         max_trials=3,
         allow_unstable=True,
     )
-    _well_formed(rec["levels"][0], 3)
+    well_formed(rec["levels"][0], 3)
     assert rec["workers"] == 2 and any("2 worker processes" in n for n in rec["notes"])
     assert not [p for p in multiprocessing.active_children() if p.name == "zeroserve-load"]
 
@@ -311,7 +280,7 @@ def test_perf_over_http_with_sample_input(server, data_dir):
         allow_unstable=True,
         fmt="torchscript",
     )
-    _well_formed(rec["levels"][0], 2)
+    well_formed(rec["levels"][0], 2)
 
 
 # ---------------------------------------------------------------- server down

@@ -117,11 +117,12 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(exported, tmp_path_factory, serve_cache, free_ports):
+def run(models, tmp_path_factory, serve_cache, free_ports):
     from zeroserve.serve.repository import deploy_model
 
+    models.export("cnn_mnist", "linear")  # only the two models this module serves
     folder = tmp_path_factory.mktemp("ready")
-    r = Run(folder, exported[0], free_ports())
+    r = Run(folder, models.folder, free_ports())
     for name in ("cnn_mnist", "linear"):
         deploy_model(registry.get(name), r.artifacts, r.repository, formats=("onnx",))
     env = {**os.environ, "ZEROSERVE_RESTART_BACKOFF": "0.5,1", "COLUMNS": "250"}
@@ -297,11 +298,11 @@ def test_a_port_alone_names_the_protocol_and_never_falls_back(run, free_ports):
     assert out.returncode == 2 and f"--http-port {nobody} names no running zeroserve server" in out.stderr
 
 
-def test_which_server_a_command_means_with_two_runs(run, exported, tmp_path, free_ports):
+def test_which_server_a_command_means_with_two_runs(run, models, tmp_path, free_ports):
     from zeroserve.serve.repository import deploy_model
 
     second = tmp_path / "model_repository"
-    deploy_model(registry.get("linear"), exported[0], second, formats=("onnx",))
+    deploy_model(registry.get("linear"), models.folder, second, formats=("onnx",))
     http, grpc, metrics = free_ports()
     proc = _cli(
         "serve",

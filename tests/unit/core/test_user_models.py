@@ -24,7 +24,7 @@ from zeroserve.cli import app
 from zeroserve.errors import InputError
 
 runner = CliRunner()
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ticket_router.py"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "ticket_router.py"
 
 
 @pytest.fixture(scope="module")

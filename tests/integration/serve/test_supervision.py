@@ -97,10 +97,11 @@ def _state(run_id: str) -> dict:
 
 
 @pytest.fixture
-def detached(exported, tmp_path, serve_cache, free_ports):
+def detached(models, tmp_path, serve_cache, free_ports):
     from zeroserve.serve.repository import deploy_model
 
-    artifacts = exported[0]
+    models.export("cnn_mnist", "linear")  # only the two models this run serves
+    artifacts = models.folder
     repository = tmp_path / "model_repository"
     deploy_model(registry.get("cnn_mnist"), artifacts, repository, formats=("onnx",))
     deploy_model(registry.get("linear"), artifacts, repository, formats=("onnx",))

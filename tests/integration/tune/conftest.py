@@ -11,8 +11,9 @@ from zeroserve.serve import repository as R
 
 
 @pytest.fixture()
-def repo(exported, tmp_path):
-    artifacts, _ = exported
+def repo(models, tmp_path):
+    models.export("logistic")  # the one model these tests deploy
+    artifacts = models.folder
     art = tmp_path / "art"
     shutil.copytree(artifacts / "logistic", art / "logistic")
     repository = tmp_path / "model_repository"

@@ -101,14 +101,15 @@ def _orphans(prefix: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def run(exported, tmp_path_factory, serve_cache, free_ports):
+def run(models, tmp_path_factory, serve_cache, free_ports):
     from zeroserve import registry
     from zeroserve.serve.repository import deploy_model
 
     folder = tmp_path_factory.mktemp("hangs")
     repository = folder / "model_repository"
+    models.export("cnn_mnist", "linear")  # only the two models this module serves
     for name in ("cnn_mnist", "linear"):
-        deploy_model(registry.get(name), exported[0], repository, formats=("onnx",))
+        deploy_model(registry.get(name), models.folder, repository, formats=("onnx",))
     http_port, grpc, metrics = free_ports()
     proc = _cli(
         "serve",
@@ -130,7 +131,7 @@ def run(exported, tmp_path_factory, serve_cache, free_ports):
     )
     assert proc.returncode == 0, proc.stderr
     [state] = [s for s in st.list_servers() if s["http_port"] == http_port]
-    yield {"folder": folder, "repository": repository, "http": http_port, "state": state, "artifacts": exported[0]}
+    yield {"folder": folder, "repository": repository, "http": http_port, "state": state, "artifacts": models.folder}
     _cli("stop", "--http-port", str(http_port))
 
 

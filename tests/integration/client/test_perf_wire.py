@@ -81,7 +81,7 @@ def test_triton_reads_the_generators_bytes_as_the_intended_tensors(server, name,
 
 
 def test_streaming_and_percentile_through_the_cli(server, tmp_path):
-    from test_client import _well_formed, cli, need, ports
+    from client_helpers import cli, need, ports, well_formed
 
     need(server, "cnn_mnist")
     result = cli(
@@ -106,7 +106,7 @@ def test_streaming_and_percentile_through_the_cli(server, tmp_path):
     rec = json.loads(result.stdout)
     assert rec["streaming"] is True and rec["latency_metric"] == "p95_ms"
     for lv in rec["levels"]:
-        _well_formed(lv, lv["concurrency"])
+        well_formed(lv, lv["concurrency"])
         assert lv["latency_metric"] == "p95_ms" and all("p95_ms" in w for w in lv["windows"])
         assert lv["p90_ms"] <= lv["p95_ms"] <= lv["p99_ms"]
         assert level_count(lv) == 0 and level_count(lv, "requests") >= lv["requests"]
@@ -116,7 +116,7 @@ def test_streaming_and_percentile_through_the_cli(server, tmp_path):
 
 
 def test_http_level_counts_every_request_and_reports_the_client_side(server):
-    from test_client import _well_formed, need
+    from client_helpers import need, well_formed
 
     from zeroserve.client.perf import run_perf
 
@@ -132,7 +132,7 @@ def test_http_level_counts_every_request_and_reports_the_client_side(server):
         allow_unstable=True,
     )
     (lv,) = rec["levels"]
-    _well_formed(lv, 2)
+    well_formed(lv, 2)
     assert rec["outcome"] == {"exit_code": 0, "reason": ""}
     every = level_count(lv, "requests")
     assert every == lv["warmup"]["requests"] + lv["totals"]["requests"] + lv["drain"]["requests"]
@@ -208,7 +208,7 @@ def test_a_server_dying_mid_level_is_counted_exit_3_and_the_report_written(
 
 
 def test_http_open_loop_with_shared_memory_from_two_workers(server):
-    from test_client import _well_formed, need
+    from client_helpers import need, well_formed
 
     from zeroserve.client.perf import run_perf
 
@@ -226,6 +226,6 @@ def test_http_open_loop_with_shared_memory_from_two_workers(server):
         allow_unstable=True,
     )
     (lv,) = rec["levels"]
-    _well_formed(lv)
+    well_formed(lv)
     assert rec["outcome"]["exit_code"] == 0 and level_count(lv) == 0
     assert lv["achieved_rate"] > 0 and rec["shared_memory"] == "system" and rec["workers"] == 2

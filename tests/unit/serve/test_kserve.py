@@ -25,7 +25,7 @@ from zeroserve.serve.docker import docker_command
 from zeroserve.tune import runner as tr
 from zeroserve.tune.settings import tuned_on
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "kserve"
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "kserve"
 CRD = SHARED / "serving.kserve.io_inferenceservices.yaml"
 RUNTIME = SHARED / "kserve-tritonserver.yaml"
 runner = CliRunner()

@@ -1,0 +1,82 @@
+"""Shared test helpers for the serving tests: a canonical model folder as deploy writes it (untrained), free ports.
+
+Imported by test modules (tests/ is on sys.path through its conftest); no test imports another test module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zeroserve import registry
+from zeroserve.serve.config import DeployedModel, TensorConfig, Warmup, WarmupInput, render
+
+
+def canonical_folder(
+    repository: Path, name: str, fmt: str, corrupt: bool = False, warmups: int = 0, parameters: dict | None = None
+) -> None:
+    """One canonical model folder as deploy writes it (untrained weights; KIND_GPU; TensorRT for ONNX).
+
+    Args:
+        warmups: a zeros warmup request run this many times at load (a slow load on purpose).
+    """
+    spec = registry.get(name)
+    torch.manual_seed(0)
+    module = spec.build().eval()
+    module = spec.export_module(module).eval() if spec.export_module else module
+    example = tuple(torch.from_numpy(a) for a in spec.random_inputs(2, np.random.default_rng(0), time=3))
+    folder = repository / spec.triton_name(fmt)
+    (folder / "1").mkdir(parents=True)
+    if fmt == "onnx":
+        path = folder / "1" / "model.onnx"
+        torch.onnx.export(
+            module,
+            example,
+            path,
+            dynamo=False,
+            opset_version=17,
+            input_names=[t.name for t in spec.inputs],
+            output_names=[t.name for t in spec.outputs],
+            dynamic_axes={t.name: t.dynamic_axes for t in (*spec.inputs, *spec.outputs)},
+        )
+    else:
+        path = folder / "1" / "model.pt"
+        torch.jit.trace(module, example).save(str(path))
+    if corrupt:  # a well-formed graph (build-time checks pass) with an op no runtime has: fails at load time
+        import onnx
+
+        proto = onnx.load(str(path))
+        proto.graph.node[0].op_type = "NoSuchOp"
+        onnx.save(proto, str(path))
+    model = DeployedModel(
+        name=spec.triton_name(fmt),
+        backend="onnxruntime" if fmt == "onnx" else "pytorch",
+        max_batch_size=spec.max_batch_size,
+        inputs=tuple(TensorConfig.from_spec(t) for t in spec.inputs),
+        outputs=tuple(TensorConfig.from_spec(t) for t in spec.outputs),
+        max_queue_delay_us=100,
+        instance_kind="KIND_GPU",
+        instance_count=2,
+        tensorrt="FP16" if fmt == "onnx" else None,
+        parameters=parameters or {},
+    )
+    if warmups:
+        inputs = {t.name: WarmupInput(t.dtype, tuple(1 if d == -1 else d for d in t.dims)) for t in model.inputs}
+        model = dataclasses.replace(model, warmup=Warmup("slow", inputs, count=warmups))
+    (folder / "config.pbtxt").write_text(render(model))
+
+
+def three_ports() -> dict[str, int]:
+    """Three distinct free ports: every socket is held until all are chosen."""
+    socks = [socket.socket() for _ in range(3)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return dict(zip(("http_port", "grpc_port", "metrics_port"), (s.getsockname()[1] for s in socks)))
+    finally:
+        for s in socks:
+            s.close()
