@@ -12,12 +12,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from zeroserve import registry
@@ -333,7 +334,7 @@ def _bind_checks(host: str, allow_remote: bool, *ports: int) -> tuple:
 
 
 @contextlib.contextmanager
-def _progress():
+def _progress() -> Iterator[Callable[[str, str, float], None]]:
     """A progress display of each model's load; yields the `on_model(name, state, seconds)` callback."""
     columns = (
         SpinnerColumn(),
@@ -342,7 +343,7 @@ def _progress():
         TimeElapsedColumn(),
     )
     lock = threading.Lock()
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     shown: dict[str, str] = {}
     with Progress(*columns, console=err_console, transient=False) as progress:
 

@@ -6,7 +6,12 @@ Imported by test modules (tests/ is on sys.path through its conftest); no test i
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +85,32 @@ def three_ports() -> dict[str, int]:
     finally:
         for s in socks:
             s.close()
+
+
+def zeroserve(*args: str, cwd: Path | None = None, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (`python -m zeroserve ARGS`), wide output, extra environment `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "250", **env},
+    )
+
+
+def wait_for(predicate, timeout: float, step: float = 0.1) -> float | None:
+    """Seconds until `predicate()` held, or None when it did not within `timeout` (bounded polling)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if predicate():
+            return time.monotonic() - t0
+        time.sleep(step)
+    return None
+
+
+def run_state(run_id: str) -> dict:
+    """A run's state file as it is now (serve/state.py's path)."""
+    from zeroserve.serve import state as st
+
+    return json.loads(st.state_path(run_id).read_text())

@@ -11,14 +11,13 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+from serving_helpers import run_state, wait_for, zeroserve  # tests/ is on sys.path (its conftest)
 
 from zeroserve.client.connection import Client, Endpoint
 from zeroserve.client.errors import ServerUnreachable
@@ -29,17 +28,6 @@ pytestmark = pytest.mark.slow
 
 BACKOFF = "1,16"  # first restart after 1 s, doubled per crash within 10 min, up to 16 s
 LIMIT = 3 << 30
-
-
-def _cli(*args: str, cwd: Path | None = None, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zeroserve", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "250", **env},
-    )
 
 
 def _post(port: int, body: bytes, timeout: float = 10.0) -> int | None:
@@ -71,21 +59,8 @@ def _answers(port: int) -> bool:
     return _post(port, GOOD, 2.0) == 200
 
 
-def _wait(predicate, timeout: float, step: float = 0.1) -> float | None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return time.monotonic() - t0
-        time.sleep(step)
-    return None
-
-
-def _state(run_id: str) -> dict:
-    return json.loads(st.state_path(run_id).read_text())
-
-
 def _running_again(run_id: str, restarts: int) -> bool:
-    s = _state(run_id)
+    s = run_state(run_id)
     return int(s.get("restarts", 0)) > restarts and s["status"] == st.RUNNING
 
 
@@ -111,7 +86,7 @@ def run(models, tmp_path_factory, serve_cache, free_ports):
     for name in ("cnn_mnist", "linear"):
         deploy_model(registry.get(name), models.folder, repository, formats=("onnx",))
     http_port, grpc, metrics = free_ports()
-    proc = _cli(
+    proc = zeroserve(
         "serve",
         "--repository",
         str(repository),
@@ -132,7 +107,7 @@ def run(models, tmp_path_factory, serve_cache, free_ports):
     assert proc.returncode == 0, proc.stderr
     [state] = [s for s in st.list_servers() if s["http_port"] == http_port]
     yield {"folder": folder, "repository": repository, "http": http_port, "state": state, "artifacts": models.folder}
-    _cli("stop", "--http-port", str(http_port))
+    zeroserve("stop", "--http-port", str(http_port))
 
 
 def test_the_server_runs_under_the_ceiling_and_the_cache_is_private(run):
@@ -150,15 +125,15 @@ def test_the_server_runs_under_the_ceiling_and_the_cache_is_private(run):
 def test_a_stopped_server_is_seen_as_hung_killed_and_restarted(run):
     state, http_port = run["state"], run["http"]
     run_id = state["run_id"]
-    restarts = int(_state(run_id).get("restarts", 0))
-    os.kill(_state(run_id)["pid"], signal.SIGSTOP)
-    waited = _wait(lambda: _running_again(run_id, restarts), 60)
-    assert waited is not None, _state(run_id)
-    crash = _state(run_id)["crashes"][-1]
+    restarts = int(run_state(run_id).get("restarts", 0))
+    os.kill(run_state(run_id)["pid"], signal.SIGSTOP)
+    waited = wait_for(lambda: _running_again(run_id, restarts), 60)
+    assert waited is not None, run_state(run_id)
+    crash = run_state(run_id)["crashes"][-1]
     assert crash["hung"] and "hung: no answer to /v2/health/live" in crash["exit"], crash
-    assert _wait(lambda: _answers(http_port), 30) is not None
+    assert wait_for(lambda: _answers(http_port), 30) is not None
     assert _orphans(state["shm_prefix"]) == []
-    status = _cli("status", "--http-port", str(http_port), cwd=run["folder"])
+    status = zeroserve("status", "--http-port", str(http_port), cwd=run["folder"])
     assert status.returncode == 0, status.stdout[-2000:]
     assert "hung: no answer" in " ".join(status.stdout.split())
 
@@ -166,8 +141,8 @@ def test_a_stopped_server_is_seen_as_hung_killed_and_restarted(run):
 def test_one_huge_request_ends_the_server_under_its_ceiling_not_the_host(run):
     state, http_port = run["state"], run["http"]
     run_id = state["run_id"]
-    restarts = int(_state(run_id).get("restarts", 0))
-    server = psutil.Process(_state(run_id)["pid"])
+    restarts = int(run_state(run_id).get("restarts", 0))
+    server = psutil.Process(run_state(run_id)["pid"])
     threads = [threading.Thread(target=_post, args=(http_port, HUGE, 30.0)) for _ in range(2)]
     peak = 0
     for t in threads:
@@ -184,9 +159,9 @@ def test_one_huge_request_ends_the_server_under_its_ceiling_not_the_host(run):
     for t in threads:
         t.join(timeout=30)
     assert peak < LIMIT, peak  # the allocation was refused by the ceiling, not made
-    assert _wait(lambda: _running_again(run_id, restarts), 60), _state(run_id)
-    assert _state(run_id)["crashes"][-1]["signal"] in ("SIGABRT", "SIGSEGV", "SIGKILL")
-    assert _wait(lambda: _answers(http_port), 30) is not None
+    assert wait_for(lambda: _running_again(run_id, restarts), 60), run_state(run_id)
+    assert run_state(run_id)["crashes"][-1]["signal"] in ("SIGABRT", "SIGSEGV", "SIGKILL")
+    assert wait_for(lambda: _answers(http_port), 30) is not None
     assert _orphans(state["shm_prefix"]) == []  # no stub outlived its server
 
 
@@ -195,30 +170,30 @@ def test_a_crash_loop_backs_off_and_recovers_when_the_bad_requests_stop(run):
     run_id = state["run_id"]
     waits = []
     for _ in range(3):
-        restarts = int(_state(run_id).get("restarts", 0))
-        assert _wait(lambda: _answers(http_port), 60) is not None
+        restarts = int(run_state(run_id).get("restarts", 0))
+        assert wait_for(lambda: _answers(http_port), 60) is not None
         _post(http_port, NESTED)
-        assert _wait(lambda: _state(run_id)["status"] == st.STARTING and _state(run_id).get("next_start"), 15)
-        s = _state(run_id)
+        assert wait_for(lambda: run_state(run_id)["status"] == st.STARTING and run_state(run_id).get("next_start"), 15)
+        s = run_state(run_id)
         waits.append(s["next_start"] - time.time())
         if len(waits) == 3:  # within the third backoff: status and the client say so
-            status = _cli("status", "--http-port", str(http_port), cwd=run["folder"])
+            status = zeroserve("status", "--http-port", str(http_port), cwd=run["folder"])
             text = " ".join(status.stdout.split())
             assert status.returncode == 1 and "crash loop:" in text and "next start in" in text, text
             with Client(Endpoint("127.0.0.1", http_port, state["grpc_port"]), "http", 2.0) as client:
                 with pytest.raises(ServerUnreachable, match=r"is restarting \(attempt \d+, next start in"):
                     client.live()
-        assert _wait(lambda: _running_again(run_id, restarts), 60), _state(run_id)
+        assert wait_for(lambda: _running_again(run_id, restarts), 60), run_state(run_id)
     assert waits[2] > waits[1] > waits[0] - 1.0, waits  # the backoff grows with each crash in the window
-    assert _state(run_id)["status"] == st.RUNNING  # no cap by default: the service goes on
-    assert _wait(lambda: _answers(http_port), 30) is not None
+    assert run_state(run_id)["status"] == st.RUNNING  # no cap by default: the service goes on
+    assert wait_for(lambda: _answers(http_port), 30) is not None
     assert _orphans(state["shm_prefix"]) == []
-    status = _cli("status", "--http-port", str(http_port), cwd=run["folder"])
+    status = zeroserve("status", "--http-port", str(http_port), cwd=run["folder"])
     assert status.returncode == 0, status.stdout[-2000:]
 
 
 def test_the_supervisor_killed_takes_its_server_and_stubs_with_it(run):
-    state = _state(run["state"]["run_id"])
+    state = run_state(run["state"]["run_id"])
     sup = psutil.Process(state["supervisor"]["pid"])
     server = psutil.Process(state["pid"])
     stubs = ps.stubs(state["shm_prefix"])
@@ -231,11 +206,11 @@ def test_the_supervisor_killed_takes_its_server_and_stubs_with_it(run):
         except psutil.Error:
             return True
 
-    assert _wait(lambda: gone(server) and all(gone(p) for p in stubs), 15), [
+    assert wait_for(lambda: gone(server) and all(gone(p) for p in stubs), 15), [
         (p.pid, p.status()) for p in [server, *stubs] if not gone(p)
     ]
-    status = _cli("status", cwd=run["folder"])
+    status = zeroserve("status", cwd=run["folder"])
     text = " ".join(status.stdout.split())
     assert status.returncode == 1 and "its supervisor" in text and "is gone" in text, text
-    report = json.loads(_cli("status", "--json", cwd=run["folder"]).stdout)
+    report = json.loads(zeroserve("status", "--json", cwd=run["folder"]).stdout)
     assert report["exit_code"] == 1 and not [r for r in report["models"] if r["served"]["state"] == "READY"]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serving_helpers import run_state, wait_for, zeroserve  # tests/ is on sys.path (its conftest)
 
 from zeroserve import registry
 from zeroserve.serve import processes as ps
@@ -27,17 +28,6 @@ from zeroserve.serve import state as st
 pytestmark = pytest.mark.slow
 
 MODELS = ("cnn_mnist_onnx", "linear_onnx")
-
-
-def _cli(*args: str, cwd: Path | None = None, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zeroserve", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "250", **env},
-    )
 
 
 def _code(http_port: int, path: str) -> int | None:
@@ -76,19 +66,6 @@ def _infer(http_port: int, model: str) -> np.ndarray | None:
         return None
 
 
-def _wait(predicate, timeout: float, step: float = 0.1) -> float | None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return time.monotonic() - t0
-        time.sleep(step)
-    return None
-
-
-def _state(run_id: str) -> dict:
-    return json.loads(st.state_path(run_id).read_text())
-
-
 def _kill_stub(prefix: str, model: str) -> None:
     [stub] = [p for p in ps.stubs(prefix) if f"/{model}/" in p.cmdline()[1]]
     stub.send_signal(signal.SIGKILL)
@@ -105,7 +82,7 @@ class Run:
         self.state: dict = {}
 
     def status(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        return _cli(
+        return zeroserve(
             "status",
             "--artifacts",
             str(self.artifacts),
@@ -159,7 +136,7 @@ def run(models, tmp_path_factory, serve_cache, free_ports):
     assert proc.returncode == 0, err
     [r.state] = [s for s in st.list_servers() if s["http_port"] == r.http]
     yield r
-    _cli("stop", "--http-port", str(r.http))
+    zeroserve("stop", "--http-port", str(r.http))
 
 
 def test_ready_at_start_means_every_model_is_loaded(run):
@@ -188,10 +165,10 @@ def test_the_runtime_copy_is_a_copy_and_a_canonical_file_overwritten_in_place_do
         with open(canonical, "r+b") as fh:  # in place: the same inode
             fh.write(b"\0garbage" * 64)
         run_id = run.state["run_id"]
-        recovered = int(_state(run_id).get("recovered", 0))
+        recovered = int(run_state(run_id).get("recovered", 0))
         _kill_stub(run.state["shm_prefix"], "cnn_mnist_onnx")
-        assert _wait(lambda: int(_state(run_id).get("recovered", 0)) > recovered, 60), _state(run_id)
-        after = _state(run_id)
+        assert wait_for(lambda: int(run_state(run_id).get("recovered", 0)) > recovered, 60), run_state(run_id)
+        after = run_state(run_id)
         assert after["recoveries"][-1]["generation"] >= 1 and not after.get("reload_failures")
         np.testing.assert_array_equal(_infer(run.http, "cnn_mnist_onnx"), before)
     finally:
@@ -201,17 +178,17 @@ def test_the_runtime_copy_is_a_copy_and_a_canonical_file_overwritten_in_place_do
 def test_a_failed_reload_is_reported_and_followed_by_a_restart(run):
     run_id = run.state["run_id"]
     served = Path(run.state["runtime_dir"]) / "repository" / "linear_onnx" / "1" / "model.onnx"
-    restarts = int(_state(run_id).get("restarts", 0))
+    restarts = int(run_state(run_id).get("restarts", 0))
     served.write_bytes(b"not an onnx model")  # the runtime copy corrupted, then its stub killed
     _kill_stub(run.state["shm_prefix"], "linear_onnx")
-    assert _wait(lambda: _state(run_id).get("reload_failures"), 30, step=0.05), _state(run_id)
-    failure = _state(run_id)["reload_failures"][-1]
+    assert wait_for(lambda: run_state(run_id).get("reload_failures"), 30, step=0.05), run_state(run_id)
+    failure = run_state(run_id)["reload_failures"][-1]
     assert failure["model"] == "linear_onnx" and "changed since it was copied" in failure["reason"]
     # Followed by a whole-server restart that writes the runtime copy afresh from the canonical repository.
-    assert _wait(
-        lambda: int(_state(run_id).get("restarts", 0)) > restarts and _state(run_id)["status"] == st.RUNNING, 60
-    ), _state(run_id)
-    after = _state(run_id)
+    assert wait_for(
+        lambda: int(run_state(run_id).get("restarts", 0)) > restarts and run_state(run_id)["status"] == st.RUNNING, 60
+    ), run_state(run_id)
+    after = run_state(run_id)
     assert after["crashes"][-1]["cause"] == "linear_onnx failed to reload"
     assert Path(after["reload_failures"][-1]["log"]).is_file()  # the kept log, not the renamed server.log
     assert not after.get("failed") and _infer(run.http, "linear_onnx") is not None
@@ -225,15 +202,16 @@ def test_a_model_that_cannot_be_rebuilt_is_given_up_and_status_exits_1(run):
     canonical = run.repository / "linear_onnx" / "1" / "model.onnx"
     served = Path(run.state["runtime_dir"]) / "repository" / "linear_onnx" / "1" / "model.onnx"
     original = canonical.read_bytes()
-    restarts = int(_state(run_id).get("restarts", 0))
+    restarts = int(run_state(run_id).get("restarts", 0))
     try:
         canonical.write_bytes(b"changed after deploy")  # no longer the manifest's sha256
         served.write_bytes(b"and the served copy too")
         _kill_stub(run.state["shm_prefix"], "linear_onnx")
-        assert _wait(
-            lambda: int(_state(run_id).get("restarts", 0)) > restarts and _state(run_id)["status"] == st.RUNNING, 60
-        ), _state(run_id)
-        after = _state(run_id)
+        assert wait_for(
+            lambda: int(run_state(run_id).get("restarts", 0)) > restarts and run_state(run_id)["status"] == st.RUNNING,
+            60,
+        ), run_state(run_id)
+        after = run_state(run_id)
         assert after["given_up"] == ["linear_onnx"] and "given up" in after["failed"]["linear_onnx"]
         assert "cannot be written again from the canonical repository" in after["failed"]["linear_onnx"]
         assert _infer(run.http, "cnn_mnist_onnx") is not None  # the other model serves on
@@ -245,9 +223,9 @@ def test_a_model_that_cannot_be_rebuilt_is_given_up_and_status_exits_1(run):
     finally:
         canonical.write_bytes(original)
     # Stopped and started again, the run serves both models (the next tests need them).
-    assert _cli("stop", "--http-port", str(run.http)).returncode == 0
+    assert zeroserve("stop", "--http-port", str(run.http)).returncode == 0
     env = {"ZEROSERVE_RESTART_BACKOFF": "0.5,1"}
-    proc = _cli(
+    proc = zeroserve(
         "serve",
         "--repository",
         str(run.repository),
@@ -273,7 +251,7 @@ def test_a_truncated_state_file_and_a_stop_of_another_port_hurt_nothing(run, fre
     assert [(s["http_port"], s["grpc_port"], s["pid"]) for s in found] == [(run.http, run.grpc, run.state["pid"])]
     os.utime(run.state["runtime_dir"], (time.time() - 3600, time.time() - 3600))  # past the prune grace
     other = free_ports()[0]
-    stop = _cli("stop", "--http-port", str(other), cwd=run.folder)
+    stop = zeroserve("stop", "--http-port", str(other), cwd=run.folder)
     assert stop.returncode == 0, stop.stderr
     assert Path(run.state["runtime_dir"], "repository").is_dir()  # not pruned as orphaned
     assert _infer(run.http, "cnn_mnist_onnx") is not None
@@ -282,19 +260,19 @@ def test_a_truncated_state_file_and_a_stop_of_another_port_hurt_nothing(run, fre
     if "unreadable" in status.stderr:  # before the supervisor wrote the file again
         assert f"state file unreadable: {path}" in " ".join(status.stderr.split())
     # The supervisor writes the file again from memory; the run goes on.
-    assert _wait(lambda: st.read_state_file(path) is not None, 10), path.read_text()
+    assert wait_for(lambda: st.read_state_file(path) is not None, 10), path.read_text()
     assert st.process_of(run.state["pid"], run.state["create_time"]) is not None
-    assert _state(run_id)["http_port"] == run.http
+    assert run_state(run_id)["http_port"] == run.http
 
 
 def test_a_port_alone_names_the_protocol_and_never_falls_back(run, free_ports):
-    out = _cli(
+    out = zeroserve(
         "client", "infer", "linear", "--generate", "zero", "--http-port", str(run.http), "--json", cwd=run.folder
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["url"] == f"127.0.0.1:{run.http}"  # HTTP, not gRPC's default 8001
     nobody = free_ports()[0]
-    out = _cli("client", "infer", "linear", "--generate", "zero", "--http-port", str(nobody), "--protocol", "grpc")
+    out = zeroserve("client", "infer", "linear", "--generate", "zero", "--http-port", str(nobody), "--protocol", "grpc")
     assert out.returncode == 2 and f"--http-port {nobody} names no running zeroserve server" in out.stderr
 
 
@@ -304,7 +282,7 @@ def test_which_server_a_command_means_with_two_runs(run, models, tmp_path, free_
     second = tmp_path / "model_repository"
     deploy_model(registry.get("linear"), models.folder, second, formats=("onnx",))
     http, grpc, metrics = free_ports()
-    proc = _cli(
+    proc = zeroserve(
         "serve",
         "--repository",
         str(second),
@@ -321,30 +299,30 @@ def test_which_server_a_command_means_with_two_runs(run, models, tmp_path, free_
     [second_run] = [s["run_id"] for s in st.list_servers() if s["http_port"] == http]
     try:
         # From each folder, the server serving its model_repository/ is the one meant.
-        mine = json.loads(_cli("status", "--json", cwd=run.folder).stdout)["server"]
-        theirs = json.loads(_cli("status", "--json", cwd=tmp_path).stdout)["server"]
+        mine = json.loads(zeroserve("status", "--json", cwd=run.folder).stdout)["server"]
+        theirs = json.loads(zeroserve("status", "--json", cwd=tmp_path).stdout)["server"]
         assert (mine["http_port"], theirs["http_port"]) == (run.http, http)
         # From a folder serving neither, the two are listed to choose from (exit 2).
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
-        listed = _cli("status", cwd=elsewhere)  # (the session's own server may be a third)
+        listed = zeroserve("status", cwd=elsewhere)  # (the session's own server may be a third)
         text = " ".join(listed.stderr.split())
         assert listed.returncode == 2 and "servers are running, choose one" in text, text
         assert f"http {run.http}," in text and f"http {http}," in text, text
-        infer = _cli("client", "infer", "linear", "--generate", "zero", "--json", cwd=tmp_path)
+        infer = zeroserve("client", "infer", "linear", "--generate", "zero", "--json", cwd=tmp_path)
         assert infer.returncode == 0 and json.loads(infer.stdout)["url"] == f"127.0.0.1:{grpc}", infer.stderr
         # `stop` without ports from the second folder stops the second server only.
-        stopped = json.loads(_cli("stop", "--json", cwd=tmp_path).stdout)["stopped"]
+        stopped = json.loads(zeroserve("stop", "--json", cwd=tmp_path).stdout)["stopped"]
         assert [s["run_id"] for s in stopped] == [second_run]
         assert _infer(run.http, "cnn_mnist_onnx") is not None
         assert not [s for s in st.list_servers() if s["http_port"] == http]
     finally:
-        _cli("stop", "--http-port", str(http))
+        zeroserve("stop", "--http-port", str(http))
 
 
 def test_status_exits_3_when_no_server_runs(tmp_path):
     empty = tmp_path / "cache"
-    out = _cli("status", "--json", cwd=tmp_path, ZEROSERVE_CACHE=str(empty))
+    out = zeroserve("status", "--json", cwd=tmp_path, ZEROSERVE_CACHE=str(empty))
     assert out.returncode == 3 and json.loads(out.stdout)["exit_code"] == 3
-    assert _cli("status", cwd=tmp_path, ZEROSERVE_CACHE=str(empty)).returncode == 3
+    assert zeroserve("status", cwd=tmp_path, ZEROSERVE_CACHE=str(empty)).returncode == 3
     shutil.rmtree(empty, ignore_errors=True)
