@@ -136,23 +136,40 @@ def to_csv(rec: dict) -> str:
     return buf.getvalue()
 
 
-def plot_png(rec: dict) -> bytes:
-    """Latency percentiles (y) against throughput (x), one point per level."""
+def perf_figure(rec: dict):
+    """Latency percentiles (y) against throughput (x), one point per level; a level that did not stabilise is
+    ringed in red and labelled "not stable" (its figures are its last windows', not a steady state)."""
     levels = sorted(rec["levels"], key=lambda lv: lv["throughput"])
     fig, ax = plots.subplots((7, 4.2))
     x = [lv["throughput"] for lv in levels]
     for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms"):
         ax.plot(x, [lv[key] for lv in levels], marker="o", label=key.split("_")[0])
-    for lv in levels:
-        ax.annotate(
-            level_label(lv), (lv["throughput"], lv["p99_ms"]), textcoords="offset points", xytext=(3, 4), fontsize=7
+    unstable = [lv for lv in levels if not lv.get("stable", True)]
+    if unstable:
+        ax.scatter(
+            [lv["throughput"] for lv in unstable],
+            [lv["p99_ms"] for lv in unstable],
+            s=160,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=1.5,
+            label="not stable",
+            zorder=3,
         )
+    for lv in levels:
+        text = level_label(lv) + ("" if lv.get("stable", True) else " (not stable)")
+        ax.annotate(text, (lv["throughput"], lv["p99_ms"]), textcoords="offset points", xytext=(3, 4), fontsize=7)
     ax.set_xlabel("throughput (inferences/s)")
     ax.set_ylabel("latency (ms)")
     ax.set_title(f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
-    return plots.png(fig)
+    return fig
+
+
+def plot_png(rec: dict) -> bytes:
+    """The perf figure as PNG bytes."""
+    return plots.png(perf_figure(rec))
 
 
 def html_page(

@@ -87,3 +87,16 @@ def test_table_renders():
     console.print(report.table(record()))
     text = console.export_text()
     assert "c=1" in text and "10/5/100/3" in text
+
+
+def test_the_plot_marks_a_level_that_did_not_stabilise():
+    rec = record()
+    rec["levels"][1]["stable"] = False
+    fig = report.perf_figure(rec)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["c=1", "c=4 (not stable)"], texts
+    assert "not stable" in [t.get_text() for t in ax.get_legend().get_texts()]
+    stable = report.perf_figure(record()).axes[0]
+    assert "not stable" not in [t.get_text() for t in stable.get_legend().get_texts()]
+    assert not any("not stable" in t.get_text() for t in stable.texts)
