@@ -49,7 +49,7 @@ from zeroserve.serve.ports import (
     resolve_free_ports,
 )
 from zeroserve.serve.repository import DEFAULT_REPOSITORY
-from zeroserve.serve.status import _duration, collect_status, find_server
+from zeroserve.serve.status import collect_status, duration_text, find_target
 from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, Supervisor
 
 STOP_WAIT_S = 10.0
@@ -514,19 +514,8 @@ def status_cmd(
     (its run is kept with its log until `zeroserve stop`) or unsupervised; 3 when no server runs or it
     does not answer.
     """
-    server = find_server(host, http_port, grpc_port, repository)
-    dead = (
-        []
-        if server is not None and server.get("pid") is not None
-        else st.choose(st.dead_servers(), host, http_port, grpc_port, repository)
-    )
-    if host is None and http_port is None and grpc_port is None:
-        # The run that served this folder's repository died: that is the server meant, not another one running.
-        here = str(Path(repository).resolve())
-        dead_here = [s for s in st.dead_servers() if s.get("repository") == here]
-        if dead_here and (server is None or server.get("repository") != here):
-            server, dead = None, dead_here
-    report = collect_status(artifacts, repository, server, model_files, dead_meant=dead[-1]["run_id"] if dead else None)
+    server, dead_meant = find_target(host, http_port, grpc_port, repository)
+    report = collect_status(artifacts, repository, server, model_files, dead_meant=dead_meant)
     for path in report["unreadable_state_files"]:
         err_console.print(f"[yellow]warning:[/] state file unreadable: {escape(path)}", highlight=False, soft_wrap=True)
     if as_json:
@@ -631,7 +620,7 @@ def _print_supervision(server: dict) -> None:
                 if loop
                 else "restarting: "
             )
-            + f"next start in {_duration(server['next_start_in_s'])}[/]"
+            + f"next start in {duration_text(server['next_start_in_s'])}[/]"
             + (f"; last crash log: {crash['log']}" if crash else ""),
             highlight=False,
             soft_wrap=True,

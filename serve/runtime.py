@@ -360,14 +360,6 @@ def build_runtime_repository(
         src = Path(repository) / source_name
         try:
             canonical = _servable(src)[0]
-        except InputError as exc:
-            skipped[name] = str(exc)
-            if on_skip is not None:
-                on_skip(name, str(exc))
-            else:
-                warnings.warn(f"not serving {name}: {exc}", stacklevel=2)
-            continue
-        try:
             model = write_runtime_model(
                 src,
                 canonical,
@@ -378,7 +370,7 @@ def build_runtime_repository(
                 gpu=gpu,
                 queue_delay_us=queue_delay_us,
             )
-        except InputError as exc:  # the artifact changed since deploy: reported like any unservable folder
+        except InputError as exc:  # unservable, or its artifact changed since deploy: reported, the others built
             skipped[name] = str(exc)
             if on_skip is not None:
                 on_skip(name, str(exc))

@@ -192,31 +192,22 @@ class Server:
         With models in the repository at start, Triton loads them before it listens: each one's
         progress is reported from the server's log through `on_model` meanwhile.
         """
-        import tritonclient.http as httpclient
-
-        client = httpclient.InferenceServerClient(self.http_url, connection_timeout=2.0, network_timeout=2.0)
         watcher = LogWatcher(self.log)
         t0 = time.monotonic() if t0 is None else t0
         names = {m.name for m in self.models}
-        try:
-            while time.monotonic() < deadline:
-                if on_model is not None:
-                    for name, what, _ in watcher.events():
-                        if name in names:
-                            on_model(name, what, time.monotonic() - t0)
-                if not self.alive():
-                    raise ServerError(
-                        f"tritonserver exited with code {self.process.returncode} while starting: "
-                        f"{log_tail(self.log)} (log: {self.log})"
-                    )
-                try:
-                    if client.is_server_live():
-                        return
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
-                time.sleep(0.1)
-        finally:
-            client.close()
+        while time.monotonic() < deadline:
+            if on_model is not None:
+                for name, what, _ in watcher.events():
+                    if name in names:
+                        on_model(name, what, time.monotonic() - t0)
+            if not self.alive():
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode} while starting: "
+                    f"{log_tail(self.log)} (log: {self.log})"
+                )
+            if self.live(2.0):  # refused until the models in place have loaded
+                return
+            time.sleep(0.1)
         raise ServerError(f"tritonserver did not come up within the start deadline (--timeout) (log: {self.log})")
 
     def live(self, timeout: float = 1.0) -> bool:

@@ -119,21 +119,27 @@ def read_state_file(path: Path) -> dict[str, Any] | None:
     return state if ok else None
 
 
-def read_states() -> list[dict[str, Any]]:
-    """Every readable state file (running, starting or dead), oldest first. Torn files are skipped, not removed."""
+def _scan() -> tuple[list[dict[str, Any]], list[Path]]:
+    """One read of every state file: (the readable states, oldest first; the paths that cannot be read)."""
     folder = servers_dir()
-    out = []
+    states, unreadable = [], []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         state = read_state_file(path)
-        if state is not None:
-            out.append(state)
-    return sorted(out, key=lambda s: str(s.get("started", "")))
+        if state is None:
+            unreadable.append(path)
+        else:
+            states.append(state)
+    return sorted(states, key=lambda s: str(s.get("started", ""))), unreadable
+
+
+def read_states() -> list[dict[str, Any]]:
+    """Every readable state file (running, starting or dead), oldest first. Torn files are skipped, not removed."""
+    return _scan()[0]
 
 
 def unreadable_states() -> list[Path]:
     """State files that cannot be read (`status` warns about each)."""
-    folder = servers_dir()
-    return [p for p in (sorted(folder.glob("*.json")) if folder.is_dir() else []) if read_state_file(p) is None]
+    return _scan()[1]
 
 
 def from_processes(known: set[str]) -> list[dict[str, Any]]:
@@ -151,8 +157,10 @@ def from_processes(known: set[str]) -> list[dict[str, Any]]:
 def list_servers() -> list[dict[str, Any]]:
     """The servers whose process runs, oldest first (read only); a live server whose state file cannot be read is
     found from its command line."""
-    states = read_states()
+    states, unreadable = _scan()
     running = [s for s in states if is_running(s)]
+    if not unreadable:  # the process table is scanned only when a state file cannot be read
+        return running
     return running + from_processes({s["run_id"] for s in states})
 
 
@@ -273,11 +281,8 @@ def recovering_models(host: str, port: int) -> dict[str, dict[str, Any]]:
     Triton 2.51 keeps calling a model READY after its stub died; the supervisor's state says
     otherwise. Read only; {} when no zeroserve server listens there.
     """
-    out: dict[str, dict[str, Any]] = {}
-    for state in list_servers():
-        if state.get("host") == host and int(port) in (int(state["http_port"]), int(state["grpc_port"])):
-            out.update(state.get("recovering") or {})
-    return out
+    state = server_at(host, port)
+    return dict((state or {}).get("recovering") or {})
 
 
 def restarting(host: str, port: int) -> str | None:
@@ -285,19 +290,14 @@ def restarting(host: str, port: int) -> str | None:
     next start in, last crash), or None when it is not (or no zeroserve server listens there). Read only."""
     import time
 
-    for state in list_servers():
-        if not (
-            same_host(state.get("host", ""), host) and int(port) in (int(state["http_port"]), int(state["grpc_port"]))
-        ):
-            continue
-        if state.get("status") != STARTING or not state.get("restarts") and not state.get("crashes"):
-            return None
-        left = state.get("next_start")
-        when = f"next start in {max(0.0, float(left) - time.time()):.0f} s" if left else "starting now"
-        crash = (state.get("crashes") or [{}])[-1]
-        last = f"; last crash: tritonserver {crash['exit']} (log: {crash.get('log')})" if crash.get("exit") else ""
-        return (
-            f"the zeroserve server at {host}:{port} is restarting (attempt {state.get('attempt') or 1}, {when})"
-            f"{last}; try again then (`zeroserve status` shows it)"
-        )
-    return None
+    state = server_at(host, port)
+    if state is None or state.get("status") != STARTING or not (state.get("restarts") or state.get("crashes")):
+        return None  # not zeroserve's, running, or still in its first start
+    left = state.get("next_start")
+    when = f"next start in {max(0.0, float(left) - time.time()):.0f} s" if left else "starting now"
+    crash = (state.get("crashes") or [{}])[-1]
+    last = f"; last crash: tritonserver {crash['exit']} (log: {crash.get('log')})" if crash.get("exit") else ""
+    return (
+        f"the zeroserve server at {host}:{port} is restarting (attempt {state.get('attempt') or 1}, {when})"
+        f"{last}; try again then (`zeroserve status` shows it)"
+    )

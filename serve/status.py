@@ -143,6 +143,25 @@ def find_server(
         return None
 
 
+def find_target(
+    host: str | None, http_port: int | None, grpc_port: int | None, repository: Path
+) -> tuple[dict[str, Any] | None, str | None]:
+    """What `status` reports on: (the server to ask, or None; the run id of the dead run meant, or None).
+
+    `find_server`'s choice, except that from a folder whose own run died, that dead run is the one meant
+    (not another server that happens to run); with no live server, the dead run the ports name.
+    """
+    server = find_server(host, http_port, grpc_port, repository)
+    live = server is not None and server.get("pid") is not None
+    dead = [] if live else st.choose(st.dead_servers(), host, http_port, grpc_port, repository)
+    if host is None and http_port is None and grpc_port is None:
+        here = str(Path(repository).resolve())
+        dead_here = [s for s in st.dead_servers() if s.get("repository") == here]
+        if dead_here and (server is None or server.get("repository") != here):
+            server, dead = None, dead_here
+    return server, dead[-1]["run_id"] if dead else None
+
+
 def _dead_reason(state: dict[str, Any]) -> str:
     """Why a run is dead: its recorded reason, else what its processes tell."""
     if state.get("reason"):
@@ -199,14 +218,8 @@ def collect_status(
             name = fmt.triton_name(spec.name)
             if served is None:
                 serving = {"state": "no server" if server is None or server_note else "?"}
-            elif name in recovering:  # its stubs died: Triton still says READY, but requests fail until reloaded
-                serving = {"state": RECOVERING, "since": recovering[name].get("since")}
-            elif server is not None and server.get("pid") is not None and server_gone:  # nothing supervises it
-                serving = {"state": "unsupervised", "index": served.get(name, "not loaded")}
-            elif name in failed:  # failed at start, or its reload failed (the index may still say READY)
-                serving = {"state": FAILED, "reason": failed[name], "index": served.get(name, "not loaded")}
             else:
-                serving = {"state": served.get(name, "not loaded")}
+                serving = _serving(name, served, recovering, failed, server_gone)
                 if fmt.gpu_only and name not in served:
                     serving["note"] = "runs on GPU instances only"
             row: dict[str, Any] = {
@@ -258,28 +271,35 @@ def collect_status(
     return report
 
 
+def _serving(name: str, served: dict[str, str], recovering: dict, failed: dict, gone: bool) -> dict[str, Any]:
+    """How one model stands on a server that answered: Triton's index state, unless the run says otherwise.
+
+    A run whose supervisor is gone is "unsupervised" (nothing recovers a dead stub); a model whose stubs
+    died is "recovering" (Triton still says READY, but requests fail until it is reloaded); one that
+    failed at start, whose reload failed or that was given up is "failed" (the index may still say READY).
+    """
+    index = served.get(name, "not loaded")
+    if gone:
+        return {"state": "unsupervised", "index": index}
+    if name in recovering:
+        return {"state": RECOVERING, "since": recovering[name].get("since")}
+    if name in failed:
+        return {"state": FAILED, "reason": failed[name], "index": index}
+    return {"state": index}
+
+
 def _run_models(
     server: dict[str, Any], served: dict[str, str] | None, recovering: dict, failed: dict, gone: bool = False
 ) -> dict:
     """Every model the run serves (its state's `models`; the index's for a server zeroserve did not start):
-    name -> {"state": READY | recovering | failed | what the index says | "no answer"}."""
+    name -> `_serving`'s answer, or "no answer" when the server did not answer."""
     names = list(server.get("models") or []) or sorted(served or {})
-    out = {}
-    for name in names:
-        if gone:
-            out[name] = {"state": "unsupervised"}
-        elif name in recovering:
-            out[name] = {"state": RECOVERING}
-        elif name in failed:
-            out[name] = {"state": FAILED, "reason": failed[name]}
-        elif served is None:
-            out[name] = {"state": "no answer"}
-        else:
-            out[name] = {"state": served.get(name, "not loaded")}
-    return out
+    return {
+        n: {"state": "no answer"} if served is None else _serving(n, served, recovering, failed, gone) for n in names
+    }
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     """`4 min 12 s` or `12 s`."""
     seconds = int(round(seconds))
     return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
@@ -307,7 +327,7 @@ def exit_code(report: dict[str, Any]) -> tuple[int, str]:
             return EXIT_NOT_READY, (
                 ("restarting" if server.get("last_crash") else "starting")
                 + (f" (crash loop: {loop['crashes']} crashes in {loop['window_s'] / 60:.0f} min)" if loop else "")
-                + (f", next start in {_duration(when)}" if when else "")
+                + (f", next start in {duration_text(when)}" if when else "")
             )
     if server.get("error"):
         return EXIT_NO_SERVER, f"the server does not answer: {server['error']}"

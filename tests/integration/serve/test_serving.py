@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from serving_helpers import zeroserve  # tests/ is on sys.path (its conftest)
 from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
@@ -347,7 +348,7 @@ def test_a_second_server_on_a_taken_port_fails_clearly(server, deployed_reposito
         start_server(
             deployed_repository, ["linear_onnx"], http_port=server.http_port, grpc_port=http, metrics_port=metrics
         )
-    proc = _cli(
+    proc = zeroserve(
         "serve",
         "--repository",
         str(deployed_repository),
@@ -456,7 +457,7 @@ def test_a_server_that_died_is_left_alone_by_reads_marked_dead_by_stop_and_keeps
     endpoints.handle.process.wait(timeout=10)
     # Reads only read: listing, status and a client command leave the state file, the run and its log.
     assert endpoints.pid not in [s["pid"] for s in st.list_servers()]
-    status = _cli("status", "--artifacts", str(exported[0]), "--repository", str(deployed_repository))
+    status = zeroserve("status", "--artifacts", str(exported[0]), "--repository", str(deployed_repository))
     assert status.returncode in (1, 3), status.stderr  # the session's server, which nothing supervises, or none
     assert f"log: {state['log']}" in status.stdout.replace("\n", "")
     with contextlib.suppress(InputError):  # what every client command does first
@@ -465,7 +466,7 @@ def test_a_server_that_died_is_left_alone_by_reads_marked_dead_by_stop_and_keeps
     assert Path(state["log"]).is_file()
     # `stop` marks it dead: stubs ended, shared memory unlinked; the log stays until that server is chosen.
     # (Ports of no server: the session's own server must not be the one stopped.)
-    stop = _cli("stop", "--http-port", "1", "--json")
+    stop = zeroserve("stop", "--http-port", "1", "--json")
     assert stop.returncode == 0, stop.stderr
     report = json.loads(stop.stdout)
     assert state["run_id"] in [r["run_id"] for r in report["reaped"]] and report["stopped"] == []
@@ -473,7 +474,7 @@ def test_a_server_that_died_is_left_alone_by_reads_marked_dead_by_stop_and_keeps
     assert _gone(found) and not shm_segments(state["shm_prefix"])
     kept = json.loads(st.state_path(state["run_id"]).read_text())
     assert kept["status"] == "dead" and "died without a stop" in kept["reason"] and Path(state["log"]).is_file()
-    stop = _cli("stop", "--http-port", str(endpoints.http_port), "--json")
+    stop = zeroserve("stop", "--http-port", str(endpoints.http_port), "--json")
     assert stop.returncode == 0 and [s["run_id"] for s in json.loads(stop.stdout)["removed"]] == [state["run_id"]]
     assert not Path(state["runtime_dir"]).exists() and not st.state_path(state["run_id"]).exists()
 
@@ -497,7 +498,7 @@ def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tm
     assert _row(before, "cnn_mnist_torchscript")["deployed"]["state"] == "no"
 
     http, grpc, metrics = free_ports()
-    proc = _cli(
+    proc = zeroserve(
         "serve",
         "--repository",
         str(repository),
@@ -518,7 +519,7 @@ def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tm
         assert _row(after, "cnn_mnist_onnx")["served"]["state"] == "READY"
         assert _row(after, "cnn_mnist_torchscript")["served"]["state"] == "not loaded"
     finally:
-        stop = _cli("stop", "--http-port", str(http), "--json")
+        stop = zeroserve("stop", "--http-port", str(http), "--json")
     assert stop.returncode == 0, stop.stderr
     report = json.loads(stop.stdout)["stopped"][0]
     assert report["run_id"] == mine[0]["run_id"] and report["graceful"]
@@ -526,15 +527,8 @@ def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tm
     assert not Path(mine[0]["runtime_dir"]).exists()
 
 
-def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "zeroserve", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
 def _status(artifacts: Path, repository: Path, *args: str, expect: int = 0) -> dict:
-    proc = _cli("status", "--artifacts", str(artifacts), "--repository", str(repository), "--json", *args)
+    proc = zeroserve("status", "--artifacts", str(artifacts), "--repository", str(repository), "--json", *args)
     assert proc.returncode == expect, (proc.stderr, proc.stdout[-1500:])
     return json.loads(proc.stdout)
 

@@ -11,8 +11,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from serving_helpers import run_state, wait_for, zeroserve  # tests/ is on sys.path (its conftest)
 from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
@@ -32,16 +31,6 @@ from zeroserve.serve import state as st
 pytestmark = pytest.mark.slow
 
 BACKOFF_S = 3.0
-
-
-def _cli(*args: str, timeout: float = 300, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zeroserve", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "COLUMNS": "250", **env},
-    )
 
 
 def _answers(http_port: int, model: str) -> bool:
@@ -60,16 +49,6 @@ def _answers(http_port: int, model: str) -> bool:
         return False
     finally:
         c.close()
-
-
-def _wait(predicate, timeout: float, step: float = 0.1) -> float | None:
-    """Seconds until `predicate()` held, or None when it did not within `timeout`."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if predicate():
-            return time.monotonic() - t0
-        time.sleep(step)
-    return None
 
 
 def _nested_brackets(http_port: int) -> None:
@@ -92,10 +71,6 @@ def _nested_brackets(http_port: int) -> None:
         conn.close()
 
 
-def _state(run_id: str) -> dict:
-    return json.loads(st.state_path(run_id).read_text())
-
-
 @pytest.fixture
 def detached(models, tmp_path, serve_cache, free_ports):
     from zeroserve.serve.repository import deploy_model
@@ -106,7 +81,7 @@ def detached(models, tmp_path, serve_cache, free_ports):
     deploy_model(registry.get("cnn_mnist"), artifacts, repository, formats=("onnx",))
     deploy_model(registry.get("linear"), artifacts, repository, formats=("onnx",))
     http, grpc, metrics = free_ports()
-    proc = _cli(
+    proc = zeroserve(
         "serve",
         "--repository",
         str(repository),
@@ -122,7 +97,7 @@ def detached(models, tmp_path, serve_cache, free_ports):
     assert proc.returncode == 0, proc.stderr
     [state] = [s for s in st.list_servers() if s["http_port"] == http]
     yield state, artifacts, repository
-    _cli("stop", "--http-port", str(http))
+    zeroserve("stop", "--http-port", str(http))
 
 
 def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after_a_crash(detached, tmp_path):
@@ -172,26 +147,26 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     stub.send_signal(signal.SIGKILL)
     t0 = time.monotonic()
     # While it recovers, the state and the client say so (Triton itself still calls it READY).
-    assert _wait(lambda: "cnn_mnist_onnx" in st.recovering_models("127.0.0.1", http), 10, step=0.02) is not None
+    assert wait_for(lambda: "cnn_mnist_onnx" in st.recovering_models("127.0.0.1", http), 10, step=0.02) is not None
     with Client(Endpoint("127.0.0.1", http, state["grpc_port"]), "http", 5.0) as cl:
         try:
             cl.require_model("cnn_mnist_onnx")
             refused = False
         except ModelRecovering:
             refused = True
-        assert refused or _state(run_id).get("recovered") == 1  # or the reload was already done
+        assert refused or run_state(run_id).get("recovered") == 1  # or the reload was already done
     other_failed = 0
     while not _answers(http, "cnn_mnist_onnx") and time.monotonic() - t0 < 30:
         other_failed += not _answers(http, "linear_onnx")
     assert time.monotonic() - t0 < 30, "cnn_mnist_onnx did not answer again within 30 s of its stub's SIGKILL"
     assert other_failed == 0
-    assert _wait(lambda: _state(run_id).get("recovered") == 1, 15), _state(run_id)
-    after = _state(run_id)
+    assert wait_for(lambda: run_state(run_id).get("recovered") == 1, 15), run_state(run_id)
+    after = run_state(run_id)
     assert after["recoveries"][-1]["model"] == "cnn_mnist_onnx" and after["restarts"] == 0
     assert after["pid"] == state["pid"]  # the server itself was not restarted
     assert not (ps.SHM_DIR / region).exists()  # the dead stub's region was unlinked
     report = json.loads(
-        _cli(
+        zeroserve(
             "status", "--artifacts", str(artifacts), "--repository", str(repository), "--json", "--http-port", str(http)
         ).stdout
     )
@@ -200,14 +175,16 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
 
     # -- tritonserver SIGKILLed: restarted on the same ports, the crash recorded with its log kept.
     os.kill(state["pid"], signal.SIGKILL)
-    waited = _wait(lambda: _answers(http, "cnn_mnist_onnx"), 60, step=0.2)
+    waited = wait_for(lambda: _answers(http, "cnn_mnist_onnx"), 60, step=0.2)
     assert waited is not None and waited < 30, waited
-    assert _wait(lambda: _state(run_id)["status"] == st.RUNNING, 10)  # written once every model is READY again
-    crashed = _state(run_id)
+    assert wait_for(lambda: run_state(run_id)["status"] == st.RUNNING, 10)  # written once every model is READY again
+    crashed = run_state(run_id)
     assert crashed["restarts"] == 1 and crashed["pid"] != state["pid"] and crashed["http_port"] == http
     crash = crashed["crashes"][-1]
     assert crash["signal"] == "SIGKILL" and Path(crash["log"]).is_file() and crash["tail"]
-    status = _cli("status", "--artifacts", str(artifacts), "--repository", str(repository), "--http-port", str(http))
+    status = zeroserve(
+        "status", "--artifacts", str(artifacts), "--repository", str(repository), "--http-port", str(http)
+    )
     assert status.returncode == 0, status.stderr
     text = " ".join(status.stdout.split())
     assert "restarts: 1" in text and f"log kept: {crash['log']}" in text, text
@@ -215,10 +192,10 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     # -- one request ends Triton 2.51 (50,000 nested '['): a stop in the middle of the restart leaves nothing.
     server_now = psutil.Process(crashed["pid"])
     _nested_brackets(http)
-    assert _wait(lambda: not server_now.is_running() or server_now.status() == psutil.STATUS_ZOMBIE, 10)
-    assert _wait(lambda: _state(run_id)["status"] == st.STARTING, 10), "the supervisor did not see the crash"
-    assert _state(run_id)["crashes"][-1]["signal"] == "SIGSEGV"
-    stop = _cli("stop", "--http-port", str(http), "--json")
+    assert wait_for(lambda: not server_now.is_running() or server_now.status() == psutil.STATUS_ZOMBIE, 10)
+    assert wait_for(lambda: run_state(run_id)["status"] == st.STARTING, 10), "the supervisor did not see the crash"
+    assert run_state(run_id)["crashes"][-1]["signal"] == "SIGSEGV"
+    stop = zeroserve("stop", "--http-port", str(http), "--json")
     assert stop.returncode == 0, stop.stderr
     assert json.loads(stop.stdout)["stopped"][0]["run_id"] == run_id
     time.sleep(BACKOFF_S * 2 + 1)  # past the backoff: nothing was restarted behind the stop
