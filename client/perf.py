@@ -30,6 +30,7 @@ from zeroserve.client.errors import ModelNotServed, RequestFailed
 from zeroserve.client.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.input_files import check_validation_data, perf_analyzer_entries
 from zeroserve.client.perf_inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
+from zeroserve.client.server_metrics import DEFAULT_INTERVAL_S, LevelMetrics, Source, count_warning
 from zeroserve.client.target import Target, resolve
 from zeroserve.client.values import to_wire
 from zeroserve.client.windows import (
@@ -83,6 +84,8 @@ class Setup:
     percentile: float | None = None
     request_count: int | None = None  # count_windows: each window holds at least this many requests
     variants: tuple = ()  # further (arrays, expected) requests sent in turn (perf_analyzer input-data entries)
+    metrics: tuple[Source, ...] = ()  # where the servers' own figures are read around each level
+    metrics_interval_s: float = DEFAULT_INTERVAL_S
 
     @property
     def latency_key(self) -> str:
@@ -124,12 +127,15 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
     samples: list[dict[str, int]] = []
     key = setup.latency_key
     lost = None
+    probe = LevelMetrics(list(setup.metrics), setup.triton_name, setup.metrics_interval_s) if setup.metrics else None
     async with contextlib.AsyncExitStack() as stack:
         # a server listed twice is sampled once
         stat_clients = [
             await stack.enter_async_context(AsyncClient(u, setup.protocol, setup.timeout))
             for u in dict.fromkeys(setup.urls)
         ]
+        if probe is not None:  # read before the first request of the level and after its last answer
+            await stack.enter_async_context(probe)
 
         async def stats() -> dict[str, int]:
             return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name) for c in stat_clients))))
@@ -184,6 +190,9 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
     )
     if lost is not None:
         fig["server_lost"] = lost
+    if probe is not None:
+        await probe.settle(level_count(fig, "requests"))
+        fig["server_metrics"], fig["server_resources"] = probe.figures(level_count(fig, "requests"))
     if rate is not None:
         fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
         fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
@@ -300,6 +309,9 @@ def run_perf(
     start_concurrency: int = 1,
     resolution: float = 0.0,
     deadline: float | None = None,
+    collect_metrics: bool = True,
+    metrics_url: str | None = None,
+    metrics_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> dict:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
 
@@ -317,6 +329,9 @@ def run_perf(
     candidates); `max_concurrency`, `start_concurrency` and `resolution` shape the latency-budget
     search (`windows.latency_budget_search`). `deadline` (time.monotonic()) starts no level after it:
     the record's `cut_short` says the run ended there (tune's --max-minutes).
+
+    `collect_metrics`: each level gets the servers' own figures (client/server_metrics.py) from a zeroserve
+    server's metrics endpoint and process tree, or from `metrics_url` (perf_analyzer's --metrics-url).
     """
     modes = sum(x is not None and x != [] for x in (concurrency, request_rate, latency_budget_ms))
     if modes > 1:
@@ -422,6 +437,8 @@ def run_perf(
             percentile=percentile,
             request_count=measurement_request_count if measurement_mode == "count_windows" else None,
             variants=tuple(variants) if shm is None else (),
+            metrics=_metric_sources(sync, metrics_url) if collect_metrics else (),
+            metrics_interval_s=metrics_interval_s,
         )
         try:
             setup.pool = WorkerPool(workers) if workers > 1 else None
@@ -441,12 +458,13 @@ def run_perf(
             if shm is not None:
                 shm.close()
         unreachable = _unreachable(sync, triton_name)
-        served_by = sync[0].server_state() if sync else None
+        engine = machine.engine_of(sync[0], triton_name) if sync else None
     finally:
         for c in sync:
             c.close()
     cores = os.cpu_count() or 1
     notes = run_notes(levels, stability, workers, cores)
+    notes += [w for lv in levels if (w := count_warning(lv, level_name(lv)))]
     entries = perf_analyzer_entries(input_data) if input_data is not None else None
     if entries is not None and variants:
         sent = 1 + (len(variants) if shm is None else 0)
@@ -487,14 +505,21 @@ def run_perf(
         "notes": notes,
         "cpu_count": cores,
         "cut_short": cut_short,
-        # the engine is known only for a zeroserve server found by its state file; else None (unknown)
-        "measured_on": machine.measured_on(
-            machine.EMBEDDED_ENGINE if served_by and served_by.get("engine") == "embedded" else None
-        ),
+        # the engine as the server describes the model (its version and served config); None when it did not say
+        "measured_on": machine.measured_on(engine),
         "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
     }
+
+
+def _metric_sources(clients: list[Client], url: str | None) -> tuple[Source, ...]:
+    """Each server's metrics endpoint and process tree (a zeroserve server's state), or the one `url` given."""
+    unique = list({c.url: c for c in clients}.values())
+    if url is not None and len(unique) > 1:
+        raise InputError("--metrics-url names one server's endpoint: give it with one --url")
+    found = [Source.of_state(c.server_state(), url) for c in unique]
+    return tuple(s for s in found if s is not None)
 
 
 def _nbytes(a: np.ndarray) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from zeroserve import plots, records
+from zeroserve import engine, plots, records
 from zeroserve.client.perf import level_count, level_failures
 
 CSV_COLUMNS = (
@@ -79,9 +79,15 @@ def title(rec: dict) -> str:
     )
 
 
+def engine_title(rec: dict) -> str:
+    """The engine and machine the record was measured on, in one line (every report's title carries it)."""
+    facts = rec.get("measured_on") or rec.get("tuned_on")
+    return "measured on " + (engine.describe(facts) if facts else "an engine and machine the record does not name")
+
+
 def table(rec: dict) -> Table:
     """The human table: one row per level."""
-    t = Table(title=title(rec))
+    t = Table(title=f"{title(rec)}\n{engine_title(rec)}")
     cols = (
         "level",
         "infer/s",

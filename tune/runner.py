@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve import formats as F
-from zeroserve import machine, records
+from zeroserve import records
 from zeroserve.client.connection import Endpoint
 from zeroserve.client.perf import level_count, run_perf
 from zeroserve.errors import InputError, ServerError
@@ -36,7 +36,6 @@ from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
 from zeroserve.tune.settings import candidate_of, config_for, tuned_on
 
-ENGINE = machine.EMBEDDED_ENGINE
 SIDE_BY_SIDE_ROUNDS = 3
 SEARCH_RESOLUTION = 0.1  # the concurrency search stops within 10%: throughput is flat near the knee
 UNLOAD_TIMEOUT_S = 60.0
@@ -135,51 +134,6 @@ def summary(rec: dict) -> dict:
     }
 
 
-class ServerLoad:
-    """The private server's CPU and memory over each perf level: what one replica used under that load.
-
-    Each level gets `server_resources` = {"cpu_cores": CPU seconds of tritonserver and its stubs per
-    wall second since the previous level (its warm-up included), "rss_mb": their summed RSS at its end
-    (every model loaded then, the no-op twin included), "seconds"}.
-    """
-
-    def __init__(self, pid: int, shm_prefix: str | None):
-        self.pid, self.shm_prefix = pid, shm_prefix
-        self.t, self.cpu = time.monotonic(), self._cpu()[0]
-
-    def _cpu(self) -> tuple[dict[int, float], int]:
-        import psutil
-
-        from zeroserve.serve.processes import server_processes
-
-        try:
-            server = psutil.Process(self.pid)
-            procs = [server, *server_processes(server, self.shm_prefix)]
-        except psutil.Error:
-            return {}, 0
-        cpu, rss = {}, 0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                cpu[p.pid] = t.user + t.system
-                rss += p.memory_info().rss
-            except psutil.Error:  # a stub that went away between the listing and the read
-                continue
-        return cpu, rss
-
-    def on_level(self, level: dict) -> None:
-        now = time.monotonic()
-        cpu, rss = self._cpu()
-        busy = sum(v - self.cpu.get(pid, 0.0) for pid, v in cpu.items())  # a process started since: all its CPU
-        seconds = max(now - self.t, 1e-9)
-        level["server_resources"] = {
-            "cpu_cores": round(busy / seconds, 3),
-            "rss_mb": round(rss / 2**20, 1),
-            "seconds": round(seconds, 2),
-        }
-        self.t, self.cpu = now, cpu
-
-
 def _load_failed(message: str) -> dict:
     return {
         "meets_budget": False,
@@ -262,6 +216,17 @@ class Tuner:
         s = self.server.state
         return Endpoint(s["host"], int(s["http_port"]), int(s["grpc_port"]), "zeroserve tune's private server")
 
+    def triton_version(self) -> str | None:
+        """The private server's Triton version, as its metadata says."""
+        from zeroserve.client.connection import Client
+        from zeroserve.errors import ZeroserveError
+
+        try:
+            with Client(self.endpoint, "http", self.opts.request_timeout_s) as client:
+                return client.server_version()
+        except ZeroserveError:
+            return None
+
     @property
     def runtime_repository(self) -> Path:
         return Path(self.server.state["runtime_dir"]) / "repository"
@@ -312,7 +277,7 @@ class Tuner:
 
     def perf(self, triton_name: str, fmt: str, **kwargs) -> dict:
         o = self.opts
-        load = ServerLoad(self.server.pid, self.server.state.get("shm_prefix"))
+        # each level's server_resources: the private server's process tree (client/server_metrics.py)
         rec = run_perf(
             self.spec,
             self.endpoint,
@@ -327,7 +292,6 @@ class Tuner:
             allow_unstable=True,
             allow_failures=True,
             timeout=o.request_timeout_s,
-            on_level=load.on_level,
             **kwargs,
         )
         if rec["outcome"]["exit_code"] == 3:
@@ -569,6 +533,7 @@ def run_tune(
                     "config's throughput: the deployed config is kept"
                 )
         server_info = {k: tuner.server.state[k] for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+        triton_version = tuner.triton_version()
     measured = [{"candidate": c.as_json(), "label": c.label(), "deployed": c == dep_c, **m} for c, m in result.measured]
     if dep_c not in space:
         measured.insert(0, {"candidate": dep_c.as_json(), "label": dep_c.label(), "deployed": True, **dep_m})
@@ -604,7 +569,7 @@ def run_tune(
         "seconds": seconds,
         "started": started,
         "server": server_info,
-        "tuned_on": tuned_on(ENGINE),
+        "tuned_on": tuned_on((chosen[0] if chosen else dep_c).fmt, triton_version),
         "notes": notes,
         "versions": records.versions("tritonclient", "onnxruntime"),
     }

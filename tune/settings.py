@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from zeroserve import engine, machine
 from zeroserve import formats as F
-from zeroserve import machine
 from zeroserve.serve.config import DeployedModel
 from zeroserve.tune.search import Candidate
 
@@ -55,6 +55,9 @@ def config_for(model: DeployedModel, c: Candidate, name: str | None = None) -> D
     )
 
 
-def tuned_on(engine: str) -> dict:
-    """Where a measurement was made: settings tuned on one machine are not the answer for another."""
-    return machine.measured_on(engine)
+def tuned_on(fmt: str, triton: str | None = None) -> dict:
+    """Where a measurement was made: settings tuned on one machine and engine are not the answer for another.
+
+    The private server is the embedded engine, running `fmt` with its runtime in the Python backend.
+    """
+    return machine.measured_on(engine.embedded(F.get(fmt).runtime, machine.gpu_names(), triton))
