@@ -17,9 +17,9 @@ from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFail
 from zeroserve.client.values import to_wire
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import restricted
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
 from zeroserve.serve.state import recovering_models, resolve_server, restarting, server_at
 from zeroserve.spec import ModelSpec
+from zeroserve.triton.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
 
 Protocol = Literal["grpc", "http"]
 PROTOCOLS: tuple[str, ...] = ("grpc", "http")

@@ -45,7 +45,7 @@ def metrics_url(state: dict | None) -> str | None:
     """The metrics endpoint of a zeroserve server (its state file), None when not known."""
     if not state or not state.get("metrics_port"):
         return None
-    from zeroserve.serve.ports import hostport
+    from zeroserve.triton.ports import hostport
 
     host = state.get("host") or "127.0.0.1"
     host = "127.0.0.1" if host in ("0.0.0.0", "localhost") else "::1" if host == "::" else host

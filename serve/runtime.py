@@ -3,7 +3,7 @@
 The nvidia-pytriton wheel's Triton carries only the Python backend, so each canonical model
 (backend `onnxruntime` or `pytorch`) is served as a Python-backend model in a runtime folder
 under the cache (never inside the canonical repository). Its config is a transform of the
-deployed config object (`serve/config.py`'s `DeployedModel`): same name, tensors, reshape,
+deployed config object (`deploy/config.py`'s `DeployedModel`): same name, tensors, reshape,
 max_batch_size, dynamic batching, instance count and warmup, with `backend: "python"`, the
 parameters zeroserve's shared `model.py` (serve/triton_model.py) reads, and ragged batching on
 inputs with a variable axis (model.py groups requests by shape within one execute()). It is
@@ -30,10 +30,10 @@ from pathlib import Path
 
 from zeroserve import formats as F
 from zeroserve import registry
+from zeroserve.deploy import autocomplete
+from zeroserve.deploy.config import DeployedModel, parse, render
 from zeroserve.errors import InputError
-from zeroserve.serve import autocomplete
-from zeroserve.serve.config import DeployedModel, parse, render
-from zeroserve.serve.wheel import gpu_available
+from zeroserve.triton.wheel import gpu_available
 
 MODEL_PY = Path(__file__).with_name("triton_model.py")
 NOOP_SUFFIX = "_noop"

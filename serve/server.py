@@ -1,7 +1,7 @@
 """The embedded server: start tritonserver on a runtime repository and run it (models loaded, reloaded, restarted).
 
 `start_server` builds the runtime copy (serve/runtime.py), starts the wheel's tritonserver
-(serve/wheel.py) in its own session under umask 077 and writes the run's state file
+(zeroserve/triton/wheel.py) in its own session under umask 077 and writes the run's state file
 (serve/state.py) as soon as the process exists, so `zeroserve stop` can always find it.
 
 Model control: a served server runs `--model-control-mode=poll` with no open control API
@@ -35,12 +35,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from zeroserve.deploy.config import parse, render
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import restricted
 from zeroserve.serve import state as st
-from zeroserve.serve.config import parse, render
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
 from zeroserve.serve.runtime import (
     NOOP_SUFFIX,
     RuntimeModel,
@@ -50,7 +49,8 @@ from zeroserve.serve.runtime import (
     write_runtime_model,
 )
 from zeroserve.serve.stop import STOP_TIMEOUT_S, reap_dead, stop_server
-from zeroserve.serve.wheel import backend_directory, find_tritonserver, gpu_available, server_env
+from zeroserve.triton.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
+from zeroserve.triton.wheel import backend_directory, find_tritonserver, gpu_available, server_env
 
 NOT_SERVED = "not served"  # on_model state of a folder the engine cannot serve (reason in state["unservable"])
 READY_TIMEOUT_S = 300.0

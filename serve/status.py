@@ -20,7 +20,7 @@ from zeroserve.artifacts import model_dir
 from zeroserve.errors import ServerError
 from zeroserve.serve import restricted
 from zeroserve.serve import state as st
-from zeroserve.serve.ports import hostport
+from zeroserve.triton.ports import hostport
 
 
 def _read(path: Path) -> dict | None:

@@ -21,7 +21,7 @@ from zeroserve.errors import InputError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import restricted
 from zeroserve.serve import state as st
-from zeroserve.serve.ports import hostport
+from zeroserve.triton.ports import hostport
 
 STOP_TIMEOUT_S = 20.0
 PRUNE_GRACE_S = 120.0  # a run folder without a state file younger than this may belong to a server still starting

@@ -4,7 +4,7 @@ The private server is the embedded engine (serve/server.py's `start_server`) on 
 ports with explicit model control, serving the deployed model and its no-op twin (the serving
 path's floor). Each candidate is written as its own folder into that server's runtime repository
 (serve/runtime.py's transform of a modified deployed config), loaded through the HTTP API,
-measured with the perf engine (client/perf.py's latency-budget search), unloaded and removed. The
+measured with the perf engine (client/perf/run.py's latency-budget search), unloaded and removed. The
 server is stopped at the end, after a failure and after Ctrl-C or SIGTERM alike; a served server
 is never touched and the canonical repository is only read.
 """
@@ -24,15 +24,15 @@ from typing import Any
 from zeroserve import formats as F
 from zeroserve import records
 from zeroserve.client.connection import Endpoint
-from zeroserve.client.perf import level_count, run_perf
+from zeroserve.client.perf.run import level_count, run_perf
+from zeroserve.deploy.repository import read_manifest
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import restricted
 from zeroserve.serve import state as st
-from zeroserve.serve.ports import DEFAULT_HOST
-from zeroserve.serve.repository import read_manifest
 from zeroserve.serve.runtime import NOOP_SUFFIX, canonical_models, read_deployed, served_by, write_runtime_model
-from zeroserve.serve.wheel import gpu_available
 from zeroserve.spec import ModelSpec
+from zeroserve.triton.ports import DEFAULT_HOST
+from zeroserve.triton.wheel import gpu_available
 from zeroserve.tune import search as S
 from zeroserve.tune.settings import candidate_of, config_for, tuned_on
 
@@ -174,8 +174,8 @@ class Tuner:
     # ------------------------------------------------------------ the server
 
     def __enter__(self) -> Tuner:
-        from zeroserve.serve.ports import resolve_free_ports
         from zeroserve.serve.server import start_server
+        from zeroserve.triton.ports import resolve_free_ports
 
         ports = list(
             self.opts.ports or resolve_free_ports(DEFAULT_HOST, dict.fromkeys(("http", "grpc", "metrics"), 0)).values()
@@ -277,7 +277,7 @@ class Tuner:
 
     def perf(self, triton_name: str, fmt: str, **kwargs) -> dict:
         o = self.opts
-        # each level's server_resources: the private server's process tree (client/server_metrics.py)
+        # each level's server_resources: the private server's process tree (client/perf/metrics.py)
         rec = run_perf(
             self.spec,
             self.endpoint,

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from zeroserve import engine, machine
 from zeroserve import formats as F
-from zeroserve.serve.config import DeployedModel
+from zeroserve.deploy.config import DeployedModel
 from zeroserve.tune.search import Candidate
 
 

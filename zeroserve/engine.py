@@ -3,7 +3,7 @@
 What zeroserve measures is not always what it deploys: the embedded engine (the nvidia-pytriton
 wheel's Triton 2.51) runs every model in the Python backend (zeroserve's `model.py` running ONNX
 Runtime or TorchScript in a stub), while `deploy` writes native `onnxruntime`/`pytorch` configs
-for the target release (serve/target.py). Every perf, tune, check and bench record carries
+for the target release (deploy/release.py). Every perf, tune, check and bench record carries
 `measured_on` (zeroserve/machine.py) with this description, and report titles print `line(...)`.
 
 The description is read from the served model's own config where a server answers (the backend,
@@ -72,7 +72,7 @@ def embedded(
 
 def native(backend: str, triton: str | None, gpus: list[str] | None = None, kind: str | None = None) -> dict:
     """A Triton running `backend` natively (docker, a cluster): the target release's runtime when it is that release."""
-    from zeroserve.serve.target import TARGET
+    from zeroserve.deploy.release import TARGET
 
     runtime = NATIVE_RUNTIMES.get(backend)
     known = triton == TARGET.triton
@@ -89,7 +89,7 @@ def native(backend: str, triton: str | None, gpus: list[str] | None = None, kind
 
 def target_release(backend: str = "onnxruntime") -> dict:
     """The engine `deploy` writes for: the target release's native backend on a GPU (`serve --engine docker`)."""
-    from zeroserve.serve.target import TARGET
+    from zeroserve.deploy.release import TARGET
 
     return {**native(backend, TARGET.triton, ["the target host's GPU"], "KIND_GPU"), "image": TARGET.image}
 

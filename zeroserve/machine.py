@@ -25,7 +25,7 @@ def cpu_model() -> str:
 
 def gpu_names() -> list[str]:
     """The visible NVIDIA GPUs' names (nvidia-smi), [] when none or no driver."""
-    from zeroserve.serve.wheel import gpu_available
+    from zeroserve.triton.wheel import gpu_available
 
     if not gpu_available() or shutil.which("nvidia-smi") is None:
         return []

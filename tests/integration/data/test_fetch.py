@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from zeroserve import fetch as F
 from zeroserve import registry
-from zeroserve.cli import app
+from zeroserve.app.cli import app
+from zeroserve.data import fetch as F
 
 IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -286,7 +286,7 @@ def test_demo_fetches_into_data_and_never_into_the_folder_it_reads(mirror, tmp_p
     """make demo's first step, through the real CLI in a subprocess; the mirror stands in for the internet."""
     from rich.console import Console
 
-    from zeroserve import demo
+    from zeroserve.app import demo
 
     read_dir = tmp_path / "course"
     read_dir.mkdir()

@@ -24,7 +24,7 @@ from tritonclient.utils import InferenceServerException
 from zeroserve import registry
 from zeroserve.client.connection import Client, Endpoint
 from zeroserve.client.errors import ApiRestricted, translate
-from zeroserve.client.perf import level_count
+from zeroserve.client.perf.run import level_count
 from zeroserve.serve import restricted
 from zeroserve.serve import state as st
 from zeroserve.serve.status import model_ready_states

@@ -78,7 +78,7 @@ def _orphans(prefix: str) -> list[int]:
 @pytest.fixture(scope="module")
 def run(models, tmp_path_factory, serve_cache, free_ports):
     from zeroserve import registry
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
 
     folder = tmp_path_factory.mktemp("hangs")
     repository = folder / "model_repository"

@@ -21,13 +21,14 @@ from google.protobuf import text_format
 from serving_helpers import canonical_folder, three_ports  # tests/ is on sys.path (its conftest)
 from tritonclient.grpc import model_config_pb2 as mc
 
+from zeroserve.deploy.config import parse, render
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import processes as ps
-from zeroserve.serve import runtime, server, stop, wheel
+from zeroserve.serve import runtime, server, stop
 from zeroserve.serve import state as st
-from zeroserve.serve.config import parse, render
 from zeroserve.serve.docker import docker_command
-from zeroserve.serve.ports import free_port
+from zeroserve.triton import wheel
+from zeroserve.triton.ports import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -354,7 +355,7 @@ def test_stop_exits_0_and_status_1_with_only_a_dead_run_and_say_so(private_cache
 
 
 def test_docker_command_serves_the_canonical_repository_on_the_target_image(canonical):
-    from zeroserve.serve.target import TARGET
+    from zeroserve.deploy.release import TARGET
 
     cmd = docker_command(canonical, TARGET.image)
     assert cmd[:4] == ["docker", "run", "--gpus", "all"]
