@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -622,6 +623,30 @@ def perf_cmd(
     data_dir: DataDirOpt = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per level here.")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Write perf.json, .csv, .png and .html here.")] = None,
+    floor: Annotated[
+        bool,
+        typer.Option(
+            "--floor",
+            help="Also measure the model's no-op twin (same inputs and outputs, answers zeros) on the same engine, "
+            "level by level interleaved, and report the model beside it (a private server when the serving one "
+            "lacks the twin).",
+        ),
+    ] = False,
+    collect_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--collect-metrics",
+            help="Require the server's metrics (collected anyway from a zeroserve server) and add perf_analyzer's "
+            "GPU columns to the CSV.",
+        ),
+    ] = False,
+    metrics_url: Annotated[
+        str | None,
+        typer.Option("--metrics-url", help="The server's Prometheus endpoint (default: a zeroserve server's own)."),
+    ] = None,
+    metrics_interval: Annotated[
+        float, typer.Option("--metrics-interval", help="Milliseconds between metrics samples during a level.", min=10)
+    ] = 1000.0,
     model_files: ModelFilesOpt = None,
     as_json: JsonOpt = False,
 ):
@@ -635,6 +660,8 @@ def perf_cmd(
     from zeroserve import records
     from zeroserve.client.model import parse_shapes
     from zeroserve.client.perf import report as rep
+    from zeroserve.client.perf.floor import perf_with_floor
+    from zeroserve.client.perf.floor import table as floor_table
     from zeroserve.client.perf.run import level_count, level_iter, raise_for_outcome, run_perf
 
     shapes = parse_shapes(shape)
@@ -654,7 +681,8 @@ def perf_cmd(
         if not as_json:
             failed = level_count(level)
             err_console.print(
-                f"  {rep.level_label(level)}: {level['throughput']:.1f} infer/s, "
+                f"  {'floor ' if level.get('measured') == 'floor' else ''}{rep.level_label(level)}: "
+                f"{level['throughput']:.1f} infer/s, "
                 f"p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, {level['trials']} windows"
                 f"{'' if level['stable'] else ' (not stable)'}"
                 f"{f', {failed} failed' if failed else ''}",
@@ -662,7 +690,8 @@ def perf_cmd(
             )
 
     # plain str: the level plan crosses to --workers processes, and Typer's choice enum does not pickle
-    rec = run_perf(
+    measure = functools.partial(perf_with_floor, run_perf) if floor else run_perf
+    rec = measure(
         model,
         endpoint or _no_endpoint(),
         fmt=None if fmt is None else str(fmt),
@@ -694,6 +723,9 @@ def perf_cmd(
         measurement_request_count=measurement_request_count,
         model_files=model_files,
         on_level=progress,
+        metrics_url=metrics_url,
+        metrics_interval_s=metrics_interval / 1000,
+        require_metrics=collect_metrics,
     )
     if csv_out:
         records.write_bytes(csv_out, rep.to_csv(rec).encode())
@@ -702,6 +734,8 @@ def perf_cmd(
         print_json(rec)
     else:
         console.print(rep.table(rec))
+        if rec.get("floor"):
+            console.print(floor_table(rec))
         if rec["mode"] == "latency_budget":
             best = rec["best"]
             console.print(

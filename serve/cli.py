@@ -41,6 +41,7 @@ from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
 from zeroserve.serve import stop
 from zeroserve.serve.docker import docker_command
+from zeroserve.serve.metrics import DEFAULT_INTERVAL_MS
 from zeroserve.serve.status import collect_status, duration_text, find_target
 from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, Supervisor
 from zeroserve.triton.ports import (
@@ -205,6 +206,15 @@ def serve_cmd(
             "); it stays closed to other callers (docs/serving.md).",
         ),
     ] = False,
+    metrics_interval_ms: Annotated[
+        int,
+        typer.Option(
+            "--metrics-interval-ms",
+            help="How often Triton refreshes its metrics gauges (GPU, CPU); counters are live. Triton's default "
+            "is 2000, longer than perf's 1 s windows.",
+            min=1,
+        ),
+    ] = DEFAULT_INTERVAL_MS,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
 
@@ -262,6 +272,7 @@ def serve_cmd(
             hang_timeout,
             memory_limit,
             allow_client_shm,
+            metrics_interval_ms,
         )
         _print_endpoints(state)
         console.print(
@@ -290,6 +301,7 @@ def serve_cmd(
                 supervisor=me,
                 memory_limit=memory_limit,
                 allow_client_shm=allow_client_shm,
+                metrics_interval_ms=metrics_interval_ms,
             )
         _print_endpoints(server.state)
         console.print(
@@ -386,6 +398,7 @@ def _start_detached(
     hang_timeout: float = HANG_TIMEOUT_S,
     memory_limit: str = "auto",
     allow_client_shm: bool = False,
+    metrics_interval_ms: int = DEFAULT_INTERVAL_MS,
 ) -> dict:
     """Start a detached supervisor that starts and supervises tritonserver; wait for READY with progress.
 
@@ -417,6 +430,7 @@ def _start_detached(
         "memory_limit": memory_limit,
         "hang_timeout": hang_timeout,
         "allow_client_shm": allow_client_shm,
+        "metrics_interval_ms": metrics_interval_ms,
         "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap, "window_s": policy.window_s},
     }
     sup_log = run_dir / "supervisor.log"

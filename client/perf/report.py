@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.table import Table
 
 from zeroserve import engine, plots, records
+from zeroserve.client.perf import metrics
 from zeroserve.client.perf.run import level_count, level_failures
 
 CSV_COLUMNS = (
@@ -135,10 +136,11 @@ def table(rec: dict) -> Table:
 
 def to_csv(rec: dict) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    gpu = tuple(metrics.CSV_COLUMNS) if rec.get("collect_metrics") else ()  # perf_analyzer's --collect-metrics
+    w = csv.DictWriter(buf, fieldnames=(*CSV_COLUMNS, *gpu), lineterminator="\n")
     w.writeheader()
     for lv in rec["levels"]:
-        w.writerow(flat_row(lv))
+        w.writerow({**flat_row(lv), **(metrics.csv_columns(lv) if gpu else {})})
     return buf.getvalue()
 
 

@@ -312,6 +312,7 @@ def run_perf(
     collect_metrics: bool = True,
     metrics_url: str | None = None,
     metrics_interval_s: float = DEFAULT_INTERVAL_S,
+    require_metrics: bool = False,
 ) -> dict:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
 
@@ -437,7 +438,7 @@ def run_perf(
             percentile=percentile,
             request_count=measurement_request_count if measurement_mode == "count_windows" else None,
             variants=tuple(variants) if shm is None else (),
-            metrics=_metric_sources(sync, metrics_url) if collect_metrics else (),
+            metrics=_metric_sources(sync, metrics_url, require_metrics) if collect_metrics or require_metrics else (),
             metrics_interval_s=metrics_interval_s,
         )
         try:
@@ -505,6 +506,7 @@ def run_perf(
         "notes": notes,
         "cpu_count": cores,
         "cut_short": cut_short,
+        "collect_metrics": require_metrics,
         # the engine as the server describes the model (its version and served config); None when it did not say
         "measured_on": machine.measured_on(engine),
         "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
@@ -513,12 +515,19 @@ def run_perf(
     }
 
 
-def _metric_sources(clients: list[Client], url: str | None) -> tuple[Source, ...]:
-    """Each server's metrics endpoint and process tree (a zeroserve server's state), or the one `url` given."""
+def _metric_sources(clients: list[Client], url: str | None, required: bool = False) -> tuple[Source, ...]:
+    """Each server's metrics endpoint and process tree (a zeroserve server's state), or the one `url` given;
+    `required` (--collect-metrics): InputError for a server whose endpoint is not known."""
     unique = list({c.url: c for c in clients}.values())
     if url is not None and len(unique) > 1:
         raise InputError("--metrics-url names one server's endpoint: give it with one --url")
     found = [Source.of_state(c.server_state(), url) for c in unique]
+    missing = [c.url for c, s in zip(unique, found) if s is None or s.url is None]
+    if required and missing:
+        raise InputError(
+            f"--collect-metrics: the metrics endpoint of the server at {', '.join(missing)} is not known (not a "
+            "zeroserve server): give --metrics-url http://HOST:PORT/metrics"
+        )
     return tuple(s for s in found if s is not None)
 
 
