@@ -584,6 +584,8 @@ def status_cmd(
         console.print(f"[red]not served:[/] {escape(name)}: {escape(reason)}", soft_wrap=True)
     if server and server.get("error"):
         err_console.print(f"[yellow]warning:[/] {server['error']}", highlight=False)
+    if server and server.get("figures"):
+        _print_figures(server["figures"])
     if server and server.get("model_control"):
         _print_supervision(server)
     for d in report["dead"]:
@@ -604,6 +606,28 @@ def status_cmd(
         f"[{colour}]{escape(report['verdict'])}[/] (exit {report['exit_code']})", highlight=False, soft_wrap=True
     )
     raise typer.Exit(report["exit_code"])
+
+
+def _print_figures(figures: dict) -> None:
+    """Requests and failures per model since the server started (its metrics endpoint), its CPU and memory."""
+    if figures.get("error"):
+        console.print(f"[yellow]metrics:[/] {escape(figures['error'])}", highlight=False, soft_wrap=True)
+    for name, m in (figures.get("models") or {}).items():
+        failed = f"[red]{m['failure']} failed[/]" if m["failure"] else "0 failed"
+        reasons = ", ".join(f"{r} {v}" for r, v in m["failure_by_reason"].items())
+        console.print(
+            f"{escape(name)}: {m['requests']} requests since start (warm-up included), {failed}"
+            + (f" ({reasons})" if reasons else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    res = figures.get("resources")
+    if res:
+        console.print(
+            f"server process tree (tritonserver and {res['processes'] - 1} stubs): CPU {res['cpu_cores']:.2f} "
+            f"cores, RSS {res['rss_mb']:.0f} MB",
+            highlight=False,
+        )
 
 
 def _print_supervision(server: dict) -> None:

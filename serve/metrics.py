@@ -169,3 +169,32 @@ def process_usage(state: dict, seconds: float = 0.5) -> dict[str, float] | None:
         return None
     time.sleep(seconds)
     return tree.sample()
+
+
+def status_figures(state: dict, timeout: float = 2.0) -> dict[str, Any]:
+    """What `zeroserve status` shows of a running server's own figures: per model, the requests and failures its
+    metrics endpoint counted since it started (warm-up requests included), and its process tree's CPU and memory.
+
+    Returns {"metrics_url", "models": {name: {"requests", "success", "failure", "failure_by_reason",
+    "inferences"}} | None, "error"?: why the endpoint was not read, "resources": ProcessTree figures | None}.
+    """
+    url = metrics_url(state)
+    out: dict[str, Any] = {"metrics_url": url, "models": None, "resources": None}
+    if url is not None:
+        try:
+            snap = read(url, timeout)
+        except ServerError as exc:
+            out["error"] = str(exc)
+        else:
+            out["models"] = {
+                name: {
+                    "requests": int(m["success"] + m["failure"]),
+                    "success": int(m["success"]),
+                    "failure": int(m["failure"]),
+                    "failure_by_reason": {r: int(v) for r, v in m["failure_by_reason"].items() if v},
+                    "inferences": int(m["inferences"]),
+                }
+                for name, m in sorted(snap["models"].items())
+            }
+    out["resources"] = process_usage(state, 0.3)
+    return out

@@ -18,7 +18,7 @@ from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import model_dir
 from zeroserve.errors import ServerError
-from zeroserve.serve import restricted
+from zeroserve.serve import metrics, restricted
 from zeroserve.serve import state as st
 from zeroserve.triton.ports import hostport
 
@@ -251,6 +251,8 @@ def collect_status(
         run_models = _run_models(server, served, recovering, failed, server_gone)
         info["models"] = run_models
         info["ready"] = served is not None and all(m["state"] == "READY" for m in run_models.values())
+        # the server's own figures: requests and failures per model (metrics endpoint), CPU and memory (process tree)
+        info["figures"] = metrics.status_figures(server)
     dead = [
         {
             **{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "ended")},
