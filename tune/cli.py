@@ -279,6 +279,7 @@ def tune_cmd(
         }
         applied = ap.apply_tuning(repository, name, c, measurement, rec["tuned_on"], context)
     rec["applied"] = applied["name"] if applied else None
+    rec["applied_engine_differs"] = applied["tuning"]["engine_differs"] if applied else None
     paths = rp.write_report(rec, report or Path("reports") / "tune" / spec.name)
     if as_json:
         print_json({**rec, "report": {k: str(v) for k, v in paths.items()}})
@@ -294,6 +295,8 @@ def tune_cmd(
                 f"{ap.PREVIOUS}; undo with `zeroserve tune {spec.name} --revert`)",
                 highlight=False,
             )
+            if applied["tuning"]["engine_differs"]:
+                console.print(f"[yellow]note:[/] {escape(ap.engine_note(applied['tuning']))}", soft_wrap=True)
         elif apply and rec["outcome"]["exit_code"] == 0:
             console.print("--apply: the deployed config is the best; nothing written", highlight=False)
         console.print(

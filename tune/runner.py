@@ -116,6 +116,9 @@ def summary(rec: dict) -> dict:
         "stable": bool(best and best["stable"]),
         "failed": failed,
         "server": shown.get("server") if shown else None,
+        # the latency breakdown of the level shown (tune's report draws it as perf's): average, client side
+        "mean_ms": shown.get("mean_ms") if shown else None,
+        "client": shown.get("client") if shown else None,
         "server_resources": best.get("server_resources") if best else None,
         "unstable_levels": [lv["concurrency"] for lv in levels if not lv["stable"]],
         "levels": [
@@ -124,6 +127,7 @@ def summary(rec: dict) -> dict:
                 "throughput": lv["throughput"],
                 "p50_ms": lv["p50_ms"],
                 "p99_ms": lv["p99_ms"],
+                "mean_ms": lv.get("mean_ms"),
                 key: lv[key],
                 "stable": lv["stable"],
                 "failed": level_count(lv),

@@ -87,11 +87,24 @@ def native(backend: str, triton: str | None, gpus: list[str] | None = None, kind
     }
 
 
-def target_release(backend: str = "onnxruntime") -> dict:
-    """The engine `deploy` writes for: the target release's native backend on a GPU (`serve --engine docker`)."""
+def target_release(backend: str = "onnxruntime", release: dict | None = None, kind: str = "KIND_GPU") -> dict:
+    """The engine a repository is written for: `release` (a manifest's `target`: triton, image, onnxruntime,
+    libtorch; default deploy's release) running `backend` natively, on a GPU for KIND_GPU instances."""
+    from dataclasses import asdict
+
     from zeroserve.deploy.release import TARGET
 
-    return {**native(backend, TARGET.triton, ["the target host's GPU"], "KIND_GPU"), "image": TARGET.image}
+    release = release or asdict(TARGET)
+    runtime = NATIVE_RUNTIMES.get(backend)
+    return {
+        "kind": NATIVE,
+        "triton": release.get("triton"),
+        "backend": backend,
+        "runtime": runtime,
+        "runtime_version": release.get("onnxruntime") if runtime == "onnxruntime" else release.get("libtorch"),
+        "image": release.get("image"),
+        "device": "GPU (the target host's)" if kind in ("KIND_GPU", "KIND_AUTO") else "CPU",
+    }
 
 
 def from_config(config: dict | None, triton: str | None, gpus: list[str] | None = None) -> dict | None:
