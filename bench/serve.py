@@ -28,7 +28,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from zeroserve import registry
+from zeroserve import engine, machine, registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.data.readers import default_data_dir
 from zeroserve.errors import ZeroserveError
@@ -209,10 +209,15 @@ def _pss_rss_mb(pids: list[int]) -> tuple[float, float]:
 # ---------------------------------------------------------------- main
 
 
+def BENCH_ENGINE() -> dict:  # noqa: N802 - reads as the constant it describes
+    """The engine the served rows run on: the embedded Triton, cnn_mnist_onnx's ONNX Runtime in the Python backend."""
+    return machine.measured_on(engine.embedded("onnx", machine.gpu_names()))
+
+
 def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL) -> dict:
     """Run the serving benchmark, print rich tables, return the figures."""
     console = Console(width=150)
-    results: dict = {"levels": [], "memory": None}
+    results: dict = {"levels": [], "memory": None, "measured_on": BENCH_ENGINE()}
     cache = tempfile.mkdtemp(prefix="zs-bench-cache-")
     before_cache = os.environ.get("ZEROSERVE_CACHE")
     os.environ["ZEROSERVE_CACHE"] = cache  # the benchmark's servers never meet a user's
@@ -325,7 +330,10 @@ def _memory(artifacts: Path, scratch: Path, repository: Path, console) -> dict |
 
 
 def _print_levels(console: Console, rows: list[dict]) -> None:
-    table = Table(title="serve benchmark: cnn_mnist, batch 1 per request, closed loop, one tritonclient per thread")
+    table = Table(
+        title="serve benchmark: cnn_mnist, batch 1 per request, closed loop, one tritonclient per thread\n"
+        f"served rows measured on {engine.describe(BENCH_ENGINE())}"
+    )
     for col in ("path", "protocol", "queue delay µs", "c", "p50 ms", "p99 ms", "req/s"):
         table.add_column(col, justify="left" if col in ("path", "protocol") else "right")
     for r in rows:

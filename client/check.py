@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve import parity, records
+from zeroserve import machine, parity, records
 from zeroserve.artifacts import eager_outputs, load_trained, model_dir
 from zeroserve.client.connection import Client, Endpoint, batches
 from zeroserve.client.errors import RequestFailed
@@ -169,6 +169,7 @@ def check_model(
     split = held_out(spec, artifacts, data_dir)
     eager = eager_outputs(model, split.test_inputs)
     rows, skipped = [], []
+    engine: dict | None = None  # the engine the first served format runs on, as the server describes it
     for protocol in protocols:
         with Client(endpoint, protocol, timeout) as client:
             client.live()
@@ -205,6 +206,8 @@ def check_model(
                         continue
                     rows.append({**row, "status": "FAIL", "failed_requests": 0, "error": reason})
                     continue
+                if engine is None:
+                    engine = machine.engine_of(client, triton_name)
                 start = time.perf_counter()
                 served, failed, error = serve_outputs(client, spec, triton_name, split.test_inputs)
                 row["seconds"] = round(time.perf_counter() - start, 3)
@@ -231,4 +234,5 @@ def check_model(
         "rows": rows,
         "skipped": skipped,
         "status": status,
+        "measured_on": machine.measured_on(engine),
     }

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from zeroserve import engine as engine_mod
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.app.cliutil import (
@@ -396,6 +397,8 @@ def check_cmd(
         print_json({"status": "FAIL" if failed or not rows else "PASS", "models": results, "skipped": skipped})
     else:
         _check_table(rows, skipped)
+        for line in dict.fromkeys(engine_mod.describe(r["measured_on"]) for r in results if r["measured_on"]["engine"]):
+            console.print(f"checked on {line}", highlight=False, soft_wrap=True)
         for res in results:
             console.print(f"{res['model']}: compared on {res['data']}", highlight=False, soft_wrap=True)
         for name, rule in dict((r["triton_model"], r["rule"]) for r in rows if "failed_rules" in r).items():
