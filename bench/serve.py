@@ -209,7 +209,7 @@ def _pss_rss_mb(pids: list[int]) -> tuple[float, float]:
 # ---------------------------------------------------------------- main
 
 
-def BENCH_ENGINE() -> dict:  # noqa: N802 - reads as the constant it describes
+def bench_engine() -> dict:  # noqa: N802 - reads as the constant it describes
     """The engine the served rows run on: the embedded Triton, cnn_mnist_onnx's ONNX Runtime in the Python backend."""
     return machine.measured_on(engine.embedded("onnx", machine.gpu_names()))
 
@@ -217,7 +217,7 @@ def BENCH_ENGINE() -> dict:  # noqa: N802 - reads as the constant it describes
 def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL) -> dict:
     """Run the serving benchmark, print rich tables, return the figures."""
     console = Console(width=150)
-    results: dict = {"levels": [], "memory": None, "measured_on": BENCH_ENGINE()}
+    results: dict = {"levels": [], "memory": None, "measured_on": bench_engine()}
     cache = tempfile.mkdtemp(prefix="zs-bench-cache-")
     before_cache = os.environ.get("ZEROSERVE_CACHE")
     os.environ["ZEROSERVE_CACHE"] = cache  # the benchmark's servers never meet a user's
@@ -332,7 +332,7 @@ def _memory(artifacts: Path, scratch: Path, repository: Path, console) -> dict |
 def _print_levels(console: Console, rows: list[dict]) -> None:
     table = Table(
         title="serve benchmark: cnn_mnist, batch 1 per request, closed loop, one tritonclient per thread\n"
-        f"served rows measured on {engine.describe(BENCH_ENGINE())}"
+        f"served rows measured on {engine.describe(bench_engine())}"
     )
     for col in ("path", "protocol", "queue delay µs", "c", "p50 ms", "p99 ms", "req/s"):
         table.add_column(col, justify="left" if col in ("path", "protocol") else "right")
