@@ -209,7 +209,7 @@ def _pss_rss_mb(pids: list[int]) -> tuple[float, float]:
 # ---------------------------------------------------------------- main
 
 
-def bench_engine() -> dict:  # noqa: N802 - reads as the constant it describes
+def bench_engine() -> dict:
     """The engine the served rows run on: the embedded Triton, cnn_mnist_onnx's ONNX Runtime in the Python backend."""
     return machine.measured_on(engine.embedded("onnx", machine.gpu_names()))
 
