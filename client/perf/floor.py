@@ -22,6 +22,7 @@ from rich.table import Table
 
 from zeroserve.client.connection import Client, Endpoint
 from zeroserve.client.model import Target, resolve
+from zeroserve.client.perf.panels import label
 from zeroserve.errors import InputError
 from zeroserve.serve.runtime import NOOP_SUFFIX
 
@@ -166,13 +167,9 @@ def floor_line(rec: dict) -> str:
     first = min(levels, key=lambda lv: lv.get("concurrency") or lv.get("request_rate") or 0)
     top = max(levels, key=lambda lv: lv["throughput"])
     return (
-        f"floor ({floor['triton_model']}, no-op): p50 {first['p50_ms']:.2f} ms at {_label(first)}, "
-        f"{top['throughput']:,.0f} infer/s at {_label(top)}"
+        f"floor ({floor['triton_model']}, no-op): p50 {first['p50_ms']:.2f} ms at {label(first)}, "
+        f"{top['throughput']:,.0f} infer/s at {label(top)}"
     )
-
-
-def _label(level: dict) -> str:
-    return f"c={level['concurrency']}" if level.get("concurrency") else f"{level['request_rate']:g}/s"
 
 
 def table(rec: dict) -> Table:
@@ -185,7 +182,7 @@ def table(rec: dict) -> Table:
     for p in rec["floor"]["comparison"]:
         ratio = p["throughput_ratio"]
         t.add_row(
-            _label(p),
+            label(p),
             f"{p['model_p50_ms']:.3f} / {p['floor_p50_ms']:.3f}",
             f"{p['added_p50_ms']:+.3f}",
             f"{p['model_p99_ms']:.3f} / {p['floor_p99_ms']:.3f}",

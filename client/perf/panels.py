@@ -35,7 +35,8 @@ PANELS = (
 
 
 def label(level: dict) -> str:
-    return f"c={level['concurrency']}" if level.get("concurrency") else f"{level.get('request_rate', 0):g}/s"
+    """`c=4` (a concurrency level) or `100/s` (a request rate)."""
+    return f"c={level['concurrency']}" if level.get("concurrency") else f"{level.get('request_rate') or 0:g}/s"
 
 
 def breakdown(level: dict) -> dict[str, float] | None:

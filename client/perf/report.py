@@ -49,8 +49,7 @@ CSV_COLUMNS = (
 )
 
 
-def level_label(level: dict) -> str:
-    return f"c={level['concurrency']}" if level.get("concurrency") else f"{level['request_rate']:g}/s"
+level_label = panels.label  # `c=4` or `100/s`: one spelling for tables, plots and notes
 
 
 def flat_row(level: dict) -> dict:

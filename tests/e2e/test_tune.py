@@ -125,7 +125,9 @@ def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_al
     else:
         assert "max_queue_delay_microseconds: 500" in config_after and manifest["tuning"]["tuned_on"]["cores"] >= 1
         # applied onto a repository written for the target release's native backend: recorded, and said
-        assert manifest["tuning"]["engine"] == engine and manifest["tuning"]["target_engine"]["backend"] == "onnxruntime"
+        assert (
+            manifest["tuning"]["engine"] == engine and manifest["tuning"]["target_engine"]["backend"] == "onnxruntime"
+        )
         assert any("Triton version 2.51" in d for d in manifest["tuning"]["engine_differs"])
         assert rec["applied_engine_differs"] == manifest["tuning"]["engine_differs"]
         assert (repository / "logistic_onnx" / "config.pbtxt.before-tune").read_text() == config_before
