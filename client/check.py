@@ -206,8 +206,7 @@ def check_model(
                         continue
                     rows.append({**row, "status": "FAIL", "failed_requests": 0, "error": reason})
                     continue
-                if engine is None:
-                    engine = machine.engine_of(client, triton_name)
+                engine = engine or machine.engine_of(client, triton_name)
                 start = time.perf_counter()
                 served, failed, error = serve_outputs(client, spec, triton_name, split.test_inputs)
                 row["seconds"] = round(time.perf_counter() - start, 3)

@@ -180,15 +180,7 @@ def plan(
             f"requested x {MEMORY_MARGIN:g}) the embedded engine used at that load"
         )
     tuned = applied_tuning(repository, triton_name) if repository is not None else None
-    if tuned:
-        assumed.append(
-            f"the repository's {triton_name} config was tuned on {tuned['tuned_on']}"
-            + (
-                f"; it is written for {tuned['target']} ({'; '.join(tuned['engine_differs'])})"
-                if tuned["engine_differs"]
-                else ""
-            )
-        )
+    assumed += [tuned_assumption(triton_name, tuned)] if tuned else []
     return {
         "model": model,
         "triton_model": triton_name,
@@ -229,6 +221,13 @@ def applied_tuning(repository: Path, triton_name: str) -> dict | None:
         "target": engine.line(tuning.get("target_engine")) if tuning.get("target_engine") else "its target release",
         "engine_differs": list(tuning.get("engine_differs") or []),
     }
+
+
+def tuned_assumption(triton_name: str, tuned: dict) -> str:
+    """The line a plan adds for a config tuned on another engine than the repository is written for."""
+    differs = tuned["engine_differs"]
+    where = f"; it is written for {tuned['target']} ({'; '.join(differs)})" if differs else ""
+    return f"the repository's {triton_name} config was tuned on {tuned['tuned_on']}{where}"
 
 
 def kserve_fields(mode: str, replicas: int | None, usable_rps: float | None, headroom: float) -> dict:
