@@ -236,7 +236,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
         reference_only: only the perf_analyzer reference and the generator's part costs (bench_reference).
     """
     from zeroserve.bench import reference as bench_reference
-    from zeroserve.bench.serve import _deploy
+    from zeroserve.bench.common import deploy_scratch
     from zeroserve.serve.server import start_server
     from zeroserve.triton.ports import free_port
 
@@ -253,7 +253,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
     try:
         with tempfile.TemporaryDirectory(prefix="zs-client-bench-") as tmp:
             scratch, repository = Path(tmp) / "artifacts", Path(tmp) / "model_repository"
-            deployed = _deploy(models or list(registry.REGISTRY), Path(artifacts), scratch, repository, console)
+            deployed = deploy_scratch(models or list(registry.REGISTRY), Path(artifacts), scratch, repository, console)
             if not deployed:
                 console.print("[yellow]client benchmark skipped: no model could be deployed[/]")
                 return {"rows": rows}

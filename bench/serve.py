@@ -30,8 +30,7 @@ from rich.table import Table
 
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.data.readers import default_data_dir
-from zeroserve.errors import ZeroserveError
+from zeroserve.bench.common import deploy_scratch
 from zeroserve.serve.processes import stubs as stubs_of
 from zeroserve.serve.server import start_server
 from zeroserve.triton.ports import free_port
@@ -43,37 +42,6 @@ WARMUP_S = 0.25
 ROUNDS = 4  # targets alternate in short windows: A B A B ... rather than A then B
 C1_BAR_MS = 0.15
 C16_BAR = 0.80
-
-
-def _ready(spec, artifacts: Path, scratch: Path, data_dir: Path) -> Path:
-    """A folder where `spec` is exported and PASS: the user's artifacts, else a short scratch run."""
-    from zeroserve.export import export_model, read_export
-    from zeroserve.train import train_model
-
-    try:
-        if read_export(spec, artifacts)["status"] == "PASS":
-            return artifacts
-    except ZeroserveError:
-        pass
-    # Serving speed does not depend on accuracy: one epoch gives a real, gated artifact quickly.
-    train_model(spec, data_dir, scratch, epochs=1)
-    export_model(spec, scratch, data_dir=data_dir, latency=False)
-    return scratch
-
-
-def _deploy(names: list[str], artifacts: Path, scratch: Path, repository: Path, console: Console) -> list[str]:
-    from zeroserve.deploy.repository import deploy_model
-
-    deployed = []
-    for name in names:
-        spec = registry.get(name)
-        try:
-            folder = _ready(spec, artifacts, scratch, default_data_dir())
-            deploy_model(spec, folder, repository)
-            deployed.append(name)
-        except ZeroserveError as exc:
-            console.print(f"[yellow]skipped[/] {name}: {exc}")
-    return deployed
 
 
 # ---------------------------------------------------------------- the load generator
@@ -219,7 +187,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL
     try:
         with tempfile.TemporaryDirectory(prefix="zs-serve-bench-") as tmp:
             scratch, repository = Path(tmp) / "artifacts", Path(tmp) / "model_repository"
-            if not _deploy(["cnn_mnist"], Path(artifacts), scratch, repository, console):
+            if not deploy_scratch(["cnn_mnist"], Path(artifacts), scratch, repository, console):
                 console.print("[yellow]serve benchmark skipped: cnn_mnist could not be deployed[/]")
                 return results
             image = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
@@ -285,7 +253,7 @@ def _serve_levels(repository: Path, image, expected, seconds: float, console) ->
 
 
 def _memory(artifacts: Path, scratch: Path, repository: Path, console) -> dict | None:
-    names = _deploy(list(registry.REGISTRY), artifacts, scratch, repository, console)
+    names = deploy_scratch(list(registry.REGISTRY), artifacts, scratch, repository, console)
     ports = [free_port() for _ in range(3)]
     t0 = time.perf_counter()
     server = start_server(repository, names, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2])

@@ -86,7 +86,7 @@ def _levels(spec, endpoint: Endpoint, fmt: str) -> dict:
 
 
 def main(artifacts: Path = DEFAULT_ARTIFACTS, model: str = MODEL, variant: str = VARIANT) -> dict:
-    from zeroserve.bench.serve import _ready
+    from zeroserve.bench.common import ready_export
     from zeroserve.deploy.repository import deploy_model
     from zeroserve.export import exporter
     from zeroserve.export import report as variant_report
@@ -102,7 +102,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, model: str = MODEL, variant: str =
         with tempfile.TemporaryDirectory(prefix="zs-variant-bench-") as tmp_name:
             tmp = Path(tmp_name)
             try:
-                folder = _ready(spec, Path(artifacts), tmp / "fp32", default_data_dir())
+                folder = ready_export(spec, Path(artifacts), tmp / "fp32", default_data_dir())
                 shutil.copytree(folder / model, tmp / "art" / model)
                 rec = exporter.export_model(spec, tmp / "art", variants=variant, data_dir=default_data_dir())
                 deploy_model(spec, tmp / "art", tmp / "repo", formats=("onnx", key), device="cpu")

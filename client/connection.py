@@ -210,7 +210,7 @@ def add_statistics(samples: list[dict[str, int]]) -> dict[str, int]:
 # ---------------------------------------------------------------- sync client
 
 
-def _module(protocol: str, aio: bool = False):
+def tritonclient_module(protocol: str, aio: bool = False):
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {protocol!r}; use grpc or http")
     if protocol == "grpc":
@@ -248,7 +248,7 @@ class Client:
         self.protocol = protocol
         self.url = endpoint.url(protocol)
         self.timeout = timeout
-        self._mod = _module(protocol)
+        self._mod = tritonclient_module(protocol)
         self._state: dict | None | bool = False  # the zeroserve state of the server at url, read on first use
         try:
             if protocol == "grpc":
@@ -388,7 +388,7 @@ class AsyncClient:
         self.protocol = protocol
         self.url = url
         self.timeout = timeout
-        self._mod = _module(protocol, aio=True)
+        self._mod = tritonclient_module(protocol, aio=True)
         self._client: Any = None  # tritonclient's aio client once entered
 
     async def __aenter__(self) -> AsyncClient:

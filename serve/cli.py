@@ -392,12 +392,12 @@ def _start_detached(
     Returns the run's state once it is running. The supervisor runs in its own session under
     umask 077 and writes into the state file; its own log is `supervisor.log` in the run folder.
     """
-    from zeroserve.serve.runtime import canonical_models
+    from zeroserve.deploy.contents import canonical_models
     from zeroserve.triton.ports import check_ports
     from zeroserve.triton.wheel import find_tritonserver
 
     canonical_models(repository, models)  # input errors here, before anything starts
-    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
+    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}, st.port_holder)
     find_tritonserver()
     run_id = st.new_run_id()
     st.private_dirs()

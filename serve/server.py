@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve.deploy.config import parse, render
+from zeroserve.deploy.contents import canonical_models
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import restricted
@@ -43,9 +44,8 @@ from zeroserve.serve import state as st
 from zeroserve.serve.runtime import (
     NOOP_SUFFIX,
     RuntimeModel,
-    _servable,
     build_runtime_repository,
-    canonical_models,
+    servable,
     write_runtime_model,
 )
 from zeroserve.serve.stop import STOP_TIMEOUT_S, reap_dead, stop_server
@@ -561,7 +561,7 @@ def start_server(
         raise InputError(f"model_control must be one of {', '.join(MODEL_CONTROLS)}, got {model_control!r}")
     deadline = time.monotonic() + timeout
     names = canonical_models(repository, models)
-    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
+    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}, st.port_holder)
     install = find_tritonserver()
     reap_dead()
     backends = backend_directory(install, st.cache_dir())
@@ -685,7 +685,7 @@ def start_server(
         src = Path(repository) / source
         model = write_runtime_model(
             src,
-            _servable(src)[0],
+            servable(src)[0],
             served,
             name=name,
             noop=source != name,

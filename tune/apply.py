@@ -20,10 +20,10 @@ from pathlib import Path
 
 from zeroserve import records
 from zeroserve.deploy.config import parse, render
+from zeroserve.deploy.contents import read_deployed
 from zeroserve.deploy.lint import lint_model
 from zeroserve.deploy.repository import place, prune_stale, read_manifest, staging_parent, write_manifest
 from zeroserve.errors import InputError
-from zeroserve.serve.runtime import read_deployed
 from zeroserve.tune.search import Candidate
 from zeroserve.tune.settings import backend_of, config_for
 

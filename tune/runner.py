@@ -22,15 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve import formats as F
-from zeroserve import machine, records
+from zeroserve import records
 from zeroserve.client.connection import Endpoint
 from zeroserve.client.perf.run import level_count, run_perf
+from zeroserve.deploy.contents import canonical_models, read_deployed
 from zeroserve.deploy.repository import read_manifest
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import restricted
 from zeroserve.serve import state as st
-from zeroserve.serve.runtime import NOOP_SUFFIX, canonical_models, read_deployed, served_by, write_runtime_model
+from zeroserve.serve.runtime import NOOP_SUFFIX, served_by, write_runtime_model
 from zeroserve.spec import ModelSpec
+from zeroserve.triton import machine
 from zeroserve.triton.ports import DEFAULT_HOST
 from zeroserve.triton.wheel import gpu_available
 from zeroserve.tune import search as S

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve import machine, records
+from zeroserve import records
 from zeroserve.client.connection import AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback
 from zeroserve.client.errors import ModelNotServed, RequestFailed
 from zeroserve.client.input_files import check_validation_data, perf_analyzer_entries
@@ -46,6 +46,7 @@ from zeroserve.client.values import to_wire
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.serve.restricted import client_shm_refusal
 from zeroserve.spec import ModelSpec
+from zeroserve.triton import machine
 from zeroserve.triton.ports import hostport
 
 MEASUREMENT_MODES = ("time_windows", "count_windows")

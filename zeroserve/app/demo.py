@@ -86,13 +86,14 @@ FETCH = "data fetch"
 def _fetch_data(console: Console, results: list) -> dict[str, str]:
     """Fetch every data set into data/; return the environment whose ZEROSERVE_DATA_DIR the steps read."""
     from zeroserve.data import fetch
+    from zeroserve.data import models as data_models
 
     read_dir, fetch_dir = Path(os.environ.get("ZEROSERVE_DATA_DIR", "data")), Path("data")
     _run(console, ["data", "fetch", "all", "--data-dir", str(fetch_dir)], results)
     table = fetch.datasets()
     have = {d: {n for n, ds in table.items() if fetch.is_present(ds, d)} for d in (read_dir, fetch_dir)}
     use = fetch_dir if have[fetch_dir] >= have[read_dir] else read_dir
-    users = fetch.models_by_dataset()
+    users = data_models.models_by_dataset()
     lacking = [f"{n} ({', '.join(users[n])})" for n in table if n not in have[use]]
     console.print(
         f"data: the steps read {use}/"

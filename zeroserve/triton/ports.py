@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 
 from zeroserve.errors import InputError, ServerError
-from zeroserve.serve import state as st
 
 DEFAULT_HOST = "127.0.0.1"  # not "localhost": tritonclient.grpc to localhost:PORT hung where 127.0.0.1 answered at once
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -108,8 +108,11 @@ def bind_addresses(host: str) -> dict[str, str]:
     return {"http": f"ipv6:{host}", "grpc": f"[{host}]", "metrics": f"ipv6:{host}"}
 
 
-def check_ports(host: str, ports: dict[str, int]) -> None:
-    """Raise ServerError naming the first port that cannot be bound on `host` (InputError when two are equal)."""
+def check_ports(host: str, ports: dict[str, int], holder: Callable[[str, int], str | None] = lambda h, p: None) -> None:
+    """Raise ServerError naming the first port that cannot be bound on `host` (InputError when two are equal).
+
+    `holder(host, port)` names what holds a port in use, if it knows (serve: a zeroserve server's pid).
+    """
     if len(set(ports.values())) < len(ports):
         raise InputError(f"the http, grpc and metrics ports must differ; got {ports}")
     bad = {what: port for what, port in ports.items() if not 0 < port <= 65535}
@@ -122,12 +125,8 @@ def check_ports(host: str, ports: dict[str, int]) -> None:
             try:
                 s.bind((host.strip("[]"), port))
             except OSError as exc:
-                owners = [
-                    x
-                    for x in st.list_servers()
-                    if port in (x["http_port"], x["grpc_port"], x["metrics_port"]) and x["host"] == host
-                ]
-                hint = f" by the zeroserve server with pid {owners[0]['pid']}" if owners else ""
+                held_by = holder(host, port)
+                hint = f" by {held_by}" if held_by else ""
                 raise ServerError(
                     f"{what} port {port} on {host} is in use{hint} ({exc.strerror}); "
                     f"choose another with --{what}-port or stop what holds it"
