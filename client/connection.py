@@ -1,6 +1,6 @@
 """The one connection layer over tritonclient: endpoints, requests from registry specs, statistics.
 
-Every call has a timeout; a failed call becomes the typed error of its outcome (client/errors.py):
+Every call has a timeout; a failed call becomes the typed error of its outcome (zeroserve/triton/errors.py):
 unreachable or timed out (exit 3), rejected (exit 2) or failed (exit 1), with Triton's own message.
 """
 
@@ -13,12 +13,12 @@ from typing import Any, Literal
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFailed, ServerUnreachable, translate
 from zeroserve.client.values import to_wire
 from zeroserve.errors import InputError, ServerError
-from zeroserve.serve import restricted
 from zeroserve.serve.state import recovering_models, resolve_server, restarting, server_at
 from zeroserve.spec import ModelSpec
+from zeroserve.triton import restricted
+from zeroserve.triton.errors import ModelNotServed, ModelRecovering, RequestFailed, ServerUnreachable, translate
 from zeroserve.triton.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
 
 Protocol = Literal["grpc", "http"]
@@ -262,7 +262,7 @@ class Client:
 
     def _call(self, name: str, *args, model: str | None = None, api: str | None = None, **kwargs):
         """tritonclient's `name`; `api` is the Triton API it belongs to when zeroserve restricts that API:
-        the run's key is sent when this client may use it (serve/restricted.py)."""
+        the run's key is sent when this client may use it (zeroserve/triton/restricted.py)."""
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout
         if api is not None:

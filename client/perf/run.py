@@ -25,7 +25,6 @@ import numpy as np
 from zeroserve import formats as F
 from zeroserve import records
 from zeroserve.client.connection import AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback
-from zeroserve.client.errors import ModelNotServed, RequestFailed
 from zeroserve.client.input_files import check_validation_data, perf_analyzer_entries
 from zeroserve.client.model import Target, resolve
 from zeroserve.client.perf import load
@@ -44,10 +43,11 @@ from zeroserve.client.perf.windows import (
 from zeroserve.client.perf.wire import OutputSpec, expected_outputs
 from zeroserve.client.values import to_wire
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
-from zeroserve.serve.restricted import client_shm_refusal
 from zeroserve.spec import ModelSpec
 from zeroserve.triton import machine
+from zeroserve.triton.errors import ModelNotServed, RequestFailed
 from zeroserve.triton.ports import hostport
+from zeroserve.triton.restricted import client_shm_refusal
 
 MEASUREMENT_MODES = ("time_windows", "count_windows")
 DEFAULT_REQUEST_COUNT = 50  # perf_analyzer's --measurement-request-count default
