@@ -70,13 +70,6 @@ def check_bind_host(host: str, allow_remote: bool) -> str | None:
     )
 
 
-def free_port(host: str = DEFAULT_HOST) -> int:
-    """A port the OS says is free now (bind to port 0)."""
-    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
-        s.bind((host.strip("[]"), 0))
-        return s.getsockname()[1]
-
-
 def resolve_free_ports(host: str, ports: dict[str, int]) -> dict[str, int]:
     """`ports` with each 0 replaced by a distinct port that is free on `host` now (held until all are chosen)."""
     held: list[socket.socket] = []

@@ -29,7 +29,7 @@ from zeroserve.serve import runtime, server, stop
 from zeroserve.serve import state as st
 from zeroserve.serve.docker import docker_command
 from zeroserve.triton import wheel
-from zeroserve.triton.ports import free_port
+from zeroserve.triton.ports import resolve_free_ports
 
 
 @pytest.fixture(autouse=True)
@@ -156,9 +156,11 @@ def test_a_port_in_use_is_refused_before_starting(canonical):
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        free = free_port()
+        free = resolve_free_ports("127.0.0.1", {"http": 0, "metrics": 0})
         with pytest.raises(ServerError, match=rf"grpc port {port} on 127.0.0.1 is in use"):
-            server.start_server(canonical, ["linear_onnx"], http_port=free, grpc_port=port, metrics_port=free_port())
+            server.start_server(
+                canonical, ["linear_onnx"], http_port=free["http"], grpc_port=port, metrics_port=free["metrics"]
+            )
     assert st.list_servers() == []
 
 
