@@ -19,24 +19,13 @@ from rich.table import Table
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained
+from zeroserve.bench.common import ready_export
 from zeroserve.data.readers import default_data_dir
 from zeroserve.errors import ZeroserveError
 from zeroserve.export import exporter
-from zeroserve.train import train_model
+from zeroserve.export import runners as runners_mod
 
 BATCHES = (1, 64)
-
-
-def _ready(spec, artifacts: Path, scratch: Path, data_dir: Path) -> Path:
-    """A folder where `spec` is exported and PASS: the user's artifacts, else a fresh scratch run."""
-    try:
-        if exporter.read_export(spec, artifacts)["status"] == "PASS":
-            return artifacts
-    except ZeroserveError:
-        pass
-    train_model(spec, data_dir, scratch)
-    exporter.export_model(spec, scratch, data_dir=data_dir, latency=False)
-    return scratch
 
 
 PATHS = ("eager", "torchscript", "onnx")  # eager, then format keys of zeroserve.formats
@@ -49,14 +38,14 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0) -> list[dic
     with tempfile.TemporaryDirectory(prefix="zs-bench-") as scratch:
         for spec in registry.REGISTRY.values():
             try:
-                folder = _ready(spec, Path(artifacts), Path(scratch), data_dir)
+                folder = ready_export(spec, Path(artifacts), Path(scratch), data_dir)
             except ZeroserveError as exc:
                 console.print(f"[yellow]skipped[/] {spec.name}: {exc}")
                 continue
             rec = exporter.read_export(spec, folder)
             model = load_trained(spec, folder)
             d = folder / spec.name
-            runners = {"eager": exporter._eager_runner(model)}
+            runners = {"eager": runners_mod.eager_runner(model)}
             runners.update(
                 {
                     key: exporter.RUNNERS[F.get(key).runtime](
@@ -136,7 +125,7 @@ def variants(
             spec = registry.get(name)
             key = F.VARIANTS[variant].key
             try:
-                folder = _ready(spec, Path(artifacts), scratch / "fp32", data_dir)
+                folder = ready_export(spec, Path(artifacts), scratch / "fp32", data_dir)
                 work = scratch / "variants"
                 if not (work / name).exists():
                     shutil.copytree(folder / name, work / name)

@@ -9,19 +9,22 @@ variant rule its export recorded (`parity.judge_variant`).
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve import machine, parity, records
+from zeroserve import parity, records
 from zeroserve.artifacts import eager_outputs, load_trained, model_dir
 from zeroserve.client.connection import Client, Endpoint, batches
-from zeroserve.client.errors import RequestFailed
+from zeroserve.deploy.release import TARGET
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
 from zeroserve.spec import ModelSpec, Split
+from zeroserve.triton import machine
+from zeroserve.triton.errors import RequestFailed
 
 
 def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float | None) -> Tolerance:
@@ -206,7 +209,7 @@ def check_model(
                         continue
                     rows.append({**row, "status": "FAIL", "failed_requests": 0, "error": reason})
                     continue
-                engine = engine or machine.engine_of(client, triton_name)
+                engine = engine or machine.engine_of(client, triton_name, asdict(TARGET))
                 start = time.perf_counter()
                 served, failed, error = serve_outputs(client, spec, triton_name, split.test_inputs)
                 row["seconds"] = round(time.perf_counter() - start, 3)

@@ -142,7 +142,7 @@ def resolve(name: str, client, fmt: str | None = None, model_files=None) -> Targ
     Raises:
         ModelNotServed (exit 2) when the server serves nothing of that name; ServerError when unreachable.
     """
-    from zeroserve.client.errors import ModelNotServed
+    from zeroserve.triton.errors import ModelNotServed
 
     known = registry.models(model_files)
     spec = registry.get(name, model_files) if name in known else None  # a bad model file is refused first

@@ -183,7 +183,7 @@ def write_kserve_manifests(
     Returns:
         [{"path", "name", "models", "storage_uri", "upload" (what goes where), "device", "plan"}]
     """
-    from zeroserve.serve.runtime import canonical_models
+    from zeroserve.deploy.contents import canonical_models
 
     o = options or KServeOptions()
     check_options(o)

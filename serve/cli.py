@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shlex
 import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -40,8 +35,10 @@ from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
 from zeroserve.serve import stop
+from zeroserve.serve.detach import start_detached
 from zeroserve.serve.docker import docker_command
 from zeroserve.serve.metrics import DEFAULT_INTERVAL_MS
+from zeroserve.serve.signals import stop_signals
 from zeroserve.serve.status import collect_status, duration_text, find_target
 from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, Supervisor
 from zeroserve.triton.ports import (
@@ -97,14 +94,6 @@ def _target_image() -> str:
     from zeroserve.deploy.release import TARGET
 
     return TARGET.image
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM in the foreground: stop the server the same way as Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
 
 
 @handle_errors
@@ -259,36 +248,8 @@ def serve_cmd(
     policy = RestartPolicy.from_env(cap=max_restarts, first_s=restart_backoff)
     srv.memory_ceiling(memory_limit, gpu=False)  # a bad size is refused before anything starts
     if detach:
-        state = _start_detached(
-            repository,
-            models,
-            host,
-            http_port,
-            grpc_port,
-            metrics_port,
-            ort_threads,
-            timeout,
-            policy,
-            hang_timeout,
-            memory_limit,
-            allow_client_shm,
-            metrics_interval_ms,
-        )
-        _print_endpoints(state)
-        console.print(
-            f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
-            f"log {state['log']}; stop it with `zeroserve stop`",
-            highlight=False,
-        )
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    # Ctrl-C stops the server even when this process started with SIGINT ignored (a shell's `&`).
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
-    server = None
-    try:
-        me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid())}
         with _progress() as on_model:
-            server = srv.start_server(
+            state = start_detached(
                 repository,
                 models,
                 host=host,
@@ -297,12 +258,45 @@ def serve_cmd(
                 metrics_port=metrics_port,
                 ort_threads=ort_threads,
                 timeout=timeout,
-                on_model=on_model,
-                supervisor=me,
+                policy=policy,
+                hang_timeout=hang_timeout,
                 memory_limit=memory_limit,
                 allow_client_shm=allow_client_shm,
                 metrics_interval_ms=metrics_interval_ms,
+                on_model=on_model,
             )
+        _print_endpoints(state)
+        console.print(
+            f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
+            f"log {state['log']}; stop it with `zeroserve stop`",
+            highlight=False,
+        )
+        return
+    with stop_signals():
+        _serve_foreground(
+            repository,
+            models,
+            policy,
+            hang_timeout,
+            host=host,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            ort_threads=ort_threads,
+            timeout=timeout,
+            memory_limit=memory_limit,
+            allow_client_shm=allow_client_shm,
+            metrics_interval_ms=metrics_interval_ms,
+        )
+
+
+def _serve_foreground(repository: Path, models, policy: RestartPolicy, hang_timeout: float, **options) -> None:
+    """Start the server with this process as its supervisor and supervise it until Ctrl-C or SIGTERM."""
+    server = None
+    try:
+        me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid())}
+        with _progress() as on_model:
+            server = srv.start_server(repository, models, on_model=on_model, supervisor=me, **options)
         _print_endpoints(server.state)
         console.print(
             "serving (supervised: a crashed server is restarted, a dead model reloaded); Ctrl-C stops the server",
@@ -311,7 +305,7 @@ def serve_cmd(
         Supervisor(
             server, policy, say=lambda text: err_console.print(text, highlight=False), hang_timeout=hang_timeout
         ).run()
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (_Terminated)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (signals.Terminated)
         if server is None:  # start_server already stopped what it had started
             console.print("stopped during the start; nothing left running", highlight=False)
             return
@@ -322,9 +316,6 @@ def serve_cmd(
             highlight=False,
         )
         return
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
 
 
 def _bind_checks(host: str, allow_remote: bool, *ports: int) -> tuple:
@@ -383,104 +374,6 @@ def _progress() -> Iterator[Callable[[str, str, float], None]]:
                     progress.stop_task(tasks[name])
 
         yield on_model
-
-
-def _start_detached(
-    repository,
-    models,
-    host,
-    http_port,
-    grpc_port,
-    metrics_port,
-    ort_threads,
-    timeout,
-    policy: RestartPolicy,
-    hang_timeout: float = HANG_TIMEOUT_S,
-    memory_limit: str = "auto",
-    allow_client_shm: bool = False,
-    metrics_interval_ms: int = DEFAULT_INTERVAL_MS,
-) -> dict:
-    """Start a detached supervisor that starts and supervises tritonserver; wait for READY with progress.
-
-    Returns the run's state once it is running. The supervisor runs in its own session under
-    umask 077 and writes into the state file; its own log is `supervisor.log` in the run folder.
-    """
-    from zeroserve.serve.runtime import canonical_models
-    from zeroserve.triton.ports import check_ports
-    from zeroserve.triton.wheel import find_tritonserver
-
-    canonical_models(repository, models)  # input errors here, before anything starts
-    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
-    find_tritonserver()
-    run_id = st.new_run_id()
-    st.private_dirs()
-    run_dir = st.runs_dir() / run_id
-    run_dir.mkdir(parents=True)
-    os.chmod(run_dir, 0o700)
-    options = {
-        "repository": str(Path(repository).resolve()),
-        "models": models,
-        "host": host,
-        "http_port": http_port,
-        "grpc_port": grpc_port,
-        "metrics_port": metrics_port,
-        "ort_threads": ort_threads,
-        "timeout": timeout,
-        "run_id": run_id,
-        "memory_limit": memory_limit,
-        "hang_timeout": hang_timeout,
-        "allow_client_shm": allow_client_shm,
-        "metrics_interval_ms": metrics_interval_ms,
-        "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap, "window_s": policy.window_s},
-    }
-    sup_log = run_dir / "supervisor.log"
-    with open(os.open(sup_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "zeroserve.serve.supervisor", json.dumps(options)],
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            cwd=run_dir,
-            start_new_session=True,
-            umask=0o077,
-        )
-    try:
-        return _wait_detached(proc, run_id, sup_log, time.monotonic() + timeout + 30.0)
-    except KeyboardInterrupt:  # Ctrl-C while waiting: the supervisor stops what it started
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=stop.STOP_TIMEOUT_S + 5)
-        raise
-
-
-def _wait_detached(proc: subprocess.Popen, run_id: str, sup_log: Path, deadline: float) -> dict:
-    """Show the detached start's progress from its state file until it runs (or fails: one clear error)."""
-    path = st.state_path(run_id)
-    with _progress() as on_model:
-        while True:
-            try:
-                state = json.loads(path.read_text())
-            except (OSError, ValueError):
-                state = None
-            for name, (mstate, seconds) in ((state or {}).get("progress") or {}).items():
-                on_model(name, mstate, seconds)
-            if state and state.get("status") == st.RUNNING:
-                return state
-            error = (state or {}).get("error")
-            if error or proc.poll() is not None:
-                proc.wait(timeout=STOP_WAIT_S)
-                if error:
-                    raise (InputError if error.get("exit_code") == 2 else ServerError)(error["message"])
-                raise ServerError(
-                    f"the supervisor exited with code {proc.returncode} before the server was ready: "
-                    f"{srv.log_tail(sup_log)} (log: {sup_log})"
-                )
-            if time.monotonic() > deadline:
-                if state:
-                    stop.stop_server(state, keep_run=True, reason="the detached start did not finish in time")
-                else:
-                    proc.kill()
-                raise ServerError(f"the detached server was not ready within --timeout (log: {sup_log})")
-            time.sleep(0.2)
 
 
 def _print_endpoints(s: dict) -> None:

@@ -59,6 +59,7 @@ from zeroserve.errors import ServerError, ZeroserveError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.serve.server import READY_TIMEOUT_S, LogWatcher, Server, log_tail, start_server
+from zeroserve.serve.signals import stop_signals
 from zeroserve.serve.stop import STOP_TIMEOUT_S
 
 CHECK_S = 0.5
@@ -141,10 +142,6 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or Ctrl-C: stop the server, restart nothing."""
-
-
 @dataclass
 class Reload:
     """One model's reload in progress: when it began, the generation written, the config it replaced."""
@@ -188,7 +185,7 @@ class Supervisor:
 
     # ------------------------------------------------------------ the loop
     def run(self, stop_when: Callable[[], bool] = lambda: False) -> None:
-        """Supervise until Stopped (raised by a signal handler), `stop_when()`, or giving up (ServerError)."""
+        """Supervise until a stop signal (KeyboardInterrupt: signals.stop_signals), `stop_when()`, or giving up."""
         while not stop_when():
             self.turns += 1
             if self.turns % STATE_CHECK_EVERY == 0:
@@ -506,8 +503,13 @@ def _cap_crash_logs(run_dir: Path, kept: Path, number: int) -> None:
 # ---------------------------------------------------------------- the detached supervisor process
 
 
-def _on_sigterm(signum, frame):
-    raise Stopped()
+def supervisor_command(options: dict[str, Any], policy: RestartPolicy) -> list[str]:
+    """The detached supervisor's command line: `start_server`'s options and the restart policy, as `main` reads them."""
+    doc = {
+        **options,
+        "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap, "window_s": policy.window_s},
+    }
+    return [sys.executable, "-m", "zeroserve.serve.supervisor", json.dumps(doc)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -516,8 +518,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("options", help="start_server's keyword arguments and the restart policy, as JSON")
     opts = json.loads(parser.parse_args(argv).options)
     os.umask(0o077)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, _on_sigterm)
+    with stop_signals():  # SIGTERM (what `zeroserve stop` sends first) and Ctrl-C stop the server
+        return _supervise(opts)
+
+
+def _supervise(opts: dict[str, Any]) -> int:
     policy = RestartPolicy.from_env(**opts.pop("policy", {}))
     me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid())}
     say = lambda text: print(f"{_now()} {text}", flush=True)  # noqa: E731 - the supervisor's own log
@@ -538,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
             **{k: v for k, v in opts.items() if k not in ("repository", "models")},
         )
         Supervisor(server, policy, say, hang_timeout=hang_timeout).run()
-    except Stopped:
+    except KeyboardInterrupt:  # SIGTERM or Ctrl-C (signals.Terminated)
         if server is not None:
             say("stopping (SIGTERM)")
             server.stop(STOP_TIMEOUT_S)

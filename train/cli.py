@@ -26,7 +26,8 @@ from zeroserve.app.cliutil import (
     skip_line,
 )
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.data.fetch import dataset_names_for_model, fetch_command
+from zeroserve.data.fetch import fetch_command
+from zeroserve.data.models import dataset_names_for_model
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.train.trainer import train_model
 

@@ -17,14 +17,16 @@ import hashlib
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from zeroserve import engine, records
 from zeroserve.deploy.config import parse, render
+from zeroserve.deploy.contents import read_deployed
 from zeroserve.deploy.lint import lint_model
+from zeroserve.deploy.release import TARGET
 from zeroserve.deploy.repository import place, prune_stale, read_manifest, staging_parent, write_manifest
 from zeroserve.errors import InputError
-from zeroserve.serve.runtime import read_deployed
 from zeroserve.tune.search import Candidate
 from zeroserve.tune.settings import backend_of, config_for
 
@@ -107,7 +109,9 @@ def apply_tuning(
     # the config before the first tuning stays the one to go back to
     previous = (folder / PREVIOUS).read_text() if (folder / PREVIOUS).is_file() else current_text
     sha = _rewrite(repository, name, text, previous)
-    target = engine.target_release(model.backend, read_manifest(repository).get("target"), model.instance_kind)
+    target = engine.target_release(
+        read_manifest(repository).get("target") or asdict(TARGET), model.backend, model.instance_kind
+    )
     tuning = {
         "settings": tuned_settings(candidate),
         "measurement": measurement,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from zeroserve import engine, machine
+from zeroserve import engine
 from zeroserve import formats as F
 from zeroserve.deploy.config import DeployedModel
+from zeroserve.triton import machine
 from zeroserve.tune.search import Candidate
 
 

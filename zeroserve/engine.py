@@ -4,7 +4,7 @@ What zeroserve measures is not always what it deploys: the embedded engine (the 
 wheel's Triton 2.51) runs every model in the Python backend (zeroserve's `model.py` running ONNX
 Runtime or TorchScript in a stub), while `deploy` writes native `onnxruntime`/`pytorch` configs
 for the target release (deploy/release.py). Every perf, tune, check and bench record carries
-`measured_on` (zeroserve/machine.py) with this description, and report titles print `line(...)`.
+`measured_on` (zeroserve/triton/machine.py) with this description, and report titles print `line(...)`.
 
 The description is read from the served model's own config where a server answers (the backend,
 and zeroserve's `ZS_FORMAT` parameter in the embedded engine's Python-backend configs), so a
@@ -70,45 +70,54 @@ def embedded(
     }
 
 
-def native(backend: str, triton: str | None, gpus: list[str] | None = None, kind: str | None = None) -> dict:
-    """A Triton running `backend` natively (docker, a cluster): the target release's runtime when it is that release."""
-    from zeroserve.deploy.release import TARGET
-
+def native(
+    backend: str,
+    triton: str | None,
+    gpus: list[str] | None = None,
+    kind: str | None = None,
+    release: dict | None = None,
+) -> dict:
+    """A Triton running `backend` natively (docker, a cluster). `release` (deploy/release.py's target as a dict:
+    triton, image, onnxruntime, libtorch): when the server is that release, its runtime version and image."""
     runtime = NATIVE_RUNTIMES.get(backend)
-    known = triton == TARGET.triton
+    known = release is not None and triton == release.get("triton")
     return {
         "kind": NATIVE,
         "triton": triton,
         "backend": backend,
         "runtime": runtime,
-        "runtime_version": (TARGET.onnxruntime if runtime == "onnxruntime" else TARGET.libtorch) if known else None,
-        "image": TARGET.image if known else None,
+        "runtime_version": _release_runtime(release, runtime) if known else None,
+        "image": release.get("image") if known and release else None,
         "device": device(gpus or [], kind),
     }
 
 
-def target_release(backend: str = "onnxruntime", release: dict | None = None, kind: str = "KIND_GPU") -> dict:
-    """The engine a repository is written for: `release` (a manifest's `target`: triton, image, onnxruntime,
-    libtorch; default deploy's release) running `backend` natively, on a GPU for KIND_GPU instances."""
-    from dataclasses import asdict
+def _release_runtime(release: dict | None, runtime: str | None) -> str | None:
+    if not release:
+        return None
+    return release.get("onnxruntime") if runtime == "onnxruntime" else release.get("libtorch")
 
-    from zeroserve.deploy.release import TARGET
 
-    release = release or asdict(TARGET)
+def target_release(release: dict, backend: str = "onnxruntime", kind: str = "KIND_GPU") -> dict:
+    """The engine a repository is written for: `release` (a manifest's `target`, or deploy/release.py's TARGET as
+    a dict: triton, image, onnxruntime, libtorch) running `backend` natively, on a GPU for KIND_GPU instances."""
     runtime = NATIVE_RUNTIMES.get(backend)
     return {
         "kind": NATIVE,
         "triton": release.get("triton"),
         "backend": backend,
         "runtime": runtime,
-        "runtime_version": release.get("onnxruntime") if runtime == "onnxruntime" else release.get("libtorch"),
+        "runtime_version": _release_runtime(release, runtime),
         "image": release.get("image"),
         "device": "GPU (the target host's)" if kind in ("KIND_GPU", "KIND_AUTO") else "CPU",
     }
 
 
-def from_config(config: dict | None, triton: str | None, gpus: list[str] | None = None) -> dict | None:
-    """The engine a served model runs on, from its served config (Triton's JSON) and the server's version."""
+def from_config(
+    config: dict | None, triton: str | None, gpus: list[str] | None = None, release: dict | None = None
+) -> dict | None:
+    """The engine a served model runs on, from its served config (Triton's JSON) and the server's version
+    (`release`: the target release, to name its runtime when the server is it)."""
     if not config:
         return None
     config = config.get("config", config)
@@ -119,7 +128,7 @@ def from_config(config: dict | None, triton: str | None, gpus: list[str] | None 
         fmt = ((config.get("parameters") or {}).get("ZS_FORMAT") or {}).get("string_value")
         if fmt is not None:  # zeroserve's model.py: the embedded engine
             return embedded(fmt, gpus, triton, kind)
-    return native(backend, triton, gpus, kind)
+    return native(backend, triton, gpus, kind, release)
 
 
 def line(engine: dict | None) -> str:

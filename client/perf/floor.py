@@ -3,10 +3,10 @@
 The floor is the model's no-op twin (`<triton name>_noop`: the same inputs, outputs, batching and
 instances, answering zeros: serve/runtime.py's `noop_of`, the mechanism `zeroserve tune` measures
 its floor with) on the same engine. When the serving server does not serve the twin, a private
-embedded server is started from the serving one's repository (free loopback ports, explicit model
-control, stopped at the end, also after an error or Ctrl-C). Each level is measured for the model
-and for the twin in turn, the order alternating from level to level, so both see the same
-machine; the record gets a `floor` block with the twin's levels and, per level, the model's
+embedded server is started from the serving one's repository (serve/private.py's `private_server`:
+free loopback ports, explicit model control, stopped at the end, also after an error or Ctrl-C).
+Each level is measured for the model and for the twin in turn, the order alternating from level to
+level, so both see the same machine; the record gets a `floor` block with the twin's levels and, per level, the model's
 latency and throughput beside the floor's and the difference.
 """
 
@@ -49,26 +49,20 @@ def twin_server(client: Client, triton_name: str, timeout: float) -> Iterator[tu
             f"{client.url}, or a zeroserve server whose repository the twin can be built from: this server is "
             "not one zeroserve started here"
         )
-    from zeroserve.serve.server import start_server
-    from zeroserve.triton.ports import DEFAULT_HOST, resolve_free_ports
+    from zeroserve.serve.private import private_server
 
-    ports = list(resolve_free_ports(DEFAULT_HOST, dict.fromkeys(("http", "grpc", "metrics"), 0)).values())
-    server = start_server(
+    with private_server(
         Path(state["repository"]),
         [triton_name],
-        host=DEFAULT_HOST,
-        http_port=ports[0],
-        grpc_port=ports[1],
-        metrics_port=ports[2],
+        purpose=f"zeroserve client perf --floor: {name} (private, stopped at the end of the run)",
+        own_cache=False,  # a run killed before its stop leaves a state file `zeroserve stop --all` finds
         noop_of=[triton_name],
         model_control="explicit",
         timeout=max(timeout, 120.0),
-    )
-    try:
+    ) as server:
+        s = server.state
         where = f"a private embedded server (pid {server.pid}) built from {state['repository']}"
-        yield Endpoint(DEFAULT_HOST, ports[0], ports[1], "the floor's private server"), where
-    finally:
-        server.stop()
+        yield Endpoint(s["host"], int(s["http_port"]), int(s["grpc_port"]), "the floor's private server"), where
 
 
 def comparison(model: dict, floor: dict) -> dict[str, Any]:

@@ -94,9 +94,9 @@ class Sample:
 def build_templates(plan: LoadPlan) -> list[list[Template]]:
     """Per server, the plan's requests encoded once into wire bytes: one per output region with shared
     memory (each request in flight owns one), else one per request variant (sent in turn)."""
-    from zeroserve.client.connection import _module, build_request
+    from zeroserve.client.connection import build_request, tritonclient_module
 
-    module = _module(plan.protocol)
+    module = tritonclient_module(plan.protocol)
     rows = []
     requests = [(plan.arrays, plan.expected)]
     if not plan.output_regions:

@@ -16,16 +16,15 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve import machine, records
+from zeroserve import records
 from zeroserve.client.connection import AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback
-from zeroserve.client.errors import ModelNotServed, RequestFailed
 from zeroserve.client.input_files import check_validation_data, perf_analyzer_entries
 from zeroserve.client.model import Target, resolve
 from zeroserve.client.perf import load
@@ -44,10 +43,13 @@ from zeroserve.client.perf.windows import (
 )
 from zeroserve.client.perf.wire import OutputSpec, expected_outputs
 from zeroserve.client.values import to_wire
+from zeroserve.deploy.release import TARGET
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
-from zeroserve.serve.restricted import client_shm_refusal
 from zeroserve.spec import ModelSpec
+from zeroserve.triton import machine
+from zeroserve.triton.errors import ModelNotServed, RequestFailed
 from zeroserve.triton.ports import hostport
+from zeroserve.triton.restricted import client_shm_refusal
 
 MEASUREMENT_MODES = ("time_windows", "count_windows")
 DEFAULT_REQUEST_COUNT = 50  # perf_analyzer's --measurement-request-count default
@@ -459,7 +461,7 @@ def run_perf(
             if shm is not None:
                 shm.close()
         unreachable = _unreachable(sync, triton_name)
-        engine = machine.engine_of(sync[0], triton_name) if sync else None
+        engine = machine.engine_of(sync[0], triton_name, asdict(TARGET)) if sync else None
     finally:
         for c in sync:
             c.close()

@@ -21,8 +21,8 @@ import tritonclient.http as httpclient
 from typer.testing import CliRunner
 
 from zeroserve.app.cli import app
-from zeroserve.serve import restricted
 from zeroserve.serve import state as st
+from zeroserve.triton import restricted
 
 pytestmark = pytest.mark.slow
 

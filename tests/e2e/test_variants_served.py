@@ -13,12 +13,12 @@ from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.client.check import check_model
 from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import ModelNotServed
+from zeroserve.deploy.contents import read_deployed
 from zeroserve.deploy.lint import lint_model
 from zeroserve.deploy.repository import deploy_model
 from zeroserve.export.variants import gpu_present
-from zeroserve.serve.runtime import read_deployed
 from zeroserve.serve.status import collect_status
+from zeroserve.triton.errors import ModelNotServed
 
 MADE = ("onnx_int8", "onnx_int8dyn", "onnx_optimized")
 

@@ -12,7 +12,6 @@ course file is missing is reported as skipped, with the command that fetches it.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from zeroserve.triton.ports import resolve_free_ports
 
 
 def main() -> int:
     console = Console(width=120)
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    # chosen together (distinct, each held until all are chosen): the one free-port picker (zeroserve.triton.ports)
+    http, grpc, metrics = resolve_free_ports("127.0.0.1", dict.fromkeys(("http", "grpc", "metrics"), 0)).values()
     endpoint = ["--host", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc)]
     steps = [
         ["train", "all"],
@@ -86,13 +82,14 @@ FETCH = "data fetch"
 def _fetch_data(console: Console, results: list) -> dict[str, str]:
     """Fetch every data set into data/; return the environment whose ZEROSERVE_DATA_DIR the steps read."""
     from zeroserve.data import fetch
+    from zeroserve.data import models as data_models
 
     read_dir, fetch_dir = Path(os.environ.get("ZEROSERVE_DATA_DIR", "data")), Path("data")
     _run(console, ["data", "fetch", "all", "--data-dir", str(fetch_dir)], results)
     table = fetch.datasets()
     have = {d: {n for n, ds in table.items() if fetch.is_present(ds, d)} for d in (read_dir, fetch_dir)}
     use = fetch_dir if have[fetch_dir] >= have[read_dir] else read_dir
-    users = fetch.models_by_dataset()
+    users = data_models.models_by_dataset()
     lacking = [f"{n} ({', '.join(users[n])})" for n in table if n not in have[use]]
     console.print(
         f"data: the steps read {use}/"

@@ -21,6 +21,7 @@ from zeroserve.app.cliutil import (
     print_json,
 )
 from zeroserve.data import fetch as F
+from zeroserve.data import models as DM
 from zeroserve.data.readers import default_data_dir
 from zeroserve.errors import InputError
 
@@ -35,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
 def _names_help() -> str:
     uses = "; ".join(
-        f"{name} ({', '.join(models) or 'no model yet'})" for name, models in F.models_by_dataset().items()
+        f"{name} ({', '.join(models) or 'no model yet'})" for name, models in DM.models_by_dataset().items()
     )
     return (
         f"What to fetch: a data set name, or a model name (fetches the data sets that model trains on), "
@@ -107,7 +108,7 @@ def fetch_cmd(
     Exit codes: 0 present or fetched; 1 a file did not match its checksum; 3 a download failed (offline, unreachable, HTTP error, dropped connection); 2 a usage error.
     """  # noqa: E501 - the --help text: typer reflows each paragraph, so one line per paragraph
     data_dir = Path(data_dir or default_data_dir())
-    wanted = F.resolve(names or ["all"])
+    wanted = DM.resolve(names or ["all"])
     if not wanted:
         if as_json:
             print_json({"data_dir": str(data_dir), "datasets": [], "exit_code": 0})
@@ -125,7 +126,7 @@ def fetch_cmd(
     )
     with Progress(*columns, console=err_console, transient=True, disable=as_json) as progress:
         rows = F.fetch(
-            [d.name for d in wanted],
+            wanted,
             data_dir,
             source=source,
             checksums=_read_checksums(checksums),

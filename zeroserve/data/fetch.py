@@ -134,57 +134,9 @@ def datasets() -> dict[str, Dataset]:
     return table
 
 
-def dataset_names_for_model(spec) -> list[str]:
-    """Names of the data sets a registry model trains on: its course files, or the IDX set its source reads."""
-    from zeroserve import registry
-
-    if spec.data is None:  # a model of your own with no data source
-        return []
-    out = [name for name, (_, files) in COURSE_DATASETS.items() if set(files) & set(spec.data.files)]
-    idx = {id(registry.MNIST): "mnist", id(registry.FASHION): "fashion-mnist"}.get(id(spec.data))
-    return out + ([idx] if idx else [])
-
-
-def models_by_dataset() -> dict[str, list[str]]:
-    """Registry model names per data set name (for help texts and `status`)."""
-    from zeroserve import registry
-
-    out: dict[str, list[str]] = {name: [] for name in (*COURSE_DATASETS, *TORCHVISION_DATASETS)}
-    for spec in registry.REGISTRY.values():
-        for name in dataset_names_for_model(spec):
-            out[name].append(spec.name)
-    return out
-
-
 def dataset_name_for_file(filename: str) -> str | None:
     """The name of the data set that provides a course file, if any."""
     return next((name for name, (_, files) in COURSE_DATASETS.items() if filename in files), None)
-
-
-def resolve(names: list[str]) -> list[Dataset]:
-    """`NAME|all` -> data sets; a NAME is a data set name or a registry model name (what it trains on)."""
-    from zeroserve import registry
-
-    table = datasets()
-    parts = [p for n in (names or ["all"]) for p in n.split(",") if p]
-    if parts == ["all"]:
-        return list(table.values())
-    if "all" in parts:
-        raise InputError("'all' cannot be combined with other names")
-    out: list[Dataset] = []
-    for part in parts:
-        key = ALIASES.get(part.lower(), part.lower())
-        if key in table:
-            found = [table[key]]
-        elif part in registry.REGISTRY:
-            found = [table[n] for n in dataset_names_for_model(registry.REGISTRY[part])]
-        else:
-            raise InputError(
-                f"unknown data set or model {part!r}; data sets: {', '.join(table)}; "
-                f"models: {', '.join(registry.REGISTRY)}"
-            )
-        out += [d for d in found if d not in out]
-    return out
 
 
 def fetch_command(names: str | list[str], data_dir: Path | str) -> str:
@@ -396,7 +348,7 @@ def fetch_dataset(
 
 
 def fetch(
-    names: list[str],
+    wanted: list[Dataset],
     data_dir: Path,
     *,
     source: str | None = None,
@@ -405,13 +357,14 @@ def fetch(
     timeout: float = DEFAULT_TIMEOUT,
     progress=None,
 ) -> list[dict[str, Any]]:
-    """Fetch every data set `names` resolves to; one failure does not stop the rest.
+    """Fetch every data set in `wanted`; one failure does not stop the rest.
+
+    `zeroserve.data.models.resolve` maps data set and model names to data sets.
 
     Returns:
         One row per data set as `fetch_dataset` returns it, or with "state": "failed", "error" and
         "exit_code" (1 checksum, 3 download).
     """
-    wanted = resolve(names)
     source = normalise_source(source)
     session = _Session(timeout, progress)
     rows = []

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 
 from zeroserve.errors import InputError, ServerError
-from zeroserve.serve import state as st
 
 DEFAULT_HOST = "127.0.0.1"  # not "localhost": tritonclient.grpc to localhost:PORT hung where 127.0.0.1 answered at once
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -70,13 +70,6 @@ def check_bind_host(host: str, allow_remote: bool) -> str | None:
     )
 
 
-def free_port(host: str = DEFAULT_HOST) -> int:
-    """A port the OS says is free now (bind to port 0)."""
-    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
-        s.bind((host.strip("[]"), 0))
-        return s.getsockname()[1]
-
-
 def resolve_free_ports(host: str, ports: dict[str, int]) -> dict[str, int]:
     """`ports` with each 0 replaced by a distinct port that is free on `host` now (held until all are chosen)."""
     held: list[socket.socket] = []
@@ -108,8 +101,11 @@ def bind_addresses(host: str) -> dict[str, str]:
     return {"http": f"ipv6:{host}", "grpc": f"[{host}]", "metrics": f"ipv6:{host}"}
 
 
-def check_ports(host: str, ports: dict[str, int]) -> None:
-    """Raise ServerError naming the first port that cannot be bound on `host` (InputError when two are equal)."""
+def check_ports(host: str, ports: dict[str, int], holder: Callable[[str, int], str | None] = lambda h, p: None) -> None:
+    """Raise ServerError naming the first port that cannot be bound on `host` (InputError when two are equal).
+
+    `holder(host, port)` names what holds a port in use, if it knows (serve: a zeroserve server's pid).
+    """
     if len(set(ports.values())) < len(ports):
         raise InputError(f"the http, grpc and metrics ports must differ; got {ports}")
     bad = {what: port for what, port in ports.items() if not 0 < port <= 65535}
@@ -122,12 +118,8 @@ def check_ports(host: str, ports: dict[str, int]) -> None:
             try:
                 s.bind((host.strip("[]"), port))
             except OSError as exc:
-                owners = [
-                    x
-                    for x in st.list_servers()
-                    if port in (x["http_port"], x["grpc_port"], x["metrics_port"]) and x["host"] == host
-                ]
-                hint = f" by the zeroserve server with pid {owners[0]['pid']}" if owners else ""
+                held_by = holder(host, port)
+                hint = f" by {held_by}" if held_by else ""
                 raise ServerError(
                     f"{what} port {port} on {host} is in use{hint} ({exc.strerror}); "
                     f"choose another with --{what}-port or stop what holds it"

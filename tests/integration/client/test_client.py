@@ -17,9 +17,9 @@ from zeroserve import registry
 from zeroserve.artifacts import eager_outputs, load_trained
 from zeroserve.client.check import check_model
 from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import RequestRejected
 from zeroserve.client.perf.run import run_perf
 from zeroserve.errors import ServerError
+from zeroserve.triton.errors import RequestRejected
 
 pytestmark = pytest.mark.slow
 

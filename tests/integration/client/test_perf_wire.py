@@ -14,7 +14,8 @@ import pytest
 from zeroserve import registry
 from zeroserve.client.connection import Client, Endpoint
 from zeroserve.client.perf import generator as G
-from zeroserve.client.perf.run import level_count, level_failures, wire
+from zeroserve.client.perf import wire
+from zeroserve.client.perf.run import level_count, level_failures
 
 pytestmark = pytest.mark.slow
 

@@ -24,9 +24,9 @@ from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
 from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import ModelRecovering
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
+from zeroserve.triton.errors import ModelRecovering
 
 pytestmark = pytest.mark.slow
 

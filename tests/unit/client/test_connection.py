@@ -14,8 +14,8 @@ import pytest
 from zeroserve import registry
 from zeroserve.client import connection
 from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import ApiRestricted, RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
 from zeroserve.errors import InputError, ServerError
+from zeroserve.triton.errors import ApiRestricted, RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
 
 
 def test_explicit_ports_win(monkeypatch):

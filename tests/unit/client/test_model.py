@@ -12,7 +12,7 @@ import pytest
 
 from zeroserve.client import input_files
 from zeroserve.client import model as T
-from zeroserve.client.connection import _module, build_request
+from zeroserve.client.connection import build_request, tritonclient_module
 from zeroserve.client.perf.wire import encode_grpc, encode_http
 from zeroserve.errors import InputError
 
@@ -75,7 +75,7 @@ def test_every_datatype_generates_and_encodes(mode, protocol):
             assert not np.any(a.astype(np.float64))
     assert np.all([len(v) == T.STRING_LENGTH for v in arrays[-1].reshape(-1)]) or mode == "zero"
     arrays = T.validate(tgt, arrays)
-    ins, outs = build_request(_module(protocol), tgt, arrays)
+    ins, outs = build_request(tritonclient_module(protocol), tgt, arrays)
     payload = encode_http("m", "h:1", ins, outs) if protocol == "http" else encode_grpc("m", ins, outs)
     for d in DATATYPES:
         assert f"in_{d.lower()}".encode() in payload

@@ -6,8 +6,9 @@ import base64
 import csv
 import io
 
-from zeroserve import engine, machine
+from zeroserve import engine
 from zeroserve.client.perf import panels, report
+from zeroserve.triton import machine
 
 
 def _level(c, tp, p50):

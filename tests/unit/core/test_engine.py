@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from zeroserve import engine, machine
+from dataclasses import asdict
+
+from zeroserve import engine
 from zeroserve.deploy.release import TARGET
+from zeroserve.triton import machine
 
 
 def _python_config(fmt: str) -> dict:
@@ -35,7 +38,7 @@ def test_the_embedded_engine_is_read_from_zeroserves_python_backend_config():
 
 def test_a_native_backend_is_described_as_such_and_the_target_release_by_its_versions():
     config = {"backend": "onnxruntime", "instance_group": [{"kind": "KIND_GPU"}]}
-    e = engine.from_config(config, TARGET.triton, ["NVIDIA L4"])
+    e = engine.from_config(config, TARGET.triton, ["NVIDIA L4"], asdict(TARGET))
     assert (e["kind"], e["backend"], e["runtime_version"], e["image"]) == (
         "native",
         "onnxruntime",
@@ -46,13 +49,13 @@ def test_a_native_backend_is_described_as_such_and_the_target_release_by_its_ver
         f"Triton {TARGET.triton} [{TARGET.image}], native onnxruntime backend (onnxruntime {TARGET.onnxruntime}), "
         "on GPU (NVIDIA L4)"
     )
-    other = engine.from_config(config, "2.40.0", [])
+    other = engine.from_config(config, "2.40.0", [], asdict(TARGET))
     assert other["runtime_version"] is None and other["device"] == "CPU" and "version not known" in engine.line(other)
 
 
 def test_differs_names_each_difference_and_nothing_when_the_same():
     measured = engine.embedded("onnx", [], "2.51.0")
-    target = engine.target_release("onnxruntime")
+    target = engine.target_release(asdict(TARGET), "onnxruntime")
     lines = engine.differs(measured, target)
     assert f"Triton version 2.51.0 measured, {TARGET.triton} targeted" in lines
     assert "backend python measured, onnxruntime targeted" in lines

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from zeroserve import engine, machine
+from zeroserve import engine
 from zeroserve.client.perf import panels
+from zeroserve.triton import machine
 from zeroserve.tune import report
 
 

@@ -58,13 +58,13 @@ def measured_on(engine: dict | None) -> dict:
     }
 
 
-def engine_of(client, triton_name: str) -> dict | None:
-    """The engine a served model runs on, asked of the server (its version and the model's config); None when the
-    server does not answer those calls."""
+def engine_of(client, triton_name: str, release: dict | None = None) -> dict | None:
+    """The engine a served model runs on, asked of the server (its version and the model's config; `release`: the
+    target release, deploy/release.py's, to name its runtime); None when the server does not answer those calls."""
     from zeroserve.engine import from_config
     from zeroserve.errors import ZeroserveError
 
     try:
-        return from_config(client.model_config(triton_name), client.server_version(), gpu_names())
+        return from_config(client.model_config(triton_name), client.server_version(), gpu_names(), release)
     except ZeroserveError:
         return None

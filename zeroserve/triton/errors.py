@@ -19,7 +19,7 @@ import re
 from typing import Literal
 
 from zeroserve.errors import InputError, ServerError, ZeroserveError
-from zeroserve.serve.restricted import ALLOW_CLIENT_SHM, SHARED_MEMORY
+from zeroserve.triton.restricted import ALLOW_CLIENT_SHM, SHARED_MEMORY
 
 Outcome = Literal["unreachable", "timeout", "restricted", "rejected", "failed"]
 
@@ -135,6 +135,14 @@ def translate(
 
     `api`: the Triton API of the call (shared-memory, model-repository, ...), named in a restricted refusal.
     """
+    error = _translate(exc, url, protocol, model, timeout, api)
+    error.said = first_line(exc)
+    return error
+
+
+def _translate(
+    exc: BaseException, url: str, protocol: str, model: str | None, timeout: float | None, api: str | None
+) -> ZeroserveError:
     outcome = classify(exc)
     where = f" for {model}" if model else ""
     if outcome == "unreachable":
