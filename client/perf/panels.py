@@ -74,7 +74,7 @@ def _resources(ax_cpu, ax_mem, series: list[tuple[str, list[dict], dict[str, Any
     drawn = False
     for name, levels, style in series:
         pts = [(lv["throughput"], lv["server_resources"], lv) for lv in levels if lv.get("server_resources")]
-        pts.sort(key=lambda p: p[0])
+        pts.sort(key=lambda p: _load(p[2]))
         if not pts:
             continue
         drawn = True
@@ -104,7 +104,7 @@ def _latency(
     ax.set_title(PANELS[0], fontsize=9)
     ringed = False
     for name, levels, style in series:
-        levels = sorted(levels, key=lambda lv: lv["throughput"])
+        levels = sorted(levels, key=_load)  # in the order of the load offered, as the levels were measured
         if not levels:
             continue
         ax.plot([lv["throughput"] for lv in levels], [lv[key] for lv in levels], label=name, **style)
@@ -165,7 +165,8 @@ def tune_figure(rec: dict, pareto) -> Any:
     in-budget points, each candidate's breakdown at its chosen level, and its server CPU and memory."""
     fig, axes = plots.subplots((12, 8.5), grid=(2, 2))
     rows = [m for m in rec["candidates"] if m.get("levels")]
-    series = [(_short(m), m["levels"], {"marker": ".", "alpha": 0.6, "lw": 1}) for m in rows]
+    number = {id(m): i for i, m in enumerate(rec["candidates"], 1)}  # the table's numbering
+    series = [(_short(m, number[id(m)]), m["levels"], {"marker": ".", "alpha": 0.7, "lw": 1}) for m in rows]
     key = rec["latency_metric"]
     _latency(axes[0][0], series, rec.get("latency_budget_ms"), key)
     met = [m for m in rows if m["meets_budget"] and m.get("latency_ms") is not None]
@@ -190,7 +191,7 @@ def tune_figure(rec: dict, pareto) -> Any:
     shown = met or rows
     _bars(
         axes[0][1],
-        [_short(m) for m in shown],
+        [_short(m, number[id(m)], full=False) for m in shown],
         [breakdown(m) for m in shown],
         [not m.get("stable", True) for m in shown],
     )
@@ -211,5 +212,12 @@ def tune_figure(rec: dict, pareto) -> Any:
     return fig
 
 
-def _short(m: dict) -> str:
-    return m["label"] + (" (deployed)" if m.get("deployed") else "")
+def _load(level: dict) -> float:
+    return level.get("concurrency") or level.get("request_rate") or level["throughput"]
+
+
+def _short(m: dict, number: int, full: bool = True) -> str:
+    """`#2 onnx inst 1, ...` in legends; `#2` under a bar (the legend and the table name it)."""
+    if not full:
+        return f"#{number}" + (" (deployed)" if m.get("deployed") else "")
+    return f"#{number} {m['label']}" + (" (deployed)" if m.get("deployed") else "")

@@ -76,7 +76,9 @@ def test_the_tune_summary_marks_the_pareto_front_and_the_choice_and_names_engine
     assert "measured on embedded Triton 2.51.0" in title and "floor (no-op twin) at c=1: p50 0.30 ms" in title
     latency = fig.axes[0]
     labels = [t.get_text() for t in latency.get_legend().get_texts()]
-    assert {"1 inst (deployed)", "2 inst", "3 inst", "Pareto front", "chosen", "budget", "not stable"} <= set(labels)
+    assert {"#1 1 inst (deployed)", "#2 2 inst", "#3 3 inst", "Pareto front", "chosen", "budget", "not stable"} <= set(
+        labels
+    )
     front = next(line for line in latency.get_lines() if line.get_label() == "Pareto front")
     assert list(front.get_xdata()) == [3000.0]  # 2 inst beats both others on throughput and p99
     assert len(fig.axes[1].patches) == 3 * len(panels.PARTS)  # one stacked bar per candidate
