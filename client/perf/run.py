@@ -530,6 +530,8 @@ def _metric_sources(clients: list[Client], url: str | None, required: bool = Fal
             f"--collect-metrics: the metrics endpoint of the server at {', '.join(missing)} is not known (not a "
             "zeroserve server): give --metrics-url http://HOST:PORT/metrics"
         )
+    if missing:  # the servers' counts would be some servers' only: no cross-check is better than a false one
+        return ()
     return tuple(s for s in found if s is not None)
 
 
