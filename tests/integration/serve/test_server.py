@@ -24,8 +24,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from zeroserve.deploy import contents
 from zeroserve.deploy.config import parse, render
 from zeroserve.errors import InputError, ServerError
-from zeroserve.serve import processes as ps
 from zeroserve.serve import handle, runtime, server, stop
+from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.serve.docker import docker_command
 from zeroserve.triton import wheel
