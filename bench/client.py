@@ -28,7 +28,7 @@ from rich.table import Table
 
 from zeroserve import engine, records, registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained, model_dir
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import load
 from zeroserve.client.perf.run import run_perf
 from zeroserve.client.perf.windows import percentiles

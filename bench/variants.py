@@ -17,7 +17,7 @@ from rich.console import Console
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf.run import run_perf
 from zeroserve.data.readers import default_data_dir
 from zeroserve.errors import ZeroserveError

@@ -32,14 +32,8 @@ from zeroserve.app.cliutil import (
     skip_line,
 )
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.client.connection import (
-    DEFAULT_TIMEOUT_S,
-    PROTOCOLS,
-    Client,
-    choose_protocol,
-    protocols_meant,
-    resolve_endpoint,
-)
+from zeroserve.client.connection import DEFAULT_TIMEOUT_S, Client
+from zeroserve.client.endpoints import PROTOCOLS, choose_protocol, protocols_meant, resolve_endpoint
 from zeroserve.errors import CheckFailed, InputError
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
@@ -757,6 +751,6 @@ def perf_cmd(
 
 
 def _no_endpoint():
-    from zeroserve.client.connection import Endpoint
+    from zeroserve.client.endpoints import Endpoint
 
     return Endpoint(source="--url")

@@ -8,20 +8,28 @@ until the server runs or the start fails with one clear error.
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from zeroserve.deploy.contents import canonical_models
-from zeroserve.errors import InputError, ServerError
+from zeroserve.errors import InputError, ServerError, ZeroserveError
 from zeroserve.serve import state as st
+from zeroserve.serve.handle import OnModel
+from zeroserve.serve.logs import log_tail
 from zeroserve.serve.metrics import DEFAULT_INTERVAL_MS
-from zeroserve.serve.server import OnModel, log_tail
+from zeroserve.serve.restarts import RestartPolicy
+from zeroserve.serve.server import start_server
+from zeroserve.serve.signals import stop_signals
 from zeroserve.serve.stop import STOP_TIMEOUT_S, stop_server
-from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, supervisor_command
+from zeroserve.serve.supervisor import HANG_TIMEOUT_S, Supervisor
 from zeroserve.triton.ports import check_ports
 from zeroserve.triton.wheel import find_tritonserver
 
@@ -121,3 +129,77 @@ def _wait(proc: subprocess.Popen, run_id: str, sup_log: Path, deadline: float, o
                 proc.kill()
             raise ServerError(f"the detached server was not ready within --timeout (log: {sup_log})")
         time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- the supervisor process's side
+
+
+def supervisor_command(options: dict[str, Any], policy: RestartPolicy) -> list[str]:
+    """The detached supervisor's command line: `start_server`'s options and the restart policy, as JSON."""
+    doc = {
+        **options,
+        "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap, "window_s": policy.window_s},
+    }
+    return [sys.executable, "-m", "zeroserve.serve.supervisor", json.dumps(doc)]
+
+
+def supervisor_main(argv: list[str] | None = None) -> int:
+    """`python -m zeroserve.serve.supervisor OPTIONS_JSON`: start the server, then supervise it until stopped."""
+    parser = argparse.ArgumentParser(
+        description="The detached supervisor: start the server, supervise it until stopped."
+    )
+    parser.add_argument("options", help="start_server's keyword arguments and the restart policy, as JSON")
+    opts = json.loads(parser.parse_args(argv).options)
+    os.umask(0o077)
+    with stop_signals():  # SIGTERM (what `zeroserve stop` sends first) and Ctrl-C stop the server
+        return _supervise(opts)
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+def _supervise(opts: dict[str, Any]) -> int:
+    policy = RestartPolicy.from_env(**opts.pop("policy", {}))
+    me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid())}
+    say = lambda text: print(f"{_now()} {text}", flush=True)  # noqa: E731 - the supervisor's own log
+
+    def on_model(name: str, state: str, seconds: float) -> None:
+        say(f"{name}: {state}" + (f" in {seconds:.1f} s" if state != "loading" else ""))
+
+    server = None
+    try:
+        hang_timeout = float(opts.pop("hang_timeout", HANG_TIMEOUT_S))
+        # detach=False: tritonserver gets the parent-death signal, so it ends with this supervisor
+        server = start_server(
+            Path(opts["repository"]),
+            opts.get("models"),
+            detach=False,
+            supervisor=me,
+            on_model=on_model,
+            **{k: v for k, v in opts.items() if k not in ("repository", "models")},
+        )
+        Supervisor(server, policy, say, hang_timeout=hang_timeout).run()
+    except KeyboardInterrupt:  # SIGTERM or Ctrl-C (signals.Terminated)
+        if server is not None:
+            say("stopping (SIGTERM)")
+            server.stop(STOP_TIMEOUT_S)
+        return 0
+    except ZeroserveError as exc:
+        say(f"error: {exc}")
+        _record_failure(opts.get("run_id"), exc)
+        return exc.exit_code
+    return 0
+
+
+def _record_failure(run_id: str | None, exc: ZeroserveError) -> None:
+    """Put the error's message and exit code into the run's state (the waiting CLI reads them)."""
+    if not run_id:
+        return
+    path = st.state_path(run_id)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        state = None
+    if state is not None:
+        st.write_state({**state, "error": {"message": str(exc), "exit_code": exc.exit_code}})

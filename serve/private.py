@@ -19,7 +19,8 @@ from typing import Any
 
 from zeroserve.errors import ServerError
 from zeroserve.serve import state as st
-from zeroserve.serve.server import Server, start_server
+from zeroserve.serve.handle import Server
+from zeroserve.serve.server import start_server
 from zeroserve.triton.ports import DEFAULT_HOST, resolve_free_ports
 
 CACHE_ENV = "ZEROSERVE_CACHE"

@@ -11,7 +11,7 @@ from rich.markup import escape
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.app.cliutil import JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors, print_json
-from zeroserve.client.connection import PROTOCOLS
+from zeroserve.client.endpoints import PROTOCOLS
 from zeroserve.deploy.repository import DEFAULT_REPOSITORY
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.signals import Terminated, stop_signals

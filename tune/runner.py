@@ -23,7 +23,7 @@ from typing import Any
 
 from zeroserve import formats as F
 from zeroserve import records
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf.run import level_count, run_perf
 from zeroserve.deploy.contents import canonical_models, read_deployed
 from zeroserve.deploy.repository import read_manifest

@@ -20,7 +20,8 @@ from typing import Any
 
 from rich.table import Table
 
-from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.model import Target, resolve
 from zeroserve.client.perf.panels import label
 from zeroserve.errors import InputError
@@ -105,7 +106,7 @@ def perf_with_floor(run: Callable[..., dict], spec: Any, endpoint: Endpoint, **k
     urls = kwargs.pop("urls", None)
     with contextlib.ExitStack() as stack:
         if urls:
-            from zeroserve.client.connection import parse_url
+            from zeroserve.client.endpoints import parse_url
 
             host, port = parse_url(urls[0], protocol)
             endpoint = Endpoint(host, port, port, "--url")

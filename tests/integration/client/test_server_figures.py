@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from zeroserve import registry
 from zeroserve.app.cli import app
-from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import metrics as PM
 from zeroserve.client.perf import report
 from zeroserve.client.perf.run import level_count, run_perf

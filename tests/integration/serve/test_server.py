@@ -24,8 +24,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 from zeroserve.deploy import contents
 from zeroserve.deploy.config import parse, render
 from zeroserve.errors import InputError, ServerError
+from zeroserve.serve import handle, runtime, server, stop
 from zeroserve.serve import processes as ps
-from zeroserve.serve import runtime, server, stop
 from zeroserve.serve import state as st
 from zeroserve.serve.docker import docker_command
 from zeroserve.triton import wheel
@@ -231,7 +231,7 @@ def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time
     repository = tmp_path / "slow"
     canonical_folder(repository, "linear", "onnx")
     canonical_folder(repository, "name_gru", "onnx", warmups=10_000_000)  # its load runs warmups for hours
-    monkeypatch.setattr(server, "LOAD_WORKERS", 1)  # name_gru_onnx starts loading once linear_onnx is READY
+    monkeypatch.setattr(handle, "LOAD_WORKERS", 1)  # name_gru_onnx starts loading once linear_onnx is READY
     events: dict[tuple[str, str], float] = {}
     timeout = 20.0
     started = time.monotonic()
