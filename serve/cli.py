@@ -216,22 +216,20 @@ def serve_cmd(
 
     policy = RestartPolicy.from_env(cap=max_restarts, first_s=restart_backoff)
     memory_ceiling(memory_limit, gpu=False)  # a bad size is refused before anything starts
+    start = {  # start_server's options, the same for a detached and a foreground server
+        "host": host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "ort_threads": ort_threads,
+        "timeout": timeout,
+        "memory_limit": memory_limit,
+        "allow_client_shm": allow_client_shm,
+    }
     if detach:
         with progress() as on_model:
             state = start_detached(
-                repository,
-                models,
-                host=host,
-                http_port=http_port,
-                grpc_port=grpc_port,
-                metrics_port=metrics_port,
-                ort_threads=ort_threads,
-                timeout=timeout,
-                policy=policy,
-                hang_timeout=hang_timeout,
-                memory_limit=memory_limit,
-                allow_client_shm=allow_client_shm,
-                on_model=on_model,
+                repository, models, policy=policy, hang_timeout=hang_timeout, on_model=on_model, **start
             )
         print_endpoints(state)
         console.print(
@@ -241,20 +239,7 @@ def serve_cmd(
         )
         return
     with stop_signals():
-        _serve_foreground(
-            repository,
-            models,
-            policy,
-            hang_timeout,
-            host=host,
-            http_port=http_port,
-            grpc_port=grpc_port,
-            metrics_port=metrics_port,
-            ort_threads=ort_threads,
-            timeout=timeout,
-            memory_limit=memory_limit,
-            allow_client_shm=allow_client_shm,
-        )
+        _serve_foreground(repository, models, policy, hang_timeout, **start)
 
 
 def _serve_foreground(repository: Path, models, policy: RestartPolicy, hang_timeout: float, **options) -> None:
