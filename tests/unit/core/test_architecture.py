@@ -239,7 +239,6 @@ OVER_THE_BAR = {
     "zeroserve.export.exporter",
     "zeroserve.export.exporter.export_model",
     "zeroserve.export.variants",
-    "zeroserve.train.trainer.train_model",
     "zeroserve.tune.cli.tune_cmd",
     "zeroserve.tune.runner",
     "zeroserve.tune.runner.run_tune",
