@@ -31,7 +31,7 @@ from zeroserve.client.model import Target, resolve
 from zeroserve.client.perf import load
 from zeroserve.client.perf.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.perf.inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
-from zeroserve.client.perf.metrics import DEFAULT_INTERVAL_S, LevelMetrics, Source, count_warning
+from zeroserve.client.perf.metrics import DEFAULT_INTERVAL_S, LevelMetrics, Source, count_warning, csv_columns
 from zeroserve.client.perf.windows import (
     MAX_SEARCH_CONCURRENCY,
     STABLE_WINDOWS,
@@ -196,6 +196,7 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
     if probe is not None:
         await probe.settle(level_count(fig, "requests"))
         fig["server_metrics"], fig["server_resources"] = probe.figures(level_count(fig, "requests"))
+        fig["gpu_metrics"] = csv_columns(fig)  # perf_analyzer's --collect-metrics CSV cells (pa_csv's hook)
     if rate is not None:
         fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
         fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
