@@ -14,7 +14,7 @@ _EXPORTS = {
     "Endpoint": "connection",
     "resolve_endpoint": "connection",
     "check_model": "check",
-    "run_perf": "perf",
+    "run_perf": "perf.run",
 }
 __all__ = sorted(_EXPORTS)
 

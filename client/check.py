@@ -18,10 +18,10 @@ from zeroserve import formats as F
 from zeroserve import parity, records
 from zeroserve.artifacts import eager_outputs, load_trained, model_dir
 from zeroserve.client.connection import Client, Endpoint, batches
-from zeroserve.client.errors import RequestFailed
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
 from zeroserve.spec import ModelSpec, Split
+from zeroserve.triton.errors import RequestFailed
 
 
 def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float | None) -> Tolerance:

@@ -13,16 +13,7 @@ from rich.table import Table
 
 from zeroserve import formats as F
 from zeroserve import registry
-from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.client.connection import (
-    DEFAULT_TIMEOUT_S,
-    PROTOCOLS,
-    Client,
-    choose_protocol,
-    protocols_meant,
-    resolve_endpoint,
-)
-from zeroserve.cliutil import (
+from zeroserve.app.cliutil import (
     ArtifactsOpt,
     DataDirOpt,
     JsonOpt,
@@ -37,6 +28,15 @@ from zeroserve.cliutil import (
     positive_seconds,
     print_json,
     skip_line,
+)
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.client.connection import (
+    DEFAULT_TIMEOUT_S,
+    PROTOCOLS,
+    Client,
+    choose_protocol,
+    protocols_meant,
+    resolve_endpoint,
 )
 from zeroserve.errors import CheckFailed, InputError
 
@@ -194,8 +194,8 @@ def infer_cmd(
     """
     from zeroserve.client.infer import check_sample_choice, image_inputs, run_infer_requests, sample_inputs, text_inputs
     from zeroserve.client.input_files import check_validation_data, read_input_requests
-    from zeroserve.client.perf_inputs import perf_inputs
-    from zeroserve.client.target import parse_shapes, resolve
+    from zeroserve.client.model import parse_shapes, resolve
+    from zeroserve.client.perf.inputs import perf_inputs
 
     shapes = parse_shapes(shape)
     given = [
@@ -487,7 +487,7 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
 
 
 def _register_perf() -> None:
-    from zeroserve.client import perf_command
+    from zeroserve.client.perf import command as perf_command
 
     variant = Annotated[
         str | None,

@@ -1,6 +1,6 @@
 """The one connection layer over tritonclient: endpoints, requests from registry specs, statistics.
 
-Every call has a timeout; a failed call becomes the typed error of its outcome (client/errors.py):
+Every call has a timeout; a failed call becomes the typed error of its outcome (zeroserve/triton/errors.py):
 unreachable or timed out (exit 3), rejected (exit 2) or failed (exit 1), with Triton's own message.
 """
 
@@ -13,13 +13,13 @@ from typing import Any, Literal
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve.client.errors import ModelNotServed, ModelRecovering, RequestFailed, ServerUnreachable, translate
 from zeroserve.client.values import to_wire
 from zeroserve.errors import InputError, ServerError
-from zeroserve.serve import restricted
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
 from zeroserve.serve.state import recovering_models, resolve_server, restarting, server_at
 from zeroserve.spec import ModelSpec
+from zeroserve.triton import restricted
+from zeroserve.triton.errors import ModelNotServed, ModelRecovering, RequestFailed, ServerUnreachable, translate
+from zeroserve.triton.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
 
 Protocol = Literal["grpc", "http"]
 PROTOCOLS: tuple[str, ...] = ("grpc", "http")
@@ -210,7 +210,7 @@ def add_statistics(samples: list[dict[str, int]]) -> dict[str, int]:
 # ---------------------------------------------------------------- sync client
 
 
-def _module(protocol: str, aio: bool = False):
+def tritonclient_module(protocol: str, aio: bool = False):
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {protocol!r}; use grpc or http")
     if protocol == "grpc":
@@ -248,7 +248,7 @@ class Client:
         self.protocol = protocol
         self.url = endpoint.url(protocol)
         self.timeout = timeout
-        self._mod = _module(protocol)
+        self._mod = tritonclient_module(protocol)
         self._state: dict | None | bool = False  # the zeroserve state of the server at url, read on first use
         try:
             if protocol == "grpc":
@@ -262,7 +262,7 @@ class Client:
 
     def _call(self, name: str, *args, model: str | None = None, api: str | None = None, **kwargs):
         """tritonclient's `name`; `api` is the Triton API it belongs to when zeroserve restricts that API:
-        the run's key is sent when this client may use it (serve/restricted.py)."""
+        the run's key is sent when this client may use it (zeroserve/triton/restricted.py)."""
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout
         if api is not None:
@@ -388,7 +388,7 @@ class AsyncClient:
         self.protocol = protocol
         self.url = url
         self.timeout = timeout
-        self._mod = _module(protocol, aio=True)
+        self._mod = tritonclient_module(protocol, aio=True)
         self._client: Any = None  # tritonclient's aio client once entered
 
     async def __aenter__(self) -> AsyncClient:

@@ -24,9 +24,9 @@ import torch
 
 from zeroserve import formats as F
 from zeroserve import records
-from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, model_dir, output_arrays
+from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, model_dir
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
-from zeroserve.export import gate
+from zeroserve.export import gate, runners
 from zeroserve.export import variants as variants_mod
 from zeroserve.spec import ModelSpec, Split
 
@@ -122,40 +122,6 @@ def _export_torchscript(spec: ModelSpec, module: torch.nn.Module, path: Path) ->
         torch.jit.save(scripted, str(path))
 
 
-def _onnx_runner(
-    path: Path, spec: ModelSpec, threads: int | None = None, providers: tuple[str, ...] = ("CPUExecutionProvider",)
-) -> Callable:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), opts, providers=list(providers))
-    names = [t.name for t in spec.inputs]
-    return lambda inputs: session.run(None, dict(zip(names, inputs)))
-
-
-def _torchscript_runner(path: Path, spec: ModelSpec, threads: int | None = None) -> Callable:
-    with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", FutureWarning
-        )  # torch.jit is deprecated upstream; Triton's pytorch backend still loads it
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def run(inputs):
-        with torch.no_grad():
-            return output_arrays(module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]))
-
-    return run
-
-
-def _eager_runner(model: torch.nn.Module) -> Callable:
-    return lambda inputs: eager_outputs(model, inputs, batch_size=len(inputs[0]))
-
-
 def _onnx_info(path: Path) -> dict:
     """Check an ONNX file fully and read what deploy checks against the target release."""
     import onnx
@@ -185,7 +151,7 @@ BUILDERS: dict[str, Callable[..., dict]] = {
     **variants_mod.BUILDERS,
 }
 # How an artifact is run in-process for the gate and the latency figures, by runtime.
-RUNNERS: dict[str, Callable[..., Callable]] = {"onnx": _onnx_runner, "torchscript": _torchscript_runner}
+RUNNERS = runners.RUNNERS
 
 
 def median_ms(fn: Callable, inputs: list[np.ndarray], budget_s: float = 0.4, max_runs: int = 200) -> float:
@@ -317,7 +283,7 @@ def export_model(
     records.ensure_writable_dir(out_dir)
     real = split.test_inputs if split is not None else _real_samples(spec, data_dir)
     points = gate.grid(spec, real)
-    eager = _eager_runner(model)
+    eager = runners.eager_runner(model)
     module = _exportable(spec, model)
     held_eager = eager_outputs(model, split.test_inputs) if split is not None else None
 

@@ -22,8 +22,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from zeroserve import registry
-from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import (
+from zeroserve.app.cliutil import (
     ArtifactsOpt,
     JsonOpt,
     ModelFilesOpt,
@@ -35,12 +34,16 @@ from zeroserve.cliutil import (
     positive_seconds,
     print_json,
 )
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.deploy.repository import DEFAULT_REPOSITORY
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
 from zeroserve.serve import stop
 from zeroserve.serve.docker import docker_command
-from zeroserve.serve.ports import (
+from zeroserve.serve.status import collect_status, duration_text, find_target
+from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, Supervisor
+from zeroserve.triton.ports import (
     DEFAULT_HOST,
     DEFAULT_PORTS,
     check_bind_host,
@@ -48,9 +51,6 @@ from zeroserve.serve.ports import (
     non_loopback,
     resolve_free_ports,
 )
-from zeroserve.serve.repository import DEFAULT_REPOSITORY
-from zeroserve.serve.status import collect_status, duration_text, find_target
-from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, Supervisor
 
 STOP_WAIT_S = 10.0
 
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
 
 def _target_image() -> str:
     """The NGC image of the Triton release the canonical repository targets (deploy's constant)."""
-    from zeroserve.serve.target import TARGET
+    from zeroserve.deploy.release import TARGET
 
     return TARGET.image
 
@@ -392,12 +392,12 @@ def _start_detached(
     Returns the run's state once it is running. The supervisor runs in its own session under
     umask 077 and writes into the state file; its own log is `supervisor.log` in the run folder.
     """
-    from zeroserve.serve.ports import check_ports
-    from zeroserve.serve.runtime import canonical_models
-    from zeroserve.serve.wheel import find_tritonserver
+    from zeroserve.deploy.contents import canonical_models
+    from zeroserve.triton.ports import check_ports
+    from zeroserve.triton.wheel import find_tritonserver
 
     canonical_models(repository, models)  # input errors here, before anything starts
-    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
+    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}, st.port_holder)
     find_tritonserver()
     run_id = st.new_run_id()
     st.private_dirs()

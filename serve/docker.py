@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
+from zeroserve.triton.ports import DEFAULT_HOST, DEFAULT_PORTS
 
 CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}  # tritonserver's own defaults inside the image
 

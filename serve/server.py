@@ -1,7 +1,7 @@
 """The embedded server: start tritonserver on a runtime repository and run it (models loaded, reloaded, restarted).
 
 `start_server` builds the runtime copy (serve/runtime.py), starts the wheel's tritonserver
-(serve/wheel.py) in its own session under umask 077 and writes the run's state file
+(zeroserve/triton/wheel.py) in its own session under umask 077 and writes the run's state file
 (serve/state.py) as soon as the process exists, so `zeroserve stop` can always find it.
 
 Model control: a served server runs `--model-control-mode=poll` with no open control API
@@ -35,22 +35,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zeroserve.errors import InputError, ServerError
+from zeroserve.deploy.config import parse, render
+from zeroserve.deploy.contents import canonical_models
+from zeroserve.errors import InputError, ServerError, ZeroserveError
 from zeroserve.serve import processes as ps
-from zeroserve.serve import restricted
 from zeroserve.serve import state as st
-from zeroserve.serve.config import parse, render
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
 from zeroserve.serve.runtime import (
     NOOP_SUFFIX,
     RuntimeModel,
-    _servable,
     build_runtime_repository,
-    canonical_models,
+    servable,
     write_runtime_model,
 )
 from zeroserve.serve.stop import STOP_TIMEOUT_S, reap_dead, stop_server
-from zeroserve.serve.wheel import backend_directory, find_tritonserver, gpu_available, server_env
+from zeroserve.triton import restricted
+from zeroserve.triton.control import Control
+from zeroserve.triton.errors import RequestRejected, ServerTimeout, ServerUnreachable
+from zeroserve.triton.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_addresses, check_ports, hostport
+from zeroserve.triton.wheel import backend_directory, find_tritonserver, gpu_available, server_env
 
 NOT_SERVED = "not served"  # on_model state of a folder the engine cannot serve (reason in state["unservable"])
 READY_TIMEOUT_S = 300.0
@@ -176,10 +178,6 @@ class Server:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def headers(self, api: str) -> dict[str, str]:
-        """The HTTP header that lets this process's own call to a restricted `api` through (serve/restricted.py)."""
-        return restricted.headers(self.state, api, "http")
-
     def stop(
         self, timeout: float = STOP_TIMEOUT_S, keep_run: bool = False, reason: str | None = None
     ) -> dict[str, Any]:
@@ -210,32 +208,24 @@ class Server:
             time.sleep(0.1)
         raise ServerError(f"tritonserver did not come up within the start deadline (--timeout) (log: {self.log})")
 
+    def control(self, timeout: float = 3.0) -> Control:
+        """Triton's control plane of this server, with the run's key (zeroserve/triton/control.py)."""
+        return Control.of(self.state, timeout)
+
     def live(self, timeout: float = 1.0) -> bool:
         """True when `/v2/health/live` answers 200 within `timeout` (a plain GET: no inference, no statistics)."""
-        import http.client
-
-        host = self.state["host"].strip("[]")
-        conn = http.client.HTTPConnection(host, int(self.state["http_port"]), timeout=timeout)
-        try:
-            conn.request("GET", "/v2/health/live")
-            return conn.getresponse().status == 200
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
+        return self.control(timeout).live()
 
     def index(self, timeout: float = 3.0) -> dict[str, dict[str, str]]:
-        """The repository index (read-only in every mode): Triton name -> {"state", "reason"}; {} without an answer."""
-        import tritonclient.http as httpclient
+        """The repository index: Triton name -> {"state", "reason", ...}; {} while nothing answers in time.
 
-        client = httpclient.InferenceServerClient(self.http_url, connection_timeout=timeout, network_timeout=timeout)
-        try:
-            index = client.get_model_repository_index(headers=self.headers(restricted.MODEL_REPOSITORY))
-            return {m["name"]: {"state": m.get("state", ""), "reason": m.get("reason", "")} for m in index}
-        except Exception:  # noqa: BLE001 - not answering is reported as an empty index
-            return {}
-        finally:
-            client.close()
+        A server that answers with an error (a refused key, a server error) raises its typed error.
+        """
+        with self.control(timeout) as control:
+            try:
+                return control.index()
+            except (ServerUnreachable, ServerTimeout):
+                return {}
 
     def wait_polled(self, deadline: float, on_model: OnModel | None = None, t0: float | None = None) -> dict[str, str]:
         """Wait until the poller has loaded or failed every model, reporting each as it settles.
@@ -340,17 +330,16 @@ class Server:
         os.replace(tmp, path)
 
     def served_generation(self, name: str, timeout: float = 1.0) -> int | None:
-        """The `ZS_GENERATION` of the config the server answers with for `name` (0 before any reload), or None."""
-        import tritonclient.http as httpclient
+        """The `ZS_GENERATION` of the config the server answers with for `name` (0 before any reload).
 
-        client = httpclient.InferenceServerClient(self.http_url, connection_timeout=timeout, network_timeout=timeout)
-        try:
-            params = client.get_model_config(name).get("parameters") or {}
-            return int((params.get(GENERATION_PARAMETER) or {}).get("string_value") or 0)
-        except Exception:  # noqa: BLE001 - not answering, or no such model
-            return None
-        finally:
-            client.close()
+        None while the server does not answer in time or does not have the model (loading, failed).
+        """
+        with self.control(timeout) as control:
+            try:
+                params = control.config(name).get("parameters") or {}
+            except (ServerUnreachable, ServerTimeout, RequestRejected):
+                return None
+        return int((params.get(GENERATION_PARAMETER) or {}).get("string_value") or 0)
 
     def verify(self, name: str) -> str | None:
         """None when the model's runtime artifact still has the sha256 it was served with, else why not."""
@@ -367,8 +356,6 @@ class Server:
         Each load gets what is left of the one deadline. `on_model(name, state, seconds)` reports
         progress, state one of "loading", "READY", "FAILED", "timed out", "skipped".
         """
-        import tritonclient.http as httpclient
-
         on_model = on_model or (lambda *a: None)
         failures: dict[str, str] = {}
         late: list[str] = []
@@ -384,22 +371,25 @@ class Server:
                 return
             t0 = time.monotonic()
             on_model(model.name, "loading", 0.0)
-            client = httpclient.InferenceServerClient(self.http_url, connection_timeout=left, network_timeout=left)
+            control = self.control(left)
             try:
-                client.load_model(model.name, headers=self.headers(restricted.MODEL_REPOSITORY))
+                control.load(model.name)
                 on_model(model.name, "READY", time.monotonic() - t0)
-            except Exception as exc:  # noqa: BLE001 - tritonclient raises its own exception types
-                if isinstance(exc, TimeoutError) or time.monotonic() >= deadline:
+            except ServerTimeout:
+                with lock:
+                    late.append(model.name)
+                on_model(model.name, "timed out", time.monotonic() - t0)
+            except ZeroserveError as exc:
+                if time.monotonic() >= deadline:
                     with lock:
                         late.append(model.name)
                     on_model(model.name, "timed out", time.monotonic() - t0)
                     return
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 with lock:
-                    failures[model.name] = message
+                    failures[model.name] = exc.said or str(exc)
                 on_model(model.name, "FAILED", time.monotonic() - t0)
             finally:
-                client.close()
+                control.close()
 
         with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
             list(pool.map(load, self.models))
@@ -555,13 +545,13 @@ def start_server(
         allow_client_shm: let zeroserve's own client use Triton's shared-memory API (`client perf
             --shared-memory system` sends the key). Without it the key is held back from clients.
             shared-memory, logging and trace are restricted to the run's key either way
-            (serve/restricted.py), and with `explicit` model-repository too.
+            (zeroserve/triton/restricted.py), and with `explicit` model-repository too.
     """
     if model_control not in MODEL_CONTROLS:
         raise InputError(f"model_control must be one of {', '.join(MODEL_CONTROLS)}, got {model_control!r}")
     deadline = time.monotonic() + timeout
     names = canonical_models(repository, models)
-    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
+    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}, st.port_holder)
     install = find_tritonserver()
     reap_dead()
     backends = backend_directory(install, st.cache_dir())
@@ -685,7 +675,7 @@ def start_server(
         src = Path(repository) / source
         model = write_runtime_model(
             src,
-            _servable(src)[0],
+            servable(src)[0],
             served,
             name=name,
             noop=source != name,

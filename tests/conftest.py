@@ -217,7 +217,7 @@ def serve_cache(tmp_path_factory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def deployed_repository(exported, tmp_path_factory) -> Path:
     """A canonical repository with every model whose export passed, in both formats."""
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
 
     artifacts, recs = exported
     repository = tmp_path_factory.mktemp("model_repository")

@@ -11,10 +11,10 @@ from rich.markup import escape
 
 from zeroserve import formats as F
 from zeroserve import registry
+from zeroserve.app.cliutil import JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors, print_json
 from zeroserve.client.connection import PROTOCOLS
-from zeroserve.cliutil import JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors, print_json
+from zeroserve.deploy.repository import DEFAULT_REPOSITORY
 from zeroserve.errors import CheckFailed, InputError
-from zeroserve.serve.repository import DEFAULT_REPOSITORY
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
     Protocol = str

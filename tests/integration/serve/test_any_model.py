@@ -159,7 +159,7 @@ def any_server(tmp_path_factory, serve_cache, free_ports):
 
 
 def cli(*args: str):
-    from zeroserve.cli import app
+    from zeroserve.app.cli import app
 
     return CliRunner().invoke(app, ["client", *args])
 

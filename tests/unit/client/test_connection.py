@@ -14,8 +14,8 @@ import pytest
 from zeroserve import registry
 from zeroserve.client import connection
 from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import ApiRestricted, RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
 from zeroserve.errors import InputError, ServerError
+from zeroserve.triton.errors import ApiRestricted, RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
 
 
 def test_explicit_ports_win(monkeypatch):
@@ -125,7 +125,7 @@ def test_loopback_only():
 
 
 def test_perf_refuses_non_loopback_urls():
-    from zeroserve.client.perf import resolve_urls
+    from zeroserve.client.perf.run import resolve_urls
 
     with pytest.raises(InputError, match="loopback"):
         resolve_urls(Endpoint(), "grpc", ["127.0.0.1:8001", "192.168.1.10:8001"])
@@ -201,7 +201,7 @@ def test_a_server_that_accepts_but_never_answers_is_a_timeout_naming_the_option(
 
 
 def test_perf_against_no_server_fails_fast():
-    from zeroserve.client.perf import run_perf
+    from zeroserve.client.perf.run import run_perf
 
     port = _closed_port()
     with pytest.raises(ServerError):

@@ -38,7 +38,7 @@ def copy_format(monkeypatch):
 
 
 def test_a_new_format_entry_is_exported_deployed_served_and_shown(copy_format, tmp_path):
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
     from zeroserve.serve.runtime import build_runtime_repository
     from zeroserve.serve.status import collect_status
     from zeroserve.train import train_model
