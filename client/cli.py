@@ -487,7 +487,7 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
 
 
 def _register_perf() -> None:
-    from zeroserve.client.perf import command as perf_command
+    from zeroserve.client.perf import cli as perf_command
 
     variant = Annotated[
         str | None,

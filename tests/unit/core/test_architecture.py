@@ -197,11 +197,9 @@ def test_files_and_functions_stay_readable(module):
 OVER_THE_BAR = {
     "zeroserve.client.cli",
     "zeroserve.client.cli.infer_cmd",
-    "zeroserve.client.cli.perf_cmd",
     "zeroserve.client.connection",
     "zeroserve.client.perf.generator",
     "zeroserve.client.perf.run",
-    "zeroserve.client.perf.run.run_perf",
     "zeroserve.client.perf.transport",
     "zeroserve.deploy.cli.deploy_cmd",
     "zeroserve.deploy.plan.plan",
