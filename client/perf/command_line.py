@@ -142,28 +142,26 @@ def _value(field: str, s: Spelling, values: dict[str, Any]) -> Any:
 
 
 def _refuse_mixed(spelled: dict[str, list[Spelling]], pa_given: list[Spelling], given: set[str]) -> None:
-    """One field twice, or zeroserve's spelling of an option beside perf_analyzer's spellings: which to use."""
-    for ss in spelled.values():
-        if len(ss) > 1:
-            raise InputError(f"{' and '.join(s.label for s in ss)} set the same option: give one of them")
-    if not pa_given:
-        return
-    pa_names = "/".join(pa_given[0].names)
-    for field, ss in spelled.items():
-        s = ss[0]
+    """zeroserve's spelling of an option beside perf_analyzer's spellings (say which to use), or one option twice."""
+    pa_names = "/".join(pa_given[0].names) if pa_given else ""
+    for field, ss in spelled.items() if pa_given else ():
+        zs = [s for s in ss if s.vocab == ZEROSERVE]
         alternatives = [a.label for a in _field_spellings(field) if a.vocab in (PA, BOTH)]
         alternatives += [EQUIVALENT[field]] if field in EQUIVALENT else []
-        if s.vocab == ZEROSERVE and alternatives:
+        if zs and alternatives:
             raise InputError(
-                f"{s.names[0]} is zeroserve's spelling, but this command line speaks perf_analyzer's "
+                f"{zs[0].names[0]} is zeroserve's spelling, but this command line speaks perf_analyzer's "
                 f"({pa_names}): use {' or '.join(alternatives)} instead, or zeroserve's spellings throughout"
             )
     endpoint = [n for n in ENDPOINT_OPTIONS if n in given]
-    if endpoint:
+    if pa_given and endpoint:
         raise InputError(
             f"--{endpoint[0].replace('_', '-')} is zeroserve's spelling, but this command line speaks "
             f"perf_analyzer's ({pa_names}): use -u HOST:PORT instead, or zeroserve's spellings throughout"
         )
+    for ss in spelled.values():
+        if len(ss) > 1:
+            raise InputError(f"{' and '.join(s.label for s in ss)} set the same option: give one of them")
 
 
 def _field_spellings(field: str) -> list[Spelling]:
@@ -182,7 +180,12 @@ def mapped_flags() -> list[tuple[str, str]]:
         if s.vocab == ZEROSERVE:
             continue
         zs = [a for a in _field_spellings(field) if a.vocab == ZEROSERVE]
-        target = f"zeroserve's {zs[0].label}" if zs else f"field `{field}`"
-        unit = f" ({s.unit} → {zs[0].unit})" if zs and s.unit and zs[0].unit and s.unit != zs[0].unit else ""
-        out.append(("/".join(s.names), f"mapped to {target}{unit}: {help}"))
+        if s.vocab == BOTH:
+            target = "the same spelling in zeroserve"
+        elif zs:
+            unit = f", {s.unit} → {zs[0].unit}" if s.unit and zs[0].unit and s.unit != zs[0].unit else ""
+            target = f"zeroserve's {zs[0].names[0]}{unit}"
+        else:
+            target = "perf_analyzer's spelling only"
+        out.append(("/".join(s.names), f"mapped ({target}): {help}"))
     return out
