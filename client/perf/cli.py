@@ -13,6 +13,7 @@ from zeroserve.app.cliutil import console, data_dir_in_use, err_console, handle_
 from zeroserve.client.connection import DEFAULT_TIMEOUT_S, Endpoint, choose_protocol, resolve_endpoint
 from zeroserve.client.perf.options import latency_name
 from zeroserve.errors import InputError
+from zeroserve.options import given_params
 
 HELP = """Load-test one served model the way perf_analyzer does (warm-up, stable windows, percentiles).
 
@@ -41,7 +42,7 @@ def perf_cmd(**values) -> None:
     from zeroserve.client.perf import report as rep
     from zeroserve.client.perf.run import raise_for_outcome, run_perf
 
-    given = pc.given_params(values.pop("ctx"))
+    given = given_params(values.pop("ctx"))
     opts, command, pa = pc.resolve(values, given)
     model = _model(values.get("model_arg"), command["model"])
     fmt = _format(values.get("fmt"), values.get("variant"))

@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from zeroserve.client.perf import pa_flags
-from zeroserve.client.perf.options import BOTH, PA, ZEROSERVE, PerfOptions, Spelling
+from zeroserve.client.perf.options import PerfOptions
 from zeroserve.errors import InputError
+from zeroserve.options import BOTH, PERF_ANALYZER, ZEROSERVE, Spelling, keyword, typer_option, typer_parameters
+
+PA = PERF_ANALYZER
 
 PA_PANEL = "perf_analyzer's spellings (its units; docs/perf.md)"
 PA_PORTS = {"http": 8000, "grpc": 8001}  # perf_analyzer's -u default, localhost:8000 (8001 with -i grpc)
@@ -66,39 +67,16 @@ BY_PARAM = {p: (field, s) for p, field, s, _ in SPELLINGS}
 PA_FLAGS = {f.param: f for f in (*pa_flags.ACCEPTED, *pa_flags.REFUSED)}
 
 
-def _annotated(s: Spelling, help: str, hidden: bool = False, choices: tuple[str, ...] = ()) -> tuple[Any, Any]:
-    """The Typer annotation and default of one spelling."""
-    panel = PA_PANEL if s.vocab == PA else None
-    unit = f" [{s.unit}]" if s.unit else ""
-    if s.kind is bool:
-        flag = typer.Option(*s.names, help=help + unit, rich_help_panel=panel, hidden=hidden, show_default=False)
-        return Annotated[bool, flag], False
-    kind: Any = list[str] if s.kind is list else s.kind
-    metavar = s.metavar or ("|".join(choices) if choices else None)
-    option = typer.Option(
-        *s.names, help=help + unit, rich_help_panel=panel, hidden=hidden, show_default=False, metavar=metavar
-    )
-    return Annotated[kind | None, option], None
-
-
 def signature(fixed: list[inspect.Parameter]) -> inspect.Signature:
-    """The perf command's signature: `fixed` (the MODEL argument, endpoint and shared options) and one
-    option per spelling, perf_analyzer's accepted and refused flags hidden apart from the mapped ones."""
-    params = list(fixed)
-    choices = {f.name: f.metadata["opt"].choices for f in dataclasses.fields(PerfOptions)}
-    for name, field, s, help in SPELLINGS:
-        annotation, default = _annotated(s, help, choices=choices.get(field, ()))
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+    """The perf command's signature: `fixed` (the MODEL argument, endpoint and shared options), one option
+    per spelling of each field and command option, and perf_analyzer's accepted and refused flags, hidden."""
+    params = list(fixed) + typer_parameters(PerfOptions, {PA: PA_PANEL})
+    for name, s, help in COMMAND:
+        params.append(keyword(name, *typer_option(s, help, panel=PA_PANEL if s.vocab == PA else None)))
     for name, flag in PA_FLAGS.items():
         s = Spelling(flag.names, PA, kind=str if flag.takes_value else bool)
-        annotation, default = _annotated(s, flag.why, hidden=True)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+        params.append(keyword(name, *typer_option(s, flag.why, hidden=True)))
     return inspect.Signature(params)
-
-
-def given_params(ctx: typer.Context) -> set[str]:
-    """The parameters the user wrote on the command line (not defaults, not environment variables)."""
-    return {p for p in ctx.params if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"}
 
 
 def resolve(values: dict[str, Any], given: set[str]) -> tuple[PerfOptions, dict[str, Any], bool]:

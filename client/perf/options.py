@@ -9,88 +9,20 @@ these fields; `client/perf/pa_flags.py` lists every perf_analyzer flag, mapped o
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from zeroserve.client.perf.windows import MAX_SEARCH_CONCURRENCY, STABLE_WINDOWS, latency_key
 from zeroserve.errors import InputError
+from zeroserve.options import BOTH, PERF_ANALYZER, Spelling, as_json, check_fields, levels, opt, spelled
 
-ZEROSERVE, PERF_ANALYZER, BOTH = "zeroserve", "perf_analyzer", "both"
 PROTOCOLS = ("grpc", "http")
 DISTRIBUTIONS = ("constant", "poisson")
 MEASUREMENT_MODES = ("time_windows", "count_windows")
 SHARED_MEMORY = ("none", "system")
 INPUT_MODES = ("random", "zero", "sample")
 MAX_WORKERS = 16
-
-
-@dataclass(frozen=True)
-class Spelling:
-    """One way to write a field on the command line: its names, vocabulary, unit and conversion to the field."""
-
-    names: tuple[str, ...]
-    vocab: str = ZEROSERVE
-    unit: str = ""
-    convert: Callable[[Any], Any] | None = None  # the command-line value -> the field's value (and unit)
-    kind: type = str  # the command-line value's type: str, int, float, bool (a flag), list (repeated str)
-    metavar: str | None = None
-    help: str = ""  # when it differs from the field's
-
-    @property
-    def label(self) -> str:
-        return "/".join(self.names) + (f" ({self.unit})" if self.unit else "")
-
-
-@dataclass(frozen=True)
-class Opt:
-    """A field's declaration: help, unit, bound (`low < v` or `low <= v`, `v <= high`) or choices, spellings."""
-
-    help: str
-    unit: str = ""
-    low: float | None = None
-    low_open: bool = False
-    high: float | None = None
-    high_open: bool = False
-    choices: tuple[str, ...] = ()
-    spellings: tuple[Spelling, ...] = ()
-    pa_default: tuple = ()  # (the default when the command line speaks perf_analyzer's language,), if it differs
-
-    def problem(self, value: Any) -> str | None:
-        """Why `value` (a scalar, or each item of a list) breaks this field's bound or choices, or None."""
-        for v in value if isinstance(value, list | tuple) else [value]:
-            if v is None:
-                continue
-            if self.choices and v not in self.choices:
-                return f"{v!r} is not one of {', '.join(self.choices)}"
-            if self.low is not None and (v <= self.low if self.low_open else v < self.low):
-                return f"{v:g} must be {'>' if self.low_open else '>='} {self.low:g}"
-            if self.high is not None and (v >= self.high if self.high_open else v > self.high):
-                return f"{v:g} must be {'<' if self.high_open else '<='} {self.high:g}"
-        return None
-
-
-def opt(default: Any, help: str, *spellings: Spelling, **kw) -> Any:
-    """A dataclass field declared with its Opt (lists as tuples, so an options object is immutable)."""
-    return field(default=default, metadata={"opt": Opt(help, spellings=spellings, **kw)})
-
-
-def levels(kind: type) -> Callable[[str], tuple]:
-    """zeroserve's `1,2,4` -> (1, 2, 4)."""
-
-    def parse(text: str) -> tuple:
-        out = []
-        for part in text.split(","):
-            if part.strip():
-                try:
-                    out.append(kind(part))
-                except ValueError:
-                    raise InputError(f"not a number: {part!r} in {text!r}") from None
-        return tuple(out)
-
-    return parse
 
 
 def pa_range(kind: type) -> Callable[[str], tuple]:
@@ -325,13 +257,7 @@ class PerfOptions:
     seed: int = opt(0, "Seed of random input data.")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):  # a list given by a caller: kept as a tuple
-                object.__setattr__(self, f.name, tuple(value))
-            problem = f.metadata["opt"].problem(getattr(self, f.name))
-            if problem:
-                raise InputError(f"{spelled(f.name)}: {problem}")
+        check_fields(self)
         if self.binary_search and self.latency_threshold_ms is not None:  # perf_analyzer's search over its range
             levels = self.concurrency or (1, MAX_SEARCH_CONCURRENCY)
             object.__setattr__(self, "latency_budget_ms", self.latency_threshold_ms)
@@ -340,7 +266,7 @@ class PerfOptions:
             object.__setattr__(self, "concurrency", None)
         modes = [n for n in ("concurrency", "request_rate", "latency_budget_ms") if getattr(self, n) not in (None, ())]
         if len(modes) > 1:
-            raise InputError(f"choose one of {', '.join(spelled(m) for m in modes)}")
+            raise InputError(f"choose one of {', '.join(spelled(self, m) for m in modes)}")
         if self.streaming and self.protocol != "grpc":
             raise InputError("--streaming is gRPC's ModelStreamInfer: use it with the grpc protocol")
         if self.binary_search and self.latency_threshold_ms is None:
@@ -375,23 +301,7 @@ class PerfOptions:
 
     def as_json(self) -> dict:
         """The options as a record embeds them."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, Path):
-                v = str(v)
-            elif isinstance(v, dict):
-                v = {k: list(x) for k, x in v.items()}
-            elif isinstance(v, tuple):
-                v = list(v)
-            out[f.name] = v
-        return out
-
-
-def spelled(name: str, cls: type = PerfOptions) -> str:
-    """A field's spellings for a message: `--window (s) / -p/--measurement-interval (ms)`."""
-    spellings = next(f.metadata["opt"].spellings for f in dataclasses.fields(cls) if f.name == name)
-    return " / ".join(s.label for s in spellings) or name.replace("_", "-")
+        return as_json(self)
 
 
 def latency_name(key: str) -> str:

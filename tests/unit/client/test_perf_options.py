@@ -14,6 +14,7 @@ from zeroserve.client.perf import pa_csv, pa_flags
 from zeroserve.client.perf.cli import budget_line
 from zeroserve.client.perf.options import PerfOptions
 from zeroserve.errors import InputError
+from zeroserve.options import given_params
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -37,7 +38,7 @@ def _resolve(*args: str):
 
     def capture(**values):
         ctx = values.pop("ctx")
-        seen["result"] = cl.resolve(values, cl.given_params(ctx))
+        seen["result"] = cl.resolve(values, given_params(ctx))
 
     import zeroserve.client.perf.cli as perf_cli
 

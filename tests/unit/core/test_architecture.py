@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[3]
 LAYERS = [
     ("core", ("zeroserve", "zeroserve.errors", "zeroserve.spec", "zeroserve.tasks", "zeroserve.domains",
               "zeroserve.parity", "zeroserve.formats", "zeroserve.records", "zeroserve.artifacts",
-              "zeroserve.course_modules", "zeroserve.plots")),
+              "zeroserve.course_modules", "zeroserve.plots", "zeroserve.options")),
     ("data", ("zeroserve.data",)),
     ("registry", ("zeroserve.registry", "zeroserve.user_models")),
     ("triton", ("zeroserve.triton",)),
