@@ -216,7 +216,6 @@ OVER_THE_BAR = {
     "zeroserve.serve.supervisor._crashed",
     "zeroserve.spec",
     "zeroserve.train.trainer.train_model",
-    "zeroserve.tune.cli.tune_cmd",
     "zeroserve.tune.runner",
     "zeroserve.tune.runner.run_tune",
 }
