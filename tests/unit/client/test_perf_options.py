@@ -6,6 +6,7 @@ import csv
 import io
 from pathlib import Path
 
+import client_helpers as H  # tests/ is on sys.path (its conftest)
 import pytest
 from typer.testing import CliRunner
 
@@ -18,16 +19,9 @@ from zeroserve.options import given_params
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# the headers perf_analyzer 2.60 wrote here (`../shared/tools/perf_analyzer.sh -m cnn_mnist_onnx -u ... -f F`)
-PA_CONCURRENCY = (
-    "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
-    "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency"
-)
-PA_RATE = "Request Rate" + PA_CONCURRENCY.removeprefix("Concurrency")
-PA_VERBOSE = PA_CONCURRENCY + ",Avg latency,request/response,response wait"  # --verbose-csv (HTTP and gRPC alike)
-PA_METRICS = PA_VERBOSE + ",Avg GPU Utilization,Avg GPU Power Usage,Max GPU Memory Usage,Total GPU Memory"
-# with --verbose-csv --collect-metrics on this GPU-less machine, a row ends in four empty cells
-PA_METRICS_ROW = "1,2179.84,35,140,59,13,168,36,0,398,520,547,2120,453,35,416,,,,"
+PA_VERBOSE = H.PA_CONCURRENCY + H.PA_VERBOSE
+PA_METRICS = PA_VERBOSE + H.PA_METRICS
+PA_CONCURRENCY, PA_RATE, PA_METRICS_ROW = H.PA_CONCURRENCY, H.PA_RATE, H.PA_METRICS_ROW
 
 
 def _resolve(*args: str):
