@@ -259,11 +259,11 @@ class PerfOptions:
     def __post_init__(self) -> None:
         check_fields(self)
         if self.binary_search and self.latency_threshold_ms is not None:  # perf_analyzer's search over its range
-            levels = self.concurrency or (1, MAX_SEARCH_CONCURRENCY)
             object.__setattr__(self, "latency_budget_ms", self.latency_threshold_ms)
-            object.__setattr__(self, "start_concurrency", min(levels))
-            object.__setattr__(self, "max_concurrency", max(levels))
-            object.__setattr__(self, "concurrency", None)
+            if self.concurrency:  # made once: a copy (dataclasses.replace) keeps the range it became
+                object.__setattr__(self, "start_concurrency", min(self.concurrency))
+                object.__setattr__(self, "max_concurrency", max(self.concurrency))
+                object.__setattr__(self, "concurrency", None)
         modes = [n for n in ("concurrency", "request_rate", "latency_budget_ms") if getattr(self, n) not in (None, ())]
         if len(modes) > 1:
             raise InputError(f"choose one of {', '.join(spelled(self, m) for m in modes)}")

@@ -187,3 +187,11 @@ def test_the_csv_in_request_rate_mode_and_within_a_latency_threshold():
     over = {"mode": "concurrency", "latency_metric": "mean_ms", "latency_threshold_ms": 1.0}
     over["levels"] = [_level(1, 100.0, mean_ms=0.5), _level(8, 900.0, mean_ms=3.0)]
     assert [r["Concurrency"] for r in csv.DictReader(io.StringIO(pa_csv.to_csv(over)))] == ["1"]
+
+
+def test_a_binary_search_keeps_its_range_through_a_copy():
+    import dataclasses
+
+    opts = PerfOptions(binary_search=True, latency_threshold_ms=5.0, concurrency=(2, 3, 4))
+    copy = dataclasses.replace(opts, window_s=0.5)  # what run_perf does with keyword fields
+    assert (copy.start_concurrency, copy.max_concurrency, copy.latency_budget_ms) == (2, 4, 5.0)
