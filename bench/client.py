@@ -28,7 +28,7 @@ from rich.table import Table
 
 from zeroserve import records, registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained, model_dir
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import load
 from zeroserve.client.perf.run import run_perf
 from zeroserve.client.perf.windows import percentiles
@@ -137,7 +137,7 @@ def _pytriton(spec, onnx_path: Path):
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
-    from zeroserve.triton.ports import free_port
+    from zeroserve.triton.ports import resolve_free_ports
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
@@ -156,14 +156,15 @@ def _pytriton(spec, onnx_path: Path):
         p for p in (sysconfig.get_config_var("LIBDIR"), env_before["LD_LIBRARY_PATH"]) if p
     )
     os.environ["PATH"] = f"{Path(sys.prefix) / 'bin'}:{env_before['PATH'] or ''}"
-    grpc_port = free_port()
+    ports = resolve_free_ports("127.0.0.1", dict.fromkeys(("http", "grpc", "metrics"), 0))
+    grpc_port = ports["grpc"]
     config = TritonConfig(
         http_address="127.0.0.1",
-        http_port=free_port(),
+        http_port=ports["http"],
         grpc_address="127.0.0.1",
         grpc_port=grpc_port,
         metrics_address="127.0.0.1",
-        metrics_port=free_port(),
+        metrics_port=ports["metrics"],
         exit_timeout_secs=5,
         log_file=Path(tempfile.gettempdir()) / f"zs-pytriton-{os.getpid()}.log",
     )
@@ -237,8 +238,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
     """
     from zeroserve.bench import reference as bench_reference
     from zeroserve.bench.common import deploy_scratch
-    from zeroserve.serve.server import start_server
-    from zeroserve.triton.ports import free_port
+    from zeroserve.serve.private import private_server, temporary_cache
 
     console = Console(width=160)
     started = time.monotonic()
@@ -247,41 +247,28 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
     if reference_only:
         models = [bench_reference.MODEL]
     notes = [f"this machine has {os.cpu_count()} cores shared by the servers and the load generator"]
-    cache = tempfile.mkdtemp(prefix="zs-client-bench-cache-")
-    before_cache = os.environ.get("ZEROSERVE_CACHE")
-    os.environ["ZEROSERVE_CACHE"] = cache  # the benchmark's server never meets a user's
-    try:
-        with tempfile.TemporaryDirectory(prefix="zs-client-bench-") as tmp:
-            scratch, repository = Path(tmp) / "artifacts", Path(tmp) / "model_repository"
-            deployed = deploy_scratch(models or list(registry.REGISTRY), Path(artifacts), scratch, repository, console)
-            if not deployed:
-                console.print("[yellow]client benchmark skipped: no model could be deployed[/]")
-                return {"rows": rows}
-            server = start_server(
-                repository,
-                [registry.get(n).triton_name("onnx") for n in deployed],
-                http_port=free_port(),
-                grpc_port=free_port(),
-                metrics_port=free_port(),
-            )
-            try:
-                endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
-                if bench_reference.MODEL in deployed:
-                    reference = bench_reference.main(endpoint, console)
-                for name in [] if reference_only else deployed:
-                    if time.monotonic() - started > BUDGET_S:
-                        notes.append(f"time budget reached: {name} and later models not measured")
-                        break
-                    rows += _measure_model(registry.get(name), endpoint, artifacts, scratch, repository, console)
-            finally:
-                server.stop()
-            if PYTRITON_MODEL in deployed and not reference_only and time.monotonic() - started < BUDGET_S:
-                rows += _measure_pytriton(registry.get(PYTRITON_MODEL), repository, console, notes)
-    finally:
-        if before_cache is None:
-            os.environ.pop("ZEROSERVE_CACHE", None)
-        else:
-            os.environ["ZEROSERVE_CACHE"] = before_cache
+    with temporary_cache() as tmp:  # the benchmark's servers never meet a user's
+        scratch, repository = Path(tmp) / "artifacts", Path(tmp) / "model_repository"
+        deployed = deploy_scratch(models or list(registry.REGISTRY), Path(artifacts), scratch, repository, console)
+        if not deployed:
+            console.print("[yellow]client benchmark skipped: no model could be deployed[/]")
+            return {"rows": rows}
+        with private_server(
+            repository,
+            [registry.get(n).triton_name("onnx") for n in deployed],
+            purpose="zeroserve bench (client)",
+            own_cache=False,
+        ) as server:
+            endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
+            if bench_reference.MODEL in deployed:
+                reference = bench_reference.main(endpoint, console)
+            for name in [] if reference_only else deployed:
+                if time.monotonic() - started > BUDGET_S:
+                    notes.append(f"time budget reached: {name} and later models not measured")
+                    break
+                rows += _measure_model(registry.get(name), endpoint, artifacts, scratch, repository, console)
+        if PYTRITON_MODEL in deployed and not reference_only and time.monotonic() - started < BUDGET_S:
+            rows += _measure_pytriton(registry.get(PYTRITON_MODEL), repository, console, notes)
     _print(console, rows)
     served = [r["generator_us_per_request"] for r in rows if r["generator_us_per_request"] is not None]
     if served:

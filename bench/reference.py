@@ -25,7 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from zeroserve import registry
-from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 
 ENV = "ZEROSERVE_PERF_ANALYZER"
 MODEL = "cnn_mnist"

@@ -16,8 +16,7 @@ model adds at most 0.15 ms to the no-op's p50 on each protocol; at c=16 it keeps
 
 from __future__ import annotations
 
-import os
-import tempfile
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -31,9 +30,8 @@ from rich.table import Table
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.bench.common import deploy_scratch
+from zeroserve.serve.private import private_server, temporary_cache
 from zeroserve.serve.processes import stubs as stubs_of
-from zeroserve.serve.server import start_server
-from zeroserve.triton.ports import free_port
 
 LEVELS = (1, 16)
 QUEUE_DELAYS_US = (0, 100)
@@ -181,37 +179,28 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL
     """Run the serving benchmark, print rich tables, return the figures."""
     console = Console(width=150)
     results: dict = {"levels": [], "memory": None}
-    cache = tempfile.mkdtemp(prefix="zs-bench-cache-")
-    before_cache = os.environ.get("ZEROSERVE_CACHE")
-    os.environ["ZEROSERVE_CACHE"] = cache  # the benchmark's servers never meet a user's
-    try:
-        with tempfile.TemporaryDirectory(prefix="zs-serve-bench-") as tmp:
-            scratch, repository = Path(tmp) / "artifacts", Path(tmp) / "model_repository"
-            if not deploy_scratch(["cnn_mnist"], Path(artifacts), scratch, repository, console):
-                console.print("[yellow]serve benchmark skipped: cnn_mnist could not be deployed[/]")
-                return results
-            image = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
-            onnx_path = repository / "cnn_mnist_onnx" / "1" / "model.onnx"
-            ort_make, expected = _ort_caller(onnx_path, image)
-            for c in LEVELS:
-                results["levels"].append(
-                    {
-                        "path": "ONNX Runtime in-process",
-                        "protocol": "-",
-                        "delay_us": None,
-                        "concurrency": c,
-                        **run_level(ort_make, c, seconds),
-                    }
-                )
-                results["levels"][-1].pop("latencies_s")
-            results["levels"] += _serve_levels(repository, image, expected, seconds, console)
-            _print_levels(console, results["levels"])
-            results["memory"] = _memory(Path(artifacts), scratch, repository, console)
-    finally:
-        if before_cache is None:
-            os.environ.pop("ZEROSERVE_CACHE", None)
-        else:
-            os.environ["ZEROSERVE_CACHE"] = before_cache
+    with temporary_cache() as tmp:  # the benchmark's servers never meet a user's
+        scratch, repository = Path(tmp) / "artifacts", Path(tmp) / "model_repository"
+        if not deploy_scratch(["cnn_mnist"], Path(artifacts), scratch, repository, console):
+            console.print("[yellow]serve benchmark skipped: cnn_mnist could not be deployed[/]")
+            return results
+        image = np.random.default_rng(0).random((1, 1, 28, 28), dtype=np.float32)
+        onnx_path = repository / "cnn_mnist_onnx" / "1" / "model.onnx"
+        ort_make, expected = _ort_caller(onnx_path, image)
+        for c in LEVELS:
+            results["levels"].append(
+                {
+                    "path": "ONNX Runtime in-process",
+                    "protocol": "-",
+                    "delay_us": None,
+                    "concurrency": c,
+                    **run_level(ort_make, c, seconds),
+                }
+            )
+            results["levels"][-1].pop("latencies_s")
+        results["levels"] += _serve_levels(repository, image, expected, seconds, console)
+        _print_levels(console, results["levels"])
+        results["memory"] = _memory(Path(artifacts), scratch, repository, console)
     return results
 
 
@@ -219,18 +208,18 @@ def _serve_levels(repository: Path, image, expected, seconds: float, console) ->
     """One server per queue delay, all up at once, so every target of a level is interleaved with the others."""
     servers = {}
     rows = []
-    try:
+    with contextlib.ExitStack() as stack:
         for delay in QUEUE_DELAYS_US:
-            ports = [free_port() for _ in range(3)]
             console.print(f"serve bench: starting cnn_mnist_onnx and its no-op twin at max_queue_delay {delay} µs")
-            servers[delay] = start_server(
-                repository,
-                ["cnn_mnist_onnx"],
-                http_port=ports[0],
-                grpc_port=ports[1],
-                metrics_port=ports[2],
-                queue_delay_us=delay,
-                noop_of=["cnn_mnist_onnx"],
+            servers[delay] = stack.enter_context(
+                private_server(
+                    repository,
+                    ["cnn_mnist_onnx"],
+                    purpose="zeroserve bench (serve)",
+                    own_cache=False,
+                    queue_delay_us=delay,
+                    noop_of=["cnn_mnist_onnx"],
+                )
             )
         for protocol in ("http", "grpc"):
             makers = {}
@@ -246,18 +235,13 @@ def _serve_levels(repository: Path, image, expected, seconds: float, console) ->
                 for (delay, path), figures in interleaved(makers, c, seconds).items():
                     figures.pop("latencies_s")
                     rows.append({"path": path, "protocol": protocol, "delay_us": delay, "concurrency": c, **figures})
-    finally:
-        for server in servers.values():
-            server.stop()
     return sorted(rows, key=lambda r: (r["delay_us"], r["protocol"] != "http", r["concurrency"]))
 
 
 def _memory(artifacts: Path, scratch: Path, repository: Path, console) -> dict | None:
     names = deploy_scratch(list(registry.REGISTRY), artifacts, scratch, repository, console)
-    ports = [free_port() for _ in range(3)]
     t0 = time.perf_counter()
-    server = start_server(repository, names, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2])
-    try:
+    with private_server(repository, names, purpose="zeroserve bench (memory)", own_cache=False) as server:
         load_s = time.perf_counter() - t0
         time.sleep(1.0)
         stubs = [p.pid for p in stubs_of(server.state["shm_prefix"])]
@@ -275,8 +259,6 @@ def _memory(artifacts: Path, scratch: Path, repository: Path, console) -> dict |
             "onnx_stub_pss_mb": _pss_rss_mb(onnx_stubs)[0] / max(len(onnx_stubs), 1),
             "torchscript_stub_pss_mb": _pss_rss_mb(ts_stubs)[0] / max(len(ts_stubs), 1),
         }
-    finally:
-        server.stop()
     table = Table(
         title=f"resident memory: tritonserver with {mem['models']} models loaded ({mem['stubs']} stubs), "
         f"loaded in {mem['load_s']:.1f} s"

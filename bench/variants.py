@@ -8,10 +8,8 @@ Figures are printed, never asserted; the machine's other load is in them.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
-import tempfile
 from pathlib import Path
 
 from rich.console import Console
@@ -19,7 +17,7 @@ from rich.console import Console
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf.run import run_perf
 from zeroserve.data.readers import default_data_dir
 from zeroserve.errors import ZeroserveError
@@ -90,42 +88,25 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, model: str = MODEL, variant: str =
     from zeroserve.deploy.repository import deploy_model
     from zeroserve.export import exporter
     from zeroserve.export import report as variant_report
-    from zeroserve.serve.server import start_server
-    from zeroserve.triton.ports import free_port
+    from zeroserve.serve.private import private_server, temporary_cache
 
     console = Console(width=150)
     spec, key = registry.get(model), F.VARIANTS[variant].key
-    cache = tempfile.mkdtemp(prefix="zs-variant-bench-cache-")
-    before = os.environ.get("ZEROSERVE_CACHE")
-    os.environ["ZEROSERVE_CACHE"] = cache  # the benchmark's server never meets a user's
-    try:
-        with tempfile.TemporaryDirectory(prefix="zs-variant-bench-") as tmp_name:
-            tmp = Path(tmp_name)
-            try:
-                folder = ready_export(spec, Path(artifacts), tmp / "fp32", default_data_dir())
-                shutil.copytree(folder / model, tmp / "art" / model)
-                rec = exporter.export_model(spec, tmp / "art", variants=variant, data_dir=default_data_dir())
-                deploy_model(spec, tmp / "art", tmp / "repo", formats=("onnx", key), device="cpu")
-            except ZeroserveError as exc:
-                console.print(f"[yellow]served variant benchmark skipped:[/] {exc}")
-                return {}
-            server = start_server(
-                tmp / "repo", None, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port()
-            )
-            try:
-                endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
-                runs: dict[str, list[dict]] = {"onnx": [], key: []}
-                for _ in range(RUNS):  # interleaved: the machine's drift lands on both
-                    for fmt in runs:
-                        runs[fmt].append(_levels(spec, endpoint, fmt))
-            finally:
-                server.stop()
-    finally:
-        shutil.rmtree(cache, ignore_errors=True)
-        if before is None:
-            os.environ.pop("ZEROSERVE_CACHE", None)
-        else:
-            os.environ["ZEROSERVE_CACHE"] = before
+    with temporary_cache() as tmp:  # the benchmark's server never meets a user's
+        try:
+            folder = ready_export(spec, Path(artifacts), tmp / "fp32", default_data_dir())
+            shutil.copytree(folder / model, tmp / "art" / model)
+            rec = exporter.export_model(spec, tmp / "art", variants=variant, data_dir=default_data_dir())
+            deploy_model(spec, tmp / "art", tmp / "repo", formats=("onnx", key), device="cpu")
+        except ZeroserveError as exc:
+            console.print(f"[yellow]served variant benchmark skipped:[/] {exc}")
+            return {}
+        with private_server(tmp / "repo", None, purpose="zeroserve bench (variants)", own_cache=False) as server:
+            endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
+            runs: dict[str, list[dict]] = {"onnx": [], key: []}
+            for _ in range(RUNS):  # interleaved: the machine's drift lands on both
+                for fmt in runs:
+                    runs[fmt].append(_levels(spec, endpoint, fmt))
     med = {
         fmt: {k: statistics.median(r[k] for r in rs) for k in ("c1_p50_ms", "c16_throughput")}
         for fmt, rs in runs.items()

@@ -17,7 +17,8 @@ import numpy as np
 from zeroserve import formats as F
 from zeroserve import parity, records
 from zeroserve.artifacts import eager_outputs, load_trained, model_dir
-from zeroserve.client.connection import Client, Endpoint, batches
+from zeroserve.client.connection import Client, batches
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
 from zeroserve.spec import ModelSpec, Split

@@ -30,14 +30,8 @@ from zeroserve.app.cliutil import (
     skip_line,
 )
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.client.connection import (
-    DEFAULT_TIMEOUT_S,
-    PROTOCOLS,
-    Client,
-    choose_protocol,
-    protocols_meant,
-    resolve_endpoint,
-)
+from zeroserve.client.connection import DEFAULT_TIMEOUT_S, Client
+from zeroserve.client.endpoints import PROTOCOLS, choose_protocol, protocols_meant, resolve_endpoint
 from zeroserve.errors import CheckFailed, InputError
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time

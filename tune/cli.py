@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -16,18 +15,11 @@ from zeroserve.app.cliutil import JsonOpt, ModelFilesOpt, console, err_console, 
 from zeroserve.deploy.repository import DEFAULT_REPOSITORY
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.options import from_command_line, given_params, keyword, typer_parameters
+from zeroserve.serve.signals import Terminated, stop_signals
 
 
 def register(app: typer.Typer) -> None:
     app.command("tune")(_command())
-
-
-class _Terminated(Exception):
-    """SIGTERM: stop the private server the same way as Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
 
 
 def tune_cmd(**values) -> None:
@@ -54,16 +46,12 @@ def tune_cmd(**values) -> None:
         return
     opts = from_command_line(Options, values, given)
     on_event = None if as_json else _on_event
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        rec = run_tune(spec, repository, opts, fmt=fmt, on_event=on_event)
-    except _Terminated:
+        with stop_signals():
+            rec = run_tune(spec, repository, opts, fmt=fmt, on_event=on_event)
+    except Terminated:
         err_console.print("terminated: the private server was stopped")
         raise typer.Exit(143) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
     _finish(rec, spec, repository, values["apply"], values["report"], as_json)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from zeroserve.client.perf.options import PROTOCOLS
+from zeroserve.client.endpoints import PROTOCOLS
 from zeroserve.client.perf.windows import STABLE_WINDOWS
 from zeroserve.errors import InputError
 from zeroserve.options import PERCENTILE, Spelling, as_json, check_fields, levels, opt

@@ -22,17 +22,15 @@ from typing import Any
 
 from zeroserve import formats as F
 from zeroserve import records
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf.run import level_count, run_perf
 from zeroserve.deploy.contents import canonical_models, read_deployed
 from zeroserve.deploy.repository import read_manifest
 from zeroserve.errors import InputError, ServerError, ZeroserveError
-from zeroserve.serve import state as st
 from zeroserve.serve.runtime import NOOP_SUFFIX, served_by, write_runtime_model
 from zeroserve.spec import ModelSpec
 from zeroserve.triton import machine
 from zeroserve.triton.control import Control
-from zeroserve.triton.ports import DEFAULT_HOST
 from zeroserve.triton.wheel import gpu_available
 from zeroserve.tune import search as S
 from zeroserve.tune.options import Options
@@ -199,33 +197,26 @@ class Tuner:
     # ------------------------------------------------------------ the server
 
     def __enter__(self) -> Tuner:
-        from zeroserve.serve.server import start_server
-        from zeroserve.triton.ports import resolve_free_ports
+        from zeroserve.serve.private import start_private
 
-        ports = list(
-            self.opts.ports or resolve_free_ports(DEFAULT_HOST, dict.fromkeys(("http", "grpc", "metrics"), 0)).values()
-        )
         self.on_event("server", {"state": "starting"})
-        self.server = start_server(
+        self.server = start_private(
             self.repository,
             [self.base_name],
-            host=DEFAULT_HOST,
-            http_port=ports[0],
-            grpc_port=ports[1],
-            metrics_port=ports[2],
+            purpose="zeroserve tune (private, stopped at the end of the run)",
+            ports=self.opts.ports,
             noop_of=[self.base_name],
             model_control="explicit",
         )
-        self.server.state = {**self.server.state, "purpose": "zeroserve tune (private, stopped at the end of the run)"}
-        st.write_state(self.server.state)
+        s = self.server.state
         self.on_event(
             "server",
             {
                 "state": "ready",
                 "pid": self.server.pid,
-                "http_port": ports[0],
-                "grpc_port": ports[1],
-                "metrics_port": ports[2],
+                "http_port": s["http_port"],
+                "grpc_port": s["grpc_port"],
+                "metrics_port": s["metrics_port"],
             },
         )
         return self

@@ -10,7 +10,8 @@ import typer
 from zeroserve import formats as F
 from zeroserve import records
 from zeroserve.app.cliutil import console, data_dir_in_use, err_console, handle_errors, print_json
-from zeroserve.client.connection import DEFAULT_TIMEOUT_S, Endpoint, choose_protocol, resolve_endpoint
+from zeroserve.client.connection import DEFAULT_TIMEOUT_S
+from zeroserve.client.endpoints import Endpoint, choose_protocol, resolve_endpoint
 from zeroserve.client.perf.options import latency_name
 from zeroserve.errors import InputError
 from zeroserve.options import given_params

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from zeroserve.client.endpoints import PROTOCOLS
 from zeroserve.client.perf.load import DISTRIBUTIONS
 from zeroserve.client.perf.windows import MAX_SEARCH_CONCURRENCY, STABLE_WINDOWS, latency_key
 from zeroserve.errors import InputError
 from zeroserve.options import BOTH, PERF_ANALYZER, Spelling, as_json, check_fields, levels, opt, spelled
 
-PROTOCOLS = ("grpc", "http")
 MEASUREMENT_MODES = ("time_windows", "count_windows")
 SHARED_MEMORY = ("none", "system")
 INPUT_MODES = ("random", "zero", "sample")

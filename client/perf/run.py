@@ -24,7 +24,8 @@ import numpy as np
 
 from zeroserve import formats as F
 from zeroserve import records
-from zeroserve.client.connection import AsyncClient, Client, Endpoint, add_statistics, parse_url, require_loopback
+from zeroserve.client.connection import AsyncClient, Client, add_statistics
+from zeroserve.client.endpoints import Endpoint, parse_url, require_loopback
 from zeroserve.client.input_files import check_validation_data, perf_analyzer_entries
 from zeroserve.client.model import Target, resolve
 from zeroserve.client.perf import load

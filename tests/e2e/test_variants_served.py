@@ -12,7 +12,8 @@ import pytest
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.client.check import check_model
-from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.deploy.contents import read_deployed
 from zeroserve.deploy.lint import lint_model
 from zeroserve.deploy.repository import deploy_model

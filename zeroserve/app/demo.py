@@ -12,7 +12,6 @@ course file is missing is reported as skipped, with the command that fetches it.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,16 +20,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from zeroserve.triton.ports import resolve_free_ports
 
 
 def main() -> int:
     console = Console(width=120)
-    http, grpc, metrics = free_port(), free_port(), free_port()
+    # chosen together (distinct, each held until all are chosen): the one free-port picker (zeroserve.triton.ports)
+    http, grpc, metrics = resolve_free_ports("127.0.0.1", dict.fromkeys(("http", "grpc", "metrics"), 0)).values()
     endpoint = ["--host", "127.0.0.1", "--http-port", str(http), "--grpc-port", str(grpc)]
     steps = [
         ["train", "all"],

@@ -70,13 +70,6 @@ def check_bind_host(host: str, allow_remote: bool) -> str | None:
     )
 
 
-def free_port(host: str = DEFAULT_HOST) -> int:
-    """A port the OS says is free now (bind to port 0)."""
-    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
-        s.bind((host.strip("[]"), 0))
-        return s.getsockname()[1]
-
-
 def resolve_free_ports(host: str, ports: dict[str, int]) -> dict[str, int]:
     """`ports` with each 0 replaced by a distinct port that is free on `host` now (held until all are chosen)."""
     held: list[socket.socket] = []
@@ -131,3 +124,18 @@ def check_ports(host: str, ports: dict[str, int], holder: Callable[[str, int], s
                     f"{what} port {port} on {host} is in use{hint} ({exc.strerror}); "
                     f"choose another with --{what}-port or stop what holds it"
                 ) from None
+
+
+def bind_plan(
+    host: str, allow_remote: bool, ports: tuple[int, ...]
+) -> tuple[str, tuple[int, ...], str | None, list[str]]:
+    """Where `serve` binds: the host (`localhost` as 127.0.0.1, which tritonserver binds and gRPC reaches
+    at once), the http/grpc/metrics ports with each 0 replaced by a free one, the warning for a
+    non-loopback host (InputError without `allow_remote`), and the ports picked ("http 12345").
+    """
+    host = DEFAULT_HOST if host == "localhost" else host.strip("[]")
+    warning = check_bind_host(host, allow_remote)
+    names = ("http", "grpc", "metrics")
+    chosen = resolve_free_ports(host, dict(zip(names, ports)))
+    picked = [f"{k} {chosen[k]}" for k, p in zip(names, ports) if p == 0]
+    return host, tuple(chosen[k] for k in names), warning, picked

@@ -16,7 +16,8 @@ from client_helpers import cli, need, ports, well_formed  # tests/ is on sys.pat
 from zeroserve import registry
 from zeroserve.artifacts import eager_outputs, load_trained
 from zeroserve.client.check import check_model
-from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf.run import run_perf
 from zeroserve.errors import ServerError
 from zeroserve.triton.errors import RequestRejected

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from zeroserve import registry
-from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import generator as G
 from zeroserve.client.perf import wire
 from zeroserve.client.perf.run import level_count, level_failures

@@ -22,7 +22,8 @@ import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
-from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf.run import level_count
 from zeroserve.serve import state as st
 from zeroserve.triton import restricted

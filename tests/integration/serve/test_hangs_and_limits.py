@@ -19,7 +19,8 @@ import psutil
 import pytest
 from serving_helpers import run_state, wait_for, zeroserve  # tests/ is on sys.path (its conftest)
 
-from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.triton.errors import ServerUnreachable

@@ -24,12 +24,12 @@ from tritonclient.grpc import model_config_pb2 as mc
 from zeroserve.deploy import contents
 from zeroserve.deploy.config import parse, render
 from zeroserve.errors import InputError, ServerError
+from zeroserve.serve import handle, runtime, server, stop
 from zeroserve.serve import processes as ps
-from zeroserve.serve import runtime, server, stop
 from zeroserve.serve import state as st
 from zeroserve.serve.docker import docker_command
 from zeroserve.triton import wheel
-from zeroserve.triton.ports import free_port
+from zeroserve.triton.ports import resolve_free_ports
 
 
 @pytest.fixture(autouse=True)
@@ -156,9 +156,11 @@ def test_a_port_in_use_is_refused_before_starting(canonical):
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        free = free_port()
+        free = resolve_free_ports("127.0.0.1", {"http": 0, "metrics": 0})
         with pytest.raises(ServerError, match=rf"grpc port {port} on 127.0.0.1 is in use"):
-            server.start_server(canonical, ["linear_onnx"], http_port=free, grpc_port=port, metrics_port=free_port())
+            server.start_server(
+                canonical, ["linear_onnx"], http_port=free["http"], grpc_port=port, metrics_port=free["metrics"]
+            )
     assert st.list_servers() == []
 
 
@@ -229,7 +231,7 @@ def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time
     repository = tmp_path / "slow"
     canonical_folder(repository, "linear", "onnx")
     canonical_folder(repository, "name_gru", "onnx", warmups=10_000_000)  # its load runs warmups for hours
-    monkeypatch.setattr(server, "LOAD_WORKERS", 1)  # name_gru_onnx starts loading once linear_onnx is READY
+    monkeypatch.setattr(handle, "LOAD_WORKERS", 1)  # name_gru_onnx starts loading once linear_onnx is READY
     events: dict[tuple[str, str], float] = {}
     timeout = 20.0
     started = time.monotonic()

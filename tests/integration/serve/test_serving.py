@@ -25,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
 from zeroserve.artifacts import eager_outputs, load_trained
-from zeroserve.client.connection import resolve_endpoint
+from zeroserve.client.endpoints import resolve_endpoint
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import state as st
 from zeroserve.serve.processes import shm_segments, stubs

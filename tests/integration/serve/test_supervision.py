@@ -23,7 +23,8 @@ from serving_helpers import run_state, wait_for, zeroserve  # tests/ is on sys.p
 from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
-from zeroserve.client.connection import Client, Endpoint
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.triton.errors import ModelRecovering

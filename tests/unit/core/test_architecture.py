@@ -5,13 +5,15 @@ import its own layer and the layers below it, never one above:
 
   core types -> data -> registry -> triton -> train -> export -> deploy -> serve -> client -> tune -> app
 
-Each stage's `cli` module, `zeroserve.app` and `bench` are the app shell at the top: they compose
-the stages below them.
+Each stage's `cli` (and `cli_*`) modules, `zeroserve.app` and `bench` are the app shell at the top:
+they compose the stages below them.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[3]
 LAYERS = [
     ("core", ("zeroserve", "zeroserve.errors", "zeroserve.spec", "zeroserve.tasks", "zeroserve.domains",
               "zeroserve.parity", "zeroserve.formats", "zeroserve.records", "zeroserve.artifacts",
-              "zeroserve.course_modules", "zeroserve.plots", "zeroserve.options")),
+              "zeroserve.course_modules", "zeroserve.plots", "zeroserve.splits", "zeroserve.options")),
     ("data", ("zeroserve.data",)),
     ("registry", ("zeroserve.registry", "zeroserve.user_models")),
     ("triton", ("zeroserve.triton",)),
@@ -55,12 +57,17 @@ MODULES = _modules()
 
 
 def _imports(module: str) -> list[tuple[str, str | None]]:
-    """(imported module, name) for every import of a zeroserve module, lazy ones included; TYPE_CHECKING aside."""
+    """(imported module, name) for every import of a zeroserve module, lazy ones included.
+
+    Aside: imports for the type checker only (TYPE_CHECKING) and those of a module run as a script
+    (`if __name__ == "__main__":`, not a dependency of anything that imports it).
+    """
     tree = ast.parse(MODULES[module].read_text())
     typing_only = {
         id(n)
         for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        if isinstance(node, ast.If)
+        and ("TYPE_CHECKING" in ast.unparse(node.test) or "__main__" in ast.unparse(node.test))
         for n in ast.walk(node)
     }
     out: list[tuple[str, str | None]] = []
@@ -77,8 +84,9 @@ def _imports(module: str) -> list[tuple[str, str | None]]:
 
 
 def _layer(module: str) -> int:
-    if module.rsplit(".", 1)[-1] == "cli":
-        return len(LAYERS) - 1  # a stage's command line is its face in the app shell
+    last = module.rsplit(".", 1)[-1]
+    if last == "cli" or last.startswith("cli_"):
+        return len(LAYERS) - 1  # a stage's command line (and what it shows) is its face in the app shell
     best = (-1, -1)
     for index, (_, prefixes) in enumerate(LAYERS):
         for prefix in prefixes:
@@ -169,9 +177,11 @@ def test_the_kept_import_paths_still_import():
 
     for name in ("zeroserve.spec", "zeroserve.domains", "zeroserve.tasks", "zeroserve.parity", "zeroserve.registry"):
         importlib.import_module(name)
-    from zeroserve.serve import supervisor
-
-    assert callable(supervisor.main)
+    # detached supervisors of running servers were started this way: the module still runs as one
+    done = subprocess.run(
+        [sys.executable, "-m", "zeroserve.serve.supervisor", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "OPTIONS" in done.stdout.upper(), done.stderr
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -193,11 +203,30 @@ def test_files_and_functions_stay_readable(module):
     assert not long, f"{module}: functions over {MAX_FUNCTION_LINES} lines: {', '.join(long)}"
 
 
+def test_what_is_named_over_the_bar_still_is():
+    """The list only shrinks: an entry that came under the bar is taken off it."""
+    stale = []
+    for entry in sorted(OVER_THE_BAR):
+        if entry in MODULES:
+            if MODULES[entry].read_text().count("\n") <= MAX_FILE_LINES:
+                stale.append(entry)
+            continue
+        module, name = entry.rsplit(".", 1)
+        tree = ast.parse(MODULES[module].read_text())
+        lengths = [
+            (n.end_lineno or 0) - n.body[1 if len(n.body) > 1 and isinstance(n.body[0], ast.Expr) else 0].lineno + 1
+            for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.name == name
+        ]
+        if not lengths or max(lengths) <= MAX_FUNCTION_LINES:
+            stale.append(entry)
+    assert not stale, f"no longer over the bar: take {stale} off OVER_THE_BAR"
+
+
 # Still over the bar: each is named here so that it cannot grow unseen and no new one joins it.
 OVER_THE_BAR = {
     "zeroserve.client.cli",
     "zeroserve.client.cli.infer_cmd",
-    "zeroserve.client.connection",
     "zeroserve.client.perf.generator",
     "zeroserve.client.perf.run",
     "zeroserve.client.perf.transport",
@@ -208,14 +237,6 @@ OVER_THE_BAR = {
     "zeroserve.export.exporter",
     "zeroserve.export.exporter.export_model",
     "zeroserve.export.variants",
-    "zeroserve.serve.cli",
-    "zeroserve.serve.cli.serve_cmd",
-    "zeroserve.serve.server",
-    "zeroserve.serve.server.start_server",
-    "zeroserve.serve.supervisor",
-    "zeroserve.serve.supervisor._crashed",
-    "zeroserve.spec",
-    "zeroserve.train.trainer.train_model",
     "zeroserve.tune.runner",
     "zeroserve.tune.runner.run_tune",
 }
