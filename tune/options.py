@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from zeroserve.client.endpoints import PROTOCOLS
 from zeroserve.client.perf.windows import STABLE_WINDOWS
 from zeroserve.errors import InputError
-from zeroserve.options import PERCENTILE, Spelling, as_json, check_fields, levels, opt
+from zeroserve.options import PERCENTILE, POSITIVE, Spelling, as_json, check_fields, levels, opt
 from zeroserve.tune.search import MODES
 
 PREFERRED = {"both": None, "none": (False,), "max": (True,)}
@@ -48,16 +48,14 @@ class Options:
         "latency percentile (--percentile) stays within it.",
         Spelling(("--latency-budget-ms",), kind=float),
         unit="ms",
-        low=0,
-        low_open=True,
+        **POSITIVE,
     )
     min_throughput: float | None = opt(
         None,
         "Inferences/s a candidate must reach within the budget.",
         Spelling(("--min-throughput",), kind=float),
         unit="inferences/s",
-        low=0,
-        low_open=True,
+        **POSITIVE,
     )
     protocol: str = opt("grpc", "Wire protocol the load is sent over.", Spelling(("--protocol",)), choices=PROTOCOLS)
     mode: str = opt(
@@ -72,8 +70,7 @@ class Options:
         "reported, nothing applied).",
         Spelling(("--max-minutes",), kind=float),
         unit="min",
-        low=0,
-        low_open=True,
+        **POSITIVE,
     )
     percentile: float = opt(
         99.0, "The latency percentile the budget bounds.", Spelling(("--percentile",), kind=float), **PERCENTILE
@@ -84,8 +81,7 @@ class Options:
         "Measurement window (perf's stability windows; the warm-up is as long).",
         Spelling(("--window",), unit="s", kind=float),
         unit="s",
-        low=0,
-        low_open=True,
+        **POSITIVE,
     )
     max_trials: int = opt(
         6,

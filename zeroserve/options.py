@@ -21,6 +21,7 @@ import typer
 from zeroserve.errors import InputError
 
 ZEROSERVE, PERF_ANALYZER, BOTH = "zeroserve", "perf_analyzer", "both"
+POSITIVE: dict[str, Any] = dict(low=0, low_open=True)  # a bound: > 0
 PERCENTILE = dict(low=0, low_open=True, high=100, high_open=True)  # a latency percentile's bound, perf's and tune's
 
 

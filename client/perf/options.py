@@ -17,7 +17,7 @@ from zeroserve.client.endpoints import PROTOCOLS
 from zeroserve.client.perf.load import DISTRIBUTIONS
 from zeroserve.client.perf.windows import MAX_SEARCH_CONCURRENCY, STABLE_WINDOWS, latency_key
 from zeroserve.errors import InputError
-from zeroserve.options import BOTH, PERF_ANALYZER, Spelling, as_json, check_fields, levels, opt, spelled
+from zeroserve.options import BOTH, PERF_ANALYZER, POSITIVE, Spelling, as_json, check_fields, levels, opt, spelled
 
 MEASUREMENT_MODES = ("time_windows", "count_windows")
 SHARED_MEMORY = ("none", "system")
@@ -97,8 +97,7 @@ class PerfOptions:
         Spelling(("--request-rate",), convert=levels(float), metavar="100,500"),
         Spelling(("--request-rate-range",), PA, convert=pa_range(float), metavar="START:END:STEP"),
         unit="requests/s",
-        low=0,
-        low_open=True,
+        **POSITIVE,
     )
     distribution: str = opt(
         "constant",
@@ -113,8 +112,7 @@ class PerfOptions:
         "budget (perf_analyzer: -l with --binary-search).",
         Spelling(("--latency-budget-ms",), kind=float),
         unit="ms",
-        low=0,
-        low_open=True,
+        **POSITIVE,
     )
     latency_threshold_ms: float | None = opt(
         None,
@@ -122,8 +120,7 @@ class PerfOptions:
         "within it; with --binary-search, the budget of the concurrency search.",
         Spelling(("-l", "--latency-threshold"), PA, unit="ms", kind=float),
         unit="ms",
-        low=0,
-        low_open=True,
+        **POSITIVE,
     )
     binary_search: bool = opt(
         False,
@@ -200,8 +197,7 @@ class PerfOptions:
         Spelling(("--window",), unit="s", kind=float),
         Spelling(("-p", "--measurement-interval"), PA, unit="ms", kind=float, convert=lambda ms: ms / 1e3),
         unit="s",
-        low=0,
-        low_open=True,
+        **POSITIVE,
     )
     warmup_s: float | None = opt(
         None,
@@ -216,8 +212,7 @@ class PerfOptions:
         f"The last {STABLE_WINDOWS} windows agree within this share on throughput and latency.",
         Spelling(("--stability",), unit="fraction", kind=float),
         Spelling(("-s", "--stability-percentage"), PA, unit="%", kind=float, convert=lambda pct: pct / 100),
-        low=0,
-        low_open=True,
+        **POSITIVE,
         high=1,
         high_open=True,
     )
@@ -228,8 +223,7 @@ class PerfOptions:
         None,
         "Latency percentile for the stability rule and the budget search; default the average, as perf_analyzer.",
         Spelling(("--percentile",), BOTH, kind=float),
-        low=0,
-        low_open=True,
+        **POSITIVE,
         high=100,
         high_open=True,
     )
