@@ -281,7 +281,7 @@ def duration_text(seconds: float) -> str:
 
 
 def exit_code(report: dict[str, Any]) -> tuple[int, str]:
-    """What `status` exits with, and why in one line (docs: README's exit codes, docs/serving.md)."""
+    """What `status` exits with, and why in one line (docs: docs/serving.md, "`status` exit codes")."""
     server = report.get("server")
     dead = next((d for d in report.get("dead") or [] if d["run_id"] == report.get("dead_meant")), None)
     if dead is not None and (server is None or server.get("pid") is None):
