@@ -17,7 +17,6 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from zeroserve.spec import ModelSpec
 from zeroserve.triton.control import Control
 from zeroserve.triton.wheel import gpu_available
 from zeroserve.tune import search as S
+from zeroserve.tune.options import Options
 from zeroserve.tune.settings import candidate_of, config_for, tuned_on
 
 SIDE_BY_SIDE_ROUNDS = 3
@@ -41,29 +41,6 @@ UNLOAD_TIMEOUT_S = 60.0
 LOAD_TIMEOUT_S = 300.0
 
 Event = Callable[[str, dict], None]
-
-
-@dataclass
-class Options:
-    """How a tuning run measures and searches (the CLI's options)."""
-
-    budget_ms: float
-    min_throughput: float | None = None
-    protocol: str = "grpc"
-    mode: str = "quick"
-    max_minutes: float = 60.0
-    percentile: float = 99.0
-    max_concurrency: int = 64
-    window_s: float = 1.0
-    max_trials: int = 6
-    stability: float = 0.10
-    instances: tuple[int, ...] | None = None
-    batch_sizes: tuple[int, ...] | None = None
-    queue_delays_us: tuple[int, ...] | None = None
-    threads: tuple[int, ...] | None = None
-    preferred: tuple[bool, ...] | None = None
-    request_timeout_s: float = 10.0
-    ports: tuple[int, int, int] | None = None  # http, grpc, metrics of the private server; default: free ones
 
 
 def _now() -> str:
@@ -402,14 +379,6 @@ def run_tune(
             is below the serving path's measured floor at concurrency 1.
         ServerError (exit 3): the private server could not start or stopped answering.
     """
-    if opts.budget_ms <= 0:
-        raise InputError("--latency-budget-ms must be positive")
-    if opts.mode not in ("quick", "brute"):
-        raise InputError(f"unknown --search {opts.mode!r}; use quick or brute")
-    if opts.max_minutes <= 0 or opts.max_concurrency < 1:
-        raise InputError("--max-minutes must be positive and --max-concurrency at least 1")
-    if opts.min_throughput is not None and opts.min_throughput <= 0:
-        raise InputError("--min-throughput must be positive")
     t0 = time.monotonic()
     deadline = t0 + opts.max_minutes * 60
     started = _now()
@@ -446,10 +415,10 @@ def run_tune(
             "figures include that contention, and anything else running at the time"
         )
     with tuner:
-        floor = tuner.floor(opts.budget_ms)
-        if floor["latency_ms"] > opts.budget_ms:
+        floor = tuner.floor(opts.budget)
+        if floor["latency_ms"] > opts.budget:
             raise InputError(
-                f"the latency budget {opts.budget_ms:g} ms is below this server's measured floor: "
+                f"the latency budget {opts.budget:g} ms is below this server's measured floor: "
                 f"{_metric(opts.percentile)} {floor['latency_ms']:.2f} ms at concurrency 1 for a "
                 f"model that does nothing; give a budget above it"
             )
@@ -494,7 +463,7 @@ def run_tune(
                     )
                     dep_m = again
             side = tuner.side_by_side(best[0], best[1]["concurrency"], dep_m["concurrency"])
-            over = [w for w in ("deployed", "best") if side["median"][w]["p99_ms"] > opts.budget_ms]
+            over = [w for w in ("deployed", "best") if side["median"][w]["p99_ms"] > opts.budget]
             if over and opts.percentile == 99:
                 notes.append(
                     f"re-measured, the {' and '.join(over)} config's median p99 went above the budget at "
@@ -520,7 +489,8 @@ def run_tune(
         "repository": str(Path(repository).resolve()),
         "formats": tuner.formats,
         "search": opts.mode,
-        "latency_budget_ms": opts.budget_ms,
+        "latency_budget_ms": opts.budget,
+        "options": opts.as_json(),
         "percentile": opts.percentile,
         "latency_metric": f"p{opts.percentile:g}_ms",
         "min_throughput": opts.min_throughput,

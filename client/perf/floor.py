@@ -13,6 +13,7 @@ latency and throughput beside the floor's and the difference.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -87,34 +88,35 @@ def _outcome(records: list[dict]) -> dict:
     return {"exit_code": 0, "reason": ""}
 
 
-def perf_with_floor(run: Callable[..., dict], spec: Any, endpoint: Endpoint, **kwargs) -> dict:
+def perf_with_floor(run: Callable[..., dict], spec: Any, endpoint: Endpoint, opts: Any = None, **kwargs) -> dict:
     """`run` (client/perf/run.py's `run_perf`) for the model and its no-op twin, level by level, interleaved.
 
-    Takes `run_perf`'s arguments; one level per call, the model first at even levels and the twin first at
-    odd ones. The model's record is returned with its levels, and `floor` = {"triton_model", "server",
-    "measured_on", "levels", "comparison", "notes"}; its `outcome` is the worst of both runs'.
+    Takes `run_perf`'s arguments (its options object and keyword fields); one level per call, the model first
+    at even levels and the twin first at odd ones. The model's record is returned with its levels, and
+    `floor` = {"triton_model", "server", "measured_on", "levels", "comparison", "notes"}; its `outcome` is the
+    worst of both runs'.
     """
-    if kwargs.get("latency_budget_ms") is not None:
+    from zeroserve.client.perf.options import PerfOptions
+
+    names = {f.name for f in dataclasses.fields(PerfOptions)}
+    o = dataclasses.replace(opts or PerfOptions(), **{k: kwargs.pop(k) for k in list(kwargs) if k in names})
+    if o.latency_budget_ms is not None:
         raise InputError("--floor measures fixed levels: give --concurrency or --request-rate, not --latency-budget-ms")
-    if len(kwargs.get("urls") or []) > 1:
+    if len(o.urls or ()) > 1:
         raise InputError("--floor measures one server: give at most one --url")
-    protocol, timeout = kwargs.get("protocol", "grpc"), kwargs.get("timeout", 10.0)
-    rates = kwargs.pop("request_rate", None)
-    levels: list = rates or kwargs.pop("concurrency", None) or [1]
-    kwargs.pop("concurrency", None)
-    key = "request_rate" if rates else "concurrency"
-    urls = kwargs.pop("urls", None)
+    key = "request_rate" if o.request_rate else "concurrency"
+    levels: list = list(o.request_rate) if o.request_rate else (o.concurrency_levels or [1])
     with contextlib.ExitStack() as stack:
-        if urls:
+        if o.urls:
             from zeroserve.client.endpoints import parse_url
 
-            host, port = parse_url(urls[0], protocol)
+            host, port = parse_url(o.urls[0], o.protocol)
             endpoint = Endpoint(host, port, port, "--url")
-        client = stack.enter_context(Client(endpoint, protocol, timeout))
-        fmt, model_files = kwargs.pop("fmt", None), kwargs.pop("model_files", None)
-        target = spec if isinstance(spec, Target) else resolve(spec, client, fmt, model_files)
+        o = dataclasses.replace(o, urls=None)
+        client = stack.enter_context(Client(endpoint, o.protocol, o.timeout))
+        target = spec if isinstance(spec, Target) else resolve(spec, client, o.fmt, kwargs.get("model_files"))
         on_level = kwargs.pop("on_level", None)
-        twin_endpoint, where = stack.enter_context(twin_server(client, target.triton_name, timeout))
+        twin_endpoint, where = stack.enter_context(twin_server(client, target.triton_name, o.timeout))
         twin = replace(target, triton_name=twin_name(target.triton_name))
         runs: dict[str, list[dict]] = {"model": [], "floor": []}
         for i, level in enumerate(levels):
@@ -123,7 +125,7 @@ def perf_with_floor(run: Callable[..., dict], spec: Any, endpoint: Endpoint, **k
                 rec = run(
                     target if which == "model" else twin,
                     endpoint if which == "model" else twin_endpoint,
-                    **{key: [level]},
+                    dataclasses.replace(o, **{key: (level,)}),
                     on_level=(lambda lv, w=which: on_level({**lv, "measured": w})) if on_level else None,
                     **kwargs,
                 )

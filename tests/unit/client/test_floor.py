@@ -38,10 +38,10 @@ def _level(c: int, p50: float, tp: float) -> dict:
 def test_levels_alternate_model_and_floor_and_the_record_holds_both(monkeypatch):
     calls = []
 
-    def run(target, endpoint, concurrency, **kw):
+    def run(target, endpoint, opts, **kw):
         which = "floor" if target.triton_name.endswith("_noop") else "model"
-        calls.append((which, concurrency[0]))
-        c = concurrency[0]
+        (c,) = opts.concurrency
+        calls.append((which, c))
         p50, tp = (0.4, 8000.0 * c) if which == "floor" else (0.5, 6000.0 * c)
         code = 4 if which == "model" and c == 16 else 0
         return {
@@ -73,6 +73,6 @@ def test_levels_alternate_model_and_floor_and_the_record_holds_both(monkeypatch)
 
 def test_floor_refuses_a_budget_search_and_several_servers():
     with pytest.raises(InputError, match="fixed levels"):
-        floor.perf_with_floor(lambda *a, **k: {}, "m", Endpoint(), latency_budget_ms=5.0)
+        floor.perf_with_floor(lambda *a, **k: {}, "m", Endpoint(), latency_budget_ms=5.0)  # a PerfOptions field
     with pytest.raises(InputError, match="one server"):
         floor.perf_with_floor(lambda *a, **k: {}, "m", Endpoint(), urls=["127.0.0.1:1", "127.0.0.1:2"])
