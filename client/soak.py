@@ -93,11 +93,11 @@ def main() -> int:
             allow_failures=True,
         )
         levels = rec["levels"]
-        requests = sum(perf.level_count(lv, "requests") for lv in levels)
-        failed = sum(perf.level_count(lv, "failed") for lv in levels)
+        requests = sum(levels.level_count(lv, "requests") for lv in levels)
+        failed = sum(levels.level_count(lv, "failed") for lv in levels)
         kinds: dict[str, int] = {}
         for lv in levels:
-            for k, v in perf.level_failures(lv)[0].items():
+            for k, v in levels.level_failures(lv)[0].items():
                 kinds[k] = kinds.get(k, 0) + v
         totals[protocol] = {"requests": requests, "failed": failed, "failures": kinds}
         print(f"{protocol}: {requests} requests, {failed} failed{f' {kinds}' if kinds else ''}", flush=True)

@@ -23,7 +23,8 @@ from typing import Any
 from zeroserve import formats as F
 from zeroserve import records
 from zeroserve.client.endpoints import Endpoint
-from zeroserve.client.perf.run import level_count, run_perf
+from zeroserve.client.perf.levels import level_count
+from zeroserve.client.perf.run import run_perf
 from zeroserve.deploy.contents import canonical_models, read_deployed
 from zeroserve.deploy.repository import read_manifest
 from zeroserve.errors import InputError, ServerError, ZeroserveError

@@ -43,7 +43,8 @@ def perf_cmd(**values) -> None:
     from zeroserve.client.perf import pa_csv
     from zeroserve.client.perf import report as rep
     from zeroserve.client.perf.floor import perf_with_floor
-    from zeroserve.client.perf.run import raise_for_outcome, run_perf
+    from zeroserve.client.perf.levels import raise_for_outcome
+    from zeroserve.client.perf.run import run_perf
 
     given = given_params(values.pop("ctx"))
     opts, command, pa = pc.resolve(values, given)
@@ -119,7 +120,7 @@ def _format(fmt, variant: str | None) -> str | None:
 
 def _progress(level: dict) -> None:
     from zeroserve.client.perf import report as rep
-    from zeroserve.client.perf.run import level_count
+    from zeroserve.client.perf.levels import level_count
 
     failed = level_count(level)
     err_console.print(

@@ -14,7 +14,7 @@ from rich.table import Table
 from zeroserve import engine, plots, records
 from zeroserve.client.perf import metrics, panels
 from zeroserve.client.perf.floor import floor_line
-from zeroserve.client.perf.run import level_count, level_failures
+from zeroserve.client.perf.levels import level_count, level_failures
 
 CSV_COLUMNS = (
     "concurrency",

@@ -31,6 +31,12 @@ from zeroserve.client.model import Target, resolve
 from zeroserve.client.perf import load
 from zeroserve.client.perf.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.perf.inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
+from zeroserve.client.perf.levels import (
+    level_count,
+    level_name,
+    outcome,
+    run_notes,
+)
 from zeroserve.client.perf.metrics import DEFAULT_INTERVAL_S, LevelMetrics, Source, count_warning, csv_columns
 from zeroserve.client.perf.options import PerfOptions
 from zeroserve.client.perf.windows import (
@@ -45,17 +51,12 @@ from zeroserve.client.perf.windows import (
 from zeroserve.client.perf.wire import OutputSpec, expected_outputs
 from zeroserve.client.values import to_wire
 from zeroserve.deploy.release import TARGET
-from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
+from zeroserve.errors import InputError, ServerError
 from zeroserve.spec import ModelSpec
 from zeroserve.triton import machine
 from zeroserve.triton.errors import ModelNotServed, RequestFailed
 from zeroserve.triton.ports import hostport
 from zeroserve.triton.restricted import client_shm_refusal
-
-SHARED_CORES_NOTE = (
-    "this machine has {cores} cores shared by the server and the load generator: figures include that contention"
-)
-
 
 # ---------------------------------------------------------------- one level
 
@@ -214,47 +215,6 @@ async def _window(setup: Setup, gen):
         await asyncio.sleep(step)
         sample = sample.extend(await gen.swap())
     return sample
-
-
-def unstable_message(level: dict, stability: float, advice: bool = True) -> str:
-    """One line with the last windows' figures of a level that did not stabilise."""
-    what = level_name(level)
-    key = level.get("latency_metric", "mean_ms")
-    last = level["windows"][-STABLE_WINDOWS:]
-    tp = ", ".join(f"{w['throughput']:.0f}" for w in last)
-    lat = ", ".join(f"{w[key]:.2f}" for w in last)
-    name = "average latency" if key == "mean_ms" else key.removesuffix("_ms")
-    return (
-        f"{what} did not stabilise within {stability:.0%} in {level['trials']} windows: last throughput "
-        f"{tp} infer/s, {name} {lat} ms"
-        + (" (raise --max-trials or --window, or pass --allow-unstable)" if advice else "")
-    )
-
-
-def level_name(level: dict) -> str:
-    return (
-        f"concurrency {level['concurrency']}" if level["concurrency"] else f"request rate {level['request_rate']:g}/s"
-    )
-
-
-COUNTED = ("warmup", "totals", "drain")  # a level's blocks that together hold every request it sent
-
-
-def level_count(level: dict, what: str = "failed") -> int:
-    """Every request of a level (`requests`), or its answered (`ok`) or `failed` ones: all blocks summed."""
-    return sum(level[b][what] for b in COUNTED if b in level)
-
-
-def level_failures(level: dict) -> tuple[dict[str, int], dict[str, str]]:
-    """Failures by kind over all of a level's blocks, and the first message of each kind."""
-    kinds: dict[str, int] = {}
-    messages: dict[str, str] = {}
-    for b in COUNTED:
-        for k, v in level.get(b, {}).get("failures", {}).items():
-            kinds[k] = kinds.get(k, 0) + v
-        for k, m in level.get(b, {}).get("failure_messages", {}).items():
-            messages.setdefault(k, m)
-    return kinds, messages
 
 
 # ---------------------------------------------------------------- the run
@@ -510,78 +470,6 @@ def _unreachable(clients: list[Client], triton_name: str) -> str | None:
         except (ServerError, ModelNotServed) as exc:
             return str(exc)
     return None
-
-
-def outcome(
-    levels: list[dict], unreachable: str | None, stability: float, allow_failures: bool, allow_unstable: bool
-) -> dict:
-    """The exit code a run earns, first match wins: 3 a server unreachable at the end; 1 any failed request
-    (unless allowed); 4 a level that did not stabilise (unless allowed); else 0. With the reason."""
-    failed = sum(level_count(lv) for lv in levels)
-    unstable = [lv for lv in levels if not lv["stable"] and "server_lost" not in lv]
-    if unreachable:
-        counted = sum(level_count(lv, "ok") for lv in levels)
-        return {
-            "exit_code": 3,
-            "reason": f"the server stopped answering during the run ({unreachable}); "
-            f"{counted} requests answered and {failed} failed before it went",
-        }
-    if failed and not allow_failures:
-        kinds: dict[str, int] = {}
-        for lv in levels:
-            for k, v in level_failures(lv)[0].items():
-                kinds[k] = kinds.get(k, 0) + v
-        top = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
-        return {
-            "exit_code": 1,
-            "reason": f"{failed} requests failed during the run ({top}); pass --allow-failures to accept them",
-        }
-    if unstable and not allow_unstable:
-        return {"exit_code": 4, "reason": unstable_message(unstable[0], stability)}
-    return {"exit_code": 0, "reason": ""}
-
-
-def raise_for_outcome(rec: dict) -> None:
-    """Raise the typed error (ServerError 3, CheckFailed 1, UnstableError 4) the record's outcome names."""
-    code, reason = rec["outcome"]["exit_code"], rec["outcome"]["reason"]
-    error = {3: ServerError, 1: CheckFailed, 4: UnstableError}.get(code)
-    if error is not None:
-        raise error(reason)
-
-
-def run_notes(levels: list[dict], stability: float, workers: int, cores: int) -> list[str]:
-    """What a reader of the figures must know: shared cores, a saturated or late generator, instability, failures."""
-    notes = [SHARED_CORES_NOTE.format(cores=cores)] if cores <= 4 else []
-    if workers > 1:
-        notes.append(
-            f"load generated by {workers} worker processes, each with its own event loop; "
-            "generator CPU is their sum, loop CPU the busiest one's"
-        )
-    for lv in levels:
-        where = level_name(lv)
-        if lv["generator_saturated"]:
-            notes.append(
-                f"warning: the load generator's CPU limited {where} (its event loop, or with gRPC its "
-                f"process, used {lv['loop_cpu']:.0%} of a core, {lv['client']['cpu_us']:.0f} µs per request): the "
-                "figures measure the generator as much as the server" + ("" if workers > 1 else "; try --workers 2")
-            )
-        if lv.get("rate_kept") is False:
-            notes.append(
-                f"the generator could not keep to the schedule at {lv['request_rate']:g} requests/s "
-                f"(sent {lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); "
-                "latencies still count from the intended send times"
-            )
-        if "server_lost" in lv:
-            notes.append(f"the server stopped answering at {where}: {lv['server_lost']}")
-        elif not lv["stable"]:
-            notes.append(unstable_message(lv, stability, advice=False))
-        if level_count(lv):
-            kinds, first = level_failures(lv)
-            notes.append(
-                f"{level_count(lv)} failed requests at {where}: "
-                + "; ".join(f"{v} {k} ({first.get(k, '')})" for k, v in kinds.items())
-            )
-    return notes
 
 
 def _measure_levels(setup: Setup, o: PerfOptions, on_level, search=None, deadline: float | None = None):

@@ -16,7 +16,7 @@ from zeroserve.client.connection import Client
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import generator as G
 from zeroserve.client.perf import wire
-from zeroserve.client.perf.run import level_count, level_failures
+from zeroserve.client.perf.levels import level_count, level_failures
 
 pytestmark = pytest.mark.slow
 

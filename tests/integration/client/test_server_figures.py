@@ -18,7 +18,8 @@ from zeroserve.client.connection import Client
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import metrics as PM
 from zeroserve.client.perf import report
-from zeroserve.client.perf.run import level_count, run_perf
+from zeroserve.client.perf.levels import level_count
+from zeroserve.client.perf.run import run_perf
 from zeroserve.serve import metrics as M
 from zeroserve.serve import state as st
 

@@ -24,7 +24,7 @@ from tritonclient.utils import InferenceServerException
 from zeroserve import registry
 from zeroserve.client.connection import Client
 from zeroserve.client.endpoints import Endpoint
-from zeroserve.client.perf.run import level_count
+from zeroserve.client.perf.levels import level_count
 from zeroserve.serve import state as st
 from zeroserve.triton import restricted
 from zeroserve.triton.control import Control

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from zeroserve.client.perf.run import level_count, level_failures
+from zeroserve.client.perf.levels import level_count, level_failures
 
 MODEL = "linear_onnx"
 

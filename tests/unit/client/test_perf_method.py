@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zeroserve.client.connection import server_split
+from zeroserve.client.perf import levels as perf_levels
 from zeroserve.client.perf import load
 from zeroserve.client.perf import run as perf
 from zeroserve.client.perf import windows as W
@@ -154,7 +155,7 @@ def test_unstable_message_names_the_last_windows():
         "latency_metric": "p99_ms",
         "windows": [{"throughput": t, "p99_ms": p} for t, p in ((1, 1), (900, 2.5), (1200, 3.5), (700, 9.0))],
     }
-    msg = perf.unstable_message(level, 0.1)
+    msg = perf_levels.unstable_message(level, 0.1)
     assert "concurrency 8" in msg and "900, 1200, 700" in msg and "p99 2.50, 3.50, 9.00" in msg
 
 
@@ -200,11 +201,11 @@ def test_an_unstable_level_stops_the_run_unless_allowed(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, stable=c < 4))
     levels, _, _ = perf._measure_levels(setup, PerfOptions(concurrency=[1, 2, 4, 8]), None)
     assert [lv["concurrency"] for lv in levels] == [1, 2, 4]
-    out = perf.outcome(levels, None, 0.1, False, False)
+    out = perf_levels.outcome(levels, None, 0.1, False, False)
     assert out["exit_code"] == 4 and "concurrency 4 did not stabilise" in out["reason"]
     levels, _, _ = perf._measure_levels(setup, PerfOptions(concurrency=[1, 2, 4, 8], allow_unstable=True), None)
     assert [lv["concurrency"] for lv in levels] == [1, 2, 4, 8]
-    assert perf.outcome(levels, None, 0.1, False, True)["exit_code"] == 0
+    assert perf_levels.outcome(levels, None, 0.1, False, True)["exit_code"] == 0
 
 
 def test_a_level_where_every_request_failed_stops_the_run(monkeypatch):
@@ -213,7 +214,7 @@ def test_a_level_where_every_request_failed_stops_the_run(monkeypatch):
     )
     levels, _, _ = perf._measure_levels(setup, PerfOptions(request_rate=[50.0, 100.0], allow_unstable=True), None)
     assert len(levels) == 1
-    out = perf.outcome(levels, None, 0.1, False, True)
+    out = perf_levels.outcome(levels, None, 0.1, False, True)
     assert out["exit_code"] == 1 and "7 requests failed" in out["reason"] and "7 connection" in out["reason"]
 
 
@@ -232,22 +233,24 @@ def test_a_level_where_every_request_failed_stops_the_run(monkeypatch):
 )
 def test_one_exit_code_rule_first_match_wins(kw, unreachable, allow, code):
     levels = [_synthetic_level(1, None), _synthetic_level(2, None, **kw)]
-    out = perf.outcome(levels, unreachable, 0.1, allow.get("allow_failures", False), allow.get("allow_unstable", False))
+    out = perf_levels.outcome(
+        levels, unreachable, 0.1, allow.get("allow_failures", False), allow.get("allow_unstable", False)
+    )
     assert out["exit_code"] == code
     rec = {"outcome": out}
     if code:
         with pytest.raises(Exception) as info:
-            perf.raise_for_outcome(rec)
+            perf_levels.raise_for_outcome(rec)
         assert info.value.exit_code == code and str(info.value) == out["reason"]
     else:
-        perf.raise_for_outcome(rec)
+        perf_levels.raise_for_outcome(rec)
 
 
 def test_a_lost_server_stops_the_run_and_its_level_is_not_called_unstable(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, lost=c == 2))
     levels, _, _ = perf._measure_levels(setup, PerfOptions(concurrency=[1, 2, 4]), None)
     assert [lv["concurrency"] for lv in levels] == [1, 2]
-    notes = perf.run_notes(levels, 0.1, 1, 2)
+    notes = perf_levels.run_notes(levels, 0.1, 1, 2)
     assert any("stopped answering at concurrency 2" in n for n in notes)
     assert not any("did not stabilise" in n for n in notes)
 
