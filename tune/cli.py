@@ -57,7 +57,7 @@ def tune_cmd(**values) -> None:
 
 def _revert(spec, repository: Path, fmt: str | None, as_json: bool) -> None:
     from zeroserve.tune import apply as ap
-    from zeroserve.tune.runner import deployed_formats
+    from zeroserve.tune.tuner import deployed_formats
 
     done = [
         ap.revert_tuning(repository, name)

@@ -238,6 +238,4 @@ OVER_THE_BAR = {
     "zeroserve.export.exporter",
     "zeroserve.export.exporter.export_model",
     "zeroserve.export.variants",
-    "zeroserve.tune.runner",
-    "zeroserve.tune.runner.run_tune",
 }

@@ -22,7 +22,7 @@ from zeroserve.deploy import kserve_check as K
 from zeroserve.deploy import plan as P
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.serve.docker import docker_command
-from zeroserve.tune import runner as tr
+from zeroserve.tune import record as tune_record_mod
 from zeroserve.tune.settings import tuned_on
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "kserve"
@@ -218,7 +218,7 @@ def _tune_record(tmp_path: Path, facts: dict | None) -> Path:
             _level(8, 2300.0, 9.5, 2.0, 425.0),
         ],
     }
-    measured = tr.summary(perf)
+    measured = tune_record_mod.summary(perf)
     entry = {"candidate": {"fmt": "onnx", "instances": 1}, "label": "1 instance", **measured}
     rec = {
         "schema": records.SCHEMA,

@@ -182,7 +182,7 @@ def test_the_concurrency_search_from_a_hint_finds_the_same_level_in_fewer_steps(
 
 
 def test_the_outcome_names_the_closest_or_the_time_limit():
-    from zeroserve.tune.runner import outcome
+    from zeroserve.tune.record import outcome
 
     closest = {"label": "onnx inst 1", "meets_budget": False, "latency_ms": 7.5, "throughput": 0.0}
     rec = {
