@@ -26,7 +26,7 @@ from zeroserve import formats as F
 from zeroserve import records
 from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, model_dir, output_arrays
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
-from zeroserve.export import gate
+from zeroserve.export import gate, torch_export
 from zeroserve.export import variants as variants_mod
 from zeroserve.spec import ModelSpec, Split
 
@@ -70,8 +70,7 @@ def _exportable(spec: ModelSpec, model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _example(spec: ModelSpec) -> tuple[torch.Tensor, ...]:
-    time = 5 if spec.seq_lengths else None
-    return tuple(torch.from_numpy(a) for a in spec.random_inputs(2, np.random.default_rng(0), time=time))
+    return torch_export.example(spec)
 
 
 def _export_onnx(spec: ModelSpec, module: torch.nn.Module, path: Path, opset: int, exporter: str) -> None:
@@ -94,19 +93,17 @@ def _export_onnx(spec: ModelSpec, module: torch.nn.Module, path: Path, opset: in
                 do_constant_folding=True,
             )
         else:
-            dims = {}
-            for t in spec.inputs:
-                dims[t.name] = {i: torch.export.Dim.DYNAMIC for i in t.dynamic_axes}
-            program = torch.onnx.export(
-                module,
-                example,
-                dynamo=True,
-                opset_version=opset,
-                input_names=names_in,
-                output_names=names_out,
-                dynamic_shapes=tuple(dims.values()),
-                external_data=False,
-            )
+            with torch_export.rnn_loops():  # recurrent layers keep a dynamic time axis (hello_rnn's nn.RNN)
+                program = torch.onnx.export(
+                    module,
+                    example,
+                    dynamo=True,
+                    opset_version=opset,
+                    input_names=names_in,
+                    output_names=names_out,
+                    dynamic_shapes=torch_export.dynamic_shapes(spec),
+                    external_data=False,
+                )
             if program is None:
                 raise RuntimeError("torch.onnx.export (dynamo) returned no program")
             program.save(str(path), external_data=False)
