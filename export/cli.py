@@ -119,6 +119,8 @@ def export_cmd(
         parity.VariantRule(max_metric_drop, min_agreement, max_mse_increase),
     )
     exporter.check_opset(opset, exporter_name)
+    for key in (*formats, *variants):
+        F.get(key).handler.preflight()  # once, not once per model (pt2 without a C++ compiler)
     specs, explicit = registry.select(models, model_files)
     data_dir = data_dir_in_use(data_dir, specs)
     done, skipped, failed = [], [], []

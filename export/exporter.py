@@ -173,16 +173,19 @@ def _build_torchscript(spec: ModelSpec, module: torch.nn.Module, path: Path, **_
     return {"method": spec.torchscript}
 
 
-# How each format of the table (zeroserve.formats) is made, by format key. A builder writes the
-# artifact to `path` and returns what the record keeps about it; `work` is the folder holding the
+# How each format of the table (zeroserve.formats) is made, by format key: a format made from the
+# checkpoint by its runtime object (`Format.handler.build`), a variant by its builder. A builder writes
+# the artifact to `path` and returns what the record keeps about it; `work` is the folder holding the
 # other artifacts of this export (a variant reads its base's file there).
 BUILDERS: dict[str, Callable[..., dict]] = {
-    "onnx": _build_onnx,
-    "torchscript": _build_torchscript,
+    **{k: f.handler.build for k, f in F.FORMATS.items() if f.base is None},
     **variants_mod.BUILDERS,
 }
-# How an artifact is run in-process for the gate and the latency figures, by runtime.
-RUNNERS: dict[str, Callable[..., Callable]] = {"onnx": _onnx_runner, "torchscript": _torchscript_runner}
+
+
+def runner_of(key: str, path: Path, spec: ModelSpec, threads: int | None = None) -> Callable:
+    """Format `key`'s artifact at `path` run in-process (its runtime's runner), for the gate and latency."""
+    return F.get(key).handler.runner(path, spec, threads)
 
 
 def median_ms(fn: Callable, inputs: list[np.ndarray], budget_s: float = 0.4, max_runs: int = 200) -> float:
@@ -300,6 +303,8 @@ def export_model(
     if missing:
         raise InputError(f"no exporter is defined for format {', '.join(missing)}")
     check_opset(opset, exporter)
+    for key in keys:
+        F.get(key).handler.preflight()  # what the machine needs for it (pt2: a C++ compiler), before any work
     options = variant_options or variants_mod.VariantOptions()
     tol = spec.tolerance.with_overrides(atol, rtol)
     out_dir = model_dir(artifacts, spec)
@@ -342,16 +347,16 @@ def export_model(
                 info = BUILDERS[key](
                     spec, module, path, opset=opset, exporter=exporter, work=tmp, variant=options, split=split
                 )
-                if fmt.runtime == "onnx":  # every ONNX artifact records what deploy checks for the target
-                    info = {**_onnx_info(path), **info}
+                info = {**fmt.handler.info(path), **info}  # e.g. every ONNX file's IR version and opset
                 if fmt.variant and fmt.gpu_only and not variants_mod.gpu_present():
                     runner = None
                 elif fmt.variant:
                     runner = variants_mod.variant_runner(path, spec, fmt)
                 else:
-                    runner = RUNNERS[fmt.runtime](path, spec)
+                    runner = runner_of(key, path, spec)
             except Exception as exc:  # the exporter's own failure is this model's gate failure, with the reason
-                if fmt.variant:  # a variant the model cannot take: one line, exit 2, nothing written
+                # a variant, or a format (pt2) the model cannot take: one line, exit 2, nothing written
+                if fmt.variant or isinstance(exc, InputError):
                     err = (
                         exc
                         if isinstance(exc, InputError)
@@ -362,7 +367,7 @@ def export_model(
                     )
                     if not skip_unfit:
                         raise err from None
-                    unfit.append({"format": key, "variant": fmt.variant, "reason": str(err)})
+                    unfit.append({"format": key, "variant": fmt.variant or key, "reason": str(err)})
                     path.unlink(missing_ok=True)
                     continue
                 msg = _first_line(exc)
@@ -382,7 +387,7 @@ def export_model(
                 result = {"variant": fmt.variant, "base": fmt.base, "base_sha256": sha256(base_file), **result}
                 if latency and runner is not None:
                     timed = {
-                        base: RUNNERS[F.get(base).runtime](base_file, spec, threads=LATENCY_THREADS),
+                        base: runner_of(base, base_file, spec, threads=LATENCY_THREADS),
                         key: variants_mod.variant_runner(path, spec, fmt, threads=LATENCY_THREADS),
                     }
                     result["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
@@ -433,12 +438,7 @@ def export_model(
 
         if latency and firsts:
             timed = {"eager": eager}
-            timed.update(
-                {
-                    key: RUNNERS[F.get(key).runtime](tmp / F.get(key).file, spec, threads=LATENCY_THREADS)
-                    for key in firsts
-                }
-            )
+            timed.update({key: runner_of(key, tmp / F.get(key).file, spec, threads=LATENCY_THREADS) for key in firsts})
             record["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
 
         # keep the formats not re-exported this time, if their files are still the recorded ones; a variant

@@ -106,7 +106,8 @@ def rnn_loops() -> Iterator[None]:
         yield
 
 
-def export_program(spec: ModelSpec, module: torch.nn.Module) -> torch.export.ExportedProgram:
+def export_program(spec: ModelSpec, module: torch.nn.Module, device: str = "cpu") -> torch.export.ExportedProgram:
     """`torch.export.export` (non-strict) of `module` with the spec's dynamic axes and recurrent layers as loops."""
+    inputs = tuple(t.to(device) for t in example(spec))
     with rnn_loops():
-        return torch.export.export(module, example(spec), dynamic_shapes=dynamic_shapes(spec), strict=False)
+        return torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes(spec), strict=False)

@@ -40,6 +40,7 @@ def configless(folder: Path, version: Path) -> DeployedModel:
             return DeployedModel(
                 name=folder.name,
                 backend=backend.name,
+                platform=backend.platform,
                 max_batch_size=0,
                 inputs=(),
                 outputs=(),

@@ -146,7 +146,7 @@ def lint_model(folder: Path) -> DeployedModel:
         raise CheckFailed(f"{folder.name}: no config.pbtxt") from None
     except InputError as exc:
         raise CheckFailed(f"{folder.name}: {exc}") from None
-    backend = F.for_backend(model.backend)
+    backend = F.for_backend(model.backend, model.platform)
     if backend is None:
         raise CheckFailed(f"{model.name}: backend {model.backend!r} is not one deploy writes")
     path = folder / VERSION / backend.default_file
@@ -156,8 +156,5 @@ def lint_model(folder: Path) -> DeployedModel:
         for t in model.inputs:
             if t.name not in model.warmup.inputs:
                 raise CheckFailed(f"{model.name}: warmup lacks input {t.name}")
-    LINTS[backend.runtime](model, path, folder)
+    backend.handler.lint(model, path, folder)
     return model
-
-
-LINTS = {"onnx": _lint_onnx_and_warmup, "torchscript": _lint_torchscript}  # by runtime (zeroserve.formats)
