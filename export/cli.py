@@ -48,7 +48,11 @@ def export_cmd(
     fmt: FormatsOpt = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = exporter.DEFAULT_OPSET,
     exporter_name: Annotated[
-        Exporter, typer.Option("--exporter", help="ONNX exporter: legacy (TorchScript-based) or dynamo.")
+        Exporter,
+        typer.Option(
+            "--exporter",
+            help="ONNX exporter: dynamo (torch.export-based) or legacy (TorchScript-based, deprecated upstream).",
+        ),
     ] = exporter.DEFAULT_EXPORTER,
     atol: Annotated[
         float | None,
@@ -96,6 +100,10 @@ def export_cmd(
     as_json: JsonOpt = False,
 ):
     """Export trained models to TorchScript (model.pt) and ONNX (model.onnx) behind a parity gate.
+
+    --format pt2 also makes an AOTInductor package (model.pt2: torch.export compiled with g++ for this
+    machine's CPU, ~30 s a model); a model torch.export cannot trace is refused naming the op (skipped
+    under `all`).
 
     --variant makes faster variants of the gated ONNX (int8, int8-dynamic, optimized, fp16), each
     held to a gate of its own on the whole held-out set: its task metric within --max-metric-drop

@@ -19,6 +19,9 @@ and the pt2 format (`torch.export.export`, then AOTInductor). Two things are nee
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
+import warnings
 from collections.abc import Callable, Iterator
 from functools import partial
 
@@ -106,8 +109,23 @@ def rnn_loops() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """torch's own log lines and warnings silenced: a failure is reported once, by the caller, in one line."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        # torch.export prints the partial graph of a failed export to sys.stderr itself
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def export_program(spec: ModelSpec, module: torch.nn.Module, device: str = "cpu") -> torch.export.ExportedProgram:
     """`torch.export.export` (non-strict) of `module` with the spec's dynamic axes and recurrent layers as loops."""
     inputs = tuple(t.to(device) for t in example(spec))
-    with rnn_loops():
+    with quiet(), rnn_loops():
         return torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes(spec), strict=False)

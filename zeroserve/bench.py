@@ -10,7 +10,7 @@ import sys
 
 
 def main() -> int:
-    for stage in ("export.bench", "serve.bench", "client.bench", "client.bench_variants"):
+    for stage in ("export.bench", "export.bench_formats", "serve.bench", "client.bench", "client.bench_variants"):
         name = f"zeroserve.{stage}"
         try:
             module = importlib.import_module(name)

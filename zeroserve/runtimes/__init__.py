@@ -29,11 +29,13 @@ class Runtime:
         key: its name in the format table and the embedded engine's ZS_FORMAT (`model.py`'s loader).
         label: how messages name it (`ONNX Runtime`).
         default: exported by `zeroserve export` when no --format is given.
+        max_batch_size: the largest batch the target release's backend serves this runtime with.
     """
 
     key = ""
     label = ""
     default = True
+    max_batch_size: int | None = None  # the most the target's backend batches for this runtime (None: no cap)
 
     def preflight(self) -> None:
         """InputError when this machine lacks what making the artifact needs (pt2: a C++ compiler)."""

@@ -38,7 +38,8 @@ TARGET_LIMITS = (
     "max_batch_size 1: Triton's pytorch backend has not completed PT2 batching above 1 or sequence batching "
     "(r26.05 README, Beta)",
 )
-_OP = re.compile(r"(aten\.[\w.]+|torch\.ops\.[\w.]+|torch\.[\w.]+\(?|<built-in (?:function|method) \w+>)")
+_OP = re.compile(r"(aten\.\w+(?:\.\w+)?|torch\.ops\.[\w.]+|torch\.Tensor\.\w+|<built-in (?:function|method) \w+>)")
+_CALL = re.compile(r"The following call raised this error:\s*File \"([^\"]+)\", line (\d+), in \w+\s*\n\s*(.+)")
 
 
 def compiler() -> str:
@@ -58,14 +59,18 @@ def compiler() -> str:
 
 
 def failing_op(exc: BaseException) -> str:
-    """The op a torch.export failure names (`aten.nonzero.default`, `torch.Tensor.item`), else its kind."""
-    text = str(exc)
+    """Where a torch.export failure happened: the model's source line it names (`if x.sum() > 0:` at
+    model.py:6), else the op it names (`aten.nonzero.default`), else the kind of failure."""
+    text = str(exc).split("The error above occurred when calling torch.export")[0]
+    call = _CALL.search(text)
+    kind = " (a data-dependent expression)" if "data-dependent" in text or "data dependent" in text else ""
+    if call:
+        code = call.group(3).split("  #")[0].strip()  # the line without its comment
+        return f"`{code}` ({Path(call.group(1)).name}:{call.group(2)}){kind}"
     found = _OP.search(text)
     if found:
-        return found.group(1).rstrip("(")
-    if "data-dependent" in text or "data dependent" in text:
-        return "a data-dependent expression"
-    return type(exc).__name__
+        return found.group(1) + kind
+    return kind.strip(" ()") or type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:
@@ -115,11 +120,12 @@ class Pt2(Runtime):
             program = torch_export.export_program(spec, module, device=device)
         except Exception as exc:  # an op torch.export cannot trace: this model cannot be made pt2
             raise InputError(
-                f"{spec.name}: pt2 cannot be made: torch.export fails at {failing_op(exc)} ({_first_line(exc)})"
+                f"{spec.name}: pt2 cannot be made: torch.export fails at {failing_op(exc)}: {_first_line(exc)}"
             ) from None
         exported = time.perf_counter() - started
         try:
-            torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+            with torch_export.quiet():
+                torch._inductor.aoti_compile_and_package(program, package_path=str(path))
         except Exception as exc:
             raise InputError(
                 f"{spec.name}: pt2 cannot be made: AOTInductor fails to compile it ({_first_line(exc)})"
