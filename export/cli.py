@@ -91,7 +91,10 @@ def export_cmd(
     report: Annotated[
         Path | None,
         typer.Option(
-            "--report", metavar="DIR", help="With --variant: write the variant report (variants.md, .json, .png) here."
+            "--report",
+            metavar="DIR",
+            help="Write the format comparison (formats.md, .json: export time, size, gate, in-process latency) "
+            "and, with --variant, the variant report (variants.md, .json, .png) here.",
         ),
     ] = None,
     data_dir: DataDirOpt = None,
@@ -119,8 +122,6 @@ def export_cmd(
     """
     variants = F.parse_variants(variant)
     formats = F.parse(fmt) if fmt or not variants else ()
-    if report is not None and not variants:
-        raise InputError("--report writes the variant report: give --variant too")
     options = V.VariantOptions(
         calibration_samples,
         str(calibration_method),
@@ -174,19 +175,7 @@ def export_cmd(
                     highlight=False,
                     soft_wrap=True,
                 )
-    paths = {}
-    if report is not None:
-        from zeroserve.export import report as variant_report
-
-        rows = variant_report.rows(done, variants)
-        # served figures need the client stage: asked for only here, at the command line's edge
-        from zeroserve.client.bench_variants import served_figures
-
-        served, note = served_figures(rows)
-        rows = variant_report.rows(done, variants, served=served)
-        if not as_json:
-            err_console.print(note, highlight=False, soft_wrap=True)
-        paths = variant_report.write(rows, report)
+    paths, rows = _reports(done, specs, formats, variants, report, as_json)
     if as_json:
         print_json(
             {
@@ -203,10 +192,38 @@ def export_cmd(
             from zeroserve.export import report as variant_report
 
             console.print(variant_report.table(rows if report is not None else variant_report.rows(done, variants)))
-        if paths:
+        if "md" in paths:
             console.print(f"variant report: {paths['md']} ({paths['json'].name}, {paths['png'].name})", highlight=False)
+        if "formats_md" in paths:
+            console.print(f"format comparison: {paths['formats_md']} ({paths['formats_json'].name})", highlight=False)
     if failed:
         raise typer.Exit(CheckFailed.exit_code)
+
+
+def _reports(done: list[dict], specs, formats, variants, report: Path | None, as_json: bool) -> tuple[dict, list]:
+    """--report: the format comparison of the formats exported, and the variant report of the variants made."""
+    paths: dict[str, Path] = {}
+    rows: list[dict] = []
+    if report is None:
+        return paths, rows
+    if formats:
+        from zeroserve.export import format_report
+
+        written = format_report.write(format_report.from_records(done, {s.name: s for s in specs}), report)
+        paths.update({f"formats_{k}": v for k, v in written.items()})
+    if variants:
+        from zeroserve.export import report as variant_report
+
+        rows = variant_report.rows(done, variants)
+        # served figures need the client stage: asked for only here, at the command line's edge
+        from zeroserve.client.bench_variants import served_figures
+
+        served, note = served_figures(rows)
+        rows = variant_report.rows(done, variants, served=served)
+        if not as_json:
+            err_console.print(note, highlight=False, soft_wrap=True)
+        paths.update(variant_report.write(rows, report))
+    return paths, rows
 
 
 def _table(done: list[dict], artifacts) -> None:
