@@ -29,7 +29,7 @@ lock:
 	@touch $(STAMP)
 
 demo: venv
-	$(PY) -m zeroserve.demo
+	$(PY) -m zeroserve.app.demo
 
 test: venv
 	$(PY) -m pytest

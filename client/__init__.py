@@ -11,10 +11,10 @@ import importlib
 _EXPORTS = {
     "AsyncClient": "connection",
     "Client": "connection",
-    "Endpoint": "connection",
-    "resolve_endpoint": "connection",
+    "Endpoint": "endpoints",
+    "resolve_endpoint": "endpoints",
     "check_model": "check",
-    "run_perf": "perf",
+    "run_perf": "perf.run",
 }
 __all__ = sorted(_EXPORTS)
 

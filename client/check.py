@@ -17,12 +17,13 @@ import numpy as np
 from zeroserve import formats as F
 from zeroserve import parity, records
 from zeroserve.artifacts import eager_outputs, load_trained, model_dir
-from zeroserve.client.connection import Client, Endpoint, batches
-from zeroserve.client.errors import RequestFailed
-from zeroserve.client.target import Target
+from zeroserve.client.connection import Client, batches
+from zeroserve.client.endpoints import Endpoint
+from zeroserve.client.model import Target
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
 from zeroserve.spec import ModelSpec, Split
+from zeroserve.triton.errors import RequestFailed
 
 
 def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float | None) -> Tolerance:

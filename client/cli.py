@@ -13,16 +13,7 @@ from rich.table import Table
 
 from zeroserve import formats as F
 from zeroserve import registry
-from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.client.connection import (
-    DEFAULT_TIMEOUT_S,
-    PROTOCOLS,
-    Client,
-    choose_protocol,
-    protocols_meant,
-    resolve_endpoint,
-)
-from zeroserve.cliutil import (
+from zeroserve.app.cliutil import (
     ArtifactsOpt,
     DataDirOpt,
     JsonOpt,
@@ -38,6 +29,9 @@ from zeroserve.cliutil import (
     print_json,
     skip_line,
 )
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.client.connection import DEFAULT_TIMEOUT_S, Client
+from zeroserve.client.endpoints import PROTOCOLS, choose_protocol, protocols_meant, resolve_endpoint
 from zeroserve.errors import CheckFailed, InputError
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
@@ -194,8 +188,8 @@ def infer_cmd(
     """
     from zeroserve.client.infer import check_sample_choice, image_inputs, run_infer_requests, sample_inputs, text_inputs
     from zeroserve.client.input_files import check_validation_data, read_input_requests
-    from zeroserve.client.perf_inputs import perf_inputs
-    from zeroserve.client.target import parse_shapes, resolve
+    from zeroserve.client.model import parse_shapes, resolve
+    from zeroserve.client.perf.inputs import perf_inputs
 
     shapes = parse_shapes(shape)
     given = [
@@ -633,9 +627,9 @@ def perf_cmd(
     4 a level did not stabilise (unless --allow-unstable); else 0.
     """
     from zeroserve import records
-    from zeroserve.client import report as rep
-    from zeroserve.client.perf import level_count, level_iter, raise_for_outcome, run_perf
-    from zeroserve.client.target import parse_shapes
+    from zeroserve.client.model import parse_shapes
+    from zeroserve.client.perf import report as rep
+    from zeroserve.client.perf.run import level_count, level_iter, raise_for_outcome, run_perf
 
     shapes = parse_shapes(shape)
     if window is None:
@@ -720,6 +714,6 @@ def perf_cmd(
 
 
 def _no_endpoint():
-    from zeroserve.client.connection import Endpoint
+    from zeroserve.client.endpoints import Endpoint
 
     return Endpoint(source="--url")

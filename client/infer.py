@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from zeroserve.client.connection import Client, batches
-from zeroserve.client.target import Target, validate
+from zeroserve.client.model import Target, validate
 from zeroserve.errors import InputError
 from zeroserve.spec import ModelSpec
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from zeroserve.client.target import ServedTensor, Target, check_shapes
+from zeroserve.client.model import ServedTensor, Target, check_shapes
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.spec import ModelSpec
 

@@ -18,8 +18,8 @@ import time
 import psutil
 
 from zeroserve import registry
-from zeroserve.client import perf
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.endpoints import Endpoint
+from zeroserve.client.perf import run as perf
 from zeroserve.errors import ZeroserveError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st

@@ -10,8 +10,7 @@ from rich.table import Table
 
 from zeroserve import formats as F
 from zeroserve import parity, registry
-from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import (
+from zeroserve.app.cliutil import (
     ArtifactsOpt,
     DataDirOpt,
     FormatsOpt,
@@ -26,6 +25,7 @@ from zeroserve.cliutil import (
     print_json,
     skip_line,
 )
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import exporter
 from zeroserve.export import variants as V
@@ -216,7 +216,7 @@ def _reports(done: list[dict], specs, formats, variants, report: Path | None, as
 
         rows = variant_report.rows(done, variants)
         # served figures need the client stage: asked for only here, at the command line's edge
-        from zeroserve.client.bench_variants import served_figures
+        from zeroserve.bench.variants import served_figures
 
         served, note = served_figures(rows)
         rows = variant_report.rows(done, variants, served=served)

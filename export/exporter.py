@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import re
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,11 +22,12 @@ import torch
 
 from zeroserve import formats as F
 from zeroserve import records
-from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, model_dir, output_arrays
+from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, model_dir
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
-from zeroserve.export import gate, torch_export
+from zeroserve.export import gate, runners
 from zeroserve.export import variants as variants_mod
 from zeroserve.spec import ModelSpec, Split
+from zeroserve.triton import machine
 
 DEFAULT_OPSET = 18
 # dynamo (torch.export-based) passes the gate for every course model and the examples, at a cost called
@@ -71,110 +70,6 @@ def read_export(spec: ModelSpec, artifacts: Path) -> dict:
 
 def _exportable(spec: ModelSpec, model: torch.nn.Module) -> torch.nn.Module:
     return (spec.export_module(model) if spec.export_module else model).eval()
-
-
-def _example(spec: ModelSpec) -> tuple[torch.Tensor, ...]:
-    return torch_export.example(spec)
-
-
-def _export_onnx(spec: ModelSpec, module: torch.nn.Module, path: Path, opset: int, exporter: str) -> None:
-    names_in = [t.name for t in spec.inputs]
-    names_out = [t.name for t in spec.outputs]
-    example = _example(spec)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        if exporter == "legacy":
-            axes = {t.name: t.dynamic_axes for t in (*spec.inputs, *spec.outputs)}
-            torch.onnx.export(
-                module,
-                example,
-                str(path),
-                dynamo=False,
-                opset_version=opset,
-                input_names=names_in,
-                output_names=names_out,
-                dynamic_axes=axes,
-                do_constant_folding=True,
-            )
-        else:
-            with torch_export.rnn_loops():  # recurrent layers keep a dynamic time axis (hello_rnn's nn.RNN)
-                program = torch.onnx.export(
-                    module,
-                    example,
-                    dynamo=True,
-                    opset_version=opset,
-                    input_names=names_in,
-                    output_names=names_out,
-                    dynamic_shapes=torch_export.dynamic_shapes(spec),
-                    external_data=False,
-                )
-            if program is None:
-                raise RuntimeError("torch.onnx.export (dynamo) returned no program")
-            program.save(str(path), external_data=False)
-
-
-def _export_torchscript(spec: ModelSpec, module: torch.nn.Module, path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if spec.torchscript == "script":
-            scripted = torch.jit.script(module)
-        else:
-            scripted = torch.jit.trace(module, _example(spec), check_trace=False)
-        torch.jit.save(scripted, str(path))
-
-
-def _onnx_runner(
-    path: Path, spec: ModelSpec, threads: int | None = None, providers: tuple[str, ...] = ("CPUExecutionProvider",)
-) -> Callable:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), opts, providers=list(providers))
-    names = [t.name for t in spec.inputs]
-    return lambda inputs: session.run(None, dict(zip(names, inputs)))
-
-
-def _torchscript_runner(path: Path, spec: ModelSpec, threads: int | None = None) -> Callable:
-    with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", FutureWarning
-        )  # torch.jit is deprecated upstream; Triton's pytorch backend still loads it
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def run(inputs):
-        with torch.no_grad():
-            return output_arrays(module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]))
-
-    return run
-
-
-def _eager_runner(model: torch.nn.Module) -> Callable:
-    return lambda inputs: eager_outputs(model, inputs, batch_size=len(inputs[0]))
-
-
-def _onnx_info(path: Path) -> dict:
-    """Check an ONNX file fully and read what deploy checks against the target release."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    onnx.checker.check_model(proto, full_check=True)
-    opset = max((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    return {"opset": opset, "ir_version": int(proto.ir_version)}
-
-
-def _build_onnx(spec: ModelSpec, module: torch.nn.Module, path: Path, *, opset: int, exporter: str, **_) -> dict:
-    _export_onnx(spec, module, path, opset, exporter)
-    return {"exporter": exporter, "dynamic_axes": {t.name: t.dynamic_axes for t in (*spec.inputs, *spec.outputs)}}
-
-
-def _build_torchscript(spec: ModelSpec, module: torch.nn.Module, path: Path, **_) -> dict:
-    _export_torchscript(spec, module, path)
-    return {"method": spec.torchscript}
 
 
 # How each format of the table (zeroserve.formats) is made, by format key: a format made from the
@@ -323,10 +218,11 @@ def export_model(
     records.ensure_writable_dir(out_dir)
     real = split.test_inputs if split is not None else _real_samples(spec, data_dir)
     points = gate.grid(spec, real)
-    eager = _eager_runner(model)
+    eager = runners.eager_runner(model)
     module = _exportable(spec, model)
     held_eager = eager_outputs(model, split.test_inputs) if split is not None else None
 
+    cpu = machine.cpu_model()  # what a package compiled for this machine records (pt2)
     records.prune_scratch(out_dir, EXPORT_SCRATCH)  # left by an export that was killed
     tmp = records.scratch_dir(out_dir, EXPORT_SCRATCH)
     try:
@@ -349,7 +245,7 @@ def export_model(
             started = time.perf_counter()
             try:
                 info = BUILDERS[key](
-                    spec, module, path, opset=opset, exporter=exporter, work=tmp, variant=options, split=split
+                    spec, module, path, opset=opset, exporter=exporter, work=tmp, variant=options, split=split, cpu=cpu
                 )
                 info = {**fmt.handler.info(path), **info}  # e.g. every ONNX file's IR version and opset
                 if fmt.variant and fmt.gpu_only and not variants_mod.gpu_present():

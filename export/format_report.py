@@ -13,8 +13,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from zeroserve import machine, records
+from zeroserve import records
 from zeroserve.spec import ModelSpec
+from zeroserve.triton import machine
 
 LABELS = {"torchscript": "TorchScript", "pt2": "PT2"}
 

@@ -27,6 +27,7 @@ import numpy as np
 from zeroserve import formats as F
 from zeroserve import parity
 from zeroserve.errors import InputError
+from zeroserve.export import runners
 from zeroserve.spec import ModelSpec, Split
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -384,10 +385,8 @@ def gpu_present() -> bool:
 
 def variant_runner(path: Path, spec: ModelSpec, fmt: F.Format, threads: int | None = None) -> Callable:
     """Run the variant in-process: on the GPU for a gpu_only format, else on ONNX Runtime's CPU provider."""
-    from zeroserve.export.exporter import _onnx_runner
-
     providers = ("CUDAExecutionProvider", "CPUExecutionProvider") if fmt.gpu_only else ("CPUExecutionProvider",)
-    return _onnx_runner(path, spec, threads, providers)
+    return runners.onnx_runner(path, spec, threads, providers)
 
 
 def in_batches(fn: Callable, inputs: list[np.ndarray], batch: int) -> list[np.ndarray]:

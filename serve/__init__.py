@@ -1,1 +1,1 @@
-"""Stage 3: the canonical Triton repository (`deploy`) and the embedded Triton server (`serve`, `status`, `stop`)."""
+"""Stage 4: running the repository: the embedded Triton server (`serve`, `status`, `stop`) and its supervisor."""

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shlex
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from zeroserve import registry
-from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import (
+from zeroserve.app.cliutil import (
     ArtifactsOpt,
     JsonOpt,
     ModelFilesOpt,
@@ -35,24 +24,23 @@ from zeroserve.cliutil import (
     positive_seconds,
     print_json,
 )
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.deploy.release import TARGET
+from zeroserve.deploy.repository import DEFAULT_REPOSITORY
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
 from zeroserve.serve import stop
-from zeroserve.serve.docker import docker_command
-from zeroserve.serve.ports import (
-    DEFAULT_HOST,
-    DEFAULT_PORTS,
-    check_bind_host,
-    hostport,
-    non_loopback,
-    resolve_free_ports,
-)
-from zeroserve.serve.repository import DEFAULT_REPOSITORY
-from zeroserve.serve.status import collect_status, duration_text, find_target
-from zeroserve.serve.supervisor import HANG_TIMEOUT_S, RestartPolicy, Supervisor
-
-STOP_WAIT_S = 10.0
+from zeroserve.serve.cli_views import print_endpoints, print_status, progress
+from zeroserve.serve.detach import start_detached
+from zeroserve.serve.docker import docker_plan
+from zeroserve.serve.handle import READY_TIMEOUT_S
+from zeroserve.serve.limits import memory_ceiling
+from zeroserve.serve.restarts import RestartPolicy
+from zeroserve.serve.signals import stop_signals
+from zeroserve.serve.status import collect_status, find_target
+from zeroserve.serve.supervisor import HANG_TIMEOUT_S, Supervisor
+from zeroserve.triton.ports import DEFAULT_HOST, DEFAULT_PORTS, bind_plan
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
     Engine = str
@@ -89,21 +77,6 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve_cmd)
     app.command("status")(status_cmd)
     app.command("stop")(stop_cmd)
-
-
-def _target_image() -> str:
-    """The NGC image of the Triton release the canonical repository targets (deploy's constant)."""
-    from zeroserve.serve.target import TARGET
-
-    return TARGET.image
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM in the foreground: stop the server the same way as Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
 
 
 @handle_errors
@@ -148,7 +121,7 @@ def serve_cmd(
             help="One deadline in seconds (> 0) for the server to come up and every model to be READY.",
             callback=positive_seconds,
         ),
-    ] = srv.READY_TIMEOUT_S,
+    ] = READY_TIMEOUT_S,
     max_restarts: Annotated[
         int | None,
         typer.Option(
@@ -222,76 +195,61 @@ def serve_cmd(
     """
     registry.select(["all"], model_files)  # a bad model file is refused here; names resolve in the repository
     if engine_name == "docker":
-        # loopback unless --allow-remote, as the embedded engine; --allow-remote with a loopback --host: every interface
-        warning = check_bind_host(host, allow_remote)
-        bind = None if allow_remote and not non_loopback(host) else host
-        if bind is None:
-            warning = (
-                "the docker command publishes the ports on every interface (--allow-remote): anyone who can "
-                "reach them can call the served models; Triton there has no authentication or TLS"
-            )
+        cmd, warning = docker_plan(
+            repository,
+            TARGET.image,
+            host,
+            allow_remote,
+            {"http": http_port, "grpc": grpc_port, "metrics": metrics_port},
+        )
         if warning:
             err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-        cmd = docker_command(
-            repository, _target_image(), {"http": http_port, "grpc": grpc_port, "metrics": metrics_port}, bind_host=bind
-        )
         if print_only:
             console.print(shlex.join(cmd), highlight=False, soft_wrap=True)
             return
         if shutil.which("docker") is None:
             raise ServerError("docker is not installed here; use --print and run the command on a GPU host")
-
         os.execvp(cmd[0], cmd)
     if print_only:
         raise InputError("--print goes with --engine docker")
     host, http_port, grpc_port, metrics_port = _bind_checks(host, allow_remote, http_port, grpc_port, metrics_port)
 
     policy = RestartPolicy.from_env(cap=max_restarts, first_s=restart_backoff)
-    srv.memory_ceiling(memory_limit, gpu=False)  # a bad size is refused before anything starts
+    memory_ceiling(memory_limit, gpu=False)  # a bad size is refused before anything starts
+    start = {  # start_server's options, the same for a detached and a foreground server
+        "host": host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "ort_threads": ort_threads,
+        "timeout": timeout,
+        "memory_limit": memory_limit,
+        "allow_client_shm": allow_client_shm,
+    }
     if detach:
-        state = _start_detached(
-            repository,
-            models,
-            host,
-            http_port,
-            grpc_port,
-            metrics_port,
-            ort_threads,
-            timeout,
-            policy,
-            hang_timeout,
-            memory_limit,
-            allow_client_shm,
-        )
-        _print_endpoints(state)
+        with progress() as on_model:
+            state = start_detached(
+                repository, models, policy=policy, hang_timeout=hang_timeout, on_model=on_model, **start
+            )
+        print_endpoints(state)
         console.print(
             f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
             f"log {state['log']}; stop it with `zeroserve stop`",
             highlight=False,
         )
         return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    # Ctrl-C stops the server even when this process started with SIGINT ignored (a shell's `&`).
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    with stop_signals():
+        _serve_foreground(repository, models, policy, hang_timeout, **start)
+
+
+def _serve_foreground(repository: Path, models, policy: RestartPolicy, hang_timeout: float, **options) -> None:
+    """Start the server with this process as its supervisor and supervise it until Ctrl-C or SIGTERM."""
     server = None
     try:
         me = {"pid": os.getpid(), "create_time": st.create_time(os.getpid())}
-        with _progress() as on_model:
-            server = srv.start_server(
-                repository,
-                models,
-                host=host,
-                http_port=http_port,
-                grpc_port=grpc_port,
-                metrics_port=metrics_port,
-                ort_threads=ort_threads,
-                timeout=timeout,
-                on_model=on_model,
-                supervisor=me,
-                memory_limit=memory_limit,
-                allow_client_shm=allow_client_shm,
-            )
-        _print_endpoints(server.state)
+        with progress() as on_model:
+            server = srv.start_server(repository, models, on_model=on_model, supervisor=me, **options)
+        print_endpoints(server.state)
         console.print(
             "serving (supervised: a crashed server is restarted, a dead model reloaded); Ctrl-C stops the server",
             highlight=False,
@@ -299,7 +257,7 @@ def serve_cmd(
         Supervisor(
             server, policy, say=lambda text: err_console.print(text, highlight=False), hang_timeout=hang_timeout
         ).run()
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (_Terminated)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (signals.Terminated)
         if server is None:  # start_server already stopped what it had started
             console.print("stopped during the start; nothing left running", highlight=False)
             return
@@ -310,181 +268,16 @@ def serve_cmd(
             highlight=False,
         )
         return
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
 
 
 def _bind_checks(host: str, allow_remote: bool, *ports: int) -> tuple:
-    """Refuse a non-loopback --host without --allow-remote (warn with it); replace each port 0 by a free one.
-
-    Returns the host (`localhost` as 127.0.0.1, which tritonserver binds and gRPC reaches at once)
-    and the three ports.
-    """
-    host = DEFAULT_HOST if host == "localhost" else host.strip("[]")
-    warning = check_bind_host(host, allow_remote)
+    """`ports.bind_plan`, its warning and the ports it picked printed."""
+    host, chosen, warning, picked = bind_plan(host, allow_remote, ports)
     if warning:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-    names = ("http", "grpc", "metrics")
-    chosen = resolve_free_ports(host, dict(zip(names, ports)))
-    picked = [f"{k} {chosen[k]}" for k, p in zip(names, ports) if p == 0]
     if picked:
         err_console.print(f"free port(s) chosen on {host}: {', '.join(picked)}", highlight=False)
-    return (host, *(chosen[k] for k in names))
-
-
-@contextlib.contextmanager
-def _progress() -> Iterator[Callable[[str, str, float], None]]:
-    """A progress display of each model's load; yields the `on_model(name, state, seconds)` callback."""
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.fields[state]}"),
-        TimeElapsedColumn(),
-    )
-    lock = threading.Lock()
-    tasks: dict[str, TaskID] = {}
-    shown: dict[str, str] = {}
-    with Progress(*columns, console=err_console, transient=False) as progress:
-
-        def on_model(name: str, state: str, seconds: float) -> None:
-            with lock:
-                if shown.get(name) == state:
-                    return
-                shown[name] = state
-                if name not in tasks:
-                    tasks[name] = progress.add_task(name, state="loading", total=1)
-                done = state in ("READY", "FAILED", "timed out", "skipped", srv.NOT_SERVED)
-                colour = {
-                    "READY": "green",
-                    "FAILED": "red",
-                    "timed out": "red",
-                    "skipped": "dim",
-                    srv.NOT_SERVED: "red",
-                }.get(state, "yellow")
-                progress.update(
-                    tasks[name],
-                    state=f"[{colour}]{state}[/]" + (f" in {seconds:.1f} s" if done else ""),
-                    completed=1 if done else 0,
-                )
-                if done:
-                    progress.stop_task(tasks[name])
-
-        yield on_model
-
-
-def _start_detached(
-    repository,
-    models,
-    host,
-    http_port,
-    grpc_port,
-    metrics_port,
-    ort_threads,
-    timeout,
-    policy: RestartPolicy,
-    hang_timeout: float = HANG_TIMEOUT_S,
-    memory_limit: str = "auto",
-    allow_client_shm: bool = False,
-) -> dict:
-    """Start a detached supervisor that starts and supervises tritonserver; wait for READY with progress.
-
-    Returns the run's state once it is running. The supervisor runs in its own session under
-    umask 077 and writes into the state file; its own log is `supervisor.log` in the run folder.
-    """
-    from zeroserve.serve.ports import check_ports
-    from zeroserve.serve.runtime import canonical_models
-    from zeroserve.serve.wheel import find_tritonserver
-
-    canonical_models(repository, models)  # input errors here, before anything starts
-    check_ports(host, {"http": http_port, "grpc": grpc_port, "metrics": metrics_port})
-    find_tritonserver()
-    run_id = st.new_run_id()
-    st.private_dirs()
-    run_dir = st.runs_dir() / run_id
-    run_dir.mkdir(parents=True)
-    os.chmod(run_dir, 0o700)
-    options = {
-        "repository": str(Path(repository).resolve()),
-        "models": models,
-        "host": host,
-        "http_port": http_port,
-        "grpc_port": grpc_port,
-        "metrics_port": metrics_port,
-        "ort_threads": ort_threads,
-        "timeout": timeout,
-        "run_id": run_id,
-        "memory_limit": memory_limit,
-        "hang_timeout": hang_timeout,
-        "allow_client_shm": allow_client_shm,
-        "policy": {"first_s": policy.first_s, "max_s": policy.max_s, "cap": policy.cap, "window_s": policy.window_s},
-    }
-    sup_log = run_dir / "supervisor.log"
-    with open(os.open(sup_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "zeroserve.serve.supervisor", json.dumps(options)],
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            cwd=run_dir,
-            start_new_session=True,
-            umask=0o077,
-        )
-    try:
-        return _wait_detached(proc, run_id, sup_log, time.monotonic() + timeout + 30.0)
-    except KeyboardInterrupt:  # Ctrl-C while waiting: the supervisor stops what it started
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=stop.STOP_TIMEOUT_S + 5)
-        raise
-
-
-def _wait_detached(proc: subprocess.Popen, run_id: str, sup_log: Path, deadline: float) -> dict:
-    """Show the detached start's progress from its state file until it runs (or fails: one clear error)."""
-    path = st.state_path(run_id)
-    with _progress() as on_model:
-        while True:
-            try:
-                state = json.loads(path.read_text())
-            except (OSError, ValueError):
-                state = None
-            for name, (mstate, seconds) in ((state or {}).get("progress") or {}).items():
-                on_model(name, mstate, seconds)
-            if state and state.get("status") == st.RUNNING:
-                return state
-            error = (state or {}).get("error")
-            if error or proc.poll() is not None:
-                proc.wait(timeout=STOP_WAIT_S)
-                if error:
-                    raise (InputError if error.get("exit_code") == 2 else ServerError)(error["message"])
-                raise ServerError(
-                    f"the supervisor exited with code {proc.returncode} before the server was ready: "
-                    f"{srv.log_tail(sup_log)} (log: {sup_log})"
-                )
-            if time.monotonic() > deadline:
-                if state:
-                    stop.stop_server(state, keep_run=True, reason="the detached start did not finish in time")
-                else:
-                    proc.kill()
-                raise ServerError(f"the detached server was not ready within --timeout (log: {sup_log})")
-            time.sleep(0.2)
-
-
-def _print_endpoints(s: dict) -> None:
-    failed = s.get("failed") or {}
-    ready = len(s["models"]) - len(failed)
-    table = Table(title=f"tritonserver pid {s['pid']}: {ready} of {len(s['models'])} models READY")
-    table.add_column("endpoint")
-    table.add_column("address")
-    table.add_row("HTTP (KServe v2)", f"http://{hostport(s['host'], s['http_port'])}")
-    table.add_row("gRPC (KServe v2)", hostport(s["host"], s["grpc_port"]))
-    table.add_row("metrics", f"http://{hostport(s['host'], s['metrics_port'])}/metrics")
-    table.add_row("runtime repository", f"{s['runtime_dir']}/repository")
-    table.add_row("log", s["log"])
-    console.print(table)
-    for name, reason in failed.items():
-        err_console.print(f"[red]model {name} failed to load[/] (the others serve): {escape(reason)}", highlight=False)
-    for name, reason in (s.get("unservable") or {}).items():
-        err_console.print(f"[red]not served:[/] {escape(name)}: {escape(reason)}", highlight=False)
+    return (host, *chosen)
 
 
 @handle_errors
@@ -521,141 +314,8 @@ def status_cmd(
     if as_json:
         print_json(report)
         raise typer.Exit(report["exit_code"])
-    server = report["server"]
-    title = (
-        "no running server"
-        if server is None
-        else f"server {server['host']}:{server['http_port']}" + (f" (pid {server['pid']})" if server.get("pid") else "")
-    )
-    table = Table(title=f"zeroserve status: {artifacts}/, {repository}/, {title}")
-    for col in ("model", "format", "data", "trained", "exported", "deployed", "served"):
-        if col == "data":
-            table.add_column(col, max_width=20, no_wrap=True, overflow="ellipsis")
-        else:
-            table.add_column(col)
-    mark = {
-        "PASS": "green",
-        "READY": "green",
-        "yes": "green",
-        "no": "dim",
-        "no server": "dim",
-        "recovering": "red",
-        "UNAVAILABLE": "red",
-        "failed": "red",
-        "unsupervised": "red",
-    }
-    paint = lambda text, state: f"[{mark.get(state, 'yellow')}]{text}[/]"  # noqa: E731 - a one-line local helper
-    shown: set[str] = set()
-    for row in report["models"]:
-        t, e, d, s = row["trained"], row["exported"], row["deployed"], row["served"]
-        trained = t["state"] if "metric" not in t else f"{t['state']} {t['metric']} {t['value']:.4f}"
-        deployed = d["state"] if d["state"] == "no" else f"v{d['version']} {str(d['sha256'])[:12]}"
-        data, first = row["data"], row["model"] not in shown  # the data column once per model
-        shown.add(row["model"])
-        source = escape(data["source"]) if data["from"] == "train.json" else f"[dim]{escape(data['source'])}[/]"
-        source = "" if not first else f"[yellow]fell back: {source}[/]" if data["note"] else source
-        table.add_row(
-            row["model"],
-            row["format"],
-            source,
-            paint(trained, t["state"]),
-            paint(e["state"], e["state"]),
-            paint(deployed, d["state"]),
-            paint(s["state"] + (f" ({s['note']})" if s.get("note") else ""), s["state"]),
-        )
-    console.print(table)
-    for name, state in (server or {}).get("other_models", {}).items():
-        console.print(f"also served (no registry entry): {escape(name)} {paint(state, state)}", soft_wrap=True)
-    for name, reason in (server or {}).get("unservable", {}).items():
-        console.print(f"[red]not served:[/] {escape(name)}: {escape(reason)}", soft_wrap=True)
-    if server and server.get("error"):
-        err_console.print(f"[yellow]warning:[/] {server['error']}", highlight=False)
-    if server and server.get("model_control"):
-        _print_supervision(server)
-    for d in report["dead"]:
-        console.print(
-            f"dead server run {d['run_id']} (pid {d['pid']}, http port {d['http_port']}): "
-            f"{d.get('reason') or 'not yet reaped'}; log: {d['log']}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        for crash in d.get("crashes", [])[-1:]:
-            console.print(
-                f"  last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
-                highlight=False,
-                soft_wrap=True,
-            )
-    colour = "green" if report["exit_code"] == 0 else "red"
-    console.print(
-        f"[{colour}]{escape(report['verdict'])}[/] (exit {report['exit_code']})", highlight=False, soft_wrap=True
-    )
+    print_status(report, artifacts, repository)
     raise typer.Exit(report["exit_code"])
-
-
-def _print_supervision(server: dict) -> None:
-    """The supervisor's record: restarts, the last crash and its kept log, recoveries, models recovering or failed."""
-    sup = f"supervisor pid {server['supervisor_pid']}" if server.get("supervised") else "[red]no supervisor running[/]"
-    console.print(
-        f"{sup}; restarts: {server['restarts']}; model recoveries: {server['recovered']}; "
-        f"model control API: off ({server['model_control']})"
-        if server["model_control"] == "poll"
-        else f"{sup}; restarts: {server['restarts']}; model control API: open ({server['model_control']})",
-        highlight=False,
-        soft_wrap=True,
-    )
-    crash = server.get("last_crash")
-    if server.get("supervisor_gone"):
-        console.print(
-            f"[red]dead: its supervisor (pid {server['supervisor_pid']}) is gone[/]; nothing restarts or "
-            "recovers this server: `zeroserve stop` it and serve again",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if server.get("next_start_in_s") is not None:
-        loop = server.get("crash_loop")
-        console.print(
-            "[red]"
-            + (
-                f"crash loop: {loop['crashes']} crashes in {loop['window_s'] / 60:.0f} min, "
-                if loop
-                else "restarting: "
-            )
-            + f"next start in {duration_text(server['next_start_in_s'])}[/]"
-            + (f"; last crash log: {crash['log']}" if crash else ""),
-            highlight=False,
-            soft_wrap=True,
-        )
-    if crash:
-        console.print(
-            f"last crash {crash['time']}: tritonserver {crash['exit']}; log kept: {crash['log']}",
-            highlight=False,
-            soft_wrap=True,
-        )
-    limit = server.get("memory_limit") or {}
-    if limit.get("note"):
-        console.print(f"memory limit: {limit['note']}", highlight=False, soft_wrap=True)
-    rec = server.get("last_recovery")
-    if rec:
-        console.print(f"last recovery {rec['time']}: {rec['model']} reloaded in {rec['seconds']} s", highlight=False)
-    for name in server.get("recovering", []):
-        console.print(
-            f"[red]{name} is recovering[/]: its stub died; requests fail until it is reloaded", highlight=False
-        )
-    for fail in server.get("reload_failures", [])[-1:]:
-        console.print(
-            f"last failed reload {fail['time']}: {fail['model']}: {escape(fail['reason'])}; log: {fail['log']}",
-            highlight=False,
-            soft_wrap=True,
-        )
-    for name, reason in (server.get("failed") or {}).items():
-        console.print(f"[red]{name} failed[/]: {escape(reason)}", highlight=False, soft_wrap=True)
-    if server.get("state_unreadable"):
-        console.print(
-            f"[yellow]found from its processes[/]: its state file {server['state_unreadable']} cannot be "
-            "read (its supervisor writes it again)",
-            highlight=False,
-            soft_wrap=True,
-        )
 
 
 @handle_errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zeroserve.serve.ports import DEFAULT_HOST, DEFAULT_PORTS
+from zeroserve.triton.ports import DEFAULT_HOST, DEFAULT_PORTS, check_bind_host, non_loopback
 
 CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}  # tritonserver's own defaults inside the image
 
@@ -33,3 +33,21 @@ def docker_command(
         "tritonserver",
         "--model-repository=/models",
     ]
+
+
+def docker_plan(
+    repository: Path, image: str, host: str, allow_remote: bool, host_ports: dict[str, int]
+) -> tuple[list[str], str | None]:
+    """`serve --engine docker`'s command and the warning to show with it, if any.
+
+    Loopback unless --allow-remote, as the embedded engine; --allow-remote with a loopback --host
+    publishes the ports on every interface.
+    """
+    warning = check_bind_host(host, allow_remote)
+    bind = None if allow_remote and not non_loopback(host) else host
+    if bind is None:
+        warning = (
+            "the docker command publishes the ports on every interface (--allow-remote): anyone who can "
+            "reach them can call the served models; Triton there has no authentication or TLS"
+        )
+    return docker_command(repository, image, host_ports, bind_host=bind), warning

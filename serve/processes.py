@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from zeroserve.serve.wheel import SERVER_BINARY, STUB_NAME
+from zeroserve.triton.wheel import SERVER_BINARY, STUB_NAME
 
 SHM_DIR = Path("/dev/shm")
 

@@ -3,7 +3,7 @@
 The nvidia-pytriton wheel's Triton carries only the Python backend, so each canonical model
 (backend `onnxruntime` or `pytorch`) is served as a Python-backend model in a runtime folder
 under the cache (never inside the canonical repository). Its config is a transform of the
-deployed config object (`serve/config.py`'s `DeployedModel`): same name, tensors, reshape,
+deployed config object (`deploy/config.py`'s `DeployedModel`): same name, tensors, reshape,
 max_batch_size, dynamic batching, instance count and warmup, with `backend: "python"`, the
 parameters zeroserve's shared `model.py` (serve/triton_model.py) reads, and ragged batching on
 inputs with a variable axis (model.py groups requests by shape within one execute()). It is
@@ -29,11 +29,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from zeroserve import formats as F
-from zeroserve import registry
+from zeroserve.deploy import autocomplete
+from zeroserve.deploy.config import DeployedModel, render
+from zeroserve.deploy.contents import read_deployed
 from zeroserve.errors import InputError
-from zeroserve.serve import autocomplete
-from zeroserve.serve.config import DeployedModel, parse, render
-from zeroserve.serve.wheel import gpu_available
+from zeroserve.triton.wheel import gpu_available
 
 MODEL_PY = Path(__file__).with_name("triton_model.py")
 NOOP_SUFFIX = "_noop"
@@ -50,56 +50,6 @@ class RuntimeModel:
     kind: str
     artifact: str = ""  # the artifact's path inside the runtime model folder (`1/model.onnx`)
     sha256: str = ""  # what was copied there (and matched the manifest, when it has the model)
-
-
-def canonical_models(repository: Path, models: Iterable[str] | None = None) -> list[str]:
-    """Triton names to serve: all models of the repository, or those named (registry or Triton names)."""
-    repository = Path(repository)
-    if not repository.is_dir():
-        raise InputError(f"model repository {repository} does not exist; run `zeroserve deploy all` first")
-    present = sorted(
-        {p.parent.name for p in repository.glob("*/config.pbtxt")}
-        | {
-            f.parent.parent.name
-            for b in F.BACKENDS.values()  # no config: Triton auto-completes
-            for f in repository.glob(f"*/[0-9]*/{b.default_file}")
-            if f.parent.name.isdigit()
-        }
-    )
-    if not present:
-        raise InputError(f"model repository {repository} has no models; run `zeroserve deploy all` first")
-    if not models:
-        return present
-    out: list[str] = []
-    for item in models:
-        for name in filter(None, item.split(",")):
-            if name in present:
-                found = [name]
-            elif name in registry.REGISTRY or any((F.split_triton_name(n) or ("",))[0] == name for n in present):
-                found = [n for n in present if (F.split_triton_name(n) or ("",))[0] == name]
-                if not found:
-                    raise InputError(f"{name} is not deployed in {repository}; run `zeroserve deploy {name}`")
-            else:
-                raise InputError(
-                    f"unknown model {name!r}: neither a registry name nor a model in {repository} "
-                    f"(deployed: {', '.join(present)})"
-                )
-            out.extend(n for n in found if n not in out)
-    return out
-
-
-def read_deployed(folder: Path) -> DeployedModel:
-    """A canonical model folder's config as a `DeployedModel`, or InputError naming the folder.
-
-    A config without `name` is named by its folder, as Triton does.
-    """
-    try:
-        model = parse((folder / "config.pbtxt").read_text())
-        return model if model.name else replace(model, name=folder.name)
-    except OSError as exc:
-        raise InputError(f"{folder}: cannot read config.pbtxt ({exc.strerror}); run `zeroserve deploy` again") from None
-    except InputError as exc:
-        raise InputError(f"{folder}: {exc}; run `zeroserve deploy` again") from None
 
 
 def served_by(model: DeployedModel, folder: Path) -> F.Backend:
@@ -164,7 +114,7 @@ def artifact_file(model: DeployedModel, backend: F.Backend) -> str:
     return model.default_model_filename or backend.default_file
 
 
-def _servable(src: Path) -> tuple[DeployedModel, F.Backend, Path, str]:
+def servable(src: Path) -> tuple[DeployedModel, F.Backend, Path, str]:
     """(config, backend, version folder, artifact file) of a canonical folder, or InputError saying why the
     embedded engine cannot serve it."""
     version = _latest_version(src)
@@ -357,7 +307,7 @@ def build_runtime_repository(
     ]:
         src = Path(repository) / source_name
         try:
-            canonical = _servable(src)[0]
+            canonical = servable(src)[0]
             model = write_runtime_model(
                 src,
                 canonical,

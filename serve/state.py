@@ -301,3 +301,11 @@ def restarting(host: str, port: int) -> str | None:
         f"the zeroserve server at {host}:{port} is restarting (attempt {state.get('attempt') or 1}, {when})"
         f"{last}; try again then (`zeroserve status` shows it)"
     )
+
+
+def port_holder(host: str, port: int) -> str | None:
+    """The zeroserve server holding `port` on `host`, for the "port in use" message (ports.check_ports)."""
+    owners = [
+        x for x in list_servers() if port in (x["http_port"], x["grpc_port"], x["metrics_port"]) and x["host"] == host
+    ]
+    return f"the zeroserve server with pid {owners[0]['pid']}" if owners else None

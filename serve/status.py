@@ -17,10 +17,9 @@ from typing import Any
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import model_dir
-from zeroserve.errors import ServerError
-from zeroserve.serve import restricted
+from zeroserve.errors import ServerError, ZeroserveError
 from zeroserve.serve import state as st
-from zeroserve.serve.ports import hostport
+from zeroserve.triton.control import Control
 
 
 def _read(path: Path) -> dict | None:
@@ -63,27 +62,6 @@ def _deployed(repository: Path, manifest: dict, name: str) -> dict[str, Any]:
     if entry is None or not (repository / name / "config.pbtxt").is_file():
         return {"state": "no"}
     return {"state": "yes", "version": entry.get("version"), "sha256": entry.get("artifact_sha256")}
-
-
-def model_ready_states(
-    host: str, http_port: int, timeout: float = 3.0, headers: dict[str, str] | None = None
-) -> dict[str, str]:
-    """Triton name -> state ("READY", "UNAVAILABLE", ...) from a running server's repository index.
-
-    `headers`: the run's key where the index is restricted (a private explicit-mode server: serve/restricted.py).
-    """
-    import tritonclient.http as httpclient
-
-    client = httpclient.InferenceServerClient(
-        hostport(host, http_port), connection_timeout=timeout, network_timeout=timeout
-    )
-    try:
-        index = client.get_model_repository_index(headers=headers)
-    except Exception as exc:  # noqa: BLE001 - tritonclient raises its own types; all mean no answer
-        raise ServerError(f"server at {host}:{http_port} did not answer: {exc}") from None
-    finally:
-        client.close()
-    return {m["name"]: m.get("state", "UNKNOWN") for m in index}
 
 
 RECOVERING = "recovering"
@@ -199,12 +177,9 @@ def collect_status(
     server_note = None
     if server is not None:
         try:
-            served = model_ready_states(
-                server["host"],
-                int(server["http_port"]),
-                headers=restricted.headers(server, restricted.MODEL_REPOSITORY, "http"),
-            )
-        except ServerError as exc:
+            with Control.of(server) as control:
+                served = control.states()
+        except ZeroserveError as exc:  # typed: did not answer, timed out, refused the key, failed
             server_note = str(exc)
     recovering = (server or {}).get("recovering") or {}
     failed = (server or {}).get("failed") or {}

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zeroserve.errors import InputError
+from zeroserve.errors import InputError, ZeroserveError
 from zeroserve.serve import processes as ps
-from zeroserve.serve import restricted
 from zeroserve.serve import state as st
-from zeroserve.serve.ports import hostport
+from zeroserve.triton import restricted
+from zeroserve.triton.control import Control
 
 STOP_TIMEOUT_S = 20.0
 PRUNE_GRACE_S = 120.0  # a run folder without a state file younger than this may belong to a server still starting
@@ -31,30 +31,17 @@ def _now() -> str:
     return dt.datetime.now().isoformat(timespec="seconds")
 
 
-def _unload_all(state: dict[str, Any], timeout: float) -> None:
+def _unload_all(state: dict[str, Any], timeout: float) -> str | None:
     """Unload every model through the API so each stub runs finalize() and frees its shared memory itself.
 
-    The load API of an explicit-mode server is restricted to the run's key (serve/restricted.py): it is sent.
+    The load API of an explicit-mode server is restricted to the run's key: `Control` sends it.
+    Returns why the models were not unloaded (the server is then stopped by signal alone), or None.
     """
-    import tritonclient.http as httpclient
-
-    key = restricted.headers(state, restricted.MODEL_REPOSITORY, "http")
-    client = httpclient.InferenceServerClient(
-        hostport(state["host"], state["http_port"]), connection_timeout=2.0, network_timeout=max(timeout, 0.1)
-    )
     try:
-        for model in client.get_model_repository_index(headers=key):
-            if model.get("state") == "READY":
-                client.unload_model(model["name"], headers=key)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(
-            m.get("state") in ("READY", "UNLOADING") for m in client.get_model_repository_index(headers=key)
-        ):
-            time.sleep(0.05)
-    except Exception:  # noqa: BLE001 - a server that does not answer is stopped by signal alone
-        pass
-    finally:
-        client.close()
+        with Control.of(state, max(timeout, 0.1)) as control:
+            return None if control.unload_all(wait_s=timeout) else f"models still unloading after {timeout:g} s"
+    except ZeroserveError as exc:  # typed: did not answer, timed out, refused, failed
+        return str(exc)
 
 
 def stop_server(
@@ -73,7 +60,8 @@ def stop_server(
         reason: why the run ended, recorded in a kept state.
 
     Returns:
-        {"pid", "run_id", "graceful", "killed": [pids], "shm_removed": [names]}.
+        {"pid", "run_id", "graceful", "killed": [pids], "shm_removed": [names]}, and "unload": why
+        an explicit-mode server's models were not unloaded first, when they were not.
     """
     prefix = state.get("shm_prefix", "")
     supervisor_gone = stop_supervisor(state, timeout)
@@ -81,9 +69,10 @@ def stop_server(
     others = [p for p in ps.run_processes(prefix) if server is None or p.pid != server.pid]
     others = list({p.pid: p for p in [*others, *ps.server_processes(server, prefix)]}.values())
     graceful = supervisor_gone
+    unload_note = None
     if server is not None:
         if state.get("model_control") == "explicit":
-            _unload_all(state, timeout)
+            unload_note = _unload_all(state, timeout)
         ps.send(server, signal.SIGINT)  # Triton drains connections and in-flight requests, then exits
         if ps.wait_gone([server], timeout):
             graceful = False
@@ -102,6 +91,7 @@ def stop_server(
         "graceful": graceful,
         "killed": killed,
         "shm_removed": ps.unlink_shm(prefix),
+        **({"unload": unload_note} if unload_note else {}),
     }
     if keep_run:
         log = state.get("log")

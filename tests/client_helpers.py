@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 
 def cli(*args: str):
-    from zeroserve.cli import app
+    from zeroserve.app.cli import app
 
     return CliRunner().invoke(app, ["client", *args])
 

@@ -19,7 +19,6 @@ training the ten models again (saves minutes when several checkouts test at once
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,27 +170,28 @@ class Endpoints:
 
 
 def pick_free_ports(n: int = 3, host: str = "127.0.0.1") -> list[int]:
-    """`n` distinct free ports: hold every socket until all are chosen so none repeats."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """`n` distinct free ports, from zeroserve's one picker (each held until all are chosen)."""
+    from zeroserve.triton.ports import resolve_free_ports
+
+    return list(resolve_free_ports(host, {str(i): 0 for i in range(n)}).values())
 
 
 def launch(repository: Path, models: list[str] | None = None, artifacts: Path | None = None, **options) -> Endpoints:
-    """Start the embedded engine on free ports and describe it."""
-    from zeroserve.serve.server import start_server
+    """Start the embedded engine on free ports (zeroserve's private start) and describe it."""
+    from zeroserve.serve.private import start_private
 
-    http, grpc, metrics = pick_free_ports()
-    server = start_server(repository, models, http_port=http, grpc_port=grpc, metrics_port=metrics, **options)
+    server = start_private(repository, models, purpose="zeroserve tests", **options)
+    s = server.state
     return Endpoints(
-        "127.0.0.1", http, grpc, metrics, list(server.state["models"]), server.pid, artifacts, Path(repository), server
+        "127.0.0.1",
+        s["http_port"],
+        s["grpc_port"],
+        s["metrics_port"],
+        list(s["models"]),
+        server.pid,
+        artifacts,
+        Path(repository),
+        server,
     )
 
 
@@ -217,7 +217,7 @@ def serve_cache(tmp_path_factory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def deployed_repository(exported, tmp_path_factory) -> Path:
     """A canonical repository with every model whose export passed, in both formats."""
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
 
     artifacts, recs = exported
     repository = tmp_path_factory.mktemp("model_repository")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from zeroserve import registry
-from zeroserve.serve.config import DeployedModel, TensorConfig, Warmup, WarmupInput, render
+from zeroserve.deploy.config import DeployedModel, TensorConfig, Warmup, WarmupInput, render
 
 
 def canonical_folder(

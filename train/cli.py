@@ -11,8 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from zeroserve import registry
-from zeroserve.artifacts import DEFAULT_ARTIFACTS
-from zeroserve.cliutil import (
+from zeroserve.app.cliutil import (
     ArtifactsOpt,
     DataDirOpt,
     JsonOpt,
@@ -26,8 +25,10 @@ from zeroserve.cliutil import (
     print_json,
     skip_line,
 )
+from zeroserve.artifacts import DEFAULT_ARTIFACTS
+from zeroserve.data.fetch import fetch_command
+from zeroserve.data.models import dataset_names_for_model
 from zeroserve.errors import CheckFailed, InputError
-from zeroserve.fetch import dataset_names_for_model, fetch_command
 from zeroserve.train.trainer import train_model
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from zeroserve import plots, records
 from zeroserve.artifacts import eager_outputs, model_dir
-from zeroserve.spec import ModelSpec
+from zeroserve.errors import InputError
+from zeroserve.spec import ModelSpec, TrainDefaults
 
 SHOWN_ROWS = 8  # held-out predictions described in train.json
 
@@ -67,32 +68,13 @@ def _held_out_metric(spec: ModelSpec, model: torch.nn.Module, split, dev: torch.
     return float("nan") if score is None else float(score)
 
 
-def train_model(
-    spec: ModelSpec,
-    data_dir: Path,
-    artifacts: Path,
-    *,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    progress=None,
-    on_epoch: Callable[[dict], None] | None = None,
-) -> dict:
-    """Train `spec` on its data and write its artifacts atomically.
+def _hyperparameters(
+    spec: ModelSpec, epochs: int | None, batch_size: int | None, lr: float | None
+) -> tuple[int, int, float, TrainDefaults]:
+    """The run's epochs, batch size and learning rate (the spec's where not given), and the spec's defaults.
 
-    Args:
-        progress: optional rich Progress; one epoch task and one batch task are added to it (their
-            `figures` field is "" until there is a figure to show).
-        on_epoch: called after each epoch with {"model", "epoch", "epochs", "loss", "metric",
-            "metric_value", "seconds"} (the CLI prints it as a line when its output is not a terminal).
-
-    Returns:
-        The train.json record.
+    InputError when the spec cannot be trained here or a figure is out of range.
     """
-    from zeroserve.errors import InputError
-
     if spec.checkpoint is not None:
         raise InputError(
             f"{spec.name} takes its weights from its checkpoint {spec.checkpoint} ({spec.origin}); "
@@ -108,27 +90,23 @@ def train_model(
     lr = spec.train.lr if lr is None else lr
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise InputError("--epochs and --batch-size must be at least 1 and --lr above 0")
-    dev = pick_device(device)
-    records.ensure_writable_dir(Path(artifacts))
-    split = spec.load_data(Path(data_dir))  # raises MissingDataError before anything is written
-    if not split.trainable or split.test_target is None:
-        raise InputError(
-            f"{spec.name}: its data source gives no training rows or no held-out targets; "
-            "Split needs train_inputs, train_target and test_target to train"
-        )
-    out_dir = records.ensure_writable_dir(model_dir(artifacts, spec))
+    return epochs, batch_size, lr, spec.train
 
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    model: torch.nn.Module = spec.build().to(dev)  # type: ignore[attr-defined]  # build() returns an nn.Module
-    params = model.parameters()
-    optimizer = torch.optim.SGD(params, lr=lr) if spec.train.optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
-    criterion = spec.loss()
-    tensors = [torch.from_numpy(a) for a in (*split.train_inputs, split.train_target)]
-    loader = DataLoader(
-        TensorDataset(*tensors), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
-    )
 
+def _fit(
+    spec: ModelSpec,
+    model: torch.nn.Module,
+    loader: DataLoader,
+    split,
+    dev: torch.device,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    criterion,
+    *,
+    progress=None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> tuple[list[float], list[float], float]:
+    """The epochs: per-epoch mean loss and held-out metric, and the seconds they took."""
     epoch_task = batch_task = None
     if progress is not None:
         epoch_task = progress.add_task(f"{spec.name} epochs", total=epochs, figures="")
@@ -173,6 +151,59 @@ def train_model(
         progress.remove_task(batch_task)
         progress.remove_task(epoch_task)
 
+    return losses, held_out, seconds
+
+
+def train_model(
+    spec: ModelSpec,
+    data_dir: Path,
+    artifacts: Path,
+    *,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    progress=None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train `spec` on its data and write its artifacts atomically.
+
+    Args:
+        progress: optional rich Progress; one epoch task and one batch task are added to it (their
+            `figures` field is "" until there is a figure to show).
+        on_epoch: called after each epoch with {"model", "epoch", "epochs", "loss", "metric",
+            "metric_value", "seconds"} (the CLI prints it as a line when its output is not a terminal).
+
+    Returns:
+        The train.json record.
+    """
+    epochs, batch_size, lr, defaults = _hyperparameters(spec, epochs, batch_size, lr)
+    dev = pick_device(device)
+    records.ensure_writable_dir(Path(artifacts))
+    split = spec.load_data(Path(data_dir))  # raises MissingDataError before anything is written
+    if not split.trainable or split.test_target is None:
+        raise InputError(
+            f"{spec.name}: its data source gives no training rows or no held-out targets; "
+            "Split needs train_inputs, train_target and test_target to train"
+        )
+    out_dir = records.ensure_writable_dir(model_dir(artifacts, spec))
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model: torch.nn.Module = spec.build().to(dev)  # type: ignore[attr-defined]  # build() returns an nn.Module
+    params = model.parameters()
+    optimizer = torch.optim.SGD(params, lr=lr) if defaults.optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
+    criterion = spec.loss()
+    tensors = [torch.from_numpy(a) for a in (*split.train_inputs, split.train_target)]
+    loader = DataLoader(
+        TensorDataset(*tensors), batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
+
+    losses, held_out, seconds = _fit(
+        spec, model, loader, split, dev, epochs, optimizer, criterion, progress=progress, on_epoch=on_epoch
+    )
+
     model.eval().cpu()
     outputs = eager_outputs(model, split.test_inputs)
     score = spec.score(outputs, split.test_target)  # training checked above that the split has test_target
@@ -197,7 +228,7 @@ def train_model(
             "batch_size": batch_size,
             "lr": lr,
             "seed": seed,
-            "optimizer": spec.train.optimizer,
+            "optimizer": defaults.optimizer,
             "loss": getattr(criterion, "label", type(criterion).__name__),
             "device": str(dev),
         },

@@ -3,7 +3,7 @@
 The model folder is staged beside the repository (the artifact hard-linked, so nothing large is
 copied), its config rendered from the deployed config with the tuned settings (tune/settings.py's
 `config_for`, the transform the candidates were measured with), linted against its artifact by
-deploy's own lint, and renamed into place (serve/repository.py's `place`). The previous config
+deploy's own lint, and renamed into place (deploy/repository.py's `place`). The previous config
 stays beside the new one as `config.pbtxt.before-tune`; `manifest.json` records the tuning: the
 settings, the measurement that chose them and `tuned_on` (engine, CPU model, cores). A later
 `zeroserve deploy` keeps the tuned settings unless an option of its own or `--reset-tuning` says
@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 from zeroserve import records
+from zeroserve.deploy.config import parse, render
+from zeroserve.deploy.contents import read_deployed
+from zeroserve.deploy.lint import lint_model
+from zeroserve.deploy.repository import place, prune_stale, read_manifest, staging_parent, write_manifest
 from zeroserve.errors import InputError
-from zeroserve.serve.config import parse, render
-from zeroserve.serve.lint import lint_model
-from zeroserve.serve.repository import place, prune_stale, read_manifest, staging_parent, write_manifest
-from zeroserve.serve.runtime import read_deployed
 from zeroserve.tune.search import Candidate
 from zeroserve.tune.settings import backend_of, config_for
 

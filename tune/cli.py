@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,10 +10,11 @@ from rich.markup import escape
 
 from zeroserve import formats as F
 from zeroserve import registry
-from zeroserve.client.connection import PROTOCOLS
-from zeroserve.cliutil import JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors, print_json
+from zeroserve.app.cliutil import JsonOpt, ModelFilesOpt, choices, console, err_console, handle_errors, print_json
+from zeroserve.client.endpoints import PROTOCOLS
+from zeroserve.deploy.repository import DEFAULT_REPOSITORY
 from zeroserve.errors import CheckFailed, InputError
-from zeroserve.serve.repository import DEFAULT_REPOSITORY
+from zeroserve.serve.signals import Terminated, stop_signals
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
     Protocol = str
@@ -28,14 +28,6 @@ else:
 
 def register(app: typer.Typer) -> None:
     app.command("tune")(tune_cmd)
-
-
-class _Terminated(Exception):
-    """SIGTERM: stop the private server the same way as Ctrl-C."""
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
 
 
 def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
@@ -251,16 +243,12 @@ def tune_cmd(
                 highlight=False,
             )
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        rec = run_tune(spec, repository, opts, fmt=fmt, on_event=on_event)
-    except _Terminated:
+        with stop_signals():
+            rec = run_tune(spec, repository, opts, fmt=fmt, on_event=on_event)
+    except Terminated:
         err_console.print("terminated: the private server was stopped")
         raise typer.Exit(143) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
 
     applied = None
     chosen = rec["chosen"]

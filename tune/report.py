@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from zeroserve import plots, records
-from zeroserve.client.report import html_page
+from zeroserve.client.perf.report import html_page
 
 
 def _fmt(v, spec: str = ".2f", none: str = "-") -> str:

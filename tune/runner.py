@@ -4,7 +4,7 @@ The private server is the embedded engine (serve/server.py's `start_server`) on 
 ports with explicit model control, serving the deployed model and its no-op twin (the serving
 path's floor). Each candidate is written as its own folder into that server's runtime repository
 (serve/runtime.py's transform of a modified deployed config), loaded through the HTTP API,
-measured with the perf engine (client/perf.py's latency-budget search), unloaded and removed. The
+measured with the perf engine (client/perf/run.py's latency-budget search), unloaded and removed. The
 server is stopped at the end, after a failure and after Ctrl-C or SIGTERM alike; a served server
 is never touched and the canonical repository is only read.
 """
@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve import formats as F
-from zeroserve import machine, records
-from zeroserve.client.connection import Endpoint
-from zeroserve.client.perf import level_count, run_perf
-from zeroserve.errors import InputError, ServerError
-from zeroserve.serve import restricted
-from zeroserve.serve import state as st
-from zeroserve.serve.ports import DEFAULT_HOST
-from zeroserve.serve.repository import read_manifest
-from zeroserve.serve.runtime import NOOP_SUFFIX, canonical_models, read_deployed, served_by, write_runtime_model
-from zeroserve.serve.wheel import gpu_available
+from zeroserve import records
+from zeroserve.client.endpoints import Endpoint
+from zeroserve.client.perf.run import level_count, run_perf
+from zeroserve.deploy.contents import canonical_models, read_deployed
+from zeroserve.deploy.repository import read_manifest
+from zeroserve.errors import InputError, ServerError, ZeroserveError
+from zeroserve.serve.runtime import NOOP_SUFFIX, served_by, write_runtime_model
 from zeroserve.spec import ModelSpec
+from zeroserve.triton import machine
+from zeroserve.triton.control import Control
+from zeroserve.triton.wheel import gpu_available
 from zeroserve.tune import search as S
 from zeroserve.tune.settings import candidate_of, config_for, tuned_on
 
@@ -220,33 +220,26 @@ class Tuner:
     # ------------------------------------------------------------ the server
 
     def __enter__(self) -> Tuner:
-        from zeroserve.serve.ports import resolve_free_ports
-        from zeroserve.serve.server import start_server
+        from zeroserve.serve.private import start_private
 
-        ports = list(
-            self.opts.ports or resolve_free_ports(DEFAULT_HOST, dict.fromkeys(("http", "grpc", "metrics"), 0)).values()
-        )
         self.on_event("server", {"state": "starting"})
-        self.server = start_server(
+        self.server = start_private(
             self.repository,
             [self.base_name],
-            host=DEFAULT_HOST,
-            http_port=ports[0],
-            grpc_port=ports[1],
-            metrics_port=ports[2],
+            purpose="zeroserve tune (private, stopped at the end of the run)",
+            ports=self.opts.ports,
             noop_of=[self.base_name],
             model_control="explicit",
         )
-        self.server.state = {**self.server.state, "purpose": "zeroserve tune (private, stopped at the end of the run)"}
-        st.write_state(self.server.state)
+        s = self.server.state
         self.on_event(
             "server",
             {
                 "state": "ready",
                 "pid": self.server.pid,
-                "http_port": ports[0],
-                "grpc_port": ports[1],
-                "metrics_port": ports[2],
+                "http_port": s["http_port"],
+                "grpc_port": s["grpc_port"],
+                "metrics_port": s["metrics_port"],
             },
         )
         return self
@@ -266,39 +259,17 @@ class Tuner:
     def runtime_repository(self) -> Path:
         return Path(self.server.state["runtime_dir"]) / "repository"
 
-    def _http(self, timeout: float):
-        import tritonclient.http as httpclient
-
-        return httpclient.InferenceServerClient(
-            self.server.http_url, connection_timeout=timeout, network_timeout=timeout
-        )
-
-    def _key(self) -> dict[str, str]:
-        """The header that lets this run's load, unload and index calls through on its private server."""
-        return restricted.headers(self.server.state, restricted.MODEL_REPOSITORY, "http")
-
     def _load(self, name: str) -> None:
-        client = self._http(LOAD_TIMEOUT_S)
-        try:
-            client.load_model(name, headers=self._key())
-        finally:
-            client.close()
+        with Control.of(self.server.state, LOAD_TIMEOUT_S) as control:
+            control.load(name)
 
     def _unload(self, name: str) -> None:
         """Unload and wait until the model's stubs are gone, so the next candidate has the CPU to itself."""
-        client = self._http(UNLOAD_TIMEOUT_S)
         try:
-            client.unload_model(name, headers=self._key())
-            deadline = time.monotonic() + UNLOAD_TIMEOUT_S
-            while time.monotonic() < deadline:
-                states = {m["name"]: m.get("state") for m in client.get_model_repository_index(headers=self._key())}
-                if states.get(name) not in ("READY", "UNLOADING", "LOADING"):
-                    return
-                time.sleep(0.05)
-        except Exception:  # noqa: BLE001 - a candidate that will not unload is stopped with the server
+            with Control.of(self.server.state, UNLOAD_TIMEOUT_S) as control:
+                control.unload(name, wait_s=UNLOAD_TIMEOUT_S)
+        except ZeroserveError:  # a candidate that will not unload is stopped with the server
             pass
-        finally:
-            client.close()
 
     def _write(self, c: S.Candidate, name: str) -> None:
         src = self.repository / self.formats[c.fmt]
@@ -392,10 +363,10 @@ class Tuner:
             self._write(c, name)
             try:
                 self._load(name)
-            except Exception as exc:  # noqa: BLE001 - tritonclient raises its own types; the candidate is data
+            except ZeroserveError as exc:  # the candidate that does not load is data, unless the server died
                 if not self.server.alive():
                     raise ServerError(f"the private server died loading {name} (log: {self.server.log})") from None
-                message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                message = (exc.said or str(exc))[:300]
                 m = _load_failed(f"did not load: {message}")
             else:
                 try:

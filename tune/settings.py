@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from zeroserve import formats as F
-from zeroserve import machine
-from zeroserve.serve.config import DeployedModel
+from zeroserve.deploy.config import DeployedModel
+from zeroserve.triton import machine
 from zeroserve.tune.search import Candidate
 
 

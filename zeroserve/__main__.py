@@ -1,3 +1,3 @@
-from zeroserve.cli import main
+from zeroserve.app.cli import main
 
 main()

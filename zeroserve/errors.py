@@ -10,6 +10,7 @@ class ZeroserveError(Exception):
     """Base error; `exit_code` is what the CLI exits with."""
 
     exit_code = 2
+    said = ""  # a server's own words, when the error reports its answer (zeroserve.triton.errors.translate)
 
 
 class InputError(ZeroserveError):

@@ -1,7 +1,7 @@
 """The model registry: one entry per course model, read by every stage.
 
 Each entry pairs a course module (`zeroserve.course_modules`) with its data source
-(`zeroserve.course_data`), its tensor specs (`<name>__<index>` names, dtypes, dynamic axes, input
+(`zeroserve.data.course`), its tensor specs (`<name>__<index>` names, dtypes, dynamic axes, input
 domains, declared output kinds), one task per output, `max_batch_size`, training defaults and the
 bar a default run must reach. Nothing else in the code names a model. A user's own models come from
 `zeroserve.user_models` and are resolved here beside the course's (`models`, `get`, `select`).
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from zeroserve import course_data as C
 from zeroserve import course_modules as M
 from zeroserve import user_models
+from zeroserve.data import course as C
 from zeroserve.domains import Image, Lengths
 from zeroserve.errors import InputError
 from zeroserve.spec import DataSource, ModelSpec, TensorSpec, TrainDefaults  # noqa: F401 (the spec API)

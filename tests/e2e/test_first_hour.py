@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from zeroserve.cli import app
+from zeroserve.app.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

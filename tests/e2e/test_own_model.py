@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from zeroserve.cli import app
+from zeroserve.app.cli import app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()

@@ -20,9 +20,9 @@ import pytest
 import tritonclient.http as httpclient
 from typer.testing import CliRunner
 
-from zeroserve.cli import app
-from zeroserve.serve import restricted
+from zeroserve.app.cli import app
 from zeroserve.serve import state as st
+from zeroserve.triton import restricted
 
 pytestmark = pytest.mark.slow
 
@@ -179,7 +179,7 @@ def test_ctrl_c_mid_search_stops_the_private_server_and_removes_the_candidate(
 
 
 def test_a_tuned_repository_lints_serves_and_checks(deployed_repository, exported, start_server, data_dir, tmp_path):
-    from zeroserve.serve.lint import lint_model
+    from zeroserve.deploy.lint import lint_model
     from zeroserve.tune.apply import apply_tuning
     from zeroserve.tune.search import Candidate
 

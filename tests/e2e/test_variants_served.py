@@ -12,13 +12,14 @@ import pytest
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.client.check import check_model
-from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import ModelNotServed
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
+from zeroserve.deploy.contents import read_deployed
+from zeroserve.deploy.lint import lint_model
+from zeroserve.deploy.repository import deploy_model
 from zeroserve.export.variants import gpu_present
-from zeroserve.serve.lint import lint_model
-from zeroserve.serve.repository import deploy_model
-from zeroserve.serve.runtime import read_deployed
 from zeroserve.serve.status import collect_status
+from zeroserve.triton.errors import ModelNotServed
 
 MADE = ("onnx_int8", "onnx_int8dyn", "onnx_optimized")
 
@@ -69,7 +70,7 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
     # the CLI takes a served name for one variant, and skips an fp16 that a server without a GPU does not load
     from typer.testing import CliRunner
 
-    from zeroserve.cli import app
+    from zeroserve.app.cli import app
 
     where = [
         "--artifacts",

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from zeroserve.serve.config import DeployedModel
+    import numpy as np
+
+    from zeroserve.deploy.config import DeployedModel
     from zeroserve.spec import ModelSpec
 
 
@@ -63,8 +65,10 @@ class Runtime:
         """Deploy: the config as this runtime's Triton backend needs it (the default config unchanged)."""
         return model
 
-    def lint(self, model: DeployedModel, path: Path, folder: Path) -> None:
-        """Deploy: CheckFailed when the written config and the artifact disagree."""
+    def lint(self, model: DeployedModel, path: Path, warmup: list[np.ndarray] | None) -> list[np.ndarray] | None:
+        """Deploy: CheckFailed when the written config and the artifact disagree; the outputs of the warmup
+        request (`warmup`: its arrays in config order, graph shapes), which deploy checks against the config."""
+        return None
 
     def check_artifact(self, path: Path) -> None:
         """Embedded engine: InputError when the file is plainly not this runtime's artifact (cheap, no load)."""

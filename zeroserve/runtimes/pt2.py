@@ -109,8 +109,7 @@ class Pt2(Runtime):
     def build(self, spec, module, path: Path, **options: Any) -> dict:
         import torch
 
-        from zeroserve import machine
-        from zeroserve.export import torch_export
+        from zeroserve.runtimes import torch_export
 
         cxx = compiler()
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -134,7 +133,7 @@ class Pt2(Runtime):
         return {
             "torch_export_seconds": round(exported, 3),
             "compile_seconds": round(time.perf_counter() - started - exported, 3),
-            "compiled_for": {**meta, "cpu": machine.cpu_model() if device == "cpu" else "", "compiler": cxx},
+            "compiled_for": {**meta, "cpu": options.get("cpu", "") if device == "cpu" else "", "compiler": cxx},
             "torch": torch.__version__,
             "dynamic_axes": {t.name: t.dynamic_axes for t in spec.inputs},
         }
@@ -201,20 +200,17 @@ class Pt2(Runtime):
     def check_artifact(self, path: Path) -> None:
         metadata(path)
 
-    def lint(self, model, path: Path, folder: Path) -> None:
-        from zeroserve.serve.lint import _check_outputs, _warmup_arrays
-
+    def lint(self, model, path: Path, warmup: list[np.ndarray] | None) -> list[np.ndarray] | None:
         self._lint_rules(model, path)
-        if model.warmup is None:
+        if warmup is None:
             raise CheckFailed(f"{model.name}: no warmup sample to run the package on")
         try:
-            outs = self.runner(path, None)(_warmup_arrays(model, folder))
+            return self.runner(path, None)(warmup)
         except Exception as exc:
             raise CheckFailed(
                 f"{model.name}: the AOTInductor package on the warmup sample, inputs in config order "
                 f"{[t.name for t in model.inputs]}, failed: {_first_line(exc)}"
             ) from None
-        _check_outputs(model, outs, "AOTInductor")
 
     def _lint_rules(self, model, path: Path) -> None:
         """The pytorch backend's PT2 rules for the target release (its README)."""

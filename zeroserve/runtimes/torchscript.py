@@ -1,14 +1,22 @@
-"""The TorchScript runtime: torch.jit trace or script, libtorch in-process and in deploy's lint."""
+"""The TorchScript runtime: torch.jit trace or script, libtorch in-process, the target's file-format check,
+and deploy's lint (a forward on the warmup sample in the config's input order)."""
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from zeroserve.errors import InputError
-from zeroserve.runtimes import Runtime
+import numpy as np
+
+from zeroserve.errors import CheckFailed, InputError
+from zeroserve.runtimes import Runtime, torch_export
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 class TorchScript(Runtime):
@@ -16,24 +24,74 @@ class TorchScript(Runtime):
     label = "TorchScript"
 
     def build(self, spec, module, path: Path, **options: Any) -> dict:
-        from zeroserve.export.exporter import _build_torchscript
+        import torch
 
-        return _build_torchscript(spec, module, path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if spec.torchscript == "script":
+                scripted = torch.jit.script(module)
+            else:
+                scripted = torch.jit.trace(module, torch_export.example(spec), check_trace=False)
+            torch.jit.save(scripted, str(path))
+        return {"method": spec.torchscript}
 
     def runner(self, path: Path, spec, threads: int | None = None) -> Callable:
-        from zeroserve.export.exporter import _torchscript_runner
+        import torch
 
-        return _torchscript_runner(path, spec, threads)
+        from zeroserve.artifacts import output_arrays
 
-    def check_target(self, name: str, path: Path, entry: dict, release: Any) -> dict:
-        from zeroserve.serve.target import check_torchscript_target
+        module = self._load(path)
 
-        return check_torchscript_target(name, path, entry, release)
+        def run(inputs):
+            with torch.no_grad():
+                return output_arrays(module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]))
 
-    def lint(self, model, path: Path, folder: Path) -> None:
-        from zeroserve.serve.lint import _lint_torchscript
+        return run
 
-        _lint_torchscript(model, path, folder)
+    @staticmethod
+    def _load(path: Path):
+        import torch
+
+        with warnings.catch_warnings():
+            # torch.jit is deprecated upstream; Triton's pytorch backend still loads it
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu").eval()
+
+    def check_target(self, name: str, path: Path, entry: dict | None, release: Any) -> dict:
+        """The archive's file-format version against what the target's libtorch reads."""
+        try:
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/version")), None)
+                version = int(archive.read(member).decode().strip()) if member else None
+        except (zipfile.BadZipFile, ValueError, OSError):
+            version = None
+        if version is None:
+            raise InputError(f"{name}: {path} is not a TorchScript archive (no readable version record)")
+        if version > release.max_torchscript_file_version:
+            raise InputError(
+                f"{name}: TorchScript file format {version} is newer than the target {release.image}'s "
+                f"libtorch reads (<= {release.max_torchscript_file_version})"
+            )
+        return {"file_format_version": version}
+
+    def lint(self, model, path: Path, warmup: list[np.ndarray] | None) -> list[np.ndarray] | None:
+        import torch
+
+        try:
+            module = self._load(path)
+        except Exception as exc:
+            raise CheckFailed(f"{model.name}: torch.jit.load failed: {_first_line(exc)}") from None
+        if warmup is None:
+            raise CheckFailed(f"{model.name}: no warmup sample to run the TorchScript forward on")
+        try:
+            with torch.no_grad():
+                out = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in warmup))
+        except Exception as exc:
+            raise CheckFailed(
+                f"{model.name}: TorchScript forward on the warmup sample, inputs in config order "
+                f"{[t.name for t in model.inputs]}, failed: {_first_line(exc)}"
+            ) from None
+        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])]
 
     def check_artifact(self, path: Path) -> None:
         if not zipfile.is_zipfile(path):

@@ -16,10 +16,11 @@ from client_helpers import cli, need, ports, well_formed  # tests/ is on sys.pat
 from zeroserve import registry
 from zeroserve.artifacts import eager_outputs, load_trained
 from zeroserve.client.check import check_model
-from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import RequestRejected
-from zeroserve.client.perf import run_perf
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
+from zeroserve.client.perf.run import run_perf
 from zeroserve.errors import ServerError
+from zeroserve.triton.errors import RequestRejected
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +55,8 @@ def test_check_passes_on_every_served_model(server, data_dir):
 @pytest.fixture
 def other_seed_server(start_server, tmp_path, data_dir):
     """hello_rnn trained with seed 1, exported and served: not the checkpoint the session trained (seed 0)."""
+    from zeroserve.deploy.repository import deploy_model
     from zeroserve.export import export_model
-    from zeroserve.serve.repository import deploy_model
     from zeroserve.train import train_model
 
     spec = registry.get("hello_rnn")

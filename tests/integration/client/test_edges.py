@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 
 def cli(*args: str):
-    from zeroserve.cli import app
+    from zeroserve.app.cli import app
 
     return CliRunner().invoke(app, list(args))
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from zeroserve import registry
-from zeroserve.client import generator as G
-from zeroserve.client import wire
-from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.perf import level_count, level_failures
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
+from zeroserve.client.perf import generator as G
+from zeroserve.client.perf import wire
+from zeroserve.client.perf.run import level_count, level_failures
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +119,7 @@ def test_streaming_and_percentile_through_the_cli(server, tmp_path):
 def test_http_level_counts_every_request_and_reports_the_client_side(server):
     from client_helpers import need, well_formed
 
-    from zeroserve.client.perf import run_perf
+    from zeroserve.client.perf.run import run_perf
 
     need(server, "linear")
     rec = run_perf(
@@ -143,7 +144,7 @@ def test_http_level_counts_every_request_and_reports_the_client_side(server):
 def test_a_deadline_starts_no_level_after_it_and_says_the_run_was_cut(server):
     from test_client import need
 
-    from zeroserve.client.perf import run_perf
+    from zeroserve.client.perf.run import run_perf
 
     need(server, "linear")
     short = dict(protocol="http", window_s=0.2, warmup_s=0.1, max_trials=3, allow_unstable=True)
@@ -210,7 +211,7 @@ def test_a_server_dying_mid_level_is_counted_exit_3_and_the_report_written(
 def test_http_open_loop_with_shared_memory_from_two_workers(server):
     from client_helpers import need, well_formed
 
-    from zeroserve.client.perf import run_perf
+    from zeroserve.client.perf.run import run_perf
 
     need(server, "cnn_mnist")
     rec = run_perf(

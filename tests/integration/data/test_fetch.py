@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from zeroserve import fetch as F
 from zeroserve import registry
-from zeroserve.cli import app
+from zeroserve.app.cli import app
+from zeroserve.data import fetch as F
+from zeroserve.data import models as DM
 
 IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -117,7 +118,7 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_fetch_all_from_a_mirror_then_nothing_again(mirror, tmp_path):
     target = tmp_path / "data"
-    rows = F.fetch(["all"], target, source=mirror.url, checksums=mirror.checksums)
+    rows = F.fetch(DM.resolve(["all"]), target, source=mirror.url, checksums=mirror.checksums)
     assert [(r["dataset"], r["state"]) for r in rows] == [(d, "fetched") for d in F.datasets()]
     for name in ("diabetes.csv.gz", "names_train.csv.gz", "names_test.csv.gz"):
         assert (target / name).read_bytes() == (mirror.root / name).read_bytes()
@@ -133,7 +134,7 @@ def test_fetch_all_from_a_mirror_then_nothing_again(mirror, tmp_path):
     assert len(FashionMNIST(root=str(target), train=True, download=False)) == 600
 
     before = len(mirror.requests)
-    again = F.fetch(["all"], target, source=mirror.url, checksums=mirror.checksums)
+    again = F.fetch(DM.resolve(["all"]), target, source=mirror.url, checksums=mirror.checksums)
     assert {r["state"] for r in again} == {"present"} and len(mirror.requests) == before
 
 
@@ -149,7 +150,7 @@ def test_a_failed_download_leaves_nothing_behind(mirror, tmp_path, fault):
         mirror.drop.add(victim)
     else:
         (mirror.root / victim).unlink()
-    [row] = F.fetch(["fashion-mnist"], target, source=mirror.url, checksums=sums)
+    [row] = F.fetch(DM.resolve(["fashion-mnist"]), target, source=mirror.url, checksums=sums)
     assert row["state"] == "failed"
     assert row["exit_code"] == (1 if fault == "checksum" else 3)
     assert {"checksum": "checksum mismatch", "dropped": "connection dropped", "404": "HTTP 404"}[fault] in row["error"]
@@ -158,7 +159,7 @@ def test_a_failed_download_leaves_nothing_behind(mirror, tmp_path, fault):
 
 def test_a_wrong_checksum_on_the_recorded_course_table_fails(mirror, tmp_path):
     (mirror.root / "diabetes.csv.gz").write_bytes(gzip.compress(b"1,2,3\n"))
-    [row] = F.fetch(["wide_deep"], tmp_path / "data", source=mirror.url)
+    [row] = F.fetch(DM.resolve(["wide_deep"]), tmp_path / "data", source=mirror.url)
     assert row["exit_code"] == 1 and F.COURSE_SHA256["diabetes.csv.gz"] in row["error"]
     assert not (tmp_path / "data").exists()  # a folder fetch created is removed again when nothing landed
 
@@ -166,7 +167,7 @@ def test_a_wrong_checksum_on_the_recorded_course_table_fails(mirror, tmp_path):
 def test_present_good_files_need_no_network(data_dir):
     """The course folder already holds the published files: nothing to download (and nothing written)."""
     source = "http://127.0.0.1:9/"  # discard port: any download attempt would fail
-    rows = F.fetch(["diabetes", "names"], data_dir, source=source)
+    rows = F.fetch(DM.resolve(["diabetes", "names"]), data_dir, source=source)
     assert [r["state"] for r in rows] == ["present", "present"]
 
 
@@ -174,20 +175,20 @@ def test_a_differing_file_is_kept_unless_forced(mirror, tmp_path):
     target = tmp_path / "data"
     target.mkdir()
     (target / "diabetes.csv.gz").write_bytes(b"my own edit")
-    [row] = F.fetch(["diabetes"], target, source=mirror.url)
+    [row] = F.fetch(DM.resolve(["diabetes"]), target, source=mirror.url)
     assert row["exit_code"] == 1 and "--force" in row["error"]
     assert (target / "diabetes.csv.gz").read_bytes() == b"my own edit"
-    [row] = F.fetch(["diabetes"], target, source=mirror.url, force=True)
+    [row] = F.fetch(DM.resolve(["diabetes"]), target, source=mirror.url, force=True)
     assert row["state"] == "fetched"
     assert (target / "diabetes.csv.gz").read_bytes() == (mirror.root / "diabetes.csv.gz").read_bytes()
 
 
 def test_names_resolve_to_data_sets():
-    assert [d.name for d in F.resolve(["name_gru", "fashion"])] == ["names", "fashion-mnist"]
-    assert [d.name for d in F.resolve(["cnn_mnist,softmax_mnist"])] == ["mnist"]
-    assert F.resolve(["linear"]) == []
+    assert [d.name for d in DM.resolve(["name_gru", "fashion"])] == ["names", "fashion-mnist"]
+    assert [d.name for d in DM.resolve(["cnn_mnist,softmax_mnist"])] == ["mnist"]
+    assert DM.resolve(["linear"]) == []
     for spec in registry.REGISTRY.values():  # every course file a model reads is fetchable
-        fetchable = {f.path for n in F.dataset_names_for_model(spec) for f in F.datasets()[n].files}
+        fetchable = {f.path for n in DM.dataset_names_for_model(spec) for f in F.datasets()[n].files}
         assert set(spec.data.files) <= fetchable
 
 
@@ -256,12 +257,12 @@ def test_status_shows_each_models_data_source(tmp_path):
 
 def test_a_verified_gz_is_unpacked_again_without_a_download(mirror, tmp_path):
     target = tmp_path / "data"
-    F.fetch(["mnist"], target, source=mirror.url, checksums=mirror.checksums)
+    F.fetch(DM.resolve(["mnist"]), target, source=mirror.url, checksums=mirror.checksums)
     unpacked = target / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
     expected = unpacked.read_bytes()
     unpacked.unlink()
     before = len(mirror.requests)
-    [row] = F.fetch(["mnist"], target, source=mirror.url, checksums=mirror.checksums)
+    [row] = F.fetch(DM.resolve(["mnist"]), target, source=mirror.url, checksums=mirror.checksums)
     assert row["state"] == "fetched" and row["files"] == [str(unpacked)]
     assert unpacked.read_bytes() == expected and len(mirror.requests) == before
 
@@ -276,7 +277,7 @@ def test_idx_sets_follow_torchvisions_own_mirrors_and_md5_table(mirror, tmp_path
     monkeypatch.setattr(
         FashionMNIST, "resources", [(f"{n}.gz", hashlib.md5((raw / f"{n}.gz").read_bytes()).hexdigest()) for n in IDX]
     )
-    [row] = F.fetch(["fashion-mnist"], tmp_path / "data")
+    [row] = F.fetch(DM.resolve(["fashion-mnist"]), tmp_path / "data")
     assert row["state"] == "fetched" and len(row["files"]) == 8
     assert len(FashionMNIST(root=str(tmp_path / "data"), train=False, download=False)) == 200
 
@@ -286,7 +287,7 @@ def test_demo_fetches_into_data_and_never_into_the_folder_it_reads(mirror, tmp_p
     """make demo's first step, through the real CLI in a subprocess; the mirror stands in for the internet."""
     from rich.console import Console
 
-    from zeroserve import demo
+    from zeroserve.app import demo
 
     read_dir = tmp_path / "course"
     read_dir.mkdir()
@@ -325,7 +326,7 @@ def test_a_killed_fetchs_temporary_folder_is_cleaned_up(mirror, tmp_path):
     stale = target / f"{F.TEMP_PREFIX}999999999.1-abc"  # no such pid: its fetch was killed
     stale.mkdir(parents=True)
     (stale / "diabetes.csv.gz").write_bytes(b"half")
-    [row] = F.fetch(["diabetes"], target, source=mirror.url)
+    [row] = F.fetch(DM.resolve(["diabetes"]), target, source=mirror.url)
     assert row["state"] == "fetched" and leftovers(target) == ["diabetes.csv.gz"]
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from zeroserve import course_data as C
 from zeroserve import course_modules, registry
+from zeroserve.app.cli import app
 from zeroserve.artifacts import load_trained
-from zeroserve.cli import app
+from zeroserve.data import course as C
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import export_model, gate, read_export
 from zeroserve.export.exporter import sha256

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 from zeroserve import formats as F
 from zeroserve import parity, registry
-from zeroserve.cli import app
+from zeroserve.app.cli import app
+from zeroserve.deploy.release import check_onnx_target
+from zeroserve.deploy.repository import default_formats, deploy_model
 from zeroserve.errors import InputError
 from zeroserve.export import export_model
 from zeroserve.export.exporter import sha256
 from zeroserve.export.variants import VariantOptions, gpu_present
-from zeroserve.serve.repository import default_formats, deploy_model
-from zeroserve.serve.target import check_onnx_target
 
 runner = CliRunner()
 MADE = ("onnx_int8", "onnx_int8dyn", "onnx_optimized")

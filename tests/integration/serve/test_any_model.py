@@ -159,7 +159,7 @@ def any_server(tmp_path_factory, serve_cache, free_ports):
 
 
 def cli(*args: str):
-    from zeroserve.cli import app
+    from zeroserve.app.cli import app
 
     return CliRunner().invoke(app, ["client", *args])
 
@@ -192,7 +192,8 @@ def test_unservable_folders_are_reported_and_the_others_serve(any_server, tmp_pa
 def test_configs_without_tensors_are_completed_from_the_onnx_graph_as_triton_does(any_server, protocol):
     """No config.pbtxt: batching graph -> max_batch_size 4 with dynamic batching; a fixed first dim -> 0;
     a config with only max_batch_size keeps it; the server reports the completed config to clients."""
-    from zeroserve.client.connection import Client, Endpoint
+    from zeroserve.client.connection import Client
+    from zeroserve.client.endpoints import Endpoint
 
     endpoint = Endpoint(any_server.host, any_server.http_port, any_server.grpc_port, "test")
     with Client(endpoint, protocol) as client:

@@ -22,12 +22,13 @@ import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
-from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import ApiRestricted, translate
-from zeroserve.client.perf import level_count
-from zeroserve.serve import restricted
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
+from zeroserve.client.perf.run import level_count
 from zeroserve.serve import state as st
-from zeroserve.serve.status import model_ready_states
+from zeroserve.triton import restricted
+from zeroserve.triton.control import Control
+from zeroserve.triton.errors import ApiRestricted, translate
 
 pytestmark = pytest.mark.slow
 
@@ -211,8 +212,7 @@ def test_a_private_explicit_server_keeps_its_load_api_and_index_to_zeroserve(dep
         assert _answers(s, protocol)
     # zeroserve's own reads of the index: the server's, status's
     assert s.handle.index()[MODEL]["state"] == "READY"
-    key = restricted.headers(state, restricted.MODEL_REPOSITORY, "http")
-    assert model_ready_states(s.host, s.http_port, headers=key) == {MODEL: "READY"}
+    assert Control.of(state).states() == {MODEL: "READY"}  # status's read
     # stop's unload goes through: each stub finalized, as the server's log says
     s.handle.stop(keep_run=True)
     assert f"successfully unloaded '{MODEL}'" in Path(state["log"]).read_text()

@@ -19,10 +19,11 @@ import psutil
 import pytest
 from serving_helpers import run_state, wait_for, zeroserve  # tests/ is on sys.path (its conftest)
 
-from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import ServerUnreachable
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
+from zeroserve.triton.errors import ServerUnreachable
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +79,7 @@ def _orphans(prefix: str) -> list[int]:
 @pytest.fixture(scope="module")
 def run(models, tmp_path_factory, serve_cache, free_ports):
     from zeroserve import registry
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
 
     folder = tmp_path_factory.mktemp("hangs")
     repository = folder / "model_repository"

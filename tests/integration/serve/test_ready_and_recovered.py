@@ -95,7 +95,7 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(models, tmp_path_factory, serve_cache, free_ports):
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
 
     models.export("cnn_mnist", "linear")  # only the two models this module serves
     folder = tmp_path_factory.mktemp("ready")
@@ -277,7 +277,7 @@ def test_a_port_alone_names_the_protocol_and_never_falls_back(run, free_ports):
 
 
 def test_which_server_a_command_means_with_two_runs(run, models, tmp_path, free_ports):
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
 
     second = tmp_path / "model_repository"
     deploy_model(registry.get("linear"), models.folder, second, formats=("onnx",))

@@ -21,13 +21,15 @@ from google.protobuf import text_format
 from serving_helpers import canonical_folder, three_ports  # tests/ is on sys.path (its conftest)
 from tritonclient.grpc import model_config_pb2 as mc
 
+from zeroserve.deploy import contents
+from zeroserve.deploy.config import parse, render
 from zeroserve.errors import InputError, ServerError
+from zeroserve.serve import handle, runtime, server, stop
 from zeroserve.serve import processes as ps
-from zeroserve.serve import runtime, server, stop, wheel
 from zeroserve.serve import state as st
-from zeroserve.serve.config import parse, render
 from zeroserve.serve.docker import docker_command
-from zeroserve.serve.ports import free_port
+from zeroserve.triton import wheel
+from zeroserve.triton.ports import resolve_free_ports
 
 
 @pytest.fixture(autouse=True)
@@ -124,21 +126,21 @@ def test_the_runtime_config_is_the_deployed_config_transformed_and_rendered_by_t
 
 
 def test_model_selection_by_registry_or_triton_name(canonical):
-    assert runtime.canonical_models(canonical) == [
+    assert contents.canonical_models(canonical) == [
         "linear_onnx",
         "linear_torchscript",
         "name_gru_onnx",
         "name_gru_torchscript",
     ]
-    assert runtime.canonical_models(canonical, ["linear,name_gru_onnx"]) == [
+    assert contents.canonical_models(canonical, ["linear,name_gru_onnx"]) == [
         "linear_onnx",
         "linear_torchscript",
         "name_gru_onnx",
     ]
     with pytest.raises(InputError, match="cnn_mnist is not deployed"):
-        runtime.canonical_models(canonical, ["cnn_mnist"])
+        contents.canonical_models(canonical, ["cnn_mnist"])
     with pytest.raises(InputError, match="unknown model 'nope'"):
-        runtime.canonical_models(canonical, ["nope"])
+        contents.canonical_models(canonical, ["nope"])
 
 
 def test_missing_or_empty_repository_is_a_clear_input_error(tmp_path):
@@ -154,9 +156,11 @@ def test_a_port_in_use_is_refused_before_starting(canonical):
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        free = free_port()
+        free = resolve_free_ports("127.0.0.1", {"http": 0, "metrics": 0})
         with pytest.raises(ServerError, match=rf"grpc port {port} on 127.0.0.1 is in use"):
-            server.start_server(canonical, ["linear_onnx"], http_port=free, grpc_port=port, metrics_port=free_port())
+            server.start_server(
+                canonical, ["linear_onnx"], http_port=free["http"], grpc_port=port, metrics_port=free["metrics"]
+            )
     assert st.list_servers() == []
 
 
@@ -227,7 +231,7 @@ def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time
     repository = tmp_path / "slow"
     canonical_folder(repository, "linear", "onnx")
     canonical_folder(repository, "name_gru", "onnx", warmups=10_000_000)  # its load runs warmups for hours
-    monkeypatch.setattr(server, "LOAD_WORKERS", 1)  # name_gru_onnx starts loading once linear_onnx is READY
+    monkeypatch.setattr(handle, "LOAD_WORKERS", 1)  # name_gru_onnx starts loading once linear_onnx is READY
     events: dict[tuple[str, str], float] = {}
     timeout = 20.0
     started = time.monotonic()
@@ -354,7 +358,7 @@ def test_stop_exits_0_and_status_1_with_only_a_dead_run_and_say_so(private_cache
 
 
 def test_docker_command_serves_the_canonical_repository_on_the_target_image(canonical):
-    from zeroserve.serve.target import TARGET
+    from zeroserve.deploy.release import TARGET
 
     cmd = docker_command(canonical, TARGET.image)
     assert cmd[:4] == ["docker", "run", "--gpus", "all"]
@@ -410,7 +414,7 @@ def test_hand_written_configs_parse_and_build(tmp_path):
         (repo / name / "config.pbtxt").write_text(config)
         for f, data in files.items():
             (repo / name / "3" / f).write_bytes(data)
-    model = runtime.read_deployed(repo / "hand")
+    model = contents.read_deployed(repo / "hand")
     assert model.name == "hand" and model.backend == "onnxruntime_onnx" and model.max_batch_size == 0
     assert [(t.name, t.dtype, t.dims) for t in model.inputs] == [("a", "int64", (-1, 2)), ("b", "float32", (1,))]
     assert [t.dtype for t in model.outputs] == ["float32", "bool"] and model.instance_count == 3

@@ -25,7 +25,7 @@ from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
 from zeroserve.artifacts import eager_outputs, load_trained
-from zeroserve.client.connection import resolve_endpoint
+from zeroserve.client.endpoints import resolve_endpoint
 from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import state as st
 from zeroserve.serve.processes import shm_segments, stubs
@@ -480,7 +480,7 @@ def test_a_server_that_died_is_left_alone_by_reads_marked_dead_by_stop_and_keeps
 
 
 def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tmp_path, serve_cache, free_ports):
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
 
     artifacts = exported[0]
     repository = tmp_path / "model_repository"

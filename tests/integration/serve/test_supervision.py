@@ -23,10 +23,11 @@ from serving_helpers import run_state, wait_for, zeroserve  # tests/ is on sys.p
 from tritonclient.utils import InferenceServerException
 
 from zeroserve import registry
-from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import ModelRecovering
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
+from zeroserve.triton.errors import ModelRecovering
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +74,7 @@ def _nested_brackets(http_port: int) -> None:
 
 @pytest.fixture
 def detached(models, tmp_path, serve_cache, free_ports):
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
 
     models.export("cnn_mnist", "linear")  # only the two models this run serves
     artifacts = models.folder

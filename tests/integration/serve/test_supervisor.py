@@ -13,7 +13,8 @@ from zeroserve.errors import ServerError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import server
 from zeroserve.serve import state as st
-from zeroserve.serve.supervisor import RestartPolicy, Supervisor
+from zeroserve.serve.restarts import RestartPolicy
+from zeroserve.serve.supervisor import Supervisor
 
 
 @pytest.fixture(autouse=True)

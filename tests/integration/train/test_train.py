@@ -6,8 +6,8 @@ import torch
 from typer.testing import CliRunner
 
 from zeroserve import registry
+from zeroserve.app.cli import app
 from zeroserve.artifacts import eager_outputs, load_trained
-from zeroserve.cli import app
 from zeroserve.errors import InputError
 from zeroserve.train import train_model
 

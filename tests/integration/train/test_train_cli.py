@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from zeroserve.cli import app
+from zeroserve.app.cli import app
 from zeroserve.train import trainer
 
 runner = CliRunner()

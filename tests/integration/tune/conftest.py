@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from zeroserve import registry
-from zeroserve.serve import repository as R
+from zeroserve.deploy import repository as R
 
 
 @pytest.fixture()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from zeroserve import registry
+from zeroserve.deploy import repository as R
+from zeroserve.deploy.config import parse
+from zeroserve.deploy.lint import lint_model
 from zeroserve.errors import CheckFailed
-from zeroserve.serve import repository as R
-from zeroserve.serve.config import parse
-from zeroserve.serve.lint import lint_model
 from zeroserve.tune import apply as ap
 from zeroserve.tune.search import Candidate
 

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from zeroserve.client import bench_reference as R
+from zeroserve.bench import reference as R
 
 
 def _script(path, body: str):

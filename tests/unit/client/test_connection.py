@@ -12,21 +12,22 @@ from pathlib import Path
 import pytest
 
 from zeroserve import registry
-from zeroserve.client import connection
-from zeroserve.client.connection import Client, Endpoint
-from zeroserve.client.errors import ApiRestricted, RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
+from zeroserve.client import connection, endpoints
+from zeroserve.client.connection import Client
+from zeroserve.client.endpoints import Endpoint
 from zeroserve.errors import InputError, ServerError
+from zeroserve.triton.errors import ApiRestricted, RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
 
 
 def test_explicit_ports_win(monkeypatch):
-    ep = connection.resolve_endpoint(None, 9000, 9001)
+    ep = endpoints.resolve_endpoint(None, 9000, 9001)
     assert (ep.host, ep.http_port, ep.grpc_port, ep.source) == ("127.0.0.1", 9000, 9001, "options")
     assert ep.url("grpc") == "127.0.0.1:9001" and ep.url("http") == "127.0.0.1:9000"
 
 
 def test_no_state_file_falls_back_to_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path))
-    ep = connection.resolve_endpoint()
+    ep = endpoints.resolve_endpoint()
     assert (ep.host, ep.http_port, ep.grpc_port) == ("127.0.0.1", 8000, 8001)
 
 
@@ -55,9 +56,9 @@ def _running_state(cache: Path, http_port: int, grpc_port: int) -> None:
 def test_running_server_state_file_gives_the_ports(monkeypatch, tmp_path):
     monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path))
     _running_state(tmp_path, 18000, 18001)
-    ep = connection.resolve_endpoint()
+    ep = endpoints.resolve_endpoint()
     assert (ep.http_port, ep.grpc_port) == (18000, 18001) and f"pid {os.getpid()}" in ep.source
-    assert connection.resolve_endpoint(http_port=9000, protocols=("http",)).http_port == 9000
+    assert endpoints.resolve_endpoint(http_port=9000, protocols=("http",)).http_port == 9000
 
 
 def test_several_running_servers_must_be_chosen_between(monkeypatch, tmp_path):
@@ -65,40 +66,40 @@ def test_several_running_servers_must_be_chosen_between(monkeypatch, tmp_path):
     _running_state(tmp_path, 18000, 18001)
     _running_state(tmp_path, 28000, 28001)
     with pytest.raises(InputError, match="2 servers are running, choose one with --http-port/--grpc-port"):
-        connection.resolve_endpoint()
+        endpoints.resolve_endpoint()
 
 
 def test_one_port_names_the_server_and_its_state_file_gives_the_other(monkeypatch, tmp_path):
     monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path))
     _running_state(tmp_path, 18000, 18001)
     _running_state(tmp_path, 28000, 28001)
-    ep = connection.resolve_endpoint(http_port=28000)  # `client infer --http-port 28000 --protocol grpc`
+    ep = endpoints.resolve_endpoint(http_port=28000)  # `client infer --http-port 28000 --protocol grpc`
     assert (ep.http_port, ep.grpc_port) == (28000, 28001) and f"pid {os.getpid()}" in ep.source
-    assert connection.resolve_endpoint(grpc_port=18001).http_port == 18000
+    assert endpoints.resolve_endpoint(grpc_port=18001).http_port == 18000
 
 
 def test_a_port_given_never_falls_back_to_a_default_port(monkeypatch, tmp_path):
     monkeypatch.setenv("ZEROSERVE_CACHE", str(tmp_path))
     _running_state(tmp_path, 18000, 18001)
     with pytest.raises(InputError, match="--http-port 9 names no running zeroserve server.*give --grpc-port"):
-        connection.resolve_endpoint(http_port=9, protocols=("grpc",))
-    assert connection.resolve_endpoint(http_port=9, protocols=("http",)).url("http") == "127.0.0.1:9"
+        endpoints.resolve_endpoint(http_port=9, protocols=("grpc",))
+    assert endpoints.resolve_endpoint(http_port=9, protocols=("http",)).url("http") == "127.0.0.1:9"
 
 
 def test_http_port_alone_means_http():
-    assert connection.choose_protocol(None, http_port=9) == "http"
-    assert connection.choose_protocol(None, grpc_port=9) == "grpc" and connection.choose_protocol(None) == "grpc"
-    assert connection.choose_protocol("grpc", http_port=9) == "grpc"
-    assert connection.protocols_meant(None, http_port=9) == ("http",)
-    assert connection.protocols_meant(None) == connection.PROTOCOLS
+    assert endpoints.choose_protocol(None, http_port=9) == "http"
+    assert endpoints.choose_protocol(None, grpc_port=9) == "grpc" and endpoints.choose_protocol(None) == "grpc"
+    assert endpoints.choose_protocol("grpc", http_port=9) == "grpc"
+    assert endpoints.protocols_meant(None, http_port=9) == ("http",)
+    assert endpoints.protocols_meant(None) == endpoints.PROTOCOLS
 
 
 def test_parse_url():
-    assert connection.parse_url("127.0.0.1:8001") == ("127.0.0.1", 8001)
-    assert connection.parse_url("[::1]:8001") == ("::1", 8001)
-    assert connection.parse_url("http://127.0.0.1:8001") == ("127.0.0.1", 8001)  # a scheme may be given
-    assert connection.parse_url("http://[::1]:8000/", "http") == ("::1", 8000)
-    assert connection.parse_url("grpc://[::1]:8001", "grpc") == ("::1", 8001)
+    assert endpoints.parse_url("127.0.0.1:8001") == ("127.0.0.1", 8001)
+    assert endpoints.parse_url("[::1]:8001") == ("::1", 8001)
+    assert endpoints.parse_url("http://127.0.0.1:8001") == ("127.0.0.1", 8001)  # a scheme may be given
+    assert endpoints.parse_url("http://[::1]:8000/", "http") == ("::1", 8000)
+    assert endpoints.parse_url("grpc://[::1]:8001", "grpc") == ("::1", 8001)
     for bad, says in (
         ("127.0.0.1", "HOST:PORT"),
         ("host:port", "HOST:PORT"),
@@ -111,21 +112,21 @@ def test_parse_url():
         ("h:8000/v2", "no path"),
     ):
         with pytest.raises(InputError, match=re.escape(says)):
-            connection.parse_url(bad)
+            endpoints.parse_url(bad)
     with pytest.raises(InputError, match="scheme grpc://"):
-        connection.parse_url("grpc://[::1]:8001", "http")
+        endpoints.parse_url("grpc://[::1]:8001", "http")
 
 
 def test_loopback_only():
-    connection.require_loopback("127.0.0.1")
-    connection.require_loopback("localhost")
+    endpoints.require_loopback("127.0.0.1")
+    endpoints.require_loopback("localhost")
     for host in ("10.1.2.3", "8.8.8.8"):
         with pytest.raises(InputError, match="not a loopback address"):
-            connection.require_loopback(host)
+            endpoints.require_loopback(host)
 
 
 def test_perf_refuses_non_loopback_urls():
-    from zeroserve.client.perf import resolve_urls
+    from zeroserve.client.perf.run import resolve_urls
 
     with pytest.raises(InputError, match="loopback"):
         resolve_urls(Endpoint(), "grpc", ["127.0.0.1:8001", "192.168.1.10:8001"])
@@ -201,7 +202,7 @@ def test_a_server_that_accepts_but_never_answers_is_a_timeout_naming_the_option(
 
 
 def test_perf_against_no_server_fails_fast():
-    from zeroserve.client.perf import run_perf
+    from zeroserve.client.perf.run import run_perf
 
     port = _closed_port()
     with pytest.raises(ServerError):

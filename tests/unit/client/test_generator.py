@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from zeroserve import registry
-from zeroserve.client import generator as G
-from zeroserve.client import load
+from zeroserve.client.perf import generator as G
+from zeroserve.client.perf import load
 
 SPEC = registry.get("cnn_mnist")
 

@@ -164,7 +164,7 @@ def test_cast_truncates_and_saturates_and_never_makes_nan_an_integer():
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_requests_carry_wire_shapes(protocol):
-    module = connection._module(protocol)
+    module = connection.tritonclient_module(protocol)
     tokens, lengths = GRU.encode("Ann,Bo", "text")
     inputs, outputs = connection.build_request(module, GRU, [tokens, lengths])
     assert [(i.name(), i.shape(), i.datatype()) for i in inputs] == [

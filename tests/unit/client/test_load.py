@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from zeroserve.client import load
+from zeroserve.client.perf import load
 
 
 class FakeClock:
@@ -145,7 +145,7 @@ def test_closed_loop_keeps_concurrency_and_counts_failures():
 
 
 def test_a_wire_failure_is_counted_under_its_kind():
-    from zeroserve.client.wire import WireFailure
+    from zeroserve.client.perf.wire import WireFailure
 
     assert load.failure_kind(WireFailure("http_500", "boom\nmore")) == ("http_500", "boom")
     assert load.failure_kind(TimeoutError()) == ("TimeoutError", "TimeoutError")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from zeroserve.client.perf import level_count, level_failures
+from zeroserve.client.perf.run import level_count, level_failures
 
 MODEL = "linear_onnx"
 
@@ -130,7 +130,7 @@ def fake_triton():
 
 
 def _perf(port: int, *extra: str):
-    from zeroserve.cli import app
+    from zeroserve.app.cli import app
 
     return CliRunner().invoke(
         app,

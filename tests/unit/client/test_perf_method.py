@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from zeroserve.client import load, perf
-from zeroserve.client import windows as W
 from zeroserve.client.connection import server_split
+from zeroserve.client.perf import load
+from zeroserve.client.perf import run as perf
+from zeroserve.client.perf import windows as W
 
 
 def _hist(values_us) -> load.HdrHistogram:

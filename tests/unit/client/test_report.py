@@ -6,7 +6,7 @@ import base64
 import csv
 import io
 
-from zeroserve.client import report
+from zeroserve.client.perf import report
 
 
 def _level(c, tp, p50):

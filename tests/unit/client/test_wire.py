@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from zeroserve import registry
-from zeroserve.client import generator as G
-from zeroserve.client import wire
+from zeroserve.client.perf import generator as G
+from zeroserve.client.perf import wire
+from zeroserve.client.perf.transport import HttpConnection, HttpSender
+from zeroserve.client.perf.wire import WireFailure
 from zeroserve.client.values import to_wire
-from zeroserve.client.wire import WireFailure
-from zeroserve.client.wire_transport import HttpConnection, HttpSender
 
 NAME_GRU = registry.get("name_gru")
 CNN = registry.get("cnn_mnist")
@@ -211,7 +211,7 @@ def _response(status: int, body: bytes, header_length: int | None = None) -> byt
 
 
 def test_http_connection_reads_answers_split_anywhere_and_counts_by_kind():
-    from zeroserve.client import load
+    from zeroserve.client.perf import load
 
     status, hl, body = _http_answer(np.arange(10, dtype=np.float32).reshape(1, 10))
     whole = _response(200, body, hl)

@@ -7,8 +7,8 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from zeroserve.cli import app
-from zeroserve.cliutil import reflow
+from zeroserve.app.cli import app
+from zeroserve.app.cliutil import reflow
 
 COMMANDS = [
     ["train"],

@@ -23,7 +23,6 @@ def test_the_table_answers_what_each_stage_asks():
     assert F.split_triton_name("onnx") is None
 
 
-
 def test_pt2_is_opt_in_and_its_backend_is_told_apart_by_platform():
     assert F.opt_in() == ("pt2",) and "pt2" not in F.parse(None) and F.parse("pt2") == ("pt2",)
     assert F.for_backend("pytorch", "torch_aoti") is F.PYTORCH_AOTI and F.for_backend("torch_aoti") is F.PYTORCH_AOTI
@@ -62,7 +61,7 @@ def copy_format(monkeypatch):
 
 
 def test_a_new_format_entry_is_exported_deployed_served_and_shown(copy_format, tmp_path):
-    from zeroserve.serve.repository import deploy_model
+    from zeroserve.deploy.repository import deploy_model
     from zeroserve.serve.runtime import build_runtime_repository
     from zeroserve.serve.status import collect_status
     from zeroserve.train import train_model

@@ -20,7 +20,7 @@ import torch
 from typer.testing import CliRunner
 
 from zeroserve import registry, user_models
-from zeroserve.cli import app
+from zeroserve.app.cli import app
 from zeroserve.errors import InputError
 
 runner = CliRunner()

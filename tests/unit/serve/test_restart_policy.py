@@ -10,7 +10,7 @@ import pytest
 
 from zeroserve.errors import ServerError
 from zeroserve.serve import state as st
-from zeroserve.serve.supervisor import RestartPolicy, describe_exit
+from zeroserve.serve.restarts import RestartPolicy, describe_exit
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +52,7 @@ def test_by_default_a_crash_loop_backs_off_up_to_5_minutes_and_never_gives_up():
 
 def test_memory_limit_sizes_and_defaults():
     from zeroserve.errors import InputError
-    from zeroserve.serve.server import MEMORY_FLOOR, memory_ceiling, parse_size
+    from zeroserve.serve.limits import MEMORY_FLOOR, memory_ceiling, parse_size
 
     assert parse_size("3G") == 3 << 30 and parse_size("512M") == 512 << 20 and parse_size("2GiB") == 2 << 30
     assert parse_size("1024") == 1024

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zeroserve.serve import restricted as R
+from zeroserve.triton import restricted as R
 
 
 def test_served_and_private_servers_restrict_their_apis_on_both_protocols():

@@ -6,7 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 from zeroserve import registry
-from zeroserve.cli import app
+from zeroserve.app.cli import app
 from zeroserve.errors import InputError
 
 runner = CliRunner()

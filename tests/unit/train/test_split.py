@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zeroserve import data as D
 from zeroserve import records, registry
 from zeroserve.client import check
+from zeroserve.data import readers as D
 from zeroserve.errors import InputError
 from zeroserve.train import train_model
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from zeroserve.client import windows as W
+from zeroserve.client.perf import windows as W
 from zeroserve.tune import search as S
 from zeroserve.tune.report import pareto
 

@@ -1,0 +1,290 @@
+"""Renderings of a perf record: rich table, CSV, JSON, a PNG plot and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from zeroserve import plots, records
+from zeroserve.client.perf.run import level_count, level_failures
+
+CSV_COLUMNS = (
+    "concurrency",
+    "request_rate",
+    "throughput",
+    "requests_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "mean_ms",
+    "requests",
+    "ok",
+    "failed",
+    "stable",
+    "trials",
+    "server_queue_us",
+    "server_compute_input_us",
+    "server_compute_infer_us",
+    "server_compute_output_us",
+    "client_cpu_us",
+    "client_send_us",
+    "client_check_us",
+    "generator_cpu",
+    "loop_cpu",
+    "achieved_rate",
+    "send_lag_p99_ms",
+    "all_requests",
+    "all_failed",
+    "failures",
+)
+
+
+def level_label(level: dict) -> str:
+    return f"c={level['concurrency']}" if level.get("concurrency") else f"{level['request_rate']:g}/s"
+
+
+def flat_row(level: dict) -> dict:
+    """One level as a flat dict of CSV_COLUMNS."""
+    server = level.get("server") or {}
+    row = {k: level.get(k) for k in CSV_COLUMNS}
+    for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
+        row[f"server_{phase}_us"] = server.get(f"{phase}_us")
+    client = level.get("client") or {}
+    for part in ("cpu", "send", "check"):
+        row[f"client_{part}_us"] = client.get(f"{part}_us")
+    row["all_requests"], row["all_failed"] = all_requests(level)
+    row["failures"] = ";".join(f"{k}={v}" for k, v in level_failures(level)[0].items())
+    return row
+
+
+def all_requests(level: dict) -> tuple[int, int]:
+    """(requests, failed) over the whole level (warm-up, windows, drain); the stable windows' in an old record."""
+    if "totals" not in level:
+        return level["requests"], level["failed"]
+    return level_count(level, "requests"), level_count(level, "failed")
+
+
+def title(rec: dict) -> str:
+    return (
+        f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}, input {rec['input']}, "
+        f"shared memory {rec['shared_memory']}, {len(rec['urls'])} server(s)"
+    )
+
+
+def table(rec: dict) -> Table:
+    """The human table: one row per level."""
+    t = Table(title=title(rec))
+    cols = (
+        "level",
+        "infer/s",
+        "p50 ms",
+        "p90 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "mean ms",
+        "requests",
+        "failed",
+        "server queue/in/infer/out µs",
+        "client cpu/send/check µs",
+        "gen CPU",
+        "stable",
+    )
+    for c in cols:
+        t.add_column(c, justify="left" if c == "level" else "right")
+    for lv in rec["levels"]:
+        s = lv.get("server") or {}
+        server_split = (
+            "/".join(
+                f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")
+            )
+            if s
+            else "-"
+        )
+        cost = lv.get("client") or {}
+        client = "/".join(f"{cost.get(f'{p}_us', 0):.0f}" for p in ("cpu", "send", "check")) if cost else "-"
+        mark = "" if lv.get("rate_kept", True) else " (rate not kept)"
+        requests, failed = all_requests(lv)
+        t.add_row(
+            level_label(lv) + mark,
+            f"{lv['throughput']:.1f}",
+            *(f"{lv[k]:.2f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
+            str(requests),
+            str(failed),
+            server_split,
+            client,
+            f"{lv['generator_cpu']:.0%}",
+            "yes" if lv["stable"] else f"no ({lv['trials']})",
+        )
+    return t
+
+
+def to_csv(rec: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for lv in rec["levels"]:
+        w.writerow(flat_row(lv))
+    return buf.getvalue()
+
+
+def perf_figure(rec: dict):
+    """Latency percentiles (y) against throughput (x), one point per level; a level that did not stabilise is
+    ringed in red and labelled "not stable" (its figures are its last windows', not a steady state)."""
+    levels = sorted(rec["levels"], key=lambda lv: lv["throughput"])
+    fig, ax = plots.subplots((7, 4.2))
+    x = [lv["throughput"] for lv in levels]
+    for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms"):
+        ax.plot(x, [lv[key] for lv in levels], marker="o", label=key.split("_")[0])
+    unstable = [lv for lv in levels if not lv.get("stable", True)]
+    if unstable:
+        ax.scatter(
+            [lv["throughput"] for lv in unstable],
+            [lv["p99_ms"] for lv in unstable],
+            s=160,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=1.5,
+            label="not stable",
+            zorder=3,
+        )
+    for lv in levels:
+        text = level_label(lv) + ("" if lv.get("stable", True) else " (not stable)")
+        ax.annotate(text, (lv["throughput"], lv["p99_ms"]), textcoords="offset points", xytext=(3, 4), fontsize=7)
+    ax.set_xlabel("throughput (inferences/s)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_png(rec: dict) -> bytes:
+    """The perf figure as PNG bytes."""
+    return plots.png(perf_figure(rec))
+
+
+def html_page(
+    page_title: str,
+    heading: str,
+    head: list[str],
+    rows: list[str],
+    png: bytes,
+    alt: str,
+    notes_title: str,
+    notes: str,
+    settings: dict,
+) -> str:
+    """One self-contained report page (perf's and tune's): a table, the plot as base64, notes and settings."""
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(page_title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}</style></head>
+<body><h1>{html.escape(heading)}</h1>
+<table><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in head)}</tr>{"".join(rows)}</table>
+<p><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>
+<h2>{html.escape(notes_title)}</h2><ul>{notes}</ul>
+<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2, default=str))}</pre>
+</body></html>
+"""
+
+
+def to_html(rec: dict, png: bytes) -> str:
+    """A self-contained page: the table, the plot embedded as base64, the notes and the settings."""
+    head = [
+        "level",
+        "infer/s",
+        "p50 ms",
+        "p90 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "mean ms",
+        "requests",
+        "failed",
+        "queue µs",
+        "compute input µs",
+        "infer µs",
+        "compute output µs",
+        "client CPU µs",
+        "generator CPU",
+        "stable",
+    ]
+    rows = []
+    for lv in rec["levels"]:
+        s = lv.get("server") or {}
+        requests, failed = all_requests(lv)
+        cells = [
+            level_label(lv),
+            f"{lv['throughput']:.1f}",
+            *(f"{lv[k]:.3f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
+            str(requests),
+            str(failed),
+            *(f"{s.get(f'{p}_us', 0):.1f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")),
+            f"{(lv.get('client') or {}).get('cpu_us', 0):.0f}",
+            f"{lv['generator_cpu']:.0%}",
+            "yes" if lv["stable"] else "no",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in rec["notes"])
+    settings = {
+        k: rec[k]
+        for k in (
+            "model",
+            "triton_model",
+            "protocol",
+            "format",
+            "urls",
+            "batch_size",
+            "input",
+            "shared_memory",
+            "mode",
+            "distribution",
+            "latency_budget_ms",
+            "best",
+            "window_s",
+            "stability",
+            "max_trials",
+            "started",
+            "streaming",
+            "latency_metric",
+            "outcome",
+        )
+        if k in rec
+    }
+    return html_page(
+        f"zeroserve perf: {rec['triton_model']}",
+        f"zeroserve perf: {title(rec)}",
+        head,
+        rows,
+        png,
+        "latency percentiles against throughput",
+        "Notes",
+        notes,
+        settings,
+    )
+
+
+def write_report(rec: dict, folder: Path) -> dict[str, Path]:
+    """perf.json, perf.csv, perf.png and perf.html in `folder`; their paths."""
+    folder = records.ensure_writable_dir(Path(folder))
+    png = plot_png(rec)
+    paths = {
+        "json": folder / "perf.json",
+        "csv": folder / "perf.csv",
+        "png": folder / "perf.png",
+        "html": folder / "perf.html",
+    }
+    records.write_json(paths["json"], rec)
+    records.write_bytes(paths["csv"], to_csv(rec).encode())
+    records.write_bytes(paths["png"], png)
+    records.write_bytes(paths["html"], to_html(rec, png).encode())
+    return paths

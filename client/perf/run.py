@@ -1,0 +1,638 @@
+"""`zeroserve client perf`: perf_analyzer's method on a wire-level load generator.
+
+Per level: warm-up, then measurement windows until the last 3 agree within `stability` on
+throughput and latency (`--percentile N`'s, else the average, as perf_analyzer), at most
+`max_trials` windows (the rule and the window figures: `client/perf/windows.py`; what is sent:
+`client/perf/inputs.py`). Figures come from the stable windows: HdrHistogram percentiles, counts, the
+generator's own cost per request, and the server-side split from Triton's statistics extension
+(two samples differenced). Every request is counted: a level's `totals` cover all its windows and
+its `warmup` the warm-up; one rule (`outcome`) turns the record into the exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from zeroserve import formats as F
+from zeroserve import records
+from zeroserve.client.connection import AsyncClient, Client, add_statistics
+from zeroserve.client.endpoints import Endpoint, parse_url, require_loopback
+from zeroserve.client.input_files import check_validation_data, perf_analyzer_entries
+from zeroserve.client.model import Target, resolve
+from zeroserve.client.perf import load
+from zeroserve.client.perf.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
+from zeroserve.client.perf.inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
+from zeroserve.client.perf.windows import (
+    MAX_SEARCH_CONCURRENCY,
+    STABLE_WINDOWS,
+    Window,
+    is_stable,
+    latency_budget_search,
+    latency_key,
+    summarise,
+    totals,
+)
+from zeroserve.client.perf.wire import OutputSpec, expected_outputs
+from zeroserve.client.values import to_wire
+from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
+from zeroserve.spec import ModelSpec
+from zeroserve.triton import machine
+from zeroserve.triton.errors import ModelNotServed, RequestFailed
+from zeroserve.triton.ports import hostport
+from zeroserve.triton.restricted import client_shm_refusal
+
+MEASUREMENT_MODES = ("time_windows", "count_windows")
+DEFAULT_REQUEST_COUNT = 50  # perf_analyzer's --measurement-request-count default
+SHARED_CORES_NOTE = (
+    "this machine has {cores} cores shared by the server and the load generator: figures include that contention"
+)
+MAX_WORKERS = 16
+
+
+# ---------------------------------------------------------------- one level
+
+
+@dataclass
+class Setup:
+    """Everything a level needs, fixed for the whole run."""
+
+    spec: Target  # what is sent: its input and output tensors
+    triton_name: str
+    protocol: str
+    urls: list[str]
+    arrays: list[np.ndarray]
+    batch_size: int
+    window_s: float
+    warmup_s: float
+    stability: float
+    max_trials: int
+    timeout: float
+    shm: SharedMemory | None = None
+    distribution: str = "constant"
+    seed: int = 0
+    pool: WorkerPool | None = None  # worker processes generating the load; None: this process's event loop
+    expected: tuple[OutputSpec, ...] = ()
+    streaming: bool = False
+    percentile: float | None = None
+    request_count: int | None = None  # count_windows: each window holds at least this many requests
+    variants: tuple = ()  # further (arrays, expected) requests sent in turn (perf_analyzer input-data entries)
+
+    @property
+    def latency_key(self) -> str:
+        return latency_key(self.percentile)
+
+    def generator(self, concurrency: int | None, rate: float | None):
+        """The level's generator: local, or its plans spread over the worker pool."""
+        regions = self.shm.output_regions if self.shm else []
+        base = LoadPlan(
+            Tensors(self.spec.inputs, self.spec.outputs),
+            self.triton_name,
+            self.protocol,
+            self.urls,
+            self.arrays,
+            self.timeout,
+            distribution=self.distribution,
+            seed=self.seed,
+            # workers need a moment to receive the level and connect before the first send
+            start_at=time.perf_counter() + (0.5 if self.pool else 0.01),
+            input_region=self.shm.input_region if self.shm else None,
+            expected=self.expected,
+            streaming=self.streaming,
+            variants=self.variants,
+        )
+        if self.pool is None:
+            return LocalGenerator(replace(base, concurrency=concurrency, rate=rate, output_regions=regions))
+        plans = split_level(base, len(self.pool.procs), concurrency, rate, regions)
+        return ProcessGenerator(self.pool, plans, self.timeout)
+
+
+async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> dict:
+    """Run one level to stability (or max_trials, or until the server stops answering); its figures.
+
+    The level's own figures come from the last stable windows; `totals` covers every measured
+    window, `warmup` the warm-up, `drain` the requests in flight when the load stopped;
+    `server_lost` says why a level ended early.
+    """
+    windows: list[Window] = []
+    samples: list[dict[str, int]] = []
+    key = setup.latency_key
+    lost = None
+    async with contextlib.AsyncExitStack() as stack:
+        # a server listed twice is sampled once
+        stat_clients = [
+            await stack.enter_async_context(AsyncClient(u, setup.protocol, setup.timeout))
+            for u in dict.fromkeys(setup.urls)
+        ]
+
+        async def stats() -> dict[str, int]:
+            return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name) for c in stat_clients))))
+
+        async with setup.generator(concurrency, rate) as gen:
+            t0 = time.perf_counter()
+            await asyncio.sleep(setup.warmup_s)
+            warm = await gen.swap()  # the warm-up is not measured, but its requests are counted
+            t1 = time.perf_counter()
+            warmup = Window(t1 - t0, warm.counts, setup.batch_size, warm.cpu_seconds, warm.loop_cpu_seconds)
+            try:
+                samples.append(await stats())
+            except (ServerError, RequestFailed) as exc:
+                lost = str(exc)
+            t0 = time.perf_counter()
+            for _ in range(setup.max_trials if lost is None else 0):
+                sample = await _window(setup, gen)
+                t1 = time.perf_counter()
+                windows.append(
+                    Window(t1 - t0, sample.counts, setup.batch_size, sample.cpu_seconds, sample.loop_cpu_seconds)
+                )
+                t0 = t1
+                try:
+                    samples.append(await stats())
+                except (ServerError, RequestFailed) as exc:  # gone, or answering without the model
+                    lost = str(exc)
+                    break
+                if is_stable([(x.throughput, x.latency(key)) for x in windows], setup.stability):
+                    break
+            t0 = time.perf_counter()
+            last = await gen.finish()  # the requests still in flight are counted too
+            drain = Window(
+                time.perf_counter() - t0, last.counts, setup.batch_size, last.cpu_seconds, last.loop_cpu_seconds
+            )
+    # figures from windows that have a statistics sample at each end
+    sampled = windows[: max(0, len(samples) - 1)]
+    used = sampled[-STABLE_WINDOWS:]
+    first = len(sampled) - len(used)
+    fig = summarise(used, samples[first] if used else None, samples[len(sampled)] if used else None, setup.percentile)
+    fig.update(
+        {
+            "concurrency": concurrency,
+            "request_rate": rate,
+            "latency_metric": key,
+            "stable": lost is None and is_stable([(x.throughput, x.latency(key)) for x in windows], setup.stability),
+            "trials": len(windows),
+            "windows": [w.as_json(key) for w in windows],
+            "totals": totals(windows),
+            "warmup": totals([warmup]),
+            "drain": totals([drain]),
+        }
+    )
+    if lost is not None:
+        fig["server_lost"] = lost
+    if rate is not None:
+        fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
+        fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
+    return fig
+
+
+async def _window(setup: Setup, gen):
+    """One measurement window: `window_s` long (time_windows), or with count_windows extended in small
+    steps until it holds `request_count` requests, bounded by max(10 windows, --timeout)."""
+    await asyncio.sleep(setup.window_s)
+    sample = await gen.swap()
+    if setup.request_count is None:
+        return sample
+    deadline = time.perf_counter() + max(10 * setup.window_s, setup.timeout)
+    step = max(0.02, setup.window_s / 10)
+    while sample.counts.ok + sample.counts.failed < setup.request_count and time.perf_counter() < deadline:
+        await asyncio.sleep(step)
+        sample = sample.extend(await gen.swap())
+    return sample
+
+
+def unstable_message(level: dict, stability: float, advice: bool = True) -> str:
+    """One line with the last windows' figures of a level that did not stabilise."""
+    what = level_name(level)
+    key = level.get("latency_metric", "mean_ms")
+    last = level["windows"][-STABLE_WINDOWS:]
+    tp = ", ".join(f"{w['throughput']:.0f}" for w in last)
+    lat = ", ".join(f"{w[key]:.2f}" for w in last)
+    name = "average latency" if key == "mean_ms" else key.removesuffix("_ms")
+    return (
+        f"{what} did not stabilise within {stability:.0%} in {level['trials']} windows: last throughput "
+        f"{tp} infer/s, {name} {lat} ms"
+        + (" (raise --max-trials or --window, or pass --allow-unstable)" if advice else "")
+    )
+
+
+def level_name(level: dict) -> str:
+    return (
+        f"concurrency {level['concurrency']}" if level["concurrency"] else f"request rate {level['request_rate']:g}/s"
+    )
+
+
+COUNTED = ("warmup", "totals", "drain")  # a level's blocks that together hold every request it sent
+
+
+def level_count(level: dict, what: str = "failed") -> int:
+    """Every request of a level (`requests`), or its answered (`ok`) or `failed` ones: all blocks summed."""
+    return sum(level[b][what] for b in COUNTED if b in level)
+
+
+def level_failures(level: dict) -> tuple[dict[str, int], dict[str, str]]:
+    """Failures by kind over all of a level's blocks, and the first message of each kind."""
+    kinds: dict[str, int] = {}
+    messages: dict[str, str] = {}
+    for b in COUNTED:
+        for k, v in level.get(b, {}).get("failures", {}).items():
+            kinds[k] = kinds.get(k, 0) + v
+        for k, m in level.get(b, {}).get("failure_messages", {}).items():
+            messages.setdefault(k, m)
+    return kinds, messages
+
+
+# ---------------------------------------------------------------- the run
+
+
+def resolve_urls(endpoint: Endpoint, protocol: str, urls: list[str] | None) -> list[str]:
+    """The servers to load (`--url` wins over the endpoint options), every one on loopback."""
+    pairs = (
+        [parse_url(u, protocol) for u in urls]
+        if urls
+        else [(endpoint.host, endpoint.http_port if protocol == "http" else endpoint.grpc_port)]
+    )
+    for host, _ in pairs:
+        require_loopback(host)
+    return [hostport("127.0.0.1" if h == "localhost" else h, p) for h, p in pairs]
+
+
+def run_perf(
+    spec: ModelSpec | Target | str,
+    endpoint: Endpoint,
+    *,
+    fmt: str | None = None,
+    protocol: str = "grpc",
+    urls: list[str] | None = None,
+    concurrency: list[int] | None = None,
+    request_rate: list[float] | None = None,
+    distribution: str = "constant",
+    latency_budget_ms: float | None = None,
+    batch_size: int = 1,
+    input_mode: str = "random",
+    input_data: Path | None = None,
+    cast: bool = False,
+    allow_nonfinite: bool = False,
+    data_dir: Path | None = None,
+    shared_memory: str = "none",
+    window_s: float = 5.0,
+    warmup_s: float | None = None,
+    stability: float = 0.10,
+    max_trials: int = 10,
+    allow_unstable: bool = False,
+    allow_failures: bool = False,
+    percentile: float | None = None,
+    streaming: bool = False,
+    timeout: float = 10.0,
+    seed: int = 0,
+    workers: int = 1,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    measurement_mode: str = "time_windows",
+    measurement_request_count: int = DEFAULT_REQUEST_COUNT,
+    model_files=None,
+    on_level: Callable[[dict], None] | None = None,
+    triton_name: str | None = None,
+    max_concurrency: int = MAX_SEARCH_CONCURRENCY,
+    start_concurrency: int = 1,
+    resolution: float = 0.0,
+    deadline: float | None = None,
+) -> dict:
+    """Measure one served model at each load level; the perf record (see report.py for its renderings).
+
+    `spec` is a registry entry, a resolved Target, or a name resolved against the first server
+    (client/model.py: registry name, registry name plus format suffix, else the server's own model).
+    `measurement_mode` is perf_analyzer's: time_windows (each window `window_s` long) or count_windows
+    (each window at least `measurement_request_count` requests, starting at `window_s` and extended).
+
+    Once load has started the record is always returned: its `outcome` says which exit code the run
+    earns (`raise_for_outcome`). Before load, a bad option is an InputError and an unreachable server a
+    ServerError (exit 3). The run stops early at a level that did not stabilise (unless
+    allow_unstable), where every request failed, or when the server stops answering.
+
+    `triton_name` measures another served model with the spec's tensors (`zeroserve tune`'s
+    candidates); `max_concurrency`, `start_concurrency` and `resolution` shape the latency-budget
+    search (`windows.latency_budget_search`). `deadline` (time.monotonic()) starts no level after it:
+    the record's `cut_short` says the run ended there (tune's --max-minutes).
+    """
+    modes = sum(x is not None and x != [] for x in (concurrency, request_rate, latency_budget_ms))
+    if modes > 1:
+        raise InputError("choose one of --concurrency, --request-rate and --latency-budget-ms")
+    if distribution not in ("constant", "poisson"):
+        raise InputError(f"unknown --distribution {distribution!r}; use constant or poisson")
+    if shared_memory not in ("none", "system"):
+        raise InputError(f"unknown --shared-memory {shared_memory!r}; use none or system")
+    if window_s <= 0 or max_trials < STABLE_WINDOWS or not 0 < stability < 1:
+        raise InputError(f"need --window > 0, --max-trials >= {STABLE_WINDOWS} and 0 < --stability < 1")
+    if any(c < 1 for c in concurrency or []) or any(r <= 0 for r in request_rate or []):
+        raise InputError("concurrency levels must be >= 1 and request rates > 0")
+    if latency_budget_ms is not None and latency_budget_ms <= 0:
+        raise InputError("--latency-budget-ms must be positive")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise InputError(f"--workers must be between 1 and {MAX_WORKERS}")
+    if percentile is not None and not 0 < percentile < 100:
+        raise InputError(f"--percentile must be between 0 and 100 (exclusive), got {percentile:g}")
+    if streaming and protocol != "grpc":
+        raise InputError("--streaming is gRPC's ModelStreamInfer: use it with --protocol grpc")
+    if measurement_mode not in MEASUREMENT_MODES:
+        raise InputError(f"unknown --measurement-mode {measurement_mode!r}; use {' or '.join(MEASUREMENT_MODES)}")
+    if measurement_request_count < 1:
+        raise InputError("--measurement-request-count must be at least 1")
+    if not request_rate and latency_budget_ms is None and not concurrency:
+        concurrency = [1]
+    urls = resolve_urls(endpoint, protocol, urls)
+    sync = []
+    for u in urls:
+        host, port = parse_url(u)
+        sync.append(Client(Endpoint(host, port, port, "url"), protocol, timeout))
+    try:
+        for c in sync if shared_memory == "system" else []:  # a zeroserve server without --allow-client-shm
+            refusal = client_shm_refusal(c.server_state(), c.url)
+            if refusal:
+                raise InputError(refusal)
+        if isinstance(spec, str):
+            target = resolve(spec, sync[0], fmt, model_files)
+        elif isinstance(spec, Target):
+            target = spec
+        else:
+            target = Target.of_spec(spec, fmt or F.DEFAULT_FORMAT)
+        if triton_name is not None:  # another served model with these tensors (zeroserve tune's candidates)
+            target = replace(target, triton_name=triton_name)
+        triton_name = target.triton_name
+        served_max = target.max_batch_size
+        for c in sync:
+            c.require_model(triton_name)
+            served_max = min(served_max, c.max_batch_size(triton_name) or served_max)
+        if not target.batched and batch_size != 1:
+            raise InputError(
+                f"{triton_name} does not batch (max_batch_size 0): its requests hold one sample, use --batch-size 1"
+            )
+        if target.batched and not 1 <= batch_size <= served_max:
+            raise InputError(f"--batch-size must be between 1 and {triton_name}'s max_batch_size {served_max}")
+        arrays = perf_inputs(
+            target,
+            batch_size,
+            input_mode,
+            input_data=input_data,
+            data_dir=data_dir,
+            seed=seed,
+            shapes=shapes,
+            cast=cast,
+            allow_nonfinite=allow_nonfinite,
+        )
+        outputs = [c.infer(target, triton_name, arrays) for c in sync]  # one real answer per server before load
+        names = [t.name for t in target.outputs]
+        for answer in outputs:  # perf_analyzer's validation_data, when the input file has it
+            check_validation_data(target, input_data, answer, rows=batch_size)
+        variants = []  # perf_analyzer's round-robin over its input-data entries: one reference answer each
+        for start, v_arrays in input_variants(
+            target, input_data, batch_size, shapes, cast=cast, allow_nonfinite=allow_nonfinite
+        ):
+            answers = [c.infer(target, triton_name, v_arrays) for c in sync]
+            for answer in answers:
+                check_validation_data(target, input_data, answer, rows=batch_size, start=start)
+            variants.append((v_arrays, expected_outputs(names, answers[0])))
+        shm = None
+        if shared_memory == "system":
+            slots = max(concurrency or [0]) or min(256, load.MAX_OUTSTANDING)
+            unique = list({c.url: c for c in sync}.values())  # one registration per server, even if listed twice
+            shm = SharedMemory.create(
+                unique, to_wire(target, arrays), [_nbytes(o) for o in outputs[0]], slots, f"{os.getpid()}_{triton_name}"
+            )
+        setup = Setup(
+            target,
+            triton_name,
+            protocol,
+            urls,
+            arrays,
+            batch_size,
+            window_s,
+            window_s if warmup_s is None else warmup_s,
+            stability,
+            max_trials,
+            timeout,
+            shm,
+            distribution,
+            seed,
+            expected=expected_outputs([t.name for t in target.outputs], outputs[0]),
+            streaming=streaming,
+            percentile=percentile,
+            request_count=measurement_request_count if measurement_mode == "count_windows" else None,
+            variants=tuple(variants) if shm is None else (),
+        )
+        try:
+            setup.pool = WorkerPool(workers) if workers > 1 else None
+            levels, best, cut_short = _measure_levels(
+                setup,
+                concurrency,
+                request_rate,
+                latency_budget_ms,
+                allow_unstable,
+                on_level,
+                dict(max_concurrency=max_concurrency, start=start_concurrency, resolution=resolution),
+                deadline,
+            )
+        finally:
+            if setup.pool is not None:
+                setup.pool.close()
+            if shm is not None:
+                shm.close()
+        unreachable = _unreachable(sync, triton_name)
+        served_by = sync[0].server_state() if sync else None
+    finally:
+        for c in sync:
+            c.close()
+    cores = os.cpu_count() or 1
+    notes = run_notes(levels, stability, workers, cores)
+    entries = perf_analyzer_entries(input_data) if input_data is not None else None
+    if entries is not None and variants:
+        sent = 1 + (len(variants) if shm is None else 0)
+        notes.append(
+            f"{input_data}: {entries} perf_analyzer data entries sent round-robin as {sent} distinct "
+            f"request(s) of {batch_size if target.batched else 1} row(s)"
+            + (" (only the first with --shared-memory system)" if shm is not None else "")
+            + (f" (at most {MAX_VARIANTS})" if len(variants) + 1 >= MAX_VARIANTS else "")
+        )
+    mode = "latency_budget" if latency_budget_ms is not None else "request_rate" if request_rate else "concurrency"
+    return {
+        "schema": records.SCHEMA,
+        "kind": "perf",
+        "model": target.name,
+        "triton_model": triton_name,
+        "resolved": target.resolved,
+        "protocol": protocol,
+        "streaming": streaming,
+        "format": target.fmt,
+        "urls": urls,
+        "batch_size": batch_size,
+        "shapes": {k: list(v) for k, v in (shapes or {}).items()},
+        "measurement_mode": measurement_mode,
+        "measurement_request_count": measurement_request_count if measurement_mode == "count_windows" else None,
+        "input": "file " + str(input_data) if input_data else input_mode,
+        "shared_memory": shared_memory,
+        "input_requests": 1 + (len(variants) if shm is None else 0),
+        "mode": mode,
+        "distribution": distribution if request_rate else None,
+        "latency_budget_ms": latency_budget_ms,
+        "best": best,
+        "latency_metric": latency_key(percentile),
+        "window_s": window_s,
+        "stability": stability,
+        "max_trials": max_trials,
+        "workers": workers,
+        "levels": levels,
+        "notes": notes,
+        "cpu_count": cores,
+        "cut_short": cut_short,
+        # the engine is known only for a zeroserve server found by its state file; else None (unknown)
+        "measured_on": machine.measured_on(
+            machine.EMBEDDED_ENGINE if served_by and served_by.get("engine") == "embedded" else None
+        ),
+        "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
+    }
+
+
+def _nbytes(a: np.ndarray) -> int:
+    """Bytes an output takes in a shared-memory region (BYTES: Triton's length-prefixed serialization)."""
+    if a.dtype == object:
+        from tritonclient.utils import serialize_byte_tensor
+
+        return len(serialize_byte_tensor(a).item())
+    return a.nbytes
+
+
+def _unreachable(clients: list[Client], triton_name: str) -> str | None:
+    """Why a server no longer answers for the model at the end of a run (gone, or shutting down and its
+    model unloaded), or None when every one does."""
+    for c in clients:
+        try:
+            c.require_model(triton_name)
+        except (ServerError, ModelNotServed) as exc:
+            return str(exc)
+    return None
+
+
+def outcome(
+    levels: list[dict], unreachable: str | None, stability: float, allow_failures: bool, allow_unstable: bool
+) -> dict:
+    """The exit code a run earns, first match wins: 3 a server unreachable at the end; 1 any failed request
+    (unless allowed); 4 a level that did not stabilise (unless allowed); else 0. With the reason."""
+    failed = sum(level_count(lv) for lv in levels)
+    unstable = [lv for lv in levels if not lv["stable"] and "server_lost" not in lv]
+    if unreachable:
+        counted = sum(level_count(lv, "ok") for lv in levels)
+        return {
+            "exit_code": 3,
+            "reason": f"the server stopped answering during the run ({unreachable}); "
+            f"{counted} requests answered and {failed} failed before it went",
+        }
+    if failed and not allow_failures:
+        kinds: dict[str, int] = {}
+        for lv in levels:
+            for k, v in level_failures(lv)[0].items():
+                kinds[k] = kinds.get(k, 0) + v
+        top = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+        return {
+            "exit_code": 1,
+            "reason": f"{failed} requests failed during the run ({top}); pass --allow-failures to accept them",
+        }
+    if unstable and not allow_unstable:
+        return {"exit_code": 4, "reason": unstable_message(unstable[0], stability)}
+    return {"exit_code": 0, "reason": ""}
+
+
+def raise_for_outcome(rec: dict) -> None:
+    """Raise the typed error (ServerError 3, CheckFailed 1, UnstableError 4) the record's outcome names."""
+    code, reason = rec["outcome"]["exit_code"], rec["outcome"]["reason"]
+    error = {3: ServerError, 1: CheckFailed, 4: UnstableError}.get(code)
+    if error is not None:
+        raise error(reason)
+
+
+def run_notes(levels: list[dict], stability: float, workers: int, cores: int) -> list[str]:
+    """What a reader of the figures must know: shared cores, a saturated or late generator, instability, failures."""
+    notes = [SHARED_CORES_NOTE.format(cores=cores)] if cores <= 4 else []
+    if workers > 1:
+        notes.append(
+            f"load generated by {workers} worker processes, each with its own event loop; "
+            "generator CPU is their sum, loop CPU the busiest one's"
+        )
+    for lv in levels:
+        where = level_name(lv)
+        if lv["generator_saturated"]:
+            notes.append(
+                f"warning: the load generator's CPU limited {where} (its event loop, or with gRPC its "
+                f"process, used {lv['loop_cpu']:.0%} of a core, {lv['client']['cpu_us']:.0f} µs per request): the "
+                "figures measure the generator as much as the server" + ("" if workers > 1 else "; try --workers 2")
+            )
+        if lv.get("rate_kept") is False:
+            notes.append(
+                f"the generator could not keep to the schedule at {lv['request_rate']:g} requests/s "
+                f"(sent {lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); "
+                "latencies still count from the intended send times"
+            )
+        if "server_lost" in lv:
+            notes.append(f"the server stopped answering at {where}: {lv['server_lost']}")
+        elif not lv["stable"]:
+            notes.append(unstable_message(lv, stability, advice=False))
+        if level_count(lv):
+            kinds, first = level_failures(lv)
+            notes.append(
+                f"{level_count(lv)} failed requests at {where}: "
+                + "; ".join(f"{v} {k} ({first.get(k, '')})" for k, v in kinds.items())
+            )
+    return notes
+
+
+def _measure_levels(
+    setup: Setup,
+    concurrency,
+    request_rate,
+    budget,
+    allow_unstable,
+    on_level,
+    search=None,
+    deadline: float | None = None,
+):
+    """Run the levels of the chosen mode; stop after a level that lost the server, where every request
+    failed, or (unless allowed) that did not stabilise, and before a level that would start after
+    `deadline`. Returns (levels, best concurrency or None, whether the deadline cut the run short)."""
+    stopped = False
+    cut = False
+
+    def measure(c: int | None, r: float | None) -> dict | None:
+        nonlocal stopped, cut
+        if not stopped and deadline is not None and time.monotonic() >= deadline:
+            stopped = cut = True
+        if stopped:
+            return None
+        level = asyncio.run(_level(setup, c, r))
+        if on_level:
+            on_level(level)
+        every_failed = level_count(level) and not level_count(level, "ok")
+        if "server_lost" in level or every_failed or (not level["stable"] and not allow_unstable):
+            stopped = True
+        return level
+
+    if budget is not None:
+        best, levels = latency_budget_search(lambda c: measure(c, None), budget, setup.latency_key, **(search or {}))
+        return levels, (best["concurrency"] if best else None), cut
+    measured = [measure(c, None) for c in concurrency] if not request_rate else [measure(None, r) for r in request_rate]
+    return [lv for lv in measured if lv is not None], None, cut
+
+
+def level_iter(values: str, kind: type) -> Iterator:
+    """Parse `1,2,4` into values of `kind`."""
+    for part in values.split(","):
+        if part.strip():
+            try:
+                yield kind(part)
+            except ValueError:
+                raise InputError(f"not a number: {part!r}") from None

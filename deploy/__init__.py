@@ -1,0 +1,1 @@
+"""Stage 3: the canonical Triton repository for a target release (`deploy`, `plan`), and its KServe manifest."""

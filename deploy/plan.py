@@ -1,0 +1,216 @@
+"""Capacity from measurements: how many replicas a target load needs, from recorded tune or perf figures.
+
+A replica's capacity is the highest throughput a recorded level sustained within the latency
+budget (stable, no failed request); replicas are planned to run at (1 - headroom) of it. The
+figures are refused unless they were measured on the kind of machine and engine the plan is for,
+and the plan is always for KServe's Triton runtime (native backends) on the cluster's nodes, which
+is never what zeroserve measures here: `assume_same` says to use them anyway, and the plan lists
+what it assumed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from zeroserve import records
+from zeroserve.deploy.release import TARGET
+from zeroserve.errors import CheckFailed, InputError
+
+DEFAULT_HEADROOM = 0.3  # each replica planned at 70% of its measured capacity: bursts, noisy neighbours
+MAX_REPLICAS_FACTOR = 2  # maxReplicas = 2 x minReplicas: room to absorb twice the target before queueing
+MEMORY_MARGIN = 1.25  # the request over the measured RSS: the heap grows with batch sizes not measured
+TUNE_REPORTS = Path("reports") / "tune"  # where `zeroserve tune` writes <model>/tune.json by default
+TARGET_ENGINE = (
+    f"Triton {TARGET.triton} ({TARGET.image}) in KServe's kserve-tritonserver runtime, native "
+    "backends, on the cluster's nodes (CPU model, cores and GPU not known here)"
+)
+MACHINE_FACTS = ("engine", "cpu_model", "cores")
+
+
+def default_records(model: str, reports: Path = TUNE_REPORTS) -> list[Path]:
+    """The tune record `zeroserve tune MODEL` leaves by default, when it exists."""
+    path = Path(reports) / model / "tune.json"
+    return [path] if path.is_file() else []
+
+
+def _facts(rec: dict) -> dict | None:
+    facts = rec.get("tuned_on") if rec.get("kind") == "tune" else rec.get("measured_on")
+    if not isinstance(facts, dict) or any(facts.get(k) in (None, "") for k in MACHINE_FACTS):
+        return None  # a record written before these facts, or a server zeroserve did not start
+    return facts
+
+
+def _levels(rec: dict, path: Path) -> tuple[str, str, list[dict]]:
+    """(Triton model, the config measured, its levels) of a tune or perf record."""
+    kind = rec.get("kind")
+    if kind == "tune":
+        # the config the repository holds: the chosen one once applied (or when it is the deployed one)
+        applied = rec.get("applied") or rec.get("chosen_is_deployed")
+        entry = rec.get("chosen") if applied and rec.get("chosen") else rec.get("deployed")
+        if not entry:
+            raise InputError(f"{path}: the tune record holds no measured config")
+        name = rec.get("formats", {}).get(entry["candidate"]["fmt"], rec.get("triton_model"))
+        return (
+            name,
+            f"tuned config {entry['label']}" if applied else f"deployed config {entry['label']}",
+            entry.get("levels") or [],
+        )
+    if kind == "perf":
+        # serve/ reads the record, not client/'s code: a level's failures are its windows' and its totals'
+        levels = [
+            {**lv, "failed": (lv.get("failed") or 0) + ((lv.get("totals") or {}).get("failed") or 0)}
+            for lv in rec.get("levels", [])
+            if "concurrency" in lv
+        ]
+        return str(rec.get("triton_model") or rec.get("model") or path), "the served config", levels
+    raise InputError(f"{path}: not a tune or perf record (kind {kind!r})")
+
+
+def _read(path: Path) -> dict:
+    rec = records.read_json(Path(path), "tune or perf record")
+    if not isinstance(rec, dict):
+        raise InputError(f"{path}: not a tune or perf record")
+    return rec
+
+
+def plan(
+    model: str,
+    target_rps: float,
+    latency_budget_ms: float,
+    *,
+    fmt: str = "onnx",
+    record_paths: list[Path] | None = None,
+    assume_same: bool = False,
+    headroom: float = DEFAULT_HEADROOM,
+) -> dict:
+    """Replicas for `target_rps` within `latency_budget_ms`, from the recorded levels of `<model>_<fmt>`.
+
+    Raises:
+        InputError (exit 2): no record, a bad option, or figures from another machine/engine without assume_same.
+        CheckFailed (exit 1): no recorded level met the budget.
+    """
+    if target_rps <= 0 or latency_budget_ms <= 0:
+        raise InputError("--target-rps and --latency-budget-ms must be positive")
+    if not 0 <= headroom < 1:
+        raise InputError(f"--headroom must be in [0, 1), got {headroom:g}")
+    triton_name = f"{model}_{fmt}"
+    paths = list(record_paths or default_records(model))
+    if not paths:
+        raise InputError(
+            f"no measurement of {model}: run `zeroserve tune {model} --latency-budget-ms "
+            f"{latency_budget_ms:g}` (it writes {TUNE_REPORTS / model / 'tune.json'}) or give --record "
+            "a tune or perf record"
+        )
+    found, closest, measured_on = [], None, []
+    for path in paths:
+        rec = _read(path)
+        name, config, levels = _levels(rec, path)
+        if name != triton_name and rec.get("model") != triton_name:
+            continue
+        facts = _facts(rec)
+        measured_on.append({"record": str(path), "facts": facts})
+        metric = rec.get("latency_metric") or "p99_ms"
+        for lv in levels:
+            latency = lv.get(metric)
+            if latency is None or lv.get("failed") or not lv.get("throughput"):
+                continue
+            row = {
+                "throughput": lv["throughput"],
+                "concurrency": lv.get("concurrency"),
+                "latency_ms": latency,
+                "stable": bool(lv.get("stable")),
+                "latency_metric": metric,
+                "config": config,
+                "record": str(path),
+                "kind": rec.get("kind"),
+                "server_resources": lv.get("server_resources"),
+                "facts": facts,
+            }
+            if latency <= latency_budget_ms:
+                found.append(row)
+            elif closest is None or latency < closest["latency_ms"]:
+                closest = row
+    if not measured_on:
+        raise InputError(f"no record of {', '.join(map(str, paths))} measured {triton_name}")
+    if not found:
+        detail = (
+            f"the lowest: {closest['latency_metric'][:-3]} {closest['latency_ms']:.2f} ms at "
+            f"{closest['throughput']:.0f} infer/s (c={closest['concurrency']})"
+            if closest
+            else "no stable level"
+        )
+        raise CheckFailed(f"no recorded level of {triton_name} met the {latency_budget_ms:g} ms budget; {detail}")
+    # a stable level first; an unstable one (tune measures with allow_unstable) only when none is, and said so
+    best = max(found, key=lambda r: (r["stable"], r["throughput"]))
+    facts = best.pop("facts")
+    where = (
+        f"{facts['engine']} on {facts['cpu_model']} x {facts['cores']} cores, GPU: "
+        f"{', '.join(facts.get('gpu') or []) or 'none'}"
+        if facts
+        else "an unknown machine and engine (the record does not say where it was measured)"
+    )
+    if not assume_same:
+        raise InputError(
+            f"{triton_name}'s figures were measured on {where}; the plan is for {TARGET_ENGINE}, "
+            "another engine (and machine kind): give --assume-same to use them anyway"
+        )
+    usable = best["throughput"] * (1 - headroom)
+    replicas = max(1, math.ceil(target_rps / usable))
+    res = best["server_resources"]
+    assumed = [
+        f"one replica on {TARGET_ENGINE} sustains what {where} sustained: {best['throughput']:.0f} infer/s "
+        f"within {latency_budget_ms:g} ms {best['latency_metric'][:-3]}",
+        f"each replica runs at {100 * (1 - headroom):.0f}% of that ({usable:.0f} infer/s; headroom "
+        f"{100 * headroom:.0f}%); maxReplicas = {MAX_REPLICAS_FACTOR} x minReplicas for bursts",
+        "the figures include this machine's load generator sharing its cores with the server",
+    ]
+    if not best["stable"]:
+        assumed.append(
+            "that level did not stabilise (its windows' throughput or latency varied beyond the "
+            "stability rule): no stable level met the budget, so its figures are the best recorded"
+        )
+    if res:
+        assumed.append(
+            f"a replica needs the CPU ({res['cpu_cores']:g} cores) and memory ({res['rss_mb']:g} MB RSS, "
+            f"requested x {MEMORY_MARGIN:g}) the embedded engine used at that load"
+        )
+    return {
+        "model": model,
+        "triton_model": triton_name,
+        "target_rps": target_rps,
+        "latency_budget_ms": latency_budget_ms,
+        "headroom": headroom,
+        "per_replica": best,
+        "usable_per_replica": usable,
+        "replicas": replicas,
+        "min_replicas": replicas,
+        "max_replicas": MAX_REPLICAS_FACTOR * replicas,
+        "resources": res,
+        "measured_on": facts,
+        "records": measured_on,
+        "target": TARGET_ENGINE,
+        "assumed": assumed,
+        "kserve": {mode: kserve_fields(mode, replicas, usable, headroom) for mode in ("knative", "standard")},
+    }
+
+
+def kserve_fields(mode: str, replicas: int | None, usable_rps: float | None, headroom: float) -> dict:
+    """The predictor's autoscaling fields: Knative scales on requests per second per replica, Standard (HPA) on cpu."""
+    fields: dict = {"minReplicas": replicas or 1}
+    if replicas:
+        fields["maxReplicas"] = MAX_REPLICAS_FACTOR * replicas
+    if mode == "knative" and usable_rps:
+        fields.update(scaleMetric="rps", scaleTarget=max(1, math.floor(usable_rps)))
+    elif mode == "standard":
+        fields.update(scaleMetric="cpu", scaleTarget=round(100 * (1 - headroom)))  # % of the CPU request
+    return fields
+
+
+def resource_requests(res: dict | None) -> tuple[dict, str]:
+    """(requests, where from): the measured CPU and memory, or the runtime's defaults (1 CPU, 2Gi) when none."""
+    if not res:
+        return {"cpu": "1", "memory": "2Gi"}, "the kserve-tritonserver runtime's defaults (no measured figures)"
+    millicores = max(100, math.ceil(res["cpu_cores"] * 10) * 100)
+    mib = max(256, math.ceil(res["rss_mb"] * MEMORY_MARGIN / 64) * 64)
+    return {"cpu": f"{millicores}m", "memory": f"{mib}Mi"}, "measured under the planned load"

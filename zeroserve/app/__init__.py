@@ -1,0 +1,1 @@
+"""The app shell: the `zeroserve` command (`cli`), what every stage's CLI shares (`cliutil`), and `make demo`."""
