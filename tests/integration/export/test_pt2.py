@@ -22,12 +22,12 @@ import pytest
 
 from zeroserve import registry
 from zeroserve.client.check import check_model
-from zeroserve.client.connection import Endpoint
+from zeroserve.client.endpoints import Endpoint
+from zeroserve.deploy.config import parse, render
+from zeroserve.deploy.lint import lint_model
+from zeroserve.deploy.repository import deploy_model, read_manifest
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import export_model
-from zeroserve.serve.config import parse, render
-from zeroserve.serve.lint import lint_model
-from zeroserve.serve.repository import deploy_model, read_manifest
 
 PT2_MODELS = ("cnn_mnist", "inception_mnist", "name_gru")
 pytestmark = pytest.mark.slow
