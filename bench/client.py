@@ -26,13 +26,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from zeroserve import records, registry
+from zeroserve import engine, records, registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained, model_dir
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import load
 from zeroserve.client.perf.run import run_perf
 from zeroserve.client.perf.windows import percentiles
 from zeroserve.errors import ZeroserveError
+from zeroserve.triton import machine
 
 LEVELS = (1, 16)
 WINDOW_S = 0.5
@@ -111,6 +112,7 @@ def _row(model: str, path: str, c: int, fig: dict) -> dict:
             else None
         ),
         "stable": fig.get("stable", True),
+        "measured_on": fig.get("measured_on"),
     }
 
 
@@ -126,7 +128,7 @@ def _served(spec, endpoint: Endpoint, protocol: str, url: str | None = None) -> 
         allow_unstable=True,
         urls=[url] if url else None,
     )
-    return rec["levels"]
+    return [{**lv, "measured_on": rec["measured_on"]} for lv in rec["levels"]]
 
 
 @contextlib.contextmanager
@@ -194,10 +196,10 @@ def _pytriton(spec, onnx_path: Path):
                 os.environ[k] = v
 
 
-def _print(console: Console, rows: list[dict]) -> None:
+def _print(console: Console, rows: list[dict], measured_on: dict) -> None:
     t = Table(
         title=f"client benchmark: batch 1, c=1 and c=16, windows of {WINDOW_S} s "
-        f"(in-process paths: {INPROCESS_S} s per level)"
+        f"(in-process paths: {INPROCESS_S} s per level)\nserved rows measured on {engine.describe(measured_on)}"
     )
     for c in (
         "model",
@@ -269,7 +271,9 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
                 rows += _measure_model(registry.get(name), endpoint, artifacts, scratch, repository, console)
         if PYTRITON_MODEL in deployed and not reference_only and time.monotonic() - started < BUDGET_S:
             rows += _measure_pytriton(registry.get(PYTRITON_MODEL), repository, console, notes)
-    _print(console, rows)
+    # the served rows' engine, as the server described it to perf (each row's own is in its record)
+    measured_on = next((r["measured_on"] for r in rows if r.get("measured_on")), machine.measured_on(None))
+    _print(console, rows, measured_on)
     served = [r["generator_us_per_request"] for r in rows if r["generator_us_per_request"] is not None]
     if served:
         notes.append(
@@ -284,6 +288,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
         "reference": reference,
         "notes": notes,
         "seconds": round(time.monotonic() - started, 1),
+        "measured_on": measured_on,
         "versions": records.versions("tritonclient", "onnxruntime-gpu", "nvidia-pytriton"),
     }
     with contextlib.suppress(OSError, ZeroserveError):

@@ -27,11 +27,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from zeroserve import registry
+from zeroserve import engine, registry
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.bench.common import deploy_scratch
 from zeroserve.serve.private import private_server, temporary_cache
 from zeroserve.serve.processes import stubs as stubs_of
+from zeroserve.triton import machine
 
 LEVELS = (1, 16)
 QUEUE_DELAYS_US = (0, 100)
@@ -175,10 +176,15 @@ def _pss_rss_mb(pids: list[int]) -> tuple[float, float]:
 # ---------------------------------------------------------------- main
 
 
+def bench_engine() -> dict:
+    """The engine the served rows run on: the embedded Triton, cnn_mnist_onnx's ONNX Runtime in the Python backend."""
+    return machine.measured_on(engine.embedded("onnx", machine.gpu_names()))
+
+
 def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL) -> dict:
     """Run the serving benchmark, print rich tables, return the figures."""
     console = Console(width=150)
-    results: dict = {"levels": [], "memory": None}
+    results: dict = {"levels": [], "memory": None, "measured_on": bench_engine()}
     with temporary_cache() as tmp:  # the benchmark's servers never meet a user's
         scratch, repository = Path(tmp) / "artifacts", Path(tmp) / "model_repository"
         if not deploy_scratch(["cnn_mnist"], Path(artifacts), scratch, repository, console):
@@ -275,7 +281,10 @@ def _memory(artifacts: Path, scratch: Path, repository: Path, console) -> dict |
 
 
 def _print_levels(console: Console, rows: list[dict]) -> None:
-    table = Table(title="serve benchmark: cnn_mnist, batch 1 per request, closed loop, one tritonclient per thread")
+    table = Table(
+        title="serve benchmark: cnn_mnist, batch 1 per request, closed loop, one tritonclient per thread\n"
+        f"served rows measured on {engine.describe(bench_engine())}"
+    )
     for col in ("path", "protocol", "queue delay µs", "c", "p50 ms", "p99 ms", "req/s"):
         table.add_column(col, justify="left" if col in ("path", "protocol") else "right")
     for r in rows:

@@ -9,6 +9,7 @@ variant rule its export recorded (`parity.judge_variant`).
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from zeroserve.artifacts import eager_outputs, load_trained, model_dir
 from zeroserve.client.connection import Client, batches
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.model import Target
+from zeroserve.deploy.release import TARGET
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
 from zeroserve.spec import ModelSpec, Split
+from zeroserve.triton import machine
 from zeroserve.triton.errors import RequestFailed
 
 
@@ -173,6 +176,7 @@ def check_model(
     split = held_out(spec, artifacts, data_dir)
     eager = eager_outputs(model, split.test_inputs)
     rows, skipped = [], []
+    engine: dict | None = None  # the engine the first served format runs on, as the server describes it
     for protocol in protocols:
         with Client(endpoint, protocol, timeout) as client:
             client.live()
@@ -212,6 +216,7 @@ def check_model(
                         continue
                     rows.append({**row, "status": "FAIL", "failed_requests": 0, "error": reason})
                     continue
+                engine = engine or machine.engine_of(client, triton_name, asdict(TARGET))
                 start = time.perf_counter()
                 served, failed, error = serve_outputs(client, spec, triton_name, split.test_inputs)
                 row["seconds"] = round(time.perf_counter() - start, 3)
@@ -238,4 +243,5 @@ def check_model(
         "rows": rows,
         "skipped": skipped,
         "status": status,
+        "measured_on": machine.measured_on(engine),
     }

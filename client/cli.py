@@ -480,240 +480,29 @@ def _check_table(rows: list[dict], skipped: list[dict]) -> None:
 # ---------------------------------------------------------------- perf
 
 
-@client_app.command("perf")
-@handle_errors
-def perf_cmd(
-    model: Annotated[
-        str,
-        typer.Argument(help="A registry name, or any model the server serves (its Triton name).", show_default=False),
-    ],
-    concurrency: Annotated[
-        str | None, typer.Option("--concurrency", help="Closed-loop levels, e.g. 1,2,4,8,16,32 (default 1).")
-    ] = None,
-    request_rate: Annotated[
-        str | None, typer.Option("--request-rate", help="Open-loop levels in requests/s, e.g. 100,500.")
-    ] = None,
-    distribution: Annotated[
-        str, typer.Option("--distribution", help="Open-loop arrivals: constant or poisson.")
-    ] = "constant",
-    latency_budget_ms: Annotated[
-        float | None,
-        typer.Option(
-            "--latency-budget-ms",
-            help="Search the highest "
-            "concurrency whose latency (--percentile's, else the average) stays within "
-            "this budget.",
-        ),
-    ] = None,
-    percentile: Annotated[
-        float | None,
-        typer.Option(
-            "--percentile",
-            help="Use this latency percentile "
-            "(e.g. 95) for the stability rule and the budget search; default: the average "
-            "latency, as perf_analyzer.",
-        ),
-    ] = None,
-    streaming: Annotated[
-        bool,
-        typer.Option(
-            "--streaming",
-            help="gRPC only: send over ModelStreamInfer streams "
-            "(one per request in flight), as perf_analyzer's --streaming.",
-        ),
-    ] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per request.")] = 1,
-    protocol: ProtocolOpt = None,
-    fmt: OptFormatOpt = None,
-    variant: Annotated[
+def _register_perf() -> None:
+    from zeroserve.client.perf import cli as perf_command
+
+    variant = Annotated[
         str | None,
         typer.Option(
             "--variant",
             help=f"Load-test a served variant: {', '.join(F.VARIANTS)} (its Triton model <model>_<format>).",
             show_default=False,
         ),
-    ] = None,
-    input_mode: Annotated[
-        str,
-        typer.Option("--input", help="random, zero (any datatype) or sample (real held-out data, registry models)."),
-    ] = "random",
-    input_data: Annotated[
-        Path | None,
-        typer.Option(
-            "--input-data",
-            help="User tensors: .npy/.npz/.json "
-            "keyed by input name, or perf_analyzer's input-data JSON; repeated to the batch "
-            "size.",
-        ),
-    ] = None,
-    shape: ShapeOpt = None,
-    measurement_mode: Annotated[
-        str,
-        typer.Option(
-            "--measurement-mode",
-            help="time_windows (each window "
-            "--window long) or count_windows (each window at least "
-            "--measurement-request-count requests), as perf_analyzer.",
-        ),
-    ] = "time_windows",
-    measurement_request_count: Annotated[
-        int, typer.Option("--measurement-request-count", help="count_windows: the fewest requests in a window.")
-    ] = 50,
-    cast: CastOpt = False,
-    allow_nonfinite: NonfiniteOpt = False,
-    shared_memory: Annotated[
-        str, typer.Option("--shared-memory", help="none or system (Triton's system shared-memory extension).")
-    ] = "none",
-    window: Annotated[
-        float | None,
-        typer.Option(
-            "--window",
-            help="Measurement window in seconds (default 5; "
-            "with count_windows its starting length, default 1, as perf_analyzer).",
-        ),
-    ] = None,
-    warmup: Annotated[
-        float | None, typer.Option("--warmup", help="Warm-up seconds per level (default: one window).")
-    ] = None,
-    stability: Annotated[
-        float,
-        typer.Option(
-            "--stability",
-            help="Last 3 windows agree within this fraction "
-            "on throughput and latency (--percentile's, else the average).",
-        ),
-    ] = 0.10,
-    max_trials: Annotated[int, typer.Option("--max-trials", help="At most this many windows per level.")] = 10,
-    allow_unstable: Annotated[
-        bool,
-        typer.Option("--allow-unstable", help="Go on past a level that never stabilised, and exit 0 instead of 4."),
-    ] = False,
-    allow_failures: Annotated[
-        bool,
-        typer.Option(
-            "--allow-failures", help="Exit 0 instead of 1 when some requests failed (they are still counted)."
-        ),
-    ] = False,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            help="Load-generator processes (each an asyncio loop); more than 1 when one event loop saturates.",
-        ),
-    ] = 1,
-    url: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--url",
-            help="HOST:PORT of the chosen protocol; repeat to "
-            "spread load over several servers (loopback only). Overrides the endpoint options.",
-        ),
-    ] = None,
-    host: HostOpt = None,
-    http_port: HttpPortOpt = None,
-    grpc_port: GrpcPortOpt = None,
-    timeout: TimeoutOpt = DEFAULT_TIMEOUT_S,
-    data_dir: DataDirOpt = None,
-    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write one CSV row per level here.")] = None,
-    report: Annotated[Path | None, typer.Option("--report", help="Write perf.json, .csv, .png and .html here.")] = None,
-    model_files: ModelFilesOpt = None,
-    as_json: JsonOpt = False,
-):
-    """Load-test one served model the way perf_analyzer does (warm-up, stable windows, percentiles).
-
-    Requests are encoded once per level and re-sent as wire bytes; every answer is checked for status
-    and size, a sample fully decoded. Outputs asked for are written in every case. Exit code, first
-    match wins: 3 the server is unreachable at the end; 1 a request failed (unless --allow-failures);
-    4 a level did not stabilise (unless --allow-unstable); else 0.
-    """
-    from zeroserve import records
-    from zeroserve.client.model import parse_shapes
-    from zeroserve.client.perf import report as rep
-    from zeroserve.client.perf.run import level_count, level_iter, raise_for_outcome, run_perf
-
-    shapes = parse_shapes(shape)
-    if window is None:
-        window = 1.0 if measurement_mode == "count_windows" else 5.0
-    if variant is not None:
-        keys = F.parse_variants(variant)
-        if len(keys) != 1 or (fmt is not None and str(fmt) not in (F.DEFAULT_FORMAT, keys[0])):
-            raise InputError(f"give one --variant ({', '.join(F.VARIANTS)}), or --format, not both")
-        fmt = keys[0]
-    protocol = choose_protocol(protocol, http_port, grpc_port)
-    endpoint = resolve_endpoint(host, http_port, grpc_port, (protocol,)) if not url else None
-    if input_mode == "sample" and input_data is None:
-        data_dir = data_dir_in_use(data_dir)
-
-    def progress(level: dict) -> None:
-        if not as_json:
-            failed = level_count(level)
-            err_console.print(
-                f"  {rep.level_label(level)}: {level['throughput']:.1f} infer/s, "
-                f"p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, {level['trials']} windows"
-                f"{'' if level['stable'] else ' (not stable)'}"
-                f"{f', {failed} failed' if failed else ''}",
-                highlight=False,
-            )
-
-    # plain str: the level plan crosses to --workers processes, and Typer's choice enum does not pickle
-    rec = run_perf(
-        model,
-        endpoint or _no_endpoint(),
-        fmt=None if fmt is None else str(fmt),
-        protocol=str(protocol),
-        urls=url,
-        concurrency=list(level_iter(concurrency, int)) if concurrency else None,
-        request_rate=list(level_iter(request_rate, float)) if request_rate else None,
-        distribution=distribution,
-        latency_budget_ms=latency_budget_ms,
-        batch_size=batch_size,
-        input_mode=input_mode,
-        input_data=input_data,
-        cast=cast,
-        allow_nonfinite=allow_nonfinite,
-        data_dir=data_dir,
-        shared_memory=shared_memory,
-        window_s=window,
-        warmup_s=warmup,
-        stability=stability,
-        max_trials=max_trials,
-        allow_unstable=allow_unstable,
-        allow_failures=allow_failures,
-        percentile=percentile,
-        streaming=streaming,
-        timeout=timeout,
-        workers=workers,
-        shapes=shapes,
-        measurement_mode=measurement_mode,
-        measurement_request_count=measurement_request_count,
-        model_files=model_files,
-        on_level=progress,
+    ]
+    shared = dict(
+        fmt=OptFormatOpt,
+        variant=variant,
+        host=HostOpt,
+        http_port=HttpPortOpt,
+        grpc_port=GrpcPortOpt,
+        timeout=TimeoutOpt,
+        data_dir=DataDirOpt,
+        model_files=ModelFilesOpt,
+        as_json=JsonOpt,
     )
-    if csv_out:
-        records.write_bytes(csv_out, rep.to_csv(rec).encode())
-    paths = rep.write_report(rec, report) if report else {}
-    if as_json:
-        print_json(rec)
-    else:
-        console.print(rep.table(rec))
-        if rec["mode"] == "latency_budget":
-            best = rec["best"]
-            console.print(
-                f"highest concurrency with p99 ≤ {rec['latency_budget_ms']:g} ms: "
-                f"{best if best else 'none (over budget at concurrency 1)'}",
-                highlight=False,
-            )
-        for note in rec["notes"]:
-            console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
-        if paths:
-            console.print(
-                f"report: {paths['html']} ({paths['png'].name}, {paths['csv'].name}, {paths['json'].name})",
-                highlight=False,
-            )
-    raise_for_outcome(rec)
+    perf_command.register(client_app, shared)
 
 
-def _no_endpoint():
-    from zeroserve.client.endpoints import Endpoint
-
-    return Endpoint(source="--url")
+_register_perf()

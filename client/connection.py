@@ -198,6 +198,11 @@ class Client:
         kw: dict[str, Any] = {"as_json": True} if self.protocol == "grpc" else {}
         return self._call("get_model_config", triton_name, model=triton_name, **kw)
 
+    def server_version(self) -> str | None:
+        """The server's Triton version (its metadata), None when it does not say."""
+        kw: dict[str, Any] = {"as_json": True} if self.protocol == "grpc" else {}
+        return (self._call("get_server_metadata", **kw) or {}).get("version")
+
     def served_models(self) -> list[str]:
         """Names of the models the server reports READY, less those its supervisor says are recovering."""
         kw: dict[str, Any] = {"as_json": True} if self.protocol == "grpc" else {}

@@ -2,7 +2,7 @@
 name, or perf_analyzer's input-data JSON (per-request entries: flat values, {content, shape} or
 {b64, shape}; BYTES; and its `validation_data`, checked against the answers as perf_analyzer does).
 
-Reading only: what the values may be (dtype, NaN, shape) is `target.validate`'s.
+Reading only: what the values may be (dtype, NaN, shape) is `model.validate`'s.
 """
 
 from __future__ import annotations

@@ -254,6 +254,7 @@ def deploy_cmd(
                         record_paths=record,
                         assume_same=assume_same,
                         headroom=headroom,
+                        repository=repository,
                     )
         manifests = KS.write_kserve_manifests(repository, kserve, plans=plans)
     if as_json:
@@ -342,6 +343,9 @@ def plan_cmd(
     record: RecordOpt = None,
     assume_same: AssumeSameOpt = False,
     headroom: HeadroomOpt = P.DEFAULT_HEADROOM,
+    repository: Annotated[
+        Path, typer.Option("--repository", help="Where the model is deployed (a tuning applied there is read).")
+    ] = DEFAULT_REPOSITORY,
     as_json: JsonOpt = False,
 ):
     """Replicas for a target load from the recorded tune/perf figures, and the KServe fields that follow.
@@ -350,7 +354,14 @@ def plan_cmd(
     the cluster's nodes: always so for figures measured here) unless --assume-same.
     """
     result = P.plan(
-        model, target_rps, latency_budget_ms, fmt=fmt, record_paths=record, assume_same=assume_same, headroom=headroom
+        model,
+        target_rps,
+        latency_budget_ms,
+        fmt=fmt,
+        record_paths=record,
+        assume_same=assume_same,
+        headroom=headroom,
+        repository=repository,
     )
     if as_json:
         print_json(result)

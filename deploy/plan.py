@@ -83,8 +83,12 @@ def plan(
     record_paths: list[Path] | None = None,
     assume_same: bool = False,
     headroom: float = DEFAULT_HEADROOM,
+    repository: Path | None = None,
 ) -> dict:
     """Replicas for `target_rps` within `latency_budget_ms`, from the recorded levels of `<model>_<fmt>`.
+
+    `repository`: where the model is deployed; a tuning applied there (`tune --apply`, its manifest's `tuning`) is
+    read, and the engine it was tuned on against the one the repository is written for is listed as assumed.
 
     Raises:
         InputError (exit 2): no record, a bad option, or figures from another machine/engine without assume_same.
@@ -175,9 +179,12 @@ def plan(
             f"a replica needs the CPU ({res['cpu_cores']:g} cores) and memory ({res['rss_mb']:g} MB RSS, "
             f"requested x {MEMORY_MARGIN:g}) the embedded engine used at that load"
         )
+    tuned = applied_tuning(repository, triton_name) if repository is not None else None
+    assumed += [tuned_assumption(triton_name, tuned)] if tuned else []
     return {
         "model": model,
         "triton_model": triton_name,
+        "tuned": tuned,
         "target_rps": target_rps,
         "latency_budget_ms": latency_budget_ms,
         "headroom": headroom,
@@ -193,6 +200,34 @@ def plan(
         "assumed": assumed,
         "kserve": {mode: kserve_fields(mode, replicas, usable, headroom) for mode in ("knative", "standard")},
     }
+
+
+def applied_tuning(repository: Path, triton_name: str) -> dict | None:
+    """The tuning `tune --apply` recorded in the repository's manifest for the model: its settings, the engine it was
+    tuned on and how that differs from the repository's target; None when the model was not tuned there."""
+    from zeroserve import engine
+
+    path = Path(repository) / "manifest.json"
+    if not path.is_file():
+        return None
+    entry = (records.read_json(path, "repository manifest").get("models") or {}).get(triton_name) or {}
+    tuning = entry.get("tuning")
+    if not isinstance(tuning, dict):
+        return None
+    facts = tuning.get("tuned_on") or {}
+    return {
+        "settings": tuning.get("settings"),
+        "tuned_on": engine.describe(facts) if facts else "an engine the manifest does not name",
+        "target": engine.line(tuning.get("target_engine")) if tuning.get("target_engine") else "its target release",
+        "engine_differs": list(tuning.get("engine_differs") or []),
+    }
+
+
+def tuned_assumption(triton_name: str, tuned: dict) -> str:
+    """The line a plan adds for a config tuned on another engine than the repository is written for."""
+    differs = tuned["engine_differs"]
+    where = f"; it is written for {tuned['target']} ({'; '.join(differs)})" if differs else ""
+    return f"the repository's {triton_name} config was tuned on {tuned['tuned_on']}{where}"
 
 
 def kserve_fields(mode: str, replicas: int | None, usable_rps: float | None, headroom: float) -> dict:

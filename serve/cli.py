@@ -31,11 +31,20 @@ from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import server as srv
 from zeroserve.serve import state as st
 from zeroserve.serve import stop
+from zeroserve.serve.cli_options import (
+    GrpcPortOpt,
+    HostOpt,
+    HttpPortOpt,
+    MetricsIntervalOpt,
+    MetricsPortOpt,
+    RepositoryOpt,
+)
 from zeroserve.serve.cli_views import print_endpoints, print_status, progress
 from zeroserve.serve.detach import start_detached
 from zeroserve.serve.docker import docker_plan
 from zeroserve.serve.handle import READY_TIMEOUT_S
 from zeroserve.serve.limits import memory_ceiling
+from zeroserve.serve.metrics import DEFAULT_INTERVAL_MS
 from zeroserve.serve.restarts import RestartPolicy
 from zeroserve.serve.signals import stop_signals
 from zeroserve.serve.status import collect_status, find_target
@@ -47,28 +56,6 @@ if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the 
 else:
     Engine = choices("Engine", ("embedded", "docker"))
 
-RepositoryOpt = Annotated[Path, typer.Option("--repository", help="The canonical Triton model repository.")]
-HostOpt = Annotated[
-    str,
-    typer.Option(
-        "--host",
-        help="Address the server binds to (and clients reach): loopback "
-        "(127.0.0.1, ::1, localhost) unless --allow-remote.",
-    ),
-]
-_FREE = " (1-65535; 0 picks a free port and prints it)"
-HttpPortOpt = Annotated[
-    int, typer.Option("--http-port", help="KServe v2 HTTP port" + _FREE + ".", callback=port_callback(allow_zero=True))
-]
-GrpcPortOpt = Annotated[
-    int, typer.Option("--grpc-port", help="KServe v2 gRPC port" + _FREE + ".", callback=port_callback(allow_zero=True))
-]
-MetricsPortOpt = Annotated[
-    int,
-    typer.Option(
-        "--metrics-port", help="Prometheus metrics port" + _FREE + ".", callback=port_callback(allow_zero=True)
-    ),
-]
 # status and stop choose a running server by its ports
 ChoosePort = port_callback()
 
@@ -178,6 +165,7 @@ def serve_cmd(
             "); it stays closed to other callers (docs/serving.md).",
         ),
     ] = False,
+    metrics_interval_ms: MetricsIntervalOpt = DEFAULT_INTERVAL_MS,
 ):
     """Serve the model repository with a real Triton server (embedded by default) until Ctrl-C or SIGTERM.
 
@@ -225,6 +213,7 @@ def serve_cmd(
         "timeout": timeout,
         "memory_limit": memory_limit,
         "allow_client_shm": allow_client_shm,
+        "metrics_interval_ms": metrics_interval_ms,
     }
     if detach:
         with progress() as on_model:

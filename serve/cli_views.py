@@ -78,6 +78,28 @@ def print_endpoints(s: dict) -> None:
         err_console.print(f"[red]not served:[/] {escape(name)}: {escape(reason)}", highlight=False)
 
 
+def print_figures(figures: dict) -> None:
+    """Requests and failures per model since the server started (its metrics endpoint), its CPU and memory."""
+    if figures.get("error"):
+        console.print(f"[yellow]metrics:[/] {escape(figures['error'])}", highlight=False, soft_wrap=True)
+    for name, m in (figures.get("models") or {}).items():
+        failed = f"[red]{m['failure']} failed[/]" if m["failure"] else "0 failed"
+        reasons = ", ".join(f"{r} {v}" for r, v in m["failure_by_reason"].items())
+        console.print(
+            f"{escape(name)}: {m['requests']} requests since start (warm-up included), {failed}"
+            + (f" ({reasons})" if reasons else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    res = figures.get("resources")
+    if res:
+        console.print(
+            f"server process tree (tritonserver and {res['processes'] - 1} stubs): CPU {res['cpu_cores']:.2f} "
+            f"cores, RSS {res['rss_mb']:.0f} MB",
+            highlight=False,
+        )
+
+
 def print_supervision(server: dict) -> None:
     """The supervisor's record: restarts, the last crash and its kept log, recoveries, models recovering or failed."""
     sup = f"supervisor pid {server['supervisor_pid']}" if server.get("supervised") else "[red]no supervisor running[/]"
@@ -195,6 +217,8 @@ def print_status(report: dict, artifacts: Path, repository: Path) -> None:
         console.print(f"[red]not served:[/] {escape(name)}: {escape(reason)}", soft_wrap=True)
     if server and server.get("error"):
         err_console.print(f"[yellow]warning:[/] {server['error']}", highlight=False)
+    if server and server.get("figures"):
+        print_figures(server["figures"])
     if server and server.get("model_control"):
         print_supervision(server)
     for d in report["dead"]:

@@ -24,6 +24,7 @@ from zeroserve.errors import InputError, ServerError, ZeroserveError
 from zeroserve.serve import state as st
 from zeroserve.serve.handle import OnModel
 from zeroserve.serve.logs import log_tail
+from zeroserve.serve.metrics import DEFAULT_INTERVAL_MS
 from zeroserve.serve.restarts import RestartPolicy
 from zeroserve.serve.server import start_server
 from zeroserve.serve.signals import stop_signals
@@ -49,6 +50,7 @@ def start_detached(
     hang_timeout: float = HANG_TIMEOUT_S,
     memory_limit: str = "auto",
     allow_client_shm: bool = False,
+    metrics_interval_ms: int = DEFAULT_INTERVAL_MS,
     on_model: OnModel = lambda name, state, seconds: None,
 ) -> dict:
     """Start a detached supervisor that starts and supervises tritonserver; wait for it to run.
@@ -78,6 +80,7 @@ def start_detached(
         "memory_limit": memory_limit,
         "hang_timeout": hang_timeout,
         "allow_client_shm": allow_client_shm,
+        "metrics_interval_ms": metrics_interval_ms,
     }
     sup_log = run_dir / "supervisor.log"
     with open(os.open(sup_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:

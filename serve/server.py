@@ -35,6 +35,7 @@ from zeroserve.errors import InputError, ServerError
 from zeroserve.serve import state as st
 from zeroserve.serve.handle import READY_TIMEOUT_S, OnModel, Server
 from zeroserve.serve.limits import apply_memory_limit, memory_ceiling, memory_limit_prefix, parent_death_signal
+from zeroserve.serve.metrics import DEFAULT_INTERVAL_MS
 from zeroserve.serve.runtime import (
     NOOP_SUFFIX,
     RuntimeModel,
@@ -76,6 +77,13 @@ def _precompile(repository: Path, name: str = "*") -> None:
         py_compile.compile(str(source), doraise=True)
 
 
+def _metrics_args(gpu: bool, interval_ms: int) -> list[str]:
+    """The metrics endpoint's options: GPU gauges where there is a GPU, gauges refreshed every `interval_ms`."""
+    if interval_ms < 1:
+        raise InputError(f"--metrics-interval-ms must be at least 1, got {interval_ms}")
+    return [f"--allow-gpu-metrics={'true' if gpu else 'false'}", f"--metrics-interval-ms={interval_ms}"]
+
+
 def _tritonserver_args(
     binary: Path,
     served: Path,
@@ -108,7 +116,6 @@ def _tritonserver_args(
         f"--grpc-port={grpc_port}",
         f"--metrics-address={address['metrics']}",
         f"--metrics-port={metrics_port}",
-        "--allow-gpu-metrics=false",
         *control,
         "--disable-auto-complete-config",
         "--strict-readiness=true",
@@ -163,6 +170,7 @@ def start_server(
     supervisor: dict[str, Any] | None = None,
     memory_limit: str | None = None,
     allow_client_shm: bool = False,
+    metrics_interval_ms: int = DEFAULT_INTERVAL_MS,
 ) -> Server:
     """Build the runtime repository, start tritonserver and return once every model has loaded or failed.
 
@@ -194,6 +202,8 @@ def start_server(
             --shared-memory system` sends the key). Without it the key is held back from clients.
             shared-memory, logging and trace are restricted to the run's key either way
             (zeroserve/triton/restricted.py), and with `explicit` model-repository too.
+        metrics_interval_ms: how often Triton refreshes its metrics gauges (`--metrics-interval-ms`; its own
+            default is 2000): short enough that a perf window of 1 s sees them move.
     """
     if model_control not in MODEL_CONTROLS:
         raise InputError(f"model_control must be one of {', '.join(MODEL_CONTROLS)}, got {model_control!r}")
@@ -226,7 +236,7 @@ def start_server(
     log = run_dir / "server.log"
     api_key, apis = restricted.new_key(), restricted.restricted_apis(model_control)
     args = _tritonserver_args(install.binary, served, backends, shm_prefix, host, ports, model_control)
-    args += restricted.server_args(api_key, apis)
+    args += [*_metrics_args(gpu, metrics_interval_ms), *restricted.server_args(api_key, apis)]
     # How this server was started, for a reader; the key stays in the 0600 state file only.
     (run_dir / "command.txt").write_text(" ".join(restricted.redact(args, api_key)) + "\n")
     launch = _launcher(args, server_env(install), run_dir, log, ceiling, detach)
@@ -251,6 +261,7 @@ def start_server(
         "api_key": api_key,
         "restricted_apis": list(apis),
         "allow_client_shm": bool(allow_client_shm),
+        "metrics_interval_ms": metrics_interval_ms,
         **{"restarts": 0, "crashes": [], "recoveries": [], "recovering": {}, "failed": {}},  # the supervisor's
         "unservable": unservable,
         "artifacts": {m.name: {"artifact": m.artifact, "sha256": m.sha256} for m in built},

@@ -18,6 +18,7 @@ from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.artifacts import model_dir
 from zeroserve.errors import ServerError, ZeroserveError
+from zeroserve.serve import metrics
 from zeroserve.serve import state as st
 from zeroserve.triton.control import Control
 
@@ -226,6 +227,8 @@ def collect_status(
         run_models = _run_models(server, served, recovering, failed, server_gone)
         info["models"] = run_models
         info["ready"] = served is not None and all(m["state"] == "READY" for m in run_models.values())
+        # the server's own figures: requests and failures per model (metrics endpoint), CPU and memory (process tree)
+        info["figures"] = metrics.status_figures(server)
     dead = [
         {
             **{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "ended")},
@@ -281,7 +284,7 @@ def duration_text(seconds: float) -> str:
 
 
 def exit_code(report: dict[str, Any]) -> tuple[int, str]:
-    """What `status` exits with, and why in one line (docs: README's exit codes, docs/serving.md)."""
+    """What `status` exits with, and why in one line (docs: docs/serving.md, "`status` exit codes")."""
     server = report.get("server")
     dead = next((d for d in report.get("dead") or [] if d["run_id"] == report.get("dead_meant")), None)
     if dead is not None and (server is None or server.get("pid") is None):

@@ -35,3 +35,16 @@ def well_formed(level: dict, concurrency: int | None = None) -> None:
     # the server saw about what the client counted (only requests in flight at a boundary differ)
     assert abs(split["requests"] - level["ok"]) <= max(level["ok"] * 0.5, 4 * (concurrency or 1))
     assert level["generator_cpu"] >= 0
+
+
+# the CSV headers perf_analyzer 2.60 wrote here for `-f FILE` (../shared/tools/perf_analyzer.sh against the
+# embedded server, cnn_mnist_onnx; HTTP and gRPC alike)
+PA_CONCURRENCY = (
+    "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
+    "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency"
+)
+PA_RATE = "Request Rate" + PA_CONCURRENCY.removeprefix("Concurrency")  # --request-rate-range
+PA_VERBOSE = ",Avg latency,request/response,response wait"  # added by --verbose-csv
+PA_METRICS = ",Avg GPU Utilization,Avg GPU Power Usage,Max GPU Memory Usage,Total GPU Memory"  # and --collect-metrics
+# a row perf_analyzer wrote with --verbose-csv --collect-metrics on this GPU-less machine: four empty cells
+PA_METRICS_ROW = "1,2179.84,35,140,59,13,168,36,0,398,520,547,2120,453,35,416,,,,"

@@ -5,7 +5,8 @@ copied), its config rendered from the deployed config with the tuned settings (t
 `config_for`, the transform the candidates were measured with), linted against its artifact by
 deploy's own lint, and renamed into place (deploy/repository.py's `place`). The previous config
 stays beside the new one as `config.pbtxt.before-tune`; `manifest.json` records the tuning: the
-settings, the measurement that chose them and `tuned_on` (engine, CPU model, cores). A later
+settings, the measurement that chose them, `tuned_on` (engine, CPU model, cores) and how that engine differs
+from the one the repository is written for (`engine_differs`; the CLI says so). A later
 `zeroserve deploy` keeps the tuned settings unless an option of its own or `--reset-tuning` says
 otherwise.
 """
@@ -16,12 +17,14 @@ import hashlib
 import os
 import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from zeroserve import records
+from zeroserve import engine, records
 from zeroserve.deploy.config import parse, render
 from zeroserve.deploy.contents import read_deployed
 from zeroserve.deploy.lint import lint_model
+from zeroserve.deploy.release import TARGET
 from zeroserve.deploy.repository import place, prune_stale, read_manifest, staging_parent, write_manifest
 from zeroserve.errors import InputError
 from zeroserve.tune.search import Candidate
@@ -106,10 +109,17 @@ def apply_tuning(
     # the config before the first tuning stays the one to go back to
     previous = (folder / PREVIOUS).read_text() if (folder / PREVIOUS).is_file() else current_text
     sha = _rewrite(repository, name, text, previous)
+    target = engine.target_release(
+        read_manifest(repository).get("target") or asdict(TARGET), model.backend, model.instance_kind
+    )
     tuning = {
         "settings": tuned_settings(candidate),
         "measurement": measurement,
         "tuned_on": tuned_on,
+        # the engine the settings were measured on against the one this repository is written for
+        "engine": tuned_on.get("engine_detail"),
+        "target_engine": target,
+        "engine_differs": engine.differs(tuned_on.get("engine_detail"), target),
         **context,
         "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "previous_config": PREVIOUS,
@@ -127,6 +137,15 @@ def apply_tuning(
     }
     write_manifest(repository, [new_entry])
     return new_entry
+
+
+def engine_note(tuning: dict) -> str:
+    """One line: the settings were measured on another engine than the repository is written for."""
+    return (
+        f"tuned on {engine.line(tuning.get('engine'))}, but this repository is written for "
+        f"{engine.line(tuning['target_engine'])} ({'; '.join(tuning['engine_differs'])}): the settings were chosen "
+        "on another engine, so measure them again where they will run"
+    )
 
 
 def revert_tuning(repository: Path, name: str) -> dict:

@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.table import Table
 
 from zeroserve import plots, records
-from zeroserve.client.perf.report import html_page
+from zeroserve.client.perf import panels
+from zeroserve.client.perf.report import engine_title, html_page
 
 
 def _fmt(v, spec: str = ".2f", none: str = "-") -> str:
@@ -48,7 +49,7 @@ def table(rec: dict) -> Table:
     metric = rec["latency_metric"].removesuffix("_ms")
     t = Table(
         title=f"zeroserve tune {rec['model']}: {rec['search']} search, budget {rec['latency_budget_ms']:g} ms "
-        f"{metric}, over {rec['protocol']}"
+        f"{metric}, over {rec['protocol']}\n{engine_title(rec)}"
     )
     for c in (
         "#",
@@ -105,32 +106,10 @@ def closing(rec: dict) -> list[str]:
 
 
 def plot_png(rec: dict) -> bytes:
-    """Throughput within the budget (x) against the latency there (y), one point per candidate; the Pareto front."""
-    rows = [m for m in rec["candidates"] if m["meets_budget"] and m["latency_ms"] is not None]
-    fig, ax = plots.subplots((7.5, 4.5))
-    pts = [(m["throughput"], m["latency_ms"]) for m in rows]
-    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, color="#1f77b4", label="candidates")
-    front = pareto(pts)
-    if front:
-        ax.plot(
-            [pts[i][0] for i in front], [pts[i][1] for i in front], color="#d62728", marker="o", label="Pareto front"
-        )
-    for _i, m in enumerate(rows, 1):
-        if m["deployed"]:
-            ax.scatter(
-                [m["throughput"]], [m["latency_ms"]], s=80, facecolors="none", edgecolors="black", label="deployed"
-            )
-    chosen = (rec.get("chosen") or {}).get("candidate")
-    for m in rows:
-        if m["candidate"] == chosen:
-            ax.scatter([m["throughput"]], [m["latency_ms"]], s=120, marker="*", color="#2ca02c", label="chosen")
-    ax.axhline(rec["latency_budget_ms"], color="grey", linestyle="--", linewidth=1, label="budget")
-    ax.set_xlabel("throughput within the budget (inferences/s)")
-    ax.set_ylabel(f"{rec['latency_metric'].removesuffix('_ms')} latency (ms)")
-    ax.set_title(f"zeroserve tune {rec['model']} ({rec['search']}, {len(rec['candidates'])} candidates)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return plots.png(fig)
+    """The summary figure (client/perf/panels.py): each candidate's levels against the budget's latency with the
+    Pareto front of the in-budget points and the chosen one, each candidate's latency breakdown, server CPU and memory
+    against throughput; the engine and the floor in the title."""
+    return plots.png(panels.tune_figure(rec, pareto))
 
 
 def to_html(rec: dict, png: bytes) -> str:
@@ -188,6 +167,12 @@ def to_html(rec: dict, png: bytes) -> str:
         "Result",
         notes,
         settings,
+        subtitle=engine_title(rec)
+        + (
+            f"\nfloor (no-op twin) at c=1: p50 {rec['floor']['p50_ms']:.3f} ms, p99 {rec['floor']['p99_ms']:.3f} ms"
+            if (rec.get("floor") or {}).get("p50_ms") is not None
+            else ""
+        ),
     )
 
 

@@ -17,7 +17,6 @@ import shutil
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,42 +29,18 @@ from zeroserve.deploy.repository import read_manifest
 from zeroserve.errors import InputError, ServerError, ZeroserveError
 from zeroserve.serve.runtime import NOOP_SUFFIX, served_by, write_runtime_model
 from zeroserve.spec import ModelSpec
-from zeroserve.triton import machine
 from zeroserve.triton.control import Control
 from zeroserve.triton.wheel import gpu_available
 from zeroserve.tune import search as S
+from zeroserve.tune.options import Options
 from zeroserve.tune.settings import candidate_of, config_for, tuned_on
 
-ENGINE = machine.EMBEDDED_ENGINE
 SIDE_BY_SIDE_ROUNDS = 3
 SEARCH_RESOLUTION = 0.1  # the concurrency search stops within 10%: throughput is flat near the knee
 UNLOAD_TIMEOUT_S = 60.0
 LOAD_TIMEOUT_S = 300.0
 
 Event = Callable[[str, dict], None]
-
-
-@dataclass
-class Options:
-    """How a tuning run measures and searches (the CLI's options)."""
-
-    budget_ms: float
-    min_throughput: float | None = None
-    protocol: str = "grpc"
-    mode: str = "quick"
-    max_minutes: float = 60.0
-    percentile: float = 99.0
-    max_concurrency: int = 64
-    window_s: float = 1.0
-    max_trials: int = 6
-    stability: float = 0.10
-    instances: tuple[int, ...] | None = None
-    batch_sizes: tuple[int, ...] | None = None
-    queue_delays_us: tuple[int, ...] | None = None
-    threads: tuple[int, ...] | None = None
-    preferred: tuple[bool, ...] | None = None
-    request_timeout_s: float = 10.0
-    ports: tuple[int, int, int] | None = None  # http, grpc, metrics of the private server; default: free ones
 
 
 def _now() -> str:
@@ -117,6 +92,9 @@ def summary(rec: dict) -> dict:
         "stable": bool(best and best["stable"]),
         "failed": failed,
         "server": shown.get("server") if shown else None,
+        # the latency breakdown of the level shown (tune's report draws it as perf's): average, client side
+        "mean_ms": shown.get("mean_ms") if shown else None,
+        "client": shown.get("client") if shown else None,
         "server_resources": best.get("server_resources") if best else None,
         "unstable_levels": [lv["concurrency"] for lv in levels if not lv["stable"]],
         "levels": [
@@ -125,6 +103,7 @@ def summary(rec: dict) -> dict:
                 "throughput": lv["throughput"],
                 "p50_ms": lv["p50_ms"],
                 "p99_ms": lv["p99_ms"],
+                "mean_ms": lv.get("mean_ms"),
                 key: lv[key],
                 "stable": lv["stable"],
                 "failed": level_count(lv),
@@ -133,51 +112,6 @@ def summary(rec: dict) -> dict:
             for lv in levels
         ],
     }
-
-
-class ServerLoad:
-    """The private server's CPU and memory over each perf level: what one replica used under that load.
-
-    Each level gets `server_resources` = {"cpu_cores": CPU seconds of tritonserver and its stubs per
-    wall second since the previous level (its warm-up included), "rss_mb": their summed RSS at its end
-    (every model loaded then, the no-op twin included), "seconds"}.
-    """
-
-    def __init__(self, pid: int, shm_prefix: str | None):
-        self.pid, self.shm_prefix = pid, shm_prefix
-        self.t, self.cpu = time.monotonic(), self._cpu()[0]
-
-    def _cpu(self) -> tuple[dict[int, float], int]:
-        import psutil
-
-        from zeroserve.serve.processes import server_processes
-
-        try:
-            server = psutil.Process(self.pid)
-            procs = [server, *server_processes(server, self.shm_prefix)]
-        except psutil.Error:
-            return {}, 0
-        cpu, rss = {}, 0
-        for p in procs:
-            try:
-                t = p.cpu_times()
-                cpu[p.pid] = t.user + t.system
-                rss += p.memory_info().rss
-            except psutil.Error:  # a stub that went away between the listing and the read
-                continue
-        return cpu, rss
-
-    def on_level(self, level: dict) -> None:
-        now = time.monotonic()
-        cpu, rss = self._cpu()
-        busy = sum(v - self.cpu.get(pid, 0.0) for pid, v in cpu.items())  # a process started since: all its CPU
-        seconds = max(now - self.t, 1e-9)
-        level["server_resources"] = {
-            "cpu_cores": round(busy / seconds, 3),
-            "rss_mb": round(rss / 2**20, 1),
-            "seconds": round(seconds, 2),
-        }
-        self.t, self.cpu = now, cpu
 
 
 def _load_failed(message: str) -> dict:
@@ -255,6 +189,17 @@ class Tuner:
         s = self.server.state
         return Endpoint(s["host"], int(s["http_port"]), int(s["grpc_port"]), "zeroserve tune's private server")
 
+    def triton_version(self) -> str | None:
+        """The private server's Triton version, as its metadata says."""
+        from zeroserve.client.connection import Client
+        from zeroserve.errors import ZeroserveError
+
+        try:
+            with Client(self.endpoint, "http", self.opts.request_timeout_s) as client:
+                return client.server_version()
+        except ZeroserveError:
+            return None
+
     @property
     def runtime_repository(self) -> Path:
         return Path(self.server.state["runtime_dir"]) / "repository"
@@ -283,7 +228,7 @@ class Tuner:
 
     def perf(self, triton_name: str, fmt: str, **kwargs) -> dict:
         o = self.opts
-        load = ServerLoad(self.server.pid, self.server.state.get("shm_prefix"))
+        # each level's server_resources: the private server's process tree (client/perf/metrics.py)
         rec = run_perf(
             self.spec,
             self.endpoint,
@@ -298,7 +243,6 @@ class Tuner:
             allow_unstable=True,
             allow_failures=True,
             timeout=o.request_timeout_s,
-            on_level=load.on_level,
             **kwargs,
         )
         if rec["outcome"]["exit_code"] == 3:
@@ -435,14 +379,6 @@ def run_tune(
             is below the serving path's measured floor at concurrency 1.
         ServerError (exit 3): the private server could not start or stopped answering.
     """
-    if opts.budget_ms <= 0:
-        raise InputError("--latency-budget-ms must be positive")
-    if opts.mode not in ("quick", "brute"):
-        raise InputError(f"unknown --search {opts.mode!r}; use quick or brute")
-    if opts.max_minutes <= 0 or opts.max_concurrency < 1:
-        raise InputError("--max-minutes must be positive and --max-concurrency at least 1")
-    if opts.min_throughput is not None and opts.min_throughput <= 0:
-        raise InputError("--min-throughput must be positive")
     t0 = time.monotonic()
     deadline = t0 + opts.max_minutes * 60
     started = _now()
@@ -479,10 +415,10 @@ def run_tune(
             "figures include that contention, and anything else running at the time"
         )
     with tuner:
-        floor = tuner.floor(opts.budget_ms)
-        if floor["latency_ms"] > opts.budget_ms:
+        floor = tuner.floor(opts.budget)
+        if floor["latency_ms"] > opts.budget:
             raise InputError(
-                f"the latency budget {opts.budget_ms:g} ms is below this server's measured floor: "
+                f"the latency budget {opts.budget:g} ms is below this server's measured floor: "
                 f"{_metric(opts.percentile)} {floor['latency_ms']:.2f} ms at concurrency 1 for a "
                 f"model that does nothing; give a budget above it"
             )
@@ -527,7 +463,7 @@ def run_tune(
                     )
                     dep_m = again
             side = tuner.side_by_side(best[0], best[1]["concurrency"], dep_m["concurrency"])
-            over = [w for w in ("deployed", "best") if side["median"][w]["p99_ms"] > opts.budget_ms]
+            over = [w for w in ("deployed", "best") if side["median"][w]["p99_ms"] > opts.budget]
             if over and opts.percentile == 99:
                 notes.append(
                     f"re-measured, the {' and '.join(over)} config's median p99 went above the budget at "
@@ -540,6 +476,7 @@ def run_tune(
                     "config's throughput: the deployed config is kept"
                 )
         server_info = {k: tuner.server.state[k] for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+        triton_version = tuner.triton_version()
     measured = [{"candidate": c.as_json(), "label": c.label(), "deployed": c == dep_c, **m} for c, m in result.measured]
     if dep_c not in space:
         measured.insert(0, {"candidate": dep_c.as_json(), "label": dep_c.label(), "deployed": True, **dep_m})
@@ -552,7 +489,8 @@ def run_tune(
         "repository": str(Path(repository).resolve()),
         "formats": tuner.formats,
         "search": opts.mode,
-        "latency_budget_ms": opts.budget_ms,
+        "latency_budget_ms": opts.budget,
+        "options": opts.as_json(),
         "percentile": opts.percentile,
         "latency_metric": f"p{opts.percentile:g}_ms",
         "min_throughput": opts.min_throughput,
@@ -575,7 +513,7 @@ def run_tune(
         "seconds": seconds,
         "started": started,
         "server": server_info,
-        "tuned_on": tuned_on(ENGINE),
+        "tuned_on": tuned_on((chosen[0] if chosen else dep_c).fmt, triton_version),
         "notes": notes,
         "versions": records.versions("tritonclient", "onnxruntime"),
     }

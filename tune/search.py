@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 
 DIMENSIONS = ("fmt", "instances", "max_batch_size", "prefer_max", "queue_delay_us", "threads")
 DEFAULT_QUEUE_DELAYS_US = (0, 100, 500, 1000, 2000)
+MODES = ("quick", "brute")
 QUICK_MIN_GAIN = 0.05  # quick mode moves only for a neighbour this much better (shared-machine noise is ~5%)
 
 
@@ -237,7 +238,7 @@ def search(
     start first. `known` holds measurements made already (the deployed config's). `time_left()`
     is asked before each measurement; when it says no the search stops with `timed_out`.
     """
-    if mode not in ("quick", "brute"):
+    if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}")
     results: dict[Candidate, dict] = dict(known or {})
     order: list[Candidate] = [c for c in results if c in space]

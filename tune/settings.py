@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from zeroserve import engine
 from zeroserve import formats as F
 from zeroserve.deploy.config import DeployedModel
 from zeroserve.triton import machine
@@ -55,6 +56,9 @@ def config_for(model: DeployedModel, c: Candidate, name: str | None = None) -> D
     )
 
 
-def tuned_on(engine: str) -> dict:
-    """Where a measurement was made: settings tuned on one machine are not the answer for another."""
-    return machine.measured_on(engine)
+def tuned_on(fmt: str, triton: str | None = None) -> dict:
+    """Where a measurement was made: settings tuned on one machine and engine are not the answer for another.
+
+    The private server is the embedded engine, running `fmt` with its runtime in the Python backend.
+    """
+    return machine.measured_on(engine.embedded(F.get(fmt).runtime, machine.gpu_names(), triton))

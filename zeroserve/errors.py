@@ -1,6 +1,6 @@
 """Typed errors: the CLI turns each into one clear line and its exit code.
 
-Exit codes are the same for every command (README.md, docs/contracts.md):
+Exit codes are the same for every command (docs/cli.md, docs/contracts.md):
 0 success; 1 a check or gate failed, or requests failed; 2 usage or input error;
 3 the server could not be reached or started; 4 a perf level did not stabilise.
 """

@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 
 
-def subplots(figsize: tuple[float, float]):
-    """(figure, axes) on matplotlib's off-screen Agg backend."""
+def subplots(figsize: tuple[float, float], grid: tuple[int, int] | None = None):
+    """(figure, axes) on matplotlib's off-screen Agg backend; with `grid` (rows, columns) the axes as rows of axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=figsize)
+    if grid is None:
+        return plt.subplots(figsize=figsize)
+    return plt.subplots(*grid, figsize=figsize, squeeze=False)
 
 
 def png(fig) -> bytes:

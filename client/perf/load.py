@@ -153,23 +153,33 @@ async def closed_loop(
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
 
 
+def _constant(rate: float, start: float, rng: np.random.Generator) -> Iterator[float]:
+    i = 0
+    while True:
+        yield start + i / rate
+        i += 1
+
+
+def _poisson(rate: float, start: float, rng: np.random.Generator) -> Iterator[float]:
+    t = start
+    while True:
+        t += float(rng.exponential(1.0 / rate))
+        yield t
+
+
+SCHEDULES = {"constant": _constant, "poisson": _poisson}  # the open loop's arrival distributions
+DISTRIBUTIONS = tuple(SCHEDULES)
+
+
 def intended_send_times(
     rate: float, distribution: str, start: float = 0.0, rng: np.random.Generator | None = None
 ) -> Iterator[float]:
-    """The open loop's schedule: constant gaps of 1/rate, or Poisson arrivals (exponential gaps, mean 1/rate)."""
+    """The open loop's schedule: constant gaps of 1/rate, or Poisson arrivals (exponential gaps, mean 1/rate).
+
+    `distribution` is one of DISTRIBUTIONS, checked where the options are made (perf/options.py)."""
     if rate <= 0 or not math.isfinite(rate):
         raise ValueError(f"request rate must be positive, got {rate}")
-    if distribution not in ("constant", "poisson"):
-        raise ValueError(f"unknown distribution {distribution!r}; use constant or poisson")
-    rng = rng or np.random.default_rng(0)
-    i, t = 0, start
-    while True:
-        if distribution == "constant":
-            yield start + i / rate
-            i += 1
-        else:
-            t += float(rng.exponential(1.0 / rate))
-            yield t
+    return SCHEDULES[distribution](rate, start, rng or np.random.default_rng(0))
 
 
 async def open_loop(

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from zeroserve import plots, records
+from zeroserve import engine, plots, records
+from zeroserve.client.perf import metrics, panels
+from zeroserve.client.perf.floor import floor_line
 from zeroserve.client.perf.run import level_count, level_failures
 
 CSV_COLUMNS = (
@@ -47,8 +49,7 @@ CSV_COLUMNS = (
 )
 
 
-def level_label(level: dict) -> str:
-    return f"c={level['concurrency']}" if level.get("concurrency") else f"{level['request_rate']:g}/s"
+level_label = panels.label  # `c=4` or `100/s`: one spelling for tables, plots and notes
 
 
 def flat_row(level: dict) -> dict:
@@ -79,9 +80,15 @@ def title(rec: dict) -> str:
     )
 
 
+def engine_title(rec: dict) -> str:
+    """The engine and machine the record was measured on, in one line (every report's title carries it)."""
+    facts = rec.get("measured_on") or rec.get("tuned_on")
+    return "measured on " + (engine.describe(facts) if facts else "an engine and machine the record does not name")
+
+
 def table(rec: dict) -> Table:
     """The human table: one row per level."""
-    t = Table(title=title(rec))
+    t = Table(title=f"{title(rec)}\n{engine_title(rec)}")
     cols = (
         "level",
         "infer/s",
@@ -129,42 +136,19 @@ def table(rec: dict) -> Table:
 
 def to_csv(rec: dict) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    gpu = tuple(metrics.CSV_COLUMNS) if rec.get("collect_metrics") else ()  # perf_analyzer's --collect-metrics
+    w = csv.DictWriter(buf, fieldnames=(*CSV_COLUMNS, *gpu), lineterminator="\n")
     w.writeheader()
     for lv in rec["levels"]:
-        w.writerow(flat_row(lv))
+        w.writerow({**flat_row(lv), **(metrics.csv_columns(lv) if gpu else {})})
     return buf.getvalue()
 
 
 def perf_figure(rec: dict):
-    """Latency percentiles (y) against throughput (x), one point per level; a level that did not stabilise is
-    ringed in red and labelled "not stable" (its figures are its last windows', not a steady state)."""
-    levels = sorted(rec["levels"], key=lambda lv: lv["throughput"])
-    fig, ax = plots.subplots((7, 4.2))
-    x = [lv["throughput"] for lv in levels]
-    for key in ("p50_ms", "p90_ms", "p95_ms", "p99_ms"):
-        ax.plot(x, [lv[key] for lv in levels], marker="o", label=key.split("_")[0])
-    unstable = [lv for lv in levels if not lv.get("stable", True)]
-    if unstable:
-        ax.scatter(
-            [lv["throughput"] for lv in unstable],
-            [lv["p99_ms"] for lv in unstable],
-            s=160,
-            facecolors="none",
-            edgecolors="red",
-            linewidths=1.5,
-            label="not stable",
-            zorder=3,
-        )
-    for lv in levels:
-        text = level_label(lv) + ("" if lv.get("stable", True) else " (not stable)")
-        ax.annotate(text, (lv["throughput"], lv["p99_ms"]), textcoords="offset points", xytext=(3, 4), fontsize=7)
-    ax.set_xlabel("throughput (inferences/s)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title(f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig
+    """The summary figure (client/perf/panels.py): throughput vs p99 per level (a level that did not stabilise
+    ringed in red and labelled "not stable"), the latency breakdown, server CPU and memory; engine and floor in the
+    title."""
+    return panels.perf_figure(rec, floor_line(rec))
 
 
 def plot_png(rec: dict) -> bytes:
@@ -182,6 +166,7 @@ def html_page(
     notes_title: str,
     notes: str,
     settings: dict,
+    subtitle: str = "",
 ) -> str:
     """One self-contained report page (perf's and tune's): a table, the plot as base64, notes and settings."""
     return f"""<!doctype html>
@@ -189,6 +174,7 @@ def html_page(
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#eee}}</style></head>
 <body><h1>{html.escape(heading)}</h1>
+{"".join(f"<p><b>{html.escape(line)}</b></p>" for line in subtitle.splitlines())}
 <table><tr>{"".join(f"<th>{html.escape(h)}</th>" for h in head)}</tr>{"".join(rows)}</table>
 <p><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></p>
 <h2>{html.escape(notes_title)}</h2><ul>{notes}</ul>
@@ -216,6 +202,9 @@ def to_html(rec: dict, png: bytes) -> str:
         "compute output µs",
         "client CPU µs",
         "generator CPU",
+        "server counted",
+        "server CPU cores",
+        "server RSS MB",
         "stable",
     ]
     rows = []
@@ -231,10 +220,11 @@ def to_html(rec: dict, png: bytes) -> str:
             *(f"{s.get(f'{p}_us', 0):.1f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")),
             f"{(lv.get('client') or {}).get('cpu_us', 0):.0f}",
             f"{lv['generator_cpu']:.0%}",
+            *server_cells(lv),
             "yes" if lv["stable"] else "no",
         ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in rec["notes"])
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*floor_notes(rec), *rec["notes"]])
     settings = {
         k: rec[k]
         for k in (
@@ -266,11 +256,40 @@ def to_html(rec: dict, png: bytes) -> str:
         head,
         rows,
         png,
-        "latency percentiles against throughput",
+        "throughput vs p99, latency breakdown, server CPU and memory vs throughput",
         "Notes",
         notes,
         settings,
+        subtitle="\n".join(x for x in (engine_title(rec), floor_line(rec)) if x),
     )
+
+
+def server_cells(level: dict) -> list[str]:
+    """The server's own figures of a level: its count of the requests (against the client's), CPU and RSS."""
+    m, res = level.get("server_metrics") or {}, level.get("server_resources") or {}
+    counted = (
+        "-"
+        if "requests" not in m
+        else f"{m['requests']}" + ("" if m["agrees"] else f" (client {m['client_requests']})")
+    )
+    return [
+        counted,
+        f"{res['cpu_cores']:.2f}" if res else "-",
+        f"{res.get('peak_rss_mb', res['rss_mb']):.0f}" if res else "-",
+    ]
+
+
+def floor_notes(rec: dict) -> list[str]:
+    """One line per level of the model beside its floor (client perf --floor)."""
+    floor = rec.get("floor")
+    if not floor:
+        return []
+    return [
+        f"{level_label(p)}: model p50 {p['model_p50_ms']:.3f} ms, floor ({floor['triton_model']}) "
+        f"{p['floor_p50_ms']:.3f} ms, the model adds {p['added_p50_ms']:+.3f} ms; throughput "
+        f"{p['model_throughput']:,.0f} vs {p['floor_throughput']:,.0f} infer/s"
+        for p in floor["comparison"]
+    ]
 
 
 def write_report(rec: dict, folder: Path) -> dict[str, Path]:

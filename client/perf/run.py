@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 
@@ -31,8 +31,9 @@ from zeroserve.client.model import Target, resolve
 from zeroserve.client.perf import load
 from zeroserve.client.perf.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
 from zeroserve.client.perf.inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
+from zeroserve.client.perf.metrics import DEFAULT_INTERVAL_S, LevelMetrics, Source, count_warning, csv_columns
+from zeroserve.client.perf.options import PerfOptions
 from zeroserve.client.perf.windows import (
-    MAX_SEARCH_CONCURRENCY,
     STABLE_WINDOWS,
     Window,
     is_stable,
@@ -43,6 +44,7 @@ from zeroserve.client.perf.windows import (
 )
 from zeroserve.client.perf.wire import OutputSpec, expected_outputs
 from zeroserve.client.values import to_wire
+from zeroserve.deploy.release import TARGET
 from zeroserve.errors import CheckFailed, InputError, ServerError, UnstableError
 from zeroserve.spec import ModelSpec
 from zeroserve.triton import machine
@@ -50,12 +52,9 @@ from zeroserve.triton.errors import ModelNotServed, RequestFailed
 from zeroserve.triton.ports import hostport
 from zeroserve.triton.restricted import client_shm_refusal
 
-MEASUREMENT_MODES = ("time_windows", "count_windows")
-DEFAULT_REQUEST_COUNT = 50  # perf_analyzer's --measurement-request-count default
 SHARED_CORES_NOTE = (
     "this machine has {cores} cores shared by the server and the load generator: figures include that contention"
 )
-MAX_WORKERS = 16
 
 
 # ---------------------------------------------------------------- one level
@@ -85,6 +84,9 @@ class Setup:
     percentile: float | None = None
     request_count: int | None = None  # count_windows: each window holds at least this many requests
     variants: tuple = ()  # further (arrays, expected) requests sent in turn (perf_analyzer input-data entries)
+    extra_inputs: int = 0  # input-data entries beyond the first (sent only without shared memory)
+    metrics: tuple[Source, ...] = ()  # where the servers' own figures are read around each level
+    metrics_interval_s: float = DEFAULT_INTERVAL_S
 
     @property
     def latency_key(self) -> str:
@@ -126,12 +128,15 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
     samples: list[dict[str, int]] = []
     key = setup.latency_key
     lost = None
+    probe = LevelMetrics(list(setup.metrics), setup.triton_name, setup.metrics_interval_s) if setup.metrics else None
     async with contextlib.AsyncExitStack() as stack:
         # a server listed twice is sampled once
         stat_clients = [
             await stack.enter_async_context(AsyncClient(u, setup.protocol, setup.timeout))
             for u in dict.fromkeys(setup.urls)
         ]
+        if probe is not None:  # read before the first request of the level and after its last answer
+            await stack.enter_async_context(probe)
 
         async def stats() -> dict[str, int]:
             return add_statistics(list(await asyncio.gather(*(c.statistics(setup.triton_name) for c in stat_clients))))
@@ -186,6 +191,10 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
     )
     if lost is not None:
         fig["server_lost"] = lost
+    if probe is not None:
+        await probe.settle(level_count(fig, "requests"))
+        fig["server_metrics"], fig["server_resources"] = probe.figures(level_count(fig, "requests"))
+        fig["gpu_metrics"] = csv_columns(fig)  # perf_analyzer's --collect-metrics CSV cells (pa_csv's hook)
     if rate is not None:
         fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
         fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
@@ -266,49 +275,25 @@ def resolve_urls(endpoint: Endpoint, protocol: str, urls: list[str] | None) -> l
 def run_perf(
     spec: ModelSpec | Target | str,
     endpoint: Endpoint,
+    opts: PerfOptions | None = None,
     *,
-    fmt: str | None = None,
-    protocol: str = "grpc",
-    urls: list[str] | None = None,
-    concurrency: list[int] | None = None,
-    request_rate: list[float] | None = None,
-    distribution: str = "constant",
-    latency_budget_ms: float | None = None,
-    batch_size: int = 1,
-    input_mode: str = "random",
-    input_data: Path | None = None,
-    cast: bool = False,
-    allow_nonfinite: bool = False,
-    data_dir: Path | None = None,
-    shared_memory: str = "none",
-    window_s: float = 5.0,
-    warmup_s: float | None = None,
-    stability: float = 0.10,
-    max_trials: int = 10,
-    allow_unstable: bool = False,
-    allow_failures: bool = False,
-    percentile: float | None = None,
-    streaming: bool = False,
-    timeout: float = 10.0,
-    seed: int = 0,
-    workers: int = 1,
-    shapes: dict[str, tuple[int, ...]] | None = None,
-    measurement_mode: str = "time_windows",
-    measurement_request_count: int = DEFAULT_REQUEST_COUNT,
     model_files=None,
     on_level: Callable[[dict], None] | None = None,
     triton_name: str | None = None,
-    max_concurrency: int = MAX_SEARCH_CONCURRENCY,
-    start_concurrency: int = 1,
     resolution: float = 0.0,
     deadline: float | None = None,
+    collect_metrics: bool = True,
+    metrics_url: str | None = None,
+    metrics_interval_s: float = DEFAULT_INTERVAL_S,
+    require_metrics: bool = False,
+    **fields,
 ) -> dict:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
 
-    `spec` is a registry entry, a resolved Target, or a name resolved against the first server
-    (client/model.py: registry name, registry name plus format suffix, else the server's own model).
-    `measurement_mode` is perf_analyzer's: time_windows (each window `window_s` long) or count_windows
-    (each window at least `measurement_request_count` requests, starting at `window_s` and extended).
+    `opts` (client/perf/options.py) says how; keyword `fields` replace some of its fields (or of the
+    defaults), checked as the object is. `spec` is a registry entry, a resolved Target, or a name
+    resolved against the first server (client/model.py: registry name, registry name plus format
+    suffix, else the server's own model).
 
     Once load has started the record is always returned: its `outcome` says which exit code the run
     earns (`raise_for_outcome`). Before load, a bad option is an InputError and an unreachable server a
@@ -316,184 +301,192 @@ def run_perf(
     allow_unstable), where every request failed, or when the server stops answering.
 
     `triton_name` measures another served model with the spec's tensors (`zeroserve tune`'s
-    candidates); `max_concurrency`, `start_concurrency` and `resolution` shape the latency-budget
-    search (`windows.latency_budget_search`). `deadline` (time.monotonic()) starts no level after it:
-    the record's `cut_short` says the run ended there (tune's --max-minutes).
+    candidates); `resolution` shapes the latency-budget search (`windows.latency_budget_search`).
+    `deadline` (time.monotonic()) starts no level after it: the record's `cut_short` says the run
+    ended there (tune's --max-minutes).
+
+    `collect_metrics`: each level gets the servers' own figures (client/perf/metrics.py) from a zeroserve
+    server's metrics endpoint and process tree, or from `metrics_url` (perf_analyzer's --metrics-url);
+    `require_metrics` (--collect-metrics) refuses a server whose endpoint is not known.
     """
-    modes = sum(x is not None and x != [] for x in (concurrency, request_rate, latency_budget_ms))
-    if modes > 1:
-        raise InputError("choose one of --concurrency, --request-rate and --latency-budget-ms")
-    if distribution not in ("constant", "poisson"):
-        raise InputError(f"unknown --distribution {distribution!r}; use constant or poisson")
-    if shared_memory not in ("none", "system"):
-        raise InputError(f"unknown --shared-memory {shared_memory!r}; use none or system")
-    if window_s <= 0 or max_trials < STABLE_WINDOWS or not 0 < stability < 1:
-        raise InputError(f"need --window > 0, --max-trials >= {STABLE_WINDOWS} and 0 < --stability < 1")
-    if any(c < 1 for c in concurrency or []) or any(r <= 0 for r in request_rate or []):
-        raise InputError("concurrency levels must be >= 1 and request rates > 0")
-    if latency_budget_ms is not None and latency_budget_ms <= 0:
-        raise InputError("--latency-budget-ms must be positive")
-    if not 1 <= workers <= MAX_WORKERS:
-        raise InputError(f"--workers must be between 1 and {MAX_WORKERS}")
-    if percentile is not None and not 0 < percentile < 100:
-        raise InputError(f"--percentile must be between 0 and 100 (exclusive), got {percentile:g}")
-    if streaming and protocol != "grpc":
-        raise InputError("--streaming is gRPC's ModelStreamInfer: use it with --protocol grpc")
-    if measurement_mode not in MEASUREMENT_MODES:
-        raise InputError(f"unknown --measurement-mode {measurement_mode!r}; use {' or '.join(MEASUREMENT_MODES)}")
-    if measurement_request_count < 1:
-        raise InputError("--measurement-request-count must be at least 1")
-    if not request_rate and latency_budget_ms is None and not concurrency:
-        concurrency = [1]
-    urls = resolve_urls(endpoint, protocol, urls)
+    o = dataclasses.replace(opts or PerfOptions(), **fields)
+    urls = resolve_urls(endpoint, o.protocol, list(o.urls) if o.urls else None)
     sync = []
     for u in urls:
         host, port = parse_url(u)
-        sync.append(Client(Endpoint(host, port, port, "url"), protocol, timeout))
+        sync.append(Client(Endpoint(host, port, port, "url"), o.protocol, o.timeout))
     try:
-        for c in sync if shared_memory == "system" else []:  # a zeroserve server without --allow-client-shm
-            refusal = client_shm_refusal(c.server_state(), c.url)
-            if refusal:
-                raise InputError(refusal)
-        if isinstance(spec, str):
-            target = resolve(spec, sync[0], fmt, model_files)
-        elif isinstance(spec, Target):
-            target = spec
-        else:
-            target = Target.of_spec(spec, fmt or F.DEFAULT_FORMAT)
-        if triton_name is not None:  # another served model with these tensors (zeroserve tune's candidates)
-            target = replace(target, triton_name=triton_name)
-        triton_name = target.triton_name
-        served_max = target.max_batch_size
-        for c in sync:
-            c.require_model(triton_name)
-            served_max = min(served_max, c.max_batch_size(triton_name) or served_max)
-        if not target.batched and batch_size != 1:
-            raise InputError(
-                f"{triton_name} does not batch (max_batch_size 0): its requests hold one sample, use --batch-size 1"
-            )
-        if target.batched and not 1 <= batch_size <= served_max:
-            raise InputError(f"--batch-size must be between 1 and {triton_name}'s max_batch_size {served_max}")
-        arrays = perf_inputs(
-            target,
-            batch_size,
-            input_mode,
-            input_data=input_data,
-            data_dir=data_dir,
-            seed=seed,
-            shapes=shapes,
-            cast=cast,
-            allow_nonfinite=allow_nonfinite,
-        )
-        outputs = [c.infer(target, triton_name, arrays) for c in sync]  # one real answer per server before load
-        names = [t.name for t in target.outputs]
-        for answer in outputs:  # perf_analyzer's validation_data, when the input file has it
-            check_validation_data(target, input_data, answer, rows=batch_size)
-        variants = []  # perf_analyzer's round-robin over its input-data entries: one reference answer each
-        for start, v_arrays in input_variants(
-            target, input_data, batch_size, shapes, cast=cast, allow_nonfinite=allow_nonfinite
-        ):
-            answers = [c.infer(target, triton_name, v_arrays) for c in sync]
-            for answer in answers:
-                check_validation_data(target, input_data, answer, rows=batch_size, start=start)
-            variants.append((v_arrays, expected_outputs(names, answers[0])))
-        shm = None
-        if shared_memory == "system":
-            slots = max(concurrency or [0]) or min(256, load.MAX_OUTSTANDING)
-            unique = list({c.url: c for c in sync}.values())  # one registration per server, even if listed twice
-            shm = SharedMemory.create(
-                unique, to_wire(target, arrays), [_nbytes(o) for o in outputs[0]], slots, f"{os.getpid()}_{triton_name}"
-            )
-        setup = Setup(
-            target,
-            triton_name,
-            protocol,
-            urls,
-            arrays,
-            batch_size,
-            window_s,
-            window_s if warmup_s is None else warmup_s,
-            stability,
-            max_trials,
-            timeout,
-            shm,
-            distribution,
-            seed,
-            expected=expected_outputs([t.name for t in target.outputs], outputs[0]),
-            streaming=streaming,
-            percentile=percentile,
-            request_count=measurement_request_count if measurement_mode == "count_windows" else None,
-            variants=tuple(variants) if shm is None else (),
-        )
+        setup = _prepare(o, spec, sync, urls, model_files, triton_name)
+        if collect_metrics or require_metrics:
+            setup.metrics = _metric_sources(sync, metrics_url, require_metrics)
+            setup.metrics_interval_s = metrics_interval_s
         try:
-            setup.pool = WorkerPool(workers) if workers > 1 else None
-            levels, best, cut_short = _measure_levels(
-                setup,
-                concurrency,
-                request_rate,
-                latency_budget_ms,
-                allow_unstable,
-                on_level,
-                dict(max_concurrency=max_concurrency, start=start_concurrency, resolution=resolution),
-                deadline,
-            )
+            setup.pool = WorkerPool(o.workers) if o.workers > 1 else None
+            search = dict(max_concurrency=o.max_concurrency, start=o.start_concurrency, resolution=resolution)
+            levels, best, cut_short = _measure_levels(setup, o, on_level, search, deadline)
         finally:
             if setup.pool is not None:
                 setup.pool.close()
-            if shm is not None:
-                shm.close()
-        unreachable = _unreachable(sync, triton_name)
-        served_by = sync[0].server_state() if sync else None
+            if setup.shm is not None:
+                setup.shm.close()
+        unreachable = _unreachable(sync, setup.triton_name)
+        engine = machine.engine_of(sync[0], setup.triton_name, asdict(TARGET)) if sync else None
     finally:
         for c in sync:
             c.close()
-    cores = os.cpu_count() or 1
-    notes = run_notes(levels, stability, workers, cores)
+    rec = _record(o, setup, levels, best, cut_short, unreachable, engine)
+    rec["notes"] += [w for lv in levels if (w := count_warning(lv, level_name(lv)))]
+    rec["collect_metrics"] = require_metrics
+    return rec
+
+
+def _prepare(o: PerfOptions, spec, sync: list[Client], urls: list[str], model_files, triton_name: str | None) -> Setup:
+    """Resolve the target, check the options against what is served, build the inputs and one reference
+    answer per server (and per input-data entry), and register shared memory: the run's Setup."""
+    for c in sync if o.shared_memory == "system" else []:  # a zeroserve server without --allow-client-shm
+        refusal = client_shm_refusal(c.server_state(), c.url)
+        if refusal:
+            raise InputError(refusal)
+    if isinstance(spec, str):
+        target = resolve(spec, sync[0], o.fmt, model_files)
+    elif isinstance(spec, Target):
+        target = spec
+    else:
+        target = Target.of_spec(spec, o.fmt or F.DEFAULT_FORMAT)
+    if triton_name is not None:  # another served model with these tensors (zeroserve tune's candidates)
+        target = replace(target, triton_name=triton_name)
+    name, batch_size = target.triton_name, o.batch_size
+    served_max = target.max_batch_size
+    for c in sync:
+        c.require_model(name)
+        served_max = min(served_max, c.max_batch_size(name) or served_max)
+    if not target.batched and batch_size != 1:
+        raise InputError(f"{name} does not batch (max_batch_size 0): its requests hold one sample, use batch size 1")
+    if target.batched and not 1 <= batch_size <= served_max:
+        raise InputError(f"the batch size must be between 1 and {name}'s max_batch_size {served_max}")
+    inputs = dict(shapes=o.shapes, cast=o.cast, allow_nonfinite=o.allow_nonfinite)
+    arrays = perf_inputs(
+        target, batch_size, o.input_mode, input_data=o.input_data, data_dir=o.data_dir, seed=o.seed, **inputs
+    )
+    outputs = [c.infer(target, name, arrays) for c in sync]  # one real answer per server before load
+    names = [t.name for t in target.outputs]
+    for answer in outputs:  # perf_analyzer's validation_data, when the input file has it
+        check_validation_data(target, o.input_data, answer, rows=batch_size)
+    variants = []  # perf_analyzer's round-robin over its input-data entries: one reference answer each
+    for start, v_arrays in input_variants(
+        target, o.input_data, batch_size, o.shapes, cast=o.cast, allow_nonfinite=o.allow_nonfinite
+    ):
+        answers = [c.infer(target, name, v_arrays) for c in sync]
+        for answer in answers:
+            check_validation_data(target, o.input_data, answer, rows=batch_size, start=start)
+        variants.append((v_arrays, expected_outputs(names, answers[0])))
+    shm = _shared_memory(o, target, sync, arrays, outputs[0]) if o.shared_memory == "system" else None
+    return Setup(
+        target,
+        name,
+        o.protocol,
+        urls,
+        arrays,
+        batch_size,
+        o.window,
+        o.warmup,
+        o.stability,
+        o.max_trials,
+        o.timeout,
+        shm,
+        o.distribution,
+        o.seed,
+        expected=expected_outputs(names, outputs[0]),
+        streaming=o.streaming,
+        percentile=o.percentile,
+        request_count=o.measurement_request_count if o.measurement_mode == "count_windows" else None,
+        variants=tuple(variants) if shm is None else (),
+        extra_inputs=len(variants),
+    )
+
+
+def _metric_sources(clients: list[Client], url: str | None, required: bool = False) -> tuple[Source, ...]:
+    """Each server's metrics endpoint and process tree (a zeroserve server's state), or the one `url` given;
+    `required` (--collect-metrics): InputError for a server whose endpoint is not known."""
+    unique = list({c.url: c for c in clients}.values())
+    if url is not None and len(unique) > 1:
+        raise InputError("--metrics-url names one server's endpoint: give it with one --url")
+    found = [Source.of_state(c.server_state(), url) for c in unique]
+    missing = [c.url for c, s in zip(unique, found) if s is None or s.url is None]
+    if required and missing:
+        raise InputError(
+            f"--collect-metrics: the metrics endpoint of the server at {', '.join(missing)} is not known (not a "
+            "zeroserve server): give --metrics-url http://HOST:PORT/metrics"
+        )
+    if missing:  # the servers' counts would be some servers' only: no cross-check is better than a false one
+        return ()
+    return tuple(s for s in found if s is not None)
+
+
+def _shared_memory(o: PerfOptions, target: Target, sync: list[Client], arrays, answer) -> SharedMemory:
+    """System shared-memory regions for the inputs and outputs, registered once per server."""
+    sizes = [_nbytes(a) for a in answer]
+    given = o.output_shared_memory_size
+    if given is not None and given < max(sizes):
+        raise InputError(
+            f"--output-shared-memory-size {given} bytes is below the largest output ({max(sizes)} bytes) of "
+            f"{target.triton_name}; give at least that"
+        )
+    slots = max(o.concurrency_levels or [0]) or min(256, load.MAX_OUTSTANDING)
+    unique = list({c.url: c for c in sync}.values())  # one registration per server, even if listed twice
+    sizes = [max(n, given or 0) for n in sizes]
+    return SharedMemory.create(unique, to_wire(target, arrays), sizes, slots, f"{os.getpid()}_{target.triton_name}")
+
+
+def _record(o: PerfOptions, setup: Setup, levels, best, cut_short, unreachable, engine: dict | None) -> dict:
+    """The perf record: the options it ran with, each level's figures, notes and the outcome."""
+    target, cores = setup.spec, os.cpu_count() or 1
+    notes = run_notes(levels, o.stability, o.workers, cores)
+    input_data = o.input_data
     entries = perf_analyzer_entries(input_data) if input_data is not None else None
-    if entries is not None and variants:
-        sent = 1 + (len(variants) if shm is None else 0)
+    sent = 1 + len(setup.variants)
+    if entries is not None and setup.extra_inputs:
         notes.append(
             f"{input_data}: {entries} perf_analyzer data entries sent round-robin as {sent} distinct "
-            f"request(s) of {batch_size if target.batched else 1} row(s)"
-            + (" (only the first with --shared-memory system)" if shm is not None else "")
-            + (f" (at most {MAX_VARIANTS})" if len(variants) + 1 >= MAX_VARIANTS else "")
+            f"request(s) of {o.batch_size if target.batched else 1} row(s)"
+            + (" (only the first with --shared-memory system)" if setup.shm is not None else "")
+            + (f" (at most {MAX_VARIANTS})" if setup.extra_inputs + 1 >= MAX_VARIANTS else "")
         )
-    mode = "latency_budget" if latency_budget_ms is not None else "request_rate" if request_rate else "concurrency"
     return {
         "schema": records.SCHEMA,
         "kind": "perf",
         "model": target.name,
-        "triton_model": triton_name,
+        "triton_model": setup.triton_name,
         "resolved": target.resolved,
-        "protocol": protocol,
-        "streaming": streaming,
+        "protocol": o.protocol,
+        "streaming": o.streaming,
         "format": target.fmt,
-        "urls": urls,
-        "batch_size": batch_size,
-        "shapes": {k: list(v) for k, v in (shapes or {}).items()},
-        "measurement_mode": measurement_mode,
-        "measurement_request_count": measurement_request_count if measurement_mode == "count_windows" else None,
-        "input": "file " + str(input_data) if input_data else input_mode,
-        "shared_memory": shared_memory,
-        "input_requests": 1 + (len(variants) if shm is None else 0),
-        "mode": mode,
-        "distribution": distribution if request_rate else None,
-        "latency_budget_ms": latency_budget_ms,
+        "urls": setup.urls,
+        "batch_size": o.batch_size,
+        "shapes": {k: list(v) for k, v in (o.shapes or {}).items()},
+        "measurement_mode": o.measurement_mode,
+        "measurement_request_count": o.measurement_request_count if o.measurement_mode == "count_windows" else None,
+        "input": "file " + str(input_data) if input_data else o.input_mode,
+        "shared_memory": o.shared_memory,
+        "input_requests": sent,
+        "mode": o.mode,
+        "distribution": o.distribution if o.request_rate else None,
+        "latency_budget_ms": o.latency_budget_ms,
+        "latency_threshold_ms": o.latency_threshold_ms,
         "best": best,
-        "latency_metric": latency_key(percentile),
-        "window_s": window_s,
-        "stability": stability,
-        "max_trials": max_trials,
-        "workers": workers,
+        "latency_metric": o.latency_key,
+        "window_s": o.window,
+        "stability": o.stability,
+        "max_trials": o.max_trials,
+        "workers": o.workers,
+        "options": o.as_json(),
         "levels": levels,
         "notes": notes,
         "cpu_count": cores,
         "cut_short": cut_short,
-        # the engine is known only for a zeroserve server found by its state file; else None (unknown)
-        "measured_on": machine.measured_on(
-            machine.EMBEDDED_ENGINE if served_by and served_by.get("engine") == "embedded" else None
-        ),
-        "outcome": outcome(levels, unreachable, stability, allow_failures, allow_unstable),
+        # the engine as the server describes the model (its version and served config); None when it did not say
+        "measured_on": machine.measured_on(engine),
+        "outcome": outcome(levels, unreachable, o.stability, o.allow_failures, o.allow_unstable),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
     }
@@ -591,21 +584,14 @@ def run_notes(levels: list[dict], stability: float, workers: int, cores: int) ->
     return notes
 
 
-def _measure_levels(
-    setup: Setup,
-    concurrency,
-    request_rate,
-    budget,
-    allow_unstable,
-    on_level,
-    search=None,
-    deadline: float | None = None,
-):
+def _measure_levels(setup: Setup, o: PerfOptions, on_level, search=None, deadline: float | None = None):
     """Run the levels of the chosen mode; stop after a level that lost the server, where every request
-    failed, or (unless allowed) that did not stabilise, and before a level that would start after
-    `deadline`. Returns (levels, best concurrency or None, whether the deadline cut the run short)."""
+    failed, or (unless allowed) that did not stabilise, after one over perf_analyzer's -l threshold,
+    and before a level that would start after `deadline`. Returns (levels, best concurrency or None,
+    whether the deadline cut the run short)."""
     stopped = False
     cut = False
+    threshold = None if o.binary_search else o.latency_threshold_ms
 
     def measure(c: int | None, r: float | None) -> dict | None:
         nonlocal stopped, cut
@@ -617,22 +603,19 @@ def _measure_levels(
         if on_level:
             on_level(level)
         every_failed = level_count(level) and not level_count(level, "ok")
-        if "server_lost" in level or every_failed or (not level["stable"] and not allow_unstable):
+        if "server_lost" in level or every_failed or (not level["stable"] and not o.allow_unstable):
             stopped = True
+        if threshold is not None and level[setup.latency_key] > threshold:
+            stopped = True  # perf_analyzer: "Measured latency went over the set limit"
         return level
 
-    if budget is not None:
-        best, levels = latency_budget_search(lambda c: measure(c, None), budget, setup.latency_key, **(search or {}))
+    if o.latency_budget_ms is not None:
+        best, levels = latency_budget_search(
+            lambda c: measure(c, None), o.latency_budget_ms, setup.latency_key, **(search or {})
+        )
         return levels, (best["concurrency"] if best else None), cut
-    measured = [measure(c, None) for c in concurrency] if not request_rate else [measure(None, r) for r in request_rate]
+    if o.request_rate:
+        measured = [measure(None, r) for r in o.request_rate]
+    else:
+        measured = [measure(c, None) for c in o.concurrency_levels]
     return [lv for lv in measured if lv is not None], None, cut
-
-
-def level_iter(values: str, kind: type) -> Iterator:
-    """Parse `1,2,4` into values of `kind`."""
-    for part in values.split(","):
-        if part.strip():
-            try:
-                yield kind(part)
-            except ValueError:
-                raise InputError(f"not a number: {part!r}") from None

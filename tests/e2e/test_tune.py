@@ -104,6 +104,11 @@ def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_al
     assert all(c["meets_budget"] and c["throughput"] > 0 and c["failed"] == 0 for c in rec["candidates"])
     assert rec["candidates"][1]["name"].startswith("logistic_onnx_tune")
     assert rec["floor"]["latency_ms"] < 200 and rec["chosen"] is not None
+    # the record names the engine it was measured on: the embedded Triton, the Python backend, ONNX Runtime
+    engine = rec["tuned_on"]["engine_detail"]
+    assert (engine["kind"], engine["backend"], engine["runtime"]) == ("embedded", "python", "onnxruntime")
+    assert engine["triton"].startswith("2.51") and engine["runtime_version"] and engine["device"] == "CPU"
+    assert "Python backend running onnxruntime" in rec["tuned_on"]["engine"]
     # the private server was another process on other ports, and it is gone with its run folder
     private = rec["server"]
     assert private["pid"] != server.pid and private["http_port"] not in (server.http_port, server.grpc_port)
@@ -119,6 +124,12 @@ def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_al
         assert config_after == config_before and "tuning" not in manifest
     else:
         assert "max_queue_delay_microseconds: 500" in config_after and manifest["tuning"]["tuned_on"]["cores"] >= 1
+        # applied onto a repository written for the target release's native backend: recorded, and said
+        assert (
+            manifest["tuning"]["engine"] == engine and manifest["tuning"]["target_engine"]["backend"] == "onnxruntime"
+        )
+        assert any("Triton version 2.51" in d for d in manifest["tuning"]["engine_differs"])
+        assert rec["applied_engine_differs"] == manifest["tuning"]["engine_differs"]
         assert (repository / "logistic_onnx" / "config.pbtxt.before-tune").read_text() == config_before
     report = tmp_path / "report"
     assert (report / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "Pareto" in (

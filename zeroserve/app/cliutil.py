@@ -184,7 +184,7 @@ ModelFilesOpt = Annotated[
         show_default=False,
         metavar="PATH",
         help="A Python file defining zeroserve_models() -> list[ModelSpec]: your own models, named beside the "
-        "course's (repeatable; env ZEROSERVE_MODEL_FILES, a path list). See the README.",
+        "course's (repeatable; env ZEROSERVE_MODEL_FILES, a path list). See docs/own-models.md.",
     ),
 ]
 # metavar "": a flag takes no value (typer would show `<bool>` beside it)

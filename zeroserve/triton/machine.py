@@ -1,4 +1,4 @@
-"""Where a figure was measured: the machine kind (CPU model, cores, GPU) and the serving engine.
+"""Where a figure was measured: the machine kind (CPU model, cores, GPU) and the serving engine (zeroserve/engine.py).
 
 Perf and tune records carry these facts (`measured_on`, `tuned_on`) so that `zeroserve plan` can
 refuse figures from another kind of machine or engine than the one it sizes for.
@@ -10,9 +10,6 @@ import os
 import platform
 import shutil
 import subprocess
-
-# The embedded engine measures the Python backend running ONNX Runtime or torch, not Triton's native backends.
-EMBEDDED_ENGINE = "embedded tritonserver (nvidia-pytriton wheel), Python backend"
 
 
 def cpu_model() -> str:
@@ -45,12 +42,29 @@ def gpu_names() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def measured_on(engine: str | None) -> dict:
-    """This machine's kind and the engine measured (None: not known, e.g. another team's server)."""
+def measured_on(engine: dict | None) -> dict:
+    """This machine's kind and the engine measured (zeroserve/engine.py's description; None: not known, e.g. a
+    server that did not answer for its config). `engine` is the engine in one line (what `plan` compares and
+    prints), `engine_detail` the description it was made from."""
+    from zeroserve.engine import line
+
     return {
-        "engine": engine,
+        "engine": line(engine) if engine else None,
+        "engine_detail": engine,
         "cpu_model": cpu_model(),
         "cores": os.cpu_count() or 1,
         "machine": platform.machine(),
         "gpu": gpu_names(),
     }
+
+
+def engine_of(client, triton_name: str, release: dict | None = None) -> dict | None:
+    """The engine a served model runs on, asked of the server (its version and the model's config; `release`: the
+    target release, deploy/release.py's, to name its runtime); None when the server does not answer those calls."""
+    from zeroserve.engine import from_config
+    from zeroserve.errors import ZeroserveError
+
+    try:
+        return from_config(client.model_config(triton_name), client.server_version(), gpu_names(), release)
+    except ZeroserveError:
+        return None

@@ -50,6 +50,11 @@ def test_check_passes_on_every_served_model(server, data_dir):
     for r in rows:
         assert r["status"] == "PASS" and r["failed_requests"] == 0 and r["outside_tolerance"] == 0, r
         assert r["samples"] > 0 and r["metric_served"] == pytest.approx(r["metric_eager"])
+    # every model's result names the engine its served formats ran on, as the server described it
+    for m in report["models"]:
+        engine = m["measured_on"]["engine_detail"]
+        assert (engine["kind"], engine["backend"], engine["triton"]) == ("embedded", "python", "2.51.0"), m["model"]
+        assert engine["runtime"] in ("onnxruntime", "torch") and m["measured_on"]["cores"] >= 1
 
 
 @pytest.fixture

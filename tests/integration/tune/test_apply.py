@@ -14,6 +14,7 @@ from zeroserve.deploy.lint import lint_model
 from zeroserve.errors import CheckFailed
 from zeroserve.tune import apply as ap
 from zeroserve.tune.search import Candidate
+from zeroserve.tune.settings import tuned_on
 
 NAME = "logistic_onnx"
 TUNED = Candidate("onnx", 2, 32, True, 500, 2)
@@ -45,8 +46,31 @@ def test_apply_writes_the_settings_keeps_the_previous_config_and_records_the_mea
     assert entry["tuning"]["settings"]["instances"] == 2 and entry["tuning"]["tuned_on"] == TUNED_ON
     assert entry["tuning"]["measurement"]["throughput"] == 1234.0 and entry["tuning"]["latency_budget_ms"] == 5.0
     assert entry["instance_group"]["count"] == 2
+    # the engine it was tuned on against the one the repository is written for (deploy's target release)
+    assert entry["tuning"]["target_engine"]["backend"] == "onnxruntime"
+    assert entry["tuning"]["engine_differs"] == ["the engine measured on is not known"]
     lint_model(repository / NAME)  # deploy's own lint passes on the tuned folder
     assert leftovers(repository) == []
+
+
+def test_apply_records_the_engine_tuned_on_and_how_it_differs_from_the_repositorys_target(repo):
+    _, repository = repo
+    facts = tuned_on("onnx", "2.51.0")
+    ap.apply_tuning(repository, NAME, TUNED, {"throughput": 1234.0}, facts, {"latency_budget_ms": 5.0})
+    tuning = manifest(repository)["tuning"]
+    assert tuning["engine"]["backend"] == "python" and tuning["engine"]["runtime"] == "onnxruntime"
+    target = json.loads((repository / "manifest.json").read_text())["target"]
+    assert tuning["target_engine"]["triton"] == target["triton"] and tuning["target_engine"]["image"] == target["image"]
+    differs = tuning["engine_differs"]
+    assert f"Triton version 2.51.0 measured, {target['triton']} targeted" in differs
+    assert "backend python measured, onnxruntime targeted" in differs
+    note = ap.engine_note(tuning)
+    assert "embedded Triton 2.51.0" in note and target["image"] in note and "measure them again" in note
+    # plan reads it from the repository
+    from zeroserve.deploy.plan import applied_tuning
+
+    tuned = applied_tuning(repository, NAME)
+    assert tuned["engine_differs"] == differs and "embedded Triton 2.51.0" in tuned["tuned_on"]
 
 
 def test_a_failing_apply_changes_nothing_and_revert_restores_the_deployed_config(repo, monkeypatch):

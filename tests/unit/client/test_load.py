@@ -46,7 +46,7 @@ def test_poisson_schedule_has_exponential_gaps_with_the_asked_rate():
     assert np.allclose(again, times[:5])  # seeded: the same schedule twice
 
 
-@pytest.mark.parametrize("rate,dist", [(0, "constant"), (-1, "poisson"), (10, "uniform")])
+@pytest.mark.parametrize("rate,dist", [(0, "constant"), (-1, "poisson")])  # a distribution: PerfOptions checks it
 def test_schedule_refuses_bad_arguments(rate, dist):
     with pytest.raises(ValueError):
         next(load.intended_send_times(rate, dist))

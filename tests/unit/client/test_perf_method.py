@@ -8,6 +8,7 @@ from zeroserve.client.connection import server_split
 from zeroserve.client.perf import load
 from zeroserve.client.perf import run as perf
 from zeroserve.client.perf import windows as W
+from zeroserve.client.perf.options import PerfOptions
 
 
 def _hist(values_us) -> load.HdrHistogram:
@@ -197,11 +198,11 @@ def _synthetic_level(c, r, *, stable=True, ok=10, failed=0, warmup_failed=0, los
 
 def test_an_unstable_level_stops_the_run_unless_allowed(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, stable=c < 4))
-    levels, _, _ = perf._measure_levels(setup, [1, 2, 4, 8], None, None, False, None)
+    levels, _, _ = perf._measure_levels(setup, PerfOptions(concurrency=[1, 2, 4, 8]), None)
     assert [lv["concurrency"] for lv in levels] == [1, 2, 4]
     out = perf.outcome(levels, None, 0.1, False, False)
     assert out["exit_code"] == 4 and "concurrency 4 did not stabilise" in out["reason"]
-    levels, _, _ = perf._measure_levels(setup, [1, 2, 4, 8], None, None, True, None)
+    levels, _, _ = perf._measure_levels(setup, PerfOptions(concurrency=[1, 2, 4, 8], allow_unstable=True), None)
     assert [lv["concurrency"] for lv in levels] == [1, 2, 4, 8]
     assert perf.outcome(levels, None, 0.1, False, True)["exit_code"] == 0
 
@@ -210,7 +211,7 @@ def test_a_level_where_every_request_failed_stops_the_run(monkeypatch):
     setup = _fake_levels(
         monkeypatch, lambda c, r: {**_synthetic_level(c, r, stable=False, ok=0, failed=7), "warmup": _block(0)}
     )
-    levels, _, _ = perf._measure_levels(setup, None, [50.0, 100.0], None, True, None)
+    levels, _, _ = perf._measure_levels(setup, PerfOptions(request_rate=[50.0, 100.0], allow_unstable=True), None)
     assert len(levels) == 1
     out = perf.outcome(levels, None, 0.1, False, True)
     assert out["exit_code"] == 1 and "7 requests failed" in out["reason"] and "7 connection" in out["reason"]
@@ -244,7 +245,7 @@ def test_one_exit_code_rule_first_match_wins(kw, unreachable, allow, code):
 
 def test_a_lost_server_stops_the_run_and_its_level_is_not_called_unstable(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, lost=c == 2))
-    levels, _, _ = perf._measure_levels(setup, [1, 2, 4], None, None, False, None)
+    levels, _, _ = perf._measure_levels(setup, PerfOptions(concurrency=[1, 2, 4]), None)
     assert [lv["concurrency"] for lv in levels] == [1, 2]
     notes = perf.run_notes(levels, 0.1, 1, 2)
     assert any("stopped answering at concurrency 2" in n for n in notes)
@@ -253,7 +254,7 @@ def test_a_lost_server_stops_the_run_and_its_level_is_not_called_unstable(monkey
 
 def test_budget_mode_runs_the_search(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r))
-    levels, best, cut = perf._measure_levels(setup, None, None, 5.0, False, None)
+    levels, best, cut = perf._measure_levels(setup, PerfOptions(latency_budget_ms=5.0), None)
     assert best == 5 and cut is False and [lv["concurrency"] for lv in levels] == [1, 2, 4, 5, 6, 8]
 
 
@@ -262,9 +263,13 @@ def test_a_deadline_starts_no_level_after_it(monkeypatch):
 
     calls = []
     setup = _fake_levels(monkeypatch, lambda c, r: calls.append(c) or _synthetic_level(c, r))
-    levels, _, cut = perf._measure_levels(setup, [1, 2, 4], None, None, True, None, deadline=time.monotonic() - 1)
+    levels, _, cut = perf._measure_levels(
+        setup, PerfOptions(concurrency=[1, 2, 4], allow_unstable=True), None, deadline=time.monotonic() - 1
+    )
     assert levels == [] and calls == [] and cut is True
-    levels, best, cut = perf._measure_levels(setup, None, None, 5.0, True, None, deadline=time.monotonic() + 60)
+    levels, best, cut = perf._measure_levels(
+        setup, PerfOptions(latency_budget_ms=5.0, allow_unstable=True), None, deadline=time.monotonic() + 60
+    )
     assert best == 5 and cut is False
 
 

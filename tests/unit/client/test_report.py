@@ -6,7 +6,9 @@ import base64
 import csv
 import io
 
-from zeroserve.client.perf import report
+from zeroserve import engine
+from zeroserve.client.perf import panels, report
+from zeroserve.triton import machine
 
 
 def _level(c, tp, p50):
@@ -100,3 +102,46 @@ def test_the_plot_marks_a_level_that_did_not_stabilise():
     stable = report.perf_figure(record()).axes[0]
     assert "not stable" not in [t.get_text() for t in stable.get_legend().get_texts()]
     assert not any("not stable" in t.get_text() for t in stable.texts)
+
+
+def _with_server_figures(rec: dict) -> dict:
+    for i, lv in enumerate(rec["levels"]):
+        lv["client"] = {"cpu_us": 20.0, "send_us": 15.0, "check_us": 5.0}
+        lv["server_resources"] = {"cpu_cores": 0.5 + i, "rss_mb": 200.0 + i, "peak_rss_mb": 210.0 + i}
+    return rec
+
+
+def test_the_summary_has_model_analyzers_panels_and_names_the_engine_and_its_floor():
+    rec = _with_server_figures(record())
+    rec["measured_on"] = machine.measured_on(engine.embedded("onnx", [], "2.51.0"))
+    floor = [dict(lv, p50_ms=lv["p50_ms"] / 2, throughput=lv["throughput"] * 2) for lv in record()["levels"]]
+    rec["floor"] = {"triton_model": "cnn_mnist_onnx_noop", "levels": floor}
+    fig = report.perf_figure(rec)
+    assert [ax.get_title() for ax in fig.axes] == list(panels.PANELS)
+    title = fig._suptitle.get_text()
+    assert "measured on embedded Triton 2.51.0, Python backend running onnxruntime" in title
+    assert "floor (cnn_mnist_onnx_noop, no-op): p50 0.45 ms at c=1, 5,000 infer/s at c=4" in title
+    latency, bars, cpu, memory = fig.axes
+    assert [line.get_label() for line in latency.get_lines()] == ["cnn_mnist_onnx", "floor: cnn_mnist_onnx_noop"]
+    # stacked bars: the seven parts of perf_analyzer's breakdown add up to each level's average latency
+    assert len(bars.containers) == len(panels.PARTS)
+    for i, lv in enumerate(rec["levels"]):
+        assert abs(sum(c[i].get_height() for c in bars.containers) - lv["mean_ms"]) < 1e-9
+    assert list(cpu.get_lines()[0].get_ydata()) == [0.5, 1.5]
+    assert list(memory.get_lines()[0].get_ydata()) == [210.0, 211.0]  # the peak RSS of each level
+
+
+def test_a_report_without_server_figures_says_so_in_its_panels():
+    fig = report.perf_figure(record())
+    assert "engine and machine not recorded" in fig._suptitle.get_text()
+    assert any("no process-tree figures" in t.get_text() for t in fig.axes[2].texts)
+
+
+def test_the_table_title_names_the_engine():
+    from rich.console import Console
+
+    rec = record()
+    rec["measured_on"] = machine.measured_on(engine.embedded("torchscript", [], "2.51.0"))
+    console = Console(width=250, record=True)
+    console.print(report.table(rec))
+    assert "measured on embedded Triton 2.51.0, Python backend running torch" in console.export_text()

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[3]
 LAYERS = [
     ("core", ("zeroserve", "zeroserve.errors", "zeroserve.spec", "zeroserve.tasks", "zeroserve.domains",
               "zeroserve.parity", "zeroserve.formats", "zeroserve.records", "zeroserve.artifacts",
-              "zeroserve.course_modules", "zeroserve.plots", "zeroserve.splits", "zeroserve.runtimes")),
+              "zeroserve.course_modules", "zeroserve.plots", "zeroserve.splits", "zeroserve.options",
+              "zeroserve.engine", "zeroserve.runtimes")),
     ("data", ("zeroserve.data",)),
     ("registry", ("zeroserve.registry", "zeroserve.user_models")),
     ("triton", ("zeroserve.triton",)),
@@ -227,10 +228,8 @@ def test_what_is_named_over_the_bar_still_is():
 OVER_THE_BAR = {
     "zeroserve.client.cli",
     "zeroserve.client.cli.infer_cmd",
-    "zeroserve.client.cli.perf_cmd",
     "zeroserve.client.perf.generator",
     "zeroserve.client.perf.run",
-    "zeroserve.client.perf.run.run_perf",
     "zeroserve.client.perf.transport",
     "zeroserve.deploy.cli.deploy_cmd",
     "zeroserve.deploy.plan.plan",
@@ -238,7 +237,6 @@ OVER_THE_BAR = {
     "zeroserve.export.exporter",
     "zeroserve.export.exporter.export_model",
     "zeroserve.export.variants",
-    "zeroserve.tune.cli.tune_cmd",
     "zeroserve.tune.runner",
     "zeroserve.tune.runner.run_tune",
 }

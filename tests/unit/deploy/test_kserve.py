@@ -241,7 +241,7 @@ def _tune_record(tmp_path: Path, facts: dict | None) -> Path:
 
 
 def test_plan_from_a_tune_record(tmp_path):
-    path = _tune_record(tmp_path, tuned_on(tr.ENGINE))
+    path = _tune_record(tmp_path, tuned_on("onnx"))
     with pytest.raises(InputError, match="another engine .*--assume-same"):
         P.plan("cnn_mnist", 5000, 5, record_paths=[path])
     plan = P.plan("cnn_mnist", 5000, 5, record_paths=[path], assume_same=True)
@@ -266,7 +266,7 @@ def test_a_record_without_machine_facts_is_an_unknown_machine(tmp_path):
 
 
 def test_a_plan_sizes_the_manifest(against_shared, repository, tmp_path):
-    plan = P.plan("cnn_mnist", 5000, 5, record_paths=[_tune_record(tmp_path, tuned_on(tr.ENGINE))], assume_same=True)
+    plan = P.plan("cnn_mnist", 5000, 5, record_paths=[_tune_record(tmp_path, tuned_on("onnx"))], assume_same=True)
     rows = KS.write_kserve_manifests(repository, KS.KServeOptions(per_model=True), plans={"cnn_mnist_onnx": plan})
     doc = yaml.safe_load(Path(next(r for r in rows if r["models"] == ["cnn_mnist_onnx"])["path"]).read_text())
     predictor = doc["spec"]["predictor"]
@@ -276,7 +276,7 @@ def test_a_plan_sizes_the_manifest(against_shared, repository, tmp_path):
 
 
 def test_plan_cli_says_what_it_assumed(tmp_path):
-    path = _tune_record(tmp_path, tuned_on(tr.ENGINE))
+    path = _tune_record(tmp_path, tuned_on("onnx"))
     refused = runner.invoke(
         app, ["plan", "cnn_mnist", "--target-rps", "5000", "--latency-budget-ms", "5", "--record", str(path)]
     )
