@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from zeroserve.bench import client, export, serve, variants
+from zeroserve.bench import client, export, formats, serve, variants
 
 
 def main() -> int:
-    for bench in (export, serve, client, variants):
+    for bench in (export, formats, serve, client, variants):
         bench.main()
     return 0
 

@@ -48,8 +48,8 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0) -> list[dic
             runners = {"eager": runners_mod.eager_runner(model)}
             runners.update(
                 {
-                    key: exporter.RUNNERS[F.get(key).runtime](
-                        d / rec["formats"][key]["file"], spec, threads=exporter.LATENCY_THREADS
+                    key: exporter.runner_of(
+                        key, d / rec["formats"][key]["file"], spec, threads=exporter.LATENCY_THREADS
                     )
                     for key in PATHS[1:]
                 }
@@ -135,10 +135,10 @@ def variants(
                 continue
             d, e = work / name, rec["formats"][key]
             timed = {
-                "onnx": exporter.RUNNERS["onnx"](
-                    d / rec["formats"]["onnx"]["file"], spec, threads=exporter.LATENCY_THREADS
+                "onnx": exporter.runner_of(
+                    "onnx", d / rec["formats"]["onnx"]["file"], spec, threads=exporter.LATENCY_THREADS
                 ),
-                key: exporter.RUNNERS["onnx"](d / e["file"], spec, threads=exporter.LATENCY_THREADS),
+                key: exporter.runner_of("onnx", d / e["file"], spec, threads=exporter.LATENCY_THREADS),
             }
             e["latency_ms"] = exporter.measure_latency(spec, timed, (1, spec.max_batch_size), budget_s=budget_s)
             done.append({**rec, "formats": {"onnx": rec["formats"]["onnx"], key: e}})

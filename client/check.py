@@ -20,6 +20,7 @@ from zeroserve import parity, records
 from zeroserve.artifacts import eager_outputs, load_trained, model_dir
 from zeroserve.client.connection import Client, batches
 from zeroserve.client.endpoints import Endpoint
+from zeroserve.client.model import Target
 from zeroserve.deploy.release import TARGET
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
@@ -134,10 +135,12 @@ def serve_outputs(
 ) -> tuple[list[np.ndarray] | None, int, str]:
     """All held-out inputs through the server in batches: (every output or None, failed requests, first error)."""
     limit = min(spec.max_batch_size, client.max_batch_size(triton_name) or spec.max_batch_size)
+    split = F.split_triton_name(triton_name)
+    sent = Target.of_spec(spec, split[1].key) if split and split[0] == spec.name else spec  # served tensor names
     chunks, failed, first_error = [], 0, ""
     for s in batches(len(inputs[0]), limit):
         try:
-            chunks.append(client.infer(spec, triton_name, [a[s] for a in inputs]))
+            chunks.append(client.infer(sent, triton_name, [a[s] for a in inputs]))
         except RequestFailed as exc:  # counted, the rest go on; an unreachable server (ServerError) ends the check
             failed += 1
             first_error = first_error or str(exc)
@@ -179,8 +182,11 @@ def check_model(
             client.live()
             served_names = set(client.served_models())
             recovering = client.recovering()
-            # default: the primary formats, and the variants this server serves
-            wanted = formats or (*F.primary(), *(k for k in F.variants() if spec.triton_name(k) in served_names))
+            # default: the primary formats, and the variants and opt-in formats (pt2) this server serves
+            extra = (*F.opt_in(), *F.variants())
+            wanted = formats or tuple(
+                k for k in F.FORMATS if k in F.primary() or (k in extra and spec.triton_name(k) in served_names)
+            )
             for fmt in wanted:
                 triton_name = spec.triton_name(fmt)
                 row: dict[str, Any] = {

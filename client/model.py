@@ -11,14 +11,14 @@ A name resolves, first match wins, to:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.errors import InputError
-from zeroserve.spec import ModelSpec
+from zeroserve.spec import ModelSpec, TensorSpec
 
 STRING_LENGTH = 16  # random BYTES elements: this many printable characters (perf_analyzer's --string-length)
 RANDOM_INT_HIGH = 10  # random integers are drawn from [0, 10): small enough to be valid indices or ids
@@ -81,8 +81,10 @@ class Target:
 
     @classmethod
     def of_spec(cls, spec: ModelSpec, fmt: str, served_max: int | None = None, resolved: str = "registry") -> Target:
+        """The spec's model served as `fmt`: its tensors under the names that format serves them with."""
         limit = min(spec.max_batch_size, served_max or spec.max_batch_size)
-        return cls(spec.name, spec.triton_name(fmt), spec.inputs, spec.outputs, limit, spec, fmt, resolved)
+        inputs, outputs = wire_tensors(spec, fmt)
+        return cls(spec.name, spec.triton_name(fmt), inputs, outputs, limit, spec, fmt, resolved)
 
     def as_json(self) -> dict:
         return {
@@ -122,8 +124,22 @@ def served_tensors(config: dict) -> tuple[tuple[ServedTensor, ...], tuple[Served
     return ins, outs, int(config.get("max_batch_size") or 0)
 
 
-def _matches_spec(spec: ModelSpec, inputs: tuple[ServedTensor, ...], outputs: tuple[ServedTensor, ...]) -> bool:
-    """True when a served model's tensors are the spec's (names, datatypes, dims): then it is that model."""
+def wire_tensors(spec: ModelSpec, fmt: str) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The spec's (inputs, outputs) named as format `fmt` serves them: its runtime's `wire_names`, the one
+    mapping (pt2's INPUT__n / OUTPUT__n); the spec's own tensors where the names are the same."""
+    names_in, names_out = F.get(fmt).handler.wire_names(spec)
+
+    def renamed(tensors: tuple[TensorSpec, ...], names: tuple[str, ...]) -> tuple[TensorSpec, ...]:
+        same = all(t.name == n for t, n in zip(tensors, names))
+        return tensors if same else tuple(replace(t, name=n) for t, n in zip(tensors, names))
+
+    return renamed(spec.inputs, names_in), renamed(spec.outputs, names_out)
+
+
+def _matches_spec(
+    spec: ModelSpec, inputs: tuple[ServedTensor, ...], outputs: tuple[ServedTensor, ...], fmt: str
+) -> bool:
+    """True when a served model's tensors are the spec's served as `fmt` (names, datatypes, dims): that model."""
     from tritonclient.utils import np_to_triton_dtype
 
     def same(mine, served) -> bool:
@@ -131,7 +147,8 @@ def _matches_spec(spec: ModelSpec, inputs: tuple[ServedTensor, ...], outputs: tu
             (t.name, t.datatype, t.dims) for t in served
         ]
 
-    return same(spec.inputs, inputs) and same(spec.outputs, outputs)
+    mine_in, mine_out = wire_tensors(spec, fmt)
+    return same(mine_in, inputs) and same(mine_out, outputs)
 
 
 def resolve(name: str, client, fmt: str | None = None, model_files=None) -> Target:
@@ -171,7 +188,7 @@ def resolve(name: str, client, fmt: str | None = None, model_files=None) -> Targ
         if fmt is not None and fmt != form.key:
             raise InputError(f"{name} is the {form.key} format of {base}; drop --format {fmt} or name {base}")
         spec = registry.get(base, model_files)
-        if _matches_spec(spec, inputs, outputs):
+        if _matches_spec(spec, inputs, outputs, form.key):
             return Target.of_spec(spec, form.key, max_batch, resolved="triton name")
     if fmt is not None and name not in known:
         raise InputError(f"--format is for registry names; {name} is served as it is (drop --format)")

@@ -26,10 +26,9 @@ from pathlib import Path
 from zeroserve import formats as F
 from zeroserve.deploy.config import DeployedModel, TensorConfig
 from zeroserve.errors import InputError
+from zeroserve.runtimes.onnx import GraphIO, graph_io  # noqa: F401 - graph_io is read through this module too
 
 DEFAULT_MAX_BATCH_SIZE = 4  # Triton's --backend-config=default-max-batch-size default
-
-GraphIO = tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]  # (inputs, outputs)
 
 
 def configless(folder: Path, version: Path) -> DeployedModel:
@@ -40,6 +39,7 @@ def configless(folder: Path, version: Path) -> DeployedModel:
             return DeployedModel(
                 name=folder.name,
                 backend=backend.name,
+                platform=backend.platform,
                 max_batch_size=0,
                 inputs=(),
                 outputs=(),
@@ -94,28 +94,3 @@ def complete(model: DeployedModel, path: Path, backend: F.Backend, graph: GraphI
         inputs=model.inputs or tensors(inputs),
         outputs=model.outputs or tensors(outputs),
     )
-
-
-def graph_io(path: Path) -> GraphIO:
-    """(name, numpy dtype name, dims with -1 where not fixed) of an ONNX graph's inputs (initializers left out,
-    as Triton's backend sees them) and outputs; InputError when the file is not ONNX."""
-    import onnx
-
-    try:
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a file that is not ONNX
-        raise InputError(f"{path} does not load as ONNX ({type(exc).__name__}: {str(exc)[:200]})") from None
-    init = {i.name for i in graph.initializer}
-
-    def info(v) -> tuple[str, str, list[int]]:
-        tt = v.type.tensor_type
-        try:
-            dtype = str(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
-        except (KeyError, ValueError, TypeError):
-            raise InputError(
-                f"{path}: tensor {v.name} has an element type Triton cannot name ({tt.elem_type})"
-            ) from None
-        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
-        return v.name, dtype, dims
-
-    return [info(v) for v in graph.input if v.name not in init], [info(v) for v in graph.output]

@@ -287,6 +287,11 @@ def deploy_cmd(
         for s in skipped + failed:
             table.add_row(s["model"], "", "", "", "", "skipped" if s in skipped else "FAILED", "")
         console.print(table)
+        for e in deployed:
+            for line in e.get("warnings", []):
+                err_console.print(
+                    f"[yellow]warning:[/] {escape(e['name'])}: {escape(line)}", highlight=False, soft_wrap=True
+                )
         for m in manifests:
             console.print(
                 escape(f"KServe InferenceService {m['name']}: {m['path']} (checked; {m['upload']})"),

@@ -115,6 +115,7 @@ class DeployedModel:
         parameters: free-form string `parameters` (used by the embedded engine's runtime copy).
         default_model_filename: the artifact's file name in the version folder when it is not the
             backend's default (`model.onnx`, `model.pt`); a hand-written config may set it.
+        platform: the config's `platform` beside `backend` (`torch_aoti`: the pytorch backend's PT2 mode).
     """
 
     name: str
@@ -130,6 +131,7 @@ class DeployedModel:
     parameters: dict[str, str] = field(default_factory=dict)
     preferred_batch_sizes: tuple[int, ...] = ()
     default_model_filename: str | None = None
+    platform: str | None = None
 
 
 # TensorRT engines need a workspace; 1 GiB is ample for the course models and common on small GPUs.
@@ -161,6 +163,8 @@ def _tensor_from_pb(message) -> TensorConfig:
 def to_proto(model: DeployedModel) -> pb.ModelConfig:
     """The `ModelConfig` protobuf message for `model`."""
     config = pb.ModelConfig(name=model.name, backend=model.backend, max_batch_size=model.max_batch_size)
+    if model.platform:
+        config.platform = model.platform
     for t in model.inputs:
         _tensor_pb(t, config.input.add())
     for t in model.outputs:
@@ -252,4 +256,5 @@ def parse(text: str) -> DeployedModel:
             tuple(config.dynamic_batching.preferred_batch_size) if config.HasField("dynamic_batching") else ()
         ),
         default_model_filename=config.default_model_filename or None,
+        platform=config.platform if config.backend and config.platform else None,
     )

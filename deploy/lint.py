@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve.deploy.autocomplete import graph_io
 from zeroserve.deploy.config import VERSION, WARMUP_DIR, DeployedModel, parse
 from zeroserve.errors import CheckFailed, InputError
 
@@ -39,62 +38,6 @@ def _warmup_arrays(model: DeployedModel, folder: Path) -> list[np.ndarray]:
     return arrays
 
 
-def _lint_onnx(model: DeployedModel, path: Path) -> None:
-    try:
-        inputs, outputs = graph_io(path)
-    except InputError as exc:
-        raise CheckFailed(f"{model.name}: {exc}") from None
-    for kind, declared, actual in (("input", model.inputs, inputs), ("output", model.outputs, outputs)):
-        if [t.name for t in declared] != [name for name, _, _ in actual]:
-            raise CheckFailed(
-                f"{model.name}: config {kind}s {[t.name for t in declared]} do not match the ONNX "
-                f"graph's {[name for name, _, _ in actual]}"
-            )
-        for t, (_, dtype, graph_dims) in zip(declared, actual):
-            if dtype != t.dtype:
-                raise CheckFailed(f"{model.name}: {kind} {t.name} is {t.dtype} in the config, {dtype} in the graph")
-            config_dims = [-1, *t.graph_dims]  # the batch axis, then what the model sees after reshape
-            if len(graph_dims) != len(config_dims):
-                raise CheckFailed(
-                    f"{model.name}: {kind} {t.name} has rank {len(config_dims)} in the config "
-                    f"(batch + {list(t.graph_dims)}) but {len(graph_dims)} in the graph"
-                )
-            for c, g in zip(config_dims, graph_dims):
-                if c != -1 and g != -1 and c != g:
-                    raise CheckFailed(
-                        f"{model.name}: {kind} {t.name} dims {config_dims} do not fit the graph's {graph_dims}"
-                    )
-
-
-def _lint_onnx_and_warmup(model: DeployedModel, path: Path, folder: Path) -> None:
-    _lint_onnx(model, path)
-    if model.warmup is not None:
-        _run_onnx(model, path, folder)
-
-
-def _lint_torchscript(model: DeployedModel, path: Path, folder: Path) -> None:
-    import torch
-
-    try:
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-    except Exception as exc:
-        raise CheckFailed(f"{model.name}: torch.jit.load failed: {str(exc).strip().splitlines()[0][:200]}") from None
-    if model.warmup is None:
-        raise CheckFailed(f"{model.name}: no warmup sample to run the TorchScript forward on")
-    arrays = _warmup_arrays(model, folder)
-    try:
-        with torch.no_grad():
-            out = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckFailed(
-            f"{model.name}: TorchScript forward on the warmup sample, inputs in config order "
-            f"{[t.name for t in model.inputs]}, failed: {first}"
-        ) from None
-    outs = list(out) if isinstance(out, (tuple, list)) else [out]
-    _check_outputs(model, [o.numpy() for o in outs], "TorchScript")
-
-
 def _check_outputs(model: DeployedModel, outs: list[np.ndarray], runtime: str) -> None:
     """The warmup request's outputs against the config: count, dtypes, and shapes at batch 1."""
     if len(outs) != len(model.outputs):
@@ -108,25 +51,6 @@ def _check_outputs(model: DeployedModel, outs: list[np.ndarray], runtime: str) -
                 f"{model.name}: output {t.name} is {dtype}{shape} on the warmup sample, the config "
                 f"declares {t.dtype}{want}"
             )
-
-
-def _run_onnx(model: DeployedModel, path: Path, folder: Path) -> None:
-    """Run the warmup request through ONNX Runtime (CPU) with the config's input names."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        feed = {t.name: a for t, a in zip(model.inputs, _warmup_arrays(model, folder))}
-        outs = session.run([t.name for t in model.outputs], feed)
-    except CheckFailed:
-        raise
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise CheckFailed(f"{model.name}: ONNX Runtime on the warmup sample failed: {first}") from None
-    _check_outputs(model, outs, "ONNX Runtime")
 
 
 def lint_model(folder: Path) -> DeployedModel:
@@ -146,7 +70,7 @@ def lint_model(folder: Path) -> DeployedModel:
         raise CheckFailed(f"{folder.name}: no config.pbtxt") from None
     except InputError as exc:
         raise CheckFailed(f"{folder.name}: {exc}") from None
-    backend = F.for_backend(model.backend)
+    backend = F.for_backend(model.backend, model.platform)
     if backend is None:
         raise CheckFailed(f"{model.name}: backend {model.backend!r} is not one deploy writes")
     path = folder / VERSION / backend.default_file
@@ -156,8 +80,7 @@ def lint_model(folder: Path) -> DeployedModel:
         for t in model.inputs:
             if t.name not in model.warmup.inputs:
                 raise CheckFailed(f"{model.name}: warmup lacks input {t.name}")
-    LINTS[backend.runtime](model, path, folder)
+    outs = backend.handler.lint(model, path, _warmup_arrays(model, folder) if model.warmup is not None else None)
+    if outs is not None:
+        _check_outputs(model, outs, backend.handler.label)
     return model
-
-
-LINTS = {"onnx": _lint_onnx_and_warmup, "torchscript": _lint_torchscript}  # by runtime (zeroserve.formats)

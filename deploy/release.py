@@ -6,11 +6,10 @@ ONNX IR version, opset and TorchScript file format we accept for it, with the so
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from zeroserve.errors import InputError
+from zeroserve import runtimes
 
 
 @dataclass(frozen=True)
@@ -63,52 +62,11 @@ TARGET = TargetRelease(
 
 
 def check_onnx_target(name: str, path: Path, entry: dict, target: TargetRelease = TARGET) -> dict:
-    """Check an ONNX file's IR version and opset against its record and the target's ONNX Runtime.
-
-    Returns:
-        {"ir_version", "opset"} read from the file.
-    """
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # a truncated or foreign file: say so in one line
-        raise InputError(f"{name}: {path} is not a loadable ONNX model ({type(exc).__name__})") from None
-    ir = int(proto.ir_version)
-    opset = max((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    recorded = (entry.get("ir_version"), entry.get("opset"))
-    if recorded != (ir, opset):
-        raise InputError(
-            f"{name}: {path} has IR version {ir} and opset {opset}, but its export record says "
-            f"IR {recorded[0]} and opset {recorded[1]}; run export again"
-        )
-    if ir > target.max_onnx_ir_version or opset > target.max_onnx_opset:
-        raise InputError(
-            f"{name}: ONNX IR version {ir} / opset {opset} is newer than the target "
-            f"{target.image} (ONNX Runtime {target.onnxruntime}) accepts here "
-            f"(IR <= {target.max_onnx_ir_version}, opset <= {target.max_onnx_opset}); "
-            f"export with a lower opset or pin ir_version"
-        )
-    return {"ir_version": ir, "opset": opset}
+    """An ONNX file's IR version and opset against its record and the target's ONNX Runtime (the onnx runtime's
+    check); {"ir_version", "opset"} read from the file."""
+    return runtimes.get("onnx").check_target(name, path, entry, target)
 
 
 def check_torchscript_target(name: str, path: Path, entry: dict | None = None, target: TargetRelease = TARGET) -> dict:
-    """Check a TorchScript archive's file-format version against what the target's libtorch reads.
-
-    Returns:
-        {"file_format_version"} read from the archive.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            member = next((n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/version")), None)
-            version = int(archive.read(member).decode().strip()) if member else None
-    except (zipfile.BadZipFile, ValueError, OSError):
-        version = None
-    if version is None:
-        raise InputError(f"{name}: {path} is not a TorchScript archive (no readable version record)")
-    if version > target.max_torchscript_file_version:
-        raise InputError(
-            f"{name}: TorchScript file format {version} is newer than the target {target.image}'s "
-            f"libtorch reads (<= {target.max_torchscript_file_version})"
-        )
-    return {"file_format_version": version}
+    """A TorchScript archive's file-format version against the target's libtorch; {"file_format_version"}."""
+    return runtimes.get("torchscript").check_target(name, path, entry or {}, target)

@@ -34,7 +34,7 @@ from zeroserve.deploy.config import (
 )
 from zeroserve.deploy.kserve import DEFAULT_STORAGE_URI, check_storage_uri, write_kserve_manifest
 from zeroserve.deploy.lint import lint_model
-from zeroserve.deploy.release import TARGET, TargetRelease, check_onnx_target, check_torchscript_target
+from zeroserve.deploy.release import TARGET, TargetRelease
 from zeroserve.errors import InputError
 from zeroserve.export.exporter import sha256
 from zeroserve.spec import ModelSpec
@@ -101,12 +101,16 @@ def default_formats(record: dict, device: str = "gpu") -> tuple[tuple[str, ...],
     record holds that may be deployed; the variants left out, each with the reason.
 
     A variant deploys when its gate passed; a gpu_only variant (fp16) also when UNVERIFIED (no GPU at
-    export), and only for --device gpu.
+    export), and only for --device gpu. An opt-in format (pt2) deploys when it was exported and passed.
     """
     keys, skipped = list(F.primary()), []
     for key, entry in record.get("formats", {}).items():
         fmt = F.FORMATS.get(key)
-        if fmt is None or fmt.base is None:
+        if fmt is None or (fmt.base is None and fmt.default):
+            continue
+        if fmt.base is None:  # opt-in, and exported: deployed when it passed (a FAIL record is never kept)
+            if entry.get("status") == "PASS":
+                keys.append(key)
             continue
         status = entry.get("status")
         if fmt.gpu_only and device != "gpu":
@@ -158,10 +162,6 @@ def _load_sample(spec: ModelSpec, artifacts: Path, record: dict) -> dict[str, np
         if a is None or a.ndim != 1 + len(t.dims) or len(a) == 0:
             raise InputError(f"{spec.name}: {path} lacks a usable {t.name} (expected [batch, *{list(t.dims)}])")
     return sample
-
-
-# By runtime (zeroserve.formats): how a placed artifact is checked against the target release.
-TARGET_CHECKS = {"onnx": check_onnx_target, "torchscript": check_torchscript_target}
 
 
 def place(staged: Path, final: Path) -> None:
@@ -271,7 +271,9 @@ def deploy_model(
     checked = {}
     for fmt in formats:
         entry, path = _checked_entry(spec, record, fmt, artifacts)
-        info = TARGET_CHECKS[F.get(fmt).runtime](F.get(fmt).triton_name(spec.name), path, entry, release)
+        handler = F.get(fmt).handler
+        handler.check_max_batch_size(f"{spec.name} {fmt}", max_batch_size)
+        info = handler.check_target(F.get(fmt).triton_name(spec.name), path, entry, release)
         checked[fmt] = (entry, path, info)
     sample = _load_sample(spec, artifacts, record)
 
@@ -309,6 +311,8 @@ def deploy_model(
                 preferred_batch_sizes=chosen["preferred_batch_sizes"],
                 parameters={backend.threads_parameter: str(chosen["threads"])} if chosen["threads"] else {},
             )
+            model = backend.handler.configure(model, entry)  # what the runtime's backend needs (pt2: torch_aoti)
+            notes, warns = backend.handler.deploy_notes(entry)
             text = render(model)
             (tmp / "config.pbtxt").write_text(text)
             lint_model(tmp)
@@ -318,6 +322,7 @@ def deploy_model(
                 "format": fmt,
                 "version": int(VERSION),
                 "backend": backend.name,
+                **({"platform": model.platform} if model.platform else {}),
                 "artifact": f"{VERSION}/{backend.default_file}",
                 "artifact_sha256": entry["sha256"],
                 "export_record": {"path": str(record_path.resolve()), "sha256": record_sha},
@@ -332,6 +337,8 @@ def deploy_model(
                 **({"tuning": {**tuning, "overridden": chosen["overridden"]}} if tuning else {}),
                 "warmup": "sample.npz row 0" if sample is not None else "safe values (no sample.npz)",
                 **info,
+                **notes,
+                **({"warnings": warns} if warns else {}),
                 "deployed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             place(tmp, repository / name)

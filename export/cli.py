@@ -48,7 +48,11 @@ def export_cmd(
     fmt: FormatsOpt = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = exporter.DEFAULT_OPSET,
     exporter_name: Annotated[
-        Exporter, typer.Option("--exporter", help="ONNX exporter: legacy (TorchScript-based) or dynamo.")
+        Exporter,
+        typer.Option(
+            "--exporter",
+            help="ONNX exporter: dynamo (torch.export-based) or legacy (TorchScript-based, deprecated upstream).",
+        ),
     ] = exporter.DEFAULT_EXPORTER,
     atol: Annotated[
         float | None,
@@ -87,7 +91,10 @@ def export_cmd(
     report: Annotated[
         Path | None,
         typer.Option(
-            "--report", metavar="DIR", help="With --variant: write the variant report (variants.md, .json, .png) here."
+            "--report",
+            metavar="DIR",
+            help="Write the format comparison (formats.md, .json: export time, size, gate, in-process latency) "
+            "and, with --variant, the variant report (variants.md, .json, .png) here.",
         ),
     ] = None,
     data_dir: DataDirOpt = None,
@@ -96,6 +103,10 @@ def export_cmd(
     as_json: JsonOpt = False,
 ):
     """Export trained models to TorchScript (model.pt) and ONNX (model.onnx) behind a parity gate.
+
+    --format pt2 also makes an AOTInductor package (model.pt2: torch.export compiled with g++ for this
+    machine's CPU, ~30 s a model); a model torch.export cannot trace is refused naming the op (skipped
+    under `all`).
 
     --variant makes faster variants of the gated ONNX (int8, int8-dynamic, optimized, fp16), each
     held to a gate of its own on the whole held-out set: its task metric within --max-metric-drop
@@ -111,14 +122,14 @@ def export_cmd(
     """
     variants = F.parse_variants(variant)
     formats = F.parse(fmt) if fmt or not variants else ()
-    if report is not None and not variants:
-        raise InputError("--report writes the variant report: give --variant too")
     options = V.VariantOptions(
         calibration_samples,
         str(calibration_method),
         parity.VariantRule(max_metric_drop, min_agreement, max_mse_increase),
     )
     exporter.check_opset(opset, exporter_name)
+    for key in (*formats, *variants):
+        F.get(key).handler.preflight()  # once, not once per model (pt2 without a C++ compiler)
     specs, explicit = registry.select(models, model_files)
     data_dir = data_dir_in_use(data_dir, specs)
     done, skipped, failed = [], [], []
@@ -164,19 +175,7 @@ def export_cmd(
                     highlight=False,
                     soft_wrap=True,
                 )
-    paths = {}
-    if report is not None:
-        from zeroserve.export import report as variant_report
-
-        rows = variant_report.rows(done, variants)
-        # served figures need the client stage: asked for only here, at the command line's edge
-        from zeroserve.bench.variants import served_figures
-
-        served, note = served_figures(rows)
-        rows = variant_report.rows(done, variants, served=served)
-        if not as_json:
-            err_console.print(note, highlight=False, soft_wrap=True)
-        paths = variant_report.write(rows, report)
+    paths, rows = _reports(done, specs, formats, variants, report, as_json)
     if as_json:
         print_json(
             {
@@ -193,10 +192,38 @@ def export_cmd(
             from zeroserve.export import report as variant_report
 
             console.print(variant_report.table(rows if report is not None else variant_report.rows(done, variants)))
-        if paths:
+        if "md" in paths:
             console.print(f"variant report: {paths['md']} ({paths['json'].name}, {paths['png'].name})", highlight=False)
+        if "formats_md" in paths:
+            console.print(f"format comparison: {paths['formats_md']} ({paths['formats_json'].name})", highlight=False)
     if failed:
         raise typer.Exit(CheckFailed.exit_code)
+
+
+def _reports(done: list[dict], specs, formats, variants, report: Path | None, as_json: bool) -> tuple[dict, list]:
+    """--report: the format comparison of the formats exported, and the variant report of the variants made."""
+    paths: dict[str, Path] = {}
+    rows: list[dict] = []
+    if report is None:
+        return paths, rows
+    if formats:
+        from zeroserve.export import format_report
+
+        written = format_report.write(format_report.from_records(done, {s.name: s for s in specs}), report)
+        paths.update({f"formats_{k}": v for k, v in written.items()})
+    if variants:
+        from zeroserve.export import report as variant_report
+
+        rows = variant_report.rows(done, variants)
+        # served figures need the client stage: asked for only here, at the command line's edge
+        from zeroserve.bench.variants import served_figures
+
+        served, note = served_figures(rows)
+        rows = variant_report.rows(done, variants, served=served)
+        if not as_json:
+            err_console.print(note, highlight=False, soft_wrap=True)
+        paths.update(variant_report.write(rows, report))
+    return paths, rows
 
 
 def _table(done: list[dict], artifacts) -> None:

@@ -54,7 +54,7 @@ class RuntimeModel:
 
 def served_by(model: DeployedModel, folder: Path) -> F.Backend:
     """The backend a canonical config names, or InputError when zeroserve does not serve it."""
-    backend = F.for_backend(model.backend)
+    backend = F.for_backend(model.backend, model.platform)
     if backend is None:
         raise InputError(f"{folder}: backend {model.backend!r} is not one zeroserve serves ({', '.join(F.BACKENDS)})")
     return backend
@@ -99,6 +99,7 @@ def runtime_model(
         canonical,
         name=name or canonical.name,
         backend="python",
+        platform=None,
         inputs=inputs,
         instance_kind=canonical.instance_kind if gpu else "KIND_CPU",
         max_queue_delay_us=canonical.max_queue_delay_us if queue_delay_us is None else queue_delay_us,
@@ -136,11 +137,8 @@ def _check_artifact(path: Path, backend: F.Backend, model: DeployedModel, graph:
     """InputError when the artifact is plainly not a model of its backend, or (ONNX, `graph` its
     `autocomplete.graph_io`) lacks a configured tensor: cheap checks at build time (no session is made), so
     such a folder is reported and skipped."""
-    if graph is None:  # TorchScript
-        import zipfile
-
-        if not zipfile.is_zipfile(path):
-            raise InputError(f"{path} is not a TorchScript archive (not a zip file)")
+    if graph is None:  # not ONNX: the runtime's own cheap check of its file
+        backend.handler.check_artifact(path)
         return
     for kind, declared, present in (
         ("input", model.inputs, {name for name, _, _ in graph[0]}),

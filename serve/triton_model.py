@@ -1,11 +1,11 @@
-"""zeroserve's Python-backend model: runs one exported artifact (ONNX Runtime or TorchScript) in Triton.
+"""zeroserve's Python-backend model: runs one exported artifact (ONNX Runtime, TorchScript, PT2) in Triton.
 
 The embedded engine copies this file into every runtime model as `1/model.py`. It runs
 inside Triton's Python-backend stub, so it imports only numpy, onnxruntime or torch and
 Triton's `triton_python_backend_utils`, never zeroserve. What it serves is read from the
-model config's `parameters`: ZS_FORMAT (onnx|torchscript|noop), ZS_ARTIFACT (file name in the
-version folder), ZS_THREADS (intra-op threads). ZS_FORMAT=noop answers zeros without
-running anything: the benchmark's floor for the serving path itself.
+model config's `parameters`: ZS_FORMAT (a runtime's key, `zeroserve.runtimes`: onnx, torchscript,
+pt2; or noop), ZS_ARTIFACT (file name in the version folder), ZS_THREADS (intra-op threads).
+ZS_FORMAT=noop answers zeros without running anything: the benchmark's floor for the serving path.
 """
 
 from __future__ import annotations
@@ -42,13 +42,12 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], _param(config, "ZS_ARTIFACT"))
         gpu = args.get("model_instance_kind") == "GPU"
         device_id = int(args.get("model_instance_device_id", 0))
-        self._strings = fmt == "onnx"
-        if fmt == "onnx":
-            self._run = self._load_onnx(path, threads, gpu, device_id)
-        elif fmt == "torchscript":
-            self._run = self._load_torchscript(path, threads, gpu, device_id)
-        elif fmt == "noop":
+        self._strings = fmt == "onnx"  # ONNX Runtime's string tensors take str, not bytes
+        loaders = {"onnx": self._load_onnx, "torchscript": self._load_torchscript, "pt2": self._load_pt2}
+        if fmt == "noop":
             self._run = self._noop(config)
+        elif fmt in loaders:
+            self._run = loaders[fmt](path, threads, gpu, device_id)
         else:
             raise pb_utils.TritonModelException(f"{self.name}: unknown ZS_FORMAT {fmt!r} in the runtime config")
 
@@ -102,6 +101,22 @@ class TritonPythonModel:
             # The pytorch backend's convention: config inputs are the forward's arguments in order.
             with torch.inference_mode():
                 out = module(*(torch.from_numpy(a).to(device) for a in arrays))
+            out = out if isinstance(out, (tuple, list)) else (out,)
+            return [o.detach().cpu().numpy() for o in out]
+
+        return run
+
+    def _load_pt2(self, path: str, threads: int, gpu: bool, device_id: int):
+        """An AOTInductor package (`model.pt2`) on the device it was compiled for; inputs in config order."""
+        import torch
+
+        torch.set_num_threads(threads)
+        device = torch.device(f"cuda:{device_id}" if gpu and torch.cuda.is_available() else "cpu")
+        package = torch._inductor.aoti_load_package(path, device_index=device.index if gpu else -1)
+
+        def run(arrays: list[np.ndarray]) -> list[np.ndarray]:
+            with torch.inference_mode():
+                out = package(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays))
             out = out if isinstance(out, (tuple, list)) else (out,)
             return [o.detach().cpu().numpy() for o in out]
 

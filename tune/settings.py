@@ -16,7 +16,7 @@ from zeroserve.tune.search import Candidate
 
 
 def backend_of(model: DeployedModel) -> F.Backend:
-    backend = F.for_backend(model.backend)
+    backend = F.for_backend(model.backend, model.platform)
     if backend is None:  # read_deployed/served_by refuse these before tune gets here
         raise ValueError(f"backend {model.backend!r} is not one zeroserve serves")
     return backend

@@ -13,8 +13,12 @@ A new format is one `Format` entry here; a variant of an existing one names it a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from zeroserve.errors import InputError
+
+if TYPE_CHECKING:
+    from zeroserve.runtimes import Runtime
 
 
 @dataclass(frozen=True)
@@ -25,8 +29,11 @@ class Backend:
         name: the config's `backend` (`onnxruntime`, `pytorch`).
         platforms: older `platform` spellings Triton also accepts for it.
         default_file: the file Triton loads from the version folder when the config names none.
-        runtime: what the embedded engine's `model.py` runs the file with (`onnx`, `torchscript`).
+        runtime: the runtime that runs the file (`onnx`, `torchscript`, `pt2`): its object
+            (`zeroserve.runtimes`, `handler`) says how each stage exports, runs, deploys and lints it.
         threads_parameter: the config `parameters` key that sets the backend's intra-op threads.
+        platform: the config's `platform` that selects this backend's mode (`torch_aoti`: the pytorch
+            backend's PT2 packages); None when the backend name alone says it.
     """
 
     name: str
@@ -34,11 +41,23 @@ class Backend:
     default_file: str
     runtime: str
     threads_parameter: str
+    platform: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.platform or self.name
+
+    @property
+    def handler(self) -> Runtime:
+        from zeroserve import runtimes
+
+        return runtimes.get(self.runtime)
 
 
 ONNXRUNTIME = Backend("onnxruntime", ("onnxruntime_onnx",), "model.onnx", "onnx", "intra_op_thread_count")
 PYTORCH = Backend("pytorch", ("pytorch_libtorch",), "model.pt", "torchscript", "INTRA_OP_THREAD_COUNT")
-BACKENDS: dict[str, Backend] = {b.name: b for b in (ONNXRUNTIME, PYTORCH)}
+PYTORCH_AOTI = Backend("pytorch", (), "model.pt2", "pt2", "INTRA_OP_THREAD_COUNT", platform="torch_aoti")
+BACKENDS: dict[str, Backend] = {b.key: b for b in (ONNXRUNTIME, PYTORCH, PYTORCH_AOTI)}
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,8 @@ class Format:
         variant: for a variant, its name on `zeroserve export --variant` (`int8`).
         gpu_only: only a GPU runs it as meant: deploy writes it KIND_GPU, the embedded engine
             on a machine without a GPU skips it, and export cannot measure it there (UNVERIFIED).
+        default: exported (and deployed) when no --format is given; False for an opt-in format
+            (pt2, whose compile takes ~30 s a model): deploy and the client take it when it was exported.
     """
 
     key: str
@@ -63,10 +84,16 @@ class Format:
     summary: str = ""
     variant: str | None = None
     gpu_only: bool = False
+    default: bool = True
 
     @property
     def runtime(self) -> str:
         return self.backend.runtime
+
+    @property
+    def handler(self) -> Runtime:
+        """The runtime object: how this format is exported, run, deployed, linted and named on the wire."""
+        return self.backend.handler
 
     def triton_name(self, model: str) -> str:
         return f"{model}_{self.key}"
@@ -77,6 +104,13 @@ FORMATS: dict[str, Format] = {
     for f in (
         Format("onnx", "model.onnx", ONNXRUNTIME, summary="ONNX (torch.onnx), served by ONNX Runtime"),
         Format("torchscript", "model.pt", PYTORCH, summary="TorchScript (traced or scripted), served by libtorch"),
+        Format(
+            "pt2",
+            "model.pt2",
+            PYTORCH_AOTI,
+            default=False,
+            summary="PT2: torch.export compiled by AOTInductor for this machine (opt-in: ~30 s a model)",
+        ),
         Format(
             "onnx_int8",
             "model.int8.onnx",
@@ -133,8 +167,13 @@ def keys() -> tuple[str, ...]:
 
 
 def primary() -> tuple[str, ...]:
-    """The formats exported from the checkpoint itself (no `base`): what export and deploy do by default."""
-    return tuple(k for k, f in FORMATS.items() if f.base is None)
+    """The default formats exported from the checkpoint itself (no `base`): what export and deploy do by default."""
+    return tuple(k for k, f in FORMATS.items() if f.base is None and f.default)
+
+
+def opt_in() -> tuple[str, ...]:
+    """Formats exported from the checkpoint only when asked for (`--format pt2`); deployed when exported."""
+    return tuple(k for k, f in FORMATS.items() if f.base is None and not f.default)
 
 
 def parse(formats: str | list[str] | tuple[str, ...] | None, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -149,10 +188,17 @@ def parse(formats: str | list[str] | tuple[str, ...] | None, default: tuple[str,
     return tuple(f for f in FORMATS if f in items)
 
 
-def for_backend(backend: str) -> Backend | None:
-    """The backend a config's `backend` or `platform` string names, or None when zeroserve does not serve it."""
+def for_backend(backend: str, platform: str | None = None) -> Backend | None:
+    """The backend a config's `backend` and `platform` name, or None when zeroserve does not serve it.
+
+    A platform that selects a mode (`torch_aoti`) wins; otherwise the backend name or an older platform
+    spelling (`onnxruntime_onnx`, `pytorch_libtorch`) names the backend.
+    """
     for b in BACKENDS.values():
-        if backend == b.name or backend in b.platforms:
+        if b.platform and b.platform in (platform, backend):
+            return b
+    for b in BACKENDS.values():
+        if b.platform is None and (backend == b.name or backend in b.platforms or (platform or "") in b.platforms):
             return b
     return None
 

@@ -41,7 +41,8 @@ def test_every_model_exports_both_formats_and_passes_the_full_grid(exported, nam
             assert p["max_abs"] <= rec["atol"] + rec["rtol"] * 100  # recorded numbers, not just a verdict
             assert p["top1_agreement"] in (None, 1.0)
     onnx_entry = rec["formats"]["onnx"]
-    assert onnx_entry["opset"] == 18 and onnx_entry["exporter"] == "legacy" and onnx_entry["ir_version"] >= 7
+    # the default exporter, dynamo: every course model passes its gate (hello_rnn's RNN as a loop over time)
+    assert onnx_entry["opset"] == 18 and onnx_entry["exporter"] == "dynamo" and onnx_entry["ir_version"] >= 7
     for key in ("batch_1", f"batch_{spec.max_batch_size}"):
         assert set(rec["latency_ms"][key]) == {"eager", "torchscript", "onnx"}
     assert rec["latency_ms"]["threads"] == 1
@@ -153,6 +154,19 @@ def test_exporting_one_format_keeps_the_other(exported, tmp_path):
     dest = _copy_model(artifacts, "linear", tmp_path)
     rec = export_model(registry.get("linear"), dest, formats="onnx", latency=False)
     assert set(rec["formats"]) == {"onnx", "torchscript"}
+
+
+def test_the_legacy_exporter_stays_selectable_and_keeps_the_rnn_op(exported, tmp_path):
+    """hello_rnn: the legacy exporter writes ONNX's RNN op; the default (dynamo) its recurrence as a Loop
+    over the time steps (torch.export's while_loop): both pass the gate, at any sequence length."""
+    artifacts, _ = exported
+    dest = _copy_model(artifacts, "hello_rnn", tmp_path)
+    rec = export_model(registry.get("hello_rnn"), dest, formats="onnx", exporter="legacy", latency=False)
+    assert rec["formats"]["onnx"]["exporter"] == "legacy" and rec["formats"]["onnx"]["status"] == "PASS"
+    ops = {n.op_type for n in onnx.load(str(dest / "hello_rnn" / "model.onnx")).graph.node}
+    assert "RNN" in ops and "Loop" not in ops
+    ops = {n.op_type for n in onnx.load(str(artifacts / "hello_rnn" / "model.onnx")).graph.node}
+    assert "Loop" in ops and "RNN" not in ops
 
 
 def test_bad_input_is_one_clear_line(exported, tmp_path):

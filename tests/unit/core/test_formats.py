@@ -23,6 +23,29 @@ def test_the_table_answers_what_each_stage_asks():
     assert F.split_triton_name("onnx") is None
 
 
+def test_pt2_is_opt_in_and_its_backend_is_told_apart_by_platform():
+    assert F.opt_in() == ("pt2",) and "pt2" not in F.parse(None) and F.parse("pt2") == ("pt2",)
+    assert F.for_backend("pytorch", "torch_aoti") is F.PYTORCH_AOTI and F.for_backend("torch_aoti") is F.PYTORCH_AOTI
+    assert F.for_backend("pytorch") is F.PYTORCH and F.for_backend("pytorch", "pytorch_libtorch") is F.PYTORCH
+    assert F.get("pt2").handler.key == "pt2" and F.get("onnx_int8").handler is F.get("onnx").handler
+    spec = registry.get("name_gru")
+    assert F.get("pt2").handler.wire_names(spec) == (("INPUT__0", "INPUT__1"), ("OUTPUT__0",))
+    assert F.get("onnx").handler.wire_names(spec) == (("tokens__0", "lengths__1"), ("logits__0",))
+
+
+def test_a_torch_export_failure_is_named_by_its_source_line_or_op():
+    from zeroserve.runtimes.pt2 import failing_op
+
+    message = (
+        "Could not guard on data-dependent expression Eq(u0, 1)\n\nThe following call raised this error:\n"
+        '  File "/tmp/m/branchy.py", line 15, in forward\n    if x.sum() > 0:  # why\n\n'
+        "The error above occurred when calling torch.export.export. If you would like ..."
+    )
+    assert failing_op(RuntimeError(message)) == "`if x.sum() > 0:` (branchy.py:15) (a data-dependent expression)"
+    assert failing_op(RuntimeError("no kernel for aten.nonzero.default here")) == "aten.nonzero.default"
+    assert failing_op(ValueError("something else")) == "ValueError"
+
+
 @pytest.fixture
 def copy_format(monkeypatch):
     """A variant of onnx that is a byte copy of it: one table entry plus the exporter's builder for it."""
