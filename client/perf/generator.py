@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from zeroserve.client.perf import load, wire
-from zeroserve.client.perf.transport import BLOCKING_GRPC_MAX_CONCURRENCY, SENDERS, BlockingGrpcLoop, Sender
+from zeroserve.client.perf.transport import SENDERS, Sender
+from zeroserve.client.perf.transport_blocking import BLOCKING_GRPC_MAX_CONCURRENCY, BlockingGrpcLoop
 from zeroserve.client.perf.wire import OutputSpec, Template
 from zeroserve.errors import ZeroserveError
 from zeroserve.spec import TensorSpec

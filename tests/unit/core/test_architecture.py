@@ -230,7 +230,6 @@ OVER_THE_BAR = {
     "zeroserve.client.cli.infer_cmd",
     "zeroserve.client.perf.generator",
     "zeroserve.client.perf.run",
-    "zeroserve.client.perf.transport",
     "zeroserve.deploy.cli.deploy_cmd",
     "zeroserve.deploy.plan.plan",
     "zeroserve.deploy.repository.deploy_model",
