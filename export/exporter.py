@@ -26,6 +26,7 @@ from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, mo
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
 from zeroserve.export import gate, runners
 from zeroserve.export import variants as variants_mod
+from zeroserve.export.latency import LATENCY_THREADS, measure_latency
 from zeroserve.spec import ModelSpec, Split
 from zeroserve.triton import machine
 
@@ -41,7 +42,6 @@ OPSETS = {
 }
 SAMPLE_ROWS = 8
 EXPORT_SCRATCH = ".export-"  # export's scratch folders in artifacts/<model>/ (records.scratch_dir)
-LATENCY_THREADS = 1
 
 
 def sha256(path: Path) -> str:
@@ -85,36 +85,6 @@ BUILDERS: dict[str, Callable[..., dict]] = {
 def runner_of(key: str, path: Path, spec: ModelSpec, threads: int | None = None) -> Callable:
     """Format `key`'s artifact at `path` run in-process (its runtime's runner), for the gate and latency."""
     return F.get(key).handler.runner(path, spec, threads)
-
-
-def median_ms(fn: Callable, inputs: list[np.ndarray], budget_s: float = 0.4, max_runs: int = 200) -> float:
-    """Median wall time of `fn(inputs)` in ms: 2 warm-up calls, then at least 5 runs within the budget."""
-    for _ in range(2):
-        fn(inputs)
-    times: list[float] = []
-    deadline = time.perf_counter() + budget_s
-    while len(times) < 5 or (time.perf_counter() < deadline and len(times) < max_runs):
-        t0 = time.perf_counter()
-        fn(inputs)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
-
-
-def measure_latency(
-    spec: ModelSpec, runners: dict[str, Callable], batches: tuple[int, ...], budget_s: float = 0.4
-) -> dict:
-    """In-process latency medians (ms) per path and batch size, on 1 CPU thread for every path."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(LATENCY_THREADS)
-    try:
-        rng = np.random.default_rng(1)
-        out: dict = {"threads": LATENCY_THREADS, "device": "cpu"}
-        for batch in batches:
-            inputs = spec.random_inputs(batch, rng)
-            out[f"batch_{batch}"] = {name: round(median_ms(fn, inputs, budget_s), 5) for name, fn in runners.items()}
-        return out
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _real_samples(spec: ModelSpec, data_dir: Path | None) -> list[np.ndarray] | None:

@@ -17,38 +17,35 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import asdict, replace
 
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve import records
 from zeroserve.client.connection import AsyncClient, Client, add_statistics
 from zeroserve.client.endpoints import Endpoint, parse_url, require_loopback
-from zeroserve.client.input_files import check_validation_data, perf_analyzer_entries
+from zeroserve.client.input_files import check_validation_data
 from zeroserve.client.model import Target, resolve
 from zeroserve.client.perf import load
-from zeroserve.client.perf.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
-from zeroserve.client.perf.inputs import MAX_VARIANTS, SharedMemory, input_variants, perf_inputs
+from zeroserve.client.perf.generator import WorkerPool
+from zeroserve.client.perf.inputs import SharedMemory, input_variants, perf_inputs
 from zeroserve.client.perf.levels import (
     level_count,
     level_name,
-    outcome,
-    run_notes,
 )
 from zeroserve.client.perf.metrics import DEFAULT_INTERVAL_S, LevelMetrics, Source, count_warning, csv_columns
 from zeroserve.client.perf.options import PerfOptions
+from zeroserve.client.perf.record import perf_record
+from zeroserve.client.perf.setup import Setup
 from zeroserve.client.perf.windows import (
     STABLE_WINDOWS,
     Window,
     is_stable,
     latency_budget_search,
-    latency_key,
     summarise,
     totals,
 )
-from zeroserve.client.perf.wire import OutputSpec, expected_outputs
+from zeroserve.client.perf.wire import expected_outputs
 from zeroserve.client.values import to_wire
 from zeroserve.deploy.release import TARGET
 from zeroserve.errors import InputError, ServerError
@@ -59,63 +56,6 @@ from zeroserve.triton.ports import hostport
 from zeroserve.triton.restricted import client_shm_refusal
 
 # ---------------------------------------------------------------- one level
-
-
-@dataclass
-class Setup:
-    """Everything a level needs, fixed for the whole run."""
-
-    spec: Target  # what is sent: its input and output tensors
-    triton_name: str
-    protocol: str
-    urls: list[str]
-    arrays: list[np.ndarray]
-    batch_size: int
-    window_s: float
-    warmup_s: float
-    stability: float
-    max_trials: int
-    timeout: float
-    shm: SharedMemory | None = None
-    distribution: str = "constant"
-    seed: int = 0
-    pool: WorkerPool | None = None  # worker processes generating the load; None: this process's event loop
-    expected: tuple[OutputSpec, ...] = ()
-    streaming: bool = False
-    percentile: float | None = None
-    request_count: int | None = None  # count_windows: each window holds at least this many requests
-    variants: tuple = ()  # further (arrays, expected) requests sent in turn (perf_analyzer input-data entries)
-    extra_inputs: int = 0  # input-data entries beyond the first (sent only without shared memory)
-    metrics: tuple[Source, ...] = ()  # where the servers' own figures are read around each level
-    metrics_interval_s: float = DEFAULT_INTERVAL_S
-
-    @property
-    def latency_key(self) -> str:
-        return latency_key(self.percentile)
-
-    def generator(self, concurrency: int | None, rate: float | None):
-        """The level's generator: local, or its plans spread over the worker pool."""
-        regions = self.shm.output_regions if self.shm else []
-        base = LoadPlan(
-            Tensors(self.spec.inputs, self.spec.outputs),
-            self.triton_name,
-            self.protocol,
-            self.urls,
-            self.arrays,
-            self.timeout,
-            distribution=self.distribution,
-            seed=self.seed,
-            # workers need a moment to receive the level and connect before the first send
-            start_at=time.perf_counter() + (0.5 if self.pool else 0.01),
-            input_region=self.shm.input_region if self.shm else None,
-            expected=self.expected,
-            streaming=self.streaming,
-            variants=self.variants,
-        )
-        if self.pool is None:
-            return LocalGenerator(replace(base, concurrency=concurrency, rate=rate, output_regions=regions))
-        plans = split_level(base, len(self.pool.procs), concurrency, rate, regions)
-        return ProcessGenerator(self.pool, plans, self.timeout)
 
 
 async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> dict:
@@ -294,7 +234,7 @@ def run_perf(
     finally:
         for c in sync:
             c.close()
-    rec = _record(o, setup, levels, best, cut_short, unreachable, engine)
+    rec = perf_record(o, setup, levels, best, cut_short, unreachable, engine)
     rec["notes"] += [w for lv in levels if (w := count_warning(lv, level_name(lv)))]
     rec["collect_metrics"] = require_metrics
     return rec
@@ -396,60 +336,6 @@ def _shared_memory(o: PerfOptions, target: Target, sync: list[Client], arrays, a
     unique = list({c.url: c for c in sync}.values())  # one registration per server, even if listed twice
     sizes = [max(n, given or 0) for n in sizes]
     return SharedMemory.create(unique, to_wire(target, arrays), sizes, slots, f"{os.getpid()}_{target.triton_name}")
-
-
-def _record(o: PerfOptions, setup: Setup, levels, best, cut_short, unreachable, engine: dict | None) -> dict:
-    """The perf record: the options it ran with, each level's figures, notes and the outcome."""
-    target, cores = setup.spec, os.cpu_count() or 1
-    notes = run_notes(levels, o.stability, o.workers, cores)
-    input_data = o.input_data
-    entries = perf_analyzer_entries(input_data) if input_data is not None else None
-    sent = 1 + len(setup.variants)
-    if entries is not None and setup.extra_inputs:
-        notes.append(
-            f"{input_data}: {entries} perf_analyzer data entries sent round-robin as {sent} distinct "
-            f"request(s) of {o.batch_size if target.batched else 1} row(s)"
-            + (" (only the first with --shared-memory system)" if setup.shm is not None else "")
-            + (f" (at most {MAX_VARIANTS})" if setup.extra_inputs + 1 >= MAX_VARIANTS else "")
-        )
-    return {
-        "schema": records.SCHEMA,
-        "kind": "perf",
-        "model": target.name,
-        "triton_model": setup.triton_name,
-        "resolved": target.resolved,
-        "protocol": o.protocol,
-        "streaming": o.streaming,
-        "format": target.fmt,
-        "urls": setup.urls,
-        "batch_size": o.batch_size,
-        "shapes": {k: list(v) for k, v in (o.shapes or {}).items()},
-        "measurement_mode": o.measurement_mode,
-        "measurement_request_count": o.measurement_request_count if o.measurement_mode == "count_windows" else None,
-        "input": "file " + str(input_data) if input_data else o.input_mode,
-        "shared_memory": o.shared_memory,
-        "input_requests": sent,
-        "mode": o.mode,
-        "distribution": o.distribution if o.request_rate else None,
-        "latency_budget_ms": o.latency_budget_ms,
-        "latency_threshold_ms": o.latency_threshold_ms,
-        "best": best,
-        "latency_metric": o.latency_key,
-        "window_s": o.window,
-        "stability": o.stability,
-        "max_trials": o.max_trials,
-        "workers": o.workers,
-        "options": o.as_json(),
-        "levels": levels,
-        "notes": notes,
-        "cpu_count": cores,
-        "cut_short": cut_short,
-        # the engine as the server describes the model (its version and served config); None when it did not say
-        "measured_on": machine.measured_on(engine),
-        "outcome": outcome(levels, unreachable, o.stability, o.allow_failures, o.allow_unstable),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": records.versions("tritonclient", "grpcio", "hdrhistogram"),
-    }
 
 
 def _nbytes(a: np.ndarray) -> int:

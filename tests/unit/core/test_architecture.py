@@ -229,11 +229,9 @@ OVER_THE_BAR = {
     "zeroserve.client.cli",
     "zeroserve.client.cli.infer_cmd",
     "zeroserve.client.perf.generator",
-    "zeroserve.client.perf.run",
     "zeroserve.deploy.cli.deploy_cmd",
     "zeroserve.deploy.plan.plan",
     "zeroserve.deploy.repository.deploy_model",
-    "zeroserve.export.exporter",
     "zeroserve.export.exporter.export_model",
     "zeroserve.export.variants",
 }
