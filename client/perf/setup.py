@@ -8,9 +8,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from zeroserve.client.model import Target
-from zeroserve.client.perf.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool, split_level
+from zeroserve.client.perf.generator import LoadPlan, LocalGenerator, ProcessGenerator, Tensors, WorkerPool
 from zeroserve.client.perf.inputs import SharedMemory
 from zeroserve.client.perf.metrics import DEFAULT_INTERVAL_S, Source
+from zeroserve.client.perf.split import split_level
 from zeroserve.client.perf.windows import (
     latency_key,
 )

@@ -10,6 +10,7 @@ import pytest
 from zeroserve import registry
 from zeroserve.client.perf import generator as G
 from zeroserve.client.perf import load
+from zeroserve.client.perf.split import split_level
 
 SPEC = registry.get("cnn_mnist")
 
@@ -30,14 +31,14 @@ def _base(**kw) -> G.LoadPlan:
 @pytest.mark.parametrize("c,workers,shares", [(16, 2, [8, 8]), (5, 2, [3, 2]), (1, 4, [1]), (7, 3, [3, 2, 2])])
 def test_concurrency_is_split_as_evenly_as_it_goes(c, workers, shares):
     regions = [(f"r{i}", [(0, 40)]) for i in range(c)]
-    plans = G.split_level(_base(), workers, c, None, regions)
+    plans = split_level(_base(), workers, c, None, regions)
     assert [p.concurrency for p in plans] == shares
     owned = [r for p in plans for r in p.output_regions]
     assert owned == regions  # every slot's region owned by exactly one generator
 
 
 def test_constant_rate_is_split_into_staggered_schedules_that_interleave():
-    plans = G.split_level(_base(distribution="constant"), 3, None, 300.0, [])
+    plans = split_level(_base(distribution="constant"), 3, None, 300.0, [])
     assert [p.rate for p in plans] == [100.0] * 3
     times = sorted(
         t for p in plans for t, _ in zip(load.intended_send_times(p.rate, "constant", p.start_at), range(100))
@@ -46,7 +47,7 @@ def test_constant_rate_is_split_into_staggered_schedules_that_interleave():
 
 
 def test_poisson_streams_get_distinct_seeds():
-    plans = G.split_level(_base(distribution="poisson", seed=7), 2, None, 100.0, [])
+    plans = split_level(_base(distribution="poisson", seed=7), 2, None, 100.0, [])
     assert [p.seed for p in plans] == [7, 8] and {p.start_at for p in plans} == {100.0}
 
 
@@ -83,7 +84,7 @@ def test_a_worker_that_fails_is_one_clear_error_and_the_pool_still_exits():
     try:
         from dataclasses import replace
 
-        plan = G.split_level(replace(_base(), protocol="carrier-pigeon"), 1, 1, None, [])
+        plan = split_level(replace(_base(), protocol="carrier-pigeon"), 1, 1, None, [])
         with pytest.raises(G.GeneratorError, match="worker process failed: InputError: unknown protocol"):
             asyncio.run(G.ProcessGenerator(pool, plan, timeout=2.0).__aenter__())
     finally:
