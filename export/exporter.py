@@ -24,7 +24,7 @@ from zeroserve import formats as F
 from zeroserve import records
 from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, model_dir
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
-from zeroserve.export import gate, runners
+from zeroserve.export import gate, runners, variant_gate
 from zeroserve.export import variants as variants_mod
 from zeroserve.export.latency import LATENCY_THREADS, measure_latency
 from zeroserve.spec import ModelSpec, Split
@@ -218,10 +218,10 @@ def export_model(
                     spec, module, path, opset=opset, exporter=exporter, work=tmp, variant=options, split=split, cpu=cpu
                 )
                 info = {**fmt.handler.info(path), **info}  # e.g. every ONNX file's IR version and opset
-                if fmt.variant and fmt.gpu_only and not variants_mod.gpu_present():
+                if fmt.variant and fmt.gpu_only and not variant_gate.gpu_present():
                     runner = None
                 elif fmt.variant:
-                    runner = variants_mod.variant_runner(path, spec, fmt)
+                    runner = variant_gate.variant_runner(path, spec, fmt)
                 else:
                     runner = runner_of(key, path, spec)
             except Exception as exc:  # the exporter's own failure is this model's gate failure, with the reason
@@ -251,14 +251,14 @@ def export_model(
                 continue
             seconds = time.perf_counter() - started
             if fmt.variant:
-                result = variants_mod.run_variant_gate(spec, fmt, runner, split, held_eager, options.rule, tol)
+                result = variant_gate.run_variant_gate(spec, fmt, runner, split, held_eager, options.rule, tol)
                 base = str(fmt.base)  # a variant always names its base format
                 base_file = tmp / F.get(base).file
                 result = {"variant": fmt.variant, "base": fmt.base, "base_sha256": sha256(base_file), **result}
                 if latency and runner is not None:
                     timed = {
                         base: runner_of(base, base_file, spec, threads=LATENCY_THREADS),
-                        key: variants_mod.variant_runner(path, spec, fmt, threads=LATENCY_THREADS),
+                        key: variant_gate.variant_runner(path, spec, fmt, threads=LATENCY_THREADS),
                     }
                     result["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
             else:
@@ -348,7 +348,7 @@ def export_model(
 def variant_failures(spec: ModelSpec, record: dict, keys=None) -> list[str]:
     """One line per variant of `record` (of `keys`, if given) that failed its gate, naming the rule and numbers."""
     return [
-        variants_mod.failure_line(spec, k, e)
+        variant_gate.failure_line(spec, k, e)
         for k, e in record.get("formats", {}).items()
         if k in F.FORMATS and F.get(k).variant and e.get("status") == "FAIL" and (keys is None or k in keys)
     ]

@@ -17,7 +17,7 @@ from zeroserve.client.endpoints import Endpoint
 from zeroserve.deploy.contents import read_deployed
 from zeroserve.deploy.lint import lint_model
 from zeroserve.deploy.repository import deploy_model
-from zeroserve.export.variants import gpu_present
+from zeroserve.export.variant_gate import gpu_present
 from zeroserve.serve.status import collect_status
 from zeroserve.triton.errors import ModelNotServed
 

@@ -19,7 +19,8 @@ from zeroserve.deploy.repository import default_formats, deploy_model
 from zeroserve.errors import InputError
 from zeroserve.export import export_model
 from zeroserve.export.exporter import sha256
-from zeroserve.export.variants import VariantOptions, gpu_present
+from zeroserve.export.variant_gate import gpu_present
+from zeroserve.export.variants import VariantOptions
 
 runner = CliRunner()
 MADE = ("onnx_int8", "onnx_int8dyn", "onnx_optimized")

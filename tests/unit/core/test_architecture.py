@@ -230,5 +230,4 @@ OVER_THE_BAR = {
     "zeroserve.deploy.plan.plan",
     "zeroserve.deploy.repository.deploy_model",
     "zeroserve.export.exporter.export_model",
-    "zeroserve.export.variants",
 }
