@@ -26,10 +26,11 @@ from zeroserve.app.cliutil import (
 from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.deploy import kserve as KS
 from zeroserve.deploy import plan as P
+from zeroserve.deploy.checks import default_formats
 from zeroserve.deploy.config import DEFAULT_MAX_QUEUE_DELAY_US
 from zeroserve.deploy.kserve import DEFAULT_STORAGE_URI
 from zeroserve.deploy.release import TARGET
-from zeroserve.deploy.repository import DEFAULT_REPOSITORY, default_formats, deploy_model, read_export_record
+from zeroserve.deploy.repository import DEFAULT_REPOSITORY, deploy_model, read_export_record
 from zeroserve.errors import CheckFailed, InputError
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from zeroserve import formats as F
 from zeroserve import parity, registry
 from zeroserve.app.cli import app
+from zeroserve.deploy.checks import default_formats
 from zeroserve.deploy.release import check_onnx_target
-from zeroserve.deploy.repository import default_formats, deploy_model
+from zeroserve.deploy.repository import deploy_model
 from zeroserve.errors import InputError
 from zeroserve.export import export_model
 from zeroserve.export.exporter import sha256
