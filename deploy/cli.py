@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from zeroserve import formats as F
 from zeroserve import registry
@@ -27,6 +26,8 @@ from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.deploy import kserve as KS
 from zeroserve.deploy import plan as P
 from zeroserve.deploy.checks import default_formats
+from zeroserve.deploy.cli_kserve import check_manifest_file, kserve_options, kserve_plans
+from zeroserve.deploy.cli_views import print_deployed
 from zeroserve.deploy.config import DEFAULT_MAX_QUEUE_DELAY_US
 from zeroserve.deploy.kserve import DEFAULT_STORAGE_URI
 from zeroserve.deploy.release import TARGET
@@ -78,6 +79,32 @@ AssumeSameOpt = Annotated[
     ),
 ]
 HeadroomOpt = Annotated[float, typer.Option(help="Fraction of a replica's measured capacity kept free.")]
+
+
+def _deploy_each(
+    specs, explicit: bool, artifacts: Path, repository: Path, formats, device_name: str, **options
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """Deploy each model; under `all` a model that cannot be deployed is skipped (input) or failed (lint), and said."""
+    deployed, skipped, failed = [], [], []
+    for spec in specs:
+        try:
+            deployed += deploy_model(spec, artifacts, repository, formats=formats, **options)
+            if formats is None:
+                record, _ = read_export_record(spec, artifacts)
+                for s in default_formats(record, device_name)[1]:
+                    skipped.append({"model": spec.triton_name(s["format"]), "reason": s["reason"]})
+                    skip_line(spec.triton_name(s["format"]), s["reason"])
+        except InputError as exc:
+            if explicit:
+                raise
+            skipped.append({"model": spec.name, "reason": str(exc)})
+            skip_line(spec.name, str(exc))
+        except CheckFailed as exc:
+            if explicit:
+                raise
+            failed.append({"model": spec.name, "reason": str(exc)})
+            err_console.print(f"[bold red]failed[/] {spec.name}: {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return deployed, skipped, failed
 
 
 def register(app: typer.Typer) -> None:
@@ -181,59 +208,39 @@ def deploy_cmd(
     model is skipped with the reason. A config that does not lint against its artifact fails (exit 1).
     """
     if check is not None:
-        return _check_manifest(check, target, as_json)
+        return check_manifest_file(check, target, as_json)
     if not models:
         raise InputError("name the models to deploy (or 'all')")
-    kserve = None
-    if target == "kserve":
-        kserve = KS.KServeOptions(
-            name=name,
-            namespace=namespace,
-            storage_uri=storage_uri,
-            protocol=protocol,
-            deployment_mode=deployment_mode,
-            per_model=per_model,
-            cpu_limit=cpu_limit,
-        )
-        KS.check_options(kserve)
-        if target_rps is not None and latency_budget_ms is None:
-            raise InputError("--target-rps needs --latency-budget-ms (the budget the load is planned within)")
-    elif target_rps is not None:
-        raise InputError("--target-rps goes with --target kserve")
+    kserve = kserve_options(
+        target,
+        name,
+        namespace,
+        storage_uri,
+        protocol,
+        deployment_mode,
+        per_model,
+        cpu_limit,
+        target_rps,
+        latency_budget_ms,
+    )
     formats = F.parse(fmt) if fmt else None  # None: the primary formats and every variant fit to deploy
     specs, explicit = registry.select(models, model_files)
-    deployed, skipped, failed = [], [], []
-    for spec in specs:
-        try:
-            deployed += deploy_model(
-                spec,
-                artifacts,
-                repository,
-                formats=formats,
-                max_batch_size=max_batch_size,
-                max_queue_delay_us=max_queue_delay_us,
-                device=device,
-                instances=instances,
-                tensorrt=tensorrt,
-                target="triton",
-                storage_uri=storage_uri,
-                reset_tuning=reset_tuning,
-            )
-            if formats is None:
-                record, _ = read_export_record(spec, artifacts)
-                for s in default_formats(record, str(device))[1]:
-                    skipped.append({"model": spec.triton_name(s["format"]), "reason": s["reason"]})
-                    skip_line(spec.triton_name(s["format"]), s["reason"])
-        except InputError as exc:
-            if explicit:
-                raise
-            skipped.append({"model": spec.name, "reason": str(exc)})
-            skip_line(spec.name, str(exc))
-        except CheckFailed as exc:
-            if explicit:
-                raise
-            failed.append({"model": spec.name, "reason": str(exc)})
-            err_console.print(f"[bold red]failed[/] {spec.name}: {escape(str(exc))}", highlight=False, soft_wrap=True)
+    deployed, skipped, failed = _deploy_each(
+        specs,
+        explicit,
+        artifacts,
+        repository,
+        formats,
+        str(device),
+        max_batch_size=max_batch_size,
+        max_queue_delay_us=max_queue_delay_us,
+        device=device,
+        instances=instances,
+        tensorrt=tensorrt,
+        target="triton",
+        storage_uri=storage_uri,
+        reset_tuning=reset_tuning,
+    )
     target_info = {
         "image": TARGET.image,
         "triton": TARGET.triton,
@@ -242,21 +249,9 @@ def deploy_cmd(
     }
     manifests = []
     if kserve is not None and deployed:
-        plans = {}
-        if target_rps is not None:
-            plan_fmt = formats[0] if formats and len(formats) == 1 else F.DEFAULT_FORMAT
-            for spec in specs:
-                if any(e["name"] == spec.triton_name(plan_fmt) for e in deployed):
-                    plans[spec.triton_name(plan_fmt)] = P.plan(
-                        spec.name,
-                        target_rps,
-                        latency_budget_ms,
-                        fmt=plan_fmt,
-                        record_paths=record,
-                        assume_same=assume_same,
-                        headroom=headroom,
-                        repository=repository,
-                    )
+        plans = kserve_plans(
+            specs, deployed, formats, target_rps, latency_budget_ms, record, assume_same, headroom, repository
+        )
         manifests = KS.write_kserve_manifests(repository, kserve, plans=plans)
     if as_json:
         print_json(
@@ -270,67 +265,13 @@ def deploy_cmd(
             }
         )
     else:
-        table = Table(title=f"deployed into {repository}/ for {TARGET.image}")
-        for col in ("triton model", "backend", "max batch", "queue µs", "instances", "warmup", "artifact sha256"):
-            table.add_column(col)
-        for e in deployed:
-            group = e["instance_group"]
-            backend = e["backend"] + (f" + TensorRT {e['tensorrt']}" if e["tensorrt"] else "")
-            table.add_row(
-                e["name"],
-                backend,
-                str(e["max_batch_size"]),
-                str(e["max_queue_delay_us"]),
-                f"{group['count']} × {group['kind']}",
-                e["warmup"],
-                e["artifact_sha256"][:12],
-            )
-        for s in skipped + failed:
-            table.add_row(s["model"], "", "", "", "", "skipped" if s in skipped else "FAILED", "")
-        console.print(table)
-        for e in deployed:
-            for line in e.get("warnings", []):
-                err_console.print(
-                    f"[yellow]warning:[/] {escape(e['name'])}: {escape(line)}", highlight=False, soft_wrap=True
-                )
-        for m in manifests:
-            console.print(
-                escape(f"KServe InferenceService {m['name']}: {m['path']} (checked; {m['upload']})"),
-                highlight=False,
-                soft_wrap=True,
-            )
+        print_deployed(repository, deployed, skipped, failed, manifests)
     if failed:
         raise typer.Exit(CheckFailed.exit_code)
     if not deployed and not explicit:
         raise InputError(
             f"nothing deployed: no model under {artifacts}/ has a PASS export; run `zeroserve export all` first"
         )
-
-
-def _check_manifest(path: Path, target: str, as_json: bool) -> None:
-    """`deploy --target kserve --check FILE`: KServe's rules, offline; exit 1 with one line per violation."""
-    from zeroserve.deploy.kserve_check import check_file
-
-    if target != "kserve":
-        raise InputError("--check validates a KServe manifest: give --target kserve")
-    problems = check_file(path)
-    if as_json:
-        print_json({"file": str(path), "valid": not problems, "violations": problems})
-    else:
-        for line in problems:
-            err_console.print(f"[red]violation:[/] {escape(line)}", highlight=False, soft_wrap=True)
-        console.print(
-            f"{escape(str(path))}: "
-            + (
-                f"{len(problems)} violation(s)"
-                if problems
-                else "valid (KServe's CRD schema, closed objects; the kserve-tritonserver runtime's rules)"
-            ),
-            highlight=False,
-            soft_wrap=True,
-        )
-    if problems:
-        raise typer.Exit(CheckFailed.exit_code)
 
 
 @handle_errors

@@ -74,6 +74,42 @@ def _read(path: Path) -> dict:
     return rec
 
 
+def _recorded_levels(paths: list[Path], triton_name: str, latency_budget_ms: float) -> tuple[list, dict | None, list]:
+    """The recorded levels of `triton_name` within the budget, the closest one over it, and where each was measured."""
+    found: list[dict] = []
+    closest: dict | None = None
+    measured_on: list[dict] = []
+    for path in paths:
+        rec = _read(path)
+        name, config, levels = _levels(rec, path)
+        if name != triton_name and rec.get("model") != triton_name:
+            continue
+        facts = _facts(rec)
+        measured_on.append({"record": str(path), "facts": facts})
+        metric = rec.get("latency_metric") or "p99_ms"
+        for lv in levels:
+            latency = lv.get(metric)
+            if latency is None or lv.get("failed") or not lv.get("throughput"):
+                continue
+            row = {
+                "throughput": lv["throughput"],
+                "concurrency": lv.get("concurrency"),
+                "latency_ms": latency,
+                "stable": bool(lv.get("stable")),
+                "latency_metric": metric,
+                "config": config,
+                "record": str(path),
+                "kind": rec.get("kind"),
+                "server_resources": lv.get("server_resources"),
+                "facts": facts,
+            }
+            if latency <= latency_budget_ms:
+                found.append(row)
+            elif closest is None or latency < closest["latency_ms"]:
+                closest = row
+    return found, closest, measured_on
+
+
 def plan(
     model: str,
     target_rps: float,
@@ -106,35 +142,7 @@ def plan(
             f"{latency_budget_ms:g}` (it writes {TUNE_REPORTS / model / 'tune.json'}) or give --record "
             "a tune or perf record"
         )
-    found, closest, measured_on = [], None, []
-    for path in paths:
-        rec = _read(path)
-        name, config, levels = _levels(rec, path)
-        if name != triton_name and rec.get("model") != triton_name:
-            continue
-        facts = _facts(rec)
-        measured_on.append({"record": str(path), "facts": facts})
-        metric = rec.get("latency_metric") or "p99_ms"
-        for lv in levels:
-            latency = lv.get(metric)
-            if latency is None or lv.get("failed") or not lv.get("throughput"):
-                continue
-            row = {
-                "throughput": lv["throughput"],
-                "concurrency": lv.get("concurrency"),
-                "latency_ms": latency,
-                "stable": bool(lv.get("stable")),
-                "latency_metric": metric,
-                "config": config,
-                "record": str(path),
-                "kind": rec.get("kind"),
-                "server_resources": lv.get("server_resources"),
-                "facts": facts,
-            }
-            if latency <= latency_budget_ms:
-                found.append(row)
-            elif closest is None or latency < closest["latency_ms"]:
-                closest = row
+    found, closest, measured_on = _recorded_levels(paths, triton_name, latency_budget_ms)
     if not measured_on:
         raise InputError(f"no record of {', '.join(map(str, paths))} measured {triton_name}")
     if not found:

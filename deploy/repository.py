@@ -170,7 +170,6 @@ def deploy_model(
     )
     record, record_path = read_export_record(spec, artifacts)
     formats, gated = check_export_record(spec, record, formats, device, max_batch_size)
-
     checked = check_artifacts(spec, record, formats, artifacts, max_batch_size, release)
     sample = _load_sample(spec, artifacts, record)
 

@@ -226,8 +226,5 @@ def test_what_is_named_over_the_bar_still_is():
 
 # Still over the bar: each is named here so that it cannot grow unseen and no new one joins it.
 OVER_THE_BAR = {
-    "zeroserve.deploy.cli.deploy_cmd",
-    "zeroserve.deploy.plan.plan",
-    "zeroserve.deploy.repository.deploy_model",
     "zeroserve.export.exporter.export_model",
 }
