@@ -29,6 +29,7 @@ from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import exporter
 from zeroserve.export import variants as V
+from zeroserve.export.failures import variant_failures
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
     Exporter = str
@@ -167,7 +168,7 @@ def export_cmd(
             skipped.append({"model": spec.name, "variant": unfit["variant"], "reason": unfit["reason"]})
             skip_line(f"{spec.name} {unfit['variant']}", unfit["reason"].removeprefix(f"{spec.name}: "))
         done.append(rec)
-        for line in exporter.variant_failures(spec, rec, variants):
+        for line in variant_failures(spec, rec, variants):
             failed.append({"model": spec.name, "reason": line})
             if not as_json:
                 err_console.print(

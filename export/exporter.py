@@ -14,6 +14,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, mo
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
 from zeroserve.export import gate, runners, variant_gate
 from zeroserve.export import variants as variants_mod
+from zeroserve.export.failures import gate_failure_line
 from zeroserve.export.latency import LATENCY_THREADS, measure_latency
 from zeroserve.spec import ModelSpec, Split
 from zeroserve.triton import machine
@@ -128,6 +130,110 @@ def _recorded_base(spec: ModelSpec, out_dir: Path, base: str, variant: str) -> t
     return entry, file
 
 
+@dataclass
+class _Run:
+    """What every format of one export run shares."""
+
+    spec: ModelSpec
+    module: torch.nn.Module
+    tmp: Path
+    opset: int
+    exporter: str
+    options: variants_mod.VariantOptions
+    split: Split | None
+    cpu: str
+    skip_unfit: bool
+    held_eager: list | None
+    tol: Any
+    latency: bool
+    eager: Callable
+    points: list
+    entries: dict[str, dict] = field(default_factory=dict)
+    unfit: list[dict] = field(default_factory=list)
+
+
+def _export_one(run: _Run, key: str) -> dict | None:
+    """Build, load and gate one format into the run's scratch folder; its export.json entry (None: unfit, skipped)."""
+    fmt = F.get(key)
+    path = run.tmp / fmt.file
+    if fmt.base is not None and fmt.base in run.entries and run.entries[fmt.base]["status"] != "PASS":
+        return {
+            "file": fmt.file,
+            "status": "FAIL",
+            "error": f"its base {fmt.base} failed the gate",
+            "worst": {"point": "export", "error": f"base {fmt.base} failed"},
+            "grid": [],
+        }
+    started = time.perf_counter()
+    try:
+        info = BUILDERS[key](
+            run.spec,
+            run.module,
+            path,
+            opset=run.opset,
+            exporter=run.exporter,
+            work=run.tmp,
+            variant=run.options,
+            split=run.split,
+            cpu=run.cpu,
+        )
+        info = {**fmt.handler.info(path), **info}  # e.g. every ONNX file's IR version and opset
+        if fmt.variant and fmt.gpu_only and not variant_gate.gpu_present():
+            runner = None
+        elif fmt.variant:
+            runner = variant_gate.variant_runner(path, run.spec, fmt)
+        else:
+            runner = runner_of(key, path, run.spec)
+    except Exception as exc:  # the exporter's own failure is this model's gate failure, with the reason
+        # a variant, or a format (pt2) the model cannot take: one line, exit 2, nothing written
+        if fmt.variant or isinstance(exc, InputError):
+            err = (
+                exc
+                if isinstance(exc, InputError)
+                else InputError(
+                    f"{run.spec.name}: the {fmt.variant} variant cannot be made or loaded: "
+                    f"{type(exc).__name__}: {_first_line(exc)}"
+                )
+            )
+            if not run.skip_unfit:
+                raise err from None
+            run.unfit.append({"format": key, "variant": fmt.variant or key, "reason": str(err)})
+            path.unlink(missing_ok=True)
+            return None
+        msg = _first_line(exc)
+        return {
+            "file": fmt.file,
+            "status": "FAIL",
+            "error": f"{type(exc).__name__}: {msg}",
+            "worst": {"point": "export", "error": msg},
+            "grid": [],
+        }
+    seconds = time.perf_counter() - started
+    if fmt.variant:
+        result = variant_gate.run_variant_gate(
+            run.spec, fmt, runner, run.split, run.held_eager, run.options.rule, run.tol
+        )
+        base = str(fmt.base)  # a variant always names its base format
+        base_file = run.tmp / F.get(base).file
+        result = {"variant": fmt.variant, "base": fmt.base, "base_sha256": sha256(base_file), **result}
+        if run.latency and runner is not None:
+            timed = {
+                base: runner_of(base, base_file, run.spec, threads=LATENCY_THREADS),
+                key: variant_gate.variant_runner(path, run.spec, fmt, threads=LATENCY_THREADS),
+            }
+            result["latency_ms"] = measure_latency(run.spec, timed, (1, run.spec.max_batch_size))
+    else:
+        result = gate.run_gate(run.spec, run.eager, runner, run.points, run.tol)
+    return {
+        "file": fmt.file,
+        "sha256": sha256(path),
+        "bytes": path.stat().st_size,
+        **info,
+        "export_seconds": round(seconds, 3),
+        **result,
+    }
+
+
 def export_model(
     spec: ModelSpec,
     artifacts: Path,
@@ -191,87 +297,20 @@ def export_model(
     eager = runners.eager_runner(model)
     module = _exportable(spec, model)
     held_eager = eager_outputs(model, split.test_inputs) if split is not None else None
-
     cpu = machine.cpu_model()  # what a package compiled for this machine records (pt2)
     records.prune_scratch(out_dir, EXPORT_SCRATCH)  # left by an export that was killed
     tmp = records.scratch_dir(out_dir, EXPORT_SCRATCH)
     try:
         for base, (_, file) in bases.items():
             shutil.copyfile(file, tmp / F.get(base).file)
-        entries: dict[str, dict] = {}
-        unfit: list[dict] = []
+        run = _Run(
+            spec, module, tmp, opset, exporter, options, split, cpu, skip_unfit, held_eager, tol, latency, eager, points
+        )
         for key in keys:
-            fmt = F.get(key)
-            path = tmp / fmt.file
-            if fmt.base is not None and fmt.base in entries and entries[fmt.base]["status"] != "PASS":
-                entries[key] = {
-                    "file": fmt.file,
-                    "status": "FAIL",
-                    "error": f"its base {fmt.base} failed the gate",
-                    "worst": {"point": "export", "error": f"base {fmt.base} failed"},
-                    "grid": [],
-                }
-                continue
-            started = time.perf_counter()
-            try:
-                info = BUILDERS[key](
-                    spec, module, path, opset=opset, exporter=exporter, work=tmp, variant=options, split=split, cpu=cpu
-                )
-                info = {**fmt.handler.info(path), **info}  # e.g. every ONNX file's IR version and opset
-                if fmt.variant and fmt.gpu_only and not variant_gate.gpu_present():
-                    runner = None
-                elif fmt.variant:
-                    runner = variant_gate.variant_runner(path, spec, fmt)
-                else:
-                    runner = runner_of(key, path, spec)
-            except Exception as exc:  # the exporter's own failure is this model's gate failure, with the reason
-                # a variant, or a format (pt2) the model cannot take: one line, exit 2, nothing written
-                if fmt.variant or isinstance(exc, InputError):
-                    err = (
-                        exc
-                        if isinstance(exc, InputError)
-                        else InputError(
-                            f"{spec.name}: the {fmt.variant} variant cannot be made or loaded: "
-                            f"{type(exc).__name__}: {_first_line(exc)}"
-                        )
-                    )
-                    if not skip_unfit:
-                        raise err from None
-                    unfit.append({"format": key, "variant": fmt.variant or key, "reason": str(err)})
-                    path.unlink(missing_ok=True)
-                    continue
-                msg = _first_line(exc)
-                entries[key] = {
-                    "file": fmt.file,
-                    "status": "FAIL",
-                    "error": f"{type(exc).__name__}: {msg}",
-                    "worst": {"point": "export", "error": msg},
-                    "grid": [],
-                }
-                continue
-            seconds = time.perf_counter() - started
-            if fmt.variant:
-                result = variant_gate.run_variant_gate(spec, fmt, runner, split, held_eager, options.rule, tol)
-                base = str(fmt.base)  # a variant always names its base format
-                base_file = tmp / F.get(base).file
-                result = {"variant": fmt.variant, "base": fmt.base, "base_sha256": sha256(base_file), **result}
-                if latency and runner is not None:
-                    timed = {
-                        base: runner_of(base, base_file, spec, threads=LATENCY_THREADS),
-                        key: variant_gate.variant_runner(path, spec, fmt, threads=LATENCY_THREADS),
-                    }
-                    result["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
-            else:
-                result = gate.run_gate(spec, eager, runner, points, tol)
-            entries[key] = {
-                "file": fmt.file,
-                "sha256": sha256(path),
-                "bytes": path.stat().st_size,
-                **info,
-                "export_seconds": round(seconds, 3),
-                **result,
-            }
-
+            entry = _export_one(run, key)
+            if entry is not None:
+                run.entries[key] = entry
+        entries, unfit = run.entries, run.unfit
         if not entries:  # every variant asked for was unfit
             raise InputError(f"{spec.name}: " + "; ".join(u["reason"].removeprefix(f"{spec.name}: ") for u in unfit))
         keys = tuple(k for k in keys if k in entries)
@@ -281,52 +320,17 @@ def export_model(
         if previous.is_file():
             with contextlib.suppress(InputError):
                 old = records.read_json(previous)
-        if firsts:
-            record: dict[str, Any] = {
-                "schema": records.SCHEMA,
-                "model": spec.name,
-                "status": "PASS" if all(e["status"] == "PASS" for e in firsts.values()) else "FAIL",
-                "max_batch_size": spec.max_batch_size,
-                "atol": tol.atol,
-                "rtol": tol.rtol,
-                "inputs": [t.as_json() for t in spec.inputs],
-                "outputs": [t.as_json() for t in spec.outputs],
-                "checkpoint_sha256": sha256(checkpoint_path(spec, artifacts)),
-                "real_samples": real is not None,
-                "formats": entries,
-                "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
-            }
-        else:  # variants only: the recorded export stays as it was, with these variants added
-            record = {
-                **old,
-                "formats": {**old.get("formats", {}), **entries},
-                "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
-            }
+        record = _new_record(spec, artifacts, tol, real, entries, firsts, old)
         if record["status"] != "PASS":
             records.write_json(out_dir / "export-failed.json", record)
-            raise CheckFailed(_failure_line(spec, firsts, out_dir))
+            raise CheckFailed(gate_failure_line(spec, firsts, out_dir))
 
         if latency and firsts:
             timed = {"eager": eager}
             timed.update({key: runner_of(key, tmp / F.get(key).file, spec, threads=LATENCY_THREADS) for key in firsts})
             record["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
 
-        # keep the formats not re-exported this time, if their files are still the recorded ones; a variant
-        # only while its base is the one it was made from
-        shas = {k: e.get("sha256") for k, e in record["formats"].items()}
-        for key, entry in old.get("formats", {}).items():
-            if key in entries or key not in F.FORMATS:
-                continue
-            fmt = F.get(key)
-            f = out_dir / entry.get("file", "")
-            same_file = f.is_file() and sha256(f) == entry.get("sha256")
-            if fmt.variant:
-                if entry.get("base_sha256") == shas.get(fmt.base) and (same_file or entry.get("status") == "FAIL"):
-                    record["formats"][key] = entry
-                else:
-                    record["formats"].pop(key, None)
-            elif entry.get("status") == "PASS" and same_file:
-                record["formats"][key] = entry
+        _keep_previous(record, old, entries, out_dir)
         for key in keys:
             fmt = F.get(key)
             if fmt.variant and entries[key]["status"] == "FAIL":
@@ -345,32 +349,52 @@ def export_model(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def variant_failures(spec: ModelSpec, record: dict, keys=None) -> list[str]:
-    """One line per variant of `record` (of `keys`, if given) that failed its gate, naming the rule and numbers."""
-    return [
-        variant_gate.failure_line(spec, k, e)
-        for k, e in record.get("formats", {}).items()
-        if k in F.FORMATS and F.get(k).variant and e.get("status") == "FAIL" and (keys is None or k in keys)
-    ]
-
-
-def _failure_line(spec: ModelSpec, entries: dict, out_dir: Path) -> str:
-    fmt, entry = next((f, e) for f, e in entries.items() if e["status"] != "PASS")
-    w = entry["worst"]
-    kept = f"previous artifacts kept, numbers in {out_dir / 'export-failed.json'}"
-    if w.get("point") == "export":
-        return f"{spec.name} {fmt} export failed: {w['error']}; {kept}"
-    if "error" in w:
-        detail = f"at {w['point']}: {w['error']}"
-    else:
-        detail = (
-            f"at {w['point']} (shapes {w['shapes']}): max abs error {w['max_abs']:.3g}, "
-            f"max rel error {w['max_rel']:.3g}, top-1 agreement {w['top1_agreement']}"
-        )
-    return f"{spec.name} {fmt} failed the parity gate {detail} (atol {entry['atol']}, rtol {entry['rtol']}); {kept}"
-
-
 def _first_line(exc: Exception) -> str:
     """The first line of an exception's message, without terminal colour codes, at most 300 chars."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _new_record(spec: ModelSpec, artifacts: Path, tol, real, entries: dict, firsts: dict, old: dict) -> dict[str, Any]:
+    """The export record: a new one when a primary format was exported, else the recorded one plus these variants."""
+    if firsts:
+        return {
+            "schema": records.SCHEMA,
+            "model": spec.name,
+            "status": "PASS" if all(e["status"] == "PASS" for e in firsts.values()) else "FAIL",
+            "max_batch_size": spec.max_batch_size,
+            "atol": tol.atol,
+            "rtol": tol.rtol,
+            "inputs": [t.as_json() for t in spec.inputs],
+            "outputs": [t.as_json() for t in spec.outputs],
+            "checkpoint_sha256": sha256(checkpoint_path(spec, artifacts)),
+            "real_samples": real is not None,
+            "formats": entries,
+            "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
+        }
+    # variants only: the recorded export stays as it was, with these variants added
+    return {
+        **old,
+        "formats": {**old.get("formats", {}), **entries},
+        "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
+    }
+
+
+def _keep_previous(record: dict, old: dict, entries: dict, out_dir: Path) -> None:
+    """Keep the formats not re-exported this time while their files are still the recorded ones."""
+    # keep the formats not re-exported this time, if their files are still the recorded ones; a variant
+    # only while its base is the one it was made from
+    shas = {k: e.get("sha256") for k, e in record["formats"].items()}
+    for key, entry in old.get("formats", {}).items():
+        if key in entries or key not in F.FORMATS:
+            continue
+        fmt = F.get(key)
+        f = out_dir / entry.get("file", "")
+        same_file = f.is_file() and sha256(f) == entry.get("sha256")
+        if fmt.variant:
+            if entry.get("base_sha256") == shas.get(fmt.base) and (same_file or entry.get("status") == "FAIL"):
+                record["formats"][key] = entry
+            else:
+                record["formats"].pop(key, None)
+        elif entry.get("status") == "PASS" and same_file:
+            record["formats"][key] = entry

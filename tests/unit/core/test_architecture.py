@@ -225,6 +225,4 @@ def test_what_is_named_over_the_bar_still_is():
 
 
 # Still over the bar: each is named here so that it cannot grow unseen and no new one joins it.
-OVER_THE_BAR = {
-    "zeroserve.export.exporter.export_model",
-}
+OVER_THE_BAR: set[str] = set()
