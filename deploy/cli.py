@@ -82,7 +82,7 @@ HeadroomOpt = Annotated[float, typer.Option(help="Fraction of a replica's measur
 
 
 def _deploy_each(
-    specs, explicit: bool, artifacts: Path, repository: Path, formats, device_name: str, **options
+    specs, explicit: bool, artifacts: Path, repository: Path, formats, **options
 ) -> tuple[list[dict], list[dict], list[dict]]:
     """Deploy each model; under `all` a model that cannot be deployed is skipped (input) or failed (lint), and said."""
     deployed, skipped, failed = [], [], []
@@ -91,7 +91,7 @@ def _deploy_each(
             deployed += deploy_model(spec, artifacts, repository, formats=formats, **options)
             if formats is None:
                 record, _ = read_export_record(spec, artifacts)
-                for s in default_formats(record, device_name)[1]:
+                for s in default_formats(record, str(options["device"]))[1]:
                     skipped.append({"model": spec.triton_name(s["format"]), "reason": s["reason"]})
                     skip_line(spec.triton_name(s["format"]), s["reason"])
         except InputError as exc:
@@ -231,7 +231,6 @@ def deploy_cmd(
         artifacts,
         repository,
         formats,
-        str(device),
         max_batch_size=max_batch_size,
         max_queue_delay_us=max_queue_delay_us,
         device=device,

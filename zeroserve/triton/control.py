@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from zeroserve.triton import restricted
-from zeroserve.triton.errors import ServerTimeout, ServerUnreachable, translate
+from zeroserve.triton.errors import translate
 from zeroserve.triton.ports import hostport
 
 DEFAULT_TIMEOUT_S = 3.0
@@ -60,7 +60,7 @@ class Control:
             )
         return self._client
 
-    def _call(self, what: str, api: str | None, fn, *args, model: str | None = None, **kwargs):
+    def _call(self, api: str | None, fn, *args, model: str | None = None, **kwargs):
         """One tritonclient call with the key `api` needs; its failure as the typed error of its outcome."""
         headers = restricted.headers(self.state, api, "http") if api else {}
         try:
@@ -83,13 +83,13 @@ class Control:
 
     def ready(self) -> bool:
         """`/v2/health/ready`: every model the server was asked to serve is READY (typed error when no answer)."""
-        return bool(self._call("ready", None, self.client.is_server_ready))
+        return bool(self._call(None, self.client.is_server_ready))
 
     # ------------------------------------------------------------------ models
 
     def index(self) -> dict[str, dict[str, str]]:
         """The repository index: Triton name -> {"state", "reason", "version"}."""
-        rows = self._call("index", restricted.MODEL_REPOSITORY, self.client.get_model_repository_index)
+        rows = self._call(restricted.MODEL_REPOSITORY, self.client.get_model_repository_index)
         return {
             m["name"]: {"state": m.get("state", ""), "reason": m.get("reason", ""), "version": m.get("version", "")}
             for m in rows
@@ -101,21 +101,25 @@ class Control:
 
     def load(self, name: str) -> None:
         """Load (or reload) one model; returns when it is READY, or raises the typed error (its reason in it)."""
-        self._call("load", restricted.MODEL_REPOSITORY, self.client.load_model, name, model=name)
+        self._call(restricted.MODEL_REPOSITORY, self.client.load_model, name, model=name)
 
     def unload(self, name: str, wait_s: float = 0.0) -> bool:
         """Unload one model; with `wait_s`, wait until its instances are gone. True when they are (or no wait)."""
-        self._call("unload", restricted.MODEL_REPOSITORY, self.client.unload_model, name, model=name)
+        self._unload(name)
         return self.wait_unloaded([name], wait_s) if wait_s else True
 
     def unload_all(self, wait_s: float = 0.0) -> bool:
         """Unload every READY model (each stub runs finalize() and frees its shared memory), then wait as `unload`."""
         ready = [name for name, state in self.states().items() if state == "READY"]
         for name in ready:
-            self._call("unload", restricted.MODEL_REPOSITORY, self.client.unload_model, name, model=name)
+            self._unload(name)
         return self.wait_unloaded(ready, wait_s) if wait_s else True
 
+    def _unload(self, name: str) -> None:
+        self._call(restricted.MODEL_REPOSITORY, self.client.unload_model, name, model=name)
+
     def wait_unloaded(self, names: list[str], wait_s: float) -> bool:
+        """True once none of `names` holds instances any more, False after `wait_s`."""
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             states = self.states()
@@ -126,17 +130,12 @@ class Control:
 
     def config(self, name: str) -> dict[str, Any]:
         """The model's config as the server holds it (JSON form)."""
-        return self._call("config", None, self.client.get_model_config, name, model=name)
+        return self._call(None, self.client.get_model_config, name, model=name)
 
     def statistics(self, name: str = "") -> dict[str, Any]:
         """Triton's per-model statistics (all models when `name` is empty)."""
-        return self._call("statistics", None, self.client.get_inference_statistics, name, model=name or None)
+        return self._call(None, self.client.get_inference_statistics, name, model=name or None)
 
     def log_settings(self) -> dict[str, Any]:
         """The server's log settings (a restricted API on zeroserve's servers: sent with the run's key)."""
-        return self._call("logging", restricted.LOGGING, self.client.get_log_settings)
-
-
-def answering(error: Exception) -> bool:
-    """False for "nothing answered in time" (unreachable, timeout); True for an answer that refused or failed."""
-    return not isinstance(error, ServerUnreachable | ServerTimeout)
+        return self._call(restricted.LOGGING, self.client.get_log_settings)
