@@ -11,18 +11,19 @@ import numpy as np
 import torch
 
 from zeroserve.errors import InputError
+from zeroserve.records.layout import ModelFolder
 from zeroserve.spec import ModelSpec
 
 DEFAULT_ARTIFACTS = Path("artifacts")
 
 
 def model_dir(artifacts: Path, spec: ModelSpec) -> Path:
-    return Path(artifacts) / spec.name
+    return ModelFolder.of(artifacts, spec.name).root
 
 
 def checkpoint_path(spec: ModelSpec, artifacts: Path) -> Path:
     """The model's weights: the spec's own checkpoint if it gives one, else what `zeroserve train` wrote."""
-    return spec.checkpoint if spec.checkpoint is not None else model_dir(artifacts, spec) / "checkpoint.pt"
+    return spec.checkpoint if spec.checkpoint is not None else ModelFolder.of(artifacts, spec.name).checkpoint
 
 
 def load_trained(spec: ModelSpec, artifacts: Path) -> torch.nn.Module:

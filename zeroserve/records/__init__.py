@@ -1,4 +1,4 @@
-"""Small JSON records and atomic file writes shared by every stage."""
+"""Strict JSON, atomic writes and scratch folders for every stage; the typed records are beside (base.py)."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def read_json(path: Path, what: str = "record") -> dict[str, Any]:
     """Read a JSON record, or raise InputError saying what is wrong with it."""
     path = Path(path)
     try:
-        return _restore(json.loads(path.read_text()))
+        return restore(json.loads(path.read_text()))
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -183,14 +183,14 @@ def read_json(path: Path, what: str = "record") -> dict[str, Any]:
 _RESTORE = {v: float(k) for k, v in NONFINITE.items()}
 
 
-def _restore(obj: Any) -> Any:
+def restore(obj: Any) -> Any:
     """`strict`'s inverse for a record read back: "NaN"/"Infinity"/"-Infinity" are floats again."""
     if isinstance(obj, str):
         return _RESTORE.get(obj, obj)
     if isinstance(obj, dict):
-        return {k: _restore(v) for k, v in obj.items()}
+        return {k: restore(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_restore(v) for v in obj]
+        return [restore(v) for v in obj]
     return obj
 
 
