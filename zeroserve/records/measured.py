@@ -17,10 +17,10 @@ class EngineDetail(Block):
     runtime: str | None = None
     """The runtime that ran the model ("onnxruntime", "torch", "none" for the no-op twin)."""
     runtime_version: str | None = None
+    runtime_versions: dict[str, str | None] | None = None
+    """The embedded engine's runtime libraries and their versions."""
     device: str | None = None
     """"CPU" or "GPU (names)"."""
-    runtime_versions: dict[str, str] | None = None
-    """The embedded engine's runtime libraries and their versions."""
     image: str | None = None
     """The native engine's container image, when it is the target release."""
 

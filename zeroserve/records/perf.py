@@ -6,9 +6,10 @@ of the same shape.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from zeroserve.records.base import Block, Record
+from zeroserve.records.measured import MeasuredOn
 
 
 class Counts(Block):
@@ -126,15 +127,6 @@ class PerfLevel(Block):
     """One measured level: its stable windows' figures, every window, the totals, warm-up and drain that
     together count every request sent, the generator's cost and the server's figures."""
 
-    concurrency: int | None
-    """The level's concurrency (null for a request-rate level)."""
-    request_rate: float | None
-    """The level's request rate per second (null for a concurrency level)."""
-    latency_metric: str
-    """The latency the stability rule uses (`mean_ms`, `p95_ms`, ...)."""
-    stable: bool
-    trials: int
-    """Windows measured."""
     windows_used: int
     """Windows the level's figures come from (the last stable ones)."""
     seconds: float
@@ -157,12 +149,21 @@ class PerfLevel(Block):
     generator_cpu: float
     loop_cpu: float
     """The busiest event loop's CPU share of a core."""
-    generator_saturated: bool
     client: ClientCost
     failures: dict[str, int]
     failure_messages: dict[str, str]
     server: ServerSplit | None
     """Triton's statistics over the windows used; null when they could not be read."""
+    generator_saturated: bool
+    concurrency: int | None
+    """The level's concurrency (null for a request-rate level)."""
+    request_rate: float | None
+    """The level's request rate per second (null for a concurrency level)."""
+    latency_metric: str
+    """The latency the stability rule uses (`mean_ms`, `p95_ms`, ...)."""
+    stable: bool
+    trials: int
+    """Windows measured."""
     windows: list[WindowFigures]
     totals: Counts
     """Every measured window."""
@@ -197,9 +198,106 @@ class Outcome(Block):
     reason: str
 
 
+class FloorComparison(Block):
+    """One level: the model's figures beside its no-op twin's, and what the model itself adds."""
+
+    concurrency: int | None
+    request_rate: float | None
+    model_p50_ms: float
+    floor_p50_ms: float
+    added_p50_ms: float
+    model_p99_ms: float
+    floor_p99_ms: float
+    added_p99_ms: float
+    model_mean_ms: float
+    floor_mean_ms: float
+    added_mean_ms: float
+    model_throughput: float
+    floor_throughput: float
+    throughput_ratio: float | None
+    """Model throughput over the floor's (null when the floor answered nothing)."""
+    floor_share_p50: float | None
+    """How much of the model's median latency the engine path alone takes."""
+
+
+class Floor(Block):
+    """`client perf --floor` (client/perf/floor.py): the model's no-op twin measured level by level beside it."""
+
+    triton_model: str
+    """The twin (`<name>_noop`)."""
+    server: str
+    """The serving server, or the private server started for the twin."""
+    measured_on: MeasuredOn | None = None
+    levels: list[PerfLevel]
+    """The twin's levels."""
+    comparison: list[FloorComparison]
+    notes: list[str]
+    interleaved: str | None = None
+    """How the model's and the twin's levels were ordered."""
+
+
 class PerfRecord(Record):
-    """The perf record."""
+    """A load test of one served model: the options it ran with, each level's figures, the best level, the
+    outcome, notes and where it was measured."""
 
     KIND: ClassVar[str] = "perf record"
     VERSION: ClassVar[int] = 1
     REMEDY: ClassVar[str] = "run `zeroserve client perf --json` again"
+
+    kind: str = "perf"
+    """Always "perf"."""
+    model: str
+    """The model as named on the command line (registry name, or a file's)."""
+    triton_model: str
+    """The served (Triton) model name."""
+    resolved: str | None = None
+    """How the model was found ("registry", a model file, the server's metadata)."""
+    protocol: str
+    streaming: bool | None = None
+    format: str | None = None
+    urls: list[str]
+    batch_size: int
+    shapes: dict[str, list[int]] | None = None
+    """Shapes given for dynamic dimensions, by input."""
+    measurement_mode: str | None = None
+    """"time_windows" or "count_windows"."""
+    measurement_request_count: int | None = None
+    input: str | None = None
+    """Where the inputs came from ("random", "zero", "sample", "file <path>")."""
+    shared_memory: str | None = None
+    input_requests: int | None = None
+    """Distinct requests sent round-robin."""
+    mode: str | None = None
+    """"concurrency", "request_rate" or "latency_budget"."""
+    distribution: str | None = None
+    """The request-rate schedule (null for concurrency levels)."""
+    latency_budget_ms: float | None = None
+    latency_threshold_ms: float | None = None
+    """perf_analyzer's -l (null without it)."""
+    best: int | None = None
+    """The highest concurrency within the latency budget (null without a budget, or none within it)."""
+    latency_metric: str
+    """The latency the stability rule and the budget use (`mean_ms`, `p95_ms`, ...)."""
+    window_s: float | None = None
+    stability: float | None = None
+    max_trials: int | None = None
+    workers: int | None = None
+    options: dict[str, Any] | None = None
+    """The options the run took (`PerfOptions.as_json()`; absent in records of 53e25ec)."""
+    levels: list[PerfLevel]
+    notes: list[str]
+    """What a reader of the figures must know (shared cores, saturation, instability, failures)."""
+    cpu_count: int | None = None
+    cut_short: bool | None = None
+    """The run stopped before its last level (its deadline, or a level that failed)."""
+    collect_metrics: bool | None = None
+    """`--collect-metrics`: the CSV ends with perf_analyzer's GPU columns."""
+    measured_on: MeasuredOn | None = None
+    """The engine and machine (absent in older records: `plan` treats them as an unknown machine)."""
+    outcome: Outcome
+    started: str | None = None
+    """When the run started (ISO 8601, UTC)."""
+    versions: dict[str, str] | None = None
+    """zeroserve's, Python's and the libraries' versions."""
+    floor: Floor | None = None
+    """`--floor`'s no-op twin beside the model."""
