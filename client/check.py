@@ -243,5 +243,5 @@ def check_model(
         "rows": rows,
         "skipped": skipped,
         "status": status,
-        "measured_on": machine.measured_on(engine),
+        "measured_on": machine.measured_on(engine).to_json(),
     }

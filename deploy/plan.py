@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import ClassVar, NamedTuple
 
 from zeroserve import records
 from zeroserve.deploy.release import TARGET
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.base import Record
+from zeroserve.records.perf import PerfRecord
 
 DEFAULT_HEADROOM = 0.3  # each replica planned at 70% of its measured capacity: bursts, noisy neighbours
 MAX_REPLICAS_FACTOR = 2  # maxReplicas = 2 x minReplicas: room to absorb twice the target before queueing
@@ -34,44 +37,85 @@ def default_records(model: str, reports: Path = TUNE_REPORTS) -> list[Path]:
     return [path] if path.is_file() else []
 
 
-def _facts(rec: dict) -> dict | None:
-    facts = rec.get("tuned_on") if rec.get("kind") == "tune" else rec.get("measured_on")
+class _Recorded(Record):
+    """A tune or perf record before its kind is known: the one read of the file, then typed by its kind."""
+
+    KIND: ClassVar[str] = "tune or perf record"
+    REMEDY: ClassVar[str] = "give a record `zeroserve tune --json` or `client perf --json` wrote"
+    kind: str | None = None
+
+
+class _Level(NamedTuple):
+    """One recorded level as the plan weighs it (from a perf level, or a tune candidate's level)."""
+
+    throughput: float | None
+    concurrency: int | None
+    latency_ms: float | None
+    failed: int
+    stable: bool
+    server_resources: dict | None
+
+
+def _facts(rec: PerfRecord | dict) -> dict | None:
+    if isinstance(rec, PerfRecord):
+        facts = rec.measured_on.to_json() if rec.measured_on else None
+    else:
+        facts = rec.get("tuned_on")
     if not isinstance(facts, dict) or any(facts.get(k) in (None, "") for k in MACHINE_FACTS):
         return None  # a record written before these facts, or a server zeroserve did not start
     return facts
 
 
-def _levels(rec: dict, path: Path) -> tuple[str, str, list[dict]]:
-    """(Triton model, the config measured, its levels) of a tune or perf record."""
-    kind = rec.get("kind")
-    if kind == "tune":
-        # the config the repository holds: the chosen one once applied (or when it is the deployed one)
-        applied = rec.get("applied") or rec.get("chosen_is_deployed")
-        entry = rec.get("chosen") if applied and rec.get("chosen") else rec.get("deployed")
-        if not entry:
-            raise InputError(f"{path}: the tune record holds no measured config")
-        name = rec.get("formats", {}).get(entry["candidate"]["fmt"], rec.get("triton_model"))
-        return (
-            name,
-            f"tuned config {entry['label']}" if applied else f"deployed config {entry['label']}",
-            entry.get("levels") or [],
+def _perf_levels(rec: PerfRecord, path: Path) -> tuple[str, str, str, list[_Level]]:
+    """(Triton model, the config measured, the latency metric, its levels) of a perf record."""
+    metric = rec.latency_metric or "p99_ms"
+    levels = [
+        _Level(
+            lv.throughput,
+            lv.concurrency,
+            lv.figure(metric),
+            lv.failed + lv.totals.failed,  # a level's failures are its windows' and its totals'
+            lv.stable,
+            lv.server_resources.to_json() if lv.server_resources else None,
         )
-    if kind == "perf":
-        # serve/ reads the record, not client/'s code: a level's failures are its windows' and its totals'
-        levels = [
-            {**lv, "failed": (lv.get("failed") or 0) + ((lv.get("totals") or {}).get("failed") or 0)}
-            for lv in rec.get("levels", [])
-            if "concurrency" in lv
-        ]
-        return str(rec.get("triton_model") or rec.get("model") or path), "the served config", levels
-    raise InputError(f"{path}: not a tune or perf record (kind {kind!r})")
+        for lv in rec.levels
+    ]
+    return str(rec.triton_model or rec.model or path), "the served config", metric, levels
 
 
-def _read(path: Path) -> dict:
-    rec = records.read_json(Path(path), "tune or perf record")
-    if not isinstance(rec, dict):
-        raise InputError(f"{path}: not a tune or perf record")
-    return rec
+def _levels(rec: PerfRecord | dict, path: Path) -> tuple[str, str, str, list[_Level]]:
+    """(Triton model, the config measured, the latency metric, its levels) of a tune or perf record."""
+    if isinstance(rec, PerfRecord):
+        return _perf_levels(rec, path)
+    # a tune record: the config the repository holds, the chosen one once applied (or when it is the deployed one)
+    applied = rec.get("applied") or rec.get("chosen_is_deployed")
+    entry = rec.get("chosen") if applied and rec.get("chosen") else rec.get("deployed")
+    if not entry:
+        raise InputError(f"{path}: the tune record holds no measured config")
+    name = rec.get("formats", {}).get(entry["candidate"]["fmt"], rec.get("triton_model"))
+    metric = rec.get("latency_metric") or "p99_ms"
+    levels = [
+        _Level(
+            lv.get("throughput"),
+            lv.get("concurrency"),
+            lv.get(metric),
+            lv.get("failed") or 0,
+            bool(lv.get("stable")),
+            lv.get("server_resources"),
+        )
+        for lv in entry.get("levels") or []
+    ]
+    return name, f"tuned config {entry['label']}" if applied else f"deployed config {entry['label']}", metric, levels
+
+
+def _read(path: Path) -> PerfRecord | dict:
+    """A perf record (typed), or a tune record (as its JSON) at `path`; one line saying what is wrong otherwise."""
+    rec = _Recorded.load(Path(path))
+    if rec.kind == "perf":
+        return PerfRecord.parse(rec.to_json(), f"perf record {path}")
+    if rec.kind == "tune":
+        return rec.to_json()
+    raise InputError(f"{path}: not a tune or perf record (kind {rec.kind!r})")
 
 
 def _recorded_levels(paths: list[Path], triton_name: str, latency_budget_ms: float) -> tuple[list, dict | None, list]:
@@ -81,26 +125,26 @@ def _recorded_levels(paths: list[Path], triton_name: str, latency_budget_ms: flo
     measured_on: list[dict] = []
     for path in paths:
         rec = _read(path)
-        name, config, levels = _levels(rec, path)
-        if name != triton_name and rec.get("model") != triton_name:
+        name, config, metric, levels = _levels(rec, path)
+        model, kind = (rec.model, "perf") if isinstance(rec, PerfRecord) else (rec.get("model"), "tune")
+        if name != triton_name and model != triton_name:
             continue
         facts = _facts(rec)
         measured_on.append({"record": str(path), "facts": facts})
-        metric = rec.get("latency_metric") or "p99_ms"
         for lv in levels:
-            latency = lv.get(metric)
-            if latency is None or lv.get("failed") or not lv.get("throughput"):
+            latency = lv.latency_ms
+            if latency is None or lv.failed or not lv.throughput:
                 continue
             row = {
-                "throughput": lv["throughput"],
-                "concurrency": lv.get("concurrency"),
+                "throughput": lv.throughput,
+                "concurrency": lv.concurrency,
                 "latency_ms": latency,
-                "stable": bool(lv.get("stable")),
+                "stable": lv.stable,
                 "latency_metric": metric,
                 "config": config,
                 "record": str(path),
-                "kind": rec.get("kind"),
-                "server_resources": lv.get("server_resources"),
+                "kind": kind,
+                "server_resources": lv.server_resources,
                 "facts": facts,
             }
             if latency <= latency_budget_ms:
