@@ -131,9 +131,10 @@ class ServerResources(Block):
     """CPU seconds per wall second over the level."""
     rss_mb: float
     """Summed RSS at the level's end."""
-    peak_rss_mb: float
-    processes: int
-    seconds: float
+    peak_rss_mb: float | None = None
+    """The summed RSS at its peak over the level's samples (absent in the earliest records: read `rss_mb`)."""
+    processes: int | None = None
+    seconds: float | None = None
 
 
 class PerfLevel(Figures):

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from perf_fakes import perf_level  # tests/ is on sys.path (its conftest)
 
 from zeroserve.client.perf import windows as W
 from zeroserve.tune import search as S
 from zeroserve.tune.report import pareto
-
-from perf_fakes import perf_level  # tests/ is on sys.path (its conftest)
 
 DEPLOYED = S.Candidate("onnx", 1, 64, False, 0, 1)
 
@@ -179,7 +178,9 @@ def test_the_concurrency_search_from_a_hint_finds_the_same_level_in_fewer_steps(
     assert level is not None and level.concurrency == 20
     coarse, _ = W.latency_budget_search(measure, 10.0, "p99_ms", max_concurrency=64, start=start, resolution=0.1)
     assert coarse is not None and 18 <= (coarse.concurrency or 0) <= 20
-    over, levels = W.latency_budget_search(lambda c: perf_level(concurrency=c, p99_ms=50.0), 10.0, "p99_ms", start=start)
+    over, levels = W.latency_budget_search(
+        lambda c: perf_level(concurrency=c, p99_ms=50.0), 10.0, "p99_ms", start=start
+    )
     assert over is None and levels[0].concurrency == 1
 
 

@@ -62,7 +62,7 @@ def record() -> dict:
         "gain": 1.5,
         "side_by_side": None,
         "floor": {"latency_ms": 0.4, "p50_ms": 0.3, "p99_ms": 0.4, "stable": True},
-        "tuned_on": machine.measured_on(engine.embedded("onnx", [], "2.51.0")),
+        "tuned_on": machine.measured_on(engine.embedded("onnx", [], "2.51.0")).to_json(),
         "notes": [],
         "outcome": {"exit_code": 0, "reason": ""},
     }
