@@ -144,7 +144,8 @@ OLD_RECORDS = {
     "train.json": "TrainRecord", "train_wide_deep.json": "TrainRecord",
     "export.json": "ExportRecord", "export_variant.json": "ExportRecord",
     "manifest.json": "Manifest", "manifest_tuned.json": "Manifest",
-    "state_running.json": "ServerState", "state_running_restarted.json": "ServerState", "state_dead.json": "ServerState",
+    "state_running.json": "ServerState", "state_running_restarted.json": "ServerState",
+    "state_dead.json": "ServerState",
     "perf.json": "PerfRecord", "check.json": "CheckRecord",
     "tune.json": "TuneRecord", "tune_report.json": "TuneRecord", "tune_applied.json": "TuneRecord",
 }  # fmt: skip
