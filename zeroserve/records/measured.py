@@ -17,6 +17,7 @@ class EngineDetail(Block):
     runtime: str | None = None
     """The runtime that ran the model ("onnxruntime", "torch", "none" for the no-op twin)."""
     runtime_version: str | None = None
+    """The runtime's version (null when not known, e.g. the no-op twin)."""
     runtime_versions: dict[str, str | None] | None = None
     """The embedded engine's runtime libraries and their versions."""
     device: str | None = None
@@ -32,8 +33,12 @@ class MeasuredOn(Block):
     """The engine in one line (what report titles print and `plan` compares); null when the server did not
     describe the model."""
     engine_detail: EngineDetail | None = None
+    """The description `engine` was made from (zeroserve/engine.py)."""
     cpu_model: str | None = None
+    """This machine's CPU model."""
     cores: int | None = None
+    """Its core count."""
     machine: str | None = None
+    """Its architecture (`platform.machine()`)."""
     gpu: list[str] | None = None
     """The GPUs visible here (names); empty without one."""

@@ -10,218 +10,74 @@ from typing import Any, ClassVar
 
 from zeroserve.records.base import Block, Record
 from zeroserve.records.measured import MeasuredOn
+from zeroserve.records.perf_level import (
+    ClientCost,
+    Counts,
+    Figures,
+    GpuFigures,
+    PerfLevel,
+    ServerMetrics,
+    ServerResources,
+    ServerSplit,
+    WindowFigures,
+)
 
-
-class Figures(Block):
-    """A block of latency figures that one can also read by key (the level's latency metric names one)."""
-
-    def figure(self, key: str) -> float:
-        """A latency figure by its record key (`p95_ms`, `mean_ms`, or an extra `p99.9_ms`)."""
-        value = getattr(self, key, None)
-        if value is None and self.model_extra:
-            value = self.model_extra.get(key)
-        if value is None:
-            raise KeyError(key)
-        return float(value)
-
-
-class Counts(Figures):
-    """Every request of some windows (a level's `totals`, `warmup` or `drain`): counts and figures over them all."""
-
-    windows: int
-    """How many windows the block sums (1 for the warm-up and the drain)."""
-    seconds: float
-    requests: int
-    """Requests sent and settled (ok + failed)."""
-    ok: int
-    failed: int
-    failures: dict[str, int]
-    """Failed requests by kind."""
-    failure_messages: dict[str, str]
-    """The first message of each failure kind."""
-    throughput: float
-    """Inferences per second (answered requests x batch size)."""
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-    max_ms: float
-
-
-class WindowFigures(Figures):
-    """One measurement window's figures, so that drift across a level can be seen."""
-
-    seconds: float
-    requests: int
-    ok: int
-    failed: int
-    failures: dict[str, int]
-    throughput: float
-    p50_ms: float
-    p99_ms: float
-    mean_ms: float
-    p90_ms: float | None = None
-    """The level's latency metric when it is p90 (--percentile 90; another percentile is written beside it)."""
-    p95_ms: float | None = None
-    """The level's latency metric when it is p95."""
-    generator_cpu: float
-    """The load generator's CPU seconds per wall second."""
-
-
-class ClientCost(Block):
-    """The client side of each request (perf_analyzer's Client Send/Recv), in µs per request."""
-
-    cpu_us: float
-    send_us: float
-    check_us: float
-    """Checking the answer."""
-
-
-class ServerSplit(Block):
-    """Average server-side time per request (µs) in each phase, from Triton's statistics over the stable windows."""
-
-    queue_us: float
-    compute_input_us: float
-    compute_infer_us: float
-    compute_output_us: float
-    requests: int
-    inferences: int
-    executions: int
-    failed: int
-
-
-class GpuFigures(Block):
-    """One GPU over a level's metric samples (perf_analyzer's --collect-metrics)."""
-
-    avg_utilization: float
-    avg_power_w: float
-    max_memory_used_bytes: float
-    memory_total_bytes: float
-    samples: int
-
-
-class ServerMetrics(Block):
-    """The metrics endpoint's counters over the whole level (warm-up and drain included), summed over the
-    servers; only `error` when no endpoint answered."""
-
-    error: str | None = None
-    """Why no figures: no metrics endpoint answered or listed the model."""
-    requests: int | None = None
-    success: int | None = None
-    failure: int | None = None
-    failure_by_reason: dict[str, int] | None = None
-    inferences: int | None = None
-    executions: int | None = None
-    avg_request_us: float | None = None
-    avg_queue_us: float | None = None
-    avg_compute_input_us: float | None = None
-    avg_compute_infer_us: float | None = None
-    avg_compute_output_us: float | None = None
-    client_requests: int | None = None
-    """The client's count of the level's requests (`level_count(level, "requests")`)."""
-    agrees: bool | None = None
-    """The server's count equals the client's (else a `warning: at ...` note names both)."""
-    endpoints: list[str] | None = None
-    gpu: dict[str, GpuFigures] | None = None
-    """Per GPU uuid."""
-    errors: list[str] | None = None
-    """Endpoints that could not be read."""
-
-
-class ServerResources(Block):
-    """tritonserver and its stubs on this host over a level."""
-
-    cpu_cores: float
-    """CPU seconds per wall second over the level."""
-    rss_mb: float
-    """Summed RSS at the level's end."""
-    peak_rss_mb: float | None = None
-    """The summed RSS at its peak over the level's samples (absent in the earliest records: read `rss_mb`)."""
-    processes: int | None = None
-    seconds: float | None = None
-
-
-class PerfLevel(Figures):
-    """One measured level: its stable windows' figures, every window, the totals, warm-up and drain that
-    together count every request sent, the generator's cost and the server's figures."""
-
-    windows_used: int
-    """Windows the level's figures come from (the last stable ones)."""
-    seconds: float
-    throughput: float
-    """Inferences per second over the windows used."""
-    requests_per_s: float
-    p50_ms: float
-    p90_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
-    mean_ms: float
-    """(and `p<x>_ms` for another --percentile)"""
-    requests: int
-    ok: int
-    failed: int
-    sent: int
-    late_sends: int
-    send_lag_p99_ms: float
-    generator_cpu: float
-    loop_cpu: float
-    """The busiest event loop's CPU share of a core."""
-    client: ClientCost
-    failures: dict[str, int]
-    failure_messages: dict[str, str]
-    server: ServerSplit | None
-    """Triton's statistics over the windows used; null when they could not be read."""
-    generator_saturated: bool
-    concurrency: int | None
-    """The level's concurrency (null for a request-rate level)."""
-    request_rate: float | None
-    """The level's request rate per second (null for a concurrency level)."""
-    latency_metric: str
-    """The latency the stability rule uses (`mean_ms`, `p95_ms`, ...)."""
-    stable: bool
-    trials: int
-    """Windows measured."""
-    windows: list[WindowFigures]
-    totals: Counts
-    """Every measured window."""
-    warmup: Counts
-    drain: Counts
-    """The requests in flight when the load stopped."""
-    server_lost: str | None = None
-    """Why the level ended early (the server stopped answering)."""
-    server_metrics: ServerMetrics | None = None
-    server_resources: ServerResources | None = None
-    gpu_metrics: dict[str, str] | None = None
-    """perf_analyzer's --collect-metrics CSV cells (`uuid:value;` per GPU)."""
-    achieved_rate: float | None = None
-    """Requests sent per second (request-rate levels)."""
-    rate_kept: bool | None = None
-    """Whether the generator kept to the schedule (request-rate levels)."""
+# the level's blocks are perf's: importable from here as from perf_level.py
+__all__ = [
+    "ClientCost",
+    "Counts",
+    "Figures",
+    "Floor",
+    "FloorComparison",
+    "GpuFigures",
+    "Outcome",
+    "PerfLevel",
+    "PerfRecord",
+    "ServerMetrics",
+    "ServerResources",
+    "ServerSplit",
+    "WindowFigures",
+]
 
 
 class Outcome(Block):
     """The exit code a run earns and why (3 unreachable, else 1 failures, else 4 unstable, else 0)."""
 
     exit_code: int
+    """0 ok, 1 failed requests, 3 server unreachable at the end, 4 a level did not stabilise."""
     reason: str
+    """Why, in one line (empty for 0)."""
 
 
 class FloorComparison(Block):
     """One level: the model's figures beside its no-op twin's, and what the model itself adds."""
 
     concurrency: int | None
+    """The level's concurrency (null for a request rate)."""
     request_rate: float | None
+    """The level's request rate (null for a concurrency)."""
     model_p50_ms: float
+    """The model's median latency."""
     floor_p50_ms: float
+    """The twin's median latency."""
     added_p50_ms: float
+    """What the model adds to the median."""
     model_p99_ms: float
+    """The model's p99 latency."""
     floor_p99_ms: float
+    """The twin's p99 latency."""
     added_p99_ms: float
+    """What the model adds to p99."""
     model_mean_ms: float
+    """The model's average latency."""
     floor_mean_ms: float
+    """The twin's average latency."""
     added_mean_ms: float
+    """What the model adds to the average."""
     model_throughput: float
+    """The model's inferences per second."""
     floor_throughput: float
+    """The twin's inferences per second."""
     throughput_ratio: float | None
     """Model throughput over the floor's (null when the floor answered nothing)."""
     floor_share_p50: float | None
@@ -236,10 +92,13 @@ class Floor(Block):
     server: str
     """The serving server, or the private server started for the twin."""
     measured_on: MeasuredOn | None = None
+    """The engine and machine the twin was measured on (its runtime is `none`)."""
     levels: list[PerfLevel]
     """The twin's levels."""
     comparison: list[FloorComparison]
+    """Per level, the model beside the twin."""
     notes: list[str]
+    """The twin's runs' notes."""
     interleaved: str | None = None
     """How the model's and the twin's levels were ordered."""
 
@@ -261,18 +120,25 @@ class PerfRecord(Record):
     resolved: str | None = None
     """How the model was found ("registry", a model file, the server's metadata)."""
     protocol: str
+    """"grpc" or "http"."""
     streaming: bool | None = None
+    """gRPC streaming (--streaming)."""
     format: str | None = None
+    """The served format ("onnx", "torchscript", ...)."""
     urls: list[str]
+    """The servers load was sent to (host:port)."""
     batch_size: int
+    """Rows per request."""
     shapes: dict[str, list[int]] | None = None
     """Shapes given for dynamic dimensions, by input."""
     measurement_mode: str | None = None
     """"time_windows" or "count_windows"."""
     measurement_request_count: int | None = None
+    """Requests per window in count_windows mode."""
     input: str | None = None
     """Where the inputs came from ("random", "zero", "sample", "file <path>")."""
     shared_memory: str | None = None
+    """"none" or "system"."""
     input_requests: int | None = None
     """Distinct requests sent round-robin."""
     mode: str | None = None
@@ -280,6 +146,7 @@ class PerfRecord(Record):
     distribution: str | None = None
     """The request-rate schedule (null for concurrency levels)."""
     latency_budget_ms: float | None = None
+    """The budget of a latency-budget search (null otherwise)."""
     latency_threshold_ms: float | None = None
     """perf_analyzer's -l (null without it)."""
     best: int | None = None
@@ -287,20 +154,27 @@ class PerfRecord(Record):
     latency_metric: str
     """The latency the stability rule and the budget use (`mean_ms`, `p95_ms`, ...)."""
     window_s: float | None = None
+    """Seconds per measurement window."""
     stability: float | None = None
+    """The stability threshold (share of the mean)."""
     max_trials: int | None = None
+    """Windows per level at most."""
     workers: int | None = None
+    """Load-generator processes."""
     options: dict[str, Any] | None = None
     """The options the run took (`PerfOptions.as_json()`; absent in records of 53e25ec)."""
     levels: list[PerfLevel]
+    """Each measured level, in the order measured."""
     notes: list[str]
     """What a reader of the figures must know (shared cores, saturation, instability, failures)."""
     cpu_count: int | None = None
+    """Cores on this machine."""
     cut_short: bool | None = None
     """The run stopped before its last level (its deadline, or a level that failed)."""
     measured_on: MeasuredOn | None = None
     """The engine and machine (absent in older records: `plan` treats them as an unknown machine)."""
     outcome: Outcome
+    """The exit code the run earns, and why."""
     started: str | None = None
     """When the run started (ISO 8601, UTC)."""
     versions: dict[str, str] | None = None
