@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from zeroserve import records, registry
+from zeroserve import registry
 from zeroserve.client import check
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
