@@ -51,9 +51,8 @@ SEED = 0
 
 def recorded_split_version(recorded: TrainData | None) -> int | None:
     """The seeded split rule a train record's data block was made by: a record without `split_version`
-    predates versions (rule 1: TrainRecord.migrate); None (no record, or a source without a seeded split)
-    means the current one."""
-    return recorded.split_version if recorded is not None else None
+    predates versions (rule 1); None (no record, or a source without a seeded split) means the current one."""
+    return recorded.seeded_rule() if recorded is not None else None
 
 
 def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:

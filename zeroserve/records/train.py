@@ -23,6 +23,11 @@ class TrainData(Block):
     data_dir: str | None = None
     """The data folder train read."""
 
+    def seeded_rule(self) -> int | None:
+        """The seeded split rule the data was held out by: `split_version`, or 1 when the record predates
+        split versions (it lacks the field; a null one is a source without a seeded split: the current rule)."""
+        return self.split_version if "split_version" in self.model_fields_set else 1
+
 
 class Hyperparameters(Block):
     """How the model was trained."""
@@ -76,12 +81,3 @@ class TrainRecord(Record):
     """Training time."""
     versions: dict[str, str] | None = None
     """zeroserve, Python and library versions that trained it."""
-
-    @classmethod
-    def migrate(cls, raw: dict[str, Any], version: int) -> dict[str, Any]:
-        """A data block without `split_version` predates split versions: it was made by rule 1 (a null one
-        means a source without a seeded split, and stays null)."""
-        data = raw.get("data")
-        if isinstance(data, dict) and data and "split_version" not in data:
-            raw["data"] = {**data, "split_version": 1}
-        return raw
