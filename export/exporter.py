@@ -150,7 +150,7 @@ class _Run:
     eager: Callable
     points: list
     entries: dict[str, FormatEntry] = field(default_factory=dict)
-    unfit: list[dict] = field(default_factory=list)
+    unfit: list[SkippedVariant] = field(default_factory=list)
 
 
 def _export_one(run: _Run, key: str) -> FormatEntry | None:
@@ -192,7 +192,7 @@ def _export_one(run: _Run, key: str) -> FormatEntry | None:
             )
             if not run.skip_unfit:
                 raise err from None
-            run.unfit.append({"format": key, "variant": fmt.variant or key, "reason": str(err)})
+            run.unfit.append(SkippedVariant(format=key, variant=fmt.variant or key, reason=str(err)))
             path.unlink(missing_ok=True)
             return None
         msg = _first_line(exc)
@@ -303,7 +303,7 @@ def export_model(
                 run.entries[key] = entry
         entries, unfit = run.entries, run.unfit
         if not entries:  # every variant asked for was unfit
-            raise InputError(f"{spec.name}: " + "; ".join(u["reason"].removeprefix(f"{spec.name}: ") for u in unfit))
+            raise InputError(f"{spec.name}: " + "; ".join(u.reason.removeprefix(f"{spec.name}: ") for u in unfit))
         keys = tuple(k for k in keys if k in entries)
         firsts = {k: e for k, e in entries.items() if not F.get(k).variant}
         old = ExportRecord.load_if_valid(folder.export_record)
@@ -332,7 +332,7 @@ def export_model(
         if firsts:
             folder.export_failures.unlink(missing_ok=True)
         if unfit:
-            record.skipped_variants = [SkippedVariant.model_validate(u) for u in unfit]
+            record.skipped_variants = unfit
         return record
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
