@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from zeroserve.records.base import Block, Record
+
+
+def _file_name(name: str) -> str:
+    """A file name inside the model's folder (a record never points outside it)."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError("must be a file name in the model's folder, not a path")
+    return name
 
 
 class GatePoint(Block):
@@ -128,6 +135,11 @@ class FormatEntry(Block):
     latency_ms: Latency | None = None
     """The variant beside its base, in-process."""
 
+    @field_validator("file")
+    @classmethod
+    def _inside(cls, name: str) -> str:
+        return _file_name(name)
+
 
 class SkippedVariant(Block):
     """A variant the model could not take (`export all` goes on without it; never written to the file)."""
@@ -165,6 +177,11 @@ class ExportRecord(Record):
     """Eager and every primary format, in-process."""
     sample: str | None = None
     """The held-out sample's file name (sample.npz), when export kept one."""
+
+    @field_validator("sample")
+    @classmethod
+    def _inside(cls, name: str | None) -> str | None:
+        return None if name is None else _file_name(name)
     skipped_variants: list[SkippedVariant] | None = Field(default=None, exclude=True)
     """The variants `export_model` left out (skip_unfit): what the CLI reports, never written or printed."""
 

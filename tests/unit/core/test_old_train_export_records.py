@@ -96,3 +96,13 @@ def test_a_truncated_export_record_is_one_line_saying_to_export_again(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="no export record at .*; run `zeroserve export logistic` first"):
         read_export(registry.get("logistic"), artifacts)
+
+
+def test_an_export_record_pointing_outside_the_model_folder_is_refused_in_one_line(tmp_path):
+    artifacts = _artifacts(tmp_path)
+    path = ModelFolder.of(artifacts, "wide_deep").export_record
+    raw = json.loads(path.read_text())
+    raw["formats"]["onnx"]["file"] = "../../etc/passwd"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(InputError, match=r"field formats\.onnx\.file: .*a file name in the model's folder"):
+        read_export(registry.get("wide_deep"), artifacts)
