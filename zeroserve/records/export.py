@@ -182,6 +182,7 @@ class ExportRecord(Record):
     @classmethod
     def _inside(cls, name: str | None) -> str | None:
         return None if name is None else _file_name(name)
+
     skipped_variants: list[SkippedVariant] | None = Field(default=None, exclude=True)
     """The variants `export_model` left out (skip_unfit): what the CLI reports, never written or printed."""
 
