@@ -224,9 +224,8 @@ def deployed_repository(exported, tmp_path_factory) -> Path:
     artifacts, recs = exported
     repository = tmp_path_factory.mktemp("model_repository")
     for name, spec in registry.REGISTRY.items():
-        formats = tuple(
-            f for f, entry in recs.get(name, {}).get("formats", {}).items() if entry.get("status") == "PASS"
-        )
+        rec = recs.get(name)
+        formats = tuple(f for f, entry in (rec.formats if rec else {}).items() if entry.status == "PASS")
         if formats:
             deploy_model(spec, artifacts, repository, formats=formats)
     return repository
