@@ -21,7 +21,7 @@ def ready_export(spec, artifacts: Path, scratch: Path, data_dir: Path, epochs: i
     gives a real, gated artifact quickly); None trains as the registry says.
     """
     try:
-        if read_export(spec, artifacts)["status"] == "PASS":
+        if read_export(spec, artifacts).status == "PASS":
             return artifacts
     except ZeroserveError:
         pass

@@ -24,6 +24,7 @@ from zeroserve.data.readers import default_data_dir
 from zeroserve.errors import ZeroserveError
 from zeroserve.export import exporter
 from zeroserve.export import runners as runners_mod
+from zeroserve.records.export import Latency
 
 BATCHES = (1, 64)
 
@@ -48,9 +49,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, budget_s: float = 1.0) -> list[dic
             runners = {"eager": runners_mod.eager_runner(model)}
             runners.update(
                 {
-                    key: exporter.runner_of(
-                        key, d / rec["formats"][key]["file"], spec, threads=exporter.LATENCY_THREADS
-                    )
+                    key: exporter.runner_of(key, d / rec.formats[key].file, spec, threads=exporter.LATENCY_THREADS)
                     for key in PATHS[1:]
                 }
             )
@@ -133,27 +132,26 @@ def variants(
             except ZeroserveError as exc:
                 console.print(f"[yellow]skipped[/] {name} {variant}: {exc}")
                 continue
-            d, e = work / name, rec["formats"][key]
+            d, e, onnx = work / name, rec.formats[key], rec.formats["onnx"]
             timed = {
-                "onnx": exporter.runner_of(
-                    "onnx", d / rec["formats"]["onnx"]["file"], spec, threads=exporter.LATENCY_THREADS
-                ),
-                key: exporter.runner_of("onnx", d / e["file"], spec, threads=exporter.LATENCY_THREADS),
+                "onnx": exporter.runner_of("onnx", d / onnx.file, spec, threads=exporter.LATENCY_THREADS),
+                key: exporter.runner_of("onnx", d / e.file, spec, threads=exporter.LATENCY_THREADS),
             }
-            e["latency_ms"] = exporter.measure_latency(spec, timed, (1, spec.max_batch_size), budget_s=budget_s)
-            done.append({**rec, "formats": {"onnx": rec["formats"]["onnx"], key: e}})
-            lat = e["latency_ms"][f"batch_{spec.max_batch_size}"]
+            measured = exporter.measure_latency(spec, timed, (1, spec.max_batch_size), budget_s=budget_s)
+            e.latency_ms = Latency.model_validate(measured)
+            done.append(rec.model_copy(update={"formats": {"onnx": onnx, key: e}}))
+            lat = measured[f"batch_{spec.max_batch_size}"]
             ratio = lat["onnx"] / lat[key]
             gate = (
                 "within the variant gate"
-                if e["status"] == "PASS"
-                else f"FAILS the variant gate ({'; '.join(e['failed_rules'])})"
+                if e.status == "PASS"
+                else f"FAILS the variant gate ({'; '.join(e.failed_rules or [])})"
             )
             what = f"{name} {variant} at batch {spec.max_batch_size}: {ratio:.2f}× fp32 ONNX Runtime, {gate}"
             if bar is not None:
-                what += f" ({'meets' if ratio >= bar and e['status'] == 'PASS' else 'MISSES'} the {bar:g}× bar)"
-            if e.get("note"):
-                what += f"; {e['note']}"
+                what += f" ({'meets' if ratio >= bar and e.status == 'PASS' else 'MISSES'} the {bar:g}× bar)"
+            if e.note:
+                what += f"; {e.note}"
             verdicts.append(what)
     rows = variant_report.rows(done)
     console.print(variant_report.table(rows))

@@ -20,12 +20,13 @@ from rich.console import Console
 
 from zeroserve import formats as F
 from zeroserve import registry
-from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained, model_dir
+from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf.run import run_perf
 from zeroserve.errors import ZeroserveError
 from zeroserve.export import exporter, runners
 from zeroserve.export import format_report as R
+from zeroserve.records.layout import ModelFolder
 from zeroserve.spec import ModelSpec
 
 # (path label, format key, ONNX exporter, folder): the legacy and dynamo ONNX files share a name, so
@@ -42,11 +43,11 @@ WINDOW_S = 1.0
 
 def _seed(spec: ModelSpec, source: Path, folder: Path) -> None:
     """The trained checkpoint (and its train.json) copied into a fresh artifacts folder."""
-    src, dst = model_dir(source, spec), model_dir(folder, spec)
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in ("checkpoint.pt", "train.json"):
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
+    src, dst = ModelFolder.of(source, spec.name), ModelFolder.of(folder, spec.name)
+    dst.root.mkdir(parents=True, exist_ok=True)
+    for mine, theirs in ((src.checkpoint, dst.checkpoint), (src.train_record, dst.train_record)):
+        if mine.is_file():
+            shutil.copyfile(mine, theirs)
 
 
 def export_paths(spec: ModelSpec, source: Path, scratch: Path, data_dir: Path) -> dict[str, dict]:
@@ -69,7 +70,7 @@ def export_paths(spec: ModelSpec, source: Path, scratch: Path, data_dir: Path) -
                 out[label] = {"reason": str(exc).removeprefix(f"{spec.name}: ")}
             continue
         for label, key, *_ in labels:
-            out[label] = {"folder": folder, "format": key, "entry": rec["formats"][key]}
+            out[label] = {"folder": folder, "format": key, "entry": rec.formats[key]}
     return out
 
 
@@ -78,7 +79,7 @@ def in_process(spec: ModelSpec, source: Path, paths: dict[str, dict]) -> dict:
     timed = {"eager": runners.eager_runner(load_trained(spec, source))}
     for label, p in paths.items():
         if "entry" in p:
-            file = model_dir(p["folder"], spec) / p["entry"]["file"]
+            file = ModelFolder.of(p["folder"], spec.name).file(p["entry"].file)
             timed[label] = exporter.runner_of(p["format"], file, spec, threads=exporter.LATENCY_THREADS)
     return exporter.measure_latency(spec, timed, (1, spec.max_batch_size), budget_s=1.0)
 
@@ -157,7 +158,7 @@ def main(
     try:
         for spec in specs:
             source = Path(artifacts)
-            if not (model_dir(source, spec) / "checkpoint.pt").is_file() and spec.checkpoint is None:
+            if not ModelFolder.of(source, spec.name).checkpoint.is_file() and spec.checkpoint is None:
                 from zeroserve.train import train_model
 
                 source = Path(cache) / "trained"  # as the export bench does: trained here when not under artifacts/

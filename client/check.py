@@ -16,14 +16,17 @@ from typing import Any
 import numpy as np
 
 from zeroserve import formats as F
-from zeroserve import parity, records
-from zeroserve.artifacts import eager_outputs, load_trained, model_dir
+from zeroserve import parity
+from zeroserve.artifacts import eager_outputs, load_trained
 from zeroserve.client.connection import Client, batches
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.model import Target
 from zeroserve.deploy.release import TARGET
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
+from zeroserve.records.export import ExportRecord
+from zeroserve.records.layout import ModelFolder
+from zeroserve.records.train import TrainData, TrainRecord
 from zeroserve.spec import ModelSpec, Split
 from zeroserve.triton import machine
 from zeroserve.triton.errors import RequestFailed
@@ -31,22 +34,25 @@ from zeroserve.triton.errors import RequestFailed
 
 def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float | None) -> Tolerance:
     """The options if given, else the tolerances export's gate recorded, else the spec's own."""
-    path = model_dir(artifacts, spec) / "export.json"
-    rec = records.read_json(path, "export record") if path.is_file() else {}
-    recorded = spec.tolerance.with_overrides(rec.get("atol"), rec.get("rtol"))
+    rec = _export_record(spec, artifacts)
+    recorded = spec.tolerance.with_overrides(rec.atol, rec.rtol) if rec is not None else spec.tolerance
     return recorded.with_overrides(atol, rtol)
+
+
+def _export_record(spec: ModelSpec, artifacts: Path) -> ExportRecord | None:
+    """The model's export record, None when it was never exported (InputError when it is unreadable)."""
+    path = ModelFolder.of(artifacts, spec.name).export_record
+    return ExportRecord.load(path) if path.is_file() else None
 
 
 SEEDED_ROWS = 256
 SEED = 0
 
 
-def recorded_split_version(recorded: dict) -> int | None:
-    """The seeded split rule a train.json's data block was made by: a record without `split_version`
+def recorded_split_version(recorded: TrainData | None) -> int | None:
+    """The seeded split rule a train record's data block was made by: a record without `split_version`
     predates versions (rule 1); None (no record, or a source without a seeded split) means the current one."""
-    if not recorded:
-        return None
-    return recorded.get("split_version", 1)
+    return recorded.seeded_rule() if recorded is not None else None
 
 
 def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
@@ -55,7 +61,7 @@ def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
     A model with its own checkpoint has no train.json to agree with; one without a data source is
     checked on `SEEDED_ROWS` seeded inputs from its example-input function (or its inputs' domains).
     """
-    path = model_dir(artifacts, spec) / "train.json"
+    path = ModelFolder.of(artifacts, spec.name).train_record
     if spec.data is None:
         rng = np.random.default_rng(SEED)
         inputs = spec.random_inputs(SEEDED_ROWS, rng)
@@ -68,15 +74,16 @@ def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
         )
     if not path.is_file() and spec.checkpoint is None:
         raise InputError(f"{spec.name}: no train.json at {path}; run `zeroserve train {spec.name}` first")
-    recorded = records.read_json(path, "train record").get("data", {}) if path.is_file() else {}
+    recorded = TrainRecord.load(path).data if path.is_file() else None
     split = spec.load_data(Path(data_dir), recorded_split_version(recorded))
+    rule, source, sizes = (recorded.split_rule, recorded.source, recorded.sizes) if recorded else (None, None, None)
     differs = []
-    if recorded.get("split_rule") not in (None, split.rule):
-        differs.append(f"rule {split.rule!r} vs recorded {recorded['split_rule']!r}")
-    if recorded.get("source") not in (None, split.source):
-        differs.append(f"source {split.source!r} vs recorded {recorded['source']!r}")
-    if recorded.get("sizes") not in (None, split.sizes):
-        differs.append(f"sizes {split.sizes} vs recorded {recorded['sizes']}")
+    if rule not in (None, split.rule):
+        differs.append(f"rule {split.rule!r} vs recorded {rule!r}")
+    if source not in (None, split.source):
+        differs.append(f"source {split.source!r} vs recorded {source!r}")
+    if sizes not in (None, split.sizes):
+        differs.append(f"sizes {split.sizes} vs recorded {sizes}")
     if differs:
         raise InputError(
             f"{spec.name}: the held-out set rebuilt from {data_dir} is not the one training held out "
@@ -103,9 +110,9 @@ def compare(
 
 def variant_rule(spec: ModelSpec, artifacts: Path, fmt: str) -> parity.VariantRule:
     """The variant gate's rule as export recorded it for `fmt` (else the defaults)."""
-    path = model_dir(artifacts, spec) / "export.json"
-    rec = records.read_json(path, "export record") if path.is_file() else {}
-    return parity.VariantRule.from_json(rec.get("formats", {}).get(fmt, {}).get("rule"))
+    rec = _export_record(spec, artifacts)
+    entry = rec.formats.get(fmt) if rec is not None else None
+    return parity.VariantRule.from_json(entry.rule.to_json() if entry is not None and entry.rule else None)
 
 
 def compare_variant(

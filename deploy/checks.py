@@ -6,48 +6,49 @@ from pathlib import Path
 from typing import Literal
 
 from zeroserve import formats as F
-from zeroserve.artifacts import model_dir
 from zeroserve.deploy.kserve import check_storage_uri
 from zeroserve.deploy.release import TargetRelease
 from zeroserve.errors import InputError
 from zeroserve.export.exporter import sha256
+from zeroserve.records.export import ExportRecord, FormatEntry
+from zeroserve.records.layout import ModelFolder
 from zeroserve.spec import ModelSpec
 
 Device = Literal["gpu", "cpu"]
 
 
-def checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> tuple[dict, Path]:
+def checked_entry(spec: ModelSpec, record: ExportRecord, fmt: str, artifacts: Path) -> tuple[FormatEntry, Path]:
     """The record's entry for `fmt` and its artifact path, or InputError saying why it cannot deploy."""
-    entry = record.get("formats", {}).get(fmt)
+    entry = record.formats.get(fmt)
     if entry is None:
         raise InputError(
             f"{spec.name}: the export record has no {fmt} artifact; run `zeroserve export {spec.name} --format {fmt}`"
         )
     variant = F.get(fmt)
-    unverified_ok = variant.gpu_only and entry.get("status") == "UNVERIFIED"  # measured where a GPU serves it
-    if entry.get("status") != "PASS" and not unverified_ok:
-        worst = entry.get("worst") or {}
+    unverified_ok = variant.gpu_only and entry.status == "UNVERIFIED"  # measured where a GPU serves it
+    if entry.status != "PASS" and not unverified_ok:
+        worst = entry.worst
         reason = (
-            "; ".join(entry.get("failed_rules") or [])
-            or entry.get("error")
-            or worst.get("error")
-            or f"worst point {worst.get('point', '?')}"
+            "; ".join(entry.failed_rules or [])
+            or entry.error
+            or (worst.error if worst else None)
+            or f"worst point {worst.point if worst else '?'}"
         )
         raise InputError(
-            f"{spec.name} {fmt}: export status is {entry.get('status', 'missing')}, not PASS "
+            f"{spec.name} {fmt}: export status is {entry.status}, not PASS "
             f"({reason}); only gated artifacts are deployed"
         )
-    if variant.base is not None and "base_sha256" in entry:
-        base = record.get("formats", {}).get(variant.base, {})
-        if base.get("sha256") != entry["base_sha256"]:
+    if variant.base is not None and entry.base_sha256 is not None:
+        base = record.formats.get(variant.base)
+        if base is None or base.sha256 != entry.base_sha256:
             raise InputError(
                 f"{spec.name} {fmt}: made from a {variant.base} artifact that is no longer the recorded "
                 f"one; run `zeroserve export {spec.name} --variant {variant.variant}` again"
             )
-    path = model_dir(artifacts, spec) / entry.get("file", F.get(fmt).file)
+    path = ModelFolder.of(artifacts, spec.name).file(entry.file)
     if not path.is_file():
         raise InputError(f"{spec.name} {fmt}: artifact {path} is missing; run `zeroserve export {spec.name}` again")
-    if sha256(path) != entry.get("sha256"):
+    if sha256(path) != entry.sha256:
         raise InputError(
             f"{spec.name} {fmt}: {path} does not match the sha256 in its export record "
             f"(changed since export); run `zeroserve export {spec.name}` again"
@@ -55,7 +56,7 @@ def checked_entry(spec: ModelSpec, record: dict, fmt: str, artifacts: Path) -> t
     return entry, path
 
 
-def default_formats(record: dict, device: str = "gpu") -> tuple[tuple[str, ...], list[dict]]:
+def default_formats(record: ExportRecord, device: str = "gpu") -> tuple[tuple[str, ...], list[dict]]:
     """What deploy writes when no --format is given: the primary formats, and each variant the export
     record holds that may be deployed; the variants left out, each with the reason.
 
@@ -63,21 +64,21 @@ def default_formats(record: dict, device: str = "gpu") -> tuple[tuple[str, ...],
     export), and only for --device gpu. An opt-in format (pt2) deploys when it was exported and passed.
     """
     keys, skipped = list(F.primary()), []
-    for key, entry in record.get("formats", {}).items():
+    for key, entry in record.formats.items():
         fmt = F.FORMATS.get(key)
         if fmt is None or (fmt.base is None and fmt.default):
             continue
         if fmt.base is None:  # opt-in, and exported: deployed when it passed (a FAIL record is never kept)
-            if entry.get("status") == "PASS":
+            if entry.status == "PASS":
                 keys.append(key)
             continue
-        status = entry.get("status")
+        status = entry.status
         if fmt.gpu_only and device != "gpu":
             skipped.append({"format": key, "reason": f"{key} runs on GPU instances only; deploy with --device gpu"})
         elif status == "PASS" or (fmt.gpu_only and status == "UNVERIFIED"):
             keys.append(key)
         else:
-            why = "; ".join(entry.get("failed_rules") or []) or entry.get("error") or "no reason recorded"
+            why = "; ".join(entry.failed_rules or []) or entry.error or "no reason recorded"
             skipped.append({"format": key, "reason": f"{key} export status is {status}, not PASS ({why})"})
     return tuple(k for k in F.FORMATS if k in keys), skipped
 
@@ -116,7 +117,7 @@ def check_deploy_options(
 
 
 def check_export_record(
-    spec: ModelSpec, record: dict, formats, device: str, max_batch_size: int | None
+    spec: ModelSpec, record: ExportRecord, formats, device: str, max_batch_size: int | None
 ) -> tuple[tuple[str, ...], int]:
     """The formats to deploy and the largest batch the export gate checked, against the export record."""
     formats = F.parse(formats) if formats else default_formats(record, device)[0]
@@ -126,13 +127,13 @@ def check_export_record(
             f"{spec.name}: {', '.join(gpu_only)} runs on GPU instances only (ONNX Runtime's CPU "
             "provider lacks most float16 kernels); deploy it with --device gpu"
         )
-    specs_now = {"inputs": [t.as_json() for t in spec.inputs], "outputs": [t.as_json() for t in spec.outputs]}
-    if any(k in record and record[k] != v for k, v in specs_now.items()):
+    recorded = ((record.inputs, spec.inputs), (record.outputs, spec.outputs))
+    if any(tensors is not None and tensors != [t.as_json() for t in now] for tensors, now in recorded):
         raise InputError(
             f"{spec.name}: the export record's tensors differ from the registry's (changed since "
             f"export); run `zeroserve export {spec.name}` again"
         )
-    gated = record.get("max_batch_size", spec.max_batch_size)
+    gated = record.max_batch_size if record.max_batch_size is not None else spec.max_batch_size
     if max_batch_size is not None and not 1 <= max_batch_size <= gated:
         raise InputError(
             f"{spec.name}: --max-batch-size {max_batch_size} must be between 1 and {gated}, "
@@ -142,8 +143,8 @@ def check_export_record(
 
 
 def check_artifacts(
-    spec: ModelSpec, record: dict, formats, artifacts: Path, max_batch_size: int | None, release: TargetRelease
-) -> dict[str, tuple[dict, Path, dict]]:
+    spec: ModelSpec, record: ExportRecord, formats, artifacts: Path, max_batch_size: int | None, release: TargetRelease
+) -> dict[str, tuple[FormatEntry, Path, dict]]:
     """Each format's export entry, artifact and what the target release says of it, before anything is written."""
     checked = {}
     for fmt in formats:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zeroserve import runtimes
+from zeroserve.records.export import FormatEntry
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,14 @@ TARGET = TargetRelease(
 )
 
 
-def check_onnx_target(name: str, path: Path, entry: dict, target: TargetRelease = TARGET) -> dict:
+def check_onnx_target(name: str, path: Path, entry: FormatEntry, target: TargetRelease = TARGET) -> dict:
     """An ONNX file's IR version and opset against its record and the target's ONNX Runtime (the onnx runtime's
     check); {"ir_version", "opset"} read from the file."""
     return runtimes.get("onnx").check_target(name, path, entry, target)
 
 
-def check_torchscript_target(name: str, path: Path, entry: dict | None = None, target: TargetRelease = TARGET) -> dict:
+def check_torchscript_target(
+    name: str, path: Path, entry: FormatEntry | None = None, target: TargetRelease = TARGET
+) -> dict:
     """A TorchScript archive's file-format version against the target's libtorch; {"file_format_version"}."""
-    return runtimes.get("torchscript").check_target(name, path, entry or {}, target)
+    return runtimes.get("torchscript").check_target(name, path, entry, target)

@@ -21,7 +21,6 @@ import numpy as np
 
 from zeroserve import formats as F
 from zeroserve import records
-from zeroserve.artifacts import model_dir
 from zeroserve.deploy.checks import (
     Device,
     check_artifacts,
@@ -43,6 +42,8 @@ from zeroserve.deploy.lint import lint_model
 from zeroserve.deploy.release import TARGET, TargetRelease
 from zeroserve.errors import InputError
 from zeroserve.export.exporter import sha256
+from zeroserve.records.export import ExportRecord
+from zeroserve.records.layout import ModelFolder
 from zeroserve.spec import ModelSpec
 
 DEFAULT_REPOSITORY = Path("model_repository")
@@ -55,11 +56,11 @@ MANIFEST = "manifest.json"
 Target = Literal["triton", "kserve"]
 
 
-def read_export_record(spec: ModelSpec, artifacts: Path) -> tuple[dict, Path]:
-    """The model's export.json (through the export stage's own reader) and its path."""
+def read_export_record(spec: ModelSpec, artifacts: Path) -> tuple[ExportRecord, Path]:
+    """The model's export record (through the export stage's own reader) and its path."""
     from zeroserve.export import read_export
 
-    return read_export(spec, artifacts), model_dir(artifacts, spec) / "export.json"
+    return read_export(spec, artifacts), ModelFolder.of(artifacts, spec.name).export_record
 
 
 def _warmup(spec: ModelSpec, sample: dict[str, np.ndarray] | None, folder: Path) -> Warmup:
@@ -86,9 +87,10 @@ def _warmup(spec: ModelSpec, sample: dict[str, np.ndarray] | None, folder: Path)
     return Warmup("sample" if sample is not None else "safe values", inputs)
 
 
-def _load_sample(spec: ModelSpec, artifacts: Path, record: dict) -> dict[str, np.ndarray] | None:
-    """`sample.npz` keyed by input name, checked against the spec; None when there is none."""
-    path = model_dir(artifacts, spec) / record.get("sample", "sample.npz")
+def _load_sample(spec: ModelSpec, artifacts: Path, record: ExportRecord) -> dict[str, np.ndarray] | None:
+    """The export's held-out sample keyed by input name, checked against the spec; None when there is none."""
+    folder = ModelFolder.of(artifacts, spec.name)
+    path = folder.file(record.sample) if record.sample else folder.sample
     if not path.is_file():
         return None
     try:
@@ -191,7 +193,7 @@ def deploy_model(
             os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from a Triton running as another user
             (tmp / VERSION).mkdir()
             shutil.copyfile(path, tmp / VERSION / backend.default_file)
-            if sha256(tmp / VERSION / backend.default_file) != entry["sha256"]:
+            if sha256(tmp / VERSION / backend.default_file) != entry.sha256:
                 raise InputError(f"{name}: the copy of {path} does not match its sha256; check the disk")
             model = DeployedModel(
                 name=name,
@@ -220,7 +222,7 @@ def deploy_model(
                 "backend": backend.name,
                 **({"platform": model.platform} if model.platform else {}),
                 "artifact": f"{VERSION}/{backend.default_file}",
-                "artifact_sha256": entry["sha256"],
+                "artifact_sha256": entry.sha256,
                 "export_record": {"path": str(record_path.resolve()), "sha256": record_sha},
                 "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
                 "max_batch_size": model.max_batch_size,

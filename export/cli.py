@@ -30,6 +30,7 @@ from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import exporter
 from zeroserve.export import variants as V
 from zeroserve.export.failures import variant_failures
+from zeroserve.records.export import ExportRecord, GatePoint
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
     Exporter = str
@@ -133,7 +134,9 @@ def export_cmd(
         F.get(key).handler.preflight()  # once, not once per model (pt2 without a C++ compiler)
     specs, explicit = registry.select(models, model_files)
     data_dir = data_dir_in_use(data_dir, specs)
-    done, skipped, failed = [], [], []
+    done: list[ExportRecord] = []
+    skipped: list[dict] = []
+    failed: list[dict] = []  # lines for the user (and --json), not records
     for spec in specs:
         with console.status(
             f"exporting {spec.name} ({', '.join((*formats, *variants))}) and running the gate", spinner="dots"
@@ -164,9 +167,9 @@ def export_cmd(
                 skipped.append({"model": spec.name, "reason": str(exc)})
                 skip_line(spec.name, str(exc).removeprefix(f"{spec.name}: "))
                 continue
-        for unfit in rec.pop("skipped_variants", []):  # under `all`: this variant only, the others were made
-            skipped.append({"model": spec.name, "variant": unfit["variant"], "reason": unfit["reason"]})
-            skip_line(f"{spec.name} {unfit['variant']}", unfit["reason"].removeprefix(f"{spec.name}: "))
+        for unfit in rec.skipped_variants or []:  # under `all`: this variant only, the others were made
+            skipped.append({"model": spec.name, "variant": unfit.variant, "reason": unfit.reason})
+            skip_line(f"{spec.name} {unfit.variant}", unfit.reason.removeprefix(f"{spec.name}: "))
         done.append(rec)
         for line in variant_failures(spec, rec, variants):
             failed.append({"model": spec.name, "reason": line})
@@ -180,7 +183,7 @@ def export_cmd(
     if as_json:
         print_json(
             {
-                "exported": done,
+                "exported": [r.to_json() for r in done],
                 "skipped": skipped,
                 "failed": failed,
                 **({"report": {k: str(v) for k, v in paths.items()}} if paths else {}),
@@ -188,7 +191,7 @@ def export_cmd(
         )
     else:
         if formats:
-            _table([{**r, "formats": {k: e for k, e in r["formats"].items() if k in formats}} for r in done], artifacts)
+            _table(done, artifacts, formats)
         if variants:
             from zeroserve.export import report as variant_report
 
@@ -201,7 +204,9 @@ def export_cmd(
         raise typer.Exit(CheckFailed.exit_code)
 
 
-def _reports(done: list[dict], specs, formats, variants, report: Path | None, as_json: bool) -> tuple[dict, list]:
+def _reports(
+    done: list[ExportRecord], specs, formats, variants, report: Path | None, as_json: bool
+) -> tuple[dict, list]:
     """--report: the format comparison of the formats exported, and the variant report of the variants made."""
     paths: dict[str, Path] = {}
     rows: list[dict] = []
@@ -227,7 +232,8 @@ def _reports(done: list[dict], specs, formats, variants, report: Path | None, as
     return paths, rows
 
 
-def _table(done: list[dict], artifacts) -> None:
+def _table(done: list[ExportRecord], artifacts, formats) -> None:
+    """The gate's verdict per model and format (of `formats`), with the in-process latency at batch 1."""
     table = Table(title=f"export gate (artifacts in {artifacts}/)")
     for col in (
         "model",
@@ -242,19 +248,19 @@ def _table(done: list[dict], artifacts) -> None:
     ):
         table.add_column(col)
     for rec in done:
-        lat = rec.get("latency_ms", {}).get("batch_1", {})
-        for fmt, e in rec["formats"].items():
-            w = e["worst"]
-            top1 = "" if w.get("top1_agreement") is None else f"{w['top1_agreement']:.0%}"
+        lat = (rec.latency_ms.at(1) if rec.latency_ms else None) or {}
+        for fmt, e in ((k, e) for k, e in rec.formats.items() if k in formats):
+            w = e.worst or GatePoint(point="")
+            top1 = "" if w.top1_agreement is None else f"{w.top1_agreement:.0%}"
             this = lat.get(fmt)
             table.add_row(
-                rec["model"],
+                rec.model,
                 fmt,
-                e["status"],
-                f"{w['max_abs']:.2e}",
-                f"{w['max_rel']:.2e}",
+                e.status,
+                f"{w.max_abs:.2e}" if w.max_abs is not None else "",
+                f"{w.max_rel:.2e}" if w.max_rel is not None else "",
                 top1,
-                str(len(e["grid"])),
+                str(len(e.grid or [])),
                 f"{lat.get('eager', 0):.3f}",
                 f"{this:.3f}" if this else "",
             )

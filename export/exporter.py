@@ -7,7 +7,6 @@ artifacts and record untouched and writes its numbers to export-failed.json.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -23,12 +22,14 @@ import torch
 
 from zeroserve import formats as F
 from zeroserve import records
-from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained, model_dir
+from zeroserve.artifacts import checkpoint_path, eager_outputs, load_trained
 from zeroserve.errors import CheckFailed, InputError, MissingDataError
 from zeroserve.export import gate, runners, variant_gate
 from zeroserve.export import variants as variants_mod
 from zeroserve.export.failures import gate_failure_line
 from zeroserve.export.latency import LATENCY_THREADS, measure_latency
+from zeroserve.records.export import ExportFailures, ExportRecord, FormatEntry, Latency, SkippedVariant
+from zeroserve.records.layout import ModelFolder
 from zeroserve.spec import ModelSpec, Split
 from zeroserve.triton import machine
 
@@ -62,12 +63,12 @@ def check_opset(opset: int, exporter: str) -> None:
         raise InputError(f"opset {opset} is not supported by the {exporter} exporter (supported: {low}..{high})")
 
 
-def read_export(spec: ModelSpec, artifacts: Path) -> dict:
-    """The model's export.json, or InputError saying to run export first."""
-    path = model_dir(artifacts, spec) / "export.json"
+def read_export(spec: ModelSpec, artifacts: Path) -> ExportRecord:
+    """The model's export record, or InputError saying to run export first (or what is wrong with it)."""
+    path = ModelFolder.of(artifacts, spec.name).export_record
     if not path.is_file():
         raise InputError(f"{spec.name}: no export record at {path}; run `zeroserve export {spec.name}` first")
-    return records.read_json(path, "export record")
+    return ExportRecord.load(path)
 
 
 def _exportable(spec: ModelSpec, model: torch.nn.Module) -> torch.nn.Module:
@@ -109,23 +110,23 @@ def _held_out(spec: ModelSpec, data_dir: Path | None) -> Split:
     return split
 
 
-def _recorded_base(spec: ModelSpec, out_dir: Path, base: str, variant: str) -> tuple[dict, Path]:
+def _recorded_base(spec: ModelSpec, out_dir: Path, base: str, variant: str) -> tuple[FormatEntry, Path]:
     """The previous export's PASS entry for `base` and its file, or InputError saying to export it first."""
-    path = out_dir / "export.json"
+    path = ModelFolder(out_dir).export_record
     hint = f"run `zeroserve export {spec.name} --format {base}` first"
     if not path.is_file():
         raise InputError(
             f"{spec.name}: the {variant} variant is made from the gated {base} export, and "
             f"{spec.name} was never exported; {hint}"
         )
-    entry = records.read_json(path, "export record").get("formats", {}).get(base)
-    if entry is None or entry.get("status") != "PASS":
+    entry = ExportRecord.load(path).formats.get(base)
+    if entry is None or entry.status != "PASS":
         raise InputError(
             f"{spec.name}: the {variant} variant is made from a gated {base} export, and the export "
             f"record has none that passed; {hint}"
         )
-    file = out_dir / entry.get("file", F.get(base).file)
-    if not file.is_file() or sha256(file) != entry.get("sha256"):
+    file = ModelFolder(out_dir).file(entry.file)
+    if not file.is_file() or sha256(file) != entry.sha256:
         raise InputError(f"{spec.name}: {file} is missing or differs from its export record; {hint}")
     return entry, file
 
@@ -148,22 +149,16 @@ class _Run:
     latency: bool
     eager: Callable
     points: list
-    entries: dict[str, dict] = field(default_factory=dict)
-    unfit: list[dict] = field(default_factory=list)
+    entries: dict[str, FormatEntry] = field(default_factory=dict)
+    unfit: list[SkippedVariant] = field(default_factory=list)
 
 
-def _export_one(run: _Run, key: str) -> dict | None:
+def _export_one(run: _Run, key: str) -> FormatEntry | None:
     """Build, load and gate one format into the run's scratch folder; its export.json entry (None: unfit, skipped)."""
     fmt = F.get(key)
     path = run.tmp / fmt.file
-    if fmt.base is not None and fmt.base in run.entries and run.entries[fmt.base]["status"] != "PASS":
-        return {
-            "file": fmt.file,
-            "status": "FAIL",
-            "error": f"its base {fmt.base} failed the gate",
-            "worst": {"point": "export", "error": f"base {fmt.base} failed"},
-            "grid": [],
-        }
+    if fmt.base is not None and fmt.base in run.entries and run.entries[fmt.base].status != "PASS":
+        return _export_failed(fmt.file, f"its base {fmt.base} failed the gate", f"base {fmt.base} failed")
     started = time.perf_counter()
     try:
         info = BUILDERS[key](
@@ -197,17 +192,11 @@ def _export_one(run: _Run, key: str) -> dict | None:
             )
             if not run.skip_unfit:
                 raise err from None
-            run.unfit.append({"format": key, "variant": fmt.variant or key, "reason": str(err)})
+            run.unfit.append(SkippedVariant(format=key, variant=fmt.variant or key, reason=str(err)))
             path.unlink(missing_ok=True)
             return None
         msg = _first_line(exc)
-        return {
-            "file": fmt.file,
-            "status": "FAIL",
-            "error": f"{type(exc).__name__}: {msg}",
-            "worst": {"point": "export", "error": msg},
-            "grid": [],
-        }
+        return _export_failed(fmt.file, f"{type(exc).__name__}: {msg}", msg)
     seconds = time.perf_counter() - started
     if fmt.variant:
         result = variant_gate.run_variant_gate(
@@ -224,14 +213,15 @@ def _export_one(run: _Run, key: str) -> dict | None:
             result["latency_ms"] = measure_latency(run.spec, timed, (1, run.spec.max_batch_size))
     else:
         result = gate.run_gate(run.spec, run.eager, runner, run.points, run.tol)
-    return {
-        "file": fmt.file,
-        "sha256": sha256(path),
-        "bytes": path.stat().st_size,
-        **info,
-        "export_seconds": round(seconds, 3),
-        **result,
-    }
+    made = {"file": fmt.file, "sha256": sha256(path), "bytes": path.stat().st_size, **info}
+    return FormatEntry.model_validate({**made, "export_seconds": round(seconds, 3), **result})
+
+
+def _export_failed(file: str, error: str, worst: str) -> FormatEntry:
+    """The entry of a format that could not be made (FAIL, no gate run)."""
+    return FormatEntry.model_validate(
+        {"file": file, "status": "FAIL", "error": error, "worst": {"point": "export", "error": worst}, "grid": []}
+    )
 
 
 def export_model(
@@ -248,7 +238,7 @@ def export_model(
     latency: bool = True,
     variant_options: variants_mod.VariantOptions | None = None,
     skip_unfit: bool = False,
-) -> dict:
+) -> ExportRecord:
     """Export `spec`'s trained checkpoint, gate every format, and record it.
 
     Args:
@@ -269,7 +259,7 @@ def export_model(
             that fails its own gate is recorded FAIL in export.json instead.
 
     Returns:
-        The export.json record.
+        The export record (with `skipped_variants` when some were unfit: not written to the file).
     """
     wanted_variants = F.parse_variants(variants)
     primary = F.parse(formats) if formats or not wanted_variants else ()
@@ -282,7 +272,8 @@ def export_model(
         F.get(key).handler.preflight()  # what the machine needs for it (pt2: a C++ compiler), before any work
     options = variant_options or variants_mod.VariantOptions()
     tol = spec.tolerance.with_overrides(atol, rtol)
-    out_dir = model_dir(artifacts, spec)
+    folder = ModelFolder.of(artifacts, spec.name)
+    out_dir = folder.root
     model = load_trained(spec, artifacts)
     judged = [k for k in keys if F.get(k).variant]
     split = _held_out(spec, data_dir) if judged else None
@@ -312,39 +303,37 @@ def export_model(
                 run.entries[key] = entry
         entries, unfit = run.entries, run.unfit
         if not entries:  # every variant asked for was unfit
-            raise InputError(f"{spec.name}: " + "; ".join(u["reason"].removeprefix(f"{spec.name}: ") for u in unfit))
+            raise InputError(f"{spec.name}: " + "; ".join(u.reason.removeprefix(f"{spec.name}: ") for u in unfit))
         keys = tuple(k for k in keys if k in entries)
         firsts = {k: e for k, e in entries.items() if not F.get(k).variant}
-        previous = out_dir / "export.json"
-        old: dict = {}
-        if previous.is_file():
-            with contextlib.suppress(InputError):
-                old = records.read_json(previous)
+        old = ExportRecord.load_if_valid(folder.export_record)
         record = _new_record(spec, artifacts, tol, real, entries, firsts, old)
-        if record["status"] != "PASS":
-            records.write_json(out_dir / "export-failed.json", record)
-            raise CheckFailed(gate_failure_line(spec, firsts, out_dir))
+        if record.status != "PASS":
+            ExportFailures.model_validate(record.to_json()).save(folder.export_failures)
+            raise CheckFailed(gate_failure_line(spec, firsts, folder.export_failures))
 
         if latency and firsts:
             timed = {"eager": eager}
             timed.update({key: runner_of(key, tmp / F.get(key).file, spec, threads=LATENCY_THREADS) for key in firsts})
-            record["latency_ms"] = measure_latency(spec, timed, (1, spec.max_batch_size))
+            record.latency_ms = Latency.model_validate(measure_latency(spec, timed, (1, spec.max_batch_size)))
 
         _keep_previous(record, old, entries, out_dir)
         for key in keys:
             fmt = F.get(key)
-            if fmt.variant and entries[key]["status"] == "FAIL":
+            if fmt.variant and entries[key].status == "FAIL":
                 (out_dir / fmt.file).unlink(missing_ok=True)  # never deployed: no file that looks deployable
             else:
                 os.replace(tmp / fmt.file, out_dir / fmt.file)
         if firsts and real is not None:
-            with records.atomic_path(out_dir / "sample.npz") as sample_tmp, open(sample_tmp, "wb") as fh:
+            with records.atomic_path(folder.sample) as sample_tmp, open(sample_tmp, "wb") as fh:
                 np.savez(fh, **{t.name: a[:SAMPLE_ROWS] for t, a in zip(spec.inputs, real)})
-            record["sample"] = "sample.npz"
-        records.write_json(out_dir / "export.json", record)
+            record.sample = folder.sample.name
+        record.save(folder.export_record)
         if firsts:
-            (out_dir / "export-failed.json").unlink(missing_ok=True)
-        return {**record, "skipped_variants": unfit} if unfit else record
+            folder.export_failures.unlink(missing_ok=True)
+        if unfit:
+            record.skipped_variants = unfit
+        return record
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -355,46 +344,41 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def _new_record(spec: ModelSpec, artifacts: Path, tol, real, entries: dict, firsts: dict, old: dict) -> dict[str, Any]:
+def _new_record(spec: ModelSpec, artifacts: Path, tol, real, entries: dict, firsts: dict, old) -> ExportRecord:
     """The export record: a new one when a primary format was exported, else the recorded one plus these variants."""
-    if firsts:
-        return {
-            "schema": records.SCHEMA,
-            "model": spec.name,
-            "status": "PASS" if all(e["status"] == "PASS" for e in firsts.values()) else "FAIL",
-            "max_batch_size": spec.max_batch_size,
-            "atol": tol.atol,
-            "rtol": tol.rtol,
-            "inputs": [t.as_json() for t in spec.inputs],
-            "outputs": [t.as_json() for t in spec.outputs],
-            "checkpoint_sha256": sha256(checkpoint_path(spec, artifacts)),
-            "real_samples": real is not None,
-            "formats": entries,
-            "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
-        }
+    versions = records.versions("onnx", "onnxruntime-gpu", "onnxscript")
+    if firsts or old is None:  # (a variants-only export has loaded the recorded one already)
+        return ExportRecord(
+            model=spec.name,
+            status="PASS" if all(e.status == "PASS" for e in firsts.values()) else "FAIL",
+            max_batch_size=spec.max_batch_size,
+            atol=tol.atol,
+            rtol=tol.rtol,
+            inputs=[t.as_json() for t in spec.inputs],
+            outputs=[t.as_json() for t in spec.outputs],
+            checkpoint_sha256=sha256(checkpoint_path(spec, artifacts)),
+            real_samples=real is not None,
+            formats=entries,
+            versions=versions,
+        )
     # variants only: the recorded export stays as it was, with these variants added
-    return {
-        **old,
-        "formats": {**old.get("formats", {}), **entries},
-        "versions": records.versions("onnx", "onnxruntime-gpu", "onnxscript"),
-    }
+    return ExportRecord.model_validate({**old.to_json(), "formats": {**old.formats, **entries}, "versions": versions})
 
 
-def _keep_previous(record: dict, old: dict, entries: dict, out_dir: Path) -> None:
-    """Keep the formats not re-exported this time while their files are still the recorded ones."""
-    # keep the formats not re-exported this time, if their files are still the recorded ones; a variant
-    # only while its base is the one it was made from
-    shas = {k: e.get("sha256") for k, e in record["formats"].items()}
-    for key, entry in old.get("formats", {}).items():
+def _keep_previous(record: ExportRecord, old: ExportRecord | None, entries: dict, out_dir: Path) -> None:
+    """Keep the formats not re-exported this time while their files are still the recorded ones; a variant
+    only while its base is the one it was made from."""
+    shas = {k: e.sha256 for k, e in record.formats.items()}
+    for key, entry in (old.formats if old is not None else {}).items():
         if key in entries or key not in F.FORMATS:
             continue
         fmt = F.get(key)
-        f = out_dir / entry.get("file", "")
-        same_file = f.is_file() and sha256(f) == entry.get("sha256")
+        f = out_dir / entry.file
+        same_file = f.is_file() and sha256(f) == entry.sha256
         if fmt.variant:
-            if entry.get("base_sha256") == shas.get(fmt.base) and (same_file or entry.get("status") == "FAIL"):
-                record["formats"][key] = entry
+            if entry.base_sha256 == shas.get(str(fmt.base)) and (same_file or entry.status == "FAIL"):
+                record.formats[key] = entry
             else:
-                record["formats"].pop(key, None)
-        elif entry.get("status") == "PASS" and same_file:
-            record["formats"][key] = entry
+                record.formats.pop(key, None)
+        elif entry.status == "PASS" and same_file:
+            record.formats[key] = entry

@@ -14,41 +14,42 @@ from pathlib import Path
 from rich.table import Table
 
 from zeroserve import records
+from zeroserve.records.export import ExportRecord, FormatEntry
 from zeroserve.spec import ModelSpec
 from zeroserve.triton import machine
 
 LABELS = {"torchscript": "TorchScript", "pt2": "PT2"}
 
 
-def label(fmt: str, entry: dict) -> str:
+def label(fmt: str, entry: FormatEntry) -> str:
     """`ONNX dynamo`, `TorchScript`, `PT2`: a path's name in the comparison."""
-    return f"ONNX {entry.get('exporter', 'legacy')}" if fmt == "onnx" else LABELS.get(fmt, fmt)
+    return f"ONNX {entry.exporter or 'legacy'}" if fmt == "onnx" else LABELS.get(fmt, fmt)
 
 
 def rows(spec: ModelSpec, paths: dict[str, dict], latency: dict, served: dict[str, dict]) -> list[dict]:
     """One row per path of `spec`.
 
     Args:
-        paths: {label: {"entry": its export-record entry} or {"reason": why it could not be made}}.
+        paths: {label: {"entry": its export-record entry (a FormatEntry)} or {"reason": why it could not be made}}.
         latency: `exporter.measure_latency`'s record over the labels (and "eager").
         served: {label: {"batch_1": p50 ms or a reason, "batch_<max>": ...}}.
     """
     big = spec.max_batch_size
     out = []
     for name, p in paths.items():
-        e = p.get("entry") or {}
+        e: FormatEntry | None = p.get("entry")
         b1 = (latency.get("batch_1") or {}).get(name)
         bl = (latency.get(f"batch_{big}") or {}).get(name)
-        worst = e.get("worst") or {}
+        worst = e.worst if e is not None else None
         out.append(
             {
                 "model": spec.name,
                 "path": name,
-                "status": e.get("status", "not made"),
+                "status": e.status if e is not None else "not made",
                 "reason": p.get("reason", ""),
-                "export_seconds": e.get("export_seconds"),
-                "bytes": e.get("bytes"),
-                "max_abs": worst.get("max_abs"),
+                "export_seconds": e.export_seconds if e is not None else None,
+                "bytes": e.bytes if e is not None else None,
+                "max_abs": worst.max_abs if worst is not None else None,
                 "large_batch": big,
                 "in_process_ms": {"batch_1": b1, f"batch_{big}": bl},
                 "eager_ms": {
@@ -61,19 +62,17 @@ def rows(spec: ModelSpec, paths: dict[str, dict], latency: dict, served: dict[st
     return out
 
 
-def from_records(done: list[dict], specs: dict[str, ModelSpec]) -> list[dict]:
+def from_records(done: list[ExportRecord], specs: dict[str, ModelSpec]) -> list[dict]:
     """Rows from export records (`zeroserve export --report`): each format timed in the record's latency."""
     out = []
     for rec in done:
-        lat = rec.get("latency_ms") or {}
-        keys = [k for k in rec.get("formats", {}) if k in (lat.get("batch_1") or {})]
-        names = {k: label(k, rec["formats"][k]) for k in keys}
+        lat = rec.latency_ms.batches() if rec.latency_ms else {}
+        keys = [k for k in rec.formats if k in (lat.get("batch_1") or {})]
+        names = {k: label(k, rec.formats[k]) for k in keys}
         by_label = {
-            batch: {names[k]: row.get(k) for k in keys} | {"eager": row.get("eager")}
-            for batch, row in lat.items()
-            if isinstance(row, dict)
+            batch: {names[k]: row.get(k) for k in keys} | {"eager": row.get("eager")} for batch, row in lat.items()
         }
-        out += rows(specs[rec["model"]], {names[k]: {"entry": rec["formats"][k]} for k in keys}, by_label, {})
+        out += rows(specs[rec.model], {names[k]: {"entry": rec.formats[k]} for k in keys}, by_label, {})
     return out
 
 

@@ -14,13 +14,16 @@ from rich.table import Table
 
 from zeroserve import formats as F
 from zeroserve import plots, records
+from zeroserve.records.export import ExportRecord, Latency
 
 SAME_SPEED = 0.05  # a ratio within 5% of 1 is no measurable speed-up on a shared CPU
 
 
-def _ratio(lat: dict | None, batch: int, base: str | None, key: str) -> tuple[float | None, float | None, float | None]:
-    row = (lat or {}).get(f"batch_{batch}") or {}
-    b, v = row.get(base), row.get(key)
+def _ratio(
+    lat: Latency | None, batch: int, base: str | None, key: str
+) -> tuple[float | None, float | None, float | None]:
+    row = (lat.at(batch) if lat else None) or {}
+    b, v = row.get(str(base)), row.get(key)
     return b, v, (b / v if b and v else None)
 
 
@@ -43,7 +46,7 @@ def verdict(row: dict) -> str:
     return f"no faster ({speed:.2f}x at batch {row['large_batch']}); {gate}"
 
 
-def rows(done: list[dict], variants: tuple[str, ...] | None = None, served: dict | None = None) -> list[dict]:
+def rows(done: list[ExportRecord], variants: tuple[str, ...] | None = None, served: dict | None = None) -> list[dict]:
     """One row per model and variant of the export records `done` (only `variants`, if given).
 
     Args:
@@ -51,38 +54,38 @@ def rows(done: list[dict], variants: tuple[str, ...] | None = None, served: dict
     """
     out = []
     for rec in done:
-        big = int(rec.get("max_batch_size", 64))
-        for key, e in rec.get("formats", {}).items():
+        big = int(rec.max_batch_size or 64)
+        for key, e in rec.formats.items():
             fmt = F.FORMATS.get(key)
             if fmt is None or not fmt.variant or (variants and key not in variants):
                 continue
-            base = rec["formats"].get(fmt.base, {})
-            lat = e.get("latency_ms")
+            base = rec.formats.get(str(fmt.base))
+            lat = e.latency_ms
             b1 = _ratio(lat, 1, fmt.base, key)
             bl = _ratio(lat, big, fmt.base, key)
-            name = fmt.triton_name(rec["model"])
+            name = fmt.triton_name(rec.model)
             row = {
-                "model": rec["model"],
+                "model": rec.model,
                 "variant": fmt.variant,
                 "format": key,
                 "triton_name": name,
-                "status": e.get("status"),
-                "bytes": e.get("bytes"),
-                "base_bytes": base.get("bytes"),
-                "metric": e.get("metric"),
-                "metric_fp32": e.get("metric_fp32"),
-                "metric_variant": e.get("metric_variant"),
-                "top1_agreement": e.get("top1_agreement"),
-                "max_abs": e.get("max_abs"),
+                "status": e.status,
+                "bytes": e.bytes,
+                "base_bytes": base.bytes if base else None,
+                "metric": e.metric,
+                "metric_fp32": e.metric_fp32,
+                "metric_variant": e.metric_variant,
+                "top1_agreement": e.top1_agreement,
+                "max_abs": e.max_abs,
                 "large_batch": big,
                 "latency_b1_ms": {"base": b1[0], "variant": b1[1]},
                 "speedup_b1": b1[2],
                 "latency_large_ms": {"base": bl[0], "variant": bl[1]},
                 "speedup_large": bl[2],
                 "served": (served or {}).get(name),
-                "served_base": (served or {}).get(F.get(str(fmt.base)).triton_name(rec["model"])),
-                "failed_rules": e.get("failed_rules") or [],
-                "note": e.get("note") or e.get("reason", ""),
+                "served_base": (served or {}).get(F.get(str(fmt.base)).triton_name(rec.model)),
+                "failed_rules": e.failed_rules or [],
+                "note": e.note or e.reason or "",
             }
             row["verdict"] = verdict(row)
             out.append(row)

@@ -10,6 +10,7 @@ import numpy as np
 from zeroserve import formats as F
 from zeroserve import parity
 from zeroserve.export import runners
+from zeroserve.records.export import FormatEntry
 from zeroserve.spec import ModelSpec, Split
 
 
@@ -83,6 +84,6 @@ def run_variant_gate(
     }
 
 
-def failure_line(spec: ModelSpec, key: str, entry: dict) -> str:
+def failure_line(spec: ModelSpec, key: str, entry: FormatEntry) -> str:
     """One line: which variant failed which rule, with the numbers."""
-    return f"{spec.name} {key} failed the variant gate: {'; '.join(entry.get('failed_rules') or ['?'])}"
+    return f"{spec.name} {key} failed the variant gate: {'; '.join(entry.failed_rules or ['?'])}"

@@ -199,7 +199,7 @@ def print_status(report: dict, artifacts: Path, repository: Path) -> None:
         deployed = d["state"] if d["state"] == "no" else f"v{d['version']} {str(d['sha256'])[:12]}"
         data, first = row["data"], row["model"] not in shown  # the data column once per model
         shown.add(row["model"])
-        source = escape(data["source"]) if data["from"] == "train.json" else f"[dim]{escape(data['source'])}[/]"
+        source = escape(data["source"]) if data["from"] != "registry" else f"[dim]{escape(data['source'])}[/]"
         source = "" if not first else f"[yellow]fell back: {source}[/]" if data["note"] else source
         table.add_row(
             row["model"],

@@ -16,8 +16,10 @@ from typing import Any
 
 from zeroserve import formats as F
 from zeroserve import registry
-from zeroserve.artifacts import model_dir
 from zeroserve.errors import ServerError, ZeroserveError
+from zeroserve.records.export import ExportFailures, ExportRecord
+from zeroserve.records.layout import ModelFolder
+from zeroserve.records.train import TrainRecord
 from zeroserve.serve import metrics
 from zeroserve.serve import state as st
 from zeroserve.triton.control import Control
@@ -30,31 +32,31 @@ def _read(path: Path) -> dict | None:
         return None
 
 
-def _trained(folder: Path) -> dict[str, Any]:
-    rec = _read(folder / "train.json")
+def _trained(folder: ModelFolder) -> dict[str, Any]:
+    rec = TrainRecord.load_if_valid(folder.train_record)
     if rec is None:
         return {"state": "no"}
-    metric = rec.get("metric", {})
-    return {"state": rec.get("status", "?"), "metric": metric.get("name"), "value": metric.get("value")}
+    return {"state": rec.status, "metric": rec.metric.name, "value": rec.metric.value}
 
 
-def _data(folder: Path, spec) -> dict[str, Any]:
-    """What the model trained on (train.json), else what its registry entry would read."""
-    data = (_read(folder / "train.json") or {}).get("data")
-    if data is None:
+def _data(folder: ModelFolder, spec) -> dict[str, Any]:
+    """What the model trained on (its train record), else what its registry entry would read."""
+    rec = TrainRecord.load_if_valid(folder.train_record)
+    if rec is None:
         source = spec.data.description if spec.data else f"none (checkpoint {spec.checkpoint})"
         return {"source": source, "note": "", "from": "registry"}
-    return {"source": data.get("source"), "note": data.get("note", ""), "from": "train.json"}
+    return {"source": rec.data.source, "note": rec.data.note or "", "from": folder.train_record.name}
 
 
-def _exported(folder: Path, fmt: str) -> dict[str, Any]:
-    rec = _read(folder / "export.json")
-    entry = (rec or {}).get("formats", {}).get(fmt)
+def _exported(folder: ModelFolder, fmt: str) -> dict[str, Any]:
+    rec = ExportRecord.load_if_valid(folder.export_record)
+    entry = rec.formats.get(fmt) if rec is not None else None
     if entry is not None:
-        return {"state": entry.get("status", "?"), "sha256": entry.get("sha256")}
-    failed = (_read(folder / "export-failed.json") or {}).get("formats", {}).get(fmt)
+        return {"state": entry.status, "sha256": entry.sha256}
+    failures = ExportFailures.load_if_valid(folder.export_failures)
+    failed = failures.formats.get(fmt) if failures is not None else None
     if failed is not None:
-        return {"state": failed.get("status", "FAIL")}
+        return {"state": failed.status}
     return {"state": "no"}
 
 
@@ -187,7 +189,7 @@ def collect_status(
     server_gone = server is not None and supervision(server)["supervisor_gone"]
     rows = []
     for spec in registry.select(["all"], model_files)[0]:
-        folder = model_dir(artifacts, spec)
+        folder = ModelFolder.of(artifacts, spec.name)
         own = {"state": "own checkpoint", "path": str(spec.checkpoint)}  # a user's weights, not trained here
         trained, data = _trained(folder) if spec.checkpoint is None else own, _data(folder, spec)
         for fmt in F.FORMATS.values():

@@ -26,6 +26,9 @@ from pathlib import Path
 import pytest
 
 from zeroserve import registry
+from zeroserve.records.export import ExportRecord
+from zeroserve.records.layout import ModelFolder
+from zeroserve.records.train import TrainRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,10 +72,10 @@ class ModelStore:
 
     def __init__(self, folder: Path, data_dir: Path):
         self.folder, self.data_dir = folder, data_dir
-        self.train_records: dict[str, dict] = {}
-        self.export_records: dict[str, dict] = {}
+        self.train_records: dict[str, TrainRecord] = {}
+        self.export_records: dict[str, ExportRecord] = {}
 
-    def train(self, *names: str) -> dict[str, dict]:
+    def train(self, *names: str) -> dict[str, TrainRecord]:
         """Train `names` (registry defaults) unless already trained; their train records by name."""
         from zeroserve.train import train_model
 
@@ -82,16 +85,15 @@ class ModelStore:
         reuse = os.environ.get("ZEROSERVE_TEST_TRAINED")
         for name in todo:
             if reuse and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
-                import json
                 import shutil
 
                 shutil.copytree(Path(reuse) / name, self.folder / name, dirs_exist_ok=True)
-                self.train_records[name] = json.loads((self.folder / name / "train.json").read_text())
+                self.train_records[name] = TrainRecord.load(ModelFolder.of(self.folder, name).train_record)
             else:
                 self.train_records[name] = train_model(registry.get(name), self.data_dir, self.folder)
         return {n: self.train_records[n] for n in names}
 
-    def export(self, *names: str) -> dict[str, dict]:
+    def export(self, *names: str) -> dict[str, ExportRecord]:
         """Train, then export `names` to both formats through the gate, unless already done; export records."""
         from zeroserve.export import export_model
 
@@ -222,9 +224,8 @@ def deployed_repository(exported, tmp_path_factory) -> Path:
     artifacts, recs = exported
     repository = tmp_path_factory.mktemp("model_repository")
     for name, spec in registry.REGISTRY.items():
-        formats = tuple(
-            f for f, entry in recs.get(name, {}).get("formats", {}).items() if entry.get("status") == "PASS"
-        )
+        rec = recs.get(name)
+        formats = tuple(f for f, entry in (rec.formats if rec else {}).items() if entry.status == "PASS")
         if formats:
             deploy_model(spec, artifacts, repository, formats=formats)
     return repository

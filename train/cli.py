@@ -29,6 +29,7 @@ from zeroserve.artifacts import DEFAULT_ARTIFACTS
 from zeroserve.data.fetch import fetch_command
 from zeroserve.data.models import dataset_names_for_model
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.train import TrainRecord
 from zeroserve.train.trainer import train_model
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
@@ -74,7 +75,8 @@ def train_cmd(
     """
     specs, explicit = registry.select(models, model_files)
     data_dir = data_dir_in_use(data_dir, specs)
-    done, skipped = [], []
+    done: list[TrainRecord] = []
+    skipped: list[dict] = []
     on_epoch = None if console.is_terminal else _epoch_line(err_console if as_json else console)
     with Progress(*progress_columns(), console=console, transient=True, disable=as_json) as progress:
         for spec in specs:
@@ -99,18 +101,17 @@ def train_cmd(
                 continue
             done.append(rec)
             if not as_json:
-                m = rec["metric"]
-                mark = "[green]PASS[/]" if rec["status"] == "PASS" else "[yellow]below bar[/]"
+                m = rec.metric
+                mark = "[green]PASS[/]" if rec.status == "PASS" else "[yellow]below bar[/]"
                 progress.console.print(
-                    f"{spec.name}: {m['name']} {m['value']:.4f} {mark} in {rec['seconds']:.1f} s "
-                    f"on {rec['data']['source']}",
+                    f"{spec.name}: {m.name} {m.value:.4f} {mark} in {rec.seconds or 0:.1f} s on {rec.data.source}",
                     highlight=False,
                 )
-                if rec["data"]["note"]:
-                    progress.console.print(f"  note: {rec['data']['note']}", highlight=False, soft_wrap=True)
+                if rec.data.note:
+                    progress.console.print(f"  note: {rec.data.note}", highlight=False, soft_wrap=True)
     fix = _fetch_hint(specs, done, skipped, data_dir)
     if as_json:
-        print_json({"trained": done, "skipped": skipped, "fix": fix})
+        print_json({"trained": [r.to_json() for r in done], "skipped": skipped, "fix": fix})
         _require_bar(done, require_bar)
         return
     by_name = {spec.name: spec for spec in specs}
@@ -118,14 +119,13 @@ def train_cmd(
     for col in ("model", "metric", "value", "bar", "status", "seconds"):
         table.add_column(col)
     for rec in done:
-        m = rec["metric"]
         table.add_row(
-            rec["model"],
-            m["name"],
-            f"{m['value']:.4f}",
-            by_name[rec["model"]].bar_text,
-            rec["status"],
-            f"{rec['seconds']:.1f}",
+            rec.model,
+            rec.metric.name,
+            f"{rec.metric.value:.4f}",
+            by_name[rec.model].bar_text,
+            rec.status,
+            f"{rec.seconds or 0:.1f}",
         )
     for s in skipped:
         table.add_row(s["model"], "", "", "", "skipped", "")
@@ -166,19 +166,17 @@ def _epoch_line(out):
     return line
 
 
-def _require_bar(done: list[dict], require_bar: bool) -> None:
+def _require_bar(done: list[TrainRecord], require_bar: bool) -> None:
     """With --require-bar, CheckFailed (exit 1) naming each model that ended below its bar."""
     below = [
-        f"{r['model']} ({r['metric']['name']} {r['metric']['value']:.4f}, bar {r['metric']['bar']})"
-        for r in done
-        if r["status"] == "BELOW_BAR"
+        f"{r.model} ({r.metric.name} {r.metric.value:.4f}, bar {r.metric.bar})" for r in done if r.status == "BELOW_BAR"
     ]
     if require_bar and below:
         raise CheckFailed(f"below the bar (--require-bar): {', '.join(below)}")
 
 
-def _fetch_hint(specs, done: list[dict], skipped: list[dict], data_dir: Path) -> str:
+def _fetch_hint(specs, done: list[TrainRecord], skipped: list[dict], data_dir: Path) -> str:
     """One `zeroserve data fetch` command for every model that fell back or was skipped ('' when none did)."""
-    lacking = {r["model"] for r in done if r["data"]["note"]} | {s["model"] for s in skipped}
+    lacking = {r.model for r in done if r.data.note} | {s["model"] for s in skipped}
     names = list(dict.fromkeys(n for spec in specs if spec.name in lacking for n in dataset_names_for_model(spec)))
     return fetch_command(names, data_dir) if names else ""

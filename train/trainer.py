@@ -6,7 +6,6 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from zeroserve import plots, records
 from zeroserve.artifacts import eager_outputs, model_dir
 from zeroserve.errors import InputError
+from zeroserve.records.layout import ModelFolder
+from zeroserve.records.train import Hyperparameters, TrainData, TrainMetric, TrainRecord
 from zeroserve.spec import ModelSpec, TrainDefaults
 
 SHOWN_ROWS = 8  # held-out predictions described in train.json
@@ -166,7 +167,7 @@ def train_model(
     device: str = "auto",
     progress=None,
     on_epoch: Callable[[dict], None] | None = None,
-) -> dict:
+) -> TrainRecord:
     """Train `spec` on its data and write its artifacts atomically.
 
     Args:
@@ -176,7 +177,7 @@ def train_model(
             "metric_value", "seconds"} (the CLI prints it as a line when its output is not a terminal).
 
     Returns:
-        The train.json record.
+        The train record (what train.json holds).
     """
     epochs, batch_size, lr, defaults = _hyperparameters(spec, epochs, batch_size, lr)
     dev = pick_device(device)
@@ -211,40 +212,45 @@ def train_model(
     if not np.isfinite(losses[-1]):
         raise InputError(f"{spec.name}: training diverged (loss {losses[-1]}); try a smaller --lr")
 
-    record: dict[str, Any] = {
-        "schema": records.SCHEMA,
-        "model": spec.name,
-        "status": "PASS" if spec.passes_bar(metric) else "BELOW_BAR",
-        "data": {
-            "source": split.source,
-            "split_rule": split.rule,
-            "split_version": split.version,
-            "sizes": split.sizes,
-            "note": split.note,
-            "data_dir": str(data_dir),
-        },
-        "hyperparameters": {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "seed": seed,
-            "optimizer": defaults.optimizer,
-            "loss": getattr(criterion, "label", type(criterion).__name__),
-            "device": str(dev),
-        },
-        "loss_per_epoch": losses,
-        "metric_per_epoch": held_out,
-        "metric": {"name": spec.metric, "value": metric, "bar": spec.bar, "split": "held-out"},
-        "seconds": round(seconds, 3),
-        "versions": records.versions(),
-    }
-    record["metric"]["described"] = spec.describe(outputs[spec.primary_index][:SHOWN_ROWS])
+    record = TrainRecord(
+        model=spec.name,
+        status="PASS" if spec.passes_bar(metric) else "BELOW_BAR",
+        data=TrainData(
+            source=split.source,
+            split_rule=split.rule,
+            split_version=split.version,
+            sizes=split.sizes,
+            note=split.note,
+            data_dir=str(data_dir),
+        ),
+        hyperparameters=Hyperparameters(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            optimizer=defaults.optimizer,
+            loss=getattr(criterion, "label", type(criterion).__name__),
+            device=str(dev),
+        ),
+        loss_per_epoch=losses,
+        metric_per_epoch=held_out,
+        metric=TrainMetric(
+            name=spec.metric,
+            value=metric,
+            bar=spec.bar,
+            split="held-out",
+            described=spec.describe(outputs[spec.primary_index][:SHOWN_ROWS]),
+        ),
+        seconds=round(seconds, 3),
+        versions=records.versions(),
+    )
 
-    with records.atomic_path(out_dir / "checkpoint.pt") as tmp:
+    folder = ModelFolder(out_dir)
+    with records.atomic_path(folder.checkpoint) as tmp:
         torch.save(model.state_dict(), tmp)
     title = (
-        f"{spec.name}: held-out {spec.metric} {metric:.4f}, {record['status']} (bar {spec.bar_text})\non {split.source}"
+        f"{spec.name}: held-out {spec.metric} {metric:.4f}, {record.status} (bar {spec.bar_text})\non {split.source}"
     )
-    records.write_bytes(out_dir / "loss.png", plots.png(loss_figure(losses, held_out, spec.metric, title)))
-    records.write_json(out_dir / "train.json", record)
+    records.write_bytes(folder.loss_plot, plots.png(loss_figure(losses, held_out, spec.metric, title)))
+    record.save(folder.train_record)
     return record

@@ -49,7 +49,7 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
     assert set(rows) == {(k, p) for k in MADE for p in ("grpc", "http")}
     for (key, _), row in rows.items():
         assert row["status"] == "PASS" and row["failed_rules"] == [], row
-        assert row["samples"] == rec["formats"][key]["held_out"]["samples"]
+        assert row["samples"] == rec.formats[key].held_out.samples
         assert row["top1_agreement"] >= 0.99 and "agreement with eager at least 99%" in row["rule"]
     assert {s["format"] for s in res["skipped"]} == set(F.primary())
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from zeroserve.records.base import Record
 from zeroserve.records.check import CheckRecord
-from zeroserve.records.export import ExportRecord
+from zeroserve.records.export import ExportFailures, ExportRecord
 from zeroserve.records.manifest import Manifest
 from zeroserve.records.perf import PerfRecord
 from zeroserve.records.state import ServerState
@@ -23,6 +23,7 @@ from zeroserve.records.tune import TuneRecord
 RECORDS: dict[type[Record], str] = {
     TrainRecord: "artifacts/<model>/train.json (train writes; export, check, status read)",
     ExportRecord: "artifacts/<model>/export.json (export writes; deploy, check, status, bench read)",
+    ExportFailures: "artifacts/<model>/export-failed.json (export writes when its gate fails; status reads)",
     Manifest: "<repository>/manifest.json (deploy and tune --apply write; serve, status, plan read)",
     ServerState: "<cache>/servers/<run_id>.json, 0600 (serve and its supervisor write; status, stop, the client read)",
     PerfRecord: "`client perf --json FILE` (perf writes; tune, plan, bench and the reports read)",

@@ -2,7 +2,8 @@
 
 `ModelFolder.of(artifacts, name)` is `artifacts/<model>/`: the checkpoint train writes, its record
 (`train.json`) and loss plot, each exported format's file (named by the format table), the real
-held-out sample export keeps (`sample.npz`) and the export record (`export.json`). `RepositoryLayout`
+held-out sample export keeps (`sample.npz`), the export record (`export.json`) and a failed
+export's numbers (`export-failed.json`). `RepositoryLayout`
 is a canonical repository's manifest. No other module spells these names.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 TRAIN_RECORD = "train.json"
 EXPORT_RECORD = "export.json"
+EXPORT_FAILURES = "export-failed.json"
 MANIFEST = "manifest.json"
 CHECKPOINT = "checkpoint.pt"
 SAMPLE = "sample.npz"
@@ -49,6 +51,11 @@ class ModelFolder:
     @property
     def export_record(self) -> Path:
         return self.root / EXPORT_RECORD
+
+    @property
+    def export_failures(self) -> Path:
+        """The numbers of the last export whose gate failed (the previous export stays)."""
+        return self.root / EXPORT_FAILURES
 
     @property
     def sample(self) -> Path:

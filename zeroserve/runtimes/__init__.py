@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from zeroserve.deploy.config import DeployedModel
+    from zeroserve.records.export import FormatEntry
     from zeroserve.spec import ModelSpec
 
 
@@ -54,14 +55,14 @@ class Runtime:
         """A function running the artifact in-process: list of input arrays -> list of output arrays."""
         raise NotImplementedError
 
-    def check_target(self, name: str, path: Path, entry: dict, release: Any) -> dict:
+    def check_target(self, name: str, path: Path, entry: FormatEntry | None, release: Any) -> dict:
         """Deploy: InputError when the target release cannot load the artifact; the facts read from it."""
         return {}
 
     def check_max_batch_size(self, what: str, requested: int | None) -> None:
         """Deploy: InputError when `--max-batch-size` is above what the target serves this runtime with."""
 
-    def configure(self, model: DeployedModel, entry: dict) -> DeployedModel:
+    def configure(self, model: DeployedModel, entry: FormatEntry) -> DeployedModel:
         """Deploy: the config as this runtime's Triton backend needs it (the default config unchanged)."""
         return model
 
@@ -77,7 +78,7 @@ class Runtime:
         """The served tensors' names (inputs, outputs) for the spec's: the client's one mapping."""
         return tuple(t.name for t in spec.inputs), tuple(t.name for t in spec.outputs)
 
-    def deploy_notes(self, entry: dict) -> tuple[dict, list[str]]:
+    def deploy_notes(self, entry: FormatEntry) -> tuple[dict, list[str]]:
         """Deploy: what the manifest adds for this artifact, and warnings for the user."""
         return {}, []
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.export import FormatEntry
 from zeroserve.runtimes import Runtime, torch_export
 
 GraphIO = tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]  # (inputs, outputs)
@@ -148,7 +149,7 @@ class Onnx(Runtime):
     def runner(self, path: Path, spec, threads: int | None = None) -> Callable:
         return session_runner(path, spec, threads)
 
-    def check_target(self, name: str, path: Path, entry: dict, release: Any) -> dict:
+    def check_target(self, name: str, path: Path, entry: FormatEntry | None, release: Any) -> dict:
         """The file's IR version and opset against its record and the target's ONNX Runtime."""
         import onnx
 
@@ -158,7 +159,7 @@ class Onnx(Runtime):
             raise InputError(f"{name}: {path} is not a loadable ONNX model ({type(exc).__name__})") from None
         ir = int(proto.ir_version)
         opset = max((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
-        recorded = (entry.get("ir_version"), entry.get("opset"))
+        recorded = (entry.ir_version, entry.opset) if entry is not None else (None, None)
         if recorded != (ir, opset):
             raise InputError(
                 f"{name}: {path} has IR version {ir} and opset {opset}, but its export record says "

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.export import CompiledFor, FormatEntry
 from zeroserve.runtimes import Runtime
 
 PLATFORM = "torch_aoti"
@@ -159,9 +160,9 @@ class Pt2(Runtime):
             tuple(f"OUTPUT__{i}" for i in range(len(spec.outputs))),
         )
 
-    def check_target(self, name: str, path: Path, entry: dict, release: Any) -> dict:
+    def check_target(self, name: str, path: Path, entry: FormatEntry | None, release: Any) -> dict:
         meta = metadata(path)
-        recorded = (entry.get("compiled_for") or {}).get("device")
+        recorded = entry.compiled_for.device if entry is not None and entry.compiled_for else None
         if recorded != meta["device"]:
             raise InputError(
                 f"{name}: {path} is compiled for {meta['device']}, but its export record says {recorded}; "
@@ -176,13 +177,13 @@ class Pt2(Runtime):
                 f"backend serves a PT2 package with ({TARGET_LIMITS[0]}); deploy pt2 with --max-batch-size 1"
             )
 
-    def configure(self, model, entry: dict):
+    def configure(self, model, entry: FormatEntry):
         names_in = [f"INPUT__{i}" for i in range(len(model.inputs))]
         rename = dict(zip((t.name for t in model.inputs), names_in))
         warmup = model.warmup
         if warmup is not None:
             warmup = replace(warmup, inputs={rename.get(k, k): v for k, v in warmup.inputs.items()})
-        gpu = (entry.get("compiled_for") or {}).get("device") == "cuda"
+        gpu = entry.compiled_for is not None and entry.compiled_for.device == "cuda"
         return replace(
             model,
             backend="pytorch",
@@ -234,13 +235,13 @@ class Pt2(Runtime):
         if problems:
             raise CheckFailed(f"{model.name}: PT2 on Triton's pytorch backend needs " + "; ".join(problems))
 
-    def deploy_notes(self, entry: dict) -> tuple[dict, list[str]]:
-        built = entry.get("compiled_for") or {}
-        notes = {"target_status": TARGET_STATUS, "target_limits": list(TARGET_LIMITS), "compiled_for": built}
-        if built.get("device") == "cuda":
-            where = f"GPUs of compute capability {built.get('compute_capability') or '?'}"
+    def deploy_notes(self, entry: FormatEntry) -> tuple[dict, list[str]]:
+        built = entry.compiled_for or CompiledFor()
+        notes = {"target_status": TARGET_STATUS, "target_limits": list(TARGET_LIMITS), "compiled_for": built.to_json()}
+        if built.device == "cuda":
+            where = f"GPUs of compute capability {built.compute_capability or '?'}"
         else:
-            isa, cpu = built.get("cpu_isa") or "same", built.get("cpu", "?")
+            isa, cpu = built.cpu_isa or "same", built.cpu if built.cpu is not None else "?"
             where = f"CPUs with the {isa} instruction set (compiled on {cpu})"
         return notes, [f"the pt2 package runs only on {where}; compile it on (or for) the serving machine's kind"]
 

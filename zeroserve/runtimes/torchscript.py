@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.export import FormatEntry
 from zeroserve.runtimes import Runtime, torch_export
 
 
@@ -57,7 +58,7 @@ class TorchScript(Runtime):
             warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.load(str(path), map_location="cpu").eval()
 
-    def check_target(self, name: str, path: Path, entry: dict | None, release: Any) -> dict:
+    def check_target(self, name: str, path: Path, entry: FormatEntry | None, release: Any) -> dict:
         """The archive's file-format version against what the target's libtorch reads."""
         try:
             with zipfile.ZipFile(path) as archive:

@@ -223,9 +223,9 @@ def test_fashion_mlp_trains_on_fetched_fashion_mnist(mirror, tmp_path, monkeypat
     assert res.exit_code == 0, res.output
     assert [r["state"] for r in json.loads(res.stdout)["datasets"]] == ["fetched"]
     rec = train_model(registry.get("fashion_mlp"), target, tmp_path / "artifacts", epochs=3)
-    assert "FashionMNIST IDX files" in rec["data"]["source"] and rec["data"]["note"] == ""
-    assert rec["data"]["sizes"] == {"train": 600, "test": 200}
-    assert rec["metric"]["value"] >= 0.9
+    assert "FashionMNIST IDX files" in str(rec.data.source) and rec.data.note == ""
+    assert rec.data.sizes == {"train": 600, "test": 200}
+    assert rec.metric.value >= 0.9
 
 
 def test_train_names_the_fetch_command_that_fixes_a_fallback_or_a_skip(tmp_path):

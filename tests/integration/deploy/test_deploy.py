@@ -175,15 +175,15 @@ def test_deploy_all_writes_twenty_linted_models_and_the_manifest(deployed_all, e
             folder = repository / spec.triton_name(fmt)
             proto = _pbtxt(folder / "config.pbtxt")
             assert proto.backend == {"onnx": "onnxruntime", "torchscript": "pytorch"}[fmt]
-            assert proto.max_batch_size == recs[name]["max_batch_size"]
+            assert proto.max_batch_size == recs[name].max_batch_size
             entry = manifest["models"][spec.triton_name(fmt)]
-            assert entry["artifact_sha256"] == recs[name]["formats"][fmt]["sha256"] == sha256(folder / "1" / file)
+            assert entry["artifact_sha256"] == recs[name].formats[fmt].sha256 == sha256(folder / "1" / file)
             assert entry["export_record"]["sha256"] == record_sha
             assert entry["config_sha256"] == hashlib.sha256((folder / "config.pbtxt").read_bytes()).hexdigest()
             if fmt == "onnx":
                 assert (entry["ir_version"], entry["opset"]) == (
-                    recs[name]["formats"]["onnx"]["ir_version"],
-                    recs[name]["formats"]["onnx"]["opset"],
+                    recs[name].formats["onnx"].ir_version,
+                    recs[name].formats["onnx"].opset,
                 )
             else:
                 assert entry["file_format_version"] <= TARGET.max_torchscript_file_version

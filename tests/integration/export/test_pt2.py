@@ -28,13 +28,14 @@ from zeroserve.deploy.lint import lint_model
 from zeroserve.deploy.repository import deploy_model, read_manifest
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.export import export_model
+from zeroserve.records.export import ExportRecord
 
 PT2_MODELS = ("cnn_mnist", "inception_mnist", "name_gru")
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pt2(models, tmp_path_factory, data_dir) -> tuple[Path, dict[str, dict]]:
+def pt2(models, tmp_path_factory, data_dir) -> tuple[Path, dict[str, ExportRecord]]:
     """The three models' trained checkpoints copied to their own folder and exported to pt2 once."""
     models.train(*PT2_MODELS)
     artifacts = tmp_path_factory.mktemp("pt2-artifacts")
@@ -55,7 +56,7 @@ def pt2_repository(pt2, tmp_path_factory) -> Path:
 
 def test_pt2_passes_the_gate_on_the_full_grid(pt2):
     for name, rec in pt2[1].items():
-        entry = rec["formats"]["pt2"]
+        entry = rec.formats["pt2"].to_json()  # the JSON export.json holds
         assert entry["status"] == "PASS", (name, entry["worst"])
         spec = registry.get(name)
         points = {p["point"] for p in entry["grid"]}

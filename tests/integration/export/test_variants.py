@@ -28,7 +28,8 @@ MADE = ("onnx_int8", "onnx_int8dyn", "onnx_optimized")
 
 
 def test_every_variant_is_recorded_with_its_gate_file_and_latency(variant_artifacts):
-    artifacts, rec = variant_artifacts
+    artifacts, record = variant_artifacts
+    rec = record.to_json()  # the JSON export.json holds
     folder = artifacts / "softmax_mnist"
     base = rec["formats"]["onnx"]
     for key in (*MADE, "onnx_fp16"):
@@ -37,7 +38,7 @@ def test_every_variant_is_recorded_with_its_gate_file_and_latency(variant_artifa
         assert e["sha256"] == sha256(path) and e["bytes"] == path.stat().st_size
         assert e["variant"] == fmt.variant and e["base_sha256"] == base["sha256"]
         assert e["rule"]["max_metric_drop"] == 0.5 and e["rule"]["min_agreement"] == 99.0
-        check_onnx_target(fmt.triton_name("softmax_mnist"), path, e)  # loads in the target's ONNX Runtime
+        check_onnx_target(fmt.triton_name("softmax_mnist"), path, record.formats[key])  # loads in the target's ORT
     for key in MADE:
         e = rec["formats"][key]
         assert e["status"] == "PASS", e["failed_rules"]
@@ -60,7 +61,7 @@ def test_every_variant_is_recorded_with_its_gate_file_and_latency(variant_artifa
 
 def test_fp16_is_written_linted_and_unverified_without_a_gpu(variant_artifacts):
     artifacts, rec = variant_artifacts
-    e = rec["formats"]["onnx_fp16"]
+    e = rec.formats["onnx_fp16"].to_json()
     model = onnx.load(str(artifacts / "softmax_mnist" / e["file"]))
     onnx.checker.check_model(model, full_check=True)
     io = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.input, *model.graph.output)}
@@ -87,7 +88,7 @@ def test_a_variant_calibrated_on_zeros_fails_is_recorded_and_refused_by_deploy(e
     zeros = VariantOptions(calibration_inputs=[np.zeros((64, 1, 28, 28), np.float32)])
     rec = export_model(spec, artifacts, variants="int8", data_dir=data_dir, latency=False, variant_options=zeros)
     e = json.loads((artifacts / "softmax_mnist" / "export.json").read_text())["formats"]["onnx_int8"]
-    assert rec["status"] == "PASS" and e["status"] == "FAIL"  # the fp32 export stands; the variant is recorded FAIL
+    assert rec.status == "PASS" and e["status"] == "FAIL"  # the fp32 export stands; the variant is recorded FAIL
     assert any("accuracy" in r and "points below fp32" in r for r in e["failed_rules"]) or any(
         "agreement" in r for r in e["failed_rules"]
     )
@@ -216,8 +217,8 @@ def test_under_all_an_unfit_variant_is_skipped_and_the_others_are_made(exported,
         latency=False,
         skip_unfit=True,
     )  # 3 training samples: no int8 calibration
-    assert [u["variant"] for u in rec["skipped_variants"]] == ["int8"]
-    assert "too few for minmax calibration" in rec["skipped_variants"][0]["reason"]
+    assert [u.variant for u in rec.skipped_variants or []] == ["int8"]
+    assert rec.skipped_variants and "too few for minmax calibration" in rec.skipped_variants[0].reason
     written = json.loads((tmp_path / "linear" / "export.json").read_text())
     assert written["formats"]["onnx_int8dyn"]["status"] == "PASS" and "onnx_int8" not in written["formats"]
     assert "skipped_variants" not in written and not (tmp_path / "linear" / F.get("onnx_int8").file).exists()

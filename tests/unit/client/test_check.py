@@ -7,10 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from zeroserve import records, registry
+from zeroserve import registry
 from zeroserve.client import check
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
+from zeroserve.records.export import ExportRecord
+from zeroserve.records.train import TrainData, TrainMetric, TrainRecord
 
 CNN, LINEAR, LOGISTIC = (registry.get(n) for n in ("cnn_mnist", "linear", "logistic"))
 
@@ -57,23 +59,25 @@ def test_tolerances_come_from_the_options_then_export_then_the_spec(tmp_path):
     spec = dataclasses.replace(LINEAR, tolerance=Tolerance(1e-3, 0.0))
     assert check.tolerances(spec, tmp_path, None, None) == Tolerance(1e-3, 0.0)
     (tmp_path / "linear").mkdir()
-    records.write_json(tmp_path / "linear" / "export.json", {"atol": 2e-3, "rtol": 1e-2})
+    ExportRecord(model="linear", status="PASS", formats={}, atol=2e-3, rtol=1e-2).save(
+        tmp_path / "linear" / "export.json"
+    )
     assert check.tolerances(spec, tmp_path, None, None) == Tolerance(2e-3, 1e-2)
     assert check.tolerances(spec, tmp_path, 5e-3, None) == Tolerance(5e-3, 1e-2)
+
+
+def _train_record(folder, data: dict) -> None:
+    metric = TrainMetric(name="mse", value=0.1)
+    TrainRecord(model="linear", status="PASS", data=TrainData(**data), metric=metric).save(folder / "train.json")
 
 
 def test_held_out_set_must_match_train_record(tmp_path):
     folder = tmp_path / "linear"
     folder.mkdir()
     split = LINEAR.data.load(tmp_path)
-    records.write_json(
-        folder / "train.json", {"data": {"source": split.source, "split_rule": split.rule, "sizes": split.sizes}}
-    )
+    _train_record(folder, {"source": split.source, "split_rule": split.rule, "sizes": split.sizes})
     assert check.held_out(LINEAR, tmp_path, tmp_path).sizes == split.sizes
-    records.write_json(
-        folder / "train.json",
-        {"data": {"source": split.source, "split_rule": "another rule", "sizes": {"train": 2, "test": 2}}},
-    )
+    _train_record(folder, {"source": split.source, "split_rule": "another rule", "sizes": {"train": 2, "test": 2}})
     with pytest.raises(InputError, match="not the one training held out"):
         check.held_out(LINEAR, tmp_path, tmp_path)
 

