@@ -19,6 +19,7 @@ from typing import Any
 
 from zeroserve.deploy.repository import read_manifest
 from zeroserve.errors import InputError
+from zeroserve.records.tune import TuneRecord
 from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
 from zeroserve.tune.options import Options
@@ -101,7 +102,7 @@ def _search_space(tuner: Tuner, repository: Path, deployed_c: S.Candidate, opts:
 
 def run_tune(
     spec: ModelSpec, repository: Path, opts: Options, fmt: str | None = None, on_event: Event | None = None
-) -> dict:
+) -> TuneRecord:
     """Tune one deployed model on a private server; the tuning record (its `outcome` says the exit code).
 
     Raises:

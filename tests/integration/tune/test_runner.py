@@ -96,15 +96,15 @@ def test_a_deployed_search_stopped_low_is_searched_again_before_the_side_by_side
     rec, calls, sides = run(monkeypatch, repository, [measurement(1000.0, 1), measurement(3900.0, 8)])
     assert calls == [None, 8]  # searched again from the best candidate's concurrency
     assert sides == [(8, 8)]  # and compared with it at that load, not at c=1
-    assert rec["deployed"]["throughput"] == 3900.0 and rec["deployed"]["concurrency"] == 8
-    assert any("searched again" in n for n in rec["notes"])
+    assert rec.deployed and rec.deployed.throughput == 3900.0 and rec.deployed.concurrency == 8
+    assert any("searched again" in n for n in rec.notes)
 
 
 def test_the_first_search_stands_when_the_second_is_no_better(monkeypatch, repository):
     rec, calls, sides = run(monkeypatch, repository, [measurement(1000.0, 2), measurement(800.0, 1)])
     assert calls == [None, 8] and sides == [(8, 2)]
-    assert rec["deployed"]["throughput"] == 1000.0
-    assert not any("searched again" in n for n in rec["notes"])
+    assert rec.deployed and rec.deployed.throughput == 1000.0
+    assert not any("searched again" in n for n in rec.notes)
 
 
 def test_no_second_search_when_the_deployed_config_already_reached_the_best_ones_concurrency(monkeypatch, repository):
@@ -114,8 +114,8 @@ def test_no_second_search_when_the_deployed_config_already_reached_the_best_ones
 
 def test_a_side_by_side_below_one_keeps_the_deployed_config(monkeypatch, repository):
     rec, _, _ = run(monkeypatch, repository, [measurement(1000.0, 8)], side_ratio=0.97)
-    assert rec["chosen_is_deployed"] and rec["gain"] == 1.0
-    assert any("deployed config is kept" in n for n in rec["notes"])
+    assert rec.chosen_is_deployed and rec.gain == 1.0
+    assert any("deployed config is kept" in n for n in rec.notes)
 
 
 def test_a_search_cut_off_by_max_minutes_is_not_a_measurement(repository):

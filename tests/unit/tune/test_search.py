@@ -182,9 +182,23 @@ def test_the_concurrency_search_from_a_hint_finds_the_same_level_in_fewer_steps(
 
 
 def test_the_outcome_names_the_closest_or_the_time_limit():
+    from zeroserve.records.tune import TuneEntry
     from zeroserve.tune.record import outcome
 
-    closest = {"label": "onnx inst 1", "meets_budget": False, "latency_ms": 7.5, "throughput": 0.0}
+    settings = {"fmt": "onnx", "instances": 1, "max_batch_size": 8, "prefer_max": False, "queue_delay_us": 0}
+    closest = TuneEntry.model_validate(
+        {
+            "candidate": {**settings, "threads": 1, "preferred_batch_sizes": []},
+            "label": "onnx inst 1",
+            "meets_budget": False,
+            "latency_ms": 7.5,
+            "throughput": 0.0,
+            "stable": True,
+            "failed": 0,
+            "unstable_levels": [],
+            "levels": [],
+        }
+    )
     rec = {
         "percentile": 99.0,
         "timed_out": False,
@@ -193,15 +207,12 @@ def test_the_outcome_names_the_closest_or_the_time_limit():
         "min_throughput": None,
         "latency_budget_ms": 5.0,
         "max_minutes": 1.0,
-        "candidates": [closest],
+        "measured": 1,
         "best": None,
     }
-    out = outcome(rec)
-    assert out["exit_code"] == 1 and "onnx inst 1" in out["reason"] and "7.50 ms" in out["reason"]
-    timed = outcome({**rec, "timed_out": True, "best": {**closest, "throughput": 900.0}})
-    assert (
-        timed["exit_code"] == 1
-        and "--max-minutes 1 ran out" in timed["reason"]
-        and "nothing applied" in timed["reason"]
-    )
-    assert outcome({**rec, "chosen": {"label": "x"}})["exit_code"] == 0
+    out = outcome(**rec)
+    assert out.exit_code == 1 and "onnx inst 1" in out.reason and "7.50 ms" in out.reason
+    timed = outcome(**{**rec, "timed_out": True, "best": closest.model_copy(update={"throughput": 900.0})})
+    assert timed.exit_code == 1 and "--max-minutes 1 ran out" in timed.reason and "nothing applied" in timed.reason
+    assert "onnx inst 1 (900 infer/s)" in timed.reason
+    assert outcome(**{**rec, "chosen": closest}).exit_code == 0
