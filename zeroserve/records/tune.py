@@ -183,5 +183,7 @@ class TuneRecord(Record):
     outcome: TuneOutcome
     applied: str | None = None
     """After --apply: the Triton name written (null when nothing was)."""
-    applied_engine_differs: list[str] | bool | None = None
+    applied_engine_differs: list[str] | None = None
     """After --apply: how the engine tuned on differs from the repository's target."""
+    report: dict[str, str] | None = None
+    """`--json`'s output only: the paths of the report files written ("json", "png", "html")."""

@@ -123,3 +123,26 @@ def test_the_tune_report_files(tmp_path):
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "embedded Triton 2.51.0" in paths["html"].read_text()
     assert TuneRecord.load(paths["json"]).to_json() == record().to_json()  # tune.json is the record, key for key
+
+
+def test_tune_records_of_53e25ec_draw_their_table_closing_lines_and_report(tmp_path):
+    """tune.json as 53e25ec wrote it (stdout with `report`, the report's file, one after --apply) through the views."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "records_53e25ec"
+    for name in ("tune.json", "tune_report.json", "tune_applied.json"):
+        rec = TuneRecord.load(fixtures / name)
+        assert rec.model == "softmax_mnist" and rec.candidates and rec.outcome.exit_code in (0, 1)
+        assert rec.deployed and rec.deployed.candidate.fmt == "onnx"
+        console = Console(record=True, width=200)
+        console.print(report.table(rec))
+        assert len(rec.candidates) == sum(1 for line in console.export_text().splitlines() if "onnx inst" in line)
+        if rec.chosen:
+            assert any(rec.chosen.label in line for line in report.closing(rec))
+        paths = report.write_report(rec, tmp_path / name)
+        assert TuneRecord.load(paths["json"]).to_json() == rec.to_json()
+        assert rec.model in paths["html"].read_text()
+    assert TuneRecord.load(fixtures / "tune_applied.json").applied == "softmax_mnist_onnx"
+    assert TuneRecord.load(fixtures / "tune.json").report
