@@ -16,6 +16,7 @@ from pathlib import Path
 from zeroserve import records
 from zeroserve.deploy.release import TARGET
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.tune import TuneRecord
 
 DEFAULT_HEADROOM = 0.3  # each replica planned at 70% of its measured capacity: bursts, noisy neighbours
 MAX_REPLICAS_FACTOR = 2  # maxReplicas = 2 x minReplicas: room to absorb twice the target before queueing
@@ -34,28 +35,28 @@ def default_records(model: str, reports: Path = TUNE_REPORTS) -> list[Path]:
     return [path] if path.is_file() else []
 
 
-def _facts(rec: dict) -> dict | None:
-    facts = rec.get("tuned_on") if rec.get("kind") == "tune" else rec.get("measured_on")
+def _facts(rec: dict | TuneRecord) -> dict | None:
+    if isinstance(rec, TuneRecord):
+        facts = rec.tuned_on.to_json() if rec.tuned_on else None
+    else:
+        facts = rec.get("measured_on")
     if not isinstance(facts, dict) or any(facts.get(k) in (None, "") for k in MACHINE_FACTS):
         return None  # a record written before these facts, or a server zeroserve did not start
     return facts
 
 
-def _levels(rec: dict, path: Path) -> tuple[str, str, list[dict]]:
+def _levels(rec: dict | TuneRecord, path: Path) -> tuple[str, str, list[dict]]:
     """(Triton model, the config measured, its levels) of a tune or perf record."""
-    kind = rec.get("kind")
-    if kind == "tune":
+    if isinstance(rec, TuneRecord):
         # the config the repository holds: the chosen one once applied (or when it is the deployed one)
-        applied = rec.get("applied") or rec.get("chosen_is_deployed")
-        entry = rec.get("chosen") if applied and rec.get("chosen") else rec.get("deployed")
+        applied = rec.applied or rec.chosen_is_deployed
+        entry = rec.chosen if applied and rec.chosen else rec.deployed
         if not entry:
             raise InputError(f"{path}: the tune record holds no measured config")
-        name = rec.get("formats", {}).get(entry["candidate"]["fmt"], rec.get("triton_model"))
-        return (
-            name,
-            f"tuned config {entry['label']}" if applied else f"deployed config {entry['label']}",
-            entry.get("levels") or [],
-        )
+        name = rec.formats.get(entry.candidate.fmt, rec.triton_model)
+        config = f"tuned config {entry.label}" if applied else f"deployed config {entry.label}"
+        return name, config, [lv.to_json() for lv in entry.levels]  # read beside a perf record's levels
+    kind = rec.get("kind")
     if kind == "perf":
         # serve/ reads the record, not client/'s code: a level's failures are its windows' and its totals'
         levels = [
@@ -67,11 +68,20 @@ def _levels(rec: dict, path: Path) -> tuple[str, str, list[dict]]:
     raise InputError(f"{path}: not a tune or perf record (kind {kind!r})")
 
 
-def _read(path: Path) -> dict:
+def _read(path: Path) -> dict | TuneRecord:
     rec = records.read_json(Path(path), "tune or perf record")
     if not isinstance(rec, dict):
         raise InputError(f"{path}: not a tune or perf record")
+    if rec.get("kind") == "tune":
+        return TuneRecord.parse(rec, f"tune record {path}")
     return rec
+
+
+def _about(rec: dict | TuneRecord) -> tuple[str | None, str, str | None]:
+    """(model, the latency metric its levels are judged by, kind) of a tune or perf record."""
+    if isinstance(rec, TuneRecord):
+        return rec.model, rec.latency_metric, "tune"
+    return rec.get("model"), rec.get("latency_metric") or "p99_ms", rec.get("kind")
 
 
 def _recorded_levels(paths: list[Path], triton_name: str, latency_budget_ms: float) -> tuple[list, dict | None, list]:
@@ -82,11 +92,11 @@ def _recorded_levels(paths: list[Path], triton_name: str, latency_budget_ms: flo
     for path in paths:
         rec = _read(path)
         name, config, levels = _levels(rec, path)
-        if name != triton_name and rec.get("model") != triton_name:
+        model, metric, kind = _about(rec)
+        if name != triton_name and model != triton_name:
             continue
         facts = _facts(rec)
         measured_on.append({"record": str(path), "facts": facts})
-        metric = rec.get("latency_metric") or "p99_ms"
         for lv in levels:
             latency = lv.get(metric)
             if latency is None or lv.get("failed") or not lv.get("throughput"):
@@ -99,7 +109,7 @@ def _recorded_levels(paths: list[Path], triton_name: str, latency_budget_ms: flo
                 "latency_metric": metric,
                 "config": config,
                 "record": str(path),
-                "kind": rec.get("kind"),
+                "kind": kind,
                 "server_resources": lv.get("server_resources"),
                 "facts": facts,
             }
