@@ -116,7 +116,8 @@ def _row(model: str, path: str, c: int, fig: dict) -> dict:
     }
 
 
-def _served(spec, endpoint: Endpoint, protocol: str, url: str | None = None) -> list[dict]:
+def _served(spec, endpoint: Endpoint, protocol: str, path: str, url: str | None = None) -> list[dict]:
+    """perf's levels of one served path as bench rows (the figures `_row` reads, and where they were measured)."""
     rec = run_perf(
         spec,
         endpoint,
@@ -128,7 +129,25 @@ def _served(spec, endpoint: Endpoint, protocol: str, url: str | None = None) -> 
         allow_unstable=True,
         urls=[url] if url else None,
     )
-    return [{**lv, "measured_on": rec["measured_on"]} for lv in rec["levels"]]
+    on = rec.measured_on.to_json() if rec.measured_on else None
+    return [
+        _row(
+            spec.name,
+            path,
+            lv.concurrency or 0,
+            {
+                "throughput": lv.throughput,
+                "p50_ms": lv.p50_ms,
+                "p99_ms": lv.p99_ms,
+                "generator_cpu": lv.generator_cpu,
+                "seconds": lv.seconds,
+                "ok": lv.ok,
+                "stable": lv.stable,
+                "measured_on": on,
+            },
+        )
+        for lv in rec.levels
+    ]
 
 
 @contextlib.contextmanager
@@ -272,7 +291,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
         if PYTRITON_MODEL in deployed and not reference_only and time.monotonic() - started < BUDGET_S:
             rows += _measure_pytriton(registry.get(PYTRITON_MODEL), repository, console, notes)
     # the served rows' engine, as the server described it to perf (each row's own is in its record)
-    measured_on = next((r["measured_on"] for r in rows if r.get("measured_on")), machine.measured_on(None))
+    measured_on = next((r["measured_on"] for r in rows if r.get("measured_on")), machine.measured_on(None).to_json())
     _print(console, rows, measured_on)
     served = [r["generator_us_per_request"] for r in rows if r["generator_us_per_request"] is not None]
     if served:
@@ -307,8 +326,7 @@ def _measure_model(
     rows = []
     try:
         for protocol in ("grpc", "http"):
-            for lv in _served(spec, endpoint, protocol):
-                rows.append(_row(spec.name, f"Triton {protocol}", lv["concurrency"], lv))
+            rows += _served(spec, endpoint, protocol, f"Triton {protocol}")
         arrays = spec.random_inputs(1, np.random.default_rng(0))
         onnx_path = repository / spec.triton_name("onnx") / "1" / "model.onnx"
         eager = _eager_call(spec, _artifacts_of(spec, Path(artifacts), scratch), arrays)
@@ -326,8 +344,7 @@ def _measure_pytriton(spec, repository: Path, console: Console, notes: list[str]
     rows = []
     try:
         with _pytriton(spec, repository / spec.triton_name("onnx") / "1" / "model.onnx") as url:
-            for lv in _served(spec, Endpoint(source="pytriton"), "grpc", url):
-                rows.append(_row(spec.name, "PyTriton grpc (same ONNX session)", lv["concurrency"], lv))
+            rows += _served(spec, Endpoint(source="pytriton"), "grpc", "PyTriton grpc (same ONNX session)", url)
     except Exception as exc:  # noqa: BLE001 - the comparison is optional: say why it is missing
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         notes.append(f"PyTriton comparison not measured: {first}")

@@ -123,7 +123,7 @@ def _served_figures(spec: ModelSpec, endpoint: Endpoint, fmt: str) -> dict[str, 
             max_trials=3,
             allow_unstable=True,
         )
-        figures[f"batch_{batch}"] = rec["levels"][0]["p50_ms"]
+        figures[f"batch_{batch}"] = rec.levels[0].p50_ms
     return figures
 
 

@@ -134,16 +134,16 @@ def run_client_perf(spec, endpoint: Endpoint, protocol: str, concurrency: int, w
         allow_unstable=True,
         workers=workers,
     )
-    lv = rec["levels"][0]
+    lv = rec.levels[0]
     return {
-        "throughput": lv["throughput"],
-        "p50_ms": lv["p50_ms"],
-        "p99_ms": lv["p99_ms"],
-        "stable": lv["stable"],
-        "client_cpu_us": lv["client"]["cpu_us"],
-        "client_send_us": lv["client"]["send_us"],
-        "client_check_us": lv["client"]["check_us"],
-        "failed": rec["outcome"]["exit_code"] == 1,
+        "throughput": lv.throughput,
+        "p50_ms": lv.p50_ms,
+        "p99_ms": lv.p99_ms,
+        "stable": lv.stable,
+        "client_cpu_us": lv.client.cpu_us,
+        "client_send_us": lv.client.send_us,
+        "client_check_us": lv.client.check_us,
+        "failed": rec.outcome.exit_code == 1,
     }
 
 

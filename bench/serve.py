@@ -178,7 +178,7 @@ def _pss_rss_mb(pids: list[int]) -> tuple[float, float]:
 
 def bench_engine() -> dict:
     """The engine the served rows run on: the embedded Triton, cnn_mnist_onnx's ONNX Runtime in the Python backend."""
-    return machine.measured_on(engine.embedded("onnx", machine.gpu_names()))
+    return machine.measured_on(engine.embedded("onnx", machine.gpu_names())).to_json()
 
 
 def main(artifacts: Path = DEFAULT_ARTIFACTS, seconds: float = SECONDS_PER_LEVEL) -> dict:

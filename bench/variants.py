@@ -79,8 +79,8 @@ def _levels(spec, endpoint: Endpoint, fmt: str) -> dict:
         max_trials=4,
         allow_unstable=True,
     )
-    by_c = {lv["concurrency"]: lv for lv in rec["levels"]}
-    return {"c1_p50_ms": by_c[1]["p50_ms"], "c16_throughput": by_c[16]["throughput"]}
+    by_c = {lv.concurrency: lv for lv in rec.levels}
+    return {"c1_p50_ms": by_c[1].p50_ms, "c16_throughput": by_c[16].throughput}
 
 
 def main(artifacts: Path = DEFAULT_ARTIFACTS, model: str = MODEL, variant: str = VARIANT) -> dict:

@@ -25,7 +25,6 @@ from zeroserve.deploy.release import TARGET
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
 from zeroserve.records.check import CheckRow, CheckSkip, ModelCheck
-from zeroserve.records.measured import MeasuredOn
 from zeroserve.spec import ModelSpec, Split
 from zeroserve.triton import machine
 from zeroserve.triton.errors import RequestFailed
@@ -247,5 +246,5 @@ def check_model(
         rows=checked,
         skipped=[CheckSkip.model_validate(s) for s in skipped],
         status=status,
-        measured_on=MeasuredOn.model_validate(machine.measured_on(engine)),
+        measured_on=machine.measured_on(engine),
     )

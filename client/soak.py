@@ -20,6 +20,7 @@ import psutil
 from zeroserve import registry
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import run as perf
+from zeroserve.client.perf.levels import level_count, level_failures
 from zeroserve.errors import ZeroserveError
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
@@ -92,12 +93,11 @@ def main() -> int:
             allow_unstable=True,
             allow_failures=True,
         )
-        levels = rec["levels"]
-        requests = sum(levels.level_count(lv, "requests") for lv in levels)
-        failed = sum(levels.level_count(lv, "failed") for lv in levels)
+        requests = sum(level_count(lv, "requests") for lv in rec.levels)
+        failed = sum(level_count(lv, "failed") for lv in rec.levels)
         kinds: dict[str, int] = {}
-        for lv in levels:
-            for k, v in levels.level_failures(lv)[0].items():
+        for lv in rec.levels:
+            for k, v in level_failures(lv)[0].items():
                 kinds[k] = kinds.get(k, 0) + v
         totals[protocol] = {"requests": requests, "failed": failed, "failures": kinds}
         print(f"{protocol}: {requests} requests, {failed} failed{f' {kinds}' if kinds else ''}", flush=True)

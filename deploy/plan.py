@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import ClassVar, NamedTuple
 
 from zeroserve import records
 from zeroserve.deploy.release import TARGET
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.base import Record
+from zeroserve.records.perf import PerfRecord
 from zeroserve.records.tune import TuneRecord
 
 DEFAULT_HEADROOM = 0.3  # each replica planned at 70% of its measured capacity: bursts, noisy neighbours
@@ -35,53 +38,83 @@ def default_records(model: str, reports: Path = TUNE_REPORTS) -> list[Path]:
     return [path] if path.is_file() else []
 
 
-def _facts(rec: dict | TuneRecord) -> dict | None:
-    if isinstance(rec, TuneRecord):
-        facts = rec.tuned_on.to_json() if rec.tuned_on else None
-    else:
-        facts = rec.get("measured_on")
+class _Recorded(Record):
+    """A tune or perf record before its kind is known: the one read of the file, then typed by its kind."""
+
+    KIND: ClassVar[str] = "tune or perf record"
+    REMEDY: ClassVar[str] = "give a record `zeroserve tune --json` or `client perf --json` wrote"
+    kind: str | None = None
+
+
+class _Level(NamedTuple):
+    """One recorded level as the plan weighs it (from a perf level, or a tune candidate's level)."""
+
+    throughput: float | None
+    concurrency: int | None
+    latency_ms: float | None
+    failed: int
+    stable: bool
+    server_resources: dict | None
+
+
+def _facts(rec: PerfRecord | TuneRecord) -> dict | None:
+    on = rec.measured_on if isinstance(rec, PerfRecord) else rec.tuned_on
+    facts = on.to_json() if on else None
     if not isinstance(facts, dict) or any(facts.get(k) in (None, "") for k in MACHINE_FACTS):
         return None  # a record written before these facts, or a server zeroserve did not start
     return facts
 
 
-def _levels(rec: dict | TuneRecord, path: Path) -> tuple[str, str, list[dict]]:
-    """(Triton model, the config measured, its levels) of a tune or perf record."""
-    if isinstance(rec, TuneRecord):
-        # the config the repository holds: the chosen one once applied (or when it is the deployed one)
-        applied = rec.applied or rec.chosen_is_deployed
-        entry = rec.chosen if applied and rec.chosen else rec.deployed
-        if not entry:
-            raise InputError(f"{path}: the tune record holds no measured config")
-        name = rec.formats.get(entry.candidate.fmt, rec.triton_model)
-        config = f"tuned config {entry.label}" if applied else f"deployed config {entry.label}"
-        return name, config, [lv.to_json() for lv in entry.levels]  # read beside a perf record's levels
-    kind = rec.get("kind")
-    if kind == "perf":
-        # serve/ reads the record, not client/'s code: a level's failures are its windows' and its totals'
-        levels = [
-            {**lv, "failed": (lv.get("failed") or 0) + ((lv.get("totals") or {}).get("failed") or 0)}
-            for lv in rec.get("levels", [])
-            if "concurrency" in lv
-        ]
-        return str(rec.get("triton_model") or rec.get("model") or path), "the served config", levels
-    raise InputError(f"{path}: not a tune or perf record (kind {kind!r})")
+def _perf_levels(rec: PerfRecord, path: Path) -> tuple[str, str, str, list[_Level]]:
+    """(Triton model, the config measured, the latency metric, its levels) of a perf record."""
+    metric = rec.latency_metric or "p99_ms"
+    levels = [
+        _Level(
+            lv.throughput,
+            lv.concurrency,
+            lv.figure(metric),
+            lv.failed + lv.totals.failed,  # a level's failures are its windows' and its totals'
+            lv.stable,
+            lv.server_resources.to_json() if lv.server_resources else None,
+        )
+        for lv in rec.levels
+    ]
+    return str(rec.triton_model or rec.model or path), "the served config", metric, levels
 
 
-def _read(path: Path) -> dict | TuneRecord:
-    rec = records.read_json(Path(path), "tune or perf record")
-    if not isinstance(rec, dict):
-        raise InputError(f"{path}: not a tune or perf record")
-    if rec.get("kind") == "tune":
-        return TuneRecord.parse(rec, f"tune record {path}")
-    return rec
+def _levels(rec: PerfRecord | TuneRecord, path: Path) -> tuple[str, str, str, list[_Level]]:
+    """(Triton model, the config measured, the latency metric, its levels) of a tune or perf record."""
+    if isinstance(rec, PerfRecord):
+        return _perf_levels(rec, path)
+    # a tune record: the config the repository holds, the chosen one once applied (or when it is the deployed one)
+    applied = rec.applied or rec.chosen_is_deployed
+    entry = rec.chosen if applied and rec.chosen else rec.deployed
+    if not entry:
+        raise InputError(f"{path}: the tune record holds no measured config")
+    name = rec.formats.get(entry.candidate.fmt, rec.triton_model)
+    metric = rec.latency_metric
+    levels = [
+        _Level(
+            lv.throughput,
+            lv.concurrency,
+            lv.figure(metric),
+            lv.failed,
+            lv.stable,
+            lv.server_resources.to_json() if lv.server_resources else None,
+        )
+        for lv in entry.levels
+    ]
+    return name, f"tuned config {entry.label}" if applied else f"deployed config {entry.label}", metric, levels
 
 
-def _about(rec: dict | TuneRecord) -> tuple[str | None, str, str | None]:
-    """(model, the latency metric its levels are judged by, kind) of a tune or perf record."""
-    if isinstance(rec, TuneRecord):
-        return rec.model, rec.latency_metric, "tune"
-    return rec.get("model"), rec.get("latency_metric") or "p99_ms", rec.get("kind")
+def _read(path: Path) -> PerfRecord | TuneRecord:
+    """The perf or tune record at `path`, typed by its kind; one line saying what is wrong otherwise."""
+    rec = _Recorded.load(Path(path))
+    if rec.kind == "perf":
+        return PerfRecord.parse(rec.to_json(), f"perf record {path}")
+    if rec.kind == "tune":
+        return TuneRecord.parse(rec.to_json(), f"tune record {path}")
+    raise InputError(f"{path}: not a tune or perf record (kind {rec.kind!r})")
 
 
 def _recorded_levels(paths: list[Path], triton_name: str, latency_budget_ms: float) -> tuple[list, dict | None, list]:
@@ -91,26 +124,26 @@ def _recorded_levels(paths: list[Path], triton_name: str, latency_budget_ms: flo
     measured_on: list[dict] = []
     for path in paths:
         rec = _read(path)
-        name, config, levels = _levels(rec, path)
-        model, metric, kind = _about(rec)
+        name, config, metric, levels = _levels(rec, path)
+        model, kind = rec.model, "perf" if isinstance(rec, PerfRecord) else "tune"
         if name != triton_name and model != triton_name:
             continue
         facts = _facts(rec)
         measured_on.append({"record": str(path), "facts": facts})
         for lv in levels:
-            latency = lv.get(metric)
-            if latency is None or lv.get("failed") or not lv.get("throughput"):
+            latency = lv.latency_ms
+            if latency is None or lv.failed or not lv.throughput:
                 continue
             row = {
-                "throughput": lv["throughput"],
-                "concurrency": lv.get("concurrency"),
+                "throughput": lv.throughput,
+                "concurrency": lv.concurrency,
                 "latency_ms": latency,
-                "stable": bool(lv.get("stable")),
+                "stable": lv.stable,
                 "latency_metric": metric,
                 "config": config,
                 "record": str(path),
                 "kind": kind,
-                "server_resources": lv.get("server_resources"),
+                "server_resources": lv.server_resources,
                 "facts": facts,
             }
             if latency <= latency_budget_ms:

@@ -7,7 +7,9 @@ from typing import Any
 
 from zeroserve import records
 from zeroserve.client.perf.levels import level_count
+from zeroserve.records.base import Block
 from zeroserve.records.measured import MeasuredOn
+from zeroserve.records.perf import PerfRecord
 from zeroserve.records.tune import Floor, SideBySide, TuneEntry, TuneOutcome, TuneRecord, TuneServer
 from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
@@ -15,44 +17,48 @@ from zeroserve.tune.options import Options
 from zeroserve.tune.settings import tuned_on
 
 
-def summary(rec: dict) -> dict:
+def summary(rec: PerfRecord) -> dict:
     """A perf record of the latency-budget search as a tuning measurement (see tune/search.py)."""
-    key = rec["latency_metric"]
-    levels = rec["levels"]
-    best = next((lv for lv in levels if lv["concurrency"] == rec["best"]), None) if rec["best"] else None
+    key = rec.latency_metric
+    levels = rec.levels
+    best = next((lv for lv in levels if lv.concurrency == rec.best), None) if rec.best else None
     failed = sum(level_count(lv) for lv in levels)
-    seen = [lv[key] for lv in levels if lv["ok"]]
-    shown = best or (min(levels, key=lambda lv: lv[key]) if levels else None)
+    seen = [lv.figure(key) for lv in levels if lv.ok]
+    shown = best or (min(levels, key=lambda lv: lv.figure(key)) if levels else None)
     return {
         "meets_budget": best is not None,
-        "concurrency": rec["best"],
-        "throughput": best["throughput"] if best else 0.0,
-        "latency_ms": best[key] if best else (min(seen) if seen else None),
-        "p50_ms": shown["p50_ms"] if shown else None,
-        "p99_ms": shown["p99_ms"] if shown else None,
-        "stable": bool(best and best["stable"]),
+        "concurrency": rec.best,
+        "throughput": best.throughput if best else 0.0,
+        "latency_ms": best.figure(key) if best else (min(seen) if seen else None),
+        "p50_ms": shown.p50_ms if shown else None,
+        "p99_ms": shown.p99_ms if shown else None,
+        "stable": bool(best and best.stable),
         "failed": failed,
-        "server": shown.get("server") if shown else None,
+        "server": _json(shown.server) if shown else None,
         # the latency breakdown of the level shown (tune's report draws it as perf's): average, client side
-        "mean_ms": shown.get("mean_ms") if shown else None,
-        "client": shown.get("client") if shown else None,
-        "server_resources": best.get("server_resources") if best else None,
-        "unstable_levels": [lv["concurrency"] for lv in levels if not lv["stable"]],
+        "mean_ms": shown.mean_ms if shown else None,
+        "client": _json(shown.client) if shown else None,
+        "server_resources": _json(best.server_resources) if best else None,
+        "unstable_levels": [lv.concurrency for lv in levels if not lv.stable],
         "levels": [
             {
-                "concurrency": lv["concurrency"],
-                "throughput": lv["throughput"],
-                "p50_ms": lv["p50_ms"],
-                "p99_ms": lv["p99_ms"],
-                "mean_ms": lv.get("mean_ms"),
-                key: lv[key],
-                "stable": lv["stable"],
+                "concurrency": lv.concurrency,
+                "throughput": lv.throughput,
+                "p50_ms": lv.p50_ms,
+                "p99_ms": lv.p99_ms,
+                "mean_ms": lv.mean_ms,
+                key: lv.figure(key),
+                "stable": lv.stable,
                 "failed": level_count(lv),
-                "server_resources": lv.get("server_resources"),
+                "server_resources": _json(lv.server_resources),
             }
             for lv in levels
         ],
     }
+
+
+def _json(block: Block | None) -> dict | None:
+    return block.to_json() if block is not None else None
 
 
 def metric_name(percentile: float) -> str:

@@ -61,4 +61,4 @@ def tuned_on(fmt: str, triton: str | None = None) -> dict:
 
     The private server is the embedded engine, running `fmt` with its runtime in the Python backend.
     """
-    return machine.measured_on(engine.embedded(F.get(fmt).runtime, machine.gpu_names(), triton))
+    return machine.measured_on(engine.embedded(F.get(fmt).runtime, machine.gpu_names(), triton)).to_json()

@@ -19,6 +19,7 @@ from zeroserve.client.perf.levels import level_count
 from zeroserve.client.perf.run import run_perf
 from zeroserve.deploy.contents import canonical_models, read_deployed
 from zeroserve.errors import InputError, ServerError, ZeroserveError
+from zeroserve.records.perf import PerfRecord
 from zeroserve.serve.runtime import NOOP_SUFFIX, served_by, write_runtime_model
 from zeroserve.spec import ModelSpec
 from zeroserve.triton.control import Control
@@ -175,7 +176,7 @@ class Tuner:
 
     # ------------------------------------------------------------ measuring
 
-    def perf(self, triton_name: str, fmt: str, **kwargs) -> dict:
+    def perf(self, triton_name: str, fmt: str, **kwargs) -> PerfRecord:
         o = self.opts
         # each level's server_resources: the private server's process tree (client/perf/metrics.py)
         rec = run_perf(
@@ -194,10 +195,8 @@ class Tuner:
             timeout=o.request_timeout_s,
             **kwargs,
         )
-        if rec["outcome"]["exit_code"] == 3:
-            raise ServerError(
-                f"the private server stopped answering: {rec['outcome']['reason']} (log: {self.server.log})"
-            )
+        if rec.outcome.exit_code == 3:
+            raise ServerError(f"the private server stopped answering: {rec.outcome.reason} (log: {self.server.log})")
         return rec
 
     def floor(self, budget_ms: float) -> dict:
@@ -209,10 +208,14 @@ class Tuner:
         figures = []
         for _ in range(2):
             rec = self.perf(f"{self.base_name}{NOOP_SUFFIX}", self.base_fmt, concurrency=[1])
-            lv = rec["levels"][0]
-            key = rec["latency_metric"]
+            lv = rec.levels[0]
             figures.append(
-                {"latency_ms": lv[key], "p50_ms": lv["p50_ms"], "p99_ms": lv["p99_ms"], "stable": lv["stable"]}
+                {
+                    "latency_ms": lv.figure(rec.latency_metric),
+                    "p50_ms": lv.p50_ms,
+                    "p99_ms": lv.p99_ms,
+                    "stable": lv.stable,
+                }
             )
             if figures[-1]["latency_ms"] <= budget_ms:
                 break
@@ -229,7 +232,7 @@ class Tuner:
             resolution=SEARCH_RESOLUTION,
             deadline=self.deadline,
         )
-        if rec["cut_short"]:  # a search cut off part-way says nothing about the config
+        if rec.cut_short:  # a search cut off part-way says nothing about the config
             return {
                 **_load_failed(f"not measured to the end: --max-minutes ({o.max_minutes:g}) ran out"),
                 "failed": 0,
@@ -295,13 +298,13 @@ class Tuner:
                 got = {}
                 for which, triton, fmt, c in pair if i % 2 == 0 else pair[::-1]:  # alternate who goes first
                     self.on_event("side_by_side", {"round": i + 1, "which": which, "concurrency": c})
-                    lv = self.perf(triton, fmt, concurrency=[c])["levels"][0]
+                    lv = self.perf(triton, fmt, concurrency=[c]).levels[0]
                     got[which] = {
                         "concurrency": c,
-                        "throughput": lv["throughput"],
-                        "p50_ms": lv["p50_ms"],
-                        "p99_ms": lv["p99_ms"],
-                        "stable": lv["stable"],
+                        "throughput": lv.throughput,
+                        "p50_ms": lv.p50_ms,
+                        "p99_ms": lv.p99_ms,
+                        "stable": lv.stable,
                         "failed": level_count(lv),
                     }
                 rounds.append(got)

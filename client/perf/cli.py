@@ -16,6 +16,7 @@ from zeroserve.client.endpoints import Endpoint, choose_protocol, resolve_endpoi
 from zeroserve.client.perf.options import latency_name
 from zeroserve.errors import InputError
 from zeroserve.options import given_params
+from zeroserve.records.perf import PerfLevel, PerfRecord
 
 HELP = """Load-test one served model the way perf_analyzer does (warm-up, stable windows, percentiles).
 
@@ -29,11 +30,11 @@ asked for are written in every case. Exit code, first match wins: 3 the server i
 """
 
 
-def budget_line(rec: dict) -> str:
+def budget_line(rec: PerfRecord) -> str:
     """The latency-budget search's answer, naming the latency the search compared (right by construction)."""
-    best = rec["best"]
+    best = rec.best
     return (
-        f"highest concurrency with {latency_name(rec['latency_metric'])} ≤ {rec['latency_budget_ms']:g} ms: "
+        f"highest concurrency with {latency_name(rec.latency_metric)} ≤ {rec.latency_budget_ms:g} ms: "
         f"{best if best else 'none (over budget at concurrency 1)'}"
     )
 
@@ -84,7 +85,7 @@ def perf_cmd(**values) -> None:
         records.write_bytes(command["csv"], rep.to_csv(rec).encode())
     paths = rep.write_report(rec, command["report"]) if command["report"] else {}
     if as_json:
-        print_json(rec)
+        print_json(rec.to_json())
     else:
         _print(rec, paths)
     raise_for_outcome(rec)
@@ -118,32 +119,32 @@ def _format(fmt, variant: str | None) -> str | None:
     return keys[0]
 
 
-def _progress(level: dict) -> None:
+def _progress(level: PerfLevel, measured: str = "model") -> None:
     from zeroserve.client.perf import report as rep
     from zeroserve.client.perf.levels import level_count
 
     failed = level_count(level)
     err_console.print(
-        f"  {'floor ' if level.get('measured') == 'floor' else ''}{rep.level_label(level)}: "
-        f"{level['throughput']:.1f} infer/s, "
-        f"p50 {level['p50_ms']:.2f} ms, p99 {level['p99_ms']:.2f} ms, {level['trials']} windows"
-        f"{'' if level['stable'] else ' (not stable)'}"
+        f"  {'floor ' if measured == 'floor' else ''}{rep.level_label(level)}: "
+        f"{level.throughput:.1f} infer/s, "
+        f"p50 {level.p50_ms:.2f} ms, p99 {level.p99_ms:.2f} ms, {level.trials} windows"
+        f"{'' if level.stable else ' (not stable)'}"
         f"{f', {failed} failed' if failed else ''}",
         highlight=False,
     )
 
 
-def _print(rec: dict, paths: dict) -> None:
+def _print(rec: PerfRecord, paths: dict) -> None:
     from zeroserve.client.perf import report as rep
 
     console.print(rep.table(rec))
-    if rec.get("floor"):
+    if rec.floor:
         from zeroserve.client.perf.floor import table as floor_table
 
         console.print(floor_table(rec))
-    if rec["mode"] == "latency_budget":
+    if rec.mode == "latency_budget":
         console.print(budget_line(rec), highlight=False)
-    for note in rec["notes"]:
+    for note in rec.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     if paths:
         console.print(

@@ -26,6 +26,7 @@ from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.model import Target, resolve
 from zeroserve.client.perf.panels import label
 from zeroserve.errors import InputError
+from zeroserve.records.perf import Floor, FloorComparison, Outcome, PerfLevel, PerfRecord
 from zeroserve.serve.runtime import NOOP_SUFFIX
 
 # which sub-run's outcome the merged record takes: the first that matches (perf's exit-code rule)
@@ -67,28 +68,30 @@ def twin_server(client: Client, triton_name: str, timeout: float) -> Iterator[tu
         yield Endpoint(s["host"], int(s["http_port"]), int(s["grpc_port"]), "the floor's private server"), where
 
 
-def comparison(model: dict, floor: dict) -> dict[str, Any]:
+def comparison(model: PerfLevel, floor: PerfLevel) -> FloorComparison:
     """One level: the model's figures beside the floor's, and the difference (what the model itself adds)."""
-    out: dict[str, Any] = {"concurrency": model.get("concurrency"), "request_rate": model.get("request_rate")}
+    out: dict[str, Any] = {"concurrency": model.concurrency, "request_rate": model.request_rate}
     for key in ("p50_ms", "p99_ms", "mean_ms"):
-        out[f"model_{key}"], out[f"floor_{key}"] = model[key], floor[key]
-        out[f"added_{key}"] = model[key] - floor[key]
-    out["model_throughput"], out["floor_throughput"] = model["throughput"], floor["throughput"]
-    out["throughput_ratio"] = model["throughput"] / floor["throughput"] if floor["throughput"] else None
+        out[f"model_{key}"], out[f"floor_{key}"] = model.figure(key), floor.figure(key)
+        out[f"added_{key}"] = model.figure(key) - floor.figure(key)
+    out["model_throughput"], out["floor_throughput"] = model.throughput, floor.throughput
+    out["throughput_ratio"] = model.throughput / floor.throughput if floor.throughput else None
     # how much of the model's median latency the engine path alone takes
-    out["floor_share_p50"] = floor["p50_ms"] / model["p50_ms"] if model["p50_ms"] else None
-    return out
+    out["floor_share_p50"] = floor.p50_ms / model.p50_ms if model.p50_ms else None
+    return FloorComparison.model_validate(out)
 
 
-def _outcome(records: list[dict]) -> dict:
+def _outcome(records: list[PerfRecord]) -> Outcome:
     for code in OUTCOME_ORDER:
         for rec in records:
-            if rec["outcome"]["exit_code"] == code:
-                return rec["outcome"]
-    return {"exit_code": 0, "reason": ""}
+            if rec.outcome.exit_code == code:
+                return rec.outcome
+    return Outcome(exit_code=0, reason="")
 
 
-def perf_with_floor(run: Callable[..., dict], spec: Any, endpoint: Endpoint, opts: Any = None, **kwargs) -> dict:
+def perf_with_floor(
+    run: Callable[..., PerfRecord], spec: Any, endpoint: Endpoint, opts: Any = None, **kwargs
+) -> PerfRecord:
     """`run` (client/perf/run.py's `run_perf`) for the model and its no-op twin, level by level, interleaved.
 
     Takes `run_perf`'s arguments (its options object and keyword fields); one level per call, the model first
@@ -118,7 +121,7 @@ def perf_with_floor(run: Callable[..., dict], spec: Any, endpoint: Endpoint, opt
         on_level = kwargs.pop("on_level", None)
         twin_endpoint, where = stack.enter_context(twin_server(client, target.triton_name, o.timeout))
         twin = replace(target, triton_name=twin_name(target.triton_name))
-        runs: dict[str, list[dict]] = {"model": [], "floor": []}
+        runs: dict[str, list[PerfRecord]] = {"model": [], "floor": []}
         for i, level in enumerate(levels):
             order = ("model", "floor") if i % 2 == 0 else ("floor", "model")
             for which in order:
@@ -126,64 +129,65 @@ def perf_with_floor(run: Callable[..., dict], spec: Any, endpoint: Endpoint, opt
                     target if which == "model" else twin,
                     endpoint if which == "model" else twin_endpoint,
                     dataclasses.replace(o, **{key: (level,)}),
-                    on_level=(lambda lv, w=which: on_level({**lv, "measured": w})) if on_level else None,
+                    on_level=(lambda lv, w=which: on_level(lv, w)) if on_level else None,
                     **kwargs,
                 )
                 runs[which].append(rec)
-            if any(r["outcome"]["exit_code"] for r in (runs["model"][-1], runs["floor"][-1])):
+            if any(r.outcome.exit_code for r in (runs["model"][-1], runs["floor"][-1])):
                 break  # perf's own rule: the run stops at a level that failed, lost the server or did not stabilise
     return merge(runs["model"], runs["floor"], where)
 
 
-def merge(model_runs: list[dict], floor_runs: list[dict], where: str) -> dict:
+def merge(model_runs: list[PerfRecord], floor_runs: list[PerfRecord], where: str) -> PerfRecord:
     """The model's per-level records as one record, with the floor's beside it."""
-    rec = dict(model_runs[0])
-    rec["levels"] = [lv for r in model_runs for lv in r["levels"]]
-    rec["notes"] = list(dict.fromkeys(n for r in model_runs for n in r["notes"]))
-    floor_levels = [lv for r in floor_runs for lv in r["levels"]]
-    pairs = [comparison(m, f) for m, f in zip(rec["levels"], floor_levels) if m["ok"] and f["ok"]]
-    rec["floor"] = {
-        "triton_model": floor_runs[0]["triton_model"],
-        "server": where,
-        "measured_on": floor_runs[0]["measured_on"],
-        "levels": floor_levels,
-        "comparison": pairs,
-        "notes": list(dict.fromkeys(n for r in floor_runs for n in r["notes"])),
-        "interleaved": "each level measured for the model and the floor in turn, the order alternating by level",
-    }
-    rec["outcome"] = _outcome([*model_runs, *floor_runs])
+    floor_levels = [lv for r in floor_runs for lv in r.levels]
+    levels = [lv for r in model_runs for lv in r.levels]
+    pairs = [comparison(m, f) for m, f in zip(levels, floor_levels) if m.ok and f.ok]
+    floor = Floor(
+        triton_model=floor_runs[0].triton_model,
+        server=where,
+        measured_on=floor_runs[0].measured_on,
+        levels=floor_levels,
+        comparison=pairs,
+        notes=list(dict.fromkeys(n for r in floor_runs for n in r.notes)),
+        interleaved="each level measured for the model and the floor in turn, the order alternating by level",
+    )
+    notes = list(dict.fromkeys(n for r in model_runs for n in r.notes))
+    update = {"levels": levels, "notes": notes, "floor": floor, "outcome": _outcome([*model_runs, *floor_runs])}
+    rec = model_runs[0].model_copy(update=update)
+    rec.__pydantic_fields_set__.update(update)  # written as set: the merged fields are the record's own
     return rec
 
 
-def floor_line(rec: dict) -> str:
+def floor_line(rec: PerfRecord) -> str:
     """The floor in one line for a title: its c=1 p50 and its highest throughput."""
-    floor = rec.get("floor")
-    if not floor or not floor["levels"]:
+    floor = rec.floor
+    if not floor or not floor.levels:
         return ""
-    levels = floor["levels"]
-    first = min(levels, key=lambda lv: lv.get("concurrency") or lv.get("request_rate") or 0)
-    top = max(levels, key=lambda lv: lv["throughput"])
+    levels = floor.levels
+    first = min(levels, key=lambda lv: lv.concurrency or lv.request_rate or 0)
+    top = max(levels, key=lambda lv: lv.throughput)
     return (
-        f"floor ({floor['triton_model']}, no-op): p50 {first['p50_ms']:.2f} ms at {label(first)}, "
-        f"{top['throughput']:,.0f} infer/s at {label(top)}"
+        f"floor ({floor.triton_model}, no-op): p50 {first.p50_ms:.2f} ms at {label(first)}, "
+        f"{top.throughput:,.0f} infer/s at {label(top)}"
     )
 
 
-def table(rec: dict) -> Table:
+def table(rec: PerfRecord) -> Table:
     """The model beside its floor, per level."""
-    t = Table(
-        title=f"{rec['triton_model']} beside its floor ({rec['floor']['triton_model']}, {rec['floor']['server']})"
-    )
+    floor = rec.floor
+    assert floor is not None  # only drawn for a --floor run
+    t = Table(title=f"{rec.triton_model} beside its floor ({floor.triton_model}, {floor.server})")
     for c in ("level", "p50 ms model/floor", "added p50 ms", "p99 ms model/floor", "infer/s model/floor", "ratio"):
         t.add_column(c, justify="left" if c == "level" else "right")
-    for p in rec["floor"]["comparison"]:
-        ratio = p["throughput_ratio"]
+    for p in floor.comparison:
+        ratio = p.throughput_ratio
         t.add_row(
             label(p),
-            f"{p['model_p50_ms']:.3f} / {p['floor_p50_ms']:.3f}",
-            f"{p['added_p50_ms']:+.3f}",
-            f"{p['model_p99_ms']:.3f} / {p['floor_p99_ms']:.3f}",
-            f"{p['model_throughput']:,.0f} / {p['floor_throughput']:,.0f}",
+            f"{p.model_p50_ms:.3f} / {p.floor_p50_ms:.3f}",
+            f"{p.added_p50_ms:+.3f}",
+            f"{p.model_p99_ms:.3f} / {p.floor_p99_ms:.3f}",
+            f"{p.model_throughput:,.0f} / {p.floor_throughput:,.0f}",
             "-" if ratio is None else f"{ratio:.0%}",
         )
     return t

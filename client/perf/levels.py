@@ -8,91 +8,90 @@ from __future__ import annotations
 
 from zeroserve.client.perf.windows import STABLE_WINDOWS
 from zeroserve.errors import CheckFailed, ServerError, UnstableError
+from zeroserve.records.perf import Counts, Outcome, PerfLevel, PerfRecord
 
 SHARED_CORES_NOTE = (
     "this machine has {cores} cores shared by the server and the load generator: figures include that contention"
 )
 
 
-def unstable_message(level: dict, stability: float, advice: bool = True) -> str:
+def unstable_message(level: PerfLevel, stability: float, advice: bool = True) -> str:
     """One line with the last windows' figures of a level that did not stabilise."""
     what = level_name(level)
-    key = level.get("latency_metric", "mean_ms")
-    last = level["windows"][-STABLE_WINDOWS:]
-    tp = ", ".join(f"{w['throughput']:.0f}" for w in last)
-    lat = ", ".join(f"{w[key]:.2f}" for w in last)
+    key = level.latency_metric
+    last = level.windows[-STABLE_WINDOWS:]
+    tp = ", ".join(f"{w.throughput:.0f}" for w in last)
+    lat = ", ".join(f"{w.figure(key):.2f}" for w in last)
     name = "average latency" if key == "mean_ms" else key.removesuffix("_ms")
     return (
-        f"{what} did not stabilise within {stability:.0%} in {level['trials']} windows: last throughput "
+        f"{what} did not stabilise within {stability:.0%} in {level.trials} windows: last throughput "
         f"{tp} infer/s, {name} {lat} ms"
         + (" (raise --max-trials or --window, or pass --allow-unstable)" if advice else "")
     )
 
 
-def level_name(level: dict) -> str:
-    return (
-        f"concurrency {level['concurrency']}" if level["concurrency"] else f"request rate {level['request_rate']:g}/s"
-    )
+def level_name(level: PerfLevel) -> str:
+    return f"concurrency {level.concurrency}" if level.concurrency else f"request rate {level.request_rate:g}/s"
 
 
-COUNTED = ("warmup", "totals", "drain")  # a level's blocks that together hold every request it sent
-
-
-def level_count(level: dict, what: str = "failed") -> int:
+def level_count(level: PerfLevel, what: str = "failed") -> int:
     """Every request of a level (`requests`), or its answered (`ok`) or `failed` ones: all blocks summed."""
-    return sum(level[b][what] for b in COUNTED if b in level)
+    return sum(getattr(block, what) for block in _counted(level))
 
 
-def level_failures(level: dict) -> tuple[dict[str, int], dict[str, str]]:
+def _counted(level: PerfLevel) -> list[Counts]:
+    return [level.warmup, level.totals, level.drain]
+
+
+def level_failures(level: PerfLevel) -> tuple[dict[str, int], dict[str, str]]:
     """Failures by kind over all of a level's blocks, and the first message of each kind."""
     kinds: dict[str, int] = {}
     messages: dict[str, str] = {}
-    for b in COUNTED:
-        for k, v in level.get(b, {}).get("failures", {}).items():
+    for block in _counted(level):
+        for k, v in block.failures.items():
             kinds[k] = kinds.get(k, 0) + v
-        for k, m in level.get(b, {}).get("failure_messages", {}).items():
+        for k, m in block.failure_messages.items():
             messages.setdefault(k, m)
     return kinds, messages
 
 
 def outcome(
-    levels: list[dict], unreachable: str | None, stability: float, allow_failures: bool, allow_unstable: bool
-) -> dict:
+    levels: list[PerfLevel], unreachable: str | None, stability: float, allow_failures: bool, allow_unstable: bool
+) -> Outcome:
     """The exit code a run earns, first match wins: 3 a server unreachable at the end; 1 any failed request
     (unless allowed); 4 a level that did not stabilise (unless allowed); else 0. With the reason."""
     failed = sum(level_count(lv) for lv in levels)
-    unstable = [lv for lv in levels if not lv["stable"] and "server_lost" not in lv]
+    unstable = [lv for lv in levels if not lv.stable and lv.server_lost is None]
     if unreachable:
         counted = sum(level_count(lv, "ok") for lv in levels)
-        return {
-            "exit_code": 3,
-            "reason": f"the server stopped answering during the run ({unreachable}); "
+        return Outcome(
+            exit_code=3,
+            reason=f"the server stopped answering during the run ({unreachable}); "
             f"{counted} requests answered and {failed} failed before it went",
-        }
+        )
     if failed and not allow_failures:
         kinds: dict[str, int] = {}
         for lv in levels:
             for k, v in level_failures(lv)[0].items():
                 kinds[k] = kinds.get(k, 0) + v
         top = ", ".join(f"{v} {k}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
-        return {
-            "exit_code": 1,
-            "reason": f"{failed} requests failed during the run ({top}); pass --allow-failures to accept them",
-        }
+        return Outcome(
+            exit_code=1, reason=f"{failed} requests failed during the run ({top}); pass --allow-failures to accept them"
+        )
     if unstable and not allow_unstable:
-        return {"exit_code": 4, "reason": unstable_message(unstable[0], stability)}
-    return {"exit_code": 0, "reason": ""}
+        return Outcome(exit_code=4, reason=unstable_message(unstable[0], stability))
+    return Outcome(exit_code=0, reason="")
 
 
-def raise_for_outcome(rec: dict) -> None:
+def raise_for_outcome(rec: PerfRecord) -> None:
     """Raise the typed error (ServerError 3, CheckFailed 1, UnstableError 4) the record's outcome names."""
-    code, reason = rec["outcome"]["exit_code"], rec["outcome"]["reason"]
+    code, reason = rec.outcome.exit_code, rec.outcome.reason
     error = {3: ServerError, 1: CheckFailed, 4: UnstableError}.get(code)
     if error is not None:
         raise error(reason)
 
 
-def run_notes(levels: list[dict], stability: float, workers: int, cores: int) -> list[str]:
+def run_notes(levels: list[PerfLevel], stability: float, workers: int, cores: int) -> list[str]:
     """What a reader of the figures must know: shared cores, a saturated or late generator, instability, failures."""
     notes = [SHARED_CORES_NOTE.format(cores=cores)] if cores <= 4 else []
     if workers > 1:
@@ -102,21 +101,21 @@ def run_notes(levels: list[dict], stability: float, workers: int, cores: int) ->
         )
     for lv in levels:
         where = level_name(lv)
-        if lv["generator_saturated"]:
+        if lv.generator_saturated:
             notes.append(
                 f"warning: the load generator's CPU limited {where} (its event loop, or with gRPC its "
-                f"process, used {lv['loop_cpu']:.0%} of a core, {lv['client']['cpu_us']:.0f} µs per request): the "
+                f"process, used {lv.loop_cpu:.0%} of a core, {lv.client.cpu_us:.0f} µs per request): the "
                 "figures measure the generator as much as the server" + ("" if workers > 1 else "; try --workers 2")
             )
-        if lv.get("rate_kept") is False:
+        if lv.rate_kept is False:
             notes.append(
-                f"the generator could not keep to the schedule at {lv['request_rate']:g} requests/s "
-                f"(sent {lv['achieved_rate']:.0f}/s, p99 send lag {lv['send_lag_p99_ms']:.1f} ms); "
+                f"the generator could not keep to the schedule at {lv.request_rate:g} requests/s "
+                f"(sent {lv.achieved_rate:.0f}/s, p99 send lag {lv.send_lag_p99_ms:.1f} ms); "
                 "latencies still count from the intended send times"
             )
-        if "server_lost" in lv:
-            notes.append(f"the server stopped answering at {where}: {lv['server_lost']}")
-        elif not lv["stable"]:
+        if lv.server_lost is not None:
+            notes.append(f"the server stopped answering at {where}: {lv.server_lost}")
+        elif not lv.stable:
             notes.append(unstable_message(lv, stability, advice=False))
         if level_count(lv):
             kinds, first = level_failures(lv)

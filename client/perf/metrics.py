@@ -23,6 +23,7 @@ import contextlib
 from typing import Any
 
 from zeroserve.errors import ServerError
+from zeroserve.records.perf import PerfLevel, ServerMetrics, ServerResources
 from zeroserve.serve import metrics as M
 
 DEFAULT_INTERVAL_S = 1.0  # perf_analyzer's --metrics-interval default (1000 ms)
@@ -123,14 +124,18 @@ class LevelMetrics:
         deltas = self._deltas()
         return sum(d["success"] + d["failure"] for d in deltas) if deltas else None
 
-    def figures(self, client_requests: int) -> tuple[dict | None, dict | None]:
+    def figures(self, client_requests: int) -> tuple[ServerMetrics | None, ServerResources | None]:
         """(server_metrics, server_resources) of the level; None for what could not be read."""
         return self._metrics(client_requests), self._resources()
 
-    def _metrics(self, client_requests: int) -> dict | None:
+    def _metrics(self, client_requests: int) -> ServerMetrics | None:
         deltas = self._deltas()
         if not deltas:
-            return {"error": "; ".join(self.errors) or "no metrics endpoint listed the model"} if self.errors else None
+            return (
+                ServerMetrics(error="; ".join(self.errors) or "no metrics endpoint listed the model")
+                if self.errors
+                else None
+            )
         total: dict[str, Any] = {f: sum(d[f] for d in deltas) for f in (*M.COUNTERS.values(),)}
         reasons: dict[str, int] = {}
         for d in deltas:
@@ -152,7 +157,7 @@ class LevelMetrics:
         }
         if self.errors:
             out["errors"] = self.errors
-        return out
+        return ServerMetrics.model_validate(out)
 
     def _gpu(self) -> dict[str, dict[str, float]]:
         """Per GPU over the level's samples: average utilisation and power, peak and total memory (perf_analyzer's)."""
@@ -172,32 +177,32 @@ class LevelMetrics:
             for uuid, gs in per.items()
         }
 
-    def _resources(self) -> dict | None:
+    def _resources(self) -> ServerResources | None:
         used = [(u, peak) for u, peak in zip(self.usage, self.peak_rss) if u is not None and u["processes"]]
         if not used:
             return None
-        return {
-            "cpu_cores": round(sum(u["cpu_cores"] for u, _ in used), 3),
-            "rss_mb": round(sum(u["rss_mb"] for u, _ in used), 1),
-            "peak_rss_mb": round(sum(max(u["rss_mb"], peak) for u, peak in used), 1),
-            "processes": sum(u["processes"] for u, _ in used),
-            "seconds": max(u["seconds"] for u, _ in used),
-        }
+        return ServerResources(
+            cpu_cores=round(sum(u["cpu_cores"] for u, _ in used), 3),
+            rss_mb=round(sum(u["rss_mb"] for u, _ in used), 1),
+            peak_rss_mb=round(sum(max(u["rss_mb"], peak) for u, peak in used), 1),
+            processes=sum(u["processes"] for u, _ in used),
+            seconds=max(u["seconds"] for u, _ in used),
+        )
 
 
-def count_warning(level: dict, where: str) -> str | None:
+def count_warning(level: PerfLevel, where: str) -> str | None:
     """A warning naming both numbers when the server's count of a level's requests is not the client's."""
-    m = level.get("server_metrics") or {}
-    if "requests" not in m or m.get("agrees", True):
+    m = level.server_metrics
+    if m is None or m.requests is None or m.agrees in (True, None):
         return None
     return (
-        f"warning: at {where} the server's metrics counted {m['requests']} requests for the model "
-        f"({m['success']} succeeded, {m['failure']} failed) while the client sent {m['client_requests']}: "
+        f"warning: at {where} the server's metrics counted {m.requests} requests for the model "
+        f"({m.success} succeeded, {m.failure} failed) while the client sent {m.client_requests}: "
         "another client was using it, or requests were lost between the two"
     )
 
 
-def csv_columns(level: dict) -> dict[str, str]:
+def csv_columns(level: PerfLevel) -> dict[str, str]:
     """perf_analyzer's --collect-metrics CSV columns for one level (`uuid:value;` per GPU; empty without a GPU)."""
-    gpu = (level.get("server_metrics") or {}).get("gpu") or {}
-    return {col: "".join(f"{uuid}:{g[key]:g};" for uuid, g in gpu.items()) for col, key in CSV_COLUMNS.items()}
+    gpu = (level.server_metrics.gpu if level.server_metrics else None) or {}
+    return {col: "".join(f"{uuid}:{getattr(g, key):g};" for uuid, g in gpu.items()) for col, key in CSV_COLUMNS.items()}

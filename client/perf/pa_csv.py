@@ -11,6 +11,8 @@ With perf_analyzer's -l (or a budget search) only the levels within the threshol
 
 from __future__ import annotations
 
+from zeroserve.records.perf import PerfLevel, PerfRecord
+
 BASE = (
     "Inferences/Second",
     "Client Send",
@@ -48,36 +50,37 @@ def _us(ms: float) -> int:
     return int(ms * 1e3)
 
 
-def row(level: dict, verbose: bool = False, metrics: bool = False) -> list[str]:
+def row(level: PerfLevel, verbose: bool = False, metrics: bool = False) -> list[str]:
     """One level's cells: latencies in whole µs; network = client wait minus the server's part, floored at 0."""
-    server = level.get("server") or {}
-    client = level.get("client") or {}
-    send, recv = int(client.get("send_us", 0)), int(client.get("check_us", 0))
-    phases = [int(server.get(f"{p}_us", 0)) for p in ("queue", "compute_input", "compute_infer", "compute_output")]
-    avg = _us(level["mean_ms"])
+    server, client = level.server, level.client
+    send, recv = int(client.send_us), int(client.check_us)
+    split = (
+        (server.queue_us, server.compute_input_us, server.compute_infer_us, server.compute_output_us) if server else ()
+    )
+    phases = [int(x) for x in split] or [0, 0, 0, 0]
+    avg = _us(level.mean_ms)
     wait = max(0, avg - send - recv)
     network = max(0, wait - sum(phases))
-    first = level["request_rate"] if level.get("request_rate") else level["concurrency"]
-    cells = [_num(first), _num(level["throughput"]), str(send), str(network), *map(str, phases), str(recv)]
-    cells += [str(_us(level[f"p{p}_ms"])) for p in (50, 90, 95, 99)]
+    first = level.request_rate if level.request_rate else level.concurrency
+    cells = [_num(first or 0), _num(level.throughput), str(send), str(network), *map(str, phases), str(recv)]
+    cells += [str(_us(x)) for x in (level.p50_ms, level.p90_ms, level.p95_ms, level.p99_ms)]
     if verbose:
         cells += [str(avg), str(send + recv), str(wait)]
         if metrics:
-            gpu = level.get("gpu_metrics") or {}  # the hook for issue 33's metrics collection
+            gpu = level.gpu_metrics or {}  # perf_analyzer's GPU cells by column name (client/perf/metrics.py)
             cells += [str(gpu[c]) if gpu.get(c) is not None else "" for c in GPU_METRICS]
     return cells
 
 
-def kept_levels(rec: dict) -> list[dict]:
+def kept_levels(rec: PerfRecord) -> list[PerfLevel]:
     """The levels perf_analyzer would write: within its latency threshold (or the budget), by throughput."""
-    limit = rec.get("latency_threshold_ms") or rec.get("latency_budget_ms")
-    key = rec.get("latency_metric", "mean_ms")
-    levels = [lv for lv in rec["levels"] if limit is None or lv[key] <= limit]
-    return sorted(levels, key=lambda lv: lv["throughput"])
+    limit = rec.latency_threshold_ms or rec.latency_budget_ms
+    levels = [lv for lv in rec.levels if limit is None or lv.figure(rec.latency_metric) <= limit]
+    return sorted(levels, key=lambda lv: lv.throughput)
 
 
-def to_csv(rec: dict, verbose: bool = False, metrics: bool = False) -> str:
+def to_csv(rec: PerfRecord, verbose: bool = False, metrics: bool = False) -> str:
     """The whole file: header, then one line per kept level (commas, no quoting, '\\n' line ends)."""
-    lines = [",".join(header(rec["mode"] == "request_rate", verbose, metrics))]
+    lines = [",".join(header(rec.mode == "request_rate", verbose, metrics))]
     lines += [",".join(row(lv, verbose, metrics)) for lv in kept_levels(rec)]
     return "\n".join(lines) + "\n"

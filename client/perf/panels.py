@@ -10,20 +10,23 @@ measured, its floor (the no-op twin).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from zeroserve import engine, plots
+from zeroserve.records.measured import MeasuredOn
+from zeroserve.records.perf import ClientCost, FloorComparison, PerfLevel, PerfRecord, ServerResources, ServerSplit
 
 UNSTABLE = {"s": 170, "facecolors": "none", "edgecolors": "red", "linewidths": 1.5, "zorder": 3}
-# perf_analyzer's breakdown, bottom to top: (label, how to get µs from a level)
-PARTS = (
-    ("client send", lambda lv: (lv.get("client") or {}).get("send_us", 0.0)),
+# perf_analyzer's breakdown, bottom to top: (label, the part's µs from a level's server split and client cost)
+PARTS: tuple[tuple[str, Callable[[ServerSplit, ClientCost | None], float] | None], ...] = (
+    ("client send", lambda s, c: c.send_us if c else 0.0),
     ("network + server send/recv", None),  # what the rest leaves of the average latency
-    ("server queue", lambda lv: (lv.get("server") or {}).get("queue_us", 0.0)),
-    ("compute input", lambda lv: (lv.get("server") or {}).get("compute_input_us", 0.0)),
-    ("compute infer", lambda lv: (lv.get("server") or {}).get("compute_infer_us", 0.0)),
-    ("compute output", lambda lv: (lv.get("server") or {}).get("compute_output_us", 0.0)),
-    ("client receive", lambda lv: (lv.get("client") or {}).get("check_us", 0.0)),
+    ("server queue", lambda s, c: s.queue_us),
+    ("compute input", lambda s, c: s.compute_input_us),
+    ("compute infer", lambda s, c: s.compute_infer_us),
+    ("compute output", lambda s, c: s.compute_output_us),
+    ("client receive", lambda s, c: c.check_us if c else 0.0),
 )
 COLOURS = ("#9edae5", "#c7c7c7", "#ff7f0e", "#bcbd22", "#1f77b4", "#17becf", "#aec7e8")
 PANELS = (
@@ -34,17 +37,40 @@ PANELS = (
 )
 
 
-def label(level: dict) -> str:
+class Point(NamedTuple):
+    """One level as the panels draw it (a perf level's, or a tune candidate's level)."""
+
+    throughput: float
+    latency: float
+    """The latency the series is drawn against (p99 by default)."""
+    p99_ms: float
+    stable: bool
+    load: float
+    """The load offered (concurrency or request rate): the order the levels were measured in."""
+    resources: ServerResources | None = None
+
+
+def point(level: PerfLevel, key: str = "p99_ms") -> Point:
+    return Point(
+        level.throughput,
+        level.figure(key),
+        level.p99_ms,
+        level.stable,
+        level.concurrency or level.request_rate or level.throughput,
+        level.server_resources,
+    )
+
+
+def label(level: PerfLevel | FloorComparison) -> str:
     """`c=4` (a concurrency level) or `100/s` (a request rate)."""
-    return f"c={level['concurrency']}" if level.get("concurrency") else f"{level.get('request_rate') or 0:g}/s"
+    return f"c={level.concurrency}" if level.concurrency else f"{level.request_rate or 0:g}/s"
 
 
-def breakdown(level: dict) -> dict[str, float] | None:
+def breakdown(mean: float | None, server: ServerSplit | None, client: ClientCost | None) -> dict[str, float] | None:
     """A level's average latency split as perf_analyzer splits it (ms); None without the average or server split."""
-    mean = level.get("mean_ms")
-    if mean is None or not level.get("server"):
+    if mean is None or not server:
         return None
-    parts = {name: (get(level) / 1e3 if get else 0.0) for name, get in PARTS}
+    parts = {name: (get(server, client) / 1e3 if get else 0.0) for name, get in PARTS}
     parts["network + server send/recv"] = max(0.0, mean - sum(parts.values()))
     return parts
 
@@ -67,22 +93,22 @@ def _bars(ax, names: list[str], parts: list[dict[str, float] | None], unstable: 
     ax.legend(fontsize=6, loc="upper left")
 
 
-def _resources(ax_cpu, ax_mem, series: list[tuple[str, list[dict], dict[str, Any]]]) -> None:
+def _resources(ax_cpu, ax_mem, series: list[tuple[str, list[Point], dict[str, Any]]]) -> None:
     """Server CPU and memory (process tree) against throughput, one line per series."""
     ax_cpu.set_title(PANELS[2], fontsize=9)
     ax_mem.set_title(PANELS[3], fontsize=9)
     drawn = False
     for name, levels, style in series:
-        pts = [(lv["throughput"], lv["server_resources"], lv) for lv in levels if lv.get("server_resources")]
-        pts.sort(key=lambda p: _load(p[2]))
+        pts = sorted((p for p in levels if p.resources), key=lambda p: p.load)
         if not pts:
             continue
         drawn = True
-        xs = [p[0] for p in pts]
-        bad = [i for i, p in enumerate(pts) if not p[2].get("stable", True)]
+        xs = [p.throughput for p in pts]
+        bad = [i for i, p in enumerate(pts) if not p.stable]
+        used = [p.resources for p in pts if p.resources]
         for ax, ys in (
-            (ax_cpu, [p[1]["cpu_cores"] for p in pts]),
-            (ax_mem, [p[1].get("peak_rss_mb", p[1]["rss_mb"]) for p in pts]),
+            (ax_cpu, [r.cpu_cores for r in used]),
+            (ax_mem, [r.peak_rss_mb if r.peak_rss_mb is not None else r.rss_mb for r in used]),
         ):
             ax.plot(xs, ys, label=name, **style)
             if bad:
@@ -98,21 +124,21 @@ def _resources(ax_cpu, ax_mem, series: list[tuple[str, list[dict], dict[str, Any
 
 
 def _latency(
-    ax, series: list[tuple[str, list[dict], dict[str, Any]]], budget: float | None = None, key: str = "p99_ms"
+    ax, series: list[tuple[str, list[Point], dict[str, Any]]], budget: float | None = None, key: str = "p99_ms"
 ) -> None:
     """Throughput (x) against `key`'s latency (y, p99 by default), one line per series; unstable levels ringed."""
     ax.set_title(PANELS[0], fontsize=9)
     ringed = False
     for name, levels, style in series:
-        levels = sorted(levels, key=_load)  # in the order of the load offered, as the levels were measured
+        levels = sorted(levels, key=lambda p: p.load)  # in the order of the load offered, as the levels were measured
         if not levels:
             continue
-        ax.plot([lv["throughput"] for lv in levels], [lv[key] for lv in levels], label=name, **style)
-        bad = [lv for lv in levels if not lv.get("stable", True)]
+        ax.plot([p.throughput for p in levels], [p.latency for p in levels], label=name, **style)
+        bad = [p for p in levels if not p.stable]
         if bad:
             ax.scatter(
-                [lv["throughput"] for lv in bad],
-                [lv["p99_ms"] for lv in bad],
+                [p.throughput for p in bad],
+                [p.p99_ms for p in bad],
                 **UNSTABLE,
                 label=None if ringed else "not stable",
             )
@@ -125,36 +151,36 @@ def _latency(
     ax.legend(fontsize=6)
 
 
-def _title(fig, first: str, facts: dict | None, floor: str = "") -> None:
+def _title(fig, first: str, facts: MeasuredOn | dict | None, floor: str = "") -> None:
+    if isinstance(facts, MeasuredOn):
+        facts = facts.to_json()
     where = engine.describe(facts) if facts else "engine and machine not recorded"
     fig.suptitle("\n".join(x for x in (first, f"measured on {where}", floor) if x), fontsize=9)
 
 
-def perf_figure(rec: dict, floor_line: str = ""):
+def perf_figure(rec: PerfRecord, floor_line: str = ""):
     """The perf record's summary: four panels, one point per level (the floor's beside it when measured)."""
     fig, axes = plots.subplots((12, 8.5), grid=(2, 2))
-    levels = rec["levels"]
-    floor = (rec.get("floor") or {}).get("levels") or []
-    series = [(rec["triton_model"], levels, {"marker": "o", "color": "#1f77b4"})]
-    if floor:
-        series.append((f"floor: {rec['floor']['triton_model']}", floor, {"marker": "s", "color": "grey", "ls": "--"}))
+    levels = rec.levels
+    series = [(rec.triton_model, [point(lv) for lv in levels], {"marker": "o", "color": "#1f77b4"})]
+    if rec.floor and rec.floor.levels:
+        floor = [point(lv) for lv in rec.floor.levels]
+        series.append((f"floor: {rec.floor.triton_model}", floor, {"marker": "s", "color": "grey", "ls": "--"}))
     _latency(axes[0][0], series)
     for lv in levels:
-        text = label(lv) + ("" if lv.get("stable", True) else " (not stable)")
-        axes[0][0].annotate(
-            text, (lv["throughput"], lv["p99_ms"]), xytext=(3, 4), textcoords="offset points", fontsize=7
-        )
+        text = label(lv) + ("" if lv.stable else " (not stable)")
+        axes[0][0].annotate(text, (lv.throughput, lv.p99_ms), xytext=(3, 4), textcoords="offset points", fontsize=7)
     _bars(
         axes[0][1],
         [label(lv) for lv in levels],
-        [breakdown(lv) for lv in levels],
-        [not lv.get("stable", True) for lv in levels],
+        [breakdown(lv.mean_ms, lv.server, lv.client) for lv in levels],
+        [not lv.stable for lv in levels],
     )
     _resources(axes[1][0], axes[1][1], series)
     _title(
         fig,
-        f"zeroserve perf: {rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}",
-        rec.get("measured_on"),
+        f"zeroserve perf: {rec.triton_model} over {rec.protocol}, batch {rec.batch_size}",
+        rec.measured_on,
         floor_line,
     )
     return fig
@@ -166,8 +192,10 @@ def tune_figure(rec: dict, pareto) -> Any:
     fig, axes = plots.subplots((12, 8.5), grid=(2, 2))
     rows = [m for m in rec["candidates"] if m.get("levels")]
     number = {id(m): i for i, m in enumerate(rec["candidates"], 1)}  # the table's numbering
-    series = [(_short(m, number[id(m)]), m["levels"], {"marker": ".", "alpha": 0.7, "lw": 1}) for m in rows]
     key = rec["latency_metric"]
+    series = [
+        (_short(m, number[id(m)]), _tune_points(m["levels"], key), {"marker": ".", "alpha": 0.7, "lw": 1}) for m in rows
+    ]
     _latency(axes[0][0], series, rec.get("latency_budget_ms"), key)
     met = [m for m in rows if m["meets_budget"] and m.get("latency_ms") is not None]
     pts = [(m["throughput"], m["latency_ms"]) for m in met]
@@ -192,7 +220,7 @@ def tune_figure(rec: dict, pareto) -> Any:
     _bars(
         axes[0][1],
         [_short(m, number[id(m)], full=False) for m in shown],
-        [breakdown(m) for m in shown],
+        [_tune_breakdown(m) for m in shown],
         [not m.get("stable", True) for m in shown],
     )
     _resources(axes[1][0], axes[1][1], series)
@@ -212,8 +240,28 @@ def tune_figure(rec: dict, pareto) -> Any:
     return fig
 
 
-def _load(level: dict) -> float:
-    return level.get("concurrency") or level.get("request_rate") or level["throughput"]
+def _tune_points(levels: list[dict], key: str) -> list[Point]:
+    """A tune candidate's levels (tune/record.py's summary of its perf levels) as the panels' points."""
+    return [
+        Point(
+            lv["throughput"],
+            lv[key],
+            lv["p99_ms"],
+            lv.get("stable", True),
+            lv.get("concurrency") or lv.get("request_rate") or lv["throughput"],
+            ServerResources.model_validate(lv["server_resources"]) if lv.get("server_resources") else None,
+        )
+        for lv in levels
+    ]
+
+
+def _tune_breakdown(m: dict) -> dict[str, float] | None:
+    server, client = m.get("server"), m.get("client")
+    return breakdown(
+        m.get("mean_ms"),
+        ServerSplit.model_validate(server) if server else None,
+        ClientCost.model_validate(client) if client else None,
+    )
 
 
 def _short(m: dict, number: int, full: bool = True) -> str:

@@ -15,6 +15,8 @@ from zeroserve import engine, plots, records
 from zeroserve.client.perf import metrics, panels
 from zeroserve.client.perf.floor import floor_line
 from zeroserve.client.perf.levels import level_count, level_failures
+from zeroserve.records.measured import MeasuredOn
+from zeroserve.records.perf import PerfLevel, PerfRecord
 
 CSV_COLUMNS = (
     "concurrency",
@@ -52,41 +54,44 @@ CSV_COLUMNS = (
 level_label = panels.label  # `c=4` or `100/s`: one spelling for tables, plots and notes
 
 
-def flat_row(level: dict) -> dict:
+def flat_row(level: PerfLevel) -> dict:
     """One level as a flat dict of CSV_COLUMNS."""
-    server = level.get("server") or {}
-    row = {k: level.get(k) for k in CSV_COLUMNS}
-    for phase in ("queue", "compute_input", "compute_infer", "compute_output"):
-        row[f"server_{phase}_us"] = server.get(f"{phase}_us")
-    client = level.get("client") or {}
-    for part in ("cpu", "send", "check"):
-        row[f"client_{part}_us"] = client.get(f"{part}_us")
+    fields = level.to_json()
+    row = {k: fields.get(k) for k in CSV_COLUMNS}  # the level's own figures under their names, the rest below
+    server, client = level.server, level.client
+    row["server_queue_us"] = server.queue_us if server else None
+    row["server_compute_input_us"] = server.compute_input_us if server else None
+    row["server_compute_infer_us"] = server.compute_infer_us if server else None
+    row["server_compute_output_us"] = server.compute_output_us if server else None
+    row["client_cpu_us"], row["client_send_us"], row["client_check_us"] = client.cpu_us, client.send_us, client.check_us
     row["all_requests"], row["all_failed"] = all_requests(level)
     row["failures"] = ";".join(f"{k}={v}" for k, v in level_failures(level)[0].items())
     return row
 
 
-def all_requests(level: dict) -> tuple[int, int]:
-    """(requests, failed) over the whole level (warm-up, windows, drain); the stable windows' in an old record."""
-    if "totals" not in level:
-        return level["requests"], level["failed"]
+def all_requests(level: PerfLevel) -> tuple[int, int]:
+    """(requests, failed) over the whole level (warm-up, windows, drain)."""
     return level_count(level, "requests"), level_count(level, "failed")
 
 
-def title(rec: dict) -> str:
+def title(rec: PerfRecord) -> str:
     return (
-        f"{rec['triton_model']} over {rec['protocol']}, batch {rec['batch_size']}, input {rec['input']}, "
-        f"shared memory {rec['shared_memory']}, {len(rec['urls'])} server(s)"
+        f"{rec.triton_model} over {rec.protocol}, batch {rec.batch_size}, input {rec.input}, "
+        f"shared memory {rec.shared_memory}, {len(rec.urls)} server(s)"
     )
 
 
-def engine_title(rec: dict) -> str:
+def engine_title(rec: PerfRecord | dict) -> str:
     """The engine and machine the record was measured on, in one line (every report's title carries it)."""
-    facts = rec.get("measured_on") or rec.get("tuned_on")
+    facts: MeasuredOn | dict | None = (
+        rec.measured_on if isinstance(rec, PerfRecord) else rec.get("tuned_on")  # a tune record: its tuned_on
+    )
+    if isinstance(facts, MeasuredOn):
+        facts = facts.to_json()
     return "measured on " + (engine.describe(facts) if facts else "an engine and machine the record does not name")
 
 
-def table(rec: dict) -> Table:
+def table(rec: PerfRecord) -> Table:
     """The human table: one row per level."""
     t = Table(title=f"{title(rec)}\n{engine_title(rec)}")
     cols = (
@@ -107,51 +112,52 @@ def table(rec: dict) -> Table:
     )
     for c in cols:
         t.add_column(c, justify="left" if c == "level" else "right")
-    for lv in rec["levels"]:
-        s = lv.get("server") or {}
+    for lv in rec.levels:
+        s, cost = lv.server, lv.client
         server_split = (
-            "/".join(
-                f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")
-            )
+            "/".join(f"{x:.0f}" for x in (s.queue_us, s.compute_input_us, s.compute_infer_us, s.compute_output_us))
             if s
             else "-"
         )
-        cost = lv.get("client") or {}
-        client = "/".join(f"{cost.get(f'{p}_us', 0):.0f}" for p in ("cpu", "send", "check")) if cost else "-"
-        mark = "" if lv.get("rate_kept", True) else " (rate not kept)"
+        client = "/".join(f"{x:.0f}" for x in (cost.cpu_us, cost.send_us, cost.check_us))
+        mark = "" if lv.rate_kept in (True, None) else " (rate not kept)"
         requests, failed = all_requests(lv)
         t.add_row(
             level_label(lv) + mark,
-            f"{lv['throughput']:.1f}",
-            *(f"{lv[k]:.2f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
+            f"{lv.throughput:.1f}",
+            *(f"{x:.2f}" for x in _latencies(lv)),
             str(requests),
             str(failed),
             server_split,
             client,
-            f"{lv['generator_cpu']:.0%}",
-            "yes" if lv["stable"] else f"no ({lv['trials']})",
+            f"{lv.generator_cpu:.0%}",
+            "yes" if lv.stable else f"no ({lv.trials})",
         )
     return t
 
 
-def to_csv(rec: dict) -> str:
+def _latencies(lv: PerfLevel) -> tuple[float, ...]:
+    return lv.p50_ms, lv.p90_ms, lv.p95_ms, lv.p99_ms, lv.max_ms, lv.mean_ms
+
+
+def to_csv(rec: PerfRecord) -> str:
     buf = io.StringIO()
-    gpu = tuple(metrics.CSV_COLUMNS) if rec.get("collect_metrics") else ()  # perf_analyzer's --collect-metrics
+    gpu = tuple(metrics.CSV_COLUMNS) if rec.collect_metrics else ()  # perf_analyzer's --collect-metrics
     w = csv.DictWriter(buf, fieldnames=(*CSV_COLUMNS, *gpu), lineterminator="\n")
     w.writeheader()
-    for lv in rec["levels"]:
+    for lv in rec.levels:
         w.writerow({**flat_row(lv), **(metrics.csv_columns(lv) if gpu else {})})
     return buf.getvalue()
 
 
-def perf_figure(rec: dict):
+def perf_figure(rec: PerfRecord):
     """The summary figure (client/perf/panels.py): throughput vs p99 per level (a level that did not stabilise
     ringed in red and labelled "not stable"), the latency breakdown, server CPU and memory; engine and floor in the
     title."""
     return panels.perf_figure(rec, floor_line(rec))
 
 
-def plot_png(rec: dict) -> bytes:
+def plot_png(rec: PerfRecord) -> bytes:
     """The perf figure as PNG bytes."""
     return plots.png(perf_figure(rec))
 
@@ -183,7 +189,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#e
 """
 
 
-def to_html(rec: dict, png: bytes) -> str:
+def to_html(rec: PerfRecord, png: bytes) -> str:
     """A self-contained page: the table, the plot embedded as base64, the notes and the settings."""
     head = [
         "level",
@@ -208,25 +214,27 @@ def to_html(rec: dict, png: bytes) -> str:
         "stable",
     ]
     rows = []
-    for lv in rec["levels"]:
-        s = lv.get("server") or {}
+    for lv in rec.levels:
+        s = lv.server
+        split = (s.queue_us, s.compute_input_us, s.compute_infer_us, s.compute_output_us) if s else (0.0,) * 4
         requests, failed = all_requests(lv)
         cells = [
             level_label(lv),
-            f"{lv['throughput']:.1f}",
-            *(f"{lv[k]:.3f}" for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms")),
+            f"{lv.throughput:.1f}",
+            *(f"{x:.3f}" for x in _latencies(lv)),
             str(requests),
             str(failed),
-            *(f"{s.get(f'{p}_us', 0):.1f}" for p in ("queue", "compute_input", "compute_infer", "compute_output")),
-            f"{(lv.get('client') or {}).get('cpu_us', 0):.0f}",
-            f"{lv['generator_cpu']:.0%}",
+            *(f"{x:.1f}" for x in split),
+            f"{lv.client.cpu_us:.0f}",
+            f"{lv.generator_cpu:.0%}",
             *server_cells(lv),
-            "yes" if lv["stable"] else "no",
+            "yes" if lv.stable else "no",
         ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*floor_notes(rec), *rec["notes"]])
-    settings = {
-        k: rec[k]
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*floor_notes(rec), *rec.notes])
+    fields = rec.to_json()
+    settings = {  # the run's settings as the record holds them, by their record names
+        k: fields[k]
         for k in (
             "model",
             "triton_model",
@@ -248,10 +256,10 @@ def to_html(rec: dict, png: bytes) -> str:
             "latency_metric",
             "outcome",
         )
-        if k in rec
+        if k in fields
     }
     return html_page(
-        f"zeroserve perf: {rec['triton_model']}",
+        f"zeroserve perf: {rec.triton_model}",
         f"zeroserve perf: {title(rec)}",
         head,
         rows,
@@ -264,35 +272,35 @@ def to_html(rec: dict, png: bytes) -> str:
     )
 
 
-def server_cells(level: dict) -> list[str]:
+def server_cells(level: PerfLevel) -> list[str]:
     """The server's own figures of a level: its count of the requests (against the client's), CPU and RSS."""
-    m, res = level.get("server_metrics") or {}, level.get("server_resources") or {}
+    m, res = level.server_metrics, level.server_resources
     counted = (
         "-"
-        if "requests" not in m
-        else f"{m['requests']}" + ("" if m["agrees"] else f" (client {m['client_requests']})")
+        if m is None or m.requests is None
+        else f"{m.requests}" + ("" if m.agrees else f" (client {m.client_requests})")
     )
     return [
         counted,
-        f"{res['cpu_cores']:.2f}" if res else "-",
-        f"{res.get('peak_rss_mb', res['rss_mb']):.0f}" if res else "-",
+        f"{res.cpu_cores:.2f}" if res else "-",
+        f"{res.peak_rss_mb if res.peak_rss_mb is not None else res.rss_mb:.0f}" if res else "-",
     ]
 
 
-def floor_notes(rec: dict) -> list[str]:
+def floor_notes(rec: PerfRecord) -> list[str]:
     """One line per level of the model beside its floor (client perf --floor)."""
-    floor = rec.get("floor")
+    floor = rec.floor
     if not floor:
         return []
     return [
-        f"{level_label(p)}: model p50 {p['model_p50_ms']:.3f} ms, floor ({floor['triton_model']}) "
-        f"{p['floor_p50_ms']:.3f} ms, the model adds {p['added_p50_ms']:+.3f} ms; throughput "
-        f"{p['model_throughput']:,.0f} vs {p['floor_throughput']:,.0f} infer/s"
-        for p in floor["comparison"]
+        f"{level_label(p)}: model p50 {p.model_p50_ms:.3f} ms, floor ({floor.triton_model}) "
+        f"{p.floor_p50_ms:.3f} ms, the model adds {p.added_p50_ms:+.3f} ms; throughput "
+        f"{p.model_throughput:,.0f} vs {p.floor_throughput:,.0f} infer/s"
+        for p in floor.comparison
     ]
 
 
-def write_report(rec: dict, folder: Path) -> dict[str, Path]:
+def write_report(rec: PerfRecord, folder: Path) -> dict[str, Path]:
     """perf.json, perf.csv, perf.png and perf.html in `folder`; their paths."""
     folder = records.ensure_writable_dir(Path(folder))
     png = plot_png(rec)
@@ -302,7 +310,7 @@ def write_report(rec: dict, folder: Path) -> dict[str, Path]:
         "png": folder / "perf.png",
         "html": folder / "perf.html",
     }
-    records.write_json(paths["json"], rec)
+    rec.save(paths["json"])
     records.write_bytes(paths["csv"], to_csv(rec).encode())
     records.write_bytes(paths["png"], png)
     records.write_bytes(paths["html"], to_html(rec, png).encode())

@@ -49,6 +49,7 @@ from zeroserve.client.perf.wire import expected_outputs
 from zeroserve.client.values import to_wire
 from zeroserve.deploy.release import TARGET
 from zeroserve.errors import InputError, ServerError
+from zeroserve.records.perf import PerfLevel, PerfRecord
 from zeroserve.spec import ModelSpec
 from zeroserve.triton import machine
 from zeroserve.triton.errors import ModelNotServed, RequestFailed
@@ -58,7 +59,7 @@ from zeroserve.triton.restricted import client_shm_refusal
 # ---------------------------------------------------------------- one level
 
 
-async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> dict:
+async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> PerfLevel:
     """Run one level to stability (or max_trials, or until the server stops answering); its figures.
 
     The level's own figures come from the last stable windows; `totals` covers every measured
@@ -132,14 +133,16 @@ async def _level(setup: Setup, concurrency: int | None, rate: float | None) -> d
     )
     if lost is not None:
         fig["server_lost"] = lost
+    # the level is typed once, after its load has stopped (never inside the load loop)
+    level = PerfLevel.model_validate(fig)
     if probe is not None:
-        await probe.settle(level_count(fig, "requests"))
-        fig["server_metrics"], fig["server_resources"] = probe.figures(level_count(fig, "requests"))
-        fig["gpu_metrics"] = csv_columns(fig)  # perf_analyzer's --collect-metrics CSV cells (pa_csv's hook)
+        await probe.settle(level_count(level, "requests"))
+        level.server_metrics, level.server_resources = probe.figures(level_count(level, "requests"))
+        level.gpu_metrics = csv_columns(level)  # perf_analyzer's --collect-metrics CSV cells (pa_csv's hook)
     if rate is not None:
-        fig["achieved_rate"] = fig["sent"] / fig["seconds"] if fig["seconds"] else 0.0
-        fig["rate_kept"] = fig["achieved_rate"] >= 0.95 * rate and fig["send_lag_p99_ms"] <= 10 * load.LATE_SEND_MS
-    return fig
+        level.achieved_rate = level.sent / level.seconds if level.seconds else 0.0
+        level.rate_kept = level.achieved_rate >= 0.95 * rate and level.send_lag_p99_ms <= 10 * load.LATE_SEND_MS
+    return level
 
 
 async def _window(setup: Setup, gen):
@@ -178,7 +181,7 @@ def run_perf(
     opts: PerfOptions | None = None,
     *,
     model_files=None,
-    on_level: Callable[[dict], None] | None = None,
+    on_level: Callable[[PerfLevel], None] | None = None,
     triton_name: str | None = None,
     resolution: float = 0.0,
     deadline: float | None = None,
@@ -187,7 +190,7 @@ def run_perf(
     metrics_interval_s: float = DEFAULT_INTERVAL_S,
     require_metrics: bool = False,
     **fields,
-) -> dict:
+) -> PerfRecord:
     """Measure one served model at each load level; the perf record (see report.py for its renderings).
 
     `opts` (client/perf/options.py) says how; keyword `fields` replace some of its fields (or of the
@@ -235,8 +238,8 @@ def run_perf(
         for c in sync:
             c.close()
     rec = perf_record(o, setup, levels, best, cut_short, unreachable, engine)
-    rec["notes"] += [w for lv in levels if (w := count_warning(lv, level_name(lv)))]
-    rec["collect_metrics"] = require_metrics
+    rec.notes += [w for lv in levels if (w := count_warning(lv, level_name(lv)))]
+    rec.collect_metrics = require_metrics
     return rec
 
 
@@ -367,7 +370,7 @@ def _measure_levels(setup: Setup, o: PerfOptions, on_level, search=None, deadlin
     cut = False
     threshold = None if o.binary_search else o.latency_threshold_ms
 
-    def measure(c: int | None, r: float | None) -> dict | None:
+    def measure(c: int | None, r: float | None) -> PerfLevel | None:
         nonlocal stopped, cut
         if not stopped and deadline is not None and time.monotonic() >= deadline:
             stopped = cut = True
@@ -377,9 +380,9 @@ def _measure_levels(setup: Setup, o: PerfOptions, on_level, search=None, deadlin
         if on_level:
             on_level(level)
         every_failed = level_count(level) and not level_count(level, "ok")
-        if "server_lost" in level or every_failed or (not level["stable"] and not o.allow_unstable):
+        if level.server_lost is not None or every_failed or (not level.stable and not o.allow_unstable):
             stopped = True
-        if threshold is not None and level[setup.latency_key] > threshold:
+        if threshold is not None and level.figure(setup.latency_key) > threshold:
             stopped = True  # perf_analyzer: "Measured latency went over the set limit"
         return level
 
@@ -387,7 +390,7 @@ def _measure_levels(setup: Setup, o: PerfOptions, on_level, search=None, deadlin
         best, levels = latency_budget_search(
             lambda c: measure(c, None), o.latency_budget_ms, setup.latency_key, **(search or {})
         )
-        return levels, (best["concurrency"] if best else None), cut
+        return levels, (best.concurrency if best else None), cut
     if o.request_rate:
         measured = [measure(None, r) for r in o.request_rate]
     else:

@@ -14,6 +14,7 @@ from hdrh.histogram import HdrHistogram
 
 from zeroserve.client.connection import server_split
 from zeroserve.client.perf import load
+from zeroserve.records.perf import PerfLevel
 
 STABLE_WINDOWS = 3
 PERCENTILES = (50, 90, 95, 99)
@@ -173,13 +174,13 @@ def totals(windows: list[Window]) -> dict:
 
 
 def latency_budget_search(
-    measure: Callable[[int], dict],
+    measure: Callable[[int], PerfLevel | None],
     budget_ms: float,
     key: str = "mean_ms",
     max_concurrency: int = MAX_SEARCH_CONCURRENCY,
     start: int = 1,
     resolution: float = 0.0,
-) -> tuple[dict | None, list[dict]]:
+) -> tuple[PerfLevel | None, list[PerfLevel]]:
     """The highest concurrency whose latency `key` stays within the budget: doubling, then bisection.
 
     Assumes latency grows with concurrency (as perf_analyzer's search does). Returns (best level or
@@ -192,7 +193,7 @@ def latency_budget_search(
         resolution: bisection stops once the gap between the last good and bad levels is at most
             this share of the good one (0: exact, to one concurrency step).
     """
-    measured: dict[int, dict] = {}
+    measured: dict[int, PerfLevel] = {}
 
     def within(c: int) -> bool:
         if c not in measured:
@@ -200,7 +201,7 @@ def latency_budget_search(
             if level is None:
                 raise _SearchStopped
             measured[c] = level
-        return measured[c][key] <= budget_ms
+        return measured[c].figure(key) <= budget_ms
 
     levels = lambda: [measured[c] for c in sorted(measured)]  # noqa: E731 - a one-line local helper
     good = None

@@ -12,7 +12,20 @@ from zeroserve.records.base import Block, Record
 from zeroserve.records.measured import MeasuredOn
 
 
-class Counts(Block):
+class Figures(Block):
+    """A block of latency figures that one can also read by key (the level's latency metric names one)."""
+
+    def figure(self, key: str) -> float:
+        """A latency figure by its record key (`p95_ms`, `mean_ms`, or an extra `p99.9_ms`)."""
+        value = getattr(self, key, None)
+        if value is None and self.model_extra:
+            value = self.model_extra.get(key)
+        if value is None:
+            raise KeyError(key)
+        return float(value)
+
+
+class Counts(Figures):
     """Every request of some windows (a level's `totals`, `warmup` or `drain`): counts and figures over them all."""
 
     windows: int
@@ -34,7 +47,7 @@ class Counts(Block):
     max_ms: float
 
 
-class WindowFigures(Block):
+class WindowFigures(Figures):
     """One measurement window's figures, so that drift across a level can be seen."""
 
     seconds: float
@@ -123,7 +136,7 @@ class ServerResources(Block):
     seconds: float
 
 
-class PerfLevel(Block):
+class PerfLevel(Figures):
     """One measured level: its stable windows' figures, every window, the totals, warm-up and drain that
     together count every request sent, the generator's cost and the server's figures."""
 
@@ -180,15 +193,6 @@ class PerfLevel(Block):
     """Requests sent per second (request-rate levels)."""
     rate_kept: bool | None = None
     """Whether the generator kept to the schedule (request-rate levels)."""
-
-    def figure(self, key: str) -> float:
-        """A latency figure by its record key (`p95_ms`, `mean_ms`, or an extra `p99.9_ms`)."""
-        value = getattr(self, key, None)
-        if value is None and self.model_extra:
-            value = self.model_extra.get(key)
-        if value is None:
-            raise KeyError(key)
-        return float(value)
 
 
 class Outcome(Block):

@@ -11,6 +11,8 @@ import platform
 import shutil
 import subprocess
 
+from zeroserve.records.measured import MeasuredOn
+
 
 def cpu_model() -> str:
     try:
@@ -42,20 +44,22 @@ def gpu_names() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def measured_on(engine: dict | None) -> dict:
+def measured_on(engine: dict | None) -> MeasuredOn:
     """This machine's kind and the engine measured (zeroserve/engine.py's description; None: not known, e.g. a
     server that did not answer for its config). `engine` is the engine in one line (what `plan` compares and
     prints), `engine_detail` the description it was made from."""
     from zeroserve.engine import line
 
-    return {
-        "engine": line(engine) if engine else None,
-        "engine_detail": engine,
-        "cpu_model": cpu_model(),
-        "cores": os.cpu_count() or 1,
-        "machine": platform.machine(),
-        "gpu": gpu_names(),
-    }
+    return MeasuredOn.model_validate(
+        {
+            "engine": line(engine) if engine else None,
+            "engine_detail": engine,
+            "cpu_model": cpu_model(),
+            "cores": os.cpu_count() or 1,
+            "machine": platform.machine(),
+            "gpu": gpu_names(),
+        }
+    )
 
 
 def engine_of(client, triton_name: str, release: dict | None = None) -> dict | None:

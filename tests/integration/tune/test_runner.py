@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from perf_fakes import perf_record  # tests/ is on sys.path (its conftest)
 
 from zeroserve import registry
 from zeroserve.tune import runner as tr
@@ -121,7 +122,7 @@ def test_a_side_by_side_below_one_keeps_the_deployed_config(monkeypatch, reposit
 def test_a_search_cut_off_by_max_minutes_is_not_a_measurement(repository):
     """A candidate whose concurrency search the deadline cut part-way is recorded as not measured."""
     tuner = tr.Tuner(registry.get("logistic"), repository, None, tr.Options(budget_ms=5.0, max_minutes=2))
-    tuner.perf = lambda *a, **kw: {"cut_short": True, "levels": [], "best": None, "latency_metric": "p99_ms"}
+    tuner.perf = lambda *a, **kw: perf_record(cut_short=True, levels=[], best=None, latency_metric="p99_ms")
     m = tuner.measure_budget("logistic_onnx", "onnx")
     assert m["meets_budget"] is False and m["throughput"] == 0.0 and m["failed"] == 0
     assert "--max-minutes (2) ran out" in m["error"]

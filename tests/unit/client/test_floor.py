@@ -11,6 +11,8 @@ from zeroserve.client.model import Target
 from zeroserve.client.perf import floor
 from zeroserve.errors import InputError
 
+from perf_fakes import perf_record  # tests/ is on sys.path (its conftest)
+
 
 class _Client:
     def __init__(self, *a, **k):
@@ -44,13 +46,13 @@ def test_levels_alternate_model_and_floor_and_the_record_holds_both(monkeypatch)
         calls.append((which, c))
         p50, tp = (0.4, 8000.0 * c) if which == "floor" else (0.5, 6000.0 * c)
         code = 4 if which == "model" and c == 16 else 0
-        return {
-            "triton_model": target.triton_name,
-            "levels": [_level(c, p50, tp)],
-            "notes": [f"{which} note"],
-            "measured_on": {"engine": which},
-            "outcome": {"exit_code": code, "reason": "unstable" if code else ""},
-        }
+        return perf_record(
+            triton_model=target.triton_name,
+            levels=[_level(c, p50, tp)],
+            notes=[f"{which} note"],
+            measured_on={"engine": which},
+            outcome={"exit_code": code, "reason": "unstable" if code else ""},
+        )
 
     @contextlib.contextmanager
     def twin(client, name, timeout):
@@ -62,12 +64,15 @@ def test_levels_alternate_model_and_floor_and_the_record_holds_both(monkeypatch)
     rec = floor.perf_with_floor(run, target, Endpoint("127.0.0.1", 3, 4, "x"), concurrency=[1, 16, 32])
     # the order alternates from level to level; the run stops after the level whose outcome is not 0
     assert calls == [("model", 1), ("floor", 1), ("floor", 16), ("model", 16)]
-    assert [lv["concurrency"] for lv in rec["levels"]] == [1, 16] and rec["notes"] == ["model note"]
-    assert rec["floor"]["triton_model"] == "m_onnx_noop" and rec["floor"]["measured_on"] == {"engine": "floor"}
-    one = rec["floor"]["comparison"][0]
-    assert one["added_p50_ms"] == pytest.approx(0.1) and one["throughput_ratio"] == pytest.approx(0.75)
-    assert one["floor_share_p50"] == pytest.approx(0.8)
-    assert rec["outcome"] == {"exit_code": 4, "reason": "unstable"}
+    assert [lv.concurrency for lv in rec.levels] == [1, 16] and rec.notes == ["model note"]
+    assert rec.floor is not None and rec.floor.triton_model == "m_onnx_noop"
+    assert rec.floor.measured_on is not None and rec.floor.measured_on.to_json() == {"engine": "floor"}
+    one = rec.floor.comparison[0]
+    assert one.added_p50_ms == pytest.approx(0.1) and one.throughput_ratio == pytest.approx(0.75)
+    assert one.floor_share_p50 == pytest.approx(0.8)
+    assert rec.outcome.to_json() == {"exit_code": 4, "reason": "unstable"}
+    # the merged record writes the floor beside the model's fields, as perf writes them
+    assert list(rec.to_json())[-1] == "floor" and rec.to_json()["floor"]["comparison"][0]["concurrency"] == 1
     assert floor.floor_line(rec) == "floor (m_onnx_noop, no-op): p50 0.40 ms at c=1, 128,000 infer/s at c=16"
 
 

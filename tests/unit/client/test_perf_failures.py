@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from zeroserve.client.perf.levels import level_count, level_failures
+from zeroserve.records.perf import PerfRecord
 
 MODEL = "linear_onnx"
 
@@ -172,8 +173,8 @@ def test_wrong_sizes_and_errors_are_counted_by_kind_exit_1_and_every_output_writ
         str(tmp_path / "levels.csv"),
     )
     assert result.exit_code == 1, result.output
-    rec = json.loads(result.stdout)
-    (level,) = rec["levels"]
+    rec = PerfRecord.parse(json.loads(result.stdout), "perf --json")  # what perf prints is a perf record
+    (level,) = rec.levels
     failures, messages = level_failures(level)
     assert failures["wrong_size"] > 0 and failures["http_500"] > 0
     # a long answer that happens to be sampled fails its full decode instead of the size check
@@ -182,12 +183,13 @@ def test_wrong_sizes_and_errors_are_counted_by_kind_exit_1_and_every_output_writ
     # every request the server answered is counted, once: warm-up, windows and the drain at the end
     assert level_count(level, "requests") == server.infers - 1  # the first was perf's reference request
     assert messages["http_500"] == "injected failure"
-    assert rec["outcome"]["exit_code"] == 1 and "requests failed" in rec["outcome"]["reason"]
+    assert rec.outcome.exit_code == 1 and "requests failed" in rec.outcome.reason
     assert all((tmp_path / "rep" / f).stat().st_size for f in ("perf.json", "perf.csv", "perf.png", "perf.html"))
     saved = json.loads((tmp_path / "rep" / "perf.json").read_text())
-    assert saved["levels"][0]["totals"] == level["totals"]
+    assert saved["levels"][0]["totals"] == json.loads(result.stdout)["levels"][0]["totals"]
+    assert "schema_version" in saved and "schema" not in saved
     assert "wrong_size=" in (tmp_path / "levels.csv").read_text()
-    assert [w["failures"] for w in level["windows"]]  # per window, so drift can be seen
+    assert [w.failures for w in level.windows]  # per window, so drift can be seen
 
 
 def test_failures_can_be_allowed_and_a_clean_run_exits_0(fake_triton):
@@ -204,5 +206,5 @@ def test_failures_only_in_an_early_window_still_fail_the_run(fake_triton):
     server = fake_triton(lambda n: "error" if 2 <= n <= 40 else "ok")
     result = _perf(server.port, "--concurrency", "1", "--json")
     assert result.exit_code == 1, result.output
-    level = json.loads(result.stdout)["levels"][0]
+    level = PerfRecord.parse(json.loads(result.stdout)).levels[0]
     assert level_count(level, "failed") == 39

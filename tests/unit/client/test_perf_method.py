@@ -11,6 +11,8 @@ from zeroserve.client.perf import run as perf
 from zeroserve.client.perf import windows as W
 from zeroserve.client.perf.options import PerfOptions
 
+from perf_fakes import perf_level, perf_record  # tests/ is on sys.path (its conftest)
+
 
 def _hist(values_us) -> load.HdrHistogram:
     h = load.new_histogram()
@@ -49,7 +51,7 @@ def _synthetic_measure(latency_of, key="mean_ms"):
 
     def measure(c):
         calls.append(c)
-        return {"concurrency": c, key: latency_of(c), "p99_ms": 1e9}  # only `key` may decide
+        return perf_level(concurrency=c, **{"p99_ms": 1e9, key: latency_of(c)})  # only `key` may decide
 
     return measure, calls
 
@@ -58,8 +60,8 @@ def _synthetic_measure(latency_of, key="mean_ms"):
 def test_latency_budget_search_finds_the_highest_concurrency_within_budget(budget, best):
     measure, calls = _synthetic_measure(lambda c: 1.0 * c)  # p99 grows linearly: 1 ms per client
     level, levels = W.latency_budget_search(measure, budget)
-    assert level["concurrency"] == best
-    assert [lv["concurrency"] for lv in levels] == sorted(set(calls))
+    assert level.concurrency == best
+    assert [lv.concurrency for lv in levels] == sorted(set(calls))
     assert len(calls) == len(set(calls))  # no level measured twice
     assert len(calls) <= 2 * 9 + 1  # doubling then bisection: logarithmic
 
@@ -73,21 +75,21 @@ def test_latency_budget_search_over_budget_at_one():
 def test_latency_budget_search_knee():
     measure, _ = _synthetic_measure(lambda c: 2.0 if c <= 21 else 40.0)  # a cliff after 21
     level, _ = W.latency_budget_search(measure, 5.0)
-    assert level["concurrency"] == 21
+    assert level.concurrency == 21
 
 
 def test_latency_budget_search_uses_the_chosen_percentile():
     measure, _ = _synthetic_measure(lambda c: 1.0 * c, key="p95_ms")
     level, _ = W.latency_budget_search(measure, 6.0, key=W.latency_key(95))
-    assert level["concurrency"] == 6
+    assert level.concurrency == 6
 
 
 def test_latency_budget_search_ends_when_the_run_stops():
     def measure(c):
-        return {"concurrency": c, "mean_ms": 1.0} if c < 4 else None
+        return perf_level(concurrency=c, mean_ms=1.0) if c < 4 else None
 
     level, levels = W.latency_budget_search(measure, 100.0)
-    assert level["concurrency"] == 2 and [lv["concurrency"] for lv in levels] == [1, 2]
+    assert level.concurrency == 2 and [lv.concurrency for lv in levels] == [1, 2]
 
 
 def test_the_latency_key_is_the_average_unless_a_percentile_is_chosen():
@@ -148,13 +150,13 @@ def test_server_split_without_requests_is_zero():
 
 
 def test_unstable_message_names_the_last_windows():
-    level = {
-        "concurrency": 8,
-        "request_rate": None,
-        "trials": 10,
-        "latency_metric": "p99_ms",
-        "windows": [{"throughput": t, "p99_ms": p} for t, p in ((1, 1), (900, 2.5), (1200, 3.5), (700, 9.0))],
-    }
+    level = perf_level(
+        concurrency=8,
+        request_rate=None,
+        trials=10,
+        latency_metric="p99_ms",
+        windows=[{"throughput": t, "p99_ms": p} for t, p in ((1, 1), (900, 2.5), (1200, 3.5), (700, 9.0))],
+    )
     msg = perf_levels.unstable_message(level, 0.1)
     assert "concurrency 8" in msg and "900, 1200, 700" in msg and "p99 2.50, 3.50, 9.00" in msg
 
@@ -194,28 +196,31 @@ def _synthetic_level(c, r, *, stable=True, ok=10, failed=0, warmup_failed=0, los
     }
     if lost:
         level["server_lost"] = "no Triton server answered"
-    return level
+    return perf_level(**level)
 
 
 def test_an_unstable_level_stops_the_run_unless_allowed(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, stable=c < 4))
     levels, _, _ = perf._measure_levels(setup, PerfOptions(concurrency=[1, 2, 4, 8]), None)
-    assert [lv["concurrency"] for lv in levels] == [1, 2, 4]
+    assert [lv.concurrency for lv in levels] == [1, 2, 4]
     out = perf_levels.outcome(levels, None, 0.1, False, False)
-    assert out["exit_code"] == 4 and "concurrency 4 did not stabilise" in out["reason"]
+    assert out.exit_code == 4 and "concurrency 4 did not stabilise" in out.reason
     levels, _, _ = perf._measure_levels(setup, PerfOptions(concurrency=[1, 2, 4, 8], allow_unstable=True), None)
-    assert [lv["concurrency"] for lv in levels] == [1, 2, 4, 8]
-    assert perf_levels.outcome(levels, None, 0.1, False, True)["exit_code"] == 0
+    assert [lv.concurrency for lv in levels] == [1, 2, 4, 8]
+    assert perf_levels.outcome(levels, None, 0.1, False, True).exit_code == 0
 
 
 def test_a_level_where_every_request_failed_stops_the_run(monkeypatch):
     setup = _fake_levels(
-        monkeypatch, lambda c, r: {**_synthetic_level(c, r, stable=False, ok=0, failed=7), "warmup": _block(0)}
+        monkeypatch,
+        lambda c, r: _synthetic_level(c, r, stable=False, ok=0, failed=7).model_copy(
+            update={"warmup": perf_level(warmup=_block(0)).warmup}
+        ),
     )
     levels, _, _ = perf._measure_levels(setup, PerfOptions(request_rate=[50.0, 100.0], allow_unstable=True), None)
     assert len(levels) == 1
     out = perf_levels.outcome(levels, None, 0.1, False, True)
-    assert out["exit_code"] == 1 and "7 requests failed" in out["reason"] and "7 connection" in out["reason"]
+    assert out.exit_code == 1 and "7 requests failed" in out.reason and "7 connection" in out.reason
 
 
 @pytest.mark.parametrize(
@@ -236,12 +241,12 @@ def test_one_exit_code_rule_first_match_wins(kw, unreachable, allow, code):
     out = perf_levels.outcome(
         levels, unreachable, 0.1, allow.get("allow_failures", False), allow.get("allow_unstable", False)
     )
-    assert out["exit_code"] == code
-    rec = {"outcome": out}
+    assert out.exit_code == code
+    rec = perf_record(outcome=out)
     if code:
         with pytest.raises(Exception) as info:
             perf_levels.raise_for_outcome(rec)
-        assert info.value.exit_code == code and str(info.value) == out["reason"]
+        assert info.value.exit_code == code and str(info.value) == out.reason
     else:
         perf_levels.raise_for_outcome(rec)
 
@@ -249,7 +254,7 @@ def test_one_exit_code_rule_first_match_wins(kw, unreachable, allow, code):
 def test_a_lost_server_stops_the_run_and_its_level_is_not_called_unstable(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r, lost=c == 2))
     levels, _, _ = perf._measure_levels(setup, PerfOptions(concurrency=[1, 2, 4]), None)
-    assert [lv["concurrency"] for lv in levels] == [1, 2]
+    assert [lv.concurrency for lv in levels] == [1, 2]
     notes = perf_levels.run_notes(levels, 0.1, 1, 2)
     assert any("stopped answering at concurrency 2" in n for n in notes)
     assert not any("did not stabilise" in n for n in notes)
@@ -258,7 +263,7 @@ def test_a_lost_server_stops_the_run_and_its_level_is_not_called_unstable(monkey
 def test_budget_mode_runs_the_search(monkeypatch):
     setup = _fake_levels(monkeypatch, lambda c, r: _synthetic_level(c, r))
     levels, best, cut = perf._measure_levels(setup, PerfOptions(latency_budget_ms=5.0), None)
-    assert best == 5 and cut is False and [lv["concurrency"] for lv in levels] == [1, 2, 4, 5, 6, 8]
+    assert best == 5 and cut is False and [lv.concurrency for lv in levels] == [1, 2, 4, 5, 6, 8]
 
 
 def test_a_deadline_starts_no_level_after_it(monkeypatch):

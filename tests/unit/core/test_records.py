@@ -99,7 +99,7 @@ NOT_RECORDS = {
 NOT_YET: set[str] = {
     "train/trainer.py", "export/exporter.py", "export/failures.py", "deploy/plan.py", "deploy/repository.py",
     "serve/cli_views.py", "serve/detach.py", "serve/runtime.py", "serve/state.py", "serve/status.py",
-    "client/check.py", "client/perf/report.py", "bench/client.py", "bench/formats.py",
+    "client/check.py", "bench/client.py", "bench/formats.py",
 }  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from perf_fakes import perf_record  # tests/ is on sys.path (its conftest)
 from typer.testing import CliRunner
 
 from zeroserve.app.cli import app
@@ -201,6 +202,7 @@ def _level(concurrency: int, throughput: float, p99: float, cpu: float, rss: flo
         "failed": 0,
         "totals": counted,
         "warmup": dict(counted),
+        "latency_metric": "p99_ms",
         "drain": {**counted, "requests": 0, "ok": 0},
         "server_resources": {"cpu_cores": cpu, "rss_mb": rss, "peak_rss_mb": rss, "processes": 2, "seconds": 3.0},
     }
@@ -208,16 +210,16 @@ def _level(concurrency: int, throughput: float, p99: float, cpu: float, rss: flo
 
 def _tune_record(tmp_path: Path, facts: dict | None) -> Path:
     """A tune record as run_tune writes it: the search's perf levels summarised by tune's own `summary`."""
-    perf = {
-        "latency_metric": "p99_ms",
-        "best": 4,
-        "levels": [
+    perf = perf_record(
+        latency_metric="p99_ms",
+        best=4,
+        levels=[
             _level(1, 900.0, 1.2, 0.9, 410.0),
             _level(2, 1500.0, 2.0, 1.4, 415.0),
             _level(4, 2100.0, 4.6, 1.9, 420.0),
             _level(8, 2300.0, 9.5, 2.0, 425.0),
         ],
-    }
+    )
     measured = tune_record_mod.summary(perf)
     settings = {"fmt": "onnx", "instances": 1, "max_batch_size": 8, "prefer_max": False, "queue_delay_us": 0}
     entry = {"candidate": {**settings, "threads": 1, "preferred_batch_sizes": []}, "label": "1 instance", **measured}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from perf_fakes import perf_level  # tests/ is on sys.path (its conftest)
 
 from zeroserve.client.perf import windows as W
 from zeroserve.tune import search as S
@@ -171,14 +172,16 @@ def test_the_concurrency_search_from_a_hint_finds_the_same_level_in_fewer_steps(
 
     def measure(c):
         calls.append(c)
-        return {"concurrency": c, "p99_ms": 0.5 * c}
+        return perf_level(concurrency=c, p99_ms=0.5 * c)
 
     level, _ = W.latency_budget_search(measure, 10.0, "p99_ms", max_concurrency=64, start=start)
-    assert level["concurrency"] == 20
+    assert level is not None and level.concurrency == 20
     coarse, _ = W.latency_budget_search(measure, 10.0, "p99_ms", max_concurrency=64, start=start, resolution=0.1)
-    assert 18 <= coarse["concurrency"] <= 20
-    over, levels = W.latency_budget_search(lambda c: {"concurrency": c, "p99_ms": 50.0}, 10.0, "p99_ms", start=start)
-    assert over is None and levels[0]["concurrency"] == 1
+    assert coarse is not None and 18 <= (coarse.concurrency or 0) <= 20
+    over, levels = W.latency_budget_search(
+        lambda c: perf_level(concurrency=c, p99_ms=50.0), 10.0, "p99_ms", start=start
+    )
+    assert over is None and levels[0].concurrency == 1
 
 
 def test_the_outcome_names_the_closest_or_the_time_limit():
