@@ -87,9 +87,9 @@ def _on_event(kind: str, data: dict) -> None:
     elif kind == "measured":
         m = data["measurement"]
         what = (
-            f"{m['throughput']:.0f} infer/s at c={m['concurrency']}"
-            if m["meets_budget"]
-            else m.get("error") or "over the budget at c=1"
+            f"{m.throughput:.0f} infer/s at c={m.concurrency}"
+            if m.meets_budget
+            else m.error or "over the budget at c=1"
         )
         err_console.print(
             f"  {escape(data['candidate'].label())}{' (deployed)' if data.get('deployed') else ''}: {escape(what)}",

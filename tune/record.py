@@ -10,14 +10,14 @@ from zeroserve.client.perf.levels import level_count
 from zeroserve.records.base import Block
 from zeroserve.records.measured import MeasuredOn
 from zeroserve.records.perf import PerfRecord
-from zeroserve.records.tune import Floor, SideBySide, TuneEntry, TuneOutcome, TuneRecord, TuneServer
+from zeroserve.records.tune import Measurement, TuneEntry, TuneOutcome, TuneRecord, TuneServer
 from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
 from zeroserve.tune.options import Options
 from zeroserve.tune.settings import tuned_on
 
 
-def summary(rec: PerfRecord) -> dict:
+def summary(rec: PerfRecord) -> Measurement:
     """A perf record of the latency-budget search as a tuning measurement (see tune/search.py)."""
     key = rec.latency_metric
     levels = rec.levels
@@ -25,7 +25,7 @@ def summary(rec: PerfRecord) -> dict:
     failed = sum(level_count(lv) for lv in levels)
     seen = [lv.figure(key) for lv in levels if lv.ok]
     shown = best or (min(levels, key=lambda lv: lv.figure(key)) if levels else None)
-    return {
+    figures = {
         "meets_budget": best is not None,
         "concurrency": rec.best,
         "throughput": best.throughput if best else 0.0,
@@ -55,6 +55,7 @@ def summary(rec: PerfRecord) -> dict:
             for lv in levels
         ],
     }
+    return Measurement.model_validate(figures)
 
 
 def _json(block: Block | None) -> dict | None:
@@ -65,12 +66,12 @@ def metric_name(percentile: float) -> str:
     return f"p{percentile:g}"
 
 
-def entry(cm: tuple[S.Candidate, dict] | None, **extra: Any) -> TuneEntry | None:
-    """A candidate and its measurement as the record's entry (`extra`: e.g. deployed=True, before the figures)."""
+def entry(cm: tuple[S.Candidate, Measurement] | None, **extra: Any) -> TuneEntry | None:
+    """A candidate and its measurement as the record's entry (`extra`: e.g. deployed=True)."""
     if cm is None:
         return None
     c, m = cm
-    return TuneEntry.model_validate({"candidate": c.as_json(), "label": c.label(), **extra, **m})
+    return TuneEntry.model_validate({"candidate": c.as_json(), "label": c.label(), **extra, **m.to_json()})
 
 
 def outcome(
@@ -138,7 +139,6 @@ def tune_record(
     best, chosen = entry(found["best"]), entry(found["chosen"])
     closest = entry(result.closest) if best is None else None
     is_deployed = found["chosen"] is not None and found["chosen"][0] == dep_c
-    side_by_side = SideBySide.model_validate(side) if side else None
     return TuneRecord(
         kind="tune",
         model=spec.name,
@@ -157,15 +157,15 @@ def tune_record(
         max_minutes=opts.max_minutes,
         space=space.as_json(),
         space_size=space.size(),
-        floor=Floor.model_validate(found["floor"]),
+        floor=found["floor"],
         deployed=entry((dep_c, dep_m)),
         candidates=[m for m in measured if m is not None],
         best=best,
         closest=closest,
-        side_by_side=side_by_side,
+        side_by_side=side,
         chosen=chosen,
         chosen_is_deployed=is_deployed,
-        gain=(1.0 if is_deployed else side_by_side.ratio if side_by_side else None),
+        gain=(1.0 if is_deployed else side.ratio if side else None),
         timed_out=result.timed_out,
         seconds=run["seconds"],
         started=run["started"],

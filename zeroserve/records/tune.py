@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import SerializerFunctionWrapHandler, model_serializer
+
 from zeroserve.records.base import Block, Record
 from zeroserve.records.measured import MeasuredOn
 from zeroserve.records.perf import ClientCost, ServerResources, ServerSplit
@@ -51,13 +53,9 @@ class TuneLevel(Block):
         return None if value is None else float(value)
 
 
-class TuneEntry(Block):
-    """A measured configuration: its settings and its latency-budget search summarised."""
+class Measurement(Block):
+    """A configuration's latency-budget search summarised (tune/search.py judges candidates by it)."""
 
-    candidate: Settings
-    label: str
-    deployed: bool | None = None
-    """The deployed config (the candidates' entries)."""
     meets_budget: bool
     concurrency: int | None = None
     """The highest concurrency within the budget (null when none was)."""
@@ -81,6 +79,24 @@ class TuneEntry(Block):
     error: str | None = None
     """Why it was not measured (did not load, --max-minutes ran out)."""
     cut_short: bool | None = None
+
+
+ENTRY_HEAD = ("candidate", "label", "deployed")
+
+
+class TuneEntry(Measurement):
+    """A measured configuration: its settings, then its measurement."""
+
+    candidate: Settings
+    label: str
+    deployed: bool | None = None
+    """The deployed config (the candidates' entries)."""
+
+    @model_serializer(mode="wrap")
+    def _settings_first(self, handler: SerializerFunctionWrapHandler):
+        # no return annotation: the JSON Schema (docs/contracts.md's tables) stays the model's fields
+        out = handler(self)
+        return {**{k: out[k] for k in ENTRY_HEAD if k in out}, **out}  # as tune wrote it: what, then its figures
 
 
 class Floor(Block):

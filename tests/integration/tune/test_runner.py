@@ -6,6 +6,7 @@ import pytest
 from perf_fakes import perf_record  # tests/ is on sys.path (its conftest)
 
 from zeroserve import registry
+from zeroserve.records.tune import Floor, Measurement, SideBySide, SideFigures
 from zeroserve.tune import runner as tr
 
 
@@ -14,20 +15,20 @@ def repository(repo):
     return repo[1]
 
 
-def measurement(throughput: float, concurrency: int) -> dict:
-    return {
-        "meets_budget": True,
-        "concurrency": concurrency,
-        "throughput": throughput,
-        "latency_ms": 1.0,
-        "p50_ms": 0.5,
-        "p99_ms": 1.0,
-        "stable": True,
-        "failed": 0,
-        "server": None,
-        "unstable_levels": [],
-        "levels": [],
-    }
+def measurement(throughput: float, concurrency: int) -> Measurement:
+    return Measurement(
+        meets_budget=True,
+        concurrency=concurrency,
+        throughput=throughput,
+        latency_ms=1.0,
+        p50_ms=0.5,
+        p99_ms=1.0,
+        stable=True,
+        failed=0,
+        server=None,
+        unstable_levels=[],
+        levels=[],
+    )
 
 
 class ScriptedTuner(tr.Tuner):
@@ -50,12 +51,12 @@ class ScriptedTuner(tr.Tuner):
         return self
 
     def floor(self, budget_ms):
-        return {"latency_ms": 0.1, "p50_ms": 0.1, "p99_ms": 0.1, "stable": True}
+        return Floor(latency_ms=0.1, p50_ms=0.1, p99_ms=0.1, stable=True)
 
     def measure_deployed(self, start=None):
         self.calls.append(start)
         m = type(self).deployed_searches[len(self.calls) - 1]
-        return tr.candidate_of(self.deployed[self.base_fmt], self.base_fmt), dict(m)
+        return tr.candidate_of(self.deployed[self.base_fmt], self.base_fmt), m.model_copy()
 
     def measure_candidate(self, c, is_best):
         m = measurement(4000.0, 8) if c.instances == 2 else measurement(900.0, 8)
@@ -65,14 +66,14 @@ class ScriptedTuner(tr.Tuner):
     def side_by_side(self, best, best_c, deployed_c):
         type(self).side_by_side_calls.append((best_c, deployed_c))
         r = type(self).side_ratio
-        return {
-            "rounds": [],
-            "ratio": r,
-            "median": {
-                "deployed": {"throughput": 1000.0, "p50_ms": 0.5, "p99_ms": 1.0},
-                "best": {"throughput": 1000.0 * r, "p50_ms": 0.5, "p99_ms": 1.0},
+        return SideBySide(
+            rounds=[],
+            ratio=r,
+            median={
+                "deployed": SideFigures(throughput=1000.0, p50_ms=0.5, p99_ms=1.0),
+                "best": SideFigures(throughput=1000.0 * r, p50_ms=0.5, p99_ms=1.0),
             },
-        }
+        )
 
 
 def run(monkeypatch, repository, deployed_searches, side_ratio=1.2):
@@ -124,5 +125,5 @@ def test_a_search_cut_off_by_max_minutes_is_not_a_measurement(repository):
     tuner = tr.Tuner(registry.get("logistic"), repository, None, tr.Options(budget_ms=5.0, max_minutes=2))
     tuner.perf = lambda *a, **kw: perf_record(cut_short=True, levels=[], best=None, latency_metric="p99_ms")
     m = tuner.measure_budget("logistic_onnx", "onnx")
-    assert m["meets_budget"] is False and m["throughput"] == 0.0 and m["failed"] == 0
-    assert "--max-minutes (2) ran out" in m["error"]
+    assert m.meets_budget is False and m.throughput == 0.0 and m.failed == 0 and m.cut_short
+    assert m.error and "--max-minutes (2) ran out" in m.error

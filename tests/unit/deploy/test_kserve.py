@@ -222,7 +222,11 @@ def _tune_record(tmp_path: Path, facts: dict | None) -> Path:
     )
     measured = tune_record_mod.summary(perf)
     settings = {"fmt": "onnx", "instances": 1, "max_batch_size": 8, "prefer_max": False, "queue_delay_us": 0}
-    entry = {"candidate": {**settings, "threads": 1, "preferred_batch_sizes": []}, "label": "1 instance", **measured}
+    entry = {
+        "candidate": {**settings, "threads": 1, "preferred_batch_sizes": []},
+        "label": "1 instance",
+        **measured.to_json(),
+    }
     rec = {
         "kind": "tune",
         "model": "cnn_mnist",
