@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from zeroserve.client.perf.levels import level_count
 from zeroserve.records.base import Block
 from zeroserve.records.measured import MeasuredOn
 from zeroserve.records.perf import PerfRecord
-from zeroserve.records.tune import Measurement, TuneEntry, TuneOutcome, TuneRecord, TuneServer
+from zeroserve.records.tune import Floor, Measurement, SideBySide, TuneEntry, TuneOutcome, TuneRecord, TuneServer
 from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
 from zeroserve.tune.options import Options
@@ -115,6 +116,30 @@ def outcome(
     return TuneOutcome(exit_code=0, reason="")
 
 
+Measured = tuple[S.Candidate, Measurement]
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a run found: the floor, the deployed config's measurement, the best, the chosen, the side by side."""
+
+    floor: Floor
+    deployed: Measured
+    best: Measured | None
+    chosen: Measured | None
+    side: SideBySide | None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The run itself: how long it took, when it started, its private server and that server's Triton version."""
+
+    seconds: float
+    started: str
+    server: TuneServer
+    triton: str | None
+
+
 def tune_record(
     spec: ModelSpec,
     repository: Path,
@@ -122,23 +147,19 @@ def tune_record(
     tuner: Any,
     space: S.Space,
     result: S.SearchResult,
-    found: dict[str, Any],
-    run: dict[str, Any],
+    found: Found,
+    run: RunFacts,
     notes: list[str],
 ) -> TuneRecord:
-    """The tuning record: every candidate measured, the deployed config, the best, the chosen, the outcome.
-
-    `found`: floor, deployed (candidate, measurement), best, chosen, side (the side-by-side or None);
-    `run`: seconds, started, server (its pid and ports), triton (the server's version).
-    """
-    dep_c, dep_m = found["deployed"]
-    side = found["side"]
+    """The tuning record: every candidate measured, the deployed config, the best, the chosen, the outcome."""
+    dep_c, dep_m = found.deployed
+    side = found.side
     measured = [entry((c, m), deployed=c == dep_c) for c, m in result.measured]
     if dep_c not in space:
         measured.insert(0, entry((dep_c, dep_m), deployed=True))
-    best, chosen = entry(found["best"]), entry(found["chosen"])
+    best, chosen = entry(found.best), entry(found.chosen)
     closest = entry(result.closest) if best is None else None
-    is_deployed = found["chosen"] is not None and found["chosen"][0] == dep_c
+    is_deployed = found.chosen is not None and found.chosen[0] == dep_c
     return TuneRecord(
         kind="tune",
         model=spec.name,
@@ -157,7 +178,7 @@ def tune_record(
         max_minutes=opts.max_minutes,
         space=space.as_json(),
         space_size=space.size(),
-        floor=found["floor"],
+        floor=found.floor,
         deployed=entry((dep_c, dep_m)),
         candidates=[m for m in measured if m is not None],
         best=best,
@@ -167,10 +188,10 @@ def tune_record(
         chosen_is_deployed=is_deployed,
         gain=(1.0 if is_deployed else side.ratio if side else None),
         timed_out=result.timed_out,
-        seconds=run["seconds"],
-        started=run["started"],
-        server=TuneServer.model_validate(run["server"]),
-        tuned_on=MeasuredOn.model_validate(tuned_on(chosen.candidate.fmt if chosen else dep_c.fmt, run["triton"])),
+        seconds=run.seconds,
+        started=run.started,
+        server=run.server,
+        tuned_on=MeasuredOn.model_validate(tuned_on(chosen.candidate.fmt if chosen else dep_c.fmt, run.triton)),
         notes=notes,
         versions=records.versions("tritonclient", "onnxruntime"),
         outcome=outcome(

@@ -19,11 +19,11 @@ from typing import Any
 
 from zeroserve.deploy.repository import read_manifest
 from zeroserve.errors import InputError
-from zeroserve.records.tune import Measurement, SideBySide, TuneRecord
+from zeroserve.records.tune import Measurement, SideBySide, TuneRecord, TuneServer
 from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
 from zeroserve.tune.options import Options
-from zeroserve.tune.record import metric_name, tune_record
+from zeroserve.tune.record import Found, Measured, RunFacts, metric_name, tune_record
 from zeroserve.tune.settings import candidate_of
 from zeroserve.tune.tuner import Event, Tuner
 
@@ -34,7 +34,7 @@ def _now() -> str:
 
 def _choose(
     tuner: Tuner, result: S.SearchResult, dep_c: S.Candidate, dep_m: Measurement, opts: Options, notes: list[str]
-) -> tuple[Any, Any, SideBySide | None, Measurement]:
+) -> tuple[Measured | None, Measured | None, SideBySide | None, Measurement]:
     """The best config, and the one chosen after the best and the deployed are re-measured side by side.
 
     Returns (best, chosen, side-by-side or None, the deployed config's measurement as compared).
@@ -154,7 +154,10 @@ def run_tune(
             known={dep_c: dep_m},
         )
         best, chosen, side, dep_m = _choose(tuner, result, dep_c, dep_m, opts, notes)
-        server_info = {k: tuner.server.state[k] for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+        state = tuner.server.state
+        server = TuneServer.model_validate(
+            {k: state[k] for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+        )
         triton_version = tuner.triton_version()
     return tune_record(
         spec,
@@ -163,7 +166,7 @@ def run_tune(
         tuner,
         space,
         result,
-        {"floor": floor, "deployed": (dep_c, dep_m), "best": best, "chosen": chosen, "side": side},
-        {"seconds": time.monotonic() - t0, "started": started, "server": server_info, "triton": triton_version},
+        Found(floor=floor, deployed=(dep_c, dep_m), best=best, chosen=chosen, side=side),
+        RunFacts(seconds=time.monotonic() - t0, started=started, server=server, triton=triton_version),
         notes,
     )
