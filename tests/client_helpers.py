@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from zeroserve.records.perf import PerfLevel
+
 
 def cli(*args: str):
     from zeroserve.app.cli import app
@@ -22,19 +24,21 @@ def need(endpoints, *names: str) -> None:
         pytest.fail(f"the session server does not serve {', '.join(missing)}")
 
 
-def well_formed(level: dict, concurrency: int | None = None) -> None:
-    assert level["p50_ms"] <= level["p90_ms"] <= level["p95_ms"] <= level["p99_ms"] <= level["max_ms"]
-    assert 0 < level["mean_ms"] <= level["max_ms"]
-    assert level["requests"] == level["ok"] + level["failed"] > 0
-    used = level["windows"][-level["windows_used"] :]
-    assert sum(w["requests"] for w in used) == level["requests"]
-    assert level["failed"] == 0 and level["throughput"] > 0
-    split = level["server"]
-    assert split["requests"] > 0 and split["compute_infer_us"] > 0
-    assert all(split[f"{p}_us"] >= 0 for p in ("queue", "compute_input", "compute_output"))
+def well_formed(level: PerfLevel | dict, concurrency: int | None = None) -> None:
+    """A measured level's figures hang together (a level of a typed record, or of the JSON perf printed)."""
+    lv = level if isinstance(level, PerfLevel) else PerfLevel.model_validate(level)
+    assert lv.p50_ms <= lv.p90_ms <= lv.p95_ms <= lv.p99_ms <= lv.max_ms
+    assert 0 < lv.mean_ms <= lv.max_ms
+    assert lv.requests == lv.ok + lv.failed > 0
+    used = lv.windows[-lv.windows_used :]
+    assert sum(w.requests for w in used) == lv.requests
+    assert lv.failed == 0 and lv.throughput > 0
+    split = lv.server
+    assert split is not None and split.requests > 0 and split.compute_infer_us > 0
+    assert min(split.queue_us, split.compute_input_us, split.compute_output_us) >= 0
     # the server saw about what the client counted (only requests in flight at a boundary differ)
-    assert abs(split["requests"] - level["ok"]) <= max(level["ok"] * 0.5, 4 * (concurrency or 1))
-    assert level["generator_cpu"] >= 0
+    assert abs(split.requests - lv.ok) <= max(lv.ok * 0.5, 4 * (concurrency or 1))
+    assert lv.generator_cpu >= 0
 
 
 # the CSV headers perf_analyzer 2.60 wrote here for `-f FILE` (../shared/tools/perf_analyzer.sh against the

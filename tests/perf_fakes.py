@@ -56,6 +56,10 @@ def level_fields(**over: Any) -> dict[str, Any]:
     for block in ("totals", "warmup", "drain"):
         out[block] = counts(**out[block])
     out["windows"] = [window(**w) for w in out["windows"]]
+    out["client"] = {"cpu_us": 0.0, "send_us": 0.0, "check_us": 0.0, **out["client"]}
+    if out["server"] is not None:
+        split = dict.fromkeys(("queue_us", "compute_input_us", "compute_infer_us", "compute_output_us"), 0.0)
+        out["server"] = {**split, "requests": 0, "inferences": 0, "executions": 0, "failed": 0, **out["server"]}
     return out
 
 

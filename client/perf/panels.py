@@ -10,23 +10,22 @@ measured, its floor (the no-op twin).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from zeroserve import engine, plots
 from zeroserve.records.measured import MeasuredOn
-from zeroserve.records.perf import ClientCost, FloorComparison, PerfLevel, PerfRecord, ServerResources, ServerSplit
+from zeroserve.records.perf import FloorComparison, PerfLevel, PerfRecord, ServerResources
 
 UNSTABLE = {"s": 170, "facecolors": "none", "edgecolors": "red", "linewidths": 1.5, "zorder": 3}
-# perf_analyzer's breakdown, bottom to top: (label, the part's µs from a level's server split and client cost)
-PARTS: tuple[tuple[str, Callable[[ServerSplit, ClientCost | None], float] | None], ...] = (
-    ("client send", lambda s, c: c.send_us if c else 0.0),
-    ("network + server send/recv", None),  # what the rest leaves of the average latency
-    ("server queue", lambda s, c: s.queue_us),
-    ("compute input", lambda s, c: s.compute_input_us),
-    ("compute infer", lambda s, c: s.compute_infer_us),
-    ("compute output", lambda s, c: s.compute_output_us),
-    ("client receive", lambda s, c: c.check_us if c else 0.0),
+# perf_analyzer's breakdown, bottom to top; None: what the rest leaves of the average latency
+PARTS = (
+    "client send",
+    "network + server send/recv",
+    "server queue",
+    "compute input",
+    "compute infer",
+    "compute output",
+    "client receive",
 )
 COLOURS = ("#9edae5", "#c7c7c7", "#ff7f0e", "#bcbd22", "#1f77b4", "#17becf", "#aec7e8")
 PANELS = (
@@ -66,13 +65,26 @@ def label(level: PerfLevel | FloorComparison) -> str:
     return f"c={level.concurrency}" if level.concurrency else f"{level.request_rate or 0:g}/s"
 
 
-def breakdown(mean: float | None, server: ServerSplit | None, client: ClientCost | None) -> dict[str, float] | None:
-    """A level's average latency split as perf_analyzer splits it (ms); None without the average or server split."""
+def breakdown(
+    mean: float | None, server: tuple[float, float, float, float] | None, client: tuple[float, float] | None
+) -> dict[str, float] | None:
+    """A level's average latency split as perf_analyzer splits it (ms); None without the average or server split.
+
+    `server`: µs of queue, compute input, infer and output per request; `client`: µs of send and receive."""
     if mean is None or not server:
         return None
-    parts = {name: (get(server, client) / 1e3 if get else 0.0) for name, get in PARTS}
+    send, receive = client or (0.0, 0.0)
+    us = (send, 0.0, *server, receive)
+    parts = {name: part / 1e3 for name, part in zip(PARTS, us)}
     parts["network + server send/recv"] = max(0.0, mean - sum(parts.values()))
     return parts
+
+
+def level_breakdown(level: PerfLevel) -> dict[str, float] | None:
+    """A perf level's breakdown (`breakdown`)."""
+    s, c = level.server, level.client
+    server = (s.queue_us, s.compute_input_us, s.compute_infer_us, s.compute_output_us) if s else None
+    return breakdown(level.mean_ms, server, (c.send_us, c.check_us))
 
 
 def _bars(ax, names: list[str], parts: list[dict[str, float] | None], unstable: list[bool]) -> None:
@@ -81,7 +93,7 @@ def _bars(ax, names: list[str], parts: list[dict[str, float] | None], unstable: 
         ax.text(0.5, 0.5, "no server-side split recorded", ha="center", va="center", transform=ax.transAxes)
         return
     bottom = [0.0] * len(names)
-    for (part, _), colour in zip(PARTS, COLOURS):
+    for part, colour in zip(PARTS, COLOURS):
         heights = [(p or {}).get(part, 0.0) for p in parts]
         ax.bar(names, heights, bottom=bottom, label=part, color=colour, edgecolor="white", linewidth=0.5)
         bottom = [b + h for b, h in zip(bottom, heights)]
@@ -173,7 +185,7 @@ def perf_figure(rec: PerfRecord, floor_line: str = ""):
     _bars(
         axes[0][1],
         [label(lv) for lv in levels],
-        [breakdown(lv.mean_ms, lv.server, lv.client) for lv in levels],
+        [level_breakdown(lv) for lv in levels],
         [not lv.stable for lv in levels],
     )
     _resources(axes[1][0], axes[1][1], series)
@@ -257,10 +269,11 @@ def _tune_points(levels: list[dict], key: str) -> list[Point]:
 
 def _tune_breakdown(m: dict) -> dict[str, float] | None:
     server, client = m.get("server"), m.get("client")
+    phases = ("queue_us", "compute_input_us", "compute_infer_us", "compute_output_us")
     return breakdown(
         m.get("mean_ms"),
-        ServerSplit.model_validate(server) if server else None,
-        ClientCost.model_validate(client) if client else None,
+        tuple(server.get(p, 0.0) for p in phases) if server else None,
+        (client.get("send_us", 0.0), client.get("check_us", 0.0)) if client else None,
     )
 
 

@@ -59,7 +59,10 @@ class WindowFigures(Figures):
     p50_ms: float
     p99_ms: float
     mean_ms: float
-    """(and the level's latency metric, e.g. `p95_ms`, when it is another percentile)"""
+    p90_ms: float | None = None
+    """The level's latency metric when it is p90 (--percentile 90; another percentile is written beside it)."""
+    p95_ms: float | None = None
+    """The level's latency metric when it is p95."""
     generator_cpu: float
     """The load generator's CPU seconds per wall second."""
 
@@ -131,9 +134,10 @@ class ServerResources(Block):
     """CPU seconds per wall second over the level."""
     rss_mb: float
     """Summed RSS at the level's end."""
-    peak_rss_mb: float
-    processes: int
-    seconds: float
+    peak_rss_mb: float | None = None
+    """The summed RSS at its peak over the level's samples (absent in the earliest records: read `rss_mb`)."""
+    processes: int | None = None
+    seconds: float | None = None
 
 
 class PerfLevel(Figures):
@@ -294,8 +298,6 @@ class PerfRecord(Record):
     cpu_count: int | None = None
     cut_short: bool | None = None
     """The run stopped before its last level (its deadline, or a level that failed)."""
-    collect_metrics: bool | None = None
-    """`--collect-metrics`: the CSV ends with perf_analyzer's GPU columns."""
     measured_on: MeasuredOn | None = None
     """The engine and machine (absent in older records: `plan` treats them as an unknown machine)."""
     outcome: Outcome
@@ -303,5 +305,7 @@ class PerfRecord(Record):
     """When the run started (ISO 8601, UTC)."""
     versions: dict[str, str] | None = None
     """zeroserve's, Python's and the libraries' versions."""
+    collect_metrics: bool | None = None
+    """`--collect-metrics`: the CSV ends with perf_analyzer's GPU columns."""
     floor: Floor | None = None
     """`--floor`'s no-op twin beside the model."""

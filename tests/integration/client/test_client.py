@@ -219,7 +219,7 @@ def test_perf_open_loop_shared_memory_and_two_urls(server):
         max_trials=3,
         allow_unstable=True,
         urls=[server.grpc_url, server.grpc_url],
-    )
+    ).to_json()
     (lv,) = rec["levels"]
     well_formed(lv)
     assert lv["request_rate"] == 150.0 and lv["achieved_rate"] > 0 and "rate_kept" in lv
@@ -242,7 +242,7 @@ def test_perf_spreads_load_over_two_servers(server, start_server, deployed_repos
         max_trials=3,
         allow_unstable=True,
         urls=[server.grpc_url, second.grpc_url],
-    )
+    ).to_json()
     after = [Client(endpoint(s), "grpc").statistics("linear_onnx")["success_count"] for s in (server, second)]
     lv = rec["levels"][0]
     well_formed(lv, 4)
@@ -264,7 +264,7 @@ def test_perf_from_two_worker_processes(server):
         warmup_s=0.2,
         max_trials=3,
         allow_unstable=True,
-    )
+    ).to_json()
     well_formed(rec["levels"][0], 3)
     assert rec["workers"] == 2 and any("2 worker processes" in n for n in rec["notes"])
     assert not [p for p in multiprocessing.active_children() if p.name == "zeroserve-load"]
@@ -285,7 +285,7 @@ def test_perf_over_http_with_sample_input(server, data_dir):
         max_trials=3,
         allow_unstable=True,
         fmt="torchscript",
-    )
+    ).to_json()
     well_formed(rec["levels"][0], 2)
 
 

@@ -17,6 +17,7 @@ from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import generator as G
 from zeroserve.client.perf import wire
 from zeroserve.client.perf.levels import level_count, level_failures
+from zeroserve.records.perf import PerfRecord
 
 pytestmark = pytest.mark.slow
 
@@ -104,14 +105,14 @@ def test_streaming_and_percentile_through_the_cli(server, tmp_path):
         "--json",
     )
     assert result.exit_code == 0, result.output
-    rec = json.loads(result.stdout)
-    assert rec["streaming"] is True and rec["latency_metric"] == "p95_ms"
-    for lv in rec["levels"]:
-        well_formed(lv, lv["concurrency"])
-        assert lv["latency_metric"] == "p95_ms" and all("p95_ms" in w for w in lv["windows"])
-        assert lv["p90_ms"] <= lv["p95_ms"] <= lv["p99_ms"]
-        assert level_count(lv) == 0 and level_count(lv, "requests") >= lv["requests"]
-        assert lv["client"]["cpu_us"] > 0 and lv["client"]["check_us"] > 0
+    rec = PerfRecord.parse(json.loads(result.stdout), "perf --json")
+    assert rec.streaming is True and rec.latency_metric == "p95_ms"
+    for lv in rec.levels:
+        well_formed(lv, lv.concurrency)
+        assert lv.latency_metric == "p95_ms" and all(w.figure("p95_ms") >= 0 for w in lv.windows)
+        assert lv.p90_ms <= lv.p95_ms <= lv.p99_ms
+        assert level_count(lv) == 0 and level_count(lv, "requests") >= lv.requests
+        assert lv.client.cpu_us > 0 and lv.client.check_us > 0
     bad = cli("perf", "cnn_mnist", "--streaming", "--protocol", "http", *ports(server))
     assert bad.exit_code == 2 and "--streaming" in bad.output
 
@@ -132,13 +133,13 @@ def test_http_level_counts_every_request_and_reports_the_client_side(server):
         max_trials=3,
         allow_unstable=True,
     )
-    (lv,) = rec["levels"]
+    (lv,) = rec.levels
     well_formed(lv, 2)
-    assert rec["outcome"] == {"exit_code": 0, "reason": ""}
+    assert rec.outcome.to_json() == {"exit_code": 0, "reason": ""}
     every = level_count(lv, "requests")
-    assert every == lv["warmup"]["requests"] + lv["totals"]["requests"] + lv["drain"]["requests"]
-    assert lv["totals"]["requests"] >= lv["requests"]
-    assert lv["client"]["send_us"] > 0 and lv["client"]["cpu_us"] >= lv["client"]["check_us"]
+    assert every == lv.warmup.requests + lv.totals.requests + lv.drain.requests
+    assert lv.totals.requests >= lv.requests
+    assert lv.client.send_us > 0 and lv.client.cpu_us >= lv.client.check_us
 
 
 def test_a_deadline_starts_no_level_after_it_and_says_the_run_was_cut(server):
@@ -151,11 +152,11 @@ def test_a_deadline_starts_no_level_after_it_and_says_the_run_was_cut(server):
     rec = run_perf(
         registry.get("linear"), _endpoint(server), concurrency=[1, 2], deadline=time.monotonic() + 600, **short
     )
-    assert [lv["concurrency"] for lv in rec["levels"]] == [1, 2] and rec["cut_short"] is False
+    assert [lv.concurrency for lv in rec.levels] == [1, 2] and rec.cut_short is False
     rec = run_perf(
         registry.get("linear"), _endpoint(server), latency_budget_ms=1000.0, deadline=time.monotonic(), **short
     )
-    assert rec["levels"] == [] and rec["best"] is None and rec["cut_short"] is True
+    assert rec.levels == [] and rec.best is None and rec.cut_short is True
 
 
 @pytest.mark.parametrize("protocol,concurrency", [("http", "2"), ("grpc", "3")])
@@ -199,9 +200,9 @@ def test_a_server_dying_mid_level_is_counted_exit_3_and_the_report_written(
     result = outcome["result"]
     assert result.exit_code == 3, result.output
     assert "stopped answering during the run" in result.output and "Traceback" not in result.output
-    rec = json.loads((tmp_path / "rep" / "perf.json").read_text())
-    (lv,) = rec["levels"]
-    assert "server_lost" in lv and rec["outcome"]["exit_code"] == 3
+    rec = PerfRecord.load(tmp_path / "rep" / "perf.json")
+    (lv,) = rec.levels
+    assert lv.server_lost and rec.outcome.exit_code == 3
     assert level_count(lv, "ok") > 0
     kinds, _ = level_failures(lv)
     # a stopping Triton first unloads its models (http_404 / grpc_NOT_FOUND...), then refuses connections
@@ -226,7 +227,7 @@ def test_http_open_loop_with_shared_memory_from_two_workers(server):
         max_trials=3,
         allow_unstable=True,
     )
-    (lv,) = rec["levels"]
+    (lv,) = rec.levels
     well_formed(lv)
-    assert rec["outcome"]["exit_code"] == 0 and level_count(lv) == 0
-    assert lv["achieved_rate"] > 0 and rec["shared_memory"] == "system" and rec["workers"] == 2
+    assert rec.outcome.exit_code == 0 and level_count(lv) == 0
+    assert lv.achieved_rate and lv.achieved_rate > 0 and rec.shared_memory == "system" and rec.workers == 2

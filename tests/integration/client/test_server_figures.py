@@ -44,19 +44,21 @@ def test_each_level_has_the_servers_count_matching_the_clients_and_its_process_t
         max_trials=3,
         allow_unstable=True,
     )
-    for lv in rec["levels"]:
-        m = lv["server_metrics"]
+    for lv in rec.levels:
+        m = lv.server_metrics
+        assert m is not None
         # every request the client sent in the level (warm-up, windows, drain), counted by the server too
-        assert m["requests"] == level_count(lv, "requests") == m["client_requests"] and m["agrees"], m
-        assert m["success"] == level_count(lv, "ok") and m["failure"] == 0
-        assert m["inferences"] == m["success"] and m["avg_compute_infer_us"] > 0 and m["avg_queue_us"] >= 0
-        assert m["endpoints"] == [f"http://127.0.0.1:{server.metrics_port}/metrics"] and m["gpu"] == {}
-        res = lv["server_resources"]
-        assert res["processes"] >= 2 and res["rss_mb"] > 10 and res["cpu_cores"] > 0  # tritonserver and stubs
-    assert not any(n.startswith("warning: at") for n in rec["notes"])
-    engine = rec["measured_on"]["engine_detail"]
-    assert (engine["kind"], engine["backend"], engine["runtime"]) == ("embedded", "python", "onnxruntime")
-    assert engine["triton"] == "2.51.0"  # the server's own metadata
+        assert m.requests == level_count(lv, "requests") == m.client_requests and m.agrees, m
+        assert m.success == level_count(lv, "ok") and m.failure == 0
+        assert m.inferences == m.success and (m.avg_compute_infer_us or 0) > 0 and (m.avg_queue_us or 0) >= 0
+        assert m.endpoints == [f"http://127.0.0.1:{server.metrics_port}/metrics"] and m.gpu == {}
+        res = lv.server_resources
+        assert res is not None and (res.processes or 0) >= 2 and res.rss_mb > 10 and res.cpu_cores > 0
+    assert not any(n.startswith("warning: at") for n in rec.notes)
+    engine = rec.measured_on.engine_detail if rec.measured_on else None
+    assert engine is not None
+    assert (engine.kind, engine.backend, engine.runtime) == ("embedded", "python", "onnxruntime")
+    assert engine.triton == "2.51.0"  # the server's own metadata
 
 
 def test_traffic_from_elsewhere_during_a_level_is_a_warning_naming_both_counts(server, monkeypatch):
@@ -84,10 +86,10 @@ def test_traffic_from_elsewhere_during_a_level_is_a_warning_naming_both_counts(s
             max_trials=3,
             allow_unstable=True,
         )
-    m = rec["levels"][0]["server_metrics"]
-    assert m["requests"] == m["client_requests"] + 5 and not m["agrees"]
-    warning = next(n for n in rec["notes"] if n.startswith("warning: at concurrency 1"))
-    assert f"counted {m['requests']} requests" in warning and f"client sent {m['client_requests']}" in warning
+    m = rec.levels[0].server_metrics
+    assert m is not None and m.requests == (m.client_requests or 0) + 5 and not m.agrees
+    warning = next(n for n in rec.notes if n.startswith("warning: at concurrency 1"))
+    assert f"counted {m.requests} requests" in warning and f"client sent {m.client_requests}" in warning
 
 
 def test_floor_measures_the_twin_on_a_private_server_when_the_serving_one_lacks_it(server, tmp_path):

@@ -25,6 +25,7 @@ from zeroserve import registry
 from zeroserve.client.connection import Client
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf.levels import level_count
+from zeroserve.records.perf import PerfRecord
 from zeroserve.serve import state as st
 from zeroserve.triton import restricted
 from zeroserve.triton.control import Control
@@ -171,9 +172,9 @@ def test_allow_client_shm_lets_zeroserve_perf_use_shared_memory(deployed_reposit
     for protocol in PROTOCOLS:
         r = _perf(s, protocol, "--json")
         assert r.returncode == 0, r.stderr
-        rec = json.loads(r.stdout)
-        (lv,) = rec["levels"]
-        assert rec["shared_memory"] == "system" and level_count(lv, "failed") == 0 and level_count(lv, "ok") > 0
+        rec = PerfRecord.parse(json.loads(r.stdout), "perf --json")
+        (lv,) = rec.levels
+        assert rec.shared_memory == "system" and level_count(lv, "failed") == 0 and level_count(lv, "ok") > 0
         # still closed to everyone else: a call without the key is refused
         c = _raw(s, protocol)
         try:

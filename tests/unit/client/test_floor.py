@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 
 import pytest
+from perf_fakes import perf_record  # tests/ is on sys.path (its conftest)
 
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.model import Target
 from zeroserve.client.perf import floor
 from zeroserve.errors import InputError
-
-from perf_fakes import perf_record  # tests/ is on sys.path (its conftest)
 
 
 class _Client:

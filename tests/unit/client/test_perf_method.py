@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from perf_fakes import perf_level, perf_record  # tests/ is on sys.path (its conftest)
 
 from zeroserve.client.connection import server_split
 from zeroserve.client.perf import levels as perf_levels
@@ -10,8 +11,6 @@ from zeroserve.client.perf import load
 from zeroserve.client.perf import run as perf
 from zeroserve.client.perf import windows as W
 from zeroserve.client.perf.options import PerfOptions
-
-from perf_fakes import perf_level, perf_record  # tests/ is on sys.path (its conftest)
 
 
 def _hist(values_us) -> load.HdrHistogram:

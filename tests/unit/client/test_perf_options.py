@@ -8,6 +8,7 @@ from pathlib import Path
 
 import client_helpers as H  # tests/ is on sys.path (its conftest)
 import pytest
+from perf_fakes import perf_level, perf_record  # tests/ is on sys.path (its conftest)
 from typer.testing import CliRunner
 
 from zeroserve.client.perf import command_line as cl
@@ -141,27 +142,35 @@ def test_options_are_checked_once_when_made(fields, says):
 def test_the_budget_message_names_the_latency_the_search_compared():
     mean, p99 = PerfOptions(latency_budget_ms=2.0), PerfOptions(latency_budget_ms=2.0, percentile=99)
     rec = {"best": 8, "latency_budget_ms": 2.0}
-    assert "with average latency ≤ 2 ms: 8" in budget_line({**rec, "latency_metric": mean.latency_key})
-    assert "with p99 latency ≤ 2 ms: 8" in budget_line({**rec, "latency_metric": p99.latency_key})
+    assert "with average latency ≤ 2 ms: 8" in budget_line(perf_record(**rec, latency_metric=mean.latency_key))
+    assert "with p99 latency ≤ 2 ms: 8" in budget_line(perf_record(**rec, latency_metric=p99.latency_key))
 
 
-def _level(c, tput, mean_ms=0.5, rate=None):
-    return {
-        "concurrency": c,
-        "request_rate": rate,
-        "throughput": tput,
-        "mean_ms": mean_ms,
-        "p50_ms": 0.4,
-        "p90_ms": 0.46,
-        "p95_ms": 0.485,
-        "p99_ms": 0.5491,
-        "client": {"send_us": 31.4, "check_us": 0.2},
-        "server": {"queue_us": 73.2, "compute_input_us": 13.0, "compute_infer_us": 154.9, "compute_output_us": 31.0},
-    }
+def _level(c, tput, mean_ms=0.5, rate=None, **more):
+    return perf_level(
+        **more,
+        **{
+            "concurrency": c,
+            "request_rate": rate,
+            "throughput": tput,
+            "mean_ms": mean_ms,
+            "p50_ms": 0.4,
+            "p90_ms": 0.46,
+            "p95_ms": 0.485,
+            "p99_ms": 0.5491,
+            "client": {"send_us": 31.4, "check_us": 0.2},
+            "server": {
+                "queue_us": 73.2,
+                "compute_input_us": 13.0,
+                "compute_infer_us": 154.9,
+                "compute_output_us": 31.0,
+            },
+        },
+    )
 
 
 def test_the_csv_is_perf_analyzers_header_order_units_and_rows():
-    rec = {"mode": "concurrency", "latency_metric": "mean_ms", "levels": [_level(2, 2675.31), _level(1, 2316.634)]}
+    rec = perf_record(mode="concurrency", latency_metric="mean_ms", levels=[_level(2, 2675.31), _level(1, 2316.634)])
     text = pa_csv.to_csv(rec)
     lines = text.splitlines()
     assert lines[0] == PA_CONCURRENCY and text.endswith("\n")
@@ -175,17 +184,17 @@ def test_the_csv_is_perf_analyzers_header_order_units_and_rows():
         metrics[0] == PA_METRICS and metrics[1].endswith(",,,,") and metrics[1].count(",") == PA_METRICS_ROW.count(",")
     )
     assert pa_csv.to_csv(rec, metrics=True).splitlines()[0] == PA_CONCURRENCY  # metrics columns need --verbose-csv
-    gpu = {"Avg GPU Utilization": 0.5, "Total GPU Memory": 16e9}
-    with_gpu = {**rec, "levels": [{**_level(1, 10.0), "gpu_metrics": gpu}]}
+    gpu = {"Avg GPU Utilization": "0.5", "Total GPU Memory": "16000000000.0"}
+    with_gpu = perf_record(mode="concurrency", levels=[_level(1, 10.0, gpu_metrics=gpu)])
     assert pa_csv.to_csv(with_gpu, verbose=True, metrics=True).splitlines()[1].endswith(",0.5,,,16000000000.0")
 
 
 def test_the_csv_in_request_rate_mode_and_within_a_latency_threshold():
-    rec = {"mode": "request_rate", "latency_metric": "mean_ms", "levels": [_level(None, 99.89, rate=100.0)]}
+    rec = perf_record(mode="request_rate", latency_metric="mean_ms", levels=[_level(None, 99.89, rate=100.0)])
     lines = pa_csv.to_csv(rec).splitlines()
     assert lines[0] == PA_RATE and lines[1].startswith("100,99.89,")
-    over = {"mode": "concurrency", "latency_metric": "mean_ms", "latency_threshold_ms": 1.0}
-    over["levels"] = [_level(1, 100.0, mean_ms=0.5), _level(8, 900.0, mean_ms=3.0)]
+    levels = [_level(1, 100.0, mean_ms=0.5), _level(8, 900.0, mean_ms=3.0)]
+    over = perf_record(mode="concurrency", latency_metric="mean_ms", latency_threshold_ms=1.0, levels=levels)
     assert [r["Concurrency"] for r in csv.DictReader(io.StringIO(pa_csv.to_csv(over)))] == ["1"]
 
 

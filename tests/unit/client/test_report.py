@@ -6,6 +6,8 @@ import base64
 import csv
 import io
 
+from perf_fakes import perf_level, perf_record  # tests/ is on sys.path (its conftest)
+
 from zeroserve import engine
 from zeroserve.client.perf import panels, report
 from zeroserve.triton import machine
@@ -65,14 +67,23 @@ def record():
     }
 
 
+def typed(rec: dict):
+    """The record as perf builds it (its levels and floor typed)."""
+    rec = dict(rec)
+    if "floor" in rec:
+        levels = [perf_level(**lv) for lv in rec["floor"]["levels"]]
+        rec["floor"] = {"server": "the serving server", "comparison": [], "notes": [], **rec["floor"], "levels": levels}
+    return perf_record(**rec)
+
+
 def test_csv_has_one_row_per_level():
-    rows = list(csv.DictReader(io.StringIO(report.to_csv(record()))))
+    rows = list(csv.DictReader(io.StringIO(report.to_csv(typed(record())))))
     assert [r["concurrency"] for r in rows] == ["1", "4"]
     assert rows[1]["server_compute_infer_us"] == "100.0" and rows[0]["p99_ms"] == "1.8"
 
 
 def test_report_folder_is_self_contained(tmp_path):
-    paths = report.write_report(record(), tmp_path / "rep")
+    paths = report.write_report(typed(record()), tmp_path / "rep")
     png = paths["png"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     page = paths["html"].read_text()
@@ -86,7 +97,7 @@ def test_table_renders():
     from rich.console import Console
 
     console = Console(width=200, record=True)
-    console.print(report.table(record()))
+    console.print(report.table(typed(record())))
     text = console.export_text()
     assert "c=1" in text and "10/5/100/3" in text
 
@@ -94,12 +105,12 @@ def test_table_renders():
 def test_the_plot_marks_a_level_that_did_not_stabilise():
     rec = record()
     rec["levels"][1]["stable"] = False
-    fig = report.perf_figure(rec)
+    fig = report.perf_figure(typed(rec))
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.texts]
     assert texts == ["c=1", "c=4 (not stable)"], texts
     assert "not stable" in [t.get_text() for t in ax.get_legend().get_texts()]
-    stable = report.perf_figure(record()).axes[0]
+    stable = report.perf_figure(typed(record())).axes[0]
     assert "not stable" not in [t.get_text() for t in stable.get_legend().get_texts()]
     assert not any("not stable" in t.get_text() for t in stable.texts)
 
@@ -107,7 +118,13 @@ def test_the_plot_marks_a_level_that_did_not_stabilise():
 def _with_server_figures(rec: dict) -> dict:
     for i, lv in enumerate(rec["levels"]):
         lv["client"] = {"cpu_us": 20.0, "send_us": 15.0, "check_us": 5.0}
-        lv["server_resources"] = {"cpu_cores": 0.5 + i, "rss_mb": 200.0 + i, "peak_rss_mb": 210.0 + i}
+        lv["server_resources"] = {
+            "cpu_cores": 0.5 + i,
+            "rss_mb": 200.0 + i,
+            "peak_rss_mb": 210.0 + i,
+            "processes": 2,
+            "seconds": 3.0,
+        }
     return rec
 
 
@@ -116,7 +133,7 @@ def test_the_summary_has_model_analyzers_panels_and_names_the_engine_and_its_flo
     rec["measured_on"] = machine.measured_on(engine.embedded("onnx", [], "2.51.0"))
     floor = [dict(lv, p50_ms=lv["p50_ms"] / 2, throughput=lv["throughput"] * 2) for lv in record()["levels"]]
     rec["floor"] = {"triton_model": "cnn_mnist_onnx_noop", "levels": floor}
-    fig = report.perf_figure(rec)
+    fig = report.perf_figure(typed(rec))
     assert [ax.get_title() for ax in fig.axes] == list(panels.PANELS)
     title = fig._suptitle.get_text()
     assert "measured on embedded Triton 2.51.0, Python backend running onnxruntime" in title
@@ -132,7 +149,7 @@ def test_the_summary_has_model_analyzers_panels_and_names_the_engine_and_its_flo
 
 
 def test_a_report_without_server_figures_says_so_in_its_panels():
-    fig = report.perf_figure(record())
+    fig = report.perf_figure(typed(record()))
     assert "engine and machine not recorded" in fig._suptitle.get_text()
     assert any("no process-tree figures" in t.get_text() for t in fig.axes[2].texts)
 
@@ -143,5 +160,5 @@ def test_the_table_title_names_the_engine():
     rec = record()
     rec["measured_on"] = machine.measured_on(engine.embedded("torchscript", [], "2.51.0"))
     console = Console(width=250, record=True)
-    console.print(report.table(rec))
+    console.print(report.table(typed(rec)))
     assert "measured on embedded Triton 2.51.0, Python backend running torch" in console.export_text()

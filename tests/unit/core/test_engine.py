@@ -66,8 +66,9 @@ def test_differs_names_each_difference_and_nothing_when_the_same():
 
 def test_measured_on_carries_the_engine_line_and_the_machine():
     facts = machine.measured_on(engine.embedded("onnx", [], "2.51.0"))
-    assert facts["engine"].startswith("embedded Triton 2.51.0") and facts["engine_detail"]["backend"] == "python"
-    assert facts["cores"] >= 1 and facts["cpu_model"]
-    line = engine.describe(facts)
-    assert line.startswith("embedded Triton 2.51.0") and f"x {facts['cores']} cores" in line
-    assert machine.measured_on(None)["engine"] is None
+    assert facts.engine and facts.engine.startswith("embedded Triton 2.51.0")
+    assert facts.engine_detail and facts.engine_detail.backend == "python"
+    assert facts.cores and facts.cores >= 1 and facts.cpu_model
+    line = engine.describe(facts.to_json())
+    assert line.startswith("embedded Triton 2.51.0") and f"x {facts.cores} cores" in line
+    assert machine.measured_on(None).engine is None

@@ -208,19 +208,29 @@ def _level(concurrency: int, throughput: float, p99: float, cpu: float, rss: flo
     }
 
 
+def _perf_record(**over):
+    levels = [
+        _level(1, 900.0, 1.2, 0.9, 410.0),
+        _level(2, 1500.0, 2.0, 1.4, 415.0),
+        _level(4, 2100.0, 4.6, 1.9, 420.0),
+        _level(8, 2300.0, 9.5, 2.0, 425.0),
+    ]
+    return perf_record(latency_metric="p99_ms", best=4, levels=levels, **over)
+
+
+def test_plan_from_a_perf_record_read_through_its_type(tmp_path):
+    path = tmp_path / "perf.json"
+    _perf_record(model="cnn_mnist", triton_model="cnn_mnist_onnx", measured_on=tuned_on("onnx")).save(path)
+    plan = P.plan("cnn_mnist", 5000, 5, record_paths=[path], assume_same=True)
+    assert plan["per_replica"]["throughput"] == 2100.0 and plan["per_replica"]["concurrency"] == 4
+    path.write_text(path.read_text()[:-40])  # a perf record cut short is one line saying so
+    with pytest.raises(InputError, match=r"perf\.json is truncated .*; give a record"):
+        P.plan("cnn_mnist", 5000, 5, record_paths=[path], assume_same=True)
+
+
 def _tune_record(tmp_path: Path, facts: dict | None) -> Path:
     """A tune record as run_tune writes it: the search's perf levels summarised by tune's own `summary`."""
-    perf = perf_record(
-        latency_metric="p99_ms",
-        best=4,
-        levels=[
-            _level(1, 900.0, 1.2, 0.9, 410.0),
-            _level(2, 1500.0, 2.0, 1.4, 415.0),
-            _level(4, 2100.0, 4.6, 1.9, 420.0),
-            _level(8, 2300.0, 9.5, 2.0, 425.0),
-        ],
-    )
-    measured = tune_record_mod.summary(perf)
+    measured = tune_record_mod.summary(_perf_record())
     settings = {"fmt": "onnx", "instances": 1, "max_batch_size": 8, "prefer_max": False, "queue_delay_us": 0}
     entry = {
         "candidate": {**settings, "threads": 1, "preferred_batch_sizes": []},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from perf_fakes import perf_level  # tests/ is on sys.path (its conftest)
+
 from zeroserve.client.perf import metrics as PM
 from zeroserve.serve import metrics as M
 
@@ -63,11 +65,13 @@ def test_a_delta_over_a_level_averages_the_durations_per_request():
 
 
 def test_a_count_that_differs_from_the_clients_is_a_warning_naming_both_numbers():
-    level = {"server_metrics": {"requests": 98, "success": 97, "failure": 1, "client_requests": 100, "agrees": False}}
-    warning = PM.count_warning(level, "concurrency 4")
+    counted = {"requests": 98, "success": 97, "failure": 1, "client_requests": 100, "agrees": False}
+    warning = PM.count_warning(perf_level(server_metrics=counted), "concurrency 4")
+    assert warning is not None
     assert warning.startswith("warning: at concurrency 4") and "98 requests" in warning and "sent 100" in warning
-    assert PM.count_warning({"server_metrics": {**level["server_metrics"], "agrees": True}}, "c") is None
-    assert PM.count_warning({}, "c") is None
+    assert PM.count_warning(perf_level(server_metrics={**counted, "agrees": True}), "c") is None
+    assert PM.count_warning(perf_level(server_metrics={"error": "no endpoint"}), "c") is None
+    assert PM.count_warning(perf_level(), "c") is None
 
 
 def test_perf_analyzers_gpu_csv_columns():
@@ -77,13 +81,14 @@ def test_perf_analyzers_gpu_csv_columns():
             "avg_power_w": 70.0,
             "max_memory_used_bytes": 1000.0,
             "memory_total_bytes": 8000.0,
+            "samples": 3,
         }
     }
-    cols = PM.csv_columns({"server_metrics": {"gpu": gpu}})
+    cols = PM.csv_columns(perf_level(server_metrics={"gpu": gpu}))
     assert cols == {
         "Avg GPU Utilization": "GPU-1:0.5;",
         "Avg GPU Power Usage": "GPU-1:70;",
         "Max GPU Memory Usage": "GPU-1:1000;",
         "Total GPU Memory": "GPU-1:8000;",
     }
-    assert set(PM.csv_columns({}).values()) == {""}
+    assert set(PM.csv_columns(perf_level()).values()) == {""}
