@@ -130,7 +130,8 @@ def _finish(rec: TuneRecord, spec, repository: Path, apply: bool, report: Path |
     rec.applied_engine_differs = applied["tuning"]["engine_differs"] if applied else None
     paths = rp.write_report(rec, report or Path("reports") / "tune" / spec.name)
     if as_json:
-        print_json({**rec.to_json(), "report": {k: str(v) for k, v in paths.items()}})
+        rec.report = {k: str(v) for k, v in paths.items()}  # --json's output only: tune.json is written already
+        print_json(rec.to_json())
     else:
         console.print(rp.table(rec))
         for line in rp.closing(rec):
