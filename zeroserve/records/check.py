@@ -42,8 +42,6 @@ class CheckRow(Block):
     triton_model: str
     protocol: str
     format: str
-    status: str
-    """"PASS" or "FAIL"."""
     state: str | None = None
     """"recovering" when the server was reloading the model (its requests fail until then)."""
     seconds: float | None = None
@@ -65,14 +63,8 @@ class CheckRow(Block):
     worst_index: list[int] | None = None
     outputs: dict[str, OutputAgreement] | None = None
     """Per output, by tensor name."""
-    samples: int | None = None
-    metric: str | None = None
-    """The task metric ("accuracy", "max_abs_error", ...)."""
-    metric_served: float | None = None
-    metric_eager: float | None = None
-    variant_metric: str | None = None
-    """A variant's: the metric its rule judges."""
     metric_fp32: float | None = None
+    """A variant's: eager's (fp32) value of the metric its rule judges."""
     metric_variant: float | None = None
     metric_bound: float | None = None
     """A variant's: the value its metric had to reach."""
@@ -80,6 +72,15 @@ class CheckRow(Block):
     """A variant's: each rule it failed, in one line (present for every variant row)."""
     rule: str | None = None
     """A variant's rule in words."""
+    samples: int | None = None
+    metric: str | None = None
+    """The task metric ("accuracy", "max_abs_error", ...)."""
+    metric_served: float | None = None
+    metric_eager: float | None = None
+    variant_metric: str | None = None
+    """A variant's: the metric its rule judges."""
+    status: str
+    """"PASS" or "FAIL" (last, as check writes it: the verdict on the figures before it)."""
 
 
 class CheckSkip(Block):
