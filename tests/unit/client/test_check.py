@@ -104,3 +104,15 @@ def test_a_check_record_of_53e25ec_reads_by_attribute_and_draws_its_table(capsys
     check_table(rec.rows, rec.skipped)
     shown = capsys.readouterr().out
     assert shown.count("PASS") == 6 and "variant rule" in shown
+
+
+def test_a_check_record_is_written_back_in_the_order_check_wrote_it():
+    import json
+    from pathlib import Path
+
+    from zeroserve.records.check import CheckRecord
+
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "records_53e25ec" / "check.json"
+    written, again = json.loads(path.read_text()), CheckRecord.load(path).to_json()
+    for old, new in zip(written["models"][0]["rows"], again["models"][0]["rows"]):
+        assert list(old) == list(new)  # a plain row and a variant row, the verdict last
