@@ -24,6 +24,7 @@ from zeroserve.client.model import Target
 from zeroserve.deploy.release import TARGET
 from zeroserve.errors import InputError
 from zeroserve.parity import Tolerance
+from zeroserve.records.check import CheckRow, CheckSkip, ModelCheck
 from zeroserve.records.export import ExportRecord
 from zeroserve.records.layout import ModelFolder
 from zeroserve.records.train import TrainData, TrainRecord
@@ -168,7 +169,7 @@ def check_model(
     rtol: float | None = None,
     timeout: float = 10.0,
     skip_unserved: bool = False,
-) -> dict:
+) -> ModelCheck:
     """Check every (protocol, format) of one model against eager PyTorch.
 
     Args:
@@ -176,13 +177,14 @@ def check_model(
             GPU-only format the server does not serve is always a skip: it cannot be checked there).
 
     Returns:
-        {"model", "atol", "rtol", "samples", "rows": [...], "skipped": [...], "status": PASS|FAIL}.
+        the model's check (records/check.py): its rows, the formats skipped, PASS|FAIL|SKIPPED.
     """
     tol = tolerances(spec, artifacts, atol, rtol)
     model = load_trained(spec, artifacts)
     split = held_out(spec, artifacts, data_dir)
     eager = eager_outputs(model, split.test_inputs)
-    rows, skipped = [], []
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     engine: dict | None = None  # the engine the first served format runs on, as the server describes it
     for protocol in protocols:
         with Client(endpoint, protocol, timeout) as client:
@@ -239,16 +241,17 @@ def check_model(
                     row.update(compare(spec, served, eager, split.test_target, tol))
                 row["status"] = "PASS" if row["passed"] else "FAIL"
                 rows.append(row)
-    status = "PASS" if rows and all(r["status"] == "PASS" for r in rows) else ("SKIPPED" if not rows else "FAIL")
-    return {
-        "model": spec.name,
-        "atol": tol.atol,
-        "rtol": tol.rtol,
-        "samples": int(len(split.test_inputs[0])),
-        "data": split.source,
-        "split_rule": split.rule,
-        "rows": rows,
-        "skipped": skipped,
-        "status": status,
-        "measured_on": machine.measured_on(engine).to_json(),
-    }
+    checked = [CheckRow.model_validate(r) for r in rows]
+    status = "PASS" if checked and all(r.status == "PASS" for r in checked) else ("SKIPPED" if not checked else "FAIL")
+    return ModelCheck(
+        model=spec.name,
+        atol=tol.atol,
+        rtol=tol.rtol,
+        samples=int(len(split.test_inputs[0])),
+        data=split.source,
+        split_rule=split.rule,
+        rows=checked,
+        skipped=[CheckSkip.model_validate(s) for s in skipped],
+        status=status,
+        measured_on=machine.measured_on(engine),
+    )

@@ -287,6 +287,7 @@ def check_cmd(
     (cnn_mnist_onnx_int8) checks that one. A GPU-only variant (fp16) on a server without a GPU is skipped.
     """
     from zeroserve.client.check import check_model
+    from zeroserve.records.check import CheckRecord, CheckSkip, ModelCheck
 
     protocols = protocols_meant(protocol, http_port, grpc_port)
     models, named = _triton_names(models, model_files)
@@ -296,7 +297,8 @@ def check_cmd(
         with Client(endpoint, p, timeout) as client:
             client.live()
     data_dir = data_dir_in_use(data_dir, specs)
-    results, skipped = [], []
+    results: list[ModelCheck] = []
+    skipped: list[CheckSkip] = []
     for spec in specs:
         try:
             spinner = contextlib.nullcontext() if as_json else err_console.status(f"checking {spec.name}")
@@ -319,34 +321,34 @@ def check_cmd(
             if explicit:
                 raise
             reason = str(exc).removeprefix(f"{spec.name}: ")
-            skipped.append({"model": spec.name, "reason": reason})
+            skipped.append(CheckSkip(model=spec.name, reason=reason))
             if not as_json:
                 skip_line(spec.name, reason)
             continue
         results.append(res)
-        for s in res["skipped"]:
-            skipped.append({"model": s["triton_model"] + f" ({s['protocol']})", "reason": s["reason"]})
-    rows = [r for res in results for r in res["rows"]]
-    failed = [r for r in rows if r["status"] != "PASS"]
+        skipped += [CheckSkip(model=f"{s.triton_model} ({s.protocol})", reason=s.reason) for s in res.skipped]
+    rows = [r for res in results for r in res.rows]
+    failed = [r for r in rows if r.status != "PASS"]
     if as_json:
-        print_json({"status": "FAIL" if failed or not rows else "PASS", "models": results, "skipped": skipped})
+        report = CheckRecord(status="FAIL" if failed or not rows else "PASS", models=results, skipped=skipped)
+        print_json(report.to_json())
     else:
         check_table(rows, skipped)
         for res in results:
-            console.print(f"{res['model']}: compared on {res['data']}", highlight=False, soft_wrap=True)
-        for name, rule in dict((r["triton_model"], r["rule"]) for r in rows if "failed_rules" in r).items():
+            console.print(f"{res.model}: compared on {res.data}", highlight=False, soft_wrap=True)
+        for name, rule in dict((r.triton_model, r.rule) for r in rows if r.failed_rules is not None).items():
             console.print(f"{name}: variant rule: {rule}", highlight=False, soft_wrap=True)
     if not rows:
         raise CheckFailed(
             "nothing was checked: "
             + (
-                f"{skipped[0]['reason']} ({len(skipped)} skipped)"
+                f"{skipped[0].reason} ({len(skipped)} skipped)"
                 if skipped
                 else "no served model with a checkpoint and data"
             )
         )
     if failed:
-        names = ", ".join(sorted({f"{r['triton_model']}/{r['protocol']}" for r in failed}))
+        names = ", ".join(sorted({f"{r.triton_model}/{r.protocol}" for r in failed}))
         raise CheckFailed(f"{len(failed)} of {len(rows)} served model checks failed: {names}")
 
 

@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from zeroserve.app.cliutil import console
+from zeroserve.records.check import CheckRow, CheckSkip
 
 
 def print_infer(result: dict, protocol: str, spec, target, input_file) -> None:
@@ -70,54 +71,46 @@ def jsonable(a: np.ndarray | list):
     return a.tolist()
 
 
-def check_table(rows: list[dict], skipped: list[dict]) -> None:
+def check_table(rows: list[CheckRow], skipped: list[CheckSkip]) -> None:
     t = Table(title="served vs eager PyTorch")
     for c in ("served model", "proto", "n", "max abs", "max rel", "top-1", "metric served/eager", "status"):
         t.add_column(c, justify="right" if c in ("n", "max abs", "max rel", "top-1") else "left")
     for r in rows:
-        if "max_abs" not in r:
-            t.add_row(
-                r["triton_model"],
-                r["protocol"],
-                "",
-                "",
-                "",
-                "",
-                "",
-                f"[red]FAIL[/] {r.get('failed_requests', 0)} failed requests: {r.get('error', '')}",
-            )
+        if r.max_abs is None:
+            failure = f"[red]FAIL[/] {r.failed_requests} failed requests: {r.error or ''}"
+            t.add_row(r.triton_model, r.protocol, "", "", "", "", "", failure)
             continue
-        agree = "-" if r["top1_agreement"] is None else f"{r['top1_agreement']:.1%}"
-        if "failed_rules" in r:  # a variant, by its own rule
+        agree = "-" if r.top1_agreement is None else f"{r.top1_agreement:.1%}"
+        if r.failed_rules is not None:  # a variant, by its own rule
             status = (
-                "[green]PASS[/]" if r["status"] == "PASS" else "[red]FAIL[/] " + "; ".join(r["failed_rules"])
+                "[green]PASS[/]" if r.status == "PASS" else "[red]FAIL[/] " + "; ".join(r.failed_rules)
             ) + " (variant rule)"
         else:
             status = (
                 "[green]PASS[/]"
-                if r["status"] == "PASS"
+                if r.status == "PASS"
                 else (
-                    f"[red]FAIL[/] {r['outside_tolerance']} outside tol, {r['disagreements']} top-1 flips"
-                    + (f" ({r['error']})" if r.get("error") else "")
-                    + (f", {r['failed_requests']} failed requests" if r["failed_requests"] else "")
+                    f"[red]FAIL[/] {r.outside_tolerance} outside tol, {r.disagreements} top-1 flips"
+                    + (f" ({r.error})" if r.error else "")
+                    + (f", {r.failed_requests} failed requests" if r.failed_requests else "")
                 )
             )
-        if r.get("near_ties") and "failed_rules" not in r:
-            status += f" ({r['near_ties']} near ties)"
-        metric = "max err" if r["metric"] == "max_abs_error" else "acc"
-        served, eager = ("-" if v is None else f"{v:.4f}" for v in (r["metric_served"], r["metric_eager"]))
+        if r.near_ties and r.failed_rules is None:
+            status += f" ({r.near_ties} near ties)"
+        metric = "max err" if r.metric == "max_abs_error" else "acc"
+        served, eager = ("-" if v is None else f"{v:.4f}" for v in (r.metric_served, r.metric_eager))
         t.add_row(
-            r["triton_model"],
-            r["protocol"],
-            str(r["samples"]),
-            f"{r['max_abs']:.1e}",
-            f"{r['max_rel']:.1e}",
+            r.triton_model,
+            r.protocol,
+            str(r.samples),
+            f"{r.max_abs:.1e}",
+            f"{r.max_rel or 0.0:.1e}",
             agree,
             f"{metric} {served}/{eager}" if eager != "-" else "- (no targets)",
             status,
         )
     for s in skipped:
-        t.add_row(s["model"], "", "", "", "", "", "", f"[yellow]skipped[/] {escape(s['reason'])}")
+        t.add_row(s.model, "", "", "", "", "", "", f"[yellow]skipped[/] {escape(s.reason)}")
     console.print(t)
 
 

@@ -19,6 +19,7 @@ from zeroserve.deploy.release import TARGET
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.records.base import Record
 from zeroserve.records.perf import PerfRecord
+from zeroserve.records.tune import TuneRecord
 
 DEFAULT_HEADROOM = 0.3  # each replica planned at 70% of its measured capacity: bursts, noisy neighbours
 MAX_REPLICAS_FACTOR = 2  # maxReplicas = 2 x minReplicas: room to absorb twice the target before queueing
@@ -56,11 +57,9 @@ class _Level(NamedTuple):
     server_resources: dict | None
 
 
-def _facts(rec: PerfRecord | dict) -> dict | None:
-    if isinstance(rec, PerfRecord):
-        facts = rec.measured_on.to_json() if rec.measured_on else None
-    else:
-        facts = rec.get("tuned_on")
+def _facts(rec: PerfRecord | TuneRecord) -> dict | None:
+    on = rec.measured_on if isinstance(rec, PerfRecord) else rec.tuned_on
+    facts = on.to_json() if on else None
     if not isinstance(facts, dict) or any(facts.get(k) in (None, "") for k in MACHINE_FACTS):
         return None  # a record written before these facts, or a server zeroserve did not start
     return facts
@@ -83,38 +82,38 @@ def _perf_levels(rec: PerfRecord, path: Path) -> tuple[str, str, str, list[_Leve
     return str(rec.triton_model or rec.model or path), "the served config", metric, levels
 
 
-def _levels(rec: PerfRecord | dict, path: Path) -> tuple[str, str, str, list[_Level]]:
+def _levels(rec: PerfRecord | TuneRecord, path: Path) -> tuple[str, str, str, list[_Level]]:
     """(Triton model, the config measured, the latency metric, its levels) of a tune or perf record."""
     if isinstance(rec, PerfRecord):
         return _perf_levels(rec, path)
     # a tune record: the config the repository holds, the chosen one once applied (or when it is the deployed one)
-    applied = rec.get("applied") or rec.get("chosen_is_deployed")
-    entry = rec.get("chosen") if applied and rec.get("chosen") else rec.get("deployed")
+    applied = rec.applied or rec.chosen_is_deployed
+    entry = rec.chosen if applied and rec.chosen else rec.deployed
     if not entry:
         raise InputError(f"{path}: the tune record holds no measured config")
-    name = rec.get("formats", {}).get(entry["candidate"]["fmt"], rec.get("triton_model"))
-    metric = rec.get("latency_metric") or "p99_ms"
+    name = rec.formats.get(entry.candidate.fmt, rec.triton_model)
+    metric = rec.latency_metric
     levels = [
         _Level(
-            lv.get("throughput"),
-            lv.get("concurrency"),
-            lv.get(metric),
-            lv.get("failed") or 0,
-            bool(lv.get("stable")),
-            lv.get("server_resources"),
+            lv.throughput,
+            lv.concurrency,
+            lv.figure(metric),
+            lv.failed,
+            lv.stable,
+            lv.server_resources.to_json() if lv.server_resources else None,
         )
-        for lv in entry.get("levels") or []
+        for lv in entry.levels
     ]
-    return name, f"tuned config {entry['label']}" if applied else f"deployed config {entry['label']}", metric, levels
+    return name, f"tuned config {entry.label}" if applied else f"deployed config {entry.label}", metric, levels
 
 
-def _read(path: Path) -> PerfRecord | dict:
-    """A perf record (typed), or a tune record (as its JSON) at `path`; one line saying what is wrong otherwise."""
+def _read(path: Path) -> PerfRecord | TuneRecord:
+    """The perf or tune record at `path`, typed by its kind; one line saying what is wrong otherwise."""
     rec = _Recorded.load(Path(path))
     if rec.kind == "perf":
         return PerfRecord.parse(rec.to_json(), f"perf record {path}")
     if rec.kind == "tune":
-        return rec.to_json()
+        return TuneRecord.parse(rec.to_json(), f"tune record {path}")
     raise InputError(f"{path}: not a tune or perf record (kind {rec.kind!r})")
 
 
@@ -126,7 +125,7 @@ def _recorded_levels(paths: list[Path], triton_name: str, latency_budget_ms: flo
     for path in paths:
         rec = _read(path)
         name, config, metric, levels = _levels(rec, path)
-        model, kind = (rec.model, "perf") if isinstance(rec, PerfRecord) else (rec.get("model"), "tune")
+        model, kind = rec.model, "perf" if isinstance(rec, PerfRecord) else "tune"
         if name != triton_name and model != triton_name:
             continue
         facts = _facts(rec)

@@ -15,6 +15,7 @@ from zeroserve.app.cliutil import JsonOpt, ModelFilesOpt, console, err_console, 
 from zeroserve.deploy.repository import DEFAULT_REPOSITORY
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.options import from_command_line, given_params, keyword, typer_parameters
+from zeroserve.records.tune import TuneRecord
 from zeroserve.serve.signals import Terminated, stop_signals
 
 
@@ -86,9 +87,9 @@ def _on_event(kind: str, data: dict) -> None:
     elif kind == "measured":
         m = data["measurement"]
         what = (
-            f"{m['throughput']:.0f} infer/s at c={m['concurrency']}"
-            if m["meets_budget"]
-            else m.get("error") or "over the budget at c=1"
+            f"{m.throughput:.0f} infer/s at c={m.concurrency}"
+            if m.meets_budget
+            else m.error or "over the budget at c=1"
         )
         err_console.print(
             f"  {escape(data['candidate'].label())}{' (deployed)' if data.get('deployed') else ''}: {escape(what)}",
@@ -96,38 +97,46 @@ def _on_event(kind: str, data: dict) -> None:
         )
 
 
-def _finish(rec: dict, spec, repository: Path, apply: bool, report: Path | None, as_json: bool) -> None:
+def _finish(rec: TuneRecord, spec, repository: Path, apply: bool, report: Path | None, as_json: bool) -> None:
     """Apply the chosen config when asked, write the report, print, and exit 1 when nothing qualified."""
     from zeroserve.tune import apply as ap
     from zeroserve.tune import report as rp
     from zeroserve.tune.search import DIMENSIONS, Candidate
 
     applied = None
-    chosen = rec["chosen"]
-    if apply and rec["outcome"]["exit_code"] == 0 and chosen and not rec["chosen_is_deployed"]:
-        c = Candidate(**{d: chosen["candidate"][d] for d in DIMENSIONS})
-        name = rec["formats"][c.fmt]
-        measurement = {k: chosen[k] for k in ("throughput", "concurrency", "latency_ms", "p50_ms", "p99_ms")}
-        measurement["server_resources"] = chosen.get("server_resources")
-        measurement["side_by_side_ratio"] = rec["gain"]
-        context = {
-            "latency_budget_ms": rec["latency_budget_ms"],
-            "latency_metric": rec["latency_metric"],
-            "protocol": rec["protocol"],
-            "search": rec["search"],
-            "min_throughput": rec["min_throughput"],
+    chosen = rec.chosen
+    if apply and rec.outcome.exit_code == 0 and chosen and not rec.chosen_is_deployed:
+        c = Candidate(**{d: getattr(chosen.candidate, d) for d in DIMENSIONS})
+        name = rec.formats[c.fmt]
+        measurement = {
+            "throughput": chosen.throughput,
+            "concurrency": chosen.concurrency,
+            "latency_ms": chosen.latency_ms,
+            "p50_ms": chosen.p50_ms,
+            "p99_ms": chosen.p99_ms,
+            "server_resources": chosen.server_resources.to_json() if chosen.server_resources else None,
+            "side_by_side_ratio": rec.gain,
         }
-        applied = ap.apply_tuning(repository, name, c, measurement, rec["tuned_on"], context)
-    rec["applied"] = applied["name"] if applied else None
-    rec["applied_engine_differs"] = applied["tuning"]["engine_differs"] if applied else None
+        context = {
+            "latency_budget_ms": rec.latency_budget_ms,
+            "latency_metric": rec.latency_metric,
+            "protocol": rec.protocol,
+            "search": rec.search,
+            "min_throughput": rec.min_throughput,
+        }
+        tuned_on = rec.tuned_on.to_json() if rec.tuned_on else {}
+        applied = ap.apply_tuning(repository, name, c, measurement, tuned_on, context)
+    rec.applied = applied["name"] if applied else None
+    rec.applied_engine_differs = applied["tuning"]["engine_differs"] if applied else None
     paths = rp.write_report(rec, report or Path("reports") / "tune" / spec.name)
     if as_json:
-        print_json({**rec, "report": {k: str(v) for k, v in paths.items()}})
+        rec.report = {k: str(v) for k, v in paths.items()}  # --json's output only: tune.json is written already
+        print_json(rec.to_json())
     else:
         console.print(rp.table(rec))
         for line in rp.closing(rec):
             console.print(escape(line), highlight=False, soft_wrap=True)
-        for note in rec["notes"]:
+        for note in rec.notes:
             console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
         if applied:
             console.print(
@@ -137,14 +146,14 @@ def _finish(rec: dict, spec, repository: Path, apply: bool, report: Path | None,
             )
             if applied["tuning"]["engine_differs"]:
                 console.print(f"[yellow]note:[/] {escape(ap.engine_note(applied['tuning']))}", soft_wrap=True)
-        elif apply and rec["outcome"]["exit_code"] == 0:
+        elif apply and rec.outcome.exit_code == 0:
             console.print("--apply: the deployed config is the best; nothing written", highlight=False)
         console.print(
-            f"report: {paths['html']} ({paths['png'].name}, {paths['json'].name}); {rec['seconds'] / 60:.1f} min",
+            f"report: {paths['html']} ({paths['png'].name}, {paths['json'].name}); {rec.seconds / 60:.1f} min",
             highlight=False,
         )
-    if rec["outcome"]["exit_code"] == 1:
-        raise CheckFailed(rec["outcome"]["reason"])
+    if rec.outcome.exit_code == 1:
+        raise CheckFailed(rec.outcome.reason)
 
 
 def _signature() -> inspect.Signature:

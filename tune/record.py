@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zeroserve import records
 from zeroserve.client.perf.levels import level_count
 from zeroserve.records.base import Block
+from zeroserve.records.measured import MeasuredOn
 from zeroserve.records.perf import PerfRecord
+from zeroserve.records.tune import Floor, Measurement, SideBySide, TuneEntry, TuneOutcome, TuneRecord, TuneServer
 from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
 from zeroserve.tune.options import Options
 from zeroserve.tune.settings import tuned_on
 
 
-def summary(rec: PerfRecord) -> dict:
+def summary(rec: PerfRecord) -> Measurement:
     """A perf record of the latency-budget search as a tuning measurement (see tune/search.py)."""
     key = rec.latency_metric
     levels = rec.levels
@@ -23,7 +26,7 @@ def summary(rec: PerfRecord) -> dict:
     failed = sum(level_count(lv) for lv in levels)
     seen = [lv.figure(key) for lv in levels if lv.ok]
     shown = best or (min(levels, key=lambda lv: lv.figure(key)) if levels else None)
-    return {
+    figures = {
         "meets_budget": best is not None,
         "concurrency": rec.best,
         "throughput": best.throughput if best else 0.0,
@@ -53,6 +56,7 @@ def summary(rec: PerfRecord) -> dict:
             for lv in levels
         ],
     }
+    return Measurement.model_validate(figures)
 
 
 def _json(block: Block | None) -> dict | None:
@@ -63,43 +67,77 @@ def metric_name(percentile: float) -> str:
     return f"p{percentile:g}"
 
 
-def entry(cm: tuple[S.Candidate, dict] | None) -> dict | None:
+def entry(cm: tuple[S.Candidate, Measurement] | None, **extra: Any) -> TuneEntry | None:
+    """A candidate and its measurement as the record's entry (`extra`: e.g. deployed=True)."""
     if cm is None:
         return None
     c, m = cm
-    return {"candidate": c.as_json(), "label": c.label(), **m}
+    return TuneEntry.model_validate({"candidate": c.as_json(), "label": c.label(), **extra, **m.to_json()})
 
 
-def outcome(rec: dict) -> dict:
+def outcome(
+    *,
+    percentile: float,
+    latency_budget_ms: float,
+    min_throughput: float | None,
+    max_minutes: float,
+    timed_out: bool,
+    measured: int,
+    best: TuneEntry | None,
+    chosen: TuneEntry | None,
+    closest: TuneEntry | None,
+) -> TuneOutcome:
     """0 a best config; 1 no candidate met the budget (the closest named) or time ran out (best so far)."""
-    metric = metric_name(rec["percentile"])
-    if rec["timed_out"]:
-        best = rec["best"]
-        return {
-            "exit_code": 1,
-            "reason": f"--max-minutes {rec['max_minutes']:g} ran out after "
-            f"{len(rec['candidates'])} candidates; best so far: "
-            + (f"{best['label']} ({best['throughput']:.0f} infer/s)" if best else "none within the budget")
+    metric = metric_name(percentile)
+    if timed_out:
+        return TuneOutcome(
+            exit_code=1,
+            reason=f"--max-minutes {max_minutes:g} ran out after {measured} candidates; best so far: "
+            + (f"{best.label} ({best.throughput:.0f} infer/s)" if best else "none within the budget")
             + "; nothing applied",
-        }
-    if rec["chosen"] is None:
-        c = rec["closest"]
-        minimum = f" and {rec['min_throughput']:g} infer/s" if rec["min_throughput"] else ""
-        if c is None:
-            return {"exit_code": 1, "reason": "no candidate was measured"}
-        detail = (
-            f"{c['throughput']:.0f} infer/s within the budget"
-            if c["meets_budget"]
-            else f"{metric} {c['latency_ms']:.2f} ms at concurrency 1"
-            if c["latency_ms"] is not None
-            else c.get("error", "no answer")
         )
-        return {
-            "exit_code": 1,
-            "reason": f"no candidate met the {rec['latency_budget_ms']:g} ms {metric} budget"
-            f"{minimum}; the closest: {c['label']} ({detail})",
-        }
-    return {"exit_code": 0, "reason": ""}
+    if chosen is None:
+        c = closest
+        minimum = f" and {min_throughput:g} infer/s" if min_throughput else ""
+        if c is None:
+            return TuneOutcome(exit_code=1, reason="no candidate was measured")
+        detail = (
+            f"{c.throughput:.0f} infer/s within the budget"
+            if c.meets_budget
+            else f"{metric} {c.latency_ms:.2f} ms at concurrency 1"
+            if c.latency_ms is not None
+            else c.error or "no answer"
+        )
+        return TuneOutcome(
+            exit_code=1,
+            reason=f"no candidate met the {latency_budget_ms:g} ms {metric} budget"
+            f"{minimum}; the closest: {c.label} ({detail})",
+        )
+    return TuneOutcome(exit_code=0, reason="")
+
+
+Measured = tuple[S.Candidate, Measurement]
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a run found: the floor, the deployed config's measurement, the best, the chosen, the side by side."""
+
+    floor: Floor
+    deployed: Measured
+    best: Measured | None
+    chosen: Measured | None
+    side: SideBySide | None
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The run itself: how long it took, when it started, its private server and that server's Triton version."""
+
+    seconds: float
+    started: str
+    server: TuneServer
+    triton: str | None
 
 
 def tune_record(
@@ -109,55 +147,62 @@ def tune_record(
     tuner: Any,
     space: S.Space,
     result: S.SearchResult,
-    found: dict[str, Any],
-    run: dict[str, Any],
+    found: Found,
+    run: RunFacts,
     notes: list[str],
-) -> dict:
-    """The tuning record: every candidate measured, the deployed config, the best, the chosen, the outcome.
-
-    `found`: floor, deployed (candidate, measurement), best, chosen, side (the side-by-side or None);
-    `run`: seconds, started, server (its pid and ports), triton (the server's version).
-    """
-    dep_c, dep_m = found["deployed"]
-    best, chosen, side = found["best"], found["chosen"], found["side"]
-    measured = [{"candidate": c.as_json(), "label": c.label(), "deployed": c == dep_c, **m} for c, m in result.measured]
+) -> TuneRecord:
+    """The tuning record: every candidate measured, the deployed config, the best, the chosen, the outcome."""
+    dep_c, dep_m = found.deployed
+    side = found.side
+    measured = [entry((c, m), deployed=c == dep_c) for c, m in result.measured]
     if dep_c not in space:
-        measured.insert(0, {"candidate": dep_c.as_json(), "label": dep_c.label(), "deployed": True, **dep_m})
-    record = {
-        "schema": records.SCHEMA,
-        "kind": "tune",
-        "model": spec.name,
-        "triton_model": tuner.base_name,
-        "repository": str(Path(repository).resolve()),
-        "formats": tuner.formats,
-        "search": opts.mode,
-        "latency_budget_ms": opts.budget,
-        "options": opts.as_json(),
-        "percentile": opts.percentile,
-        "latency_metric": f"p{opts.percentile:g}_ms",
-        "min_throughput": opts.min_throughput,
-        "protocol": opts.protocol,
-        "max_concurrency": opts.max_concurrency,
-        "window_s": opts.window_s,
-        "max_minutes": opts.max_minutes,
-        "space": space.as_json(),
-        "space_size": space.size(),
-        "floor": found["floor"],
-        "deployed": {"candidate": dep_c.as_json(), "label": dep_c.label(), **dep_m},
-        "candidates": measured,
-        "best": entry(best),
-        "closest": entry(result.closest) if best is None else None,
-        "side_by_side": side,
-        "chosen": entry(chosen),
-        "chosen_is_deployed": chosen is not None and chosen[0] == dep_c,
-        "gain": (1.0 if chosen is not None and chosen[0] == dep_c else side["ratio"] if side else None),
-        "timed_out": result.timed_out,
-        "seconds": run["seconds"],
-        "started": run["started"],
-        "server": run["server"],
-        "tuned_on": tuned_on((chosen[0] if chosen else dep_c).fmt, run["triton"]),
-        "notes": notes,
-        "versions": records.versions("tritonclient", "onnxruntime"),
-    }
-    record["outcome"] = outcome(record)
-    return record
+        measured.insert(0, entry((dep_c, dep_m), deployed=True))
+    best, chosen = entry(found.best), entry(found.chosen)
+    closest = entry(result.closest) if best is None else None
+    is_deployed = found.chosen is not None and found.chosen[0] == dep_c
+    return TuneRecord(
+        kind="tune",
+        model=spec.name,
+        triton_model=tuner.base_name,
+        repository=str(Path(repository).resolve()),
+        formats=tuner.formats,
+        search=opts.mode,
+        latency_budget_ms=opts.budget,
+        options=opts.as_json(),
+        percentile=opts.percentile,
+        latency_metric=f"p{opts.percentile:g}_ms",
+        min_throughput=opts.min_throughput,
+        protocol=opts.protocol,
+        max_concurrency=opts.max_concurrency,
+        window_s=opts.window_s,
+        max_minutes=opts.max_minutes,
+        space=space.as_json(),
+        space_size=space.size(),
+        floor=found.floor,
+        deployed=entry((dep_c, dep_m)),
+        candidates=[m for m in measured if m is not None],
+        best=best,
+        closest=closest,
+        side_by_side=side,
+        chosen=chosen,
+        chosen_is_deployed=is_deployed,
+        gain=(1.0 if is_deployed else side.ratio if side else None),
+        timed_out=result.timed_out,
+        seconds=run.seconds,
+        started=run.started,
+        server=run.server,
+        tuned_on=MeasuredOn.model_validate(tuned_on(chosen.candidate.fmt if chosen else dep_c.fmt, run.triton)),
+        notes=notes,
+        versions=records.versions("tritonclient", "onnxruntime"),
+        outcome=outcome(
+            percentile=opts.percentile,
+            latency_budget_ms=opts.budget,
+            min_throughput=opts.min_throughput,
+            max_minutes=opts.max_minutes,
+            timed_out=result.timed_out,
+            measured=len(measured),
+            best=best,
+            chosen=chosen,
+            closest=closest,
+        ),
+    )

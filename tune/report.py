@@ -10,29 +10,30 @@ from rich.table import Table
 from zeroserve import plots, records
 from zeroserve.client.perf import panels
 from zeroserve.client.perf.report import engine_title, html_page
+from zeroserve.records.tune import TuneEntry, TuneRecord
 
 
 def _fmt(v, spec: str = ".2f", none: str = "-") -> str:
     return none if v is None else format(v, spec)
 
 
-def _split(m: dict) -> str:
-    s = m.get("server") or {}
-    if not s:
+def _split(m: TuneEntry) -> str:
+    s = m.server
+    if s is None:
         return "-"
-    return "/".join(f"{s.get(f'{p}_us', 0):.0f}" for p in ("queue", "compute_input", "compute_infer", "compute_output"))
+    return "/".join(f"{v:.0f}" for v in (s.queue_us, s.compute_input_us, s.compute_infer_us, s.compute_output_us))
 
 
-def _status(m: dict, rec: dict) -> str:
-    if m.get("error"):
-        return m["error"]
-    if not m["meets_budget"]:
+def _status(m: TuneEntry, rec: TuneRecord) -> str:
+    if m.error:
+        return m.error
+    if not m.meets_budget:
         return "over budget at c=1"
-    if m.get("failed"):
-        return f"{m['failed']} failed requests"
-    if rec["min_throughput"] and m["throughput"] < rec["min_throughput"]:
+    if m.failed:
+        return f"{m.failed} failed requests"
+    if rec.min_throughput and m.throughput < rec.min_throughput:
         return "under --min-throughput"
-    flag = f" (unstable at c={','.join(map(str, m['unstable_levels']))})" if m.get("unstable_levels") else ""
+    flag = f" (unstable at c={','.join(map(str, m.unstable_levels))})" if m.unstable_levels else ""
     return "ok" + flag
 
 
@@ -45,11 +46,11 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def table(rec: dict) -> Table:
-    metric = rec["latency_metric"].removesuffix("_ms")
+def table(rec: TuneRecord) -> Table:
+    metric = rec.latency_metric.removesuffix("_ms")
     t = Table(
-        title=f"zeroserve tune {rec['model']}: {rec['search']} search, budget {rec['latency_budget_ms']:g} ms "
-        f"{metric}, over {rec['protocol']}\n{engine_title(rec)}"
+        title=f"zeroserve tune {rec.model}: {rec.search} search, budget {rec.latency_budget_ms:g} ms "
+        f"{metric}, over {rec.protocol}\n{engine_title(rec.to_json())}"
     )
     for c in (
         "#",
@@ -62,57 +63,58 @@ def table(rec: dict) -> Table:
         "status",
     ):
         t.add_column(c, justify="left" if c in ("config", "status") else "right")
-    best = (rec.get("chosen") or {}).get("candidate")
-    for i, m in enumerate(rec["candidates"], 1):
-        mark = (" [bold green]← chosen[/]" if m["candidate"] == best else "") + (" (deployed)" if m["deployed"] else "")
+    best = rec.chosen.candidate if rec.chosen else None
+    for i, m in enumerate(rec.candidates, 1):
+        mark = (" [bold green]← chosen[/]" if m.candidate == best else "") + (" (deployed)" if m.deployed else "")
         t.add_row(
             str(i),
-            m["label"] + mark,
-            _fmt(m["concurrency"], "d"),
-            _fmt(m["throughput"], ".0f"),
-            _fmt(m["p50_ms"]),
-            _fmt(m["latency_ms"]),
+            m.label + mark,
+            _fmt(m.concurrency, "d"),
+            _fmt(m.throughput, ".0f"),
+            _fmt(m.p50_ms),
+            _fmt(m.latency_ms),
             _split(m),
             _status(m, rec),
         )
     return t
 
 
-def closing(rec: dict) -> list[str]:
+def closing(rec: TuneRecord) -> list[str]:
     """The closing lines: the choice, the side-by-side re-measurement and its ratio."""
     lines = []
-    chosen, side = rec.get("chosen"), rec.get("side_by_side")
+    chosen, side = rec.chosen, rec.side_by_side
     if side:
-        med = side["median"]
+        deployed, best = side.median["deployed"], side.median["best"]
+        ratio = "-" if side.ratio is None else f"{side.ratio:.3f}"
         lines.append(
-            f"side by side, interleaved, median of {len(side['rounds'])}: deployed "
-            f"{med['deployed']['throughput']:.0f} infer/s (p99 {med['deployed']['p99_ms']:.2f} ms), best "
-            f"{med['best']['throughput']:.0f} infer/s (p99 {med['best']['p99_ms']:.2f} ms): "
-            f"ratio {side['ratio']:.3f}x"
+            f"side by side, interleaved, median of {len(side.rounds)}: deployed "
+            f"{deployed.throughput:.0f} infer/s (p99 {deployed.p99_ms:.2f} ms), best "
+            f"{best.throughput:.0f} infer/s (p99 {best.p99_ms:.2f} ms): "
+            f"ratio {ratio}x"
         )
     if chosen:
-        if rec["chosen_is_deployed"]:
+        if rec.chosen_is_deployed:
             lines.append(
-                f"best: the deployed config ({chosen['label']}), {chosen['throughput']:.0f} infer/s within "
+                f"best: the deployed config ({chosen.label}), {chosen.throughput:.0f} infer/s within "
                 "the budget; nothing to change"
             )
         else:
-            gain = f", {rec['gain']:.2f}x the deployed config" if rec.get("gain") else ""
+            gain = f", {rec.gain:.2f}x the deployed config" if rec.gain else ""
             lines.append(
-                f"best: {chosen['label']}, {chosen['throughput']:.0f} infer/s within the budget at "
-                f"c={chosen['concurrency']}{gain}"
+                f"best: {chosen.label}, {chosen.throughput:.0f} infer/s within the budget at "
+                f"c={chosen.concurrency}{gain}"
             )
     return lines
 
 
-def plot_png(rec: dict) -> bytes:
+def plot_png(rec: TuneRecord) -> bytes:
     """The summary figure (client/perf/panels.py): each candidate's levels against the budget's latency with the
     Pareto front of the in-budget points and the chosen one, each candidate's latency breakdown, server CPU and memory
     against throughput; the engine and the floor in the title."""
-    return plots.png(panels.tune_figure(rec, pareto))
+    return plots.png(panels.tune_figure(rec.to_json(), pareto))  # the figure draws perf and tune records alike
 
 
-def to_html(rec: dict, png: bytes) -> str:
+def to_html(rec: TuneRecord, png: bytes) -> str:
     head = [
         "#",
         "config",
@@ -123,23 +125,24 @@ def to_html(rec: dict, png: bytes) -> str:
         "server queue/in/infer/out µs",
         "status",
     ]
-    best = (rec.get("chosen") or {}).get("candidate")
+    best = rec.chosen.candidate if rec.chosen else None
     rows = []
-    for i, m in enumerate(rec["candidates"], 1):
+    for i, m in enumerate(rec.candidates, 1):
         cells = [
             str(i),
-            m["label"] + (" (deployed)" if m["deployed"] else "") + (" (chosen)" if m["candidate"] == best else ""),
-            _fmt(m["concurrency"], "d"),
-            _fmt(m["throughput"], ".1f"),
-            _fmt(m["p50_ms"], ".3f"),
-            _fmt(m["latency_ms"], ".3f"),
+            m.label + (" (deployed)" if m.deployed else "") + (" (chosen)" if m.candidate == best else ""),
+            _fmt(m.concurrency, "d"),
+            _fmt(m.throughput, ".1f"),
+            _fmt(m.p50_ms, ".3f"),
+            _fmt(m.latency_ms, ".3f"),
             _split(m),
             _status(m, rec),
         ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*closing(rec), rec["outcome"]["reason"], *rec["notes"]] if n)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*closing(rec), rec.outcome.reason, *rec.notes] if n)
+    shown = rec.to_json()
     settings = {
-        k: rec.get(k)
+        k: shown.get(k)  # the settings as the record's JSON holds them
         for k in (
             "model",
             "triton_model",
@@ -157,9 +160,10 @@ def to_html(rec: dict, png: bytes) -> str:
             "outcome",
         )
     }
+    floor = rec.floor
     return html_page(
-        f"zeroserve tune: {rec['model']}",
-        f"zeroserve tune: {rec['model']}",
+        f"zeroserve tune: {rec.model}",
+        f"zeroserve tune: {rec.model}",
         head,
         rows,
         png,
@@ -167,21 +171,17 @@ def to_html(rec: dict, png: bytes) -> str:
         "Result",
         notes,
         settings,
-        subtitle=engine_title(rec)
-        + (
-            f"\nfloor (no-op twin) at c=1: p50 {rec['floor']['p50_ms']:.3f} ms, p99 {rec['floor']['p99_ms']:.3f} ms"
-            if (rec.get("floor") or {}).get("p50_ms") is not None
-            else ""
-        ),
+        subtitle=engine_title(shown)
+        + (f"\nfloor (no-op twin) at c=1: p50 {floor.p50_ms:.3f} ms, p99 {floor.p99_ms:.3f} ms" if floor else ""),
     )
 
 
-def write_report(rec: dict, folder: Path) -> dict[str, Path]:
+def write_report(rec: TuneRecord, folder: Path) -> dict[str, Path]:
     """tune.json, tune.png and tune.html in `folder`; their paths."""
     folder = records.ensure_writable_dir(Path(folder))
     png = plot_png(rec)
     paths = {"json": folder / "tune.json", "png": folder / "tune.png", "html": folder / "tune.html"}
-    records.write_json(paths["json"], rec)
+    rec.save(paths["json"])
     records.write_bytes(paths["png"], png)
     records.write_bytes(paths["html"], to_html(rec, png).encode())
     return paths

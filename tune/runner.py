@@ -19,10 +19,11 @@ from typing import Any
 
 from zeroserve.deploy.repository import read_manifest
 from zeroserve.errors import InputError
+from zeroserve.records.tune import Measurement, SideBySide, TuneRecord, TuneServer
 from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
 from zeroserve.tune.options import Options
-from zeroserve.tune.record import metric_name, tune_record
+from zeroserve.tune.record import Found, Measured, RunFacts, metric_name, tune_record
 from zeroserve.tune.settings import candidate_of
 from zeroserve.tune.tuner import Event, Tuner
 
@@ -32,8 +33,8 @@ def _now() -> str:
 
 
 def _choose(
-    tuner: Tuner, result: S.SearchResult, dep_c: S.Candidate, dep_m: dict, opts: Options, notes: list[str]
-) -> tuple[Any, Any, dict | None, dict]:
+    tuner: Tuner, result: S.SearchResult, dep_c: S.Candidate, dep_m: Measurement, opts: Options, notes: list[str]
+) -> tuple[Measured | None, Measured | None, SideBySide | None, Measurement]:
     """The best config, and the one chosen after the best and the deployed are re-measured side by side.
 
     Returns (best, chosen, side-by-side or None, the deployed config's measurement as compared).
@@ -41,33 +42,34 @@ def _choose(
     best = result.best
     if best is None and S.qualifies(dep_m, opts.min_throughput):
         best = (dep_c, dep_m)  # the deployed config, outside a narrowed space, is still an answer
-    elif best is not None and S.qualifies(dep_m, opts.min_throughput) and dep_m["throughput"] > best[1]["throughput"]:
+    elif best is not None and S.qualifies(dep_m, opts.min_throughput) and dep_m.throughput > best[1].throughput:
         best = (dep_c, dep_m)
     side = None
     chosen = best
-    if best is not None and best[0] != dep_c and not result.timed_out and dep_m["meets_budget"]:
-        if dep_m["concurrency"] < best[1]["concurrency"]:
+    if best is not None and best[0] != dep_c and not result.timed_out and dep_m.meets_budget:
+        best_c, dep_at = best[1].concurrency or 1, dep_m.concurrency or 1  # both met the budget: both have one
+        if dep_at < best_c:
             # the deployed config's search ran first and alone: one slow window stops it at a low
             # concurrency, and the side by side would then compare the two at unequal loads
-            _, again = tuner.measure_deployed(start=best[1]["concurrency"])
-            if again["meets_budget"] and again["throughput"] > dep_m["throughput"]:
+            _, again = tuner.measure_deployed(start=best_c)
+            if again.meets_budget and again.throughput > dep_m.throughput:
                 notes.append(
-                    f"the deployed config, searched again from c={best[1]['concurrency']}, reached "
-                    f"{again['throughput']:.0f} infer/s at c={again['concurrency']} (first search: "
-                    f"{dep_m['throughput']:.0f} at c={dep_m['concurrency']}); the comparison uses it"
+                    f"the deployed config, searched again from c={best_c}, reached "
+                    f"{again.throughput:.0f} infer/s at c={again.concurrency} (first search: "
+                    f"{dep_m.throughput:.0f} at c={dep_m.concurrency}); the comparison uses it"
                 )
                 dep_m = again
-        side = tuner.side_by_side(best[0], best[1]["concurrency"], dep_m["concurrency"])
-        over = [w for w in ("deployed", "best") if side["median"][w]["p99_ms"] > opts.budget]
+        side = tuner.side_by_side(best[0], best_c, dep_m.concurrency or 1)
+        over = [w for w in ("deployed", "best") if side.median[w].p99_ms > opts.budget]
         if over and opts.percentile == 99:
             notes.append(
                 f"re-measured, the {' and '.join(over)} config's median p99 went above the budget at "
                 "the concurrency its search chose: the machine was busier than during the search"
             )
-        if side["ratio"] is not None and side["ratio"] < 1.0:
+        if side.ratio is not None and side.ratio < 1.0:
             chosen = (dep_c, dep_m)
             notes.append(
-                f"re-measured side by side, {best[0].label()} gave {side['ratio']:.3f}x the deployed "
+                f"re-measured side by side, {best[0].label()} gave {side.ratio:.3f}x the deployed "
                 "config's throughput: the deployed config is kept"
             )
     return best, chosen, side, dep_m
@@ -101,7 +103,7 @@ def _search_space(tuner: Tuner, repository: Path, deployed_c: S.Candidate, opts:
 
 def run_tune(
     spec: ModelSpec, repository: Path, opts: Options, fmt: str | None = None, on_event: Event | None = None
-) -> dict:
+) -> TuneRecord:
     """Tune one deployed model on a private server; the tuning record (its `outcome` says the exit code).
 
     Raises:
@@ -126,16 +128,16 @@ def run_tune(
         )
     with tuner:
         floor = tuner.floor(opts.budget)
-        if floor["latency_ms"] > opts.budget:
+        if floor.latency_ms > opts.budget:
             raise InputError(
                 f"the latency budget {opts.budget:g} ms is below this server's measured floor: "
-                f"{metric_name(opts.percentile)} {floor['latency_ms']:.2f} ms at concurrency 1 for a "
+                f"{metric_name(opts.percentile)} {floor.latency_ms:.2f} ms at concurrency 1 for a "
                 f"model that does nothing; give a budget above it"
             )
         dep_c, dep_m = tuner.measure_deployed()
         best_holder: dict[str, Any] = {"rank": S.rank(dep_m, opts.min_throughput) if dep_c in space else (-1, 0)}
 
-        def is_best(c: S.Candidate, m: dict) -> bool:
+        def is_best(c: S.Candidate, m: Measurement) -> bool:
             r = S.rank(m, opts.min_throughput)
             if S.qualifies(m, opts.min_throughput) and r > best_holder["rank"]:
                 best_holder["rank"] = r
@@ -152,7 +154,10 @@ def run_tune(
             known={dep_c: dep_m},
         )
         best, chosen, side, dep_m = _choose(tuner, result, dep_c, dep_m, opts, notes)
-        server_info = {k: tuner.server.state[k] for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+        state = tuner.server.state
+        server = TuneServer.model_validate(
+            {k: state[k] for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+        )
         triton_version = tuner.triton_version()
     return tune_record(
         spec,
@@ -161,7 +166,7 @@ def run_tune(
         tuner,
         space,
         result,
-        {"floor": floor, "deployed": (dep_c, dep_m), "best": best, "chosen": chosen, "side": side},
-        {"seconds": time.monotonic() - t0, "started": started, "server": server_info, "triton": triton_version},
+        Found(floor=floor, deployed=(dep_c, dep_m), best=best, chosen=chosen, side=side),
+        RunFacts(seconds=time.monotonic() - t0, started=started, server=server, triton=triton_version),
         notes,
     )

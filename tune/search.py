@@ -3,7 +3,7 @@
 Nothing here starts a server or sends a request: `search` calls a `measure(candidate)` function
 (tune/runner.py's real one, or a synthetic one in the tests) and decides from what it returns.
 
-A measurement is a dict with at least `throughput` (inferences/s at the highest concurrency whose
+A measurement (records/tune.py's `Measurement`) holds `throughput` (inferences/s at the highest concurrency whose
 latency stayed within the budget, 0 when none did), `meets_budget` (bool), `p99_ms`-like
 `latency_ms` (the latency at that concurrency, or the lowest seen when none met the budget) and
 `failed` (failed requests). A candidate *qualifies* when it meets the budget with no failed request
@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
+
+from zeroserve.records.tune import Measurement
 
 DIMENSIONS = ("fmt", "instances", "max_batch_size", "prefer_max", "queue_delay_us", "threads")
 DEFAULT_QUEUE_DELAYS_US = (0, 100, 500, 1000, 2000)
@@ -182,41 +184,37 @@ def build_space(
 # ---------------------------------------------------------------- judging measurements
 
 
-def qualifies(m: dict | None, min_throughput: float | None) -> bool:
-    if not m:
+def qualifies(m: Measurement | None, min_throughput: float | None) -> bool:
+    if m is None:
         return False
-    return (
-        bool(m["meets_budget"])
-        and not m.get("failed")
-        and (min_throughput is None or m["throughput"] >= min_throughput)
-    )
+    return m.meets_budget and not m.failed and (min_throughput is None or m.throughput >= min_throughput)
 
 
-def rank(m: dict | None, min_throughput: float | None) -> tuple:
+def rank(m: Measurement | None, min_throughput: float | None) -> tuple:
     """Order of merit: qualifying ones by throughput, then the rest by how close they came."""
-    if not m:
+    if m is None:
         return (-1, 0.0)
     if qualifies(m, min_throughput):
-        return (2, m["throughput"])
-    if m["meets_budget"] and not m.get("failed"):
-        return (1, m["throughput"])  # within the budget, under the minimum throughput
-    if m.get("latency_ms") is None:
+        return (2, m.throughput)
+    if m.meets_budget and not m.failed:
+        return (1, m.throughput)  # within the budget, under the minimum throughput
+    if m.latency_ms is None:
         return (-1, 0.0)  # not measured (did not load, or --max-minutes cut it off): no figure to compare
-    return (0, -m["latency_ms"])  # over the budget even at concurrency 1: the lowest latency is closest
+    return (0, -m.latency_ms)  # over the budget even at concurrency 1: the lowest latency is closest
 
 
 @dataclass
 class SearchResult:
     """Every candidate measured (in order), the best qualifying one, and whether time ran out."""
 
-    measured: list[tuple[Candidate, dict]]
-    best: tuple[Candidate, dict] | None
-    closest: tuple[Candidate, dict] | None
+    measured: list[tuple[Candidate, Measurement]]
+    best: tuple[Candidate, Measurement] | None
+    closest: tuple[Candidate, Measurement] | None
     timed_out: bool
     mode: str
 
 
-Measure = Callable[[Candidate], dict]
+Measure = Callable[[Candidate], Measurement]
 
 
 def search(
@@ -227,7 +225,7 @@ def search(
     *,
     min_throughput: float | None = None,
     time_left: Callable[[], bool] = lambda: True,
-    known: dict[Candidate, dict] | None = None,
+    known: dict[Candidate, Measurement] | None = None,
     min_gain: float = QUICK_MIN_GAIN,
 ) -> SearchResult:
     """Search `space` for the qualifying candidate with the highest throughput.
@@ -240,11 +238,11 @@ def search(
     """
     if mode not in MODES:
         raise ValueError(f"unknown search mode {mode!r}")
-    results: dict[Candidate, dict] = dict(known or {})
+    results: dict[Candidate, Measurement] = dict(known or {})
     order: list[Candidate] = [c for c in results if c in space]
     timed_out = False
 
-    def get(c: Candidate) -> dict | None:
+    def get(c: Candidate) -> Measurement | None:
         nonlocal timed_out
         if c in results:
             if c not in order:
@@ -283,6 +281,6 @@ def search(
             current = best_n
     measured = [(c, results[c]) for c in order]
     good = [cm for cm in measured if qualifies(cm[1], min_throughput)]
-    best = max(good, key=lambda cm: cm[1]["throughput"]) if good else None
+    best = max(good, key=lambda cm: cm[1].throughput) if good else None
     closest = max(measured, key=lambda cm: rank(cm[1], min_throughput)) if measured else None
     return SearchResult(measured, best, closest, timed_out, mode)

@@ -20,6 +20,7 @@ from zeroserve.client.perf.run import run_perf
 from zeroserve.deploy.contents import canonical_models, read_deployed
 from zeroserve.errors import InputError, ServerError, ZeroserveError
 from zeroserve.records.perf import PerfRecord
+from zeroserve.records.tune import Floor, Measurement, SideBySide, SideFigures
 from zeroserve.serve.runtime import NOOP_SUFFIX, served_by, write_runtime_model
 from zeroserve.spec import ModelSpec
 from zeroserve.triton.control import Control
@@ -64,21 +65,25 @@ def deployed_formats(spec: ModelSpec, repository: Path, fmt: str | None) -> dict
 # ---------------------------------------------------------------- one measurement
 
 
-def _load_failed(message: str) -> dict:
-    return {
-        "meets_budget": False,
-        "concurrency": None,
-        "throughput": 0.0,
-        "latency_ms": None,
-        "p50_ms": None,
-        "p99_ms": None,
-        "stable": False,
-        "failed": 1,
-        "server": None,
-        "unstable_levels": [],
-        "levels": [],
-        "error": message,
-    }
+def _load_failed(message: str, failed: int = 1, cut_short: bool = False) -> Measurement:
+    """A candidate not measured (cut_short: the time ran out part-way through its search)."""
+    m = Measurement(
+        meets_budget=False,
+        concurrency=None,
+        throughput=0.0,
+        latency_ms=None,
+        p50_ms=None,
+        p99_ms=None,
+        stable=False,
+        failed=failed,
+        server=None,
+        unstable_levels=[],
+        levels=[],
+        error=message,
+    )
+    if cut_short:
+        m.cut_short = True
+    return m
 
 
 class Tuner:
@@ -199,7 +204,7 @@ class Tuner:
             raise ServerError(f"the private server stopped answering: {rec.outcome.reason} (log: {self.server.log})")
         return rec
 
-    def floor(self, budget_ms: float) -> dict:
+    def floor(self, budget_ms: float) -> Floor:
         """The serving path's own latency at concurrency 1 (the no-op twin): no config goes below it.
 
         Measured again when the first figure is over `budget_ms` (a moment of load from elsewhere
@@ -210,18 +215,13 @@ class Tuner:
             rec = self.perf(f"{self.base_name}{NOOP_SUFFIX}", self.base_fmt, concurrency=[1])
             lv = rec.levels[0]
             figures.append(
-                {
-                    "latency_ms": lv.figure(rec.latency_metric),
-                    "p50_ms": lv.p50_ms,
-                    "p99_ms": lv.p99_ms,
-                    "stable": lv.stable,
-                }
+                Floor(latency_ms=lv.figure(rec.latency_metric), p50_ms=lv.p50_ms, p99_ms=lv.p99_ms, stable=lv.stable)
             )
-            if figures[-1]["latency_ms"] <= budget_ms:
+            if figures[-1].latency_ms <= budget_ms:
                 break
-        return min(figures, key=lambda f: f["latency_ms"])
+        return min(figures, key=lambda f: f.latency_ms)
 
-    def measure_budget(self, name: str, fmt: str, start: int | None = None) -> dict:
+    def measure_budget(self, name: str, fmt: str, start: int | None = None) -> Measurement:
         o = self.opts
         rec = self.perf(
             name,
@@ -233,24 +233,21 @@ class Tuner:
             deadline=self.deadline,
         )
         if rec.cut_short:  # a search cut off part-way says nothing about the config
-            return {
-                **_load_failed(f"not measured to the end: --max-minutes ({o.max_minutes:g}) ran out"),
-                "failed": 0,
-                "cut_short": True,
-            }
+            ran_out = f"not measured to the end: --max-minutes ({o.max_minutes:g}) ran out"
+            return _load_failed(ran_out, failed=0, cut_short=True)
         m = summary(rec)
-        if m["meets_budget"]:
-            self.hint = m["concurrency"]
+        if m.meets_budget and m.concurrency:
+            self.hint = m.concurrency
         return m
 
-    def measure_deployed(self, start: int | None = None) -> tuple[S.Candidate, dict]:
+    def measure_deployed(self, start: int | None = None) -> tuple[S.Candidate, Measurement]:
         c = candidate_of(self.deployed[self.base_fmt], self.base_fmt)
         self.on_event("measuring", {"name": self.base_name, "candidate": c, "deployed": True})
         m = self.measure_budget(self.base_name, self.base_fmt, start)
         self.on_event("measured", {"name": self.base_name, "candidate": c, "measurement": m, "deployed": True})
         return c, m
 
-    def measure_candidate(self, c: S.Candidate, is_best: Callable[[S.Candidate, dict], bool]) -> dict:
+    def measure_candidate(self, c: S.Candidate, is_best: Callable[[S.Candidate, Measurement], bool]) -> Measurement:
         """Write, load, measure, unload; the folder is kept (for the final re-measurement) while it is the best."""
         self.count += 1
         name = f"{self.formats[c.fmt]}_tune{self.count:03d}"
@@ -272,7 +269,7 @@ class Tuner:
         except BaseException:
             self._remove(name)
             raise
-        m["name"] = name
+        m.name = name
         if is_best(c, m):
             for old in self.kept.values():
                 self._remove(old)
@@ -282,7 +279,7 @@ class Tuner:
         self.on_event("measured", {"name": name, "candidate": c, "measurement": m})
         return m
 
-    def side_by_side(self, best: S.Candidate, best_c: int, deployed_c: int) -> dict:
+    def side_by_side(self, best: S.Candidate, best_c: int, deployed_c: int) -> SideBySide:
         """Deployed and best, both loaded, each at its own concurrency, interleaved; medians of the rounds."""
         name = self.kept.get(best)
         if name is None:
@@ -291,7 +288,7 @@ class Tuner:
             self._write(best, name)
             self.kept[best] = name
         self._load(name)
-        rounds: list[dict[str, dict]] = []
+        rounds: list[dict[str, SideFigures]] = []
         try:
             for i in range(SIDE_BY_SIDE_ROUNDS):
                 pair = [("deployed", self.base_name, self.base_fmt, deployed_c), ("best", name, best.fmt, best_c)]
@@ -299,23 +296,27 @@ class Tuner:
                 for which, triton, fmt, c in pair if i % 2 == 0 else pair[::-1]:  # alternate who goes first
                     self.on_event("side_by_side", {"round": i + 1, "which": which, "concurrency": c})
                     lv = self.perf(triton, fmt, concurrency=[c]).levels[0]
-                    got[which] = {
-                        "concurrency": c,
-                        "throughput": lv.throughput,
-                        "p50_ms": lv.p50_ms,
-                        "p99_ms": lv.p99_ms,
-                        "stable": lv.stable,
-                        "failed": level_count(lv),
-                    }
+                    got[which] = SideFigures(
+                        concurrency=c,
+                        throughput=lv.throughput,
+                        p50_ms=lv.p50_ms,
+                        p99_ms=lv.p99_ms,
+                        stable=lv.stable,
+                        failed=level_count(lv),
+                    )
                 rounds.append(got)
         finally:
             self._unload(name)
         med = {
-            w: {k: statistics.median(r[w][k] for r in rounds) for k in ("throughput", "p50_ms", "p99_ms")}
+            w: SideFigures(
+                throughput=statistics.median(r[w].throughput for r in rounds),
+                p50_ms=statistics.median(r[w].p50_ms for r in rounds),
+                p99_ms=statistics.median(r[w].p99_ms for r in rounds),
+            )
             for w in ("deployed", "best")
         }
-        ratio = med["best"]["throughput"] / med["deployed"]["throughput"] if med["deployed"]["throughput"] else None
-        return {"rounds": rounds, "median": med, "ratio": ratio}
+        deployed = med["deployed"].throughput
+        return SideBySide(rounds=rounds, median=med, ratio=med["best"].throughput / deployed if deployed else None)
 
 
 # ---------------------------------------------------------------- the run

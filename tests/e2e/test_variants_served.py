@@ -45,13 +45,14 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
 
     endpoint = Endpoint(server.host, server.http_port, server.grpc_port, "test")
     res = check_model(spec, endpoint, artifacts, data_dir, skip_unserved=True)  # default: primary + served variants
-    rows = {(r["format"], r["protocol"]): r for r in res["rows"]}
+    rows = {(r.format, r.protocol): r for r in res.rows}
     assert set(rows) == {(k, p) for k in MADE for p in ("grpc", "http")}
     for (key, _), row in rows.items():
-        assert row["status"] == "PASS" and row["failed_rules"] == [], row
-        assert row["samples"] == rec.formats[key].held_out.samples
-        assert row["top1_agreement"] >= 0.99 and "agreement with eager at least 99%" in row["rule"]
-    assert {s["format"] for s in res["skipped"]} == set(F.primary())
+        assert row.status == "PASS" and row.failed_rules == [], row
+        assert row.samples == rec.formats[key].held_out.samples
+        assert row.top1_agreement is not None and row.top1_agreement >= 0.99
+        assert row.rule and "agreement with eager at least 99%" in row.rule
+    assert {s.format for s in res.skipped} == set(F.primary())
 
     status = {
         r["format"]: r

@@ -74,9 +74,9 @@ def other_seed_server(start_server, tmp_path, data_dir):
 
 def test_check_fails_on_a_server_serving_another_seeds_weights(other_seed_server, server, data_dir):
     res = check_model(registry.get("hello_rnn"), endpoint(other_seed_server), server.artifacts, data_dir)
-    assert res["status"] == "FAIL"
-    assert len(res["rows"]) == 4 and all(r["status"] == "FAIL" for r in res["rows"])
-    assert all(r["outside_tolerance"] > 0 and r["max_abs"] > 1e-5 for r in res["rows"])
+    assert res.status == "FAIL"
+    assert len(res.rows) == 4 and all(r.status == "FAIL" for r in res.rows)
+    assert all(r.outside_tolerance and r.max_abs and r.max_abs > 1e-5 for r in res.rows)
     result = cli(
         "check",
         "hello_rnn",

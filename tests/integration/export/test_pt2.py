@@ -122,8 +122,8 @@ def test_pt2_is_served_and_checked_through_the_embedded_engine(pt2, pt2_reposito
         # max_batch_size 1: one request per held-out sample (name_gru has thousands); HTTP once, for cnn_mnist
         protocols = ("grpc", "http") if name == "cnn_mnist" else ("grpc",)
         res = check_model(registry.get(name), endpoint, pt2[0], data_dir, formats=("pt2",), protocols=protocols)
-        assert [(r["protocol"], r["status"]) for r in res["rows"]] == [(p, "PASS") for p in protocols], res
-        assert all(r["failed_requests"] == 0 and r["samples"] == res["samples"] for r in res["rows"])
+        assert [(r.protocol, r.status) for r in res.rows] == [(p, "PASS") for p in protocols], res
+        assert all(r.failed_requests == 0 and r.samples == res.samples for r in res.rows)
 
 
 BRANCHY = textwrap.dedent(

@@ -6,6 +6,7 @@ import pytest
 from perf_fakes import perf_record  # tests/ is on sys.path (its conftest)
 
 from zeroserve import registry
+from zeroserve.records.tune import Floor, Measurement, SideBySide, SideFigures
 from zeroserve.tune import runner as tr
 
 
@@ -14,20 +15,20 @@ def repository(repo):
     return repo[1]
 
 
-def measurement(throughput: float, concurrency: int) -> dict:
-    return {
-        "meets_budget": True,
-        "concurrency": concurrency,
-        "throughput": throughput,
-        "latency_ms": 1.0,
-        "p50_ms": 0.5,
-        "p99_ms": 1.0,
-        "stable": True,
-        "failed": 0,
-        "server": None,
-        "unstable_levels": [],
-        "levels": [],
-    }
+def measurement(throughput: float, concurrency: int) -> Measurement:
+    return Measurement(
+        meets_budget=True,
+        concurrency=concurrency,
+        throughput=throughput,
+        latency_ms=1.0,
+        p50_ms=0.5,
+        p99_ms=1.0,
+        stable=True,
+        failed=0,
+        server=None,
+        unstable_levels=[],
+        levels=[],
+    )
 
 
 class ScriptedTuner(tr.Tuner):
@@ -50,12 +51,12 @@ class ScriptedTuner(tr.Tuner):
         return self
 
     def floor(self, budget_ms):
-        return {"latency_ms": 0.1, "p50_ms": 0.1, "p99_ms": 0.1, "stable": True}
+        return Floor(latency_ms=0.1, p50_ms=0.1, p99_ms=0.1, stable=True)
 
     def measure_deployed(self, start=None):
         self.calls.append(start)
         m = type(self).deployed_searches[len(self.calls) - 1]
-        return tr.candidate_of(self.deployed[self.base_fmt], self.base_fmt), dict(m)
+        return tr.candidate_of(self.deployed[self.base_fmt], self.base_fmt), m.model_copy()
 
     def measure_candidate(self, c, is_best):
         m = measurement(4000.0, 8) if c.instances == 2 else measurement(900.0, 8)
@@ -65,14 +66,14 @@ class ScriptedTuner(tr.Tuner):
     def side_by_side(self, best, best_c, deployed_c):
         type(self).side_by_side_calls.append((best_c, deployed_c))
         r = type(self).side_ratio
-        return {
-            "rounds": [],
-            "ratio": r,
-            "median": {
-                "deployed": {"throughput": 1000.0, "p50_ms": 0.5, "p99_ms": 1.0},
-                "best": {"throughput": 1000.0 * r, "p50_ms": 0.5, "p99_ms": 1.0},
+        return SideBySide(
+            rounds=[],
+            ratio=r,
+            median={
+                "deployed": SideFigures(throughput=1000.0, p50_ms=0.5, p99_ms=1.0),
+                "best": SideFigures(throughput=1000.0 * r, p50_ms=0.5, p99_ms=1.0),
             },
-        }
+        )
 
 
 def run(monkeypatch, repository, deployed_searches, side_ratio=1.2):
@@ -97,15 +98,15 @@ def test_a_deployed_search_stopped_low_is_searched_again_before_the_side_by_side
     rec, calls, sides = run(monkeypatch, repository, [measurement(1000.0, 1), measurement(3900.0, 8)])
     assert calls == [None, 8]  # searched again from the best candidate's concurrency
     assert sides == [(8, 8)]  # and compared with it at that load, not at c=1
-    assert rec["deployed"]["throughput"] == 3900.0 and rec["deployed"]["concurrency"] == 8
-    assert any("searched again" in n for n in rec["notes"])
+    assert rec.deployed and rec.deployed.throughput == 3900.0 and rec.deployed.concurrency == 8
+    assert any("searched again" in n for n in rec.notes)
 
 
 def test_the_first_search_stands_when_the_second_is_no_better(monkeypatch, repository):
     rec, calls, sides = run(monkeypatch, repository, [measurement(1000.0, 2), measurement(800.0, 1)])
     assert calls == [None, 8] and sides == [(8, 2)]
-    assert rec["deployed"]["throughput"] == 1000.0
-    assert not any("searched again" in n for n in rec["notes"])
+    assert rec.deployed and rec.deployed.throughput == 1000.0
+    assert not any("searched again" in n for n in rec.notes)
 
 
 def test_no_second_search_when_the_deployed_config_already_reached_the_best_ones_concurrency(monkeypatch, repository):
@@ -115,8 +116,8 @@ def test_no_second_search_when_the_deployed_config_already_reached_the_best_ones
 
 def test_a_side_by_side_below_one_keeps_the_deployed_config(monkeypatch, repository):
     rec, _, _ = run(monkeypatch, repository, [measurement(1000.0, 8)], side_ratio=0.97)
-    assert rec["chosen_is_deployed"] and rec["gain"] == 1.0
-    assert any("deployed config is kept" in n for n in rec["notes"])
+    assert rec.chosen_is_deployed and rec.gain == 1.0
+    assert any("deployed config is kept" in n for n in rec.notes)
 
 
 def test_a_search_cut_off_by_max_minutes_is_not_a_measurement(repository):
@@ -124,5 +125,5 @@ def test_a_search_cut_off_by_max_minutes_is_not_a_measurement(repository):
     tuner = tr.Tuner(registry.get("logistic"), repository, None, tr.Options(budget_ms=5.0, max_minutes=2))
     tuner.perf = lambda *a, **kw: perf_record(cut_short=True, levels=[], best=None, latency_metric="p99_ms")
     m = tuner.measure_budget("logistic_onnx", "onnx")
-    assert m["meets_budget"] is False and m["throughput"] == 0.0 and m["failed"] == 0
-    assert "--max-minutes (2) ran out" in m["error"]
+    assert m.meets_budget is False and m.throughput == 0.0 and m.failed == 0 and m.cut_short
+    assert m.error and "--max-minutes (2) ran out" in m.error

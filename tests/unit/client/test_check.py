@@ -85,3 +85,38 @@ def test_held_out_set_must_match_train_record(tmp_path):
 def test_held_out_needs_a_train_record(tmp_path):
     with pytest.raises(InputError, match="no train.json"):
         check.held_out(LINEAR, tmp_path, tmp_path)
+
+
+def test_a_check_record_of_53e25ec_reads_by_attribute_and_draws_its_table(capsys):
+    """`client check --json` as 53e25ec printed it: its rows and skips typed, the table check prints drawn from them."""
+    from pathlib import Path
+
+    from zeroserve.client.cli_views import check_table
+    from zeroserve.records.check import CheckRecord
+
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "records_53e25ec" / "check.json"
+    rec = CheckRecord.load(path)
+    (model,) = rec.models
+    assert rec.status == "PASS" and model.model == "softmax_mnist" and model.measured_on is None  # not yet then
+    assert {(r.format, r.protocol) for r in rec.rows} == {
+        (f, p) for f in ("onnx", "torchscript", "onnx_int8") for p in ("grpc", "http")
+    }
+    variant = next(r for r in rec.rows if r.format == "onnx_int8")
+    assert variant.failed_rules == [] and variant.rule and variant.variant_metric
+    plain = next(r for r in rec.rows if r.format == "onnx")
+    assert plain.failed_rules is None and plain.outputs and all(o.passed for o in plain.outputs.values())
+    check_table(rec.rows, rec.skipped)
+    shown = capsys.readouterr().out
+    assert shown.count("PASS") == 6 and "variant rule" in shown
+
+
+def test_a_check_record_is_written_back_in_the_order_check_wrote_it():
+    import json
+    from pathlib import Path
+
+    from zeroserve.records.check import CheckRecord
+
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "records_53e25ec" / "check.json"
+    written, again = json.loads(path.read_text()), CheckRecord.load(path).to_json()
+    for old, new in zip(written["models"][0]["rows"], again["models"][0]["rows"]):
+        assert list(old) == list(new)  # a plain row and a variant row, the verdict last

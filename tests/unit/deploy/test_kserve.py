@@ -16,12 +16,12 @@ import yaml
 from perf_fakes import perf_record  # tests/ is on sys.path (its conftest)
 from typer.testing import CliRunner
 
-from zeroserve import records
 from zeroserve.app.cli import app
 from zeroserve.deploy import kserve as KS
 from zeroserve.deploy import kserve_check as K
 from zeroserve.deploy import plan as P
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.tune import TuneRecord
 from zeroserve.serve.docker import docker_command
 from zeroserve.tune import record as tune_record_mod
 from zeroserve.tune.settings import tuned_on
@@ -202,8 +202,9 @@ def _level(concurrency: int, throughput: float, p99: float, cpu: float, rss: flo
         "failed": 0,
         "totals": counted,
         "warmup": dict(counted),
+        "latency_metric": "p99_ms",
         "drain": {**counted, "requests": 0, "ok": 0},
-        "server_resources": {"cpu_cores": cpu, "rss_mb": rss, "seconds": 3.0},
+        "server_resources": {"cpu_cores": cpu, "rss_mb": rss, "peak_rss_mb": rss, "processes": 2, "seconds": 3.0},
     }
 
 
@@ -230,24 +231,37 @@ def test_plan_from_a_perf_record_read_through_its_type(tmp_path):
 def _tune_record(tmp_path: Path, facts: dict | None) -> Path:
     """A tune record as run_tune writes it: the search's perf levels summarised by tune's own `summary`."""
     measured = tune_record_mod.summary(_perf_record())
-    entry = {"candidate": {"fmt": "onnx", "instances": 1}, "label": "1 instance", **measured}
+    settings = {"fmt": "onnx", "instances": 1, "max_batch_size": 8, "prefer_max": False, "queue_delay_us": 0}
+    entry = {
+        "candidate": {**settings, "threads": 1, "preferred_batch_sizes": []},
+        "label": "1 instance",
+        **measured.to_json(),
+    }
     rec = {
-        "schema": records.SCHEMA,
         "kind": "tune",
         "model": "cnn_mnist",
         "triton_model": "cnn_mnist_onnx",
         "formats": {"onnx": "cnn_mnist_onnx"},
+        "search": "quick",
         "latency_budget_ms": 5.0,
+        "percentile": 99.0,
         "latency_metric": "p99_ms",
+        "protocol": "grpc",
+        "space": {"instances": [1]},
         "deployed": entry,
+        "candidates": [{**entry, "deployed": True}],
         "chosen": entry,
         "chosen_is_deployed": True,
+        "timed_out": False,
+        "seconds": 60.0,
+        "notes": [],
+        "outcome": {"exit_code": 0, "reason": ""},
         "applied": None,
     }
     if facts is not None:
         rec["tuned_on"] = facts
     path = tmp_path / "tune.json"
-    records.write_json(path, rec)
+    TuneRecord.model_validate(rec).save(path)
     return path
 
 
@@ -326,3 +340,12 @@ def test_docker_print_binds_loopback_unless_allow_remote(tmp_path):
         app, ["serve", "--engine", "docker", "--print", "--allow-remote", "--repository", str(tmp_path)]
     )
     assert remote.exit_code == 0 and "-p 8000:8000" in remote.output and "127.0.0.1:" not in remote.output
+
+
+def test_plan_reads_a_tune_record_written_by_53e25ec():
+    """tune.json as 53e25ec left it after --apply: the applied config's levels size the plan."""
+    path = Path(__file__).resolve().parents[2] / "fixtures" / "records_53e25ec" / "tune_applied.json"
+    plan = P.plan("softmax_mnist", 100, 200, record_paths=[path], assume_same=True)
+    assert plan["per_replica"]["config"].startswith("tuned config onnx inst 1")
+    assert plan["per_replica"]["kind"] == "tune" and plan["per_replica"]["throughput"] > 0
+    assert "embedded tritonserver" in plan["assumed"][0]

@@ -8,6 +8,7 @@ import pytest
 from perf_fakes import perf_level  # tests/ is on sys.path (its conftest)
 
 from zeroserve.client.perf import windows as W
+from zeroserve.records.tune import Measurement
 from zeroserve.tune import search as S
 from zeroserve.tune.report import pareto
 
@@ -27,20 +28,25 @@ def space(**kw) -> S.Space:
     return S.Space(**base)
 
 
+def measured(**figures) -> Measurement:
+    """A measurement with the figures the search judges (the rest as a candidate that was not searched)."""
+    return Measurement.model_validate({"stable": True, "unstable_levels": [], "levels": [], **figures})
+
+
 def synthetic(throughput_of, budget_ok=lambda c: True, latency=1.0):
     """A measure function from a formula, counting its calls."""
     calls: list[S.Candidate] = []
 
-    def measure(c: S.Candidate) -> dict:
+    def measure(c: S.Candidate) -> Measurement:
         calls.append(c)
         ok = budget_ok(c)
-        return {
-            "meets_budget": ok,
-            "throughput": throughput_of(c) if ok else 0.0,
-            "latency_ms": latency if ok else 10.0 + c.instances,
-            "failed": 0,
-            "concurrency": 4 if ok else None,
-        }
+        return measured(
+            meets_budget=ok,
+            throughput=throughput_of(c) if ok else 0.0,
+            latency_ms=latency if ok else 10.0 + c.instances,
+            failed=0,
+            concurrency=4 if ok else None,
+        )
 
     return measure, calls
 
@@ -69,7 +75,7 @@ def test_quick_climbs_from_the_deployed_config_to_the_peak_measuring_a_fraction_
     assert len(calls) == len(set(calls)) < sp.size() / 3  # nothing twice, far from all 160
     assert not result.timed_out
     # every step moved to a better neighbour: the measured throughputs of the path only rise
-    assert result.best[1]["throughput"] == max(m["throughput"] for _, m in result.measured)
+    assert result.best[1].throughput == max(m.throughput for _, m in result.measured)
 
 
 def test_quick_stops_at_the_start_when_no_neighbour_is_better_beyond_the_noise_margin():
@@ -90,7 +96,7 @@ def test_brute_measures_every_combination_once_the_deployed_one_first():
 def test_known_measurements_are_not_taken_again():
     sp = space(instances=(1,), max_batch_size=(64,), queue_delay_us=(0, 500), threads=(1,), prefer_max=(False,))
     measure, calls = synthetic(smooth)
-    known = {DEPLOYED: {"meets_budget": True, "throughput": 1.0, "latency_ms": 1.0, "failed": 0}}
+    known = {DEPLOYED: measured(meets_budget=True, throughput=1.0, latency_ms=1.0, failed=0)}
     result = S.search(sp, DEPLOYED, measure, "brute", known=known)
     assert calls == [replace(DEPLOYED, queue_delay_us=500)]
     assert [c for c, _ in result.measured] == [DEPLOYED, replace(DEPLOYED, queue_delay_us=500)]
@@ -102,12 +108,12 @@ def test_candidates_over_the_budget_or_under_the_minimum_are_never_best():
     measure, _ = synthetic(lambda c: 1000 + c.queue_delay_us + 400 * (c.instances == 2), over)
     result = S.search(sp, DEPLOYED, measure, "brute", min_throughput=1450)
     assert result.best[0] == S.Candidate("onnx", 2, 64, False, 500, 1)  # 2000 µs would give 3400/s, over budget
-    assert result.best[1]["throughput"] == 1900
+    assert result.best[1].throughput == 1900
     high = S.search(sp, DEPLOYED, measure, "brute", min_throughput=2000)  # nothing within budget reaches it
     assert high.best is None and high.closest[0] == result.best[0]
     # failed requests disqualify even the fastest
     measure2, _ = synthetic(lambda c: 1000 + c.queue_delay_us)
-    failing = lambda c: {**measure2(c), "failed": 3 if c.queue_delay_us == 2000 else 0}  # noqa: E731 - a one-line local helper
+    failing = lambda c: measure2(c).model_copy(update={"failed": 3 if c.queue_delay_us == 2000 else 0})  # noqa: E731 - a one-line local helper
     assert S.search(sp, DEPLOYED, failing, "brute").best[0].queue_delay_us == 1000
 
 
@@ -123,8 +129,8 @@ def test_a_candidate_not_measured_is_never_the_closest():
     sp = space(max_batch_size=(64,), prefer_max=(False,), threads=(1,), queue_delay_us=(0,))
     over, _ = synthetic(lambda c: 1.0, lambda c: False)
 
-    def measure(c: S.Candidate) -> dict:  # 1 instance did not load (no latency at all); 2 were over the budget
-        return {**over(c), "latency_ms": None, "error": "did not load"} if c.instances == 1 else over(c)
+    def measure(c: S.Candidate) -> Measurement:  # 1 instance did not load (no latency at all); 2 were over the budget
+        return over(c).model_copy(update={"latency_ms": None, "error": "did not load"}) if c.instances == 1 else over(c)
 
     result = S.search(sp, DEPLOYED, measure, "brute")
     assert result.best is None and result.closest[0].instances == 2
@@ -185,9 +191,23 @@ def test_the_concurrency_search_from_a_hint_finds_the_same_level_in_fewer_steps(
 
 
 def test_the_outcome_names_the_closest_or_the_time_limit():
+    from zeroserve.records.tune import TuneEntry
     from zeroserve.tune.record import outcome
 
-    closest = {"label": "onnx inst 1", "meets_budget": False, "latency_ms": 7.5, "throughput": 0.0}
+    settings = {"fmt": "onnx", "instances": 1, "max_batch_size": 8, "prefer_max": False, "queue_delay_us": 0}
+    closest = TuneEntry.model_validate(
+        {
+            "candidate": {**settings, "threads": 1, "preferred_batch_sizes": []},
+            "label": "onnx inst 1",
+            "meets_budget": False,
+            "latency_ms": 7.5,
+            "throughput": 0.0,
+            "stable": True,
+            "failed": 0,
+            "unstable_levels": [],
+            "levels": [],
+        }
+    )
     rec = {
         "percentile": 99.0,
         "timed_out": False,
@@ -196,15 +216,12 @@ def test_the_outcome_names_the_closest_or_the_time_limit():
         "min_throughput": None,
         "latency_budget_ms": 5.0,
         "max_minutes": 1.0,
-        "candidates": [closest],
+        "measured": 1,
         "best": None,
     }
-    out = outcome(rec)
-    assert out["exit_code"] == 1 and "onnx inst 1" in out["reason"] and "7.50 ms" in out["reason"]
-    timed = outcome({**rec, "timed_out": True, "best": {**closest, "throughput": 900.0}})
-    assert (
-        timed["exit_code"] == 1
-        and "--max-minutes 1 ran out" in timed["reason"]
-        and "nothing applied" in timed["reason"]
-    )
-    assert outcome({**rec, "chosen": {"label": "x"}})["exit_code"] == 0
+    out = outcome(**rec)
+    assert out.exit_code == 1 and "onnx inst 1" in out.reason and "7.50 ms" in out.reason
+    timed = outcome(**{**rec, "timed_out": True, "best": closest.model_copy(update={"throughput": 900.0})})
+    assert timed.exit_code == 1 and "--max-minutes 1 ran out" in timed.reason and "nothing applied" in timed.reason
+    assert "onnx inst 1 (900 infer/s)" in timed.reason
+    assert outcome(**{**rec, "chosen": closest}).exit_code == 0

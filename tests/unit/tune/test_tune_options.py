@@ -68,3 +68,30 @@ def test_bad_options_are_refused_once_with_their_spelling(args, says):
 def test_options_made_in_code_are_checked_the_same_way():
     with pytest.raises(InputError, match="--window"):
         Options(budget_ms=5.0, window_s=0)
+
+
+def test_json_prints_the_tune_record_key_for_key_with_its_report_files(tmp_path):
+    """`tune --json` on 53e25ec's record (the run stood in for): the record as it was, `report` added, saved."""
+    import json
+    from pathlib import Path
+
+    import zeroserve.tune.runner as runner
+    from zeroserve.app.cli import app
+    from zeroserve.records.tune import TuneRecord
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "records_53e25ec" / "tune_report.json"
+    original = runner.run_tune
+    runner.run_tune = lambda *a, **kw: TuneRecord.load(fixture)  # type: ignore[assignment]  # imported when it runs
+    try:
+        args = ["tune", "softmax_mnist", "--latency-budget-ms", "200", "--report", str(tmp_path), "--json"]
+        res = CliRunner().invoke(app, args)
+    finally:
+        runner.run_tune = original
+    assert res.exit_code == 0, res.output
+    shown = json.loads(res.stdout)
+    written = json.loads(fixture.read_text())
+    assert shown.pop("report") == {k: str(tmp_path / f"tune.{k}") for k in ("json", "png", "html")}
+    assert shown.pop("schema_version") == 1 and written.pop("schema") == 1
+    assert shown == {**written, "applied": None, "applied_engine_differs": None}  # 53e25ec had no engine check
+    assert list(shown) == [*written, "applied_engine_differs"]  # in the order tune wrote it
+    assert TuneRecord.load(tmp_path / "tune.json").report is None  # the file is the record, without --json's block

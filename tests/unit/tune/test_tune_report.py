@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zeroserve import engine
 from zeroserve.client.perf import panels
+from zeroserve.records.tune import TuneRecord
 from zeroserve.triton import machine
 from zeroserve.tune import report
 
@@ -18,14 +19,28 @@ def _candidate(label: str, scale: float, deployed: bool = False, stable: bool = 
             "mean_ms": 0.6 * c,
             "stable": stable or c == 1,
             "failed": 0,
-            "server_resources": {"cpu_cores": 0.4 * c, "rss_mb": 150.0 * scale, "peak_rss_mb": 160.0 * scale},
+            "server_resources": {
+                "cpu_cores": 0.4 * c,
+                "rss_mb": 150.0 * scale,
+                "peak_rss_mb": 160.0 * scale,
+                "processes": 2,
+                "seconds": 3.0,
+            },
         }
         for c in (1, 2, 4)
     ]
     best = levels[1]
     return {
         "label": label,
-        "candidate": {"label": label},
+        "candidate": {
+            "fmt": "onnx",
+            "instances": int(label[0]),
+            "max_batch_size": 8,
+            "prefer_max": False,
+            "queue_delay_us": 0,
+            "threads": 1,
+            "preferred_batch_sizes": [],
+        },
         "deployed": deployed,
         "meets_budget": True,
         "concurrency": 2,
@@ -37,39 +52,57 @@ def _candidate(label: str, scale: float, deployed: bool = False, stable: bool = 
         "stable": stable,
         "failed": 0,
         "unstable_levels": [] if stable else [2, 4],
-        "server": {"queue_us": 50.0, "compute_input_us": 10.0, "compute_infer_us": 300.0, "compute_output_us": 20.0},
-        "client": {"send_us": 20.0, "check_us": 5.0},
+        "server": {
+            "queue_us": 50.0,
+            "compute_input_us": 10.0,
+            "compute_infer_us": 300.0,
+            "compute_output_us": 20.0,
+            "requests": 100,
+            "inferences": 100,
+            "executions": 50,
+            "failed": 0,
+        },
+        "client": {"cpu_us": 30.0, "send_us": 20.0, "check_us": 5.0},
         "levels": levels,
     }
 
 
-def record() -> dict:
+def record() -> TuneRecord:
     candidates = [
         _candidate("1 inst", 1.0, deployed=True),
         _candidate("2 inst", 1.5),
         _candidate("3 inst", 0.8, stable=False),
     ]
-    return {
-        "model": "cnn_mnist",
-        "search": "brute",
-        "latency_budget_ms": 5.0,
-        "latency_metric": "p99_ms",
-        "min_throughput": None,
-        "protocol": "grpc",
-        "candidates": candidates,
-        "chosen": candidates[1],
-        "chosen_is_deployed": False,
-        "gain": 1.5,
-        "side_by_side": None,
-        "floor": {"latency_ms": 0.4, "p50_ms": 0.3, "p99_ms": 0.4, "stable": True},
-        "tuned_on": machine.measured_on(engine.embedded("onnx", [], "2.51.0")).to_json(),
-        "notes": [],
-        "outcome": {"exit_code": 0, "reason": ""},
-    }
+    return TuneRecord.model_validate(
+        {
+            "kind": "tune",
+            "model": "cnn_mnist",
+            "triton_model": "cnn_mnist_onnx",
+            "formats": {"onnx": "cnn_mnist_onnx"},
+            "percentile": 99.0,
+            "space": {"instances": [1, 2, 3]},
+            "timed_out": False,
+            "seconds": 60.0,
+            "search": "brute",
+            "latency_budget_ms": 5.0,
+            "latency_metric": "p99_ms",
+            "min_throughput": None,
+            "protocol": "grpc",
+            "candidates": candidates,
+            "chosen": candidates[1],
+            "chosen_is_deployed": False,
+            "gain": 1.5,
+            "side_by_side": None,
+            "floor": {"latency_ms": 0.4, "p50_ms": 0.3, "p99_ms": 0.4, "stable": True},
+            "tuned_on": machine.measured_on(engine.embedded("onnx", [], "2.51.0")),
+            "notes": [],
+            "outcome": {"exit_code": 0, "reason": ""},
+        }
+    )
 
 
 def test_the_tune_summary_marks_the_pareto_front_and_the_choice_and_names_engine_and_floor():
-    fig = panels.tune_figure(record(), report.pareto)
+    fig = panels.tune_figure(record().to_json(), report.pareto)
     assert [ax.get_title() for ax in fig.axes] == list(panels.PANELS)
     title = fig._suptitle.get_text()
     assert "zeroserve tune cnn_mnist: 3 candidates, budget 5 ms p99" in title
@@ -89,3 +122,27 @@ def test_the_tune_report_files(tmp_path):
     paths = report.write_report(record(), tmp_path)
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "embedded Triton 2.51.0" in paths["html"].read_text()
+    assert TuneRecord.load(paths["json"]).to_json() == record().to_json()  # tune.json is the record, key for key
+
+
+def test_tune_records_of_53e25ec_draw_their_table_closing_lines_and_report(tmp_path):
+    """tune.json as 53e25ec wrote it (stdout with `report`, the report's file, one after --apply) through the views."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "records_53e25ec"
+    for name in ("tune.json", "tune_report.json", "tune_applied.json"):
+        rec = TuneRecord.load(fixtures / name)
+        assert rec.model == "softmax_mnist" and rec.candidates and rec.outcome.exit_code in (0, 1)
+        assert rec.deployed and rec.deployed.candidate.fmt == "onnx"
+        console = Console(record=True, width=200)
+        console.print(report.table(rec))
+        assert len(rec.candidates) == sum(1 for line in console.export_text().splitlines() if "onnx inst" in line)
+        if rec.chosen:
+            assert any(rec.chosen.label in line for line in report.closing(rec))
+        paths = report.write_report(rec, tmp_path / name)
+        assert TuneRecord.load(paths["json"]).to_json() == rec.to_json()
+        assert rec.model in paths["html"].read_text()
+    assert TuneRecord.load(fixtures / "tune_applied.json").applied == "softmax_mnist_onnx"
+    assert TuneRecord.load(fixtures / "tune.json").report
