@@ -261,7 +261,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
             purpose="zeroserve bench (client)",
             own_cache=False,
         ) as server:
-            endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
+            endpoint = Endpoint("127.0.0.1", server.state.http_port, server.state.grpc_port or 0, "bench")
             if bench_reference.MODEL in deployed:
                 reference = bench_reference.main(endpoint, console)
             for name in [] if reference_only else deployed:

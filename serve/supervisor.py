@@ -102,7 +102,7 @@ class Supervisor(ModelRecovery):
 
     # ------------------------------------------------------------ state
     def _write(self, **changes: Any) -> None:
-        self.server.state = {**self.server.state, **changes}
+        self.server.state = self.server.state.updated(**changes)
         st.write_state(self.server.state)
 
     # ------------------------------------------------------------ the loop
@@ -150,9 +150,10 @@ class Supervisor(ModelRecovery):
 
     def _heal_state(self) -> None:
         """Write the state file again from memory when it cannot be read (truncated, garbage, removed)."""
-        if st.read_state_file(st.state_path(self.server.state["run_id"])) is None:
+        path = st.state_path(self.server.state.run_id)
+        if st.read_state_file(path) is None:
             st.write_state(self.server.state)
-            self.say(f"state file {st.state_path(self.server.state['run_id'])} could not be read; written again")
+            self.say(f"state file {path} could not be read; written again")
 
     def _crashed(self) -> None:
         """Record the crash, then restart after the backoff, or give up past the cap."""
@@ -181,7 +182,7 @@ class Supervisor(ModelRecovery):
             status=st.STARTING,
             recovering={},
             next_start=time.time() + wait,
-            attempt=int(self.server.state.get("restarts", 0)) + 1,
+            attempt=(self.server.state.restarts or 0) + 1,
             crash_loop={"crashes": recent, "window_s": self.policy.window_s} if recent > 1 else None,
         )
         self.say(f"tritonserver {crash['exit']} (log kept: {kept}); restarting in {wait:.1f} s")
@@ -190,8 +191,8 @@ class Supervisor(ModelRecovery):
 
     def _record_crash(self, code: int | None) -> tuple[dict[str, Any], list[dict[str, Any]], int, Path]:
         """Keep the crashed server's log, end its stubs and shared memory; the crash record and the kept list."""
-        run_dir = Path(self.server.state["runtime_dir"])
-        number = int(self.server.state.get("crash_count", 0)) + 1
+        run_dir = Path(self.server.state.runtime_dir or "")
+        number = (self.server.state.crash_count or 0) + 1
         kept = run_dir / f"crash-{number}.log"
         try:
             os.replace(self.server.log, kept)
@@ -200,13 +201,13 @@ class Supervisor(ModelRecovery):
         tail = log_tail(kept, TAIL_LINES)
         if kept != self.server.log:  # failures recorded against the live log now point at the kept one
             failures = [
-                {**f, "log": str(kept)} if f.get("log") == str(self.server.log) else f
-                for f in self.server.state.get("reload_failures", [])
+                f.model_copy(update={"log": str(kept)}) if f.log == str(self.server.log) else f
+                for f in self.server.state.reload_failures or []
             ]
             self._write(reload_failures=failures)
         crash = {
             "time": _now(),
-            "pid": self.server.state.get("pid"),
+            "pid": self.server.state.pid,
             "exit_code": code,
             "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
             "exit": describe_exit(code),
@@ -224,15 +225,15 @@ class Supervisor(ModelRecovery):
             self.restart_cause, self.hung = None, False
         cap_crash_logs(run_dir, kept, number)
         # Stubs of the dead server and their shared memory go before anything starts again.
-        ps.kill(ps.run_processes(self.server.state.get("shm_prefix")))
-        ps.unlink_shm(self.server.state.get("shm_prefix"))
-        crashes = [*self.server.state.get("crashes", []), crash][-CRASHES_KEPT:]
+        ps.kill(ps.run_processes(self.server.state.shm_prefix))
+        ps.unlink_shm(self.server.state.shm_prefix)
+        crashes = [*(c.to_json() for c in self.server.state.crashes or []), crash][-CRASHES_KEPT:]
         return crash, crashes, number, kept
 
     def _restart(self) -> None:
         """Start the server again; models whose reload failed before are given up if they fail again."""
-        state_failed = self.server.state.get("failed") or {}
-        given_up = {n: state_failed.get(n, "given up") for n in self.server.state.get("given_up") or []}
+        state_failed = self.server.state.failed or {}
+        given_up = {n: state_failed.get(n, "given up") for n in self.server.state.given_up or []}
         given_up.update(self._rebuild_failed())
         try:
             failed = self.server.restart(READY_TIMEOUT_S)
@@ -257,13 +258,13 @@ class Supervisor(ModelRecovery):
         self.last_live = time.monotonic()
         self._write(
             status=st.RUNNING,
-            restarts=int(self.server.state.get("restarts", 0)) + 1,
+            restarts=(self.server.state.restarts or 0) + 1,
             last_restart=_now(),
             failed={**failed, **given_up},
             given_up=sorted(given_up),
             next_start=None,
         )
-        self.say(f"tritonserver restarted (pid {self.server.pid}); restarts so far: {self.server.state['restarts']}")
+        self.say(f"tritonserver restarted (pid {self.server.pid}); restarts so far: {self.server.state.restarts}")
 
 
 if __name__ == "__main__":  # `python -m zeroserve.serve.supervisor OPTIONS_JSON`: the detached start's other half
