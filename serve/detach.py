@@ -115,7 +115,7 @@ def _wait(proc: subprocess.Popen, run_id: str, sup_log: Path, deadline: float, o
         if error or proc.poll() is not None:
             proc.wait(timeout=STOP_WAIT_S)
             if error:
-                raise (InputError if error.get("exit_code") == 2 else ServerError)(str(error.get("message")))
+                raise (InputError if error.exit_code == 2 else ServerError)(str(error.message))
             raise ServerError(
                 f"the supervisor exited with code {proc.returncode} before the server was ready: "
                 f"{log_tail(sup_log)} (log: {sup_log})"

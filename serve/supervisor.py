@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve.errors import ServerError
+from zeroserve.records.state import Crash
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.serve.handle import READY_TIMEOUT_S, Server
@@ -168,9 +169,9 @@ class Supervisor(ModelRecovery):
             reason = (
                 f"tritonserver crashed {self.policy.recent(self.crash_times, now)} times within "
                 f"{self.policy.window_s:.0f} s (cap {self.policy.cap}, --max-restarts); gave up. Last: "
-                f"{crash['exit']}; log kept: {kept}"
+                f"{crash.exit}; log kept: {kept}"
             )
-            crashes[-1] = {**crash, "gave_up": True}
+            crash.gave_up = True  # the last of `crashes`
             self._write(crashes=crashes, crash_count=number, recovering={}, log=str(kept))
             self.server.stop(0.0, keep_run=True, reason=reason)
             raise ServerError(reason)
@@ -185,11 +186,11 @@ class Supervisor(ModelRecovery):
             attempt=(self.server.state.restarts or 0) + 1,
             crash_loop={"crashes": recent, "window_s": self.policy.window_s} if recent > 1 else None,
         )
-        self.say(f"tritonserver {crash['exit']} (log kept: {kept}); restarting in {wait:.1f} s")
+        self.say(f"tritonserver {crash.exit} (log kept: {kept}); restarting in {wait:.1f} s")
         time.sleep(wait)
         self._restart()
 
-    def _record_crash(self, code: int | None) -> tuple[dict[str, Any], list[dict[str, Any]], int, Path]:
+    def _record_crash(self, code: int | None) -> tuple[Crash, list[Crash], int, Path]:
         """Keep the crashed server's log, end its stubs and shared memory; the crash record and the kept list."""
         run_dir = Path(self.server.state.runtime_dir or "")
         number = (self.server.state.crash_count or 0) + 1
@@ -205,29 +206,29 @@ class Supervisor(ModelRecovery):
                 for f in self.server.state.reload_failures or []
             ]
             self._write(reload_failures=failures)
-        crash = {
-            "time": _now(),
-            "pid": self.server.state.pid,
-            "exit_code": code,
-            "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
-            "exit": describe_exit(code),
-            "log": str(kept),
-            "tail": tail,
-        }
+        crash = Crash(
+            time=_now(),
+            pid=self.server.state.pid,
+            exit_code=code,
+            signal=signal.Signals(-code).name if code is not None and code < 0 else None,
+            exit=describe_exit(code),
+            log=str(kept),
+            tail=tail,
+        )
         if self.restart_cause:
-            crash["cause"] = self.restart_cause
-            crash["exit"] = (
+            crash.cause = self.restart_cause
+            crash.exit = (
                 f"{self.restart_cause}; killed"
                 if self.hung
                 else f"ended by the supervisor to restart it ({self.restart_cause})"
             )
-            crash["hung"] = self.hung
+            crash.hung = self.hung
             self.restart_cause, self.hung = None, False
         cap_crash_logs(run_dir, kept, number)
         # Stubs of the dead server and their shared memory go before anything starts again.
         ps.kill(ps.run_processes(self.server.state.shm_prefix))
         ps.unlink_shm(self.server.state.shm_prefix)
-        crashes = [*(c.to_json() for c in self.server.state.crashes or []), crash][-CRASHES_KEPT:]
+        crashes = [*(self.server.state.crashes or []), crash][-CRASHES_KEPT:]
         return crash, crashes, number, kept
 
     def _restart(self) -> None:

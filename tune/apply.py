@@ -28,6 +28,7 @@ from zeroserve.deploy.release import TARGET
 from zeroserve.deploy.repository import place, prune_stale, read_manifest, staging_parent, write_manifest
 from zeroserve.errors import InputError
 from zeroserve.records.manifest import ManifestEntry, Tuning
+from zeroserve.records.measured import MeasuredOn
 from zeroserve.tune.search import Candidate
 from zeroserve.tune.settings import backend_of, config_for
 
@@ -113,14 +114,16 @@ def apply_tuning(
     target = engine.target_release(
         read_manifest(repository).target or asdict(TARGET), model.backend, model.instance_kind
     )
+    detail = MeasuredOn.model_validate(tuned_on).engine_detail  # the tune record's `tuned_on`
+    measured = detail.to_json() if detail is not None else None
     tuning = {
         "settings": tuned_settings(candidate),
         "measurement": measurement,
         "tuned_on": tuned_on,
         # the engine the settings were measured on against the one this repository is written for
-        "engine": tuned_on.get("engine_detail"),
+        "engine": measured,
         "target_engine": target,
-        "engine_differs": engine.differs(tuned_on.get("engine_detail"), target),
+        "engine_differs": engine.differs(measured, target),
         **context,
         "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "previous_config": PREVIOUS,

@@ -88,6 +88,13 @@ class Reaped(Block):
     shm_removed: Any = None
 
 
+class StartError(Block):
+    """Why a detached start failed, as the supervisor recorded it for the waiting CLI."""
+
+    message: str | None = None
+    exit_code: int | None = None
+
+
 class ServerState(Record):
     """A running (or dead) server of one `serve` run: where it listens, its process and what its supervisor did."""
 
@@ -157,8 +164,8 @@ class ServerState(Record):
     reason: str | None = None
     """Why a dead server ended."""
     reaped: Reaped | None = None
-    error: dict[str, Any] | None = None
-    """A detached start's failure: {"message", "exit_code"} (the waiting CLI raises it)."""
+    error: StartError | None = None
+    """A detached start's failure (the waiting CLI raises it)."""
     state_unreadable: str | None = None
     """Set on a state made from tritonserver's command line when the file cannot be read (never written)."""
 
