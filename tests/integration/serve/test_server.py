@@ -249,7 +249,7 @@ def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time
     assert events[("linear_onnx", "READY")] < events[("name_gru_onnx", "loading")]
     # The last load got what was left of the one deadline, not a whole timeout of its own from when it began.
     assert timeout - 0.5 < events[("name_gru_onnx", "timed out")] < timeout + 1.0, events
-    assert st.list_servers() == [] and st.dead_servers()[0]["reason"].startswith("failed to start")
+    assert st.list_servers() == [] and st.dead_servers()[0].reason.startswith("failed to start")
 
 
 def _cmdline(proc: Path) -> bytes:
