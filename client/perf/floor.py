@@ -63,8 +63,8 @@ def twin_server(client: Client, triton_name: str, timeout: float) -> Iterator[tu
         timeout=max(timeout, 120.0),
     ) as server:
         s = server.state
-        where = f"a private embedded server (pid {server.pid}) built from {state['repository']}"
-        yield Endpoint(s["host"], int(s["http_port"]), int(s["grpc_port"]), "the floor's private server"), where
+        where = f"a private embedded server (pid {server.pid}) built from {state.repository}"
+        yield Endpoint(s.host, s.http_port, s.grpc_port or 0, "the floor's private server"), where
 
 
 def comparison(model: dict, floor: dict) -> dict[str, Any]:
