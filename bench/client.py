@@ -27,12 +27,13 @@ from rich.console import Console
 from rich.table import Table
 
 from zeroserve import engine, records, registry
-from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained, model_dir
+from zeroserve.artifacts import DEFAULT_ARTIFACTS, load_trained
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import load
 from zeroserve.client.perf.run import run_perf
 from zeroserve.client.perf.windows import percentiles
 from zeroserve.errors import ZeroserveError
+from zeroserve.records.layout import ModelFolder
 from zeroserve.triton import machine
 
 LEVELS = (1, 16)
@@ -280,7 +281,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
             purpose="zeroserve bench (client)",
             own_cache=False,
         ) as server:
-            endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
+            endpoint = Endpoint("127.0.0.1", server.state.http_port, server.state.grpc_port or 0, "bench")
             if bench_reference.MODEL in deployed:
                 reference = bench_reference.main(endpoint, console)
             for name in [] if reference_only else deployed:
@@ -317,7 +318,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, models: list[str] | None = None, r
 
 
 def _artifacts_of(spec, artifacts: Path, scratch: Path) -> Path:
-    return artifacts if (model_dir(artifacts, spec) / "checkpoint.pt").is_file() else scratch
+    return artifacts if ModelFolder.of(artifacts, spec.name).checkpoint.is_file() else scratch
 
 
 def _measure_model(

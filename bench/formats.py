@@ -98,7 +98,7 @@ def served(spec: ModelSpec, paths: dict[str, dict], scratch: Path, console: Cons
         try:
             deploy_model(spec, scratch / folder_name, repo, formats=tuple(p["format"] for p in mine.values()))
             with private_server(repo, None, purpose=f"zeroserve bench (formats, {folder_name})") as server:
-                endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
+                endpoint = Endpoint("127.0.0.1", server.state.http_port, server.state.grpc_port or 0, "bench")
                 out.update({label: _served_figures(spec, endpoint, p["format"]) for label, p in mine.items()})
         except ZeroserveError as exc:
             console.print(f"[yellow]not served[/] {spec.name} ({folder_name}): {exc}")

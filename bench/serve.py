@@ -250,13 +250,13 @@ def _memory(artifacts: Path, scratch: Path, repository: Path, console) -> dict |
     with private_server(repository, names, purpose="zeroserve bench (memory)", own_cache=False) as server:
         load_s = time.perf_counter() - t0
         time.sleep(1.0)
-        stubs = [p.pid for p in stubs_of(server.state["shm_prefix"])]
+        stubs = [p.pid for p in stubs_of(server.state.shm_prefix)]
         pss, rss = _pss_rss_mb([server.pid, *stubs])
         server_pss, server_rss = _pss_rss_mb([server.pid])
         onnx_stubs = [p for p in stubs if b"_onnx/" in Path(f"/proc/{p}/cmdline").read_bytes()]
         ts_stubs = [p for p in stubs if b"_torchscript/" in Path(f"/proc/{p}/cmdline").read_bytes()]
         mem = {
-            "models": len(server.state["models"]),
+            "models": len(server.state.models or []),
             "stubs": len(stubs),
             "load_s": load_s,
             "total_pss_mb": pss,

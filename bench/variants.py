@@ -42,9 +42,7 @@ def served_figures(rows: list[dict], timeout: float = 3.0) -> tuple[dict, str]:
 
     try:
         state = resolve_server()
-        endpoint = Endpoint(
-            state.get("host") or "127.0.0.1", int(state["http_port"]), int(state["grpc_port"]), "state file"
-        )
+        endpoint = Endpoint(state.host or "127.0.0.1", state.http_port, state.grpc_port or 0, "state file")
         with Client(endpoint, "grpc", timeout) as client:
             client.live()
             present = set(client.served_models())
@@ -102,7 +100,7 @@ def main(artifacts: Path = DEFAULT_ARTIFACTS, model: str = MODEL, variant: str =
             console.print(f"[yellow]served variant benchmark skipped:[/] {exc}")
             return {}
         with private_server(tmp / "repo", None, purpose="zeroserve bench (variants)", own_cache=False) as server:
-            endpoint = Endpoint("127.0.0.1", server.state["http_port"], server.state["grpc_port"], "bench")
+            endpoint = Endpoint("127.0.0.1", server.state.http_port, server.state.grpc_port or 0, "bench")
             runs: dict[str, list[dict]] = {"onnx": [], key: []}
             for _ in range(RUNS):  # interleaved: the machine's drift lands on both
                 for fmt in runs:

@@ -17,6 +17,7 @@ from zeroserve import formats as F
 from zeroserve.client.endpoints import PROTOCOLS, Endpoint
 from zeroserve.client.values import to_wire
 from zeroserve.errors import InputError, ServerError
+from zeroserve.records.state import Recovering, ServerState
 from zeroserve.serve.state import recovering_models, restarting, server_at
 from zeroserve.spec import ModelSpec
 from zeroserve.triton import restricted
@@ -119,7 +120,7 @@ class Client:
         self.url = endpoint.url(protocol)
         self.timeout = timeout
         self._mod = tritonclient_module(protocol)
-        self._state: dict | None | bool = False  # the zeroserve state of the server at url, read on first use
+        self._state: ServerState | None | bool = False  # the zeroserve state of the server at url, read on first use
         try:
             if protocol == "grpc":
                 self._client = self._mod.InferenceServerClient(self.url)
@@ -148,7 +149,7 @@ class Client:
                     raise ServerUnreachable(note) from None
             raise error from None
 
-    def server_state(self) -> dict | None:
+    def server_state(self) -> ServerState | None:
         """The state file of the zeroserve server at this url (read once), or None when it is not zeroserve's."""
         if self._state is False:
             host, _, port = self.url.rpartition(":")
@@ -181,7 +182,7 @@ class Client:
                 f"the server at {self.url} does not serve {triton_name} (ready: {', '.join(served) or 'none'}); {fix}"
             )
 
-    def recovering(self) -> dict[str, dict]:
+    def recovering(self) -> dict[str, Recovering]:
         """Models of this server that its zeroserve supervisor is reloading (from the state file, read only)."""
         host, _, port = self.url.rpartition(":")
         return recovering_models(host.strip("[]"), int(port))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from zeroserve.errors import InputError, ServerError
+from zeroserve.records.state import ServerState
 from zeroserve.serve.state import resolve_server
 from zeroserve.triton.ports import DEFAULT_HOST, DEFAULT_PORTS, hostport, non_loopback
 
@@ -67,11 +68,11 @@ def resolve_endpoint(
         return Endpoint(host or DEFAULT_HOST, http_port, grpc_port, "options")
     if http_port is not None or grpc_port is not None:
         try:
-            state = resolve_server(host=host, http_port=http_port, grpc_port=grpc_port)
+            state: ServerState | None = resolve_server(host=host, http_port=http_port, grpc_port=grpc_port)
         except (ServerError, InputError):
-            state = {}
+            state = None
         missing = "grpc" if grpc_port is None else "http"
-        if not state and missing in protocols:
+        if state is None and missing in protocols:
             given = f"--{'http' if missing == 'grpc' else 'grpc'}-port {http_port or grpc_port}"
             raise InputError(
                 f"{given} names no running zeroserve server, so its {missing.upper()} port is unknown: "
@@ -79,20 +80,20 @@ def resolve_endpoint(
             )
         return Endpoint(
             host or DEFAULT_HOST,
-            http_port or int(state.get("http_port") or 0),
-            grpc_port or int(state.get("grpc_port") or 0),
-            "options" + (f" and the state file of server pid {state.get('pid')}" if state else ""),
+            http_port or (state.http_port if state else 0),
+            grpc_port or ((state.grpc_port or 0) if state else 0),
+            "options" + (f" and the state file of server pid {state.pid}" if state else ""),
         )
     try:
-        state = resolve_server(host=host)
+        chosen = resolve_server(host=host)
     except ServerError:
         # No zeroserve server running: a Triton started by other means may still be on the defaults.
         return Endpoint(host or DEFAULT_HOST, source="defaults (no zeroserve server state file)")
     return Endpoint(
-        state.get("host") or DEFAULT_HOST,
-        int(state["http_port"]),
-        int(state["grpc_port"]),
-        f"state file of server pid {state.get('pid')}",
+        chosen.host or DEFAULT_HOST,
+        chosen.http_port,
+        chosen.grpc_port or 0,
+        f"state file of server pid {chosen.pid}",
     )
 
 

@@ -22,6 +22,7 @@ from zeroserve.client.endpoints import Endpoint
 from zeroserve.client.perf import run as perf
 from zeroserve.client.perf.levels import level_count, level_failures
 from zeroserve.errors import ZeroserveError
+from zeroserve.records.state import ServerState
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 
@@ -33,11 +34,11 @@ def _env(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
-def snapshot(state: dict) -> dict:
+def snapshot(state: ServerState) -> dict:
     """tritonserver's RSS, its stubs' RSS, and the run's /dev/shm segments (count and bytes)."""
-    server = st.process_of(state.get("pid"), state.get("create_time"))
-    stubs = ps.stubs(state.get("shm_prefix"))
-    segments = ps.shm_segments(state.get("shm_prefix"))
+    server = st.process_of(state.pid, state.create_time)
+    stubs = ps.stubs(state.shm_prefix)
+    segments = ps.shm_segments(state.shm_prefix)
 
     def rss(procs) -> int:
         total = 0
@@ -49,7 +50,7 @@ def snapshot(state: dict) -> dict:
         return total
 
     return {
-        "pid": state.get("pid"),
+        "pid": state.pid,
         "server_rss_mb": round(rss([server] if server else []) / 2**20, 1),
         "stubs": len(stubs),
         "stubs_rss_mb": round(rss(stubs) / 2**20, 1),
@@ -69,12 +70,12 @@ def main() -> int:
     except ZeroserveError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    endpoint = Endpoint(state["host"], int(state["http_port"]), int(state["grpc_port"]), "state file")
+    endpoint = Endpoint(state.host, state.http_port, state.grpc_port or 0, "state file")
     window = max(seconds / 2 / TRIALS, 1.0)
     before = snapshot(state)
     print(
         f"soak: {model}_onnx at c={concurrency}, {seconds:.0f} s ({window * TRIALS:.0f} s per protocol), "
-        f"server pid {state['pid']}",
+        f"server pid {state.pid}",
         flush=True,
     )
     print(f"start: {before}", flush=True)
@@ -102,13 +103,13 @@ def main() -> int:
         totals[protocol] = {"requests": requests, "failed": failed, "failures": kinds}
         print(f"{protocol}: {requests} requests, {failed} failed{f' {kinds}' if kinds else ''}", flush=True)
     # The same run, possibly a restarted process: read the state again for the pid now serving.
-    now = next((s for s in st.list_servers() if s["run_id"] == state["run_id"]), state)
+    now = next((s for s in st.list_servers() if s.run_id == state.run_id), state)
     after = snapshot(now)
     print(f"end ({time.monotonic() - t0:.0f} s): {after}", flush=True)
-    if now.get("restarts") or now.get("recovered"):
+    if now.restarts or now.recovered:
         print(
-            f"the supervisor restarted the server {now.get('restarts', 0)} time(s) and reloaded models "
-            f"{now.get('recovered', 0)} time(s) during the soak",
+            f"the supervisor restarted the server {now.restarts or 0} time(s) and reloaded models "
+            f"{now.recovered or 0} time(s) during the soak",
             flush=True,
         )
     failed = sum(t["failed"] for t in totals.values())

@@ -33,6 +33,7 @@ from zeroserve.deploy.kserve import DEFAULT_STORAGE_URI
 from zeroserve.deploy.release import TARGET
 from zeroserve.deploy.repository import DEFAULT_REPOSITORY, deploy_model, read_export_record
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.manifest import ManifestEntry
 
 if TYPE_CHECKING:  # mypy sees the value each choice stands for; typer gets the choice Enum at run time
     Device = str
@@ -83,9 +84,11 @@ HeadroomOpt = Annotated[float, typer.Option(help="Fraction of a replica's measur
 
 def _deploy_each(
     specs, explicit: bool, artifacts: Path, repository: Path, formats, **options
-) -> tuple[list[dict], list[dict], list[dict]]:
+) -> tuple[list[ManifestEntry], list[dict], list[dict]]:
     """Deploy each model; under `all` a model that cannot be deployed is skipped (input) or failed (lint), and said."""
-    deployed, skipped, failed = [], [], []
+    deployed: list[ManifestEntry] = []
+    skipped: list[dict] = []
+    failed: list[dict] = []
     for spec in specs:
         try:
             deployed += deploy_model(spec, artifacts, repository, formats=formats, **options)
@@ -257,7 +260,7 @@ def deploy_cmd(
             {
                 "repository": str(repository),
                 "target": target_info,
-                "deployed": deployed,
+                "deployed": [e.to_json() for e in deployed],
                 "skipped": skipped,
                 "failed": failed,
                 **({"kserve": manifests} if kserve else {}),

@@ -75,7 +75,7 @@ def kserve_plans(
     if target_rps is not None:
         plan_fmt = formats[0] if formats and len(formats) == 1 else F.DEFAULT_FORMAT
         for spec in specs:
-            if any(e["name"] == spec.triton_name(plan_fmt) for e in deployed):
+            if any(e.name == spec.triton_name(plan_fmt) for e in deployed):
                 plans[spec.triton_name(plan_fmt)] = P.plan(
                     spec.name,
                     target_rps,

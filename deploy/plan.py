@@ -14,10 +14,11 @@ import math
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
-from zeroserve import records
 from zeroserve.deploy.release import TARGET
 from zeroserve.errors import CheckFailed, InputError
 from zeroserve.records.base import Record
+from zeroserve.records.layout import RepositoryLayout
+from zeroserve.records.manifest import Manifest
 from zeroserve.records.perf import PerfRecord
 from zeroserve.records.tune import TuneRecord
 
@@ -258,19 +259,17 @@ def applied_tuning(repository: Path, triton_name: str) -> dict | None:
     tuned on and how that differs from the repository's target; None when the model was not tuned there."""
     from zeroserve import engine
 
-    path = Path(repository) / "manifest.json"
-    if not path.is_file():
+    manifest = Manifest.of(RepositoryLayout(repository).manifest)
+    entry = manifest.models.get(triton_name)
+    tuning = entry.tuning if entry is not None else None
+    if tuning is None:
         return None
-    entry = (records.read_json(path, "repository manifest").get("models") or {}).get(triton_name) or {}
-    tuning = entry.get("tuning")
-    if not isinstance(tuning, dict):
-        return None
-    facts = tuning.get("tuned_on") or {}
+    facts = tuning.tuned_on.to_json() if tuning.tuned_on is not None else {}
     return {
-        "settings": tuning.get("settings"),
+        "settings": tuning.settings.to_json() if tuning.settings is not None else None,
         "tuned_on": engine.describe(facts) if facts else "an engine the manifest does not name",
-        "target": engine.line(tuning.get("target_engine")) if tuning.get("target_engine") else "its target release",
-        "engine_differs": list(tuning.get("engine_differs") or []),
+        "target": engine.line(tuning.target_engine) if tuning.target_engine else "its target release",
+        "engine_differs": list(tuning.engine_differs or []),
     }
 
 

@@ -43,11 +43,11 @@ from zeroserve.deploy.release import TARGET, TargetRelease
 from zeroserve.errors import InputError
 from zeroserve.export.exporter import sha256
 from zeroserve.records.export import ExportRecord
-from zeroserve.records.layout import ModelFolder
+from zeroserve.records.layout import ModelFolder, RepositoryLayout
+from zeroserve.records.manifest import Manifest, ManifestEntry, TunedSettings, Tuning
 from zeroserve.spec import ModelSpec
 
 DEFAULT_REPOSITORY = Path("model_repository")
-MANIFEST = "manifest.json"
 
 # DEFAULT_MAX_QUEUE_DELAY_US (deploy/config.py) was measured by bench/serve.py (cnn_mnist, HTTP and
 # gRPC): 100 µs added 0.1-0.2 ms to c=1 p50 and no more than noise to c=16 throughput, since Triton
@@ -148,7 +148,7 @@ def deploy_model(
     storage_uri: str = DEFAULT_STORAGE_URI,
     release: TargetRelease = TARGET,
     reset_tuning: bool = False,
-) -> list[dict]:
+) -> list[ManifestEntry]:
     """Deploy one model's gated artifacts into the canonical repository.
 
     `formats` None deploys `default_formats`: the primary formats and every variant fit to deploy.
@@ -178,12 +178,12 @@ def deploy_model(
     repository = records.ensure_writable_dir(Path(repository))
     staging = staging_parent(repository)
     record_sha = sha256(record_path)
-    manifest_models = read_manifest(repository).get("models", {})
+    manifest_models = read_manifest(repository).models
     written = []
     for fmt, (entry, path, info) in checked.items():
         backend = F.get(fmt).backend
         name = F.get(fmt).triton_name(spec.name)
-        tuning = None if reset_tuning else (manifest_models.get(name) or {}).get("tuning")
+        tuning = None if reset_tuning else _tuning(manifest_models.get(name))
         chosen = _settings(
             tuning, gated, max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us, instances=instances
         )
@@ -232,7 +232,7 @@ def deploy_model(
                 "gated_max_batch_size": gated,
                 **({"preferred_batch_sizes": list(model.preferred_batch_sizes)} if model.preferred_batch_sizes else {}),
                 **({backend.threads_parameter: chosen["threads"]} if chosen["threads"] else {}),
-                **({"tuning": {**tuning, "overridden": chosen["overridden"]}} if tuning else {}),
+                **({"tuning": {**tuning.to_json(), "overridden": chosen["overridden"]}} if tuning else {}),
                 "warmup": "sample.npz row 0" if sample is not None else "safe values (no sample.npz)",
                 **info,
                 **notes,
@@ -242,19 +242,25 @@ def deploy_model(
             place(tmp, repository / name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        write_manifest(repository, [entry_out], release)  # per folder, so the manifest never lags a placed model
-        written.append(entry_out)
+        written.append(ManifestEntry.model_validate(entry_out))
+        write_manifest(repository, written[-1:], release)  # per folder, so the manifest never lags a placed model
     if target == "kserve":
         write_kserve_manifest(repository, storage_uri=storage_uri, device=device, release=release)
     return written
 
 
-def _settings(tuning: dict | None, gated: int, **given) -> dict:
+def _tuning(entry: ManifestEntry | None) -> Tuning | None:
+    """The tuning a manifest entry records (`tune --apply`), or None."""
+    return entry.tuning if entry is not None else None
+
+
+def _settings(tuning: Tuning | None, gated: int, **given) -> dict:
     """The serving settings of one deployed format: an explicit option, else the tuned value, else the default.
 
     Returns the settings and `overridden`, the tuned settings an explicit option replaced.
     """
-    tuned = (tuning or {}).get("settings", {})
+    settings = (tuning.settings if tuning is not None else None) or TunedSettings()
+    tuned = settings.to_json()  # the settings the tuning wrote (one absent is not tuned)
     defaults = {"max_batch_size": gated, "max_queue_delay_us": DEFAULT_MAX_QUEUE_DELAY_US, "instances": 1}
     out: dict = {"overridden": []}
     for key, default in defaults.items():
@@ -265,32 +271,27 @@ def _settings(tuning: dict | None, gated: int, **given) -> dict:
         else:
             out[key] = tuned.get(key, default)
     out["max_batch_size"] = min(out["max_batch_size"], gated)
-    out["preferred_batch_sizes"] = tuple(
-        b for b in tuned.get("preferred_batch_sizes", ()) if b <= out["max_batch_size"]
-    )
-    out["threads"] = tuned.get("threads")
+    out["preferred_batch_sizes"] = tuple(b for b in settings.preferred_batch_sizes or () if b <= out["max_batch_size"])
+    out["threads"] = settings.threads
     return out
 
 
-def read_manifest(repository: Path) -> dict:
+def read_manifest(repository: Path) -> Manifest:
     """The repository's manifest, or an empty one when none was written yet."""
-    path = Path(repository) / MANIFEST
-    if not path.is_file():
-        return {"schema": records.SCHEMA, "models": {}}
-    return records.read_json(path, "repository manifest")
+    return Manifest.of(RepositoryLayout(repository).manifest)
 
 
-def write_manifest(repository: Path, entries: list[dict], release: TargetRelease = TARGET) -> dict:
+def write_manifest(repository: Path, entries: list[ManifestEntry], release: TargetRelease = TARGET) -> Manifest:
     """Merge `entries` into `manifest.json` (atomic), dropping models whose folders are gone."""
-    repository = Path(repository)
-    manifest = read_manifest(repository)
-    models = {k: v for k, v in manifest.get("models", {}).items() if (repository / k / "config.pbtxt").is_file()}
-    models.update({e["name"]: e for e in entries})
-    manifest = {
-        "schema": records.SCHEMA,
-        "target": {**asdict(release), "sources": list(release.sources)},
-        "models": dict(sorted(models.items())),
-        "versions": records.versions("onnx", "tritonclient", "protobuf"),
+    layout = RepositoryLayout(Path(repository))
+    models = {
+        k: v for k, v in read_manifest(layout.root).models.items() if (layout.model(k) / "config.pbtxt").is_file()
     }
-    records.write_json(repository / MANIFEST, manifest)
+    models.update({e.name: e for e in entries})
+    manifest = Manifest(
+        target={**asdict(release), "sources": list(release.sources)},
+        models=dict(sorted(models.items())),
+        versions=records.versions("onnx", "tritonclient", "protobuf"),
+    )
+    manifest.save(layout.manifest)
     return manifest

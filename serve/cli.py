@@ -222,8 +222,8 @@ def serve_cmd(
             )
         print_endpoints(state)
         console.print(
-            f"detached: supervisor pid {state['supervisor']['pid']}, tritonserver pid {state['pid']}, "
-            f"log {state['log']}; stop it with `zeroserve stop`",
+            f"detached: supervisor pid {state.supervisor.pid if state.supervisor else None}, tritonserver pid "
+            f"{state.pid}, log {state.log}; stop it with `zeroserve stop`",
             highlight=False,
         )
         return

@@ -15,6 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from zeroserve.app.cliutil import console, err_console
+from zeroserve.records.state import ServerState
 from zeroserve.serve.server import NOT_SERVED
 from zeroserve.serve.status import duration_text
 from zeroserve.triton.ports import hostport
@@ -60,21 +61,22 @@ def progress() -> Iterator[Callable[[str, str, float], None]]:
         yield on_model
 
 
-def print_endpoints(s: dict) -> None:
-    failed = s.get("failed") or {}
-    ready = len(s["models"]) - len(failed)
-    table = Table(title=f"tritonserver pid {s['pid']}: {ready} of {len(s['models'])} models READY")
+def print_endpoints(s: ServerState) -> None:
+    failed = s.failed or {}
+    models = s.models or []
+    ready = len(models) - len(failed)
+    table = Table(title=f"tritonserver pid {s.pid}: {ready} of {len(models)} models READY")
     table.add_column("endpoint")
     table.add_column("address")
-    table.add_row("HTTP (KServe v2)", f"http://{hostport(s['host'], s['http_port'])}")
-    table.add_row("gRPC (KServe v2)", hostport(s["host"], s["grpc_port"]))
-    table.add_row("metrics", f"http://{hostport(s['host'], s['metrics_port'])}/metrics")
-    table.add_row("runtime repository", f"{s['runtime_dir']}/repository")
-    table.add_row("log", s["log"])
+    table.add_row("HTTP (KServe v2)", f"http://{hostport(s.host, s.http_port)}")
+    table.add_row("gRPC (KServe v2)", hostport(s.host, s.grpc_port or 0))
+    table.add_row("metrics", f"http://{hostport(s.host, s.metrics_port or 0)}/metrics")
+    table.add_row("runtime repository", f"{s.runtime_dir}/repository")
+    table.add_row("log", s.log or "")
     console.print(table)
     for name, reason in failed.items():
         err_console.print(f"[red]model {name} failed to load[/] (the others serve): {escape(reason)}", highlight=False)
-    for name, reason in (s.get("unservable") or {}).items():
+    for name, reason in (s.unservable or {}).items():
         err_console.print(f"[red]not served:[/] {escape(name)}: {escape(reason)}", highlight=False)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from zeroserve.deploy.contents import canonical_models
 from zeroserve.errors import InputError, ServerError, ZeroserveError
+from zeroserve.records.state import ServerState
 from zeroserve.serve import state as st
 from zeroserve.serve.handle import OnModel
 from zeroserve.serve.logs import log_tail
@@ -52,7 +53,7 @@ def start_detached(
     allow_client_shm: bool = False,
     metrics_interval_ms: int = DEFAULT_INTERVAL_MS,
     on_model: OnModel = lambda name, state, seconds: None,
-) -> dict:
+) -> ServerState:
     """Start a detached supervisor that starts and supervises tritonserver; wait for it to run.
 
     Returns the run's state once it is running; each model's progress goes to `on_model` meanwhile.
@@ -101,23 +102,20 @@ def start_detached(
         raise
 
 
-def _wait(proc: subprocess.Popen, run_id: str, sup_log: Path, deadline: float, on_model: OnModel) -> dict:
+def _wait(proc: subprocess.Popen, run_id: str, sup_log: Path, deadline: float, on_model: OnModel) -> ServerState:
     """Follow the detached start's state file until it runs (or fails: one clear error)."""
     path = st.state_path(run_id)
     while True:
-        try:
-            state = json.loads(path.read_text())
-        except (OSError, ValueError):
-            state = None
-        for name, (mstate, seconds) in ((state or {}).get("progress") or {}).items():
+        state = st.read_state_file(path)  # None while it is being written, or not yet there
+        for name, (mstate, seconds) in ((state.progress if state else None) or {}).items():
             on_model(name, mstate, seconds)
-        if state and state.get("status") == st.RUNNING:
+        if state and state.status == st.RUNNING:
             return state
-        error = (state or {}).get("error")
+        error = state.error if state else None
         if error or proc.poll() is not None:
             proc.wait(timeout=STOP_WAIT_S)
             if error:
-                raise (InputError if error.get("exit_code") == 2 else ServerError)(error["message"])
+                raise (InputError if error.exit_code == 2 else ServerError)(str(error.message))
             raise ServerError(
                 f"the supervisor exited with code {proc.returncode} before the server was ready: "
                 f"{log_tail(sup_log)} (log: {sup_log})"
@@ -197,9 +195,6 @@ def _record_failure(run_id: str | None, exc: ZeroserveError) -> None:
     if not run_id:
         return
     path = st.state_path(run_id)
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        state = None
+    state = st.read_state_file(path)
     if state is not None:
-        st.write_state({**state, "error": {"message": str(exc), "exit_code": exc.exit_code}})
+        st.write_state(state.updated(error={"message": str(exc), "exit_code": exc.exit_code}))

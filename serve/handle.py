@@ -22,6 +22,7 @@ from typing import Any
 
 from zeroserve.deploy.config import parse, render
 from zeroserve.errors import ServerError, ZeroserveError
+from zeroserve.records.state import ServerState
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.serve.logs import LogWatcher, log_lines_for, log_tail
@@ -42,7 +43,7 @@ OnModel = Callable[[str, str, float], None]
 class Server:
     """A tritonserver this process started; `state` is what its state file holds."""
 
-    state: dict[str, Any]
+    state: ServerState
     process: subprocess.Popen
     models: list[RuntimeModel] = field(default_factory=list)
     launch: Callable[[], subprocess.Popen] | None = field(default=None, repr=False)  # starts the same command again
@@ -53,9 +54,10 @@ class Server:
         report = on_model or (lambda *a: None)
 
         def progress(name: str, what: str, seconds: float) -> None:
-            if (self.state.get("progress") or {}).get(name, [None])[0] == what:
+            progress = self.state.progress or {}
+            if progress.get(name, [None])[0] == what:
                 return  # the log and the index both said it
-            self.state = {**self.state, "progress": {**self.state.get("progress", {}), name: [what, round(seconds, 1)]}}
+            self.state = self.state.updated(progress={**progress, name: [what, round(seconds, 1)]})
             st.write_state(self.state)
             report(name, what, seconds)
 
@@ -67,15 +69,15 @@ class Server:
 
     @property
     def http_url(self) -> str:
-        return hostport(self.state["host"], self.state["http_port"])
+        return hostport(self.state.host, self.state.http_port)
 
     @property
     def grpc_url(self) -> str:
-        return hostport(self.state["host"], self.state["grpc_port"])
+        return hostport(self.state.host, self.state.grpc_port or 0)
 
     @property
     def log(self) -> Path:
-        return Path(self.state["log"])
+        return Path(self.state.log or "")
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -150,7 +152,7 @@ class Server:
                     f"tritonserver exited with code {self.process.returncode} while loading models: "
                     f"{log_tail(self.log)} (log: {self.log})"
                 )
-            ps.private_shm(self.state.get("shm_prefix"))
+            ps.private_shm(self.state.shm_prefix)
             for name, what, reason in watcher.events():
                 if what == "FAILED":
                     log_failed.setdefault(name, reason)
@@ -196,7 +198,7 @@ class Server:
             raise ServerError("this server cannot be restarted (no launch command)")
         t0 = time.monotonic()
         self.process = self.launch()
-        self.state = {**self.state, "pid": self.process.pid, "create_time": st.create_time(self.process.pid)}
+        self.state = self.state.updated(pid=self.process.pid, create_time=st.create_time(self.process.pid))
         st.write_state(self.state)
         self.wait_live(deadline, on_model, t0)
         return self.wait_polled(deadline, on_model, t0)
@@ -204,7 +206,7 @@ class Server:
     @property
     def repository(self) -> Path:
         """The runtime repository tritonserver serves."""
-        return Path(self.state["runtime_dir"]) / "repository"
+        return Path(self.state.runtime_dir or "") / "repository"
 
     def reload_model(self, name: str) -> tuple[int, str]:
         """Make the poller reload one model: its runtime config is rewritten with the next generation number.
@@ -247,10 +249,10 @@ class Server:
         """None when the model's runtime artifact still has the sha256 it was served with, else why not."""
         from zeroserve.serve.runtime import verify_artifact
 
-        entry = (self.state.get("artifacts") or {}).get(name)
-        if not entry or not entry.get("sha256"):
+        entry = (self.state.artifacts or {}).get(name)
+        if entry is None or not entry.sha256 or not entry.artifact:
             return None  # a state from before artifacts were recorded: nothing to compare with
-        return verify_artifact(self.repository / name, entry["artifact"], entry["sha256"])
+        return verify_artifact(self.repository / name, entry.artifact, entry.sha256)
 
     def load_models(self, deadline: float, on_model: OnModel | None = None) -> None:
         """Load every runtime model (a few at a time), all before `deadline` (monotonic), or ServerError.

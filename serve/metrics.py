@@ -16,6 +16,7 @@ import urllib.request
 from typing import Any
 
 from zeroserve.errors import ServerError
+from zeroserve.records.state import ServerState
 
 # Triton's per-model counters -> the field names zeroserve records (durations are cumulative µs)
 COUNTERS = {
@@ -41,15 +42,15 @@ HOST_GAUGES = {"nv_cpu_utilization": "cpu_utilization", "nv_cpu_memory_used_byte
 DEFAULT_INTERVAL_MS = 500  # `serve --metrics-interval-ms`: gauges refreshed well within perf's windows (1-5 s)
 
 
-def metrics_url(state: dict | None) -> str | None:
+def metrics_url(state: ServerState | None) -> str | None:
     """The metrics endpoint of a zeroserve server (its state file), None when not known."""
-    if not state or not state.get("metrics_port"):
+    if state is None or not state.metrics_port:
         return None
     from zeroserve.triton.ports import hostport
 
-    host = state.get("host") or "127.0.0.1"
+    host = state.host or "127.0.0.1"
     host = "127.0.0.1" if host in ("0.0.0.0", "localhost") else "::1" if host == "::" else host
-    return f"http://{hostport(host, int(state['metrics_port']))}/metrics"
+    return f"http://{hostport(host, state.metrics_port)}/metrics"
 
 
 def scrape(url: str, timeout: float = 3.0) -> str:
@@ -159,19 +160,19 @@ class ProcessTree:
         }
 
 
-def process_usage(state: dict, seconds: float = 0.5) -> dict[str, float] | None:
+def process_usage(state: ServerState, seconds: float = 0.5) -> dict[str, float] | None:
     """A running zeroserve server's CPU (over `seconds`) and memory from its process tree; None when it is not
     on this host (no pid) or gone."""
-    if not state.get("pid"):
+    if not state.pid:
         return None
-    tree = ProcessTree(int(state["pid"]), state.get("shm_prefix"))
+    tree = ProcessTree(state.pid, state.shm_prefix)
     if not tree.cpu:
         return None
     time.sleep(seconds)
     return tree.sample()
 
 
-def status_figures(state: dict, timeout: float = 2.0) -> dict[str, Any]:
+def status_figures(state: ServerState, timeout: float = 2.0) -> dict[str, Any]:
     """What `zeroserve status` shows of a running server's own figures: per model, the requests and failures its
     metrics endpoint counted since it started (warm-up requests included), and its process tree's CPU and memory.
 

@@ -71,7 +71,7 @@ def start_private(
             if ports or attempt == PORT_ATTEMPTS - 1 or not _port_taken(exc):
                 raise
             continue
-        server.state = {**server.state, "purpose": purpose}
+        server.state = server.state.updated(purpose=purpose)
         st.write_state(server.state)
         return server
     raise AssertionError("unreachable: the last attempt raises")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 
+from zeroserve.records.state import ServerState
 from zeroserve.triton.wheel import SERVER_BINARY, STUB_NAME
 
 SHM_DIR = Path("/dev/shm")
@@ -158,7 +159,7 @@ def live_run_ids(run_ids: list[str]) -> set[str]:
     return {rid for rid in run_ids if any(rid in line for line in joined)}
 
 
-def servers_in_runs(runs_dir: Path) -> list[dict]:
+def servers_in_runs(runs_dir: Path) -> list[ServerState]:
     """tritonservers running on a runtime folder under `runs_dir`, read from their command lines.
 
     Each as a minimal state ({run_id, pid, create_time, host, http_port, grpc_port, metrics_port,
@@ -182,19 +183,21 @@ def servers_in_runs(runs_dir: Path) -> list[dict]:
         try:
             created = proc.create_time()
             supervisor = {"pid": sup.pid, "create_time": sup.create_time()} if sup is not None else None
-            state = {
-                "supervisor": supervisor,
-                "run_id": run_dir.name,
-                "pid": proc.pid,
-                "create_time": created,
-                "host": opts.get("http-address", "127.0.0.1").removeprefix("ipv6:"),
-                "http_port": int(opts["http-port"]),
-                "grpc_port": int(opts["grpc-port"]),
-                "metrics_port": int(opts["metrics-port"]),
-                "runtime_dir": str(run_dir),
-                "log": str(run_dir / "server.log"),
-                "shm_prefix": shm,
-            }
+            state = ServerState.model_validate(
+                {
+                    "supervisor": supervisor,
+                    "run_id": run_dir.name,
+                    "pid": proc.pid,
+                    "create_time": created,
+                    "host": opts.get("http-address", "127.0.0.1").removeprefix("ipv6:"),
+                    "http_port": int(opts["http-port"]),
+                    "grpc_port": int(opts["grpc-port"]),
+                    "metrics_port": int(opts["metrics-port"]),
+                    "runtime_dir": str(run_dir),
+                    "log": str(run_dir / "server.log"),
+                    "shm_prefix": shm,
+                }
+            )
         except (KeyError, ValueError, psutil.Error):
             continue
         out.append(state)

@@ -74,7 +74,7 @@ class ModelRecovery:
                 )
                 continue
             artifacts = {
-                **(self.server.state.get("artifacts") or {}),
+                **(self.server.state.artifacts or {}),
                 name: {"artifact": model.artifact, "sha256": model.sha256},
             }
             self._write(artifacts=artifacts)
@@ -82,7 +82,7 @@ class ModelRecovery:
 
     def _check_models(self) -> None:
         """Compare each model's live stubs with its instances; recover the short ones."""
-        prefix = self.server.state.get("shm_prefix")
+        prefix = self.server.state.shm_prefix
         ps.private_shm(prefix)
         live = ps.stub_regions(prefix)
         counts: dict[str, int] = {}
@@ -96,7 +96,7 @@ class ModelRecovery:
                     (ps.SHM_DIR / region).unlink(missing_ok=True)
                     self.shm_removed += 1
         self.regions.update(live)
-        failed = self.server.state.get("failed") or {}
+        failed = self.server.state.failed or {}
         for name, instances in self.expected.items():
             if name in failed:
                 continue
@@ -112,7 +112,7 @@ class ModelRecovery:
         self.short[name] = 0
         self._write(
             recovering={
-                **self.server.state.get("recovering", {}),
+                **(self.server.state.recovering or {}),
                 name: {"since": _now(), "stubs": have, "instances": instances},
             }
         )
@@ -130,7 +130,7 @@ class ModelRecovery:
         self.recovering[name] = Reload(time.monotonic(), generation, previous, watcher)
         self._write(
             recovering={
-                **self.server.state.get("recovering", {}),
+                **(self.server.state.recovering or {}),
                 name: {"since": _now(), "stubs": have, "instances": instances, "generation": generation},
             }
         )
@@ -153,20 +153,20 @@ class ModelRecovery:
                 return
             seconds = round(time.monotonic() - reload.started, 2)
             del self.recovering[name]
-            recovering = {k: v for k, v in self.server.state.get("recovering", {}).items() if k != name}
+            recovering = {k: v for k, v in (self.server.state.recovering or {}).items() if k != name}
             recoveries = [
-                *self.server.state.get("recoveries", []),
+                *(self.server.state.recoveries or []),
                 {"model": name, "time": _now(), "seconds": seconds, "how": "reload", "generation": reload.generation},
             ][-CRASHES_KEPT:]
             self._write(
                 recovering=recovering,
                 recoveries=recoveries,
                 shm_removed=self.shm_removed,
-                recovered=int(self.server.state.get("recovered", 0)) + 1,
+                recovered=(self.server.state.recovered or 0) + 1,
             )
             self.say(
                 f"{name}: recovered in {seconds:.1f} s (reload, generation {reload.generation} answering); "
-                f"recoveries so far: {self.server.state['recovered']}"
+                f"recoveries so far: {self.server.state.recovered}"
             )
         elif time.monotonic() - reload.started > RECOVERY_TIMEOUT_S:
             self._reload_failed(
@@ -182,13 +182,13 @@ class ModelRecovery:
             except OSError as exc:
                 self.say(f"{name}: could not put its previous runtime config back ({exc})")
         failure = {"model": name, "time": _now(), "reason": reason, "log": str(self.server.log)}
-        failures = [*self.server.state.get("reload_failures", []), failure][-CRASHES_KEPT:]
-        recovering = {k: v for k, v in self.server.state.get("recovering", {}).items() if k != name}
+        failures = [*(self.server.state.reload_failures or []), failure][-CRASHES_KEPT:]
+        recovering = {k: v for k, v in (self.server.state.recovering or {}).items() if k != name}
         self.reload_failed[name] = reason
         self._write(
             recovering=recovering,
             reload_failures=failures,
-            failed={**(self.server.state.get("failed") or {}), name: f"reload failed: {reason}"},
+            failed={**(self.server.state.failed or {}), name: f"reload failed: {reason}"},
         )
         self.say(f"{name}: reload failed: {reason}; restarting the server (log: {self.server.log})")
         self.restart_cause = f"{name} failed to reload"

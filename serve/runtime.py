@@ -19,7 +19,6 @@ recorded, so a reload or restart can verify what it is about to serve (`verify_a
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -33,6 +32,8 @@ from zeroserve.deploy import autocomplete
 from zeroserve.deploy.config import DeployedModel, render
 from zeroserve.deploy.contents import read_deployed
 from zeroserve.errors import InputError
+from zeroserve.records.layout import RepositoryLayout
+from zeroserve.records.manifest import Manifest
 from zeroserve.triton.wheel import gpu_available
 
 MODEL_PY = Path(__file__).with_name("triton_model.py")
@@ -173,11 +174,8 @@ def file_sha256(path: Path) -> str:
 
 def manifest_sha256(repository: Path, name: str) -> str | None:
     """The artifact sha256 that `deploy` recorded for a model folder, or None (no manifest, no entry, unreadable)."""
-    try:
-        entry = json.loads((Path(repository) / "manifest.json").read_text()).get("models", {}).get(name) or {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    value = entry.get("artifact_sha256") if isinstance(entry, dict) else None
+    entry = Manifest.entry_if_valid(RepositoryLayout(repository).manifest, name)
+    value = entry.artifact_sha256 if entry is not None else None
     return value if isinstance(value, str) and len(value) == 64 else None
 
 

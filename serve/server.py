@@ -32,6 +32,7 @@ from typing import Any
 
 from zeroserve.deploy.contents import canonical_models
 from zeroserve.errors import InputError, ServerError
+from zeroserve.records.state import ServerState
 from zeroserve.serve import state as st
 from zeroserve.serve.handle import READY_TIMEOUT_S, OnModel, Server
 from zeroserve.serve.limits import apply_memory_limit, memory_ceiling, memory_limit_prefix, parent_death_signal
@@ -242,12 +243,11 @@ def start_server(
     launch = _launcher(args, server_env(install), run_dir, log, ceiling, detach)
     launched = time.monotonic()
     process = launch()
-    state = {
+    fields = {
         "run_id": run_id,
         "pid": process.pid,
         "create_time": st.create_time(process.pid),
-        "host": host,
-        **dict(zip(("http_port", "grpc_port", "metrics_port"), ports)),
+        **dict(zip(("host", "http_port", "grpc_port", "metrics_port"), (host, *ports))),
         "runtime_dir": str(run_dir),
         "log": str(log),
         "models": [m.name for m in built],
@@ -267,6 +267,7 @@ def start_server(
         "artifacts": {m.name: {"artifact": m.artifact, "sha256": m.sha256} for m in built},
         "memory_limit": {"bytes": ceiling, "note": ceiling_note},
     }
+    state = ServerState.model_validate(fields)
     st.write_state(state)
 
     rebuild = _rebuilder(
@@ -282,7 +283,7 @@ def start_server(
     except BaseException as exc:
         server.stop(FAILED_START_STOP_S, keep_run=True, reason=f"failed to start: {exc}")
         raise
-    server.state = {**server.state, "status": st.RUNNING, "failed": failed}
+    server.state = server.state.updated(status=st.RUNNING, failed=failed)
     st.write_state(server.state)
     return server
 

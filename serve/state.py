@@ -22,16 +22,14 @@ repository, else the only one running; otherwise the list to choose from.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from zeroserve import records
 from zeroserve.errors import InputError, ServerError
+from zeroserve.records.state import Recovering, ServerState
 
 STARTING, RUNNING, DEAD = "starting", "running", "dead"
 
@@ -94,45 +92,36 @@ def create_time(pid: int) -> float | None:
         return None
 
 
-def is_running(state: dict[str, Any]) -> bool:
+def is_running(state: ServerState) -> bool:
     """True when the state's server process is alive, or its supervisor is (restarting the server)."""
-    if state.get("status") == DEAD:
+    if state.status == DEAD:
         return False
-    if process_of(state.get("pid"), state.get("create_time")) is not None:
+    if process_of(state.pid, state.create_time) is not None:
         return True
-    sup = state.get("supervisor") or {}
-    return process_of(sup.get("pid"), sup.get("create_time")) is not None
+    sup = state.supervisor
+    return sup is not None and process_of(sup.pid, sup.create_time) is not None
 
 
-def read_state_file(path: Path) -> dict[str, Any] | None:
+def read_state_file(path: Path) -> ServerState | None:
     """One state file's content, or None when it cannot be read or is not a server state (torn, garbage)."""
-    try:
-        state = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    ok = (
-        isinstance(state, dict)
-        and state.get("run_id") == Path(path).stem
-        and "pid" in state
-        and all(k in state for k in ("host", "http_port", "grpc_port"))
-    )
-    return state if ok else None
+    return ServerState.of_run(path)
 
 
-def _scan() -> tuple[list[dict[str, Any]], list[Path]]:
+def _scan() -> tuple[list[ServerState], list[Path]]:
     """One read of every state file: (the readable states, oldest first; the paths that cannot be read)."""
     folder = servers_dir()
-    states, unreadable = [], []
+    states: list[ServerState] = []
+    unreadable: list[Path] = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         state = read_state_file(path)
         if state is None:
             unreadable.append(path)
         else:
             states.append(state)
-    return sorted(states, key=lambda s: str(s.get("started", ""))), unreadable
+    return sorted(states, key=lambda s: s.started or ""), unreadable
 
 
-def read_states() -> list[dict[str, Any]]:
+def read_states() -> list[ServerState]:
     """Every readable state file (running, starting or dead), oldest first. Torn files are skipped, not removed."""
     return _scan()[0]
 
@@ -142,52 +131,52 @@ def unreadable_states() -> list[Path]:
     return _scan()[1]
 
 
-def from_processes(known: set[str]) -> list[dict[str, Any]]:
+def from_processes(known: set[str]) -> list[ServerState]:
     """Live tritonservers on one of our run folders whose run id is not in `known` (their state file cannot be
     read): a minimal state from the command line, with `state_unreadable` naming the file."""
     from zeroserve.serve.processes import servers_in_runs
 
     out = []
     for state in servers_in_runs(runs_dir()):
-        if state["run_id"] not in known:
-            out.append({**state, "status": RUNNING, "state_unreadable": str(state_path(state["run_id"])), "models": []})
+        if state.run_id not in known:
+            out.append(state.updated(status=RUNNING, state_unreadable=str(state_path(state.run_id)), models=[]))
     return out
 
 
-def list_servers() -> list[dict[str, Any]]:
+def list_servers() -> list[ServerState]:
     """The servers whose process runs, oldest first (read only); a live server whose state file cannot be read is
     found from its command line."""
     states, unreadable = _scan()
     running = [s for s in states if is_running(s)]
     if not unreadable:  # the process table is scanned only when a state file cannot be read
         return running
-    return running + from_processes({s["run_id"] for s in states})
+    return running + from_processes({s.run_id for s in states})
 
 
-def dead_servers() -> list[dict[str, Any]]:
+def dead_servers() -> list[ServerState]:
     """The servers whose process is gone, marked dead or not yet (read only)."""
     return [s for s in read_states() if not is_running(s)]
 
 
-def write_state(state: dict[str, Any]) -> Path:
+def write_state(state: ServerState) -> Path:
     """Write one server's state file atomically, readable by its owner only (it holds the run's `api_key`)."""
-    path = state_path(state["run_id"])
+    path = state_path(state.run_id)
     if not path.parent.is_dir():
         private_dirs()
-    records.write_json(path, state, mode=0o600)
+    state.save(path)
     return path
 
 
-def remove_state(state: dict[str, Any]) -> None:
-    state_path(state["run_id"]).unlink(missing_ok=True)
+def remove_state(state: ServerState) -> None:
+    state_path(state.run_id).unlink(missing_ok=True)
 
 
-def describe(state: dict[str, Any]) -> str:
+def describe(state: ServerState) -> str:
     """One line naming a server: pid, endpoints and model count."""
     return (
-        f"pid {state['pid']} at {state['host']} (http {state['http_port']}, grpc {state['grpc_port']}, "
-        f"metrics {state['metrics_port']}), {len(state.get('models', []))} models, started {state.get('started')}"
-        + (f" ({state['purpose']})" if state.get("purpose") else "")
+        f"pid {state.pid} at {state.host} (http {state.http_port}, grpc {state.grpc_port}, "
+        f"metrics {state.metrics_port}), {len(state.models or [])} models, started {state.started}"
+        + (f" ({state.purpose})" if state.purpose else "")
     )
 
 
@@ -197,22 +186,22 @@ def same_host(a: str, b: str) -> bool:
 
 
 def matching(
-    states: list[dict[str, Any]], host: str | None = None, http_port: int | None = None, grpc_port: int | None = None
-) -> list[dict[str, Any]]:
+    states: list[ServerState], host: str | None = None, http_port: int | None = None, grpc_port: int | None = None
+) -> list[ServerState]:
     """The states whose endpoint matches every part given (`[::1]` and `::1`, `localhost` and 127.0.0.1 alike)."""
     return [
         s
         for s in states
-        if (host is None or same_host(s["host"], host))
-        and (http_port is None or int(s["http_port"]) == int(http_port))
-        and (grpc_port is None or int(s["grpc_port"]) == int(grpc_port))
+        if (host is None or same_host(s.host, host))
+        and (http_port is None or s.http_port == int(http_port))
+        and (grpc_port is None or s.grpc_port == int(grpc_port))
     ]
 
 
 DEFAULT_REPOSITORY = Path("model_repository")
 
 
-def default_choice(states: list[dict[str, Any]], repository: Path | None = None) -> list[dict[str, Any]]:
+def default_choice(states: list[ServerState], repository: Path | None = None) -> list[ServerState]:
     """The servers a command that names none means, in order: the ones serving `repository` (this folder's
     `model_repository/` by default), else the one served server when a private one (tune's, which has a
     `purpose`) runs beside it, else all of them. A private server is chosen by its ports (or --all)."""
@@ -222,20 +211,20 @@ def default_choice(states: list[dict[str, Any]], repository: Path | None = None)
         here = str(Path(repository or DEFAULT_REPOSITORY).resolve())
     except OSError:
         here = None
-    serving_here = [s for s in states if here is not None and s.get("repository") == here]
+    serving_here = [s for s in states if here is not None and s.repository == here]
     if serving_here:
         states = serving_here
-    public = [s for s in states if not s.get("purpose")]
+    public = [s for s in states if not s.purpose]
     return public if len(states) > 1 and len(public) == 1 else states
 
 
 def choose(
-    states: list[dict[str, Any]],
+    states: list[ServerState],
     host: str | None = None,
     http_port: int | None = None,
     grpc_port: int | None = None,
     repository: Path | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ServerState]:
     """The servers among `states` a command means: those matching the endpoint parts given, else
     `default_choice`. One element: that server; several: the caller lists them; none: no server."""
     if host is None and http_port is None and grpc_port is None:
@@ -245,7 +234,7 @@ def choose(
 
 def resolve_server(
     host: str | None = None, http_port: int | None = None, grpc_port: int | None = None, repository: Path | None = None
-) -> dict[str, Any]:
+) -> ServerState:
     """The one running server a command means (`choose`).
 
     Raises:
@@ -267,22 +256,22 @@ def resolve_server(
     return match[0]
 
 
-def server_at(host: str, port: int) -> dict[str, Any] | None:
+def server_at(host: str, port: int) -> ServerState | None:
     """The state of the running zeroserve server listening on `host:port` (HTTP or gRPC), or None (read only)."""
     for state in matching(list_servers(), host):
-        if int(port) in (int(state["http_port"]), int(state["grpc_port"])):
+        if int(port) in (state.http_port, state.grpc_port):
             return state
     return None
 
 
-def recovering_models(host: str, port: int) -> dict[str, dict[str, Any]]:
+def recovering_models(host: str, port: int) -> dict[str, Recovering]:
     """Models that the supervisor of the running server listening on `host:port` (HTTP or gRPC) is reloading.
 
     Triton 2.51 keeps calling a model READY after its stub died; the supervisor's state says
     otherwise. Read only; {} when no zeroserve server listens there.
     """
     state = server_at(host, port)
-    return dict((state or {}).get("recovering") or {})
+    return dict(state.recovering or {}) if state is not None else {}
 
 
 def restarting(host: str, port: int) -> str | None:
@@ -291,21 +280,19 @@ def restarting(host: str, port: int) -> str | None:
     import time
 
     state = server_at(host, port)
-    if state is None or state.get("status") != STARTING or not (state.get("restarts") or state.get("crashes")):
+    if state is None or state.status != STARTING or not (state.restarts or state.crashes):
         return None  # not zeroserve's, running, or still in its first start
-    left = state.get("next_start")
+    left = state.next_start
     when = f"next start in {max(0.0, float(left) - time.time()):.0f} s" if left else "starting now"
-    crash = (state.get("crashes") or [{}])[-1]
-    last = f"; last crash: tritonserver {crash['exit']} (log: {crash.get('log')})" if crash.get("exit") else ""
+    crash = state.crashes[-1] if state.crashes else None
+    last = f"; last crash: tritonserver {crash.exit} (log: {crash.log})" if crash is not None and crash.exit else ""
     return (
-        f"the zeroserve server at {host}:{port} is restarting (attempt {state.get('attempt') or 1}, {when})"
+        f"the zeroserve server at {host}:{port} is restarting (attempt {state.attempt or 1}, {when})"
         f"{last}; try again then (`zeroserve status` shows it)"
     )
 
 
 def port_holder(host: str, port: int) -> str | None:
     """The zeroserve server holding `port` on `host`, for the "port in use" message (ports.check_ports)."""
-    owners = [
-        x for x in list_servers() if port in (x["http_port"], x["grpc_port"], x["metrics_port"]) and x["host"] == host
-    ]
-    return f"the zeroserve server with pid {owners[0]['pid']}" if owners else None
+    owners = [x for x in list_servers() if port in (x.http_port, x.grpc_port, x.metrics_port) and x.host == host]
+    return f"the zeroserve server with pid {owners[0].pid}" if owners else None

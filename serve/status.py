@@ -10,7 +10,6 @@ unsupervised; 3 when no server runs or none answers.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,13 @@ from zeroserve import formats as F
 from zeroserve import registry
 from zeroserve.errors import ServerError, ZeroserveError
 from zeroserve.records.export import ExportFailures, ExportRecord
-from zeroserve.records.layout import ModelFolder
+from zeroserve.records.layout import ModelFolder, RepositoryLayout
+from zeroserve.records.manifest import Manifest, ManifestEntry
+from zeroserve.records.state import Recovering, ServerState
 from zeroserve.records.train import TrainRecord
 from zeroserve.serve import metrics
 from zeroserve.serve import state as st
 from zeroserve.triton.control import Control
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _trained(folder: ModelFolder) -> dict[str, Any]:
@@ -60,11 +54,11 @@ def _exported(folder: ModelFolder, fmt: str) -> dict[str, Any]:
     return {"state": "no"}
 
 
-def _deployed(repository: Path, manifest: dict, name: str) -> dict[str, Any]:
+def _deployed(repository: Path, manifest: dict[str, ManifestEntry], name: str) -> dict[str, Any]:
     entry = manifest.get(name)
     if entry is None or not (repository / name / "config.pbtxt").is_file():
         return {"state": "no"}
-    return {"state": "yes", "version": entry.get("version"), "sha256": entry.get("artifact_sha256")}
+    return {"state": "yes", "version": entry.version, "sha256": entry.artifact_sha256}
 
 
 RECOVERING = "recovering"
@@ -72,94 +66,101 @@ FAILED = "failed"
 EXIT_OK, EXIT_NOT_READY, EXIT_NO_SERVER = 0, 1, 3
 
 
-def supervision(state: dict[str, Any]) -> dict[str, Any]:
+def supervision(state: ServerState) -> dict[str, Any]:
     """What the supervisor recorded: restarts, the last crash (with its kept log), recoveries, models recovering."""
     import time
 
-    sup = state.get("supervisor") or {}
-    crashes = state.get("crashes") or []
-    supervised = st.process_of(sup.get("pid"), sup.get("create_time")) is not None
-    next_start = state.get("next_start")
-    loop = state.get("crash_loop") if state.get("status") == st.STARTING else None
+    sup = state.supervisor
+    crashes = state.crashes or []
+    supervised = sup is not None and st.process_of(sup.pid, sup.create_time) is not None
+    next_start = state.next_start
+    starting = state.status == st.STARTING
     return {
-        "supervisor_pid": sup.get("pid"),
+        "supervisor_pid": sup.pid if sup is not None else None,
         "supervised": supervised,
         # a supervisor was recorded and is gone: nothing restarts or recovers this server any more
-        "supervisor_gone": bool(sup) and not supervised,
-        "next_start_in_s": round(max(0.0, float(next_start) - time.time()), 1)
-        if next_start and state.get("status") == st.STARTING
-        else None,
-        "crash_loop": loop,
-        "memory_limit": state.get("memory_limit"),
-        "model_control": state.get("model_control"),
-        "restarts": int(state.get("restarts", 0)),
-        "last_crash": crashes[-1] if crashes else None,
-        "recovered": int(state.get("recovered", 0)),
-        "last_recovery": (state.get("recoveries") or [None])[-1],
-        "recovering": sorted(state.get("recovering") or {}),
-        "failed": state.get("failed") or {},
-        "given_up": list(state.get("given_up") or []),
-        "reload_failures": list(state.get("reload_failures") or []),
-        "status": state.get("status"),
-        "models_served": list(state.get("models") or []),
-        "state_unreadable": state.get("state_unreadable"),
+        "supervisor_gone": bool(sup is not None and sup.to_json()) and not supervised,
+        "next_start_in_s": round(max(0.0, float(next_start) - time.time()), 1) if next_start and starting else None,
+        "crash_loop": state.crash_loop if starting else None,
+        "memory_limit": state.memory_limit,
+        "model_control": state.model_control,
+        "restarts": state.restarts or 0,
+        "last_crash": crashes[-1].to_json() if crashes else None,
+        "recovered": state.recovered or 0,
+        "last_recovery": state.recoveries[-1].to_json() if state.recoveries else None,
+        "recovering": sorted(state.recovering or {}),
+        "failed": state.failed or {},
+        "given_up": list(state.given_up or []),
+        "reload_failures": [f.to_json() for f in state.reload_failures or []],
+        "status": state.status,
+        "models_served": list(state.models or []),
+        "state_unreadable": state.state_unreadable,
     }
 
 
-def model_serving_state(state: dict[str, Any] | None, triton_name: str) -> str | None:
+def model_serving_state(state: ServerState | None, triton_name: str) -> str | None:
     """ "recovering" when the run's supervisor is reloading this model, else None (ask the server)."""
-    return RECOVERING if triton_name in ((state or {}).get("recovering") or {}) else None
+    return RECOVERING if state is not None and triton_name in (state.recovering or {}) else None
 
 
 def find_server(
     host: str | None, http_port: int | None, grpc_port: int | None, repository: Path | None = None
-) -> dict[str, Any] | None:
+) -> ServerState | None:
     """The server to ask (`state.choose`): the one named by ports, the one serving `repository`, the only one
     running; None when none runs and none was named."""
     try:
         return st.resolve_server(host=host, http_port=http_port, grpc_port=grpc_port, repository=repository)
     except ServerError:
         if http_port is not None:  # a server zeroserve did not start (docker, another host): ask it directly
-            return {"host": host or "127.0.0.1", "http_port": http_port, "pid": None}
+            return ServerState(run_id="", host=host or "127.0.0.1", http_port=http_port, grpc_port=None, pid=None)
         return None
 
 
 def find_target(
     host: str | None, http_port: int | None, grpc_port: int | None, repository: Path
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[ServerState | None, str | None]:
     """What `status` reports on: (the server to ask, or None; the run id of the dead run meant, or None).
 
     `find_server`'s choice, except that from a folder whose own run died, that dead run is the one meant
     (not another server that happens to run); with no live server, the dead run the ports name.
     """
     server = find_server(host, http_port, grpc_port, repository)
-    live = server is not None and server.get("pid") is not None
+    live = server is not None and server.pid is not None
     dead = [] if live else st.choose(st.dead_servers(), host, http_port, grpc_port, repository)
     if host is None and http_port is None and grpc_port is None:
         here = str(Path(repository).resolve())
-        dead_here = [s for s in st.dead_servers() if s.get("repository") == here]
-        if dead_here and (server is None or server.get("repository") != here):
+        dead_here = [s for s in st.dead_servers() if s.repository == here]
+        if dead_here and (server is None or server.repository != here):
             server, dead = None, dead_here
-    return server, dead[-1]["run_id"] if dead else None
+    return server, dead[-1].run_id if dead else None
 
 
-def _dead_reason(state: dict[str, Any]) -> str:
+def _dead_reason(state: ServerState) -> str:
     """Why a run is dead: its recorded reason, else what its processes tell."""
-    if state.get("reason"):
-        return state["reason"]
-    sup = state.get("supervisor") or {}
-    if sup and st.process_of(sup.get("pid"), sup.get("create_time")) is None:
+    if state.reason:
+        return state.reason
+    sup = state.supervisor
+    if sup is not None and sup.to_json() and st.process_of(sup.pid, sup.create_time) is None:
         return (
-            f"its supervisor (pid {sup.get('pid')}) is gone and tritonserver ended with it (not yet reaped: the "
+            f"its supervisor (pid {sup.pid}) is gone and tritonserver ended with it (not yet reaped: the "
             "next `serve` or `stop` cleans after it)"
         )
     return "the tritonserver process died without a stop (not yet reaped)"
 
 
+def _dead_run(state: ServerState) -> dict[str, Any]:
+    """A dead run as `status` lists it: where it listened, its log, when and why it ended, its crashes."""
+    return {
+        **state.model_dump(include={"run_id", "pid", "http_port", "log", "ended"}),
+        "reason": _dead_reason(state),
+        "crashes": [c.to_json() for c in state.crashes or []],
+    }
+
+
 def collect_status(
     artifacts: Path,
     repository: Path,
-    server: dict[str, Any] | None,
+    server: ServerState | None,
     model_files: list[Path] | None = None,
     dead_meant: str | None = None,
 ) -> dict[str, Any]:
@@ -175,7 +176,8 @@ def collect_status(
         `zeroserve stop`.
     """
     artifacts, repository = Path(artifacts), Path(repository)
-    manifest = (_read(repository / "manifest.json") or {}).get("models", {})
+    manifest_read = Manifest.load_if_valid(RepositoryLayout(repository).manifest)
+    manifest = manifest_read.models if manifest_read is not None else {}
     served: dict[str, str] | None = None
     server_note = None
     if server is not None:
@@ -184,8 +186,8 @@ def collect_status(
                 served = control.states()
         except ZeroserveError as exc:  # typed: did not answer, timed out, refused the key, failed
             server_note = str(exc)
-    recovering = (server or {}).get("recovering") or {}
-    failed = (server or {}).get("failed") or {}
+    recovering = (server.recovering if server is not None else None) or {}
+    failed = (server.failed if server is not None else None) or {}
     server_gone = server is not None and supervision(server)["supervisor_gone"]
     rows = []
     for spec in registry.select(["all"], model_files)[0]:
@@ -218,27 +220,20 @@ def collect_status(
                 rows.append(row)
     info: dict[str, Any] | None = None
     if server is not None:
-        info = {k: server.get(k) for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+        info = {**server.model_dump(include={"pid", "host", "http_port", "grpc_port", "metrics_port"})}
         info.update(supervision(server))
         if server_note:
             info["error"] = server_note
         # models no registry entry describes (hand-written folders, another Triton's), and folders not served
         known = {r["triton_name"] for r in rows}
         info["other_models"] = {n: state for n, state in sorted((served or {}).items()) if n not in known}
-        info["unservable"] = dict(server.get("unservable") or {})
+        info["unservable"] = dict(server.unservable or {})
         run_models = _run_models(server, served, recovering, failed, server_gone)
         info["models"] = run_models
         info["ready"] = served is not None and all(m["state"] == "READY" for m in run_models.values())
         # the server's own figures: requests and failures per model (metrics endpoint), CPU and memory (process tree)
         info["figures"] = metrics.status_figures(server)
-    dead = [
-        {
-            **{k: s.get(k) for k in ("run_id", "pid", "http_port", "log", "ended")},
-            "reason": _dead_reason(s),
-            "crashes": s.get("crashes") or [],
-        }
-        for s in st.dead_servers()
-    ]
+    dead = [_dead_run(s) for s in st.dead_servers()]
     report: dict[str, Any] = {
         "server": info,
         "models": rows,
@@ -251,7 +246,9 @@ def collect_status(
     return report
 
 
-def _serving(name: str, served: dict[str, str], recovering: dict, failed: dict, gone: bool) -> dict[str, Any]:
+def _serving(
+    name: str, served: dict[str, str], recovering: dict[str, Recovering], failed: dict, gone: bool
+) -> dict[str, Any]:
     """How one model stands on a server that answered: Triton's index state, unless the run says otherwise.
 
     A run whose supervisor is gone is "unsupervised" (nothing recovers a dead stub); a model whose stubs
@@ -262,18 +259,18 @@ def _serving(name: str, served: dict[str, str], recovering: dict, failed: dict, 
     if gone:
         return {"state": "unsupervised", "index": index}
     if name in recovering:
-        return {"state": RECOVERING, "since": recovering[name].get("since")}
+        return {"state": RECOVERING, "since": recovering[name].since}
     if name in failed:
         return {"state": FAILED, "reason": failed[name], "index": index}
     return {"state": index}
 
 
 def _run_models(
-    server: dict[str, Any], served: dict[str, str] | None, recovering: dict, failed: dict, gone: bool = False
+    server: ServerState, served: dict[str, str] | None, recovering: dict, failed: dict, gone: bool = False
 ) -> dict:
     """Every model the run serves (its state's `models`; the index's for a server zeroserve did not start):
     name -> `_serving`'s answer, or "no answer" when the server did not answer."""
-    names = list(server.get("models") or []) or sorted(served or {})
+    names = list(server.models or []) or sorted(served or {})
     return {
         n: {"state": "no answer"} if served is None else _serving(n, served, recovering, failed, gone) for n in names
     }

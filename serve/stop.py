@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve.errors import InputError, ZeroserveError
+from zeroserve.records.state import ServerState
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.triton import restricted
@@ -31,7 +32,7 @@ def _now() -> str:
     return dt.datetime.now().isoformat(timespec="seconds")
 
 
-def _unload_all(state: dict[str, Any], timeout: float) -> str | None:
+def _unload_all(state: ServerState, timeout: float) -> str | None:
     """Unload every model through the API so each stub runs finalize() and frees its shared memory itself.
 
     The load API of an explicit-mode server is restricted to the run's key: `Control` sends it.
@@ -45,7 +46,7 @@ def _unload_all(state: dict[str, Any], timeout: float) -> str | None:
 
 
 def stop_server(
-    state: dict[str, Any],
+    state: ServerState,
     process: subprocess.Popen | None = None,
     timeout: float = STOP_TIMEOUT_S,
     keep_run: bool = False,
@@ -63,15 +64,15 @@ def stop_server(
         {"pid", "run_id", "graceful", "killed": [pids], "shm_removed": [names]}, and "unload": why
         an explicit-mode server's models were not unloaded first, when they were not.
     """
-    prefix = state.get("shm_prefix", "")
+    prefix = state.shm_prefix or ""
     supervisor_gone = stop_supervisor(state, timeout)
-    server = st.process_of(state.get("pid"), state.get("create_time"))
+    server = st.process_of(state.pid, state.create_time)
     others = [p for p in ps.run_processes(prefix) if server is None or p.pid != server.pid]
     others = list({p.pid: p for p in [*others, *ps.server_processes(server, prefix)]}.values())
     graceful = supervisor_gone
     unload_note = None
     if server is not None:
-        if state.get("model_control") == "explicit":
+        if state.model_control == "explicit":
             unload_note = _unload_all(state, timeout)
         ps.send(server, signal.SIGINT)  # Triton drains connections and in-flight requests, then exits
         if ps.wait_gone([server], timeout):
@@ -86,40 +87,39 @@ def stop_server(
     ps.wait_gone(others, 2.0 if graceful and server is not None else 0.0)
     killed = ps.kill([*others, *ps.run_processes(prefix)])
     report = {
-        "pid": state.get("pid"),
-        "run_id": state.get("run_id"),
+        "pid": state.pid,
+        "run_id": state.run_id,
         "graceful": graceful,
         "killed": killed,
         "shm_removed": ps.unlink_shm(prefix),
         **({"unload": unload_note} if unload_note else {}),
     }
     if keep_run:
-        log = state.get("log")
+        log = state.log
         if log and not Path(log).exists():  # renamed when its last crash was kept: point at that one
-            log = next((c["log"] for c in reversed(state.get("crashes") or []) if Path(c.get("log", "")).exists()), log)
+            log = next((c.log for c in reversed(state.crashes or []) if c.log and Path(c.log).exists()), log)
         st.write_state(
-            {
-                **state,
-                "log": log,
-                "status": st.DEAD,
-                "ended": state.get("ended") or _now(),
-                "reason": state.get("reason") or reason,
-                "reaped": {k: report[k] for k in ("killed", "shm_removed")},
-            }
+            state.updated(
+                log=log,
+                status=st.DEAD,
+                ended=state.ended or _now(),
+                reason=state.reason or reason,
+                reaped={"killed": report["killed"], "shm_removed": report["shm_removed"]},
+            )
         )
     else:
         remove_run(state)
     return report
 
 
-def stop_supervisor(state: dict[str, Any], timeout: float = STOP_TIMEOUT_S) -> bool:
+def stop_supervisor(state: ServerState, timeout: float = STOP_TIMEOUT_S) -> bool:
     """End the run's supervisor (when another process is one) so nothing restarts the server behind a stop.
 
     SIGTERM first (it stops between two steps), SIGKILL when it does not end in time.
     Returns False when it had to be killed.
     """
-    sup = state.get("supervisor") or {}
-    proc = st.process_of(sup.get("pid"), sup.get("create_time"))
+    sup = state.supervisor
+    proc = st.process_of(sup.pid, sup.create_time) if sup is not None else None
     if proc is None or proc.pid == os.getpid():
         return True
     ps.send(proc, signal.SIGTERM)
@@ -137,14 +137,14 @@ def reap_dead() -> list[dict[str, Any]]:
     return [
         stop_server(s, timeout=0.0, keep_run=True, reason="the tritonserver process died without a stop")
         for s in st.dead_servers()
-        if s.get("status") != st.DEAD
+        if s.status != st.DEAD
     ]
 
 
-def remove_run(state: dict[str, Any]) -> None:
+def remove_run(state: ServerState) -> None:
     """Delete a run's folder (runtime repository and log) and its state file."""
-    if state.get("runtime_dir"):
-        shutil.rmtree(state["runtime_dir"], ignore_errors=True)
+    if state.runtime_dir:
+        shutil.rmtree(state.runtime_dir, ignore_errors=True)
     st.remove_state(state)
 
 
@@ -159,7 +159,7 @@ def prune_orphan_runs() -> list[Path]:
     runs = st.runs_dir()
     if not runs.is_dir():
         return []
-    known = {Path(s["runtime_dir"]).resolve() for s in st.read_states() if s.get("runtime_dir")}
+    known = {Path(s.runtime_dir).resolve() for s in st.read_states() if s.runtime_dir}
     candidates = []
     for run in runs.iterdir():
         try:

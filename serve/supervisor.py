@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve.errors import ServerError
+from zeroserve.records.state import Crash
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
 from zeroserve.serve.handle import READY_TIMEOUT_S, Server
@@ -102,7 +103,7 @@ class Supervisor(ModelRecovery):
 
     # ------------------------------------------------------------ state
     def _write(self, **changes: Any) -> None:
-        self.server.state = {**self.server.state, **changes}
+        self.server.state = self.server.state.updated(**changes)
         st.write_state(self.server.state)
 
     # ------------------------------------------------------------ the loop
@@ -150,9 +151,10 @@ class Supervisor(ModelRecovery):
 
     def _heal_state(self) -> None:
         """Write the state file again from memory when it cannot be read (truncated, garbage, removed)."""
-        if st.read_state_file(st.state_path(self.server.state["run_id"])) is None:
+        path = st.state_path(self.server.state.run_id)
+        if st.read_state_file(path) is None:
             st.write_state(self.server.state)
-            self.say(f"state file {st.state_path(self.server.state['run_id'])} could not be read; written again")
+            self.say(f"state file {path} could not be read; written again")
 
     def _crashed(self) -> None:
         """Record the crash, then restart after the backoff, or give up past the cap."""
@@ -167,9 +169,9 @@ class Supervisor(ModelRecovery):
             reason = (
                 f"tritonserver crashed {self.policy.recent(self.crash_times, now)} times within "
                 f"{self.policy.window_s:.0f} s (cap {self.policy.cap}, --max-restarts); gave up. Last: "
-                f"{crash['exit']}; log kept: {kept}"
+                f"{crash.exit}; log kept: {kept}"
             )
-            crashes[-1] = {**crash, "gave_up": True}
+            crash.gave_up = True  # the last of `crashes`
             self._write(crashes=crashes, crash_count=number, recovering={}, log=str(kept))
             self.server.stop(0.0, keep_run=True, reason=reason)
             raise ServerError(reason)
@@ -181,17 +183,17 @@ class Supervisor(ModelRecovery):
             status=st.STARTING,
             recovering={},
             next_start=time.time() + wait,
-            attempt=int(self.server.state.get("restarts", 0)) + 1,
+            attempt=(self.server.state.restarts or 0) + 1,
             crash_loop={"crashes": recent, "window_s": self.policy.window_s} if recent > 1 else None,
         )
-        self.say(f"tritonserver {crash['exit']} (log kept: {kept}); restarting in {wait:.1f} s")
+        self.say(f"tritonserver {crash.exit} (log kept: {kept}); restarting in {wait:.1f} s")
         time.sleep(wait)
         self._restart()
 
-    def _record_crash(self, code: int | None) -> tuple[dict[str, Any], list[dict[str, Any]], int, Path]:
+    def _record_crash(self, code: int | None) -> tuple[Crash, list[Crash], int, Path]:
         """Keep the crashed server's log, end its stubs and shared memory; the crash record and the kept list."""
-        run_dir = Path(self.server.state["runtime_dir"])
-        number = int(self.server.state.get("crash_count", 0)) + 1
+        run_dir = Path(self.server.state.runtime_dir or "")
+        number = (self.server.state.crash_count or 0) + 1
         kept = run_dir / f"crash-{number}.log"
         try:
             os.replace(self.server.log, kept)
@@ -200,39 +202,39 @@ class Supervisor(ModelRecovery):
         tail = log_tail(kept, TAIL_LINES)
         if kept != self.server.log:  # failures recorded against the live log now point at the kept one
             failures = [
-                {**f, "log": str(kept)} if f.get("log") == str(self.server.log) else f
-                for f in self.server.state.get("reload_failures", [])
+                f.model_copy(update={"log": str(kept)}) if f.log == str(self.server.log) else f
+                for f in self.server.state.reload_failures or []
             ]
             self._write(reload_failures=failures)
-        crash = {
-            "time": _now(),
-            "pid": self.server.state.get("pid"),
-            "exit_code": code,
-            "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
-            "exit": describe_exit(code),
-            "log": str(kept),
-            "tail": tail,
-        }
+        crash = Crash(
+            time=_now(),
+            pid=self.server.state.pid,
+            exit_code=code,
+            signal=signal.Signals(-code).name if code is not None and code < 0 else None,
+            exit=describe_exit(code),
+            log=str(kept),
+            tail=tail,
+        )
         if self.restart_cause:
-            crash["cause"] = self.restart_cause
-            crash["exit"] = (
+            crash.cause = self.restart_cause
+            crash.exit = (
                 f"{self.restart_cause}; killed"
                 if self.hung
                 else f"ended by the supervisor to restart it ({self.restart_cause})"
             )
-            crash["hung"] = self.hung
+            crash.hung = self.hung
             self.restart_cause, self.hung = None, False
         cap_crash_logs(run_dir, kept, number)
         # Stubs of the dead server and their shared memory go before anything starts again.
-        ps.kill(ps.run_processes(self.server.state.get("shm_prefix")))
-        ps.unlink_shm(self.server.state.get("shm_prefix"))
-        crashes = [*self.server.state.get("crashes", []), crash][-CRASHES_KEPT:]
+        ps.kill(ps.run_processes(self.server.state.shm_prefix))
+        ps.unlink_shm(self.server.state.shm_prefix)
+        crashes = [*(self.server.state.crashes or []), crash][-CRASHES_KEPT:]
         return crash, crashes, number, kept
 
     def _restart(self) -> None:
         """Start the server again; models whose reload failed before are given up if they fail again."""
-        state_failed = self.server.state.get("failed") or {}
-        given_up = {n: state_failed.get(n, "given up") for n in self.server.state.get("given_up") or []}
+        state_failed = self.server.state.failed or {}
+        given_up = {n: state_failed.get(n, "given up") for n in self.server.state.given_up or []}
         given_up.update(self._rebuild_failed())
         try:
             failed = self.server.restart(READY_TIMEOUT_S)
@@ -257,13 +259,13 @@ class Supervisor(ModelRecovery):
         self.last_live = time.monotonic()
         self._write(
             status=st.RUNNING,
-            restarts=int(self.server.state.get("restarts", 0)) + 1,
+            restarts=(self.server.state.restarts or 0) + 1,
             last_restart=_now(),
             failed={**failed, **given_up},
             given_up=sorted(given_up),
             next_start=None,
         )
-        self.say(f"tritonserver restarted (pid {self.server.pid}); restarts so far: {self.server.state['restarts']}")
+        self.say(f"tritonserver restarted (pid {self.server.pid}); restarts so far: {self.server.state.restarts}")
 
 
 if __name__ == "__main__":  # `python -m zeroserve.serve.supervisor OPTIONS_JSON`: the detached start's other half

@@ -186,10 +186,10 @@ def launch(repository: Path, models: list[str] | None = None, artifacts: Path | 
     s = server.state
     return Endpoints(
         "127.0.0.1",
-        s["http_port"],
-        s["grpc_port"],
-        s["metrics_port"],
-        list(s["models"]),
+        s.http_port,
+        s.grpc_port,
+        s.metrics_port,
+        list(s.models),
         server.pid,
         artifacts,
         Path(repository),

@@ -6,7 +6,6 @@ Imported by test modules (tests/ is on sys.path through its conftest); no test i
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import torch
 
 from zeroserve import registry
 from zeroserve.deploy.config import DeployedModel, TensorConfig, Warmup, WarmupInput, render
+from zeroserve.records.state import ServerState
 
 
 def canonical_folder(
@@ -109,8 +109,8 @@ def wait_for(predicate, timeout: float, step: float = 0.1) -> float | None:
     return None
 
 
-def run_state(run_id: str) -> dict:
-    """A run's state file as it is now (serve/state.py's path)."""
+def run_state(run_id: str) -> ServerState:
+    """A run's state file as it is now (serve/state.py's path), through its type."""
     from zeroserve.serve import state as st
 
-    return json.loads(st.state_path(run_id).read_text())
+    return ServerState.load(st.state_path(run_id))

@@ -27,6 +27,8 @@ from zeroserve.deploy.lint import lint_model
 from zeroserve.deploy.release import TARGET
 from zeroserve.deploy.repository import place, prune_stale, read_manifest, staging_parent, write_manifest
 from zeroserve.errors import InputError
+from zeroserve.records.manifest import ManifestEntry, Tuning
+from zeroserve.records.measured import MeasuredOn
 from zeroserve.tune.search import Candidate
 from zeroserve.tune.settings import backend_of, config_for
 
@@ -78,8 +80,8 @@ def _rewrite(repository: Path, name: str, text: str, previous: str | None) -> st
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _entry(repository: Path, name: str) -> dict:
-    entry = read_manifest(repository).get("models", {}).get(name)
+def _entry(repository: Path, name: str) -> ManifestEntry:
+    entry = read_manifest(repository).models.get(name)
     if entry is None:
         raise InputError(f"{name} is not in {repository}/manifest.json; deploy it with `zeroserve deploy` first")
     return entry
@@ -87,7 +89,7 @@ def _entry(repository: Path, name: str) -> dict:
 
 def apply_tuning(
     repository: Path, name: str, candidate: Candidate, measurement: dict, tuned_on: dict, context: dict
-) -> dict:
+) -> ManifestEntry:
     """Write the candidate's settings into `repository/name` (atomic, linted); the manifest entry written.
 
     Args:
@@ -99,10 +101,10 @@ def apply_tuning(
     entry = _entry(repository, name)
     current_text = (folder / "config.pbtxt").read_text()
     current = read_deployed(folder)
-    if candidate.max_batch_size > max(current.max_batch_size, entry.get("gated_max_batch_size", 0)):
+    gated = max(current.max_batch_size, entry.gated_max_batch_size or 0)
+    if candidate.max_batch_size > gated:
         raise InputError(
-            f"{name}: max batch size {candidate.max_batch_size} is above what the export gate "
-            f"checked ({max(current.max_batch_size, entry.get('gated_max_batch_size', 0))})"
+            f"{name}: max batch size {candidate.max_batch_size} is above what the export gate checked ({gated})"
         )
     model = config_for(current, candidate)
     text = render(model)
@@ -110,45 +112,46 @@ def apply_tuning(
     previous = (folder / PREVIOUS).read_text() if (folder / PREVIOUS).is_file() else current_text
     sha = _rewrite(repository, name, text, previous)
     target = engine.target_release(
-        read_manifest(repository).get("target") or asdict(TARGET), model.backend, model.instance_kind
+        read_manifest(repository).target or asdict(TARGET), model.backend, model.instance_kind
     )
+    detail = MeasuredOn.model_validate(tuned_on).engine_detail  # the tune record's `tuned_on`
+    measured = detail.to_json() if detail is not None else None
     tuning = {
         "settings": tuned_settings(candidate),
         "measurement": measurement,
         "tuned_on": tuned_on,
         # the engine the settings were measured on against the one this repository is written for
-        "engine": tuned_on.get("engine_detail"),
+        "engine": measured,
         "target_engine": target,
-        "engine_differs": engine.differs(tuned_on.get("engine_detail"), target),
+        "engine_differs": engine.differs(measured, target),
         **context,
         "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "previous_config": PREVIOUS,
         "previous_config_sha256": hashlib.sha256(previous.encode()).hexdigest(),
     }
-    new_entry = {
-        **entry,
-        "config_sha256": sha,
-        "max_batch_size": model.max_batch_size,
-        "max_queue_delay_us": model.max_queue_delay_us,
-        "instance_group": {"kind": model.instance_kind, "count": model.instance_count},
-        "preferred_batch_sizes": list(model.preferred_batch_sizes),
-        backend_of(model).threads_parameter: candidate.threads,
-        "tuning": tuning,
-    }
+    new_entry = entry.with_changes(
+        config_sha256=sha,
+        max_batch_size=model.max_batch_size,
+        max_queue_delay_us=model.max_queue_delay_us,
+        instance_group={"kind": model.instance_kind, "count": model.instance_count},
+        preferred_batch_sizes=list(model.preferred_batch_sizes),
+        **{backend_of(model).threads_parameter: candidate.threads},
+        tuning=tuning,
+    )
     write_manifest(repository, [new_entry])
     return new_entry
 
 
-def engine_note(tuning: dict) -> str:
+def engine_note(tuning: Tuning) -> str:
     """One line: the settings were measured on another engine than the repository is written for."""
     return (
-        f"tuned on {engine.line(tuning.get('engine'))}, but this repository is written for "
-        f"{engine.line(tuning['target_engine'])} ({'; '.join(tuning['engine_differs'])}): the settings were chosen "
+        f"tuned on {engine.line(tuning.engine)}, but this repository is written for "
+        f"{engine.line(tuning.target_engine)} ({'; '.join(tuning.engine_differs or [])}): the settings were chosen "
         "on another engine, so measure them again where they will run"
     )
 
 
-def revert_tuning(repository: Path, name: str) -> dict:
+def revert_tuning(repository: Path, name: str) -> ManifestEntry:
     """Put the config from before the tuning back (atomic, linted) and drop the tuning from the manifest."""
     repository = Path(repository)
     folder = repository / name
@@ -158,19 +161,12 @@ def revert_tuning(repository: Path, name: str) -> dict:
     previous = (folder / PREVIOUS).read_text()
     model = parse(previous)
     sha = _rewrite(repository, name, previous, None)
-    new_entry = {
-        k: v
-        for k, v in entry.items()
-        if k not in ("tuning", "preferred_batch_sizes", backend_of(model).threads_parameter)
-    }
-    new_entry.update(
-        {
-            "config_sha256": sha,
-            "max_batch_size": model.max_batch_size,
-            "max_queue_delay_us": model.max_queue_delay_us,
-            "instance_group": {"kind": model.instance_kind, "count": model.instance_count},
-            "reverted": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+    new_entry = entry.without("tuning", "preferred_batch_sizes", backend_of(model).threads_parameter).with_changes(
+        config_sha256=sha,
+        max_batch_size=model.max_batch_size,
+        max_queue_delay_us=model.max_queue_delay_us,
+        instance_group={"kind": model.instance_kind, "count": model.instance_count},
+        reverted=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     write_manifest(repository, [new_entry])
     return new_entry

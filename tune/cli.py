@@ -126,8 +126,9 @@ def _finish(rec: TuneRecord, spec, repository: Path, apply: bool, report: Path |
         }
         tuned_on = rec.tuned_on.to_json() if rec.tuned_on else {}
         applied = ap.apply_tuning(repository, name, c, measurement, tuned_on, context)
-    rec.applied = applied["name"] if applied else None
-    rec.applied_engine_differs = applied["tuning"]["engine_differs"] if applied else None
+    tuning = applied.tuning if applied else None
+    rec.applied = applied.name if applied else None
+    rec.applied_engine_differs = tuning.engine_differs if tuning else None
     paths = rp.write_report(rec, report or Path("reports") / "tune" / spec.name)
     if as_json:
         rec.report = {k: str(v) for k, v in paths.items()}  # --json's output only: tune.json is written already
@@ -140,12 +141,12 @@ def _finish(rec: TuneRecord, spec, repository: Path, apply: bool, report: Path |
             console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
         if applied:
             console.print(
-                f"applied to {repository / applied['name']}/config.pbtxt (previous config: "
+                f"applied to {repository / applied.name}/config.pbtxt (previous config: "
                 f"{ap.PREVIOUS}; undo with `zeroserve tune {spec.name} --revert`)",
                 highlight=False,
             )
-            if applied["tuning"]["engine_differs"]:
-                console.print(f"[yellow]note:[/] {escape(ap.engine_note(applied['tuning']))}", soft_wrap=True)
+            if tuning and tuning.engine_differs:
+                console.print(f"[yellow]note:[/] {escape(ap.engine_note(tuning))}", soft_wrap=True)
         elif apply and rec.outcome.exit_code == 0:
             console.print("--apply: the deployed config is the best; nothing written", highlight=False)
         console.print(

@@ -19,6 +19,7 @@ from typing import Any
 
 from zeroserve.deploy.repository import read_manifest
 from zeroserve.errors import InputError
+from zeroserve.records.manifest import ManifestEntry
 from zeroserve.records.tune import Measurement, SideBySide, TuneRecord, TuneServer
 from zeroserve.spec import ModelSpec
 from zeroserve.tune import search as S
@@ -75,14 +76,16 @@ def _choose(
     return best, chosen, side, dep_m
 
 
+def _gated(entry: ManifestEntry | None) -> int:
+    """The export gate's maximum batch size a manifest entry records (0 when it records none)."""
+    return (entry.gated_max_batch_size if entry is not None else None) or 0
+
+
 def _search_space(tuner: Tuner, repository: Path, deployed_c: S.Candidate, opts: Options) -> tuple[S.Space, list[str]]:
     """The candidates the options allow around the deployed config, and what they dropped; InputError when none."""
-    entries = read_manifest(repository).get("models", {})
+    entries = read_manifest(repository).models
     # as high as the export gate checked (a tuning may have lowered the deployed one), never above
-    max_batch = max(
-        max(m.max_batch_size, (entries.get(tuner.formats[k]) or {}).get("gated_max_batch_size", 0))
-        for k, m in tuner.deployed.items()
-    )
+    max_batch = max(max(m.max_batch_size, _gated(entries.get(tuner.formats[k]))) for k, m in tuner.deployed.items())
     space, dropped = S.build_space(
         deployed_c,
         tuple(tuner.formats),
@@ -154,9 +157,8 @@ def run_tune(
             known={dep_c: dep_m},
         )
         best, chosen, side, dep_m = _choose(tuner, result, dep_c, dep_m, opts, notes)
-        state = tuner.server.state
         server = TuneServer.model_validate(
-            {k: state[k] for k in ("pid", "host", "http_port", "grpc_port", "metrics_port")}
+            tuner.server.state.model_dump(include={"pid", "host", "http_port", "grpc_port", "metrics_port"})
         )
         triton_version = tuner.triton_version()
     return tune_record(

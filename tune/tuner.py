@@ -126,9 +126,9 @@ class Tuner:
             {
                 "state": "ready",
                 "pid": self.server.pid,
-                "http_port": s["http_port"],
-                "grpc_port": s["grpc_port"],
-                "metrics_port": s["metrics_port"],
+                "http_port": s.http_port,
+                "grpc_port": s.grpc_port,
+                "metrics_port": s.metrics_port,
             },
         )
         return self
@@ -142,7 +142,7 @@ class Tuner:
     @property
     def endpoint(self) -> Endpoint:
         s = self.server.state
-        return Endpoint(s["host"], int(s["http_port"]), int(s["grpc_port"]), "zeroserve tune's private server")
+        return Endpoint(s.host, s.http_port, s.grpc_port or 0, "zeroserve tune's private server")
 
     def triton_version(self) -> str | None:
         """The private server's Triton version, as its metadata says."""
@@ -157,7 +157,7 @@ class Tuner:
 
     @property
     def runtime_repository(self) -> Path:
-        return Path(self.server.state["runtime_dir"]) / "repository"
+        return Path(self.server.state.runtime_dir or "") / "repository"
 
     def _load(self, name: str) -> None:
         with Control.of(self.server.state, LOAD_TIMEOUT_S) as control:

@@ -46,7 +46,7 @@ def twin_server(client: Client, triton_name: str, timeout: float) -> Iterator[tu
         yield Endpoint(host.strip("[]"), int(port), int(port), "the serving server"), "the serving server"
         return
     state = client.server_state()
-    if not state or state.get("engine") != "embedded" or not state.get("repository"):
+    if state is None or state.engine != "embedded" or not state.repository:
         raise InputError(
             f"--floor needs {name} (a no-op model with {triton_name}'s inputs and outputs) on the server at "
             f"{client.url}, or a zeroserve server whose repository the twin can be built from: this server is "
@@ -55,7 +55,7 @@ def twin_server(client: Client, triton_name: str, timeout: float) -> Iterator[tu
     from zeroserve.serve.private import private_server
 
     with private_server(
-        Path(state["repository"]),
+        Path(state.repository),
         [triton_name],
         purpose=f"zeroserve client perf --floor: {name} (private, stopped at the end of the run)",
         own_cache=False,  # a run killed before its stop leaves a state file `zeroserve stop --all` finds
@@ -64,8 +64,8 @@ def twin_server(client: Client, triton_name: str, timeout: float) -> Iterator[tu
         timeout=max(timeout, 120.0),
     ) as server:
         s = server.state
-        where = f"a private embedded server (pid {server.pid}) built from {state['repository']}"
-        yield Endpoint(s["host"], int(s["http_port"]), int(s["grpc_port"]), "the floor's private server"), where
+        where = f"a private embedded server (pid {server.pid}) built from {state.repository}"
+        yield Endpoint(s.host, s.http_port, s.grpc_port or 0, "the floor's private server"), where
 
 
 def comparison(model: PerfLevel, floor: PerfLevel) -> FloorComparison:

@@ -24,6 +24,7 @@ from typing import Any
 
 from zeroserve.errors import ServerError
 from zeroserve.records.perf import PerfLevel, ServerMetrics, ServerResources
+from zeroserve.records.state import ServerState
 from zeroserve.serve import metrics as M
 
 DEFAULT_INTERVAL_S = 1.0  # perf_analyzer's --metrics-interval default (1000 ms)
@@ -45,13 +46,13 @@ class Source:
         self.url, self.pid, self.shm_prefix = url, pid, shm_prefix
 
     @classmethod
-    def of_state(cls, state: dict | None, url: str | None = None) -> Source | None:
+    def of_state(cls, state: ServerState | None, url: str | None = None) -> Source | None:
         """A zeroserve server's (its state file), or only a given `--metrics-url`; None when neither is known."""
         url = url or M.metrics_url(state)
-        pid = (state or {}).get("pid")
+        pid = state.pid if state is not None else None
         if url is None and pid is None:
             return None
-        return cls(url, pid, (state or {}).get("shm_prefix"))
+        return cls(url, pid, state.shm_prefix if state is not None else None)
 
 
 class LevelMetrics:

@@ -72,7 +72,7 @@ def copy_model(repository: Path, dest: Path, name: str) -> Path:
 
 
 def private_states() -> list[dict]:
-    return [s for s in st.read_states() if "tune" in str(s.get("purpose", ""))]
+    return [s for s in st.read_states() if "tune" in str(s.purpose or "")]
 
 
 def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_alone(
@@ -111,8 +111,8 @@ def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_al
     assert "Python backend running onnxruntime" in rec["tuned_on"]["engine"]
     # the private server was another process on other ports, and it is gone with its run folder
     private = rec["server"]
-    assert private["pid"] != server.pid and private["http_port"] not in (server.http_port, server.grpc_port)
-    assert not psutil.pid_exists(private["pid"]) or psutil.Process(private["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert private.pid != server.pid and private.http_port not in (server.http_port, server.grpc_port)
+    assert not psutil.pid_exists(private.pid) or psutil.Process(private.pid).status() == psutil.STATUS_ZOMBIE
     assert private_states() == []
     # the served server: same models, same states, no candidate ever loaded there, still answering
     assert index(server.http_url) == served_before
@@ -168,9 +168,9 @@ def test_ctrl_c_mid_search_stops_the_private_server_and_removes_the_candidate(
         while candidate is None and time.monotonic() < deadline and proc.poll() is None:
             found = private_states()
             state = found[0] if found else state
-            if state and state.get("status") == st.RUNNING:
+            if state and state.status == st.RUNNING:
                 try:
-                    loaded = index(f"127.0.0.1:{state['http_port']}", state)
+                    loaded = index(f"127.0.0.1:{state.http_port}", state)
                 except Exception:  # noqa: BLE001 - not answering yet
                     loaded = {}
                 candidate = next((n for n, s in loaded.items() if "_tune" in n and s == "READY"), None)
@@ -182,11 +182,11 @@ def test_ctrl_c_mid_search_stops_the_private_server_and_removes_the_candidate(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert not psutil.pid_exists(state["pid"]) or psutil.Process(state["pid"]).status() == psutil.STATUS_ZOMBIE
-    assert private_states() == [] and not Path(state["runtime_dir"]).exists()
-    leftover = [p for p in psutil.process_iter(["cmdline"]) if state["shm_prefix"] in " ".join(p.info["cmdline"] or [])]
+    assert not psutil.pid_exists(state.pid) or psutil.Process(state.pid).status() == psutil.STATUS_ZOMBIE
+    assert private_states() == [] and not Path(state.runtime_dir).exists()
+    leftover = [p for p in psutil.process_iter(["cmdline"]) if state.shm_prefix in " ".join(p.info["cmdline"] or [])]
     assert leftover == []
-    assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith(state["shm_prefix"])]
+    assert not [p for p in Path("/dev/shm").iterdir() if p.name.startswith(state.shm_prefix)]
 
 
 def test_a_tuned_repository_lints_serves_and_checks(deployed_repository, exported, start_server, data_dir, tmp_path):

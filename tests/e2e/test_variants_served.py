@@ -29,7 +29,7 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
     spec = registry.get("softmax_mnist")
     repo = tmp_path / "repo"
     written = deploy_model(spec, artifacts, repo, formats=(*MADE, "onnx_fp16"), device="gpu")
-    assert [e["name"] for e in written] == [F.get(k).triton_name("softmax_mnist") for k in (*MADE, "onnx_fp16")]
+    assert [e.name for e in written] == [F.get(k).triton_name("softmax_mnist") for k in (*MADE, "onnx_fp16")]
     fp16 = repo / "softmax_mnist_onnx_fp16"
     assert read_deployed(fp16).instance_kind == "KIND_GPU" and lint_model(fp16).backend == "onnxruntime"
 

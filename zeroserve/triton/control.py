@@ -13,6 +13,7 @@ import http.client
 import time
 from typing import Any
 
+from zeroserve.records.state import ServerState
 from zeroserve.triton import restricted
 from zeroserve.triton.errors import translate
 from zeroserve.triton.ports import hostport
@@ -27,17 +28,15 @@ class Control:
     Use as a context manager, or `close()` when done.
     """
 
-    def __init__(
-        self, host: str, http_port: int, state: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT_S
-    ):
+    def __init__(self, host: str, http_port: int, state: ServerState | None = None, timeout: float = DEFAULT_TIMEOUT_S):
         self.host, self.http_port, self.state, self.timeout = host, int(http_port), state, timeout
         self.url = hostport(host, http_port)
         self._client: Any = None
 
     @classmethod
-    def of(cls, state: dict[str, Any], timeout: float = DEFAULT_TIMEOUT_S) -> Control:
+    def of(cls, state: ServerState, timeout: float = DEFAULT_TIMEOUT_S) -> Control:
         """The control plane of the server a state file describes, with its key."""
-        return cls(state["host"], int(state["http_port"]), state, timeout)
+        return cls(state.host, state.http_port, state, timeout)
 
     def __enter__(self) -> Control:
         return self

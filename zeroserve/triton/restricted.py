@@ -18,6 +18,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from zeroserve.records.state import ServerState
+
 HEADER = "zeroserve-key"  # the header's name; its value is the run's key
 GRPC_METADATA_PREFIX = "triton-grpc-protocol-"  # Triton reads a gRPC restricted key from this metadata
 SHARED_MEMORY, LOGGING, TRACE, MODEL_REPOSITORY = "shared-memory", "logging", "trace", "model-repository"
@@ -48,28 +50,28 @@ def redact(args: list[str], key: str) -> list[str]:
     return [a.replace(key, REDACTED) for a in args]
 
 
-def public(state: dict[str, Any]) -> dict[str, Any]:
-    """A state without its key: what may be printed (`stop --json`) or shown."""
-    return {k: v for k, v in state.items() if k != "api_key"}
+def public(state: ServerState) -> dict[str, Any]:
+    """A state's JSON without its key: what may be printed (`stop --json`) or shown."""
+    return {k: v for k, v in state.to_json().items() if k != "api_key"}
 
 
-def headers(state: dict[str, Any] | None, api: str, protocol: str) -> dict[str, str]:
+def headers(state: ServerState | None, api: str, protocol: str) -> dict[str, str]:
     """The HTTP header (or gRPC metadata) that lets zeroserve's own call to `api` through on the server of `state`.
 
     {} when the server does not restrict `api` (or is not zeroserve's), and for shared memory unless
     the server was started with --allow-client-shm: then the key is held back from the client.
     """
-    if not state or not state.get("api_key") or api not in (state.get("restricted_apis") or ()):
+    if state is None or not state.api_key or api not in (state.restricted_apis or ()):
         return {}
-    if api == SHARED_MEMORY and not state.get("allow_client_shm"):
+    if api == SHARED_MEMORY and not state.allow_client_shm:
         return {}
     name = HEADER if protocol == "http" else GRPC_METADATA_PREFIX + HEADER
-    return {name: state["api_key"]}
+    return {name: state.api_key}
 
 
-def client_shm_refusal(state: dict[str, Any] | None, url: str) -> str | None:
+def client_shm_refusal(state: ServerState | None, url: str) -> str | None:
     """Why zeroserve's client may not use shared memory on the server of `state`, or None when it may."""
-    if not state or SHARED_MEMORY not in (state.get("restricted_apis") or ()) or state.get("allow_client_shm"):
+    if state is None or SHARED_MEMORY not in (state.restricted_apis or ()) or state.allow_client_shm:
         return None
     return (
         f"--shared-memory system: the server at {url} keeps Triton's shared-memory API closed; "

@@ -140,8 +140,8 @@ def _serve_detached(repository: Path, *args: str) -> tuple[subprocess.CompletedP
     chosen = re.search(r"free port\(s\) chosen on \S+: http (\d+), grpc (\d+), metrics (\d+)", proc.stderr)
     assert chosen, proc.stderr
     http, grpc, metrics = map(int, chosen.groups())
-    [state] = [s for s in st.list_servers() if s["http_port"] == http]
-    assert (state["grpc_port"], state["metrics_port"]) == (grpc, metrics) and 0 not in (http, grpc, metrics)
+    [state] = [s for s in st.list_servers() if s.http_port == http]
+    assert (state.grpc_port, state.metrics_port) == (grpc, metrics) and 0 not in (http, grpc, metrics)
     return proc, state
 
 
@@ -170,13 +170,13 @@ def test_port_0_picks_free_ports_and_prints_them(deployed_repository, serve_cach
                 "--protocol",
                 protocol,
                 "--http-port",
-                str(state["http_port"]),
+                str(state.http_port),
                 "--grpc-port",
-                str(state["grpc_port"]),
+                str(state.grpc_port),
             )
             assert len(got) == 2
     finally:
-        assert run("stop", "--http-port", str(state["http_port"])).returncode == 0
+        assert run("stop", "--http-port", str(state.http_port)).returncode == 0
 
 
 def _ipv6_loopback() -> bool:
@@ -191,9 +191,9 @@ def _ipv6_loopback() -> bool:
 @pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 def test_ipv6_loopback_serves_and_is_reached_over_http_and_grpc(deployed_repository, serve_cache, tmp_path):
     proc, state = _serve_detached(deployed_repository, "--host", "::1")
-    http, grpc = state["http_port"], state["grpc_port"]
+    http, grpc = state.http_port, state.grpc_port
     try:
-        assert f"http://[::1]:{http}" in proc.stdout and state["host"] == "::1"
+        assert f"http://[::1]:{http}" in proc.stdout and state.host == "::1"
         (tmp_path / "x.json").write_text("[[1.0], [2.0]]")
         for protocol in ("http", "grpc"):
             got = _infer_linear(

@@ -109,7 +109,7 @@ def test_floor_measures_the_twin_on_a_private_server_when_the_serving_one_lacks_
         assert pair["added_p50_ms"] == pytest.approx(model["p50_ms"] - twin["p50_ms"])
         assert pair["throughput_ratio"] == pytest.approx(model["throughput"] / twin["throughput"])
     # the private server is gone, the serving one untouched
-    assert not [s for s in st.list_servers() if s.get("model_control") == "explicit"]
+    assert not [s for s in st.list_servers() if s.model_control == "explicit"]
     assert "cnn_mnist_onnx_noop" not in (M.read(f"http://127.0.0.1:{server.metrics_port}/metrics")["models"])
     page = (tmp_path / "rep" / "perf.html").read_text()
     assert "floor (cnn_mnist_onnx_noop, no-op)" in page and "measured on embedded Triton 2.51.0" in page

@@ -31,8 +31,9 @@ from zeroserve.deploy.config import WARMUP_DIR
 from zeroserve.deploy.kserve import write_kserve_manifest
 from zeroserve.deploy.lint import lint_model
 from zeroserve.deploy.release import TARGET, check_torchscript_target
-from zeroserve.deploy.repository import MANIFEST, deploy_model, read_manifest, sha256
+from zeroserve.deploy.repository import deploy_model, read_manifest, sha256
 from zeroserve.errors import CheckFailed, InputError
+from zeroserve.records.layout import RepositoryLayout
 
 runner = CliRunner()
 ALL = list(registry.REGISTRY)
@@ -165,7 +166,8 @@ def test_deploy_all_writes_twenty_linted_models_and_the_manifest(deployed_all, e
     repository, entries = deployed_all
     artifacts, recs = exported
     assert len(entries) == 20
-    manifest = json.loads((repository / MANIFEST).read_text())
+    manifest = json.loads(RepositoryLayout(repository).manifest.read_text())  # the JSON a user reads
+    assert manifest["schema_version"] == 1 and "schema" not in manifest
     assert manifest["target"]["image"] == TARGET.image and manifest["target"]["onnxruntime"] == TARGET.onnxruntime
     assert sorted(manifest["models"]) == sorted(f"{n}_{f}" for n in ALL for f in ("onnx", "torchscript"))
     for name in ALL:
@@ -372,14 +374,14 @@ def test_deploying_one_model_leaves_the_others_untouched(one):
         for p in repository.glob("linear_*/**/*")
         if p.is_file()
     } == linear
-    manifest = read_manifest(repository)["models"]
+    manifest = read_manifest(repository).models
     assert set(manifest) == {"linear_onnx", "linear_torchscript", "cnn_mnist_onnx", "cnn_mnist_torchscript"}
-    assert manifest["cnn_mnist_onnx"]["max_batch_size"] == 4 and manifest["linear_onnx"]["max_batch_size"] == 64
+    assert manifest["cnn_mnist_onnx"].max_batch_size == 4 and manifest["linear_onnx"].max_batch_size == 64
     assert _pbtxt(repository / "cnn_mnist_onnx" / "config.pbtxt").max_batch_size == 4
     assert _leftovers(repository) == []
     shutil.rmtree(repository / "linear_onnx")  # a removed folder drops out of the manifest on the next write
     deploy_model(registry.get("cnn_mnist"), artifacts, repository, formats="onnx")
-    assert "linear_onnx" not in read_manifest(repository)["models"]
+    assert "linear_onnx" not in read_manifest(repository).models
 
 
 def test_without_sample_npz_the_warmup_falls_back_to_zeros_and_still_lints(exported, tmp_path):
@@ -388,7 +390,7 @@ def test_without_sample_npz_the_warmup_falls_back_to_zeros_and_still_lints(expor
     for name in ("cnn_mnist", "name_gru"):
         (artifacts / name / "sample.npz").unlink()
         entries = deploy_model(registry.get(name), artifacts, repository)
-        assert {e["warmup"] for e in entries} == {"safe values (no sample.npz)"}
+        assert {e.warmup for e in entries} == {"safe values (no sample.npz)"}
     cnn = _pbtxt(repository / "cnn_mnist_onnx" / "config.pbtxt").model_warmup[0]
     assert cnn.inputs["image__0"].zero_data and list(cnn.inputs["image__0"].dims) == [1, 28, 28]
     gru = _pbtxt(repository / "name_gru_torchscript" / "config.pbtxt").model_warmup[0]

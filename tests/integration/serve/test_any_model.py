@@ -153,7 +153,7 @@ def any_server(tmp_path_factory, serve_cache, free_ports):
         repo, http_port=http, grpc_port=grpc, metrics_port=metrics, allow_client_shm=True
     )  # the BYTES-in-shared-memory perf test
     yield SimpleNamespace(
-        host="127.0.0.1", http_port=http, grpc_port=grpc, models=list(server.state["models"]), handle=server
+        host="127.0.0.1", http_port=http, grpc_port=grpc, models=list(server.state.models), handle=server
     )
     server.stop()
 
@@ -174,7 +174,7 @@ UNSERVABLE = {"saved_tf", "no_file", "junk", "auto_bad", "auto_pt"}
 
 def test_unservable_folders_are_reported_and_the_others_serve(any_server, tmp_path):
     assert sorted(any_server.models) == sorted(["blend", "flat", "tag", *AUTO])
-    unservable = any_server.handle.state["unservable"]
+    unservable = any_server.handle.state.unservable
     assert set(unservable) == UNSERVABLE
     assert "does not batch" in unservable["auto_bad"] and "max_batch_size 8" in unservable["auto_bad"]
     assert "pytorch backend does not complete them" in unservable["auto_pt"]

@@ -113,16 +113,16 @@ def test_shared_memory_logging_and_trace_are_refused_without_the_key(deployed_re
     s = start_server(deployed_repository, [MODEL])
     state = st.server_at(s.host, s.http_port)
     # the key: unguessable, in the 0600 state file only; command.txt shows where it is, not what it is
-    assert state["restricted_apis"] == ["shared-memory", "logging", "trace"] and state["allow_client_shm"] is False
-    assert len(state["api_key"]) == 48
-    assert stat.S_IMODE(st.state_path(state["run_id"]).stat().st_mode) == 0o600
-    command = Path(state["runtime_dir"], "command.txt").read_text()
-    assert state["api_key"] not in command
+    assert state.restricted_apis == ["shared-memory", "logging", "trace"] and state.allow_client_shm is False
+    assert len(state.api_key) == 48
+    assert stat.S_IMODE(st.state_path(state.run_id).stat().st_mode) == 0o600
+    command = Path(state.runtime_dir, "command.txt").read_text()
+    assert state.api_key not in command
     assert f"--http-restricted-api=shared-memory,logging,trace:zeroserve-key={restricted.REDACTED}" in command
     assert f"--grpc-restricted-protocol=shared-memory,logging,trace:zeroserve-key={restricted.REDACTED}" in command
-    assert state["api_key"] not in Path(state["log"]).read_text()
+    assert state.api_key not in Path(state.log).read_text()
     # the limit docs/serving.md states: tritonserver's own command line holds it (/proc, same machine)
-    assert state["api_key"] in Path(f"/proc/{state['pid']}/cmdline").read_bytes().decode()
+    assert state.api_key in Path(f"/proc/{state.pid}/cmdline").read_bytes().decode()
 
     region = f"zs_closed_{os.getpid()}"
     handle = shm.create_shared_memory_region(region, f"/{region}", 64)
@@ -145,7 +145,7 @@ def test_shared_memory_logging_and_trace_are_refused_without_the_key(deployed_re
         shm.destroy_shared_memory_region(handle)
 
     # nothing was changed: asked with the run's key, no region is registered and the log level is still 0
-    key = {restricted.HEADER: state["api_key"]}
+    key = {restricted.HEADER: state.api_key}
     c = httpclient.InferenceServerClient(s.http_url)
     try:
         assert c.get_system_shared_memory_status(headers=key) == []
@@ -168,7 +168,7 @@ def test_shared_memory_logging_and_trace_are_refused_without_the_key(deployed_re
 def test_allow_client_shm_lets_zeroserve_perf_use_shared_memory(deployed_repository, start_server, tmp_path):
     s = start_server(deployed_repository, [MODEL], allow_client_shm=True)
     state = st.server_at(s.host, s.grpc_port)
-    assert state["allow_client_shm"] is True and "shared-memory" in state["restricted_apis"]
+    assert state.allow_client_shm is True and "shared-memory" in state.restricted_apis
     for protocol in PROTOCOLS:
         r = _perf(s, protocol, "--json")
         assert r.returncode == 0, r.stderr
@@ -198,7 +198,7 @@ def test_allow_client_shm_lets_zeroserve_perf_use_shared_memory(deployed_reposit
 def test_a_private_explicit_server_keeps_its_load_api_and_index_to_zeroserve(deployed_repository, start_server):
     s = start_server(deployed_repository, [MODEL], model_control="explicit")  # loaded through the API, with the key
     state = s.handle.state
-    assert state["restricted_apis"] == ["model-repository", "shared-memory", "logging", "trace"]
+    assert state.restricted_apis == ["model-repository", "shared-memory", "logging", "trace"]
     for protocol in PROTOCOLS:
         c = _raw(s, protocol)
         try:
@@ -216,4 +216,4 @@ def test_a_private_explicit_server_keeps_its_load_api_and_index_to_zeroserve(dep
     assert Control.of(state).states() == {MODEL: "READY"}  # status's read
     # stop's unload goes through: each stub finalized, as the server's log says
     s.handle.stop(keep_run=True)
-    assert f"successfully unloaded '{MODEL}'" in Path(state["log"]).read_text()
+    assert f"successfully unloaded '{MODEL}'" in Path(state.log).read_text()

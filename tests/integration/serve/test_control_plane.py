@@ -57,7 +57,7 @@ def test_a_private_server_loads_and_unloads_through_the_control_plane_and_is_alw
     with private_server(repository, [MODEL], purpose="test", model_control="explicit") as server:
         state = server.state
         cache = Path(os.environ["ZEROSERVE_CACHE"])
-        assert cache.is_dir() and str(cache) != cache_before and state["purpose"] == "test"
+        assert cache.is_dir() and str(cache) != cache_before and state.purpose == "test"
         with Control.of(state, timeout=30.0) as control:  # with the run's key
             assert control.live() and control.ready()
             assert control.states() == {MODEL: "READY"}
@@ -69,7 +69,7 @@ def test_a_private_server_loads_and_unloads_through_the_control_plane_and_is_alw
             with pytest.raises(RequestFailed) as bad_load:  # Triton's refusal, its own words kept
                 control.load("no_such_model")
             assert "no_such_model" in bad_load.value.said
-        with Control(state["host"], state["http_port"], timeout=5.0) as keyless:  # another caller: no key
+        with Control(state.host, state.http_port, timeout=5.0) as keyless:  # another caller: no key
             with pytest.raises(ApiRestricted) as refused:
                 keyless.load(MODEL)
             assert refused.value.exit_code == 2 and "model-repository" in str(refused.value)

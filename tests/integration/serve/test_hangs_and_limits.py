@@ -62,7 +62,7 @@ def _answers(port: int) -> bool:
 
 def _running_again(run_id: str, restarts: int) -> bool:
     s = run_state(run_id)
-    return int(s.get("restarts", 0)) > restarts and s["status"] == st.RUNNING
+    return (s.restarts or 0) > restarts and s.status == st.RUNNING
 
 
 def _orphans(prefix: str) -> list[int]:
@@ -106,34 +106,34 @@ def run(models, tmp_path_factory, serve_cache, free_ports):
         ZEROSERVE_RESTART_BACKOFF=BACKOFF,
     )
     assert proc.returncode == 0, proc.stderr
-    [state] = [s for s in st.list_servers() if s["http_port"] == http_port]
+    [state] = [s for s in st.list_servers() if s.http_port == http_port]
     yield {"folder": folder, "repository": repository, "http": http_port, "state": state, "artifacts": models.folder}
     zeroserve("stop", "--http-port", str(http_port))
 
 
 def test_the_server_runs_under_the_ceiling_and_the_cache_is_private(run):
     state = run["state"]
-    limits = Path(f"/proc/{state['pid']}/limits").read_text()
+    limits = Path(f"/proc/{state.pid}/limits").read_text()
     [line] = [ln for ln in limits.splitlines() if ln.startswith("Max data size")]
     assert line.split()[3:5] == [str(LIMIT), str(LIMIT)], line
-    for stub in ps.stubs(state["shm_prefix"]):  # inherited: a ceiling per process, not a total
+    for stub in ps.stubs(state.shm_prefix):  # inherited: a ceiling per process, not a total
         assert psutil.Process(stub.pid).rlimit(psutil.RLIMIT_DATA) == (LIMIT, LIMIT)
-    assert state["memory_limit"]["bytes"] == LIMIT
+    assert state.memory_limit["bytes"] == LIMIT
     for folder in (st.cache_dir(), st.runs_dir(), st.servers_dir()):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
 
 
 def test_a_stopped_server_is_seen_as_hung_killed_and_restarted(run):
     state, http_port = run["state"], run["http"]
-    run_id = state["run_id"]
-    restarts = int(run_state(run_id).get("restarts", 0))
-    os.kill(run_state(run_id)["pid"], signal.SIGSTOP)
+    run_id = state.run_id
+    restarts = int(run_state(run_id).restarts or 0)
+    os.kill(run_state(run_id).pid, signal.SIGSTOP)
     waited = wait_for(lambda: _running_again(run_id, restarts), 60)
     assert waited is not None, run_state(run_id)
-    crash = run_state(run_id)["crashes"][-1]
-    assert crash["hung"] and "hung: no answer to /v2/health/live" in crash["exit"], crash
+    crash = run_state(run_id).crashes[-1]
+    assert crash.hung and "hung: no answer to /v2/health/live" in crash.exit, crash
     assert wait_for(lambda: _answers(http_port), 30) is not None
-    assert _orphans(state["shm_prefix"]) == []
+    assert _orphans(state.shm_prefix) == []
     status = zeroserve("status", "--http-port", str(http_port), cwd=run["folder"])
     assert status.returncode == 0, status.stdout[-2000:]
     assert "hung: no answer" in " ".join(status.stdout.split())
@@ -141,9 +141,9 @@ def test_a_stopped_server_is_seen_as_hung_killed_and_restarted(run):
 
 def test_one_huge_request_ends_the_server_under_its_ceiling_not_the_host(run):
     state, http_port = run["state"], run["http"]
-    run_id = state["run_id"]
-    restarts = int(run_state(run_id).get("restarts", 0))
-    server = psutil.Process(run_state(run_id)["pid"])
+    run_id = state.run_id
+    restarts = int(run_state(run_id).restarts or 0)
+    server = psutil.Process(run_state(run_id).pid)
     threads = [threading.Thread(target=_post, args=(http_port, HUGE, 30.0)) for _ in range(2)]
     peak = 0
     for t in threads:
@@ -161,43 +161,43 @@ def test_one_huge_request_ends_the_server_under_its_ceiling_not_the_host(run):
         t.join(timeout=30)
     assert peak < LIMIT, peak  # the allocation was refused by the ceiling, not made
     assert wait_for(lambda: _running_again(run_id, restarts), 60), run_state(run_id)
-    assert run_state(run_id)["crashes"][-1]["signal"] in ("SIGABRT", "SIGSEGV", "SIGKILL")
+    assert run_state(run_id).crashes[-1].signal in ("SIGABRT", "SIGSEGV", "SIGKILL")
     assert wait_for(lambda: _answers(http_port), 30) is not None
-    assert _orphans(state["shm_prefix"]) == []  # no stub outlived its server
+    assert _orphans(state.shm_prefix) == []  # no stub outlived its server
 
 
 def test_a_crash_loop_backs_off_and_recovers_when_the_bad_requests_stop(run):
     state, http_port = run["state"], run["http"]
-    run_id = state["run_id"]
+    run_id = state.run_id
     waits = []
     for _ in range(3):
-        restarts = int(run_state(run_id).get("restarts", 0))
+        restarts = int(run_state(run_id).restarts or 0)
         assert wait_for(lambda: _answers(http_port), 60) is not None
         _post(http_port, NESTED)
-        assert wait_for(lambda: run_state(run_id)["status"] == st.STARTING and run_state(run_id).get("next_start"), 15)
+        assert wait_for(lambda: run_state(run_id).status == st.STARTING and run_state(run_id).next_start, 15)
         s = run_state(run_id)
-        waits.append(s["next_start"] - time.time())
+        waits.append(s.next_start - time.time())
         if len(waits) == 3:  # within the third backoff: status and the client say so
             status = zeroserve("status", "--http-port", str(http_port), cwd=run["folder"])
             text = " ".join(status.stdout.split())
             assert status.returncode == 1 and "crash loop:" in text and "next start in" in text, text
-            with Client(Endpoint("127.0.0.1", http_port, state["grpc_port"]), "http", 2.0) as client:
+            with Client(Endpoint("127.0.0.1", http_port, state.grpc_port), "http", 2.0) as client:
                 with pytest.raises(ServerUnreachable, match=r"is restarting \(attempt \d+, next start in"):
                     client.live()
         assert wait_for(lambda: _running_again(run_id, restarts), 60), run_state(run_id)
     assert waits[2] > waits[1] > waits[0] - 1.0, waits  # the backoff grows with each crash in the window
-    assert run_state(run_id)["status"] == st.RUNNING  # no cap by default: the service goes on
+    assert run_state(run_id).status == st.RUNNING  # no cap by default: the service goes on
     assert wait_for(lambda: _answers(http_port), 30) is not None
-    assert _orphans(state["shm_prefix"]) == []
+    assert _orphans(state.shm_prefix) == []
     status = zeroserve("status", "--http-port", str(http_port), cwd=run["folder"])
     assert status.returncode == 0, status.stdout[-2000:]
 
 
 def test_the_supervisor_killed_takes_its_server_and_stubs_with_it(run):
-    state = run_state(run["state"]["run_id"])
-    sup = psutil.Process(state["supervisor"]["pid"])
-    server = psutil.Process(state["pid"])
-    stubs = ps.stubs(state["shm_prefix"])
+    state = run_state(run["state"].run_id)
+    sup = psutil.Process(state.supervisor.pid)
+    server = psutil.Process(state.pid)
+    stubs = ps.stubs(state.shm_prefix)
     assert stubs
     sup.send_signal(signal.SIGKILL)
 

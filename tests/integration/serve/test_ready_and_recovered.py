@@ -134,7 +134,7 @@ def run(models, tmp_path_factory, serve_cache, free_ports):
         time.sleep(0.02)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    [r.state] = [s for s in st.list_servers() if s["http_port"] == r.http]
+    [r.state] = [s for s in st.list_servers() if s.http_port == r.http]
     yield r
     zeroserve("stop", "--http-port", str(r.http))
 
@@ -147,7 +147,7 @@ def test_ready_at_start_means_every_model_is_loaded(run):
             assert all(code == 200 for code in models.values()), (t, models)
     # The endpoints answer only once the models have settled: the first answer is already READY for both.
     assert all(code == 200 for code in answered[0][2].values()), answered[0]
-    progress = run.state.get("progress") or {}
+    progress = run.state.progress or {}
     assert all(progress.get(m, [None])[0] == "READY" for m in MODELS), progress
     report = run.status("--json")
     assert report.returncode == 0, (report.stdout[-2000:], report.stderr)
@@ -156,7 +156,7 @@ def test_ready_at_start_means_every_model_is_loaded(run):
 
 def test_the_runtime_copy_is_a_copy_and_a_canonical_file_overwritten_in_place_does_not_reach_the_server(run):
     canonical = run.repository / "cnn_mnist_onnx" / "1" / "model.onnx"
-    served = Path(run.state["runtime_dir"]) / "repository" / "cnn_mnist_onnx" / "1" / "model.onnx"
+    served = Path(run.state.runtime_dir) / "repository" / "cnn_mnist_onnx" / "1" / "model.onnx"
     assert canonical.stat().st_ino != served.stat().st_ino and served.stat().st_nlink == 1
     before = _infer(run.http, "cnn_mnist_onnx")
     assert before is not None
@@ -164,56 +164,56 @@ def test_the_runtime_copy_is_a_copy_and_a_canonical_file_overwritten_in_place_do
     try:
         with open(canonical, "r+b") as fh:  # in place: the same inode
             fh.write(b"\0garbage" * 64)
-        run_id = run.state["run_id"]
-        recovered = int(run_state(run_id).get("recovered", 0))
-        _kill_stub(run.state["shm_prefix"], "cnn_mnist_onnx")
-        assert wait_for(lambda: int(run_state(run_id).get("recovered", 0)) > recovered, 60), run_state(run_id)
+        run_id = run.state.run_id
+        recovered = int(run_state(run_id).recovered or 0)
+        _kill_stub(run.state.shm_prefix, "cnn_mnist_onnx")
+        assert wait_for(lambda: int(run_state(run_id).recovered or 0) > recovered, 60), run_state(run_id)
         after = run_state(run_id)
-        assert after["recoveries"][-1]["generation"] >= 1 and not after.get("reload_failures")
+        assert after.recoveries[-1].generation >= 1 and not after.reload_failures
         np.testing.assert_array_equal(_infer(run.http, "cnn_mnist_onnx"), before)
     finally:
         canonical.write_bytes(original)
 
 
 def test_a_failed_reload_is_reported_and_followed_by_a_restart(run):
-    run_id = run.state["run_id"]
-    served = Path(run.state["runtime_dir"]) / "repository" / "linear_onnx" / "1" / "model.onnx"
-    restarts = int(run_state(run_id).get("restarts", 0))
+    run_id = run.state.run_id
+    served = Path(run.state.runtime_dir) / "repository" / "linear_onnx" / "1" / "model.onnx"
+    restarts = int(run_state(run_id).restarts or 0)
     served.write_bytes(b"not an onnx model")  # the runtime copy corrupted, then its stub killed
-    _kill_stub(run.state["shm_prefix"], "linear_onnx")
-    assert wait_for(lambda: run_state(run_id).get("reload_failures"), 30, step=0.05), run_state(run_id)
-    failure = run_state(run_id)["reload_failures"][-1]
-    assert failure["model"] == "linear_onnx" and "changed since it was copied" in failure["reason"]
+    _kill_stub(run.state.shm_prefix, "linear_onnx")
+    assert wait_for(lambda: run_state(run_id).reload_failures, 30, step=0.05), run_state(run_id)
+    failure = run_state(run_id).reload_failures[-1]
+    assert failure.model == "linear_onnx" and "changed since it was copied" in failure.reason
     # Followed by a whole-server restart that writes the runtime copy afresh from the canonical repository.
     assert wait_for(
-        lambda: int(run_state(run_id).get("restarts", 0)) > restarts and run_state(run_id)["status"] == st.RUNNING, 60
+        lambda: int(run_state(run_id).restarts or 0) > restarts and run_state(run_id).status == st.RUNNING, 60
     ), run_state(run_id)
     after = run_state(run_id)
-    assert after["crashes"][-1]["cause"] == "linear_onnx failed to reload"
-    assert Path(after["reload_failures"][-1]["log"]).is_file()  # the kept log, not the renamed server.log
-    assert not after.get("failed") and _infer(run.http, "linear_onnx") is not None
+    assert after.crashes[-1].cause == "linear_onnx failed to reload"
+    assert Path(after.reload_failures[-1].log).is_file()  # the kept log, not the renamed server.log
+    assert not after.failed and _infer(run.http, "linear_onnx") is not None
     report = json.loads(run.status("--json").stdout)
     assert report["server"]["reload_failures"][-1]["model"] == "linear_onnx" and report["exit_code"] == 0
     run.state = after
 
 
 def test_a_model_that_cannot_be_rebuilt_is_given_up_and_status_exits_1(run):
-    run_id = run.state["run_id"]
+    run_id = run.state.run_id
     canonical = run.repository / "linear_onnx" / "1" / "model.onnx"
-    served = Path(run.state["runtime_dir"]) / "repository" / "linear_onnx" / "1" / "model.onnx"
+    served = Path(run.state.runtime_dir) / "repository" / "linear_onnx" / "1" / "model.onnx"
     original = canonical.read_bytes()
-    restarts = int(run_state(run_id).get("restarts", 0))
+    restarts = int(run_state(run_id).restarts or 0)
     try:
         canonical.write_bytes(b"changed after deploy")  # no longer the manifest's sha256
         served.write_bytes(b"and the served copy too")
-        _kill_stub(run.state["shm_prefix"], "linear_onnx")
+        _kill_stub(run.state.shm_prefix, "linear_onnx")
         assert wait_for(
-            lambda: int(run_state(run_id).get("restarts", 0)) > restarts and run_state(run_id)["status"] == st.RUNNING,
+            lambda: int(run_state(run_id).restarts or 0) > restarts and run_state(run_id).status == st.RUNNING,
             60,
         ), run_state(run_id)
         after = run_state(run_id)
-        assert after["given_up"] == ["linear_onnx"] and "given up" in after["failed"]["linear_onnx"]
-        assert "cannot be written again from the canonical repository" in after["failed"]["linear_onnx"]
+        assert after.given_up == ["linear_onnx"] and "given up" in after.failed["linear_onnx"]
+        assert "cannot be written again from the canonical repository" in after.failed["linear_onnx"]
         assert _infer(run.http, "cnn_mnist_onnx") is not None  # the other model serves on
         status = run.status()
         assert status.returncode == 1, status.stdout[-2000:]
@@ -240,20 +240,20 @@ def test_a_model_that_cannot_be_rebuilt_is_given_up_and_status_exits_1(run):
         **env,
     )
     assert proc.returncode == 0, proc.stderr
-    [run.state] = [s for s in st.list_servers() if s["http_port"] == run.http]
+    [run.state] = [s for s in st.list_servers() if s.http_port == run.http]
 
 
 def test_a_truncated_state_file_and_a_stop_of_another_port_hurt_nothing(run, free_ports):
-    run_id = run.state["run_id"]
+    run_id = run.state.run_id
     path = st.state_path(run_id)
     path.write_text('{"run_id": "' + run_id[:5])  # torn
-    found = [s for s in st.from_processes(set()) if s["run_id"] == run_id]  # from the command line alone
-    assert [(s["http_port"], s["grpc_port"], s["pid"]) for s in found] == [(run.http, run.grpc, run.state["pid"])]
-    os.utime(run.state["runtime_dir"], (time.time() - 3600, time.time() - 3600))  # past the prune grace
+    found = [s for s in st.from_processes(set()) if s.run_id == run_id]  # from the command line alone
+    assert [(s.http_port, s.grpc_port, s.pid) for s in found] == [(run.http, run.grpc, run.state.pid)]
+    os.utime(run.state.runtime_dir, (time.time() - 3600, time.time() - 3600))  # past the prune grace
     other = free_ports()[0]
     stop = zeroserve("stop", "--http-port", str(other), cwd=run.folder)
     assert stop.returncode == 0, stop.stderr
-    assert Path(run.state["runtime_dir"], "repository").is_dir()  # not pruned as orphaned
+    assert Path(run.state.runtime_dir, "repository").is_dir()  # not pruned as orphaned
     assert _infer(run.http, "cnn_mnist_onnx") is not None
     status = run.status("--http-port", str(run.http))
     assert status.returncode in (0, 1), status.stderr  # the live server is found and answers
@@ -261,8 +261,8 @@ def test_a_truncated_state_file_and_a_stop_of_another_port_hurt_nothing(run, fre
         assert f"state file unreadable: {path}" in " ".join(status.stderr.split())
     # The supervisor writes the file again from memory; the run goes on.
     assert wait_for(lambda: st.read_state_file(path) is not None, 10), path.read_text()
-    assert st.process_of(run.state["pid"], run.state["create_time"]) is not None
-    assert run_state(run_id)["http_port"] == run.http
+    assert st.process_of(run.state.pid, run.state.create_time) is not None
+    assert run_state(run_id).http_port == run.http
 
 
 def test_a_port_alone_names_the_protocol_and_never_falls_back(run, free_ports):
@@ -296,7 +296,7 @@ def test_which_server_a_command_means_with_two_runs(run, models, tmp_path, free_
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    [second_run] = [s["run_id"] for s in st.list_servers() if s["http_port"] == http]
+    [second_run] = [s.run_id for s in st.list_servers() if s.http_port == http]
     try:
         # From each folder, the server serving its model_repository/ is the one meant.
         mine = json.loads(zeroserve("status", "--json", cwd=run.folder).stdout)["server"]
@@ -315,7 +315,7 @@ def test_which_server_a_command_means_with_two_runs(run, models, tmp_path, free_
         stopped = json.loads(zeroserve("stop", "--json", cwd=tmp_path).stdout)["stopped"]
         assert [s["run_id"] for s in stopped] == [second_run]
         assert _infer(run.http, "cnn_mnist_onnx") is not None
-        assert not [s for s in st.list_servers() if s["http_port"] == http]
+        assert not [s for s in st.list_servers() if s.http_port == http]
     finally:
         zeroserve("stop", "--http-port", str(http))
 

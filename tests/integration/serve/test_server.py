@@ -24,6 +24,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from zeroserve.deploy import contents
 from zeroserve.deploy.config import parse, render
 from zeroserve.errors import InputError, ServerError
+from zeroserve.records.state import ServerState
 from zeroserve.serve import handle, runtime, server, stop
 from zeroserve.serve import processes as ps
 from zeroserve.serve import state as st
@@ -198,7 +199,7 @@ def test_a_model_that_fails_to_load_is_named_and_the_others_serve(tmp_path, priv
         repository, timeout=120, **three_ports(), on_model=lambda n, s, _: events.append((n, s))
     )
     try:
-        failed = started.state["failed"]
+        failed = started.state.failed
         assert list(failed) == ["linear_onnx"] and "\n" not in failed["linear_onnx"], failed
         assert ("linear_onnx", "FAILED") in events and ("linear_torchscript", "READY") in events
         index = started.index()
@@ -206,7 +207,7 @@ def test_a_model_that_fails_to_load_is_named_and_the_others_serve(tmp_path, priv
         assert index["linear_torchscript"]["state"] == "READY" and index["linear_onnx"]["state"] != "READY"
         assert _http_code(started.http_url, "/v2/health/ready") == 400  # strict readiness: the run is not ready
         [running] = st.list_servers()
-        assert running["failed"] == failed and running["status"] == st.RUNNING
+        assert running.failed == failed and running.status == st.RUNNING
     finally:
         started.stop()
 
@@ -221,10 +222,10 @@ def test_a_start_where_no_model_loads_fails_naming_one_and_keeps_the_run_dead_wi
     assert "\n" not in message
     assert st.list_servers() == []
     [dead] = st.dead_servers()
-    assert dead["status"] == st.DEAD and dead["reason"].startswith("failed to start: no model could be loaded")
-    assert Path(dead["log"]).is_file() and "linear_onnx" in Path(dead["log"]).read_text()
+    assert dead.status == st.DEAD and dead.reason.startswith("failed to start: no model could be loaded")
+    assert Path(dead.log).is_file() and "linear_onnx" in Path(dead.log).read_text()
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and str(private_cache).encode() in _cmdline(p)]
-    assert ps.shm_segments(dead["shm_prefix"]) == []
+    assert ps.shm_segments(dead.shm_prefix) == []
 
 
 def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time(tmp_path, private_cache, monkeypatch):
@@ -248,7 +249,7 @@ def test_one_deadline_covers_the_whole_start_so_a_slow_last_load_ends_it_on_time
     assert events[("linear_onnx", "READY")] < events[("name_gru_onnx", "loading")]
     # The last load got what was left of the one deadline, not a whole timeout of its own from when it began.
     assert timeout - 0.5 < events[("name_gru_onnx", "timed out")] < timeout + 1.0, events
-    assert st.list_servers() == [] and st.dead_servers()[0]["reason"].startswith("failed to start")
+    assert st.list_servers() == [] and st.dead_servers()[0].reason.startswith("failed to start")
 
 
 def _cmdline(proc: Path) -> bytes:
@@ -258,23 +259,25 @@ def _cmdline(proc: Path) -> bytes:
         return b""
 
 
-def _dead_state(**extra) -> dict:
-    return {
-        "run_id": st.new_run_id(),
-        "pid": 2**22 + 7,
-        "create_time": 1.0,
-        "host": "127.0.0.1",
-        "http_port": 1,
-        "grpc_port": 2,
-        "metrics_port": 3,
-        "runtime_dir": "/nowhere",
-        "log": "/nowhere/log",
-        "models": [],
-        "started": "2026-01-01T00:00:00",
-        "status": st.RUNNING,
-        "shm_prefix": "zsnone_",
-        **extra,
-    }
+def _dead_state(**extra) -> ServerState:
+    return ServerState.model_validate(
+        {
+            "run_id": st.new_run_id(),
+            "pid": 2**22 + 7,
+            "create_time": 1.0,
+            "host": "127.0.0.1",
+            "http_port": 1,
+            "grpc_port": 2,
+            "metrics_port": 3,
+            "runtime_dir": "/nowhere",
+            "log": "/nowhere/log",
+            "models": [],
+            "started": "2026-01-01T00:00:00",
+            "status": st.RUNNING,
+            "shm_prefix": "zsnone_",
+            **extra,
+        }
+    )
 
 
 def test_reading_state_never_changes_it_and_resolution_says_what_to_do(private_cache):
@@ -282,7 +285,7 @@ def test_reading_state_never_changes_it_and_resolution_says_what_to_do(private_c
     path = st.write_state(dead)
     (st.servers_dir() / "torn.json").write_text("{")
     before = path.read_text()
-    assert st.list_servers() == [] and [s["run_id"] for s in st.dead_servers()] == [dead["run_id"]]
+    assert st.list_servers() == [] and [s.run_id for s in st.dead_servers()] == [dead.run_id]
     with pytest.raises(ServerError, match="no running zeroserve server"):
         st.resolve_server()
     assert path.read_text() == before and (st.servers_dir() / "torn.json").exists()
@@ -305,12 +308,12 @@ def test_a_recycled_pid_is_not_the_server_and_is_never_signalled(private_cache, 
         assert not st.is_running(state) and st.list_servers() == []
         report = stop.stop_servers()  # reaps: marks it dead, signals nothing
         assert bystander.poll() is None
-        assert [r["run_id"] for r in report["reaped"]] == [state["run_id"]] and report["stopped"] == []
-        assert [s["run_id"] for s in report["kept"]] == [state["run_id"]]
-        assert st.read_states()[0]["status"] == st.DEAD and (run / "server.log").is_file()
+        assert [r["run_id"] for r in report["reaped"]] == [state.run_id] and report["stopped"] == []
+        assert [s["run_id"] for s in report["kept"]] == [state.run_id]
+        assert st.read_states()[0].status == st.DEAD and (run / "server.log").is_file()
         report = stop.stop_servers(http_port=1)  # that server chosen: its run folder and log go
-        assert [s["run_id"] for s in report["removed"]] == [state["run_id"]]
-        assert not run.exists() and not st.state_path(state["run_id"]).exists()
+        assert [s["run_id"] for s in report["removed"]] == [state.run_id]
+        assert not run.exists() and not st.state_path(state.run_id).exists()
         assert bystander.poll() is None
     finally:
         bystander.kill()
@@ -436,8 +439,9 @@ def test_hand_written_configs_parse_and_build(tmp_path):
 
 
 def test_a_server_is_chosen_by_host_however_the_host_is_written():
-    states = [{"host": "::1", "http_port": 1, "grpc_port": 2}, {"host": "127.0.0.1", "http_port": 3, "grpc_port": 4}]
-    assert [s["http_port"] for s in st.matching(states, host="[::1]")] == [1]
-    assert [s["http_port"] for s in st.matching(states, host="::1")] == [1]
-    assert [s["http_port"] for s in st.matching(states, host="localhost")] == [3]
+    where = [("::1", 1, 2), ("127.0.0.1", 3, 4)]
+    states = [ServerState(run_id="r", pid=None, host=h, http_port=p, grpc_port=g) for h, p, g in where]
+    assert [s.http_port for s in st.matching(states, host="[::1]")] == [1]
+    assert [s.http_port for s in st.matching(states, host="::1")] == [1]
+    assert [s.http_port for s in st.matching(states, host="localhost")] == [3]
     assert st.matching(states, host="10.0.0.1") == []

@@ -373,17 +373,17 @@ def _gone(procs) -> bool:
 
 def test_stop_leaves_no_server_process_stub_or_shared_memory(start_server, deployed_repository):
     endpoints = start_server(deployed_repository, ["linear", "cnn_mnist_onnx"])
-    state = dict(endpoints.handle.state)
-    server = st.process_of(state["pid"], state["create_time"])
-    found = stubs(state["shm_prefix"])
+    state = endpoints.handle.state
+    server = st.process_of(state.pid, state.create_time)
+    found = stubs(state.shm_prefix)
     assert len(found) == 3, found  # one stub per model instance
-    assert shm_segments(state["shm_prefix"]), "the Python backend should hold shared memory while serving"
+    assert shm_segments(state.shm_prefix), "the Python backend should hold shared memory while serving"
     report = endpoints.handle.stop()
     assert report["graceful"]
-    assert _gone([server, *found]) and not stubs(state["shm_prefix"])
-    assert not shm_segments(state["shm_prefix"])
-    assert not st.state_path(state["run_id"]).exists()
-    assert not Path(state["runtime_dir"]).exists()
+    assert _gone([server, *found]) and not stubs(state.shm_prefix)
+    assert not shm_segments(state.shm_prefix)
+    assert not st.state_path(state.run_id).exists()
+    assert not Path(state.runtime_dir).exists()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -416,14 +416,14 @@ def test_foreground_serve_stops_everything_on_ctrl_c_or_sigterm(deployed_reposit
         deadline = time.monotonic() + 180
         state = None
         while time.monotonic() < deadline and cli.poll() is None:
-            mine = [s for s in st.list_servers() if s["http_port"] == http and s["status"] == st.RUNNING]
-            if mine and _ready(http, mine[0]["models"]):
+            mine = [s for s in st.list_servers() if s.http_port == http and s.status == st.RUNNING]
+            if mine and _ready(http, mine[0].models):
                 state = mine[0]
                 break
             time.sleep(0.2)
         assert state is not None, "the foreground server never became ready"
-        server = st.process_of(state["pid"], state["create_time"])
-        found = stubs(state["shm_prefix"])
+        server = st.process_of(state.pid, state.create_time)
+        found = stubs(state.shm_prefix)
         assert len(found) == 2
         cli.send_signal(sig)
         out, err = cli.communicate(timeout=60)
@@ -431,10 +431,10 @@ def test_foreground_serve_stops_everything_on_ctrl_c_or_sigterm(deployed_reposit
         if cli.poll() is None:
             cli.kill()
     assert cli.returncode == 0, err
-    assert f"stopped pid {state['pid']}" in out
+    assert f"stopped pid {state.pid}" in out
     assert _gone([server, *found])
-    assert not shm_segments(state["shm_prefix"])
-    assert not st.state_path(state["run_id"]).exists()
+    assert not shm_segments(state.shm_prefix)
+    assert not st.state_path(state.run_id).exists()
 
 
 def _ready(http_port: int, models: list[str]) -> bool:
@@ -451,32 +451,32 @@ def test_a_server_that_died_is_left_alone_by_reads_marked_dead_by_stop_and_keeps
     start_server, deployed_repository, exported
 ):
     endpoints = start_server(deployed_repository, ["linear"])
-    state = dict(endpoints.handle.state)
-    found = stubs(state["shm_prefix"])
+    state = endpoints.handle.state
+    found = stubs(state.shm_prefix)
     os.kill(endpoints.pid, signal.SIGKILL)
     endpoints.handle.process.wait(timeout=10)
     # Reads only read: listing, status and a client command leave the state file, the run and its log.
-    assert endpoints.pid not in [s["pid"] for s in st.list_servers()]
+    assert endpoints.pid not in [s.pid for s in st.list_servers()]
     status = zeroserve("status", "--artifacts", str(exported[0]), "--repository", str(deployed_repository))
     assert status.returncode in (1, 3), status.stderr  # the session's server, which nothing supervises, or none
-    assert f"log: {state['log']}" in status.stdout.replace("\n", "")
+    assert f"log: {state.log}" in status.stdout.replace("\n", "")
     with contextlib.suppress(InputError):  # what every client command does first
         resolve_endpoint()
-    assert json.loads(st.state_path(state["run_id"]).read_text()) == state
-    assert Path(state["log"]).is_file()
+    assert json.loads(st.state_path(state.run_id).read_text()) == state.to_json()
+    assert Path(state.log).is_file()
     # `stop` marks it dead: stubs ended, shared memory unlinked; the log stays until that server is chosen.
     # (Ports of no server: the session's own server must not be the one stopped.)
     stop = zeroserve("stop", "--http-port", "1", "--json")
     assert stop.returncode == 0, stop.stderr
     report = json.loads(stop.stdout)
-    assert state["run_id"] in [r["run_id"] for r in report["reaped"]] and report["stopped"] == []
-    assert state["run_id"] in [s["run_id"] for s in report["kept"]]
-    assert _gone(found) and not shm_segments(state["shm_prefix"])
-    kept = json.loads(st.state_path(state["run_id"]).read_text())
-    assert kept["status"] == "dead" and "died without a stop" in kept["reason"] and Path(state["log"]).is_file()
+    assert state.run_id in [r["run_id"] for r in report["reaped"]] and report["stopped"] == []
+    assert state.run_id in [s["run_id"] for s in report["kept"]]
+    assert _gone(found) and not shm_segments(state.shm_prefix)
+    kept = json.loads(st.state_path(state.run_id).read_text())
+    assert kept["status"] == "dead" and "died without a stop" in kept["reason"] and Path(state.log).is_file()
     stop = zeroserve("stop", "--http-port", str(endpoints.http_port), "--json")
-    assert stop.returncode == 0 and [s["run_id"] for s in json.loads(stop.stdout)["removed"]] == [state["run_id"]]
-    assert not Path(state["runtime_dir"]).exists() and not st.state_path(state["run_id"]).exists()
+    assert stop.returncode == 0 and [s["run_id"] for s in json.loads(stop.stdout)["removed"]] == [state.run_id]
+    assert not Path(state.runtime_dir).exists() and not st.state_path(state.run_id).exists()
 
 
 def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tmp_path, serve_cache, free_ports):
@@ -513,8 +513,8 @@ def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tm
     )
     assert proc.returncode == 0, proc.stderr
     try:
-        mine = [s for s in st.list_servers() if s["http_port"] == http]
-        assert len(mine) == 1 and mine[0]["models"] == ["cnn_mnist_onnx"]
+        mine = [s for s in st.list_servers() if s.http_port == http]
+        assert len(mine) == 1 and mine[0].models == ["cnn_mnist_onnx"]
         after = _status(artifacts, repository, "--http-port", str(http))
         assert _row(after, "cnn_mnist_onnx")["served"]["state"] == "READY"
         assert _row(after, "cnn_mnist_torchscript")["served"]["state"] == "not loaded"
@@ -522,9 +522,9 @@ def test_deploy_then_serve_detached_status_and_stop_through_the_cli(exported, tm
         stop = zeroserve("stop", "--http-port", str(http), "--json")
     assert stop.returncode == 0, stop.stderr
     report = json.loads(stop.stdout)["stopped"][0]
-    assert report["run_id"] == mine[0]["run_id"] and report["graceful"]
-    assert not [s for s in st.read_states() if s["http_port"] == http]
-    assert not Path(mine[0]["runtime_dir"]).exists()
+    assert report["run_id"] == mine[0].run_id and report["graceful"]
+    assert not [s for s in st.read_states() if s.http_port == http]
+    assert not Path(mine[0].runtime_dir).exists()
 
 
 def _status(artifacts: Path, repository: Path, *args: str, expect: int = 0) -> dict:

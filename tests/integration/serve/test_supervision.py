@@ -96,15 +96,15 @@ def detached(models, tmp_path, serve_cache, free_ports):
         ZEROSERVE_RESTART_BACKOFF=f"{BACKOFF_S},{BACKOFF_S * 4}",
     )
     assert proc.returncode == 0, proc.stderr
-    [state] = [s for s in st.list_servers() if s["http_port"] == http]
+    [state] = [s for s in st.list_servers() if s.http_port == http]
     yield state, artifacts, repository
     zeroserve("stop", "--http-port", str(http))
 
 
 def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after_a_crash(detached, tmp_path):
     state, artifacts, repository = detached
-    http, run_id, prefix = state["http_port"], state["run_id"], state["shm_prefix"]
-    sup = st.process_of(state["supervisor"]["pid"], state["supervisor"]["create_time"])
+    http, run_id, prefix = state.http_port, state.run_id, state.shm_prefix
+    sup = st.process_of(state.supervisor.pid, state.supervisor.create_time)
     assert sup is not None and sup.pid != os.getpid() and os.getsid(sup.pid) == sup.pid  # its own session
     assert _answers(http, "cnn_mnist_onnx") and _answers(http, "linear_onnx")
 
@@ -116,7 +116,7 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     payload = f"open({str(marker)!r}, 'w').write('x')\n".encode()
     with pytest.raises(InferenceServerException, match="not allowed"):
         c.load_model("linear_onnx", config=json.dumps({"backend": "python"}), files={"file:1/model.py": payload})
-    g = grpcclient.InferenceServerClient(f"127.0.0.1:{state['grpc_port']}")
+    g = grpcclient.InferenceServerClient(f"127.0.0.1:{state.grpc_port}")
     with pytest.raises(InferenceServerException, match="not allowed"):
         g.unload_model("cnn_mnist_onnx")
     time.sleep(1.5)  # past a poll period
@@ -125,8 +125,8 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     g.close()
     # shared-memory, logging and trace are restricted to the run's key: it is in the 0600 state file, and on
     # tritonserver's own command line (readable in /proc, docs/serving.md), never in the readable command.txt
-    command = Path(state["runtime_dir"], "command.txt").read_text()
-    assert state["api_key"] not in command
+    command = Path(state.runtime_dir, "command.txt").read_text()
+    assert state.api_key not in command
     # not model-repository: the served server's index stays readable (status, the supervisor)
     for option in ("--http-restricted-api", "--grpc-restricted-protocol"):
         assert f"{option}=shared-memory,logging,trace:zeroserve-key=<api_key" in command
@@ -137,7 +137,7 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     assert segments and all(stat.S_IMODE(s.stat().st_mode) == 0o600 for s in segments), [
         (s.name, oct(s.stat().st_mode)) for s in segments
     ]
-    run_dir = Path(state["runtime_dir"])
+    run_dir = Path(state.runtime_dir)
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
     for f in ("server.log", "supervisor.log", "command.txt"):
         assert stat.S_IMODE((run_dir / f).stat().st_mode) == 0o600, f
@@ -149,22 +149,22 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     t0 = time.monotonic()
     # While it recovers, the state and the client say so (Triton itself still calls it READY).
     assert wait_for(lambda: "cnn_mnist_onnx" in st.recovering_models("127.0.0.1", http), 10, step=0.02) is not None
-    with Client(Endpoint("127.0.0.1", http, state["grpc_port"]), "http", 5.0) as cl:
+    with Client(Endpoint("127.0.0.1", http, state.grpc_port), "http", 5.0) as cl:
         try:
             cl.require_model("cnn_mnist_onnx")
             refused = False
         except ModelRecovering:
             refused = True
-        assert refused or run_state(run_id).get("recovered") == 1  # or the reload was already done
+        assert refused or run_state(run_id).recovered == 1  # or the reload was already done
     other_failed = 0
     while not _answers(http, "cnn_mnist_onnx") and time.monotonic() - t0 < 30:
         other_failed += not _answers(http, "linear_onnx")
     assert time.monotonic() - t0 < 30, "cnn_mnist_onnx did not answer again within 30 s of its stub's SIGKILL"
     assert other_failed == 0
-    assert wait_for(lambda: run_state(run_id).get("recovered") == 1, 15), run_state(run_id)
+    assert wait_for(lambda: run_state(run_id).recovered == 1, 15), run_state(run_id)
     after = run_state(run_id)
-    assert after["recoveries"][-1]["model"] == "cnn_mnist_onnx" and after["restarts"] == 0
-    assert after["pid"] == state["pid"]  # the server itself was not restarted
+    assert after.recoveries[-1].model == "cnn_mnist_onnx" and after.restarts == 0
+    assert after.pid == state.pid  # the server itself was not restarted
     assert not (ps.SHM_DIR / region).exists()  # the dead stub's region was unlinked
     report = json.loads(
         zeroserve(
@@ -175,27 +175,27 @@ def test_detached_server_is_locked_down_recovers_a_dead_model_and_restarts_after
     assert report["server"]["model_control"] == "poll" and report["server"]["supervised"]
 
     # -- tritonserver SIGKILLed: restarted on the same ports, the crash recorded with its log kept.
-    os.kill(state["pid"], signal.SIGKILL)
+    os.kill(state.pid, signal.SIGKILL)
     waited = wait_for(lambda: _answers(http, "cnn_mnist_onnx"), 60, step=0.2)
     assert waited is not None and waited < 30, waited
-    assert wait_for(lambda: run_state(run_id)["status"] == st.RUNNING, 10)  # written once every model is READY again
+    assert wait_for(lambda: run_state(run_id).status == st.RUNNING, 10)  # written once every model is READY again
     crashed = run_state(run_id)
-    assert crashed["restarts"] == 1 and crashed["pid"] != state["pid"] and crashed["http_port"] == http
-    crash = crashed["crashes"][-1]
-    assert crash["signal"] == "SIGKILL" and Path(crash["log"]).is_file() and crash["tail"]
+    assert crashed.restarts == 1 and crashed.pid != state.pid and crashed.http_port == http
+    crash = crashed.crashes[-1]
+    assert crash.signal == "SIGKILL" and Path(crash.log).is_file() and crash.tail
     status = zeroserve(
         "status", "--artifacts", str(artifacts), "--repository", str(repository), "--http-port", str(http)
     )
     assert status.returncode == 0, status.stderr
     text = " ".join(status.stdout.split())
-    assert "restarts: 1" in text and f"log kept: {crash['log']}" in text, text
+    assert "restarts: 1" in text and f"log kept: {crash.log}" in text, text
 
     # -- one request ends Triton 2.51 (50,000 nested '['): a stop in the middle of the restart leaves nothing.
-    server_now = psutil.Process(crashed["pid"])
+    server_now = psutil.Process(crashed.pid)
     _nested_brackets(http)
     assert wait_for(lambda: not server_now.is_running() or server_now.status() == psutil.STATUS_ZOMBIE, 10)
-    assert wait_for(lambda: run_state(run_id)["status"] == st.STARTING, 10), "the supervisor did not see the crash"
-    assert run_state(run_id)["crashes"][-1]["signal"] == "SIGSEGV"
+    assert wait_for(lambda: run_state(run_id).status == st.STARTING, 10), "the supervisor did not see the crash"
+    assert run_state(run_id).crashes[-1].signal == "SIGSEGV"
     stop = zeroserve("stop", "--http-port", str(http), "--json")
     assert stop.returncode == 0, stop.stderr
     assert json.loads(stop.stdout)["stopped"][0]["run_id"] == run_id

@@ -28,7 +28,7 @@ def test_past_the_cap_the_supervisor_gives_up_marks_the_run_dead_and_keeps_the_c
     repository = tmp_path / "repo"
     canonical_folder(repository, "linear", "onnx")
     started = server.start_server(repository, timeout=120, **three_ports())
-    prefix = started.state["shm_prefix"]
+    prefix = started.state.shm_prefix
     try:
         os.kill(started.pid, signal.SIGKILL)
         started.process.wait(timeout=10)
@@ -38,10 +38,10 @@ def test_past_the_cap_the_supervisor_gives_up_marks_the_run_dead_and_keeps_the_c
         if started.alive():
             started.stop()
     [dead] = st.read_states()
-    assert dead["status"] == st.DEAD and "gave up" in dead["reason"]
-    assert dead["log"] == dead["crashes"][-1]["log"]  # the dead run's log is the kept crash log
-    [crash] = dead["crashes"]
-    assert crash["signal"] == "SIGKILL" and crash["gave_up"] and Path(crash["log"]).is_file()
-    assert "linear_onnx" in Path(crash["log"]).read_text()
+    assert dead.status == st.DEAD and "gave up" in dead.reason
+    assert dead.log == dead.crashes[-1].log  # the dead run's log is the kept crash log
+    [crash] = dead.crashes
+    assert crash.signal == "SIGKILL" and crash.gave_up and Path(crash.log).is_file()
+    assert "linear_onnx" in Path(crash.log).read_text()
     assert not ps.run_processes(prefix) and not ps.shm_segments(prefix)
     assert st.list_servers() == []

@@ -12,6 +12,7 @@ from zeroserve.deploy import repository as R
 from zeroserve.deploy.config import parse
 from zeroserve.deploy.lint import lint_model
 from zeroserve.errors import CheckFailed
+from zeroserve.records.manifest import Tuning
 from zeroserve.tune import apply as ap
 from zeroserve.tune.search import Candidate
 from zeroserve.tune.settings import tuned_on
@@ -64,7 +65,7 @@ def test_apply_records_the_engine_tuned_on_and_how_it_differs_from_the_repositor
     differs = tuning["engine_differs"]
     assert f"Triton version 2.51.0 measured, {target['triton']} targeted" in differs
     assert "backend python measured, onnxruntime targeted" in differs
-    note = ap.engine_note(tuning)
+    note = ap.engine_note(Tuning.model_validate(tuning))
     assert "embedded Triton 2.51.0" in note and target["image"] in note and "measure them again" in note
     # plan reads it from the repository
     from zeroserve.deploy.plan import applied_tuning

@@ -16,6 +16,7 @@ from zeroserve.client import connection, endpoints
 from zeroserve.client.connection import Client
 from zeroserve.client.endpoints import Endpoint
 from zeroserve.errors import InputError, ServerError
+from zeroserve.records.state import ServerState
 from zeroserve.triton.errors import ApiRestricted, RequestFailed, RequestRejected, ServerTimeout, ServerUnreachable
 
 
@@ -36,20 +37,22 @@ def _running_state(cache: Path, http_port: int, grpc_port: int) -> None:
     from zeroserve.serve import state
 
     state.write_state(
-        {
-            "run_id": state.new_run_id(),
-            "pid": os.getpid(),
-            "create_time": state.create_time(os.getpid()),
-            "host": "127.0.0.1",
-            "http_port": http_port,
-            "grpc_port": grpc_port,
-            "metrics_port": http_port + 2,
-            "runtime_dir": str(cache / "runs" / "x"),
-            "log": "server.log",
-            "models": [],
-            "started": "2026-01-01T00:00:00",
-            "status": "running",
-        }
+        ServerState.model_validate(
+            {
+                "run_id": state.new_run_id(),
+                "pid": os.getpid(),
+                "create_time": state.create_time(os.getpid()),
+                "host": "127.0.0.1",
+                "http_port": http_port,
+                "grpc_port": grpc_port,
+                "metrics_port": http_port + 2,
+                "runtime_dir": str(cache / "runs" / "x"),
+                "log": "server.log",
+                "models": [],
+                "started": "2026-01-01T00:00:00",
+                "status": "running",
+            }
+        )
     )
 
 

@@ -75,7 +75,7 @@ def test_a_new_format_entry_is_exported_deployed_served_and_shown(copy_format, t
     assert (artifacts / "linear" / "model_copy.onnx").is_file() and entry.grid
 
     (deployed,) = deploy_model(spec, artifacts, repository, formats="onnx_copy")
-    assert deployed["name"] == "linear_onnx_copy" and deployed["backend"] == "onnxruntime"
+    assert deployed.name == "linear_onnx_copy" and deployed.backend == "onnxruntime"
     assert (repository / "linear_onnx_copy" / "1" / "model.onnx").is_file()
 
     (runtime,) = build_runtime_repository(repository, ["linear_onnx_copy"], tmp_path / "runtime", gpu=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from zeroserve.errors import ServerError
+from zeroserve.records.state import ServerState
 from zeroserve.serve import state as st
 from zeroserve.serve.restarts import RestartPolicy, describe_exit
 
@@ -92,10 +93,11 @@ def test_a_private_server_is_chosen_only_by_its_ports_when_a_served_one_runs(pri
         "grpc_port": 18012,
         "purpose": "zeroserve tune (private)",
     }
-    for s in (served, private):
+    served_state, private_state = ServerState.model_validate(served), ServerState.model_validate(private)
+    for s in (served_state, private_state):
         st.write_state(s)
-    assert st.resolve_server()["run_id"] == served["run_id"]
-    assert st.resolve_server(http_port=18011)["run_id"] == private["run_id"]
-    st.remove_state(served)
-    assert st.resolve_server()["run_id"] == private["run_id"]  # the only one running: chosen
-    st.remove_state(private)
+    assert st.resolve_server().run_id == served["run_id"]
+    assert st.resolve_server(http_port=18011).run_id == private["run_id"]
+    st.remove_state(served_state)
+    assert st.resolve_server().run_id == private["run_id"]  # the only one running: chosen
+    st.remove_state(private_state)
