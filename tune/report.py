@@ -50,7 +50,7 @@ def table(rec: TuneRecord) -> Table:
     metric = rec.latency_metric.removesuffix("_ms")
     t = Table(
         title=f"zeroserve tune {rec.model}: {rec.search} search, budget {rec.latency_budget_ms:g} ms "
-        f"{metric}, over {rec.protocol}\n{engine_title(rec.to_json())}"
+        f"{metric}, over {rec.protocol}\n{engine_title(rec)}"
     )
     for c in (
         "#",
@@ -111,7 +111,7 @@ def plot_png(rec: TuneRecord) -> bytes:
     """The summary figure (client/perf/panels.py): each candidate's levels against the budget's latency with the
     Pareto front of the in-budget points and the chosen one, each candidate's latency breakdown, server CPU and memory
     against throughput; the engine and the floor in the title."""
-    return plots.png(panels.tune_figure(rec.to_json(), pareto))  # the figure draws perf and tune records alike
+    return plots.png(panels.tune_figure(rec, pareto))
 
 
 def to_html(rec: TuneRecord, png: bytes) -> str:
@@ -140,10 +140,9 @@ def to_html(rec: TuneRecord, png: bytes) -> str:
         ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*closing(rec), rec.outcome.reason, *rec.notes] if n)
-    shown = rec.to_json()
-    settings = {
-        k: shown.get(k)  # the settings as the record's JSON holds them
-        for k in (
+    settings = rec.model_dump(  # the settings as the record's JSON holds them
+        mode="json",
+        include={
             "model",
             "triton_model",
             "search",
@@ -158,8 +157,8 @@ def to_html(rec: TuneRecord, png: bytes) -> str:
             "tuned_on",
             "seconds",
             "outcome",
-        )
-    }
+        },
+    )
     floor = rec.floor
     return html_page(
         f"zeroserve tune: {rec.model}",
@@ -171,7 +170,7 @@ def to_html(rec: TuneRecord, png: bytes) -> str:
         "Result",
         notes,
         settings,
-        subtitle=engine_title(shown)
+        subtitle=engine_title(rec)
         + (f"\nfloor (no-op twin) at c=1: p50 {floor.p50_ms:.3f} ms, p99 {floor.p99_ms:.3f} ms" if floor else ""),
     )
 

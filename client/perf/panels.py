@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from zeroserve import engine, plots
 from zeroserve.records.measured import MeasuredOn
 from zeroserve.records.perf import FloorComparison, PerfLevel, PerfRecord, ServerResources
+from zeroserve.records.tune import TuneEntry, TuneLevel, TuneRecord
 
 UNSTABLE = {"s": 170, "facecolors": "none", "edgecolors": "red", "linewidths": 1.5, "zorder": 3}
 # perf_analyzer's breakdown, bottom to top; None: what the rest leaves of the average latency
@@ -198,19 +199,19 @@ def perf_figure(rec: PerfRecord, floor_line: str = ""):
     return fig
 
 
-def tune_figure(rec: dict, pareto) -> Any:
+def tune_figure(rec: TuneRecord, pareto) -> Any:
     """The tune record's summary: each candidate's levels against p99 with the Pareto front of the candidates'
     in-budget points, each candidate's breakdown at its chosen level, and its server CPU and memory."""
     fig, axes = plots.subplots((12, 8.5), grid=(2, 2))
-    rows = [m for m in rec["candidates"] if m.get("levels")]
-    number = {id(m): i for i, m in enumerate(rec["candidates"], 1)}  # the table's numbering
-    key = rec["latency_metric"]
+    rows = [m for m in rec.candidates if m.levels]
+    number = {id(m): i for i, m in enumerate(rec.candidates, 1)}  # the table's numbering
+    key = rec.latency_metric
     series = [
-        (_short(m, number[id(m)]), _tune_points(m["levels"], key), {"marker": ".", "alpha": 0.7, "lw": 1}) for m in rows
+        (_short(m, number[id(m)]), _tune_points(m.levels, key), {"marker": ".", "alpha": 0.7, "lw": 1}) for m in rows
     ]
-    _latency(axes[0][0], series, rec.get("latency_budget_ms"), key)
-    met = [m for m in rows if m["meets_budget"] and m.get("latency_ms") is not None]
-    pts = [(m["throughput"], m["latency_ms"]) for m in met]
+    _latency(axes[0][0], series, rec.latency_budget_ms, key)
+    met = [m for m in rows if m.meets_budget and m.latency_ms is not None]
+    pts = [(m.throughput, float(m.latency_ms or 0.0)) for m in met]
     front = pareto(pts)
     if front:
         axes[0][0].plot(
@@ -221,11 +222,11 @@ def tune_figure(rec: dict, pareto) -> Any:
             marker="D",
             label="Pareto front",
         )
-    chosen = (rec.get("chosen") or {}).get("candidate")
+    chosen = rec.chosen.candidate if rec.chosen else None
     for m in met:
-        if m["candidate"] == chosen:
+        if m.candidate == chosen:
             axes[0][0].scatter(
-                [m["throughput"]], [m["latency_ms"]], s=160, marker="*", color="#2ca02c", zorder=4, label="chosen"
+                [m.throughput], [m.latency_ms], s=160, marker="*", color="#2ca02c", zorder=4, label="chosen"
             )
     axes[0][0].legend(fontsize=6, ncol=2)
     shown = met or rows
@@ -233,52 +234,53 @@ def tune_figure(rec: dict, pareto) -> Any:
         axes[0][1],
         [_short(m, number[id(m)], full=False) for m in shown],
         [_tune_breakdown(m) for m in shown],
-        [not m.get("stable", True) for m in shown],
+        [not m.stable for m in shown],
     )
     _resources(axes[1][0], axes[1][1], series)
-    floor = rec.get("floor") or {}
+    floor = rec.floor
     floor_text = (
-        f"floor (no-op twin) at c=1: p50 {floor['p50_ms']:.2f} ms, p99 {floor['p99_ms']:.2f} ms"
-        if floor.get("p50_ms")
+        f"floor (no-op twin) at c=1: p50 {floor.p50_ms:.2f} ms, p99 {floor.p99_ms:.2f} ms"
+        if floor and floor.p50_ms
         else ""
     )
     _title(
         fig,
-        f"zeroserve tune {rec['model']}: {len(rec['candidates'])} candidates, budget {rec['latency_budget_ms']:g} ms "
-        f"{rec['latency_metric'].removesuffix('_ms')}",
-        rec.get("tuned_on"),
+        f"zeroserve tune {rec.model}: {len(rec.candidates)} candidates, budget {rec.latency_budget_ms:g} ms "
+        f"{rec.latency_metric.removesuffix('_ms')}",
+        rec.tuned_on,
         floor_text,
     )
     return fig
 
 
-def _tune_points(levels: list[dict], key: str) -> list[Point]:
+def _tune_points(levels: list[TuneLevel], key: str) -> list[Point]:
     """A tune candidate's levels (tune/record.py's summary of its perf levels) as the panels' points."""
     return [
         Point(
-            lv["throughput"],
-            lv[key],
-            lv["p99_ms"],
-            lv.get("stable", True),
-            lv.get("concurrency") or lv.get("request_rate") or lv["throughput"],
-            ServerResources.model_validate(lv["server_resources"]) if lv.get("server_resources") else None,
+            lv.throughput,
+            lv.figure(key) or 0.0,
+            lv.figure("p99_ms") or 0.0,
+            lv.stable,
+            lv.concurrency or lv.throughput,
+            lv.server_resources,
         )
         for lv in levels
     ]
 
 
-def _tune_breakdown(m: dict) -> dict[str, float] | None:
-    server, client = m.get("server"), m.get("client")
-    phases = ("queue_us", "compute_input_us", "compute_infer_us", "compute_output_us")
+def _tune_breakdown(m: TuneEntry) -> dict[str, float] | None:
+    server, client = m.server, m.client
     return breakdown(
-        m.get("mean_ms"),
-        tuple(server.get(p, 0.0) for p in phases) if server else None,
-        (client.get("send_us", 0.0), client.get("check_us", 0.0)) if client else None,
+        m.mean_ms,
+        (server.queue_us, server.compute_input_us, server.compute_infer_us, server.compute_output_us)
+        if server
+        else None,
+        (client.send_us, client.check_us) if client else None,
     )
 
 
-def _short(m: dict, number: int, full: bool = True) -> str:
+def _short(m: TuneEntry, number: int, full: bool = True) -> str:
     """`#2 onnx inst 1, ...` in legends; `#2` under a bar (the legend and the table name it)."""
     if not full:
-        return f"#{number}" + (" (deployed)" if m.get("deployed") else "")
-    return f"#{number} {m['label']}" + (" (deployed)" if m.get("deployed") else "")
+        return f"#{number}" + (" (deployed)" if m.deployed else "")
+    return f"#{number} {m.label}" + (" (deployed)" if m.deployed else "")

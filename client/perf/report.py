@@ -15,8 +15,8 @@ from zeroserve import engine, plots, records
 from zeroserve.client.perf import metrics, panels
 from zeroserve.client.perf.floor import floor_line
 from zeroserve.client.perf.levels import level_count, level_failures
-from zeroserve.records.measured import MeasuredOn
 from zeroserve.records.perf import PerfLevel, PerfRecord
+from zeroserve.records.tune import TuneRecord
 
 CSV_COLUMNS = (
     "concurrency",
@@ -81,13 +81,10 @@ def title(rec: PerfRecord) -> str:
     )
 
 
-def engine_title(rec: PerfRecord | dict) -> str:
+def engine_title(rec: PerfRecord | TuneRecord) -> str:
     """The engine and machine the record was measured on, in one line (every report's title carries it)."""
-    facts: MeasuredOn | dict | None = (
-        rec.measured_on if isinstance(rec, PerfRecord) else rec.get("tuned_on")  # a tune record: its tuned_on
-    )
-    if isinstance(facts, MeasuredOn):
-        facts = facts.to_json()
+    on = rec.measured_on if isinstance(rec, PerfRecord) else rec.tuned_on  # a tune record: its tuned_on
+    facts = on.to_json() if on is not None else None
     return "measured on " + (engine.describe(facts) if facts else "an engine and machine the record does not name")
 
 

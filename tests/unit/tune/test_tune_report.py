@@ -102,7 +102,7 @@ def record() -> TuneRecord:
 
 
 def test_the_tune_summary_marks_the_pareto_front_and_the_choice_and_names_engine_and_floor():
-    fig = panels.tune_figure(record().to_json(), report.pareto)
+    fig = panels.tune_figure(record(), report.pareto)
     assert [ax.get_title() for ax in fig.axes] == list(panels.PANELS)
     title = fig._suptitle.get_text()
     assert "zeroserve tune cnn_mnist: 3 candidates, budget 5 ms p99" in title
