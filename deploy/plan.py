@@ -60,10 +60,9 @@ class _Level(NamedTuple):
 
 def _facts(rec: PerfRecord | TuneRecord) -> dict | None:
     on = rec.measured_on if isinstance(rec, PerfRecord) else rec.tuned_on
-    facts = on.to_json() if on else None
-    if not isinstance(facts, dict) or any(facts.get(k) in (None, "") for k in MACHINE_FACTS):
+    if on is None or any(getattr(on, k) in (None, "") for k in MACHINE_FACTS):
         return None  # a record written before these facts, or a server zeroserve did not start
-    return facts
+    return on.to_json()  # plan's own figures from here on (its JSON names where they were measured)
 
 
 def _perf_levels(rec: PerfRecord, path: Path) -> tuple[str, str, str, list[_Level]]:
