@@ -43,7 +43,7 @@ def tolerances(spec: ModelSpec, artifacts: Path, atol: float | None, rtol: float
 def _export_record(spec: ModelSpec, artifacts: Path) -> ExportRecord | None:
     """The model's export record, None when it was never exported (InputError when it is unreadable)."""
     path = ModelFolder.of(artifacts, spec.name).export_record
-    return ExportRecord.load(path) if path.is_file() else None
+    return ExportRecord.load(path, remedy=f"run `zeroserve export {spec.name}` again") if path.is_file() else None
 
 
 SEEDED_ROWS = 256
@@ -75,7 +75,8 @@ def held_out(spec: ModelSpec, artifacts: Path, data_dir: Path) -> Split:
         )
     if not path.is_file() and spec.checkpoint is None:
         raise InputError(f"{spec.name}: no train.json at {path}; run `zeroserve train {spec.name}` first")
-    recorded = TrainRecord.load(path).data if path.is_file() else None
+    remedy = f"run `zeroserve train {spec.name}` again"
+    recorded = TrainRecord.load(path, remedy=remedy).data if path.is_file() else None
     split = spec.load_data(Path(data_dir), recorded_split_version(recorded))
     rule, source, sizes = (recorded.split_rule, recorded.source, recorded.sizes) if recorded else (None, None, None)
     differs = []

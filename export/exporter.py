@@ -68,7 +68,7 @@ def read_export(spec: ModelSpec, artifacts: Path) -> ExportRecord:
     path = ModelFolder.of(artifacts, spec.name).export_record
     if not path.is_file():
         raise InputError(f"{spec.name}: no export record at {path}; run `zeroserve export {spec.name}` first")
-    return ExportRecord.load(path)
+    return ExportRecord.load(path, remedy=f"run `zeroserve export {spec.name}` again")
 
 
 def _exportable(spec: ModelSpec, model: torch.nn.Module) -> torch.nn.Module:

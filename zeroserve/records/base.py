@@ -111,7 +111,8 @@ class Record(Block):
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
-            cut = exc.pos >= len(text.rstrip())
+            # the text ends mid-document: the error is at its end, or a string never closes before it does
+            cut = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
             how = "is truncated" if cut else "is not valid JSON"
             raise InputError(f"{what} {how} (line {exc.lineno} column {exc.colno}: {exc.msg}); {remedy}") from None
         return cls.parse(raw, what, remedy)

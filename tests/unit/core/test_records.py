@@ -35,6 +35,7 @@ def _write(tmp_path: Path, text: str | bytes) -> Path:
     ("content", "said"),
     [
         ('{"model": "m", "count": 3', "is truncated"),
+        ('{"model": "m", "co', "is truncated"),
         ("", "is empty"),
         ("{'model': 'm'}", "is not valid JSON"),
         ("[1, 2]", "holds a list, not a sample record"),
