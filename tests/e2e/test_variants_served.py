@@ -56,7 +56,7 @@ def test_each_variant_kind_is_served_and_checked_by_its_rule(variant_artifacts, 
 
     status = {
         r["format"]: r
-        for r in collect_status(artifacts, repo, {"host": server.host, "http_port": server.http_port})["models"]
+        for r in collect_status(artifacts, repo, server.handle.state)["models"]
         if r["model"] == "softmax_mnist"
     }
     for key in MADE:
