@@ -111,8 +111,8 @@ def test_tune_measures_candidates_on_its_own_server_and_leaves_the_served_one_al
     assert "Python backend running onnxruntime" in rec["tuned_on"]["engine"]
     # the private server was another process on other ports, and it is gone with its run folder
     private = rec["server"]
-    assert private.pid != server.pid and private.http_port not in (server.http_port, server.grpc_port)
-    assert not psutil.pid_exists(private.pid) or psutil.Process(private.pid).status() == psutil.STATUS_ZOMBIE
+    assert private["pid"] != server.pid and private["http_port"] not in (server.http_port, server.grpc_port)
+    assert not psutil.pid_exists(private["pid"]) or psutil.Process(private["pid"]).status() == psutil.STATUS_ZOMBIE
     assert private_states() == []
     # the served server: same models, same states, no candidate ever loaded there, still answering
     assert index(server.http_url) == served_before
