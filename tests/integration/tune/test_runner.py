@@ -6,6 +6,7 @@ import pytest
 from perf_fakes import perf_record  # tests/ is on sys.path (its conftest)
 
 from zeroserve import registry
+from zeroserve.records.state import ServerState
 from zeroserve.records.tune import Floor, Measurement, SideBySide, SideFigures
 from zeroserve.tune import runner as tr
 
@@ -43,7 +44,7 @@ class ScriptedTuner(tr.Tuner):
             "S",
             (),
             {
-                "state": {"pid": 1, "host": "127.0.0.1", "http_port": 1, "grpc_port": 2, "metrics_port": 3},
+                "state": ServerState(run_id="r", pid=1, host="127.0.0.1", http_port=1, grpc_port=2, metrics_port=3),
                 "pid": 1,
                 "stop": lambda s: None,
             },
