@@ -92,7 +92,7 @@ def test_a_truncated_export_record_is_one_line_saying_to_export_again(tmp_path):
     path.write_text(path.read_text()[:200])
     with pytest.raises(InputError) as err:
         read_export(registry.get("wide_deep"), artifacts)
-    assert "is truncated" in str(err.value) and "run `zeroserve export` again" in str(err.value)
+    assert "is truncated" in str(err.value) and "run `zeroserve export wide_deep` again" in str(err.value)
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="no export record at .*; run `zeroserve export logistic` first"):
         read_export(registry.get("logistic"), artifacts)
