@@ -362,7 +362,7 @@ def _new_record(spec: ModelSpec, artifacts: Path, tol, real, entries: dict, firs
             versions=versions,
         )
     # variants only: the recorded export stays as it was, with these variants added
-    return ExportRecord.model_validate({**old.to_json(), "formats": {**old.formats, **entries}, "versions": versions})
+    return old.updated(formats={**old.formats, **entries}, versions=versions)
 
 
 def _keep_previous(record: ExportRecord, old: ExportRecord | None, entries: dict, out_dir: Path) -> None:

@@ -26,28 +26,24 @@ from zeroserve.serve import state as st
 from zeroserve.triton.control import Control
 
 
-def _trained(folder: ModelFolder) -> dict[str, Any]:
-    rec = TrainRecord.load_if_valid(folder.train_record)
+def _trained(rec: TrainRecord | None) -> dict[str, Any]:
     if rec is None:
         return {"state": "no"}
     return {"state": rec.status, "metric": rec.metric.name, "value": rec.metric.value}
 
 
-def _data(folder: ModelFolder, spec) -> dict[str, Any]:
+def _data(rec: TrainRecord | None, folder: ModelFolder, spec) -> dict[str, Any]:
     """What the model trained on (its train record), else what its registry entry would read."""
-    rec = TrainRecord.load_if_valid(folder.train_record)
     if rec is None:
         source = spec.data.description if spec.data else f"none (checkpoint {spec.checkpoint})"
         return {"source": source, "note": "", "from": "registry"}
     return {"source": rec.data.source, "note": rec.data.note or "", "from": folder.train_record.name}
 
 
-def _exported(folder: ModelFolder, fmt: str) -> dict[str, Any]:
-    rec = ExportRecord.load_if_valid(folder.export_record)
+def _exported(rec: ExportRecord | None, failures: ExportFailures | None, fmt: str) -> dict[str, Any]:
     entry = rec.formats.get(fmt) if rec is not None else None
     if entry is not None:
         return {"state": entry.status, "sha256": entry.sha256}
-    failures = ExportFailures.load_if_valid(folder.export_failures)
     failed = failures.formats.get(fmt) if failures is not None else None
     if failed is not None:
         return {"state": failed.status}
@@ -193,7 +189,10 @@ def collect_status(
     for spec in registry.select(["all"], model_files)[0]:
         folder = ModelFolder.of(artifacts, spec.name)
         own = {"state": "own checkpoint", "path": str(spec.checkpoint)}  # a user's weights, not trained here
-        trained, data = _trained(folder) if spec.checkpoint is None else own, _data(folder, spec)
+        train = TrainRecord.load_if_valid(folder.train_record)  # each record read once per model, not per format
+        export = ExportRecord.load_if_valid(folder.export_record)
+        failures = ExportFailures.load_if_valid(folder.export_failures)
+        trained, data = _trained(train) if spec.checkpoint is None else own, _data(train, folder, spec)
         for fmt in F.FORMATS.values():
             name = fmt.triton_name(spec.name)
             if served is None:
@@ -208,7 +207,7 @@ def collect_status(
                 "triton_name": name,
                 "data": data,
                 "trained": trained,
-                "exported": _exported(folder, fmt.key),
+                "exported": _exported(export, failures, fmt.key),
                 "deployed": _deployed(repository, manifest, name),
                 "served": serving,
             }

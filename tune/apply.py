@@ -129,7 +129,7 @@ def apply_tuning(
         "previous_config": PREVIOUS,
         "previous_config_sha256": hashlib.sha256(previous.encode()).hexdigest(),
     }
-    new_entry = entry.with_changes(
+    new_entry = entry.updated(
         config_sha256=sha,
         max_batch_size=model.max_batch_size,
         max_queue_delay_us=model.max_queue_delay_us,
@@ -161,7 +161,7 @@ def revert_tuning(repository: Path, name: str) -> ManifestEntry:
     previous = (folder / PREVIOUS).read_text()
     model = parse(previous)
     sha = _rewrite(repository, name, previous, None)
-    new_entry = entry.without("tuning", "preferred_batch_sizes", backend_of(model).threads_parameter).with_changes(
+    new_entry = entry.without("tuning", "preferred_batch_sizes", backend_of(model).threads_parameter).updated(
         config_sha256=sha,
         max_batch_size=model.max_batch_size,
         max_queue_delay_us=model.max_queue_delay_us,

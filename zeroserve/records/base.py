@@ -36,6 +36,14 @@ class Block(BaseModel):
         """Plain JSON values, the fields that were set (absent stays absent; a None that was set is null)."""
         return self.model_dump(mode="python", exclude_unset=True, by_alias=True)
 
+    def updated(self, **changes: Any) -> Self:
+        """A copy with `changes` set, validated (a block given as a dict becomes its type)."""
+        return type(self).model_validate({**self.to_json(), **changes})
+
+    def without(self, *keys: str) -> Self:
+        """A copy without the fields `keys` (absent, as if never written)."""
+        return type(self).model_validate({k: v for k, v in self.to_json().items() if k not in keys})
+
 
 class Record(Block):
     """A record file: a `Block` with a kind, a schema version, a loader and an atomic save.

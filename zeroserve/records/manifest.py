@@ -90,14 +90,6 @@ class ManifestEntry(Block):
     deployed: str | None = None
     reverted: str | None = None
 
-    def with_changes(self, **changes: Any) -> Self:
-        """A copy with `changes` set (a block given as a dict becomes its type)."""
-        return type(self).model_validate({**self.to_json(), **changes})
-
-    def without(self, *keys: str) -> Self:
-        """A copy without the fields `keys` (absent, as if never written)."""
-        return type(self).model_validate({k: v for k, v in self.to_json().items() if k not in keys})
-
 
 class Manifest(Record):
     """The repository manifest: the target release and one entry per deployed model folder."""

@@ -169,10 +169,6 @@ class ServerState(Record):
     state_unreadable: str | None = None
     """Set on a state made from tritonserver's command line when the file cannot be read (never written)."""
 
-    def updated(self, **changes: Any) -> Self:
-        """A copy with `changes` set (validated: a block given as a dict becomes its type)."""
-        return type(self).model_validate({**self.to_json(), **changes})
-
     @classmethod
     def of_run(cls, path: Path) -> Self | None:
         """The state at `path` when it reads and belongs to that file's run, else None (torn, garbage, foreign)."""
