@@ -8,7 +8,6 @@ from typing import Any
 
 from zeroserve import records
 from zeroserve.client.perf.levels import level_count
-from zeroserve.records.base import Block
 from zeroserve.records.measured import MeasuredOn
 from zeroserve.records.perf import PerfRecord
 from zeroserve.records.tune import Floor, Measurement, SideBySide, TuneEntry, TuneOutcome, TuneRecord, TuneServer
@@ -35,11 +34,11 @@ def summary(rec: PerfRecord) -> Measurement:
         "p99_ms": shown.p99_ms if shown else None,
         "stable": bool(best and best.stable),
         "failed": failed,
-        "server": _json(shown.server) if shown else None,
+        "server": shown.server if shown else None,  # the perf level's own blocks, kept as they are
         # the latency breakdown of the level shown (tune's report draws it as perf's): average, client side
         "mean_ms": shown.mean_ms if shown else None,
-        "client": _json(shown.client) if shown else None,
-        "server_resources": _json(best.server_resources) if best else None,
+        "client": shown.client if shown else None,
+        "server_resources": best.server_resources if best else None,
         "unstable_levels": [lv.concurrency for lv in levels if not lv.stable],
         "levels": [
             {
@@ -51,16 +50,12 @@ def summary(rec: PerfRecord) -> Measurement:
                 key: lv.figure(key),
                 "stable": lv.stable,
                 "failed": level_count(lv),
-                "server_resources": _json(lv.server_resources),
+                "server_resources": lv.server_resources,
             }
             for lv in levels
         ],
     }
     return Measurement.model_validate(figures)
-
-
-def _json(block: Block | None) -> dict | None:
-    return block.to_json() if block is not None else None
 
 
 def metric_name(percentile: float) -> str:
